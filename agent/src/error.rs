@@ -1,0 +1,51 @@
+//! Source errors, classified once: [`SourceError::is_transient`] decides retry vs stop.
+
+use fleetsync_proto::Position;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The connection dropped or the server is restarting: reconnect with backoff.
+    #[error("server {server}: connection lost: {message}")]
+    Connection { server: String, message: String },
+    /// The operator must change something; the message says what.
+    #[error("server {server}: {message}")]
+    NeedsOperator { server: String, message: String },
+    /// The position to resume from is gone from the server's binlog.
+    #[error("server {server}: binlog position {position} is no longer on the server (purged); re-snapshot with `fleetsync resnapshot --config FILE --sync {sync}`")]
+    Purged { server: String, position: Position, sync: String },
+    /// A row event could not be decoded.
+    #[error("server {server}: cannot decode {what} at {position}: {message}")]
+    Decode { server: String, position: String, what: String, message: String },
+    /// The downstream bus went away (shutdown).
+    #[error("publisher closed")]
+    PublisherClosed,
+}
+
+impl SourceError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SourceError::Connection { .. })
+    }
+
+    /// Maps a driver error: network and server-gone errors are transient; everything else
+    /// needs an operator and keeps the server's message (never the URL or password).
+    pub fn from_mysql(server: &str, context: &str, e: mysql_async::Error) -> SourceError {
+        use mysql_async::Error as E;
+        match &e {
+            E::Io(_) | E::Driver(mysql_async::DriverError::ConnectionClosed) => {
+                SourceError::Connection { server: server.to_string(), message: format!("{context}: {e}") }
+            }
+            E::Server(s) if matches!(s.code, 1053 | 1077 | 1152 | 1158 | 1159 | 1160 | 1161 | 2006 | 2013 | 1927) => {
+                SourceError::Connection { server: server.to_string(), message: format!("{context}: {e}") }
+            }
+            E::Server(s) if matches!(s.code, 1045) => SourceError::NeedsOperator {
+                server: server.to_string(),
+                message: format!("{context}: access denied: check the user name and password ({})", s.message),
+            },
+            E::Server(s) if matches!(s.code, 1227 | 1044 | 1142 | 1143) => SourceError::NeedsOperator {
+                server: server.to_string(),
+                message: format!("{context}: missing privilege: {}", s.message),
+            },
+            _ => SourceError::NeedsOperator { server: server.to_string(), message: format!("{context}: {e}") },
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! The binlog stream: events -> [`Transaction`]s, published in commit order.
+//!
+//! Invariants:
+//! * A transaction is published only when its commit event (XID, `COMMIT`, or the end of a
+//!   standalone GTID group) has been read; its [`Transaction::position`] is the coordinate just
+//!   after that event, so resuming there neither repeats nor skips it.
+//! * Rows of excluded tables are dropped here; a transaction left empty is not published,
+//!   except as a position-only heartbeat at most every [`HEARTBEAT_EVERY`], so that targets
+//!   record progress through traffic they do not receive.
+//! * DDL on included tables is published as its own transaction and invalidates the schema
+//!   cache, so later row events decode with the new definition.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fleetsync_proto::{BinlogPosition, Ddl, Gtid, GtidSet, Op, Position, RowChange, TableSchema, Transaction};
+use futures_util::StreamExt;
+use mysql_async::binlog::events::{EventData, QueryEvent, RotateEvent, RowsEventData, TableMapEvent};
+use mysql_async::prelude::Queryable;
+use mysql_async::BinlogStreamRequest;
+use mysql_common::io::ParseBuf;
+use tokio_util::sync::CancellationToken;
+
+use super::decode::{build_table_info, decode_image, tme_fingerprint, TableInfo};
+use super::schema::SchemaCache;
+use super::{connect, ServerInfo, SourceSpec};
+use crate::ddl::{classify, Statement};
+use crate::publish::Publisher;
+use crate::SourceError;
+
+/// Longest time without a published transaction while the source commits only excluded
+/// changes: bounds how far a target's stored position trails the source.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// Heartbeat period the server is asked for on an idle stream (lets us notice dead peers).
+const SERVER_HEARTBEAT_NS: u64 = 1_000_000_000;
+
+const EV_QUERY: u8 = 2;
+const EV_ROTATE: u8 = 4;
+const EV_XID: u8 = 16;
+const EV_TABLE_MAP: u8 = 19;
+const EV_HEARTBEAT: u8 = 27;
+const EV_MARIADB_GTID: u8 = 162;
+/// LOG_EVENT_ARTIFICIAL_F: events the server synthesises (fake rotate) carry no position.
+const FLAG_ARTIFICIAL: u16 = 0x20;
+/// MariaDB GTID flag: the group is a single statement with no BEGIN/COMMIT (DDL).
+const GTID_STANDALONE: u8 = 1;
+
+pub const METRIC_BINLOG_EVENTS: &str = "fleetsync_binlog_events_total";
+pub const METRIC_SOURCE_TRANSACTIONS: &str = "fleetsync_source_transactions_total";
+
+/// A transaction being assembled.
+struct Pending {
+    gtid: Option<Gtid>,
+    ts_ms: u64,
+    standalone: bool,
+    tables: Vec<TableSchema>,
+    table_idx: HashMap<u64, u32>,
+    changes: Vec<RowChange>,
+    ddl: Option<Ddl>,
+}
+
+struct StreamState<'a> {
+    spec: &'a SourceSpec,
+    info: &'a ServerInfo,
+    file: String,
+    pos: u64,
+    gtids: GtidSet,
+    pending: Option<Pending>,
+    /// Decoders per TABLE_MAP table id; `None` = excluded table.
+    tables: HashMap<u64, Option<TableInfo>>,
+    schema: SchemaCache,
+    schema_conn: mysql_async::Conn,
+    last_publish: Instant,
+    next_txn_id: u64,
+}
+
+/// Streams from `from` until cancelled or an error. Transient errors are returned for the
+/// caller to retry from the last acknowledged position.
+pub async fn stream<P: Publisher>(
+    spec: &SourceSpec,
+    info: &ServerInfo,
+    from: Position,
+    publisher: &mut P,
+    cancel: &CancellationToken,
+) -> Result<(), SourceError> {
+    let name = spec.name.as_str();
+    let mut conn = connect(spec).await?;
+    let schema_conn = connect(spec).await?;
+    let setup = format!("SET @mariadb_slave_capability=4, @master_heartbeat_period={SERVER_HEARTBEAT_NS}");
+    if info.is_mariadb {
+        conn.query_drop(setup).await.map_err(|e| SourceError::from_mysql(name, "preparing binlog stream", e))?;
+    }
+    let request = BinlogStreamRequest::new(spec.replica_id).with_filename(from.binlog.file.as_bytes()).with_pos(from.binlog.pos);
+    let mut events = conn.get_binlog_stream(request).await.map_err(|e| stream_error(spec, &from, e))?;
+    tracing::info!(server = name, sync = %spec.sync, position = %from, "binlog stream started");
+    let mut st = StreamState {
+        spec,
+        info,
+        file: from.binlog.file.clone(),
+        pos: from.binlog.pos,
+        gtids: from.gtid.clone().unwrap_or_default(),
+        pending: None,
+        tables: HashMap::new(),
+        schema: SchemaCache::default(),
+        schema_conn,
+        last_publish: Instant::now(),
+        next_txn_id: 0,
+    };
+    let events_counter = metrics::counter!(METRIC_BINLOG_EVENTS, "server" => spec.name.clone());
+    loop {
+        let event = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Ok(()),
+            ev = events.next() => ev,
+        };
+        let event = match event {
+            None => return Err(SourceError::Connection { server: name.to_string(), message: "binlog stream ended".into() }),
+            Some(Err(e)) => return Err(stream_error(spec, &st.position(), e)),
+            Some(Ok(ev)) => ev,
+        };
+        events_counter.increment(1);
+        st.handle(&event, publisher).await?;
+    }
+}
+
+fn stream_error(spec: &SourceSpec, at: &Position, e: mysql_async::Error) -> SourceError {
+    if let mysql_async::Error::Server(s) = &e {
+        // 1236: ER_MASTER_FATAL_ERROR_READING_BINLOG (file purged, position invalid, ...).
+        if s.code == 1236 {
+            let lower = s.message.to_ascii_lowercase();
+            if lower.contains("could not find") || lower.contains("purged") || lower.contains("first log file") {
+                return SourceError::Purged { server: spec.name.clone(), position: at.clone(), sync: spec.sync.clone() };
+            }
+            return SourceError::NeedsOperator {
+                server: spec.name.clone(),
+                message: format!("binlog dump refused at {at}: {} (re-snapshot with `fleetsync resnapshot --config FILE --sync {}`)", s.message, spec.sync),
+            };
+        }
+    }
+    SourceError::from_mysql(&spec.name, &format!("reading binlog at {at}"), e)
+}
+
+impl StreamState<'_> {
+    fn position(&self) -> Position {
+        Position {
+            binlog: BinlogPosition { file: self.file.clone(), pos: self.pos },
+            gtid: if self.gtids.is_empty() { None } else { Some(self.gtids.clone()) },
+        }
+    }
+
+    fn decode_error(&self, what: &str, message: impl ToString) -> SourceError {
+        SourceError::Decode {
+            server: self.spec.name.clone(),
+            position: format!("{}:{}", self.file, self.pos),
+            what: what.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    fn begin(&mut self, gtid: Option<Gtid>, ts: u32, standalone: bool) {
+        self.pending = Some(Pending {
+            gtid,
+            ts_ms: u64::from(ts) * 1000,
+            standalone,
+            tables: Vec::new(),
+            table_idx: HashMap::new(),
+            changes: Vec::new(),
+            ddl: None,
+        });
+    }
+
+    async fn handle<P: Publisher>(&mut self, event: &mysql_async::binlog::events::Event, publisher: &mut P) -> Result<(), SourceError> {
+        let header = event.header();
+        let ty = header.event_type_raw();
+        if ty != EV_HEARTBEAT && header.flags_raw() & FLAG_ARTIFICIAL == 0 && header.log_pos() != 0 {
+            self.pos = u64::from(header.log_pos());
+        }
+        match ty {
+            EV_ROTATE => {
+                let rotate: RotateEvent<'_> = event.read_event().map_err(|e| self.decode_error("ROTATE", e))?;
+                self.file = rotate.name().into_owned();
+                self.pos = rotate.position();
+            }
+            EV_MARIADB_GTID => {
+                let d = event.data();
+                if d.len() < 13 {
+                    return Err(self.decode_error("GTID", "event too short"));
+                }
+                let mut seq = [0u8; 8];
+                seq.copy_from_slice(&d[0..8]);
+                let mut dom = [0u8; 4];
+                dom.copy_from_slice(&d[8..12]);
+                let gtid = Gtid { domain: u32::from_le_bytes(dom), server_id: header.server_id(), seq: u64::from_le_bytes(seq) };
+                self.begin(Some(gtid), header.timestamp(), d[12] & GTID_STANDALONE != 0);
+            }
+            EV_QUERY => {
+                let q: QueryEvent<'_> = event.read_event().map_err(|e| self.decode_error("QUERY", e))?;
+                self.on_query(&q, header.timestamp(), publisher).await?;
+            }
+            EV_TABLE_MAP => {
+                let tme: TableMapEvent<'_> = event.read_event().map_err(|e| self.decode_error("TABLE_MAP", e))?;
+                self.on_table_map(&tme).await?;
+            }
+            EV_XID => self.finish(publisher).await?,
+            EV_HEARTBEAT => {
+                // The server sends heartbeats only when it has nothing else to send: we are
+                // caught up. A position-only transaction stamped now lets targets record that.
+                if self.pending.is_none() && self.last_publish.elapsed() >= HEARTBEAT_EVERY {
+                    self.begin(None, 0, false);
+                    self.finish(publisher).await?;
+                }
+            }
+            _ => {
+                if let Ok(Some(EventData::RowsEvent(rows))) = event.read_data() {
+                    self.on_rows(&rows)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_query<P: Publisher>(&mut self, q: &QueryEvent<'_>, ts: u32, publisher: &mut P) -> Result<(), SourceError> {
+        let sql = q.query();
+        match classify(&sql) {
+            Statement::Begin => {
+                if self.pending.is_none() {
+                    self.begin(None, ts, false);
+                }
+                return Ok(());
+            }
+            Statement::Commit => return self.finish(publisher).await,
+            Statement::Rollback => {
+                self.pending = None;
+                return Ok(());
+            }
+            Statement::TableDdl { tables, .. } => {
+                let default = q.schema().into_owned();
+                let resolved: Vec<(String, String)> =
+                    tables.into_iter().map(|(s, t)| (s.unwrap_or_else(|| default.clone()), t)).collect();
+                self.schema.invalidate();
+                self.tables.clear();
+                if resolved.iter().any(|(s, t)| self.spec.filter.matches(s, t)) {
+                    self.set_ddl(Ddl { schema: non_empty(default), tables: resolved, statement: sql.into_owned() }, ts);
+                }
+            }
+            Statement::DatabaseDdl { name } => {
+                self.schema.invalidate();
+                if self.spec.filter.matches(&name, "") {
+                    self.set_ddl(Ddl { schema: non_empty(q.schema().into_owned()), tables: Vec::new(), statement: sql.into_owned() }, ts);
+                }
+            }
+            Statement::Other => {}
+        }
+        if self.pending.as_ref().is_none_or(|p| p.standalone) {
+            self.finish(publisher).await?;
+        }
+        Ok(())
+    }
+
+    fn set_ddl(&mut self, ddl: Ddl, ts: u32) {
+        if self.pending.is_none() {
+            self.begin(None, ts, true);
+        }
+        if let Some(p) = self.pending.as_mut() {
+            p.ddl = Some(ddl);
+        }
+    }
+
+    async fn on_table_map(&mut self, tme: &TableMapEvent<'_>) -> Result<(), SourceError> {
+        let id = tme.table_id();
+        if let Some(Some(existing)) = self.tables.get(&id) {
+            if existing.fingerprint == tme_fingerprint(tme) {
+                return Ok(());
+            }
+        }
+        let (schema, table) = (tme.database_name().into_owned(), tme.table_name().into_owned());
+        if !self.spec.filter.matches(&schema, &table) {
+            self.tables.insert(id, None);
+            return Ok(());
+        }
+        let info = self.schema.get(&mut self.schema_conn, &self.spec.name, &schema, &table).await?;
+        let built = build_table_info(tme, info.as_deref()).map_err(|m| self.decode_error(&format!("TABLE_MAP of {schema}.{table}"), m))?;
+        self.tables.insert(id, Some(built));
+        Ok(())
+    }
+
+    fn on_rows(&mut self, rows: &RowsEventData<'_>) -> Result<(), SourceError> {
+        let id = rows.table_id();
+        let info = match self.tables.get(&id) {
+            Some(Some(info)) => info,
+            Some(None) => return Ok(()),
+            None => return Err(self.decode_error("rows event", format!("no TABLE_MAP for table id {id}"))),
+        };
+        let op = match rows {
+            RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Insert,
+            RowsEventData::UpdateRowsEventV1(_) | RowsEventData::UpdateRowsEvent(_) => Op::Update,
+            RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => Op::Delete,
+            RowsEventData::PartialUpdateRowsEvent(_) => {
+                return Err(self.decode_error("rows event", "partial JSON updates: set binlog_row_value_options=''"))
+            }
+        };
+        let before_bits: Option<Vec<bool>> = rows.columns_before_image().map(|b| b.iter().by_vals().collect());
+        let after_bits: Option<Vec<bool>> = rows.columns_after_image().map(|b| b.iter().by_vals().collect());
+        let mut buf = ParseBuf(rows.rows_data());
+        let mut decoded = Vec::new();
+        while !buf.is_empty() {
+            let before = match &before_bits {
+                Some(bits) => Some(decode_image(&mut buf, bits, info).map_err(|e| self.rows_error(info, e))?),
+                None => None,
+            };
+            let after = match &after_bits {
+                Some(bits) => Some(decode_image(&mut buf, bits, info).map_err(|e| self.rows_error(info, e))?),
+                None => None,
+            };
+            decoded.push((before, after));
+        }
+        let schema = info.schema.clone();
+        let Some(p) = self.pending.as_mut() else {
+            return Err(self.decode_error("rows event", "row event outside a transaction"));
+        };
+        let next_idx = p.tables.len() as u32;
+        let idx = *p.table_idx.entry(id).or_insert(next_idx);
+        if idx == next_idx {
+            p.tables.push((*schema).clone());
+        }
+        p.changes.extend(decoded.into_iter().map(|(before, after)| RowChange { table: idx, op, before, after }));
+        Ok(())
+    }
+
+    fn rows_error(&self, info: &TableInfo, e: std::io::Error) -> SourceError {
+        self.decode_error(&format!("row of {}.{}", info.schema.schema, info.schema.table), e)
+    }
+
+    /// Ends the pending transaction at the current position and publishes it if it has
+    /// content (or as a heartbeat when due).
+    async fn finish<P: Publisher>(&mut self, publisher: &mut P) -> Result<(), SourceError> {
+        let Some(p) = self.pending.take() else { return Ok(()) };
+        if let Some(g) = p.gtid {
+            self.gtids.update(g);
+        }
+        let has_content = !p.changes.is_empty() || p.ddl.is_some();
+        if !has_content && self.last_publish.elapsed() < HEARTBEAT_EVERY {
+            return Ok(());
+        }
+        self.next_txn_id += 1;
+        let txn = Transaction {
+            origin: self.info.origin.clone(),
+            gtid: p.gtid,
+            position: self.position(),
+            txn_id: p.gtid.map(|g| g.seq).unwrap_or(self.next_txn_id),
+            commit_ts_ms: if p.ts_ms == 0 { now_ms() } else { p.ts_ms },
+            snapshot: false,
+            snapshot_done: false,
+            tables: p.tables,
+            changes: p.changes,
+            ddl: p.ddl,
+        };
+        metrics::counter!(METRIC_SOURCE_TRANSACTIONS, "server" => self.spec.name.clone()).increment(1);
+        publisher.publish(txn).await?;
+        self.last_publish = Instant::now();
+        Ok(())
+    }
+}
+
+fn non_empty(s: String) -> Option<String> {
+    if s.is_empty() {
+        None
+    } else {
+        Some(s)
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

@@ -1,0 +1,202 @@
+//! `fleetsync status` (read-only: asks each source for its position and each target for its
+//! stored progress) and `fleetsync resnapshot`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use fleetsync_agent::checkpoint::CheckpointStore;
+use fleetsync_agent::source;
+use fleetsync_agent::source::stream::now_ms;
+use fleetsync_config::Config;
+use fleetsync_coordinator::apply::{read_state, SnapshotState};
+use mysql_async::prelude::Queryable;
+use serde_json::{json, Value};
+
+use crate::opts::opts_by_name;
+use crate::preflight::source_spec;
+
+pub async fn status(path: &Path, as_json: bool) -> Result<()> {
+    let config = Config::load(path)?;
+    let mut syncs = Vec::new();
+    for sync in &config.syncs {
+        syncs.push(sync_status(&config, sync).await?);
+    }
+    let out = json!({ "syncs": syncs });
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_text(&out);
+    }
+    Ok(())
+}
+
+async fn sync_status(config: &Config, sync: &fleetsync_config::SyncConfig) -> Result<Value> {
+    let spec = source_spec(config, sync, "", 0)?;
+    let mut source_error = None;
+    let mut source_pos = None;
+    let mut warnings = Vec::new();
+    match source::connect(&spec).await {
+        Ok(mut conn) => {
+            match source::current_position(&mut conn, &spec.name).await {
+                Ok(p) => source_pos = Some(p),
+                Err(e) => source_error = Some(e.to_string()),
+            }
+            if let Ok(keyless) = keyless_tables(&mut conn).await {
+                for (s, t) in keyless.into_iter().filter(|(s, t)| spec.filter.matches(s, t)) {
+                    warnings.push(format!("{s}.{t} has no primary or unique key: rows are applied one by one, matched by their full before-image (slow)"));
+                }
+            }
+            let _ = conn.disconnect().await;
+        }
+        Err(e) => source_error = Some(e.to_string()),
+    }
+    let mut targets = Vec::new();
+    for target in &sync.targets {
+        targets.push(target_status(config, sync, target, source_pos.as_ref(), &warnings).await);
+    }
+    Ok(json!({
+        "name": sync.name,
+        "source": sync.source,
+        "source_position": source_pos.as_ref().map(|p| p.to_string()),
+        "source_error": source_error,
+        "targets": targets,
+    }))
+}
+
+async fn target_status(
+    config: &Config,
+    sync: &fleetsync_config::SyncConfig,
+    target: &str,
+    source_pos: Option<&fleetsync_proto::Position>,
+    warnings: &[String],
+) -> Value {
+    let mut warnings = warnings.to_vec();
+    let opts = match opts_by_name(config, target) {
+        Ok(o) => o,
+        Err(e) => return json!({"name": target, "state": "error", "error": e.to_string(), "warnings": warnings}),
+    };
+    let mut conn = match mysql_async::Conn::new(opts).await {
+        Ok(c) => c,
+        Err(e) => {
+            return json!({"name": target, "state": "unreachable", "error": source::connect_error(target, e).to_string(), "warnings": warnings, "applied_position": null, "lag_seconds": null})
+        }
+    };
+    let state = read_state(&mut conn, &sync.name, &sync.source).await;
+    let paused: Vec<(String, String, String)> = conn
+        .exec("SELECT schema_name, table_name, reason FROM fleetsync.paused_tables WHERE sync_name = ?", (sync.name.as_str(),))
+        .await
+        .unwrap_or_default();
+    for (s, t, reason) in &paused {
+        warnings.push(format!("{s}.{t} is paused: {reason}"));
+    }
+    let _ = conn.disconnect().await;
+    match state {
+        Err(e) => json!({"name": target, "state": "error", "error": e.to_string(), "warnings": warnings, "applied_position": null, "lag_seconds": null}),
+        Ok(None) => json!({"name": target, "state": "not started", "applied_position": null, "lag_seconds": null, "warnings": warnings}),
+        Ok(Some(s)) => {
+            let caught_up = source_pos.is_some_and(|p| &s.position >= p);
+            let lag = if caught_up { 0.0 } else { now_ms().saturating_sub(s.source_commit_ts_ms) as f64 / 1000.0 };
+            let state = match s.snapshot {
+                SnapshotState::Running => "snapshotting",
+                SnapshotState::Done if caught_up => "caught up",
+                SnapshotState::Done => "behind",
+            };
+            json!({
+                "name": target,
+                "state": state,
+                "applied_position": s.position.to_string(),
+                "lag_seconds": lag,
+                "rows_applied": s.rows,
+                "transactions_applied": s.txns,
+                "warnings": warnings,
+            })
+        }
+    }
+}
+
+/// Base tables with no unique index at all.
+async fn keyless_tables(conn: &mut mysql_async::Conn) -> Result<Vec<(String, String)>, mysql_async::Error> {
+    conn.query(
+        "SELECT t.TABLE_SCHEMA, t.TABLE_NAME FROM information_schema.TABLES t \
+         WHERE t.TABLE_TYPE = 'BASE TABLE' AND t.TABLE_SCHEMA NOT IN ('mysql','information_schema','performance_schema','sys','fleetsync') \
+         AND NOT EXISTS (SELECT 1 FROM information_schema.STATISTICS s WHERE s.TABLE_SCHEMA = t.TABLE_SCHEMA \
+         AND s.TABLE_NAME = t.TABLE_NAME AND s.NON_UNIQUE = 0) ORDER BY 1, 2",
+    )
+    .await
+}
+
+fn print_text(out: &Value) {
+    let empty = Vec::new();
+    for s in out["syncs"].as_array().unwrap_or(&empty) {
+        println!("sync {}: source {} at {}", s["name"].as_str().unwrap_or(""), s["source"].as_str().unwrap_or(""), s["source_position"].as_str().unwrap_or("?"));
+        if let Some(e) = s["source_error"].as_str() {
+            println!("  source error: {e}");
+        }
+        for t in s["targets"].as_array().unwrap_or(&empty) {
+            println!(
+                "  target {}: {}, applied {}, lag {}",
+                t["name"].as_str().unwrap_or(""),
+                t["state"].as_str().unwrap_or(""),
+                t["applied_position"].as_str().unwrap_or("-"),
+                t["lag_seconds"].as_f64().map(|l| format!("{l:.1} s")).unwrap_or_else(|| "-".into())
+            );
+            if let Some(e) = t["error"].as_str() {
+                println!("    error: {e}");
+            }
+            for w in t["warnings"].as_array().unwrap_or(&empty) {
+                println!("    warning: {}", w.as_str().unwrap_or(""));
+            }
+        }
+    }
+}
+
+pub async fn resnapshot(path: &Path, sync_name: &str, only: Option<&str>, yes: bool) -> Result<()> {
+    let config = Config::load(path)?;
+    let sync = config.syncs.iter().find(|s| s.name == sync_name).ok_or_else(|| anyhow!("no sync named {sync_name:?}"))?;
+    let targets: Vec<&String> = sync.targets.iter().filter(|t| only.is_none_or(|o| o == t.as_str())).collect();
+    if targets.is_empty() {
+        return Err(anyhow!("sync {sync_name} has no target named {:?}", only.unwrap_or("")));
+    }
+    let names: Vec<&str> = targets.iter().map(|t| t.as_str()).collect();
+    if !yes && !confirm(&format!(
+        "The next run reloads every table of sync {sync_name} on {} from {} (their rows are replaced). Type 'yes' to continue: ",
+        names.join(", "),
+        sync.source
+    ))? {
+        return Err(anyhow!("not confirmed; nothing changed (use --yes to skip the question)"));
+    }
+    for target in targets {
+        let mut conn = mysql_async::Conn::new(opts_by_name(&config, target)?)
+            .await
+            .map_err(|e| anyhow!("{}", source::connect_error(target, e)))?;
+        let r = conn
+            .exec_drop(
+                "UPDATE fleetsync.sync_state SET snapshot_state = 'running' WHERE sync_name = ? AND source_name = ?",
+                (sync.name.as_str(), sync.source.as_str()),
+            )
+            .await;
+        if let Err(e) = r {
+            if !matches!(&e, mysql_async::Error::Server(s) if s.code == 1146 || s.code == 1049) {
+                return Err(anyhow!("target {target}: {e}"));
+            }
+        }
+        let _ = conn.disconnect().await;
+        if let Ok(store) = CheckpointStore::open(&config.state_dir) {
+            let _ = store.remove(&sync.name, target);
+        }
+        println!("target {target}: the next run re-snapshots sync {sync_name}");
+    }
+    Ok(())
+}
+
+fn confirm(question: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    print!("{question}");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}

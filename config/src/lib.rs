@@ -1,0 +1,334 @@
+//! fleetsync's configuration: TOML, typed, defaulted, validated.
+//!
+//! * Unknown keys are rejected (`deny_unknown_fields`), so a typo is an error, not a silent
+//!   default.
+//! * Every default is a named constant with the reason for its value.
+//! * [`Config::validate`] names the field and the rule it breaks.
+//! * Environment variables override the file (see [`Config::apply_env`]); passwords can come
+//!   from the URL, an environment variable or a file, and are never printed: [`Server`]'s
+//!   `Debug` and [`Server::redacted_url`] hide them.
+
+mod env;
+mod filter;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use filter::{TableFilter, TableMap};
+
+/// Where checkpoints live when `state_dir` is not set.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/fleetsync";
+/// The Prometheus exporter port registered for fleetsync-like exporters range.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9187";
+/// Rows per target transaction: large enough to amortise the commit, small enough that a
+/// batch's memory and lock time stay modest.
+pub const DEFAULT_BATCH_ROWS: usize = 5_000;
+/// How long a partial batch may wait for more rows before it is applied: bounds added lag.
+pub const DEFAULT_BATCH_WAIT_MS: u64 = 20;
+/// Source transactions buffered per target between agent and coordinator: bounds memory.
+pub const DEFAULT_QUEUE_TRANSACTIONS: usize = 1_024;
+/// Rows per primary-key chunk of the initial snapshot.
+pub const DEFAULT_SNAPSHOT_CHUNK_ROWS: usize = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {field}: {rule}")]
+    Invalid { field: String, rule: String },
+}
+
+impl ConfigError {
+    fn invalid(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        ConfigError::Invalid { field: field.into(), rule: rule.into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Checkpoints and other local state.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub servers: Vec<Server>,
+    #[serde(default)]
+    pub syncs: Vec<SyncConfig>,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the HTTP listener serving `/metrics` and `/health`.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: default_metrics_listen() }
+    }
+}
+
+fn default_metrics_listen() -> String {
+    DEFAULT_METRICS_LISTEN.to_string()
+}
+
+/// A database server.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub name: String,
+    /// `mysql://user[:password]@host:port`.
+    pub url: String,
+    /// Name of an environment variable holding the password (overrides the URL's).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// A file whose first line is the password (overrides the URL's).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Replica server id the agent registers with when reading the binlog; must be unique
+    /// among the source's replicas. Default: derived from the server name.
+    #[serde(default)]
+    pub replica_server_id: Option<u32>,
+    /// Resolved password (from env or file), filled in by [`Config::load`].
+    #[serde(skip)]
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("name", &self.name)
+            .field("url", &self.redacted_url())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// The URL with any password replaced by `***`: safe for logs and errors.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// Replica server id used for binlog streaming: configured, or a stable hash of the name
+    /// in a range unlikely to collide with real server ids.
+    pub fn replica_id(&self, salt: &str) -> u32 {
+        if let Some(id) = self.replica_server_id {
+            return id;
+        }
+        // FNV-1a: stable across releases, unlike std's hasher.
+        let mut h: u32 = 0x811c_9dc5;
+        for b in self.name.bytes().chain(salt.bytes()) {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        0x4000_0000 | (h & 0x3fff_ffff)
+    }
+}
+
+/// Replaces the password of a `scheme://user:password@host` URL with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.rfind('@') else { return url.to_string() };
+    let userinfo = &rest[..at];
+    match userinfo.find(':') {
+        Some(colon) => format!("{}://{}:***@{}", &url[..scheme_end], &userinfo[..colon], &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// One sync: a source server replicated to one or more targets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    pub name: String,
+    pub source: String,
+    pub targets: Vec<String>,
+    /// `schema.table` regexes (anchored); empty = every non-system table.
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Table mapping: `"schema" = "other_schema"` or `"schema.table" = "schema2.table2"`.
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+    /// Create missing databases and tables on targets from the source's definition.
+    #[serde(default = "yes")]
+    pub create_missing: bool,
+    /// Follow DDL seen in the binlog on the targets (false: pause the table instead).
+    #[serde(default = "yes")]
+    pub apply_ddl: bool,
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    #[serde(default = "default_batch_wait_ms")]
+    pub batch_wait_ms: u64,
+    #[serde(default = "default_queue")]
+    pub queue_transactions: usize,
+    #[serde(default = "default_chunk")]
+    pub snapshot_chunk_rows: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_batch_rows() -> usize {
+    DEFAULT_BATCH_ROWS
+}
+fn default_batch_wait_ms() -> u64 {
+    DEFAULT_BATCH_WAIT_MS
+}
+fn default_queue() -> usize {
+    DEFAULT_QUEUE_TRANSACTIONS
+}
+fn default_chunk() -> usize {
+    DEFAULT_SNAPSHOT_CHUNK_ROWS
+}
+
+impl SyncConfig {
+    pub fn filter(&self) -> Result<TableFilter, ConfigError> {
+        TableFilter::new(&self.include, &self.exclude)
+            .map_err(|(i, e)| ConfigError::invalid(format!("syncs.{}.include/exclude[{i}]", self.name), e))
+    }
+
+    pub fn table_map(&self) -> Result<TableMap, ConfigError> {
+        TableMap::new(&self.map).map_err(|e| ConfigError::invalid(format!("syncs.{}.map", self.name), e))
+    }
+}
+
+impl Config {
+    /// Reads, parses, applies environment overrides, resolves passwords and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut config = Config::parse(&text)
+            .map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?;
+        config.apply_env(std::env::vars())?;
+        config.resolve_passwords()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text. The error is one line naming the position and the problem.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| {
+            let msg = e.message().trim().to_string();
+            match e.span() {
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}: {msg}")
+                }
+                None => msg,
+            }
+        })
+    }
+
+    pub fn server(&self, name: &str) -> Option<&Server> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    pub fn metrics_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.metrics
+            .listen
+            .parse()
+            .map_err(|_| ConfigError::invalid("metrics.listen", "must be host:port, e.g. 127.0.0.1:9187"))
+    }
+
+    fn resolve_passwords(&mut self) -> Result<(), ConfigError> {
+        for (i, s) in self.servers.iter_mut().enumerate() {
+            if let Some(var) = &s.password_env {
+                let value = std::env::var(var).map_err(|_| {
+                    ConfigError::invalid(format!("servers[{i}].password_env"), format!("environment variable {var} is not set"))
+                })?;
+                s.password = Some(value);
+            } else if let Some(file) = &s.password_file {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    ConfigError::invalid(format!("servers[{i}].password_file"), format!("cannot read {}: {e}", file.display()))
+                })?;
+                s.password = Some(text.lines().next().unwrap_or("").to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every rule that does not need a server connection.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.metrics_addr()?;
+        let mut names = HashSet::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            let field = format!("servers[{i}]");
+            if !valid_name(&s.name) {
+                return Err(ConfigError::invalid(format!("{field}.name"), "must be 1-64 characters of letters, digits, '_' or '-'"));
+            }
+            if !names.insert(s.name.as_str()) {
+                return Err(ConfigError::invalid(format!("{field}.name"), format!("duplicate server name {:?}", s.name)));
+            }
+            if !s.url.starts_with("mysql://") {
+                return Err(ConfigError::invalid(format!("{field}.url"), "must start with mysql:// (e.g. mysql://user@127.0.0.1:3306)"));
+            }
+            if s.password_env.is_some() && s.password_file.is_some() {
+                return Err(ConfigError::invalid(field, "set at most one of password_env and password_file"));
+            }
+        }
+        let mut sync_names = HashSet::new();
+        for (i, s) in self.syncs.iter().enumerate() {
+            let field = format!("syncs[{i}]");
+            if !valid_name(&s.name) {
+                return Err(ConfigError::invalid(format!("{field}.name"), "must be 1-64 characters of letters, digits, '_' or '-'"));
+            }
+            if !sync_names.insert(s.name.as_str()) {
+                return Err(ConfigError::invalid(format!("{field}.name"), format!("duplicate sync name {:?}", s.name)));
+            }
+            if self.server(&s.source).is_none() {
+                return Err(ConfigError::invalid(format!("{field}.source"), format!("no server named {:?} in [[servers]]", s.source)));
+            }
+            if s.targets.is_empty() {
+                return Err(ConfigError::invalid(format!("{field}.targets"), "must name at least one server"));
+            }
+            let mut seen = HashSet::new();
+            for t in &s.targets {
+                if self.server(t).is_none() {
+                    return Err(ConfigError::invalid(format!("{field}.targets"), format!("no server named {t:?} in [[servers]]")));
+                }
+                if t == &s.source {
+                    return Err(ConfigError::invalid(format!("{field}.targets"), format!("{t:?} is the sync's source")));
+                }
+                if !seen.insert(t) {
+                    return Err(ConfigError::invalid(format!("{field}.targets"), format!("{t:?} listed twice")));
+                }
+            }
+            if s.batch_rows == 0 || s.batch_rows > 1_000_000 {
+                return Err(ConfigError::invalid(format!("{field}.batch_rows"), "must be between 1 and 1000000"));
+            }
+            if s.queue_transactions == 0 {
+                return Err(ConfigError::invalid(format!("{field}.queue_transactions"), "must be at least 1"));
+            }
+            if s.snapshot_chunk_rows == 0 {
+                return Err(ConfigError::invalid(format!("{field}.snapshot_chunk_rows"), "must be at least 1"));
+            }
+            s.filter()?;
+            s.table_map()?;
+        }
+        Ok(())
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,80 @@
+use super::*;
+
+const EXAMPLE: &str = r#"
+state_dir = "/tmp/fs"
+[metrics]
+listen = "127.0.0.1:9187"
+[[servers]]
+name = "eu1"
+url = "mysql://sync:secret@127.0.0.1:3306"
+[[servers]]
+name = "eu2"
+url = "mysql://sync:secret@127.0.0.1:3307"
+[[syncs]]
+name = "world"
+source = "eu1"
+targets = ["eu2"]
+include = ["world\\..*", "auth\\.account.*"]
+"#;
+
+#[test]
+fn parses_contract_example() {
+    let c = Config::parse(EXAMPLE).expect("parses");
+    c.validate().expect("valid");
+    let f = c.syncs[0].filter().expect("filter");
+    assert!(f.matches("world", "creature"));
+    assert!(f.matches("auth", "account_access"));
+    assert!(!f.matches("auth", "realmlist"));
+    assert!(!f.matches("fleetsync", "state"));
+}
+
+#[test]
+fn unknown_key_is_rejected_with_line() {
+    let err = Config::parse("state_dir = \"x\"\nbogus = 1\n").expect_err("must fail");
+    assert!(err.contains("line 2"), "{err}");
+    assert!(err.contains("bogus"), "{err}");
+}
+
+#[test]
+fn validation_names_field() {
+    let mut c = Config::parse(EXAMPLE).expect("parses");
+    c.syncs[0].targets = vec!["nope".into()];
+    let err = c.validate().expect_err("invalid").to_string();
+    assert!(err.contains("syncs[0].targets") && err.contains("nope"), "{err}");
+}
+
+#[test]
+fn secrets_are_redacted() {
+    let c = Config::parse(EXAMPLE).expect("parses");
+    let dbg = format!("{:?}", c);
+    assert!(!dbg.contains("secret"), "{dbg}");
+    assert_eq!(redact_url("mysql://u:p@h:1"), "mysql://u:***@h:1");
+    assert_eq!(redact_url("mysql://u@h:1"), "mysql://u@h:1");
+}
+
+#[test]
+fn env_overrides() {
+    let mut c = Config::parse(EXAMPLE).expect("parses");
+    c.apply_env(
+        vec![
+            ("FLEETSYNC_SERVER_EU2_PASSWORD".to_string(), "pw".to_string()),
+            ("FLEETSYNC_STATE_DIR".to_string(), "/x".to_string()),
+        ]
+        .into_iter(),
+    )
+    .expect("env");
+    assert_eq!(c.server("eu2").and_then(|s| s.password.clone()).as_deref(), Some("pw"));
+    assert_eq!(c.state_dir, PathBuf::from("/x"));
+}
+
+#[test]
+fn table_map_resolves() {
+    let mut m = BTreeMap::new();
+    m.insert("world".to_string(), "world2".to_string());
+    m.insert("auth.account".to_string(), "auth2.acc".to_string());
+    let t = TableMap::new(&m).expect("map");
+    assert_eq!(t.target("world", "x"), ("world2".into(), "x".into()));
+    assert_eq!(t.target("auth", "account"), ("auth2".into(), "acc".into()));
+    assert_eq!(t.target("auth", "other"), ("auth".into(), "other".into()));
+    assert!(TableMap::new(&[("a".to_string(), "b.c".to_string())].into_iter().collect()).is_err());
+}

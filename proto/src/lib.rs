@@ -1,0 +1,25 @@
+//! fleetsync's wire contract: change records, positions, the column value model and their
+//! encodings. This crate is pure data: no async runtime, no database client, no bus client.
+//!
+//! * [`value`]: [`Value`], one variant per family of MySQL/MariaDB column types, exact.
+//! * [`schema`]: [`TableSchema`] / [`Column`]: what a row image's columns are.
+//! * [`position`]: [`BinlogPosition`], [`Gtid`], [`GtidSet`], [`Position`]: ordered,
+//!   printable and parseable source coordinates.
+//! * [`record`]: [`Transaction`] (what travels on the bus) and [`RowChange`].
+//! * [`codec`]: the versioned bincode encoding for the bus and the Debezium-shaped JSON
+//!   encoding for people and outside consumers.
+
+pub mod codec;
+pub mod position;
+pub mod record;
+pub mod schema;
+pub mod value;
+
+#[cfg(test)]
+mod testing;
+
+pub use codec::CodecError;
+pub use position::{BinlogPosition, Gtid, GtidSet, ParseError, Position};
+pub use record::{ChangeRecord, Ddl, Op, Origin, RowChange, Transaction};
+pub use schema::{Column, ColumnType, KeyKind, TableSchema};
+pub use value::Value;

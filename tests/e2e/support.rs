@@ -1,0 +1,121 @@
+//! Fixtures shared by the e2e tests: a fresh source/target pair with its own temp dir, and the
+//! checks for a `fleetsync run` that must refuse bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use fleetsync_tests::{fleetsync_cmd_with, simple_config, Fleetsync, MariaDb};
+use tempfile::TempDir;
+
+/// Server ids (and GTID domains) of the pair.
+pub const SOURCE_ID: u32 = 1;
+pub const TARGET_ID: u32 = 2;
+/// Time for a small data set to reach the target.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(90);
+/// Time for a graceful stop.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a `fleetsync run` given bad input may take to give up.
+pub const REFUSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A source and a target server, fresh for one test, plus a temp dir for config and state.
+pub struct Pair {
+    pub src: MariaDb,
+    pub dst: MariaDb,
+    pub dir: TempDir,
+}
+
+impl Pair {
+    /// Both servers with the default source settings, started concurrently.
+    pub async fn start() -> Result<Pair> {
+        Self::start_with(&[], &[]).await
+    }
+
+    /// Servers with extra mariadbd options (see `MariaDb::start_with`).
+    pub async fn start_with(src_args: &[&str], dst_args: &[&str]) -> Result<Pair> {
+        let (src, dst) = tokio::join!(
+            MariaDb::start_with(SOURCE_ID, src_args),
+            MariaDb::start_with(TARGET_ID, dst_args)
+        );
+        let dir = tempfile::Builder::new().prefix("fleetsync-e2e-").tempdir()?;
+        Ok(Pair { src: src.context("source server")?, dst: dst.context("target server")?, dir })
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Writes the usual config (`src` → `dst`, sync `s1`) with these include regexes.
+    pub fn config(&self, include: &[&str]) -> Result<PathBuf> {
+        let text = simple_config(&self.state_dir(), &self.src.url_root(), &self.dst.url_root(), include);
+        Fleetsync::write_config(self.dir.path(), &text)
+    }
+
+    /// Writes the usual config with another source URL (a user, a password, a dead port).
+    pub fn config_with_source_url(&self, source_url: &str, include: &[&str]) -> Result<PathBuf> {
+        let text = simple_config(&self.state_dir(), source_url, &self.dst.url_root(), include);
+        Fleetsync::write_config(self.dir.path(), &text)
+    }
+}
+
+/// Runs `sql` on the source in a session with `sql_mode=''` and a UTC time zone (zero dates,
+/// invalid ENUM values and TIMESTAMP literals mean the same on every server).
+pub async fn exec_lenient(db: &MariaDb, sql: &str) -> Result<()> {
+    db.exec(&format!("SET SESSION sql_mode = ''; SET SESSION time_zone = '+00:00'; {sql}")).await
+}
+
+/// What must hold for a refused `fleetsync run`.
+pub struct Refusal<'a> {
+    /// Each group needs one of its words in stderr (case, `-`, `_` and spaces don't matter).
+    pub mentions: &'a [&'a [&'a str]],
+    /// Strings that must not appear in stderr (a password).
+    pub never: &'a [&'a str],
+}
+
+/// Runs `fleetsync run --config CONFIG` (logging off) and checks that it exits non-zero with a
+/// one-line error on stderr that satisfies `refusal`. Returns the error line.
+pub async fn expect_refusal(config: &Path, refusal: &Refusal<'_>) -> Result<String> {
+    let config_s = config.to_str().context("config path is not UTF-8")?;
+    let out = fleetsync_cmd_with(&["run", "--config", config_s], &[("RUST_LOG", "off")], REFUSE_TIMEOUT)
+        .await
+        .context("fleetsync run must give up on bad input instead of running on")?;
+    check_refusal(&out, refusal)
+}
+
+fn check_refusal(out: &Output, refusal: &Refusal<'_>) -> Result<String> {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "fleetsync run exited successfully on bad input; stderr:\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    ensure!(lines.len() == 1, "expected a one-line error on stderr, got {} lines:\n{stderr}", lines.len());
+    let line = lines[0].to_string();
+    let norm = normalize(&line);
+    for group in refusal.mentions {
+        if !group.iter().any(|word| norm.contains(&normalize(word))) {
+            bail!("the error should mention one of {group:?}: {line}");
+        }
+    }
+    for secret in refusal.never {
+        ensure!(!line.contains(secret), "the error must not show {secret:?}: {line}");
+    }
+    println!("refused as expected: {line}");
+    Ok(line)
+}
+
+fn normalize(s: &str) -> String {
+    s.to_lowercase().replace(['-', ' '], "_")
+}
+
+/// Fails unless the target has exactly the databases it had before (`fleetsync` included:
+/// a refused run must not even create its progress database).
+pub async fn assert_target_untouched(dst: &MariaDb, before: &[String]) -> Result<()> {
+    let after = dst.user_databases().await?;
+    ensure!(after == before, "the target changed: databases {before:?} before, {after:?} after");
+    Ok(())
+}
+
+/// A port on 127.0.0.1 with nothing listening (bound, read and released).
+pub fn dead_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}

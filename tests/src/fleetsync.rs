@@ -1,0 +1,403 @@
+//! Running the `fleetsync` binary under test.
+//!
+//! The binary is `$FLEETSYNC_BIN`, or `target/<profile>/fleetsync` next to the test executable
+//! (`target/<profile>/deps/e2e-…`), so `cargo build --workspace` before `cargo test` is enough.
+//! A long-running `fleetsync run` writes stdout and stderr to `fleetsync.log` beside its config
+//! (appended across restarts, with a marker line per start) and is SIGKILLed on drop.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::compare::diff_databases;
+use crate::mariadb::{tail_lines, MariaDb};
+
+/// Default time a one-shot command (`status`, a `run` expected to fail) may take.
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(60);
+/// Lines of the fleetsync log shown when a wait fails.
+const LOG_TAIL_LINES: usize = 40;
+
+/// Path of the fleetsync binary under test.
+pub fn fleetsync_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("FLEETSYNC_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let deps = exe.parent().unwrap_or(Path::new("."));
+    deps.parent().unwrap_or(deps).join("fleetsync")
+}
+
+/// A `fleetsync run --config FILE` process.
+pub struct Fleetsync {
+    child: Child,
+    config: PathBuf,
+    log: PathBuf,
+    starts: u32,
+}
+
+impl Fleetsync {
+    /// Writes `toml_text` to `dir/fleetsync.toml` and returns its path.
+    pub fn write_config(dir: &Path, toml_text: &str) -> Result<PathBuf> {
+        let path = dir.join("fleetsync.toml");
+        std::fs::write(&path, toml_text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Spawns `fleetsync run --config CONFIG` with `RUST_LOG=info` (unless set).
+    pub fn run(config: &Path) -> Result<Fleetsync> {
+        let log = config.with_file_name("fleetsync.log");
+        let child = spawn_run(config, &log, 1)?;
+        Ok(Fleetsync {
+            child,
+            config: config.to_path_buf(),
+            log,
+            starts: 1,
+        })
+    }
+
+    /// Starts the process again with the same config (after `kill9` or an exit).
+    pub fn restart(&mut self) -> Result<()> {
+        if self.child.try_wait()?.is_none() {
+            bail!(
+                "fleetsync (pid {}) is still running; stop it before restarting",
+                self.pid()
+            );
+        }
+        self.starts += 1;
+        self.child = spawn_run(&self.config, &self.log, self.starts)?;
+        Ok(())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The last `n` lines of the log (all starts).
+    pub fn log_tail(&self, n: usize) -> String {
+        match std::fs::read(&self.log) {
+            Ok(bytes) => tail_lines(&String::from_utf8_lossy(&bytes), n),
+            Err(e) => format!("(cannot read {}: {e})", self.log.display()),
+        }
+    }
+
+    /// SIGKILL, then reap the process.
+    pub fn kill9(&mut self) -> Result<()> {
+        if self.child.try_wait()?.is_none() {
+            self.child.kill().context("SIGKILL fleetsync")?;
+        }
+        self.child.wait().context("reaping fleetsync")?;
+        Ok(())
+    }
+
+    /// Sends SIGTERM (a graceful stop); see [`Fleetsync::wait_exit`].
+    pub fn terminate(&mut self) -> Result<()> {
+        if self.child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        let pid = i32::try_from(self.pid()).context("pid out of range")?;
+        kill(Pid::from_raw(pid), Signal::SIGTERM).context("SIGTERM fleetsync")?;
+        Ok(())
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "fleetsync (pid {}) still running after {timeout:?}; log tail:\n{}",
+                    self.pid(),
+                    self.log_tail(LOG_TAIL_LINES)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM and wait; SIGKILL and fail if it does not exit within `timeout`.
+    pub async fn stop(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        self.terminate()?;
+        match self.wait_exit(timeout).await {
+            Ok(status) => Ok(status),
+            Err(e) => {
+                let _ = self.kill9();
+                Err(e.context("fleetsync did not stop on SIGTERM"))
+            }
+        }
+    }
+
+    /// Fails with the log tail when the process has exited.
+    pub fn ensure_running(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "fleetsync exited unexpectedly ({status}); log {}:\n{}",
+                self.log.display(),
+                self.log_tail(LOG_TAIL_LINES)
+            );
+        }
+        Ok(())
+    }
+
+    /// Polls until `db` is equal row by row on both servers, failing early if the process
+    /// exits; on timeout the error holds the last diff and the log tail.
+    pub async fn wait_synced(
+        &mut self,
+        source: &MariaDb,
+        target: &MariaDb,
+        db: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.wait_synced_dbs(source, target, &[db], timeout).await
+    }
+
+    /// [`Fleetsync::wait_synced`] for several databases at once.
+    pub async fn wait_synced_dbs(
+        &mut self,
+        source: &MariaDb,
+        target: &MariaDb,
+        dbs: &[&str],
+        timeout: Duration,
+    ) -> Result<()> {
+        let start = Instant::now();
+        let mut poll = Duration::from_millis(100);
+        loop {
+            self.ensure_running()?;
+            let last = match diff_all(source, target, dbs).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(diff)) => diff,
+                // A table renamed or dropped under the check: try again.
+                Err(e) => format!("{e:#}"),
+            };
+            if start.elapsed() >= timeout {
+                bail!(
+                    "not synced after {timeout:?}: {last}\nfleetsync log {}:\n{}",
+                    self.log.display(),
+                    self.log_tail(LOG_TAIL_LINES)
+                );
+            }
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for Fleetsync {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn diff_all(source: &MariaDb, target: &MariaDb, dbs: &[&str]) -> Result<Option<String>> {
+    let mut diffs = Vec::new();
+    for db in dbs {
+        if let Some(d) = diff_databases(source, target, db, db).await? {
+            diffs.push(d);
+        }
+    }
+    Ok((!diffs.is_empty()).then(|| diffs.join("\n")))
+}
+
+fn spawn_run(config: &Path, log: &Path, start: u32) -> Result<Child> {
+    use std::io::Write;
+    let mut out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    writeln!(out, "===== fleetsync test harness: start #{start} =====")?;
+    let err = out.try_clone()?;
+    let bin = fleetsync_bin();
+    let mut cmd = Command::new(&bin);
+    cmd.arg("run").arg("--config").arg(config);
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "info");
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .with_context(|| format!("spawning {} (build it with cargo build)", bin.display()))
+}
+
+/// Runs `fleetsync ARGS` to completion with [`CMD_TIMEOUT`].
+pub async fn fleetsync_cmd(args: &[&str]) -> Result<Output> {
+    fleetsync_cmd_with(args, &[], CMD_TIMEOUT).await
+}
+
+/// Runs `fleetsync ARGS` with extra environment variables; kills it and fails after `timeout`.
+pub async fn fleetsync_cmd_with(
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Output> {
+    let bin = fleetsync_bin();
+    let mut cmd = tokio::process::Command::new(&bin);
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("spawning {} (build it with cargo build)", bin.display()))?;
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(out) => Ok(out?),
+        Err(_) => Err(anyhow!(
+            "`fleetsync {}` still running after {timeout:?}",
+            args.join(" ")
+        )),
+    }
+}
+
+/// Parses `fleetsync status --config CONFIG --json`.
+pub async fn status_json(config: &Path) -> Result<serde_json::Value> {
+    let config = config.to_str().context("config path is not UTF-8")?;
+    let out = fleetsync_cmd(&["status", "--config", config, "--json"]).await?;
+    if !out.status.success() {
+        bail!(
+            "fleetsync status failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "fleetsync status printed invalid JSON: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A TOML basic string.
+pub fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn toml_list(items: &[&str]) -> String {
+    let items: Vec<String> = items.iter().map(|s| toml_str(s)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Builds a fleetsync config in the documented format.
+#[derive(Debug, Clone)]
+pub struct ConfigBuilder {
+    text: String,
+}
+
+impl ConfigBuilder {
+    /// `state_dir` and a `[metrics]` section on a port the OS picks.
+    pub fn new(state_dir: &Path) -> Self {
+        let text = format!(
+            "state_dir = {}\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            toml_str(&state_dir.to_string_lossy())
+        );
+        ConfigBuilder { text }
+    }
+
+    /// A `[[servers]]` entry.
+    pub fn server(self, name: &str, url: &str) -> Self {
+        self.server_with(name, url, &[])
+    }
+
+    /// A `[[servers]]` entry with extra raw `key = value` lines (values already TOML).
+    pub fn server_with(mut self, name: &str, url: &str, extra: &[(&str, &str)]) -> Self {
+        self.text.push_str(&format!(
+            "\n[[servers]]\nname = {}\nurl = {}\n",
+            toml_str(name),
+            toml_str(url)
+        ));
+        for (k, v) in extra {
+            self.text.push_str(&format!("{k} = {v}\n"));
+        }
+        self
+    }
+
+    /// A `[[syncs]]` entry; `exclude` is left out when empty.
+    pub fn sync(
+        mut self,
+        name: &str,
+        source: &str,
+        targets: &[&str],
+        include: &[&str],
+        exclude: &[&str],
+    ) -> Self {
+        self.text.push_str(&format!(
+            "\n[[syncs]]\nname = {}\nsource = {}\ntargets = {}\ninclude = {}\n",
+            toml_str(name),
+            toml_str(source),
+            toml_list(targets),
+            toml_list(include)
+        ));
+        if !exclude.is_empty() {
+            self.text
+                .push_str(&format!("exclude = {}\n", toml_list(exclude)));
+        }
+        self
+    }
+
+    /// Appends raw TOML text.
+    pub fn raw(mut self, text: &str) -> Self {
+        self.text.push_str(text);
+        self
+    }
+
+    pub fn build(self) -> String {
+        self.text
+    }
+}
+
+/// The usual one-source, one-target config: servers `src` and `dst`, sync `s1`.
+pub fn simple_config(
+    state_dir: &Path,
+    source_url: &str,
+    target_url: &str,
+    include: &[&str],
+) -> String {
+    ConfigBuilder::new(state_dir)
+        .server("src", source_url)
+        .server("dst", target_url)
+        .sync("s1", "src", &["dst"], include, &[])
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_strings_escape_backslashes() {
+        assert_eq!(toml_str(r"app\..*"), r#""app\\..*""#);
+        let cfg = simple_config(Path::new("/s"), "mysql://a", "mysql://b", &[r"app\..*"]);
+        assert!(cfg.contains("include = [\"app\\\\..*\"]"), "{cfg}");
+        assert!(cfg.contains("targets = [\"dst\"]"), "{cfg}");
+    }
+}

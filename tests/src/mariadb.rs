@@ -1,0 +1,501 @@
+//! A private MariaDB server per test: its own temp data dir, port, socket and error log.
+//!
+//! Invariants:
+//! - The server binds 127.0.0.1 only, on a port the OS handed out, never 3306: a MariaDB that
+//!   may already run on this machine is never touched.
+//! - Defaults are what fleetsync needs from a source (ROW binlog, FULL row image and metadata,
+//!   GTID domain = server id); `start_with` overrides any of them by option name, and
+//!   `--skip-NAME` removes the default `--NAME`.
+//! - Dropping a `MariaDb` SIGKILLs the server and removes the data dir.
+//! - `query_rows` reads through connections set to `SET NAMES binary` and `time_zone='+00:00'`,
+//!   so string cells are the stored bytes and TIMESTAMPs print the same on every server.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolOpts, Row, Value};
+use tempfile::TempDir;
+
+/// How long a freshly started server may take to accept connections (usually 1–2 s).
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Start attempts when another process grabbed the port between our probe and the bind.
+const PORT_ATTEMPTS: usize = 3;
+/// Lines of the error log shown when a server fails.
+const LOG_TAIL_LINES: usize = 30;
+
+/// A running private MariaDB server.
+pub struct MariaDb {
+    child: Child,
+    port: u16,
+    server_id: u32,
+    pool: Pool,
+    /// Connections that read raw bytes (`SET NAMES binary`, UTC time zone).
+    raw_pool: Pool,
+    dir: TempDir,
+}
+
+impl MariaDb {
+    /// Starts a server with the default source settings (ROW binlog, FULL metadata).
+    pub async fn start(server_id: u32) -> Result<MariaDb> {
+        Self::start_with(server_id, &[]).await
+    }
+
+    /// Starts a server whose default options are overridden by `extra_args`
+    /// (`--binlog-format=STATEMENT` replaces `--binlog-format=ROW`, `--skip-log-bin` drops
+    /// `--log-bin=...`; new options are appended).
+    pub async fn start_with(server_id: u32, extra_args: &[&str]) -> Result<MariaDb> {
+        let dir = tempfile::Builder::new()
+            .prefix("fleetsync-mariadb-")
+            .tempdir()
+            .context("creating a temp dir for a MariaDB data dir")?;
+        install_db(dir.path()).await?;
+        let mut last_err = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port()?;
+            let args = server_args(dir.path(), port, server_id, extra_args);
+            let mut child = Command::new("mariadbd")
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("spawning mariadbd (is MariaDB installed? scripts/test.sh installs it)")?;
+            match wait_ready(&mut child, dir.path(), port).await {
+                Ok(()) => {
+                    let pool = Pool::new(opts(port, &[]));
+                    let raw_pool = Pool::new(opts(
+                        port,
+                        &["SET NAMES binary", "SET time_zone = '+00:00'"],
+                    ));
+                    return Ok(MariaDb {
+                        child,
+                        port,
+                        server_id,
+                        pool,
+                        raw_pool,
+                        dir,
+                    });
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let port_taken = error_log_tail(dir.path(), LOG_TAIL_LINES)
+                        .contains("Address already in use");
+                    if !port_taken {
+                        return Err(e);
+                    }
+                    // Start afresh on another port; the old error log would confuse the next try.
+                    let _ = std::fs::remove_file(dir.path().join("error.log"));
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no free port found for mariadbd")))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn server_id(&self) -> u32 {
+        self.server_id
+    }
+
+    /// The data dir (also holds `error.log`, `mysql.sock` and the binlogs).
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `mysql://root@127.0.0.1:PORT`
+    pub fn url_root(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}", self.port)
+    }
+
+    /// `mysql://USER:PASSWORD@127.0.0.1:PORT` (names and passwords must be URL-safe).
+    pub fn url_user(&self, user: &str, password: &str) -> String {
+        format!("mysql://{user}:{password}@127.0.0.1:{}", self.port)
+    }
+
+    /// A root connection pool (utf8mb4, server time zone).
+    pub fn pool(&self) -> Pool {
+        self.pool.clone()
+    }
+
+    /// Runs one or more `;`-separated statements on one connection (session settings made at
+    /// the start of `sql` hold for the rest of it).
+    pub async fn exec(&self, sql: &str) -> Result<()> {
+        let mut conn = self.pool.get_conn().await.context(self.ctx("connecting"))?;
+        conn.query_drop(sql)
+            .await
+            .with_context(|| format!("{}: {}", self.ctx("executing SQL"), truncate(sql, 400)))
+    }
+
+    /// Runs a query over the text protocol with `SET NAMES binary` and a UTC session time zone:
+    /// every cell is the raw bytes the server prints, `None` for NULL.
+    pub async fn query_rows(&self, sql: &str) -> Result<Vec<Vec<Option<Vec<u8>>>>> {
+        let mut conn = self
+            .raw_pool
+            .get_conn()
+            .await
+            .context(self.ctx("connecting"))?;
+        let rows: Vec<Row> = conn
+            .query(sql)
+            .await
+            .with_context(|| format!("{}: {}", self.ctx("querying"), truncate(sql, 400)))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| row.unwrap().into_iter().map(cell_bytes).collect())
+            .collect())
+    }
+
+    /// Runs a query and returns every cell as lossy UTF-8 text (`None` for NULL): for
+    /// information_schema look-ups and counters.
+    pub async fn query_strings(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        Ok(self
+            .query_rows(sql)
+            .await?
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|c| c.map(|b| String::from_utf8_lossy(&b).into_owned()))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// The first cell of the first row as text (`None` when there is no row or it is NULL).
+    pub async fn query_value(&self, sql: &str) -> Result<Option<String>> {
+        let rows = self.query_strings(sql).await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten()))
+    }
+
+    /// `SELECT COUNT(*)` of a table.
+    pub async fn count(&self, schema: &str, table: &str) -> Result<u64> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM {}.{}",
+            quote_ident(schema),
+            quote_ident(table)
+        );
+        let value = self.query_value(&sql).await?.unwrap_or_default();
+        value
+            .parse()
+            .with_context(|| format!("COUNT(*) of {schema}.{table} returned {value:?}"))
+    }
+
+    /// Databases other than the server's own (`mysql`, `sys`, the schemas).
+    pub async fn user_databases(&self) -> Result<Vec<String>> {
+        let rows = self
+            .query_strings(
+                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN \
+                 ('mysql','sys','information_schema','performance_schema') ORDER BY SCHEMA_NAME",
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+            .collect())
+    }
+
+    /// `(file, position)` from `SHOW MASTER STATUS`.
+    pub async fn binlog_position(&self) -> Result<(String, u64)> {
+        let rows = self.query_strings("SHOW MASTER STATUS").await?;
+        let row = rows
+            .into_iter()
+            .next()
+            .context(self.ctx("binary log is off"))?;
+        let file = row.first().cloned().flatten().unwrap_or_default();
+        let pos = row.get(1).cloned().flatten().unwrap_or_default();
+        Ok((file, pos.parse().context("SHOW MASTER STATUS position")?))
+    }
+
+    /// `@@gtid_binlog_pos`.
+    pub async fn gtid_binlog_pos(&self) -> Result<String> {
+        Ok(self
+            .query_value("SELECT @@gtid_binlog_pos")
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Pipes a SQL file into the `mariadb` client (no default database).
+    pub async fn load_sql_file(&self, path: &Path) -> Result<()> {
+        self.load_sql_file_into(None, path).await
+    }
+
+    /// Pipes a SQL file into the `mariadb` client, like `mariadb DB < file`.
+    pub async fn load_sql_file_into(&self, db: Option<&str>, path: &Path) -> Result<()> {
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("opening SQL file {}", path.display()))?;
+        let mut cmd = tokio::process::Command::new("mariadb");
+        cmd.arg("--no-defaults")
+            .arg("--host=127.0.0.1")
+            .arg(format!("--port={}", self.port))
+            .arg("--user=root")
+            .arg("--default-character-set=utf8mb4")
+            .arg("--batch");
+        if let Some(db) = db {
+            cmd.arg(db);
+        }
+        let out = cmd
+            .stdin(Stdio::from(file))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .context("running the mariadb client")?;
+        if !out.status.success() {
+            bail!(
+                "loading {} into {} failed ({}): {}",
+                path.display(),
+                db.unwrap_or("(no database)"),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Creates `'name'@'%'` with a password and runs `GRANT g TO 'name'@'%'` for each grant,
+    /// e.g. `create_user("fs", "pw", &["SELECT, REPLICATION SLAVE ON *.*"])`.
+    pub async fn create_user(&self, name: &str, password: &str, grants: &[&str]) -> Result<()> {
+        let user = format!("{}@'%'", quote_str(name));
+        let mut sql = format!("CREATE USER {user} IDENTIFIED BY {};", quote_str(password));
+        for grant in grants {
+            sql.push_str(&format!("GRANT {grant} TO {user};"));
+        }
+        self.exec(&sql).await
+    }
+
+    /// The last lines of the server's error log.
+    pub fn error_log_tail(&self, lines: usize) -> String {
+        error_log_tail(self.dir.path(), lines)
+    }
+
+    fn ctx(&self, what: &str) -> String {
+        format!(
+            "{what} on MariaDB server {} (port {})",
+            self.server_id, self.port
+        )
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        // SIGKILL is enough: the data dir is thrown away with the TempDir right after.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Quotes an identifier with backticks.
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// Quotes a string literal (default sql_mode: backslash escapes are on).
+pub fn quote_str(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// A hex literal for arbitrary bytes (`X''` for empty).
+pub fn hex_literal(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2 + 3);
+    s.push_str("X'");
+    for b in bytes {
+        s.push_str(&format!("{b:02X}"));
+    }
+    s.push('\'');
+    s
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}… ({} bytes)", &s[..i], s.len()),
+        None => s.to_string(),
+    }
+}
+
+fn cell_bytes(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(b),
+        // The text protocol only yields bytes; keep anything else printable all the same.
+        other => Some(other.as_sql(true).into_bytes()),
+    }
+}
+
+fn opts(port: u16, setup: &[&str]) -> Opts {
+    let pool_opts = PoolOpts::default().with_reset_connection(setup.is_empty());
+    OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("root"))
+        .prefer_socket(false)
+        .pool_opts(pool_opts)
+        .setup(setup.to_vec())
+        .into()
+}
+
+async fn install_db(dir: &Path) -> Result<()> {
+    let out = tokio::process::Command::new("mariadb-install-db")
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", dir.display()))
+        .args([
+            "--user=root",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--innodb-buffer-pool-size=64M",
+            "--innodb-log-file-size=48M",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context(
+            "running mariadb-install-db (is MariaDB installed? scripts/test.sh installs it)",
+        )?;
+    if !out.status.success() {
+        bail!(
+            "mariadb-install-db failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Asks the OS for a free port on 127.0.0.1 and releases it for mariadbd to bind.
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("probing a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn server_args(dir: &Path, port: u16, server_id: u32, extra: &[&str]) -> Vec<String> {
+    let d = dir.display();
+    let defaults = vec![
+        "--user=root".to_string(),
+        format!("--datadir={d}"),
+        format!("--port={port}"),
+        format!("--socket={d}/mysql.sock"),
+        format!("--pid-file={d}/mariadbd.pid"),
+        format!("--log-error={d}/error.log"),
+        format!("--tmpdir={d}"),
+        "--bind-address=127.0.0.1".to_string(),
+        format!("--server-id={server_id}"),
+        format!("--gtid-domain-id={server_id}"),
+        format!("--log-bin={d}/binlog"),
+        "--binlog-format=ROW".to_string(),
+        "--binlog-row-image=FULL".to_string(),
+        "--binlog-row-metadata=FULL".to_string(),
+        "--log-slave-updates=ON".to_string(),
+        "--character-set-server=utf8mb4".to_string(),
+        "--skip-name-resolve".to_string(),
+        "--innodb-buffer-pool-size=64M".to_string(),
+        "--innodb-log-file-size=48M".to_string(),
+        // Test servers trade durability for speed; a killed server is thrown away anyway.
+        "--innodb-flush-log-at-trx-commit=2".to_string(),
+        "--sync-binlog=0".to_string(),
+        "--innodb-doublewrite=0".to_string(),
+        // Many servers at once can exhaust the kernel's AIO contexts.
+        "--innodb-use-native-aio=0".to_string(),
+        "--max-connections=300".to_string(),
+    ];
+    merge_args(defaults, extra)
+}
+
+/// `--no-defaults` first, then the defaults less those `extra` overrides, then `extra`.
+fn merge_args(defaults: Vec<String>, extra: &[&str]) -> Vec<String> {
+    let overridden: Vec<String> = extra.iter().map(|a| option_name(a)).collect();
+    let mut args = vec!["--no-defaults".to_string()];
+    args.extend(
+        defaults
+            .into_iter()
+            .filter(|d| !overridden.contains(&option_name(d))),
+    );
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// `--skip-log-bin` and `--log_bin=x` both name `log-bin`.
+fn option_name(arg: &str) -> String {
+    let name = arg.trim_start_matches('-');
+    let name = name.split('=').next().unwrap_or(name);
+    let name = name.strip_prefix("skip-").unwrap_or(name);
+    name.replace('_', "-")
+}
+
+async fn wait_ready(child: &mut Child, dir: &Path, port: u16) -> Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "mariadbd on port {port} exited early ({status}); error log {}:\n{}",
+                dir.join("error.log").display(),
+                error_log_tail(dir, LOG_TAIL_LINES)
+            );
+        }
+        let attempt = tokio::time::timeout(Duration::from_secs(2), Conn::new(opts(port, &[])));
+        if let Ok(Ok(conn)) = attempt.await {
+            let _ = conn.disconnect().await;
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "mariadbd on port {port} did not accept connections within {READY_TIMEOUT:?}; \
+                 error log {}:\n{}",
+                dir.join("error.log").display(),
+                error_log_tail(dir, LOG_TAIL_LINES)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn error_log_tail(dir: &Path, lines: usize) -> String {
+    let path: PathBuf = dir.join("error.log");
+    match std::fs::read(&path) {
+        Ok(bytes) => tail_lines(&String::from_utf8_lossy(&bytes), lines),
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
+}
+
+/// The last `n` lines of a text.
+pub fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_args_override_defaults_by_name() {
+        let defaults = vec![
+            "--log-bin=/d/binlog".to_string(),
+            "--binlog-format=ROW".to_string(),
+        ];
+        let args = merge_args(defaults, &["--skip-log-bin", "--binlog_format=STATEMENT"]);
+        assert_eq!(
+            args,
+            [
+                "--no-defaults",
+                "--skip-log-bin",
+                "--binlog_format=STATEMENT"
+            ]
+        );
+    }
+
+    #[test]
+    fn literals_escape() {
+        assert_eq!(quote_str("a'b\\c"), "'a''b\\\\c'");
+        assert_eq!(quote_ident("a`b"), "`a``b`");
+        assert_eq!(hex_literal(&[0, 0xff]), "X'00FF'");
+        assert_eq!(hex_literal(&[]), "X''");
+    }
+}

@@ -6,6 +6,7 @@ mod pipeline;
 mod preflight;
 mod run;
 mod status;
+mod tail;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,19 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Print a server's row changes as Debezium-shaped JSON lines (read-only).
+    Tail {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        server: String,
+        /// Start position `file:pos[@gtid]` (default: the server's current end).
+        #[arg(long)]
+        from: Option<String>,
+        /// `schema.table` regexes (default: every table).
+        #[arg(long)]
+        include: Vec<String>,
+    },
     /// Run only the agent of one server, publishing to Kafka (not available yet: use `run`).
     Agent {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
@@ -90,6 +104,7 @@ fn main() -> ExitCode {
             Command::Status { config, json } => status::status(&config, json).await,
             Command::Check { config } => preflight::check(&config).await,
             Command::Resnapshot { config, sync, target, yes } => status::resnapshot(&config, &sync, target.as_deref(), yes).await,
+            Command::Tail { config, server, from, include } => tail::tail(&config, &server, from.as_deref(), &include).await,
             Command::Agent { .. } | Command::Coordinator { .. } => Err(anyhow::anyhow!(
                 "separate agent and coordinator processes need the Kafka bus, which this build does not have yet; use `fleetsync run --config FILE` (embedded bus)"
             )),

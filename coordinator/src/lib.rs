@@ -1,1 +1,3 @@
-// placeholder
+//! fleetsync coordinator: consumes change records and applies them to targets.
+
+pub mod apply;

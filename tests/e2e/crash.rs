@@ -57,7 +57,8 @@ async fn kill9_run_five_times() -> Result<()> {
         // Random points: the first kills may land in the snapshot, later ones mid-stream.
         let alive = Duration::from_millis(rng.gen_range(300..4_000));
         tokio::time::sleep(alive).await;
-        fs.ensure_running().with_context(|| format!("before kill {kill}"))?;
+        fs.ensure_running()
+            .with_context(|| format!("before kill {kill}"))?;
         fs.kill9()?;
         println!("kill -9 #{kill} after {alive:?}");
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..500))).await;

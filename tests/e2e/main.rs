@@ -1,1 +1,19 @@
+//! fleetsync end-to-end tests: one test binary against real MariaDB servers.
+//!
+//! Every test starts its own servers (127.0.0.1, OS-assigned ports, temp data dirs) and writes
+//! its own config, and drives the `fleetsync` binary (`$FLEETSYNC_BIN`, else
+//! `target/<profile>/fleetsync`: run `cargo build --workspace` first; `scripts/test.sh` does).
+//! The `harness_*` tests check the support library and need no fleetsync.
+//!
+//! Modules: `support` (server pair, refusal checks), `harness` (self-tests), `types` (every
+//! column type byte for byte), `volume` (100k changes), `crash` (kill -9), `ddl` (schema
+//! changes mid-stream), `trinitycore` (a real-world schema), `bad_input` (refusals).
 
+mod bad_input;
+mod crash;
+mod ddl;
+mod harness;
+mod support;
+mod trinitycore;
+mod types;
+mod volume;

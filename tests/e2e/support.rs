@@ -38,8 +38,14 @@ impl Pair {
             MariaDb::start_with(SOURCE_ID, src_args),
             MariaDb::start_with(TARGET_ID, dst_args)
         );
-        let dir = tempfile::Builder::new().prefix("fleetsync-e2e-").tempdir()?;
-        Ok(Pair { src: src.context("source server")?, dst: dst.context("target server")?, dir })
+        let dir = tempfile::Builder::new()
+            .prefix("fleetsync-e2e-")
+            .tempdir()?;
+        Ok(Pair {
+            src: src.context("source server")?,
+            dst: dst.context("target server")?,
+            dir,
+        })
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -48,7 +54,12 @@ impl Pair {
 
     /// Writes the usual config (`src` → `dst`, sync `s1`) with these include regexes.
     pub fn config(&self, include: &[&str]) -> Result<PathBuf> {
-        let text = simple_config(&self.state_dir(), &self.src.url_root(), &self.dst.url_root(), include);
+        let text = simple_config(
+            &self.state_dir(),
+            &self.src.url_root(),
+            &self.dst.url_root(),
+            include,
+        );
         Fleetsync::write_config(self.dir.path(), &text)
     }
 
@@ -62,7 +73,10 @@ impl Pair {
 /// Runs `sql` on the source in a session with `sql_mode=''` and a UTC time zone (zero dates,
 /// invalid ENUM values and TIMESTAMP literals mean the same on every server).
 pub async fn exec_lenient(db: &MariaDb, sql: &str) -> Result<()> {
-    db.exec(&format!("SET SESSION sql_mode = ''; SET SESSION time_zone = '+00:00'; {sql}")).await
+    db.exec(&format!(
+        "SET SESSION sql_mode = ''; SET SESSION time_zone = '+00:00'; {sql}"
+    ))
+    .await
 }
 
 /// What must hold for a refused `fleetsync run`.
@@ -77,17 +91,28 @@ pub struct Refusal<'a> {
 /// one-line error on stderr that satisfies `refusal`. Returns the error line.
 pub async fn expect_refusal(config: &Path, refusal: &Refusal<'_>) -> Result<String> {
     let config_s = config.to_str().context("config path is not UTF-8")?;
-    let out = fleetsync_cmd_with(&["run", "--config", config_s], &[("RUST_LOG", "off")], REFUSE_TIMEOUT)
-        .await
-        .context("fleetsync run must give up on bad input instead of running on")?;
+    let out = fleetsync_cmd_with(
+        &["run", "--config", config_s],
+        &[("RUST_LOG", "off")],
+        REFUSE_TIMEOUT,
+    )
+    .await
+    .context("fleetsync run must give up on bad input instead of running on")?;
     check_refusal(&out, refusal)
 }
 
 fn check_refusal(out: &Output, refusal: &Refusal<'_>) -> Result<String> {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    ensure!(!out.status.success(), "fleetsync run exited successfully on bad input; stderr:\n{stderr}");
+    ensure!(
+        !out.status.success(),
+        "fleetsync run exited successfully on bad input; stderr:\n{stderr}"
+    );
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    ensure!(lines.len() == 1, "expected a one-line error on stderr, got {} lines:\n{stderr}", lines.len());
+    ensure!(
+        lines.len() == 1,
+        "expected a one-line error on stderr, got {} lines:\n{stderr}",
+        lines.len()
+    );
     let line = lines[0].to_string();
     let norm = normalize(&line);
     for group in refusal.mentions {
@@ -96,7 +121,10 @@ fn check_refusal(out: &Output, refusal: &Refusal<'_>) -> Result<String> {
         }
     }
     for secret in refusal.never {
-        ensure!(!line.contains(secret), "the error must not show {secret:?}: {line}");
+        ensure!(
+            !line.contains(secret),
+            "the error must not show {secret:?}: {line}"
+        );
     }
     println!("refused as expected: {line}");
     Ok(line)
@@ -110,7 +138,10 @@ fn normalize(s: &str) -> String {
 /// a refused run must not even create its progress database).
 pub async fn assert_target_untouched(dst: &MariaDb, before: &[String]) -> Result<()> {
     let after = dst.user_databases().await?;
-    ensure!(after == before, "the target changed: databases {before:?} before, {after:?} after");
+    ensure!(
+        after == before,
+        "the target changed: databases {before:?} before, {after:?} after"
+    );
     Ok(())
 }
 

@@ -170,11 +170,17 @@ fn update_row(id: i64, row: &[(&str, String)]) -> String {
     let sets: Vec<String> = names
         .iter()
         .map(|c| {
-            let v = row.iter().find(|(n, _)| n == c).map_or("NULL", |(_, v)| v.as_str());
+            let v = row
+                .iter()
+                .find(|(n, _)| n == c)
+                .map_or("NULL", |(_, v)| v.as_str());
             format!("{c} = {v}")
         })
         .collect();
-    format!("UPDATE app.all_types SET {} WHERE id = {id};", sets.join(", "))
+    format!(
+        "UPDATE app.all_types SET {} WHERE id = {id};",
+        sets.join(", ")
+    )
 }
 
 /// All rows of all three tables, ids of `all_types` starting at `base + 1`.
@@ -186,13 +192,21 @@ pub fn all_inserts(base: i64) -> String {
     // Ids 1..3 (+ 10 * base) and the largest BIGINT UNSIGNED (- base).
     let b = base as u64;
     let mix = [
-        (b * 10 + 1, "-1, 2000, 255, -2147483648, 4294967295, 1999, 18446744073709551615, -32768, 16777215"),
-        (b * 10 + 2, "127, 0, 128, -1, 2147483648, 2155, 9223372036854775808, 32767, 8388608"),
+        (
+            b * 10 + 1,
+            "-1, 2000, 255, -2147483648, 4294967295, 1999, 18446744073709551615, -32768, 16777215",
+        ),
+        (
+            b * 10 + 2,
+            "127, 0, 128, -1, 2147483648, 2155, 9223372036854775808, 32767, 8388608",
+        ),
         (b * 10 + 3, "NULL, NULL, 0, 0, 0, NULL, 0, 0, 0"),
         (u64::MAX - b, "-128, 1901, 200, 1, 1, 1901, 1, -1, 1"),
     ];
     for (id, rest) in mix {
-        sql.push_str(&format!("INSERT INTO app.signed_mix VALUES ({id}, {rest});"));
+        sql.push_str(&format!(
+            "INSERT INTO app.signed_mix VALUES ({id}, {rest});"
+        ));
     }
     sql.push_str(&format!(
         "INSERT INTO app.ci_key VALUES ('abc{base}', 1, 'x'), ('ÀÉ{base}', 2, NULL), ('z{base}', 3, 'zz');"
@@ -202,7 +216,9 @@ pub fn all_inserts(base: i64) -> String {
 
 pub async fn create_tables(pair_src: &fleetsync_tests::MariaDb) -> Result<()> {
     pair_src
-        .exec(&format!("CREATE DATABASE app; {CREATE_ALL_TYPES}; {CREATE_SIGNED_MIX}; {CREATE_CI_KEY};"))
+        .exec(&format!(
+            "CREATE DATABASE app; {CREATE_ALL_TYPES}; {CREATE_SIGNED_MIX}; {CREATE_CI_KEY};"
+        ))
         .await
 }
 
@@ -216,7 +232,9 @@ async fn all_column_types_byte_exact() -> Result<()> {
 
     let config = pair.config(&["app\\..*"])?;
     let mut fs = Fleetsync::run(&config)?;
-    fs.wait_synced(src, dst, "app", SYNC_TIMEOUT).await.context("after the snapshot")?;
+    fs.wait_synced(src, dst, "app", SYNC_TIMEOUT)
+        .await
+        .context("after the snapshot")?;
 
     // Binlog path: the same rows again, then updates (whole-row, to NULL, of the key) and
     // deletes.
@@ -234,7 +252,9 @@ async fn all_column_types_byte_exact() -> Result<()> {
     sql.push_str("UPDATE app.ci_key SET name = 'ABC0' WHERE name = 'abc0' AND n = 1;");
     sql.push_str("COMMIT;");
     exec_lenient(src, &sql).await?;
-    fs.wait_synced(src, dst, "app", SYNC_TIMEOUT).await.context("after binlog changes")?;
+    fs.wait_synced(src, dst, "app", SYNC_TIMEOUT)
+        .await
+        .context("after binlog changes")?;
     assert_schemas_equal(src, dst, "app", "app").await?;
 
     check_status(&config).await?;
@@ -246,7 +266,10 @@ async fn all_column_types_byte_exact() -> Result<()> {
 async fn check_status(config: &std::path::Path) -> Result<()> {
     let status = status_json(config).await?;
     let sync = &status["syncs"][0];
-    anyhow::ensure!(sync["name"] == "s1" && sync["source"] == "src", "unexpected status: {status}");
+    anyhow::ensure!(
+        sync["name"] == "s1" && sync["source"] == "src",
+        "unexpected status: {status}"
+    );
     let target = &sync["targets"][0];
     anyhow::ensure!(target["name"] == "dst", "unexpected status: {status}");
     for field in ["applied_position", "state"] {
@@ -256,9 +279,14 @@ async fn check_status(config: &std::path::Path) -> Result<()> {
         );
     }
     anyhow::ensure!(
-        sync["source_position"].as_str().is_some_and(|s| s.contains(':')),
+        sync["source_position"]
+            .as_str()
+            .is_some_and(|s| s.contains(':')),
         "status source_position should be file:pos@gtid: {status}"
     );
-    anyhow::ensure!(target["warnings"].is_array(), "status warnings should be a list: {status}");
+    anyhow::ensure!(
+        target["warnings"].is_array(),
+        "status warnings should be a list: {status}"
+    );
     Ok(())
 }

@@ -28,11 +28,15 @@ async fn hundred_k_mixed_changes() -> Result<()> {
     .await?;
     let pool = src.pool();
     orders.run(&pool, "app", "orders", SNAPSHOT_CHANGES).await?;
-    events.run(&pool, "app", "events", SNAPSHOT_CHANGES / 10).await?;
+    events
+        .run(&pool, "app", "events", SNAPSHOT_CHANGES / 10)
+        .await?;
 
     let config = pair.config(&["app\\..*"])?;
     let mut fs = Fleetsync::run(&config)?;
-    fs.wait_synced(src, dst, "app", SYNC_TIMEOUT).await.context("after the snapshot")?;
+    fs.wait_synced(src, dst, "app", SYNC_TIMEOUT)
+        .await
+        .context("after the snapshot")?;
 
     // 90% on the keyed table, 10% on the keyless one, interleaved in slices.
     let started = Instant::now();
@@ -42,7 +46,9 @@ async fn hundred_k_mixed_changes() -> Result<()> {
         done += events.run(&pool, "app", "events", 1_000).await?;
     }
     let written = started.elapsed();
-    fs.wait_synced(src, dst, "app", CATCH_UP_TIMEOUT).await.context("after 100k changes")?;
+    fs.wait_synced(src, dst, "app", CATCH_UP_TIMEOUT)
+        .await
+        .context("after 100k changes")?;
     println!(
         "{done} row changes in {} transactions written in {written:.1?}, equal on the target after {:.1?}",
         orders.transactions + events.transactions,

@@ -1,4 +1,5 @@
-//! A private MariaDB server per test: its own temp data dir, port, socket and error log.
+//! A private MariaDB server per test: its own temp dir (`data/` with the socket, binlogs and
+//! `error.log`; `tmp/`), port and server id.
 //!
 //! Invariants:
 //! - The server binds 127.0.0.1 only, on a port the OS handed out, never 3306: a MariaDB that
@@ -51,19 +52,23 @@ impl MariaDb {
             .prefix("fleetsync-mariadb-")
             .tempdir()
             .context("creating a temp dir for a MariaDB data dir")?;
-        install_db(dir.path()).await?;
+        let (data, tmp) = (dir.path().join("data"), dir.path().join("tmp"));
+        for d in [&data, &tmp] {
+            std::fs::create_dir(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        install_db(&data, &tmp).await?;
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            let args = server_args(dir.path(), port, server_id, extra_args);
-            let mut child = Command::new("mariadbd")
+            let args = server_args(&data, &tmp, port, server_id, extra_args);
+            let mut child = Command::new(tool("mariadbd"))
                 .args(&args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .context("spawning mariadbd (is MariaDB installed? scripts/test.sh installs it)")?;
-            match wait_ready(&mut child, dir.path(), port).await {
+            match wait_ready(&mut child, &data, port).await {
                 Ok(()) => {
                     let pool = Pool::new(opts(port, &[]));
                     let raw_pool = Pool::new(opts(
@@ -82,13 +87,13 @@ impl MariaDb {
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    let port_taken = error_log_tail(dir.path(), LOG_TAIL_LINES)
-                        .contains("Address already in use");
+                    let port_taken =
+                        error_log_tail(&data, LOG_TAIL_LINES).contains("Address already in use");
                     if !port_taken {
                         return Err(e);
                     }
                     // Start afresh on another port; the old error log would confuse the next try.
-                    let _ = std::fs::remove_file(dir.path().join("error.log"));
+                    let _ = std::fs::remove_file(data.join("error.log"));
                     last_err = Some(e);
                 }
             }
@@ -105,8 +110,8 @@ impl MariaDb {
     }
 
     /// The data dir (also holds `error.log`, `mysql.sock` and the binlogs).
-    pub fn data_dir(&self) -> &Path {
-        self.dir.path()
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// `mysql://root@127.0.0.1:PORT`
@@ -231,7 +236,7 @@ impl MariaDb {
     pub async fn load_sql_file_into(&self, db: Option<&str>, path: &Path) -> Result<()> {
         let file = std::fs::File::open(path)
             .with_context(|| format!("opening SQL file {}", path.display()))?;
-        let mut cmd = tokio::process::Command::new("mariadb");
+        let mut cmd = tokio::process::Command::new(tool("mariadb"));
         cmd.arg("--no-defaults")
             .arg("--host=127.0.0.1")
             .arg(format!("--port={}", self.port))
@@ -273,7 +278,7 @@ impl MariaDb {
 
     /// The last lines of the server's error log.
     pub fn error_log_tail(&self, lines: usize) -> String {
-        error_log_tail(self.dir.path(), lines)
+        error_log_tail(&self.data_dir(), lines)
     }
 
     fn ctx(&self, what: &str) -> String {
@@ -341,10 +346,13 @@ fn opts(port: u16, setup: &[&str]) -> Opts {
         .into()
 }
 
-async fn install_db(dir: &Path) -> Result<()> {
-    let out = tokio::process::Command::new("mariadb-install-db")
+/// Creates the system tables. Each server has its own tmpdir: bootstraps running at the same
+/// time in a shared /tmp can trip over each other's temporary tables.
+async fn install_db(data: &Path, tmp: &Path) -> Result<()> {
+    let out = tokio::process::Command::new(tool("mariadb-install-db"))
         .arg("--no-defaults")
-        .arg(format!("--datadir={}", dir.display()))
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
         .args([
             "--user=root",
             "--auth-root-authentication-method=normal",
@@ -369,14 +377,31 @@ async fn install_db(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A MariaDB program: from PATH, else from the Debian locations (`mariadbd` is in /usr/sbin,
+/// which a non-root PATH lacks).
+fn tool(name: &str) -> PathBuf {
+    let in_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    if !in_path {
+        for dir in ["/usr/sbin", "/usr/bin"] {
+            let candidate = Path::new(dir).join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from(name)
+}
+
 /// Asks the OS for a free port on 127.0.0.1 and releases it for mariadbd to bind.
 fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("probing a free port")?;
     Ok(listener.local_addr()?.port())
 }
 
-fn server_args(dir: &Path, port: u16, server_id: u32, extra: &[&str]) -> Vec<String> {
-    let d = dir.display();
+fn server_args(data: &Path, tmp: &Path, port: u16, server_id: u32, extra: &[&str]) -> Vec<String> {
+    let d = data.display();
     let defaults = vec![
         "--user=root".to_string(),
         format!("--datadir={d}"),
@@ -384,7 +409,7 @@ fn server_args(dir: &Path, port: u16, server_id: u32, extra: &[&str]) -> Vec<Str
         format!("--socket={d}/mysql.sock"),
         format!("--pid-file={d}/mariadbd.pid"),
         format!("--log-error={d}/error.log"),
-        format!("--tmpdir={d}"),
+        format!("--tmpdir={}", tmp.display()),
         "--bind-address=127.0.0.1".to_string(),
         format!("--server-id={server_id}"),
         format!("--gtid-domain-id={server_id}"),

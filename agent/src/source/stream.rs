@@ -36,6 +36,7 @@ const SERVER_HEARTBEAT_NS: u64 = 1_000_000_000;
 
 const EV_QUERY: u8 = 2;
 const EV_ROTATE: u8 = 4;
+const EV_FORMAT_DESCRIPTION: u8 = 15;
 const EV_XID: u8 = 16;
 const EV_TABLE_MAP: u8 = 19;
 const EV_HEARTBEAT: u8 = 27;
@@ -72,6 +73,8 @@ struct StreamState<'a> {
     schema_conn: mysql_async::Conn,
     last_publish: Instant,
     next_txn_id: u64,
+    /// Whether this connection has delivered its FORMAT_DESCRIPTION event yet.
+    seen_fde: bool,
 }
 
 /// Streams from `from` until cancelled or an error. Transient errors are returned for the
@@ -105,6 +108,7 @@ pub async fn stream<P: Publisher>(
         schema_conn,
         last_publish: Instant::now(),
         next_txn_id: 0,
+        seen_fde: false,
     };
     let events_counter = metrics::counter!(METRIC_BINLOG_EVENTS, "server" => spec.name.clone());
     loop {
@@ -178,7 +182,13 @@ impl StreamState<'_> {
         match ty {
             EV_ROTATE => {
                 let rotate: RotateEvent<'_> = event.read_event().map_err(|e| self.decode_error("ROTATE", e))?;
-                self.file = rotate.name().into_owned();
+                let mut name = rotate.name_raw().to_vec();
+                // The server's first (artificial) ROTATE precedes the FORMAT_DESCRIPTION
+                // that announces checksums, so the parser leaves the 4-byte CRC in the name.
+                if !self.seen_fde && name.len() > 4 {
+                    name.truncate(name.len() - 4);
+                }
+                self.file = String::from_utf8_lossy(&name).into_owned();
                 self.pos = rotate.position();
             }
             EV_MARIADB_GTID => {
@@ -201,6 +211,7 @@ impl StreamState<'_> {
                 let tme: TableMapEvent<'_> = event.read_event().map_err(|e| self.decode_error("TABLE_MAP", e))?;
                 self.on_table_map(&tme).await?;
             }
+            EV_FORMAT_DESCRIPTION => self.seen_fde = true,
             EV_XID => self.finish(publisher).await?,
             EV_HEARTBEAT => {
                 // The server sends heartbeats only when it has nothing else to send: we are

@@ -26,8 +26,10 @@ fn del(slot: u32, txn: u32, before: &[Value]) -> Change<'_> {
     Change { slot, txn, op: Op::Delete, before: Some(before), after: None }
 }
 
-/// `(slot, kind, [(key, text)])` per statement, for compact assertions.
-fn shape(stmts: &[Stmt<'_>]) -> Vec<(u32, StmtKind, Vec<(i64, String)>)> {
+/// `(slot, kind, [(key, text)])` of a statement, for compact assertions.
+type Shape = (u32, StmtKind, Vec<(i64, String)>);
+
+fn shape(stmts: &[Stmt<'_>]) -> Vec<Shape> {
     stmts
         .iter()
         .map(|s| {

@@ -33,7 +33,7 @@ pub enum ApplyError {
     Connect {
         target: String,
         #[source]
-        source: mysql_async::Error,
+        source: Box<mysql_async::Error>,
     },
     /// A statement failed on the target. `context` says what was being done: the table and
     /// the source position(s) involved.
@@ -42,7 +42,7 @@ pub enum ApplyError {
         target: String,
         context: String,
         #[source]
-        source: mysql_async::Error,
+        source: Box<mysql_async::Error>,
     },
     /// Reading a table definition from the source (for `create_missing`) failed.
     #[error("source {source_name}: reading the definition of {table} for target {target}: {source}")]
@@ -51,7 +51,7 @@ pub enum ApplyError {
         target: String,
         table: String,
         #[source]
-        source: mysql_async::Error,
+        source: Box<mysql_async::Error>,
     },
     /// A change cannot be turned into SQL: a missing row image, a row whose width differs from
     /// its table schema, an invalid DECIMAL text, ...
@@ -69,7 +69,7 @@ impl ApplyError {
     /// row) is definite: retrying the same batch would fail the same way.
     pub fn is_transient(&self) -> bool {
         match self {
-            ApplyError::Connect { source, .. } => match source {
+            ApplyError::Connect { source, .. } => match &**source {
                 // Wrong credentials or an unknown database do not fix themselves.
                 mysql_async::Error::Server(e) => is_transient_code(e.code),
                 _ => true,
@@ -147,7 +147,7 @@ mod tests {
     }
 
     fn sql(code: u16) -> ApplyError {
-        ApplyError::Sql { target: "t1".into(), context: "c".into(), source: server(code) }
+        ApplyError::Sql { target: "t1".into(), context: "c".into(), source: Box::new(server(code)) }
     }
 
     #[test]
@@ -162,14 +162,14 @@ mod tests {
         let closed = ApplyError::Sql {
             target: "t1".into(),
             context: "c".into(),
-            source: mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed),
+            source: Box::new(mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed)),
         };
         assert!(closed.is_transient());
-        let denied = ApplyError::Connect { target: "t1".into(), source: server(1045) };
+        let denied = ApplyError::Connect { target: "t1".into(), source: Box::new(server(1045)) };
         assert!(!denied.is_transient());
         let refused = ApplyError::Connect {
             target: "t1".into(),
-            source: mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::other("x"))),
+            source: Box::new(mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::other("x")))),
         };
         assert!(refused.is_transient());
     }

@@ -35,10 +35,6 @@ pub(crate) struct QueryBuf {
 }
 
 impl QueryBuf {
-    pub fn is_empty(&self) -> bool {
-        self.marks.is_empty()
-    }
-
     pub fn clear(&mut self) {
         self.sql.clear();
         self.marks.clear();
@@ -157,13 +153,18 @@ fn track(mark: &mut (u32, u32), row: &RowRef<'_>) {
 /// failed (the server stops at the first error: later statements did not run).
 pub(crate) async fn run(conn: &mut Conn, q: &QueryBuf) -> Result<(), (usize, mysql_async::Error)> {
     let mut result = conn.query_iter(q.sql.as_slice()).await.map_err(|e| (0, e))?;
-    // Each result set read means one more statement succeeded.
-    let mut done = 1;
+    // `read`: index of the last statement whose response was read. mysql_async keeps a server
+    // error of a later statement and returns it on the next call, so a server error belongs to
+    // `read`; a connection error happens while reading the next response.
+    let mut read = 0;
     while !result.is_empty() {
-        result.collect::<Row>().await.map_err(|e| (done, e))?;
-        done += 1;
+        match result.collect::<Row>().await {
+            Ok(_) => read += 1,
+            Err(e @ mysql_async::Error::Server(_)) => return Err((read, e)),
+            Err(e) => return Err((read + 1, e)),
+        }
     }
-    result.drop_result().await.map_err(|e| (done, e))
+    result.drop_result().await.map_err(|e| (read, e))
 }
 
 /// Runs a single (possibly multi-statement) text query, discarding results.

@@ -158,7 +158,7 @@ pub(crate) async fn read_state_as(
             return Err(ApplyError::Sql {
                 target: target.to_owned(),
                 context: format!("reading the progress of sync {sync:?} from source {source:?}"),
-                source: source_err,
+                source: Box::new(source_err),
             })
         }
     };

@@ -1,0 +1,450 @@
+//! The apply loop: splitting a batch into runs of row transactions and DDL, planning each run,
+//! and committing it with its progress row.
+
+use std::collections::HashMap;
+
+use fleetsync_proto::{KeyKind, Position, TableSchema, Transaction};
+
+use super::batch::{self, Change, SlotPlan};
+use super::ddl::{self, DdlAction};
+use super::exec::{self, Mark, QueryBuf, SlotSql};
+use super::sql::{self, TableSql};
+use super::state;
+use super::{AppliedState, Applier, ApplyError, SnapshotState};
+
+/// One table layout within a run.
+struct Slot<'a> {
+    schema: &'a TableSchema,
+    plan: SlotPlan,
+    /// False when the table is paused: its changes are skipped.
+    active: bool,
+    target: (String, String),
+}
+
+/// Where the applied stream stands: the last accepted position and snapshot state.
+#[derive(Clone)]
+struct Frontier {
+    position: Position,
+    snapshot: SnapshotState,
+}
+
+impl Frontier {
+    /// Whether `txn` was applied already (at or before the frontier), which snapshot chunks
+    /// never are while the snapshot is running.
+    fn covers(&self, txn: &Transaction) -> bool {
+        txn.position <= self.position && !(txn.snapshot && self.snapshot == SnapshotState::Running)
+    }
+
+    fn advance(this: Option<&Self>, txn: &Transaction) -> Self {
+        let snapshot = if txn.snapshot_done {
+            SnapshotState::Done
+        } else if txn.snapshot {
+            SnapshotState::Running
+        } else {
+            this.map_or(SnapshotState::Done, |f| f.snapshot)
+        };
+        Frontier { position: txn.position.clone(), snapshot }
+    }
+}
+
+impl Applier {
+    pub(super) async fn apply_batch(&mut self, batch: &[Transaction]) -> Result<AppliedState, ApplyError> {
+        self.ensure_session().await?;
+        let mut frontier =
+            self.state.as_ref().map(|s| Frontier { position: s.position.clone(), snapshot: s.snapshot });
+        let mut run: Vec<&Transaction> = Vec::new();
+        for txn in batch {
+            if frontier.as_ref().is_some_and(|f| f.covers(txn)) {
+                tracing::debug!(sync = %self.opts.sync, target = %self.opts.target, position = %txn.position, "skipping applied transaction");
+                continue;
+            }
+            frontier = Some(Frontier::advance(frontier.as_ref(), txn));
+            if txn.ddl.is_some() {
+                self.flush(&run).await?;
+                run.clear();
+                self.apply_ddl(txn).await?;
+                self.flush(&[txn]).await?;
+            } else {
+                run.push(txn);
+            }
+        }
+        self.flush(&run).await?;
+        self.state.clone().ok_or_else(|| self.state_error("no progress recorded yet and the batch is empty"))
+    }
+
+    fn state_error(&self, reason: impl Into<String>) -> ApplyError {
+        ApplyError::State {
+            target: self.opts.target.clone(),
+            sync: self.opts.sync.clone(),
+            source_name: self.opts.source.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Applies `run` (transactions without DDL, or one DDL transaction whose statement already
+    /// ran) in one target transaction ending with its progress row.
+    async fn flush(&mut self, run: &[&Transaction]) -> Result<(), ApplyError> {
+        let Some(last) = run.last() else { return Ok(()) };
+        let mut slots: Vec<Slot<'_>> = Vec::new();
+        let mut by_name: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
+        let mut changes: Vec<Change<'_>> = Vec::with_capacity(run.iter().map(|t| t.changes.len()).sum());
+        for (ti, txn) in run.iter().enumerate() {
+            let mut local: Vec<Option<u32>> = vec![None; txn.tables.len()];
+            for c in &txn.changes {
+                let i = c.table as usize;
+                let slot = match local.get(i) {
+                    Some(Some(s)) => *s,
+                    Some(None) => {
+                        let s = self.slot_for(&txn.tables[i], &mut slots, &mut by_name).await?;
+                        local[i] = Some(s);
+                        s
+                    }
+                    None => {
+                        return Err(ApplyError::InvalidChange {
+                            target: self.opts.target.clone(),
+                            table: format!("#{i}"),
+                            position: txn.position.to_string(),
+                            reason: format!("change refers to table {i} of {}", txn.tables.len()),
+                        })
+                    }
+                };
+                changes.push(Change { slot, txn: ti as u32, op: c.op, before: c.before.as_deref(), after: c.after.as_deref() });
+            }
+        }
+        // A table seen with two layouts in one run is applied in order, never compacted.
+        for ids in by_name.values().filter(|ids| ids.len() > 1) {
+            for &id in ids {
+                slots[id as usize].plan.compact = false;
+            }
+        }
+        let total = changes.len();
+        changes.retain(|c| slots[c.slot as usize].active);
+        let skipped = total - changes.len();
+        let plans: Vec<SlotPlan> = slots.iter().map(|s| s.plan.clone()).collect();
+        let stmts = batch::plan(&plans, changes).map_err(|e| {
+            let txn = run.get(e.txn as usize).copied().unwrap_or(last);
+            self.invalid_change(&slots, e.slot, txn, e.reason)
+        })?;
+
+        let prev = self.state.as_ref();
+        let mut frontier = prev.map(|s| Frontier { position: s.position.clone(), snapshot: s.snapshot });
+        for txn in run {
+            frontier = Some(Frontier::advance(frontier.as_ref(), txn));
+        }
+        let snapshot = frontier.map_or(SnapshotState::Done, |f| f.snapshot);
+        let applied = (total - skipped) as u64;
+        let new_state = AppliedState {
+            position: last.position.clone(),
+            snapshot,
+            source_commit_ts_ms: last.commit_ts_ms,
+            rows: prev.map_or(0, |s| s.rows) + applied,
+            txns: prev.map_or(0, |s| s.txns) + run.len() as u64,
+        };
+
+        let sqls: Vec<SlotSql<'_>> = slots
+            .iter()
+            .map(|s| SlotSql {
+                columns: &s.schema.columns,
+                key: &s.plan.key,
+                sql: TableSql::new(&s.target.0, &s.target.1, &s.schema.columns, &s.plan.key),
+            })
+            .collect();
+        let mut q = std::mem::take(&mut self.q);
+        q.clear();
+        let result = self.execute(&mut q, &stmts, &sqls, &new_state).await;
+        q.clear();
+        self.q = q;
+        result.map_err(|(mark, e)| match e {
+            Exec::Value(txn, reason) => {
+                let slot = match mark {
+                    Mark::Rows { slot, .. } => slot,
+                    Mark::Control(_) => u32::MAX,
+                };
+                let txn = run.get(txn as usize).copied().unwrap_or(last);
+                self.invalid_change(&slots, slot, txn, reason)
+            }
+            Exec::Sql(source) => {
+                let context = match mark {
+                    Mark::Rows { slot, first, last: l } => {
+                        let pos = |i: u32| run.get(i as usize).map(|t| t.position.to_string()).unwrap_or_default();
+                        let table = slots.get(slot as usize).map(|s| sql::table_name(&s.target.0, &s.target.1));
+                        format!(
+                            "applying changes to {} from source transactions {}..={}",
+                            table.unwrap_or_default(),
+                            pos(first),
+                            pos(l)
+                        )
+                    }
+                    Mark::Control(what) => format!("{what} (source position {})", last.position),
+                };
+                self.sql_error(context, source)
+            }
+            Exec::State(reason) => self.state_error(reason),
+        })?;
+
+        // Committed.
+        self.paused.append(&mut self.pending_pauses);
+        self.state = Some(new_state);
+        self.meters.rows.increment(applied);
+        self.meters.txns.increment(run.len() as u64);
+        self.meters.skipped.increment(skipped as u64);
+        Ok(())
+    }
+
+    /// Sends `stmts` and the bookkeeping in one transaction. On failure the transaction is
+    /// rolled back and the mark of the failing statement is returned.
+    async fn execute(
+        &mut self,
+        q: &mut QueryBuf,
+        stmts: &[batch::Stmt<'_>],
+        sqls: &[SlotSql<'_>],
+        new_state: &AppliedState,
+    ) -> Result<(), (Mark, Exec)> {
+        let position = new_state.position.to_string();
+        if position.len() > state::MAX_POSITION_LEN {
+            let reason = format!("position {position} is longer than {} characters", state::MAX_POSITION_LEN);
+            return Err((Mark::Control("recording the progress"), Exec::State(reason)));
+        }
+        q.push(Mark::Control("starting a transaction"), b"START TRANSACTION");
+        let mut started = false;
+        let result: Result<(), (Mark, Exec)> = async {
+            for stmt in stmts {
+                let Some(slot) = sqls.get(stmt.slot as usize) else { continue };
+                let mut from = 0;
+                while from < stmt.rows.len() {
+                    from = exec::render_part(q, stmt, from, slot).map_err(|(txn, e)| {
+                        let mark = q.marks.last().copied().unwrap_or(Mark::Control("rendering"));
+                        (mark, Exec::Value(txn, e.0))
+                    })?;
+                    if q.sql.len() >= exec::FLUSH_BYTES {
+                        started = true;
+                        send(&mut self.conn, q).await?;
+                    }
+                }
+            }
+            for ((schema, table), reason) in &self.pending_pauses {
+                q.begin(Mark::Control("recording a paused table"));
+                state::push_pause(&mut q.sql, &self.opts.sync, schema, table, reason);
+            }
+            q.begin(Mark::Control("recording the progress"));
+            state::push_state_upsert(&mut q.sql, &self.opts.sync, &self.opts.source, &position, new_state);
+            q.push(Mark::Control("committing"), b"COMMIT");
+            started = true;
+            send(&mut self.conn, q).await
+        }
+        .await;
+        if result.is_err() && started {
+            // Nothing of the batch stays (InnoDB). A broken connection fails this too: the
+            // server rolls back when the connection closes.
+            if let Err(e) = exec::run_text(&mut self.conn, b"ROLLBACK").await {
+                tracing::debug!(target = %self.opts.target, error = %e, "rollback failed");
+            }
+        }
+        result
+    }
+
+    async fn slot_for<'a>(
+        &mut self,
+        schema: &'a TableSchema,
+        slots: &mut Vec<Slot<'a>>,
+        by_name: &mut HashMap<(&'a str, &'a str), Vec<u32>>,
+    ) -> Result<u32, ApplyError> {
+        let ids = by_name.entry((schema.schema.as_str(), schema.table.as_str())).or_default();
+        if let Some(&id) = ids.iter().find(|&&id| {
+            let s = slots[id as usize].schema;
+            s.columns == schema.columns && s.key == schema.key && s.key_kind == schema.key_kind
+        }) {
+            return Ok(id);
+        }
+        let id = slots.len() as u32;
+        ids.push(id);
+        let found = self.ensure_table(schema).await?;
+        let keyed = schema.key_kind != KeyKind::None && !schema.key.is_empty();
+        if !keyed {
+            self.slow.insert(format!("{}.{}", schema.schema, schema.table));
+        }
+        let plan = SlotPlan {
+            width: schema.columns.len(),
+            key: if keyed { schema.key.iter().map(|&k| usize::from(k)).collect() } else { Vec::new() },
+            compact: keyed && found.as_ref().is_some_and(|t| t.key_is_only_unique_index(schema)),
+        };
+        let target = self.opts.map.target(&schema.schema, &schema.table);
+        slots.push(Slot { schema, plan, active: found.is_some(), target });
+        Ok(id)
+    }
+
+    fn invalid_change(&self, slots: &[Slot<'_>], slot: u32, txn: &Transaction, reason: String) -> ApplyError {
+        let table = slots
+            .get(slot as usize)
+            .map(|s| sql::table_name(&s.schema.schema, &s.schema.table))
+            .unwrap_or_else(|| "(unknown table)".into());
+        ApplyError::InvalidChange {
+            target: self.opts.target.clone(),
+            table,
+            position: txn.position.to_string(),
+            reason,
+        }
+    }
+
+    /// Runs (or pauses or skips) the DDL of `txn`; the caller then records its position.
+    async fn apply_ddl(&mut self, txn: &Transaction) -> Result<(), ApplyError> {
+        let Some(d) = &txn.ddl else { return Ok(()) };
+        let already_paused = d.tables.iter().find(|(s, t)| self.is_paused(&(s.clone(), t.clone())));
+        let action = match already_paused {
+            Some((s, t)) => {
+                DdlAction::Pause { reason: format!("DDL on a table set aside with paused {s}.{t}: {}", d.statement) }
+            }
+            None => ddl::decide(d, &self.opts.map, self.opts.apply_ddl),
+        };
+        // Whatever happens, cached knowledge of these tables is stale now.
+        for (s, t) in &d.tables {
+            let key = (s.clone(), t.clone());
+            self.tables.remove(&key);
+            self.slow.remove(&format!("{s}.{t}"));
+        }
+        if let (true, Some(schema)) = (d.tables.is_empty(), &d.schema) {
+            self.tables.retain(|(s, _), _| s != schema);
+        }
+        let reason = match action {
+            DdlAction::Run { use_schema } => match self.run_ddl(txn, use_schema).await? {
+                None => return Ok(()),
+                Some(reason) => reason,
+            },
+            DdlAction::Pause { reason } => reason,
+            DdlAction::Skip { reason } => {
+                tracing::warn!(sync = %self.opts.sync, target = %self.opts.target, position = %txn.position, %reason, "DDL skipped");
+                return Ok(());
+            }
+        };
+        for (s, t) in &d.tables {
+            self.pause(s, t, reason.clone());
+        }
+        if d.tables.is_empty() {
+            tracing::warn!(sync = %self.opts.sync, target = %self.opts.target, position = %txn.position, %reason, "DDL skipped");
+        }
+        Ok(())
+    }
+
+    /// Runs the DDL statement of `txn`. `Ok(Some(reason))` when its tables must be paused
+    /// instead (the target database is missing and may not be created).
+    async fn run_ddl(&mut self, txn: &Transaction, use_schema: Option<String>) -> Result<Option<String>, ApplyError> {
+        let Some(d) = &txn.ddl else { return Ok(None) };
+        let mut create_db = Vec::new();
+        let mut use_db = Vec::new();
+        if let Some(db) = &use_schema {
+            create_db.extend_from_slice(b"CREATE DATABASE IF NOT EXISTS ");
+            sql::push_ident(&mut create_db, db);
+            use_db.extend_from_slice(b"USE ");
+            sql::push_ident(&mut use_db, db);
+        }
+        let mut statements: Vec<&[u8]> = Vec::new();
+        if self.opts.create_missing && use_schema.is_some() {
+            statements.push(&create_db);
+        }
+        let use_at = statements.len();
+        if use_schema.is_some() {
+            statements.push(&use_db);
+        }
+        let stmt_at = statements.len();
+        statements.push(d.statement.as_bytes());
+        tracing::info!(sync = %self.opts.sync, target = %self.opts.target, position = %txn.position, statement = %d.statement, "applying DDL");
+        let Err((failed, e)) = self.run_utf8(&statements).await else { return Ok(None) };
+        let code = super::error::server_code(&e);
+        if failed == use_at && code == Some(1049) {
+            let db = use_schema.unwrap_or_default();
+            return Ok(Some(format!("target database `{db}` does not exist (create_missing is off): {}", d.statement)));
+        }
+        if failed == stmt_at {
+            if let Some(code) = code {
+                if ddl::already_done(code) || (code == 1146 && ddl::is_rename(&d.statement) && self.rename_done(d).await) {
+                    tracing::info!(sync = %self.opts.sync, target = %self.opts.target, position = %txn.position, code, "DDL already applied; continuing");
+                    return Ok(None);
+                }
+            }
+        }
+        let what = if failed == stmt_at { "running DDL" } else { "preparing DDL" };
+        Err(self.sql_error(format!("{what} at source position {}: {}", txn.position, d.statement), e))
+    }
+
+    /// For a RENAME that failed with "no such table": true when its last named table (the new
+    /// name) exists on the target, i.e. the rename ran before.
+    async fn rename_done(&mut self, d: &fleetsync_proto::Ddl) -> bool {
+        let Some((s, t)) = d.tables.last() else { return false };
+        let (ts, tt) = self.opts.map.target(s, t);
+        matches!(super::target::inspect(&mut self.conn, &ts, &tt).await, Ok(Some(_)))
+    }
+
+    pub(super) async fn begin_snapshot_inner(&mut self, position: &Position, tables: &[TableSchema]) -> Result<(), ApplyError> {
+        self.ensure_session().await?;
+        let stored = self.load_state().await?;
+        if stored.as_ref().is_some_and(|s| s.snapshot == SnapshotState::Running) {
+            for t in tables {
+                if self.is_paused(&(t.schema.clone(), t.table.clone())) {
+                    continue;
+                }
+                let (ts, tt) = self.opts.map.target(&t.schema, &t.table);
+                let name = sql::table_name(&ts, &tt);
+                let exists = super::target::inspect(&mut self.conn, &ts, &tt)
+                    .await
+                    .map_err(|source| self.sql_error(format!("looking up target table {name}"), source))?;
+                if exists.is_some() {
+                    tracing::info!(sync = %self.opts.sync, target = %self.opts.target, table = %name, "emptying table of an interrupted snapshot");
+                    let mut q = b"TRUNCATE TABLE ".to_vec();
+                    q.extend_from_slice(name.as_bytes());
+                    exec::run_text(&mut self.conn, &q).await.map_err(|source| {
+                        self.sql_error(format!("emptying {name} to restart the snapshot at {position}"), source)
+                    })?;
+                }
+            }
+        }
+        for t in tables {
+            self.ensure_table(t).await?;
+            if t.key_kind == KeyKind::None || t.key.is_empty() {
+                self.slow.insert(format!("{}.{}", t.schema, t.table));
+            }
+        }
+        let new_state = AppliedState {
+            position: position.clone(),
+            snapshot: SnapshotState::Running,
+            source_commit_ts_ms: stored.as_ref().map_or(0, |s| s.source_commit_ts_ms),
+            rows: stored.as_ref().map_or(0, |s| s.rows),
+            txns: stored.as_ref().map_or(0, |s| s.txns),
+        };
+        let mut q = std::mem::take(&mut self.q);
+        q.clear();
+        let result = self.execute(&mut q, &[], &[], &new_state).await;
+        q.clear();
+        self.q = q;
+        result.map_err(|(mark, e)| match e {
+            Exec::Sql(source) => {
+                let what = match mark {
+                    Mark::Control(w) => w,
+                    Mark::Rows { .. } => "recording the snapshot start",
+                };
+                self.sql_error(format!("{what} (snapshot at source position {position})"), source)
+            }
+            Exec::Value(_, reason) | Exec::State(reason) => self.state_error(reason),
+        })?;
+        self.paused.append(&mut self.pending_pauses);
+        self.state = Some(new_state);
+        Ok(())
+    }
+}
+
+/// A failure inside [`Applier::execute`].
+enum Exec {
+    /// A value could not be rendered: transaction index in the run, reason.
+    Value(u32, String),
+    Sql(mysql_async::Error),
+    State(String),
+}
+
+/// Sends the query in `q` and clears it.
+async fn send(conn: &mut mysql_async::Conn, q: &mut QueryBuf) -> Result<(), (Mark, Exec)> {
+    let result = exec::run(conn, q).await.map_err(|(i, e)| {
+        let mark = q.marks.get(i).copied().unwrap_or(Mark::Control("running a query"));
+        (mark, Exec::Sql(e))
+    });
+    q.clear();
+    result
+}

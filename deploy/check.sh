@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Validates everything under deploy/ offline, installing the tools it needs when missing:
+#
+#   * Prometheus rules: `promtool check rules` and `promtool test rules` (unit tests).
+#     promtool comes from Debian's `prometheus` package; if it is not on PATH the .deb is
+#     downloaded with apt and only promtool is extracted (no service is installed/started).
+#   * Kubernetes manifests (deploy/k8s, and `kubectl kustomize` of it when kubectl exists):
+#     `kubernetes-validate --strict` against each version in K8S_VERSIONS.
+#   * Helm chart: rendered offline with helm-python-sdk (Helm's own engine, no helm binary)
+#     with the default values and with every optional branch switched on, linted (strict),
+#     and the output validated with kubernetes-validate --strict.
+#   * The example configs (ConfigMap, chart values): TOML parses, sources/targets name
+#     servers, every password_env has a Secret key.
+#   * Grafana dashboard: valid JSON, unique panel ids, every query on ${DS_PROMETHEUS}.
+#
+# The Python tools go into a venv (CHECK_VENV, default /tmp/fleetsync-deploy-venv).
+# Exits non-zero on the first failure. Usage: bash deploy/check.sh
+set -euo pipefail
+
+DEPLOY="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${CHECK_VENV:-/tmp/fleetsync-deploy-venv}"
+K8S_VERSIONS="${K8S_VERSIONS:-1.33.0 1.37.0}"
+TOOLS="${CHECK_TOOLS:-/tmp/fleetsync-deploy-tools}"
+KUBERNETES_VALIDATE_VERSION="1.37.0"
+HELM_PYTHON_SDK_VERSION="0.2.2"
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf 'check.sh: %s\n' "$*" >&2; exit 1; }
+
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+# --- tools ------------------------------------------------------------------------------
+
+ensure_promtool() {
+    if command -v promtool >/dev/null 2>&1; then
+        PROMTOOL="$(command -v promtool)"
+        return
+    fi
+    PROMTOOL="$TOOLS/usr/bin/promtool"
+    [ -x "$PROMTOOL" ] && return
+    step "installing promtool (extracted from Debian's prometheus package) into $TOOLS"
+    mkdir -p "$TOOLS"
+    local dl="$WORK/deb"
+    mkdir -p "$dl"
+    if ! (cd "$dl" && apt-get download prometheus >/dev/null 2>&1); then
+        [ "$(id -u)" = 0 ] || die "promtool missing and 'apt-get download prometheus' failed (run 'apt-get update' as root first)"
+        apt-get update -qq >/dev/null
+        (cd "$dl" && apt-get download prometheus >/dev/null) || die "cannot download Debian's prometheus package"
+    fi
+    dpkg-deb -x "$dl"/prometheus_*.deb "$TOOLS"
+    [ -x "$PROMTOOL" ] || die "promtool not found in the prometheus package"
+}
+
+ensure_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        step "creating venv $VENV"
+        python3 -m venv "$VENV"
+    fi
+    if ! "$VENV/bin/pip" show kubernetes-validate helm-python-sdk >/dev/null 2>&1; then
+        step "installing kubernetes-validate and helm-python-sdk into $VENV"
+        "$VENV/bin/pip" install -q --disable-pip-version-check \
+            "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
+            "helm-python-sdk==$HELM_PYTHON_SDK_VERSION"
+    fi
+}
+
+kvalidate() {
+    local v
+    for v in $K8S_VERSIONS; do
+        "$VENV/bin/kubernetes-validate" --strict -k "$v" "$@"
+    done
+}
+
+ensure_promtool
+ensure_venv
+PY="$VENV/bin/python"
+
+# --- Prometheus rules ---------------------------------------------------------------------
+
+step "promtool check rules"
+"$PROMTOOL" check rules "$DEPLOY/prometheus/fleetsync-rules.yml"
+step "promtool test rules"
+"$PROMTOOL" test rules "$DEPLOY/prometheus/fleetsync-rules.test.yml"
+
+# --- Kubernetes manifests -----------------------------------------------------------------
+
+step "kubernetes-validate --strict deploy/k8s (k8s $K8S_VERSIONS)"
+kvalidate "$DEPLOY"/k8s/configmap.yaml "$DEPLOY"/k8s/secret.yaml \
+    "$DEPLOY"/k8s/service.yaml "$DEPLOY"/k8s/statefulset.yaml
+
+if command -v kubectl >/dev/null 2>&1; then
+    step "kubectl kustomize deploy/k8s | kubernetes-validate --strict"
+    kubectl kustomize "$DEPLOY/k8s" >"$WORK/kustomized.yaml"
+    kvalidate "$WORK/kustomized.yaml"
+else
+    step "kubectl not found: skipping the kustomization check"
+fi
+
+# --- Helm chart: lint, render, validate ---------------------------------------------------
+
+step "helm lint + render (helm-python-sdk)"
+"$PY" - "$DEPLOY/helm/fleetsync" "$WORK" <<'PY'
+import sys, yaml, helm_python as helm
+
+chart_dir, out = sys.argv[1], sys.argv[2]
+failed = False
+
+report = helm.lint(chart_dir, strict=True, kube_version="v1.33.0")
+for m in report.get("messages", []):
+    level = {1: "INFO", 2: "WARNING", 3: "ERROR"}.get(m.get("severity"), "UNKNOWN")
+    print(f"  lint {level} {m.get('path')}: {m.get('error')}")
+    failed |= m.get("severity", 0) >= 2
+for e in report.get("errors", []) or []:
+    print(f"  lint ERROR {e}")
+    failed = True
+
+cases = {
+    "defaults": None,
+    "everything": {
+        "fullnameOverride": "fs-eu",
+        "image": {"repository": "registry.example/fleetsync", "tag": "1.2.3"},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "existingSecret": "my-passwords",
+        "persistence": {"enabled": False},
+        "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "service": {"annotations": {"a": "b"}},
+        "extraEnv": [{"name": "FLEETSYNC_SERVER_EU1_URL", "value": "mysql://sync@other:3306"}],
+        "podAnnotations": {"x": "y"},
+        "podLabels": {"team": "db"},
+        "metrics": {"port": 9999},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "db", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"podAntiAffinity": {}},
+    },
+    "storageclass": {"persistence": {"storageClass": "fast", "size": "5Gi"}, "secrets": {}},
+}
+for case, values in cases.items():
+    rendered = helm.Chart.load(chart_dir).render(values, name="fleetsync", namespace="sync", is_install=True)
+    docs = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                docs.append(doc)
+    kinds = sorted(d["kind"] for d in docs)
+    print(f"  {case}: {', '.join(kinds)}")
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    assert sts["spec"]["replicas"] == 1, "StatefulSet must have exactly one replica"
+    pod = sts["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    port = (values or {}).get("metrics", {}).get("port", 9187)
+    assert env["FLEETSYNC_METRICS_LISTEN"] == f"0.0.0.0:{port}", env
+    assert c["ports"][0]["containerPort"] == port
+    assert c["livenessProbe"]["httpGet"]["path"] == "/metrics"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = {v["name"] for v in pod["volumes"]}
+    claims = {t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])}
+    assert {m["name"] for m in c["volumeMounts"]} <= volumes | claims, "a volumeMount has no volume"
+    secret_name = c["envFrom"][0]["secretRef"]["name"]
+    secrets = [d for d in docs if d["kind"] == "Secret"]
+    if values and values.get("existingSecret"):
+        assert not secrets and secret_name == values["existingSecret"]
+    else:
+        assert [s["metadata"]["name"] for s in secrets] == [secret_name]
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    if values and values.get("serviceMonitor", {}).get("enabled"):
+        assert len(monitors) == 1 and monitors[0]["spec"]["endpoints"][0]["port"] == "metrics"
+        svc = next(d for d in docs if d["kind"] == "Service")
+        assert monitors[0]["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    else:
+        assert not monitors
+    # kubernetes-validate has no schema for the ServiceMonitor CRD: checked above instead.
+    with open(f"{out}/helm-{case}.yaml", "w") as f:
+        yaml.safe_dump_all([d for d in docs if d["kind"] != "ServiceMonitor"], f, sort_keys=False)
+sys.exit(1 if failed else 0)
+PY
+
+step "kubernetes-validate --strict of the rendered chart (k8s $K8S_VERSIONS)"
+kvalidate "$WORK"/helm-*.yaml
+
+# --- example configs ----------------------------------------------------------------------
+
+step "example configs: TOML parses, names resolve, every password_env has a Secret key"
+"$PY" - "$DEPLOY" <<'PY'
+import sys, tomllib, yaml
+deploy = sys.argv[1]
+
+def check(label, text, secret_keys):
+    cfg = tomllib.loads(text)
+    servers = {s["name"] for s in cfg.get("servers", [])}
+    assert servers, f"{label}: no [[servers]]"
+    for sync in cfg.get("syncs", []):
+        assert sync["source"] in servers, f"{label}: sync {sync['name']}: unknown source"
+        for t in sync["targets"]:
+            assert t in servers, f"{label}: sync {sync['name']}: unknown target {t}"
+    for s in cfg["servers"]:
+        if "password_env" in s:
+            assert s["password_env"] in secret_keys, f"{label}: {s['password_env']} is not a Secret key"
+    print(f"  {label}: ok ({len(servers)} servers, {len(cfg.get('syncs', []))} syncs)")
+    return cfg
+
+cm = yaml.safe_load(open(f"{deploy}/k8s/configmap.yaml"))
+secret = yaml.safe_load(open(f"{deploy}/k8s/secret.yaml"))
+a = check("k8s/configmap.yaml", cm["data"]["fleetsync.toml"], set(secret["stringData"]))
+values = yaml.safe_load(open(f"{deploy}/helm/fleetsync/values.yaml"))
+b = check("helm values.yaml", values["config"], set(values["secrets"]))
+assert a == b, "the k8s and Helm example configs differ"
+PY
+
+# --- Grafana ------------------------------------------------------------------------------
+
+step "grafana dashboard"
+"$PY" -m json.tool "$DEPLOY/grafana/fleetsync-dashboard.json" >/dev/null
+"$PY" - "$DEPLOY/grafana/fleetsync-dashboard.json" <<'PY'
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+ids = [p["id"] for p in d["panels"]]
+assert len(ids) == len(set(ids)), "duplicate panel ids"
+names = {v["name"] for v in d["templating"]["list"]}
+assert {"DS_PROMETHEUS", "sync", "target"} <= names, names
+known = {
+    "fleetsync_binlog_events_total", "fleetsync_source_transactions_total",
+    "fleetsync_snapshot_rows_total", "fleetsync_apply_rows_total",
+    "fleetsync_apply_transactions_total", "fleetsync_apply_errors_total",
+    "fleetsync_apply_batch_seconds_bucket", "fleetsync_replication_lag_seconds",
+    "fleetsync_pipeline_up", "fleetsync_pipeline_restarts_total",
+}
+queries = 0
+for p in d["panels"]:
+    if p["type"] == "row":
+        continue
+    assert p["datasource"]["uid"] == "${DS_PROMETHEUS}", p["title"]
+    for t in p["targets"]:
+        assert t["datasource"]["uid"] == "${DS_PROMETHEUS}", p["title"]
+        for m in re.findall(r"fleetsync_[a-z_]+", t["expr"]):
+            assert m in known, f"{p['title']}: unknown metric {m}"
+        queries += 1
+print(f"  ok: {len(ids)} panels, {queries} queries")
+PY
+
+printf '\nAll deploy checks passed.\n'

@@ -193,6 +193,16 @@ fn decode_value(buf: &mut ParseBuf<'_>, c: &ColDecode) -> io::Result<Value> {
         let y = u16::from(b.first().copied().unwrap_or(0));
         return Ok(Value::Year(if y == 0 { 0 } else { 1900 + y }));
     }
+    if c.my == My::MYSQL_TYPE_INT24 {
+        // mysql_common's signed 24-bit read does not sign-extend: decode it here.
+        let b: &[u8] = buf.parse(3)?;
+        let raw = u32::from(b[0]) | (u32::from(b[1]) << 8) | (u32::from(b[2]) << 16);
+        return Ok(if c.unsigned {
+            Value::UInt(u64::from(raw))
+        } else {
+            Value::Int(i64::from(((raw << 8) as i32) >> 8))
+        });
+    }
     // The value parser ties the metadata's lifetime to the buffer's: parse from a re-borrowed
     // view and advance the caller's buffer by what was consumed.
     let data: &[u8] = buf.0;

@@ -111,15 +111,26 @@ pub(crate) fn plan<'a>(
     changes: impl IntoIterator<Item = Change<'a>>,
 ) -> Result<Vec<Stmt<'a>>, PlanError> {
     let mut ordered: Vec<Stmt<'a>> = Vec::new();
-    let mut compactors: Vec<Option<Compactor<'a>>> =
-        slots.iter().map(|s| (s.compact && !s.key.is_empty()).then(Compactor::default)).collect();
+    let mut compactors: Vec<Option<Compactor<'a>>> = slots
+        .iter()
+        .map(|s| (s.compact && !s.key.is_empty()).then(Compactor::default))
+        .collect();
     let mut keybuf = Vec::new();
 
     for c in changes {
-        let err = |reason: String| PlanError { slot: c.slot, txn: c.txn, reason };
-        let slot = slots.get(c.slot as usize).ok_or_else(|| err("unknown table".into()))?;
+        let err = |reason: String| PlanError {
+            slot: c.slot,
+            txn: c.txn,
+            reason,
+        };
+        let slot = slots
+            .get(c.slot as usize)
+            .ok_or_else(|| err("unknown table".into()))?;
         if let Some(k) = slot.key.iter().find(|&&k| k >= slot.width) {
-            return Err(err(format!("key column {k} out of range ({} columns)", slot.width)));
+            return Err(err(format!(
+                "key column {k} out of range ({} columns)",
+                slot.width
+            )));
         }
         let image = |img: Option<&'a [Value]>, what: &str| -> Result<&'a [Value], PlanError> {
             let img = img.ok_or_else(|| err(format!("{:?} change without {what} image", c.op)))?;
@@ -134,15 +145,28 @@ pub(crate) fn plan<'a>(
         };
         let (before, after) = match c.op {
             Op::Insert | Op::Snapshot => (None, Some(image(c.after, "after")?)),
-            Op::Update => (Some(image(c.before, "before")?), Some(image(c.after, "after")?)),
+            Op::Update => (
+                Some(image(c.before, "before")?),
+                Some(image(c.after, "after")?),
+            ),
             Op::Delete => (Some(image(c.before, "before")?), None),
         };
-        let row = |image: &'a [Value]| RowRef { image, before: None, txn: c.txn };
+        let row = |image: &'a [Value]| RowRef {
+            image,
+            before: None,
+            txn: c.txn,
+        };
 
         if slot.key.is_empty() {
             let stmt = match (before, after) {
                 (None, Some(a)) => (StmtKind::Insert, row(a)),
-                (Some(b), Some(a)) => (StmtKind::UpdateRow, RowRef { before: Some(b), ..row(a) }),
+                (Some(b), Some(a)) => (
+                    StmtKind::UpdateRow,
+                    RowRef {
+                        before: Some(b),
+                        ..row(a)
+                    },
+                ),
                 (Some(b), None) => (StmtKind::DeleteRow, row(b)),
                 (None, None) => continue,
             };
@@ -159,10 +183,18 @@ pub(crate) fn plan<'a>(
         match compactors.get_mut(c.slot as usize).and_then(Option::as_mut) {
             Some(comp) => {
                 if let Some(b) = delete {
-                    comp.record(key_bytes(&mut keybuf, b, &slot.key).map_err(&err)?, row(b), false);
+                    comp.record(
+                        key_bytes(&mut keybuf, b, &slot.key).map_err(&err)?,
+                        row(b),
+                        false,
+                    );
                 }
                 if let Some(a) = after {
-                    comp.record(key_bytes(&mut keybuf, a, &slot.key).map_err(&err)?, row(a), true);
+                    comp.record(
+                        key_bytes(&mut keybuf, a, &slot.key).map_err(&err)?,
+                        row(a),
+                        true,
+                    );
                 }
             }
             None => {
@@ -183,10 +215,18 @@ pub(crate) fn plan<'a>(
         let upserts: Vec<RowRef<'a>> = live().filter(|(_, up)| *up).map(|(r, _)| *r).collect();
         let slot = slot as u32;
         if !deletes.is_empty() {
-            ordered.push(Stmt { slot, kind: StmtKind::DeleteKeys, rows: deletes });
+            ordered.push(Stmt {
+                slot,
+                kind: StmtKind::DeleteKeys,
+                rows: deletes,
+            });
         }
         if !upserts.is_empty() {
-            ordered.push(Stmt { slot, kind: StmtKind::Upsert, rows: upserts });
+            ordered.push(Stmt {
+                slot,
+                kind: StmtKind::Upsert,
+                rows: upserts,
+            });
         }
     }
     Ok(ordered)
@@ -202,14 +242,21 @@ fn key_bytes(buf: &mut Vec<u8>, image: &[Value], key: &[usize]) -> Result<Vec<u8
 /// Appends a row to the last statement when it is of the same slot and a groupable kind,
 /// else starts a new statement.
 fn push_ordered<'a>(ordered: &mut Vec<Stmt<'a>>, slot: u32, kind: StmtKind, row: RowRef<'a>) {
-    let groupable = matches!(kind, StmtKind::Upsert | StmtKind::DeleteKeys | StmtKind::Insert);
+    let groupable = matches!(
+        kind,
+        StmtKind::Upsert | StmtKind::DeleteKeys | StmtKind::Insert
+    );
     if let Some(last) = ordered.last_mut() {
         if groupable && last.slot == slot && last.kind == kind {
             last.rows.push(row);
             return;
         }
     }
-    ordered.push(Stmt { slot, kind, rows: vec![row] });
+    ordered.push(Stmt {
+        slot,
+        kind,
+        rows: vec![row],
+    });
 }
 
 #[cfg(test)]

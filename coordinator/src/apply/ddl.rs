@@ -29,15 +29,23 @@ pub(crate) fn decide(ddl: &Ddl, map: &TableMap, apply_ddl: bool) -> DdlAction {
     let stmt = ddl.statement.trim();
     if !apply_ddl {
         let reason = format!("DDL not applied (apply_ddl is off): {stmt}");
-        return if ddl.tables.is_empty() { DdlAction::Skip { reason } } else { DdlAction::Pause { reason } };
+        return if ddl.tables.is_empty() {
+            DdlAction::Skip { reason }
+        } else {
+            DdlAction::Pause { reason }
+        };
     }
     if ddl.tables.is_empty() {
         let Some(schema) = &ddl.schema else {
-            return DdlAction::Skip { reason: format!("DDL names no table and no database: {stmt}") };
+            return DdlAction::Skip {
+                reason: format!("DDL names no table and no database: {stmt}"),
+            };
         };
         if map.target_schema(schema) != *schema || !map.is_schema_identity_for_tables(schema) {
             return DdlAction::Skip {
-                reason: format!("database-level DDL not applied: database {schema:?} is mapped: {stmt}"),
+                reason: format!(
+                    "database-level DDL not applied: database {schema:?} is mapped: {stmt}"
+                ),
             };
         }
         // `USE db` would fail before CREATE DATABASE db.
@@ -45,8 +53,14 @@ pub(crate) fn decide(ddl: &Ddl, map: &TableMap, apply_ddl: bool) -> DdlAction {
         return DdlAction::Run { use_schema };
     }
     let use_schema = ddl.schema.as_ref().map(|s| map.target_schema(s));
-    let identity = ddl.tables.iter().all(|(s, t)| map.target(s, t) == (s.clone(), t.clone()))
-        && ddl.schema.as_ref().is_none_or(|s| map.target_schema(s) == *s);
+    let identity = ddl
+        .tables
+        .iter()
+        .all(|(s, t)| map.target(s, t) == (s.clone(), t.clone()))
+        && ddl
+            .schema
+            .as_ref()
+            .is_none_or(|s| map.target_schema(s) == *s);
     if identity {
         return DdlAction::Run { use_schema };
     }
@@ -61,7 +75,9 @@ pub(crate) fn decide(ddl: &Ddl, map: &TableMap, apply_ddl: bool) -> DdlAction {
     if schema_renames_only {
         return DdlAction::Run { use_schema };
     }
-    DdlAction::Pause { reason: format!("DDL cannot be rewritten for the table mapping: {stmt}") }
+    DdlAction::Pause {
+        reason: format!("DDL cannot be rewritten for the table mapping: {stmt}"),
+    }
 }
 
 /// Server errors that, for a DDL statement, mean its effect is already there (a replay after a
@@ -104,7 +120,10 @@ fn leading_words(stmt: &str, n: usize) -> Vec<String> {
 pub(crate) fn is_database_statement(stmt: &str) -> bool {
     let w = leading_words(stmt, 4);
     let w: Vec<&str> = w.iter().map(String::as_str).collect();
-    matches!(w.as_slice(), ["CREATE" | "DROP" | "ALTER", "DATABASE" | "SCHEMA", ..])
+    matches!(
+        w.as_slice(),
+        ["CREATE" | "DROP" | "ALTER", "DATABASE" | "SCHEMA", ..]
+    )
 }
 
 /// `RENAME TABLE ...` or `ALTER TABLE ... RENAME ...`: on replay the old name is gone (1146).
@@ -113,7 +132,8 @@ pub(crate) fn is_rename(stmt: &str) -> bool {
     match w.first().map(String::as_str) {
         Some("RENAME") => true,
         Some("ALTER") => {
-            w.get(1).map(String::as_str) == Some("TABLE") && stmt.to_ascii_uppercase().contains(" RENAME ")
+            w.get(1).map(String::as_str) == Some("TABLE")
+                && stmt.to_ascii_uppercase().contains(" RENAME ")
         }
         _ => false,
     }
@@ -158,20 +178,28 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> TableMap {
-        let m: BTreeMap<String, String> = pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let m: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         TableMap::new(&m).expect("valid map")
     }
 
     fn ddl(schema: Option<&str>, tables: &[(&str, &str)], stmt: &str) -> Ddl {
         Ddl {
             schema: schema.map(String::from),
-            tables: tables.iter().map(|(s, t)| (s.to_string(), t.to_string())).collect(),
+            tables: tables
+                .iter()
+                .map(|(s, t)| (s.to_string(), t.to_string()))
+                .collect(),
             statement: stmt.into(),
         }
     }
 
     fn run(use_schema: Option<&str>) -> DdlAction {
-        DdlAction::Run { use_schema: use_schema.map(String::from) }
+        DdlAction::Run {
+            use_schema: use_schema.map(String::from),
+        }
     }
 
     #[test]
@@ -179,15 +207,24 @@ mod tests {
         let d = ddl(Some("app"), &[("app", "t")], "ALTER TABLE t ADD c INT");
         assert_eq!(decide(&d, &map(&[]), true), run(Some("app")));
         // A table entry that keeps the name is still identity.
-        assert_eq!(decide(&d, &map(&[("app.t", "app.t")]), true), run(Some("app")));
+        assert_eq!(
+            decide(&d, &map(&[("app.t", "app.t")]), true),
+            run(Some("app"))
+        );
     }
 
     #[test]
     fn apply_ddl_off_pauses() {
         let d = ddl(Some("app"), &[("app", "t")], "ALTER TABLE t ADD c INT");
-        assert!(matches!(decide(&d, &map(&[]), false), DdlAction::Pause { .. }));
+        assert!(matches!(
+            decide(&d, &map(&[]), false),
+            DdlAction::Pause { .. }
+        ));
         let d = ddl(Some("app"), &[], "DROP DATABASE app");
-        assert!(matches!(decide(&d, &map(&[]), false), DdlAction::Skip { .. }));
+        assert!(matches!(
+            decide(&d, &map(&[]), false),
+            DdlAction::Skip { .. }
+        ));
     }
 
     #[test]
@@ -195,12 +232,24 @@ mod tests {
         let m = map(&[("app", "app_copy")]);
         let d = ddl(Some("app"), &[("app", "t")], "ALTER TABLE t ADD c INT");
         assert_eq!(decide(&d, &m, true), run(Some("app_copy")));
-        let d = ddl(Some("app"), &[("app", "t")], "ALTER TABLE `app`.t ADD c INT");
+        let d = ddl(
+            Some("app"),
+            &[("app", "t")],
+            "ALTER TABLE `app`.t ADD c INT",
+        );
         assert!(matches!(decide(&d, &m, true), DdlAction::Pause { .. }));
-        let d = ddl(Some("other"), &[("app", "t")], "ALTER TABLE app . t ADD c INT");
+        let d = ddl(
+            Some("other"),
+            &[("app", "t")],
+            "ALTER TABLE app . t ADD c INT",
+        );
         assert!(matches!(decide(&d, &m, true), DdlAction::Pause { .. }));
         // An unmapped qualified table next to the renamed default schema is fine.
-        let d = ddl(Some("app"), &[("app", "t"), ("lib", "u")], "RENAME TABLE t TO lib.u");
+        let d = ddl(
+            Some("app"),
+            &[("app", "t"), ("lib", "u")],
+            "RENAME TABLE t TO lib.u",
+        );
         assert_eq!(decide(&d, &m, true), run(Some("app_copy")));
     }
 
@@ -220,11 +269,17 @@ mod tests {
     fn database_statements() {
         let d = ddl(Some("app"), &[], "CREATE DATABASE app");
         assert_eq!(decide(&d, &map(&[]), true), run(None));
-        assert!(matches!(decide(&d, &map(&[("app", "x")]), true), DdlAction::Skip { .. }));
+        assert!(matches!(
+            decide(&d, &map(&[("app", "x")]), true),
+            DdlAction::Skip { .. }
+        ));
         let d = ddl(Some("app"), &[], "CREATE PROCEDURE p() BEGIN END");
         assert_eq!(decide(&d, &map(&[]), true), run(Some("app")));
         let d = ddl(None, &[], "CREATE USER x");
-        assert!(matches!(decide(&d, &map(&[]), true), DdlAction::Skip { .. }));
+        assert!(matches!(
+            decide(&d, &map(&[]), true),
+            DdlAction::Skip { .. }
+        ));
     }
 
     #[test]

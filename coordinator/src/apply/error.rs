@@ -45,7 +45,9 @@ pub enum ApplyError {
         source: Box<mysql_async::Error>,
     },
     /// Reading a table definition from the source (for `create_missing`) failed.
-    #[error("source {source_name}: reading the definition of {table} for target {target}: {source}")]
+    #[error(
+        "source {source_name}: reading the definition of {table} for target {target}: {source}"
+    )]
     Source {
         source_name: String,
         target: String,
@@ -56,10 +58,20 @@ pub enum ApplyError {
     /// A change cannot be turned into SQL: a missing row image, a row whose width differs from
     /// its table schema, an invalid DECIMAL text, ...
     #[error("target {target}: table {table} at source position {position}: {reason}")]
-    InvalidChange { target: String, table: String, position: String, reason: String },
+    InvalidChange {
+        target: String,
+        table: String,
+        position: String,
+        reason: String,
+    },
     /// The progress row stored on the target cannot be read or written.
     #[error("target {target}: progress of sync {sync:?} from source {source_name:?}: {reason}")]
-    State { target: String, sync: String, source_name: String, reason: String },
+    State {
+        target: String,
+        sync: String,
+        source_name: String,
+        reason: String,
+    },
 }
 
 impl ApplyError {
@@ -147,7 +159,11 @@ mod tests {
     }
 
     fn sql(code: u16) -> ApplyError {
-        ApplyError::Sql { target: "t1".into(), context: "c".into(), source: Box::new(server(code)) }
+        ApplyError::Sql {
+            target: "t1".into(),
+            context: "c".into(),
+            source: Box::new(server(code)),
+        }
     }
 
     #[test]
@@ -162,14 +178,21 @@ mod tests {
         let closed = ApplyError::Sql {
             target: "t1".into(),
             context: "c".into(),
-            source: Box::new(mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed)),
+            source: Box::new(mysql_async::Error::Driver(
+                mysql_async::DriverError::ConnectionClosed,
+            )),
         };
         assert!(closed.is_transient());
-        let denied = ApplyError::Connect { target: "t1".into(), source: Box::new(server(1045)) };
+        let denied = ApplyError::Connect {
+            target: "t1".into(),
+            source: Box::new(server(1045)),
+        };
         assert!(!denied.is_transient());
         let refused = ApplyError::Connect {
             target: "t1".into(),
-            source: Box::new(mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::other("x")))),
+            source: Box::new(mysql_async::Error::Io(mysql_async::IoError::Io(
+                std::io::Error::other("x"),
+            ))),
         };
         assert!(refused.is_transient());
     }

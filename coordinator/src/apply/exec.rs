@@ -72,11 +72,17 @@ pub(crate) fn render_part(
     slot: &SlotSql<'_>,
 ) -> Result<usize, (u32, ValueError)> {
     let rows = stmt.rows.get(from..).unwrap_or_default();
-    let Some(first) = rows.first() else { return Ok(from) };
+    let Some(first) = rows.first() else {
+        return Ok(from);
+    };
     let start = q.sql.len();
     let mut mark = (first.txn, first.txn);
     let at = q.marks.len();
-    q.begin(Mark::Rows { slot: stmt.slot, first: first.txn, last: first.txn });
+    q.begin(Mark::Rows {
+        slot: stmt.slot,
+        first: first.txn,
+        last: first.txn,
+    });
     let mut n = 0;
     let res: Result<(), (u32, ValueError)> = (|| {
         let buf = &mut q.sql;
@@ -128,7 +134,8 @@ pub(crate) fn render_part(
                 buf.extend_from_slice(b"UPDATE ");
                 buf.extend_from_slice(&slot.sql.name);
                 buf.extend_from_slice(b" SET ");
-                sql::push_assignments(buf, slot.columns, first.image).map_err(|e| (first.txn, e))?;
+                sql::push_assignments(buf, slot.columns, first.image)
+                    .map_err(|e| (first.txn, e))?;
                 buf.extend_from_slice(b" WHERE ");
                 sql::push_row_match(buf, slot.columns, before).map_err(|e| (first.txn, e))?;
                 buf.extend_from_slice(b" LIMIT 1");
@@ -138,7 +145,11 @@ pub(crate) fn render_part(
         Ok(())
     })();
     if let Some(m) = q.marks.get_mut(at) {
-        *m = Mark::Rows { slot: stmt.slot, first: mark.0, last: mark.1 };
+        *m = Mark::Rows {
+            slot: stmt.slot,
+            first: mark.0,
+            last: mark.1,
+        };
     }
     res?;
     Ok(from + n)
@@ -152,7 +163,10 @@ fn track(mark: &mut (u32, u32), row: &RowRef<'_>) {
 /// Runs the multi-statement query in `q`. On failure, returns the index of the statement that
 /// failed (the server stops at the first error: later statements did not run).
 pub(crate) async fn run(conn: &mut Conn, q: &QueryBuf) -> Result<(), (usize, mysql_async::Error)> {
-    let mut result = conn.query_iter(q.sql.as_slice()).await.map_err(|e| (0, e))?;
+    let mut result = conn
+        .query_iter(q.sql.as_slice())
+        .await
+        .map_err(|e| (0, e))?;
     // `read`: index of the last statement whose response was read. mysql_async keeps a server
     // error of a later statement and returns it on the next call, so a server error belongs to
     // `read`; a connection error happens while reading the next response.

@@ -51,6 +51,8 @@ mod state;
 mod target;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ops;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
@@ -87,9 +89,18 @@ pub fn describe_metrics() {
         metrics::Unit::Seconds,
         "Time to apply one batch to a target"
     );
-    metrics::describe_counter!(APPLY_TRANSACTIONS_TOTAL, "Source transactions applied to a target");
-    metrics::describe_counter!(APPLY_ERRORS_TOTAL, "Failed batch applications, by error kind");
-    metrics::describe_counter!(APPLY_SKIPPED_ROWS_TOTAL, "Row changes skipped for paused tables");
+    metrics::describe_counter!(
+        APPLY_TRANSACTIONS_TOTAL,
+        "Source transactions applied to a target"
+    );
+    metrics::describe_counter!(
+        APPLY_ERRORS_TOTAL,
+        "Failed batch applications, by error kind"
+    );
+    metrics::describe_counter!(
+        APPLY_SKIPPED_ROWS_TOTAL,
+        "Row changes skipped for paused tables"
+    );
 }
 
 struct Meters {
@@ -132,14 +143,15 @@ pub struct ApplierOptions {
 }
 
 /// Whether the initial snapshot of a sync is still being applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SnapshotState {
     Running,
     Done,
 }
 
 /// The progress of (sync, source) on a target, as stored in `fleetsync.sync_state`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AppliedState {
     /// Source position after the last applied transaction: where to resume.
     pub position: Position,
@@ -190,10 +202,17 @@ const SESSION_SETUP: &str = "SET NAMES binary; SET time_zone='+00:00'; SET forei
 impl Applier {
     /// Connects (a single connection), prepares the session, creates the `fleetsync` database
     /// and state tables if missing, and loads the stored progress and paused tables.
-    pub async fn connect(target: Opts, source: Opts, opts: ApplierOptions) -> Result<Self, ApplyError> {
+    pub async fn connect(
+        target: Opts,
+        source: Opts,
+        opts: ApplierOptions,
+    ) -> Result<Self, ApplyError> {
         let conn = Conn::new(target.clone())
             .await
-            .map_err(|e| ApplyError::Connect { target: opts.target.clone(), source: Box::new(e) })?;
+            .map_err(|e| ApplyError::Connect {
+                target: opts.target.clone(),
+                source: Box::new(e),
+            })?;
         let meters = Meters::new(&opts.sync, &opts.target);
         let mut applier = Applier {
             conn,
@@ -219,7 +238,10 @@ impl Applier {
     pub async fn reconnect(&mut self) -> Result<(), ApplyError> {
         let conn = Conn::new(self.target_opts.clone())
             .await
-            .map_err(|e| ApplyError::Connect { target: self.opts.target.clone(), source: Box::new(e) })?;
+            .map_err(|e| ApplyError::Connect {
+                target: self.opts.target.clone(),
+                source: Box::new(e),
+            })?;
         let old = std::mem::replace(&mut self.conn, conn);
         // The old connection may be broken: do not wait for a polite goodbye.
         drop(old);
@@ -252,9 +274,13 @@ impl Applier {
 
     /// The stored progress of (sync, source) on this target, if any.
     pub async fn load_state(&mut self) -> Result<Option<AppliedState>, ApplyError> {
-        let state =
-            state::read_state_as(&mut self.conn, &self.opts.target, &self.opts.sync, &self.opts.source)
-                .await?;
+        let state = state::read_state_as(
+            &mut self.conn,
+            &self.opts.target,
+            &self.opts.sync,
+            &self.opts.source,
+        )
+        .await?;
         self.state = state.clone();
         Ok(state)
     }
@@ -269,8 +295,14 @@ impl Applier {
     /// in a batch that has not committed yet.
     pub fn paused_tables(&self) -> Vec<(String, String)> {
         let mut all = self.paused.clone();
-        all.extend(self.pending_pauses.iter().map(|(k, v)| (k.clone(), v.clone())));
-        all.into_iter().map(|((s, t), reason)| (format!("{s}.{t}"), reason)).collect()
+        all.extend(
+            self.pending_pauses
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        all.into_iter()
+            .map(|((s, t), reason)| (format!("{s}.{t}"), reason))
+            .collect()
     }
 
     /// Applies whole source transactions, in order.
@@ -300,7 +332,11 @@ impl Applier {
     /// mapped target tables (TRUNCATE: the snapshot restarts from scratch and we own them).
     /// Creates missing target databases and tables when `create_missing` is on (else pauses
     /// them), then records state `Running` at `position`.
-    pub async fn begin_snapshot(&mut self, position: &Position, tables: &[TableSchema]) -> Result<(), ApplyError> {
+    pub async fn begin_snapshot(
+        &mut self,
+        position: &Position,
+        tables: &[TableSchema],
+    ) -> Result<(), ApplyError> {
         let result = self.begin_snapshot_inner(position, tables).await;
         if let Err(e) = &result {
             self.count_error(e);
@@ -319,7 +355,11 @@ impl Applier {
     }
 
     fn sql_error(&self, context: impl Into<String>, source: mysql_async::Error) -> ApplyError {
-        ApplyError::Sql { target: self.opts.target.clone(), context: context.into(), source: Box::new(source) }
+        ApplyError::Sql {
+            target: self.opts.target.clone(),
+            context: context.into(),
+            source: Box::new(source),
+        }
     }
 
     fn is_paused(&self, key: &(String, String)) -> bool {
@@ -342,7 +382,10 @@ impl Applier {
 
     /// The target table of source `schema`.`table`, creating it when missing and allowed.
     /// `None` when the table is (now) paused.
-    async fn ensure_table(&mut self, schema: &TableSchema) -> Result<Option<TargetTable>, ApplyError> {
+    async fn ensure_table(
+        &mut self,
+        schema: &TableSchema,
+    ) -> Result<Option<TargetTable>, ApplyError> {
         let key = (schema.schema.clone(), schema.table.clone());
         if self.is_paused(&key) {
             return Ok(None);
@@ -357,13 +400,18 @@ impl Applier {
             .map_err(|source| self.sql_error(format!("looking up target table {name}"), source))?;
         if found.is_none() {
             if self.opts.create_missing {
-                if let Err(reason) = self.create_table(&schema.schema, &schema.table, &ts, &tt).await? {
+                if let Err(reason) = self
+                    .create_table(&schema.schema, &schema.table, &ts, &tt)
+                    .await?
+                {
                     self.pause(&schema.schema, &schema.table, reason);
                     return Ok(None);
                 }
                 found = target::inspect(&mut self.conn, &ts, &tt)
                     .await
-                    .map_err(|source| self.sql_error(format!("looking up target table {name}"), source))?;
+                    .map_err(|source| {
+                        self.sql_error(format!("looking up target table {name}"), source)
+                    })?;
             } else {
                 let reason = format!("target table {name} does not exist (create_missing is off)");
                 self.pause(&schema.schema, &schema.table, reason);
@@ -395,13 +443,21 @@ impl Applier {
             source: Box::new(source),
         };
         if self.source_conn.is_none() {
-            let conn = Conn::new(self.source_opts.clone()).await.map_err(|e| source_err(self, e))?;
+            let conn = Conn::new(self.source_opts.clone())
+                .await
+                .map_err(|e| source_err(self, e))?;
             self.source_conn = Some(conn);
         }
-        let Some(source_conn) = self.source_conn.as_mut() else { return Ok(Err("no source".into())) };
+        let Some(source_conn) = self.source_conn.as_mut() else {
+            return Ok(Err("no source".into()));
+        };
         let create = match target::show_create(source_conn, schema, table).await {
             Ok(Some(c)) => c,
-            Ok(None) => return Ok(Err(format!("source returned no definition for {schema}.{table}"))),
+            Ok(None) => {
+                return Ok(Err(format!(
+                    "source returned no definition for {schema}.{table}"
+                )))
+            }
             Err(e) => {
                 if error::is_transient_mysql(&e) {
                     self.source_conn = None;
@@ -410,7 +466,9 @@ impl Applier {
             }
         };
         let Some(create) = target::retarget_create(&create, ts, tt) else {
-            return Ok(Err(format!("source definition of {schema}.{table} is not a plain CREATE TABLE")));
+            return Ok(Err(format!(
+                "source definition of {schema}.{table} is not a plain CREATE TABLE"
+            )));
         };
         let mut db = b"CREATE DATABASE IF NOT EXISTS ".to_vec();
         sql::push_ident(&mut db, ts);
@@ -418,7 +476,9 @@ impl Applier {
         tracing::info!(sync = %self.opts.sync, target = %self.opts.target, table = %name, "creating missing target table");
         self.run_utf8(&[&db, create.as_bytes()])
             .await
-            .map_err(|(_, source)| self.sql_error(format!("creating target table {name}"), source))?;
+            .map_err(|(_, source)| {
+                self.sql_error(format!("creating target table {name}"), source)
+            })?;
         Ok(Ok(()))
     }
 
@@ -427,7 +487,9 @@ impl Applier {
     /// failing statement.
     async fn run_utf8(&mut self, statements: &[&[u8]]) -> Result<(), (usize, mysql_async::Error)> {
         self.session_ok = false;
-        let mut result = exec::run_text(&mut self.conn, b"SET NAMES utf8mb4").await.map_err(|e| (usize::MAX, e));
+        let mut result = exec::run_text(&mut self.conn, b"SET NAMES utf8mb4")
+            .await
+            .map_err(|e| (usize::MAX, e));
         if result.is_ok() {
             for (i, s) in statements.iter().enumerate() {
                 if let Err(e) = exec::run_text(&mut self.conn, s).await {
@@ -436,7 +498,10 @@ impl Applier {
                 }
             }
         }
-        if exec::run_text(&mut self.conn, b"SET NAMES binary").await.is_ok() {
+        if exec::run_text(&mut self.conn, b"SET NAMES binary")
+            .await
+            .is_ok()
+        {
             self.session_ok = true;
         }
         result

@@ -43,15 +43,23 @@ impl Frontier {
         } else {
             this.map_or(SnapshotState::Done, |f| f.snapshot)
         };
-        Frontier { position: txn.position.clone(), snapshot }
+        Frontier {
+            position: txn.position.clone(),
+            snapshot,
+        }
     }
 }
 
 impl Applier {
-    pub(super) async fn apply_batch(&mut self, batch: &[Transaction]) -> Result<AppliedState, ApplyError> {
+    pub(super) async fn apply_batch(
+        &mut self,
+        batch: &[Transaction],
+    ) -> Result<AppliedState, ApplyError> {
         self.ensure_session().await?;
-        let mut frontier =
-            self.state.as_ref().map(|s| Frontier { position: s.position.clone(), snapshot: s.snapshot });
+        let mut frontier = self.state.as_ref().map(|s| Frontier {
+            position: s.position.clone(),
+            snapshot: s.snapshot,
+        });
         let mut run: Vec<&Transaction> = Vec::new();
         for txn in batch {
             if frontier.as_ref().is_some_and(|f| f.covers(txn)) {
@@ -69,7 +77,9 @@ impl Applier {
             }
         }
         self.flush(&run).await?;
-        self.state.clone().ok_or_else(|| self.state_error("no progress recorded yet and the batch is empty"))
+        self.state
+            .clone()
+            .ok_or_else(|| self.state_error("no progress recorded yet and the batch is empty"))
     }
 
     fn state_error(&self, reason: impl Into<String>) -> ApplyError {
@@ -84,39 +94,10 @@ impl Applier {
     /// Applies `run` (transactions without DDL, or one DDL transaction whose statement already
     /// ran) in one target transaction ending with its progress row.
     async fn flush(&mut self, run: &[&Transaction]) -> Result<(), ApplyError> {
-        let Some(last) = run.last() else { return Ok(()) };
-        let mut slots: Vec<Slot<'_>> = Vec::new();
-        let mut by_name: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
-        let mut changes: Vec<Change<'_>> = Vec::with_capacity(run.iter().map(|t| t.changes.len()).sum());
-        for (ti, txn) in run.iter().enumerate() {
-            let mut local: Vec<Option<u32>> = vec![None; txn.tables.len()];
-            for c in &txn.changes {
-                let i = c.table as usize;
-                let slot = match local.get(i) {
-                    Some(Some(s)) => *s,
-                    Some(None) => {
-                        let s = self.slot_for(&txn.tables[i], &mut slots, &mut by_name).await?;
-                        local[i] = Some(s);
-                        s
-                    }
-                    None => {
-                        return Err(ApplyError::InvalidChange {
-                            target: self.opts.target.clone(),
-                            table: format!("#{i}"),
-                            position: txn.position.to_string(),
-                            reason: format!("change refers to table {i} of {}", txn.tables.len()),
-                        })
-                    }
-                };
-                changes.push(Change { slot, txn: ti as u32, op: c.op, before: c.before.as_deref(), after: c.after.as_deref() });
-            }
-        }
-        // A table seen with two layouts in one run is applied in order, never compacted.
-        for ids in by_name.values().filter(|ids| ids.len() > 1) {
-            for &id in ids {
-                slots[id as usize].plan.compact = false;
-            }
-        }
+        let Some(last) = run.last() else {
+            return Ok(());
+        };
+        let (slots, mut changes) = self.collect_run(run).await?;
         let total = changes.len();
         changes.retain(|c| slots[c.slot as usize].active);
         let skipped = total - changes.len();
@@ -125,21 +106,8 @@ impl Applier {
             let txn = run.get(e.txn as usize).copied().unwrap_or(last);
             self.invalid_change(&slots, e.slot, txn, e.reason)
         })?;
-
-        let prev = self.state.as_ref();
-        let mut frontier = prev.map(|s| Frontier { position: s.position.clone(), snapshot: s.snapshot });
-        for txn in run {
-            frontier = Some(Frontier::advance(frontier.as_ref(), txn));
-        }
-        let snapshot = frontier.map_or(SnapshotState::Done, |f| f.snapshot);
         let applied = (total - skipped) as u64;
-        let new_state = AppliedState {
-            position: last.position.clone(),
-            snapshot,
-            source_commit_ts_ms: last.commit_ts_ms,
-            rows: prev.map_or(0, |s| s.rows) + applied,
-            txns: prev.map_or(0, |s| s.txns) + run.len() as u64,
-        };
+        let new_state = self.next_state(run, last, applied);
 
         let sqls: Vec<SlotSql<'_>> = slots
             .iter()
@@ -154,33 +122,7 @@ impl Applier {
         let result = self.execute(&mut q, &stmts, &sqls, &new_state).await;
         q.clear();
         self.q = q;
-        result.map_err(|(mark, e)| match e {
-            Exec::Value(txn, reason) => {
-                let slot = match mark {
-                    Mark::Rows { slot, .. } => slot,
-                    Mark::Control(_) => u32::MAX,
-                };
-                let txn = run.get(txn as usize).copied().unwrap_or(last);
-                self.invalid_change(&slots, slot, txn, reason)
-            }
-            Exec::Sql(source) => {
-                let context = match mark {
-                    Mark::Rows { slot, first, last: l } => {
-                        let pos = |i: u32| run.get(i as usize).map(|t| t.position.to_string()).unwrap_or_default();
-                        let table = slots.get(slot as usize).map(|s| sql::table_name(&s.target.0, &s.target.1));
-                        format!(
-                            "applying changes to {} from source transactions {}..={}",
-                            table.unwrap_or_default(),
-                            pos(first),
-                            pos(l)
-                        )
-                    }
-                    Mark::Control(what) => format!("{what} (source position {})", last.position),
-                };
-                self.sql_error(context, source)
-            }
-            Exec::State(reason) => self.state_error(reason),
-        })?;
+        result.map_err(|(mark, e)| self.exec_error(run, &slots, mark, e))?;
 
         // Committed.
         self.paused.append(&mut self.pending_pauses);
@@ -189,6 +131,124 @@ impl Applier {
         self.meters.txns.increment(run.len() as u64);
         self.meters.skipped.increment(skipped as u64);
         Ok(())
+    }
+
+    /// The slots (table layouts) of `run` and its changes in order, looking up (and creating
+    /// or pausing) target tables on first sight.
+    async fn collect_run<'a>(
+        &mut self,
+        run: &[&'a Transaction],
+    ) -> Result<(Vec<Slot<'a>>, Vec<Change<'a>>), ApplyError> {
+        let mut slots: Vec<Slot<'a>> = Vec::new();
+        let mut by_name: HashMap<(&'a str, &'a str), Vec<u32>> = HashMap::new();
+        let mut changes: Vec<Change<'a>> =
+            Vec::with_capacity(run.iter().map(|t| t.changes.len()).sum());
+        for (ti, &txn) in run.iter().enumerate() {
+            let mut local: Vec<Option<u32>> = vec![None; txn.tables.len()];
+            for c in &txn.changes {
+                let i = c.table as usize;
+                let slot = match (local.get(i), txn.tables.get(i)) {
+                    (Some(Some(s)), _) => *s,
+                    (Some(None), Some(schema)) => {
+                        let s = self.slot_for(schema, &mut slots, &mut by_name).await?;
+                        local[i] = Some(s);
+                        s
+                    }
+                    _ => {
+                        return Err(ApplyError::InvalidChange {
+                            target: self.opts.target.clone(),
+                            table: format!("#{i}"),
+                            position: txn.position.to_string(),
+                            reason: format!("change refers to table {i} of {}", txn.tables.len()),
+                        })
+                    }
+                };
+                changes.push(Change {
+                    slot,
+                    txn: ti as u32,
+                    op: c.op,
+                    before: c.before.as_deref(),
+                    after: c.after.as_deref(),
+                });
+            }
+        }
+        // A table seen with two layouts in one run is applied in order, never compacted.
+        for ids in by_name.values().filter(|ids| ids.len() > 1) {
+            for &id in ids {
+                slots[id as usize].plan.compact = false;
+            }
+        }
+        Ok((slots, changes))
+    }
+
+    /// The progress after `run` (ending with `last`), of which `applied` row changes were
+    /// applied.
+    fn next_state(&self, run: &[&Transaction], last: &Transaction, applied: u64) -> AppliedState {
+        let prev = self.state.as_ref();
+        let mut frontier = prev.map(|s| Frontier {
+            position: s.position.clone(),
+            snapshot: s.snapshot,
+        });
+        for txn in run {
+            frontier = Some(Frontier::advance(frontier.as_ref(), txn));
+        }
+        AppliedState {
+            position: last.position.clone(),
+            snapshot: frontier.map_or(SnapshotState::Done, |f| f.snapshot),
+            source_commit_ts_ms: last.commit_ts_ms,
+            rows: prev.map_or(0, |s| s.rows) + applied,
+            txns: prev.map_or(0, |s| s.txns) + run.len() as u64,
+        }
+    }
+
+    /// The error for a failure of [`Applier::execute`] on `run`, naming the table and the
+    /// source positions of the failing statement.
+    fn exec_error(
+        &self,
+        run: &[&Transaction],
+        slots: &[Slot<'_>],
+        mark: Mark,
+        e: Exec,
+    ) -> ApplyError {
+        let last_pos = run
+            .last()
+            .map(|t| t.position.to_string())
+            .unwrap_or_default();
+        let pos = |i: u32| {
+            run.get(i as usize)
+                .map(|t| t.position.to_string())
+                .unwrap_or_default()
+        };
+        match e {
+            Exec::Value(txn, reason) => {
+                let slot = match mark {
+                    Mark::Rows { slot, .. } => slot,
+                    Mark::Control(_) => u32::MAX,
+                };
+                match run.get(txn as usize).or(run.last()) {
+                    Some(t) => self.invalid_change(slots, slot, t, reason),
+                    None => self.state_error(reason),
+                }
+            }
+            Exec::Sql(source) => {
+                let context = match mark {
+                    Mark::Rows { slot, first, last } => {
+                        let table = slots
+                            .get(slot as usize)
+                            .map(|s| sql::table_name(&s.target.0, &s.target.1))
+                            .unwrap_or_default();
+                        format!(
+                            "applying changes to {table} from source transactions {}..={}",
+                            pos(first),
+                            pos(last)
+                        )
+                    }
+                    Mark::Control(what) => format!("{what} (source position {last_pos})"),
+                };
+                self.sql_error(context, source)
+            }
+            Exec::State(reason) => self.state_error(reason),
+        }
     }
 
     /// Sends `stmts` and the bookkeeping in one transaction. On failure the transaction is
@@ -202,18 +262,30 @@ impl Applier {
     ) -> Result<(), (Mark, Exec)> {
         let position = new_state.position.to_string();
         if position.len() > state::MAX_POSITION_LEN {
-            let reason = format!("position {position} is longer than {} characters", state::MAX_POSITION_LEN);
+            let reason = format!(
+                "position {position} is longer than {} characters",
+                state::MAX_POSITION_LEN
+            );
             return Err((Mark::Control("recording the progress"), Exec::State(reason)));
         }
-        q.push(Mark::Control("starting a transaction"), b"START TRANSACTION");
+        q.push(
+            Mark::Control("starting a transaction"),
+            b"START TRANSACTION",
+        );
         let mut started = false;
         let result: Result<(), (Mark, Exec)> = async {
             for stmt in stmts {
-                let Some(slot) = sqls.get(stmt.slot as usize) else { continue };
+                let Some(slot) = sqls.get(stmt.slot as usize) else {
+                    continue;
+                };
                 let mut from = 0;
                 while from < stmt.rows.len() {
                     from = exec::render_part(q, stmt, from, slot).map_err(|(txn, e)| {
-                        let mark = q.marks.last().copied().unwrap_or(Mark::Control("rendering"));
+                        let mark = q
+                            .marks
+                            .last()
+                            .copied()
+                            .unwrap_or(Mark::Control("rendering"));
                         (mark, Exec::Value(txn, e.0))
                     })?;
                     if q.sql.len() >= exec::FLUSH_BYTES {
@@ -227,7 +299,13 @@ impl Applier {
                 state::push_pause(&mut q.sql, &self.opts.sync, schema, table, reason);
             }
             q.begin(Mark::Control("recording the progress"));
-            state::push_state_upsert(&mut q.sql, &self.opts.sync, &self.opts.source, &position, new_state);
+            state::push_state_upsert(
+                &mut q.sql,
+                &self.opts.sync,
+                &self.opts.source,
+                &position,
+                new_state,
+            );
             q.push(Mark::Control("committing"), b"COMMIT");
             started = true;
             send(&mut self.conn, q).await
@@ -249,7 +327,9 @@ impl Applier {
         slots: &mut Vec<Slot<'a>>,
         by_name: &mut HashMap<(&'a str, &'a str), Vec<u32>>,
     ) -> Result<u32, ApplyError> {
-        let ids = by_name.entry((schema.schema.as_str(), schema.table.as_str())).or_default();
+        let ids = by_name
+            .entry((schema.schema.as_str(), schema.table.as_str()))
+            .or_default();
         if let Some(&id) = ids.iter().find(|&&id| {
             let s = slots[id as usize].schema;
             s.columns == schema.columns && s.key == schema.key && s.key_kind == schema.key_kind
@@ -261,19 +341,38 @@ impl Applier {
         let found = self.ensure_table(schema).await?;
         let keyed = schema.key_kind != KeyKind::None && !schema.key.is_empty();
         if !keyed {
-            self.slow.insert(format!("{}.{}", schema.schema, schema.table));
+            self.slow
+                .insert(format!("{}.{}", schema.schema, schema.table));
         }
         let plan = SlotPlan {
             width: schema.columns.len(),
-            key: if keyed { schema.key.iter().map(|&k| usize::from(k)).collect() } else { Vec::new() },
-            compact: keyed && found.as_ref().is_some_and(|t| t.key_is_only_unique_index(schema)),
+            key: if keyed {
+                schema.key.iter().map(|&k| usize::from(k)).collect()
+            } else {
+                Vec::new()
+            },
+            compact: keyed
+                && found
+                    .as_ref()
+                    .is_some_and(|t| t.key_is_only_unique_index(schema)),
         };
         let target = self.opts.map.target(&schema.schema, &schema.table);
-        slots.push(Slot { schema, plan, active: found.is_some(), target });
+        slots.push(Slot {
+            schema,
+            plan,
+            active: found.is_some(),
+            target,
+        });
         Ok(id)
     }
 
-    fn invalid_change(&self, slots: &[Slot<'_>], slot: u32, txn: &Transaction, reason: String) -> ApplyError {
+    fn invalid_change(
+        &self,
+        slots: &[Slot<'_>],
+        slot: u32,
+        txn: &Transaction,
+        reason: String,
+    ) -> ApplyError {
         let table = slots
             .get(slot as usize)
             .map(|s| sql::table_name(&s.schema.schema, &s.schema.table))
@@ -289,11 +388,14 @@ impl Applier {
     /// Runs (or pauses or skips) the DDL of `txn`; the caller then records its position.
     async fn apply_ddl(&mut self, txn: &Transaction) -> Result<(), ApplyError> {
         let Some(d) = &txn.ddl else { return Ok(()) };
-        let already_paused = d.tables.iter().find(|(s, t)| self.is_paused(&(s.clone(), t.clone())));
+        let already_paused = d
+            .tables
+            .iter()
+            .find(|(s, t)| self.is_paused(&(s.clone(), t.clone())));
         let action = match already_paused {
-            Some((s, t)) => {
-                DdlAction::Pause { reason: format!("DDL on a table set aside with paused {s}.{t}: {}", d.statement) }
-            }
+            Some((s, t)) => DdlAction::Pause {
+                reason: format!("DDL not applied: table {s}.{t} is paused: {}", d.statement),
+            },
             None => ddl::decide(d, &self.opts.map, self.opts.apply_ddl),
         };
         // Whatever happens, cached knowledge of these tables is stale now.
@@ -327,7 +429,11 @@ impl Applier {
 
     /// Runs the DDL statement of `txn`. `Ok(Some(reason))` when its tables must be paused
     /// instead (the target database is missing and may not be created).
-    async fn run_ddl(&mut self, txn: &Transaction, use_schema: Option<String>) -> Result<Option<String>, ApplyError> {
+    async fn run_ddl(
+        &mut self,
+        txn: &Transaction,
+        use_schema: Option<String>,
+    ) -> Result<Option<String>, ApplyError> {
         let Some(d) = &txn.ddl else { return Ok(None) };
         let mut create_db = Vec::new();
         let mut use_db = Vec::new();
@@ -348,36 +454,65 @@ impl Applier {
         let stmt_at = statements.len();
         statements.push(d.statement.as_bytes());
         tracing::info!(sync = %self.opts.sync, target = %self.opts.target, position = %txn.position, statement = %d.statement, "applying DDL");
-        let Err((failed, e)) = self.run_utf8(&statements).await else { return Ok(None) };
+        let Err((failed, e)) = self.run_utf8(&statements).await else {
+            return Ok(None);
+        };
         let code = super::error::server_code(&e);
         if failed == use_at && code == Some(1049) {
             let db = use_schema.unwrap_or_default();
-            return Ok(Some(format!("target database `{db}` does not exist (create_missing is off): {}", d.statement)));
+            return Ok(Some(format!(
+                "target database `{db}` does not exist (create_missing is off): {}",
+                d.statement
+            )));
         }
         if failed == stmt_at {
             if let Some(code) = code {
-                if ddl::already_done(code) || (code == 1146 && ddl::is_rename(&d.statement) && self.rename_done(d).await) {
+                if ddl::already_done(code)
+                    || (code == 1146 && ddl::is_rename(&d.statement) && self.rename_done(d).await)
+                {
                     tracing::info!(sync = %self.opts.sync, target = %self.opts.target, position = %txn.position, code, "DDL already applied; continuing");
                     return Ok(None);
                 }
             }
         }
-        let what = if failed == stmt_at { "running DDL" } else { "preparing DDL" };
-        Err(self.sql_error(format!("{what} at source position {}: {}", txn.position, d.statement), e))
+        let what = if failed == stmt_at {
+            "running DDL"
+        } else {
+            "preparing DDL"
+        };
+        Err(self.sql_error(
+            format!(
+                "{what} at source position {}: {}",
+                txn.position, d.statement
+            ),
+            e,
+        ))
     }
 
     /// For a RENAME that failed with "no such table": true when its last named table (the new
     /// name) exists on the target, i.e. the rename ran before.
     async fn rename_done(&mut self, d: &fleetsync_proto::Ddl) -> bool {
-        let Some((s, t)) = d.tables.last() else { return false };
+        let Some((s, t)) = d.tables.last() else {
+            return false;
+        };
         let (ts, tt) = self.opts.map.target(s, t);
-        matches!(super::target::inspect(&mut self.conn, &ts, &tt).await, Ok(Some(_)))
+        matches!(
+            super::target::inspect(&mut self.conn, &ts, &tt).await,
+            Ok(Some(_))
+        )
     }
 
-    pub(super) async fn begin_snapshot_inner(&mut self, position: &Position, tables: &[TableSchema]) -> Result<(), ApplyError> {
+    pub(super) async fn begin_snapshot_inner(
+        &mut self,
+        position: &Position,
+        tables: &[TableSchema],
+    ) -> Result<(), ApplyError> {
         self.ensure_session().await?;
         let stored = self.load_state().await?;
-        if stored.as_ref().is_some_and(|s| s.snapshot == SnapshotState::Running) {
+        if stored
+            .as_ref()
+            .is_some_and(|s| s.snapshot == SnapshotState::Running)
+        {
             for t in tables {
                 if self.is_paused(&(t.schema.clone(), t.table.clone())) {
                     continue;
@@ -386,13 +521,18 @@ impl Applier {
                 let name = sql::table_name(&ts, &tt);
                 let exists = super::target::inspect(&mut self.conn, &ts, &tt)
                     .await
-                    .map_err(|source| self.sql_error(format!("looking up target table {name}"), source))?;
+                    .map_err(|source| {
+                        self.sql_error(format!("looking up target table {name}"), source)
+                    })?;
                 if exists.is_some() {
                     tracing::info!(sync = %self.opts.sync, target = %self.opts.target, table = %name, "emptying table of an interrupted snapshot");
                     let mut q = b"TRUNCATE TABLE ".to_vec();
                     q.extend_from_slice(name.as_bytes());
                     exec::run_text(&mut self.conn, &q).await.map_err(|source| {
-                        self.sql_error(format!("emptying {name} to restart the snapshot at {position}"), source)
+                        self.sql_error(
+                            format!("emptying {name} to restart the snapshot at {position}"),
+                            source,
+                        )
                     })?;
                 }
             }
@@ -421,7 +561,10 @@ impl Applier {
                     Mark::Control(w) => w,
                     Mark::Rows { .. } => "recording the snapshot start",
                 };
-                self.sql_error(format!("{what} (snapshot at source position {position})"), source)
+                self.sql_error(
+                    format!("{what} (snapshot at source position {position})"),
+                    source,
+                )
             }
             Exec::Value(_, reason) | Exec::State(reason) => self.state_error(reason),
         })?;
@@ -442,7 +585,11 @@ enum Exec {
 /// Sends the query in `q` and clears it.
 async fn send(conn: &mut mysql_async::Conn, q: &mut QueryBuf) -> Result<(), (Mark, Exec)> {
     let result = exec::run(conn, q).await.map_err(|(i, e)| {
-        let mark = q.marks.get(i).copied().unwrap_or(Mark::Control("running a query"));
+        let mark = q
+            .marks
+            .get(i)
+            .copied()
+            .unwrap_or(Mark::Control("running a query"));
         (mark, Exec::Sql(e))
     });
     q.clear();

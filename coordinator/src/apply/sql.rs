@@ -143,7 +143,8 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u8, u8) {
 fn is_decimal_text(s: &str) -> bool {
     !s.is_empty()
         && s.bytes().any(|b| b.is_ascii_digit())
-        && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+        && s.bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
 }
 
 /// Appends `v` as a SQL literal (see the module docs for the forms).
@@ -165,7 +166,13 @@ pub(crate) fn push_value(buf: &mut Vec<u8>, v: &Value) -> Result<(), ValueError>
             push_date(buf, u64::from(*year), *month, *day);
             buf.push(b'\'');
         }
-        Value::Time { negative, hours, minutes, seconds, micros } => {
+        Value::Time {
+            negative,
+            hours,
+            minutes,
+            seconds,
+            micros,
+        } => {
             buf.push(b'\'');
             if *negative {
                 buf.push(b'-');
@@ -174,7 +181,15 @@ pub(crate) fn push_value(buf: &mut Vec<u8>, v: &Value) -> Result<(), ValueError>
             push_micros(buf, *micros)?;
             buf.push(b'\'');
         }
-        Value::DateTime { year, month, day, hour, minute, second, micros } => {
+        Value::DateTime {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            micros,
+        } => {
             buf.push(b'\'');
             push_date(buf, u64::from(*year), *month, *day);
             buf.push(b' ');
@@ -200,7 +215,9 @@ pub(crate) fn push_value(buf: &mut Vec<u8>, v: &Value) -> Result<(), ValueError>
 
 fn push_double(buf: &mut Vec<u8>, d: f64) -> Result<(), ValueError> {
     if !d.is_finite() {
-        return Err(ValueError(format!("{d} cannot be stored in a FLOAT/DOUBLE column")));
+        return Err(ValueError(format!(
+            "{d} cannot be stored in a FLOAT/DOUBLE column"
+        )));
     }
     // Writing to a Vec cannot fail.
     let _ = write!(buf, "{d:e}");
@@ -251,7 +268,11 @@ pub(crate) fn push_row(buf: &mut Vec<u8>, image: &[Value]) -> Result<(), ValueEr
 }
 
 /// Appends the key of `image`: `v` for a one-column key, `(v1,v2)` otherwise.
-pub(crate) fn push_key(buf: &mut Vec<u8>, image: &[Value], key: &[usize]) -> Result<(), ValueError> {
+pub(crate) fn push_key(
+    buf: &mut Vec<u8>,
+    image: &[Value],
+    key: &[usize],
+) -> Result<(), ValueError> {
     if key.len() != 1 {
         buf.push(b'(');
     }
@@ -259,7 +280,9 @@ pub(crate) fn push_key(buf: &mut Vec<u8>, image: &[Value], key: &[usize]) -> Res
         if n > 0 {
             buf.push(b',');
         }
-        let v = image.get(i).ok_or_else(|| ValueError(format!("key column {i} missing")))?;
+        let v = image
+            .get(i)
+            .ok_or_else(|| ValueError(format!("key column {i} missing")))?;
         push_value(buf, v)?;
     }
     if key.len() != 1 {
@@ -272,7 +295,11 @@ pub(crate) fn push_key(buf: &mut Vec<u8>, image: &[Value], key: &[usize]) -> Res
 /// columns are also compared as bytes, so that a row differing only in case or trailing
 /// spaces (equal under the column's collation) is not taken for another, as native
 /// replication's full-row compare does.
-pub(crate) fn push_row_match(buf: &mut Vec<u8>, columns: &[Column], image: &[Value]) -> Result<(), ValueError> {
+pub(crate) fn push_row_match(
+    buf: &mut Vec<u8>,
+    columns: &[Column],
+    image: &[Value],
+) -> Result<(), ValueError> {
     for (i, (col, v)) in columns.iter().zip(image).enumerate() {
         if i > 0 {
             buf.extend_from_slice(b" AND ");
@@ -291,7 +318,11 @@ pub(crate) fn push_row_match(buf: &mut Vec<u8>, columns: &[Column], image: &[Val
 }
 
 /// Appends `` `c1`=v1,`c2`=v2 ``.
-pub(crate) fn push_assignments(buf: &mut Vec<u8>, columns: &[Column], image: &[Value]) -> Result<(), ValueError> {
+pub(crate) fn push_assignments(
+    buf: &mut Vec<u8>,
+    columns: &[Column],
+    image: &[Value],
+) -> Result<(), ValueError> {
     for (i, (col, v)) in columns.iter().zip(image).enumerate() {
         if i > 0 {
             buf.push(b',');
@@ -334,8 +365,12 @@ impl TableSql {
         insert_head.extend_from_slice(b") VALUES ");
 
         let mut upsert_tail = b" ON DUPLICATE KEY UPDATE ".to_vec();
-        let mut assigned: Vec<&Column> =
-            columns.iter().enumerate().filter(|(i, _)| !key.contains(i)).map(|(_, c)| c).collect();
+        let mut assigned: Vec<&Column> = columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !key.contains(i))
+            .map(|(_, c)| c)
+            .collect();
         if assigned.is_empty() {
             // Every column is in the key: a no-op assignment keeps the statement valid.
             assigned.extend(key.first().and_then(|&i| columns.get(i)));
@@ -366,7 +401,12 @@ impl TableSql {
             delete_head.push(b')');
         }
         delete_head.extend_from_slice(b" IN (");
-        TableSql { name, insert_head, upsert_tail, delete_head }
+        TableSql {
+            name,
+            insert_head,
+            upsert_tail,
+            delete_head,
+        }
     }
 }
 

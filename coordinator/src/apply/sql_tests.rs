@@ -23,8 +23,14 @@ fn col(name: &str) -> Column {
 #[test]
 fn numbers() {
     assert_eq!(lit(&Value::Null), "NULL");
-    assert_eq!(lit(&Value::Int(-9_223_372_036_854_775_808)), "-9223372036854775808");
-    assert_eq!(lit(&Value::UInt(18_446_744_073_709_551_615)), "18446744073709551615");
+    assert_eq!(
+        lit(&Value::Int(-9_223_372_036_854_775_808)),
+        "-9223372036854775808"
+    );
+    assert_eq!(
+        lit(&Value::UInt(18_446_744_073_709_551_615)),
+        "18446744073709551615"
+    );
     assert_eq!(lit(&Value::Double(1.1)), "1.1e0");
     assert_eq!(lit(&Value::Double(1e300)), "1e300");
     assert_eq!(lit(&Value::Double(-0.0)), "-0e0");
@@ -49,28 +55,99 @@ fn rejects_what_cannot_be_stored() {
     assert!(push_value(&mut buf, &Value::Decimal("1; DROP TABLE x".into())).is_err());
     assert!(push_value(&mut buf, &Value::Decimal(String::new())).is_err());
     assert!(push_value(&mut buf, &Value::Decimal("-".into())).is_err());
-    let t = Value::Time { negative: false, hours: 1, minutes: 0, seconds: 0, micros: 1_000_000 };
+    let t = Value::Time {
+        negative: false,
+        hours: 1,
+        minutes: 0,
+        seconds: 0,
+        micros: 1_000_000,
+    };
     assert!(push_value(&mut buf, &t).is_err());
 }
 
 #[test]
 fn temporal() {
-    assert_eq!(lit(&Value::Date { year: 0, month: 0, day: 0 }), "'0000-00-00'");
-    assert_eq!(lit(&Value::Date { year: 2024, month: 2, day: 29 }), "'2024-02-29'");
-    let t = Value::Time { negative: true, hours: 838, minutes: 59, seconds: 59, micros: 1 };
+    assert_eq!(
+        lit(&Value::Date {
+            year: 0,
+            month: 0,
+            day: 0
+        }),
+        "'0000-00-00'"
+    );
+    assert_eq!(
+        lit(&Value::Date {
+            year: 2024,
+            month: 2,
+            day: 29
+        }),
+        "'2024-02-29'"
+    );
+    let t = Value::Time {
+        negative: true,
+        hours: 838,
+        minutes: 59,
+        seconds: 59,
+        micros: 1,
+    };
     assert_eq!(lit(&t), "'-838:59:59.000001'");
-    let t = Value::Time { negative: false, hours: 1, minutes: 2, seconds: 3, micros: 0 };
+    let t = Value::Time {
+        negative: false,
+        hours: 1,
+        minutes: 2,
+        seconds: 3,
+        micros: 0,
+    };
     assert_eq!(lit(&t), "'01:02:03'");
-    let dt = Value::DateTime { year: 0, month: 0, day: 0, hour: 0, minute: 0, second: 0, micros: 0 };
+    let dt = Value::DateTime {
+        year: 0,
+        month: 0,
+        day: 0,
+        hour: 0,
+        minute: 0,
+        second: 0,
+        micros: 0,
+    };
     assert_eq!(lit(&dt), "'0000-00-00 00:00:00'");
-    let dt =
-        Value::DateTime { year: 9999, month: 12, day: 31, hour: 23, minute: 59, second: 59, micros: 999_999 };
+    let dt = Value::DateTime {
+        year: 9999,
+        month: 12,
+        day: 31,
+        hour: 23,
+        minute: 59,
+        second: 59,
+        micros: 999_999,
+    };
     assert_eq!(lit(&dt), "'9999-12-31 23:59:59.999999'");
-    assert_eq!(lit(&Value::Timestamp { secs: 0, micros: 0 }), "'0000-00-00 00:00:00'");
-    assert_eq!(lit(&Value::Timestamp { secs: 1, micros: 0 }), "'1970-01-01 00:00:01'");
-    assert_eq!(lit(&Value::Timestamp { secs: 2_147_483_647, micros: 999_999 }), "'2038-01-19 03:14:07.999999'");
-    assert_eq!(lit(&Value::Timestamp { secs: 951_782_400, micros: 5 }), "'2000-02-29 00:00:00.000005'");
-    assert_eq!(lit(&Value::Timestamp { secs: 1_709_251_199, micros: 0 }), "'2024-02-29 23:59:59'");
+    assert_eq!(
+        lit(&Value::Timestamp { secs: 0, micros: 0 }),
+        "'0000-00-00 00:00:00'"
+    );
+    assert_eq!(
+        lit(&Value::Timestamp { secs: 1, micros: 0 }),
+        "'1970-01-01 00:00:01'"
+    );
+    assert_eq!(
+        lit(&Value::Timestamp {
+            secs: 2_147_483_647,
+            micros: 999_999
+        }),
+        "'2038-01-19 03:14:07.999999'"
+    );
+    assert_eq!(
+        lit(&Value::Timestamp {
+            secs: 951_782_400,
+            micros: 5
+        }),
+        "'2000-02-29 00:00:00.000005'"
+    );
+    assert_eq!(
+        lit(&Value::Timestamp {
+            secs: 1_709_251_199,
+            micros: 0
+        }),
+        "'2024-02-29 23:59:59'"
+    );
 }
 
 #[test]
@@ -86,7 +163,10 @@ fn civil_dates() {
         let next_day = (prev.0, prev.1, prev.2 + 1);
         let next_month = (prev.0, prev.1 + 1, 1);
         let next_year = (prev.0 + 1, 1, 1);
-        assert!(cur == next_day || cur == next_month || cur == next_year, "{prev:?} -> {cur:?}");
+        assert!(
+            cur == next_day || cur == next_month || cur == next_year,
+            "{prev:?} -> {cur:?}"
+        );
         prev = cur;
     }
     assert_eq!(prev, (2099, 12, 31));
@@ -95,15 +175,24 @@ fn civil_dates() {
 #[test]
 fn strings_are_byte_exact() {
     assert_eq!(lit(&Value::Text(b"it's".to_vec())), r"'it\'s'");
-    assert_eq!(lit(&Value::Text(b"a\\b\nc\rd\0e\x1af".to_vec())), r"'a\\b\nc\rd\0e\Zf'");
+    assert_eq!(
+        lit(&Value::Text(b"a\\b\nc\rd\0e\x1af".to_vec())),
+        r"'a\\b\nc\rd\0e\Zf'"
+    );
     assert_eq!(lit(&Value::Text(Vec::new())), "''");
     // latin1 bytes stay bytes.
     let mut buf = Vec::new();
     push_value(&mut buf, &Value::Text(vec![0xe9, b'\'', 0xff])).expect("renders");
     assert_eq!(buf, b"'\xe9\\'\xff'");
     assert_eq!(lit(&Value::Bytes(vec![0, 1, b'"'])), "'\\0\x01\"'");
-    assert_eq!(lit(&Value::Json(r#"{"a":"it's"}"#.into())), r#"_utf8mb4'{"a":"it\'s"}'"#);
-    assert_eq!(lit(&Value::Geometry(vec![0xe6, 0x10, 0, 0, 1])), "X'E610000001'");
+    assert_eq!(
+        lit(&Value::Json(r#"{"a":"it's"}"#.into())),
+        r#"_utf8mb4'{"a":"it\'s"}'"#
+    );
+    assert_eq!(
+        lit(&Value::Geometry(vec![0xe6, 0x10, 0, 0, 1])),
+        "X'E610000001'"
+    );
     assert_eq!(lit(&Value::Geometry(vec![])), "X''");
 }
 
@@ -119,8 +208,14 @@ fn identifiers() {
 fn table_statements() {
     let cols = [col("id"), col("a"), col("b")];
     let t = TableSql::new("db", "t", &cols, &[0]);
-    assert_eq!(t.insert_head, b"INSERT INTO `db`.`t` (`id`,`a`,`b`) VALUES ");
-    assert_eq!(t.upsert_tail, b" ON DUPLICATE KEY UPDATE `a`=VALUES(`a`),`b`=VALUES(`b`)");
+    assert_eq!(
+        t.insert_head,
+        b"INSERT INTO `db`.`t` (`id`,`a`,`b`) VALUES "
+    );
+    assert_eq!(
+        t.upsert_tail,
+        b" ON DUPLICATE KEY UPDATE `a`=VALUES(`a`),`b`=VALUES(`b`)"
+    );
     assert_eq!(t.delete_head, b"DELETE FROM `db`.`t` WHERE `id` IN (");
     let t = TableSql::new("db", "t", &cols[..2], &[0, 1]);
     assert_eq!(t.upsert_tail, b" ON DUPLICATE KEY UPDATE `id`=VALUES(`id`)");

@@ -47,7 +47,10 @@ CREATE TABLE IF NOT EXISTS `fleetsync`.`paused_tables` (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
 
 /// Error codes meaning "the fleetsync database or table is not there (yet)".
-const NO_STATE_CODES: &[u16] = &[1049 /* unknown database */, 1146 /* no such table */];
+const NO_STATE_CODES: &[u16] = &[
+    1049, /* unknown database */
+    1146, /* no such table */
+];
 
 impl SnapshotState {
     pub fn as_str(self) -> &'static str {
@@ -134,7 +137,11 @@ fn number(row: &Row, i: usize) -> Option<u64> {
 
 /// The stored progress of (`sync`, `source`) on the server behind `conn`, or `None` when there
 /// is none or the `fleetsync` database or table does not exist. For the `status` command.
-pub async fn read_state(conn: &mut Conn, sync: &str, source: &str) -> Result<Option<AppliedState>, ApplyError> {
+pub async fn read_state(
+    conn: &mut Conn,
+    sync: &str,
+    source: &str,
+) -> Result<Option<AppliedState>, ApplyError> {
     let label = conn_label(conn);
     read_state_as(conn, &label, sync, source).await
 }
@@ -145,9 +152,10 @@ pub(crate) async fn read_state_as(
     sync: &str,
     source: &str,
 ) -> Result<Option<AppliedState>, ApplyError> {
-    let mut q = b"SELECT `position`,`snapshot_state`,`source_commit_ts_ms`,`rows_applied`,`txns_applied` \
+    let mut q =
+        b"SELECT `position`,`snapshot_state`,`source_commit_ts_ms`,`rows_applied`,`txns_applied` \
                   FROM `fleetsync`.`sync_state` WHERE `sync_name`="
-        .to_vec();
+            .to_vec();
     push_quoted(&mut q, sync.as_bytes());
     q.extend_from_slice(b" AND `source_name`=");
     push_quoted(&mut q, source.as_bytes());
@@ -162,7 +170,9 @@ pub(crate) async fn read_state_as(
             })
         }
     };
-    let Some(row) = rows.first() else { return Ok(None) };
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
     let bad = |reason: String| ApplyError::State {
         target: target.to_owned(),
         sync: sync.to_owned(),
@@ -176,7 +186,8 @@ pub(crate) async fn read_state_as(
     let snapshot_text = text(row, 1).unwrap_or_default();
     let snapshot = SnapshotState::parse(&snapshot_text)
         .ok_or_else(|| bad(format!("unknown snapshot state {snapshot_text:?}")))?;
-    let num = |i: usize, what: &str| number(row, i).ok_or_else(|| bad(format!("{what} is not a number")));
+    let num =
+        |i: usize, what: &str| number(row, i).ok_or_else(|| bad(format!("{what} is not a number")));
     Ok(Some(AppliedState {
         position,
         snapshot,
@@ -217,7 +228,10 @@ mod tests {
         let mut buf = Vec::new();
         push_state_upsert(&mut buf, "s'1", "src", "binlog.000001:4@0-1-2", &state);
         let s = String::from_utf8_lossy(&buf);
-        assert!(s.contains(r"VALUES ('s\'1','src','binlog.000001:4@0-1-2','done',7,8,9,NOW(6))"), "{s}");
+        assert!(
+            s.contains(r"VALUES ('s\'1','src','binlog.000001:4@0-1-2','done',7,8,9,NOW(6))"),
+            "{s}"
+        );
         buf.clear();
         push_pause(&mut buf, "s", "db", "t", "why");
         assert!(String::from_utf8_lossy(&buf).contains("('s','db','t','why',NOW(6))"));

@@ -74,7 +74,9 @@ pub(crate) async fn inspect(
     let mut unique_indexes: Vec<Vec<String>> = Vec::new();
     let mut current: Option<String> = None;
     for row in &rows {
-        let (Some(index), Some(column)) = (text(row, 0), text(row, 1)) else { continue };
+        let (Some(index), Some(column)) = (text(row, 0), text(row, 1)) else {
+            continue;
+        };
         if current.as_deref() != Some(index.as_str()) {
             unique_indexes.push(Vec::new());
             current = Some(index);
@@ -141,15 +143,26 @@ mod tests {
         let c = "CREATE TABLE `t``x` (\n  `id` int(11) NOT NULL\n) ENGINE=InnoDB";
         assert_eq!(
             retarget_create(c, "db2", "t2").as_deref(),
-            Some("CREATE TABLE IF NOT EXISTS `db2`.`t2` (\n  `id` int(11) NOT NULL\n) ENGINE=InnoDB")
+            Some(
+                "CREATE TABLE IF NOT EXISTS `db2`.`t2` (\n  `id` int(11) NOT NULL\n) ENGINE=InnoDB"
+            )
         );
         assert_eq!(
             retarget_create("CREATE TABLE t (id int)", "a", "b").as_deref(),
             Some("CREATE TABLE IF NOT EXISTS `a`.`b` (id int)")
         );
-        assert_eq!(retarget_create("CREATE SEQUENCE `s` start with 1", "a", "b"), None);
-        assert_eq!(retarget_create("CREATE ALGORITHM=UNDEFINED VIEW `v` AS select 1", "a", "b"), None);
-        assert_eq!(retarget_create("CREATE TABLE `unterminated", "a", "b"), None);
+        assert_eq!(
+            retarget_create("CREATE SEQUENCE `s` start with 1", "a", "b"),
+            None
+        );
+        assert_eq!(
+            retarget_create("CREATE ALGORITHM=UNDEFINED VIEW `v` AS select 1", "a", "b"),
+            None
+        );
+        assert_eq!(
+            retarget_create("CREATE TABLE `unterminated", "a", "b"),
+            None
+        );
     }
 
     fn schema(key: &[u16]) -> TableSchema {
@@ -167,7 +180,11 @@ mod tests {
             table: "t".into(),
             columns: vec![col("Id"), col("b")],
             key: key.to_vec(),
-            key_kind: if key.is_empty() { KeyKind::None } else { KeyKind::Primary },
+            key_kind: if key.is_empty() {
+                KeyKind::None
+            } else {
+                KeyKind::Primary
+            },
             transactional: true,
         }
     }
@@ -175,7 +192,10 @@ mod tests {
     #[test]
     fn compaction_condition() {
         let t = |idx: &[&[&str]]| TargetTable {
-            unique_indexes: idx.iter().map(|i| i.iter().map(|c| c.to_string()).collect()).collect(),
+            unique_indexes: idx
+                .iter()
+                .map(|i| i.iter().map(|c| c.to_string()).collect())
+                .collect(),
         };
         assert!(t(&[&["id"]]).key_is_only_unique_index(&schema(&[0])));
         assert!(t(&[&["b", "id"]]).key_is_only_unique_index(&schema(&[0, 1])));

@@ -1,0 +1,152 @@
+//! More tests against a real server (see `tests` for the setup): how failures are reported
+//! and recovered from, and throughput.
+
+use std::time::Instant;
+
+use fleetsync_proto::{ColumnType, Value};
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use super::tests::{ins, kv, table, txn, upd, Env, KV};
+use super::*;
+
+#[tokio::test]
+async fn lost_connection_is_transient_and_retry_applies_once() {
+    let Some(mut env) = Env::new("lost_connection").await else {
+        return;
+    };
+    let (src, dst) = (env.src.clone(), env.dst.clone());
+    env.exec(&format!(
+        "CREATE TABLE `{src}`.kv (id INT PRIMARY KEY, v VARCHAR(20))"
+    ))
+    .await;
+    let t = table(&src, "kv", KV, &[0]);
+    let mut applier = env.applier(true).await;
+    let first = vec![txn(1, vec![t.clone()], vec![ins(0, kv(1, "a"))])];
+    applier.apply(&first).await.expect("applies");
+    let id = applier.conn.id();
+    env.exec(&format!("KILL CONNECTION {id}")).await;
+    let batch = vec![
+        txn(1, vec![t.clone()], vec![ins(0, kv(1, "a"))]),
+        txn(2, vec![t.clone()], vec![ins(0, kv(2, "b"))]),
+    ];
+    let err = applier.apply(&batch).await.expect_err("connection is gone");
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("tgt1"), "{err}");
+    applier.reconnect().await.expect("reconnects");
+    let state = applier.apply(&batch).await.expect("retry applies");
+    assert_eq!((state.txns, state.rows), (2, 2));
+    let n = env.rows(&format!("SELECT COUNT(*) FROM `{dst}`.kv")).await;
+    assert_eq!(n, vec![vec![mysql_async::Value::Bytes(b"2".to_vec())]]);
+    env.drop_dbs().await;
+}
+
+#[tokio::test]
+async fn failing_statement_is_identified() {
+    let Some(env) = Env::new("failing_statement_is_identified").await else {
+        return;
+    };
+    let mut conn = Conn::new(env.opts.clone()).await.expect("connects");
+    for (sql, failed) in [
+        ("DO nope", 0),
+        ("DO 1; DO nope; DO 3", 1),
+        ("DO 1; DO 2; DO 3; DO nope", 3),
+    ] {
+        let mut q = exec::QueryBuf::default();
+        for (i, s) in sql.split("; ").enumerate() {
+            q.push(
+                exec::Mark::Rows {
+                    slot: i as u32,
+                    first: 0,
+                    last: 0,
+                },
+                s.as_bytes(),
+            );
+        }
+        let (index, e) = exec::run(&mut conn, &q).await.expect_err("fails");
+        assert_eq!(
+            (index, super::error::server_code(&e)),
+            (failed, Some(1054)),
+            "{sql}"
+        );
+        // The connection is usable afterwards.
+        conn.query_drop("DO 1").await.expect("usable");
+    }
+    let mut ok = exec::QueryBuf::default();
+    ok.push(exec::Mark::Control("a"), b"DO 1");
+    ok.push(exec::Mark::Control("b"), b"SELECT 1");
+    exec::run(&mut conn, &ok).await.expect("runs");
+    env.drop_dbs().await;
+}
+
+/// Throughput of a streaming workload: 200k row changes in transactions of 10 (inserts, then
+/// updates of the same rows), compacted per batch of 500 transactions. Prints rows/s.
+#[tokio::test]
+async fn streaming_throughput() {
+    let Some(mut env) = Env::new("streaming_throughput").await else {
+        return;
+    };
+    let (src, dst) = (env.src.clone(), env.dst.clone());
+    env.exec(&format!(
+        "CREATE TABLE `{src}`.orders (id BIGINT PRIMARY KEY, customer INT, status VARCHAR(20), \
+         amount DECIMAL(10,2), created DATETIME(6))"
+    ))
+    .await;
+    let cols = [
+        ("id", ColumnType::BigInt),
+        ("customer", ColumnType::Int),
+        ("status", ColumnType::VarChar),
+        ("amount", ColumnType::Decimal),
+        ("created", ColumnType::DateTime),
+    ];
+    let t = table(&src, "orders", &cols, &[0]);
+    let row = |id: i64, status: &str| {
+        vec![
+            Value::Int(id),
+            Value::Int(id % 1000),
+            Value::Text(status.as_bytes().to_vec()),
+            Value::Decimal(format!("{}.{:02}", id % 10_000, id % 100)),
+            Value::DateTime {
+                year: 2024,
+                month: 5,
+                day: 1,
+                hour: 12,
+                minute: 30,
+                second: 15,
+                micros: 123_456,
+            },
+        ]
+    };
+    let mut txns = Vec::new();
+    for n in 0..20_000u64 {
+        let base = (n as i64 / 2) * 10;
+        let changes = if n % 2 == 0 {
+            (base..base + 10).map(|id| ins(0, row(id, "new"))).collect()
+        } else {
+            (base..base + 10)
+                .map(|id| upd(0, row(id, "new"), row(id, "paid")))
+                .collect()
+        };
+        txns.push(txn(n + 1, vec![t.clone()], changes));
+    }
+    let mut applier = env.applier(true).await;
+    let started = Instant::now();
+    for batch in txns.chunks(500) {
+        applier.apply(batch).await.expect("applies");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "streaming apply: 200000 row changes in {secs:.2}s ({:.0} rows/s)",
+        200_000.0 / secs
+    );
+    let paid = env
+        .rows(&format!(
+            "SELECT COUNT(*) FROM `{dst}`.orders WHERE status = 'paid'"
+        ))
+        .await;
+    assert_eq!(
+        paid,
+        vec![vec![mysql_async::Value::Bytes(b"100000".to_vec())]]
+    );
+    env.drop_dbs().await;
+}

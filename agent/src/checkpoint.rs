@@ -34,7 +34,10 @@ impl CheckpointStore {
             .path(&path)
             .cache_capacity(CACHE_BYTES)
             .open()
-            .map_err(|source| CheckpointError::Open { path: path.display().to_string(), source })?;
+            .map_err(|source| CheckpointError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
         Ok(CheckpointStore { db })
     }
 
@@ -48,7 +51,12 @@ impl CheckpointStore {
             None => Ok(None),
             Some(v) => {
                 let s = String::from_utf8_lossy(&v).into_owned();
-                s.parse::<Position>().map(Some).map_err(|e| CheckpointError::Corrupt { key, message: e.to_string() })
+                s.parse::<Position>()
+                    .map(Some)
+                    .map_err(|e| CheckpointError::Corrupt {
+                        key,
+                        message: e.to_string(),
+                    })
             }
         }
     }
@@ -56,7 +64,10 @@ impl CheckpointStore {
     /// Records an acknowledged position. Durable once sled flushes (at most ~0.5 s later, or
     /// at [`CheckpointStore::flush`]); losing the tail only means resuming a little earlier.
     pub fn put(&self, sync: &str, target: &str, pos: &Position) -> Result<(), CheckpointError> {
-        self.db.insert(Self::key(sync, target).as_bytes(), pos.to_string().as_bytes())?;
+        self.db.insert(
+            Self::key(sync, target).as_bytes(),
+            pos.to_string().as_bytes(),
+        )?;
         Ok(())
     }
 

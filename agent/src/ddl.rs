@@ -10,9 +10,14 @@ pub enum Statement {
     Commit,
     Rollback,
     /// DDL naming these tables as `(schema or None for the default database, table)`.
-    TableDdl { kind: DdlKind, tables: Vec<(Option<String>, String)> },
+    TableDdl {
+        kind: DdlKind,
+        tables: Vec<(Option<String>, String)>,
+    },
     /// CREATE/DROP/ALTER DATABASE.
-    DatabaseDdl { name: String },
+    DatabaseDdl {
+        name: String,
+    },
     /// Anything else (views, routines, grants, ...): not replicated.
     Other,
 }
@@ -45,7 +50,10 @@ fn tokenize(sql: &str, limit: usize) -> Vec<Tok> {
         if c.is_ascii_whitespace() {
             i += 1;
         } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
-            i = sql[i + 2..].find("*/").map(|p| i + 2 + p + 2).unwrap_or(b.len());
+            i = sql[i + 2..]
+                .find("*/")
+                .map(|p| i + 2 + p + 2)
+                .unwrap_or(b.len());
         } else if c == b'-' && b.get(i + 1) == Some(&b'-') || c == b'#' {
             i = sql[i..].find('\n').map(|p| i + p + 1).unwrap_or(b.len());
         } else if c == b'`' {
@@ -74,7 +82,9 @@ fn tokenize(sql: &str, limit: usize) -> Vec<Tok> {
             i += 1;
         } else if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80 {
             let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80) {
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
+            {
                 i += 1;
             }
             out.push(Tok::Word(sql[start..i].to_string()));
@@ -143,7 +153,10 @@ impl Cursor {
 
 /// Classifies one statement.
 pub fn classify(sql: &str) -> Statement {
-    let mut c = Cursor { toks: tokenize(sql, 256), pos: 0 };
+    let mut c = Cursor {
+        toks: tokenize(sql, 256),
+        pos: 0,
+    };
     if c.kw("BEGIN") || c.kws(&["START", "TRANSACTION"]) || c.kws(&["XA", "START"]) {
         return Statement::Begin;
     }
@@ -171,12 +184,21 @@ pub fn classify(sql: &str) -> Statement {
         c.kws(&["OR", "REPLACE"]);
         if c.kw("DATABASE") || c.kw("SCHEMA") {
             c.kws(&["IF", "NOT", "EXISTS"]);
-            return c.ident().map(|name| Statement::DatabaseDdl { name }).unwrap_or(Statement::Other);
+            return c
+                .ident()
+                .map(|name| Statement::DatabaseDdl { name })
+                .unwrap_or(Statement::Other);
         }
         c.kw("TEMPORARY");
         if c.kw("TABLE") {
             c.kws(&["IF", "NOT", "EXISTS"]);
-            return c.table_name().map(|t| Statement::TableDdl { kind: DdlKind::Create, tables: vec![t] }).unwrap_or(Statement::Other);
+            return c
+                .table_name()
+                .map(|t| Statement::TableDdl {
+                    kind: DdlKind::Create,
+                    tables: vec![t],
+                })
+                .unwrap_or(Statement::Other);
         }
         let _ = c.kw("UNIQUE") || c.kw("FULLTEXT") || c.kw("SPATIAL");
         if c.kw("INDEX") {
@@ -186,20 +208,32 @@ pub fn classify(sql: &str) -> Statement {
     }
     if c.kw("ALTER") {
         if c.kw("DATABASE") || c.kw("SCHEMA") {
-            return c.ident().map(|name| Statement::DatabaseDdl { name }).unwrap_or(Statement::Other);
+            return c
+                .ident()
+                .map(|name| Statement::DatabaseDdl { name })
+                .unwrap_or(Statement::Other);
         }
         c.kw("ONLINE");
         c.kw("IGNORE");
         if c.kw("TABLE") {
             c.kws(&["IF", "EXISTS"]);
-            return c.table_name().map(|t| Statement::TableDdl { kind: DdlKind::Alter, tables: vec![t] }).unwrap_or(Statement::Other);
+            return c
+                .table_name()
+                .map(|t| Statement::TableDdl {
+                    kind: DdlKind::Alter,
+                    tables: vec![t],
+                })
+                .unwrap_or(Statement::Other);
         }
         return Statement::Other;
     }
     if c.kw("DROP") {
         if c.kw("DATABASE") || c.kw("SCHEMA") {
             c.kws(&["IF", "EXISTS"]);
-            return c.ident().map(|name| Statement::DatabaseDdl { name }).unwrap_or(Statement::Other);
+            return c
+                .ident()
+                .map(|name| Statement::DatabaseDdl { name })
+                .unwrap_or(Statement::Other);
         }
         c.kw("TEMPORARY");
         if c.kw("TABLE") {
@@ -214,8 +248,7 @@ pub fn classify(sql: &str) -> Statement {
     }
     if c.kws(&["RENAME", "TABLE"]) {
         let mut tables = Vec::new();
-        loop {
-            let Some(from) = c.table_name() else { break };
+        while let Some(from) = c.table_name() {
             if !c.kw("TO") {
                 break;
             }
@@ -226,7 +259,14 @@ pub fn classify(sql: &str) -> Statement {
                 break;
             }
         }
-        return if tables.is_empty() { Statement::Other } else { Statement::TableDdl { kind: DdlKind::Rename, tables } };
+        return if tables.is_empty() {
+            Statement::Other
+        } else {
+            Statement::TableDdl {
+                kind: DdlKind::Rename,
+                tables,
+            }
+        };
     }
     if c.kw("TRUNCATE") {
         c.kw("TABLE");
@@ -242,7 +282,12 @@ fn index_target(c: &mut Cursor) -> Statement {
     if c.ident().is_none() || !c.kw("ON") {
         return Statement::Other;
     }
-    c.table_name().map(|t| Statement::TableDdl { kind: DdlKind::Index, tables: vec![t] }).unwrap_or(Statement::Other)
+    c.table_name()
+        .map(|t| Statement::TableDdl {
+            kind: DdlKind::Index,
+            tables: vec![t],
+        })
+        .unwrap_or(Statement::Other)
 }
 
 #[cfg(test)]
@@ -265,21 +310,36 @@ mod tests {
 
     #[test]
     fn table_ddl() {
-        assert_eq!(tables("CREATE TABLE IF NOT EXISTS `a b`.t (x int)"), vec![(Some("a b".into()), "t".into())]);
-        assert_eq!(tables("alter online table t add column y int"), vec![(None, "t".into())]);
+        assert_eq!(
+            tables("CREATE TABLE IF NOT EXISTS `a b`.t (x int)"),
+            vec![(Some("a b".into()), "t".into())]
+        );
+        assert_eq!(
+            tables("alter online table t add column y int"),
+            vec![(None, "t".into())]
+        );
         assert_eq!(
             tables("DROP TABLE IF EXISTS `t1`,db.t2 /* generated by server */"),
             vec![(None, "t1".into()), (Some("db".into()), "t2".into())]
         );
         assert_eq!(tables("RENAME TABLE a TO b, x.c TO x.d").len(), 4);
-        assert_eq!(tables("CREATE UNIQUE INDEX i ON db.t (x)"), vec![(Some("db".into()), "t".into())]);
+        assert_eq!(
+            tables("CREATE UNIQUE INDEX i ON db.t (x)"),
+            vec![(Some("db".into()), "t".into())]
+        );
         assert_eq!(tables("/* c */ TRUNCATE TABLE t"), vec![(None, "t".into())]);
-        assert_eq!(tables("CREATE OR REPLACE TABLE t (x int)"), vec![(None, "t".into())]);
+        assert_eq!(
+            tables("CREATE OR REPLACE TABLE t (x int)"),
+            vec![(None, "t".into())]
+        );
     }
 
     #[test]
     fn others() {
-        assert_eq!(classify("CREATE DATABASE IF NOT EXISTS app"), Statement::DatabaseDdl { name: "app".into() });
+        assert_eq!(
+            classify("CREATE DATABASE IF NOT EXISTS app"),
+            Statement::DatabaseDdl { name: "app".into() }
+        );
         assert_eq!(classify("CREATE VIEW v AS SELECT 1"), Statement::Other);
         assert_eq!(classify("GRANT ALL ON *.* TO x"), Statement::Other);
     }

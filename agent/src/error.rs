@@ -12,10 +12,19 @@ pub enum SourceError {
     NeedsOperator { server: String, message: String },
     /// The position to resume from is gone from the server's binlog.
     #[error("server {server}: binlog position {position} is no longer on the server (purged); re-snapshot with `fleetsync resnapshot --config FILE --sync {sync}`")]
-    Purged { server: String, position: Position, sync: String },
+    Purged {
+        server: String,
+        position: Position,
+        sync: String,
+    },
     /// A row event could not be decoded.
     #[error("server {server}: cannot decode {what} at {position}: {message}")]
-    Decode { server: String, position: String, what: String, message: String },
+    Decode {
+        server: String,
+        position: String,
+        what: String,
+        message: String,
+    },
     /// The downstream bus went away (shutdown).
     #[error("publisher closed")]
     PublisherClosed,
@@ -32,20 +41,39 @@ impl SourceError {
         use mysql_async::Error as E;
         match &e {
             E::Io(_) | E::Driver(mysql_async::DriverError::ConnectionClosed) => {
-                SourceError::Connection { server: server.to_string(), message: format!("{context}: {e}") }
+                SourceError::Connection {
+                    server: server.to_string(),
+                    message: format!("{context}: {e}"),
+                }
             }
-            E::Server(s) if matches!(s.code, 1053 | 1077 | 1152 | 1158 | 1159 | 1160 | 1161 | 2006 | 2013 | 1927) => {
-                SourceError::Connection { server: server.to_string(), message: format!("{context}: {e}") }
+            E::Server(s)
+                if matches!(
+                    s.code,
+                    1053 | 1077 | 1152 | 1158 | 1159 | 1160 | 1161 | 2006 | 2013 | 1927
+                ) =>
+            {
+                SourceError::Connection {
+                    server: server.to_string(),
+                    message: format!("{context}: {e}"),
+                }
             }
             E::Server(s) if matches!(s.code, 1045) => SourceError::NeedsOperator {
                 server: server.to_string(),
-                message: format!("{context}: access denied: check the user name and password ({})", s.message),
+                message: format!(
+                    "{context}: access denied: check the user name and password ({})",
+                    s.message
+                ),
             },
-            E::Server(s) if matches!(s.code, 1227 | 1044 | 1142 | 1143) => SourceError::NeedsOperator {
+            E::Server(s) if matches!(s.code, 1227 | 1044 | 1142 | 1143) => {
+                SourceError::NeedsOperator {
+                    server: server.to_string(),
+                    message: format!("{context}: missing privilege: {}", s.message),
+                }
+            }
+            _ => SourceError::NeedsOperator {
                 server: server.to_string(),
-                message: format!("{context}: missing privilege: {}", s.message),
+                message: format!("{context}: {e}"),
             },
-            _ => SourceError::NeedsOperator { server: server.to_string(), message: format!("{context}: {e}") },
         }
     }
 }

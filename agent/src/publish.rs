@@ -21,7 +21,8 @@ use crate::SourceError;
 ///   it may be published again. Consumers drop those by position (at-least-once delivery,
 ///   exactly-once effect).
 pub trait Publisher: Send {
-    fn publish(&mut self, txn: Transaction) -> impl Future<Output = Result<(), SourceError>> + Send;
+    fn publish(&mut self, txn: Transaction)
+        -> impl Future<Output = Result<(), SourceError>> + Send;
 }
 
 /// The in-process bus: a bounded channel to one consumer.
@@ -39,6 +40,9 @@ impl EmbeddedPublisher {
 
 impl Publisher for EmbeddedPublisher {
     async fn publish(&mut self, txn: Transaction) -> Result<(), SourceError> {
-        self.tx.send(txn).await.map_err(|_| SourceError::PublisherClosed)
+        self.tx
+            .send(txn)
+            .await
+            .map_err(|_| SourceError::PublisherClosed)
     }
 }

@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::Registry;
 
 /// Bucket bounds for `fleetsync_apply_batch_seconds`: 1 ms .. 30 s.
-const BATCH_SECONDS_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const BATCH_SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 #[derive(Clone)]
 struct AppState {
@@ -38,28 +40,63 @@ fn install_recorder() -> Result<PrometheusHandle> {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!("fleetsync_binlog_events_total", "Binlog events read, per source server.");
-    describe_counter!("fleetsync_source_transactions_total", "Source transactions published, per source server.");
-    describe_counter!("fleetsync_snapshot_rows_total", "Rows read by initial snapshots, per source server.");
-    describe_counter!("fleetsync_apply_rows_total", "Row changes applied, per sync and target.");
-    describe_histogram!("fleetsync_apply_batch_seconds", "Time to apply one batch (one target transaction).");
-    describe_gauge!("fleetsync_replication_lag_seconds", "Source commit time to target apply time of the last applied transaction.");
-    describe_gauge!("fleetsync_pipeline_up", "1 while a (sync, target) pipeline is connected and running.");
-    describe_counter!("fleetsync_pipeline_restarts_total", "Pipeline restarts after a failure.");
+    describe_counter!(
+        "fleetsync_binlog_events_total",
+        "Binlog events read, per source server."
+    );
+    describe_counter!(
+        "fleetsync_source_transactions_total",
+        "Source transactions published, per source server."
+    );
+    describe_counter!(
+        "fleetsync_snapshot_rows_total",
+        "Rows read by initial snapshots, per source server."
+    );
+    describe_counter!(
+        "fleetsync_apply_rows_total",
+        "Row changes applied, per sync and target."
+    );
+    describe_histogram!(
+        "fleetsync_apply_batch_seconds",
+        "Time to apply one batch (one target transaction)."
+    );
+    describe_gauge!(
+        "fleetsync_replication_lag_seconds",
+        "Source commit time to target apply time of the last applied transaction."
+    );
+    describe_gauge!(
+        "fleetsync_pipeline_up",
+        "1 while a (sync, target) pipeline is connected and running."
+    );
+    describe_counter!(
+        "fleetsync_pipeline_restarts_total",
+        "Pipeline restarts after a failure."
+    );
 }
 
 /// Binds the listener and serves until cancelled; returns the bound address.
-pub async fn serve(addr: SocketAddr, registry: Registry, cancel: CancellationToken) -> Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    registry: Registry,
+    cancel: CancellationToken,
+) -> Result<SocketAddr> {
     let prometheus = install_recorder()?;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("metrics.listen: cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("metrics.listen: cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/health", get(health_handler))
         .route("/api/status", get(status_handler))
-        .with_state(AppState { prometheus, registry });
+        .with_state(AppState {
+            prometheus,
+            registry,
+        });
     tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(async move { cancel.cancelled().await }).await;
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "metrics listener failed");
         }
@@ -69,20 +106,40 @@ pub async fn serve(addr: SocketAddr, registry: Registry, cancel: CancellationTok
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
     s.prometheus.run_upkeep();
-    ([("content-type", "text/plain; version=0.0.4")], s.prometheus.render())
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.prometheus.render(),
+    )
 }
 
 async fn status_handler(State(s): State<AppState>) -> impl IntoResponse {
-    let list: Vec<_> = s.registry.lock().map(|r| r.values().cloned().collect()).unwrap_or_default();
+    let list: Vec<_> = s
+        .registry
+        .lock()
+        .map(|r| r.values().cloned().collect())
+        .unwrap_or_default();
     Json(list)
 }
 
 async fn health_handler(State(s): State<AppState>) -> impl IntoResponse {
-    let list: Vec<crate::pipeline::PipelineStatus> = s.registry.lock().map(|r| r.values().cloned().collect()).unwrap_or_default();
-    let healthy = list.iter().all(|p| p.state == "streaming" || p.state == "snapshotting" || p.state == "starting");
+    let list: Vec<crate::pipeline::PipelineStatus> = s
+        .registry
+        .lock()
+        .map(|r| r.values().cloned().collect())
+        .unwrap_or_default();
+    let healthy = list
+        .iter()
+        .all(|p| p.state == "streaming" || p.state == "snapshotting" || p.state == "starting");
     let body = serde_json::json!({
         "status": if healthy { "ok" } else { "degraded" },
         "pipelines": list.iter().map(|p| serde_json::json!({"sync": p.sync, "target": p.target, "state": p.state, "error": p.error})).collect::<Vec<_>>(),
     });
-    (if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+    (
+        if healthy {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(body),
+    )
 }

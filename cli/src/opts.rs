@@ -6,8 +6,13 @@ use anyhow::{anyhow, Result};
 use fleetsync_config::{Config, Server};
 
 pub fn server_opts(server: &Server) -> Result<mysql_async::Opts> {
-    let opts = mysql_async::Opts::from_url(&server.url)
-        .map_err(|_| anyhow!("server {}: url {} is not a valid mysql:// URL", server.name, server.redacted_url()))?;
+    let opts = mysql_async::Opts::from_url(&server.url).map_err(|_| {
+        anyhow!(
+            "server {}: url {} is not a valid mysql:// URL",
+            server.name,
+            server.redacted_url()
+        )
+    })?;
     let mut b = mysql_async::OptsBuilder::from_opts(opts)
         .prefer_socket(false)
         .tcp_nodelay(true)
@@ -21,6 +26,8 @@ pub fn server_opts(server: &Server) -> Result<mysql_async::Opts> {
 }
 
 pub fn opts_by_name(config: &Config, name: &str) -> Result<mysql_async::Opts> {
-    let server = config.server(name).ok_or_else(|| anyhow!("no server named {name:?}"))?;
+    let server = config
+        .server(name)
+        .ok_or_else(|| anyhow!("no server named {name:?}"))?;
     server_opts(server)
 }

@@ -18,7 +18,9 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use fleetsync_agent::checkpoint::CheckpointStore;
 use fleetsync_agent::publish::EmbeddedPublisher;
-use fleetsync_agent::source::{self, snapshot::snapshot, stream::stream, stream::now_ms, SourceSpec};
+use fleetsync_agent::source::{
+    self, snapshot::snapshot, stream::now_ms, stream::stream, SourceSpec,
+};
 use fleetsync_agent::SourceError;
 use fleetsync_coordinator::apply::{Applier, ApplierOptions, SnapshotState};
 use fleetsync_proto::Transaction;
@@ -78,7 +80,10 @@ impl Pipeline {
     }
 
     fn labels(&self) -> [(&'static str, String); 2] {
-        [("sync", self.applier.sync.clone()), ("target", self.applier.target.clone())]
+        [
+            ("sync", self.applier.sync.clone()),
+            ("target", self.applier.target.clone()),
+        ]
     }
 
     /// Runs until cancelled, retrying failures with backoff. A purged position stops it.
@@ -97,7 +102,9 @@ impl Pipeline {
                 Err(e) => e,
             };
             let msg = format!("{err:#}");
-            let purged = err.downcast_ref::<SourceError>().is_some_and(|e| matches!(e, SourceError::Purged { .. }));
+            let purged = err
+                .downcast_ref::<SourceError>()
+                .is_some_and(|e| matches!(e, SourceError::Purged { .. }));
             if purged {
                 tracing::error!(sync = %self.applier.sync, target = %self.applier.target, error = %msg, "pipeline stopped");
                 self.update(|s| {
@@ -121,16 +128,24 @@ impl Pipeline {
     }
 
     async fn run_once(&self, cancel: &CancellationToken) -> Result<()> {
-        let mut applier = Applier::connect(self.target_opts.clone(), self.spec.opts.clone(), self.applier.clone())
-            .await
-            .map_err(|e| anyhow!("{e}"))?;
+        let mut applier = Applier::connect(
+            self.target_opts.clone(),
+            self.spec.opts.clone(),
+            self.applier.clone(),
+        )
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
         let state = applier.load_state().await.map_err(|e| anyhow!("{e}"))?;
         let resume = match state {
             Some(s) if matches!(s.snapshot, SnapshotState::Done) => Some(s.position),
             _ => None,
         };
         self.update(|s| {
-            s.state = if resume.is_some() { "streaming".into() } else { "snapshotting".into() };
+            s.state = if resume.is_some() {
+                "streaming".into()
+            } else {
+                "snapshotting".into()
+            };
             s.error = None;
         });
         let child = cancel.child_token();
@@ -168,7 +183,12 @@ impl Pipeline {
 
     /// Drains the channel into batches and applies them until the channel closes (the agent
     /// stopped: its error is reported by the caller) or cancellation.
-    async fn apply_loop(&self, applier: &mut Applier, mut rx: mpsc::Receiver<Transaction>, cancel: &CancellationToken) -> Result<()> {
+    async fn apply_loop(
+        &self,
+        applier: &mut Applier,
+        mut rx: mpsc::Receiver<Transaction>,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
         let lag = metrics::gauge!(METRIC_LAG, &self.labels());
         let mut rows_applied = 0u64;
         loop {
@@ -178,7 +198,10 @@ impl Pipeline {
                 t = rx.recv() => match t { Some(t) => t, None => return Ok(()) },
             };
             if first.snapshot && first.txn_id == 0 && !first.snapshot_done {
-                applier.begin_snapshot(&first.position, &first.tables).await.map_err(|e| anyhow!("{e}"))?;
+                applier
+                    .begin_snapshot(&first.position, &first.tables)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
                 self.update(|s| s.state = "snapshotting".into());
                 continue;
             }
@@ -207,7 +230,10 @@ impl Pipeline {
                 }
             }
             let state = applier.apply(&batch).await.map_err(|e| anyhow!("{e}"))?;
-            if let Err(e) = self.checkpoints.put(&self.applier.sync, &self.applier.target, &state.position) {
+            if let Err(e) =
+                self.checkpoints
+                    .put(&self.applier.sync, &self.applier.target, &state.position)
+            {
                 tracing::warn!(error = %e, "cannot store checkpoint");
             }
             let lag_s = if rx.is_empty() {
@@ -220,7 +246,11 @@ impl Pipeline {
             let snapshotting = matches!(state.snapshot, SnapshotState::Running);
             let (slow, paused) = (applier.slow_tables(), applier.paused_tables());
             self.update(|s| {
-                s.state = if snapshotting { "snapshotting".into() } else { "streaming".into() };
+                s.state = if snapshotting {
+                    "snapshotting".into()
+                } else {
+                    "streaming".into()
+                };
                 s.applied_position = Some(state.position.to_string());
                 s.lag_seconds = lag_s;
                 s.rows_applied = rows_applied;

@@ -11,8 +11,15 @@ use fleetsync_config::{Config, SyncConfig};
 use crate::opts::{opts_by_name, server_opts};
 
 /// The source reader spec for one (sync, target) subscription.
-pub fn source_spec(config: &Config, sync: &SyncConfig, target: &str, index: usize) -> Result<SourceSpec> {
-    let server = config.server(&sync.source).ok_or_else(|| anyhow!("sync {}: no server {}", sync.name, sync.source))?;
+pub fn source_spec(
+    config: &Config,
+    sync: &SyncConfig,
+    target: &str,
+    index: usize,
+) -> Result<SourceSpec> {
+    let server = config
+        .server(&sync.source)
+        .ok_or_else(|| anyhow!("sync {}: no server {}", sync.name, sync.source))?;
     let replica_id = match server.replica_server_id {
         Some(base) => base.wrapping_add(index as u32),
         None => server.replica_id(&format!("{}/{}", sync.name, target)),
@@ -33,8 +40,12 @@ pub async fn preflight_all(config: &Config) -> Result<()> {
         let spec = source_spec(config, sync, first_target, 0)?;
         let ctx = || format!("sync {}", sync.name);
         let mut conn = source::connect(&spec).await.with_context(ctx)?;
-        source::preflight(&mut conn, &spec).await.with_context(ctx)?;
-        let all = list_tables(&mut conn, &spec.name, |_, _| true).await.with_context(ctx)?;
+        source::preflight(&mut conn, &spec)
+            .await
+            .with_context(ctx)?;
+        let all = list_tables(&mut conn, &spec.name, |_, _| true)
+            .await
+            .with_context(ctx)?;
         if let Some(p) = spec.filter.unmatched_includes(&all).first() {
             return Err(anyhow!(
                 "sync {}: include pattern {p:?} matches no table on server {} (check the schema.table name)",
@@ -48,12 +59,16 @@ pub async fn preflight_all(config: &Config) -> Result<()> {
                 .await
                 .map_err(|e| anyhow!("{}", source::connect_error(target, e)))
                 .with_context(ctx)?;
-            let state = fleetsync_coordinator::apply::read_state(&mut tconn, &sync.name, &sync.source)
-                .await
-                .map_err(|e| anyhow!("{e}"))
-                .with_context(ctx)?;
+            let state =
+                fleetsync_coordinator::apply::read_state(&mut tconn, &sync.name, &sync.source)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))
+                    .with_context(ctx)?;
             if let Some(state) = state {
-                if matches!(state.snapshot, fleetsync_coordinator::apply::SnapshotState::Done) {
+                if matches!(
+                    state.snapshot,
+                    fleetsync_coordinator::apply::SnapshotState::Done
+                ) {
                     source::check_available(&mut conn, &spec, &state.position)
                         .await
                         .with_context(|| format!("sync {} target {target}", sync.name))?;
@@ -69,6 +84,10 @@ pub async fn preflight_all(config: &Config) -> Result<()> {
 pub async fn check(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
     preflight_all(&config).await?;
-    println!("ok: {} server(s), {} sync(s) checked", config.servers.len(), config.syncs.len());
+    println!(
+        "ok: {} server(s), {} sync(s) checked",
+        config.servers.len(),
+        config.syncs.len()
+    );
     Ok(())
 }

@@ -62,7 +62,8 @@ pub async fn run(path: &Path) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     cancel.cancel();
-    let drained = tokio::time::timeout(GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained =
+        tokio::time::timeout(GRACE, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!("pipelines did not stop within {GRACE:?}; aborting them");
         tasks.abort_all();

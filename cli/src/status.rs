@@ -43,7 +43,10 @@ async fn sync_status(config: &Config, sync: &fleetsync_config::SyncConfig) -> Re
                 Err(e) => source_error = Some(e.to_string()),
             }
             if let Ok(keyless) = keyless_tables(&mut conn).await {
-                for (s, t) in keyless.into_iter().filter(|(s, t)| spec.filter.matches(s, t)) {
+                for (s, t) in keyless
+                    .into_iter()
+                    .filter(|(s, t)| spec.filter.matches(s, t))
+                {
                     warnings.push(format!("{s}.{t} has no primary or unique key: rows are applied one by one, matched by their full before-image (slow)"));
                 }
             }
@@ -74,7 +77,9 @@ async fn target_status(
     let mut warnings = warnings.to_vec();
     let opts = match opts_by_name(config, target) {
         Ok(o) => o,
-        Err(e) => return json!({"name": target, "state": "error", "error": e.to_string(), "warnings": warnings}),
+        Err(e) => {
+            return json!({"name": target, "state": "error", "error": e.to_string(), "warnings": warnings})
+        }
     };
     let mut conn = match mysql_async::Conn::new(opts).await {
         Ok(c) => c,
@@ -92,11 +97,19 @@ async fn target_status(
     }
     let _ = conn.disconnect().await;
     match state {
-        Err(e) => json!({"name": target, "state": "error", "error": e.to_string(), "warnings": warnings, "applied_position": null, "lag_seconds": null}),
-        Ok(None) => json!({"name": target, "state": "not started", "applied_position": null, "lag_seconds": null, "warnings": warnings}),
+        Err(e) => {
+            json!({"name": target, "state": "error", "error": e.to_string(), "warnings": warnings, "applied_position": null, "lag_seconds": null})
+        }
+        Ok(None) => {
+            json!({"name": target, "state": "not started", "applied_position": null, "lag_seconds": null, "warnings": warnings})
+        }
         Ok(Some(s)) => {
             let caught_up = source_pos.is_some_and(|p| &s.position >= p);
-            let lag = if caught_up { 0.0 } else { now_ms().saturating_sub(s.source_commit_ts_ms) as f64 / 1000.0 };
+            let lag = if caught_up {
+                0.0
+            } else {
+                now_ms().saturating_sub(s.source_commit_ts_ms) as f64 / 1000.0
+            };
             let state = match s.snapshot {
                 SnapshotState::Running => "snapshotting",
                 SnapshotState::Done if caught_up => "caught up",
@@ -116,7 +129,9 @@ async fn target_status(
 }
 
 /// Base tables with no unique index at all.
-async fn keyless_tables(conn: &mut mysql_async::Conn) -> Result<Vec<(String, String)>, mysql_async::Error> {
+async fn keyless_tables(
+    conn: &mut mysql_async::Conn,
+) -> Result<Vec<(String, String)>, mysql_async::Error> {
     conn.query(
         "SELECT t.TABLE_SCHEMA, t.TABLE_NAME FROM information_schema.TABLES t \
          WHERE t.TABLE_TYPE = 'BASE TABLE' AND t.TABLE_SCHEMA NOT IN ('mysql','information_schema','performance_schema','sys','fleetsync') \
@@ -129,7 +144,12 @@ async fn keyless_tables(conn: &mut mysql_async::Conn) -> Result<Vec<(String, Str
 fn print_text(out: &Value) {
     let empty = Vec::new();
     for s in out["syncs"].as_array().unwrap_or(&empty) {
-        println!("sync {}: source {} at {}", s["name"].as_str().unwrap_or(""), s["source"].as_str().unwrap_or(""), s["source_position"].as_str().unwrap_or("?"));
+        println!(
+            "sync {}: source {} at {}",
+            s["name"].as_str().unwrap_or(""),
+            s["source"].as_str().unwrap_or(""),
+            s["source_position"].as_str().unwrap_or("?")
+        );
         if let Some(e) = s["source_error"].as_str() {
             println!("  source error: {e}");
         }
@@ -139,7 +159,10 @@ fn print_text(out: &Value) {
                 t["name"].as_str().unwrap_or(""),
                 t["state"].as_str().unwrap_or(""),
                 t["applied_position"].as_str().unwrap_or("-"),
-                t["lag_seconds"].as_f64().map(|l| format!("{l:.1} s")).unwrap_or_else(|| "-".into())
+                t["lag_seconds"]
+                    .as_f64()
+                    .map(|l| format!("{l:.1} s"))
+                    .unwrap_or_else(|| "-".into())
             );
             if let Some(e) = t["error"].as_str() {
                 println!("    error: {e}");
@@ -153,10 +176,21 @@ fn print_text(out: &Value) {
 
 pub async fn resnapshot(path: &Path, sync_name: &str, only: Option<&str>, yes: bool) -> Result<()> {
     let config = Config::load(path)?;
-    let sync = config.syncs.iter().find(|s| s.name == sync_name).ok_or_else(|| anyhow!("no sync named {sync_name:?}"))?;
-    let targets: Vec<&String> = sync.targets.iter().filter(|t| only.is_none_or(|o| o == t.as_str())).collect();
+    let sync = config
+        .syncs
+        .iter()
+        .find(|s| s.name == sync_name)
+        .ok_or_else(|| anyhow!("no sync named {sync_name:?}"))?;
+    let targets: Vec<&String> = sync
+        .targets
+        .iter()
+        .filter(|t| only.is_none_or(|o| o == t.as_str()))
+        .collect();
     if targets.is_empty() {
-        return Err(anyhow!("sync {sync_name} has no target named {:?}", only.unwrap_or("")));
+        return Err(anyhow!(
+            "sync {sync_name} has no target named {:?}",
+            only.unwrap_or("")
+        ));
     }
     let names: Vec<&str> = targets.iter().map(|t| t.as_str()).collect();
     if !yes && !confirm(&format!(

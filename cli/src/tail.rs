@@ -20,7 +20,11 @@ impl Publisher for Printer {
     async fn publish(&mut self, txn: Transaction) -> Result<(), SourceError> {
         let mut out = std::io::stdout().lock();
         if let Some(ddl) = &txn.ddl {
-            let _ = writeln!(out, "{}", serde_json::json!({"ddl": ddl.statement, "schema": ddl.schema, "position": txn.position.to_string()}));
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::json!({"ddl": ddl.statement, "schema": ddl.schema, "position": txn.position.to_string()})
+            );
         }
         for record in codec::transaction_to_json(&txn) {
             let _ = writeln!(out, "{record}");
@@ -31,7 +35,9 @@ impl Publisher for Printer {
 
 pub async fn tail(path: &Path, server: &str, from: Option<&str>, include: &[String]) -> Result<()> {
     let config = Config::load(path)?;
-    let s = config.server(server).ok_or_else(|| anyhow!("no server named {server:?}"))?;
+    let s = config
+        .server(server)
+        .ok_or_else(|| anyhow!("no server named {server:?}"))?;
     let spec = SourceSpec {
         name: s.name.clone(),
         opts: server_opts(s)?,

@@ -10,18 +10,27 @@ use crate::{Config, ConfigError};
 const PREFIX: &str = "FLEETSYNC_";
 
 impl Config {
-    pub fn apply_env(&mut self, vars: impl Iterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    pub fn apply_env(
+        &mut self,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
         let mut passwords = Vec::new();
         for (key, value) in vars {
-            let Some(rest) = key.strip_prefix(PREFIX) else { continue };
+            let Some(rest) = key.strip_prefix(PREFIX) else {
+                continue;
+            };
             match rest {
                 "STATE_DIR" => self.state_dir = PathBuf::from(value),
                 "METRICS_LISTEN" => self.metrics.listen = value,
                 _ => {
-                    let Some(server_key) = rest.strip_prefix("SERVER_") else { continue };
+                    let Some(server_key) = rest.strip_prefix("SERVER_") else {
+                        continue;
+                    };
                     let server = self.servers.iter_mut().find(|s| {
                         let norm = s.name.to_ascii_uppercase().replace('-', "_");
-                        server_key.strip_prefix(norm.as_str()).is_some_and(|r| r == "_URL" || r == "_PASSWORD")
+                        server_key
+                            .strip_prefix(norm.as_str())
+                            .is_some_and(|r| r == "_URL" || r == "_PASSWORD")
                     });
                     let Some(server) = server else { continue };
                     if server_key.ends_with("_URL") {

@@ -5,7 +5,13 @@ use std::collections::BTreeMap;
 use regex::Regex;
 
 /// Schemas that are never replicated: the server's own and fleetsync's state.
-pub const SYSTEM_SCHEMAS: &[&str] = &["mysql", "information_schema", "performance_schema", "sys", "fleetsync"];
+pub const SYSTEM_SCHEMAS: &[&str] = &[
+    "mysql",
+    "information_schema",
+    "performance_schema",
+    "sys",
+    "fleetsync",
+];
 
 /// Include/exclude filter on `schema.table`. Patterns are anchored at both ends.
 #[derive(Debug, Clone)]
@@ -20,10 +26,16 @@ impl TableFilter {
         let compile = |pats: &[String], offset: usize| -> Result<Vec<Regex>, (usize, String)> {
             pats.iter()
                 .enumerate()
-                .map(|(i, p)| Regex::new(&format!("^(?:{p})$")).map_err(|e| (i + offset, format!("invalid regex {p:?}: {e}"))))
+                .map(|(i, p)| {
+                    Regex::new(&format!("^(?:{p})$"))
+                        .map_err(|e| (i + offset, format!("invalid regex {p:?}: {e}")))
+                })
                 .collect()
         };
-        Ok(TableFilter { include: compile(include, 0)?, exclude: compile(exclude, include.len())? })
+        Ok(TableFilter {
+            include: compile(include, 0)?,
+            exclude: compile(exclude, include.len())?,
+        })
     }
 
     /// Whether `schema.table` is selected. System schemas never are.
@@ -43,7 +55,9 @@ impl TableFilter {
             .filter(|r| !tables.iter().any(|(s, t)| r.is_match(&format!("{s}.{t}"))))
             .map(|r| {
                 let s = r.as_str();
-                s.strip_prefix("^(?:").and_then(|s| s.strip_suffix(")$")).unwrap_or(s)
+                s.strip_prefix("^(?:")
+                    .and_then(|s| s.strip_suffix(")$"))
+                    .unwrap_or(s)
             })
             .collect()
     }
@@ -64,10 +78,17 @@ impl TableMap {
                 (None, None) if !from.is_empty() && !to.is_empty() => {
                     out.schemas.insert(from.clone(), to.clone());
                 }
-                (Some((fs, ft)), Some((ts, tt))) if ![fs, ft, ts, tt].iter().any(|s| s.is_empty()) => {
-                    out.tables.insert((fs.to_string(), ft.to_string()), (ts.to_string(), tt.to_string()));
+                (Some((fs, ft)), Some((ts, tt)))
+                    if ![fs, ft, ts, tt].iter().any(|s| s.is_empty()) =>
+                {
+                    out.tables.insert(
+                        (fs.to_string(), ft.to_string()),
+                        (ts.to_string(), tt.to_string()),
+                    );
                 }
-                _ => return Err(format!("{from:?} = {to:?}: map a schema to a schema or schema.table to schema.table")),
+                _ => return Err(format!(
+                    "{from:?} = {to:?}: map a schema to a schema or schema.table to schema.table"
+                )),
             }
         }
         Ok(out)
@@ -81,7 +102,10 @@ impl TableMap {
     }
 
     pub fn target_schema(&self, schema: &str) -> String {
-        self.schemas.get(schema).cloned().unwrap_or_else(|| schema.to_string())
+        self.schemas
+            .get(schema)
+            .cloned()
+            .unwrap_or_else(|| schema.to_string())
     }
 
     /// True when no table of `schema` is renamed or moved: DDL text can run unchanged on the

@@ -37,7 +37,10 @@ pub const DEFAULT_SNAPSHOT_CHUNK_ROWS: usize = 10_000;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config: {field}: {rule}")]
@@ -46,7 +49,10 @@ pub enum ConfigError {
 
 impl ConfigError {
     fn invalid(field: impl Into<String>, rule: impl Into<String>) -> Self {
-        ConfigError::Invalid { field: field.into(), rule: rule.into() }
+        ConfigError::Invalid {
+            field: field.into(),
+            rule: rule.into(),
+        }
     }
 }
 
@@ -78,7 +84,9 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { listen: default_metrics_listen() }
+        MetricsConfig {
+            listen: default_metrics_listen(),
+        }
     }
 }
 
@@ -141,12 +149,21 @@ impl Server {
 
 /// Replaces the password of a `scheme://user:password@host` URL with `***`.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
     let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.rfind('@') else { return url.to_string() };
+    let Some(at) = rest.rfind('@') else {
+        return url.to_string();
+    };
     let userinfo = &rest[..at];
     match userinfo.find(':') {
-        Some(colon) => format!("{}://{}:***@{}", &url[..scheme_end], &userinfo[..colon], &rest[at + 1..]),
+        Some(colon) => format!(
+            "{}://{}:***@{}",
+            &url[..scheme_end],
+            &userinfo[..colon],
+            &rest[at + 1..]
+        ),
         None => url.to_string(),
     }
 }
@@ -200,22 +217,28 @@ fn default_chunk() -> usize {
 
 impl SyncConfig {
     pub fn filter(&self) -> Result<TableFilter, ConfigError> {
-        TableFilter::new(&self.include, &self.exclude)
-            .map_err(|(i, e)| ConfigError::invalid(format!("syncs.{}.include/exclude[{i}]", self.name), e))
+        TableFilter::new(&self.include, &self.exclude).map_err(|(i, e)| {
+            ConfigError::invalid(format!("syncs.{}.include/exclude[{i}]", self.name), e)
+        })
     }
 
     pub fn table_map(&self) -> Result<TableMap, ConfigError> {
-        TableMap::new(&self.map).map_err(|e| ConfigError::invalid(format!("syncs.{}.map", self.name), e))
+        TableMap::new(&self.map)
+            .map_err(|e| ConfigError::invalid(format!("syncs.{}.map", self.name), e))
     }
 }
 
 impl Config {
     /// Reads, parses, applies environment overrides, resolves passwords and validates.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let mut config = Config::parse(&text)
-            .map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
         config.apply_env(std::env::vars())?;
         config.resolve_passwords()?;
         config.validate()?;
@@ -241,22 +264,27 @@ impl Config {
     }
 
     pub fn metrics_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.metrics
-            .listen
-            .parse()
-            .map_err(|_| ConfigError::invalid("metrics.listen", "must be host:port, e.g. 127.0.0.1:9187"))
+        self.metrics.listen.parse().map_err(|_| {
+            ConfigError::invalid("metrics.listen", "must be host:port, e.g. 127.0.0.1:9187")
+        })
     }
 
     fn resolve_passwords(&mut self) -> Result<(), ConfigError> {
         for (i, s) in self.servers.iter_mut().enumerate() {
             if let Some(var) = &s.password_env {
                 let value = std::env::var(var).map_err(|_| {
-                    ConfigError::invalid(format!("servers[{i}].password_env"), format!("environment variable {var} is not set"))
+                    ConfigError::invalid(
+                        format!("servers[{i}].password_env"),
+                        format!("environment variable {var} is not set"),
+                    )
                 })?;
                 s.password = Some(value);
             } else if let Some(file) = &s.password_file {
                 let text = std::fs::read_to_string(file).map_err(|e| {
-                    ConfigError::invalid(format!("servers[{i}].password_file"), format!("cannot read {}: {e}", file.display()))
+                    ConfigError::invalid(
+                        format!("servers[{i}].password_file"),
+                        format!("cannot read {}: {e}", file.display()),
+                    )
                 })?;
                 s.password = Some(text.lines().next().unwrap_or("").to_string());
             }
@@ -271,53 +299,95 @@ impl Config {
         for (i, s) in self.servers.iter().enumerate() {
             let field = format!("servers[{i}]");
             if !valid_name(&s.name) {
-                return Err(ConfigError::invalid(format!("{field}.name"), "must be 1-64 characters of letters, digits, '_' or '-'"));
+                return Err(ConfigError::invalid(
+                    format!("{field}.name"),
+                    "must be 1-64 characters of letters, digits, '_' or '-'",
+                ));
             }
             if !names.insert(s.name.as_str()) {
-                return Err(ConfigError::invalid(format!("{field}.name"), format!("duplicate server name {:?}", s.name)));
+                return Err(ConfigError::invalid(
+                    format!("{field}.name"),
+                    format!("duplicate server name {:?}", s.name),
+                ));
             }
             if !s.url.starts_with("mysql://") {
-                return Err(ConfigError::invalid(format!("{field}.url"), "must start with mysql:// (e.g. mysql://user@127.0.0.1:3306)"));
+                return Err(ConfigError::invalid(
+                    format!("{field}.url"),
+                    "must start with mysql:// (e.g. mysql://user@127.0.0.1:3306)",
+                ));
             }
             if s.password_env.is_some() && s.password_file.is_some() {
-                return Err(ConfigError::invalid(field, "set at most one of password_env and password_file"));
+                return Err(ConfigError::invalid(
+                    field,
+                    "set at most one of password_env and password_file",
+                ));
             }
         }
         let mut sync_names = HashSet::new();
         for (i, s) in self.syncs.iter().enumerate() {
             let field = format!("syncs[{i}]");
             if !valid_name(&s.name) {
-                return Err(ConfigError::invalid(format!("{field}.name"), "must be 1-64 characters of letters, digits, '_' or '-'"));
+                return Err(ConfigError::invalid(
+                    format!("{field}.name"),
+                    "must be 1-64 characters of letters, digits, '_' or '-'",
+                ));
             }
             if !sync_names.insert(s.name.as_str()) {
-                return Err(ConfigError::invalid(format!("{field}.name"), format!("duplicate sync name {:?}", s.name)));
+                return Err(ConfigError::invalid(
+                    format!("{field}.name"),
+                    format!("duplicate sync name {:?}", s.name),
+                ));
             }
             if self.server(&s.source).is_none() {
-                return Err(ConfigError::invalid(format!("{field}.source"), format!("no server named {:?} in [[servers]]", s.source)));
+                return Err(ConfigError::invalid(
+                    format!("{field}.source"),
+                    format!("no server named {:?} in [[servers]]", s.source),
+                ));
             }
             if s.targets.is_empty() {
-                return Err(ConfigError::invalid(format!("{field}.targets"), "must name at least one server"));
+                return Err(ConfigError::invalid(
+                    format!("{field}.targets"),
+                    "must name at least one server",
+                ));
             }
             let mut seen = HashSet::new();
             for t in &s.targets {
                 if self.server(t).is_none() {
-                    return Err(ConfigError::invalid(format!("{field}.targets"), format!("no server named {t:?} in [[servers]]")));
+                    return Err(ConfigError::invalid(
+                        format!("{field}.targets"),
+                        format!("no server named {t:?} in [[servers]]"),
+                    ));
                 }
                 if t == &s.source {
-                    return Err(ConfigError::invalid(format!("{field}.targets"), format!("{t:?} is the sync's source")));
+                    return Err(ConfigError::invalid(
+                        format!("{field}.targets"),
+                        format!("{t:?} is the sync's source"),
+                    ));
                 }
                 if !seen.insert(t) {
-                    return Err(ConfigError::invalid(format!("{field}.targets"), format!("{t:?} listed twice")));
+                    return Err(ConfigError::invalid(
+                        format!("{field}.targets"),
+                        format!("{t:?} listed twice"),
+                    ));
                 }
             }
             if s.batch_rows == 0 || s.batch_rows > 1_000_000 {
-                return Err(ConfigError::invalid(format!("{field}.batch_rows"), "must be between 1 and 1000000"));
+                return Err(ConfigError::invalid(
+                    format!("{field}.batch_rows"),
+                    "must be between 1 and 1000000",
+                ));
             }
             if s.queue_transactions == 0 {
-                return Err(ConfigError::invalid(format!("{field}.queue_transactions"), "must be at least 1"));
+                return Err(ConfigError::invalid(
+                    format!("{field}.queue_transactions"),
+                    "must be at least 1",
+                ));
             }
             if s.snapshot_chunk_rows == 0 {
-                return Err(ConfigError::invalid(format!("{field}.snapshot_chunk_rows"), "must be at least 1"));
+                return Err(ConfigError::invalid(
+                    format!("{field}.snapshot_chunk_rows"),
+                    "must be at least 1",
+                ));
             }
             s.filter()?;
             s.table_map()?;
@@ -327,7 +397,11 @@ impl Config {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 #[cfg(test)]

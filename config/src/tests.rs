@@ -40,7 +40,10 @@ fn validation_names_field() {
     let mut c = Config::parse(EXAMPLE).expect("parses");
     c.syncs[0].targets = vec!["nope".into()];
     let err = c.validate().expect_err("invalid").to_string();
-    assert!(err.contains("syncs[0].targets") && err.contains("nope"), "{err}");
+    assert!(
+        err.contains("syncs[0].targets") && err.contains("nope"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -57,13 +60,19 @@ fn env_overrides() {
     let mut c = Config::parse(EXAMPLE).expect("parses");
     c.apply_env(
         vec![
-            ("FLEETSYNC_SERVER_EU2_PASSWORD".to_string(), "pw".to_string()),
+            (
+                "FLEETSYNC_SERVER_EU2_PASSWORD".to_string(),
+                "pw".to_string(),
+            ),
             ("FLEETSYNC_STATE_DIR".to_string(), "/x".to_string()),
         ]
         .into_iter(),
     )
     .expect("env");
-    assert_eq!(c.server("eu2").and_then(|s| s.password.clone()).as_deref(), Some("pw"));
+    assert_eq!(
+        c.server("eu2").and_then(|s| s.password.clone()).as_deref(),
+        Some("pw")
+    );
     assert_eq!(c.state_dir, PathBuf::from("/x"));
 }
 

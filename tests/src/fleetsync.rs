@@ -130,16 +130,24 @@ impl Fleetsync {
         }
     }
 
-    /// SIGTERM and wait; SIGKILL and fail if it does not exit within `timeout`.
+    /// SIGTERM and wait for a clean exit (status 0); SIGKILL and fail if it does not exit
+    /// within `timeout`, fail with the log tail if it exits with an error.
     pub async fn stop(&mut self, timeout: Duration) -> Result<ExitStatus> {
         self.terminate()?;
-        match self.wait_exit(timeout).await {
-            Ok(status) => Ok(status),
+        let status = match self.wait_exit(timeout).await {
+            Ok(status) => status,
             Err(e) => {
                 let _ = self.kill9();
-                Err(e.context("fleetsync did not stop on SIGTERM"))
+                return Err(e.context("fleetsync did not stop on SIGTERM"));
             }
+        };
+        if !status.success() {
+            bail!(
+                "fleetsync exited with {status} on SIGTERM; log tail:\n{}",
+                self.log_tail(LOG_TAIL_LINES)
+            );
         }
+        Ok(status)
     }
 
     /// Fails with the log tail when the process has exited.

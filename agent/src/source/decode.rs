@@ -41,7 +41,10 @@ pub struct TableInfo {
 pub fn tme_column_names(tme: &TableMapEvent<'_>) -> Option<Vec<String>> {
     for field in tme.iter_optional_meta() {
         if let Ok(OptionalMetadataField::ColumnName(names)) = field {
-            return names.iter_names().map(|n| n.ok().map(|n| n.name().into_owned())).collect();
+            return names
+                .iter_names()
+                .map(|n| n.ok().map(|n| n.name().into_owned()))
+                .collect();
         }
     }
     None
@@ -50,7 +53,13 @@ pub fn tme_column_names(tme: &TableMapEvent<'_>) -> Option<Vec<String>> {
 pub fn tme_fingerprint(tme: &TableMapEvent<'_>) -> (Vec<u8>, Vec<u8>) {
     let mut types = Vec::with_capacity(tme.columns_count() as usize);
     for i in 0..tme.columns_count() as usize {
-        types.push(tme.get_raw_column_type(i).ok().flatten().map(|t| t as u8).unwrap_or(0));
+        types.push(
+            tme.get_raw_column_type(i)
+                .ok()
+                .flatten()
+                .map(|t| t as u8)
+                .unwrap_or(0),
+        );
     }
     let mut names = tme.database_name_raw().to_vec();
     names.push(b'.');
@@ -68,12 +77,19 @@ pub fn tme_fingerprint(tme: &TableMapEvent<'_>) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// Builds the decoder for a TABLE_MAP, using `info` (the current definition) where it agrees.
-pub fn build_table_info(tme: &TableMapEvent<'_>, info: Option<&InfoTable>) -> Result<TableInfo, String> {
-    let names = tme_column_names(tme)
-        .ok_or_else(|| "the TABLE_MAP event carries no column names: set binlog_row_metadata=FULL".to_string())?;
+pub fn build_table_info(
+    tme: &TableMapEvent<'_>,
+    info: Option<&InfoTable>,
+) -> Result<TableInfo, String> {
+    let names = tme_column_names(tme).ok_or_else(|| {
+        "the TABLE_MAP event carries no column names: set binlog_row_metadata=FULL".to_string()
+    })?;
     let n = tme.columns_count() as usize;
     if names.len() != n {
-        return Err(format!("TABLE_MAP has {n} columns but {} names", names.len()));
+        return Err(format!(
+            "TABLE_MAP has {n} columns but {} names",
+            names.len()
+        ));
     }
     let mut cols = Vec::with_capacity(n);
     let mut columns = Vec::with_capacity(n);
@@ -92,12 +108,21 @@ pub fn build_table_info(tme: &TableMapEvent<'_>, info: Option<&InfoTable>) -> Re
         };
         let unsigned = ic.map(|c| c.unsigned).unwrap_or(false);
         let keep = !ic.is_some_and(|c| c.generated);
-        cols.push(ColDecode { my, meta, unsigned, ty, keep });
+        cols.push(ColDecode {
+            my,
+            meta,
+            unsigned,
+            ty,
+            keep,
+        });
         if keep {
             columns.push(Column {
                 name: name.clone(),
                 ty,
-                column_type: ic.filter(|c| c.ty == ty).map(|c| c.column_type.clone()).unwrap_or_else(|| format!("{ty:?}").to_lowercase()),
+                column_type: ic
+                    .filter(|c| c.ty == ty)
+                    .map(|c| c.column_type.clone())
+                    .unwrap_or_else(|| format!("{ty:?}").to_lowercase()),
                 unsigned,
                 nullable: ic.map(|c| c.nullable).unwrap_or(true),
                 charset: ic.and_then(|c| c.charset.clone()),
@@ -107,8 +132,16 @@ pub fn build_table_info(tme: &TableMapEvent<'_>, info: Option<&InfoTable>) -> Re
     }
     let (key, key_kind) = match info {
         Some(t) if t.key_kind != KeyKind::None => {
-            let idx: Option<Vec<u16>> =
-                t.key.iter().map(|k| columns.iter().position(|c| c.name.eq_ignore_ascii_case(k)).map(|p| p as u16)).collect();
+            let idx: Option<Vec<u16>> = t
+                .key
+                .iter()
+                .map(|k| {
+                    columns
+                        .iter()
+                        .position(|c| c.name.eq_ignore_ascii_case(k))
+                        .map(|p| p as u16)
+                })
+                .collect();
             match idx {
                 Some(idx) => (idx, t.key_kind),
                 None => (Vec::new(), KeyKind::None),
@@ -124,7 +157,11 @@ pub fn build_table_info(tme: &TableMapEvent<'_>, info: Option<&InfoTable>) -> Re
         key_kind,
         transactional: info.map(|t| t.transactional).unwrap_or(true),
     };
-    Ok(TableInfo { schema: Arc::new(schema), cols, fingerprint: tme_fingerprint(tme) })
+    Ok(TableInfo {
+        schema: Arc::new(schema),
+        cols,
+        fingerprint: tme_fingerprint(tme),
+    })
 }
 
 /// The value family the TABLE_MAP's wire type decodes to.
@@ -159,26 +196,36 @@ fn family_of(my: My) -> ColumnType {
 fn compatible(from_map: ColumnType, info: ColumnType) -> bool {
     use ColumnType::*;
     let strings = |t| matches!(t, Char | VarChar | Text | Binary | VarBinary | Blob | Json);
-    from_map == info || (strings(from_map) && strings(info)) || (from_map == Blob && info == Geometry)
+    from_map == info
+        || (strings(from_map) && strings(info))
+        || (from_map == Blob && info == Geometry)
 }
 
 /// Decodes one row image. `present` marks the columns in the image (all of them with
 /// binlog_row_image=FULL). Returns the kept columns' values in table order.
-pub fn decode_image(buf: &mut ParseBuf<'_>, present: &[bool], info: &TableInfo) -> io::Result<Vec<Value>> {
+pub fn decode_image(
+    buf: &mut ParseBuf<'_>,
+    present: &[bool],
+    info: &TableInfo,
+) -> io::Result<Vec<Value>> {
     let n_present = present.iter().filter(|p| **p).count();
     let nulls: &[u8] = buf.parse(n_present.div_ceil(8))?;
     let mut out = Vec::with_capacity(info.schema.columns.len());
-    let mut image_idx = 0usize;
-    for (i, col) in info.cols.iter().enumerate() {
+    for (image_idx, (i, col)) in info.cols.iter().enumerate().enumerate() {
         if !present.get(i).copied().unwrap_or(false) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "row image lacks a column: binlog_row_image must be FULL",
             ));
         }
-        let is_null = nulls.get(image_idx / 8).is_some_and(|b| b & (1 << (image_idx % 8)) != 0);
-        image_idx += 1;
-        let v = if is_null { Value::Null } else { decode_value(buf, col)? };
+        let is_null = nulls
+            .get(image_idx / 8)
+            .is_some_and(|b| b & (1 << (image_idx % 8)) != 0);
+        let v = if is_null {
+            Value::Null
+        } else {
+            decode_value(buf, col)?
+        };
         if col.keep {
             out.push(v);
         }
@@ -213,10 +260,13 @@ fn decode_value(buf: &mut ParseBuf<'_>, c: &ColDecode) -> io::Result<Value> {
     match bv {
         BinlogValue::Value(v) => from_mysql(c.ty, c.unsigned, v),
         BinlogValue::Jsonb(j) => {
-            let json = mysql_common::serde_json::Value::try_from(j).map_err(|e| bad(format!("JSON value: {e}")))?;
+            let json = mysql_common::serde_json::Value::try_from(j)
+                .map_err(|e| bad(format!("JSON value: {e}")))?;
             Ok(Value::Json(json.to_string()))
         }
-        BinlogValue::JsonDiff(_) => Err(bad("partial JSON updates are not supported: set binlog_row_value_options=''".into())),
+        BinlogValue::JsonDiff(_) => Err(bad(
+            "partial JSON updates are not supported: set binlog_row_value_options=''".into(),
+        )),
     }
 }
 
@@ -225,7 +275,11 @@ fn bad(msg: String) -> io::Error {
 }
 
 /// Converts a driver value (binlog or binary protocol) of a column of family `ty`.
-pub fn from_mysql(ty: ColumnType, unsigned: bool, v: mysql_common::value::Value) -> io::Result<Value> {
+pub fn from_mysql(
+    ty: ColumnType,
+    unsigned: bool,
+    v: mysql_common::value::Value,
+) -> io::Result<Value> {
     use mysql_common::value::Value as M;
     use ColumnType as T;
     Ok(match (ty, v) {
@@ -249,13 +303,26 @@ pub fn from_mysql(ty: ColumnType, unsigned: bool, v: mysql_common::value::Value)
         (T::Double, M::Double(f)) => Value::Double(f),
         (T::Decimal, M::Bytes(b)) => Value::Decimal(String::from_utf8_lossy(&b).into_owned()),
         (T::Date, M::Date(year, month, day, ..)) => Value::Date { year, month, day },
-        (T::DateTime, M::Date(year, month, day, hour, minute, second, micros)) => {
-            Value::DateTime { year, month, day, hour, minute, second, micros }
-        }
-        (T::Time, M::Time(negative, days, h, minutes, seconds, micros)) => {
-            Value::Time { negative, hours: days * 24 + u32::from(h), minutes, seconds, micros }
-        }
-        (T::Timestamp, M::Int(secs)) => Value::Timestamp { secs: secs.max(0) as u64, micros: 0 },
+        (T::DateTime, M::Date(year, month, day, hour, minute, second, micros)) => Value::DateTime {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            micros,
+        },
+        (T::Time, M::Time(negative, days, h, minutes, seconds, micros)) => Value::Time {
+            negative,
+            hours: days * 24 + u32::from(h),
+            minutes,
+            seconds,
+            micros,
+        },
+        (T::Timestamp, M::Int(secs)) => Value::Timestamp {
+            secs: secs.max(0) as u64,
+            micros: 0,
+        },
         (T::Timestamp, M::Bytes(b)) => parse_timestamp(&b)?,
         (T::Timestamp, M::Date(y, mo, d, h, mi, s, us)) => Value::Timestamp {
             secs: epoch_secs(y, mo, d, h, mi, s),
@@ -270,9 +337,15 @@ pub fn from_mysql(ty: ColumnType, unsigned: bool, v: mysql_common::value::Value)
         (T::Bit, M::UInt(i)) => Value::Bit(i),
         (T::Decimal, M::Int(i)) => Value::Decimal(i.to_string()),
         (T::Decimal, M::UInt(i)) => Value::Decimal(i.to_string()),
-        (T::Bit, M::Bytes(b)) => Value::Bit(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x))),
+        (T::Bit, M::Bytes(b)) => {
+            Value::Bit(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+        }
         (T::Enum, M::Int(i)) => Value::Enum(i as u16),
-        (T::Set, M::Bytes(b)) => Value::Set(b.iter().rev().fold(0u64, |acc, x| (acc << 8) | u64::from(*x))),
+        (T::Set, M::Bytes(b)) => Value::Set(
+            b.iter()
+                .rev()
+                .fold(0u64, |acc, x| (acc << 8) | u64::from(*x)),
+        ),
         (T::Char | T::VarChar | T::Text, M::Bytes(b)) => Value::Text(b),
         (T::Json, M::Bytes(b)) => Value::Json(String::from_utf8_lossy(&b).into_owned()),
         (T::Geometry, M::Bytes(b)) => Value::Geometry(b),
@@ -311,8 +384,12 @@ fn unsigned_of(i: i64, ty: ColumnType) -> u64 {
 fn parse_timestamp(b: &[u8]) -> io::Result<Value> {
     let s = std::str::from_utf8(b).map_err(|e| bad(format!("timestamp: {e}")))?;
     let (secs, frac) = s.split_once('.').unwrap_or((s, "0"));
-    let secs = secs.parse::<u64>().map_err(|e| bad(format!("timestamp {s:?}: {e}")))?;
-    let micros = frac.parse::<u32>().map_err(|e| bad(format!("timestamp {s:?}: {e}")))?;
+    let secs = secs
+        .parse::<u64>()
+        .map_err(|e| bad(format!("timestamp {s:?}: {e}")))?;
+    let micros = frac
+        .parse::<u32>()
+        .map_err(|e| bad(format!("timestamp {s:?}: {e}")))?;
     Ok(Value::Timestamp { secs, micros })
 }
 
@@ -337,7 +414,16 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(parse_timestamp(b"12.000500").ok(), Some(Value::Timestamp { secs: 12, micros: 500 }));
-        assert_eq!(parse_timestamp(b"0").ok(), Some(Value::Timestamp { secs: 0, micros: 0 }));
+        assert_eq!(
+            parse_timestamp(b"12.000500").ok(),
+            Some(Value::Timestamp {
+                secs: 12,
+                micros: 500
+            })
+        );
+        assert_eq!(
+            parse_timestamp(b"0").ok(),
+            Some(Value::Timestamp { secs: 0, micros: 0 })
+        );
     }
 }

@@ -39,7 +39,9 @@ pub struct ServerInfo {
 }
 
 pub async fn connect(spec: &SourceSpec) -> Result<mysql_async::Conn, SourceError> {
-    mysql_async::Conn::new(spec.opts.clone()).await.map_err(|e| connect_error(&spec.name, e))
+    mysql_async::Conn::new(spec.opts.clone())
+        .await
+        .map_err(|e| connect_error(&spec.name, e))
 }
 
 /// A connection error as one line that says what to fix, without the URL or password.
@@ -47,16 +49,24 @@ pub fn connect_error(server: &str, e: mysql_async::Error) -> SourceError {
     match &e {
         mysql_async::Error::Io(_) => SourceError::Connection {
             server: server.to_string(),
-            message: format!("cannot connect: {e} (is the server running and the host:port in its url right?)"),
+            message: format!(
+                "cannot connect: {e} (is the server running and the host:port in its url right?)"
+            ),
         },
         _ => SourceError::from_mysql(server, "connecting", e),
     }
 }
 
 /// Checks binlog settings and privileges; refuses with a message naming what to change.
-pub async fn preflight(conn: &mut mysql_async::Conn, spec: &SourceSpec) -> Result<ServerInfo, SourceError> {
+pub async fn preflight(
+    conn: &mut mysql_async::Conn,
+    spec: &SourceSpec,
+) -> Result<ServerInfo, SourceError> {
     let name = spec.name.as_str();
-    let needs = |message: String| SourceError::NeedsOperator { server: name.to_string(), message };
+    let needs = |message: String| SourceError::NeedsOperator {
+        server: name.to_string(),
+        message,
+    };
     let row: Option<(u32, String, Option<String>)> = conn
         .query_first("SELECT @@server_id, @@version, @@log_bin")
         .await
@@ -66,9 +76,15 @@ pub async fn preflight(conn: &mut mysql_async::Conn, spec: &SourceSpec) -> Resul
     };
     let is_mariadb = version.to_ascii_lowercase().contains("mariadb");
     if log_bin.as_deref() != Some("1") && log_bin.as_deref() != Some("ON") {
-        return Err(needs("the binary log is off: start the server with log_bin (e.g. --log-bin=binlog)".into()));
+        return Err(needs(
+            "the binary log is off: start the server with log_bin (e.g. --log-bin=binlog)".into(),
+        ));
     }
-    for (var, want) in [("binlog_format", "ROW"), ("binlog_row_image", "FULL"), ("binlog_row_metadata", "FULL")] {
+    for (var, want) in [
+        ("binlog_format", "ROW"),
+        ("binlog_row_image", "FULL"),
+        ("binlog_row_metadata", "FULL"),
+    ] {
         let v: Option<Option<String>> = conn
             .query_first(format!("SELECT @@GLOBAL.{var}"))
             .await
@@ -81,10 +97,22 @@ pub async fn preflight(conn: &mut mysql_async::Conn, spec: &SourceSpec) -> Resul
     let uuid = if is_mariadb {
         String::new()
     } else {
-        conn.query_first::<String, _>("SELECT @@server_uuid").await.ok().flatten().unwrap_or_default()
+        conn.query_first::<String, _>("SELECT @@server_uuid")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     };
     check_privileges(conn, name).await?;
-    Ok(ServerInfo { origin: Origin { name: name.to_string(), server_id, server_uuid: uuid }, version, is_mariadb })
+    Ok(ServerInfo {
+        origin: Origin {
+            name: name.to_string(),
+            server_id,
+            server_uuid: uuid,
+        },
+        version,
+        is_mariadb,
+    })
 }
 
 async fn check_privileges(conn: &mut mysql_async::Conn, name: &str) -> Result<(), SourceError> {
@@ -92,14 +120,24 @@ async fn check_privileges(conn: &mut mysql_async::Conn, name: &str) -> Result<()
         .query("SHOW GRANTS FOR CURRENT_USER()")
         .await
         .map_err(|e| SourceError::from_mysql(name, "reading grants", e))?;
-    let global: Vec<String> = grants.iter().filter(|g| g.contains(" ON *.* ")).map(|g| g.to_ascii_uppercase()).collect();
-    let has = |p: &str| global.iter().any(|g| g.contains("ALL PRIVILEGES") || g.contains(p));
+    let global: Vec<String> = grants
+        .iter()
+        .filter(|g| g.contains(" ON *.* "))
+        .map(|g| g.to_ascii_uppercase())
+        .collect();
+    let has = |p: &str| {
+        global
+            .iter()
+            .any(|g| g.contains("ALL PRIVILEGES") || g.contains(p))
+    };
     let missing: Vec<&str> = [
         ("REPLICATION SLAVE", "REPLICATION SLAVE"),
         ("BINLOG MONITOR", "BINLOG MONITOR"),
     ]
     .into_iter()
-    .filter(|(p, _)| !(has(p) || (*p == "BINLOG MONITOR" && (has("REPLICATION CLIENT") || has("SUPER")))))
+    .filter(|(p, _)| {
+        !(has(p) || (*p == "BINLOG MONITOR" && (has("REPLICATION CLIENT") || has("SUPER"))))
+    })
     .map(|(_, label)| label)
     .collect();
     if !missing.is_empty() {
@@ -116,30 +154,56 @@ async fn check_privileges(conn: &mut mysql_async::Conn, name: &str) -> Result<()
 }
 
 /// The server's current binlog end: file/position and GTID position.
-pub async fn current_position(conn: &mut mysql_async::Conn, server: &str) -> Result<Position, SourceError> {
-    let row: Option<mysql_async::Row> =
-        conn.query_first("SHOW MASTER STATUS").await.map_err(|e| SourceError::from_mysql(server, "SHOW MASTER STATUS", e))?;
+pub async fn current_position(
+    conn: &mut mysql_async::Conn,
+    server: &str,
+) -> Result<Position, SourceError> {
+    let row: Option<mysql_async::Row> = conn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .map_err(|e| SourceError::from_mysql(server, "SHOW MASTER STATUS", e))?;
     let Some(row) = row else {
-        return Err(SourceError::NeedsOperator { server: server.to_string(), message: "SHOW MASTER STATUS is empty: is log_bin on?".into() });
+        return Err(SourceError::NeedsOperator {
+            server: server.to_string(),
+            message: "SHOW MASTER STATUS is empty: is log_bin on?".into(),
+        });
     };
     let file: Option<String> = row.get(0);
     let pos: Option<u64> = row.get(1);
-    let gtid: Option<String> =
-        conn.query_first("SELECT @@GLOBAL.gtid_binlog_pos").await.ok().flatten();
+    let gtid: Option<String> = conn
+        .query_first("SELECT @@GLOBAL.gtid_binlog_pos")
+        .await
+        .ok()
+        .flatten();
     Ok(Position {
-        binlog: BinlogPosition { file: file.unwrap_or_default(), pos: pos.unwrap_or(4) },
+        binlog: BinlogPosition {
+            file: file.unwrap_or_default(),
+            pos: pos.unwrap_or(4),
+        },
         gtid: gtid.and_then(|g| g.parse::<GtidSet>().ok()),
     })
 }
 
 /// Fails with [`SourceError::Purged`] if `pos`'s binlog file is no longer on the server.
-pub async fn check_available(conn: &mut mysql_async::Conn, spec: &SourceSpec, pos: &Position) -> Result<(), SourceError> {
-    let logs: Vec<mysql_async::Row> =
-        conn.query("SHOW BINARY LOGS").await.map_err(|e| SourceError::from_mysql(&spec.name, "SHOW BINARY LOGS", e))?;
-    let present = logs.iter().any(|r| r.get::<String, _>(0).as_deref() == Some(pos.binlog.file.as_str()));
+pub async fn check_available(
+    conn: &mut mysql_async::Conn,
+    spec: &SourceSpec,
+    pos: &Position,
+) -> Result<(), SourceError> {
+    let logs: Vec<mysql_async::Row> = conn
+        .query("SHOW BINARY LOGS")
+        .await
+        .map_err(|e| SourceError::from_mysql(&spec.name, "SHOW BINARY LOGS", e))?;
+    let present = logs
+        .iter()
+        .any(|r| r.get::<String, _>(0).as_deref() == Some(pos.binlog.file.as_str()));
     if present {
         Ok(())
     } else {
-        Err(SourceError::Purged { server: spec.name.clone(), position: pos.clone(), sync: spec.sync.clone() })
+        Err(SourceError::Purged {
+            server: spec.name.clone(),
+            position: pos.clone(),
+            sync: spec.sync.clone(),
+        })
     }
 }

@@ -41,7 +41,9 @@ pub struct InfoTable {
 
 impl InfoTable {
     pub fn column(&self, name: &str) -> Option<&InfoColumn> {
-        self.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -83,7 +85,13 @@ pub async fn load_table(
     schema: &str,
     table: &str,
 ) -> Result<Option<InfoTable>, SourceError> {
-    let err = |e| SourceError::from_mysql(server, &format!("reading the definition of {schema}.{table}"), e);
+    let err = |e| {
+        SourceError::from_mysql(
+            server,
+            &format!("reading the definition of {schema}.{table}"),
+            e,
+        )
+    };
     let engine: Option<Option<String>> = conn
         .exec_first(
             "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND TABLE_TYPE = 'BASE TABLE'",
@@ -91,7 +99,9 @@ pub async fn load_table(
         )
         .await
         .map_err(err)?;
-    let Some(engine) = engine else { return Ok(None) };
+    let Some(engine) = engine else {
+        return Ok(None);
+    };
     let rows: Vec<ColumnRow> = conn
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, EXTRA \
@@ -105,7 +115,11 @@ pub async fn load_table(
         .map(|(name, data_type, column_type, nullable, charset, extra)| {
             let ty = column_family(&data_type, charset.as_deref());
             let lower = column_type.to_ascii_lowercase();
-            let enum_values = if matches!(ty, ColumnType::Enum | ColumnType::Set) { parse_enum_values(&column_type) } else { Vec::new() };
+            let enum_values = if matches!(ty, ColumnType::Enum | ColumnType::Set) {
+                parse_enum_values(&column_type)
+            } else {
+                Vec::new()
+            };
             let extra = extra.to_ascii_uppercase();
             InfoColumn {
                 name,
@@ -114,7 +128,9 @@ pub async fn load_table(
                 nullable: nullable == "YES",
                 charset: charset.filter(|c| c != "binary"),
                 enum_values,
-                generated: extra.contains("GENERATED") || extra.contains("PERSISTENT") || extra.contains("VIRTUAL"),
+                generated: extra.contains("GENERATED")
+                    || extra.contains("PERSISTENT")
+                    || extra.contains("VIRTUAL"),
                 column_type,
             }
         })
@@ -132,7 +148,14 @@ pub async fn load_table(
         engine.as_deref().map(str::to_ascii_lowercase).as_deref(),
         Some("myisam" | "aria" | "memory" | "csv" | "archive" | "merge" | "mrg_myisam")
     );
-    Ok(Some(InfoTable { schema: schema.to_string(), table: table.to_string(), columns, key, key_kind, transactional }))
+    Ok(Some(InfoTable {
+        schema: schema.to_string(),
+        table: table.to_string(),
+        columns,
+        key,
+        key_kind,
+        transactional,
+    }))
 }
 
 /// The primary key, else the first UNIQUE key whose columns are all NOT NULL.
@@ -147,8 +170,15 @@ fn choose_key(columns: &[InfoColumn], stats: &[(String, i64, String)]) -> (Vec<S
     if let Some((_, _, cols)) = indexes.iter().find(|(n, _, _)| *n == "PRIMARY") {
         return (cols.clone(), KeyKind::Primary);
     }
-    let not_null = |c: &String| columns.iter().any(|ic| &ic.name == c && !ic.nullable && !ic.generated);
-    match indexes.iter().find(|(_, unique, cols)| *unique && cols.iter().all(not_null)) {
+    let not_null = |c: &String| {
+        columns
+            .iter()
+            .any(|ic| &ic.name == c && !ic.nullable && !ic.generated)
+    };
+    match indexes
+        .iter()
+        .find(|(_, unique, cols)| *unique && cols.iter().all(not_null))
+    {
         Some((_, _, cols)) => (cols.clone(), KeyKind::UniqueNotNull),
         None => (Vec::new(), KeyKind::None),
     }
@@ -185,15 +215,17 @@ pub fn column_family(data_type: &str, charset: Option<&str>) -> ColumnType {
         "enum" => Enum,
         "set" => Set,
         "json" => Json,
-        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon"
-        | "geometrycollection" | "geomcollection" => Geometry,
+        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+        | "multipolygon" | "geometrycollection" | "geomcollection" => Geometry,
         _ => Blob,
     }
 }
 
 /// Parses the members of `enum('a','b''c')` / `set(...)`.
 pub fn parse_enum_values(column_type: &str) -> Vec<String> {
-    let Some(open) = column_type.find('(') else { return Vec::new() };
+    let Some(open) = column_type.find('(') else {
+        return Vec::new();
+    };
     let body = &column_type[open + 1..];
     let mut out = Vec::new();
     let mut chars = body.chars().peekable();
@@ -238,25 +270,6 @@ pub async fn list_tables(
     Ok(rows.into_iter().filter(|(s, t)| keep(s, t)).collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn enum_values_parse_quotes() {
-        assert_eq!(parse_enum_values("enum('a','b''c','d,e')"), vec!["a", "b'c", "d,e"]);
-        assert_eq!(parse_enum_values("set('x')"), vec!["x"]);
-    }
-
-    #[test]
-    fn families() {
-        assert_eq!(column_family("varchar", Some("latin1")), ColumnType::VarChar);
-        assert_eq!(column_family("varchar", None), ColumnType::VarBinary);
-        assert_eq!(column_family("longtext", Some("utf8mb4")), ColumnType::Text);
-        assert_eq!(column_family("point", None), ColumnType::Geometry);
-    }
-}
-
 impl InfoTable {
     /// The wire schema: generated columns left out (targets compute their own), key by index.
     pub fn to_schema(&self) -> fleetsync_proto::TableSchema {
@@ -273,8 +286,11 @@ impl InfoTable {
                 enum_values: c.enum_values.clone(),
             })
             .collect();
-        let key: Option<Vec<u16>> =
-            self.key.iter().map(|k| columns.iter().position(|c| &c.name == k).map(|p| p as u16)).collect();
+        let key: Option<Vec<u16>> = self
+            .key
+            .iter()
+            .map(|k| columns.iter().position(|c| &c.name == k).map(|p| p as u16))
+            .collect();
         let (key, key_kind) = match key {
             Some(k) if self.key_kind != KeyKind::None => (k, self.key_kind),
             _ => (Vec::new(), KeyKind::None),
@@ -287,5 +303,30 @@ impl InfoTable {
             key_kind,
             transactional: self.transactional,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_values_parse_quotes() {
+        assert_eq!(
+            parse_enum_values("enum('a','b''c','d,e')"),
+            vec!["a", "b'c", "d,e"]
+        );
+        assert_eq!(parse_enum_values("set('x')"), vec!["x"]);
+    }
+
+    #[test]
+    fn families() {
+        assert_eq!(
+            column_family("varchar", Some("latin1")),
+            ColumnType::VarChar
+        );
+        assert_eq!(column_family("varchar", None), ColumnType::VarBinary);
+        assert_eq!(column_family("longtext", Some("utf8mb4")), ColumnType::Text);
+        assert_eq!(column_family("point", None), ColumnType::Geometry);
     }
 }

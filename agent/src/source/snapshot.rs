@@ -12,7 +12,9 @@
 
 use std::time::Instant;
 
-use fleetsync_proto::{BinlogPosition, GtidSet, KeyKind, Op, Position, RowChange, TableSchema, Transaction, Value};
+use fleetsync_proto::{
+    BinlogPosition, GtidSet, KeyKind, Op, Position, RowChange, TableSchema, Transaction, Value,
+};
 use mysql_async::prelude::Queryable;
 use tokio_util::sync::CancellationToken;
 
@@ -36,9 +38,15 @@ pub async fn snapshot<P: Publisher>(
     let err = |ctx: &'static str| move |e| SourceError::from_mysql(name, ctx, e);
     let mut conn = connect(spec).await?;
     let mut meta = connect(spec).await?;
-    conn.query_drop("SET NAMES binary, time_zone = '+00:00'").await.map_err(err("preparing snapshot session"))?;
-    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(err("preparing snapshot session"))?;
-    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(err("starting the consistent snapshot"))?;
+    conn.query_drop("SET NAMES binary, time_zone = '+00:00'")
+        .await
+        .map_err(err("preparing snapshot session"))?;
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .map_err(err("preparing snapshot session"))?;
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        .await
+        .map_err(err("starting the consistent snapshot"))?;
     let position = snapshot_position(&mut conn, name).await?;
     let tables = list_tables(&mut meta, name, |s, t| spec.filter.matches(s, t)).await?;
     let mut schemas = Vec::with_capacity(tables.len());
@@ -49,7 +57,14 @@ pub async fn snapshot<P: Publisher>(
     }
     tracing::info!(server = name, sync = %spec.sync, %position, tables = schemas.len(), "initial snapshot started");
     let mut chunk_no = 0u64;
-    let marker = snapshot_txn(info, &position, chunk_no, schemas.clone(), Vec::new(), false);
+    let marker = snapshot_txn(
+        info,
+        &position,
+        chunk_no,
+        schemas.clone(),
+        Vec::new(),
+        false,
+    );
     publisher.publish(marker).await?;
     let started = Instant::now();
     let mut total = 0u64;
@@ -57,24 +72,60 @@ pub async fn snapshot<P: Publisher>(
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        let rows = copy_table(&mut conn, spec, info, &position, schema, &mut chunk_no, publisher, cancel).await?;
+        let rows = copy_table(
+            &mut conn,
+            spec,
+            info,
+            &position,
+            schema,
+            &mut chunk_no,
+            publisher,
+            cancel,
+        )
+        .await?;
         total += rows;
         tracing::info!(server = name, table = %format!("{}.{}", schema.schema, schema.table), rows, "snapshot table copied");
     }
     chunk_no += 1;
-    publisher.publish(snapshot_txn(info, &position, chunk_no, Vec::new(), Vec::new(), true)).await?;
-    conn.query_drop("COMMIT").await.map_err(err("ending the snapshot"))?;
-    tracing::info!(server = name, rows = total, seconds = started.elapsed().as_secs_f64(), "initial snapshot done");
+    publisher
+        .publish(snapshot_txn(
+            info,
+            &position,
+            chunk_no,
+            Vec::new(),
+            Vec::new(),
+            true,
+        ))
+        .await?;
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(err("ending the snapshot"))?;
+    tracing::info!(
+        server = name,
+        rows = total,
+        seconds = started.elapsed().as_secs_f64(),
+        "initial snapshot done"
+    );
     Ok(Some(position))
 }
 
-async fn snapshot_position(conn: &mut mysql_async::Conn, name: &str) -> Result<Position, SourceError> {
+async fn snapshot_position(
+    conn: &mut mysql_async::Conn,
+    name: &str,
+) -> Result<Position, SourceError> {
     let rows: Vec<(Vec<u8>, Vec<u8>)> = conn
         .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
         .await
         .map_err(|e| SourceError::from_mysql(name, "reading the snapshot's binlog position", e))?;
-    let get = |k: &[u8]| rows.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-    let (Some(file), Some(pos)) = (get(b"binlog_snapshot_file"), get(b"binlog_snapshot_position")) else {
+    let get = |k: &[u8]| {
+        rows.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    let (Some(file), Some(pos)) = (
+        get(b"binlog_snapshot_file"),
+        get(b"binlog_snapshot_position"),
+    ) else {
         return Err(SourceError::NeedsOperator {
             server: name.to_string(),
             message: "the server does not report binlog_snapshot_file/position (MariaDB is required for the lock-free initial snapshot)".into(),
@@ -88,11 +139,24 @@ async fn snapshot_position(conn: &mut mysql_async::Conn, name: &str) -> Result<P
         .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.as_str(), pos))
         .await
         .map_err(|e| SourceError::from_mysql(name, "BINLOG_GTID_POS", e))?;
-    let gtid = gtid.flatten().and_then(|g| String::from_utf8_lossy(&g).parse::<GtidSet>().ok()).filter(|g| !g.is_empty());
-    Ok(Position { binlog: BinlogPosition { file, pos }, gtid })
+    let gtid = gtid
+        .flatten()
+        .and_then(|g| String::from_utf8_lossy(&g).parse::<GtidSet>().ok())
+        .filter(|g| !g.is_empty());
+    Ok(Position {
+        binlog: BinlogPosition { file, pos },
+        gtid,
+    })
 }
 
-fn snapshot_txn(info: &ServerInfo, position: &Position, chunk: u64, tables: Vec<TableSchema>, changes: Vec<RowChange>, done: bool) -> Transaction {
+fn snapshot_txn(
+    info: &ServerInfo,
+    position: &Position,
+    chunk: u64,
+    tables: Vec<TableSchema>,
+    changes: Vec<RowChange>,
+    done: bool,
+) -> Transaction {
     Transaction {
         origin: info.origin.clone(),
         gtid: None,
@@ -128,7 +192,9 @@ async fn copy_table<P: Publisher>(
         .columns
         .iter()
         .map(|c| match c.ty {
-            fleetsync_proto::ColumnType::Enum | fleetsync_proto::ColumnType::Set => format!("{}+0", quote(&c.name)),
+            fleetsync_proto::ColumnType::Enum | fleetsync_proto::ColumnType::Set => {
+                format!("{}+0", quote(&c.name))
+            }
             _ => quote(&c.name),
         })
         .collect();
@@ -141,15 +207,29 @@ async fn copy_table<P: Publisher>(
     if schema.key_kind == KeyKind::None || key.is_empty() {
         // No key to page by: one streamed query inside the snapshot.
         let sql = format!("SELECT {select} FROM {table}");
-        let mut result = conn.exec_iter(sql, ()).await.map_err(|e| SourceError::from_mysql(name, &format!("reading {table}"), e))?;
+        let mut result = conn
+            .exec_iter(sql, ())
+            .await
+            .map_err(|e| SourceError::from_mysql(name, &format!("reading {table}"), e))?;
         let mut changes = Vec::with_capacity(chunk.min(4096));
-        while let Some(row) = result.next().await.map_err(|e| SourceError::from_mysql(name, &format!("reading {table}"), e))? {
+        while let Some(row) = result
+            .next()
+            .await
+            .map_err(|e| SourceError::from_mysql(name, &format!("reading {table}"), e))?
+        {
             changes.push(row_change(schema, row.unwrap())?);
             if changes.len() >= chunk {
                 copied += changes.len() as u64;
                 rows_metric.increment(changes.len() as u64);
                 *chunk_no += 1;
-                let txn = snapshot_txn(info, position, *chunk_no, vec![schema.clone()], std::mem::take(&mut changes), false);
+                let txn = snapshot_txn(
+                    info,
+                    position,
+                    *chunk_no,
+                    vec![schema.clone()],
+                    std::mem::take(&mut changes),
+                    false,
+                );
                 publisher.publish(txn).await?;
                 if cancel.is_cancelled() {
                     return Ok(copied);
@@ -161,13 +241,32 @@ async fn copy_table<P: Publisher>(
             copied += changes.len() as u64;
             rows_metric.increment(changes.len() as u64);
             *chunk_no += 1;
-            publisher.publish(snapshot_txn(info, position, *chunk_no, vec![schema.clone()], changes, false)).await?;
+            publisher
+                .publish(snapshot_txn(
+                    info,
+                    position,
+                    *chunk_no,
+                    vec![schema.clone()],
+                    changes,
+                    false,
+                ))
+                .await?;
         }
         return Ok(copied);
     }
-    let order: Vec<String> = key.iter().map(|&k| quote(&schema.columns[k].name)).collect();
-    let first = format!("SELECT {select} FROM {table} ORDER BY {} LIMIT {chunk}", order.join(", "));
-    let next = format!("SELECT {select} FROM {table} WHERE {} ORDER BY {} LIMIT {chunk}", after_key(&order), order.join(", "));
+    let order: Vec<String> = key
+        .iter()
+        .map(|&k| quote(&schema.columns[k].name))
+        .collect();
+    let first = format!(
+        "SELECT {select} FROM {table} ORDER BY {} LIMIT {chunk}",
+        order.join(", ")
+    );
+    let next = format!(
+        "SELECT {select} FROM {table} WHERE {} ORDER BY {} LIMIT {chunk}",
+        after_key(&order),
+        order.join(", ")
+    );
     let mut last: Option<Vec<mysql_async::Value>> = None;
     loop {
         if cancel.is_cancelled() {
@@ -182,14 +281,27 @@ async fn copy_table<P: Publisher>(
         let mut changes = Vec::with_capacity(n);
         for row in rows {
             let values = row.unwrap();
-            last = Some(key.iter().map(|&k| values.get(k).cloned().unwrap_or(mysql_async::Value::NULL)).collect());
+            last = Some(
+                key.iter()
+                    .map(|&k| values.get(k).cloned().unwrap_or(mysql_async::Value::NULL))
+                    .collect(),
+            );
             changes.push(row_change(schema, values)?);
         }
         if n > 0 {
             copied += n as u64;
             rows_metric.increment(n as u64);
             *chunk_no += 1;
-            publisher.publish(snapshot_txn(info, position, *chunk_no, vec![schema.clone()], changes, false)).await?;
+            publisher
+                .publish(snapshot_txn(
+                    info,
+                    position,
+                    *chunk_no,
+                    vec![schema.clone()],
+                    changes,
+                    false,
+                ))
+                .await?;
         }
         if n < chunk {
             return Ok(copied);
@@ -217,7 +329,10 @@ fn keyset_params(last: &[mysql_async::Value]) -> Vec<mysql_async::Value> {
     out
 }
 
-fn row_change(schema: &TableSchema, values: Vec<mysql_async::Value>) -> Result<RowChange, SourceError> {
+fn row_change(
+    schema: &TableSchema,
+    values: Vec<mysql_async::Value>,
+) -> Result<RowChange, SourceError> {
     let mut after: Vec<Value> = Vec::with_capacity(values.len());
     for (col, v) in schema.columns.iter().zip(values) {
         let v = from_mysql(col.ty, col.unsigned, v).map_err(|e| SourceError::Decode {
@@ -228,7 +343,12 @@ fn row_change(schema: &TableSchema, values: Vec<mysql_async::Value>) -> Result<R
         })?;
         after.push(v);
     }
-    Ok(RowChange { table: 0, op: Op::Snapshot, before: None, after: Some(after) })
+    Ok(RowChange {
+        table: 0,
+        op: Op::Snapshot,
+        before: None,
+        after: Some(after),
+    })
 }
 
 #[cfg(test)]
@@ -240,6 +360,13 @@ mod tests {
         let cols = vec!["`a`".to_string(), "`b`".to_string()];
         assert_eq!(after_key(&cols), "(`a` > ?) OR (`a` = ? AND `b` > ?)");
         let p = keyset_params(&[mysql_async::Value::Int(1), mysql_async::Value::Int(2)]);
-        assert_eq!(p, vec![mysql_async::Value::Int(1), mysql_async::Value::Int(1), mysql_async::Value::Int(2)]);
+        assert_eq!(
+            p,
+            vec![
+                mysql_async::Value::Int(1),
+                mysql_async::Value::Int(1),
+                mysql_async::Value::Int(2)
+            ]
+        );
     }
 }

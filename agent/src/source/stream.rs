@@ -13,9 +13,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fleetsync_proto::{BinlogPosition, Ddl, Gtid, GtidSet, Op, Position, RowChange, TableSchema, Transaction};
+use fleetsync_proto::{
+    BinlogPosition, Ddl, Gtid, GtidSet, Op, Position, RowChange, TableSchema, Transaction,
+};
 use futures_util::StreamExt;
-use mysql_async::binlog::events::{EventData, QueryEvent, RotateEvent, RowsEventData, TableMapEvent};
+use mysql_async::binlog::events::{
+    EventData, QueryEvent, RotateEvent, RowsEventData, TableMapEvent,
+};
 use mysql_async::prelude::Queryable;
 use mysql_async::BinlogStreamRequest;
 use mysql_common::io::ParseBuf;
@@ -89,12 +93,20 @@ pub async fn stream<P: Publisher>(
     let name = spec.name.as_str();
     let mut conn = connect(spec).await?;
     let schema_conn = connect(spec).await?;
-    let setup = format!("SET @mariadb_slave_capability=4, @master_heartbeat_period={SERVER_HEARTBEAT_NS}");
+    let setup =
+        format!("SET @mariadb_slave_capability=4, @master_heartbeat_period={SERVER_HEARTBEAT_NS}");
     if info.is_mariadb {
-        conn.query_drop(setup).await.map_err(|e| SourceError::from_mysql(name, "preparing binlog stream", e))?;
+        conn.query_drop(setup)
+            .await
+            .map_err(|e| SourceError::from_mysql(name, "preparing binlog stream", e))?;
     }
-    let request = BinlogStreamRequest::new(spec.replica_id).with_filename(from.binlog.file.as_bytes()).with_pos(from.binlog.pos);
-    let mut events = conn.get_binlog_stream(request).await.map_err(|e| stream_error(spec, &from, e))?;
+    let request = BinlogStreamRequest::new(spec.replica_id)
+        .with_filename(from.binlog.file.as_bytes())
+        .with_pos(from.binlog.pos);
+    let mut events = conn
+        .get_binlog_stream(request)
+        .await
+        .map_err(|e| stream_error(spec, &from, e))?;
     tracing::info!(server = name, sync = %spec.sync, position = %from, "binlog stream started");
     let mut st = StreamState {
         spec,
@@ -118,7 +130,12 @@ pub async fn stream<P: Publisher>(
             ev = events.next() => ev,
         };
         let event = match event {
-            None => return Err(SourceError::Connection { server: name.to_string(), message: "binlog stream ended".into() }),
+            None => {
+                return Err(SourceError::Connection {
+                    server: name.to_string(),
+                    message: "binlog stream ended".into(),
+                })
+            }
             Some(Err(e)) => return Err(stream_error(spec, &st.position(), e)),
             Some(Ok(ev)) => ev,
         };
@@ -132,8 +149,15 @@ fn stream_error(spec: &SourceSpec, at: &Position, e: mysql_async::Error) -> Sour
         // 1236: ER_MASTER_FATAL_ERROR_READING_BINLOG (file purged, position invalid, ...).
         if s.code == 1236 {
             let lower = s.message.to_ascii_lowercase();
-            if lower.contains("could not find") || lower.contains("purged") || lower.contains("first log file") {
-                return SourceError::Purged { server: spec.name.clone(), position: at.clone(), sync: spec.sync.clone() };
+            if lower.contains("could not find")
+                || lower.contains("purged")
+                || lower.contains("first log file")
+            {
+                return SourceError::Purged {
+                    server: spec.name.clone(),
+                    position: at.clone(),
+                    sync: spec.sync.clone(),
+                };
             }
             return SourceError::NeedsOperator {
                 server: spec.name.clone(),
@@ -147,8 +171,15 @@ fn stream_error(spec: &SourceSpec, at: &Position, e: mysql_async::Error) -> Sour
 impl StreamState<'_> {
     fn position(&self) -> Position {
         Position {
-            binlog: BinlogPosition { file: self.file.clone(), pos: self.pos },
-            gtid: if self.gtids.is_empty() { None } else { Some(self.gtids.clone()) },
+            binlog: BinlogPosition {
+                file: self.file.clone(),
+                pos: self.pos,
+            },
+            gtid: if self.gtids.is_empty() {
+                None
+            } else {
+                Some(self.gtids.clone())
+            },
         }
     }
 
@@ -173,15 +204,22 @@ impl StreamState<'_> {
         });
     }
 
-    async fn handle<P: Publisher>(&mut self, event: &mysql_async::binlog::events::Event, publisher: &mut P) -> Result<(), SourceError> {
+    async fn handle<P: Publisher>(
+        &mut self,
+        event: &mysql_async::binlog::events::Event,
+        publisher: &mut P,
+    ) -> Result<(), SourceError> {
         let header = event.header();
         let ty = header.event_type_raw();
-        if ty != EV_HEARTBEAT && header.flags_raw() & FLAG_ARTIFICIAL == 0 && header.log_pos() != 0 {
+        if ty != EV_HEARTBEAT && header.flags_raw() & FLAG_ARTIFICIAL == 0 && header.log_pos() != 0
+        {
             self.pos = u64::from(header.log_pos());
         }
         match ty {
             EV_ROTATE => {
-                let rotate: RotateEvent<'_> = event.read_event().map_err(|e| self.decode_error("ROTATE", e))?;
+                let rotate: RotateEvent<'_> = event
+                    .read_event()
+                    .map_err(|e| self.decode_error("ROTATE", e))?;
                 let mut name = rotate.name_raw().to_vec();
                 // The server's first (artificial) ROTATE precedes the FORMAT_DESCRIPTION
                 // that announces checksums, so the parser leaves the 4-byte CRC in the name.
@@ -200,15 +238,23 @@ impl StreamState<'_> {
                 seq.copy_from_slice(&d[0..8]);
                 let mut dom = [0u8; 4];
                 dom.copy_from_slice(&d[8..12]);
-                let gtid = Gtid { domain: u32::from_le_bytes(dom), server_id: header.server_id(), seq: u64::from_le_bytes(seq) };
+                let gtid = Gtid {
+                    domain: u32::from_le_bytes(dom),
+                    server_id: header.server_id(),
+                    seq: u64::from_le_bytes(seq),
+                };
                 self.begin(Some(gtid), header.timestamp(), d[12] & GTID_STANDALONE != 0);
             }
             EV_QUERY => {
-                let q: QueryEvent<'_> = event.read_event().map_err(|e| self.decode_error("QUERY", e))?;
+                let q: QueryEvent<'_> = event
+                    .read_event()
+                    .map_err(|e| self.decode_error("QUERY", e))?;
                 self.on_query(&q, header.timestamp(), publisher).await?;
             }
             EV_TABLE_MAP => {
-                let tme: TableMapEvent<'_> = event.read_event().map_err(|e| self.decode_error("TABLE_MAP", e))?;
+                let tme: TableMapEvent<'_> = event
+                    .read_event()
+                    .map_err(|e| self.decode_error("TABLE_MAP", e))?;
                 self.on_table_map(&tme).await?;
             }
             EV_FORMAT_DESCRIPTION => self.seen_fde = true,
@@ -230,7 +276,12 @@ impl StreamState<'_> {
         Ok(())
     }
 
-    async fn on_query<P: Publisher>(&mut self, q: &QueryEvent<'_>, ts: u32, publisher: &mut P) -> Result<(), SourceError> {
+    async fn on_query<P: Publisher>(
+        &mut self,
+        q: &QueryEvent<'_>,
+        ts: u32,
+        publisher: &mut P,
+    ) -> Result<(), SourceError> {
         let sql = q.query();
         match classify(&sql) {
             Statement::Begin => {
@@ -246,18 +297,34 @@ impl StreamState<'_> {
             }
             Statement::TableDdl { tables, .. } => {
                 let default = q.schema().into_owned();
-                let resolved: Vec<(String, String)> =
-                    tables.into_iter().map(|(s, t)| (s.unwrap_or_else(|| default.clone()), t)).collect();
+                let resolved: Vec<(String, String)> = tables
+                    .into_iter()
+                    .map(|(s, t)| (s.unwrap_or_else(|| default.clone()), t))
+                    .collect();
                 self.schema.invalidate();
                 self.tables.clear();
                 if resolved.iter().any(|(s, t)| self.spec.filter.matches(s, t)) {
-                    self.set_ddl(Ddl { schema: non_empty(default), tables: resolved, statement: sql.into_owned() }, ts);
+                    self.set_ddl(
+                        Ddl {
+                            schema: non_empty(default),
+                            tables: resolved,
+                            statement: sql.into_owned(),
+                        },
+                        ts,
+                    );
                 }
             }
             Statement::DatabaseDdl { name } => {
                 self.schema.invalidate();
                 if self.spec.filter.matches(&name, "") {
-                    self.set_ddl(Ddl { schema: non_empty(q.schema().into_owned()), tables: Vec::new(), statement: sql.into_owned() }, ts);
+                    self.set_ddl(
+                        Ddl {
+                            schema: non_empty(q.schema().into_owned()),
+                            tables: Vec::new(),
+                            statement: sql.into_owned(),
+                        },
+                        ts,
+                    );
                 }
             }
             Statement::Other => {}
@@ -284,13 +351,20 @@ impl StreamState<'_> {
                 return Ok(());
             }
         }
-        let (schema, table) = (tme.database_name().into_owned(), tme.table_name().into_owned());
+        let (schema, table) = (
+            tme.database_name().into_owned(),
+            tme.table_name().into_owned(),
+        );
         if !self.spec.filter.matches(&schema, &table) {
             self.tables.insert(id, None);
             return Ok(());
         }
-        let info = self.schema.get(&mut self.schema_conn, &self.spec.name, &schema, &table).await?;
-        let built = build_table_info(tme, info.as_deref()).map_err(|m| self.decode_error(&format!("TABLE_MAP of {schema}.{table}"), m))?;
+        let info = self
+            .schema
+            .get(&mut self.schema_conn, &self.spec.name, &schema, &table)
+            .await?;
+        let built = build_table_info(tme, info.as_deref())
+            .map_err(|m| self.decode_error(&format!("TABLE_MAP of {schema}.{table}"), m))?;
         self.tables.insert(id, Some(built));
         Ok(())
     }
@@ -300,27 +374,42 @@ impl StreamState<'_> {
         let info = match self.tables.get(&id) {
             Some(Some(info)) => info,
             Some(None) => return Ok(()),
-            None => return Err(self.decode_error("rows event", format!("no TABLE_MAP for table id {id}"))),
+            None => {
+                return Err(
+                    self.decode_error("rows event", format!("no TABLE_MAP for table id {id}"))
+                )
+            }
         };
         let op = match rows {
             RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Op::Insert,
             RowsEventData::UpdateRowsEventV1(_) | RowsEventData::UpdateRowsEvent(_) => Op::Update,
             RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => Op::Delete,
             RowsEventData::PartialUpdateRowsEvent(_) => {
-                return Err(self.decode_error("rows event", "partial JSON updates: set binlog_row_value_options=''"))
+                return Err(self.decode_error(
+                    "rows event",
+                    "partial JSON updates: set binlog_row_value_options=''",
+                ))
             }
         };
-        let before_bits: Option<Vec<bool>> = rows.columns_before_image().map(|b| b.iter().by_vals().collect());
-        let after_bits: Option<Vec<bool>> = rows.columns_after_image().map(|b| b.iter().by_vals().collect());
+        let before_bits: Option<Vec<bool>> = rows
+            .columns_before_image()
+            .map(|b| b.iter().by_vals().collect());
+        let after_bits: Option<Vec<bool>> = rows
+            .columns_after_image()
+            .map(|b| b.iter().by_vals().collect());
         let mut buf = ParseBuf(rows.rows_data());
         let mut decoded = Vec::new();
         while !buf.is_empty() {
             let before = match &before_bits {
-                Some(bits) => Some(decode_image(&mut buf, bits, info).map_err(|e| self.rows_error(info, e))?),
+                Some(bits) => {
+                    Some(decode_image(&mut buf, bits, info).map_err(|e| self.rows_error(info, e))?)
+                }
                 None => None,
             };
             let after = match &after_bits {
-                Some(bits) => Some(decode_image(&mut buf, bits, info).map_err(|e| self.rows_error(info, e))?),
+                Some(bits) => {
+                    Some(decode_image(&mut buf, bits, info).map_err(|e| self.rows_error(info, e))?)
+                }
                 None => None,
             };
             decoded.push((before, after));
@@ -334,18 +423,29 @@ impl StreamState<'_> {
         if idx == next_idx {
             p.tables.push((*schema).clone());
         }
-        p.changes.extend(decoded.into_iter().map(|(before, after)| RowChange { table: idx, op, before, after }));
+        p.changes
+            .extend(decoded.into_iter().map(|(before, after)| RowChange {
+                table: idx,
+                op,
+                before,
+                after,
+            }));
         Ok(())
     }
 
     fn rows_error(&self, info: &TableInfo, e: std::io::Error) -> SourceError {
-        self.decode_error(&format!("row of {}.{}", info.schema.schema, info.schema.table), e)
+        self.decode_error(
+            &format!("row of {}.{}", info.schema.schema, info.schema.table),
+            e,
+        )
     }
 
     /// Ends the pending transaction at the current position and publishes it if it has
     /// content (or as a heartbeat when due).
     async fn finish<P: Publisher>(&mut self, publisher: &mut P) -> Result<(), SourceError> {
-        let Some(p) = self.pending.take() else { return Ok(()) };
+        let Some(p) = self.pending.take() else {
+            return Ok(());
+        };
         if let Some(g) = p.gtid {
             self.gtids.update(g);
         }
@@ -366,7 +466,8 @@ impl StreamState<'_> {
             changes: p.changes,
             ddl: p.ddl,
         };
-        metrics::counter!(METRIC_SOURCE_TRANSACTIONS, "server" => self.spec.name.clone()).increment(1);
+        metrics::counter!(METRIC_SOURCE_TRANSACTIONS, "server" => self.spec.name.clone())
+            .increment(1);
         publisher.publish(txn).await?;
         self.last_publish = Instant::now();
         Ok(())
@@ -382,5 +483,8 @@ fn non_empty(s: String) -> Option<String> {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -1,0 +1,523 @@
+#!/usr/bin/env python3
+"""Helpers for tests/bench/catchup.sh (standard library only; talks to MariaDB through the
+`mariadb` command-line client).
+
+Subcommands (all diagnostics go to stderr, results to stdout or the named file):
+
+  freeport                          print a free TCP port on 127.0.0.1
+  schema                            print the SQL creating database `bench` and its starting data
+  gen ROWS SQL_OUT COUNTS_OUT       write the backlog workload (SQL) and its exact row counts (JSON)
+  state-sql STATE_RS                print the CREATE statements of fleetsync's state tables,
+                                    extracted from coordinator/src/apply/state.rs
+  wait-native PORT FILE POS THREADS TIMEOUT OUT
+                                    START SLAVE (already configured) on PORT, time until it has
+                                    executed up to FILE:POS, write {"seconds":..} to OUT
+  wait-fleetsync PORT PID START FILE POS TIMEOUT OUT
+                                    poll fleetsync.sync_state on PORT until the applied position
+                                    reaches FILE:POS; START is the epoch time fleetsync was
+                                    spawned; writes {"seconds","peak_rss_kib",..} to OUT
+  verify PORT_A PORT_B OUT          CHECKSUM TABLE + COUNT(*) of every bench table on both sides
+  report ...                        assemble the final JSON (see catchup.sh)
+"""
+
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import time
+
+POLL = 0.05  # seconds between polls, as specified for the benchmark
+
+
+def log(*a):
+    print("[benchlib]", *a, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------
+# A persistent `mariadb` client (one process, one connection) so that polling every 50 ms
+# costs a round trip, not a process start.
+
+class Client:
+    END = "__bench_end__"
+
+    def __init__(self, port):
+        self.port = port
+        self.p = subprocess.Popen(
+            ["mariadb", "--no-defaults", "-h127.0.0.1", f"-P{port}", "-uroot",
+             "--batch", "--unbuffered", "--force"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, bufsize=1)
+        self._errs = []
+        # stderr is drained by a thread so that an error message never blocks the client.
+        import threading
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        for line in self.p.stderr:
+            self._errs.append(line.rstrip("\n"))
+
+    def query(self, sql):
+        """Runs one statement; returns its rows as dicts (empty list for no result set).
+        Raises on an SQL error or a dead client."""
+        nerr = len(self._errs)
+        self.p.stdin.write(f"{sql};\nSELECT '{self.END}' AS {self.END};\n")
+        self.p.stdin.flush()
+        lines = []
+        while True:
+            line = self.p.stdout.readline()
+            if line == "":
+                raise RuntimeError(f"mariadb client on port {self.port} died: {self._errs[-3:]}")
+            line = line.rstrip("\n")
+            if line == self.END:  # header of the sentinel result
+                self.p.stdout.readline()  # its value
+                break
+            lines.append(line)
+        if len(self._errs) > nerr:
+            # The error line may lag a little behind stdout; that is fine for our use (we
+            # check again at the next query), but report what we have now.
+            raise RuntimeError(f"SQL error on port {self.port}: {sql[:200]!r}: {self._errs[nerr:]}")
+        if not lines:
+            return []
+        cols = lines[0].split("\t")
+        return [dict(zip(cols, l.split("\t"))) for l in lines[1:]]
+
+    def value(self, sql):
+        rows = self.query(sql)
+        if not rows:
+            return None
+        return next(iter(rows[0].values()))
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+            self.p.wait(timeout=5)
+        except Exception:
+            self.p.kill()
+
+
+# ------------------------------------------------------------------------------------------
+# Binlog coordinates
+
+def file_num(f):
+    m = re.search(r"\.(\d+)$", f)
+    return int(m.group(1)) if m else -1
+
+
+def reached(cur_file, cur_pos, end_file, end_pos):
+    """Whether (cur_file, cur_pos) is at or past (end_file, end_pos)."""
+    a, b = file_num(cur_file), file_num(end_file)
+    if a != b:
+        return a > b
+    return int(cur_pos) >= int(end_pos)
+
+
+# ------------------------------------------------------------------------------------------
+# Starting data and workload
+
+START_ACCOUNTS = 100_000
+START_ORDERS = 200_000
+START_EVENTS = 100_000
+
+SCHEMA_SQL = f"""
+CREATE DATABASE bench;
+USE bench;
+CREATE TABLE accounts (
+  id BIGINT NOT NULL PRIMARY KEY,
+  balance DECIMAL(12,2) NOT NULL,
+  name VARCHAR(64) NOT NULL,
+  updated DATETIME(6) NOT NULL
+) ENGINE=InnoDB;
+CREATE TABLE orders (
+  id BIGINT NOT NULL PRIMARY KEY,
+  account_id BIGINT NOT NULL,
+  status VARCHAR(16) NOT NULL,
+  amount DECIMAL(12,2) NOT NULL,
+  created DATETIME(6) NOT NULL,
+  KEY idx_account (account_id),
+  KEY idx_status_created (status, created)
+) ENGINE=InnoDB;
+CREATE TABLE events (
+  id BIGINT NOT NULL PRIMARY KEY,
+  kind SMALLINT NOT NULL,
+  counter INT NOT NULL DEFAULT 0,
+  payload VARCHAR(255) NOT NULL,
+  created DATETIME(6) NOT NULL
+) ENGINE=InnoDB;
+INSERT INTO accounts
+  SELECT seq, (seq * 37) % 100000 / 10, CONCAT('account-', seq),
+         TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND
+  FROM seq_1_to_{START_ACCOUNTS};
+INSERT INTO orders
+  SELECT seq, (seq * 7919) % {START_ACCOUNTS} + 1, ELT(seq % 3 + 1, 'new', 'paid', 'shipped'),
+         (seq % 997) + 0.99, TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND
+  FROM seq_1_to_{START_ORDERS};
+INSERT INTO events
+  SELECT seq, seq % 16, 0, CONCAT('event-', seq, '-', MD5(seq), '-', SHA1(seq)),
+         TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND
+  FROM seq_1_to_{START_EVENTS};
+"""
+
+
+class Workload:
+    """Generates SQL whose every statement changes an exactly known number of rows, so the
+    number of row events in the binlog is known without decoding it.
+
+    * accounts are only inserted at the end of the id range, never deleted: ids 1..n;
+    * events form the contiguous id range lo..hi (bulk deletes from the low end);
+    * order ids are tracked in a list (random deletes).
+    Every UPDATE changes at least one column of every row it matches (no no-op updates,
+    which would not be logged)."""
+
+    def __init__(self, seed=42):
+        self.r = random.Random(seed)
+        self.n_accounts = START_ACCOUNTS
+        self.orders = list(range(1, START_ORDERS + 1))
+        self.order_pos = {o: i for i, o in enumerate(self.orders)}
+        self.next_order = START_ORDERS + 1
+        self.ev_lo, self.ev_hi = 1, START_EVENTS
+        self.c = dict(inserts=0, updates=0, deletes=0, oltp_txns=0, oltp_rows=0,
+                      bulk_txns=0, bulk_rows=0, statements=0)
+
+    def _acct(self):
+        return self.r.randint(1, self.n_accounts)
+
+    def _rand_order(self):
+        return self.orders[self.r.randrange(len(self.orders))]
+
+    def _del_order(self, o):
+        i = self.order_pos.pop(o)
+        last = self.orders.pop()
+        if last != o:
+            self.orders[i] = last
+            self.order_pos[last] = i
+
+    def _payload(self, i):
+        return f"ev-{i}-" + "%032x" % self.r.getrandbits(128)
+
+    def oltp(self):
+        r = self.r
+        stmts, rows = [], 0
+        for _ in range(r.randint(1, 5)):
+            k = r.random()
+            if k < 0.35:
+                d = r.randint(1, 5000) / 100 * r.choice((-1, 1))
+                stmts.append(f"UPDATE accounts SET balance=balance+{d:.2f}, updated=NOW(6) WHERE id={self._acct()}")
+                self.c["updates"] += 1
+            elif k < 0.60:
+                o = self.next_order
+                self.next_order += 1
+                self.orders.append(o)
+                self.order_pos[o] = len(self.orders) - 1
+                stmts.append(f"INSERT INTO orders VALUES ({o},{self._acct()},'new',{r.randint(100, 99999) / 100:.2f},NOW(6))")
+                self.c["inserts"] += 1
+            elif k < 0.80:
+                st = r.choice(("paid", "shipped", "returned"))
+                stmts.append(f"UPDATE orders SET status='{st}', amount=amount+0.01 WHERE id={self._rand_order()}")
+                self.c["updates"] += 1
+            elif k < 0.90:
+                o = self._rand_order()
+                self._del_order(o)
+                stmts.append(f"DELETE FROM orders WHERE id={o}")
+                self.c["deletes"] += 1
+            elif k < 0.95:
+                self.n_accounts += 1
+                a = self.n_accounts
+                stmts.append(f"INSERT INTO accounts VALUES ({a},0.00,'account-{a}',NOW(6))")
+                self.c["inserts"] += 1
+            else:
+                self.ev_hi += 1
+                stmts.append(f"INSERT INTO events VALUES ({self.ev_hi},{r.randint(0, 15)},0,'{self._payload(self.ev_hi)}',NOW(6))")
+                self.c["inserts"] += 1
+            rows += 1
+        self.c["oltp_txns"] += 1
+        self.c["oltp_rows"] += rows
+        self.c["statements"] += len(stmts)
+        return "BEGIN;\n" + ";\n".join(stmts) + ";\nCOMMIT;\n", rows
+
+    def bulk(self):
+        r = self.r
+        k = r.random()
+        stmts, rows = [], 0
+        if k < 0.40 or self.ev_hi - self.ev_lo < 5000:
+            for _ in range(r.randint(1, 2)):
+                vals = []
+                for _ in range(1000):
+                    self.ev_hi += 1
+                    vals.append(f"({self.ev_hi},{r.randint(0, 15)},0,'{self._payload(self.ev_hi)}',NOW(6))")
+                stmts.append("INSERT INTO events VALUES " + ",".join(vals))
+                self.c["inserts"] += 1000
+                rows += 1000
+        elif k < 0.65:
+            a = r.randint(1, self.n_accounts - 999)
+            stmts.append(f"UPDATE accounts SET balance=balance+1, updated=NOW(6) WHERE id BETWEEN {a} AND {a + 999}")
+            self.c["updates"] += 1000
+            rows += 1000
+        elif k < 0.80:
+            e = r.randint(self.ev_lo, self.ev_hi - 999)
+            stmts.append(f"UPDATE events SET counter=counter+1 WHERE id BETWEEN {e} AND {e + 999}")
+            self.c["updates"] += 1000
+            rows += 1000
+        else:
+            stmts.append(f"DELETE FROM events WHERE id BETWEEN {self.ev_lo} AND {self.ev_lo + 999}")
+            self.ev_lo += 1000
+            self.c["deletes"] += 1000
+            rows += 1000
+        self.c["bulk_txns"] += 1
+        self.c["bulk_rows"] += rows
+        self.c["statements"] += len(stmts)
+        return "BEGIN;\n" + ";\n".join(stmts) + ";\nCOMMIT;\n", rows
+
+    def generate(self, target_rows, out):
+        total = 0
+        out.write("USE bench;\n")
+        while total < target_rows:
+            # Interleave so that about half of the row events come from bulk transactions.
+            if self.c["bulk_rows"] + 1000 <= self.c["oltp_rows"]:
+                sql, n = self.bulk()
+            else:
+                sql, n = self.oltp()
+            out.write(sql)
+            total += n
+        self.c["row_events"] = total
+        self.c["transactions"] = self.c["oltp_txns"] + self.c["bulk_txns"]
+        assert total == self.c["inserts"] + self.c["updates"] + self.c["deletes"]
+        return self.c
+
+
+# ------------------------------------------------------------------------------------------
+
+def read_vm(pid, key):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])  # kB
+    except OSError:
+        return None
+    return None
+
+
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except OSError:
+        return False
+
+
+def cmd_wait_native(port, end_file, end_pos, threads, timeout, out):
+    c = Client(port)
+    c.query(f"SET GLOBAL slave_parallel_threads={int(threads)}")
+    mode = c.value("SELECT @@slave_parallel_mode")
+    t0 = time.time()
+    c.query("START SLAVE")
+    result = {"threads": int(threads), "slave_parallel_mode": mode}
+    polls = 0
+    while True:
+        st = c.query("SHOW SLAVE STATUS")
+        polls += 1
+        s = st[0] if st else {}
+        now = time.time()
+        if s and reached(s["Relay_Master_Log_File"], s["Exec_Master_Log_Pos"], end_file, end_pos):
+            result["seconds"] = round(now - t0, 3)
+            break
+        if s and s.get("Last_SQL_Errno", "0") != "0":
+            result["error"] = f"SQL thread error {s['Last_SQL_Errno']}: {s['Last_SQL_Error']}"
+            break
+        if s and s.get("Last_IO_Errno", "0") != "0" and s.get("Slave_IO_Running") != "Yes":
+            result["error"] = f"IO thread error {s['Last_IO_Errno']}: {s['Last_IO_Error']}"
+            break
+        if now - t0 > timeout:
+            result["error"] = f"timeout after {timeout}s at {s.get('Relay_Master_Log_File')}:{s.get('Exec_Master_Log_Pos')}"
+            break
+        time.sleep(POLL)
+    result["polls"] = polls
+    c.query("STOP SLAVE")
+    c.close()
+    with open(out, "w") as f:
+        json.dump(result, f)
+    log("native", result)
+
+
+def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out):
+    pid = int(pid)
+    start = float(start)
+    c = Client(port)
+    result = {}
+    polls = 0
+    last = None
+    while True:
+        pos = c.value("SELECT position FROM fleetsync.sync_state WHERE sync_name='bench' AND source_name='src'")
+        polls += 1
+        now = time.time()
+        if pos:
+            last = pos
+            binlog = pos.split("@", 1)[0]
+            f, p = binlog.rsplit(":", 1)
+            if reached(f, p, end_file, end_pos):
+                result["seconds"] = round(now - start, 3)
+                break
+        if not pid_alive(pid):
+            result["error"] = f"fleetsync (pid {pid}) exited before catching up; last applied position {last}"
+            break
+        if now - start > timeout:
+            result["error"] = f"timeout after {timeout}s; last applied position {last}"
+            break
+        time.sleep(POLL)
+    result["polls"] = polls
+    result["applied_position"] = last
+    hwm = read_vm(pid, "VmHWM")
+    result["peak_rss_kib"] = hwm
+    row = c.query("SELECT rows_applied, txns_applied FROM fleetsync.sync_state WHERE sync_name='bench'")
+    if row:
+        result["rows_applied"] = int(row[0]["rows_applied"])
+        result["txns_applied"] = int(row[0]["txns_applied"])
+    c.close()
+    with open(out, "w") as f:
+        json.dump(result, f)
+    log("fleetsync", result)
+
+
+BENCH_TABLES = ("accounts", "orders", "events")
+
+
+def table_sums(port):
+    c = Client(port)
+    res = {}
+    for t in BENCH_TABLES:
+        row = c.query(f"CHECKSUM TABLE bench.{t} EXTENDED")[0]
+        cnt = c.value(f"SELECT COUNT(*) FROM bench.{t}")
+        res[t] = {"checksum": row["Checksum"], "rows": int(cnt)}
+    c.close()
+    return res
+
+
+def cmd_verify(port_a, port_b, out):
+    a, b = table_sums(port_a), table_sums(port_b)
+    mism = [t for t in BENCH_TABLES if a[t] != b[t]]
+    result = {"verified": not mism, "mismatched_tables": mism}
+    if mism:
+        result["source"] = {t: a[t] for t in mism}
+        result["copy"] = {t: b[t] for t in mism}
+    with open(out, "w") as f:
+        json.dump(result, f)
+    log("verify", port_a, "vs", port_b, result, "| source:", a)
+
+
+def cmd_state_sql(path):
+    text = open(path).read()
+    m = re.search(r'CREATE_STATE_TABLES: &str = "\\\n(.*?)";', text, re.S)
+    if not m:
+        sys.exit(f"cannot find CREATE_STATE_TABLES in {path}")
+    print(m.group(1).replace('\\"', '"') + ";")
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def rate(rows, r):
+    return round(rows / r["seconds"]) if r.get("seconds") else None
+
+
+def cmd_report(work, out):
+    """Assembles the result from the JSON pieces catchup.sh left in WORK."""
+    counts = load(f"{work}/counts.json")
+    meta = load(f"{work}/meta.json")
+    rows = counts["row_events"]
+    native = {}
+    for th in (0, 4):
+        r = load(f"{work}/native-{th}.json")
+        v = load(f"{work}/verify-native-{th}.json")
+        e = {"seconds": r.get("seconds"), "rows_per_s": rate(rows, r), "verified": v["verified"],
+             "slave_parallel_mode": r.get("slave_parallel_mode")}
+        if "error" in r:
+            e["error"] = r["error"]
+        if not v["verified"]:
+            e["verify_detail"] = v
+        native[f"threads_{th}"] = e
+    ok = [e["rows_per_s"] for e in native.values() if e["rows_per_s"] and e["verified"]]
+    native["best_rows_per_s"] = max(ok) if ok else None
+    f = load(f"{work}/fleetsync.json")
+    fv = load(f"{work}/verify-fleetsync.json")
+    rss = round(f["peak_rss_kib"] / 1024, 1) if f.get("peak_rss_kib") else None
+    fs = {"seconds": f.get("seconds"), "rows_per_s": rate(rows, f), "verified": fv["verified"],
+          "peak_rss_mib": rss, "agent_rss_mib": rss, "coordinator_rss_mib": rss,
+          "note": "fleetsync run hosts agent and coordinator in one process (embedded bus): "
+                  "agent_rss_mib and coordinator_rss_mib are that one process's peak RSS (VmHWM)",
+          "applied_position": f.get("applied_position"),
+          "rows_applied": f.get("rows_applied"), "txns_applied": f.get("txns_applied")}
+    if "error" in f:
+        fs["error"] = f["error"]
+    if not fv["verified"]:
+        fs["verify_detail"] = fv
+    ratio = None
+    if fs["rows_per_s"] and native["best_rows_per_s"]:
+        ratio = round(fs["rows_per_s"] / native["best_rows_per_s"], 3)
+    result = {
+        "benchmark": "catchup",
+        "row_events": rows,
+        "native": native,
+        "fleetsync": fs,
+        "ratio_fleetsync_vs_native": ratio,
+        "machine": {"cores": os.cpu_count(), "mariadb": meta["mariadb"]},
+        "workload": {
+            "transactions": counts["transactions"],
+            "oltp_transactions": counts["oltp_txns"], "oltp_rows": counts["oltp_rows"],
+            "bulk_transactions": counts["bulk_txns"], "bulk_rows": counts["bulk_rows"],
+            "inserts": counts["inserts"], "updates": counts["updates"], "deletes": counts["deletes"],
+            "handler_delta": meta.get("handler_delta"),
+            "generate_seconds": meta.get("load_seconds"),
+            "binlog_start": meta["start"], "binlog_end": meta["end"],
+            "binlog_bytes": meta.get("binlog_bytes"),
+            "starting_rows": {"accounts": START_ACCOUNTS, "orders": START_ORDERS, "events": START_EVENTS},
+        },
+        "settings": meta.get("settings"),
+        "date": meta.get("date"),
+    }
+    with open(out, "w") as fh:
+        json.dump(result, fh, indent=2)
+        fh.write("\n")
+    print(json.dumps(result, indent=2))
+
+
+def main():
+    a = sys.argv[1:]
+    if not a:
+        sys.exit(__doc__)
+    cmd = a[0]
+    if cmd == "freeport":
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        print(s.getsockname()[1])
+        s.close()
+    elif cmd == "schema":
+        print(SCHEMA_SQL)
+    elif cmd == "gen":
+        rows, sql_out, counts_out = int(a[1]), a[2], a[3]
+        with open(sql_out, "w", buffering=1 << 20) as f:
+            c = Workload().generate(rows, f)
+        with open(counts_out, "w") as f:
+            json.dump(c, f)
+        log("workload", c)
+    elif cmd == "state-sql":
+        cmd_state_sql(a[1])
+    elif cmd == "wait-native":
+        cmd_wait_native(a[1], a[2], a[3], a[4], float(a[5]), a[6])
+    elif cmd == "wait-fleetsync":
+        cmd_wait_fleetsync(a[1], a[2], a[3], a[4], a[5], float(a[6]), a[7])
+    elif cmd == "verify":
+        cmd_verify(a[1], a[2], a[3])
+    elif cmd == "report":
+        cmd_report(a[1], a[2])
+    else:
+        sys.exit(f"unknown subcommand {cmd}")
+
+
+if __name__ == "__main__":
+    main()

@@ -86,9 +86,11 @@ impl TableMap {
                         (ts.to_string(), tt.to_string()),
                     );
                 }
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "{from:?} = {to:?}: map a schema to a schema or schema.table to schema.table"
-                )),
+                ))
+                }
             }
         }
         Ok(out)

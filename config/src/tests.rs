@@ -87,3 +87,13 @@ fn table_map_resolves() {
     assert_eq!(t.target("auth", "other"), ("auth".into(), "other".into()));
     assert!(TableMap::new(&[("a".to_string(), "b.c".to_string())].into_iter().collect()).is_err());
 }
+
+#[test]
+fn example_file_in_repo_is_valid() {
+    let text = include_str!("../../fleetsync.example.toml");
+    let c = Config::parse(text).expect("example parses");
+    assert_eq!(c.syncs.len(), 1);
+    let mut c = c;
+    c.servers[1].password_env = None;
+    c.validate().expect("example validates");
+}

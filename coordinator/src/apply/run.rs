@@ -525,8 +525,18 @@ impl Applier {
                         self.sql_error(format!("looking up target table {name}"), source)
                     })?;
                 if exists.is_some() {
-                    tracing::info!(sync = %self.opts.sync, target = %self.opts.target, table = %name, "emptying table of an interrupted snapshot");
-                    let mut q = b"TRUNCATE TABLE ".to_vec();
+                    // With create_missing the table is ours to shape: drop it so it is
+                    // re-created from the source's current definition (the source may have
+                    // been altered while the snapshot was interrupted). Otherwise keep the
+                    // operator's structure and only empty it.
+                    let verb: &[u8] = if self.opts.create_missing {
+                        b"DROP TABLE "
+                    } else {
+                        b"TRUNCATE TABLE "
+                    };
+                    tracing::info!(sync = %self.opts.sync, target = %self.opts.target, table = %name, recreate = self.opts.create_missing, "resetting table of an interrupted snapshot");
+                    self.tables.remove(&(t.schema.clone(), t.table.clone()));
+                    let mut q = verb.to_vec();
                     q.extend_from_slice(name.as_bytes());
                     exec::run_text(&mut self.conn, &q).await.map_err(|source| {
                         self.sql_error(

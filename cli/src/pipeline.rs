@@ -17,13 +17,12 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use fleetsync_agent::checkpoint::CheckpointStore;
-use fleetsync_agent::publish::EmbeddedPublisher;
+use fleetsync_agent::publish::{EmbeddedPublisher, EmbeddedReceiver};
 use fleetsync_agent::source::{
     self, snapshot::snapshot, stream::now_ms, stream::stream, SourceSpec,
 };
 use fleetsync_agent::SourceError;
 use fleetsync_coordinator::apply::{Applier, ApplierOptions, SnapshotState};
-use fleetsync_proto::Transaction;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +57,7 @@ pub struct Pipeline {
     pub batch_rows: usize,
     pub batch_wait: Duration,
     pub queue: usize,
+    pub queue_rows: usize,
     pub checkpoints: CheckpointStore,
     pub registry: Registry,
 }
@@ -149,7 +149,7 @@ impl Pipeline {
             s.error = None;
         });
         let child = cancel.child_token();
-        let (mut publisher, rx) = EmbeddedPublisher::channel(self.queue);
+        let (mut publisher, rx) = EmbeddedPublisher::channel(self.queue, self.queue_rows);
         let spec = self.spec.clone();
         let agent_cancel = child.clone();
         let agent = tokio::spawn(async move {
@@ -186,7 +186,7 @@ impl Pipeline {
     async fn apply_loop(
         &self,
         applier: &mut Applier,
-        mut rx: mpsc::Receiver<Transaction>,
+        mut rx: EmbeddedReceiver,
         cancel: &CancellationToken,
     ) -> Result<()> {
         let lag = metrics::gauge!(METRIC_LAG, &self.labels());

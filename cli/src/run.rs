@@ -51,6 +51,7 @@ pub async fn run(path: &Path) -> Result<()> {
                 batch_rows: sync.batch_rows,
                 batch_wait: Duration::from_millis(sync.batch_wait_ms),
                 queue: sync.queue_transactions,
+                queue_rows: sync.queue_rows,
                 checkpoints: checkpoints.clone(),
                 registry: registry.clone(),
             };

@@ -31,6 +31,9 @@ pub const DEFAULT_BATCH_ROWS: usize = 5_000;
 pub const DEFAULT_BATCH_WAIT_MS: u64 = 20;
 /// Source transactions buffered per target between agent and coordinator: bounds memory.
 pub const DEFAULT_QUEUE_TRANSACTIONS: usize = 1_024;
+/// Rows buffered per target between agent and coordinator: with the transaction bound, what
+/// bounds the process's memory (a decoded row is a few hundred bytes).
+pub const DEFAULT_QUEUE_ROWS: usize = 20_000;
 /// Rows per primary-key chunk of the initial snapshot.
 pub const DEFAULT_SNAPSHOT_CHUNK_ROWS: usize = 10_000;
 
@@ -195,6 +198,8 @@ pub struct SyncConfig {
     pub batch_wait_ms: u64,
     #[serde(default = "default_queue")]
     pub queue_transactions: usize,
+    #[serde(default = "default_queue_rows")]
+    pub queue_rows: usize,
     #[serde(default = "default_chunk")]
     pub snapshot_chunk_rows: usize,
 }
@@ -210,6 +215,9 @@ fn default_batch_wait_ms() -> u64 {
 }
 fn default_queue() -> usize {
     DEFAULT_QUEUE_TRANSACTIONS
+}
+fn default_queue_rows() -> usize {
+    DEFAULT_QUEUE_ROWS
 }
 fn default_chunk() -> usize {
     DEFAULT_SNAPSHOT_CHUNK_ROWS
@@ -380,6 +388,12 @@ impl Config {
             if s.queue_transactions == 0 {
                 return Err(ConfigError::invalid(
                     format!("{field}.queue_transactions"),
+                    "must be at least 1",
+                ));
+            }
+            if s.queue_rows == 0 {
+                return Err(ConfigError::invalid(
+                    format!("{field}.queue_rows"),
                     "must be at least 1",
                 ));
             }

@@ -4,6 +4,7 @@
 //! repository: tests read them from `$FLEETSYNC_TRINITYCORE_DIR`, by default
 //! `<repo root>/../shared/fixtures/trinitycore`, and skip (saying so) when they are absent.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -41,7 +42,9 @@ pub fn trinitycore_fixtures(test: &str) -> Option<PathBuf> {
     if complete {
         Some(dir)
     } else {
-        println!(
+        // Straight to stderr, past the test harness's output capture, so the skip shows.
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED {test}: TrinityCore fixtures not found at {}",
             dir.display()
         );

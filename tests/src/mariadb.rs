@@ -87,8 +87,9 @@ impl MariaDb {
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    let port_taken =
-                        error_log_tail(&data, LOG_TAIL_LINES).contains("Address already in use");
+                    let taken = "Address already in use";
+                    let port_taken = format!("{e:#}").contains(taken)
+                        || error_log_tail(&data, LOG_TAIL_LINES).contains(taken);
                     if !port_taken {
                         return Err(e);
                     }
@@ -225,6 +226,33 @@ impl MariaDb {
             .query_value("SELECT @@gtid_binlog_pos")
             .await?
             .unwrap_or_default())
+    }
+
+    /// `FLUSH BINARY LOGS`, then purges every binlog before the new one. MariaDB keeps a file
+    /// until its binlog checkpoint is written and while a dump thread reads it, so the purge is
+    /// retried until only the current file is left (up to `timeout`). Returns that file.
+    pub async fn purge_binlogs(&self, timeout: Duration) -> Result<String> {
+        self.exec("FLUSH BINARY LOGS").await?;
+        let (current, _) = self.binlog_position().await?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.exec(&format!("PURGE BINARY LOGS TO {}", quote_str(&current)))
+                .await?;
+            let first = self
+                .query_value("SHOW BINARY LOGS")
+                .await?
+                .unwrap_or_default();
+            if first == current {
+                return Ok(current);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{}: {first} still there after {timeout:?}",
+                    self.ctx("purging binlogs")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Pipes a SQL file into the `mariadb` client (no default database).
@@ -465,8 +493,19 @@ async fn wait_ready(child: &mut Child, dir: &Path, port: u16) -> Result<()> {
             );
         }
         let attempt = tokio::time::timeout(Duration::from_secs(2), Conn::new(opts(port, &[])));
-        if let Ok(Ok(conn)) = attempt.await {
+        if let Ok(Ok(mut conn)) = attempt.await {
+            // Another server may have grabbed the port first: make sure it is ours.
+            let datadir: Option<String> = conn.query_first("SELECT @@datadir").await?;
             let _ = conn.disconnect().await;
+            let ours = datadir
+                .as_deref()
+                .map(|d| Path::new(d.trim_end_matches('/')) == dir);
+            if ours != Some(true) {
+                bail!(
+                    "port {port} answered with another server (datadir {datadir:?}): \
+                     Address already in use"
+                );
+            }
             return Ok(());
         }
         if Instant::now() > deadline {

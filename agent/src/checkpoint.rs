@@ -29,7 +29,12 @@ pub enum CheckpointError {
 
 impl CheckpointStore {
     pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
-        let path = dir.join("checkpoints.sled");
+        Self::open_named(dir, "checkpoints")
+    }
+
+    /// A store in `dir/<name>.sled` (one process may hold a sled store at a time).
+    pub fn open_named(dir: &Path, name: &str) -> Result<Self, CheckpointError> {
+        let path = dir.join(format!("{name}.sled"));
         let db = sled::Config::new()
             .path(&path)
             .cache_capacity(CACHE_BYTES)
@@ -68,6 +73,33 @@ impl CheckpointStore {
             Self::key(sync, target).as_bytes(),
             pos.to_string().as_bytes(),
         )?;
+        Ok(())
+    }
+
+    /// A position under an arbitrary key (e.g. `agent/<server>` for a Kafka agent).
+    pub fn get_key(&self, key: &str) -> Result<Option<Position>, CheckpointError> {
+        match self.db.get(key.as_bytes())? {
+            None => Ok(None),
+            Some(v) => {
+                let s = String::from_utf8_lossy(&v).into_owned();
+                s.parse::<Position>()
+                    .map(Some)
+                    .map_err(|e| CheckpointError::Corrupt {
+                        key: key.to_string(),
+                        message: e.to_string(),
+                    })
+            }
+        }
+    }
+
+    pub fn put_key(&self, key: &str, pos: &Position) -> Result<(), CheckpointError> {
+        self.db.insert(key.as_bytes(), pos.to_string().as_bytes())?;
+        Ok(())
+    }
+
+    pub fn remove_key(&self, key: &str) -> Result<(), CheckpointError> {
+        self.db.remove(key.as_bytes())?;
+        self.db.flush()?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! `fleetsync`: one binary, subcommands. Errors are rendered once, here, as one line.
 
 mod http;
+mod kafka_cmds;
 mod opts;
 mod pipeline;
 mod preflight;
@@ -72,14 +73,15 @@ enum Command {
         #[arg(long)]
         include: Vec<String>,
     },
-    /// Run only the agent of one server, publishing to Kafka (not available yet: use `run`).
+    /// Run the agent(s) of the configured source servers, publishing to Kafka (`[bus] kind = "kafka"`).
     Agent {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: PathBuf,
+        /// Only this server's agent (default: every server that is a sync's source).
         #[arg(long)]
         server: Option<String>,
     },
-    /// Run only the coordinator, consuming from Kafka (not available yet: use `run`).
+    /// Run the coordinator: consume from Kafka and apply to every target.
     Coordinator {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: PathBuf,
@@ -114,11 +116,22 @@ fn main() -> ExitCode {
             Command::Run { config } => run::run(&config).await,
             Command::Status { config, json } => status::status(&config, json).await,
             Command::Check { config } => preflight::check(&config).await,
-            Command::Resnapshot { config, sync, target, yes } => status::resnapshot(&config, &sync, target.as_deref(), yes).await,
-            Command::Tail { config, server, from, include } => tail::tail(&config, &server, from.as_deref(), &include).await,
-            Command::Agent { .. } | Command::Coordinator { .. } => Err(anyhow::anyhow!(
-                "separate agent and coordinator processes need the Kafka bus, which this build does not have yet; use `fleetsync run --config FILE` (embedded bus)"
-            )),
+            Command::Resnapshot {
+                config,
+                sync,
+                target,
+                yes,
+            } => status::resnapshot(&config, &sync, target.as_deref(), yes).await,
+            Command::Tail {
+                config,
+                server,
+                from,
+                include,
+            } => tail::tail(&config, &server, from.as_deref(), &include).await,
+            Command::Agent { config, server } => {
+                kafka_cmds::agent(&config, server.as_deref()).await
+            }
+            Command::Coordinator { config } => kafka_cmds::coordinator(&config).await,
         }
     });
     // Shut the runtime down without waiting for blocking tasks (a stuck close must not hang exit).

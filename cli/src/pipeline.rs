@@ -23,8 +23,9 @@ use fleetsync_agent::source::{
 };
 use fleetsync_agent::SourceError;
 use fleetsync_coordinator::apply::{Applier, ApplierOptions, SnapshotState};
+use fleetsync_coordinator::feed::{Feed, FeedError, FeedItem};
+use fleetsync_proto::Transaction;
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub const METRIC_LAG: &str = "fleetsync_replication_lag_seconds";
@@ -58,8 +59,11 @@ pub struct Pipeline {
     pub batch_wait: Duration,
     pub queue: usize,
     pub queue_rows: usize,
-    pub checkpoints: CheckpointStore,
+    /// The agent's checkpoint store (embedded bus only).
+    pub checkpoints: Option<CheckpointStore>,
     pub registry: Registry,
+    /// Consume from Kafka instead of running the source reader in-process.
+    pub kafka: Option<crate::kafka_cmds::KafkaFeedSpec>,
 }
 
 impl Pipeline {
@@ -128,6 +132,9 @@ impl Pipeline {
     }
 
     async fn run_once(&self, cancel: &CancellationToken) -> Result<()> {
+        if let Some(feed) = &self.kafka {
+            return self.kafka_once(feed, cancel).await;
+        }
         let mut applier = Applier::connect(
             self.target_opts.clone(),
             self.spec.opts.clone(),
@@ -169,10 +176,14 @@ impl Pipeline {
             stream(&spec, &info, from, &mut publisher, &agent_cancel).await
         });
         metrics::gauge!(METRIC_PIPELINE_UP, &self.labels()).set(1.0);
-        let applied = self.apply_loop(&mut applier, rx, &child).await;
+        let applied = self
+            .apply_loop(&mut applier, &mut EmbeddedFeed(rx), &child)
+            .await;
         child.cancel();
         let agent_result = agent.await;
-        let _ = self.checkpoints.flush();
+        if let Some(store) = &self.checkpoints {
+            let _ = store.flush();
+        }
         applied?;
         match agent_result {
             Ok(Ok(())) => Ok(()),
@@ -181,66 +192,74 @@ impl Pipeline {
         }
     }
 
-    /// Drains the channel into batches and applies them until the channel closes (the agent
-    /// stopped: its error is reported by the caller) or cancellation.
-    async fn apply_loop(
+    /// Drains the feed into batches and applies them until the feed ends (the producer
+    /// stopped: its error is reported by the caller) or cancellation. A snapshot marker is
+    /// never batched with other transactions: it prepares the target tables first.
+    pub async fn apply_loop<F: Feed>(
         &self,
         applier: &mut Applier,
-        mut rx: EmbeddedReceiver,
+        feed: &mut F,
         cancel: &CancellationToken,
     ) -> Result<()> {
         let lag = metrics::gauge!(METRIC_LAG, &self.labels());
         let mut rows_applied = 0u64;
+        let mut stash: Option<FeedItem> = None;
+        let is_marker = |t: &Transaction| t.snapshot && t.txn_id == 0 && !t.snapshot_done;
         loop {
-            let first = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                t = rx.recv() => match t { Some(t) => t, None => return Ok(()) },
+            let first = match stash.take() {
+                Some(item) => item,
+                None => tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Ok(()),
+                    t = feed.recv() => match t? { Some(t) => t, None => return Ok(()) },
+                },
             };
-            if first.snapshot && first.txn_id == 0 && !first.snapshot_done {
+            if is_marker(&first.txn) {
+                applier.set_bus_offset(first.offset);
                 applier
-                    .begin_snapshot(&first.position, &first.tables)
+                    .begin_snapshot(&first.txn.position, &first.txn.tables)
                     .await
                     .map_err(|e| anyhow!("{e}"))?;
                 self.update(|s| s.state = "snapshotting".into());
                 continue;
             }
-            let mut batch = vec![first];
-            let mut rows = batch[0].len();
+            let mut last_offset = first.offset;
+            let mut rows = first.txn.len().max(1);
+            let mut batch = vec![first.txn];
             let deadline = tokio::time::Instant::now() + self.batch_wait;
             while rows < self.batch_rows {
-                match rx.try_recv() {
-                    Ok(t) => {
-                        rows += t.len().max(1);
-                        batch.push(t);
-                    }
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        if rows >= self.batch_rows / 16 || self.batch_wait.is_zero() {
-                            break;
-                        }
-                        match tokio::time::timeout_at(deadline, rx.recv()).await {
-                            Ok(Some(t)) => {
-                                rows += t.len().max(1);
-                                batch.push(t);
-                            }
-                            _ => break,
-                        }
-                    }
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                let next = match feed.try_recv()? {
+                    Some(t) => Some(t),
+                    None if rows >= self.batch_rows / 16 || self.batch_wait.is_zero() => None,
+                    None => match tokio::time::timeout_at(deadline, feed.recv()).await {
+                        Ok(t) => t?,
+                        Err(_) => None,
+                    },
+                };
+                let Some(item) = next else { break };
+                if is_marker(&item.txn) {
+                    stash = Some(item);
+                    break;
+                }
+                rows += item.txn.len().max(1);
+                last_offset = item.offset.or(last_offset);
+                batch.push(item.txn);
+            }
+            applier.set_bus_offset(last_offset);
+            let state = applier.apply(&batch).await.map_err(|e| anyhow!("{e}"))?;
+            if let Some(store) = &self.checkpoints {
+                if let Err(e) = store.put(&self.applier.sync, &self.applier.target, &state.position)
+                {
+                    tracing::warn!(error = %e, "cannot store checkpoint");
                 }
             }
-            let state = applier.apply(&batch).await.map_err(|e| anyhow!("{e}"))?;
-            if let Err(e) =
-                self.checkpoints
-                    .put(&self.applier.sync, &self.applier.target, &state.position)
-            {
-                tracing::warn!(error = %e, "cannot store checkpoint");
-            }
-            let lag_s = if rx.is_empty() {
-                now_ms().saturating_sub(state.source_commit_ts_ms) as f64 / 1000.0
+            let behind_ms = now_ms().saturating_sub(state.source_commit_ts_ms);
+            let lag_s = if feed.is_idle() {
+                behind_ms
             } else {
-                now_ms().saturating_sub(state.source_commit_ts_ms).max(1) as f64 / 1000.0
-            };
+                behind_ms.max(1)
+            } as f64
+                / 1000.0;
             lag.set(lag_s);
             rows_applied += rows as u64;
             let snapshotting = matches!(state.snapshot, SnapshotState::Running);
@@ -258,5 +277,30 @@ impl Pipeline {
                 s.paused_tables = paused;
             });
         }
+    }
+}
+
+/// The embedded bus's receiver as a coordinator [`Feed`].
+pub struct EmbeddedFeed(pub EmbeddedReceiver);
+
+impl Feed for EmbeddedFeed {
+    async fn recv(&mut self) -> Result<Option<FeedItem>, FeedError> {
+        Ok(self
+            .0
+            .recv()
+            .await
+            .map(|txn| FeedItem { txn, offset: None }))
+    }
+
+    fn try_recv(&mut self) -> Result<Option<FeedItem>, FeedError> {
+        Ok(self
+            .0
+            .try_recv()
+            .ok()
+            .map(|txn| FeedItem { txn, offset: None }))
+    }
+
+    fn is_idle(&self) -> bool {
+        self.0.is_empty()
     }
 }

@@ -52,7 +52,8 @@ pub async fn run(path: &Path) -> Result<()> {
                 batch_wait: Duration::from_millis(sync.batch_wait_ms),
                 queue: sync.queue_transactions,
                 queue_rows: sync.queue_rows,
-                checkpoints: checkpoints.clone(),
+                checkpoints: Some(checkpoints.clone()),
+                kafka: None,
                 registry: registry.clone(),
             };
             index += 1;
@@ -73,7 +74,7 @@ pub async fn run(path: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -18,6 +18,8 @@ pub const SYSTEM_SCHEMAS: &[&str] = &[
 pub struct TableFilter {
     include: Vec<Regex>,
     exclude: Vec<Regex>,
+    /// Further filters a table may match instead (see [`TableFilter::any_of`]).
+    alternatives: Vec<TableFilter>,
 }
 
 impl TableFilter {
@@ -35,7 +37,21 @@ impl TableFilter {
         Ok(TableFilter {
             include: compile(include, 0)?,
             exclude: compile(exclude, include.len())?,
+            alternatives: Vec::new(),
         })
+    }
+
+    /// A filter selecting what any of `filters` selects (an agent serving several syncs).
+    pub fn any_of(mut filters: Vec<TableFilter>) -> TableFilter {
+        match filters.len() {
+            1 => filters.remove(0),
+            _ => TableFilter {
+                include: Vec::new(),
+                // Matches nothing on its own: only the alternatives select.
+                exclude: vec![Regex::new("^(?s).*$").expect("constant regex")],
+                alternatives: filters,
+            },
+        }
     }
 
     /// Whether `schema.table` is selected. System schemas never are.
@@ -44,8 +60,9 @@ impl TableFilter {
             return false;
         }
         let name = format!("{schema}.{table}");
-        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(&name)))
-            && !self.exclude.iter().any(|r| r.is_match(&name))
+        let own = (self.include.is_empty() || self.include.iter().any(|r| r.is_match(&name)))
+            && !self.exclude.iter().any(|r| r.is_match(&name));
+        own || self.alternatives.iter().any(|f| f.matches(schema, table))
     }
 
     /// Include patterns that match none of `tables`: a likely typo or a missing table.

@@ -97,3 +97,26 @@ fn example_file_in_repo_is_valid() {
     c.servers[1].password_env = None;
     c.validate().expect("example validates");
 }
+
+#[test]
+fn any_of_is_a_union() {
+    let a = TableFilter::new(&["a\\..*".to_string()], &["a\\.x".to_string()]).expect("a");
+    let b = TableFilter::new(&["b\\.y".to_string()], &[]).expect("b");
+    let f = TableFilter::any_of(vec![a, b]);
+    assert!(f.matches("a", "t"));
+    assert!(!f.matches("a", "x"));
+    assert!(f.matches("b", "y"));
+    assert!(!f.matches("b", "z"));
+    assert!(!f.matches("fleetsync", "sync_state"));
+}
+
+#[test]
+fn kafka_bus_needs_brokers() {
+    let mut c = Config::parse(EXAMPLE).expect("parses");
+    c.bus.kind = BusKind::Kafka;
+    let err = c.validate().expect_err("no brokers").to_string();
+    assert!(err.contains("bus.brokers"), "{err}");
+    c.bus.brokers = Some("127.0.0.1:9092".into());
+    c.validate().expect("valid");
+    assert_eq!(c.bus.topic("eu1"), "fleetsync.eu1");
+}

@@ -1,3 +1,4 @@
 //! fleetsync coordinator: consumes change records and applies them to targets.
 
 pub mod apply;
+pub mod feed;

@@ -9,13 +9,17 @@ Subcommands (all diagnostics go to stderr, results to stdout or the named file):
   gen ROWS SQL_OUT COUNTS_OUT       write the backlog workload (SQL) and its exact row counts (JSON)
   state-sql STATE_RS                print the CREATE statements of fleetsync's state tables,
                                     extracted from coordinator/src/apply/state.rs
-  wait-native PORT FILE POS THREADS TIMEOUT OUT
+  wait-native PORT FILE POS THREADS TIMEOUT OUT [CPU_PIDS]
                                     START SLAVE (already configured) on PORT, time until it has
-                                    executed up to FILE:POS, write {"seconds":..} to OUT
-  wait-fleetsync PORT PID START FILE POS TIMEOUT OUT
+                                    executed up to FILE:POS, write {"seconds":..} to OUT;
+                                    CPU_PIDS (name=pid,...) are processes whose CPU time
+                                    during the run is reported
+  wait-fleetsync PORT PID START FILE POS TIMEOUT OUT [CPU_PIDS [LOG]]
                                     poll fleetsync.sync_state on PORT until the applied position
                                     reaches FILE:POS; START is the epoch time fleetsync was
-                                    spawned; writes {"seconds","peak_rss_kib",..} to OUT
+                                    spawned; writes {"seconds","peak_rss_kib",..} to OUT; with
+                                    LOG (fleetsync's log), also saves its /metrics beside LOG
+  wait-idle MAX_SECONDS             wait until the machine is nearly idle (at most MAX_SECONDS)
   verify PORT_A PORT_B OUT          CHECKSUM TABLE + COUNT(*) of every bench table on both sides
   report ...                        assemble the final JSON (see catchup.sh)
 """
@@ -309,13 +313,76 @@ def pid_alive(pid):
         return False
 
 
-def cmd_wait_native(port, end_file, end_pos, threads, timeout, out):
+def cpu_seconds(pid):
+    """utime + stime of a process so far, in seconds (None if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def machine_busy_seconds():
+    """CPU seconds spent busy by the whole machine since boot (all cores, from /proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+    steal_guest = sum(v[7:]) if len(v) > 7 else 0  # steal, guest, guest_nice
+    return (sum(v) - idle - steal_guest) / os.sysconf("SC_CLK_TCK")
+
+
+def other_cpu(busy0, ours):
+    """CPU seconds used by processes other than ours since busy0 (a sign of interference)."""
+    return round(machine_busy_seconds() - busy0 - sum(v for v in ours.values() if v), 2)
+
+
+def cmd_wait_idle(max_seconds):
+    """Waits (at most max_seconds) until the machine has been nearly idle (< 0.25 core busy)
+    for 3 consecutive seconds, so that timed runs do not compete with other work."""
+    t0 = time.time()
+    quiet, busy = 0, 0.0
+    if max_seconds <= 0:
+        return
+    while time.time() - t0 < max_seconds:
+        b0 = machine_busy_seconds()
+        time.sleep(1)
+        busy = machine_busy_seconds() - b0
+        quiet = quiet + 1 if busy < 0.25 else 0
+        if quiet >= 3:
+            log(f"machine idle after {time.time() - t0:.0f}s")
+            return
+    log(f"machine still busy after {max_seconds}s (last second: {busy:.2f} cores busy); running anyway")
+
+
+def parse_pids(spec):
+    """'name=pid,name=pid' -> {name: pid}."""
+    out = {}
+    for part in filter(None, (spec or "").split(",")):
+        k, v = part.split("=")
+        out[k] = int(v)
+    return out
+
+
+def cpu_delta(before, pids):
+    res = {}
+    for k, pid in pids.items():
+        now = cpu_seconds(pid)
+        if now is not None and before.get(k) is not None:
+            res[k] = round(now - before[k], 2)
+    return res
+
+
+def cmd_wait_native(port, end_file, end_pos, threads, timeout, out, cpu_pids=""):
+    pids = parse_pids(cpu_pids)
     c = Client(port)
     c.query(f"SET GLOBAL slave_parallel_threads={int(threads)}")
     mode = c.value("SELECT @@slave_parallel_mode")
+    cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+    busy0 = machine_busy_seconds()
     t0 = time.time()
     c.query("START SLAVE")
-    result = {"threads": int(threads), "slave_parallel_mode": mode}
+    result = {"threads": int(threads), "slave_parallel_mode": mode, "loadavg_before": os.getloadavg()[0]}
     polls = 0
     while True:
         st = c.query("SHOW SLAVE STATUS")
@@ -335,7 +402,10 @@ def cmd_wait_native(port, end_file, end_pos, threads, timeout, out):
             result["error"] = f"timeout after {timeout}s at {s.get('Relay_Master_Log_File')}:{s.get('Exec_Master_Log_Pos')}"
             break
         time.sleep(POLL)
+    result["cpu_seconds"] = cpu_delta(cpu0, pids)
+    result["other_cpu_seconds"] = other_cpu(busy0, result["cpu_seconds"])
     result["polls"] = polls
+    result["loadavg_after"] = os.getloadavg()[0]
     c.query("STOP SLAVE")
     c.close()
     with open(out, "w") as f:
@@ -343,11 +413,44 @@ def cmd_wait_native(port, end_file, end_pos, threads, timeout, out):
     log("native", result)
 
 
-def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out):
+def fetch_metrics(log_path, out_path):
+    """Saves fleetsync's /metrics (address from its start-up log line) and returns a few
+    totals from it."""
+    import urllib.request
+    try:
+        text = open(log_path, errors="replace").read()
+        m = re.search(r"metrics=(\S+:\d+)", text)
+        if not m:
+            return {"error": "no metrics address in the log"}
+        body = urllib.request.urlopen(f"http://{m.group(1)}/metrics", timeout=5).read().decode()
+    except Exception as e:  # diagnostics only
+        return {"error": str(e)}
+    with open(out_path, "w") as f:
+        f.write(body)
+    res = {}
+    for line in body.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        name = name_labels.split("{", 1)[0]
+        if name in ("fleetsync_apply_batch_seconds_count", "fleetsync_apply_batch_seconds_sum",
+                    "fleetsync_binlog_events_total", "fleetsync_source_transactions_total",
+                    "fleetsync_apply_rows_total", "fleetsync_apply_transactions_total",
+                    "fleetsync_apply_errors_total", "fleetsync_pipeline_restarts_total"):
+            res[name] = res.get(name, 0) + float(value)
+    return res
+
+
+def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pids="", log_path=None):
     pid = int(pid)
     start = float(start)
+    pids = parse_pids(cpu_pids)
+    cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+    # fleetsync was spawned a moment ago: count its CPU since spawn (all of it) against the
+    # machine's busy time since the same moment, approximately.
+    busy0 = machine_busy_seconds() - (cpu_seconds(pid) or 0)
     c = Client(port)
-    result = {}
+    result = {"loadavg_before": os.getloadavg()[0]}
     polls = 0
     last = None
     while True:
@@ -369,9 +472,16 @@ def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out):
             break
         time.sleep(POLL)
     result["polls"] = polls
+    result["loadavg_after"] = os.getloadavg()[0]
     result["applied_position"] = last
     hwm = read_vm(pid, "VmHWM")
     result["peak_rss_kib"] = hwm
+    cpu = cpu_delta(cpu0, pids)
+    cpu["fleetsync"] = cpu_seconds(pid)
+    result["cpu_seconds"] = cpu
+    result["other_cpu_seconds"] = other_cpu(busy0, cpu)
+    if log_path:
+        result["metrics"] = fetch_metrics(log_path, os.path.join(os.path.dirname(log_path), "metrics.txt"))
     row = c.query("SELECT rows_applied, txns_applied FROM fleetsync.sync_state WHERE sync_name='bench'")
     if row:
         result["rows_applied"] = int(row[0]["rows_applied"])
@@ -435,7 +545,10 @@ def cmd_report(work, out):
         r = load(f"{work}/native-{th}.json")
         v = load(f"{work}/verify-native-{th}.json")
         e = {"seconds": r.get("seconds"), "rows_per_s": rate(rows, r), "verified": v["verified"],
-             "slave_parallel_mode": r.get("slave_parallel_mode")}
+             "slave_parallel_mode": r.get("slave_parallel_mode"),
+             "loadavg_1m": [r.get("loadavg_before"), r.get("loadavg_after")],
+             "cpu_seconds": r.get("cpu_seconds"),
+             "other_cpu_seconds": r.get("other_cpu_seconds")}
         if "error" in r:
             e["error"] = r["error"]
         if not v["verified"]:
@@ -450,6 +563,10 @@ def cmd_report(work, out):
           "peak_rss_mib": rss, "agent_rss_mib": rss, "coordinator_rss_mib": rss,
           "note": "fleetsync run hosts agent and coordinator in one process (embedded bus): "
                   "agent_rss_mib and coordinator_rss_mib are that one process's peak RSS (VmHWM)",
+          "loadavg_1m": [f.get("loadavg_before"), f.get("loadavg_after")],
+          "cpu_seconds": f.get("cpu_seconds"),
+          "other_cpu_seconds": f.get("other_cpu_seconds"),
+          "metrics": f.get("metrics"),
           "applied_position": f.get("applied_position"),
           "rows_applied": f.get("rows_applied"), "txns_applied": f.get("txns_applied")}
     if "error" in f:
@@ -466,6 +583,7 @@ def cmd_report(work, out):
         "fleetsync": fs,
         "ratio_fleetsync_vs_native": ratio,
         "machine": {"cores": os.cpu_count(), "mariadb": meta["mariadb"]},
+        "fleetsync_build": meta.get("fleetsync"),
         "workload": {
             "transactions": counts["transactions"],
             "oltp_transactions": counts["oltp_txns"], "oltp_rows": counts["oltp_rows"],
@@ -505,12 +623,14 @@ def main():
         with open(counts_out, "w") as f:
             json.dump(c, f)
         log("workload", c)
+    elif cmd == "wait-idle":
+        cmd_wait_idle(float(a[1]))
     elif cmd == "state-sql":
         cmd_state_sql(a[1])
     elif cmd == "wait-native":
-        cmd_wait_native(a[1], a[2], a[3], a[4], float(a[5]), a[6])
+        cmd_wait_native(a[1], a[2], a[3], a[4], float(a[5]), a[6], *a[7:8])
     elif cmd == "wait-fleetsync":
-        cmd_wait_fleetsync(a[1], a[2], a[3], a[4], a[5], float(a[6]), a[7])
+        cmd_wait_fleetsync(a[1], a[2], a[3], a[4], a[5], float(a[6]), a[7], *a[8:10])
     elif cmd == "verify":
         cmd_verify(a[1], a[2], a[3])
     elif cmd == "report":

@@ -6,8 +6,11 @@
 # Env:     BENCH_ROWS     row events in the backlog (default 1000000)
 #          BENCH_DIR      working directory (default: a new mktemp -d, removed on success)
 #          BENCH_TIMEOUT  seconds each catch-up may take before it counts as failed (default 1800)
+#          BENCH_IDLE_WAIT  before each timed run, wait up to this many seconds for the machine
+#                         to be idle (default 300; 0: don't wait)
 #          BENCH_KEEP=1   keep BENCH_DIR (data dirs, logs) even on success
 #          RUST_LOG       fleetsync's log filter (default info)
+#          FLEETSYNC_BIN  use this fleetsync binary instead of building target/release/fleetsync
 # Output:  one JSON object on stdout (also written to target/bench/catchup-<date>.json);
 #          progress and logs on stderr. Exit status 1 if any run failed or did not verify.
 # Method:  see tests/bench/README.md.
@@ -17,9 +20,20 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LIB="$ROOT/tests/bench/benchlib.py"
 BENCH_ROWS="${BENCH_ROWS:-1000000}"
 BENCH_TIMEOUT="${BENCH_TIMEOUT:-1800}"
+BENCH_IDLE_WAIT="${BENCH_IDLE_WAIT:-300}"
 export RUST_LOG="${RUST_LOG:-info}"
 
 say() { echo "[catchup $(date +%H:%M:%S)] $*" >&2; }
+
+# --- build -------------------------------------------------------------------------------
+if [[ -n "${FLEETSYNC_BIN:-}" ]]; then
+    FLEETSYNC="$FLEETSYNC_BIN"
+    say "using prebuilt $FLEETSYNC (FLEETSYNC_BIN)"
+else
+    say "building fleetsync (cargo build --release -p fleetsync)"
+    (cd "$ROOT" && cargo build --release -p fleetsync >&2)
+    FLEETSYNC="$ROOT/target/release/fleetsync"
+fi
 
 if [[ -n "${BENCH_DIR:-}" ]]; then
     mkdir -p "$BENCH_DIR"
@@ -49,7 +63,7 @@ cleanup() {
         rm -rf "$WORK"
     else
         # Keep logs and results for a post-mortem, drop the (large) data directories.
-        rm -rf "$WORK"/*/data "$WORK"/base "$WORK"/workload.sql
+        rm -rf "$WORK"/*/data "$WORK"/base "$WORK"/workload.sql "$WORK"/fleetsync
         say "logs kept in $WORK"
     fi
     exit $rc
@@ -57,6 +71,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# A private copy: a concurrent rebuild of target/release cannot swap the binary mid-run.
+cp "$FLEETSYNC" "$WORK/fleetsync"
+FLEETSYNC="$WORK/fleetsync"
+FLEETSYNC_VERSION="$("$FLEETSYNC" --version 2>/dev/null || echo unknown)"
+GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+[[ -n "$(git -C "$ROOT" status --porcelain -- . ':!tests/bench' 2>/dev/null)" ]] && GIT_REV="$GIT_REV+uncommitted"
 
 # --- instances ---------------------------------------------------------------------------
 MARIADBD="$(command -v mariadbd || echo /usr/sbin/mariadbd)"
@@ -111,11 +132,6 @@ new_copy() {
     cp -a "$WORK/base" "$dir/data"
 }
 
-# --- build -------------------------------------------------------------------------------
-say "building fleetsync (cargo build --release -p fleetsync)"
-(cd "$ROOT" && cargo build --release -p fleetsync >&2)
-FLEETSYNC="$ROOT/target/release/fleetsync"
-
 say "work dir $WORK, backlog of $BENCH_ROWS row events"
 
 # --- 1. source with starting data ----------------------------------------------------------
@@ -158,6 +174,7 @@ python3 - "$WORK/meta.json" <<EOF
 import json, sys
 json.dump({
   "mariadb": "$MARIADB_VERSION",
+  "fleetsync": "$FLEETSYNC_VERSION ($GIT_REV)",
   "start": "$START_FILE:$START_POS", "start_gtid": "$START_GTID",
   "end": "$END_FILE:$END_POS", "binlog_bytes": int("$BINLOG_BYTES" or 0),
   "handler_delta": $((H1 - H0)), "load_seconds": round($T1 - $T0, 1),
@@ -172,8 +189,10 @@ for threads in 0 4; do
     new_copy "$name"
     start_instance "$name" $((10 + threads))
     sql "$name" "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${PORT[src]}, MASTER_USER='root', MASTER_LOG_FILE='$START_FILE', MASTER_LOG_POS=$START_POS"
+    python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
     say "native replica, slave_parallel_threads=$threads: catching up"
-    python3 "$LIB" wait-native "${PORT[$name]}" "$END_FILE" "$END_POS" "$threads" "$BENCH_TIMEOUT" "$WORK/native-$threads.json"
+    python3 "$LIB" wait-native "${PORT[$name]}" "$END_FILE" "$END_POS" "$threads" "$BENCH_TIMEOUT" "$WORK/native-$threads.json" \
+        "source_mariadbd=${PID[src]},replica_mariadbd=${PID[$name]}"
     python3 "$LIB" verify "${PORT[src]}" "${PORT[$name]}" "$WORK/verify-native-$threads.json"
     stop_instance "$name"
     rm -rf "$WORK/$name/data"
@@ -205,19 +224,21 @@ source = "src"
 targets = ["dst"]
 include = ["bench\\\\..*"]
 EOF
+python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
 say "fleetsync from $POSITION: catching up (log: $WORK/fs/fleetsync.log)"
 FS_START=$(date +%s.%N)
-"$FLEETSYNC" run --config "$WORK/fs/fleetsync.toml" >"$WORK/fs/fleetsync.log" 2>&1 &
+NO_COLOR=1 "$FLEETSYNC" run --config "$WORK/fs/fleetsync.toml" >"$WORK/fs/fleetsync.log" 2>&1 &
 FS_PID=$!
 PIDS+=("$FS_PID")
-python3 "$LIB" wait-fleetsync "${PORT[fs]}" "$FS_PID" "$FS_START" "$END_FILE" "$END_POS" "$BENCH_TIMEOUT" "$WORK/fleetsync.json"
+python3 "$LIB" wait-fleetsync "${PORT[fs]}" "$FS_PID" "$FS_START" "$END_FILE" "$END_POS" "$BENCH_TIMEOUT" "$WORK/fleetsync.json" \
+    "source_mariadbd=${PID[src]},target_mariadbd=${PID[fs]}" "$WORK/fs/fleetsync.log"
 "$FLEETSYNC" status --config "$WORK/fs/fleetsync.toml" --json >"$WORK/fs/status.json" 2>>"$WORK/fs/fleetsync.log" || true
 kill -TERM "$FS_PID" 2>/dev/null || true
 FS_RC=0
 wait "$FS_PID" || FS_RC=$?
 say "fleetsync exited with status $FS_RC; status: $(tr -d '\n' <"$WORK/fs/status.json")"
 say "fleetsync log (warnings/errors and last lines):"
-{ grep -E 'WARN|ERROR' "$WORK/fs/fleetsync.log" | head -n 40; echo ...; tail -n 15 "$WORK/fs/fleetsync.log"; } | sed 's/^/  | /' >&2
+{ grep -E 'WARN|ERROR' "$WORK/fs/fleetsync.log" | head -n 40 || true; echo ...; tail -n 15 "$WORK/fs/fleetsync.log"; } | sed 's/^/  | /' >&2
 python3 "$LIB" verify "${PORT[src]}" "${PORT[fs]}" "$WORK/verify-fleetsync.json"
 stop_instance fs
 

@@ -160,6 +160,10 @@ pub struct AppliedState {
     pub source_commit_ts_ms: u64,
     /// Row changes applied so far.
     pub rows: u64,
+    /// Bus offset (Kafka) of the last applied transaction's last message; `None` on the
+    /// embedded bus. Stored in the same transaction as the rows.
+    #[serde(default)]
+    pub bus_offset: Option<i64>,
     /// Transactions applied so far.
     pub txns: u64,
 }
@@ -192,6 +196,8 @@ pub struct Applier {
     /// Reused query buffer.
     q: QueryBuf,
     meters: Meters,
+    /// Bus offset to record with the next applied batch (see [`Applier::set_bus_offset`]).
+    pending_offset: Option<i64>,
 }
 
 /// Session settings; see the module docs.
@@ -228,6 +234,7 @@ impl Applier {
             session_ok: false,
             q: QueryBuf::default(),
             meters,
+            pending_offset: None,
         };
         applier.setup().await?;
         Ok(applier)
@@ -287,6 +294,12 @@ impl Applier {
 
     /// Tables applied row by row because they have no usable key, as `schema.table` (source
     /// names), for `status` warnings.
+    /// The bus offset of the last message of the next batch: stored with that batch's rows,
+    /// so a consumer restarting from the stored offset neither loses nor repeats a batch.
+    pub fn set_bus_offset(&mut self, offset: Option<i64>) {
+        self.pending_offset = offset;
+    }
+
     pub fn slow_tables(&self) -> Vec<String> {
         self.slow.iter().cloned().collect()
     }

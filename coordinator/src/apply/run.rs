@@ -198,6 +198,7 @@ impl Applier {
             source_commit_ts_ms: last.commit_ts_ms,
             rows: prev.map_or(0, |s| s.rows) + applied,
             txns: prev.map_or(0, |s| s.txns) + run.len() as u64,
+            bus_offset: self.pending_offset.or(prev.and_then(|s| s.bus_offset)),
         }
     }
 
@@ -509,10 +510,10 @@ impl Applier {
     ) -> Result<(), ApplyError> {
         self.ensure_session().await?;
         let stored = self.load_state().await?;
-        if stored
-            .as_ref()
-            .is_some_and(|s| s.snapshot == SnapshotState::Running)
-        {
+        // Any stored progress means the target tables hold our earlier copy: an interrupted
+        // snapshot (embedded bus) or an earlier one the agent is now replacing (Kafka, after
+        // the agent lost its checkpoint). Either way the new snapshot starts from empty tables.
+        if stored.is_some() {
             for t in tables {
                 if self.is_paused(&(t.schema.clone(), t.table.clone())) {
                     continue;
@@ -559,6 +560,9 @@ impl Applier {
             source_commit_ts_ms: stored.as_ref().map_or(0, |s| s.source_commit_ts_ms),
             rows: stored.as_ref().map_or(0, |s| s.rows),
             txns: stored.as_ref().map_or(0, |s| s.txns),
+            bus_offset: self
+                .pending_offset
+                .or(stored.as_ref().and_then(|s| s.bus_offset)),
         };
         let mut q = std::mem::take(&mut self.q);
         q.clear();

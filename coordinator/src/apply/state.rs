@@ -35,8 +35,10 @@ CREATE TABLE IF NOT EXISTS `fleetsync`.`sync_state` (
   `rows_applied` BIGINT UNSIGNED NOT NULL DEFAULT 0,
   `txns_applied` BIGINT UNSIGNED NOT NULL DEFAULT 0,
   `updated_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  `bus_offset` BIGINT NULL,
   PRIMARY KEY (`sync_name`, `source_name`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+ALTER TABLE `fleetsync`.`sync_state` ADD COLUMN IF NOT EXISTS `bus_offset` BIGINT NULL;
 CREATE TABLE IF NOT EXISTS `fleetsync`.`paused_tables` (
   `sync_name` VARCHAR(64) NOT NULL,
   `schema_name` VARCHAR(64) NOT NULL,
@@ -86,7 +88,7 @@ pub(crate) fn push_state_upsert(
 ) {
     buf.extend_from_slice(
         b"INSERT INTO `fleetsync`.`sync_state` (`sync_name`,`source_name`,`position`,\
-          `snapshot_state`,`source_commit_ts_ms`,`rows_applied`,`txns_applied`,`updated_at`) VALUES (",
+          `snapshot_state`,`source_commit_ts_ms`,`rows_applied`,`txns_applied`,`bus_offset`,`updated_at`) VALUES (",
     );
     push_quoted(buf, sync.as_bytes());
     buf.push(b',');
@@ -101,8 +103,13 @@ pub(crate) fn push_state_upsert(
     push_int_literal(buf, state.rows);
     buf.push(b',');
     push_int_literal(buf, state.txns);
+    buf.push(b',');
+    match state.bus_offset {
+        Some(o) => buf.extend_from_slice(o.to_string().as_bytes()),
+        None => buf.extend_from_slice(b"NULL"),
+    }
     buf.extend_from_slice(
-        b",NOW(6)) ON DUPLICATE KEY UPDATE `position`=VALUES(`position`),\
+        b",NOW(6)) ON DUPLICATE KEY UPDATE `position`=VALUES(`position`),`bus_offset`=VALUES(`bus_offset`),\
           `snapshot_state`=VALUES(`snapshot_state`),`source_commit_ts_ms`=VALUES(`source_commit_ts_ms`),\
           `rows_applied`=VALUES(`rows_applied`),`txns_applied`=VALUES(`txns_applied`),\
           `updated_at`=VALUES(`updated_at`)",
@@ -153,7 +160,7 @@ pub(crate) async fn read_state_as(
     source: &str,
 ) -> Result<Option<AppliedState>, ApplyError> {
     let mut q =
-        b"SELECT `position`,`snapshot_state`,`source_commit_ts_ms`,`rows_applied`,`txns_applied` \
+        b"SELECT `position`,`snapshot_state`,`source_commit_ts_ms`,`rows_applied`,`txns_applied`,`bus_offset` \
                   FROM `fleetsync`.`sync_state` WHERE `sync_name`="
             .to_vec();
     push_quoted(&mut q, sync.as_bytes());
@@ -194,6 +201,10 @@ pub(crate) async fn read_state_as(
         source_commit_ts_ms: num(2, "source_commit_ts_ms")?,
         rows: num(3, "rows_applied")?,
         txns: num(4, "txns_applied")?,
+        bus_offset: row
+            .get_opt::<Option<i64>, _>(5)
+            .and_then(Result::ok)
+            .flatten(),
     }))
 }
 
@@ -224,12 +235,13 @@ mod tests {
             source_commit_ts_ms: 7,
             rows: 8,
             txns: 9,
+            bus_offset: None,
         };
         let mut buf = Vec::new();
         push_state_upsert(&mut buf, "s'1", "src", "binlog.000001:4@0-1-2", &state);
         let s = String::from_utf8_lossy(&buf);
         assert!(
-            s.contains(r"VALUES ('s\'1','src','binlog.000001:4@0-1-2','done',7,8,9,NOW(6))"),
+            s.contains(r"VALUES ('s\'1','src','binlog.000001:4@0-1-2','done',7,8,9,NULL,NOW(6))"),
             "{s}"
         );
         buf.clear();

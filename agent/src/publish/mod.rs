@@ -111,3 +111,5 @@ impl Drop for EmbeddedReceiver {
         self.rows.close();
     }
 }
+
+pub mod kafka;

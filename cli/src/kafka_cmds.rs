@@ -1,0 +1,326 @@
+//! `fleetsync agent` and `fleetsync coordinator`: separate processes over Kafka.
+//!
+//! The agent of a server reads its binlog once and publishes every change of the tables any
+//! sync reads from it to `<topic_prefix>.<server>`; its checkpoint (sled, `state_dir`) moves on
+//! delivery reports. The coordinator runs one consumer + applier per (sync, target), starting
+//! just after the offset stored in the target.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use fleetsync_agent::checkpoint::CheckpointStore;
+use fleetsync_agent::publish::kafka::{partition_for, KafkaPublisher, KafkaSettings};
+use fleetsync_agent::source::{self, snapshot::snapshot, stream::stream, SourceSpec};
+use fleetsync_agent::SourceError;
+use fleetsync_config::{BusKind, Config, TableFilter};
+use fleetsync_coordinator::apply::{Applier, ApplierOptions};
+use fleetsync_coordinator::feed::kafka::KafkaFeed;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::http;
+use crate::opts::{opts_by_name, server_opts};
+use crate::pipeline::{Pipeline, Registry};
+use crate::preflight::preflight_all;
+use crate::run::shutdown_signal;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+fn kafka_settings(config: &Config) -> Result<KafkaSettings> {
+    if config.bus.kind != BusKind::Kafka {
+        return Err(anyhow!(
+            "bus.kind is \"embedded\": separate agent and coordinator processes need [bus] kind = \"kafka\" and brokers (or use `fleetsync run`)"
+        ));
+    }
+    Ok(KafkaSettings {
+        brokers: config.bus.brokers.clone().unwrap_or_default(),
+        compression: config.bus.compression.clone(),
+        extra: config.bus.kafka.clone(),
+    })
+}
+
+/// Creates the topic if missing (one partition: a source's stream is totally ordered).
+/// Brokers that refuse or time out are tolerated: the topic may exist or be auto-created.
+async fn ensure_topic(settings: &KafkaSettings, topic: &str) {
+    let admin: Result<AdminClient<DefaultClientContext>, _> = settings.client_config().create();
+    let Ok(admin) = admin else { return };
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(5)))
+        .request_timeout(Some(Duration::from_secs(5)));
+    match tokio::time::timeout(Duration::from_secs(8), admin.create_topics([&new], &opts)).await {
+        Ok(Ok(results)) => {
+            for r in results {
+                if let Err((t, code)) = r {
+                    if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                        tracing::warn!(topic = %t, error = %code, "cannot create topic; assuming it exists or is auto-created");
+                    }
+                }
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(topic, error = %e, "cannot create topic; assuming it exists or is auto-created")
+        }
+        Err(_) => tracing::warn!(
+            topic,
+            "creating the topic timed out; assuming it exists or is auto-created"
+        ),
+    }
+    // AdminClient's drop can block: leave it to a blocking thread.
+    tokio::task::spawn_blocking(move || drop(admin));
+}
+
+pub async fn agent(path: &Path, only: Option<&str>) -> Result<()> {
+    let config = Config::load(path)?;
+    let settings = kafka_settings(&config)?;
+    preflight_all(&config).await?;
+    let mut sources: Vec<&str> = config.syncs.iter().map(|s| s.source.as_str()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    if let Some(o) = only {
+        if !sources.contains(&o) {
+            return Err(anyhow!(
+                "server {o:?} is not the source of any sync: no agent to run"
+            ));
+        }
+        sources.retain(|s| *s == o);
+    }
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
+    let store_name = format!("agent-{}", only.unwrap_or("all"));
+    let checkpoints = CheckpointStore::open_named(&config.state_dir, &store_name)?;
+    let cancel = CancellationToken::new();
+    let registry: Registry = Arc::new(Mutex::new(Default::default()));
+    let addr = http::serve(config.metrics_addr()?, registry, cancel.clone()).await?;
+    let mut tasks = JoinSet::new();
+    for server in sources {
+        let s = config
+            .server(server)
+            .ok_or_else(|| anyhow!("no server {server:?}"))?;
+        let filters: Result<Vec<TableFilter>, _> = config
+            .syncs
+            .iter()
+            .filter(|y| y.source == server)
+            .map(|y| y.filter())
+            .collect();
+        let spec = SourceSpec {
+            name: s.name.clone(),
+            opts: server_opts(s)?,
+            replica_id: s.replica_id("kafka-agent"),
+            filter: TableFilter::any_of(filters?),
+            sync: "agent".into(),
+            snapshot_chunk_rows: config
+                .syncs
+                .iter()
+                .find(|y| y.source == server)
+                .map(|y| y.snapshot_chunk_rows)
+                .unwrap_or(10_000),
+        };
+        let topic = config.bus.topic(server);
+        ensure_topic(&settings, &topic).await;
+        tasks.spawn(agent_loop(
+            spec,
+            settings.clone(),
+            topic,
+            checkpoints.clone(),
+            cancel.child_token(),
+        ));
+    }
+    tracing::info!(metrics = %addr, agents = tasks.len(), "fleetsync agent running");
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        r = tasks.join_next() => {
+            if let Some(Ok(Err(e))) = r {
+                cancel.cancel();
+                return Err(e);
+            }
+        }
+    }
+    cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(15), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    checkpoints.flush()?;
+    Ok(())
+}
+
+/// Runs one server's agent until cancelled; a purged checkpoint ends it with an error.
+async fn agent_loop(
+    spec: SourceSpec,
+    settings: KafkaSettings,
+    topic: String,
+    checkpoints: CheckpointStore,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let key = format!("agent/{}", spec.name);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let result = agent_once(&spec, &settings, &topic, &checkpoints, &key, &cancel).await;
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        match result {
+            Err(e @ SourceError::Purged { .. }) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(server = %spec.name, error = %e, retry_in = ?backoff, "agent failed, retrying")
+            }
+            Ok(()) => tracing::warn!(server = %spec.name, "binlog stream ended, reconnecting"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn agent_once(
+    spec: &SourceSpec,
+    settings: &KafkaSettings,
+    topic: &str,
+    checkpoints: &CheckpointStore,
+    key: &str,
+    cancel: &CancellationToken,
+) -> Result<(), SourceError> {
+    let mut publisher = KafkaPublisher::new(
+        settings,
+        topic.to_string(),
+        &spec.name,
+        checkpoints.clone(),
+        key.to_string(),
+    )?;
+    let mut conn = source::connect(spec).await?;
+    let info = source::preflight(&mut conn, spec).await?;
+    let stored = checkpoints
+        .get_key(key)
+        .map_err(|e| SourceError::NeedsOperator {
+            server: spec.name.clone(),
+            message: e.to_string(),
+        })?;
+    let result = async {
+        let from = match stored {
+            Some(p) => {
+                source::check_available(&mut conn, spec, &p).await?;
+                p
+            }
+            None => match snapshot(spec, &info, &mut publisher, cancel).await? {
+                Some(p) => p,
+                None => return Ok(()),
+            },
+        };
+        let _ = conn.disconnect().await;
+        stream(spec, &info, from, &mut publisher, cancel).await
+    }
+    .await;
+    // Deliver and checkpoint what was published, whatever ended the stream.
+    let flushed = publisher.flush().await;
+    result.and(flushed)
+}
+
+pub async fn coordinator(path: &Path) -> Result<()> {
+    let config = Config::load(path)?;
+    let settings = kafka_settings(&config)?;
+    for sync in &config.syncs {
+        for target in &sync.targets {
+            let conn = mysql_async::Conn::new(opts_by_name(&config, target)?)
+                .await
+                .map_err(|e| anyhow!("sync {}: {}", sync.name, source::connect_error(target, e)))?;
+            let _ = conn.disconnect().await;
+        }
+    }
+    let registry: Registry = Arc::new(Mutex::new(Default::default()));
+    let cancel = CancellationToken::new();
+    let addr = http::serve(config.metrics_addr()?, registry.clone(), cancel.clone()).await?;
+    let mut tasks = JoinSet::new();
+    for sync in &config.syncs {
+        for target in &sync.targets {
+            let pipeline = Pipeline {
+                spec: crate::preflight::source_spec(&config, sync, target, 0)?,
+                target_opts: opts_by_name(&config, target)?,
+                applier: ApplierOptions {
+                    sync: sync.name.clone(),
+                    source: sync.source.clone(),
+                    target: target.clone(),
+                    map: sync.table_map()?,
+                    create_missing: sync.create_missing,
+                    apply_ddl: sync.apply_ddl,
+                },
+                batch_rows: sync.batch_rows,
+                batch_wait: Duration::from_millis(sync.batch_wait_ms),
+                queue: sync.queue_transactions,
+                queue_rows: sync.queue_rows,
+                checkpoints: None,
+                registry: registry.clone(),
+                kafka: None,
+            };
+            let feed = KafkaFeedSpec {
+                settings: settings.clone(),
+                topic: config.bus.topic(&sync.source),
+                partition: partition_for(&sync.source, 1),
+                group: format!("fleetsync.{}.{}", sync.name, target),
+                filter: sync.filter()?,
+            };
+            let pipeline = Pipeline {
+                kafka: Some(feed),
+                ..pipeline
+            };
+            tasks.spawn(pipeline.run(cancel.child_token()));
+        }
+    }
+    tracing::info!(metrics = %addr, pipelines = tasks.len(), "fleetsync coordinator running");
+    shutdown_signal().await;
+    cancel.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tasks.abort_all();
+    }
+    Ok(())
+}
+
+/// Where a Kafka pipeline reads from.
+#[derive(Clone)]
+pub struct KafkaFeedSpec {
+    pub settings: KafkaSettings,
+    pub topic: String,
+    pub partition: i32,
+    pub group: String,
+    pub filter: TableFilter,
+}
+
+impl Pipeline {
+    /// One connection + feed attempt: consume after the offset stored in the target.
+    pub async fn kafka_once(&self, feed: &KafkaFeedSpec, cancel: &CancellationToken) -> Result<()> {
+        let mut applier = Applier::connect(
+            self.target_opts.clone(),
+            self.spec.opts.clone(),
+            self.applier.clone(),
+        )
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+        let state = applier.load_state().await.map_err(|e| anyhow!("{e}"))?;
+        let after = state.as_ref().and_then(|s| s.bus_offset);
+        let mut kafka = KafkaFeed::new(
+            feed.settings.client_config(),
+            &feed.group,
+            &feed.topic,
+            feed.partition,
+            after,
+            feed.filter.clone(),
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        tracing::info!(sync = %self.applier.sync, target = %self.applier.target, topic = %feed.topic, after = ?after, "consuming");
+        let result = self.apply_loop(&mut applier, &mut kafka, cancel).await;
+        // librdkafka's consumer close can block for long: drop it off the runtime.
+        tokio::task::spawn_blocking(move || drop(kafka));
+        result
+    }
+}

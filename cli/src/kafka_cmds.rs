@@ -48,6 +48,30 @@ fn kafka_settings(config: &Config) -> Result<KafkaSettings> {
 async fn ensure_topic(settings: &KafkaSettings, topic: &str) {
     let admin: Result<AdminClient<DefaultClientContext>, _> = settings.client_config().create();
     let Ok(admin) = admin else { return };
+    // Most starts find the topic already there: look before asking to create it.
+    let Ok((admin, exists)) = tokio::task::spawn_blocking({
+        let topic = topic.to_string();
+        move || {
+            let found = admin
+                .inner()
+                .fetch_metadata(Some(&topic), Duration::from_secs(3))
+                .map(|m| {
+                    m.topics().iter().any(|t| {
+                        t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
+                    })
+                })
+                .unwrap_or(false);
+            (admin, found)
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    if exists {
+        tokio::task::spawn_blocking(move || drop(admin));
+        return;
+    }
     let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
     let opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(5)))

@@ -373,11 +373,22 @@ def cpu_delta(before, pids):
     return res
 
 
+def innodb_rows(c):
+    rows = c.query("SHOW GLOBAL STATUS WHERE Variable_name IN "
+                   "('Innodb_rows_inserted','Innodb_rows_updated','Innodb_rows_deleted')")
+    return {r["Variable_name"].replace("Innodb_rows_", ""): int(r["Value"]) for r in rows}
+
+
+def innodb_delta(before, after):
+    return {k: after[k] - before[k] for k in before}
+
+
 def cmd_wait_native(port, end_file, end_pos, threads, timeout, out, cpu_pids=""):
     pids = parse_pids(cpu_pids)
     c = Client(port)
     c.query(f"SET GLOBAL slave_parallel_threads={int(threads)}")
     mode = c.value("SELECT @@slave_parallel_mode")
+    rows0 = innodb_rows(c)
     cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
     busy0 = machine_busy_seconds()
     t0 = time.time()
@@ -404,6 +415,7 @@ def cmd_wait_native(port, end_file, end_pos, threads, timeout, out, cpu_pids="")
         time.sleep(POLL)
     result["cpu_seconds"] = cpu_delta(cpu0, pids)
     result["other_cpu_seconds"] = other_cpu(busy0, result["cpu_seconds"])
+    result["replica_innodb_rows"] = innodb_delta(rows0, innodb_rows(c))
     result["polls"] = polls
     result["loadavg_after"] = os.getloadavg()[0]
     c.query("STOP SLAVE")
@@ -450,6 +462,7 @@ def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pi
     # machine's busy time since the same moment, approximately.
     busy0 = machine_busy_seconds() - (cpu_seconds(pid) or 0)
     c = Client(port)
+    rows0 = innodb_rows(c)  # fleetsync has had no time to apply anything yet
     result = {"loadavg_before": os.getloadavg()[0]}
     polls = 0
     last = None
@@ -480,6 +493,7 @@ def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pi
     cpu["fleetsync"] = cpu_seconds(pid)
     result["cpu_seconds"] = cpu
     result["other_cpu_seconds"] = other_cpu(busy0, cpu)
+    result["target_innodb_rows"] = innodb_delta(rows0, innodb_rows(c))
     if log_path:
         result["metrics"] = fetch_metrics(log_path, os.path.join(os.path.dirname(log_path), "metrics.txt"))
     row = c.query("SELECT rows_applied, txns_applied FROM fleetsync.sync_state WHERE sync_name='bench'")
@@ -548,7 +562,8 @@ def cmd_report(work, out):
              "slave_parallel_mode": r.get("slave_parallel_mode"),
              "loadavg_1m": [r.get("loadavg_before"), r.get("loadavg_after")],
              "cpu_seconds": r.get("cpu_seconds"),
-             "other_cpu_seconds": r.get("other_cpu_seconds")}
+             "other_cpu_seconds": r.get("other_cpu_seconds"),
+             "replica_innodb_rows": r.get("replica_innodb_rows")}
         if "error" in r:
             e["error"] = r["error"]
         if not v["verified"]:
@@ -566,6 +581,7 @@ def cmd_report(work, out):
           "loadavg_1m": [f.get("loadavg_before"), f.get("loadavg_after")],
           "cpu_seconds": f.get("cpu_seconds"),
           "other_cpu_seconds": f.get("other_cpu_seconds"),
+          "target_innodb_rows": f.get("target_innodb_rows"),
           "metrics": f.get("metrics"),
           "applied_position": f.get("applied_position"),
           "rows_applied": f.get("rows_applied"), "txns_applied": f.get("txns_applied")}

@@ -146,10 +146,18 @@ pub async fn agent(path: &Path, only: Option<&str>) -> Result<()> {
         };
         let topic = config.bus.topic(server);
         ensure_topic(&settings, &topic).await;
+        let json_topic = config
+            .bus
+            .debezium_json
+            .then(|| config.bus.json_topic(server));
+        if let Some(t) = &json_topic {
+            ensure_topic(&settings, t).await;
+        }
         tasks.spawn(agent_loop(
             spec,
             settings.clone(),
             topic,
+            json_topic,
             checkpoints.clone(),
             cancel.child_token(),
         ));
@@ -178,13 +186,22 @@ async fn agent_loop(
     spec: SourceSpec,
     settings: KafkaSettings,
     topic: String,
+    json_topic: Option<String>,
     checkpoints: CheckpointStore,
     cancel: CancellationToken,
 ) -> Result<()> {
     let key = format!("agent/{}", spec.name);
     let mut backoff = Duration::from_secs(1);
     loop {
-        let result = agent_once(&spec, &settings, &topic, &checkpoints, &key, &cancel).await;
+        let result = agent_once(
+            &spec,
+            &settings,
+            (&topic, json_topic.as_deref()),
+            &checkpoints,
+            &key,
+            &cancel,
+        )
+        .await;
         if cancel.is_cancelled() {
             return Ok(());
         }
@@ -206,7 +223,7 @@ async fn agent_loop(
 async fn agent_once(
     spec: &SourceSpec,
     settings: &KafkaSettings,
-    topic: &str,
+    (topic, json_topic): (&str, Option<&str>),
     checkpoints: &CheckpointStore,
     key: &str,
     cancel: &CancellationToken,
@@ -217,7 +234,8 @@ async fn agent_once(
         &spec.name,
         checkpoints.clone(),
         key.to_string(),
-    )?;
+    )?
+    .with_json_topic(json_topic.map(str::to_string));
     let mut conn = source::connect(spec).await?;
     let info = source::preflight(&mut conn, spec).await?;
     let stored = checkpoints

@@ -101,6 +101,10 @@ pub struct BusConfig {
     /// Producer compression: `lz4` (default), `zstd`, `snappy`, `gzip` or `none`.
     #[serde(default = "default_compression")]
     pub compression: String,
+    /// Also publish a Debezium-compatible JSON stream to `<topic_prefix>.<server>.json`
+    /// (key: the primary-key columns; value: the change envelope; a tombstone after deletes).
+    #[serde(default)]
+    pub debezium_json: bool,
     /// Extra librdkafka settings for producers and consumers (e.g. security.protocol).
     #[serde(default)]
     pub kafka: BTreeMap<String, String>,
@@ -113,6 +117,7 @@ impl Default for BusConfig {
             brokers: None,
             topic_prefix: default_topic_prefix(),
             compression: default_compression(),
+            debezium_json: false,
             kafka: BTreeMap::new(),
         }
     }
@@ -134,6 +139,11 @@ impl BusConfig {
     /// The topic carrying `server`'s changes.
     pub fn topic(&self, server: &str) -> String {
         format!("{}.{}", self.topic_prefix, server)
+    }
+
+    /// The Debezium-compatible JSON topic of `server`.
+    pub fn json_topic(&self, server: &str) -> String {
+        format!("{}.{}.json", self.topic_prefix, server)
     }
 }
 

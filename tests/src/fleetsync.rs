@@ -3,8 +3,11 @@
 //! The binary is `$FLEETSYNC_BIN`, or `target/<profile>/fleetsync` next to the test executable
 //! (`target/<profile>/deps/e2e-…`), so `cargo build --workspace` before `cargo test` is enough.
 //! A long-running `fleetsync run` writes stdout and stderr to `fleetsync.log` beside its config
-//! (appended across restarts, with a marker line per start) and is SIGKILLed on drop.
+//! (appended across restarts, with a marker line per start) and is SIGKILLed on drop. Other
+//! long-running subcommands (`agent`, `coordinator`) go through [`Fleetsync::spawn`], each with
+//! its own log file.
 
+use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -32,12 +35,17 @@ pub fn fleetsync_bin() -> PathBuf {
     deps.parent().unwrap_or(deps).join("fleetsync")
 }
 
-/// A `fleetsync run --config FILE` process.
+/// A long-running `fleetsync` process (`run --config FILE`, or any subcommand through
+/// [`Fleetsync::spawn`]).
 pub struct Fleetsync {
     child: Child,
     config: PathBuf,
     log: PathBuf,
     starts: u32,
+    /// The arguments, for restarts.
+    args: Vec<OsString>,
+    /// What the process is, for messages (`fleetsync run`, `fleetsync agent`, …).
+    name: String,
 }
 
 impl Fleetsync {
@@ -51,25 +59,57 @@ impl Fleetsync {
     /// Spawns `fleetsync run --config CONFIG` with `RUST_LOG=info` (unless set).
     pub fn run(config: &Path) -> Result<Fleetsync> {
         let log = config.with_file_name("fleetsync.log");
-        let child = spawn_run(config, &log, 1)?;
+        let args = vec![OsString::from("run"), "--config".into(), config.into()];
+        Self::spawn_logged(args, config, &log)
+    }
+
+    /// Spawns `fleetsync SUBCOMMAND --config CONFIG [EXTRA...]` (e.g. `agent`, `coordinator`)
+    /// with `RUST_LOG=info` (unless set); output goes to `SUBCOMMAND.log` beside the config.
+    pub fn spawn(subcommand: &str, config: &Path, extra: &[&str]) -> Result<Fleetsync> {
+        let log = config.with_file_name(format!("{subcommand}.log"));
+        let mut args = vec![OsString::from(subcommand), "--config".into(), config.into()];
+        args.extend(extra.iter().map(OsString::from));
+        Self::spawn_logged(args, config, &log)
+    }
+
+    /// Spawns `fleetsync ARGS` writing to `log`; `config` is what [`Fleetsync::config`] gives.
+    pub fn spawn_logged(args: Vec<OsString>, config: &Path, log: &Path) -> Result<Fleetsync> {
+        let name = match args.first() {
+            Some(sub) => format!("fleetsync {}", sub.to_string_lossy()),
+            None => "fleetsync".to_string(),
+        };
+        let child = spawn_cmd(&args, log, 1)?;
         Ok(Fleetsync {
             child,
             config: config.to_path_buf(),
-            log,
+            log: log.to_path_buf(),
             starts: 1,
+            args,
+            name,
         })
+    }
+
+    /// What the process is, e.g. `fleetsync agent`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many times the process has been started.
+    pub fn starts(&self) -> u32 {
+        self.starts
     }
 
     /// Starts the process again with the same config (after `kill9` or an exit).
     pub fn restart(&mut self) -> Result<()> {
         if self.child.try_wait()?.is_none() {
             bail!(
-                "fleetsync (pid {}) is still running; stop it before restarting",
+                "{} (pid {}) is still running; stop it before restarting",
+                self.name,
                 self.pid()
             );
         }
         self.starts += 1;
-        self.child = spawn_run(&self.config, &self.log, self.starts)?;
+        self.child = spawn_cmd(&self.args, &self.log, self.starts)?;
         Ok(())
     }
 
@@ -96,9 +136,13 @@ impl Fleetsync {
     /// SIGKILL, then reap the process.
     pub fn kill9(&mut self) -> Result<()> {
         if self.child.try_wait()?.is_none() {
-            self.child.kill().context("SIGKILL fleetsync")?;
+            self.child
+                .kill()
+                .with_context(|| format!("SIGKILL {}", self.name))?;
         }
-        self.child.wait().context("reaping fleetsync")?;
+        self.child
+            .wait()
+            .with_context(|| format!("reaping {}", self.name))?;
         Ok(())
     }
 
@@ -108,7 +152,7 @@ impl Fleetsync {
             return Ok(());
         }
         let pid = i32::try_from(self.pid()).context("pid out of range")?;
-        kill(Pid::from_raw(pid), Signal::SIGTERM).context("SIGTERM fleetsync")?;
+        kill(Pid::from_raw(pid), Signal::SIGTERM).with_context(|| format!("SIGTERM {}", self.name))?;
         Ok(())
     }
 
@@ -121,7 +165,8 @@ impl Fleetsync {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "fleetsync (pid {}) still running after {timeout:?}; log tail:\n{}",
+                    "{} (pid {}) still running after {timeout:?}; log tail:\n{}",
+                    self.name,
                     self.pid(),
                     self.log_tail(LOG_TAIL_LINES)
                 );
@@ -138,12 +183,14 @@ impl Fleetsync {
             Ok(status) => status,
             Err(e) => {
                 let _ = self.kill9();
-                return Err(e.context("fleetsync did not stop on SIGTERM"));
+                let what = format!("{} did not stop on SIGTERM", self.name);
+                return Err(e.context(what));
             }
         };
         if !status.success() {
             bail!(
-                "fleetsync exited with {status} on SIGTERM; log tail:\n{}",
+                "{} exited with {status} on SIGTERM; log tail:\n{}",
+                self.name,
                 self.log_tail(LOG_TAIL_LINES)
             );
         }
@@ -154,7 +201,8 @@ impl Fleetsync {
     pub fn ensure_running(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
             bail!(
-                "fleetsync exited unexpectedly ({status}); log {}:\n{}",
+                "{} exited unexpectedly ({status}); log {}:\n{}",
+                self.name,
                 self.log.display(),
                 self.log_tail(LOG_TAIL_LINES)
             );
@@ -182,26 +230,48 @@ impl Fleetsync {
         dbs: &[&str],
         timeout: Duration,
     ) -> Result<()> {
-        let start = Instant::now();
-        let mut poll = Duration::from_millis(100);
-        loop {
-            self.ensure_running()?;
-            let last = match diff_all(source, target, dbs).await {
-                Ok(None) => return Ok(()),
-                Ok(Some(diff)) => diff,
-                // A table renamed or dropped under the check: try again.
-                Err(e) => format!("{e:#}"),
-            };
-            if start.elapsed() >= timeout {
-                bail!(
-                    "not synced after {timeout:?}: {last}\nfleetsync log {}:\n{}",
-                    self.log.display(),
-                    self.log_tail(LOG_TAIL_LINES)
-                );
-            }
-            tokio::time::sleep(poll).await;
-            poll = (poll * 2).min(Duration::from_secs(1));
+        wait_synced_procs(&mut [self], source, target, dbs, timeout).await
+    }
+}
+
+/// Polls until every database of `dbs` is equal row by row on both servers, failing early if
+/// any of `procs` exits (e.g. an agent and a coordinator); on timeout the error holds the last
+/// diff and each process's log tail.
+pub async fn wait_synced_procs(
+    procs: &mut [&mut Fleetsync],
+    source: &MariaDb,
+    target: &MariaDb,
+    dbs: &[&str],
+    timeout: Duration,
+) -> Result<()> {
+    let start = Instant::now();
+    let mut poll = Duration::from_millis(100);
+    loop {
+        for p in procs.iter_mut() {
+            p.ensure_running()?;
         }
+        let last = match diff_all(source, target, dbs).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(diff)) => diff,
+            // A table renamed or dropped under the check: try again.
+            Err(e) => format!("{e:#}"),
+        };
+        if start.elapsed() >= timeout {
+            let logs: Vec<String> = procs
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} log {}:\n{}",
+                        p.name(),
+                        p.log_path().display(),
+                        p.log_tail(LOG_TAIL_LINES)
+                    )
+                })
+                .collect();
+            bail!("not synced after {timeout:?}: {last}\n{}", logs.join("\n"));
+        }
+        tokio::time::sleep(poll).await;
+        poll = (poll * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -222,7 +292,7 @@ async fn diff_all(source: &MariaDb, target: &MariaDb, dbs: &[&str]) -> Result<Op
     Ok((!diffs.is_empty()).then(|| diffs.join("\n")))
 }
 
-fn spawn_run(config: &Path, log: &Path, start: u32) -> Result<Child> {
+fn spawn_cmd(args: &[OsString], log: &Path, start: u32) -> Result<Child> {
     use std::io::Write;
     let mut out = OpenOptions::new()
         .create(true)
@@ -233,7 +303,7 @@ fn spawn_run(config: &Path, log: &Path, start: u32) -> Result<Child> {
     let err = out.try_clone()?;
     let bin = fleetsync_bin();
     let mut cmd = Command::new(&bin);
-    cmd.arg("run").arg("--config").arg(config);
+    cmd.args(args);
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info");
     }
@@ -369,6 +439,16 @@ impl ConfigBuilder {
             self.text
                 .push_str(&format!("exclude = {}\n", toml_list(exclude)));
         }
+        self
+    }
+
+    /// A `[bus]` section for Kafka (`topic_prefix` and `compression` left at their defaults:
+    /// topics are `fleetsync.<server>`).
+    pub fn kafka_bus(mut self, brokers: &str) -> Self {
+        self.text.push_str(&format!(
+            "\n[bus]\nkind = \"kafka\"\nbrokers = {}\n",
+            toml_str(brokers)
+        ));
         self
     }
 

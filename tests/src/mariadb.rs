@@ -8,6 +8,8 @@
 //!   GTID domain = server id); `start_with` overrides any of them by option name, and
 //!   `--skip-NAME` removes the default `--NAME`.
 //! - Dropping a `MariaDb` SIGKILLs the server and removes the data dir.
+//! - `kill9`/`stop` take the server down keeping its data dir and port; `start_again` brings
+//!   the same server back (for target-outage tests).
 //! - `query_rows` reads through connections set to `SET NAMES binary` and `time_zone='+00:00'`,
 //!   so string cells are the stored bytes and TIMESTAMPs print the same on every server.
 
@@ -36,6 +38,8 @@ pub struct MariaDb {
     /// Connections that read raw bytes (`SET NAMES binary`, UTC time zone).
     raw_pool: Pool,
     dir: TempDir,
+    /// mariadbd's arguments, for `start_again`.
+    args: Vec<String>,
 }
 
 impl MariaDb {
@@ -70,11 +74,7 @@ impl MariaDb {
                 .context("spawning mariadbd (is MariaDB installed? scripts/test.sh installs it)")?;
             match wait_ready(&mut child, &data, port).await {
                 Ok(()) => {
-                    let pool = Pool::new(opts(port, &[]));
-                    let raw_pool = Pool::new(opts(
-                        port,
-                        &["SET NAMES binary", "SET time_zone = '+00:00'"],
-                    ));
+                    let (pool, raw_pool) = pools(port);
                     return Ok(MariaDb {
                         child,
                         port,
@@ -82,6 +82,7 @@ impl MariaDb {
                         pool,
                         raw_pool,
                         dir,
+                        args,
                     });
                 }
                 Err(e) => {
@@ -104,6 +105,68 @@ impl MariaDb {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILLs the server (a crash), keeping its data dir and port for [`MariaDb::start_again`].
+    pub fn kill9(&mut self) -> Result<()> {
+        if self.child.try_wait()?.is_none() {
+            self.child.kill().context(self.ctx("SIGKILL"))?;
+        }
+        self.child.wait().context(self.ctx("reaping mariadbd"))?;
+        Ok(())
+    }
+
+    /// SIGTERM (a clean shutdown) and waits up to `timeout` for the exit, keeping the data dir
+    /// and port for [`MariaDb::start_again`]; SIGKILLs and fails after `timeout`.
+    pub async fn stop(&mut self, timeout: Duration) -> Result<()> {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        if self.child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        let pid = i32::try_from(self.child.id()).context("pid out of range")?;
+        kill(Pid::from_raw(pid), Signal::SIGTERM).context(self.ctx("SIGTERM"))?;
+        let deadline = Instant::now() + timeout;
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                self.kill9()?;
+                bail!("{} after {timeout:?}", self.ctx("no exit on SIGTERM"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// Starts the stopped server again on the same data dir and port (crash recovery runs when
+    /// it was SIGKILLed). Connections from [`MariaDb::pool`] taken before are stale: take a new
+    /// pool.
+    pub async fn start_again(&mut self) -> Result<()> {
+        if self.child.try_wait()?.is_none() {
+            bail!("{}", self.ctx("still running; stop it before starting it again"));
+        }
+        let data = self.data_dir();
+        let mut child = Command::new(tool("mariadbd"))
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawning mariadbd")?;
+        if let Err(e) = wait_ready(&mut child, &data, self.port).await {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e.context(self.ctx("starting again")));
+        }
+        self.child = child;
+        let (pool, raw_pool) = pools(self.port);
+        self.pool = pool;
+        self.raw_pool = raw_pool;
+        Ok(())
     }
 
     pub fn server_id(&self) -> u32 {
@@ -360,6 +423,16 @@ fn cell_bytes(value: Value) -> Option<Vec<u8>> {
         // The text protocol only yields bytes; keep anything else printable all the same.
         other => Some(other.as_sql(true).into_bytes()),
     }
+}
+
+/// The root pool and the raw-bytes pool of a server.
+fn pools(port: u16) -> (Pool, Pool) {
+    let pool = Pool::new(opts(port, &[]));
+    let raw_pool = Pool::new(opts(
+        port,
+        &["SET NAMES binary", "SET time_zone = '+00:00'"],
+    ));
+    (pool, raw_pool)
 }
 
 fn opts(port: u16, setup: &[&str]) -> Opts {

@@ -85,6 +85,8 @@ pub struct KafkaPublisher {
     in_flight: VecDeque<InFlight>,
     in_flight_messages: usize,
     messages: metrics::Counter,
+    /// The Debezium-compatible JSON topic, when enabled.
+    json_topic: Option<String>,
 }
 
 impl KafkaPublisher {
@@ -118,7 +120,72 @@ impl KafkaPublisher {
             in_flight: VecDeque::new(),
             in_flight_messages: 0,
             messages: metrics::counter!(METRIC_KAFKA_MESSAGES, "server" => server.to_string()),
+            json_topic: None,
         })
+    }
+
+    /// Also publish every row change as Debezium-shaped JSON to `topic` (partitioned by key,
+    /// as Debezium does), with a tombstone after each delete. Its deliveries count for the
+    /// checkpoint like the main topic's.
+    pub fn with_json_topic(mut self, topic: Option<String>) -> Self {
+        self.json_topic = topic;
+        self
+    }
+
+    /// Sends one JSON message (key-partitioned), waiting for room when the queue is full.
+    async fn send_json(
+        &mut self,
+        topic: &str,
+        key: &[u8],
+        payload: Option<&[u8]>,
+    ) -> Result<DeliveryFuture, SourceError> {
+        loop {
+            let mut record = FutureRecord::<[u8], [u8]>::to(topic).key(key);
+            if let Some(p) = payload {
+                record = record.payload(p);
+            }
+            match self.producer.send_result(record) {
+                Ok(f) => return Ok(f),
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => {
+                    if self.in_flight.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    } else {
+                        self.ack_oldest().await?;
+                    }
+                }
+                Err((e, _)) => return Err(self.kafka_error("produce", e)),
+            }
+        }
+    }
+
+    /// The JSON stream's messages for `txn`: envelope per row, tombstone after deletes.
+    async fn publish_json(
+        &mut self,
+        txn: &Transaction,
+        deliveries: &mut VecDeque<DeliveryFuture>,
+    ) -> Result<(), SourceError> {
+        let Some(topic) = self.json_topic.clone() else {
+            return Ok(());
+        };
+        let mut messages: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        for r in txn.records() {
+            let key = codec::record_key_json(&r).to_string().into_bytes();
+            let value = codec::record_to_json(&r).to_string().into_bytes();
+            let delete = r.op == fleetsync_proto::Op::Delete;
+            messages.push((key.clone(), Some(value)));
+            if delete {
+                messages.push((key, None));
+            }
+        }
+        for (key, value) in messages {
+            deliveries.push_back(self.send_json(&topic, &key, value.as_deref()).await?);
+        }
+        Ok(())
     }
 
     fn kafka_error(&self, what: &str, e: impl std::fmt::Display) -> SourceError {
@@ -296,6 +363,7 @@ impl Publisher for KafkaPublisher {
                 );
             }
         }
+        self.publish_json(&txn, &mut deliveries).await?;
         self.messages.increment(deliveries.len() as u64);
         self.in_flight_messages += deliveries.len();
         self.in_flight.push_back(InFlight {

@@ -5,6 +5,13 @@
 //! each; the mock's admin CreateTopics times out, so topics are made here), prints
 //! `bootstrap=<host:port,...>` on one line of stdout, and serves until stdin closes or it is
 //! killed.
+//!
+//! Commands on stdin, one a line, for fault tests (the data stays, unlike a restart of this
+//! process, which loses everything the in-memory cluster held):
+//! - `down [ID]`: the broker (all when no id) drops its connections and refuses new ones;
+//! - `up [ID]`: it accepts connections again.
+//!
+//! Each command is answered on stdout with `ok <command>` or `error <command>: <reason>`.
 
 use std::io::{BufRead, Write};
 
@@ -38,9 +45,28 @@ fn main() -> std::process::ExitCode {
     // Serve until stdin closes (the test harness drops its end) or a signal ends us.
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
-        if line.is_err() {
-            break;
+        let Ok(line) = line else { break };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
         }
+        let mut words = line.split_whitespace();
+        let verb = words.next().unwrap_or_default();
+        let id = match words.next().map(str::parse::<i32>) {
+            None => Ok(-1),
+            Some(Ok(id)) => Ok(id),
+            Some(Err(e)) => Err(format!("bad broker id: {e}")),
+        };
+        let result = id.and_then(|id| match verb {
+            "down" => cluster.broker_down(id).map_err(|e| e.to_string()),
+            "up" => cluster.broker_up(id).map_err(|e| e.to_string()),
+            other => Err(format!("unknown command {other:?} (down [ID], up [ID])")),
+        });
+        let _ = match result {
+            Ok(()) => writeln!(out, "ok {line}"),
+            Err(e) => writeln!(out, "error {line}: {e}"),
+        };
+        let _ = out.flush();
     }
     drop(cluster);
     std::process::ExitCode::SUCCESS

@@ -341,6 +341,27 @@ impl Config {
         })
     }
 
+    /// Whether changes applied by `sync` on `target` must be marked so that they are not
+    /// published again: true when some chain of syncs leads from `target` back to the sync's
+    /// source (a bidirectional or multi-primary loop). A plain cascade (A -> B -> C) is not
+    /// marked, so B forwards what it receives from A.
+    pub fn loop_prevention(&self, sync: &SyncConfig, target: &str) -> bool {
+        let mut seen = HashSet::new();
+        let mut stack = vec![target];
+        while let Some(server) = stack.pop() {
+            if server == sync.source {
+                return true;
+            }
+            if !seen.insert(server) {
+                continue;
+            }
+            for s in self.syncs.iter().filter(|s| s.source == server) {
+                stack.extend(s.targets.iter().map(String::as_str));
+            }
+        }
+        false
+    }
+
     pub fn server(&self, name: &str) -> Option<&Server> {
         self.servers.iter().find(|s| s.name == name)
     }

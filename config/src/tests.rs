@@ -120,3 +120,16 @@ fn kafka_bus_needs_brokers() {
     c.validate().expect("valid");
     assert_eq!(c.bus.topic("eu1"), "fleetsync.eu1");
 }
+
+#[test]
+fn loops_are_detected_cascades_are_not() {
+    let mut c = Config::parse(EXAMPLE).expect("parses");
+    let world = c.syncs[0].clone();
+    assert!(!c.loop_prevention(&world, "eu2"), "one-way");
+    let mut back = world.clone();
+    back.name = "back".into();
+    back.source = "eu2".into();
+    back.targets = vec!["eu1".into()];
+    c.syncs.push(back);
+    assert!(c.loop_prevention(&world, "eu2"), "eu2 -> eu1 closes a loop");
+}

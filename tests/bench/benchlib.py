@@ -373,13 +373,15 @@ def cpu_delta(before, pids):
     return res
 
 
-def innodb_rows(c):
+def handler_ops(c):
+    """Handler_write/update/delete: row operations the server performed (MariaDB 10.11 has no
+    Innodb_rows_* counters)."""
     rows = c.query("SHOW GLOBAL STATUS WHERE Variable_name IN "
-                   "('Innodb_rows_inserted','Innodb_rows_updated','Innodb_rows_deleted')")
-    return {r["Variable_name"].replace("Innodb_rows_", ""): int(r["Value"]) for r in rows}
+                   "('Handler_write','Handler_update','Handler_delete')")
+    return {r["Variable_name"].replace("Handler_", ""): int(r["Value"]) for r in rows}
 
 
-def innodb_delta(before, after):
+def ops_delta(before, after):
     return {k: after[k] - before[k] for k in before}
 
 
@@ -388,7 +390,7 @@ def cmd_wait_native(port, end_file, end_pos, threads, timeout, out, cpu_pids="")
     c = Client(port)
     c.query(f"SET GLOBAL slave_parallel_threads={int(threads)}")
     mode = c.value("SELECT @@slave_parallel_mode")
-    rows0 = innodb_rows(c)
+    rows0 = handler_ops(c)
     cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
     busy0 = machine_busy_seconds()
     t0 = time.time()
@@ -415,7 +417,7 @@ def cmd_wait_native(port, end_file, end_pos, threads, timeout, out, cpu_pids="")
         time.sleep(POLL)
     result["cpu_seconds"] = cpu_delta(cpu0, pids)
     result["other_cpu_seconds"] = other_cpu(busy0, result["cpu_seconds"])
-    result["replica_innodb_rows"] = innodb_delta(rows0, innodb_rows(c))
+    result["replica_handler_ops"] = ops_delta(rows0, handler_ops(c))
     result["polls"] = polls
     result["loadavg_after"] = os.getloadavg()[0]
     c.query("STOP SLAVE")
@@ -462,7 +464,7 @@ def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pi
     # machine's busy time since the same moment, approximately.
     busy0 = machine_busy_seconds() - (cpu_seconds(pid) or 0)
     c = Client(port)
-    rows0 = innodb_rows(c)  # fleetsync has had no time to apply anything yet
+    rows0 = handler_ops(c)  # fleetsync has had no time to apply anything yet
     result = {"loadavg_before": os.getloadavg()[0]}
     polls = 0
     last = None
@@ -493,7 +495,7 @@ def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pi
     cpu["fleetsync"] = cpu_seconds(pid)
     result["cpu_seconds"] = cpu
     result["other_cpu_seconds"] = other_cpu(busy0, cpu)
-    result["target_innodb_rows"] = innodb_delta(rows0, innodb_rows(c))
+    result["target_handler_ops"] = ops_delta(rows0, handler_ops(c))
     if log_path:
         result["metrics"] = fetch_metrics(log_path, os.path.join(os.path.dirname(log_path), "metrics.txt"))
     row = c.query("SELECT rows_applied, txns_applied FROM fleetsync.sync_state WHERE sync_name='bench'")
@@ -563,7 +565,7 @@ def cmd_report(work, out):
              "loadavg_1m": [r.get("loadavg_before"), r.get("loadavg_after")],
              "cpu_seconds": r.get("cpu_seconds"),
              "other_cpu_seconds": r.get("other_cpu_seconds"),
-             "replica_innodb_rows": r.get("replica_innodb_rows")}
+             "replica_handler_ops": r.get("replica_handler_ops")}
         if "error" in r:
             e["error"] = r["error"]
         if not v["verified"]:
@@ -581,7 +583,7 @@ def cmd_report(work, out):
           "loadavg_1m": [f.get("loadavg_before"), f.get("loadavg_after")],
           "cpu_seconds": f.get("cpu_seconds"),
           "other_cpu_seconds": f.get("other_cpu_seconds"),
-          "target_innodb_rows": f.get("target_innodb_rows"),
+          "target_handler_ops": f.get("target_handler_ops"),
           "metrics": f.get("metrics"),
           "applied_position": f.get("applied_position"),
           "rows_applied": f.get("rows_applied"), "txns_applied": f.get("txns_applied")}

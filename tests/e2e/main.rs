@@ -7,12 +7,14 @@
 //!
 //! Modules: `support` (server pair, refusal checks), `harness` (self-tests), `types` (every
 //! column type byte for byte), `volume` (100k changes), `crash` (kill -9), `ddl` (schema
-//! changes mid-stream), `trinitycore` (a real-world schema), `bad_input` (refusals).
+//! changes mid-stream), `trinitycore` (a real-world schema), `bad_input` (refusals), `kafka`
+//! (agent and coordinator as separate processes over a Kafka broker: mock cluster and tansu).
 
 mod bad_input;
 mod crash;
 mod ddl;
 mod harness;
+mod kafka;
 mod support;
 mod trinitycore;
 mod types;

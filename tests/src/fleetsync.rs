@@ -152,7 +152,8 @@ impl Fleetsync {
             return Ok(());
         }
         let pid = i32::try_from(self.pid()).context("pid out of range")?;
-        kill(Pid::from_raw(pid), Signal::SIGTERM).with_context(|| format!("SIGTERM {}", self.name))?;
+        kill(Pid::from_raw(pid), Signal::SIGTERM)
+            .with_context(|| format!("SIGTERM {}", self.name))?;
         Ok(())
     }
 

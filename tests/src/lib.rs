@@ -1,6 +1,6 @@
 //! Test support for fleetsync's end-to-end tests: private MariaDB servers, byte-exact
-//! table comparison, a runner for the `fleetsync` binary, workload generators and the
-//! TrinityCore fixtures.
+//! table comparison, a runner for the `fleetsync` binary, workload generators, Kafka brokers
+//! (librdkafka's mock cluster, tansu) and the TrinityCore fixtures.
 //!
 //! Every helper talks to servers it started itself (127.0.0.1, OS-assigned ports, temp data
 //! dirs): a MariaDB already running on 3306 is never touched. Waits poll a condition with a
@@ -10,6 +10,7 @@ pub mod compare;
 pub mod fixtures;
 pub mod fleetsync;
 pub mod generic;
+pub mod kafka;
 pub mod mariadb;
 pub mod wait;
 pub mod workload;
@@ -20,10 +21,11 @@ pub use compare::{
 };
 pub use fixtures::{load_trinitycore, repo_root, trinitycore_dir, trinitycore_fixtures};
 pub use fleetsync::{
-    fleetsync_bin, fleetsync_cmd, fleetsync_cmd_with, simple_config, status_json, ConfigBuilder,
-    Fleetsync,
+    fleetsync_bin, fleetsync_cmd, fleetsync_cmd_with, simple_config, status_json,
+    wait_synced_procs, ConfigBuilder, Fleetsync,
 };
 pub use generic::{churn_schema, fill_schema, RowGenerator};
+pub use kafka::{BrokerKind, KafkaBroker};
 pub use mariadb::{hex_literal, quote_ident, quote_str, MariaDb};
 pub use wait::{wait_synced, wait_until};
 pub use workload::Workload;

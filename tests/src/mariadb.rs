@@ -147,7 +147,10 @@ impl MariaDb {
     /// pool.
     pub async fn start_again(&mut self) -> Result<()> {
         if self.child.try_wait()?.is_none() {
-            bail!("{}", self.ctx("still running; stop it before starting it again"));
+            bail!(
+                "{}",
+                self.ctx("still running; stop it before starting it again")
+            );
         }
         let data = self.data_dir();
         let mut child = Command::new(tool("mariadbd"))

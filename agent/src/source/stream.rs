@@ -47,6 +47,10 @@ const EV_HEARTBEAT: u8 = 27;
 const EV_MARIADB_GTID: u8 = 162;
 /// LOG_EVENT_ARTIFICIAL_F: events the server synthesises (fake rotate) carry no position.
 const FLAG_ARTIFICIAL: u16 = 0x20;
+/// LOG_EVENT_SKIP_REPLICATION_F: the event was written by a session with skip_replication=1,
+/// which is how fleetsync's appliers mark their writes (loop prevention).
+const FLAG_SKIP_REPLICATION: u16 = 0x8000;
+pub const METRIC_LOOP_SUPPRESSED: &str = "fleetsync_loop_suppressed_events_total";
 /// MariaDB GTID flag: the group is a single statement with no BEGIN/COMMIT (DDL).
 const GTID_STANDALONE: u8 = 1;
 
@@ -214,6 +218,31 @@ impl StreamState<'_> {
         if ty != EV_HEARTBEAT && header.flags_raw() & FLAG_ARTIFICIAL == 0 && header.log_pos() != 0
         {
             self.pos = u64::from(header.log_pos());
+        }
+        // Changes fleetsync itself applied on this server are not published again (no echo
+        // loops in bidirectional syncs); their transaction boundaries still move the position.
+        if header.flags_raw() & FLAG_SKIP_REPLICATION != 0
+            && matches!(ty, EV_TABLE_MAP | 23..=25 | 30..=32)
+        {
+            metrics::counter!(METRIC_LOOP_SUPPRESSED, "server" => self.spec.name.clone())
+                .increment(1);
+            return Ok(());
+        }
+        if header.flags_raw() & FLAG_SKIP_REPLICATION != 0 && ty == EV_QUERY {
+            let q: QueryEvent<'_> = event
+                .read_event()
+                .map_err(|e| self.decode_error("QUERY", e))?;
+            if !matches!(
+                classify(&q.query()),
+                Statement::Begin | Statement::Commit | Statement::Rollback
+            ) {
+                metrics::counter!(METRIC_LOOP_SUPPRESSED, "server" => self.spec.name.clone())
+                    .increment(1);
+                if self.pending.as_ref().is_none_or(|p| p.standalone) {
+                    self.finish(publisher).await?;
+                }
+                return Ok(());
+            }
         }
         match ty {
             EV_ROTATE => {

@@ -54,6 +54,7 @@ mod tests;
 #[cfg(test)]
 mod tests_ops;
 
+use mysql_async::prelude::Queryable as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
@@ -140,6 +141,9 @@ pub struct ApplierOptions {
     pub create_missing: bool,
     /// Run source DDL on the target (when the mapping allows it).
     pub apply_ddl: bool,
+    /// Mark this applier's writes (MariaDB `skip_replication`) so the target's own agent does
+    /// not publish them again: loop prevention for bidirectional syncs.
+    pub mark_writes: bool,
 }
 
 /// Whether the initial snapshot of a sync is still being applied.
@@ -274,6 +278,23 @@ impl Applier {
             exec::run_text(&mut self.conn, SESSION_SETUP.as_bytes())
                 .await
                 .map_err(|source| self.sql_error("setting up the session", source))?;
+            // Loop prevention: mark everything this session writes, so the target's own agent
+            // (when the target is also a source) recognises fleetsync's writes and does not
+            // publish them again. MariaDB only (MySQL has no skip_replication); needs no SUPER.
+            let version: Option<String> = self
+                .conn
+                .query_first::<String, _>("SELECT @@version")
+                .await
+                .map_err(|source| self.sql_error("reading the server version", source))?;
+            if self.opts.mark_writes
+                && version.is_some_and(|v| v.to_ascii_lowercase().contains("mariadb"))
+            {
+                exec::run_text(&mut self.conn, b"SET SESSION skip_replication=1")
+                    .await
+                    .map_err(|source| {
+                        self.sql_error("marking the session skip_replication", source)
+                    })?;
+            }
             self.session_ok = true;
         }
         Ok(())

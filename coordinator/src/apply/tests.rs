@@ -70,6 +70,7 @@ impl Env {
             map: TableMap::new(&map).expect("valid map"),
             create_missing,
             apply_ddl: true,
+            mark_writes: false,
         }
     }
 

@@ -4,14 +4,15 @@
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
+use crate::control::{Control, Controls};
 use crate::pipeline::Registry;
 
 /// Bucket bounds for `fleetsync_apply_batch_seconds`: 1 ms .. 30 s.
@@ -23,6 +24,7 @@ const BATCH_SECONDS_BUCKETS: &[f64] = &[
 struct AppState {
     prometheus: PrometheusHandle,
     registry: Registry,
+    controls: Controls,
 }
 
 fn install_recorder() -> Result<PrometheusHandle> {
@@ -78,6 +80,7 @@ fn describe() {
 pub async fn serve(
     addr: SocketAddr,
     registry: Registry,
+    controls: Controls,
     cancel: CancellationToken,
 ) -> Result<SocketAddr> {
     let prometheus = install_recorder()?;
@@ -89,9 +92,11 @@ pub async fn serve(
         .route("/metrics", get(metrics_handler))
         .route("/health", get(health_handler))
         .route("/api/status", get(status_handler))
+        .route("/api/syncs/{name}/{action}", post(control_handler))
         .with_state(AppState {
             prometheus,
             registry,
+            controls,
         });
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -110,6 +115,35 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
         [("content-type", "text/plain; version=0.0.4")],
         s.prometheus.render(),
     )
+}
+
+/// `POST /api/syncs/{name}/{pause|resume|cancel}`.
+async fn control_handler(
+    State(s): State<AppState>,
+    Path((name, action)): Path<(String, String)>,
+) -> impl IntoResponse {
+    let c = match action.as_str() {
+        "pause" => Control::Paused,
+        "resume" => Control::Running,
+        "cancel" => Control::Cancelled,
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({"error": "action must be pause, resume or cancel"})),
+            )
+        }
+    };
+    if s.controls.set(&name, c) {
+        (
+            StatusCode::OK,
+            Json(serde_json::json!({"sync": name, "control": c})),
+        )
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no sync named {name:?} runs here")})),
+        )
+    }
 }
 
 async fn status_handler(State(s): State<AppState>) -> impl IntoResponse {

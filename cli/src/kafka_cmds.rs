@@ -15,18 +15,19 @@ use fleetsync_agent::publish::kafka::{partition_for, KafkaPublisher, KafkaSettin
 use fleetsync_agent::source::{self, snapshot::snapshot, stream::stream, SourceSpec};
 use fleetsync_agent::SourceError;
 use fleetsync_config::{BusKind, Config, TableFilter};
-use fleetsync_coordinator::apply::{Applier, ApplierOptions};
+use fleetsync_coordinator::apply::Applier;
 use fleetsync_coordinator::feed::kafka::KafkaFeed;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::control::Controls;
 use crate::http;
 use crate::opts::{opts_by_name, server_opts};
 use crate::pipeline::{Pipeline, Registry};
 use crate::preflight::preflight_all;
-use crate::run::shutdown_signal;
+use crate::run::{build_pipeline, shutdown_signal, Shared};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -119,7 +120,13 @@ pub async fn agent(path: &Path, only: Option<&str>) -> Result<()> {
     let checkpoints = CheckpointStore::open_named(&config.state_dir, &store_name)?;
     let cancel = CancellationToken::new();
     let registry: Registry = Arc::new(Mutex::new(Default::default()));
-    let addr = http::serve(config.metrics_addr()?, registry, cancel.clone()).await?;
+    let addr = http::serve(
+        config.metrics_addr()?,
+        registry,
+        Controls::default(),
+        cancel.clone(),
+    )
+    .await?;
     let mut tasks = JoinSet::new();
     for server in sources {
         let s = config
@@ -277,30 +284,23 @@ pub async fn coordinator(path: &Path) -> Result<()> {
     }
     let registry: Registry = Arc::new(Mutex::new(Default::default()));
     let cancel = CancellationToken::new();
-    let addr = http::serve(config.metrics_addr()?, registry.clone(), cancel.clone()).await?;
+    let controls = Controls::default();
+    let addr = http::serve(
+        config.metrics_addr()?,
+        registry.clone(),
+        controls.clone(),
+        cancel.clone(),
+    )
+    .await?;
     let mut tasks = JoinSet::new();
     for sync in &config.syncs {
         for target in &sync.targets {
-            let pipeline = Pipeline {
-                spec: crate::preflight::source_spec(&config, sync, target, 0)?,
-                target_opts: opts_by_name(&config, target)?,
-                applier: ApplierOptions {
-                    sync: sync.name.clone(),
-                    source: sync.source.clone(),
-                    target: target.clone(),
-                    map: sync.table_map()?,
-                    create_missing: sync.create_missing,
-                    apply_ddl: sync.apply_ddl,
-                    mark_writes: config.loop_prevention(sync, target),
-                },
-                batch_rows: sync.batch_rows,
-                batch_wait: Duration::from_millis(sync.batch_wait_ms),
-                queue: sync.queue_transactions,
-                queue_rows: sync.queue_rows,
+            let shared = Shared {
                 checkpoints: None,
                 registry: registry.clone(),
-                kafka: None,
+                controls: controls.clone(),
             };
+            let pipeline = build_pipeline(&config, sync, target, 0, &shared, None)?;
             let feed = KafkaFeedSpec {
                 settings: settings.clone(),
                 topic: config.bus.topic(&sync.source),

@@ -1,7 +1,9 @@
 //! `fleetsync`: one binary, subcommands. Errors are rendered once, here, as one line.
 
+mod control;
 mod http;
 mod kafka_cmds;
+mod manager;
 mod opts;
 mod pipeline;
 mod preflight;
@@ -60,6 +62,11 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// The sync manager: run a sync once, or pause/resume/cancel a running one.
+    Sync {
+        #[command(subcommand)]
+        action: SyncAction,
+    },
     /// Print a server's row changes as Debezium-shaped JSON lines (read-only).
     Tail {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
@@ -85,6 +92,34 @@ enum Command {
     Coordinator {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum SyncAction {
+    /// Run SYNC once: every target until it reaches the source's position at start, then exit.
+    Once {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: PathBuf,
+        sync: String,
+    },
+    /// Pause SYNC in the running `fleetsync run` (at `[metrics] listen`).
+    Pause {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: PathBuf,
+        sync: String,
+    },
+    /// Resume a paused or cancelled SYNC.
+    Resume {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: PathBuf,
+        sync: String,
+    },
+    /// Stop SYNC's pipelines (a scheduled sync runs again at its next occurrence).
+    Cancel {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: PathBuf,
+        sync: String,
     },
 }
 
@@ -122,6 +157,7 @@ fn main() -> ExitCode {
                 target,
                 yes,
             } => status::resnapshot(&config, &sync, target.as_deref(), yes).await,
+            Command::Sync { action } => manager::sync(action).await,
             Command::Tail {
                 config,
                 server,

@@ -24,7 +24,11 @@ use fleetsync_agent::source::{
 use fleetsync_agent::SourceError;
 use fleetsync_coordinator::apply::{Applier, ApplierOptions, SnapshotState};
 use fleetsync_coordinator::feed::{Feed, FeedError, FeedItem};
-use fleetsync_proto::Transaction;
+use fleetsync_proto::{Position, Transaction};
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::watch;
+
+use crate::control::Control;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -64,6 +68,12 @@ pub struct Pipeline {
     pub registry: Registry,
     /// Consume from Kafka instead of running the source reader in-process.
     pub kafka: Option<crate::kafka_cmds::KafkaFeedSpec>,
+    /// Pause/resume/cancel from the sync manager.
+    pub control: watch::Receiver<Control>,
+    /// One-shot or scheduled run: stop once the applied position reaches this.
+    pub until: Option<Position>,
+    /// Set when the pipeline stopped on purpose (reached `until`, or cancelled).
+    pub finished: AtomicBool,
 }
 
 impl Pipeline {
@@ -97,6 +107,9 @@ impl Pipeline {
         loop {
             let result = self.run_once(&cancel).await;
             metrics::gauge!(METRIC_PIPELINE_UP, &self.labels()).set(0.0);
+            if self.finished.load(Ordering::Relaxed) && result.is_ok() {
+                return;
+            }
             if cancel.is_cancelled() {
                 self.update(|s| s.state = "stopped".into());
                 return;
@@ -205,7 +218,11 @@ impl Pipeline {
         let mut rows_applied = 0u64;
         let mut stash: Option<FeedItem> = None;
         let is_marker = |t: &Transaction| t.snapshot && t.txn_id == 0 && !t.snapshot_done;
+        let mut control = self.control.clone();
         loop {
+            if !self.wait_while_paused(&mut control, cancel).await {
+                return Ok(());
+            }
             let first = match stash.take() {
                 Some(item) => item,
                 None => tokio::select! {
@@ -263,6 +280,18 @@ impl Pipeline {
             lag.set(lag_s);
             rows_applied += rows as u64;
             let snapshotting = matches!(state.snapshot, SnapshotState::Running);
+            if !snapshotting && self.until.as_ref().is_some_and(|u| &state.position >= u) {
+                self.finished.store(true, Ordering::Relaxed);
+                let position = state.position.to_string();
+                let total = rows_applied + rows as u64;
+                self.update(|s| {
+                    s.state = "done".into();
+                    s.applied_position = Some(position);
+                    s.lag_seconds = 0.0;
+                    s.rows_applied = total;
+                });
+                return Ok(());
+            }
             let (slow, paused) = (applier.slow_tables(), applier.paused_tables());
             self.update(|s| {
                 s.state = if snapshotting {
@@ -276,6 +305,35 @@ impl Pipeline {
                 s.slow_tables = slow;
                 s.paused_tables = paused;
             });
+        }
+    }
+}
+
+impl Pipeline {
+    /// Blocks while the sync is paused. `false` when the pipeline must stop (cancelled by the
+    /// sync manager, or shutdown).
+    async fn wait_while_paused(
+        &self,
+        control: &mut watch::Receiver<Control>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        loop {
+            let c = *control.borrow_and_update();
+            match c {
+                Control::Running => return true,
+                Control::Cancelled => {
+                    self.finished.store(true, Ordering::Relaxed);
+                    self.update(|s| s.state = "cancelled".into());
+                    return false;
+                }
+                Control::Paused => {
+                    self.update(|s| s.state = "paused".into());
+                    tokio::select! {
+                        _ = cancel.cancelled() => return false,
+                        changed = control.changed() => if changed.is_err() { return false },
+                    }
+                }
+            }
         }
     }
 }

@@ -276,6 +276,11 @@ pub struct SyncConfig {
     pub queue_rows: usize,
     #[serde(default = "default_chunk")]
     pub snapshot_chunk_rows: usize,
+    /// Cron expression (5 fields, or 6 with seconds): instead of streaming continuously, run
+    /// the sync at each occurrence until the targets reach the source's position at that
+    /// moment. `None`: continuous.
+    #[serde(default)]
+    pub schedule: Option<String>,
 }
 
 fn yes() -> bool {
@@ -528,11 +533,23 @@ impl Config {
                     "must be at least 1",
                 ));
             }
+            if let Some(expr) = &s.schedule {
+                parse_schedule(expr).map_err(|e| ConfigError::invalid(format!("{field}.schedule"), e))?;
+            }
             s.filter()?;
             s.table_map()?;
         }
         Ok(())
     }
+}
+
+/// Parses a cron expression (seconds optional).
+pub fn parse_schedule(expr: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(expr)
+        .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
 }
 
 fn valid_name(name: &str) -> bool {

@@ -133,3 +133,15 @@ fn loops_are_detected_cascades_are_not() {
     c.syncs.push(back);
     assert!(c.loop_prevention(&world, "eu2"), "eu2 -> eu1 closes a loop");
 }
+
+#[test]
+fn schedule_is_validated() {
+    let mut c = Config::parse(EXAMPLE).expect("parses");
+    c.syncs[0].schedule = Some("*/5 * * * *".into());
+    c.validate().expect("five fields");
+    c.syncs[0].schedule = Some("*/10 * * * * *".into());
+    c.validate().expect("six fields, with seconds");
+    c.syncs[0].schedule = Some("every day".into());
+    let err = c.validate().expect_err("invalid").to_string();
+    assert!(err.contains("syncs[0].schedule"), "{err}");
+}

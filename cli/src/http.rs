@@ -71,6 +71,18 @@ fn describe() {
         "1 while a (sync, target) pipeline is connected and running."
     );
     describe_counter!(
+        "fleetsync_loop_suppressed_events_total",
+        "Binlog events not published because fleetsync itself applied them (loop prevention)."
+    );
+    describe_counter!(
+        "fleetsync_kafka_messages_total",
+        "Messages produced to Kafka, per source server."
+    );
+    describe_gauge!(
+        "fleetsync_kafka_consumer_lag_messages",
+        "Messages in the partition not yet read by the coordinator, per topic, partition and group."
+    );
+    describe_counter!(
         "fleetsync_pipeline_restarts_total",
         "Pipeline restarts after a failure."
     );

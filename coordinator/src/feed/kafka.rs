@@ -10,6 +10,10 @@
 
 use fleetsync_config::TableFilter;
 use fleetsync_proto::{codec, Transaction};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
 use futures_util::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
@@ -20,8 +24,14 @@ use super::{retain_selected, Feed, FeedError, FeedItem};
 pub const HEADER_BEGIN: &str = "fs-begin";
 pub const HEADER_END: &str = "fs-end";
 
+pub const METRIC_CONSUMER_LAG: &str = "fleetsync_kafka_consumer_lag_messages";
+/// How often the consumer lag is measured (a metadata round-trip to the broker).
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
 pub struct KafkaFeed {
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
+    /// Offset of the next message to read, for the lag gauge.
+    next_offset: Arc<AtomicI64>,
     filter: TableFilter,
     current: Option<Transaction>,
     idle: bool,
@@ -57,12 +67,52 @@ impl KafkaFeed {
         consumer
             .assign(&tpl)
             .map_err(|e| FeedError::Bus(format!("kafka assign {topic}/{partition}: {e}")))?;
+        let consumer = Arc::new(consumer);
+        let next_offset = Arc::new(AtomicI64::new(after.map_or(0, |o| o + 1)));
+        let gauge = metrics::gauge!(
+            METRIC_CONSUMER_LAG,
+            "topic" => topic.to_string(),
+            "partition" => partition.to_string(),
+            "group" => group_id.to_string()
+        );
+        tokio::spawn(measure_lag(
+            Arc::downgrade(&consumer),
+            topic.to_string(),
+            partition,
+            next_offset.clone(),
+            gauge,
+        ));
         Ok(KafkaFeed {
             consumer,
+            next_offset,
             filter,
             current: None,
             idle: false,
         })
+    }
+}
+
+/// Sets the lag gauge (high watermark minus the next offset to read) every [`LAG_EVERY`]
+/// until the feed is dropped. The broker query blocks, so it runs on a blocking thread.
+async fn measure_lag(
+    consumer: Weak<StreamConsumer>,
+    topic: String,
+    partition: i32,
+    next: Arc<AtomicI64>,
+    gauge: metrics::Gauge,
+) {
+    loop {
+        tokio::time::sleep(LAG_EVERY).await;
+        let Some(c) = consumer.upgrade() else { return };
+        let t = topic.clone();
+        let high = tokio::task::spawn_blocking(move || {
+            c.fetch_watermarks(&t, partition, Duration::from_secs(2))
+                .map(|(_, h)| h)
+        })
+        .await;
+        if let Ok(Ok(high)) = high {
+            gauge.set((high - next.load(Ordering::Relaxed)).max(0) as f64);
+        }
     }
 }
 
@@ -123,6 +173,7 @@ impl Feed for KafkaFeed {
                 .await
                 .map_err(|e| FeedError::Bus(format!("kafka receive: {e}")))?;
             self.idle = false;
+            self.next_offset.store(msg.offset() + 1, Ordering::Relaxed);
             let item = take(&mut self.current, &self.filter, &msg)?;
             drop(msg);
             if item.is_some() {
@@ -138,6 +189,7 @@ impl Feed for KafkaFeed {
                 return Ok(None);
             };
             let msg = next.map_err(|e| FeedError::Bus(format!("kafka receive: {e}")))?;
+            self.next_offset.store(msg.offset() + 1, Ordering::Relaxed);
             let item = take(&mut self.current, &self.filter, &msg)?;
             drop(msg);
             if item.is_some() {

@@ -36,6 +36,8 @@ pub const METRIC_LAG: &str = "fleetsync_replication_lag_seconds";
 pub const METRIC_PIPELINE_UP: &str = "fleetsync_pipeline_up";
 pub const METRIC_PIPELINE_RESTARTS: &str = "fleetsync_pipeline_restarts_total";
 
+/// How often a running pipeline logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 /// Longest wait between retries after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -217,6 +219,7 @@ impl Pipeline {
         let lag = metrics::gauge!(METRIC_LAG, &self.labels());
         let mut rows_applied = 0u64;
         let mut stash: Option<FeedItem> = None;
+        let mut last_progress = std::time::Instant::now();
         let is_marker = |t: &Transaction| t.snapshot && t.txn_id == 0 && !t.snapshot_done;
         let mut control = self.control.clone();
         loop {
@@ -291,6 +294,17 @@ impl Pipeline {
                     s.rows_applied = total;
                 });
                 return Ok(());
+            }
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = std::time::Instant::now();
+                tracing::info!(
+                    sync = %self.applier.sync,
+                    target = %self.applier.target,
+                    position = %state.position,
+                    rows = rows_applied,
+                    lag_seconds = lag_s,
+                    "progress"
+                );
             }
             let (slow, paused) = (applier.slow_tables(), applier.paused_tables());
             self.update(|s| {

@@ -402,7 +402,7 @@ def cmd_wait_native(port, end_file, end_pos, threads, timeout, out, cpu_pids="")
         polls += 1
         s = st[0] if st else {}
         now = time.time()
-        if s and reached(s["Relay_Master_Log_File"], s["Exec_Master_Log_Pos"], end_file, end_pos):
+        if s.get("Relay_Master_Log_File") and reached(s["Relay_Master_Log_File"], s["Exec_Master_Log_Pos"], end_file, end_pos):
             result["seconds"] = round(now - t0, 3)
             break
         if s and s.get("Last_SQL_Errno", "0") != "0":
@@ -551,6 +551,12 @@ def rate(rows, r):
     return round(rows / r["seconds"]) if r.get("seconds") else None
 
 
+def contended(r):
+    """Whether other processes used more than a quarter of a core on average during the run."""
+    oc, sec = r.get("other_cpu_seconds"), r.get("seconds")
+    return bool(oc is not None and sec and oc > 0.25 * sec)
+
+
 def cmd_report(work, out):
     """Assembles the result from the JSON pieces catchup.sh left in WORK."""
     counts = load(f"{work}/counts.json")
@@ -565,6 +571,7 @@ def cmd_report(work, out):
              "loadavg_1m": [r.get("loadavg_before"), r.get("loadavg_after")],
              "cpu_seconds": r.get("cpu_seconds"),
              "other_cpu_seconds": r.get("other_cpu_seconds"),
+             "contended": contended(r),
              "replica_handler_ops": r.get("replica_handler_ops")}
         if "error" in r:
             e["error"] = r["error"]
@@ -583,6 +590,7 @@ def cmd_report(work, out):
           "loadavg_1m": [f.get("loadavg_before"), f.get("loadavg_after")],
           "cpu_seconds": f.get("cpu_seconds"),
           "other_cpu_seconds": f.get("other_cpu_seconds"),
+          "contended": contended(f),
           "target_handler_ops": f.get("target_handler_ops"),
           "metrics": f.get("metrics"),
           "applied_position": f.get("applied_position"),
@@ -600,6 +608,10 @@ def cmd_report(work, out):
         "native": native,
         "fleetsync": fs,
         "ratio_fleetsync_vs_native": ratio,
+        # False when another process used > 1/4 core on average during any timed run: the
+        # figures then measure the machine's other work as much as replication.
+        "comparable": not any(e.get("contended") for e in
+                              (native["threads_0"], native["threads_4"], fs)),
         "machine": {"cores": os.cpu_count(), "mariadb": meta["mariadb"]},
         "fleetsync_build": meta.get("fleetsync"),
         "workload": {

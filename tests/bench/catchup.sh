@@ -45,7 +45,12 @@ else
 fi
 
 # --- cleanup -----------------------------------------------------------------------------
-PIDS=()          # mariadbd and fleetsync processes started by this script
+PIDS=()          # mariadbd and fleetsync processes started by this script and still running
+forget_pid() {   # forget_pid PID: it has exited (its number may be reused: never signal it again)
+    local keep=() p
+    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
 SUCCESS=0
 cleanup() {
     local rc=$?
@@ -119,6 +124,7 @@ stop_instance() {
     local name=$1
     mariadb-admin --no-defaults -h127.0.0.1 -P"${PORT[$name]}" -uroot shutdown >/dev/null 2>&1 || kill -TERM "${PID[$name]}" 2>/dev/null || true
     wait "${PID[$name]}" 2>/dev/null || true
+    forget_pid "${PID[$name]}"
 }
 sql() {  # sql NAME STATEMENTS...: batch output, no column names
     local name=$1; shift
@@ -236,6 +242,7 @@ python3 "$LIB" wait-fleetsync "${PORT[fs]}" "$FS_PID" "$FS_START" "$END_FILE" "$
 kill -TERM "$FS_PID" 2>/dev/null || true
 FS_RC=0
 wait "$FS_PID" || FS_RC=$?
+forget_pid "$FS_PID"
 say "fleetsync exited with status $FS_RC; status: $(tr -d '\n' <"$WORK/fs/status.json")"
 say "fleetsync log (warnings/errors and last lines):"
 { grep -E 'WARN|ERROR' "$WORK/fs/fleetsync.log" | head -n 40 || true; echo ...; tail -n 15 "$WORK/fs/fleetsync.log"; } | sed 's/^/  | /' >&2

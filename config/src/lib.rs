@@ -19,9 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use conflict::{
-    ConflictPolicy, ConflictStrategy, TableConflictConfig, TablePolicy,
-};
+pub use conflict::{ConflictPolicy, ConflictStrategy, TableConflictConfig, TablePolicy};
 pub use filter::{TableFilter, TableMap};
 
 /// Where checkpoints live when `state_dir` is not set.

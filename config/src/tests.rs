@@ -148,8 +148,14 @@ fn conflict_settings() {
     .expect("valid");
     let p = c.syncs[0].conflict_policy().expect("policy");
     assert_eq!(p.default.strategy, ConflictStrategy::NewestWins);
-    assert_eq!(p.table("app", "inventory").strategy, ConflictStrategy::Manual);
-    assert_eq!(p.table("app", "other").strategy, ConflictStrategy::NewestWins);
+    assert_eq!(
+        p.table("app", "inventory").strategy,
+        ConflictStrategy::Manual
+    );
+    assert_eq!(
+        p.table("app", "other").strategy,
+        ConflictStrategy::NewestWins
+    );
     assert!(p.rank("eu2") < p.rank("eu1"));
     assert!(p.rank("eu1") < p.rank("zz"));
     assert!(!p.is_none());
@@ -173,10 +179,14 @@ fn conflict_errors_name_the_field() {
     let e = with_conflict("[[syncs.tables]]\nname = \"a.b\"\nconflict = \"newest-wins\"\n")
         .expect_err("table without column");
     assert!(
-        e.to_string().contains("syncs.world.tables[0].newest_column"),
+        e.to_string()
+            .contains("syncs.world.tables[0].newest_column"),
         "{e}"
     );
     let e = with_conflict("[[syncs.tables]]\nname = \"a.b\"\nconflict = \"x\"\n")
         .expect_err("table strategy");
-    assert!(e.to_string().contains("syncs.world.tables[0].conflict"), "{e}");
+    assert!(
+        e.to_string().contains("syncs.world.tables[0].conflict"),
+        "{e}"
+    );
 }

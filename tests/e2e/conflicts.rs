@@ -117,21 +117,24 @@ async fn one_seed(seed: u64, secs: u64) -> Result<()> {
     for src in names {
         for dst in names.iter().filter(|d| **d != src) {
             cfg = cfg.sync(&format!("{src}{dst}"), src, &[dst], &["app\\..*"], &[]).raw(
-                "conflict = \"newest-wins\"\nnewest_column = \"updated_at\"\nbatch_wait_ms = 5\n",
+                "batch_wait_ms = 5\n[[syncs.tables]]\nname = \"app.items\"\nconflict = \"newest-wins\"\nnewest_column = \"updated_at\"\n",
             );
         }
     }
     let config = Fleetsync::write_config(dir.path(), &cfg.build())?;
     let mut fs = Fleetsync::run(&config)?;
-    // Every pipeline streams: a row written on each server reaches the others.
-    for (i, s) in servers.iter().enumerate() {
-        s.exec(&format!("INSERT INTO app.ping VALUES ({i})"))
-            .await?;
-    }
+    // Every pipeline streams: a row written on each server reaches the others. The initial
+    // snapshots recreate target tables while they start, so pings are written again until
+    // they stay.
     wait_until(
         Duration::from_secs(90),
         "pings to reach every server",
         || async {
+            for (i, s) in servers.iter().enumerate() {
+                s.exec(&format!("INSERT IGNORE INTO app.ping VALUES ({i})"))
+                    .await?;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
             for s in &servers {
                 ensure!(s.count("app", "ping").await? == 3, "pings missing");
             }

@@ -1,5 +1,6 @@
 //! `fleetsync`: one binary, subcommands. Errors are rendered once, here, as one line.
 
+mod conflicts;
 mod control;
 mod http;
 mod kafka_cmds;
@@ -93,6 +94,35 @@ enum Command {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: PathBuf,
     },
+    /// The manual conflict queue (`conflict = "manual"`): list and resolve parked conflicts.
+    Conflicts {
+        #[command(subcommand)]
+        command: ConflictsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConflictsCommand {
+    /// List the open conflicts of every target.
+    List {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resolve a conflict: `--take` the incoming version's origin server (apply it on the
+    /// target) or the target (keep the local row).
+    Resolve {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: PathBuf,
+        /// The conflict's id (as listed).
+        id: u64,
+        #[arg(long)]
+        take: String,
+        /// The target holding the conflict, when the id is open on several targets.
+        #[arg(long)]
+        target: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -170,6 +200,18 @@ fn main() -> ExitCode {
                 kafka_cmds::agent(&config, server.as_deref()).await
             }
             Command::Coordinator { config } => kafka_cmds::coordinator(&config).await,
+            Command::Conflicts {
+                command: ConflictsCommand::List { config, json },
+            } => conflicts::list(&config, json).await,
+            Command::Conflicts {
+                command:
+                    ConflictsCommand::Resolve {
+                        config,
+                        id,
+                        take,
+                        target,
+                    },
+            } => conflicts::resolve(&config, id, &take, target.as_deref()).await,
         }
     });
     // Shut the runtime down without waiting for blocking tasks (a stuck close must not hang exit).

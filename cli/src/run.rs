@@ -57,6 +57,7 @@ pub fn build_pipeline(
             create_missing: sync.create_missing,
             apply_ddl: sync.apply_ddl,
             mark_writes: config.loop_prevention(sync, target),
+            conflicts: sync.conflict_policy()?,
         },
         batch_rows: sync.batch_rows,
         batch_wait: Duration::from_millis(sync.batch_wait_ms),

@@ -8,6 +8,7 @@
 //!   from the URL, an environment variable or a file, and are never printed: [`Server`]'s
 //!   `Debug` and [`Server::redacted_url`] hide them.
 
+mod conflict;
 mod env;
 mod filter;
 
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use conflict::{ConflictPolicy, ConflictStrategy, TableConflictConfig, TablePolicy};
 pub use filter::{TableFilter, TableMap};
 
 /// Where checkpoints live when `state_dir` is not set.
@@ -281,6 +283,19 @@ pub struct SyncConfig {
     /// moment. `None`: continuous.
     #[serde(default)]
     pub schedule: Option<String>,
+    /// Conflict strategy: `none` (default), `source-wins`, `target-wins`, `newest-wins` or
+    /// `manual` (checked by [`Config::validate`]).
+    #[serde(default)]
+    pub conflict: Option<String>,
+    /// For `source-wins`: server names, the earlier wins.
+    #[serde(default)]
+    pub priority: Vec<String>,
+    /// For `newest-wins`: the column whose greater value wins.
+    #[serde(default)]
+    pub newest_column: Option<String>,
+    /// `[[syncs.tables]]`: per-table conflict overrides.
+    #[serde(default)]
+    pub tables: Vec<TableConflictConfig>,
 }
 
 fn yes() -> bool {
@@ -534,11 +549,13 @@ impl Config {
                 ));
             }
             if let Some(expr) = &s.schedule {
-                parse_schedule(expr).map_err(|e| ConfigError::invalid(format!("{field}.schedule"), e))?;
+                parse_schedule(expr)
+                    .map_err(|e| ConfigError::invalid(format!("{field}.schedule"), e))?;
             }
             s.filter()?;
             s.table_map()?;
         }
+        self.validate_conflicts()?;
         Ok(())
     }
 }

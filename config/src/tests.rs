@@ -145,3 +145,60 @@ fn schedule_is_validated() {
     let err = c.validate().expect_err("invalid").to_string();
     assert!(err.contains("syncs[0].schedule"), "{err}");
 }
+
+fn with_conflict(extra: &str) -> Result<Config, ConfigError> {
+    let c = Config::parse(&format!("{EXAMPLE}{extra}")).expect("parses");
+    c.validate().map(|()| c)
+}
+
+#[test]
+fn conflict_settings() {
+    let c = with_conflict(
+        "conflict = \"newest-wins\"\nnewest_column = \"updated_at\"\npriority = [\"eu2\", \"eu1\"]\n\
+         [[syncs.tables]]\nname = \"app.inventory\"\nconflict = \"manual\"\n",
+    )
+    .expect("valid");
+    let p = c.syncs[0].conflict_policy().expect("policy");
+    assert_eq!(p.default.strategy, ConflictStrategy::NewestWins);
+    assert_eq!(
+        p.table("app", "inventory").strategy,
+        ConflictStrategy::Manual
+    );
+    assert_eq!(
+        p.table("app", "other").strategy,
+        ConflictStrategy::NewestWins
+    );
+    assert!(p.rank("eu2") < p.rank("eu1"));
+    assert!(p.rank("eu1") < p.rank("zz"));
+    assert!(!p.is_none());
+    let none = Config::parse(EXAMPLE).expect("parses").syncs[0]
+        .conflict_policy()
+        .expect("policy");
+    assert!(none.is_none());
+}
+
+#[test]
+fn conflict_errors_name_the_field() {
+    let e = with_conflict("conflict = \"last-wins\"\n").expect_err("unknown");
+    assert!(e.to_string().contains("syncs.world.conflict"), "{e}");
+    assert!(e.to_string().contains("last-wins"), "{e}");
+    let e = with_conflict("conflict = \"newest-wins\"\n").expect_err("no column");
+    assert!(e.to_string().contains("syncs.world.newest_column"), "{e}");
+    let e = with_conflict("conflict = \"source-wins\"\npriority = [\"eu1\", \"nope\"]\n")
+        .expect_err("unknown server");
+    assert!(e.to_string().contains("syncs.world.priority"), "{e}");
+    assert!(e.to_string().contains("nope"), "{e}");
+    let e = with_conflict("[[syncs.tables]]\nname = \"a.b\"\nconflict = \"newest-wins\"\n")
+        .expect_err("table without column");
+    assert!(
+        e.to_string()
+            .contains("syncs.world.tables[0].newest_column"),
+        "{e}"
+    );
+    let e = with_conflict("[[syncs.tables]]\nname = \"a.b\"\nconflict = \"x\"\n")
+        .expect_err("table strategy");
+    assert!(
+        e.to_string().contains("syncs.world.tables[0].conflict"),
+        "{e}"
+    );
+}

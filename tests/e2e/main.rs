@@ -11,6 +11,7 @@
 //! (agent and coordinator as separate processes over a Kafka broker: mock cluster and tansu).
 
 mod bad_input;
+mod conflicts;
 mod crash;
 mod ddl;
 mod harness;

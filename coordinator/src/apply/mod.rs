@@ -42,7 +42,9 @@
 //! these on the `fleetsync` database.
 
 mod batch;
+mod conflict;
 mod ddl;
+mod detect;
 mod error;
 mod exec;
 mod run;
@@ -58,10 +60,11 @@ use mysql_async::prelude::Queryable as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
-use fleetsync_config::TableMap;
+use fleetsync_config::{ConflictPolicy, TableMap};
 use fleetsync_proto::{Position, TableSchema, Transaction};
 use mysql_async::{Conn, Opts};
 
+pub use conflict::{cmp_values, decide, Outcome, Version};
 pub use error::ApplyError;
 pub use state::read_state;
 
@@ -82,6 +85,10 @@ pub const APPLY_ERRORS_TOTAL: &str = "fleetsync_apply_errors_total";
 /// Counter: row changes skipped because their table is paused. Labels `sync`, `target`.
 pub const APPLY_SKIPPED_ROWS_TOTAL: &str = "fleetsync_apply_skipped_rows_total";
 
+/// Counter: conflicts decided. Labels `sync`, `target`, `strategy`, `outcome`
+/// (`incoming_won`, `local_kept`, `parked`).
+pub const CONFLICTS_TOTAL: &str = "fleetsync_conflicts_total";
+
 /// Registers descriptions of the applier's metrics with the installed recorder.
 pub fn describe_metrics() {
     metrics::describe_counter!(APPLY_ROWS_TOTAL, "Source row changes applied to a target");
@@ -97,6 +104,10 @@ pub fn describe_metrics() {
     metrics::describe_counter!(
         APPLY_ERRORS_TOTAL,
         "Failed batch applications, by error kind"
+    );
+    metrics::describe_counter!(
+        CONFLICTS_TOTAL,
+        "Conflicts between incoming changes and target rows, by strategy and outcome"
     );
     metrics::describe_counter!(
         APPLY_SKIPPED_ROWS_TOTAL,
@@ -144,6 +155,8 @@ pub struct ApplierOptions {
     /// Mark this applier's writes (MariaDB `skip_replication`) so the target's own agent does
     /// not publish them again: loop prevention for bidirectional syncs.
     pub mark_writes: bool,
+    /// Conflict detection and resolution (`none` everywhere: applied as they come).
+    pub conflicts: ConflictPolicy,
 }
 
 /// Whether the initial snapshot of a sync is still being applied.
@@ -202,6 +215,8 @@ pub struct Applier {
     meters: Meters,
     /// Bus offset to record with the next applied batch (see [`Applier::set_bus_offset`]).
     pending_offset: Option<i64>,
+    /// `@@server_id` of the target, for newest-wins ties.
+    target_server_id: u32,
 }
 
 /// Session settings; see the module docs.
@@ -239,6 +254,7 @@ impl Applier {
             q: QueryBuf::default(),
             meters,
             pending_offset: None,
+            target_server_id: 0,
         };
         applier.setup().await?;
         Ok(applier)
@@ -266,6 +282,13 @@ impl Applier {
         exec::run_text(&mut self.conn, state::CREATE_STATE_TABLES.as_bytes())
             .await
             .map_err(|source| self.sql_error("creating the fleetsync state tables", source))?;
+        if !self.opts.conflicts.is_none() {
+            exec::run_text(&mut self.conn, conflict::CREATE_CONFLICT_TABLES.as_bytes())
+                .await
+                .map_err(|source| {
+                    self.sql_error("creating the fleetsync conflict tables", source)
+                })?;
+        }
         self.load_state().await?;
         self.paused = state::read_paused(&mut self.conn, &self.opts.sync)
             .await
@@ -281,11 +304,13 @@ impl Applier {
             // Loop prevention: mark everything this session writes, so the target's own agent
             // (when the target is also a source) recognises fleetsync's writes and does not
             // publish them again. MariaDB only (MySQL has no skip_replication); needs no SUPER.
-            let version: Option<String> = self
+            let found: Option<(String, u32)> = self
                 .conn
-                .query_first::<String, _>("SELECT @@version")
+                .query_first::<(String, u32), _>("SELECT @@version, @@server_id")
                 .await
                 .map_err(|source| self.sql_error("reading the server version", source))?;
+            self.target_server_id = found.as_ref().map_or(0, |f| f.1);
+            let version = found.map(|f| f.0);
             if self.opts.mark_writes
                 && version.is_some_and(|v| v.to_ascii_lowercase().contains("mariadb"))
             {

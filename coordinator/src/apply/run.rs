@@ -13,12 +13,12 @@ use super::state;
 use super::{AppliedState, Applier, ApplyError, SnapshotState};
 
 /// One table layout within a run.
-struct Slot<'a> {
-    schema: &'a TableSchema,
-    plan: SlotPlan,
+pub(super) struct Slot<'a> {
+    pub schema: &'a TableSchema,
+    pub plan: SlotPlan,
     /// False when the table is paused: its changes are skipped.
-    active: bool,
-    target: (String, String),
+    pub active: bool,
+    pub target: (String, String),
 }
 
 /// Where the applied stream stands: the last accepted position and snapshot state.
@@ -82,7 +82,7 @@ impl Applier {
             .ok_or_else(|| self.state_error("no progress recorded yet and the batch is empty"))
     }
 
-    fn state_error(&self, reason: impl Into<String>) -> ApplyError {
+    pub(super) fn state_error(&self, reason: impl Into<String>) -> ApplyError {
         ApplyError::State {
             target: self.opts.target.clone(),
             sync: self.opts.sync.clone(),
@@ -101,12 +101,24 @@ impl Applier {
         let total = changes.len();
         changes.retain(|c| slots[c.slot as usize].active);
         let skipped = total - changes.len();
+        // Conflict detection opens the target transaction itself (reads FOR UPDATE).
+        let resolved = if self.opts.conflicts.is_none() {
+            None
+        } else {
+            self.resolve_conflicts(run, &slots, &mut changes).await?
+        };
+        let applied = changes.len() as u64;
         let plans: Vec<SlotPlan> = slots.iter().map(|s| s.plan.clone()).collect();
-        let stmts = batch::plan(&plans, changes).map_err(|e| {
+        let planned = batch::plan(&plans, changes);
+        if planned.is_err() && resolved.is_some() {
+            if let Err(e) = exec::run_text(&mut self.conn, b"ROLLBACK").await {
+                tracing::debug!(target = %self.opts.target, error = %e, "rollback failed");
+            }
+        }
+        let stmts = planned.map_err(|e| {
             let txn = run.get(e.txn as usize).copied().unwrap_or(last);
             self.invalid_change(&slots, e.slot, txn, e.reason)
         })?;
-        let applied = (total - skipped) as u64;
         let new_state = self.next_state(run, last, applied);
 
         let sqls: Vec<SlotSql<'_>> = slots
@@ -119,7 +131,9 @@ impl Applier {
             .collect();
         let mut q = std::mem::take(&mut self.q);
         q.clear();
-        let result = self.execute(&mut q, &stmts, &sqls, &new_state).await;
+        let result = self
+            .execute(&mut q, &stmts, &sqls, &new_state, resolved.as_ref())
+            .await;
         q.clear();
         self.q = q;
         result.map_err(|(mark, e)| self.exec_error(run, &slots, mark, e))?;
@@ -130,6 +144,18 @@ impl Applier {
         self.meters.rows.increment(applied);
         self.meters.txns.increment(run.len() as u64);
         self.meters.skipped.increment(skipped as u64);
+        if let Some(r) = resolved {
+            for (strategy, outcome) in r.decisions {
+                metrics::counter!(
+                    super::CONFLICTS_TOTAL,
+                    "sync" => self.opts.sync.clone(),
+                    "target" => self.opts.target.clone(),
+                    "strategy" => strategy.as_str(),
+                    "outcome" => outcome.as_str()
+                )
+                .increment(1);
+            }
+        }
         Ok(())
     }
 
@@ -260,6 +286,7 @@ impl Applier {
         stmts: &[batch::Stmt<'_>],
         sqls: &[SlotSql<'_>],
         new_state: &AppliedState,
+        resolved: Option<&super::detect::Resolved>,
     ) -> Result<(), (Mark, Exec)> {
         let position = new_state.position.to_string();
         if position.len() > state::MAX_POSITION_LEN {
@@ -267,13 +294,19 @@ impl Applier {
                 "position {position} is longer than {} characters",
                 state::MAX_POSITION_LEN
             );
+            if resolved.is_some() {
+                let _ = exec::run_text(&mut self.conn, b"ROLLBACK").await;
+            }
             return Err((Mark::Control("recording the progress"), Exec::State(reason)));
         }
-        q.push(
-            Mark::Control("starting a transaction"),
-            b"START TRANSACTION",
-        );
-        let mut started = false;
+        // With conflict detection the transaction is already open.
+        let mut started = resolved.is_some();
+        if !started {
+            q.push(
+                Mark::Control("starting a transaction"),
+                b"START TRANSACTION",
+            );
+        }
         let result: Result<(), (Mark, Exec)> = async {
             for stmt in stmts {
                 let Some(slot) = sqls.get(stmt.slot as usize) else {
@@ -298,6 +331,9 @@ impl Applier {
             for ((schema, table), reason) in &self.pending_pauses {
                 q.begin(Mark::Control("recording a paused table"));
                 state::push_pause(&mut q.sql, &self.opts.sync, schema, table, reason);
+            }
+            for stmt in resolved.iter().flat_map(|r| &r.statements) {
+                q.push(Mark::Control("recording a conflict"), stmt);
             }
             q.begin(Mark::Control("recording the progress"));
             state::push_state_upsert(
@@ -566,7 +602,7 @@ impl Applier {
         };
         let mut q = std::mem::take(&mut self.q);
         q.clear();
-        let result = self.execute(&mut q, &[], &[], &new_state).await;
+        let result = self.execute(&mut q, &[], &[], &new_state, None).await;
         q.clear();
         self.q = q;
         result.map_err(|(mark, e)| match e {

@@ -71,6 +71,7 @@ impl Env {
             create_missing,
             apply_ddl: true,
             mark_writes: false,
+            conflicts: Default::default(),
         }
     }
 

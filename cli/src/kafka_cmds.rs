@@ -99,7 +99,7 @@ async fn ensure_topic(settings: &KafkaSettings, topic: &str) {
     tokio::task::spawn_blocking(move || drop(admin));
 }
 
-pub async fn agent(path: &Path, only: Option<&str>) -> Result<()> {
+pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> Result<()> {
     let config = Config::load(path)?;
     let settings = kafka_settings(&config)?;
     preflight_all(&config).await?;
@@ -118,6 +118,16 @@ pub async fn agent(path: &Path, only: Option<&str>) -> Result<()> {
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
     let store_name = format!("agent-{}", only.unwrap_or("all"));
     let checkpoints = CheckpointStore::open_named(&config.state_dir, &store_name)?;
+    if let Some(p) = start_at {
+        let pos: fleetsync_proto::Position = p.parse().map_err(|e| anyhow!("--start-at: {e}"))?;
+        for server in &sources {
+            let key = format!("agent/{server}");
+            if checkpoints.get_key(&key)?.is_none() {
+                checkpoints.put_key(&key, &pos)?;
+                tracing::info!(server, position = %pos, "no checkpoint: starting at --start-at");
+            }
+        }
+    }
     let cancel = CancellationToken::new();
     let registry: Registry = Arc::new(Mutex::new(Default::default()));
     let addr = http::serve(

@@ -88,6 +88,10 @@ enum Command {
         /// Only this server's agent (default: every server that is a sync's source).
         #[arg(long)]
         server: Option<String>,
+        /// With no checkpoint, stream from this position (`file:pos[@gtid]`) instead of taking
+        /// an initial snapshot (the targets must already hold the data as of that position).
+        #[arg(long)]
+        start_at: Option<String>,
     },
     /// Run the coordinator: consume from Kafka and apply to every target.
     Coordinator {
@@ -196,9 +200,11 @@ fn main() -> ExitCode {
                 from,
                 include,
             } => tail::tail(&config, &server, from.as_deref(), &include).await,
-            Command::Agent { config, server } => {
-                kafka_cmds::agent(&config, server.as_deref()).await
-            }
+            Command::Agent {
+                config,
+                server,
+                start_at,
+            } => kafka_cmds::agent(&config, server.as_deref(), start_at.as_deref()).await,
             Command::Coordinator { config } => kafka_cmds::coordinator(&config).await,
             Command::Conflicts {
                 command: ConflictsCommand::List { config, json },

@@ -146,20 +146,10 @@ impl KafkaPublisher {
             }
             match self.producer.send_result(record) {
                 Ok(f) => return Ok(f),
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    _,
-                )) => {
-                    if self.in_flight.is_empty() {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    } else {
-                        self.ack_oldest().await?;
-                    }
-                }
+                Err((e, _)) if is_queue_full(&e) => {}
                 Err((e, _)) => return Err(self.kafka_error("produce", e)),
             }
+            self.make_room().await?;
         }
     }
 
@@ -268,20 +258,21 @@ impl KafkaPublisher {
                 .headers(headers.clone());
             match self.producer.send_result(record) {
                 Ok(f) => return Ok(f),
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    _,
-                )) => {
-                    if self.in_flight.is_empty() {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    } else {
-                        self.ack_oldest().await?;
-                    }
-                }
+                Err((e, _)) if is_queue_full(&e) => {}
                 Err((e, _)) => return Err(self.kafka_error("produce", e)),
             }
+            self.make_room().await?;
+        }
+    }
+
+    /// The producer queue is full: wait for the oldest deliveries (or a moment, if none are
+    /// ours) before trying again.
+    async fn make_room(&mut self) -> Result<(), SourceError> {
+        if self.in_flight.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ok(())
+        } else {
+            self.ack_oldest().await
         }
     }
 
@@ -296,6 +287,13 @@ impl KafkaPublisher {
         }
         Ok(())
     }
+}
+
+fn is_queue_full(e: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        e,
+        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
+    )
 }
 
 fn headers(begin: bool, end: bool) -> OwnedHeaders {

@@ -123,7 +123,10 @@ impl Pipeline {
             let msg = format!("{err:#}");
             let purged = err
                 .downcast_ref::<SourceError>()
-                .is_some_and(|e| matches!(e, SourceError::Purged { .. }));
+                .is_some_and(|e| matches!(e, SourceError::Purged { .. }))
+                || err
+                    .downcast_ref::<FeedError>()
+                    .is_some_and(|e| matches!(e, FeedError::Gap { .. }));
             if purged {
                 tracing::error!(sync = %self.applier.sync, target = %self.applier.target, error = %msg, "pipeline stopped");
                 self.update(|s| {

@@ -32,6 +32,7 @@ pub struct KafkaFeed {
     consumer: Arc<StreamConsumer>,
     /// Offset of the next message to read, for the lag gauge.
     next_offset: Arc<AtomicI64>,
+    topic: String,
     filter: TableFilter,
     current: Option<Transaction>,
     idle: bool,
@@ -52,7 +53,10 @@ impl KafkaFeed {
             .set("group.id", group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
+            // Never jump silently: an offset the broker no longer has (retention) is an error.
+            .set("auto.offset.reset", "error")
+            // Answer fetches quickly when data arrives (lag), instead of the 500 ms default.
+            .set("fetch.wait.max.ms", "50")
             // Bound what librdkafka prefetches: the coordinator's memory stays bounded.
             .set("queued.max.messages.kbytes", "16384")
             .create()
@@ -85,10 +89,40 @@ impl KafkaFeed {
         Ok(KafkaFeed {
             consumer,
             next_offset,
+            topic: topic.to_string(),
             filter,
             current: None,
             idle: false,
         })
+    }
+}
+
+impl KafkaFeed {
+    /// Offsets of a partition we write are contiguous (no compaction, no Kafka transactions):
+    /// anything else means messages were lost, and applying on would lose changes silently.
+    fn check_contiguous(&self, offset: i64) -> Result<(), FeedError> {
+        let expected = self.next_offset.load(Ordering::Relaxed);
+        if offset != expected {
+            return Err(FeedError::Gap {
+                topic: self.topic.clone(),
+                expected,
+                found: format!("offset {offset} next"),
+            });
+        }
+        self.next_offset.store(offset + 1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn receive_error(&self, e: rdkafka::error::KafkaError) -> FeedError {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        match e {
+            KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange) => FeedError::Gap {
+                topic: self.topic.clone(),
+                expected: self.next_offset.load(Ordering::Relaxed),
+                found: "it out of range".into(),
+            },
+            e => FeedError::Bus(format!("kafka receive: {e}")),
+        }
     }
 }
 
@@ -173,7 +207,7 @@ impl Feed for KafkaFeed {
                 .await
                 .map_err(|e| FeedError::Bus(format!("kafka receive: {e}")))?;
             self.idle = false;
-            self.next_offset.store(msg.offset() + 1, Ordering::Relaxed);
+            self.check_contiguous(msg.offset())?;
             let item = take(&mut self.current, &self.filter, &msg)?;
             drop(msg);
             if item.is_some() {
@@ -188,8 +222,8 @@ impl Feed for KafkaFeed {
                 self.idle = true;
                 return Ok(None);
             };
-            let msg = next.map_err(|e| FeedError::Bus(format!("kafka receive: {e}")))?;
-            self.next_offset.store(msg.offset() + 1, Ordering::Relaxed);
+            let msg = next.map_err(|e| self.receive_error(e))?;
+            self.check_contiguous(msg.offset())?;
             let item = take(&mut self.current, &self.filter, &msg)?;
             drop(msg);
             if item.is_some() {

@@ -25,6 +25,14 @@ pub enum FeedError {
     Bus(String),
     #[error("undecodable message at offset {offset}: {message}")]
     Decode { offset: i64, message: String },
+    /// Messages between the last applied one and the next available one are gone (retention,
+    /// a broker that lost data): applying on would silently lose changes.
+    #[error("the bus lost messages: expected offset {expected} of {topic}, the broker has {found}; the target must be re-synced (`fleetsync resnapshot`, and restart the source's agent with a fresh checkpoint)")]
+    Gap {
+        topic: String,
+        expected: i64,
+        found: String,
+    },
 }
 
 pub trait Feed: Send {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers for tests/bench/catchup.sh (standard library only; talks to MariaDB through the
+"""Helpers for tests/bench/catchup.sh (and lag.sh) (standard library only; talks to MariaDB through the
 `mariadb` command-line client).
 
 Subcommands (all diagnostics go to stderr, results to stdout or the named file):
@@ -21,6 +21,11 @@ Subcommands (all diagnostics go to stderr, results to stdout or the named file):
                                     LOG (fleetsync's log), also saves its /metrics beside LOG
   wait-idle MAX_SECONDS             wait until the machine is nearly idle (at most MAX_SECONDS)
   verify PORT_A PORT_B OUT          CHECKSUM TABLE + COUNT(*) of every bench table on both sides
+  lag-table-sql TABLE               print the CREATE TABLE of a lag-measurement table
+  lag SRC_PORT DST_PORT TABLE RATE SECONDS TXNS_PER_S OUT [CPU_PIDS]
+                                    steady-state lag: insert RATE rows/s into TABLE on the
+                                    source, poll the target every 20 ms, write p50/p99/max to OUT
+  lag-report OUT BUS=FILE...        merge per-bus lag results into OUT
   report ...                        assemble the final JSON (see catchup.sh)
 """
 
@@ -355,13 +360,18 @@ def cmd_wait_idle(max_seconds):
     log(f"machine still busy after {max_seconds}s (last second: {busy:.2f} cores busy); running anyway")
 
 
-def parse_pids(spec):
-    """'name=pid,name=pid' -> {name: pid}."""
+def parse_specs(spec):
+    """'name=value,name=value' -> {name: value}."""
     out = {}
     for part in filter(None, (spec or "").split(",")):
-        k, v = part.split("=")
-        out[k] = int(v)
+        k, v = part.split("=", 1)
+        out[k] = v
     return out
+
+
+def parse_pids(spec):
+    """'name=pid,name=pid' -> {name: pid}."""
+    return {k: int(v) for k, v in parse_specs(spec).items()}
 
 
 def cpu_delta(before, pids):
@@ -456,13 +466,17 @@ def fetch_metrics(log_path, out_path):
 
 
 def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pids="", log_path=None):
-    pid = int(pid)
+    """PID is fleetsync's pid (`fleetsync run`), or `name=pid,...` for several processes
+    (Kafka bus: agent, coordinator, broker), each reported under its own name. LOG is one log
+    path, or `name=path,...` matching those names (metrics saved as metrics-<name>.txt)."""
+    multi = "=" in str(pid)
+    procs = parse_pids(pid) if multi else {"fleetsync": int(pid)}
     start = float(start)
     pids = parse_pids(cpu_pids)
     cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
     # fleetsync was spawned a moment ago: count its CPU since spawn (all of it) against the
     # machine's busy time since the same moment, approximately.
-    busy0 = machine_busy_seconds() - (cpu_seconds(pid) or 0)
+    busy0 = machine_busy_seconds() - sum(cpu_seconds(p) or 0 for p in procs.values())
     c = Client(port)
     rows0 = handler_ops(c)  # fleetsync has had no time to apply anything yet
     result = {"loadavg_before": os.getloadavg()[0]}
@@ -479,8 +493,10 @@ def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pi
             if reached(f, p, end_file, end_pos):
                 result["seconds"] = round(now - start, 3)
                 break
-        if not pid_alive(pid):
-            result["error"] = f"fleetsync (pid {pid}) exited before catching up; last applied position {last}"
+        dead = [k for k, p in procs.items() if not pid_alive(p)]
+        if dead:
+            who = "fleetsync" if not multi else ", ".join(dead)
+            result["error"] = f"{who} (pid {', '.join(str(procs[k]) for k in dead)}) exited before catching up; last applied position {last}"
             break
         if now - start > timeout:
             result["error"] = f"timeout after {timeout}s; last applied position {last}"
@@ -489,14 +505,22 @@ def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pi
     result["polls"] = polls
     result["loadavg_after"] = os.getloadavg()[0]
     result["applied_position"] = last
-    hwm = read_vm(pid, "VmHWM")
-    result["peak_rss_kib"] = hwm
     cpu = cpu_delta(cpu0, pids)
-    cpu["fleetsync"] = cpu_seconds(pid)
+    if multi:
+        result["peak_rss_kib_by_process"] = {k: read_vm(p, "VmHWM") for k, p in procs.items()}
+        for k, p in procs.items():
+            cpu[k] = cpu_seconds(p)
+    else:
+        result["peak_rss_kib"] = read_vm(procs["fleetsync"], "VmHWM")
+        cpu["fleetsync"] = cpu_seconds(procs["fleetsync"])
     result["cpu_seconds"] = cpu
     result["other_cpu_seconds"] = other_cpu(busy0, cpu)
     result["target_handler_ops"] = ops_delta(rows0, handler_ops(c))
-    if log_path:
+    if log_path and "=" in log_path:
+        result["metrics"] = {
+            k: fetch_metrics(lp, os.path.join(os.path.dirname(lp), f"metrics-{k}.txt"))
+            for k, lp in parse_specs(log_path).items()}
+    elif log_path:
         result["metrics"] = fetch_metrics(log_path, os.path.join(os.path.dirname(log_path), "metrics.txt"))
     row = c.query("SELECT rows_applied, txns_applied FROM fleetsync.sync_state WHERE sync_name='bench'")
     if row:
@@ -506,6 +530,139 @@ def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pi
     with open(out, "w") as f:
         json.dump(result, f)
     log("fleetsync", result)
+
+
+LAG_POLL = 0.02  # seconds between the lag observer's polls of the target
+
+
+def lag_table_sql(table):
+    return (f"CREATE TABLE {table} (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, "
+            f"t_src DATETIME(6) NOT NULL, pad VARCHAR(100) NOT NULL) ENGINE=InnoDB")
+
+
+def pct(sorted_vals, q):
+    if not sorted_vals:
+        return None
+    i = min(len(sorted_vals) - 1, max(0, int(round(q * len(sorted_vals) + 0.5)) - 1))
+    return sorted_vals[i]
+
+
+def lag_stats(vals):
+    v = sorted(vals)
+    ms = lambda x: round(x * 1000, 1) if x is not None else None
+    return {"p50_ms": ms(pct(v, 0.50)), "p99_ms": ms(pct(v, 0.99)), "max_ms": ms(v[-1] if v else None),
+            "mean_ms": ms(sum(v) / len(v) if v else None)}
+
+
+def cmd_lag(src_port, dst_port, table, rate, seconds, txns_per_s, out, cpu_pids=""):
+    """Steady-state lag: a writer inserts `rate` rows/s into TABLE on the source (autocommit
+    INSERTs of rate/txns_per_s rows each, at txns_per_s fixed ticks, every row carrying
+    t_src = NOW(6)) for `seconds`; an observer polls the target every LAG_POLL s for MAX(id)
+    and records, per id, the target time of the first poll that saw it (and of the poll before,
+    which did not). Lag of a row = that time - its t_src (same machine, same clock)."""
+    import threading
+    rate, seconds, txns_per_s = float(rate), float(seconds), float(txns_per_s)
+    pids = parse_pids(cpu_pids)
+    src, dst = Client(src_port), Client(dst_port)
+    now_sql = "SELECT UNIX_TIMESTAMP(NOW(6))"
+    poll_sql = f"SELECT COALESCE(MAX(id), 0) AS m, UNIX_TIMESTAMP(NOW(6)) AS t FROM {table}"
+    # Warm-up probe: one row, wait until the target has it (pipeline connected and idle).
+    src.query(f"INSERT INTO {table} (t_src, pad) VALUES (NOW(6), 'probe')")
+    probe = int(src.value(f"SELECT MAX(id) FROM {table}"))
+    t0 = time.time()
+    while int(dst.query(poll_sql)[0]["m"]) < probe:
+        if time.time() - t0 > 120:
+            sys.exit(f"lag: the probe row never reached the target's {table}")
+        time.sleep(LAG_POLL)
+    log(f"lag {table}: probe row visible after {time.time() - t0:.2f}s; writing {rate:.0f} rows/s for {seconds:.0f}s")
+    time.sleep(1)
+
+    seen = []  # (first id, last id, time of the poll that did not see them, time of the first that did)
+    state = {"writer_done": False, "last_id": None, "polls": 0, "poll_gaps": []}
+
+    def observe():
+        prev_max, prev_t = probe, float(dst.value(now_sql))
+        while True:
+            row = dst.query(poll_sql)[0]
+            m, t = int(row["m"]), float(row["t"])
+            state["polls"] += 1
+            state["poll_gaps"].append(t - prev_t)
+            if m > prev_max:
+                seen.append((prev_max + 1, m, prev_t, t))
+                prev_max = m
+            prev_t = t
+            if state["writer_done"] and state["last_id"] is not None and prev_max >= state["last_id"]:
+                return
+            if state["writer_done"] and time.time() - state["writer_done"] > 120:
+                state["timeout"] = f"target at id {prev_max} of {state['last_id']} 120 s after the writer stopped"
+                return
+            time.sleep(LAG_POLL)
+
+    obs = threading.Thread(target=observe, daemon=True)
+    cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+    busy0 = machine_busy_seconds()
+    obs.start()
+    pad = "x" * 80
+    ticks = int(seconds * txns_per_s)
+    sent, behind_max = 0, 0.0
+    w0 = time.time()
+    for i in range(ticks):
+        due = w0 + i / txns_per_s
+        d = due - time.time()
+        if d > 0:
+            time.sleep(d)
+        else:
+            behind_max = max(behind_max, -d)
+        n = int(round(rate * (i + 1) / txns_per_s)) - sent
+        if n <= 0:
+            continue
+        src.query(f"INSERT INTO {table} (t_src, pad) VALUES " + ",".join([f"(NOW(6),'{pad}')"] * n))
+        sent += n
+    w1 = time.time()
+    state["last_id"] = int(src.value(f"SELECT MAX(id) FROM {table}"))
+    state["writer_done"] = time.time()
+    obs.join()
+    cpu = cpu_delta(cpu0, pids)
+    other = other_cpu(busy0, cpu)
+    # Source commit times of every row (as replicated: read from the target).
+    rows = dst.query(f"SELECT id, UNIX_TIMESTAMP(t_src) AS t FROM {table} WHERE id > {probe} ORDER BY id")
+    t_src = {int(r["id"]): float(r["t"]) for r in rows}
+    hi, lo, per_5s = [], [], {}
+    for a, b, t_before, t_seen in seen:
+        for i in range(a, b + 1):
+            ts = t_src.get(i)
+            if ts is None:
+                continue
+            hi.append(t_seen - ts)
+            lo.append(max(0.0, t_before - ts))
+            per_5s.setdefault(int((ts - w0) // 5), []).append(t_seen - ts)
+    gaps = sorted(state["poll_gaps"])
+    result = {
+        "table": table,
+        "rate_rows_per_s": round(rate), "transactions_per_s": txns_per_s,
+        "rows_per_transaction": round(rate / txns_per_s, 1),
+        "seconds": round(w1 - w0, 2), "rows": sent,
+        "achieved_rows_per_s": round(sent / (w1 - w0)),
+        "writer_max_behind_schedule_ms": round(behind_max * 1000, 1),
+        "rows_measured": len(hi),
+        "lag": lag_stats(hi),
+        "lag_lower_bound": lag_stats(lo),
+        "lag_p99_ms_per_5s": {f"{k * 5}-{k * 5 + 5}s": lag_stats(v)["p99_ms"] for k, v in sorted(per_5s.items())},
+        "poll_interval_ms": {"p50": round(pct(gaps, 0.5) * 1000, 1) if gaps else None,
+                             "p99": round(pct(gaps, 0.99) * 1000, 1) if gaps else None,
+                             "max": round(gaps[-1] * 1000, 1) if gaps else None},
+        "polls": state["polls"],
+        "cpu_seconds": cpu, "other_cpu_seconds": other,
+    }
+    if "timeout" in state:
+        result["error"] = state["timeout"]
+    if len(hi) != sent:
+        result.setdefault("error", f"{sent} rows written, {len(hi)} seen on the target")
+    src.close()
+    dst.close()
+    with open(out, "w") as f:
+        json.dump(result, f)
+    log("lag", result)
 
 
 BENCH_TABLES = ("accounts", "orders", "events")
@@ -557,6 +714,45 @@ def contended(r):
     return bool(oc is not None and sec and oc > 0.25 * sec)
 
 
+def fleetsync_entry(work, suffix, rows):
+    """The report entry of one fleetsync run: fleetsync.json (embedded bus) or
+    fleetsync-kafka.json (Kafka bus), with its verification."""
+    f = load(f"{work}/fleetsync{suffix}.json")
+    fv = load(f"{work}/verify-fleetsync{suffix}.json")
+    mib = lambda kib: round(kib / 1024, 1) if kib else None
+    if suffix == "-kafka":
+        by = f.get("peak_rss_kib_by_process") or {}
+        fs = {"bus": "kafka", "broker": "librdkafka mock cluster (separate process)",
+              "seconds": f.get("seconds"), "rows_per_s": rate(rows, f), "verified": fv["verified"],
+              "agent_rss_mib": mib(by.get("fleetsync_agent")),
+              "coordinator_rss_mib": mib(by.get("fleetsync_coordinator")),
+              "broker_rss_mib": mib(by.get("mock_kafka")),
+              "note": "fleetsync agent and fleetsync coordinator as separate processes over "
+                      "fleetsync-mock-kafka (librdkafka's in-memory mock cluster, one broker, "
+                      "topic fleetsync.src); the clock starts when the agent is spawned "
+                      "(coordinator right after); RSS figures are each process's VmHWM"}
+    else:
+        rss = mib(f.get("peak_rss_kib"))
+        fs = {"seconds": f.get("seconds"), "rows_per_s": rate(rows, f), "verified": fv["verified"],
+              "peak_rss_mib": rss, "agent_rss_mib": rss, "coordinator_rss_mib": rss,
+              "note": "fleetsync run hosts agent and coordinator in one process (embedded bus): "
+                      "agent_rss_mib and coordinator_rss_mib are that one process's peak RSS (VmHWM)"}
+    fs.update({
+          "loadavg_1m": [f.get("loadavg_before"), f.get("loadavg_after")],
+          "cpu_seconds": f.get("cpu_seconds"),
+          "other_cpu_seconds": f.get("other_cpu_seconds"),
+          "contended": contended(f),
+          "target_handler_ops": f.get("target_handler_ops"),
+          "metrics": f.get("metrics"),
+          "applied_position": f.get("applied_position"),
+          "rows_applied": f.get("rows_applied"), "txns_applied": f.get("txns_applied")})
+    if "error" in f:
+        fs["error"] = f["error"]
+    if not fv["verified"]:
+        fs["verify_detail"] = fv
+    return fs
+
+
 def cmd_report(work, out):
     """Assembles the result from the JSON pieces catchup.sh left in WORK."""
     counts = load(f"{work}/counts.json")
@@ -580,38 +776,32 @@ def cmd_report(work, out):
         native[f"threads_{th}"] = e
     ok = [e["rows_per_s"] for e in native.values() if e["rows_per_s"] and e["verified"]]
     native["best_rows_per_s"] = max(ok) if ok else None
-    f = load(f"{work}/fleetsync.json")
-    fv = load(f"{work}/verify-fleetsync.json")
-    rss = round(f["peak_rss_kib"] / 1024, 1) if f.get("peak_rss_kib") else None
-    fs = {"seconds": f.get("seconds"), "rows_per_s": rate(rows, f), "verified": fv["verified"],
-          "peak_rss_mib": rss, "agent_rss_mib": rss, "coordinator_rss_mib": rss,
-          "note": "fleetsync run hosts agent and coordinator in one process (embedded bus): "
-                  "agent_rss_mib and coordinator_rss_mib are that one process's peak RSS (VmHWM)",
-          "loadavg_1m": [f.get("loadavg_before"), f.get("loadavg_after")],
-          "cpu_seconds": f.get("cpu_seconds"),
-          "other_cpu_seconds": f.get("other_cpu_seconds"),
-          "contended": contended(f),
-          "target_handler_ops": f.get("target_handler_ops"),
-          "metrics": f.get("metrics"),
-          "applied_position": f.get("applied_position"),
-          "rows_applied": f.get("rows_applied"), "txns_applied": f.get("txns_applied")}
-    if "error" in f:
-        fs["error"] = f["error"]
-    if not fv["verified"]:
-        fs["verify_detail"] = fv
-    ratio = None
-    if fs["rows_per_s"] and native["best_rows_per_s"]:
-        ratio = round(fs["rows_per_s"] / native["best_rows_per_s"], 3)
+    runs = {}  # JSON key -> entry, in the order they ran
+    if os.path.exists(f"{work}/fleetsync.json"):
+        runs["fleetsync"] = fleetsync_entry(work, "", rows)
+    if os.path.exists(f"{work}/fleetsync-kafka.json"):
+        # BENCH_BUS=kafka alone: the Kafka run takes the "fleetsync" key (same shape).
+        key = "fleetsync_kafka" if runs else "fleetsync"
+        runs[key] = fleetsync_entry(work, "-kafka", rows)
     result = {
         "benchmark": "catchup",
         "row_events": rows,
         "native": native,
-        "fleetsync": fs,
-        "ratio_fleetsync_vs_native": ratio,
+    }
+    for key, fs in runs.items():
+        result[key] = fs
+        ratio = None
+        if fs["rows_per_s"] and native["best_rows_per_s"]:
+            ratio = round(fs["rows_per_s"] / native["best_rows_per_s"], 3)
+        result[f"ratio_{key}_vs_native"] = ratio
+    bus = os.environ.get("BENCH_BUS", "embedded")
+    if bus != "embedded":
+        result["bus"] = bus
+    result.update({
         # False when another process used > 1/4 core on average during any timed run: the
         # figures then measure the machine's other work as much as replication.
         "comparable": not any(e.get("contended") for e in
-                              (native["threads_0"], native["threads_4"], fs)),
+                              (native["threads_0"], native["threads_4"], *runs.values())),
         "machine": {"cores": os.cpu_count(), "mariadb": meta["mariadb"]},
         "fleetsync_build": meta.get("fleetsync"),
         "workload": {
@@ -627,7 +817,9 @@ def cmd_report(work, out):
         },
         "settings": meta.get("settings"),
         "date": meta.get("date"),
-    }
+    })
+    if os.path.exists(f"{work}/lag.json"):
+        result["lag"] = load(f"{work}/lag.json")
     with open(out, "w") as fh:
         json.dump(result, fh, indent=2)
         fh.write("\n")
@@ -663,6 +855,18 @@ def main():
         cmd_wait_fleetsync(a[1], a[2], a[3], a[4], a[5], float(a[6]), a[7], *a[8:10])
     elif cmd == "verify":
         cmd_verify(a[1], a[2], a[3])
+    elif cmd == "lag-table-sql":
+        print(lag_table_sql(a[1]) + ";")
+    elif cmd == "lag":
+        cmd_lag(a[1], a[2], a[3], a[4], a[5], a[6], a[7], *a[8:9])
+    elif cmd == "lag-report":
+        # lag-report OUT BUS=FILE...: merges the per-bus lag results into one object.
+        res = {}
+        for spec in a[2:]:
+            k, v = spec.split("=", 1)
+            res[k] = load(v) if os.path.exists(v) else {"error": "no result (phase failed before measuring)"}
+        with open(a[1], "w") as f:
+            json.dump(res, f)
     elif cmd == "report":
         cmd_report(a[1], a[2])
     else:

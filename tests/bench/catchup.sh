@@ -11,6 +11,12 @@
 #          BENCH_KEEP=1   keep BENCH_DIR (data dirs, logs) even on success
 #          RUST_LOG       fleetsync's log filter (default info)
 #          FLEETSYNC_BIN  use this fleetsync binary instead of building target/release/fleetsync
+#          BENCH_BUS      embedded (default: `fleetsync run`), kafka (`fleetsync agent` +
+#                         `fleetsync coordinator` over fleetsync-mock-kafka) or both
+#          MOCK_KAFKA_BIN use this fleetsync-mock-kafka instead of building it
+#          BENCH_LAG=1    afterwards, measure steady-state lag per bus (what lag.sh does);
+#                         BENCH_LAG_RATE (rows/s; default: half the bus's catch-up rate),
+#                         BENCH_LAG_SECONDS (30), BENCH_LAG_TXNS (transactions/s, 200)
 # Output:  one JSON object on stdout (also written to target/bench/catchup-<date>.json);
 #          progress and logs on stderr. Exit status 1 if any run failed or did not verify.
 # Method:  see tests/bench/README.md.
@@ -22,6 +28,14 @@ BENCH_ROWS="${BENCH_ROWS:-1000000}"
 BENCH_TIMEOUT="${BENCH_TIMEOUT:-1800}"
 BENCH_IDLE_WAIT="${BENCH_IDLE_WAIT:-300}"
 export RUST_LOG="${RUST_LOG:-info}"
+export BENCH_BUS="${BENCH_BUS:-embedded}"
+case "$BENCH_BUS" in
+    embedded | kafka | both) ;;
+    *) echo "BENCH_BUS must be embedded, kafka or both (not $BENCH_BUS)" >&2; exit 2 ;;
+esac
+BENCH_LAG="${BENCH_LAG:-0}"
+BENCH_LAG_SECONDS="${BENCH_LAG_SECONDS:-30}"
+BENCH_LAG_TXNS="${BENCH_LAG_TXNS:-200}"
 
 say() { echo "[catchup $(date +%H:%M:%S)] $*" >&2; }
 
@@ -34,6 +48,16 @@ else
     (cd "$ROOT" && cargo build --release -p fleetsync >&2)
     FLEETSYNC="$ROOT/target/release/fleetsync"
 fi
+if [[ $BENCH_BUS != embedded ]]; then
+    if [[ -n "${MOCK_KAFKA_BIN:-}" ]]; then
+        MOCK_KAFKA="$MOCK_KAFKA_BIN"
+        say "using prebuilt $MOCK_KAFKA (MOCK_KAFKA_BIN)"
+    else
+        say "building fleetsync-mock-kafka (cargo build --release -p fleetsync-tests --bin fleetsync-mock-kafka)"
+        (cd "$ROOT" && cargo build --release -p fleetsync-tests --bin fleetsync-mock-kafka >&2)
+        MOCK_KAFKA="$ROOT/target/release/fleetsync-mock-kafka"
+    fi
+fi
 
 if [[ -n "${BENCH_DIR:-}" ]]; then
     mkdir -p "$BENCH_DIR"
@@ -45,7 +69,7 @@ else
 fi
 
 # --- cleanup -----------------------------------------------------------------------------
-PIDS=()          # mariadbd and fleetsync processes started by this script and still running
+PIDS=()          # mariadbd, fleetsync and mock broker processes started by this script and still running
 forget_pid() {   # forget_pid PID: it has exited (its number may be reused: never signal it again)
     local keep=() p
     for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
@@ -68,7 +92,7 @@ cleanup() {
         rm -rf "$WORK"
     else
         # Keep logs and results for a post-mortem, drop the (large) data directories.
-        rm -rf "$WORK"/*/data "$WORK"/base "$WORK"/workload.sql "$WORK"/fleetsync
+        rm -rf "$WORK"/*/data "$WORK"/base "$WORK"/workload.sql "$WORK"/fleetsync "$WORK"/fleetsync-mock-kafka
         say "logs kept in $WORK"
     fi
     exit $rc
@@ -80,6 +104,10 @@ trap 'exit 143' TERM
 # A private copy: a concurrent rebuild of target/release cannot swap the binary mid-run.
 cp "$FLEETSYNC" "$WORK/fleetsync"
 FLEETSYNC="$WORK/fleetsync"
+if [[ $BENCH_BUS != embedded ]]; then
+    cp "$MOCK_KAFKA" "$WORK/fleetsync-mock-kafka"
+    MOCK_KAFKA="$WORK/fleetsync-mock-kafka"
+fi
 FLEETSYNC_VERSION="$("$FLEETSYNC" --version 2>/dev/null || echo unknown)"
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 [[ -n "$(git -C "$ROOT" status --porcelain -- . ':!tests/bench' 2>/dev/null)" ]] && GIT_REV="$GIT_REV+uncommitted"
@@ -205,31 +233,96 @@ for threads in 0 4; do
 done
 
 # --- 3b. fleetsync ---------------------------------------------------------------------------
-new_copy fs
-start_instance fs 20
 POSITION="$START_FILE:$START_POS"
 [[ -n "$START_GTID" ]] && POSITION="$POSITION@$START_GTID"
-{
-    python3 "$LIB" state-sql "$ROOT/coordinator/src/apply/state.rs"
-    echo "INSERT INTO fleetsync.sync_state (sync_name, source_name, position, snapshot_state, source_commit_ts_ms, rows_applied, txns_applied, updated_at) VALUES ('bench', 'src', '$POSITION', 'done', 0, 0, 0, NOW(6));"
-} | mariadb --no-defaults -h127.0.0.1 -P"${PORT[fs]}" -uroot
-mkdir -p "$WORK/fs/state"
-cat >"$WORK/fs/fleetsync.toml" <<EOF
-state_dir = "$WORK/fs/state"
-[metrics]
+# prepare_target NAME SERVER_ID POSITION: a fresh instance from the copy, with fleetsync's state
+# tables and a finished-snapshot row at POSITION (bus_offset NULL), so fleetsync streams from it.
+prepare_target() {
+    new_copy "$1"
+    start_instance "$1" "$2"
+    {
+        python3 "$LIB" state-sql "$ROOT/coordinator/src/apply/state.rs"
+        echo "INSERT INTO fleetsync.sync_state (sync_name, source_name, position, snapshot_state, source_commit_ts_ms, rows_applied, txns_applied, updated_at) VALUES ('bench', 'src', '$3', 'done', 0, 0, 0, NOW(6));"
+    } | mariadb --no-defaults -h127.0.0.1 -P"${PORT[$1]}" -uroot
+    mkdir -p "$WORK/$1/state"
+}
+# write_config NAME [BOOTSTRAP]: $WORK/NAME/fleetsync.toml (Kafka bus when BOOTSTRAP is given).
+write_config() {
+    local bus=""
+    [[ -n "${2:-}" ]] && bus=$'[bus]\nkind = "kafka"\nbrokers = "'"$2"$'"\n'
+    cat >"$WORK/$1/fleetsync.toml" <<EOF
+state_dir = "$WORK/$1/state"
+$bus[metrics]
 listen = "127.0.0.1:0"
 [[servers]]
 name = "src"
 url = "mysql://root@127.0.0.1:${PORT[src]}"
 [[servers]]
 name = "dst"
-url = "mysql://root@127.0.0.1:${PORT[fs]}"
+url = "mysql://root@127.0.0.1:${PORT[$1]}"
 [[syncs]]
 name = "bench"
 source = "src"
 targets = ["dst"]
 include = ["bench\\\\..*"]
 EOF
+}
+# start_broker DIR: fleetsync-mock-kafka (topic fleetsync.src) with its stdin on fd 7 (a FIFO
+# held open by this script: it serves until that closes); sets BROKER_PID and BOOTSTRAP.
+start_broker() {
+    local d=$1
+    rm -f "$d/broker.in"
+    mkfifo "$d/broker.in"
+    "$MOCK_KAFKA" fleetsync.src <"$d/broker.in" >"$d/broker.out" 2>"$d/broker.log" &
+    BROKER_PID=$!
+    PIDS+=("$BROKER_PID")
+    exec 7>"$d/broker.in"
+    BOOTSTRAP=""
+    for _ in $(seq 1 100); do
+        BOOTSTRAP="$(sed -n 's/^bootstrap=//p' "$d/broker.out")"
+        [[ -n $BOOTSTRAP ]] && { say "mock Kafka broker pid $BROKER_PID at $BOOTSTRAP"; return 0; }
+        kill -0 "$BROKER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$d/broker.log" >&2 || true
+    say "fleetsync-mock-kafka did not start"
+    return 1
+}
+stop_broker() {  # closes its stdin; SIGTERM if it has not exited 10 s later
+    exec 7>&-
+    for _ in $(seq 1 100); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -TERM "$BROKER_PID" 2>/dev/null || true
+    wait "$BROKER_PID" 2>/dev/null || true
+    forget_pid "$BROKER_PID"
+}
+# start_kafka_fleetsync NAME [START_AT]: `fleetsync agent --server src` and `fleetsync
+# coordinator` on $WORK/NAME/fleetsync.toml (fd 7, the broker's stdin, not inherited); sets
+# AGENT_PID and COORD_PID.
+start_kafka_fleetsync() {
+    local d="$WORK/$1"
+    NO_COLOR=1 "$FLEETSYNC" agent --config "$d/fleetsync.toml" --server src ${2:+--start-at "$2"} \
+        >"$d/agent.log" 2>&1 7>&- &
+    AGENT_PID=$!
+    PIDS+=("$AGENT_PID")
+    NO_COLOR=1 "$FLEETSYNC" coordinator --config "$d/fleetsync.toml" >"$d/coordinator.log" 2>&1 7>&- &
+    COORD_PID=$!
+    PIDS+=("$COORD_PID")
+}
+stop_pid() {  # stop_pid PID LABEL: SIGTERM, wait, report the exit status
+    local rc=0
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" || rc=$?
+    forget_pid "$1"
+    say "$2 exited with status $rc"
+}
+show_log() {  # show_log FILE LABEL: warnings/errors and last lines
+    say "$2 log (warnings/errors and last lines):"
+    { grep -E 'WARN|ERROR' "$1" | head -n 40 || true; echo ...; tail -n 15 "$1"; } | sed 's/^/  | /' >&2
+}
+
+if [[ $BENCH_BUS == embedded || $BENCH_BUS == both ]]; then
+prepare_target fs 20 "$POSITION"
+write_config fs
 python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
 say "fleetsync from $POSITION: catching up (log: $WORK/fs/fleetsync.log)"
 FS_START=$(date +%s.%N)
@@ -248,6 +341,103 @@ say "fleetsync log (warnings/errors and last lines):"
 { grep -E 'WARN|ERROR' "$WORK/fs/fleetsync.log" | head -n 40 || true; echo ...; tail -n 15 "$WORK/fs/fleetsync.log"; } | sed 's/^/  | /' >&2
 python3 "$LIB" verify "${PORT[src]}" "${PORT[fs]}" "$WORK/verify-fleetsync.json"
 stop_instance fs
+fi
+
+# --- 3c. fleetsync over Kafka (librdkafka's mock cluster as its own process) -------------------
+if [[ $BENCH_BUS == kafka || $BENCH_BUS == both ]]; then
+[[ $BENCH_BUS == both ]] && rm -rf "$WORK/fs/data"
+prepare_target fsk 21 "$POSITION"
+start_broker "$WORK/fsk"
+write_config fsk "$BOOTSTRAP"
+python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
+say "fleetsync agent + coordinator (Kafka) from $POSITION: catching up (logs: $WORK/fsk/{agent,coordinator,broker}.log)"
+FSK_START=$(date +%s.%N)
+start_kafka_fleetsync fsk "$POSITION"
+python3 "$LIB" wait-fleetsync "${PORT[fsk]}" "fleetsync_agent=$AGENT_PID,fleetsync_coordinator=$COORD_PID,mock_kafka=$BROKER_PID" "$FSK_START" \
+    "$END_FILE" "$END_POS" "$BENCH_TIMEOUT" "$WORK/fleetsync-kafka.json" \
+    "source_mariadbd=${PID[src]},target_mariadbd=${PID[fsk]}" \
+    "agent=$WORK/fsk/agent.log,coordinator=$WORK/fsk/coordinator.log"
+"$FLEETSYNC" status --config "$WORK/fsk/fleetsync.toml" --json >"$WORK/fsk/status.json" 2>>"$WORK/fsk/coordinator.log" || true
+say "status: $(tr -d '\n' <"$WORK/fsk/status.json")"
+stop_pid "$AGENT_PID" "fleetsync agent"
+stop_pid "$COORD_PID" "fleetsync coordinator"
+stop_broker
+show_log "$WORK/fsk/agent.log" "fleetsync agent"
+show_log "$WORK/fsk/coordinator.log" "fleetsync coordinator"
+python3 "$LIB" verify "${PORT[src]}" "${PORT[fsk]}" "$WORK/verify-fleetsync-kafka.json"
+stop_instance fsk
+fi
+
+# --- 3d. steady-state lag (BENCH_LAG=1, lag.sh) ------------------------------------------------
+# lag_phase BUS: a fresh target from the copy, streaming from the source's current position;
+# a writer inserts at a fixed rate into bench.lag_BUS (created on both sides, not binlogged on
+# the source) while the target is polled (benchlib.py lag).
+lag_phase() {
+    local bus=$1 name="lag$1" out="$WORK/lag-$1.json" rate="${BENCH_LAG_RATE:-}" result
+    local suffix=""
+    [[ $bus == kafka ]] && suffix="-kafka"
+    result="$WORK/fleetsync$suffix.json"
+    local basis="BENCH_LAG_RATE"
+    if [[ -z $rate ]]; then
+        rate="$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(round(int(sys.argv[2])/r["seconds"]/2) if r.get("seconds") and "error" not in r else "")' "$result" "$ROWS")"
+        [[ -z $rate ]] && { say "lag $bus: no catch-up rate measured (set BENCH_LAG_RATE): skipped"; return 0; }
+        basis="half the $bus catch-up rate of this run"
+        if [[ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["verified"])' "$WORK/verify-fleetsync$suffix.json")" != True ]]; then
+            basis="$basis (that run did NOT verify: its rate is not a valid maximum)"
+            say "lag $bus: WARNING: the catch-up run this rate comes from did not verify"
+        fi
+    fi
+    local table="bench.lag_$bus" pos file fpos gtid
+    read -r file fpos < <(sql src "SHOW MASTER STATUS" | cut -f1,2)
+    gtid="$(sql src "SELECT BINLOG_GTID_POS('$file', $fpos)")"
+    pos="$file:$fpos"
+    [[ -n $gtid ]] && pos="$pos@$gtid"
+    prepare_target "$name" $([[ $bus == kafka ]] && echo 31 || echo 30) "$pos"
+    sql src "SET sql_log_bin=0; $(python3 "$LIB" lag-table-sql "$table")"
+    sql "$name" "$(python3 "$LIB" lag-table-sql "$table")"
+    local pids
+    if [[ $bus == kafka ]]; then
+        start_broker "$WORK/$name"
+        write_config "$name" "$BOOTSTRAP"
+    else
+        write_config "$name"
+    fi
+    python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
+    if [[ $bus == kafka ]]; then
+        start_kafka_fleetsync "$name" "$pos"
+        pids="fleetsync_agent=$AGENT_PID,fleetsync_coordinator=$COORD_PID,mock_kafka=$BROKER_PID"
+    else
+        NO_COLOR=1 "$FLEETSYNC" run --config "$WORK/$name/fleetsync.toml" >"$WORK/$name/fleetsync.log" 2>&1 &
+        FS_PID=$!
+        PIDS+=("$FS_PID")
+        pids="fleetsync=$FS_PID"
+    fi
+    say "lag ($bus bus): $rate rows/s for ${BENCH_LAG_SECONDS}s from $pos (logs in $WORK/$name)"
+    python3 "$LIB" lag "${PORT[src]}" "${PORT[$name]}" "$table" "$rate" "$BENCH_LAG_SECONDS" "$BENCH_LAG_TXNS" "$out" \
+        "source_mariadbd=${PID[src]},target_mariadbd=${PID[$name]},$pids" || say "lag ($bus bus): measurement failed"
+    [[ -f $out ]] && python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["rate_basis"]=sys.argv[2]; json.dump(r, open(sys.argv[1], "w"))' "$out" "$basis"
+    if [[ $bus == kafka ]]; then
+        stop_pid "$AGENT_PID" "fleetsync agent"
+        stop_pid "$COORD_PID" "fleetsync coordinator"
+        stop_broker
+        show_log "$WORK/$name/agent.log" "fleetsync agent"
+        show_log "$WORK/$name/coordinator.log" "fleetsync coordinator"
+    else
+        stop_pid "$FS_PID" "fleetsync"
+        show_log "$WORK/$name/fleetsync.log" "fleetsync"
+    fi
+    stop_instance "$name"
+    rm -rf "$WORK/$name/data"
+}
+if [[ $BENCH_LAG == 1 ]]; then
+    LAG_SPECS=()
+    for bus in embedded kafka; do
+        [[ $BENCH_BUS == "$bus" || $BENCH_BUS == both ]] || continue
+        lag_phase "$bus"
+        LAG_SPECS+=("$bus=$WORK/lag-$bus.json")
+    done
+    python3 "$LIB" lag-report "$WORK/lag.json" "${LAG_SPECS[@]}"
+fi
 
 # --- 4. report -----------------------------------------------------------------------------
 mkdir -p "$ROOT/target/bench"
@@ -257,8 +447,9 @@ say "result written to $OUT"
 OK="$(python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
-runs = [r["native"]["threads_0"], r["native"]["threads_4"], r["fleetsync"]]
-print(int(all(x["verified"] and x["seconds"] and "error" not in x for x in runs)))' "$OUT")"
+runs = [r["native"]["threads_0"], r["native"]["threads_4"]] + [r[k] for k in ("fleetsync", "fleetsync_kafka") if k in r]
+runs += [v for v in r.get("lag", {}).values() if isinstance(v, dict) and "error" in v]
+print(int(all(x.get("verified", True) and x.get("seconds") and "error" not in x for x in runs)))' "$OUT")"
 if [[ $OK != 1 ]]; then
     say "FAILED: a run did not finish or did not verify (see the JSON)"
     exit 1

@@ -12,6 +12,10 @@
 #   FLEETSYNC_TEST_TIMEOUT     upper bound for `cargo test` (default 35m, a hang-guard for CI)
 #   FLEETSYNC_TRINITYCORE_DIR  TrinityCore fixtures (default ../shared/fixtures/trinitycore;
 #                              the tests using them say SKIPPED when absent)
+#   FLEETSYNC_SKIP_TANSU=1     do not install the tansu Kafka broker; the Kafka tests that need
+#                              it say SKIPPED (those on librdkafka's mock cluster still run)
+#   FLEETSYNC_TEST_KEEP_LOGS   a directory where failing Kafka tests leave their logs, a dump of
+#                              the topic and the differing rows
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -45,9 +49,24 @@ cargo fmt --all --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+# The Kafka tests run against librdkafka's mock cluster (fleetsync-mock-kafka, built with the
+# workspace) and against tansu, a Kafka-compatible broker from crates.io. `libsql` gives tansu
+# its SQLite storage, which the broker-restart test needs (the memory engine loses everything).
+# The install compiles for about 10-20 minutes on 2 cores, once: later runs find the binary.
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+export PATH="$PATH:$CARGO_BIN"
+if [[ ${FLEETSYNC_SKIP_TANSU:-} == 1 ]]; then
+    step "skipping the tansu install (FLEETSYNC_SKIP_TANSU=1): its Kafka tests will say SKIPPED"
+elif ! command -v tansu >/dev/null; then
+    step "installing the tansu Kafka broker (cargo install, takes a while)"
+    cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
+fi
+
 step "cargo build"
 cargo build --workspace
 export FLEETSYNC_BIN="$ROOT/target/debug/fleetsync"
+# Built by the line above from tests/src/bin (cargo test builds it too).
+export FLEETSYNC_MOCK_KAFKA_BIN="$ROOT/target/debug/fleetsync-mock-kafka"
 
 step "cargo test"
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"

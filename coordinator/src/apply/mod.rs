@@ -219,6 +219,19 @@ pub struct Applier {
     target_server_id: u32,
 }
 
+/// How long a starting applier waits for a previous owner of its (sync, source) to go away.
+const OWNERSHIP_WAIT_SECS: u32 = 120;
+
+/// The named-lock name of (sync, source): short and ASCII (servers limit names to 64 chars).
+fn lock_name(sync: &str, source: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in sync.bytes().chain([0u8]).chain(source.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("fleetsync:{h:016x}")
+}
+
 /// Session settings; see the module docs.
 const SESSION_SETUP: &str = "SET NAMES binary; SET time_zone='+00:00'; SET foreign_key_checks=0; \
     SET sql_mode='NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'; \
@@ -279,6 +292,7 @@ impl Applier {
 
     async fn setup(&mut self) -> Result<(), ApplyError> {
         self.ensure_session().await?;
+        self.take_ownership().await?;
         exec::run_text(&mut self.conn, state::CREATE_STATE_TABLES.as_bytes())
             .await
             .map_err(|source| self.sql_error("creating the fleetsync state tables", source))?;
@@ -323,6 +337,34 @@ impl Applier {
             self.session_ok = true;
         }
         Ok(())
+    }
+
+    /// Takes the server-side named lock of (sync, source) on this target, held for the
+    /// connection's lifetime. A coordinator killed mid-batch leaves its last query running on
+    /// the server, which then commits it; a restarted applier must not read the stored
+    /// position before that commit, or it would apply the batch again. The server releases the
+    /// lock only when the dead connection (and its transaction) is gone, so waiting for it
+    /// closes that window. It also keeps two coordinators off the same (sync, target).
+    async fn take_ownership(&mut self) -> Result<(), ApplyError> {
+        let name = lock_name(&self.opts.sync, &self.opts.source);
+        let q = format!("SELECT GET_LOCK('{name}', {OWNERSHIP_WAIT_SECS})");
+        let got: Option<Option<i64>> = self
+            .conn
+            .query_first(q)
+            .await
+            .map_err(|source| self.sql_error("taking the applier lock", source))?;
+        if got.flatten() == Some(1) {
+            return Ok(());
+        }
+        Err(ApplyError::State {
+            target: self.opts.target.clone(),
+            sync: self.opts.sync.clone(),
+            source_name: self.opts.source.clone(),
+            reason: format!(
+                "another applier still owns this sync on the target after {OWNERSHIP_WAIT_SECS} s \
+                 (another coordinator running, or a killed one's last transaction still committing)"
+            ),
+        })
     }
 
     /// The stored progress of (sync, source) on this target, if any.

@@ -9,6 +9,7 @@
 //! * [`codec`]: the versioned bincode encoding for the bus and the Debezium-shaped JSON
 //!   encoding for people and outside consumers.
 
+pub mod calendar;
 pub mod codec;
 pub mod position;
 pub mod record;

@@ -359,14 +359,8 @@ fn epoch_secs(y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8) -> u64 {
     if y == 0 && mo == 0 && d == 0 {
         return 0;
     }
-    // Days from civil (Howard Hinnant's algorithm), proleptic Gregorian.
-    let y = i64::from(y) - i64::from(mo <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(mo);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days =
+        fleetsync_proto::calendar::days_from_civil(i64::from(y), u32::from(mo), u32::from(d));
     (days * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(s)).max(0) as u64
 }
 

@@ -125,18 +125,9 @@ fn push_hms(buf: &mut Vec<u8>, hours: u64, minutes: u8, seconds: u8) {
     push_padded(buf, u64::from(seconds), 2);
 }
 
-/// Days since 1970-01-01 to the proleptic Gregorian (year, month, day), after Howard
-/// Hinnant's `civil_from_days`.
+/// Days since 1970-01-01 to the proleptic Gregorian (year, month, day).
 pub(crate) fn civil_from_days(days: i64) -> (i64, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let day = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
-    let month = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = fleetsync_proto::calendar::civil_from_days(days);
     (year, month as u8, day as u8)
 }
 

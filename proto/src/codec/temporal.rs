@@ -174,29 +174,11 @@ fn days_in_month(year: i64, month: u32) -> u32 {
     }
 }
 
-/// Proleptic Gregorian date of `days` days after 1970-01-01 (H. Hinnant's algorithm, for
-/// non-negative day counts: every `u64` seconds value has a representable date).
+/// Proleptic Gregorian date of `days` days after 1970-01-01 (every `u64` seconds value has a
+/// representable date).
 pub(super) fn civil_from_days(days: u64) -> (u64, u32, u32) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097; // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    let (year, month, day) = crate::calendar::civil_from_days(days as i64);
+    (year as u64, month, day)
 }
 
-/// Days from 1970-01-01 to the given proleptic Gregorian date (negative before it).
-pub(super) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = i128::from(year) - i128::from(month <= 2);
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400; // [0, 399]
-    let mp = i128::from(if month > 2 { month - 3 } else { month + 9 });
-    let doy = (153 * mp + 2) / 5 + i128::from(day) - 1; // [0, 365]
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
-    let days = era * 146_097 + doe - 719_468;
-    i64::try_from(days).unwrap_or(if days < 0 { i64::MIN } else { i64::MAX })
-}
+pub(super) use crate::calendar::days_from_civil;

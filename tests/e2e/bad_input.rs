@@ -87,12 +87,12 @@ async fn bad_input_missing_privilege() -> Result<()> {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_binlog_off() -> Result<()> {
-    let pair = Pair::start_with(&["--skip-log-bin"], &[]).await?;
+/// A source started with `server_args` (a binlog setting fleetsync cannot work with): the run
+/// must be refused with a message mentioning `mentions`, and nothing written.
+async fn refuse_misconfigured_source(server_args: &[&str], mentions: &[&[&str]]) -> Result<()> {
+    let pair = Pair::start_with(server_args, &[]).await?;
     seed_source(&pair.src).await?;
     let url = pair.src.url_root();
-    let mentions: &[&[&str]] = &[&["log_bin", "binary log", "binlog"]];
     refuse_source(
         &pair,
         &url,
@@ -105,35 +105,24 @@ async fn bad_input_binlog_off() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_binlog_off() -> Result<()> {
+    refuse_misconfigured_source(&["--skip-log-bin"], &[&["log_bin", "binary log", "binlog"]]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_binlog_format_statement() -> Result<()> {
-    let pair = Pair::start_with(&["--binlog-format=STATEMENT"], &[]).await?;
-    seed_source(&pair.src).await?;
-    let url = pair.src.url_root();
-    let mentions: &[&[&str]] = &[&["binlog_format"], &["row"]];
-    refuse_source(
-        &pair,
-        &url,
-        Refusal {
-            mentions,
-            never: &[],
-        },
+    refuse_misconfigured_source(
+        &["--binlog-format=STATEMENT"],
+        &[&["binlog_format"], &["row"]],
     )
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_row_metadata_minimal() -> Result<()> {
-    let pair = Pair::start_with(&["--binlog-row-metadata=MINIMAL"], &[]).await?;
-    seed_source(&pair.src).await?;
-    let url = pair.src.url_root();
-    let mentions: &[&[&str]] = &[&["binlog_row_metadata"], &["full"]];
-    refuse_source(
-        &pair,
-        &url,
-        Refusal {
-            mentions,
-            never: &[],
-        },
+    refuse_misconfigured_source(
+        &["--binlog-row-metadata=MINIMAL"],
+        &[&["binlog_row_metadata"], &["full"]],
     )
     .await
 }

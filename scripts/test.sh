@@ -68,10 +68,30 @@ export FLEETSYNC_BIN="$ROOT/target/debug/fleetsync"
 # Built by the line above from tests/src/bin (cargo test builds it too).
 export FLEETSYNC_MOCK_KAFKA_BIN="$ROOT/target/debug/fleetsync-mock-kafka"
 
+step "starting a private MariaDB for the applier's server tests"
+# coordinator/src/apply/tests*.rs run against FLEETSYNC_TEST_MARIADB_URL; without it they would
+# only print SKIPPED. Own data dir and free port on 127.0.0.1; stopped on exit.
+applier_db=$(mktemp -d)
+applier_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mariadb-install-db --no-defaults --datadir="$applier_db/data" --user="$(id -un)" \
+    --auth-root-authentication-method=normal >"$applier_db/install.log" 2>&1
+mariadbd --no-defaults --user="$(id -un)" --datadir="$applier_db/data" --port="$applier_port" \
+    --socket="$applier_db/mysql.sock" --bind-address=127.0.0.1 --skip-name-resolve \
+    --character-set-server=utf8mb4 --innodb-buffer-pool-size=64M --tmpdir="$applier_db" \
+    >"$applier_db/server.log" 2>&1 &
+applier_pid=$!
+for _ in $(seq 1 100); do
+    mariadb --no-defaults -h127.0.0.1 -P"$applier_port" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break
+    sleep 0.2
+done
+mariadb --no-defaults -h127.0.0.1 -P"$applier_port" -uroot -e 'SELECT 1' >/dev/null \
+    || { tail -20 "$applier_db/server.log"; exit 1; }
+export FLEETSYNC_TEST_MARIADB_URL="mysql://root@127.0.0.1:$applier_port"
+
 step "cargo test"
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; kill -9 "$applier_pid" 2>/dev/null; rm -rf "$applier_db"' EXIT
 timeout "${FLEETSYNC_TEST_TIMEOUT:-35m}" cargo test --workspace 2>&1 | tee "$log"
 
 # One closing line for the whole workspace (cargo's own last line is that of an empty doc-test

@@ -80,6 +80,7 @@ mariadbd --no-defaults --user="$(id -un)" --datadir="$applier_db/data" --port="$
     --character-set-server=utf8mb4 --innodb-buffer-pool-size=64M --tmpdir="$applier_db" \
     >"$applier_db/server.log" 2>&1 &
 applier_pid=$!
+disown "$applier_pid"  # stopped by the EXIT trap; no job-control notice
 for _ in $(seq 1 100); do
     mariadb --no-defaults -h127.0.0.1 -P"$applier_port" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break
     sleep 0.2

@@ -4,11 +4,15 @@
 //!   the binlog stream, decoded into [`fleetsync_proto::Transaction`]s.
 //! * [`publish`]: where transactions go ([`publish::Publisher`]); the embedded in-process bus.
 //! * [`checkpoint`]: the agent's positions, kept in sled.
+//! * [`backup`]: backups, restore, point-in-time recovery (agent tasks).
+//! * [`transfer`]: export and import as SQL, JSON or CSV.
 
+pub mod backup;
 pub mod checkpoint;
 pub mod ddl;
 pub mod error;
 pub mod publish;
 pub mod source;
+pub mod transfer;
 
 pub use error::SourceError;

@@ -1,5 +1,6 @@
 //! `fleetsync`: one binary, subcommands. Errors are rendered once, here, as one line.
 
+mod backup_cmd;
 mod conflicts;
 mod control;
 mod http;
@@ -11,6 +12,7 @@ mod preflight;
 mod run;
 mod status;
 mod tail;
+mod transfer_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -103,6 +105,15 @@ enum Command {
         #[command(subcommand)]
         command: ConflictsCommand,
     },
+    /// Backups: create, list, verify, restore (also to a point in time), prune.
+    Backup {
+        #[command(subcommand)]
+        command: backup_cmd::BackupCommand,
+    },
+    /// Export a server's tables to SQL, JSON or CSV files.
+    Export(transfer_cmd::ExportArgs),
+    /// Import SQL, JSON or CSV files (as written by `export`) into a server.
+    Import(transfer_cmd::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -218,6 +229,9 @@ fn main() -> ExitCode {
                         target,
                     },
             } => conflicts::resolve(&config, id, &take, target.as_deref()).await,
+            Command::Backup { command } => backup_cmd::run(command).await,
+            Command::Export(args) => transfer_cmd::export(args).await,
+            Command::Import(args) => transfer_cmd::import(args).await,
         }
     });
     // Shut the runtime down without waiting for blocking tasks (a stuck close must not hang exit).

@@ -8,6 +8,7 @@
 //!   from the URL, an environment variable or a file, and are never printed: [`Server`]'s
 //!   `Debug` and [`Server::redacted_url`] hide them.
 
+mod backup;
 mod conflict;
 mod env;
 mod filter;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use backup::{BackupConfig, Compression, Retention};
 pub use conflict::{ConflictPolicy, ConflictStrategy, TableConflictConfig, TablePolicy};
 pub use filter::{TableFilter, TableMap};
 
@@ -53,7 +55,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(field: impl Into<String>, rule: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: impl Into<String>, rule: impl Into<String>) -> Self {
         ConfigError::Invalid {
             field: field.into(),
             rule: rule.into(),
@@ -75,6 +77,9 @@ pub struct Config {
     pub syncs: Vec<SyncConfig>,
     #[serde(default)]
     pub bus: BusConfig,
+    /// Backups, the binlog archive for point-in-time recovery.
+    #[serde(default)]
+    pub backup: BackupConfig,
 }
 
 /// Which bus carries change records between agents and coordinators.
@@ -418,6 +423,7 @@ impl Config {
     /// Checks every rule that does not need a server connection.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.metrics_addr()?;
+        self.backup.validate()?;
         if self.bus.kind == BusKind::Kafka
             && self
                 .bus

@@ -8,12 +8,14 @@
 //! * [`record`]: [`Transaction`] (what travels on the bus) and [`RowChange`].
 //! * [`codec`]: the versioned bincode encoding for the bus and the Debezium-shaped JSON
 //!   encoding for people and outside consumers.
+//! * [`sql`]: identifiers and exact SQL literals for values.
 
 pub mod calendar;
 pub mod codec;
 pub mod position;
 pub mod record;
 pub mod schema;
+pub mod sql;
 pub mod value;
 
 #[cfg(test)]

@@ -1,0 +1,2 @@
+//! Backups: consistent parallel dumps, manifests, verification, restore and point-in-time
+//! recovery from the binlog archive.

@@ -1,0 +1,1 @@
+//! Export and import of tables as SQL, JSON or CSV files.

@@ -79,7 +79,11 @@ pub async fn export(args: ExportArgs) -> Result<()> {
     let config = fleetsync_config::Config::load(&args.config)?;
     let opts = opts_by_name(&config, &args.server)?;
     let filter = TableFilter::new(&args.include, &args.exclude).map_err(|(i, m)| {
-        let flag = if i < args.include.len() { "--include" } else { "--exclude" };
+        let flag = if i < args.include.len() {
+            "--include"
+        } else {
+            "--exclude"
+        };
         anyhow!("{flag}: {m}")
     })?;
     let content = match (args.schema_only, args.data_only) {
@@ -136,7 +140,11 @@ pub async fn import(args: ImportArgs) -> Result<()> {
 }
 
 fn print_report(args: &ImportArgs, r: &ImportReport) {
-    let mode = if r.dry_run { "dry run: nothing changed" } else { "imported" };
+    let mode = if r.dry_run {
+        "dry run: nothing changed"
+    } else {
+        "imported"
+    };
     println!(
         "{mode}: {} tables, {} rows from {} into server {}",
         r.tables.len(),
@@ -146,11 +154,17 @@ fn print_report(args: &ImportArgs, r: &ImportReport) {
     );
     for t in &r.tables {
         let create = if t.create { " (new table)" } else { "" };
-        println!("  {} -> {}: {} rows{create} [{}]", t.source, t.target, t.rows, t.file);
+        println!(
+            "  {} -> {}: {} rows{create} [{}]",
+            t.source, t.target, t.rows, t.file
+        );
     }
     if r.warnings > 0 {
         let first = r.first_warning.as_deref().unwrap_or("");
-        println!("server warnings while loading: {} (first: {first})", r.warnings);
+        println!(
+            "server warnings while loading: {} (first: {first})",
+            r.warnings
+        );
     }
 }
 

@@ -146,7 +146,9 @@ impl TableWriter for CsvWriter {
     }
 
     fn finish(mut self: Box<Self>) -> Result<u64, TransferError> {
-        self.w.flush().map_err(|e| TransferError::io(&self.path, e))?;
+        self.w
+            .flush()
+            .map_err(|e| TransferError::io(&self.path, e))?;
         let len = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         Ok(len)
     }
@@ -158,8 +160,18 @@ pub struct CsvReader {
     schema: TableSchema,
     record: csv::ByteRecord,
     row: u64,
+    /// Line the current record starts on (counted here: the csv crate's positions lag).
     line: u64,
+    next_line: u64,
     done: bool,
+}
+
+/// Lines a record spans: its terminator plus newlines inside quoted fields.
+fn lines_of(r: &csv::ByteRecord) -> u64 {
+    1 + r
+        .iter()
+        .map(|f| f.iter().filter(|&&b| b == b'\n').count() as u64)
+        .sum::<u64>()
 }
 
 impl CsvReader {
@@ -189,12 +201,27 @@ impl CsvReader {
             Ok(false) => return Err(err("empty file: no header row".into())),
             Err(e) => return Err(err(format!("invalid CSV: {e}"))),
         }
-        let want: Vec<&[u8]> = header.table.columns.iter().map(|c| c.name.as_bytes()).collect();
+        let want: Vec<&[u8]> = header
+            .table
+            .columns
+            .iter()
+            .map(|c| c.name.as_bytes())
+            .collect();
         let got: Vec<&[u8]> = names.iter().collect();
         if got != want {
-            let got: Vec<String> = got.iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect();
-            let want: Vec<&str> = header.table.columns.iter().map(|c| c.name.as_str()).collect();
-            return Err(err(format!("header row {got:?} is not the table's columns {want:?}")));
+            let got: Vec<String> = got
+                .iter()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .collect();
+            let want: Vec<&str> = header
+                .table
+                .columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            return Err(err(format!(
+                "header row {got:?} is not the table's columns {want:?}"
+            )));
         }
         let reader = CsvReader {
             r,
@@ -203,13 +230,17 @@ impl CsvReader {
             record: csv::ByteRecord::new(),
             row: 0,
             line: 1,
+            next_line: 1 + lines_of(&names),
             done: false,
         };
         Ok((header, Some(reader)))
     }
 
     fn parse_record(&self) -> Result<Vec<Value>, InputError> {
-        let loc = Loc::Row { row: self.row, line: self.line };
+        let loc = Loc::Row {
+            row: self.row,
+            line: self.line,
+        };
         let err = |m: String| InputError::new(&self.file, loc.clone(), m);
         let cols = &self.schema.columns;
         if self.record.len() != cols.len() {
@@ -222,7 +253,11 @@ impl CsvReader {
         let mut row = Vec::with_capacity(cols.len());
         for (raw, col) in self.record.iter().zip(cols) {
             let cell = std::str::from_utf8(raw).map_err(|e| {
-                err(format!("invalid UTF-8 at byte {} of the field", e.valid_up_to())).column(&col.name)
+                err(format!(
+                    "invalid UTF-8 at byte {} of the field",
+                    e.valid_up_to()
+                ))
+                .column(&col.name)
             })?;
             row.push(decode_cell(cell, col).map_err(|m| err(m).column(&col.name))?);
         }
@@ -236,7 +271,7 @@ impl RowReader for CsvReader {
         if self.done {
             return None;
         }
-        let line = self.r.position().line();
+        let line = self.next_line;
         match self.r.read_byte_record(&mut self.record) {
             Ok(false) => {
                 self.done = true;
@@ -244,20 +279,31 @@ impl RowReader for CsvReader {
             }
             Ok(true) => {
                 self.row += 1;
-                self.line = self.record.position().map_or(line, |p| p.line());
+                self.line = line;
+                self.next_line = line + lines_of(&self.record);
                 Some(self.parse_record())
             }
             Err(e) => {
                 self.row += 1;
                 // A broken quote makes the rest unreadable; other errors are per record.
                 self.done = !matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. });
-                let loc = Loc::Row { row: self.row, line };
-                Some(Err(InputError::new(&self.file, loc, format!("invalid CSV: {e}"))))
+                let loc = Loc::Row {
+                    row: self.row,
+                    line,
+                };
+                Some(Err(InputError::new(
+                    &self.file,
+                    loc,
+                    format!("invalid CSV: {e}"),
+                )))
             }
         }
     }
 
     fn loc(&self) -> Loc {
-        Loc::Row { row: self.row, line: self.line }
+        Loc::Row {
+            row: self.row,
+            line: self.line,
+        }
     }
 }

@@ -54,7 +54,8 @@ pub async fn export(o: &ExportOptions) -> Result<Manifest, TransferError> {
     };
     let mut conn = connect().await?;
     let mut meta = connect().await?;
-    let srv = |what: &'static str| move |e: mysql_async::Error| TransferError::server(name, what, e);
+    let srv =
+        |what: &'static str| move |e: mysql_async::Error| TransferError::server(name, what, e);
     conn.query_drop(
         "SET NAMES binary, time_zone = '+00:00'; \
          SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ; \
@@ -100,7 +101,9 @@ pub async fn export(o: &ExportOptions) -> Result<Manifest, TransferError> {
             files,
         });
     }
-    conn.query_drop("COMMIT").await.map_err(srv("ending the snapshot"))?;
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(srv("ending the snapshot"))?;
     let manifest = Manifest {
         fleetsync_export: FORMAT_VERSION,
         server: o.server.clone(),
@@ -118,7 +121,13 @@ pub async fn export(o: &ExportOptions) -> Result<Manifest, TransferError> {
         tables: entries,
     };
     manifest.write(&o.out)?;
-    tracing::info!(server = name, tables = manifest.tables.len(), rows = total_rows, seconds = started.elapsed().as_secs_f64(), "export done");
+    tracing::info!(
+        server = name,
+        tables = manifest.tables.len(),
+        rows = total_rows,
+        seconds = started.elapsed().as_secs_f64(),
+        "export done"
+    );
     Ok(manifest)
 }
 
@@ -148,7 +157,9 @@ async fn show_create(
     let row: Option<(Vec<u8>, Vec<u8>)> = conn
         .query_first(String::from_utf8_lossy(&sql).as_ref())
         .await
-        .map_err(|e| TransferError::server(server, &format!("SHOW CREATE TABLE {schema}.{table}"), e))?;
+        .map_err(|e| {
+            TransferError::server(server, &format!("SHOW CREATE TABLE {schema}.{table}"), e)
+        })?;
     let Some((_, text)) = row else {
         return Err(TransferError::Server(format!(
             "server {server}: SHOW CREATE TABLE {schema}.{table} returned nothing"
@@ -253,7 +264,7 @@ async fn copy_rows(
         }
         writer.write_row(&values)?;
         rows += 1;
-        if rows % 4096 == 0 {
+        if rows.is_multiple_of(4096) {
             counter.increment(4096);
         }
     }

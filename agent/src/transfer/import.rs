@@ -96,11 +96,19 @@ fn open(format: Format, dir: &Path, entry: &TableEntry) -> Result<Opened, InputE
     Ok(match format {
         Format::Sql => {
             let (header, r) = SqlReader::open(&path)?;
-            Opened { header, reader: Some(Box::new(r)), file: first.to_string() }
+            Opened {
+                header,
+                reader: Some(Box::new(r)),
+                file: first.to_string(),
+            }
         }
         Format::Json => {
             let (header, r) = JsonReader::open(&path)?;
-            Opened { header, reader: Some(Box::new(r)), file: first.to_string() }
+            Opened {
+                header,
+                reader: Some(Box::new(r)),
+                file: first.to_string(),
+            }
         }
         Format::Csv => {
             let rows = entry.files.get(1);
@@ -125,7 +133,10 @@ struct Plan {
 
 pub async fn import(o: &ImportOptions) -> Result<ImportReport, TransferError> {
     let started = Instant::now();
-    let mut report = ImportReport { dry_run: o.dry_run, ..Default::default() };
+    let mut report = ImportReport {
+        dry_run: o.dry_run,
+        ..Default::default()
+    };
     let manifest = Manifest::read(&o.input, o.format)?;
     let renames = parse_renames(&o.rename, &manifest, &mut report.errors);
     check_files(&o.input, &manifest, &mut report.errors)?;
@@ -140,7 +151,11 @@ pub async fn import(o: &ImportOptions) -> Result<ImportReport, TransferError> {
         .map_err(|e| TransferError::server(&o.server, "connecting", e))?;
     check_target(&mut conn, o, &mut plans, &mut report).await?;
     for p in &plans {
-        if let Some(t) = report.tables.iter_mut().find(|t| t.source == format!("{}.{}", p.entry.schema, p.entry.table)) {
+        if let Some(t) = report
+            .tables
+            .iter_mut()
+            .find(|t| t.source == format!("{}.{}", p.entry.schema, p.entry.table))
+        {
             t.create = p.create;
         }
     }
@@ -198,7 +213,11 @@ fn check_files(
         present.insert(name);
     }
     for f in listed.iter().filter(|f| !present.contains(**f)) {
-        errors.push(InputError::new(f, Loc::File, format!("listed in {MANIFEST_FILE} but missing")));
+        errors.push(InputError::new(
+            f,
+            Loc::File,
+            format!("listed in {MANIFEST_FILE} but missing"),
+        ));
     }
     Ok(())
 }
@@ -222,8 +241,13 @@ fn validate_file(
     };
     let t = &opened.header.table;
     if t.schema != entry.schema || t.table != entry.table {
-        let msg = format!("holds `{}`.`{}`, but {MANIFEST_FILE} lists it for `{}`.`{}`", t.schema, t.table, entry.schema, entry.table);
-        report.errors.push(InputError::new(&opened.file, Loc::File, msg));
+        let msg = format!(
+            "holds `{}`.`{}`, but {MANIFEST_FILE} lists it for `{}`.`{}`",
+            t.schema, t.table, entry.schema, entry.table
+        );
+        report
+            .errors
+            .push(InputError::new(&opened.file, Loc::File, msg));
         return None;
     }
     let (mut rows, mut errors) = (0u64, 0usize);
@@ -239,7 +263,10 @@ fn validate_file(
             }
         }
     }
-    let db = renames.get(&entry.schema).cloned().unwrap_or_else(|| entry.schema.clone());
+    let db = renames
+        .get(&entry.schema)
+        .cloned()
+        .unwrap_or_else(|| entry.schema.clone());
     report.tables.push(TableReport {
         file: opened.file.clone(),
         source: format!("{}.{}", entry.schema, entry.table),
@@ -269,7 +296,10 @@ async fn check_target(
         let file = p.entry.files.first().cloned().unwrap_or_default();
         let err = |m: String| InputError::new(&file, Loc::File, m);
         if !seen.insert((p.db.clone(), p.table.clone())) {
-            report.errors.push(err(format!("a second table imports into `{}`.`{}`", p.db, p.table)));
+            report.errors.push(err(format!(
+                "a second table imports into `{}`.`{}`",
+                p.db, p.table
+            )));
             continue;
         }
         match target::existing_table(conn, &o.server, &p.db, &p.table).await? {
@@ -312,18 +342,26 @@ async fn load(
     report: &mut ImportReport,
 ) -> Result<(), TransferError> {
     let srv = |what: &str, e: mysql_async::Error| TransferError::server(&o.server, what, e);
-    conn.query_drop(SESSION_SETUP).await.map_err(|e| srv("preparing the session", e))?;
+    conn.query_drop(SESSION_SETUP)
+        .await
+        .map_err(|e| srv("preparing the session", e))?;
     let mut created = Created::default();
     let result = async {
         create_missing(conn, o, plans, &mut created).await?;
-        let fk = if o.fk_checks { "SET foreign_key_checks = 1; " } else { "" };
+        let fk = if o.fk_checks {
+            "SET foreign_key_checks = 1; "
+        } else {
+            ""
+        };
         conn.query_drop(format!("{fk}START TRANSACTION"))
             .await
             .map_err(|e| srv("starting the transaction", e))?;
         for p in plans {
             load_table(conn, o, p, report).await?;
         }
-        conn.query_drop("COMMIT").await.map_err(|e| srv("committing", e))
+        conn.query_drop("COMMIT")
+            .await
+            .map_err(|e| srv("committing", e))
     }
     .await;
     if let Err(e) = result {
@@ -347,9 +385,9 @@ async fn create_missing(
         if !target::database_exists(conn, &o.server, &p.db).await? {
             let mut sql = b"CREATE DATABASE ".to_vec();
             push_ident(&mut sql, &p.db);
-            conn.query_drop(sql.as_slice())
-                .await
-                .map_err(|e| TransferError::server(&o.server, &format!("creating database {}", p.db), e))?;
+            conn.query_drop(sql.as_slice()).await.map_err(|e| {
+                TransferError::server(&o.server, &format!("creating database {}", p.db), e)
+            })?;
             created.dbs.push(p.db.clone());
         }
         let mut sql = b"SET NAMES utf8mb4; USE ".to_vec();
@@ -358,7 +396,13 @@ async fn create_missing(
         sql.extend_from_slice(create_sql.as_bytes());
         let r = conn.query_drop(sql.as_slice()).await;
         let _ = conn.query_drop("SET NAMES binary").await;
-        r.map_err(|e| TransferError::server(&o.server, &format!("{}: creating table {}.{}", p.entry.files[0], p.db, p.table), e))?;
+        r.map_err(|e| {
+            TransferError::server(
+                &o.server,
+                &format!("{}: creating table {}.{}", p.entry.files[0], p.db, p.table),
+                e,
+            )
+        })?;
         created.tables.push((p.db.clone(), p.table.clone()));
     }
     Ok(())
@@ -388,7 +432,8 @@ async fn load_table(
     p: &Plan,
     report: &mut ImportReport,
 ) -> Result<(), TransferError> {
-    let mut opened = open(o.format, &o.input, &p.entry).map_err(|e| TransferError::Input(vec![e]))?;
+    let mut opened =
+        open(o.format, &o.input, &p.entry).map_err(|e| TransferError::Input(vec![e]))?;
     let Some(reader) = opened.reader.as_mut() else {
         return Ok(());
     };
@@ -409,17 +454,41 @@ async fn load_table(
             buf.push(b',');
         }
         push_row(&mut buf, &row).map_err(|e| {
-            TransferError::Input(vec![InputError::new(&opened.file, reader.loc(), e.to_string())])
+            TransferError::Input(vec![InputError::new(
+                &opened.file,
+                reader.loc(),
+                e.to_string(),
+            )])
         })?;
         if buf.len() >= INSERT_BYTES {
             let from = first.take().unwrap_or(Loc::File);
-            flush(conn, o, &opened.file, &stmt, &mut buf, (from, reader.loc()), &target, report).await?;
+            flush(
+                conn,
+                o,
+                &opened.file,
+                &stmt,
+                &mut buf,
+                (from, reader.loc()),
+                &target,
+                report,
+            )
+            .await?;
             counter.increment(pending);
             pending = 0;
         }
     }
     if let Some(from) = first.take() {
-        flush(conn, o, &opened.file, &stmt, &mut buf, (from, reader.loc()), &target, report).await?;
+        flush(
+            conn,
+            o,
+            &opened.file,
+            &stmt,
+            &mut buf,
+            (from, reader.loc()),
+            &target,
+            report,
+        )
+        .await?;
         counter.increment(pending);
     }
     Ok(())
@@ -454,7 +523,10 @@ async fn flush(
     if w > 0 {
         report.warnings += w;
         if report.first_warning.is_none() {
-            let first: Option<(String, u32, String)> = conn.query_first("SHOW WARNINGS LIMIT 1").await.unwrap_or(None);
+            let first: Option<(String, u32, String)> = conn
+                .query_first("SHOW WARNINGS LIMIT 1")
+                .await
+                .unwrap_or(None);
             report.first_warning = first.map(|(l, c, m)| format!("{file}: {l} {c}: {m}"));
         }
     }

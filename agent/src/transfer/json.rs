@@ -53,9 +53,8 @@ impl JsonHeader {
 
     /// Parses a header, checking the version.
     pub fn parse(bytes: &[u8], file: &str, loc: Loc) -> Result<TableHeader, InputError> {
-        let h: JsonHeader = serde_json::from_slice(bytes).map_err(|e| {
-            InputError::new(file, loc.clone(), format!("invalid header: {e}"))
-        })?;
+        let h: JsonHeader = serde_json::from_slice(bytes)
+            .map_err(|e| InputError::new(file, loc.clone(), format!("invalid header: {e}")))?;
         if h.fleetsync_export != FORMAT_VERSION {
             return Err(InputError::new(
                 file,
@@ -84,7 +83,20 @@ pub fn cell_from_json(j: &J, col: &Column) -> Result<Value, String> {
         (_, J::Null) => Ok(Value::Null),
         (ColumnType::Json, J::String(s)) => Ok(Value::Json(s.clone())),
         (ColumnType::Json, other) => Ok(Value::Json(other.to_string())),
-        _ => value_from_json(j, col).map_err(|e| e.to_string()),
+        _ => value_from_json(j, col).map_err(short_error),
+    }
+}
+
+/// A value error without the column name (the caller's [`InputError`] carries it).
+pub fn short_error(e: fleetsync_proto::CodecError) -> String {
+    match e {
+        fleetsync_proto::CodecError::InvalidValue {
+            column_type,
+            expected,
+            found,
+            ..
+        } => format!("{column_type}: expected {expected}, found {found}"),
+        other => other.to_string(),
     }
 }
 
@@ -131,11 +143,10 @@ impl TableWriter for JsonWriter {
             if i > 0 {
                 buf.push(b',');
             }
-            let r = serde_json::to_writer(&mut buf, &col.name)
-                .and_then(|()| {
-                    buf.push(b':');
-                    serde_json::to_writer(&mut buf, &cell_to_json(v, col))
-                });
+            let r = serde_json::to_writer(&mut buf, &col.name).and_then(|()| {
+                buf.push(b':');
+                serde_json::to_writer(&mut buf, &cell_to_json(v, col))
+            });
             r.map_err(|e| TransferError::io(&self.path, e))?;
         }
         buf.extend_from_slice(b"}\n");
@@ -158,6 +169,8 @@ pub struct JsonReader {
     schema: TableSchema,
     line: u64,
     buf: Vec<u8>,
+    /// A read error ends the file.
+    failed: bool,
 }
 
 impl JsonReader {
@@ -170,7 +183,11 @@ impl JsonReader {
         r.read_until(b'\n', &mut buf)
             .map_err(|e| InputError::new(&file, Loc::Line(1), format!("cannot read: {e}")))?;
         if buf.iter().all(u8::is_ascii_whitespace) {
-            return Err(InputError::new(&file, Loc::Line(1), "empty file: no header line"));
+            return Err(InputError::new(
+                &file,
+                Loc::Line(1),
+                "empty file: no header line",
+            ));
         }
         let header = JsonHeader::parse(&buf, &file, Loc::Line(1))?;
         let reader = JsonReader {
@@ -179,13 +196,15 @@ impl JsonReader {
             schema: header.table.clone(),
             line: 1,
             buf,
+            failed: false,
         };
         Ok((header, reader))
     }
 
     fn parse_row(&self) -> Result<Vec<Value>, InputError> {
         let err = |m: String| InputError::new(&self.file, Loc::Line(self.line), m);
-        let j: J = serde_json::from_slice(&self.buf).map_err(|e| err(format!("invalid JSON: {e}")))?;
+        let j: J =
+            serde_json::from_slice(&self.buf).map_err(|e| err(format!("invalid JSON: {e}")))?;
         let J::Object(obj) = j else {
             return Err(err("a row must be a JSON object".into()));
         };
@@ -209,6 +228,9 @@ impl JsonReader {
 
 impl RowReader for JsonReader {
     fn next_row(&mut self) -> Option<Result<Vec<Value>, InputError>> {
+        if self.failed {
+            return None;
+        }
         loop {
             self.buf.clear();
             self.line += 1;
@@ -216,7 +238,11 @@ impl RowReader for JsonReader {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(e) => {
-                    let e = InputError::new(&self.file, Loc::Line(self.line), format!("cannot read: {e}"));
+                    let e = InputError::new(
+                        &self.file,
+                        Loc::Line(self.line),
+                        format!("cannot read: {e}"),
+                    );
                     return Some(Err(e));
                 }
             }

@@ -52,7 +52,8 @@ impl Manifest {
     /// Reads and checks `dir/export.json` against the `format` the caller asked for.
     pub fn read(dir: &Path, format: Format) -> Result<Manifest, TransferError> {
         let path = dir.join(MANIFEST_FILE);
-        let err = |loc, msg: String| TransferError::Input(vec![InputError::new(MANIFEST_FILE, loc, msg)]);
+        let err =
+            |loc, msg: String| TransferError::Input(vec![InputError::new(MANIFEST_FILE, loc, msg)]);
         if !dir.is_dir() {
             return Err(TransferError::io(dir, "not a directory"));
         }
@@ -96,8 +97,7 @@ impl Manifest {
 
     pub fn write(&self, dir: &Path) -> Result<(), TransferError> {
         let path = dir.join(MANIFEST_FILE);
-        let mut text =
-            serde_json::to_vec_pretty(self).map_err(|e| TransferError::io(&path, e))?;
+        let mut text = serde_json::to_vec_pretty(self).map_err(|e| TransferError::io(&path, e))?;
         text.push(b'\n');
         std::fs::write(&path, text).map_err(|e| TransferError::io(&path, e))
     }

@@ -130,7 +130,10 @@ pub enum Loc {
     File,
     Line(u64),
     /// CSV: data row (1 = the first row after the header) and the line it starts on.
-    Row { row: u64, line: u64 },
+    Row {
+        row: u64,
+        line: u64,
+    },
 }
 
 /// One problem with the input: file, place, column and what is wrong. Displayed on one line.
@@ -285,7 +288,10 @@ mod tests {
     #[test]
     fn errors_print_on_one_line() {
         let e = InputError::new("a.csv", Loc::Row { row: 3, line: 4 }, "bad\nvalue").column("c");
-        assert_eq!(e.to_string(), "a.csv: row 3 (line 4): column `c`: bad value");
+        assert_eq!(
+            e.to_string(),
+            "a.csv: row 3 (line 4): column `c`: bad value"
+        );
         let e = InputError::new("t.sql", Loc::Line(7), "syntax");
         assert_eq!(e.to_string(), "t.sql: line 7: syntax");
     }

@@ -36,7 +36,7 @@ use fleetsync_proto::{TableSchema, Value};
 
 use super::sqlparse::{lit_to_value, Cursor, Lit, Piece, Splitter, META_PREFIX};
 use super::{
-    display_name, check_row, InputError, Loc, RowReader, TableHeader, TableWriter, TransferError,
+    check_row, display_name, InputError, Loc, RowReader, TableHeader, TableWriter, TransferError,
     FORMAT_VERSION,
 };
 
@@ -61,7 +61,9 @@ impl SqlWriter {
         let mut head = Vec::new();
         head.extend_from_slice(b"-- fleetsync export of ");
         fleetsync_proto::sql::push_table(&mut head, &t.schema, &t.table);
-        head.extend_from_slice(format!(" (format {FORMAT_VERSION})\n{META_PREFIX}{meta}\n").as_bytes());
+        head.extend_from_slice(
+            format!(" (format {FORMAT_VERSION})\n{META_PREFIX}{meta}\n").as_bytes(),
+        );
         head.extend_from_slice(
             b"SET NAMES utf8mb4;\nSET time_zone = '+00:00';\n\
               SET sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION';\n\
@@ -152,7 +154,8 @@ pub struct SqlReader {
 impl SqlReader {
     pub fn open(path: &Path) -> Result<(TableHeader, SqlReader), InputError> {
         let file = display_name(path);
-        let f = File::open(path).map_err(|e| InputError::new(&file, Loc::File, format!("cannot open: {e}")))?;
+        let f = File::open(path)
+            .map_err(|e| InputError::new(&file, Loc::File, format!("cannot open: {e}")))?;
         let mut split = Splitter::new(BufReader::with_capacity(1 << 20, f));
         let mut schema: Option<TableSchema> = None;
         let mut db: Option<String> = None;
@@ -196,7 +199,13 @@ impl SqlReader {
             return Err(err(1, "empty file: no fleetsync-table header".into()));
         };
         if db.as_deref().is_some_and(|d| d != schema.schema) {
-            return Err(err(1, format!("USE selects another database than the header's `{}`", schema.schema)));
+            return Err(err(
+                1,
+                format!(
+                    "USE selects another database than the header's `{}`",
+                    schema.schema
+                ),
+            ));
         }
         let header = TableHeader {
             table: schema.clone(),
@@ -221,11 +230,16 @@ impl SqlReader {
             None => match self.split.next_piece() {
                 None => return false,
                 Some(Err((l, m))) => {
-                    self.rows.push_back((l, Err(InputError::new(&self.file, Loc::Line(l), m))));
+                    self.rows
+                        .push_back((l, Err(InputError::new(&self.file, Loc::Line(l), m))));
                     return true;
                 }
                 Some(Ok(Piece::Meta { line, .. })) => {
-                    let e = InputError::new(&self.file, Loc::Line(line), "a second fleetsync-table header");
+                    let e = InputError::new(
+                        &self.file,
+                        Loc::Line(line),
+                        "a second fleetsync-table header",
+                    );
                     self.rows.push_back((line, Err(e)));
                     return true;
                 }
@@ -233,7 +247,8 @@ impl SqlReader {
             },
         };
         if let Err((l, m)) = self.parse_insert(line, &text) {
-            self.rows.push_back((l, Err(InputError::new(&self.file, Loc::Line(l), m))));
+            self.rows
+                .push_back((l, Err(InputError::new(&self.file, Loc::Line(l), m))));
         }
         true
     }
@@ -243,12 +258,23 @@ impl SqlReader {
         match c.word().as_deref() {
             Some("INSERT") => {}
             Some("SET") => return Ok(()),
-            _ => return Err((line, format!("unsupported statement {} after the rows began", first_words(text)))),
+            _ => {
+                return Err((
+                    line,
+                    format!(
+                        "unsupported statement {} after the rows began",
+                        first_words(text)
+                    ),
+                ))
+            }
         }
         c.keyword("INTO")?;
         let (db, name) = c.table_name()?;
         if name != self.schema.table || db.as_ref().is_some_and(|d| *d != self.schema.schema) {
-            return c.err(format!("INSERT into `{name}`, but the file is for `{}`", self.schema.table));
+            return c.err(format!(
+                "INSERT into `{name}`, but the file is for `{}`",
+                self.schema.table
+            ));
         }
         if c.eat(b'(') {
             let mut names = Vec::new();
@@ -259,9 +285,16 @@ impl SqlReader {
                 }
             }
             c.expect(b')', "`)` after the column list")?;
-            let want: Vec<&str> = self.schema.columns.iter().map(|c| c.name.as_str()).collect();
+            let want: Vec<&str> = self
+                .schema
+                .columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
             if names != want {
-                return c.err(format!("the column list {names:?} is not the table's columns {want:?}"));
+                return c.err(format!(
+                    "the column list {names:?} is not the table's columns {want:?}"
+                ));
             }
         }
         c.keyword("VALUES")?;
@@ -284,7 +317,9 @@ impl SqlReader {
         }
         if !c.at_end() {
             let found = c.found();
-            return c.err(format!("syntax error: expected `,` or `;` after a row, found {found}"));
+            return c.err(format!(
+                "syntax error: expected `,` or `;` after a row, found {found}"
+            ));
         }
         Ok(())
     }
@@ -293,7 +328,11 @@ impl SqlReader {
         let err = |m: String| InputError::new(&self.file, Loc::Line(line), m);
         let cols = &self.schema.columns;
         if lits.len() != cols.len() {
-            return Err(err(format!("the row has {} values, the table has {} columns", lits.len(), cols.len())));
+            return Err(err(format!(
+                "the row has {} values, the table has {} columns",
+                lits.len(),
+                cols.len()
+            )));
         }
         let row = lits
             .into_iter()

@@ -149,9 +149,10 @@ impl<R: BufRead> Splitter<R> {
                     if b == b'\n' {
                         state = State::Normal;
                         if text.is_empty() {
-                            if let Some(meta) = comment.strip_prefix(META_PREFIX[2..].as_bytes()) {
-                                let meta = String::from_utf8(meta.to_vec())
-                                    .map_err(|_| (line, "metadata comment is not UTF-8".to_string()))?;
+                            if let Some(meta) = comment.strip_prefix(&META_PREFIX.as_bytes()[2..]) {
+                                let meta = String::from_utf8(meta.to_vec()).map_err(|_| {
+                                    (line, "metadata comment is not UTF-8".to_string())
+                                })?;
                                 return Ok(Some(Piece::Meta { line, text: meta }));
                             }
                         }
@@ -313,7 +314,8 @@ impl<'a> Cursor<'a> {
         {
             self.i += 1;
         }
-        (self.i > start).then(|| String::from_utf8_lossy(&self.s[start..self.i]).to_ascii_uppercase())
+        (self.i > start)
+            .then(|| String::from_utf8_lossy(&self.s[start..self.i]).to_ascii_uppercase())
     }
 
     /// Consumes the keyword `kw` (case-insensitive) or fails.
@@ -380,7 +382,8 @@ impl<'a> Cursor<'a> {
             let found = self.found();
             return self.err(format!("syntax error: expected a name, found {found}"));
         }
-        String::from_utf8(self.s[start..self.i].to_vec()).or_else(|_| self.err("identifier is not UTF-8"))
+        String::from_utf8(self.s[start..self.i].to_vec())
+            .or_else(|_| self.err("identifier is not UTF-8"))
     }
 
     /// `name` or `db.name`: (db, name).
@@ -461,7 +464,10 @@ impl<'a> Cursor<'a> {
         }
         let text = String::from_utf8_lossy(&self.s[start..self.i]).into_owned();
         let body = text.trim_start_matches(['-', '+']);
-        let valid = body.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.')
+        let valid = body
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_digit() || b == b'.')
             && body.parse::<f64>().is_ok();
         if !valid {
             return self.err(format!("syntax error: invalid number {text:?}"));
@@ -523,11 +529,13 @@ impl<'a> Cursor<'a> {
 }
 
 fn unhex(h: &[u8]) -> Option<Vec<u8>> {
-    if h.len() % 2 != 0 {
+    if !h.len().is_multiple_of(2) {
         return None;
     }
     let d = |c: u8| char::from(c).to_digit(16).map(|v| v as u8);
-    h.chunks(2).map(|p| Some(d(p[0])? << 4 | d(p[1])?)).collect()
+    h.chunks(2)
+        .map(|p| Some(d(p[0])? << 4 | d(p[1])?))
+        .collect()
 }
 
 /// Types a literal by its column: the inverse of `push_value` for every value it writes.
@@ -538,7 +546,8 @@ pub fn lit_to_value(lit: Lit, col: &Column) -> Result<Value, String> {
             .map(str::to_owned)
             .map_err(|_| "the text is not valid UTF-8".to_string())
     };
-    let via_json = |j: J| fleetsync_proto::codec::value_from_json(&j, col).map_err(|e| e.to_string());
+    let via_json =
+        |j: J| fleetsync_proto::codec::value_from_json(&j, col).map_err(|e| e.to_string());
     let wrong = |what: &str| Err(format!("expected {what} for a {} column", col.column_type));
     match (col.ty, lit) {
         (_, Lit::Null) => Ok(Value::Null),
@@ -562,9 +571,10 @@ pub fn lit_to_value(lit: Lit, col: &Column) -> Result<Value, String> {
         },
         (T::Bit | T::Enum | T::Set, Lit::Bits(u)) => via_json(J::from(u)),
         (T::Enum | T::Set, Lit::Str(s)) => via_json(J::String(text(&s)?)),
-        (T::TinyInt | T::SmallInt | T::MediumInt | T::Int | T::BigInt | T::Decimal, Lit::Num(n)) => {
-            via_json(J::String(n))
-        }
+        (
+            T::TinyInt | T::SmallInt | T::MediumInt | T::Int | T::BigInt | T::Decimal,
+            Lit::Num(n),
+        ) => via_json(J::String(n)),
         (
             T::TinyInt | T::SmallInt | T::MediumInt | T::Int | T::BigInt | T::Decimal | T::Year,
             Lit::Str(s),
@@ -610,8 +620,14 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                Piece::Meta { line: 1, text: "{\"a\":1}".into() },
-                Piece::Stmt { line: 2, text: b"SET x=1".to_vec() },
+                Piece::Meta {
+                    line: 1,
+                    text: "{\"a\":1}".into()
+                },
+                Piece::Stmt {
+                    line: 2,
+                    text: b"SET x=1".to_vec()
+                },
                 Piece::Stmt {
                     line: 4,
                     text: b"INSERT INTO t VALUES ('a;b', \"c\\\";\", `d;`)  ".to_vec()
@@ -629,7 +645,10 @@ mod tests {
 
     #[test]
     fn literals_unescape() {
-        let mut c = Cursor::new(b"('a\\'b\\\\\\0\\n', X'00FF', -1.5e0, NULL, _utf8mb4'{}', b'101', 0x0A)", 1);
+        let mut c = Cursor::new(
+            b"('a\\'b\\\\\\0\\n', X'00FF', -1.5e0, NULL, _utf8mb4'{}', b'101', 0x0A)",
+            1,
+        );
         c.expect(b'(', "(").unwrap();
         let mut lits = Vec::new();
         loop {

@@ -65,7 +65,12 @@ pub fn mismatches(file: &TableSchema, target: &TableSchema) -> Vec<(Option<Strin
                 || !f.column_type.eq_ignore_ascii_case(&t.column_type)
         })
         .map(|(f, t)| {
-            let cs = |c: &Column| c.charset.as_deref().map(|s| format!(" {s}")).unwrap_or_default();
+            let cs = |c: &Column| {
+                c.charset
+                    .as_deref()
+                    .map(|s| format!(" {s}"))
+                    .unwrap_or_default()
+            };
             (
                 Some(f.name.clone()),
                 format!(
@@ -134,7 +139,11 @@ impl InsertSql {
         }
         prefix.extend_from_slice(b") VALUES ");
         let mut suffix = Vec::new();
-        let first = t.columns.first().map(|c| c.name.as_str()).unwrap_or_default();
+        let first = t
+            .columns
+            .first()
+            .map(|c| c.name.as_str())
+            .unwrap_or_default();
         match mode {
             OnConflict::Skip => {
                 // A no-op update: duplicates are kept as they are, any other error still fails.
@@ -180,7 +189,10 @@ mod tests {
     #[test]
     fn create_gets_qualified() {
         let q = qualified_create("CREATE TABLE `t``x` (\n  `a` int\n)", "new db");
-        assert_eq!(q.as_deref(), Ok("CREATE TABLE `new db`.`t``x` (\n  `a` int\n)"));
+        assert_eq!(
+            q.as_deref(),
+            Ok("CREATE TABLE `new db`.`t``x` (\n  `a` int\n)")
+        );
         assert!(qualified_create("DROP TABLE x", "d").is_err());
     }
 }

@@ -212,7 +212,17 @@ fn status(server: &str, dir: &Path, json: bool) -> Result<()> {
     let archive = Archive::open(dir, server)?;
     let cov = archive.coverage()?;
     if json {
-        println!("{}", serde_json::to_string(&cov)?);
+        let out = serde_json::json!({
+            "server": cov.server,
+            "start": cov.start.to_string(),
+            "end": cov.end.to_string(),
+            "end_gtid": cov.end.gtid.as_ref().map(|g| g.to_string()),
+            "end_commit_ms": cov.end_commit_ms,
+            "finished_segments": cov.finished_segments,
+            "transactions": cov.transactions,
+            "bytes": cov.bytes,
+        });
+        println!("{out}");
         return Ok(());
     }
     println!("binlog archive of {server} in {}", dir.display());

@@ -16,6 +16,7 @@ mod crash;
 mod ddl;
 mod harness;
 mod kafka;
+mod pitr;
 mod support;
 mod transfer;
 mod trinitycore;

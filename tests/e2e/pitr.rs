@@ -501,3 +501,56 @@ async fn expect_refusal(
     assert_same(what, before, &capture(&p.pair.dst, "app").await?)?;
     Ok(err)
 }
+
+/// `[backup] archive_binlog = true` makes `fleetsync run` archive its sources' binlogs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pitr_run_archives_when_configured() -> Result<()> {
+    let pair = Pair::start().await?;
+    pair.src
+        .exec("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+        .await?;
+    let backup_dir = pair.dir.path().join("backups");
+    let text = ConfigBuilder::new(&pair.state_dir())
+        .server("src", &pair.src.url_root())
+        .server("dst", &pair.dst.url_root())
+        .sync("s1", "src", &["dst"], &["app\\..*"], &[])
+        .raw(&format!(
+            "\n[backup]\ndir = {}\narchive_binlog = true\n",
+            toml_str(&backup_dir.to_string_lossy())
+        ))
+        .build();
+    let config = Fleetsync::write_config(pair.dir.path(), &text)?;
+    let mut run = Fleetsync::run(&config)?;
+    let cfg = config.to_string_lossy().into_owned();
+    let status = || async {
+        let out = fleetsync_cmd(&[
+            "backup", "archive", "--config", &cfg, "--server", "src", "status", "--json",
+        ])
+        .await?;
+        ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        anyhow::Ok(serde_json::from_slice::<serde_json::Value>(&out.stdout)?)
+    };
+    wait_until(COVER_TIMEOUT, "the archive to exist", || async {
+        status().await.map(|_| ())
+    })
+    .await?;
+    run.ensure_running()?;
+    pair.src.exec("INSERT INTO app.t VALUES (1), (2)").await?;
+    let gtid = pair.src.gtid_binlog_pos().await?;
+    wait_until(COVER_TIMEOUT, "the insert to be archived", || async {
+        let s = status().await?;
+        ensure!(
+            s["end_gtid"].as_str() == Some(gtid.as_str()),
+            "archive at {s}"
+        );
+        ensure!(s["transactions"].as_u64() >= Some(1), "archive at {s}");
+        Ok(())
+    })
+    .await?;
+    run.stop(STOP_TIMEOUT).await?;
+    Ok(())
+}

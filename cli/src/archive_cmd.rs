@@ -254,6 +254,49 @@ pub struct PitrRequest<'a> {
     pub rename_db: &'a [String],
 }
 
+/// The replay step of `backup restore ID --to-time/--to-gtid`, from the backup's manifest:
+/// its server, snapshot position (`file:pos@gtid`), start time (RFC 3339) and databases
+/// (source names). `None` when neither option is given. Call [`plan_only`] on the result
+/// after the backup is verified and before it is loaded (so a refusal changes nothing), and
+/// [`apply_planned`] after the load.
+#[allow(clippy::too_many_arguments)]
+// Called by `backup restore` once the backup branch (which implements the base restore) is
+// merged; until then only `backup archive replay` drives a replay.
+#[allow(dead_code)]
+pub fn pitr_for_backup(
+    config: &Config,
+    server: &str,
+    position: Option<&str>,
+    started: &str,
+    databases: &[String],
+    to: ReplayTo,
+    to_server: &str,
+    rename_db: &[String],
+) -> Result<Option<(ReplaySpec, ReplayTarget)>> {
+    if to.to_time.is_none() && to.to_gtid.is_none() {
+        return Ok(None);
+    }
+    let Some(position) = position else {
+        bail!("the backup records no binlog position: it cannot be the base of a point-in-time restore");
+    };
+    let start: Position = position
+        .parse()
+        .map_err(|e| anyhow!("backup manifest position: {e}"))?;
+    let start_time_ms = chrono::DateTime::parse_from_rfc3339(started)
+        .ok()
+        .map(|d| d.timestamp_millis().max(0) as u64);
+    let req = PitrRequest {
+        server,
+        start,
+        start_time_ms,
+        to,
+        schemas: Some(databases.iter().cloned().collect()),
+        to_server,
+        rename_db,
+    };
+    prepare(config, &req)
+}
+
 /// Builds and checks the replay of `req` without touching any server: `None` when neither
 /// `--to-time` nor `--to-gtid` is given. Errors are the one-line refusals.
 pub fn prepare(

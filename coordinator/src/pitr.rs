@@ -104,13 +104,29 @@ pub struct ReplayTarget {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PitrError {
-    #[error("{0}")]
+    #[error(transparent)]
     Archive(#[from] ArchiveError),
     /// The request cannot be served by this archive; the message says why and what to do.
     #[error("{0}")]
     Range(String),
     #[error("point-in-time replay on {target}: {message}")]
     Apply { target: String, message: String },
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = fleetsync_proto::calendar::civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn utc_ms(ms: u64) -> String {
+    utc((ms / 1000) as i64)
 }
 
 /// The transaction restricted to `schemas`; `None` when nothing of it is selected (or it is a
@@ -207,9 +223,10 @@ pub fn plan(spec: &ReplaySpec) -> Result<ReplayPlan, PitrError> {
     if let Stop::Time(t) = spec.stop {
         if (before_ms / 1000) as i64 > t {
             return Err(PitrError::Range(format!(
-                "the start position {} already includes transactions committed after the target time (at {} s since the epoch): use an older backup",
+                "the start position {} already includes transactions committed after the target time {} (at {}): use an older backup",
                 spec.start,
-                before_ms / 1000
+                utc(t),
+                utc_ms(before_ms)
             )));
         }
     }
@@ -271,8 +288,9 @@ fn check_stop_against_start(spec: &ReplaySpec) -> Result<(), PitrError> {
             if let Some(ms) = spec.start_time_ms {
                 if ((ms / 1000) as i64) > *t {
                     return Err(PitrError::Range(format!(
-                        "the target time is before the backup (taken at {} s since the epoch, target {t}): use an older backup",
-                        ms / 1000
+                        "the target time {} is before the backup (taken at {}): use an older backup",
+                        utc(*t),
+                        utc_ms(ms)
                     )));
                 }
             }
@@ -297,14 +315,15 @@ fn check_stop_against_start(spec: &ReplaySpec) -> Result<(), PitrError> {
 
 fn not_reached(spec: &ReplaySpec, cov: &fleetsync_agent::backup::archive::Coverage) -> PitrError {
     let end = format!(
-        "the binlog archive of {} ends at {} (last commit {} s since the epoch)",
+        "the binlog archive of {} ends at {} (last commit {})",
         spec.server,
         cov.end,
-        cov.end_commit_ms / 1000
+        utc_ms(cov.end_commit_ms)
     );
     PitrError::Range(match &spec.stop {
         Stop::Time(t) => format!(
-            "{end}, before the target time ({t}): the archive must hold a record after it; wait for the archiver (it stores a heartbeat every few seconds while idle) or check that it runs"
+            "{end}, before the target time {}: the archive must hold a record after it; wait for the archiver (it stores a heartbeat every few seconds while idle) or check that it runs",
+            utc(*t)
         ),
         Stop::Gtid(g) => format!("{end}, before GTID position {g}"),
         Stop::End => end,
@@ -468,6 +487,12 @@ mod tests {
 
     fn set(s: &str) -> GtidSet {
         s.parse().unwrap_or_default()
+    }
+
+    #[test]
+    fn utc_formats_seconds() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
     }
 
     #[test]

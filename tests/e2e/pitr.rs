@@ -451,8 +451,16 @@ async fn pitr_bad_input_changes_nothing() -> Result<()> {
             vec!["--to-time".into(), "noon".into()],
         ),
     ];
-    for (what, start, args) in &cases {
-        expect_refusal(&p, what, start, args, &before).await?;
+    let expected = [
+        "after the start position",
+        "before the target time",
+        "before GTID position",
+        "already includes transactions committed after the target time",
+        "expected `YYYY-MM-DD HH:MM:SS`",
+    ];
+    for ((what, start, args), want) in cases.iter().zip(expected) {
+        let err = expect_refusal(&p, what, start, args, &before).await?;
+        ensure!(err.contains(want), "{what}: expected {want:?} in: {err}");
     }
     // A damaged segment, then a missing one.
     let seg = first_segment(&p.archive_dir())?;

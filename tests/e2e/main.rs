@@ -16,6 +16,7 @@ mod crash;
 mod ddl;
 mod harness;
 mod kafka;
+mod schema_diff;
 mod support;
 mod trinitycore;
 mod types;

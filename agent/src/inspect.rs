@@ -60,7 +60,10 @@ pub async fn user_databases(conn: &mut Conn) -> Result<Vec<String>, InspectError
 
 /// Snapshots `databases` under one read view. A database that does not exist is left out
 /// (the caller compares the names it asked for).
-pub async fn snapshot(conn: &mut Conn, databases: &[String]) -> Result<SchemaSnapshot, InspectError> {
+pub async fn snapshot(
+    conn: &mut Conn,
+    databases: &[String],
+) -> Result<SchemaSnapshot, InspectError> {
     let err = |what| {
         move |source| InspectError {
             database: "(server)".into(),
@@ -77,7 +80,9 @@ pub async fn snapshot(conn: &mut Conn, databases: &[String]) -> Result<SchemaSna
             out.databases.push(schema);
         }
     }
-    conn.query_drop("COMMIT").await.map_err(err("ending the read view"))?;
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(err("ending the read view"))?;
     out.databases.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
@@ -188,9 +193,7 @@ async fn read_tables(conn: &mut Conn, q: &Q<'_>) -> Result<Tables, InspectError>
             },
             auto_increment: number(&row, 6),
             // Filled in by read_partitioning when CREATE_OPTIONS says so.
-            partitioning: create_options
-                .contains("partitioned")
-                .then(String::new),
+            partitioning: create_options.contains("partitioned").then(String::new),
             ..Default::default()
         };
         tables.insert(name, table);
@@ -293,8 +296,11 @@ async fn read_indexes(conn: &mut Conn, q: &Q<'_>, tables: &mut Tables) -> Result
             _ if number(&row, 2) == Some(0) => IndexKind::Unique,
             _ => IndexKind::Index,
         };
-        let using = matches!(kind, IndexKind::Primary | IndexKind::Unique | IndexKind::Index)
-            .then_some(index_type);
+        let using = matches!(
+            kind,
+            IndexKind::Primary | IndexKind::Unique | IndexKind::Index
+        )
+        .then_some(index_type);
         table.indexes.push(IndexDef {
             name,
             kind,
@@ -443,7 +449,9 @@ async fn read_triggers(conn: &mut Conn, q: &Q<'_>) -> Result<Vec<TriggerDef>, In
             timing: text_or_empty(row, 2),
             event: text_or_empty(row, 3),
             statement: text_or_empty(row, 4),
-            order: number(row, 5).and_then(|n| u32::try_from(n).ok()).unwrap_or(1),
+            order: number(row, 5)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(1),
         })
         .collect())
 }
@@ -476,8 +484,14 @@ mod tests {
             Some("PARTITION BY HASH (`id`)\nPARTITIONS 2")
         );
         let mysql = "CREATE TABLE t (a int)\n/*!50100 PARTITION BY HASH (a) */";
-        assert_eq!(partition_clause(mysql).as_deref(), Some("PARTITION BY HASH (a)"));
-        assert_eq!(row_format_option("row_format=COMPACT"), Some("COMPACT".into()));
+        assert_eq!(
+            partition_clause(mysql).as_deref(),
+            Some("PARTITION BY HASH (a)")
+        );
+        assert_eq!(
+            row_format_option("row_format=COMPACT"),
+            Some("COMPACT".into())
+        );
         assert_eq!(row_format_option("partitioned"), None);
     }
 }

@@ -163,9 +163,13 @@ pub async fn snapshot(
                 )
             })?;
             let mut conn = connect(config, server).await?;
-            let db = exec::load_schema_file(&mut conn, path).await.map_err(|e| anyhow!(e))?;
+            let db = exec::load_schema_file(&mut conn, path)
+                .await
+                .map_err(|e| anyhow!(e))?;
             let _ = conn.disconnect().await;
-            Ok(SchemaSnapshot { databases: vec![db] })
+            Ok(SchemaSnapshot {
+                databases: vec![db],
+            })
         }
     }
 }
@@ -181,13 +185,21 @@ pub struct Compared {
     pub target_schema: SchemaSnapshot,
 }
 
-pub async fn compare(config: &Path, source: &str, target: &str, sides: &SideArgs) -> Result<Compared> {
+pub async fn compare(
+    config: &Path,
+    source: &str,
+    target: &str,
+    sides: &SideArgs,
+) -> Result<Compared> {
     let config = Config::load(config)?;
     let (source, target) = (Side::parse(source), Side::parse(target));
     for side in [&source, &target] {
         if let Some(server) = side.server() {
             if config.server(server).is_none() {
-                bail!("no server named {server:?} in the config ({})", side.label());
+                bail!(
+                    "no server named {server:?} in the config ({})",
+                    side.label()
+                );
             }
         }
     }

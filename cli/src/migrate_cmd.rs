@@ -150,7 +150,12 @@ async fn generate(a: &GenerateArgs) -> Result<()> {
     };
     let d = migrate::diff(&c.source_schema, &c.target_schema, c.pairing, &c.hints);
     let up = migrate::plan(&c.source_schema, &c.target_schema, c.pairing, &c.hints);
-    let mut down = migrate::plan(&c.target_schema, &c.source_schema, c.pairing, &c.hints.reversed());
+    let mut down = migrate::plan(
+        &c.target_schema,
+        &c.source_schema,
+        c.pairing,
+        &c.hints.reversed(),
+    );
     let target_database = match &c.target {
         Side::Database(_, db) => Some(db.clone()),
         _ => None,
@@ -211,7 +216,11 @@ async fn generate(a: &GenerateArgs) -> Result<()> {
 
 /// The schema the target must have after up: the source's, under the target's database
 /// names, keeping the target's database options where the source has none (a file).
-fn expected_after(source: &SchemaSnapshot, target: &SchemaSnapshot, pairing: Pairing) -> SchemaSnapshot {
+fn expected_after(
+    source: &SchemaSnapshot,
+    target: &SchemaSnapshot,
+    pairing: Pairing,
+) -> SchemaSnapshot {
     let mut after = source.clone();
     if pairing == Pairing::Single {
         if let (Some(a), Some(t)) = (after.databases.first_mut(), target.databases.first()) {
@@ -252,7 +261,13 @@ fn report(m: &Migration, d: &migrate::SchemaDiff) -> String {
     out
 }
 
-fn write_dir(dir: &Path, m: &Migration, up: &str, down: &str, d: &migrate::SchemaDiff) -> Result<()> {
+fn write_dir(
+    dir: &Path,
+    m: &Migration,
+    up: &str,
+    down: &str,
+    d: &migrate::SchemaDiff,
+) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let write = |name: &str, text: &str| {
         let path = dir.join(name);
@@ -266,16 +281,28 @@ fn write_dir(dir: &Path, m: &Migration, up: &str, down: &str, d: &migrate::Schem
 
 fn read_dir(dir: &Path) -> Result<Migration> {
     let path = dir.join("migration.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {} (a directory written by migrate generate?)", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {} (a directory written by migrate generate?)",
+            path.display()
+        )
+    })?;
     let m: Migration = serde_json::from_str(&text)
         .map_err(|e| anyhow!("{}: line {}: {e}", path.display(), e.line()))?;
     if m.format != FORMAT {
-        bail!("{}: format {} is not supported (expected {FORMAT})", path.display(), m.format);
+        bail!(
+            "{}: format {} is not supported (expected {FORMAT})",
+            path.display(),
+            m.format
+        );
     }
-    for (name, sum) in [("up.sql", &m.up_sql_checksum), ("down.sql", &m.down_sql_checksum)] {
+    for (name, sum) in [
+        ("up.sql", &m.up_sql_checksum),
+        ("down.sql", &m.down_sql_checksum),
+    ] {
         let p = dir.join(name);
-        let text = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
         if text_checksum(&text) != *sum {
             bail!(
                 "{} was edited after it was generated and verified; regenerate the migration (nothing applied)",
@@ -305,7 +332,12 @@ fn target(config: &Path, arg: &str) -> Result<Target> {
     if config.server(&server).is_none() {
         bail!("no server named {server:?} in the config");
     }
-    Ok(Target { config, side, server, scope })
+    Ok(Target {
+        config,
+        side,
+        server,
+        scope,
+    })
 }
 
 async fn snapshot_target(conn: &mut mysql_async::Conn, t: &Target) -> Result<SchemaSnapshot> {
@@ -334,8 +366,17 @@ fn confirm(question: &str) -> Result<bool> {
 fn differs(expected: &SchemaSnapshot, actual: &SchemaSnapshot, pairing: Pairing) -> Option<String> {
     let d = migrate::diff(expected, actual, pairing, &migrate::Hints::default());
     (!d.equal).then(|| {
-        let first: Vec<String> = d.differences.iter().take(5).map(|x| x.to_string()).collect();
-        format!("{} difference(s): {}", d.differences.len(), first.join("; "))
+        let first: Vec<String> = d
+            .differences
+            .iter()
+            .take(5)
+            .map(|x| x.to_string())
+            .collect();
+        format!(
+            "{} difference(s): {}",
+            d.differences.len(),
+            first.join("; ")
+        )
     })
 }
 
@@ -354,7 +395,11 @@ async fn apply(a: &ApplyArgs) -> Result<()> {
         _ => Pairing::Single,
     };
     if pairing != m.pairing {
-        bail!("migration {} was generated for {}; the target must be the same kind of side", a.dir.display(), m.target);
+        bail!(
+            "migration {} was generated for {}; the target must be the same kind of side",
+            a.dir.display(),
+            m.target
+        );
     }
     let mut up = m.up.clone();
     let mut down = m.down.clone();
@@ -367,15 +412,25 @@ async fn apply(a: &ApplyArgs) -> Result<()> {
     if let Some(d) = differs(&m.before, &before, pairing) {
         bail!("the schema of {} is not the one the migration was generated for ({d}); nothing applied", a.target);
     }
-    let name = a.dir.file_name().map_or("migration".into(), |n| n.to_string_lossy().into_owned());
+    let name = a
+        .dir
+        .file_name()
+        .map_or("migration".into(), |n| n.to_string_lossy().into_owned());
     println!("migration {name}: {} step(s) on {}", up.len(), a.target);
     for w in &m.warnings {
         println!("warning: {w}");
     }
-    if !a.yes && !confirm(&format!("Apply migration {name} to {}? Type 'yes' to continue: ", a.target))? {
+    if !a.yes
+        && !confirm(&format!(
+            "Apply migration {name} to {}? Type 'yes' to continue: ",
+            a.target
+        ))?
+    {
         bail!("not confirmed; nothing changed (use --yes to skip the question)");
     }
-    history::ensure_table(&mut conn).await.context("creating the history table")?;
+    history::ensure_table(&mut conn)
+        .await
+        .context("creating the history table")?;
     let id = history::insert(
         &mut conn,
         &t.scope,
@@ -394,18 +449,32 @@ async fn apply(a: &ApplyArgs) -> Result<()> {
         bail!("{msg}; the target may be partly migrated (DDL is not transactional): see `migrate status`; down.sql has the reverse steps");
     }
     let after = snapshot_target(&mut conn, &t).await?;
-    history::set_status(&mut conn, id, "applied", None, Some(&fingerprint(&after, pairing))).await?;
+    history::set_status(
+        &mut conn,
+        id,
+        "applied",
+        None,
+        Some(&fingerprint(&after, pairing)),
+    )
+    .await?;
     let _ = conn.disconnect().await;
     if let Some(d) = differs(&m.after, &after, pairing) {
         bail!("migration {name} applied (history id {id}) but the schema is not the expected one: {d}");
     }
-    println!("applied migration {name} to {} (history id {id}); the schema now equals {}", a.target, m.source);
+    println!(
+        "applied migration {name} to {} (history id {id}); the schema now equals {}",
+        a.target, m.source
+    );
     Ok(())
 }
 
 async fn rollback(a: &RollbackArgs) -> Result<()> {
     let t = target(&a.config, &a.target)?;
-    let pairing = if t.scope == "*" { Pairing::ByName } else { Pairing::Single };
+    let pairing = if t.scope == "*" {
+        Pairing::ByName
+    } else {
+        Pairing::Single
+    };
     let mut conn = connect(&t.config, &t.server).await?;
     let Some((row, down_json)) = history::last_applied(&mut conn, &t.scope).await? else {
         bail!("no applied migration to roll back on {}", a.target);
@@ -416,10 +485,18 @@ async fn rollback(a: &RollbackArgs) -> Result<()> {
     if fingerprint(&current, pairing) != row.after_fingerprint {
         bail!(
             "the schema of {} changed since migration {} (id {}) was applied; nothing rolled back",
-            a.target, row.name, row.id
+            a.target,
+            row.name,
+            row.id
         );
     }
-    println!("rollback of migration {} (id {}): {} step(s) on {}", row.name, row.id, down.len(), a.target);
+    println!(
+        "rollback of migration {} (id {}): {} step(s) on {}",
+        row.name,
+        row.id,
+        down.len(),
+        a.target
+    );
     if !a.yes && !confirm("Type 'yes' to continue: ")? {
         bail!("not confirmed; nothing changed (use --yes to skip the question)");
     }
@@ -432,15 +509,26 @@ async fn rollback(a: &RollbackArgs) -> Result<()> {
     history::set_status(&mut conn, row.id, "rolled_back", None, None).await?;
     let _ = conn.disconnect().await;
     if fingerprint(&after, pairing) != row.before_fingerprint {
-        bail!("rolled back migration {} (id {}) but the schema differs from the one before it", row.name, row.id);
+        bail!(
+            "rolled back migration {} (id {}) but the schema differs from the one before it",
+            row.name,
+            row.id
+        );
     }
-    println!("rolled back migration {} (id {}) on {}", row.name, row.id, a.target);
+    println!(
+        "rolled back migration {} (id {}) on {}",
+        row.name, row.id, a.target
+    );
     Ok(())
 }
 
 async fn status(a: &StatusArgs) -> Result<()> {
     let t = target(&a.config, &a.target)?;
-    let pairing = if t.scope == "*" { Pairing::ByName } else { Pairing::Single };
+    let pairing = if t.scope == "*" {
+        Pairing::ByName
+    } else {
+        Pairing::Single
+    };
     let mut conn = connect(&t.config, &t.server).await?;
     let rows = history::list(&mut conn, Some(&t.scope)).await?;
     let current = fingerprint(&snapshot_target(&mut conn, &t).await?, pairing);
@@ -461,13 +549,30 @@ async fn status(a: &StatusArgs) -> Result<()> {
         println!("{}: no migrations recorded", a.target);
     }
     for r in &rows {
-        let extra = r.error.as_deref().map(|e| format!(" error: {e}")).unwrap_or_default();
-        let rb = r.rolled_back_at.as_deref().map(|t| format!(" rolled back {t}")).unwrap_or_default();
-        println!("{:>4}  {:<12} {}  applied {}{rb}{extra}", r.id, r.status, r.name, r.applied_at);
+        let extra = r
+            .error
+            .as_deref()
+            .map(|e| format!(" error: {e}"))
+            .unwrap_or_default();
+        let rb = r
+            .rolled_back_at
+            .as_deref()
+            .map(|t| format!(" rolled back {t}"))
+            .unwrap_or_default();
+        println!(
+            "{:>4}  {:<12} {}  applied {}{rb}{extra}",
+            r.id, r.status, r.name, r.applied_at
+        );
     }
     match (last, matches_last) {
-        (Some(r), Some(true)) => println!("current schema: as left by migration {} (id {})", r.name, r.id),
-        (Some(r), _) => println!("current schema: CHANGED since migration {} (id {})", r.name, r.id),
+        (Some(r), Some(true)) => println!(
+            "current schema: as left by migration {} (id {})",
+            r.name, r.id
+        ),
+        (Some(r), _) => println!(
+            "current schema: CHANGED since migration {} (id {})",
+            r.name, r.id
+        ),
         _ => {}
     }
     Ok(())

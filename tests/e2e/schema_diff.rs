@@ -43,11 +43,25 @@ fn p(path: &Path) -> &str {
 }
 
 /// `diff schema --json` parsed, with the exit code.
-async fn diff_json(cfg: &Path, source: &str, target: &str, extra: &[&str]) -> Result<(i32, serde_json::Value)> {
-    let mut args = vec!["diff", "schema", "--config", p(cfg), source, target, "--json"];
+async fn diff_json(
+    cfg: &Path,
+    source: &str,
+    target: &str,
+    extra: &[&str],
+) -> Result<(i32, serde_json::Value)> {
+    let mut args = vec![
+        "diff",
+        "schema",
+        "--config",
+        p(cfg),
+        source,
+        target,
+        "--json",
+    ];
     args.extend_from_slice(extra);
     let (code, out, err) = fs(&args).await?;
-    let json = serde_json::from_str(&out).with_context(|| format!("diff printed no JSON (exit {code}): {out} {err}"))?;
+    let json = serde_json::from_str(&out)
+        .with_context(|| format!("diff printed no JSON (exit {code}): {out} {err}"))?;
     Ok((code, json))
 }
 
@@ -56,30 +70,67 @@ CREATE TABLE child (id int NOT NULL PRIMARY KEY, parent_id int NULL, note varcha
   CONSTRAINT fk_child_parent FOREIGN KEY (parent_id) REFERENCES parent (id)) ENGINE=InnoDB;";
 
 async fn create_app(db: &MariaDb, name: &str, extra: &str) -> Result<()> {
-    db.exec(&format!("CREATE DATABASE {name}; USE {name}; {APP} {extra}")).await
+    db.exec(&format!(
+        "CREATE DATABASE {name}; USE {name}; {APP} {extra}"
+    ))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_diff_cli_contract() -> Result<()> {
     let pair = Pair::start().await?;
     let cfg = config(&pair)?;
-    create_app(&pair.src, "app", "ALTER TABLE child ADD COLUMN qty int NOT NULL DEFAULT 1, ADD INDEX k_note (note(10));").await?;
+    create_app(
+        &pair.src,
+        "app",
+        "ALTER TABLE child ADD COLUMN qty int NOT NULL DEFAULT 1, ADD INDEX k_note (note(10));",
+    )
+    .await?;
     create_app(&pair.dst, "app", "").await?;
-    create_app(&pair.dst, "same", "ALTER TABLE child ADD COLUMN qty int NOT NULL DEFAULT 1, ADD INDEX k_note (note(10));").await?;
+    create_app(
+        &pair.dst,
+        "same",
+        "ALTER TABLE child ADD COLUMN qty int NOT NULL DEFAULT 1, ADD INDEX k_note (note(10));",
+    )
+    .await?;
 
     let (code, _, _) = fs(&["diff", "schema", "--config", p(&cfg), "src/app", "dst/same"]).await?;
-    ensure!(code == 0, "equal schemas under different names: exit {code}");
+    ensure!(
+        code == 0,
+        "equal schemas under different names: exit {code}"
+    );
     let (code, json) = diff_json(&cfg, "src/app", "dst/app", &[]).await?;
     ensure!(code == 1, "different schemas: exit {code}");
-    ensure!(json["equal"] == false && json["source"] == "src/app" && json["target"] == "dst/app", "{json}");
-    let diffs = json["differences"].as_array().context("differences is an array")?;
+    ensure!(
+        json["equal"] == false && json["source"] == "src/app" && json["target"] == "dst/app",
+        "{json}"
+    );
+    let diffs = json["differences"]
+        .as_array()
+        .context("differences is an array")?;
     let has = |object: &str, kind: &str, name: &str| {
-        diffs.iter().any(|d| d["object"] == object && d["kind"] == kind && d["name"] == name && d["table"] == "child")
+        diffs.iter().any(|d| {
+            d["object"] == object && d["kind"] == kind && d["name"] == name && d["table"] == "child"
+        })
     };
-    ensure!(has("column", "only_in_source", "qty") && has("index", "only_in_source", "k_note"), "{json}");
+    ensure!(
+        has("column", "only_in_source", "qty") && has("index", "only_in_source", "k_note"),
+        "{json}"
+    );
     ensure!(diffs.len() == 2, "exactly two differences expected: {json}");
-    let (code, _, err) = fs(&["diff", "schema", "--config", p(&cfg), "nosuch/app", "dst/app"]).await?;
-    ensure!(code == 2 && err.contains("nosuch"), "unknown server: exit {code}: {err}");
+    let (code, _, err) = fs(&[
+        "diff",
+        "schema",
+        "--config",
+        p(&cfg),
+        "nosuch/app",
+        "dst/app",
+    ])
+    .await?;
+    ensure!(
+        code == 2 && err.contains("nosuch"),
+        "unknown server: exit {code}: {err}"
+    );
 
     // A .sql file side, loaded into a scratch database on the other side's server.
     let sql = pair.dir.path().join("app.sql");
@@ -91,28 +142,91 @@ async fn schema_diff_cli_contract() -> Result<()> {
 
     // Generate (verified), apply without --yes (refused), apply, status, rollback.
     let dir = pair.dir.path().join("m1");
-    let (code, out, err) = fs(&["migrate", "generate", "--config", p(&cfg), "--source", "src/app", "--target", "dst/app", "--out", p(&dir)]).await?;
-    ensure!(code == 0 && out.contains("VERIFIED"), "generate: exit {code}: {out} {err}");
+    let (code, out, err) = fs(&[
+        "migrate",
+        "generate",
+        "--config",
+        p(&cfg),
+        "--source",
+        "src/app",
+        "--target",
+        "dst/app",
+        "--out",
+        p(&dir),
+    ])
+    .await?;
+    ensure!(
+        code == 0 && out.contains("VERIFIED"),
+        "generate: exit {code}: {out} {err}"
+    );
     ensure!(std::fs::read_to_string(dir.join("report.txt"))?.contains("VERIFIED"));
-    let (code, _, err) = fs(&["migrate", "apply", "--config", p(&cfg), "--target", "dst/app", p(&dir)]).await?;
-    ensure!(code != 0 && err.contains("not confirmed"), "apply without --yes: exit {code}: {err}");
+    let (code, _, err) = fs(&[
+        "migrate",
+        "apply",
+        "--config",
+        p(&cfg),
+        "--target",
+        "dst/app",
+        p(&dir),
+    ])
+    .await?;
+    ensure!(
+        code != 0 && err.contains("not confirmed"),
+        "apply without --yes: exit {code}: {err}"
+    );
     let (code, _, _) = fs(&["diff", "schema", "--config", p(&cfg), "src/app", "dst/app"]).await?;
     ensure!(code == 1, "a refused apply changed the target");
-    let (code, out, err) = fs(&["migrate", "apply", "--config", p(&cfg), "--target", "dst/app", p(&dir), "--yes"]).await?;
+    let (code, out, err) = fs(&[
+        "migrate",
+        "apply",
+        "--config",
+        p(&cfg),
+        "--target",
+        "dst/app",
+        p(&dir),
+        "--yes",
+    ])
+    .await?;
     ensure!(code == 0, "apply: exit {code}: {out} {err}");
     let (code, _, _) = fs(&["diff", "schema", "--config", p(&cfg), "src/app", "dst/app"]).await?;
     ensure!(code == 0, "after apply the schemas must be equal");
     assert_schemas_equal(&pair.src, &pair.dst, "app", "app").await?;
     let status = pair.dst.query_value("SELECT status FROM fleetsync.schema_migrations WHERE scope = 'app' ORDER BY id DESC LIMIT 1").await?;
     ensure!(status.as_deref() == Some("applied"), "history: {status:?}");
-    let (code, out, _) = fs(&["migrate", "status", "--config", p(&cfg), "--target", "dst/app"]).await?;
-    ensure!(code == 0 && out.contains("applied") && out.contains("m1"), "status: {out}");
-    let (code, out, err) = fs(&["migrate", "rollback", "--config", p(&cfg), "--target", "dst/app", "--yes"]).await?;
+    let (code, out, _) = fs(&[
+        "migrate",
+        "status",
+        "--config",
+        p(&cfg),
+        "--target",
+        "dst/app",
+    ])
+    .await?;
+    ensure!(
+        code == 0 && out.contains("applied") && out.contains("m1"),
+        "status: {out}"
+    );
+    let (code, out, err) = fs(&[
+        "migrate",
+        "rollback",
+        "--config",
+        p(&cfg),
+        "--target",
+        "dst/app",
+        "--yes",
+    ])
+    .await?;
     ensure!(code == 0, "rollback: exit {code}: {out} {err}");
     let (code, json2) = diff_json(&cfg, "src/app", "dst/app", &[]).await?;
-    ensure!(code == 1 && json2["differences"] == json["differences"], "rollback must restore the target: {json2}");
+    ensure!(
+        code == 1 && json2["differences"] == json["differences"],
+        "rollback must restore the target: {json2}"
+    );
     let status = pair.dst.query_value("SELECT status FROM fleetsync.schema_migrations WHERE scope = 'app' ORDER BY id DESC LIMIT 1").await?;
-    ensure!(status.as_deref() == Some("rolled_back"), "history: {status:?}");
+    ensure!(
+        status.as_deref() == Some("rolled_back"),
+        "history: {status:?}"
+    );
     Ok(())
 }
 
@@ -121,20 +235,79 @@ async fn schema_migration_that_cannot_be_verified_is_not_applied() -> Result<()>
     let pair = Pair::start().await?;
     let cfg = config(&pair)?;
     create_app(&pair.src, "app", "ALTER TABLE child MODIFY note varchar(50) NOT NULL; ALTER TABLE parent ADD UNIQUE KEY u_name (name);").await?;
-    create_app(&pair.dst, "app", "INSERT INTO parent VALUES (1, 'x'), (2, 'x'); INSERT INTO child VALUES (1, 1, NULL);").await?;
+    create_app(
+        &pair.dst,
+        "app",
+        "INSERT INTO parent VALUES (1, 'x'), (2, 'x'); INSERT INTO child VALUES (1, 1, NULL);",
+    )
+    .await?;
     let dir = pair.dir.path().join("bad");
-    let (code, out, err) = fs(&["migrate", "generate", "--config", p(&cfg), "--source", "src/app", "--target", "dst/app", "--out", p(&dir)]).await?;
-    ensure!(code == 3, "an unverifiable migration: exit {code} (expected 3): {out} {err}");
-    ensure!(out.contains("NOT VERIFIED") && out.contains("up migration on the scratch copy"), "{out}");
-    let (code, _, err) = fs(&["migrate", "apply", "--config", p(&cfg), "--target", "dst/app", p(&dir), "--yes"]).await?;
-    ensure!(code != 0 && err.contains("NOT verified") && err.contains("nothing applied"), "apply: exit {code}: {err}");
+    let (code, out, err) = fs(&[
+        "migrate",
+        "generate",
+        "--config",
+        p(&cfg),
+        "--source",
+        "src/app",
+        "--target",
+        "dst/app",
+        "--out",
+        p(&dir),
+    ])
+    .await?;
+    ensure!(
+        code == 3,
+        "an unverifiable migration: exit {code} (expected 3): {out} {err}"
+    );
+    ensure!(
+        out.contains("NOT VERIFIED") && out.contains("up migration on the scratch copy"),
+        "{out}"
+    );
+    let (code, _, err) = fs(&[
+        "migrate",
+        "apply",
+        "--config",
+        p(&cfg),
+        "--target",
+        "dst/app",
+        p(&dir),
+        "--yes",
+    ])
+    .await?;
+    ensure!(
+        code != 0 && err.contains("NOT verified") && err.contains("nothing applied"),
+        "apply: exit {code}: {err}"
+    );
     let nullable = pair.dst.query_value("SELECT IS_NULLABLE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='app' AND TABLE_NAME='child' AND COLUMN_NAME='note'").await?;
-    ensure!(nullable.as_deref() == Some("YES"), "target changed: {nullable:?}");
+    ensure!(
+        nullable.as_deref() == Some("YES"),
+        "target changed: {nullable:?}"
+    );
     let scratch = pair.dst.query_value("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'fleetsync\\_scratch%'").await?;
-    ensure!(scratch.as_deref() == Some("0"), "scratch databases left behind: {scratch:?}");
+    ensure!(
+        scratch.as_deref() == Some("0"),
+        "scratch databases left behind: {scratch:?}"
+    );
     // With --verify-rows 0 the copy has no rows: it verifies, and the report warns.
-    let (code, out, _) = fs(&["migrate", "generate", "--config", p(&cfg), "--source", "src/app", "--target", "dst/app", "--out", p(&dir), "--verify-rows", "0"]).await?;
-    ensure!(code == 0 && out.contains("were not checked against its data"), "exit {code}: {out}");
+    let (code, out, _) = fs(&[
+        "migrate",
+        "generate",
+        "--config",
+        p(&cfg),
+        "--source",
+        "src/app",
+        "--target",
+        "dst/app",
+        "--out",
+        p(&dir),
+        "--verify-rows",
+        "0",
+    ])
+    .await?;
+    ensure!(
+        code == 0 && out.contains("were not checked against its data"),
+        "exit {code}: {out}"
+    );
     Ok(())
 }
 
@@ -181,7 +354,10 @@ async fn schema_diff_trinitycore_edits() -> Result<()> {
     };
     let pair = Pair::start().await?;
     let cfg = config(&pair)?;
-    let (a, b) = tokio::join!(load_trinitycore(&pair.src, &fixtures), load_trinitycore(&pair.dst, &fixtures));
+    let (a, b) = tokio::join!(
+        load_trinitycore(&pair.src, &fixtures),
+        load_trinitycore(&pair.dst, &fixtures)
+    );
     a?;
     b?;
     for db in [&pair.src, &pair.dst] {
@@ -190,34 +366,80 @@ async fn schema_diff_trinitycore_edits() -> Result<()> {
     let (code, _, err) = fs(&["diff", "schema", "--config", p(&cfg), "src", "dst"]).await?;
     ensure!(code == 0, "identical loads must be equal: {err}");
     for (sql, _) in EDITS {
-        pair.src.exec(sql).await.with_context(|| format!("edit {sql}"))?;
+        pair.src
+            .exec(sql)
+            .await
+            .with_context(|| format!("edit {sql}"))?;
     }
-    let hints = ["--rename-table", "bugreport=bug_report", "--rename-column", "mail.cod=cash_on_delivery"];
+    let hints = [
+        "--rename-table",
+        "bugreport=bug_report",
+        "--rename-column",
+        "mail.cod=cash_on_delivery",
+    ];
     let (code, json) = diff_json(&cfg, "src", "dst", &hints).await?;
     ensure!(code == 1, "edited copies must differ");
     let diffs = json["differences"].as_array().context("differences")?;
     for (sql, (object, kind, name)) in EDITS {
         ensure!(
-            diffs.iter().any(|d| d["object"] == *object && d["kind"] == *kind && d["name"] == *name),
+            diffs
+                .iter()
+                .any(|d| d["object"] == *object && d["kind"] == *kind && d["name"] == *name),
             "not found: {object} {kind} {name} (edit: {sql})\n{json:#}"
         );
     }
     let dir = pair.dir.path().join("tc");
-    let mut args = vec!["migrate", "generate", "--config", p(&cfg), "--source", "src", "--target", "dst", "--out", p(&dir)];
+    let mut args = vec![
+        "migrate",
+        "generate",
+        "--config",
+        p(&cfg),
+        "--source",
+        "src",
+        "--target",
+        "dst",
+        "--out",
+        p(&dir),
+    ];
     args.extend_from_slice(&hints);
     let (code, out, err) = fs(&args).await?;
-    ensure!(code == 0 && out.contains("VERIFIED"), "generate: exit {code}: {out} {err}");
-    let (code, out, err) = fs(&["migrate", "apply", "--config", p(&cfg), "--target", "dst", p(&dir), "--yes"]).await?;
+    ensure!(
+        code == 0 && out.contains("VERIFIED"),
+        "generate: exit {code}: {out} {err}"
+    );
+    let (code, out, err) = fs(&[
+        "migrate",
+        "apply",
+        "--config",
+        p(&cfg),
+        "--target",
+        "dst",
+        p(&dir),
+        "--yes",
+    ])
+    .await?;
     ensure!(code == 0, "apply: exit {code}: {out} {err}");
     let (code, out, _) = fs(&["diff", "schema", "--config", p(&cfg), "src", "dst"]).await?;
     ensure!(code == 0, "after apply: {out}");
     for db in ["auth", "characters", "world"] {
         assert_schemas_equal(&pair.src, &pair.dst, db, db).await?;
     }
-    let (code, out, err) = fs(&["migrate", "rollback", "--config", p(&cfg), "--target", "dst", "--yes"]).await?;
+    let (code, out, err) = fs(&[
+        "migrate",
+        "rollback",
+        "--config",
+        p(&cfg),
+        "--target",
+        "dst",
+        "--yes",
+    ])
+    .await?;
     ensure!(code == 0, "rollback: exit {code}: {out} {err}");
     let (_, again) = diff_json(&cfg, "src", "dst", &hints).await?;
-    ensure!(again["differences"] == json["differences"], "down must restore the target:\n{again:#}");
+    ensure!(
+        again["differences"] == json["differences"],
+        "down must restore the target:\n{again:#}"
+    );
     Ok(())
 }
 
@@ -226,7 +448,14 @@ CREATE TABLE t1 (id int NOT NULL PRIMARY KEY, t0_id int NULL, d datetime NULL, e
 CREATE TABLE t2 (k varchar(10) NOT NULL PRIMARY KEY, v int, w varchar(30) DEFAULT 'x') ENGINE=MyISAM;";
 
 const COLS: [&str; 9] = ["a", "b", "c", "d", "e", "v", "w", "x1", "x2"];
-const TYPES: [&str; 6] = ["int", "bigint unsigned", "varchar(30)", "decimal(8,3)", "date", "text"];
+const TYPES: [&str; 6] = [
+    "int",
+    "bigint unsigned",
+    "varchar(30)",
+    "decimal(8,3)",
+    "date",
+    "text",
+];
 
 /// One random schema edit (it may be refused by the server: then it is skipped).
 fn mutation((kind, t, c, n): (u8, usize, usize, u32)) -> String {
@@ -254,14 +483,29 @@ fn mutation((kind, t, c, n): (u8, usize, usize, u32)) -> String {
 
 /// Cases of the property test: `FLEETSYNC_SCHEMA_PROPTEST_CASES` (default 10, about a minute).
 fn prop_cases() -> u32 {
-    std::env::var("FLEETSYNC_SCHEMA_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10)
+    std::env::var("FLEETSYNC_SCHEMA_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
 }
 
 /// One case: the target holds BASE, the source BASE plus the mutations; the generated migration
 /// must verify, apply (target = source) and roll back (target = BASE again).
-async fn prop_case(pair: &Pair, cfg: &Path, edits: &[(u8, usize, usize, u32)], case: u32) -> Result<()> {
-    for (db, name) in [(&pair.src, "prop"), (&pair.dst, "prop"), (&pair.dst, "prop_base")] {
-        db.exec(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}; USE {name}; {BASE}")).await?;
+async fn prop_case(
+    pair: &Pair,
+    cfg: &Path,
+    edits: &[(u8, usize, usize, u32)],
+    case: u32,
+) -> Result<()> {
+    for (db, name) in [
+        (&pair.src, "prop"),
+        (&pair.dst, "prop"),
+        (&pair.dst, "prop_base"),
+    ] {
+        db.exec(&format!(
+            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}; USE {name}; {BASE}"
+        ))
+        .await?;
     }
     let mut applied = Vec::new();
     for e in edits {
@@ -271,22 +515,77 @@ async fn prop_case(pair: &Pair, cfg: &Path, edits: &[(u8, usize, usize, u32)], c
         }
     }
     let dir = pair.dir.path().join(format!("prop{case}"));
-    let (code, out, err) = fs(&["migrate", "generate", "--config", p(cfg), "--source", "src/prop", "--target", "dst/prop", "--out", p(&dir)]).await?;
-    ensure!(code == 0, "edits {applied:?}: generate exit {code}: {out} {err}");
-    let (code, out, err) = fs(&["migrate", "apply", "--config", p(cfg), "--target", "dst/prop", p(&dir), "--yes"]).await?;
-    ensure!(code == 0, "edits {applied:?}: apply exit {code}: {out} {err}");
-    let (code, out, _) = fs(&["diff", "schema", "--config", p(cfg), "src/prop", "dst/prop"]).await?;
+    let (code, out, err) = fs(&[
+        "migrate",
+        "generate",
+        "--config",
+        p(cfg),
+        "--source",
+        "src/prop",
+        "--target",
+        "dst/prop",
+        "--out",
+        p(&dir),
+    ])
+    .await?;
+    ensure!(
+        code == 0,
+        "edits {applied:?}: generate exit {code}: {out} {err}"
+    );
+    let (code, out, err) = fs(&[
+        "migrate",
+        "apply",
+        "--config",
+        p(cfg),
+        "--target",
+        "dst/prop",
+        p(&dir),
+        "--yes",
+    ])
+    .await?;
+    ensure!(
+        code == 0,
+        "edits {applied:?}: apply exit {code}: {out} {err}"
+    );
+    let (code, out, _) =
+        fs(&["diff", "schema", "--config", p(cfg), "src/prop", "dst/prop"]).await?;
     ensure!(code == 0, "edits {applied:?}: after up: {out}");
-    let (code, out, err) = fs(&["migrate", "rollback", "--config", p(cfg), "--target", "dst/prop", "--yes"]).await?;
-    ensure!(code == 0, "edits {applied:?}: rollback exit {code}: {out} {err}");
-    let (code, out, _) = fs(&["diff", "schema", "--config", p(cfg), "dst/prop_base", "dst/prop"]).await?;
-    ensure!(code == 0, "edits {applied:?}: after down the target is not back at the start: {out}");
+    let (code, out, err) = fs(&[
+        "migrate",
+        "rollback",
+        "--config",
+        p(cfg),
+        "--target",
+        "dst/prop",
+        "--yes",
+    ])
+    .await?;
+    ensure!(
+        code == 0,
+        "edits {applied:?}: rollback exit {code}: {out} {err}"
+    );
+    let (code, out, _) = fs(&[
+        "diff",
+        "schema",
+        "--config",
+        p(cfg),
+        "dst/prop_base",
+        "dst/prop",
+    ])
+    .await?;
+    ensure!(
+        code == 0,
+        "edits {applied:?}: after down the target is not back at the start: {out}"
+    );
     Ok(())
 }
 
 #[test]
 fn schema_migration_property_up_then_down() -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let pair = rt.block_on(Pair::start())?;
     let cfg = config(&pair)?;
     let mut runner = TestRunner::new(PropConfig {
@@ -299,7 +598,8 @@ fn schema_migration_property_up_then_down() -> Result<()> {
     let case = std::sync::atomic::AtomicU32::new(0);
     let result = runner.run(&edits, |e| {
         let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        rt.block_on(prop_case(&pair, &cfg, &e, n)).map_err(|err| TestCaseError::fail(format!("{err:#}")))
+        rt.block_on(prop_case(&pair, &cfg, &e, n))
+            .map_err(|err| TestCaseError::fail(format!("{err:#}")))
     });
     result.map_err(|e| anyhow::anyhow!("{e}"))
 }

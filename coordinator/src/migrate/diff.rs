@@ -35,14 +35,14 @@ impl Hints {
     pub fn parse(tables: &[String], columns: &[String]) -> Result<Hints, String> {
         let mut hints = Hints::default();
         for t in tables {
-            let (old, new) = split_pair(t)
-                .ok_or_else(|| format!("--rename-table {t:?}: expected OLD=NEW"))?;
+            let (old, new) =
+                split_pair(t).ok_or_else(|| format!("--rename-table {t:?}: expected OLD=NEW"))?;
             hints.tables.push((old.into(), new.into()));
         }
         for c in columns {
             let parsed = split_pair(c).and_then(|(lhs, new)| {
                 let (table, old) = lhs.split_once('.')?;
-                (!table.is_empty() && !old.is_empty()).then(|| (table, old, new))
+                (!table.is_empty() && !old.is_empty()).then_some((table, old, new))
             });
             let (table, old, new) =
                 parsed.ok_or_else(|| format!("--rename-column {c:?}: expected TABLE.OLD=NEW"))?;
@@ -155,12 +155,20 @@ pub fn diff(
     let mut out = SchemaDiff::default();
     let dbs = pair_databases(source, target, pairing);
     for s in &dbs.only_source {
-        out.differences
-            .push(db_diff(&s.name, "only_in_source", Some(s.name.clone()), None));
+        out.differences.push(db_diff(
+            &s.name,
+            "only_in_source",
+            Some(s.name.clone()),
+            None,
+        ));
     }
     for t in &dbs.only_target {
-        out.differences
-            .push(db_diff(&t.name, "only_in_target", None, Some(t.name.clone())));
+        out.differences.push(db_diff(
+            &t.name,
+            "only_in_target",
+            None,
+            Some(t.name.clone()),
+        ));
     }
     for (s, t) in dbs.pairs {
         diff_database(s, t, hints, &mut out);
@@ -221,7 +229,11 @@ pub(crate) struct ColumnMatch<'a> {
     pub to_source: BTreeMap<String, String>,
 }
 
-pub(crate) fn match_columns<'a>(s: &'a TableDef, t: &'a TableDef, hints: &Hints) -> ColumnMatch<'a> {
+pub(crate) fn match_columns<'a>(
+    s: &'a TableDef,
+    t: &'a TableDef,
+    hints: &Hints,
+) -> ColumnMatch<'a> {
     let mut m = ColumnMatch {
         pairs: Vec::new(),
         only_source: Vec::new(),
@@ -280,7 +292,8 @@ pub(crate) fn map_foreign_key(
     }
     if f.ref_schema.is_none() {
         let new_table = hints.table_on_source(&fk.ref_table).to_string();
-        if let (Some(rt), Some(rs)) = (target_db.table(&fk.ref_table), source_db.table(&new_table)) {
+        if let (Some(rt), Some(rs)) = (target_db.table(&fk.ref_table), source_db.table(&new_table))
+        {
             let ref_cols = match_columns(rs, rt, hints).to_source;
             for c in &mut f.ref_columns {
                 if let Some(n) = ref_cols.get(c) {
@@ -309,15 +322,39 @@ fn diff_database(s: &DatabaseSchema, t: &DatabaseSchema, hints: &Hints, out: &mu
     if let (Some(sc), Some(tc)) = (&s.collation, &t.collation) {
         if sc != tc || s.charset != t.charset {
             let show = |d: &DatabaseSchema| format!("{:?} {:?}", d.charset, d.collation);
-            push(out, "database", None, &db, "changed", Some(show(s)), Some(show(t)));
+            push(
+                out,
+                "database",
+                None,
+                &db,
+                "changed",
+                Some(show(s)),
+                Some(show(t)),
+            );
         }
     }
     let m = match_tables(s, t, hints);
     for st in &m.only_source {
-        push(out, "table", None, &st.name, "only_in_source", Some(st.name.clone()), None);
+        push(
+            out,
+            "table",
+            None,
+            &st.name,
+            "only_in_source",
+            Some(st.name.clone()),
+            None,
+        );
     }
     for tt in &m.only_target {
-        push(out, "table", None, &tt.name, "only_in_target", None, Some(tt.name.clone()));
+        push(
+            out,
+            "table",
+            None,
+            &tt.name,
+            "only_in_target",
+            None,
+            Some(tt.name.clone()),
+        );
     }
     for (st, tt) in &m.pairs {
         if st.name != tt.name {
@@ -368,17 +405,41 @@ pub(crate) fn diff_table(
     };
     let cm = match_columns(s, t, hints);
     for c in &cm.only_source {
-        push("column", &c.name, "only_in_source", Some(render::column(c)), None);
+        push(
+            "column",
+            &c.name,
+            "only_in_source",
+            Some(render::column(c)),
+            None,
+        );
     }
     for c in &cm.only_target {
-        push("column", &c.name, "only_in_target", None, Some(render::column(c)));
+        push(
+            "column",
+            &c.name,
+            "only_in_target",
+            None,
+            Some(render::column(c)),
+        );
     }
     for (sc, tc) in &cm.pairs {
         if sc.name != tc.name {
-            push("column", &sc.name, "renamed", Some(sc.name.clone()), Some(tc.name.clone()));
+            push(
+                "column",
+                &sc.name,
+                "renamed",
+                Some(sc.name.clone()),
+                Some(tc.name.clone()),
+            );
         }
         if column_differs(sc, tc) {
-            push("column", &sc.name, "changed", Some(render::column(sc)), Some(render::column(tc)));
+            push(
+                "column",
+                &sc.name,
+                "changed",
+                Some(render::column(sc)),
+                Some(render::column(tc)),
+            );
         }
     }
     let common_s: Vec<&str> = s
@@ -393,22 +454,56 @@ pub(crate) fn diff_table(
         .filter_map(|c| cm.to_source.get(&c.name).map(String::as_str))
         .collect();
     if common_s != common_t {
-        push("column", "(order)", "moved", Some(common_s.join(", ")), Some(common_t.join(", ")));
+        push(
+            "column",
+            "(order)",
+            "moved",
+            Some(common_s.join(", ")),
+            Some(common_t.join(", ")),
+        );
     }
-    let t_indexes: Vec<IndexDef> = t.indexes.iter().map(|i| map_index(i, &cm.to_source)).collect();
-    diff_named(&s.indexes, &t_indexes, |i| &i.name, render::index, |n, k, a, b| push("index", n, k, a, b));
+    let t_indexes: Vec<IndexDef> = t
+        .indexes
+        .iter()
+        .map(|i| map_index(i, &cm.to_source))
+        .collect();
+    diff_named(
+        &s.indexes,
+        &t_indexes,
+        |i| &i.name,
+        render::index,
+        |n, k, a, b| push("index", n, k, a, b),
+    );
     let t_fks: Vec<ForeignKeyDef> = t
         .foreign_keys
         .iter()
         .map(|f| map_foreign_key(f, &cm.to_source, tdb, sdb, hints))
         .collect();
-    diff_named(&s.foreign_keys, &t_fks, |f| &f.name, render::foreign_key, |n, k, a, b| push("foreign_key", n, k, a, b));
-    diff_named(&s.checks, &t.checks, |c| &c.name, render::check, |n, k, a, b| push("check", n, k, a, b));
+    diff_named(
+        &s.foreign_keys,
+        &t_fks,
+        |f| &f.name,
+        render::foreign_key,
+        |n, k, a, b| push("foreign_key", n, k, a, b),
+    );
+    diff_named(
+        &s.checks,
+        &t.checks,
+        |c| &c.name,
+        render::check,
+        |n, k, a, b| push("check", n, k, a, b),
+    );
     for (name, a, b) in option_differences(s, t) {
         push("table_option", name, "changed", a, b);
     }
     if s.partitioning != t.partitioning {
-        push("partitioning", &s.name, "changed", s.partitioning.clone(), t.partitioning.clone());
+        push(
+            "partitioning",
+            &s.name,
+            "changed",
+            s.partitioning.clone(),
+            t.partitioning.clone(),
+        );
     }
     out
 }
@@ -461,9 +556,13 @@ pub(crate) fn option_differences(
 
 fn diff_views(db: &str, s: &DatabaseSchema, t: &DatabaseSchema, out: &mut SchemaDiff) {
     let mut items = Vec::new();
-    diff_named(&s.views, &t.views, |v| &v.name, render::view_summary, |n, k, a, b| {
-        items.push((n.to_string(), k, a, b))
-    });
+    diff_named(
+        &s.views,
+        &t.views,
+        |v| &v.name,
+        render::view_summary,
+        |n, k, a, b| items.push((n.to_string(), k, a, b)),
+    );
     for (name, kind, a, b) in items {
         out.differences.push(Difference {
             database: db.to_string(),
@@ -493,9 +592,13 @@ fn diff_triggers(
 ) {
     let mapped: Vec<TriggerDef> = t.triggers.iter().map(|tr| map_trigger(tr, hints)).collect();
     let mut items = Vec::new();
-    diff_named(&s.triggers, &mapped, |tr| &tr.name, render::trigger_summary, |n, k, a, b| {
-        items.push((n.to_string(), k, a, b))
-    });
+    diff_named(
+        &s.triggers,
+        &mapped,
+        |tr| &tr.name,
+        render::trigger_summary,
+        |n, k, a, b| items.push((n.to_string(), k, a, b)),
+    );
     for (name, kind, a, b) in items {
         out.differences.push(Difference {
             database: db.to_string(),

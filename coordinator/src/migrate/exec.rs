@@ -30,7 +30,11 @@ pub struct StepError {
 impl std::fmt::Display for StepError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let first = self.sql.lines().next().unwrap_or("");
-        write!(f, "step {} ({first} ...) failed: {}", self.number, self.message)
+        write!(
+            f,
+            "step {} ({first} ...) failed: {}",
+            self.number, self.message
+        )
     }
 }
 
@@ -131,9 +135,12 @@ async fn load_into(
     scratch: &str,
 ) -> Result<DatabaseSchema, String> {
     let setup = format!("CREATE DATABASE {0}; USE {0}", ident(scratch));
-    conn.query_drop(setup)
-        .await
-        .map_err(|e| format!("cannot create scratch database {scratch} for {}: {e}", path.display()))?;
+    conn.query_drop(setup).await.map_err(|e| {
+        format!(
+            "cannot create scratch database {scratch} for {}: {e}",
+            path.display()
+        )
+    })?;
     for st in sqlfile::split(text) {
         if sqlfile::is_database_statement(&st.sql) {
             continue;
@@ -145,7 +152,12 @@ async fn load_into(
     inspect::snapshot_database(conn, scratch)
         .await
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("scratch database {scratch} disappeared while loading {}", path.display()))
+        .ok_or_else(|| {
+            format!(
+                "scratch database {scratch} disappeared while loading {}",
+                path.display()
+            )
+        })
 }
 
 /// What [`verify`] needs.
@@ -179,7 +191,12 @@ pub async fn verify(conn: &mut Conn, input: &VerifyInput<'_>) -> Verification {
     let dbs: Vec<&DatabaseSchema> = match input.pairing {
         // One database: its steps all run in the target's database.
         Pairing::Single => input.target.databases.iter().take(1).collect(),
-        Pairing::ByName => input.target.databases.iter().chain(&input.source.databases).collect(),
+        Pairing::ByName => input
+            .target
+            .databases
+            .iter()
+            .chain(&input.source.databases)
+            .collect(),
     };
     for db in dbs {
         let n = names.len();
@@ -208,19 +225,34 @@ async fn verify_on(
         copy_database(conn, db, scratch, input.rows_limit, &changed, warnings).await?;
     }
     let copy = snapshot_mapped(conn, names).await?;
-    expect_equal(input.target, &copy, input.pairing, "the scratch copy of the target")
-        .map_err(|e| format!("cannot verify: {e}: the copy does not reproduce the target"))?;
+    expect_equal(
+        input.target,
+        &copy,
+        input.pairing,
+        "the scratch copy of the target",
+    )
+    .map_err(|e| format!("cannot verify: {e}: the copy does not reproduce the target"))?;
     let map = |n: &str| names.get(n).cloned().unwrap_or_else(|| n.to_string());
     run_steps(conn, input.up, &map)
         .await
         .map_err(|e| format!("up migration on the scratch copy: {e}"))?;
     let after_up = snapshot_mapped(conn, names).await?;
-    expect_equal(input.source, &after_up, input.pairing, "after up, the scratch copy")?;
+    expect_equal(
+        input.source,
+        &after_up,
+        input.pairing,
+        "after up, the scratch copy",
+    )?;
     run_steps(conn, input.down, &map)
         .await
         .map_err(|e| format!("down migration on the scratch copy: {e}"))?;
     let after_down = snapshot_mapped(conn, names).await?;
-    expect_equal(input.target, &after_down, input.pairing, "after down, the scratch copy")
+    expect_equal(
+        input.target,
+        &after_down,
+        input.pairing,
+        "after down, the scratch copy",
+    )
 }
 
 /// `Err` naming the first differences when `actual` differs from `expected`.
@@ -234,7 +266,12 @@ fn expect_equal(
     if d.equal {
         return Ok(());
     }
-    let first: Vec<String> = d.differences.iter().take(5).map(|x| x.to_string()).collect();
+    let first: Vec<String> = d
+        .differences
+        .iter()
+        .take(5)
+        .map(|x| x.to_string())
+        .collect();
     Err(format!(
         "{what} still differs in {} ways (source = expected, target = copy): {}",
         d.differences.len(),
@@ -294,8 +331,12 @@ async fn copy_database(
         ident(scratch)
     ))
     .await
-    .map_err(fail(format!("creating scratch database {scratch} (needs CREATE and DROP on `fleetsync_scratch\\_%`)")))?;
-    let rows = table_rows(conn, &db.name).await.map_err(fail("reading table sizes".into()))?;
+    .map_err(fail(format!(
+        "creating scratch database {scratch} (needs CREATE and DROP on `fleetsync_scratch\\_%`)"
+    )))?;
+    let rows = table_rows(conn, &db.name)
+        .await
+        .map_err(fail("reading table sizes".into()))?;
     for t in &db.tables {
         let from = format!("{}.{}", ident(&db.name), ident(&t.name));
         let ddl: Option<(String, String)> = conn
@@ -305,7 +346,9 @@ async fn copy_database(
         let Some((_, ddl)) = ddl else {
             return Err(format!("cannot verify: table {from} disappeared"));
         };
-        conn.query_drop(ddl).await.map_err(fail(format!("copying table {from}")))?;
+        conn.query_drop(ddl)
+            .await
+            .map_err(fail(format!("copying table {from}")))?;
         let n = rows.get(&t.name).copied().unwrap_or(0);
         let is_changed = changed.contains(&(db.name.clone(), t.name.clone()));
         if n > rows_limit {
@@ -324,7 +367,10 @@ async fn copy_database(
             .map(|c| ident(&c.name))
             .collect();
         let list = cols.join(", ");
-        let copy = format!("INSERT INTO {} ({list}) SELECT {list} FROM {from}", ident(&t.name));
+        let copy = format!(
+            "INSERT INTO {} ({list}) SELECT {list} FROM {from}",
+            ident(&t.name)
+        );
         if let Err(e) = conn.query_drop(copy).await {
             warnings.push(format!("rows of {}.{} not copied: {e}", db.name, t.name));
         }
@@ -334,14 +380,23 @@ async fn copy_database(
         .map_err(fail("restoring session settings".into()))?;
     let empty = DatabaseSchema::default();
     let objects = super::plan(
-        &SchemaSnapshot { databases: vec![only_views_and_triggers(db)] },
-        &SchemaSnapshot { databases: vec![DatabaseSchema { tables: db.tables.clone(), ..empty }] },
+        &SchemaSnapshot {
+            databases: vec![only_views_and_triggers(db)],
+        },
+        &SchemaSnapshot {
+            databases: vec![DatabaseSchema {
+                tables: db.tables.clone(),
+                ..empty
+            }],
+        },
         Pairing::Single,
         &Hints::default(),
     );
     for step in objects {
         if let Step::Sql { sql, .. } = step {
-            conn.query_drop(&sql).await.map_err(fail(format!("copying {}", first_line(&sql))))?;
+            conn.query_drop(&sql)
+                .await
+                .map_err(fail(format!("copying {}", first_line(&sql))))?;
         }
     }
     Ok(())
@@ -365,7 +420,10 @@ fn only_views_and_triggers(db: &DatabaseSchema) -> DatabaseSchema {
 }
 
 /// Estimated rows per table (information_schema; exact enough to choose what to copy).
-async fn table_rows(conn: &mut Conn, db: &str) -> Result<BTreeMap<String, u64>, mysql_async::Error> {
+async fn table_rows(
+    conn: &mut Conn,
+    db: &str,
+) -> Result<BTreeMap<String, u64>, mysql_async::Error> {
     let rows: Vec<(String, Option<u64>)> = conn
         .exec(
             "SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES \
@@ -387,7 +445,11 @@ pub fn render_sql(steps: &[Step], header: &str) -> String {
     let mut current: Option<&str> = None;
     for step in steps {
         match step {
-            Step::Sql { database, sql, warning } => {
+            Step::Sql {
+                database,
+                sql,
+                warning,
+            } => {
                 if current != Some(database.as_str()) {
                     out.push_str(&format!("USE {};\n\n", ident(database)));
                     current = Some(database.as_str());
@@ -401,12 +463,18 @@ pub fn render_sql(steps: &[Step], header: &str) -> String {
                     out.push_str(&format!("{sql};\n\n"));
                 }
             }
-            Step::CreateDatabase { name, charset, collation } => {
+            Step::CreateDatabase {
+                name,
+                charset,
+                collation,
+            } => {
                 let sql = create_database_sql(name, charset.as_deref(), collation.as_deref());
                 out.push_str(&format!("{sql};\n\n"));
             }
             Step::DropDatabase { name } => {
-                out.push_str(&format!("-- WARNING: drops database {name} and all its data\n"));
+                out.push_str(&format!(
+                    "-- WARNING: drops database {name} and all its data\n"
+                ));
                 out.push_str(&format!("DROP DATABASE {};\n\n", ident(name)));
                 if current == Some(name.as_str()) {
                     current = None;
@@ -431,7 +499,8 @@ mod tests {
             },
             Step::Sql {
                 database: "d".into(),
-                sql: "CREATE TRIGGER `x` BEFORE INSERT ON `t` FOR EACH ROW BEGIN SET @a = 1; END".into(),
+                sql: "CREATE TRIGGER `x` BEFORE INSERT ON `t` FOR EACH ROW BEGIN SET @a = 1; END"
+                    .into(),
                 warning: None,
             },
         ];

@@ -47,7 +47,8 @@ pub struct HistoryRow {
 
 /// Creates the `fleetsync` database and the table when missing.
 pub async fn ensure_table(conn: &mut Conn) -> Result<(), mysql_async::Error> {
-    conn.query_drop("CREATE DATABASE IF NOT EXISTS fleetsync").await?;
+    conn.query_drop("CREATE DATABASE IF NOT EXISTS fleetsync")
+        .await?;
     conn.query_drop(CREATE).await
 }
 
@@ -109,11 +110,17 @@ fn row_of(r: mysql_async::Row) -> Option<HistoryRow> {
 }
 
 /// The rows of `scope` (every scope when `None`), oldest first. No table: no rows.
-pub async fn list(conn: &mut Conn, scope: Option<&str>) -> Result<Vec<HistoryRow>, mysql_async::Error> {
+pub async fn list(
+    conn: &mut Conn,
+    scope: Option<&str>,
+) -> Result<Vec<HistoryRow>, mysql_async::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM fleetsync.schema_migrations WHERE ? IS NULL OR scope = ? ORDER BY id"
     );
-    match conn.exec::<mysql_async::Row, _, _>(sql, (scope, scope)).await {
+    match conn
+        .exec::<mysql_async::Row, _, _>(sql, (scope, scope))
+        .await
+    {
         Ok(rows) => Ok(rows.into_iter().filter_map(row_of).collect()),
         Err(mysql_async::Error::Server(e)) if e.code == 1146 || e.code == 1049 => Ok(Vec::new()),
         Err(e) => Err(e),

@@ -21,7 +21,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fleetsync_proto::schema_model::{DatabaseSchema, SchemaSnapshot, TableDef, TriggerDef, ViewDef};
+use fleetsync_proto::schema_model::{
+    DatabaseSchema, SchemaSnapshot, TableDef, TriggerDef, ViewDef,
+};
 use serde::{Deserialize, Serialize};
 
 use super::diff::{
@@ -47,7 +49,9 @@ pub enum Step {
         charset: Option<String>,
         collation: Option<String>,
     },
-    DropDatabase { name: String },
+    DropDatabase {
+        name: String,
+    },
 }
 
 impl Step {
@@ -203,7 +207,10 @@ fn plan_database(s: &DatabaseSchema, t: &DatabaseSchema, hints: &Hints, ph: &mut
     if let (Some(sc), Some(tc)) = (&s.collation, &t.collation) {
         if sc != tc || s.charset != t.charset {
             let cs = s.charset.as_deref().unwrap_or("utf8mb4");
-            ph.pre.push(sql(db, format!("ALTER DATABASE CHARACTER SET {cs} COLLATE {sc}")));
+            ph.pre.push(sql(
+                db,
+                format!("ALTER DATABASE CHARACTER SET {cs} COLLATE {sc}"),
+            ));
         }
     }
     let m = match_tables(s, t, hints);
@@ -211,7 +218,11 @@ fn plan_database(s: &DatabaseSchema, t: &DatabaseSchema, hints: &Hints, ph: &mut
     for tt in &m.only_target {
         drop_foreign_keys(db, &tt.name, tt.foreign_keys.iter().map(|f| &f.name), ph);
         let warning = format!("drops table {} and its rows", tt.name);
-        ph.drop_tables.push(sql_warn(db, format!("DROP TABLE {}", ident(&tt.name)), warning));
+        ph.drop_tables.push(sql_warn(
+            db,
+            format!("DROP TABLE {}", ident(&tt.name)),
+            warning,
+        ));
     }
     let renames: Vec<String> = m
         .pairs
@@ -220,7 +231,8 @@ fn plan_database(s: &DatabaseSchema, t: &DatabaseSchema, hints: &Hints, ph: &mut
         .map(|(st, tt)| format!("{} TO {}", ident(&tt.name), ident(&st.name)))
         .collect();
     if !renames.is_empty() {
-        ph.renames.push(sql(db, format!("RENAME TABLE {}", renames.join(", "))));
+        ph.renames
+            .push(sql(db, format!("RENAME TABLE {}", renames.join(", "))));
     }
     for st in &m.only_source {
         ph.creates.push(sql(db, render::create_table(st)));
@@ -240,9 +252,14 @@ fn drop_foreign_keys<'a>(
     names: impl Iterator<Item = &'a String>,
     ph: &mut Phases,
 ) {
-    let clauses: Vec<String> = names.map(|n| format!("DROP FOREIGN KEY {}", ident(n))).collect();
+    let clauses: Vec<String> = names
+        .map(|n| format!("DROP FOREIGN KEY {}", ident(n)))
+        .collect();
     if !clauses.is_empty() {
-        ph.pre.push(sql(db, format!("ALTER TABLE {} {}", ident(table), clauses.join(", "))));
+        ph.pre.push(sql(
+            db,
+            format!("ALTER TABLE {} {}", ident(table), clauses.join(", ")),
+        ));
     }
 }
 
@@ -252,7 +269,9 @@ fn add_foreign_keys<'a>(
     fks: impl Iterator<Item = &'a fleetsync_proto::schema_model::ForeignKeyDef>,
     ph: &mut Phases,
 ) {
-    let clauses: Vec<String> = fks.map(|f| format!("ADD {}", render::foreign_key(f))).collect();
+    let clauses: Vec<String> = fks
+        .map(|f| format!("ADD {}", render::foreign_key(f)))
+        .collect();
     if !clauses.is_empty() {
         let text = format!("ALTER TABLE {} {}", ident(&table.name), clauses.join(", "));
         ph.add_fks.push(sql(db, text));
@@ -307,7 +326,11 @@ fn plan_table(db: &str, st: &TableDef, tt: &TableDef, hints: &Hints, ph: &mut Ph
             clauses.push(format!("DROP CONSTRAINT {}", ident(&tc.name)));
         }
     }
-    let t_indexes: Vec<_> = tt.indexes.iter().map(|i| map_index(i, &cm.to_source)).collect();
+    let t_indexes: Vec<_> = tt
+        .indexes
+        .iter()
+        .map(|i| map_index(i, &cm.to_source))
+        .collect();
     for ti in &t_indexes {
         if st.index(&ti.name) != Some(ti) {
             clauses.push(render::drop_index(ti));
@@ -315,7 +338,10 @@ fn plan_table(db: &str, st: &TableDef, tt: &TableDef, hints: &Hints, ph: &mut Ph
     }
     for tc in &cm.only_target {
         clauses.push(format!("DROP COLUMN {}", ident(&tc.name)));
-        warnings.push(format!("drops column {}.{} and its values", st.name, tc.name));
+        warnings.push(format!(
+            "drops column {}.{} and its values",
+            st.name, tc.name
+        ));
     }
     column_clauses(st, tt, &cm, &mut clauses, &mut warnings);
     for si in &st.indexes {
@@ -331,7 +357,8 @@ fn plan_table(db: &str, st: &TableDef, tt: &TableDef, hints: &Hints, ph: &mut Ph
     clauses.extend(option_clauses(st, tt));
     let name = ident(&st.name);
     if st.partitioning != tt.partitioning && tt.partitioning.is_some() {
-        ph.unpartition.push(sql(db, format!("ALTER TABLE {name} REMOVE PARTITIONING")));
+        ph.unpartition
+            .push(sql(db, format!("ALTER TABLE {name} REMOVE PARTITIONING")));
     }
     if !clauses.is_empty() {
         let text = format!("ALTER TABLE {name}\n  {}", clauses.join(",\n  "));
@@ -344,7 +371,8 @@ fn plan_table(db: &str, st: &TableDef, tt: &TableDef, hints: &Hints, ph: &mut Ph
     }
     if st.partitioning != tt.partitioning {
         if let Some(p) = &st.partitioning {
-            ph.partition.push(sql(db, format!("ALTER TABLE {name} {p}")));
+            ph.partition
+                .push(sql(db, format!("ALTER TABLE {name} {p}")));
         }
     }
 }
@@ -388,7 +416,11 @@ fn column_clauses(
                 st.name, sc.name, tc.column_type, sc.column_type
             ));
         }
-        let pos = if misplaced { format!(" {position}") } else { String::new() };
+        let pos = if misplaced {
+            format!(" {position}")
+        } else {
+            String::new()
+        };
         if sc.name != tc.name {
             clauses.push(format!(
                 "CHANGE COLUMN {} {}{pos}",
@@ -425,7 +457,10 @@ fn option_clauses(st: &TableDef, tt: &TableDef) -> Vec<String> {
         }
     }
     if has("row_format") {
-        out.push(format!("ROW_FORMAT={}", o.row_format.as_deref().unwrap_or("DEFAULT")));
+        out.push(format!(
+            "ROW_FORMAT={}",
+            o.row_format.as_deref().unwrap_or("DEFAULT")
+        ));
     }
     if has("comment") {
         out.push(format!("COMMENT={}", render::quote(&o.comment)));
@@ -436,7 +471,8 @@ fn option_clauses(st: &TableDef, tt: &TableDef) -> Vec<String> {
 fn plan_views(db: &str, s: &DatabaseSchema, t: &DatabaseSchema, ph: &mut Phases) {
     for tv in &t.views {
         if s.view(&tv.name).is_none() {
-            ph.pre.push(sql(db, format!("DROP VIEW IF EXISTS {}", ident(&tv.name))));
+            ph.pre
+                .push(sql(db, format!("DROP VIEW IF EXISTS {}", ident(&tv.name))));
         }
     }
     let todo: Vec<&ViewDef> = s
@@ -491,7 +527,10 @@ fn plan_triggers(db: &str, s: &DatabaseSchema, t: &DatabaseSchema, hints: &Hints
             continue;
         }
         for tr in b.into_iter().flatten() {
-            ph.pre.push(sql(db, format!("DROP TRIGGER IF EXISTS {}", ident(&tr.name))));
+            ph.pre.push(sql(
+                db,
+                format!("DROP TRIGGER IF EXISTS {}", ident(&tr.name)),
+            ));
         }
         for tr in a.into_iter().flatten() {
             ph.triggers.push(sql(db, render::create_trigger(tr)));

@@ -157,7 +157,11 @@ pub fn table_options(o: &TableOptions, explicit: bool) -> Vec<String> {
 
 /// CREATE TABLE without foreign keys (they are added once every table exists).
 pub fn create_table(t: &TableDef) -> String {
-    let mut items: Vec<String> = t.columns.iter().map(|c| format!("  {}", column(c))).collect();
+    let mut items: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| format!("  {}", column(c)))
+        .collect();
     items.extend(t.indexes.iter().map(|i| format!("  {}", index(i))));
     items.extend(t.checks.iter().map(|c| format!("  {}", check(c))));
     let mut out = format!(
@@ -248,7 +252,10 @@ mod tests {
             invisible: true,
             ..Default::default()
         };
-        assert_eq!(column(&g), "`g` int(11) GENERATED ALWAYS AS (`id` * 2) STORED INVISIBLE");
+        assert_eq!(
+            column(&g),
+            "`g` int(11) GENERATED ALWAYS AS (`id` * 2) STORED INVISIBLE"
+        );
     }
 
     #[test]
@@ -272,6 +279,9 @@ mod tests {
             comment: String::new(),
             ignored: true,
         };
-        assert_eq!(index(&i), "UNIQUE KEY `k` (`a`(5), `b` DESC) USING BTREE IGNORED");
+        assert_eq!(
+            index(&i),
+            "UNIQUE KEY `k` (`a`(5), `b` DESC) USING BTREE IGNORED"
+        );
     }
 }

@@ -25,7 +25,10 @@ pub fn split(text: &str) -> Vec<Statement> {
         let c = bytes[i];
         // A DELIMITER command at the start of a statement.
         if cur.trim().is_empty() && at_word(&bytes, i, "DELIMITER") {
-            let end = bytes[i..].iter().position(|&c| c == '\n').map_or(bytes.len(), |p| i + p);
+            let end = bytes[i..]
+                .iter()
+                .position(|&c| c == '\n')
+                .map_or(bytes.len(), |p| i + p);
             let rest: String = bytes[i + 9..end].iter().collect();
             if let Some(d) = rest.split_whitespace().next() {
                 delimiter = d.to_string();
@@ -94,7 +97,10 @@ fn push(out: &mut Vec<Statement>, cur: &mut String, line: usize) {
 fn at_word(b: &[char], i: usize, word: &str) -> bool {
     let n = word.len();
     i + n <= b.len()
-        && b[i..i + n].iter().collect::<String>().eq_ignore_ascii_case(word)
+        && b[i..i + n]
+            .iter()
+            .collect::<String>()
+            .eq_ignore_ascii_case(word)
         && b.get(i + n).is_none_or(|c| c.is_whitespace())
 }
 
@@ -107,7 +113,10 @@ fn find(b: &[char], from: usize, s: &str) -> Option<usize> {
 }
 
 fn skip_line(b: &[char], i: usize) -> usize {
-    b[i..].iter().position(|&c| c == '\n').map_or(b.len(), |p| i + p)
+    b[i..]
+        .iter()
+        .position(|&c| c == '\n')
+        .map_or(b.len(), |p| i + p)
 }
 
 /// The index after the closing quote (a doubled quote or, outside backquotes, a backslash

@@ -481,12 +481,12 @@ fn mutation((kind, t, c, n): (u8, usize, usize, u32)) -> String {
     }
 }
 
-/// Cases of the property test: `FLEETSYNC_SCHEMA_PROPTEST_CASES` (default 10, about a minute).
+/// Cases of the property test: `FLEETSYNC_SCHEMA_PROPTEST_CASES` (default 25, about 40 s).
 fn prop_cases() -> u32 {
     std::env::var("FLEETSYNC_SCHEMA_PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10)
+        .unwrap_or(25)
 }
 
 /// One case: the target holds BASE, the source BASE plus the mutations; the generated migration

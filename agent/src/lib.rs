@@ -5,12 +5,14 @@
 //! * [`publish`]: where transactions go ([`publish::Publisher`]); the embedded in-process bus.
 //! * [`checkpoint`]: the agent's positions, kept in sled.
 //! * [`backup`]: backups, restore, point-in-time recovery (agent tasks).
+//! * [`inspect`]: schema snapshots (the full schema model) for diffs and migrations.
 //! * [`transfer`]: export and import as SQL, JSON or CSV.
 
 pub mod backup;
 pub mod checkpoint;
 pub mod ddl;
 pub mod error;
+pub mod inspect;
 pub mod publish;
 pub mod source;
 pub mod transfer;

@@ -4,9 +4,11 @@ mod archive_cmd;
 mod backup_cmd;
 mod conflicts;
 mod control;
+mod diff_cmd;
 mod http;
 mod kafka_cmds;
 mod manager;
+mod migrate_cmd;
 mod opts;
 mod pipeline;
 mod preflight;
@@ -115,6 +117,16 @@ enum Command {
     Export(transfer_cmd::ExportArgs),
     /// Import SQL, JSON or CSV files (as written by `export`) into a server.
     Import(transfer_cmd::ImportArgs),
+    /// Compare two servers, databases or schema files (exit 0 equal, 1 different, 2 error).
+    Diff {
+        #[command(subcommand)]
+        command: diff_cmd::DiffCommand,
+    },
+    /// Schema migrations: generate (verified on scratch copies), apply, status, rollback.
+    Migrate {
+        #[command(subcommand)]
+        command: migrate_cmd::MigrateCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -233,12 +245,18 @@ fn main() -> ExitCode {
             Command::Backup { command } => backup_cmd::run(command).await,
             Command::Export(args) => transfer_cmd::export(args).await,
             Command::Import(args) => transfer_cmd::import(args).await,
+            Command::Diff { command } => diff_cmd::run(command).await,
+            Command::Migrate { command } => migrate_cmd::run(command).await,
         }
     });
     // Shut the runtime down without waiting for blocking tasks (a stuck close must not hang exit).
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A command that already reported and chose its exit code (diff: 1 = different).
+        Err(e) if e.downcast_ref::<diff_cmd::Exit>().is_some() => {
+            ExitCode::from(e.downcast_ref::<diff_cmd::Exit>().map_or(1, |x| x.0))
+        }
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("error: {msg}");

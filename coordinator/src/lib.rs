@@ -2,4 +2,5 @@
 
 pub mod apply;
 pub mod feed;
+pub mod migrate;
 pub mod pitr;

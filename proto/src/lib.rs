@@ -8,6 +8,8 @@
 //! * [`record`]: [`Transaction`] (what travels on the bus) and [`RowChange`].
 //! * [`codec`]: the versioned bincode encoding for the bus and the Debezium-shaped JSON
 //!   encoding for people and outside consumers.
+//! * [`schema_model`]: a database's full schema (tables, indexes, keys, views, triggers)
+//!   for schema diffs and migrations.
 //! * [`sql`]: identifiers and exact SQL literals for values.
 
 pub mod calendar;
@@ -15,6 +17,7 @@ pub mod codec;
 pub mod position;
 pub mod record;
 pub mod schema;
+pub mod schema_model;
 pub mod sql;
 pub mod value;
 

@@ -722,15 +722,18 @@ def fleetsync_entry(work, suffix, rows):
     mib = lambda kib: round(kib / 1024, 1) if kib else None
     if suffix == "-kafka":
         by = f.get("peak_rss_kib_by_process") or {}
-        fs = {"bus": "kafka", "broker": "librdkafka mock cluster (separate process)",
+        tansu = os.environ.get("BENCH_BROKER") == "tansu"
+        broker = (f"tansu 0.6.0 broker ({os.environ.get('BENCH_TANSU_STORAGE', 'memory://tansu/')})"
+                  if tansu else "librdkafka mock cluster (separate process)")
+        fs = {"bus": "kafka", "broker": broker,
               "seconds": f.get("seconds"), "rows_per_s": rate(rows, f), "verified": fv["verified"],
               "agent_rss_mib": mib(by.get("fleetsync_agent")),
               "coordinator_rss_mib": mib(by.get("fleetsync_coordinator")),
-              "broker_rss_mib": mib(by.get("mock_kafka")),
+              "broker_rss_mib": mib(by.get("broker")),
               "note": "fleetsync agent and fleetsync coordinator as separate processes over "
-                      "fleetsync-mock-kafka (librdkafka's in-memory mock cluster, one broker, "
-                      "topic fleetsync.src); the clock starts when the agent is spawned "
-                      "(coordinator right after); RSS figures are each process's VmHWM"}
+                      + broker + " (one broker, topic fleetsync.src, one partition); the clock "
+                      "starts when the agent is spawned (coordinator right after); RSS figures "
+                      "are each process's VmHWM"}
     else:
         rss = mib(f.get("peak_rss_kib"))
         fs = {"seconds": f.get("seconds"), "rows_per_s": rate(rows, f), "verified": fv["verified"],

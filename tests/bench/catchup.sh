@@ -14,6 +14,10 @@
 #          BENCH_BUS      embedded (default: `fleetsync run`), kafka (`fleetsync agent` +
 #                         `fleetsync coordinator` over fleetsync-mock-kafka) or both
 #          MOCK_KAFKA_BIN use this fleetsync-mock-kafka instead of building it
+#          BENCH_BROKER   the Kafka broker: mock (default, fleetsync-mock-kafka: holds only ~5 MB
+#                         per partition, too little for a 1M-row backlog) or tansu (`tansu
+#                         broker` from PATH or ~/.cargo/bin with BENCH_TANSU_STORAGE, default
+#                         memory://tansu/)
 #          BENCH_LAG=1    afterwards, measure steady-state lag per bus (what lag.sh does);
 #                         BENCH_LAG_RATE (rows/s; default: half the bus's catch-up rate),
 #                         BENCH_LAG_SECONDS (30), BENCH_LAG_TXNS (transactions/s, 200)
@@ -33,6 +37,12 @@ case "$BENCH_BUS" in
     embedded | kafka | both) ;;
     *) echo "BENCH_BUS must be embedded, kafka or both (not $BENCH_BUS)" >&2; exit 2 ;;
 esac
+BENCH_BROKER="${BENCH_BROKER:-mock}"
+case "$BENCH_BROKER" in
+    mock | tansu) ;;
+    *) echo "BENCH_BROKER must be mock or tansu (not $BENCH_BROKER)" >&2; exit 2 ;;
+esac
+BENCH_TANSU_STORAGE="${BENCH_TANSU_STORAGE:-memory://tansu/}"
 BENCH_LAG="${BENCH_LAG:-0}"
 BENCH_LAG_SECONDS="${BENCH_LAG_SECONDS:-30}"
 BENCH_LAG_TXNS="${BENCH_LAG_TXNS:-200}"
@@ -48,7 +58,11 @@ else
     (cd "$ROOT" && cargo build --release -p fleetsync >&2)
     FLEETSYNC="$ROOT/target/release/fleetsync"
 fi
-if [[ $BENCH_BUS != embedded ]]; then
+if [[ $BENCH_BUS != embedded && $BENCH_BROKER == tansu ]]; then
+    TANSU="$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")"
+    [[ -x $TANSU ]] || { echo "tansu not found (cargo install tansu --version 0.6.0 --locked --features dynostore)" >&2; exit 2; }
+    say "broker: $TANSU ($BENCH_TANSU_STORAGE)"
+elif [[ $BENCH_BUS != embedded ]]; then
     if [[ -n "${MOCK_KAFKA_BIN:-}" ]]; then
         MOCK_KAFKA="$MOCK_KAFKA_BIN"
         say "using prebuilt $MOCK_KAFKA (MOCK_KAFKA_BIN)"
@@ -271,6 +285,10 @@ EOF
 # held open by this script: it serves until that closes); sets BROKER_PID and BOOTSTRAP.
 start_broker() {
     local d=$1
+    if [[ $BENCH_BROKER == tansu ]]; then
+        start_tansu "$d"
+        return
+    fi
     rm -f "$d/broker.in"
     mkfifo "$d/broker.in"
     "$MOCK_KAFKA" fleetsync.src <"$d/broker.in" >"$d/broker.out" 2>"$d/broker.log" &
@@ -286,6 +304,30 @@ start_broker() {
     done
     cat "$d/broker.log" >&2 || true
     say "fleetsync-mock-kafka did not start"
+    return 1
+}
+# start_tansu DIR: `tansu broker` on a free port, topic fleetsync.src with one partition (the
+# agent's layout); fd 7 is opened on /dev/null so that stop_broker works the same.
+start_tansu() {
+    local d=$1 port
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    (cd "$d" && exec "$TANSU" broker --cluster-id fleetsync-bench --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine "$BENCH_TANSU_STORAGE" \
+        >"$d/broker.log" 2>&1) &
+    BROKER_PID=$!
+    PIDS+=("$BROKER_PID")
+    exec 7>/dev/null
+    BOOTSTRAP="127.0.0.1:$port"
+    for _ in $(seq 1 100); do
+        if "$TANSU" topic create --broker "tcp://$BOOTSTRAP" --partitions 1 fleetsync.src >>"$d/broker.log" 2>&1; then
+            say "tansu broker pid $BROKER_PID at $BOOTSTRAP"
+            return 0
+        fi
+        kill -0 "$BROKER_PID" 2>/dev/null || break
+        sleep 0.2
+    done
+    tail -n 20 "$d/broker.log" >&2 || true
+    say "tansu did not start"
     return 1
 }
 stop_broker() {  # closes its stdin; SIGTERM if it has not exited 10 s later
@@ -353,7 +395,7 @@ python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
 say "fleetsync agent + coordinator (Kafka) from $POSITION: catching up (logs: $WORK/fsk/{agent,coordinator,broker}.log)"
 FSK_START=$(date +%s.%N)
 start_kafka_fleetsync fsk "$POSITION"
-python3 "$LIB" wait-fleetsync "${PORT[fsk]}" "fleetsync_agent=$AGENT_PID,fleetsync_coordinator=$COORD_PID,mock_kafka=$BROKER_PID" "$FSK_START" \
+python3 "$LIB" wait-fleetsync "${PORT[fsk]}" "fleetsync_agent=$AGENT_PID,fleetsync_coordinator=$COORD_PID,broker=$BROKER_PID" "$FSK_START" \
     "$END_FILE" "$END_POS" "$BENCH_TIMEOUT" "$WORK/fleetsync-kafka.json" \
     "source_mariadbd=${PID[src]},target_mariadbd=${PID[fsk]}" \
     "agent=$WORK/fsk/agent.log,coordinator=$WORK/fsk/coordinator.log"
@@ -405,7 +447,7 @@ lag_phase() {
     python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
     if [[ $bus == kafka ]]; then
         start_kafka_fleetsync "$name" "$pos"
-        pids="fleetsync_agent=$AGENT_PID,fleetsync_coordinator=$COORD_PID,mock_kafka=$BROKER_PID"
+        pids="fleetsync_agent=$AGENT_PID,fleetsync_coordinator=$COORD_PID,broker=$BROKER_PID"
     else
         NO_COLOR=1 "$FLEETSYNC" run --config "$WORK/$name/fleetsync.toml" >"$WORK/$name/fleetsync.log" 2>&1 &
         FS_PID=$!

@@ -17,6 +17,7 @@ mod ddl;
 mod harness;
 mod kafka;
 mod pitr;
+mod schema_diff;
 mod support;
 mod transfer;
 mod trinitycore;

@@ -6,11 +6,13 @@
 //! * [`checkpoint`]: the agent's positions, kept in sled.
 //! * [`backup`]: backups, restore, point-in-time recovery (agent tasks).
 //! * [`transfer`]: export and import as SQL, JSON or CSV.
+//! * [`health`]: health checks of a server (on demand and periodic).
 
 pub mod backup;
 pub mod checkpoint;
 pub mod ddl;
 pub mod error;
+pub mod health;
 pub mod publish;
 pub mod source;
 pub mod transfer;

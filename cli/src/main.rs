@@ -3,6 +3,7 @@
 mod backup_cmd;
 mod conflicts;
 mod control;
+mod health_cmd;
 mod http;
 mod kafka_cmds;
 mod manager;
@@ -114,6 +115,9 @@ enum Command {
     Export(transfer_cmd::ExportArgs),
     /// Import SQL, JSON or CSV files (as written by `export`) into a server.
     Import(transfer_cmd::ImportArgs),
+    /// Health checks of a server: pass/warn/fail per check with evidence; exit 0 healthy,
+    /// 1 degraded, 2 critical, 3 error.
+    Health(health_cmd::HealthArgs),
 }
 
 #[derive(Subcommand)]
@@ -232,12 +236,17 @@ fn main() -> ExitCode {
             Command::Backup { command } => backup_cmd::run(command).await,
             Command::Export(args) => transfer_cmd::export(args).await,
             Command::Import(args) => transfer_cmd::import(args).await,
+            Command::Health(args) => health_cmd::run(args).await,
         }
     });
     // Shut the runtime down without waiting for blocking tasks (a stuck close must not hang exit).
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A command that printed its own outcome and chose its exit code.
+        Err(e) if e.downcast_ref::<health_cmd::Exit>().is_some() => {
+            ExitCode::from(e.downcast_ref::<health_cmd::Exit>().map_or(1, |x| x.0))
+        }
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("error: {msg}");

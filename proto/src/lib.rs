@@ -9,9 +9,11 @@
 //! * [`codec`]: the versioned bincode encoding for the bus and the Debezium-shaped JSON
 //!   encoding for people and outside consumers.
 //! * [`sql`]: identifiers and exact SQL literals for values.
+//! * [`health`]: health reports (checks with evidence, overall status, fixes).
 
 pub mod calendar;
 pub mod codec;
+pub mod health;
 pub mod position;
 pub mod record;
 pub mod schema;

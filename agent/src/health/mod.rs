@@ -46,6 +46,9 @@ use serde_json::{json, Value};
 /// Gauge per (server, check): 0 pass, 1 warn, 2 fail, -1 skipped.
 pub const HEALTH_CHECK_STATUS: &str = "fleetsync_health_check_status";
 
+/// Session settings of the connection that applies fixes.
+const FIX_SESSION: &str = "SET SESSION lock_wait_timeout = 30";
+
 /// Every check, in report order: (name, category).
 pub const CHECKS: &[(&str, &str)] = &[
     ("connection", "connection"),
@@ -259,6 +262,10 @@ pub async fn apply_fixes(
         let c = mysql_async::Conn::new(target.opts.clone())
             .await
             .map_err(|e| crate::source::connect_error(&target.name, e).to_string())?;
+        let mut c = c;
+        // An ALTER waits for the table's metadata lock: give up rather than queue behind a
+        // long transaction (and block every query queued behind the ALTER).
+        let _ = c.query_drop(FIX_SESSION).await;
         conn = Some(c);
     }
     let mut out = Vec::with_capacity(planned.len());

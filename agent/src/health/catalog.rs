@@ -13,6 +13,19 @@ use mysql_async::Conn;
 /// `(schema, table)`.
 pub type TableKey = (String, String);
 
+/// information_schema.TABLES: schema, name, engine, rows, data length, index length, comment.
+type TableRow = (
+    String,
+    String,
+    Option<String>,
+    Option<u64>,
+    Option<u64>,
+    Option<u64>,
+    Option<String>,
+);
+/// information_schema.STATISTICS: schema, table, index, non-unique, type, column, prefix.
+type IndexRow = (String, String, String, u64, String, String, Option<u64>);
+
 const USER_SCHEMAS: &str = "NOT IN ('mysql','information_schema','performance_schema','sys')";
 
 #[derive(Debug, Clone, Default)]
@@ -78,7 +91,7 @@ pub struct Catalog {
 impl Catalog {
     pub async fn load(conn: &mut Conn) -> Result<Catalog, mysql_async::Error> {
         let mut c = Catalog::default();
-        let rows: Vec<(String, String, Option<String>, Option<u64>, Option<u64>, Option<u64>, Option<String>)> = conn
+        let rows: Vec<TableRow> = conn
             .query(format!(
                 "SELECT TABLE_SCHEMA, TABLE_NAME, ENGINE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, TABLE_COMMENT \
                  FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA {USER_SCHEMAS} \
@@ -123,7 +136,7 @@ impl Catalog {
     }
 
     async fn load_indexes(&mut self, conn: &mut Conn) -> Result<(), mysql_async::Error> {
-        let rows: Vec<(String, String, String, u64, String, String, Option<u64>)> = conn
+        let rows: Vec<IndexRow> = conn
             .query(format!(
                 "SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, INDEX_TYPE, COLUMN_NAME, SUB_PART \
                  FROM information_schema.STATISTICS WHERE TABLE_SCHEMA {USER_SCHEMAS} \

@@ -191,7 +191,7 @@ fn ident(s: &str) -> Option<(Option<String>, &str)> {
         }
         return None;
     }
-    let end = s.find(|c: char| c == '.' || c == ' ').unwrap_or(s.len());
+    let end = s.find(['.', ' ']).unwrap_or(s.len());
     (end > 0).then(|| (Some(s[..end].to_string()), &s[end..]))
 }
 

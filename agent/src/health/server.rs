@@ -13,6 +13,21 @@ use serde_json::json;
 use super::connection::global_status;
 use super::{result, Ctx};
 
+/// log_bin, binlog_format, binlog_row_image, server_id.
+type BinlogVars = (Option<String>, Option<String>, Option<String>, u64);
+/// A row of INNODB_TRX joined with PROCESSLIST (see [`long_transactions`]).
+type TrxRow = (
+    u64,
+    String,
+    u64,
+    String,
+    u64,
+    u64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 /// Buffer pool read requests below which the hit ratio says nothing yet (a fresh server).
 const MIN_READ_REQUESTS: u64 = 100_000;
 /// Slow queries below which the ratio is not judged.
@@ -23,7 +38,7 @@ const MAX_LISTED_TRANSACTIONS: usize = 20;
 /// `binlog`: `log_bin=ON`, `binlog_format=ROW`, `binlog_row_image=FULL`,
 /// `binlog_row_metadata=FULL`. Wrong settings fail on a sync's source, warn elsewhere.
 pub async fn binlog(conn: &mut Conn, ctx: &Ctx<'_>) -> Result<CheckResult, mysql_async::Error> {
-    let row: Option<(Option<String>, Option<String>, Option<String>, u64)> = conn
+    let row: Option<BinlogVars> = conn
         .query_first("SELECT @@GLOBAL.log_bin, @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image, @@GLOBAL.server_id")
         .await?;
     let (log_bin, format, image, server_id) = row.unwrap_or_default();
@@ -207,7 +222,7 @@ pub async fn long_transactions(
         ));
     }
     let limit = ctx.cfg.long_transaction_secs;
-    let rows: Vec<(u64, String, u64, String, u64, u64, Option<String>, Option<String>, Option<String>)> = conn
+    let rows: Vec<TrxRow> = conn
         .query(format!(
             "SELECT t.trx_mysql_thread_id, CAST(t.trx_started AS CHAR), TIMESTAMPDIFF(SECOND, t.trx_started, NOW()), \
              t.trx_state, t.trx_rows_modified, t.trx_rows_locked, LEFT(t.trx_query, 200), p.USER, p.HOST \

@@ -7,11 +7,13 @@
 //! * [`backup`]: backups, restore, point-in-time recovery (agent tasks).
 //! * [`inspect`]: schema snapshots (the full schema model) for diffs and migrations.
 //! * [`transfer`]: export and import as SQL, JSON or CSV.
+//! * [`health`]: health checks of a server (on demand and periodic).
 
 pub mod backup;
 pub mod checkpoint;
 pub mod ddl;
 pub mod error;
+pub mod health;
 pub mod inspect;
 pub mod publish;
 pub mod source;

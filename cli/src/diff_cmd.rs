@@ -18,18 +18,7 @@ use fleetsync_proto::schema_model::SchemaSnapshot;
 
 use crate::opts::opts_by_name;
 
-/// Ends the process with this code after the command has printed what it had to say
-/// (`main` prints nothing more for it).
-#[derive(Debug)]
-pub struct Exit(pub u8);
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit code {}", self.0)
-    }
-}
-
-impl std::error::Error for Exit {}
+pub use crate::exit::Exit;
 
 /// Exit code of `diff` when the sides differ.
 pub const EXIT_DIFFERENT: u8 = 1;

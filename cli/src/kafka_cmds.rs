@@ -137,6 +137,8 @@ pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> R
         cancel.clone(),
     )
     .await?;
+    let checked = sources.iter().map(|s| s.to_string()).collect();
+    crate::health_cmd::spawn_periodic(&config, checked, cancel.child_token());
     let mut tasks = JoinSet::new();
     let _archivers = crate::archive_cmd::spawn_archivers(&config, Some(&sources), &cancel)?;
     for server in sources {

@@ -5,6 +5,8 @@ mod backup_cmd;
 mod conflicts;
 mod control;
 mod diff_cmd;
+mod exit;
+mod health_cmd;
 mod http;
 mod kafka_cmds;
 mod manager;
@@ -127,6 +129,9 @@ enum Command {
         #[command(subcommand)]
         command: migrate_cmd::MigrateCommand,
     },
+    /// Health checks of a server: pass/warn/fail per check with evidence; exit 0 healthy,
+    /// 1 degraded, 2 critical, 3 error.
+    Health(health_cmd::HealthArgs),
 }
 
 #[derive(Subcommand)]
@@ -247,15 +252,17 @@ fn main() -> ExitCode {
             Command::Import(args) => transfer_cmd::import(args).await,
             Command::Diff { command } => diff_cmd::run(command).await,
             Command::Migrate { command } => migrate_cmd::run(command).await,
+            Command::Health(args) => health_cmd::run(args).await,
         }
     });
     // Shut the runtime down without waiting for blocking tasks (a stuck close must not hang exit).
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // A command that already reported and chose its exit code (diff: 1 = different).
-        Err(e) if e.downcast_ref::<diff_cmd::Exit>().is_some() => {
-            ExitCode::from(e.downcast_ref::<diff_cmd::Exit>().map_or(1, |x| x.0))
+        // A command that printed its own outcome and chose its exit code (diff: 1 = different,
+        // health: 1 degraded, 2 critical).
+        Err(e) if e.downcast_ref::<exit::Exit>().is_some() => {
+            ExitCode::from(e.downcast_ref::<exit::Exit>().map_or(1, |x| x.0))
         }
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");

@@ -99,6 +99,8 @@ pub async fn run(path: &Path) -> Result<()> {
         cancel.clone(),
     )
     .await?;
+    let all: Vec<String> = config.servers.iter().map(|s| s.name.clone()).collect();
+    crate::health_cmd::spawn_periodic(&config, all, cancel.child_token());
     let mut tasks = JoinSet::new();
     let _archivers = crate::archive_cmd::spawn_archivers(&config, None, &cancel)?;
     let mut index = 0usize;

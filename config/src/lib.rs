@@ -12,6 +12,7 @@ mod backup;
 mod conflict;
 mod env;
 mod filter;
+mod health;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 pub use backup::{BackupConfig, Compression, Retention};
 pub use conflict::{ConflictPolicy, ConflictStrategy, TableConflictConfig, TablePolicy};
 pub use filter::{TableFilter, TableMap};
+pub use health::HealthConfig;
 
 /// Where checkpoints live when `state_dir` is not set.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/fleetsync";
@@ -80,6 +82,9 @@ pub struct Config {
     /// Backups, the binlog archive for point-in-time recovery.
     #[serde(default)]
     pub backup: BackupConfig,
+    /// Health checks: the periodic agent task and the limits of `fleetsync health`.
+    #[serde(default)]
+    pub health: HealthConfig,
 }
 
 /// Which bus carries change records between agents and coordinators.
@@ -424,6 +429,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.metrics_addr()?;
         self.backup.validate()?;
+        self.health.validate()?;
         if self.bus.kind == BusKind::Kafka
             && self
                 .bus

@@ -15,6 +15,7 @@ mod conflicts;
 mod crash;
 mod ddl;
 mod harness;
+mod health;
 mod kafka;
 mod pitr;
 mod schema_diff;

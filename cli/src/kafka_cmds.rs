@@ -138,6 +138,7 @@ pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> R
     )
     .await?;
     let mut tasks = JoinSet::new();
+    let backup_servers: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
     for server in sources {
         let s = config
             .server(server)
@@ -179,6 +180,11 @@ pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> R
             cancel.child_token(),
         ));
     }
+    let _backups = crate::tasks::spawn_backups(
+        Arc::new(config.clone()),
+        backup_servers,
+        cancel.child_token(),
+    )?;
     tracing::info!(metrics = %addr, agents = tasks.len(), "fleetsync agent running");
     tokio::select! {
         _ = shutdown_signal() => {}

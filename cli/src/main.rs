@@ -12,6 +12,7 @@ mod preflight;
 mod run;
 mod status;
 mod tail;
+mod tasks;
 mod transfer_cmd;
 
 use std::path::PathBuf;

@@ -10,6 +10,7 @@
 //! changes mid-stream), `trinitycore` (a real-world schema), `bad_input` (refusals), `kafka`
 //! (agent and coordinator as separate processes over a Kafka broker: mock cluster and tansu).
 
+mod backup;
 mod bad_input;
 mod conflicts;
 mod crash;

@@ -82,7 +82,11 @@ async fn refused(args: &[&str], needles: &[&str]) -> Result<String> {
     let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     ensure!(lines.len() == 1, "expected one error line, got:\n{stderr}");
     for n in needles {
-        ensure!(lines[0].contains(n), "the error should mention {n:?}: {}", lines[0]);
+        ensure!(
+            lines[0].contains(n),
+            "the error should mention {n:?}: {}",
+            lines[0]
+        );
     }
     println!("refused as expected: {}", lines[0]);
     Ok(lines[0].to_string())
@@ -94,20 +98,39 @@ fn p(path: &Path) -> Result<&str> {
 
 /// `backup create --json`: the new backup's id.
 async fn create(config: &Path, include: &[&str]) -> Result<String> {
-    let mut args = vec!["backup", "create", "--config", p(config)?, "--server", "src", "--json"];
+    let mut args = vec![
+        "backup",
+        "create",
+        "--config",
+        p(config)?,
+        "--server",
+        "src",
+        "--json",
+    ];
     for i in include {
         args.extend(["--include", i]);
     }
     let out = ok(&args).await?;
     let v: serde_json::Value =
         serde_json::from_str(out.trim()).with_context(|| format!("create printed {out:?}"))?;
-    let id = v["id"].as_str().context("no id in create's JSON")?.to_string();
+    let id = v["id"]
+        .as_str()
+        .context("no id in create's JSON")?
+        .to_string();
     ensure!(v["status"] == "complete", "status in {v}");
     Ok(id)
 }
 
 async fn restore(config: &Path, id: &str, extra: &[&str]) -> Result<String> {
-    let mut args = vec!["backup", "restore", "--config", p(config)?, id, "--to-server", "dst"];
+    let mut args = vec![
+        "backup",
+        "restore",
+        "--config",
+        p(config)?,
+        id,
+        "--to-server",
+        "dst",
+    ];
     args.extend(extra);
     ok(&args).await
 }
@@ -128,7 +151,10 @@ async fn fingerprint(db: &MariaDb) -> Result<Vec<String>> {
         .await?;
     let mut out = Vec::new();
     for r in rows {
-        let (s, t) = (r[0].clone().unwrap_or_default(), r[1].clone().unwrap_or_default());
+        let (s, t) = (
+            r[0].clone().unwrap_or_default(),
+            r[1].clone().unwrap_or_default(),
+        );
         let sum = db
             .query_strings(&format!("CHECKSUM TABLE `{s}`.`{t}`"))
             .await
@@ -187,7 +213,10 @@ async fn assert_app_equal(src: &MariaDb, dst: &MariaDb, dst_db: &str) -> Result<
     let n = dst
         .query_value(&format!("SELECT COUNT(*) FROM `{dst_db}`.v_dense"))
         .await?;
-    ensure!(n.as_deref() == Some("9"), "view v_dense in {dst_db}: {n:?} rows");
+    ensure!(
+        n.as_deref() == Some("9"),
+        "view v_dense in {dst_db}: {n:?} rows"
+    );
     Ok(())
 }
 
@@ -227,7 +256,10 @@ async fn backup_round_trip_all_types() -> Result<()> {
     let schema = root.join(dense["schema_file"]["name"].as_str().context("schema")?);
     let file = root.join(dense["files"][0]["name"].as_str().context("file")?);
     dst.exec("CREATE DATABASE viacli").await?;
-    let cli = format!("mariadb --no-defaults -h127.0.0.1 -P{} -uroot viacli", dst.port());
+    let cli = format!(
+        "mariadb --no-defaults -h127.0.0.1 -P{} -uroot viacli",
+        dst.port()
+    );
     let status = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!(
@@ -236,9 +268,15 @@ async fn backup_round_trip_all_types() -> Result<()> {
             file.display()
         ))
         .status()?;
-    ensure!(status.success(), "loading a chunk with zstd -dc | mariadb failed");
+    ensure!(
+        status.success(),
+        "loading a chunk with zstd -dc | mariadb failed"
+    );
     let n = dst.count("viacli", "dense").await?;
-    ensure!(Some(n) == dense["files"][0]["rows"].as_u64(), "{n} rows via the client");
+    ensure!(
+        Some(n) == dense["files"][0]["rows"].as_u64(),
+        "{n} rows via the client"
+    );
     dst.exec("DROP DATABASE viacli").await?;
 
     let listed = ok(&["backup", "list", "--config", p(&config)?, "--json"]).await?;
@@ -247,7 +285,10 @@ async fn backup_round_trip_all_types() -> Result<()> {
 
     let plan = restore(&config, &id, &["--dry-run"]).await?;
     ensure!(plan.contains("table app.all_types"), "dry run: {plan}");
-    ensure!(dst.user_databases().await?.is_empty(), "dry run changed the target");
+    ensure!(
+        dst.user_databases().await?.is_empty(),
+        "dry run changed the target"
+    );
 
     restore(&config, &id, &[]).await?;
     assert_app_equal(src, dst, "app").await?;
@@ -255,7 +296,15 @@ async fn backup_round_trip_all_types() -> Result<()> {
     assert_app_equal(src, dst, "app2").await?;
     // Restoring again over existing tables needs --yes.
     refused(
-        &["backup", "restore", "--config", p(&config)?, &id, "--to-server", "dst"],
+        &[
+            "backup",
+            "restore",
+            "--config",
+            p(&config)?,
+            &id,
+            "--to-server",
+            "dst",
+        ],
         &["already exist", "app.all_types", "--yes"],
     )
     .await?;
@@ -288,7 +337,9 @@ async fn backup_encrypted_gzip_and_keys() -> Result<()> {
     ensure!(m["encrypted"] == true && m["compression"] == "gzip", "{m}");
     let text = std::fs::read_to_string(backups_dir(&pair).join(&id).join("manifest.json"))?;
     ensure!(!text.contains(&key_text), "the manifest holds the key");
-    let name = m["tables"][0]["files"][0]["name"].as_str().context("file")?;
+    let name = m["tables"][0]["files"][0]["name"]
+        .as_str()
+        .context("file")?;
     ensure!(name.ends_with(".sql.gz.enc"), "file {name}");
     let raw = std::fs::read(backups_dir(&pair).join(&id).join(name))?;
     ensure!(raw.starts_with(b"FSBKENC"), "not encrypted: {name}");
@@ -315,14 +366,32 @@ async fn backup_encrypted_gzip_and_keys() -> Result<()> {
     .await?;
     ensure!(!line.contains(&key_text), "the error shows the key");
     refused(
-        &["backup", "restore", "--config", p(&wrong_config)?, &id, "--to-server", "dst", "--yes"],
+        &[
+            "backup",
+            "restore",
+            "--config",
+            p(&wrong_config)?,
+            &id,
+            "--to-server",
+            "dst",
+            "--yes",
+        ],
         &["wrong encryption key", &id],
     )
     .await?;
     // Missing key.
     let nokey = write_config(&pair, "nokey", "")?;
     refused(
-        &["backup", "restore", "--config", p(&nokey)?, &id, "--to-server", "dst", "--yes"],
+        &[
+            "backup",
+            "restore",
+            "--config",
+            p(&nokey)?,
+            &id,
+            "--to-server",
+            "dst",
+            "--yes",
+        ],
         &["encrypted", "no key"],
     )
     .await?;
@@ -339,7 +408,10 @@ async fn backup_encrypted_gzip_and_keys() -> Result<()> {
         &["absent.key"],
     )
     .await?;
-    ensure!(fingerprint(dst).await? == before, "a refused restore changed the target");
+    ensure!(
+        fingerprint(dst).await? == before,
+        "a refused restore changed the target"
+    );
     Ok(())
 }
 
@@ -358,15 +430,31 @@ async fn backup_bad_inputs_change_nothing() -> Result<()> {
     // Tampered chunk: one byte changed.
     let id = create(&config, &["app\\..*"]).await?;
     let m = manifest(&pair, &id)?;
-    let chunk = m["tables"][1]["files"][0]["name"].as_str().context("file")?.to_string();
+    let chunk = m["tables"][1]["files"][0]["name"]
+        .as_str()
+        .context("file")?
+        .to_string();
     let path = dir.join(&id).join(&chunk);
     let mut bytes = std::fs::read(&path)?;
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     std::fs::write(&path, &bytes)?;
-    refused(&["backup", "verify", "--config", &c, &id], &[&chunk, "checksum mismatch"]).await?;
     refused(
-        &["backup", "restore", "--config", &c, &id, "--to-server", "dst", "--yes"],
+        &["backup", "verify", "--config", &c, &id],
+        &[&chunk, "checksum mismatch"],
+    )
+    .await?;
+    refused(
+        &[
+            "backup",
+            "restore",
+            "--config",
+            &c,
+            &id,
+            "--to-server",
+            "dst",
+            "--yes",
+        ],
         &[&chunk, "checksum mismatch"],
     )
     .await?;
@@ -375,7 +463,16 @@ async fn backup_bad_inputs_change_nothing() -> Result<()> {
     bytes[mid] ^= 0x40;
     std::fs::write(&path, &bytes[..bytes.len() - 10])?;
     refused(
-        &["backup", "restore", "--config", &c, &id, "--to-server", "dst", "--yes"],
+        &[
+            "backup",
+            "restore",
+            "--config",
+            &c,
+            &id,
+            "--to-server",
+            "dst",
+            "--yes",
+        ],
         &[&chunk, "truncated"],
     )
     .await?;
@@ -384,18 +481,44 @@ async fn backup_bad_inputs_change_nothing() -> Result<()> {
     let id2 = create(&config, &["app\\..*"]).await?;
     std::fs::remove_file(dir.join(&id2).join("manifest.json"))?;
     refused(
-        &["backup", "restore", "--config", &c, &id2, "--to-server", "dst", "--yes"],
+        &[
+            "backup",
+            "restore",
+            "--config",
+            &c,
+            &id2,
+            "--to-server",
+            "dst",
+            "--yes",
+        ],
         &["manifest.json", "missing"],
     )
     .await?;
-    refused(&["backup", "verify", "--config", &c, &id2], &["manifest.json"]).await?;
+    refused(
+        &["backup", "verify", "--config", &c, &id2],
+        &["manifest.json"],
+    )
+    .await?;
     let listed = ok(&["backup", "list", "--config", &c]).await?;
-    ensure!(listed.contains(&format!("{id2}  unreadable")), "list: {listed}");
+    ensure!(
+        listed.contains(&format!("{id2}  unreadable")),
+        "list: {listed}"
+    );
 
     // Point-in-time options are refused by this build rather than ignored.
     let id3 = create(&config, &["app\\..*"]).await?;
     refused(
-        &["backup", "restore", "--config", &c, &id3, "--to-server", "dst", "--to-time", "2030-01-01 00:00:00"],
+        &[
+            "backup",
+            "restore",
+            "--config",
+            &c,
+            &id3,
+            "--to-server",
+            "dst",
+            "--to-time",
+            "2030-01-01 00:00:00",
+        ],
         &["point-in-time"],
     )
     .await?;
@@ -405,24 +528,49 @@ async fn backup_bad_inputs_change_nothing() -> Result<()> {
         .await?;
     let weak = write_config_dst(&pair, "weak", &dst.url_user("weak", "weakpw"), "")?;
     let line = refused(
-        &["backup", "restore", "--config", p(&weak)?, &id3, "--to-server", "dst", "--yes"],
+        &[
+            "backup",
+            "restore",
+            "--config",
+            p(&weak)?,
+            &id3,
+            "--to-server",
+            "dst",
+            "--yes",
+        ],
         &["lacks privileges", "CREATE ON `app`.*", "INSERT ON `app`.*"],
     )
     .await?;
     ensure!(!line.contains("weakpw"), "the error shows the password");
 
     // Existing tables without --yes (stdin is not a terminal: no prompt).
-    dst.exec("CREATE DATABASE app; CREATE TABLE app.dense (x INT); INSERT INTO app.dense VALUES (42)")
-        .await?;
+    dst.exec(
+        "CREATE DATABASE app; CREATE TABLE app.dense (x INT); INSERT INTO app.dense VALUES (42)",
+    )
+    .await?;
     let before_existing = fingerprint(dst).await?;
     refused(
-        &["backup", "restore", "--config", &c, &id3, "--to-server", "dst"],
+        &[
+            "backup",
+            "restore",
+            "--config",
+            &c,
+            &id3,
+            "--to-server",
+            "dst",
+        ],
         &["app.dense", "--yes"],
     )
     .await?;
-    ensure!(fingerprint(dst).await? == before_existing, "refused restore changed the target");
+    ensure!(
+        fingerprint(dst).await? == before_existing,
+        "refused restore changed the target"
+    );
     dst.exec("DROP DATABASE app").await?;
-    ensure!(fingerprint(dst).await? == before, "a refused restore changed the target");
+    ensure!(
+        fingerprint(dst).await? == before,
+        "a refused restore changed the target"
+    );
     Ok(())
 }
 
@@ -440,9 +588,15 @@ async fn backup_prune_keep_last() -> Result<()> {
     }
     let mut sorted = ids.clone();
     sorted.sort();
-    ensure!(sorted == ids && ids[0] != ids[2], "ids not distinct/ordered: {ids:?}");
+    ensure!(
+        sorted == ids && ids[0] != ids[2],
+        "ids not distinct/ordered: {ids:?}"
+    );
     let dry = ok(&["backup", "prune", "--config", &c, "--dry-run"]).await?;
-    ensure!(dry.contains(&format!("would delete {}", ids[0])), "dry run: {dry}");
+    ensure!(
+        dry.contains(&format!("would delete {}", ids[0])),
+        "dry run: {dry}"
+    );
     ensure!(backups_dir(&pair).join(&ids[0]).exists(), "dry run deleted");
     let out = ok(&["backup", "prune", "--config", &c]).await?;
     ensure!(out.contains(&format!("deleted {}", ids[0])), "prune: {out}");
@@ -485,10 +639,14 @@ async fn backup_scheduled_in_run_with_metrics() -> Result<()> {
             })
             .unwrap_or(0)
     };
-    wait_until(Duration::from_secs(60), "two complete scheduled backups", || async {
-        ensure!(complete() >= 2, "{} complete so far", complete());
-        Ok(())
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "two complete scheduled backups",
+        || async {
+            ensure!(complete() >= 2, "{} complete so far", complete());
+            Ok(())
+        },
+    )
     .await
     .with_context(|| fs.log_tail(30))?;
     let body = http_get(port, "/metrics").await?;
@@ -506,7 +664,10 @@ async fn backup_scheduled_in_run_with_metrics() -> Result<()> {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("src-"))
         .count();
-    ensure!(src_backups <= 3, "{src_backups} backups of src kept with keep_last = 2");
+    ensure!(
+        src_backups <= 3,
+        "{src_backups} backups of src kept with keep_last = 2"
+    );
     fs.stop(STOP_TIMEOUT).await?;
     Ok(())
 }
@@ -543,7 +704,12 @@ async fn backup_trinitycore_round_trip() -> Result<()> {
         assert_schemas_equal(src, dst, db, db).await?;
     }
     // And one database under a new name.
-    restore(&config, &id, &["--rename-db", "characters=characters_copy", "--yes"]).await?;
+    restore(
+        &config,
+        &id,
+        &["--rename-db", "characters=characters_copy", "--yes"],
+    )
+    .await?;
     assert_databases_equal(src, dst, "characters", "characters_copy").await?;
     assert_schemas_equal(src, dst, "characters", "characters_copy").await?;
     Ok(())

@@ -40,7 +40,10 @@ pub struct KeyCol {
 pub enum Range {
     All,
     /// `lo <= key < hi`, either bound open when `None`.
-    Int { lo: Option<i128>, hi: Option<i128> },
+    Int {
+        lo: Option<i128>,
+        hi: Option<i128>,
+    },
     /// `after < key <= upto` (row comparison in index order), either bound open when `None`.
     Keyset {
         after: Option<Vec<Value>>,
@@ -280,7 +283,13 @@ mod tests {
             format!(" WHERE ((`a` > ?) OR (`a` = ? AND `b` > {cv})) AND ((`a` < ?) OR (`a` = ? AND `b` <= {cv}))")
         );
         assert_eq!(p.len(), 6);
-        let (w, p) = where_clause(&key[..1], &Range::Int { lo: Some(-5), hi: None });
+        let (w, p) = where_clause(
+            &key[..1],
+            &Range::Int {
+                lo: Some(-5),
+                hi: None,
+            },
+        );
         assert_eq!((w.as_str(), p.len()), (" WHERE `a` >= -5", 0));
     }
 }

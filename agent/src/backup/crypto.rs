@@ -222,7 +222,10 @@ mod tests {
             Ok(_) => panic!("a 2-byte key was accepted"),
             Err(e) => e,
         };
-        assert!(short.contains("file k") && !short.contains("abcd"), "{short}");
+        assert!(
+            short.contains("file k") && !short.contains("abcd"),
+            "{short}"
+        );
         assert_eq!(format!("{:?}", key(9)), "Key(<redacted>)");
     }
 }

@@ -115,7 +115,10 @@ pub async fn create(req: &CreateRequest) -> Result<Manifest, BackupError> {
     let views = read_views(&mut meta, server, &req.filter).await?;
     let databases = read_databases(&mut meta, server, &tables, &views).await?;
     if tables.is_empty() && views.is_empty() {
-        tracing::warn!(server, "no table matches the backup's selection: the backup will be empty");
+        tracing::warn!(
+            server,
+            "no table matches the backup's selection: the backup will be empty"
+        );
     }
     let (id, root) = allocate(&req.settings.dir, server, started_at)?;
     let mut m = Manifest {
@@ -336,6 +339,9 @@ fn fill_tables(
     m.total_bytes = m.files().map(|f| f.bytes).sum();
 }
 
+/// A table (by index) and its ranges.
+type Planned = (usize, Vec<Range>);
+
 /// Plans every table's ranges on the snapshot connections, largest tables first.
 async fn plan_all(
     conns: Vec<Conn>,
@@ -345,16 +351,23 @@ async fn plan_all(
 ) -> Result<(Vec<Conn>, Vec<Unit>), BackupError> {
     let mut order: Vec<usize> = (0..dumps.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(dumps[i].est_rows));
-    let planned: Arc<Mutex<Vec<(usize, Vec<Range>)>>> = Arc::new(Mutex::new(Vec::new()));
-    let items: Vec<(usize, Arc<TableDump>)> = order.iter().map(|&i| (i, dumps[i].clone())).collect();
+    let planned: Arc<Mutex<Vec<Planned>>> = Arc::new(Mutex::new(Vec::new()));
+    let items: Vec<(usize, Arc<TableDump>)> =
+        order.iter().map(|&i| (i, dumps[i].clone())).collect();
     let worker = {
         let (planned, server) = (planned.clone(), server.to_string());
         move |mut conn: Conn, (i, t): (usize, Arc<TableDump>)| {
             let (planned, server) = (planned.clone(), server.clone());
             async move {
-                let ranges =
-                    chunk::plan(&mut conn, &server, &t.qualified, &t.key, t.est_rows, chunk_rows)
-                        .await?;
+                let ranges = chunk::plan(
+                    &mut conn,
+                    &server,
+                    &t.qualified,
+                    &t.key,
+                    t.est_rows,
+                    chunk_rows,
+                )
+                .await?;
                 planned.lock().map_err(|_| poisoned())?.push((i, ranges));
                 Ok(conn)
             }
@@ -366,9 +379,7 @@ async fn plan_all(
     planned.sort_by_key(|(i, _)| rank.get(i).copied().unwrap_or(usize::MAX));
     let units = planned
         .into_iter()
-        .flat_map(|(i, ranges)| {
-            ranges.into_iter().map(move |range| (i, range))
-        })
+        .flat_map(|(i, ranges)| ranges.into_iter().map(move |range| (i, range)))
         .map(|(i, range)| Unit {
             table: i,
             dump: dumps[i].clone(),
@@ -485,12 +496,19 @@ async fn finish(ctx: &DumpCtx, pending: &mut Option<Pending>) -> Result<(), Back
             .await
             .map_err(|e| BackupError::Refused(format!("a file writer stopped: {e}")))??;
         ctx.progress.rows(entry.rows);
-        ctx.files.lock().map_err(|_| poisoned())?.push((table, entry));
+        ctx.files
+            .lock()
+            .map_err(|_| poisoned())?
+            .push((table, entry));
     }
     Ok(())
 }
 
-fn spawn_write(ctx: &Arc<DumpCtx>, unit: &Unit, (plain, rows, stmts): (Vec<u8>, u64, u64)) -> Pending {
+fn spawn_write(
+    ctx: &Arc<DumpCtx>,
+    unit: &Unit,
+    (plain, rows, stmts): (Vec<u8>, u64, u64),
+) -> Pending {
     let t = &unit.dump;
     let seq = t.next_file.fetch_add(1, Ordering::Relaxed) + 1;
     let rel = format!(
@@ -629,8 +647,8 @@ async fn read_views(
         .into_iter()
         .filter(|(s, v, ..)| filter.matches(s, v))
         .map(|(database, view, def, check, security, algorithm)| {
-            let mut sql = format!("CREATE ALGORITHM={algorithm} SQL SECURITY {security} VIEW ")
-                .into_bytes();
+            let mut sql =
+                format!("CREATE ALGORITHM={algorithm} SQL SECURITY {security} VIEW ").into_bytes();
             fleetsync_proto::sql::push_ident(&mut sql, &view);
             sql.extend_from_slice(b" AS ");
             sql.extend_from_slice(def.as_bytes());

@@ -213,7 +213,9 @@ fn parse(path: &Path, text: &[u8], id: &str) -> Result<Manifest, BackupError> {
     if version != Some(u64::from(FORMAT_VERSION)) {
         return Err(BackupError::file(
             path,
-            format!("manifest format version {version:?}; this build reads version {FORMAT_VERSION}"),
+            format!(
+                "manifest format version {version:?}; this build reads version {FORMAT_VERSION}"
+            ),
         ));
     }
     let m: Manifest = serde_json::from_value(raw)
@@ -234,10 +236,13 @@ fn parse(path: &Path, text: &[u8], id: &str) -> Result<Manifest, BackupError> {
     Ok(m)
 }
 
+/// A backup's manifest, or its id and why it cannot be read.
+pub type Listed = Result<Manifest, (String, String)>;
+
 /// Every backup in `dir`, oldest first: `Ok(manifest)` or, for a directory whose manifest
 /// cannot be read, `Err((id, error))`. Directories without any manifest that do not look
 /// like backups (e.g. `binlog-archive`) are skipped.
-pub fn list(dir: &Path) -> Result<Vec<Result<Manifest, (String, String)>>, BackupError> {
+pub fn list(dir: &Path) -> Result<Vec<Listed>, BackupError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -246,7 +251,11 @@ pub fn list(dir: &Path) -> Result<Vec<Result<Manifest, (String, String)>>, Backu
     let mut out = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
-        let Some(id) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+        let Some(id) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
             continue;
         };
         if !path.is_dir() {
@@ -258,11 +267,11 @@ pub fn list(dir: &Path) -> Result<Vec<Result<Manifest, (String, String)>>, Backu
         }
         out.push(read(dir, &id).map_err(|e| (id, e.to_string())));
     }
-    out.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    out.sort_by_key(sort_key);
     Ok(out)
 }
 
-fn sort_key(r: &Result<Manifest, (String, String)>) -> (String, String) {
+fn sort_key(r: &Listed) -> (String, String) {
     match r {
         Ok(m) => (m.started.clone(), m.id.clone()),
         Err((id, _)) => (String::new(), id.clone()),
@@ -270,7 +279,7 @@ fn sort_key(r: &Result<Manifest, (String, String)>) -> (String, String) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample(id: &str, started: &str) -> Manifest {
@@ -309,10 +318,18 @@ mod tests {
         let back = read(&dir, "b1")?;
         assert_eq!(back.checksum, m.checksum);
         let path = root.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| BackupError::file(&path, e.to_string()))?;
-        std::fs::write(&path, text.replace("\"total_rows\": 0", "\"total_rows\": 5"))
-            .map_err(|e| BackupError::file(&path, e.to_string()))?;
-        let err = read(&dir, "b1").map(|_| ()).err().map(|e| e.to_string()).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| BackupError::file(&path, e.to_string()))?;
+        std::fs::write(
+            &path,
+            text.replace("\"total_rows\": 0", "\"total_rows\": 5"),
+        )
+        .map_err(|e| BackupError::file(&path, e.to_string()))?;
+        let err = read(&dir, "b1")
+            .map(|_| ())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("checksum mismatch"), "{err}");
         assert!(backup_dir(&dir, "../x").is_err());
         let _ = std::fs::remove_dir_all(&dir);

@@ -13,7 +13,11 @@ use tokio::task::JoinSet;
 
 use super::BackupError;
 
-pub async fn run<T, F, Fut>(conns: Vec<Conn>, items: Vec<T>, work: F) -> Result<Vec<Conn>, BackupError>
+pub async fn run<T, F, Fut>(
+    conns: Vec<Conn>,
+    items: Vec<T>,
+    work: F,
+) -> Result<Vec<Conn>, BackupError>
 where
     T: Send + 'static,
     F: Fn(Conn, T) -> Fut + Clone + Send + Sync + 'static,
@@ -38,7 +42,9 @@ where
     let mut first_err = None;
     while let Some(r) = set.join_next().await {
         let r = r.unwrap_or_else(|e| {
-            Err(BackupError::Refused(format!("a backup worker stopped: {e}")))
+            Err(BackupError::Refused(format!(
+                "a backup worker stopped: {e}"
+            )))
         });
         match r {
             Ok(c) => back.push(c),

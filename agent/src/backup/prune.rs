@@ -90,9 +90,10 @@ pub fn prune(dir: &Path, retention: &Retention, dry_run: bool) -> Result<PruneRe
     for r in manifest::list(dir)? {
         match r {
             Ok(m) if m.status == Status::Running => {
-                report
-                    .skipped
-                    .push((m.id.clone(), "status running (in progress or crashed)".into()));
+                report.skipped.push((
+                    m.id.clone(),
+                    "status running (in progress or crashed)".into(),
+                ));
                 good.push(m);
             }
             Ok(m) => good.push(m),

@@ -102,9 +102,9 @@ fn mysql_err(server: &str, ctx: String) -> impl Fn(mysql_async::Error) -> Backup
 pub async fn prepare(req: &RestoreRequest) -> Result<Prepared, BackupError> {
     let dir = req.settings.dir.clone();
     let m = manifest::read(&dir, &req.id)?;
-    let position = m.position().map_err(|e| {
-        BackupError::file(&dir.join(&m.id).join(manifest::MANIFEST_FILE), e)
-    })?;
+    let position = m
+        .position()
+        .map_err(|e| BackupError::file(&dir.join(&m.id).join(manifest::MANIFEST_FILE), e))?;
     let (mc, settings) = (m.clone(), req.settings.clone());
     tokio::task::spawn_blocking(move || verify::verify(&settings.dir, &mc, &settings))
         .await
@@ -113,9 +113,10 @@ pub async fn prepare(req: &RestoreRequest) -> Result<Prepared, BackupError> {
     let map = rename_map(&m, &req.renames)?;
     let target_db = |db: &str| map.get(db).cloned().unwrap_or_else(|| db.to_string());
     let mut conn = snapshot::connect(&req.opts, &req.target).await?;
-    conn.query_drop(DDL_SESSION)
-        .await
-        .map_err(mysql_err(&req.target, "preparing the restore session".into()))?;
+    conn.query_drop(DDL_SESSION).await.map_err(mysql_err(
+        &req.target,
+        "preparing the restore session".into(),
+    ))?;
     let existing = existing_objects(&mut conn, &req.target, &m, &target_db).await?;
     let mut plan = RestorePlan {
         id: m.id.clone(),
@@ -199,7 +200,11 @@ async fn existing_objects(
         .tables
         .iter()
         .map(|t| (target_db(&t.database), t.table.clone()))
-        .chain(m.views.iter().map(|v| (target_db(&v.database), v.view.clone())))
+        .chain(
+            m.views
+                .iter()
+                .map(|v| (target_db(&v.database), v.view.clone())),
+        )
         .collect();
     Ok(rows
         .into_iter()
@@ -208,19 +213,30 @@ async fn existing_objects(
 }
 
 /// Refuses, naming the grant, when the target user lacks a privilege the restore needs.
-async fn check_privileges(conn: &mut Conn, server: &str, plan: &RestorePlan) -> Result<(), BackupError> {
+async fn check_privileges(
+    conn: &mut Conn,
+    server: &str,
+    plan: &RestorePlan,
+) -> Result<(), BackupError> {
     let err = |ctx: &str| mysql_err(server, ctx.to_string());
-    let who: Option<String> = conn.query_first("SELECT CURRENT_USER()").await.map_err(err("reading the current user"))?;
+    let who: Option<String> = conn
+        .query_first("SELECT CURRENT_USER()")
+        .await
+        .map_err(err("reading the current user"))?;
     let who = who.unwrap_or_default();
     let (user, host) = who.rsplit_once('@').unwrap_or((who.as_str(), ""));
     let mut grantees = vec![format!("'{user}'@'{host}'")];
-    let role: Option<Option<String>> = conn.query_first("SELECT CURRENT_ROLE()").await.map_err(err("reading the current role"))?;
+    let role: Option<Option<String>> = conn
+        .query_first("SELECT CURRENT_ROLE()")
+        .await
+        .map_err(err("reading the current role"))?;
     if let Some(r) = role.flatten() {
         grantees.push(format!("'{r}'"));
         grantees.push(format!("'{r}'@''"));
     }
     let mut missing = Vec::new();
-    let dbs: std::collections::BTreeSet<&str> = plan.databases.iter().map(|(_, t)| t.as_str()).collect();
+    let dbs: std::collections::BTreeSet<&str> =
+        plan.databases.iter().map(|(_, t)| t.as_str()).collect();
     for db in dbs {
         let mut have: Vec<String> = Vec::new();
         for g in &grantees {
@@ -294,7 +310,10 @@ pub async fn execute(p: Prepared, drop_existing: bool) -> Result<RestoreReport, 
 
 /// [`prepare`] then [`execute`]: for callers that decided already (e.g. point-in-time
 /// recovery, which replays from the returned position afterwards).
-pub async fn restore(req: &RestoreRequest, drop_existing: bool) -> Result<RestoreReport, BackupError> {
+pub async fn restore(
+    req: &RestoreRequest,
+    drop_existing: bool,
+) -> Result<RestoreReport, BackupError> {
     let p = prepare(req).await?;
     execute(p, drop_existing).await
 }
@@ -311,7 +330,9 @@ async fn create_schema(p: &Prepared) -> Result<(), BackupError> {
     let server = p.plan.target.as_str();
     let mut conn = snapshot::connect(&p.req_opts, server).await?;
     let e = |ctx: String| mysql_err(server, ctx);
-    conn.query_drop(DDL_SESSION).await.map_err(e("preparing the restore session".into()))?;
+    conn.query_drop(DDL_SESSION)
+        .await
+        .map_err(e("preparing the restore session".into()))?;
     for d in &p.manifest.databases {
         let to = target_of(p, &d.name);
         let sql = format!(
@@ -320,12 +341,19 @@ async fn create_schema(p: &Prepared) -> Result<(), BackupError> {
             d.charset,
             d.collation
         );
-        conn.query_drop(sql).await.map_err(e(format!("creating database {to}")))?;
+        conn.query_drop(sql)
+            .await
+            .map_err(e(format!("creating database {to}")))?;
     }
     for (db, name, kind) in &p.plan.existing {
         let what = if kind == "VIEW" { "VIEW" } else { "TABLE" };
-        let sql = format!("DROP {what} IF EXISTS {}", fleetsync_proto::sql::table_name(db, name));
-        conn.query_drop(sql).await.map_err(e(format!("dropping {db}.{name}")))?;
+        let sql = format!(
+            "DROP {what} IF EXISTS {}",
+            fleetsync_proto::sql::table_name(db, name)
+        );
+        conn.query_drop(sql)
+            .await
+            .map_err(e(format!("dropping {db}.{name}")))?;
         tracing::info!(server, database = %db, name = %name, "dropped existing {}", what.to_lowercase());
     }
     for t in &p.manifest.tables {
@@ -334,9 +362,11 @@ async fn create_schema(p: &Prepared) -> Result<(), BackupError> {
         conn.query_drop(format!("USE {}", quote(to)))
             .await
             .map_err(e(format!("using database {to}")))?;
-        conn.query_drop(sql.as_slice())
-            .await
-            .map_err(e(format!("creating table {to}.{} from {}", t.table, p.root.join(&t.schema_file.name).display())))?;
+        conn.query_drop(sql.as_slice()).await.map_err(e(format!(
+            "creating table {to}.{} from {}",
+            t.table,
+            p.root.join(&t.schema_file.name).display()
+        )))?;
     }
     let _ = conn.disconnect().await;
     Ok(())
@@ -413,7 +443,9 @@ async fn load_file(
     conn.query_drop(format!("USE {}", quote(&unit.database)))
         .await
         .map_err(|e| fail(0, e))?;
-    conn.query_drop("START TRANSACTION").await.map_err(|e| fail(0, e))?;
+    conn.query_drop("START TRANSACTION")
+        .await
+        .map_err(|e| fail(0, e))?;
     for (i, line) in plain.split(|&b| b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
@@ -443,11 +475,20 @@ async fn create_views(p: &Prepared) -> Result<(), BackupError> {
         let mut sql = read_plain(&p.root, &v.schema_file, &p.codec, false)?;
         for (from, to) in &p.plan.databases {
             if from != to {
-                sql = replace_all(&sql, format!("{}.", quote(from)).as_bytes(), format!("{}.", quote(to)).as_bytes());
+                sql = replace_all(
+                    &sql,
+                    format!("{}.", quote(from)).as_bytes(),
+                    format!("{}.", quote(to)).as_bytes(),
+                );
             }
         }
         let path = p.root.join(&v.schema_file.name).display().to_string();
-        pending.push((target_of(p, &v.database).to_string(), v.view.clone(), sql, path));
+        pending.push((
+            target_of(p, &v.database).to_string(),
+            v.view.clone(),
+            sql,
+            path,
+        ));
     }
     while !pending.is_empty() {
         let mut left = Vec::new();
@@ -460,7 +501,9 @@ async fn create_views(p: &Prepared) -> Result<(), BackupError> {
             match conn.query_drop(sql.as_slice()).await {
                 Ok(()) => {}
                 Err(e) => {
-                    last_err = Some(format!("{path}: creating view {db}.{view} on server {server}: {e}"));
+                    last_err = Some(format!(
+                        "{path}: creating view {db}.{view} on server {server}: {e}"
+                    ));
                     left.push((db, view, sql, path));
                 }
             }
@@ -495,11 +538,13 @@ mod tests {
 
     #[test]
     fn view_rename() {
-        let sql = b"CREATE VIEW `v` AS select `app`.`t`.`a` AS `a` from `app`.`t` where `x` = 'app'";
+        let sql =
+            b"CREATE VIEW `v` AS select `app`.`t`.`a` AS `a` from `app`.`t` where `x` = 'app'";
         let out = replace_all(sql, b"`app`.", b"`app2`.");
         assert_eq!(
             out,
-            b"CREATE VIEW `v` AS select `app2`.`t`.`a` AS `a` from `app2`.`t` where `x` = 'app'".to_vec()
+            b"CREATE VIEW `v` AS select `app2`.`t`.`a` AS `a` from `app2`.`t` where `x` = 'app'"
+                .to_vec()
         );
     }
 }

@@ -157,7 +157,10 @@ pub async fn snapshot_position(conn: &mut Conn, server: &str) -> Result<Position
         )));
     }
     let pos: u64 = pos.parse().map_err(|_| {
-        BackupError::server(server, format!("unexpected binlog_snapshot_position {pos:?}"))
+        BackupError::server(
+            server,
+            format!("unexpected binlog_snapshot_position {pos:?}"),
+        )
     })?;
     let gtid: Option<Option<Vec<u8>>> = conn
         .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.as_str(), pos))

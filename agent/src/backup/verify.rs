@@ -50,7 +50,8 @@ pub fn verify(dir: &Path, m: &Manifest, settings: &Settings) -> Result<VerifyRep
         let is_data = data.contains(f.name.as_str());
         let plain = read_plain(&root, f, &codec, is_data)?;
         if is_data {
-            check_framing(&plain, f.statements).map_err(|e| BackupError::file(&root.join(&f.name), e))
+            check_framing(&plain, f.statements)
+                .map_err(|e| BackupError::file(&root.join(&f.name), e))
         } else if plain.starts_with(b"CREATE ") {
             Ok(())
         } else {

@@ -375,8 +375,11 @@ async fn plan_all(
     };
     let conns = pool::run(conns, items, worker).await?;
     let mut planned = std::mem::take(&mut *planned.lock().map_err(|_| poisoned())?);
-    let rank: HashMap<usize, usize> = order.iter().enumerate().map(|(r, &i)| (i, r)).collect();
-    planned.sort_by_key(|(i, _)| rank.get(i).copied().unwrap_or(usize::MAX));
+    // Biggest expected units first (a keyless table is one long unit: start it early), so
+    // that no connection is left with a long unit at the end while the others idle.
+    planned.sort_by_key(|(i, ranges)| {
+        std::cmp::Reverse(dumps[*i].est_rows / ranges.len().max(1) as u64)
+    });
     let units = planned
         .into_iter()
         .flat_map(|(i, ranges)| ranges.into_iter().map(move |range| (i, range)))

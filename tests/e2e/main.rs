@@ -8,7 +8,8 @@
 //! Modules: `support` (server pair, refusal checks), `harness` (self-tests), `types` (every
 //! column type byte for byte), `volume` (100k changes), `crash` (kill -9), `ddl` (schema
 //! changes mid-stream), `trinitycore` (a real-world schema), `bad_input` (refusals), `kafka`
-//! (agent and coordinator as separate processes over a Kafka broker: mock cluster and tansu).
+//! (agent and coordinator as separate processes over a Kafka broker: mock cluster and tansu),
+//! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups).
 
 mod backup;
 mod bad_input;

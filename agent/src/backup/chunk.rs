@@ -73,8 +73,9 @@ fn param(k: &KeyCol) -> String {
     }
 }
 
-/// `(k1 > ?) OR (k1 = ? AND k2 > ?) ...` (`strict_last` false: the last column `>=`... used
-/// as `<`/`<=` below). `op` is the comparison for the deciding column, `last_op` for the last.
+/// A row comparison in index order, expanded so the range optimizer uses it:
+/// `(k1 OP ?) OR (k1 = ? AND k2 OP ?) ... OR (k1 = ? AND ... AND kn LAST_OP ?)`.
+/// `(">", ">")` is "after", `("<", "<=")` is "up to and including".
 fn compare(key: &[KeyCol], op: &str, last_op: &str) -> String {
     let mut terms = Vec::with_capacity(key.len());
     for i in 0..key.len() {

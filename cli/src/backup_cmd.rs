@@ -158,8 +158,8 @@ impl Progress for Bar {
 async fn create(config: &Path, server: &str, include: &[String], json: bool) -> Result<()> {
     let (config, settings) = load(config)?;
     let opts = opts_by_name(&config, server)?;
-    let filter = TableFilter::new(include, &[])
-        .map_err(|(i, e)| anyhow!("--include #{}: {e}", i + 1))?;
+    let filter =
+        TableFilter::new(include, &[]).map_err(|(i, e)| anyhow!("--include #{}: {e}", i + 1))?;
     let req = dump::CreateRequest {
         server: server.to_string(),
         opts,
@@ -369,7 +369,9 @@ fn prune_cmd(config: &Path, dry_run: bool) -> Result<()> {
     let (config, settings) = load(config)?;
     let r = &config.backup.retention;
     if r.keep_last.is_none() && r.max_age_days.is_none() {
-        println!("no [backup.retention] rule (keep_last, max_age_days) configured: nothing to prune");
+        println!(
+            "no [backup.retention] rule (keep_last, max_age_days) configured: nothing to prune"
+        );
         return Ok(());
     }
     let report = prune::prune(&settings.dir, r, dry_run)?;
@@ -393,7 +395,12 @@ fn keygen(out: &Path) -> Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(out)
-        .with_context(|| format!("cannot create key file {} (it must not exist yet)", out.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot create key file {} (it must not exist yet)",
+                out.display()
+            )
+        })?;
     writeln!(f, "{}", Key::generate_hex())
         .and_then(|_| f.sync_all())
         .with_context(|| format!("cannot write key file {}", out.display()))?;

@@ -79,7 +79,9 @@ async fn run_once(config: &Config, servers: &[String]) {
         }
         .await;
         match result {
-            Ok(m) => tracing::info!(server, backup = %m.id, rows = m.total_rows, bytes = m.total_bytes, "scheduled backup complete"),
+            Ok(m) => {
+                tracing::info!(server, backup = %m.id, rows = m.total_rows, bytes = m.total_bytes, "scheduled backup complete")
+            }
             Err(e) => tracing::error!(server, error = %format!("{e:#}"), "scheduled backup failed"),
         }
     }

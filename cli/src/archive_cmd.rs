@@ -260,9 +260,6 @@ pub struct PitrRequest<'a> {
 /// after the backup is verified and before it is loaded (so a refusal changes nothing), and
 /// [`apply_planned`] after the load.
 #[allow(clippy::too_many_arguments)]
-// Called by `backup restore` once the backup branch (which implements the base restore) is
-// merged; until then only `backup archive replay` drives a replay.
-#[allow(dead_code)]
 pub fn pitr_for_backup(
     config: &Config,
     server: &str,

@@ -1,9 +1,20 @@
 //! `fleetsync backup ...`: the CLI side of the agent's backup tasks (fleetsync_agent::backup).
+//!
+//! Output: human-readable lines on stdout (or JSON with `--json`), a progress bar on stderr
+//! when it is a terminal, structured logs otherwise. Errors are one line (rendered in main).
 
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
+use fleetsync_agent::backup::{
+    dump, manifest, prune, restore, verify, Key, NoProgress, Progress, Settings,
+};
+use fleetsync_config::{Config, TableFilter};
+
+use crate::opts::opts_by_name;
 
 #[derive(Subcommand)]
 pub enum BackupCommand {
@@ -65,12 +76,361 @@ pub enum BackupCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Write a new random encryption key (64 hex digits) to FILE, readable by the owner only.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub async fn run(command: BackupCommand) -> Result<()> {
-    if let BackupCommand::Archive(args) = command {
-        return crate::archive_cmd::run(args).await;
+    match command {
+        BackupCommand::Create {
+            config,
+            server,
+            include,
+            json,
+        } => create(&config, &server, &include, json).await,
+        BackupCommand::List { config, json } => list(&config, json),
+        BackupCommand::Verify { config, id } => verify_cmd(&config, &id).await,
+        BackupCommand::Restore {
+            config,
+            id,
+            to_server,
+            rename_db,
+            to_time,
+            to_gtid,
+            dry_run,
+            yes,
+        } => {
+            let to = crate::archive_cmd::ReplayTo { to_time, to_gtid };
+            restore_cmd(&config, &id, &to_server, &rename_db, to, dry_run, yes).await
+        }
+        BackupCommand::Archive(args) => crate::archive_cmd::run(args).await,
+        BackupCommand::Prune { config, dry_run } => prune_cmd(&config, dry_run),
+        BackupCommand::Keygen { out } => keygen(&out),
     }
-    let _ = command;
-    bail!("backups are not implemented yet")
+}
+
+fn load(config: &Path) -> Result<(Config, Settings)> {
+    let config = Config::load(config)?;
+    let settings = Settings::from_config(&config.backup)?;
+    Ok((config, settings))
+}
+
+/// A progress bar on a terminal, nothing otherwise (the library logs).
+fn progress(verb: &'static str) -> Arc<dyn Progress> {
+    if std::io::stderr().is_terminal() {
+        Arc::new(Bar {
+            bar: indicatif::ProgressBar::new(0),
+            verb,
+        })
+    } else {
+        Arc::new(NoProgress)
+    }
+}
+
+struct Bar {
+    bar: indicatif::ProgressBar,
+    verb: &'static str,
+}
+
+impl Progress for Bar {
+    fn planned(&self, tables: usize, rows: u64) {
+        self.bar.set_length(rows.max(1));
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {human_pos}/~{human_len} rows {per_sec} eta {eta}",
+        ) {
+            self.bar.set_style(style.progress_chars("=> "));
+        }
+        self.bar
+            .set_message(format!("{} {tables} tables", self.verb));
+    }
+    fn rows(&self, rows: u64) {
+        if self.bar.position() + rows > self.bar.length().unwrap_or(0) {
+            self.bar.set_length(self.bar.position() + rows);
+        }
+        self.bar.inc(rows);
+    }
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+async fn create(config: &Path, server: &str, include: &[String], json: bool) -> Result<()> {
+    let (config, settings) = load(config)?;
+    let opts = opts_by_name(&config, server)?;
+    let filter =
+        TableFilter::new(include, &[]).map_err(|(i, e)| anyhow!("--include #{}: {e}", i + 1))?;
+    let req = dump::CreateRequest {
+        server: server.to_string(),
+        opts,
+        filter,
+        settings,
+        progress: progress("backing up"),
+    };
+    let m = dump::create(&req).await?;
+    if json {
+        let out = serde_json::json!({
+            "id": m.id,
+            "server": m.server,
+            "status": m.status,
+            "dir": req.settings.dir.join(&m.id),
+            "tables": m.tables.len(),
+            "views": m.views.len(),
+            "rows": m.total_rows,
+            "bytes": m.total_bytes,
+            "files": m.files().count(),
+            "duration_seconds": m.duration_seconds,
+            "position": m.position,
+            "encrypted": m.encrypted,
+            "compression": m.compression,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "backup {} complete: {} tables, {} views, {} rows, {} bytes in {:.1}s at {}",
+            m.id,
+            m.tables.len(),
+            m.views.len(),
+            m.total_rows,
+            m.total_bytes,
+            m.duration_seconds.unwrap_or_default(),
+            m.position.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+fn list(config: &Path, json: bool) -> Result<()> {
+    let (_, settings) = load(config)?;
+    let all = manifest::list(&settings.dir)?;
+    if json {
+        let items: Vec<serde_json::Value> = all
+            .iter()
+            .map(|r| match r {
+                Ok(m) => serde_json::json!({
+                    "id": m.id, "server": m.server, "status": m.status, "started": m.started,
+                    "finished": m.finished, "duration_seconds": m.duration_seconds,
+                    "tables": m.tables.len(), "rows": m.total_rows, "bytes": m.total_bytes,
+                    "position": m.position, "encrypted": m.encrypted, "compression": m.compression,
+                    "error": m.error,
+                }),
+                Err((id, e)) => serde_json::json!({"id": id, "status": "unreadable", "error": e}),
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(items));
+        return Ok(());
+    }
+    if all.is_empty() {
+        println!("no backups in {}", settings.dir.display());
+    }
+    for r in &all {
+        match r {
+            Ok(m) => println!(
+                "{}  {:<8}  {}  {} tables  {} rows  {} bytes{}  {}",
+                m.id,
+                format!("{:?}", m.status).to_lowercase(),
+                m.started,
+                m.tables.len(),
+                m.total_rows,
+                m.total_bytes,
+                if m.encrypted { "  encrypted" } else { "" },
+                m.position.as_deref().unwrap_or("-")
+            ),
+            Err((id, e)) => println!("{id}  unreadable  {e}"),
+        }
+    }
+    Ok(())
+}
+
+async fn verify_cmd(config: &Path, id: &str) -> Result<()> {
+    let (_, settings) = load(config)?;
+    let m = manifest::read(&settings.dir, id)?;
+    let report = tokio::task::spawn_blocking(move || verify::verify(&settings.dir, &m, &settings))
+        .await
+        .context("verification stopped")??;
+    println!(
+        "backup {id} verified: {} files, {} bytes, {} statements, {} rows: checksums match, every file decrypts and decompresses",
+        report.files, report.bytes, report.statements, report.rows
+    );
+    Ok(())
+}
+
+fn parse_renames(items: &[String]) -> Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| anyhow!("--rename-db {s:?}: expected OLD=NEW"))
+        })
+        .collect()
+}
+
+async fn restore_cmd(
+    config: &Path,
+    id: &str,
+    to_server: &str,
+    rename_db: &[String],
+    to: crate::archive_cmd::ReplayTo,
+    dry_run: bool,
+    yes: bool,
+) -> Result<()> {
+    let (config, settings) = load(config)?;
+    let req = restore::RestoreRequest {
+        id: id.to_string(),
+        target: to_server.to_string(),
+        opts: opts_by_name(&config, to_server)?,
+        renames: parse_renames(rename_db)?,
+        settings,
+        progress: progress("restoring"),
+    };
+    let prepared = restore::prepare(&req).await?;
+    // Point-in-time: check that the archive covers the backup's position up to the target
+    // before anything is loaded, so a refusal changes nothing.
+    let manifest = &prepared.manifest;
+    let databases: Vec<String> = manifest.databases.iter().map(|d| d.name.clone()).collect();
+    let pitr = crate::archive_cmd::pitr_for_backup(
+        &config,
+        &manifest.server,
+        manifest.position.as_deref(),
+        &manifest.started,
+        &databases,
+        to,
+        to_server,
+        rename_db,
+    )?;
+    let replay = match &pitr {
+        Some((spec, _)) => Some(crate::archive_cmd::plan_only(spec, false)?),
+        None => None,
+    };
+    let plan = &prepared.plan;
+    if dry_run {
+        print_plan(plan);
+        return Ok(());
+    }
+    let mut drop_existing = yes;
+    if !plan.existing.is_empty() && !yes && std::io::stdin().is_terminal() {
+        drop_existing = confirm(plan)?;
+        if !drop_existing {
+            bail!("restore cancelled: nothing was changed");
+        }
+    }
+    let report = restore::execute(prepared, drop_existing).await?;
+    println!(
+        "backup {} restored to {to_server}: {} tables, {} rows in {:.1}s (backup position {})",
+        report.id,
+        report.tables,
+        report.rows,
+        report.seconds,
+        report
+            .position
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "-".into())
+    );
+    if let (Some((spec, target)), Some(replay)) = (&pitr, &replay) {
+        crate::archive_cmd::apply_planned(spec, replay, target, false).await?;
+    }
+    Ok(())
+}
+
+fn print_plan(plan: &restore::RestorePlan) {
+    println!(
+        "dry run: restore backup {} to server {} (nothing changed)",
+        plan.id, plan.target
+    );
+    println!("position: {}", plan.position.as_deref().unwrap_or("-"));
+    for (from, to) in &plan.databases {
+        if from == to {
+            println!("database {to}");
+        } else {
+            println!("database {from} -> {to}");
+        }
+    }
+    for t in &plan.tables {
+        println!(
+            "table {}.{}: {} rows in {} files",
+            t.target_database, t.table, t.rows, t.files
+        );
+    }
+    for (db, v) in &plan.views {
+        println!("view {db}.{v}");
+    }
+    for (db, name, kind) in &plan.existing {
+        println!("would drop existing {} {db}.{name}", kind.to_lowercase());
+    }
+    println!(
+        "total: {} tables, {} views, {} rows, {} bytes stored; {} existing object(s) to drop",
+        plan.tables.len(),
+        plan.views.len(),
+        plan.rows,
+        plan.bytes,
+        plan.existing.len()
+    );
+}
+
+fn confirm(plan: &restore::RestorePlan) -> Result<bool> {
+    let names: Vec<String> = plan
+        .existing
+        .iter()
+        .map(|(d, t, _)| format!("{d}.{t}"))
+        .collect();
+    eprint!(
+        "{} existing table(s)/view(s) on {} will be dropped and replaced: {}\nProceed? [y/N] ",
+        names.len(),
+        plan.target,
+        names.join(", ")
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+fn prune_cmd(config: &Path, dry_run: bool) -> Result<()> {
+    let (config, settings) = load(config)?;
+    let r = &config.backup.retention;
+    if r.keep_last.is_none() && r.max_age_days.is_none() {
+        println!(
+            "no [backup.retention] rule (keep_last, max_age_days) configured: nothing to prune"
+        );
+        return Ok(());
+    }
+    let report = prune::prune(&settings.dir, r, dry_run)?;
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for d in &report.deleted {
+        println!("{verb} {}: {}", d.id, d.reason);
+    }
+    for (id, why) in &report.skipped {
+        println!("kept {id}: {why}");
+    }
+    if report.deleted.is_empty() {
+        println!("nothing to prune");
+    }
+    Ok(())
+}
+
+fn keygen(out: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| {
+            format!(
+                "cannot create key file {} (it must not exist yet)",
+                out.display()
+            )
+        })?;
+    writeln!(f, "{}", Key::generate_hex())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write key file {}", out.display()))?;
+    println!(
+        "wrote a new encryption key to {} (mode 0600); set [backup] encryption_key_file to it and keep a copy somewhere safe: backups cannot be restored without it",
+        out.display()
+    );
+    Ok(())
 }

@@ -141,6 +141,7 @@ pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> R
     crate::health_cmd::spawn_periodic(&config, checked, cancel.child_token());
     let mut tasks = JoinSet::new();
     let _archivers = crate::archive_cmd::spawn_archivers(&config, Some(&sources), &cancel)?;
+    let backup_servers: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
     for server in sources {
         let s = config
             .server(server)
@@ -182,6 +183,11 @@ pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> R
             cancel.child_token(),
         ));
     }
+    let _backups = crate::tasks::spawn_backups(
+        Arc::new(config.clone()),
+        backup_servers,
+        cancel.child_token(),
+    )?;
     tracing::info!(metrics = %addr, agents = tasks.len(), "fleetsync agent running");
     tokio::select! {
         _ = shutdown_signal() => {}

@@ -17,6 +17,7 @@ mod preflight;
 mod run;
 mod status;
 mod tail;
+mod tasks;
 mod transfer_cmd;
 
 use std::path::PathBuf;

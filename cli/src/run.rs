@@ -126,6 +126,8 @@ pub async fn run(path: &Path) -> Result<()> {
             tasks.spawn(pipeline.run(cancel.child_token()));
         }
     }
+    let servers = config.servers.iter().map(|s| s.name.clone()).collect();
+    let _backups = crate::tasks::spawn_backups(config.clone(), servers, cancel.child_token())?;
     tracing::info!(syncs = config.syncs.len(), metrics = %server, "fleetsync running");
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -7,9 +7,13 @@
 //!
 //! Modules: `support` (server pair, refusal checks), `harness` (self-tests), `types` (every
 //! column type byte for byte), `volume` (100k changes), `crash` (kill -9), `ddl` (schema
-//! changes mid-stream), `transfer` (export/import), `trinitycore` (a real-world schema), `bad_input` (refusals), `kafka`
-//! (agent and coordinator as separate processes over a Kafka broker: mock cluster and tansu).
+//! changes mid-stream), `trinitycore` (a real-world schema), `bad_input` (refusals), `kafka`
+//! (agent and coordinator as separate processes over a Kafka broker: mock cluster and tansu),
+//! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
+//! `pitr` (binlog archive and point-in-time replay), `transfer` (export/import),
+//! `schema_diff` (schema diff and migrations), `health` (health checks).
 
+mod backup;
 mod bad_input;
 mod conflicts;
 mod crash;

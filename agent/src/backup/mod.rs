@@ -1,3 +1,174 @@
 //! Backups: consistent parallel dumps, manifests, verification, restore and point-in-time
 //! recovery from the binlog archive.
+//!
+//! Layout of a backup `<dir>/<id>/` (id = `<server>-<UTC yyyymmddThhmmssZ>`, `-N` appended
+//! when taken):
+//! * `manifest.json` ([`manifest`]): written at the start (`running`) and last (`complete` or
+//!   `failed`), with per-file sizes and SHA-256, row counts and the snapshot's binlog position.
+//! * `schema/<db>.<table>.sql`: `CREATE TABLE` (and `CREATE VIEW`) statements.
+//! * `data/<db>.<table>.<NNNNNN>.sql.zst`: multi-row `INSERT` statements of about 1 MiB, one
+//!   per line, values rendered by [`fleetsync_proto::sql::push_value`]. An unencrypted file
+//!   loads with `zstd -dc FILE | mariadb DB`.
+//!
+//! Modules: [`snapshot`] (one read view over N connections), [`chunk`] (splitting tables
+//! into key ranges), [`dump`] (`backup create`), [`files`] + [`crypto`] (compression,
+//! encryption, checksums), [`verify`], [`restore`], [`prune`].
+
 pub mod archive;
+pub mod chunk;
+pub mod crypto;
+pub mod dump;
+pub mod files;
+pub mod manifest;
+mod pool;
+pub mod prune;
+pub mod restore;
+pub mod snapshot;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+
+use fleetsync_config::{BackupConfig, Compression};
+
+use crate::SourceError;
+pub use crypto::Key;
+pub use manifest::Manifest;
+
+/// Unix time of the last complete backup, per server.
+pub const METRIC_BACKUP_LAST_SUCCESS: &str = "fleetsync_backup_last_success_timestamp_seconds";
+/// Duration of the last complete backup, per server.
+pub const METRIC_BACKUP_DURATION: &str = "fleetsync_backup_duration_seconds";
+/// Bytes stored by the last complete backup, per server.
+pub const METRIC_BACKUP_BYTES: &str = "fleetsync_backup_bytes";
+/// Rows in the last complete backup, per server.
+pub const METRIC_BACKUP_ROWS: &str = "fleetsync_backup_rows";
+/// Backups that failed, per server.
+pub const METRIC_BACKUP_FAILURES: &str = "fleetsync_backup_failures_total";
+
+/// Why a backup operation failed. Every variant renders as one line naming what is wrong
+/// (the file, table or setting), never a key or password.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A file is missing, damaged or unreadable.
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    /// The operation refuses to go on until the operator changes something.
+    #[error("{0}")]
+    Refused(String),
+    /// The server rejected a statement.
+    #[error("server {server}: {message}")]
+    Server { server: String, message: String },
+}
+
+impl BackupError {
+    pub fn file(path: &Path, message: impl Into<String>) -> BackupError {
+        BackupError::File {
+            path: path.display().to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn server(server: &str, message: impl Into<String>) -> BackupError {
+        BackupError::Server {
+            server: server.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Where the encryption key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    None,
+    File(PathBuf),
+    Env(String),
+}
+
+impl KeySource {
+    /// The key, `None` when encryption is not configured.
+    pub fn load(&self) -> Result<Option<Key>, BackupError> {
+        match self {
+            KeySource::None => Ok(None),
+            KeySource::File(p) => Key::from_file(p).map(Some).map_err(BackupError::Refused),
+            KeySource::Env(v) => Key::from_env(v).map(Some).map_err(BackupError::Refused),
+        }
+    }
+
+    /// The key needed to read an encrypted backup `id`.
+    pub fn require(&self, id: &str) -> Result<Key, BackupError> {
+        match self.load()? {
+            Some(k) => Ok(k),
+            None => Err(BackupError::Refused(format!(
+                "backup {id} is encrypted and no key is configured: set [backup] encryption_key_file or encryption_key_env"
+            ))),
+        }
+    }
+}
+
+/// `[backup]` resolved for one run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub dir: PathBuf,
+    pub compression: Compression,
+    pub zstd_level: i32,
+    pub key: KeySource,
+    pub threads: usize,
+    pub chunk_rows: usize,
+}
+
+impl Settings {
+    pub fn from_config(c: &BackupConfig) -> Result<Settings, BackupError> {
+        let dir = c
+            .dir()
+            .map_err(|e| BackupError::Refused(e.to_string()))?
+            .clone();
+        let key = match (&c.encryption_key_file, &c.encryption_key_env) {
+            (Some(f), _) => KeySource::File(f.clone()),
+            (None, Some(v)) => KeySource::Env(v.clone()),
+            (None, None) => KeySource::None,
+        };
+        Ok(Settings {
+            dir,
+            compression: c.compression,
+            zstd_level: c.zstd_level,
+            key,
+            threads: c.threads(),
+            chunk_rows: c.chunk_rows,
+        })
+    }
+
+    /// The codec for reading backup `m` (its own compression; the key if it is encrypted).
+    pub fn codec_for(&self, m: &Manifest) -> Result<files::Codec, BackupError> {
+        let compression = m.compression().map_err(BackupError::Refused)?;
+        let key = if m.encrypted {
+            Some(self.key.require(&m.id)?)
+        } else {
+            None
+        };
+        Ok(files::Codec {
+            compression,
+            zstd_level: self.zstd_level,
+            key,
+        })
+    }
+}
+
+/// Progress of a long operation, for a progress bar (the CLI) or nothing (logs only).
+pub trait Progress: Send + Sync {
+    /// The work is planned: about `rows` rows in `tables` tables.
+    fn planned(&self, tables: usize, rows: u64);
+    /// `rows` more rows done.
+    fn rows(&self, rows: u64);
+    fn finish(&self);
+}
+
+/// A [`Progress`] that reports nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn planned(&self, _: usize, _: u64) {}
+    fn rows(&self, _: u64) {}
+    fn finish(&self) {}
+}

@@ -55,6 +55,9 @@ pub enum BackupCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Archive a server's binlog continuously for point-in-time recovery (runs until
+    /// stopped); `status` and `replay` read the archive.
+    Archive(crate::archive_cmd::ArchiveArgs),
     /// Delete the backups outside `[backup] retention`.
     Prune {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
@@ -65,6 +68,9 @@ pub enum BackupCommand {
 }
 
 pub async fn run(command: BackupCommand) -> Result<()> {
+    if let BackupCommand::Archive(args) = command {
+        return crate::archive_cmd::run(args).await;
+    }
     let _ = command;
     bail!("backups are not implemented yet")
 }

@@ -138,6 +138,7 @@ pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> R
     )
     .await?;
     let mut tasks = JoinSet::new();
+    let _archivers = crate::archive_cmd::spawn_archivers(&config, Some(&sources), &cancel)?;
     for server in sources {
         let s = config
             .server(server)

@@ -1,5 +1,6 @@
 //! `fleetsync`: one binary, subcommands. Errors are rendered once, here, as one line.
 
+mod archive_cmd;
 mod backup_cmd;
 mod conflicts;
 mod control;

@@ -100,6 +100,7 @@ pub async fn run(path: &Path) -> Result<()> {
     )
     .await?;
     let mut tasks = JoinSet::new();
+    let _archivers = crate::archive_cmd::spawn_archivers(&config, None, &cancel)?;
     let mut index = 0usize;
     let config = Arc::new(config);
     for sync in &config.syncs {

@@ -3,3 +3,4 @@
 pub mod apply;
 pub mod feed;
 pub mod migrate;
+pub mod pitr;

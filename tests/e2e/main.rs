@@ -7,7 +7,7 @@
 //!
 //! Modules: `support` (server pair, refusal checks), `harness` (self-tests), `types` (every
 //! column type byte for byte), `volume` (100k changes), `crash` (kill -9), `ddl` (schema
-//! changes mid-stream), `trinitycore` (a real-world schema), `bad_input` (refusals), `kafka`
+//! changes mid-stream), `transfer` (export/import), `trinitycore` (a real-world schema), `bad_input` (refusals), `kafka`
 //! (agent and coordinator as separate processes over a Kafka broker: mock cluster and tansu).
 
 mod bad_input;
@@ -16,8 +16,10 @@ mod crash;
 mod ddl;
 mod harness;
 mod kafka;
+mod pitr;
 mod schema_diff;
 mod support;
+mod transfer;
 mod trinitycore;
 mod types;
 mod volume;

@@ -109,7 +109,7 @@ pub async fn snapshot<P: Publisher>(
     Ok(Some(position))
 }
 
-async fn snapshot_position(
+pub(crate) async fn snapshot_position(
     conn: &mut mysql_async::Conn,
     name: &str,
 ) -> Result<Position, SourceError> {

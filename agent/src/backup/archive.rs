@@ -1,0 +1,228 @@
+//! The binlog archive for point-in-time recovery: a server's binlog, kept continuously beside
+//! the backups as fleetsync change records.
+//!
+//! The archiver runs the ordinary binlog reader ([`crate::source::stream::stream`], every
+//! non-system table, DDL included) into an [`ArchiveWriter`], which appends each transaction
+//! to `<backup.dir>/binlog-archive/<server>/`: length-framed, checksummed records in a
+//! segment file, rolled every `segment_bytes` or `segment_age` into a zstd file listed with
+//! its first/last position, commit times and SHA-256 in `index.json` (see `format`).
+//!
+//! Invariants:
+//! * **The archive is its own checkpoint.** On start the archiver resumes the binlog stream
+//!   at the position after the last complete record in the archive (a torn tail from a crash
+//!   is truncated first): no gap, no duplicate. A new archive starts at the server's current
+//!   binlog end; it covers transactions committed after that.
+//! * Every record's position is after the previous one's; segments chain (each starts where
+//!   the previous ended). [`Archive`] checks both and the checksums when reading.
+//! * If the resume position has been purged from the server, the archiver stops with an error
+//!   (an archive with a hole is useless for recovery past it); see docs/pitr.md.
+//!
+//! Metrics: [`METRIC_ARCHIVE_LAG`] (now minus the commit time of the newest archived
+//! transaction or heartbeat, updated every second even while the stream is down),
+//! [`METRIC_ARCHIVED_TRANSACTIONS`], [`METRIC_ARCHIVED_BYTES`].
+
+mod format;
+mod reader;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetsync_config::TableFilter;
+use tokio_util::sync::CancellationToken;
+
+use crate::source::{self, stream::now_ms, SourceSpec};
+use crate::SourceError;
+
+pub use format::{server_dir, Index, IndexEntry};
+pub use reader::{Archive, Coverage, Flow};
+pub use writer::{ArchiveWriter, Covered};
+
+/// Gauge: seconds between now and the commit time of the newest archived transaction or
+/// heartbeat. Label `server`.
+pub const METRIC_ARCHIVE_LAG: &str = "fleetsync_pitr_archive_lag_seconds";
+/// Counter: transactions archived (heartbeats excluded). Label `server`.
+pub const METRIC_ARCHIVED_TRANSACTIONS: &str = "fleetsync_pitr_archived_transactions_total";
+/// Counter: bytes appended to archive segments, before compression. Label `server`.
+pub const METRIC_ARCHIVED_BYTES: &str = "fleetsync_pitr_archived_bytes_total";
+
+/// 64 MiB: a few seconds of a busy server's changes, and small enough to compress quickly
+/// and to skip cheaply when a replay starts late.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// 5 minutes: an idle server still gets finished (checksummed, compressed) segments often.
+pub const DEFAULT_SEGMENT_AGE: Duration = Duration::from_secs(300);
+/// How often a heartbeat is stored while the server is idle: bounds how stale the archive's
+/// visible end is for a restore to "a moment ago" (the reader needs a record after it).
+pub const DEFAULT_HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// zstd level of finished segments (zstd's default).
+pub const DEFAULT_ARCHIVE_ZSTD_LEVEL: i32 = 3;
+/// Added to a configured `replica_server_id`: the archiver's binlog connection needs its own.
+pub const ARCHIVE_REPLICA_OFFSET: u32 = 1000;
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How the writer rolls segments.
+#[derive(Debug, Clone)]
+pub struct ArchiveOptions {
+    pub segment_bytes: u64,
+    pub segment_age: Duration,
+    pub heartbeat_every: Duration,
+    pub zstd_level: i32,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        ArchiveOptions {
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            segment_age: DEFAULT_SEGMENT_AGE,
+            heartbeat_every: DEFAULT_HEARTBEAT_EVERY,
+            zstd_level: DEFAULT_ARCHIVE_ZSTD_LEVEL,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The archive is damaged, incomplete or not what was asked for; the message says how.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+impl ArchiveError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        ArchiveError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The archiver's binlog reader spec for `server`: every non-system table.
+pub fn archive_spec(
+    server: &fleetsync_config::Server,
+    opts: mysql_async::Opts,
+) -> Result<SourceSpec, ArchiveError> {
+    let filter = TableFilter::new(&[], &[])
+        .map_err(|(_, e)| ArchiveError::Invalid(format!("table filter: {e}")))?;
+    let replica_id = match server.replica_server_id {
+        Some(base) => base.wrapping_add(ARCHIVE_REPLICA_OFFSET),
+        None => server.replica_id("binlog-archive"),
+    };
+    Ok(SourceSpec {
+        name: server.name.clone(),
+        opts,
+        replica_id,
+        filter,
+        sync: "binlog-archive".into(),
+        snapshot_chunk_rows: 1,
+    })
+}
+
+/// Archives `spec`'s binlog into `dir` until cancelled. Transient failures (server down, lost
+/// connection) are retried with backoff; a purged resume position or a damaged archive
+/// directory end it with an error.
+pub async fn run_archiver(
+    spec: SourceSpec,
+    dir: PathBuf,
+    opts: ArchiveOptions,
+    cancel: CancellationToken,
+) -> Result<(), ArchiveError> {
+    let covered = Arc::new(Covered::default());
+    let ticker = tokio::spawn(lag_ticker(
+        spec.name.clone(),
+        covered.clone(),
+        cancel.clone(),
+    ));
+    let mut backoff = Duration::from_secs(1);
+    let result = loop {
+        let result = archive_once(&spec, &dir, &opts, &covered, &cancel).await;
+        if cancel.is_cancelled() {
+            break Ok(());
+        }
+        match result {
+            Err(e @ ArchiveError::Invalid(_)) => break Err(e),
+            Err(ArchiveError::Source(e @ SourceError::Purged { .. })) => {
+                break Err(ArchiveError::Invalid(format!(
+                    "{e}: the binlog archive in {} cannot continue without a gap; move it away to start a new archive (backups taken before now need the old one)",
+                    dir.display()
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(server = %spec.name, error = %e, retry_in = ?backoff, "binlog archiver failed, retrying")
+            }
+            Ok(()) => tracing::warn!(server = %spec.name, "binlog stream ended, reconnecting"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break Ok(()),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    };
+    ticker.abort();
+    if let Err(e) = &result {
+        tracing::error!(server = %spec.name, error = %e, "binlog archiver stopped");
+    }
+    result
+}
+
+async fn archive_once(
+    spec: &SourceSpec,
+    dir: &Path,
+    opts: &ArchiveOptions,
+    covered: &Covered,
+    cancel: &CancellationToken,
+) -> Result<(), ArchiveError> {
+    // Reopened on every attempt: recovery makes the files consistent after any failure.
+    let mut writer = ArchiveWriter::open(dir, &spec.name, opts.clone())?;
+    let mut conn = source::connect(spec).await?;
+    let info = source::preflight(&mut conn, spec).await?;
+    let from = match writer.resume_position()? {
+        Some(p) => {
+            source::check_available(&mut conn, spec, &p).await?;
+            p
+        }
+        None => source::current_position(&mut conn, &spec.name).await?,
+    };
+    let _ = conn.disconnect().await;
+    writer.begin(&from, now_ms())?;
+    tracing::info!(server = %spec.name, dir = %dir.display(), from = %from, "binlog archiver started");
+    let mine = writer.covered();
+    let relay = async {
+        loop {
+            covered.set(mine.get());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let streamed = tokio::select! {
+        r = source::stream::stream(spec, &info, from, &mut writer, cancel) => r,
+        _ = relay => Ok(()),
+    };
+    covered.set(mine.get());
+    Ok(streamed?)
+}
+
+/// Sets the lag gauge every second from the shared covered time.
+async fn lag_ticker(server: String, covered: Arc<Covered>, cancel: CancellationToken) {
+    let gauge = metrics::gauge!(METRIC_ARCHIVE_LAG, "server" => server);
+    loop {
+        let c = covered.get();
+        if c > 0 {
+            gauge.set(now_ms().saturating_sub(c) as f64 / 1000.0);
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -7,9 +7,11 @@
 //! * [`backup`]: backups, restore, point-in-time recovery (agent tasks).
 //! * [`inspect`]: schema snapshots (the full schema model) for diffs and migrations.
 //! * [`transfer`]: export and import as SQL, JSON or CSV.
+//! * [`datadiff`]: chunk checksums and row hashes over key ranges for `diff data`.
 
 pub mod backup;
 pub mod checkpoint;
+pub mod datadiff;
 pub mod ddl;
 pub mod error;
 pub mod inspect;

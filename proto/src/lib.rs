@@ -11,9 +11,11 @@
 //! * [`schema_model`]: a database's full schema (tables, indexes, keys, views, triggers)
 //!   for schema diffs and migrations.
 //! * [`sql`]: identifiers and exact SQL literals for values.
+//! * [`datadiff`]: key ranges, chunk checksums and the data diff report.
 
 pub mod calendar;
 pub mod codec;
+pub mod datadiff;
 pub mod position;
 pub mod record;
 pub mod schema;

@@ -76,10 +76,7 @@ fn differs(t: &fleetsync_proto::datadiff::TableReport) -> bool {
     matches!(
         t.status,
         TableStatus::Different | TableStatus::OnlyInSource | TableStatus::OnlyInTarget
-    ) || t
-        .skipped
-        .as_deref()
-        .is_some_and(|s| s.contains("differ"))
+    ) || t.skipped.as_deref().is_some_and(|s| s.contains("differ"))
 }
 
 /// Parses and checks the sides: `(source scope, labels)`.
@@ -114,7 +111,8 @@ async fn diff_data(args: &DataArgs) -> Result<DataDiffReport> {
     let config = Config::load(&args.config)?;
     let (source, target) = (Side::parse(&args.source), Side::parse(&args.target));
     let scope = scope(&config, &source, &target)?;
-    let filter = TableFilter::new(&args.include, &[]).map_err(|(_, m)| anyhow!("--include: {m}"))?;
+    let filter =
+        TableFilter::new(&args.include, &[]).map_err(|(_, m)| anyhow!("--include: {m}"))?;
     if args.chunk_time_ms == 0 {
         bail!("--chunk-time-ms must be at least 1");
     }
@@ -210,7 +208,10 @@ fn print_report(r: &DataDiffReport) {
                 println!("  {label}: {k}");
             }
             if keys.len() > KEYS_SHOWN {
-                println!("  {label}: ... {} more (see --json)", keys.len() - KEYS_SHOWN);
+                println!(
+                    "  {label}: ... {} more (see --json)",
+                    keys.len() - KEYS_SHOWN
+                );
             }
         }
     }

@@ -7,12 +7,13 @@
 //!
 //! Modules: `support` (server pair, refusal checks), `harness` (self-tests), `types` (every
 //! column type byte for byte), `volume` (100k changes), `crash` (kill -9), `ddl` (schema
-//! changes mid-stream), `transfer` (export/import), `trinitycore` (a real-world schema), `bad_input` (refusals), `kafka`
+//! changes mid-stream), `data_diff` (diff data), `transfer` (export/import), `trinitycore` (a real-world schema), `bad_input` (refusals), `kafka`
 //! (agent and coordinator as separate processes over a Kafka broker: mock cluster and tansu).
 
 mod bad_input;
 mod conflicts;
 mod crash;
+mod data_diff;
 mod ddl;
 mod harness;
 mod kafka;

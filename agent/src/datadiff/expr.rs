@@ -22,8 +22,8 @@
 //! values with [`fleetsync_proto::sql::push_value`]. Ranges use the expanded form
 //! `(k1 > a) OR (k1 = a AND k2 > b)` that the range optimizer turns into index ranges.
 
-use fleetsync_proto::sql::{push_hex, push_ident, push_table, push_value};
 use fleetsync_proto::datadiff::KeyRange;
+use fleetsync_proto::sql::{push_hex, push_ident, push_table, push_value};
 use fleetsync_proto::{ColumnType, Value};
 
 use super::DiffTable;

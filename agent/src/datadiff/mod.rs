@@ -8,6 +8,9 @@
 //! CLIENT (shown as BINLOG MONITOR / SLAVE MONITOR on MariaDB) for the replication-lag check
 //! unless that check is disabled. The checksum expressions are in [`expr`].
 //!
+//! Rows and keys are read with the binary protocol (prepared statements) so that
+//! `decode::from_mysql` gets typed values; checksums with the text protocol.
+//!
 //! The session's read view is held for the whole diff: on a busy server that keeps undo
 //! history (history list length) growing; the chunking keeps each query short, not the view.
 
@@ -179,7 +182,12 @@ impl Session {
         let collations = schema
             .columns
             .iter()
-            .map(|c| colls.iter().find(|(n, _)| n == &c.name).and_then(|(_, k)| k.clone()))
+            .map(|c| {
+                colls
+                    .iter()
+                    .find(|(n, _)| n == &c.name)
+                    .and_then(|(_, k)| k.clone())
+            })
             .collect();
         let key_index = self.key_index(&schema).await?;
         let estimated_rows: Option<Option<u64>> = self
@@ -283,7 +291,7 @@ impl Session {
         let ctx = format!("reading key ranges of {}", t.name());
         let row: Option<mysql_async::Row> = self
             .conn
-            .query_first(sql)
+            .exec_first(sql, ())
             .await
             .map_err(err(&self.server, &ctx))?;
         match row {
@@ -313,7 +321,7 @@ impl Session {
         let ctx = format!("reading row hashes of {}", t.name());
         let rows: Vec<mysql_async::Row> = self
             .conn
-            .query(sql)
+            .exec(sql, ())
             .await
             .map_err(err(&self.server, &ctx))?;
         let key: Vec<usize> = t.key().collect();
@@ -362,7 +370,7 @@ impl Session {
             let ctx = format!("reading rows of {}", t.name());
             let rows: Vec<mysql_async::Row> = self
                 .conn
-                .query(sql)
+                .exec(sql, ())
                 .await
                 .map_err(err(&self.server, &ctx))?;
             for row in rows {
@@ -390,7 +398,7 @@ impl Session {
         let all: Vec<usize> = (0..t.schema.columns.len()).collect();
         let mut result = self
             .conn
-            .query_iter(sql)
+            .exec_iter(sql, ())
             .await
             .map_err(err(&self.server, &ctx))?;
         let mut out = Vec::new();

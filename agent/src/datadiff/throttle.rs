@@ -33,10 +33,7 @@ impl Session {
 
     /// Waits while the server is above a limit.
     pub(super) async fn throttle(&mut self) -> Result<(), SourceError> {
-        if self
-            .last_check
-            .is_some_and(|t| t.elapsed() < CHECK_EVERY)
-        {
+        if self.last_check.is_some_and(|t| t.elapsed() < CHECK_EVERY) {
             return Ok(());
         }
         loop {
@@ -70,17 +67,23 @@ impl Session {
     /// `None` when it is not a replica or the lag is unknown (SQL thread stopped).
     async fn lag(&mut self) -> Result<Option<u64>, SourceError> {
         let server = self.server.clone();
-        let rows: Vec<mysql_async::Row> = self
-            .conn
-            .query("SHOW ALL SLAVES STATUS")
-            .await
-            .map_err(err(&server, "checking replication lag (SHOW ALL SLAVES STATUS)"))?;
+        let rows: Vec<mysql_async::Row> =
+            self.conn
+                .query("SHOW ALL SLAVES STATUS")
+                .await
+                .map_err(err(
+                    &server,
+                    "checking replication lag (SHOW ALL SLAVES STATUS)",
+                ))?;
         let mut max = None;
         for row in rows {
-            let lag: Option<Option<u64>> = row.get_opt("Seconds_Behind_Master").and_then(Result::ok);
+            let lag: Option<Option<u64>> =
+                row.get_opt("Seconds_Behind_Master").and_then(Result::ok);
             match lag.flatten() {
                 Some(l) => max = Some(max.map_or(l, |m: u64| m.max(l))),
-                None => tracing::warn!(server = %self.server, "a replication connection reports no lag (SQL thread stopped?): not pausing for it"),
+                None => {
+                    tracing::warn!(server = %self.server, "a replication connection reports no lag (SQL thread stopped?): not pausing for it")
+                }
             }
         }
         Ok(max)

@@ -96,7 +96,11 @@ pub fn qualified_create(create_sql: &str, db: &str) -> Result<String, String> {
     let rest = &create_sql[c.offset()..];
     let mut out = b"CREATE TABLE ".to_vec();
     push_table(&mut out, db, &name);
-    Ok(format!("{} {}", String::from_utf8_lossy(&out), rest.trim_start()))
+    Ok(format!(
+        "{} {}",
+        String::from_utf8_lossy(&out),
+        rest.trim_start()
+    ))
 }
 
 /// Runs the server's parser on a `CREATE TABLE` without executing it (`PREPARE`); the

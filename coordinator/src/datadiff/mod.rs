@@ -72,7 +72,10 @@ pub async fn diff(
     repair: &mut RepairSql,
 ) -> Result<Vec<TableReport>, SourceError> {
     let (sdb, tdb) = match scope {
-        Scope::Databases { source: s, target: t } => {
+        Scope::Databases {
+            source: s,
+            target: t,
+        } => {
             for (sess, db) in [(&mut *source, s), (&mut *target, t)] {
                 if !sess.has_database(db).await? {
                     return Err(SourceError::NeedsOperator {
@@ -96,7 +99,15 @@ pub async fn diff(
         let tdb_name = tdb.map_or(db.clone(), str::to_string);
         let on_target = tgt_tables.iter().any(|(d, t)| *d == tdb_name && t == table);
         let mut report = if on_target {
-            diff_table(source, target, (db, table), (&tdb_name, table), opts, repair).await?
+            diff_table(
+                source,
+                target,
+                (db, table),
+                (&tdb_name, table),
+                opts,
+                repair,
+            )
+            .await?
         } else {
             let mut r = TableReport::new(db, table, DiffMethod::None);
             r.status = TableStatus::OnlyInSource;

@@ -93,7 +93,12 @@ impl RepairSql {
         self.statements += 1;
     }
 
-    fn insert_rows(&mut self, t: &DiffTable, verb: &str, rows: &[Vec<Value>]) -> Result<(), String> {
+    fn insert_rows(
+        &mut self,
+        t: &DiffTable,
+        verb: &str,
+        rows: &[Vec<Value>],
+    ) -> Result<(), String> {
         let cols = t
             .schema
             .columns

@@ -41,7 +41,9 @@ pub struct Found {
 
 impl Found {
     pub fn is_empty(&self) -> bool {
-        self.only_in_source.is_empty() && self.only_in_target.is_empty() && self.different.is_empty()
+        self.only_in_source.is_empty()
+            && self.only_in_target.is_empty()
+            && self.different.is_empty()
     }
 
     /// Writes the keys as JSON objects into the report.
@@ -311,7 +313,11 @@ mod tests {
     fn surplus_copies_are_taken_once_each() {
         let mut left: HashMap<u64, i64> = [(1, 2), (2, -1)].into_iter().collect();
         let r = |n: i64| Some(vec![Value::Int(n)]);
-        let src = take_surplus(vec![(1, r(1)), (1, r(1)), (1, r(1)), (3, r(3))], &mut left, 1);
+        let src = take_surplus(
+            vec![(1, r(1)), (1, r(1)), (1, r(1)), (3, r(3))],
+            &mut left,
+            1,
+        );
         assert_eq!(src.len(), 2);
         let tgt = take_surplus(vec![(2, r(2)), (2, r(2))], &mut left, -1);
         assert_eq!(tgt.len(), 1);

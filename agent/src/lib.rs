@@ -8,9 +8,11 @@
 //! * [`inspect`]: schema snapshots (the full schema model) for diffs and migrations.
 //! * [`transfer`]: export and import as SQL, JSON or CSV.
 //! * [`health`]: health checks of a server (on demand and periodic).
+//! * [`datadiff`]: chunk checksums and row hashes over key ranges for `diff data`.
 
 pub mod backup;
 pub mod checkpoint;
+pub mod datadiff;
 pub mod ddl;
 pub mod error;
 pub mod health;

@@ -29,6 +29,9 @@ pub const EXIT_ERROR: u8 = 2;
 pub enum DiffCommand {
     /// Compare two schemas: exit 0 when equal, 1 when different, 2 on error.
     Schema(SchemaArgs),
+    /// Compare two servers' rows by chunk checksums: exit 0 equal, 1 different, 3 tables
+    /// skipped, 2 error.
+    Data(crate::datadiff_cmd::DataArgs),
 }
 
 /// The rename hints and the scratch server, shared by `diff schema` and `migrate generate`.
@@ -213,7 +216,10 @@ pub async fn compare(
 }
 
 pub async fn run(cmd: DiffCommand) -> Result<()> {
-    let DiffCommand::Schema(args) = cmd;
+    let args = match cmd {
+        DiffCommand::Schema(args) => args,
+        DiffCommand::Data(args) => return crate::datadiff_cmd::run(args).await,
+    };
     match diff_schema(&args).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(Exit(EXIT_DIFFERENT).into()),

@@ -4,6 +4,7 @@ mod archive_cmd;
 mod backup_cmd;
 mod conflicts;
 mod control;
+mod datadiff_cmd;
 mod diff_cmd;
 mod exit;
 mod health_cmd;

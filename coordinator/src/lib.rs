@@ -1,6 +1,7 @@
 //! fleetsync coordinator: consumes change records and applies them to targets.
 
 pub mod apply;
+pub mod datadiff;
 pub mod feed;
 pub mod migrate;
 pub mod pitr;

@@ -12,9 +12,11 @@
 //!   for schema diffs and migrations.
 //! * [`sql`]: identifiers and exact SQL literals for values.
 //! * [`health`]: health reports (checks with evidence, overall status, fixes).
+//! * [`datadiff`]: key ranges, chunk checksums and the data diff report.
 
 pub mod calendar;
 pub mod codec;
+pub mod datadiff;
 pub mod health;
 pub mod position;
 pub mod record;

@@ -11,12 +11,14 @@
 //! (agent and coordinator as separate processes over a Kafka broker: mock cluster and tansu),
 //! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
 //! `pitr` (binlog archive and point-in-time replay), `transfer` (export/import),
-//! `schema_diff` (schema diff and migrations), `health` (health checks).
+//! `schema_diff` (schema diff and migrations), `data_diff` (diff data), `health` (health
+//! checks).
 
 mod backup;
 mod bad_input;
 mod conflicts;
 mod crash;
+mod data_diff;
 mod ddl;
 mod harness;
 mod health;

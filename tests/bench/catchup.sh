@@ -118,7 +118,7 @@ trap 'exit 143' TERM
 # A private copy: a concurrent rebuild of target/release cannot swap the binary mid-run.
 cp "$FLEETSYNC" "$WORK/fleetsync"
 FLEETSYNC="$WORK/fleetsync"
-if [[ $BENCH_BUS != embedded ]]; then
+if [[ $BENCH_BUS != embedded && $BENCH_BROKER == mock ]]; then
     cp "$MOCK_KAFKA" "$WORK/fleetsync-mock-kafka"
     MOCK_KAFKA="$WORK/fleetsync-mock-kafka"
 fi

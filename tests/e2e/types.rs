@@ -8,7 +8,7 @@
 //! comparison reads both sides in UTC).
 
 use anyhow::{Context, Result};
-use fleetsync_tests::{assert_schemas_equal, quote_str, status_json, Fleetsync};
+use fleetsync_tests::{assert_schemas_equal, quote_str, simple_config, status_json, Fleetsync};
 
 use crate::support::{exec_lenient, Pair, SYNC_TIMEOUT};
 
@@ -288,5 +288,48 @@ async fn check_status(config: &std::path::Path) -> Result<()> {
         target["warnings"].is_array(),
         "status warnings should be a list: {status}"
     );
+    Ok(())
+}
+
+/// The snapshot pages by key in the key's collation order: with tiny chunks, character keys
+/// whose byte order differs from their collation order (mixed case, accents, latin1) are
+/// all copied, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_pages_collated_keys() -> Result<()> {
+    let pair = Pair::start().await?;
+    let (src, dst) = (&pair.src, &pair.dst);
+    let mut sql = String::from(
+        "CREATE DATABASE app;
+         CREATE TABLE app.ci (k VARCHAR(20) COLLATE utf8mb4_general_ci NOT NULL PRIMARY KEY, n INT);
+         CREATE TABLE app.l1 (k VARCHAR(20) CHARACTER SET latin1 COLLATE latin1_swedish_ci NOT NULL PRIMARY KEY, n INT);
+         CREATE TABLE app.comp (a INT NOT NULL, k VARCHAR(20) COLLATE utf8mb4_unicode_ci NOT NULL, n INT, PRIMARY KEY (a, k));",
+    );
+    let words = [
+        "apple", "Banana", "cherry", "Äpfel", "zebra", "Zoo", "éclair", "Ecole", "b_", "B-", "ÿ",
+        "_x",
+    ];
+    for (i, w) in words.iter().enumerate() {
+        for j in 0..5 {
+            let k = format!("{w}{j}");
+            sql.push_str(&format!(
+                "INSERT INTO app.ci VALUES ('{k}', {i}); INSERT INTO app.l1 VALUES ('{k}', {i}); \
+                 INSERT INTO app.comp VALUES ({}, '{k}', {i});",
+                j % 2
+            ));
+        }
+    }
+    src.exec(&sql).await?;
+    let text = simple_config(
+        &pair.state_dir(),
+        &src.url_root(),
+        &dst.url_root(),
+        &["app\\..*"],
+    ) + "snapshot_chunk_rows = 3\n";
+    let config = Fleetsync::write_config(pair.dir.path(), &text)?;
+    let mut fs = Fleetsync::run(&config)?;
+    fs.wait_synced(src, dst, "app", SYNC_TIMEOUT)
+        .await
+        .context("after a snapshot in 3-row chunks")?;
+    fs.stop(crate::support::STOP_TIMEOUT).await?;
     Ok(())
 }

@@ -138,11 +138,22 @@ async fn health_healthy_server_passes() -> Result<()> {
     .await?;
     let dir = TempDir::new()?;
     let backup = dir.path().join("backups");
+    // The machine's own free space is not this test's subject: thresholds at 0 % make the
+    // disk check pass anywhere; the same check with a 100 % threshold must warn (below).
     let extra = format!(
-        "\n[backup]\ndir = {}\n",
+        "\n[backup]\ndir = {}\n\n[health]\ndisk_warn_free_pct = 0\ndisk_fail_free_pct = 0\n",
         toml_str(&backup.to_string_lossy())
     );
     let config = write_config(dir.path(), &[("db", &db.url_root())], &extra)?;
+    let full = dir.path().join("full");
+    std::fs::create_dir_all(&full)?;
+    let strict = write_config(
+        &full,
+        &[("db", &db.url_root())],
+        &extra.replace("disk_warn_free_pct = 0", "disk_warn_free_pct = 100"),
+    )?;
+    let warned = health_json(&strict, "db", 1).await?;
+    expect_status(&warned, "disk_space", "warn")?;
     let report = health_json(&config, "db", 0).await?;
     ensure!(report["status"] == "healthy", "{report:#}");
     for name in CHECKS {

@@ -128,7 +128,7 @@ pub async fn create(req: &CreateRequest) -> Result<Manifest, BackupError> {
         server_version: version,
         status: Status::Running,
         error: None,
-        started: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        started: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         finished: None,
         duration_seconds: None,
         position: None,

@@ -36,7 +36,9 @@ pub fn plan(backups: &[Manifest], retention: &Retention, now: DateTime<Utc>) -> 
         .iter()
         .filter(|m| m.status == Status::Complete)
         .collect();
-    complete.sort_by(|a, b| b.started.cmp(&a.started));
+    // Newest first: by start time, then by the id's `-N` suffix (backups started in the same
+    // second get `-2`, `-3`... in the order they were taken).
+    complete.sort_by(|a, b| (started(b), id_seq(&b.id)).cmp(&(started(a), id_seq(&a.id))));
     let mut out = Vec::new();
     for (rank, m) in complete.iter().enumerate() {
         let by_count = retention.keep_last.is_some_and(|n| rank < n);
@@ -73,6 +75,13 @@ pub fn plan(backups: &[Manifest], retention: &Retention, now: DateTime<Utc>) -> 
         }
     }
     out
+}
+
+/// The `N` of an id ending in `Z-N` (taken in the same second as an earlier one), else 1.
+fn id_seq(id: &str) -> u32 {
+    id.rsplit_once("Z-")
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(1)
 }
 
 /// What a prune run found: deleted (or, dry-run, to delete) and left for the operator.
@@ -159,5 +168,23 @@ mod tests {
             max_age_days: Some(7),
         };
         assert_eq!(ids(&plan(&all, &both, now)), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn same_second_backups_keep_the_later_ones() {
+        let now = DateTime::parse_from_rfc3339("2024-01-11T00:00:00Z")
+            .map(|d| d.with_timezone(&Utc))
+            .unwrap_or_default();
+        // Listed in directory order; all started in the same second.
+        let all = vec![
+            at("s-20240110T000000Z", 10, Status::Complete),
+            at("s-20240110T000000Z-10", 10, Status::Complete),
+            at("s-20240110T000000Z-2", 10, Status::Complete),
+        ];
+        let last2 = Retention {
+            keep_last: Some(2),
+            max_age_days: None,
+        };
+        assert_eq!(ids(&plan(&all, &last2, now)), vec!["s-20240110T000000Z"]);
     }
 }

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use fleetsync_proto::{BinlogPosition, GtidSet, Position};
+use fleetsync_proto::Position;
 use futures_util::future::{join_all, try_join_all};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
@@ -132,48 +132,10 @@ async fn under_global_lock(
     }
 }
 
-/// The binlog coordinate (and GTID position) of this connection's snapshot.
+/// The binlog coordinate (and GTID position) of this connection's snapshot (the sync's
+/// snapshot reads it the same way).
 pub async fn snapshot_position(conn: &mut Conn, server: &str) -> Result<Position, BackupError> {
-    let rows: Vec<(Vec<u8>, Vec<u8>)> = conn
-        .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
-        .await
-        .map_err(mysql_err(server, "reading the snapshot's binlog position"))?;
-    let get = |k: &[u8]| {
-        rows.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(k))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    };
-    let (Some(file), Some(pos)) = (
-        get(b"binlog_snapshot_file"),
-        get(b"binlog_snapshot_position"),
-    ) else {
-        return Err(BackupError::Refused(format!(
-            "server {server}: no binlog_snapshot_file/position (backups need MariaDB with the binary log on)"
-        )));
-    };
-    if file.is_empty() {
-        return Err(BackupError::Refused(format!(
-            "server {server}: the binary log is off; backups record the binlog position (start the server with --log-bin)"
-        )));
-    }
-    let pos: u64 = pos.parse().map_err(|_| {
-        BackupError::server(
-            server,
-            format!("unexpected binlog_snapshot_position {pos:?}"),
-        )
-    })?;
-    let gtid: Option<Option<Vec<u8>>> = conn
-        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.as_str(), pos))
-        .await
-        .map_err(mysql_err(server, "BINLOG_GTID_POS"))?;
-    let gtid = gtid
-        .flatten()
-        .and_then(|g| String::from_utf8_lossy(&g).parse::<GtidSet>().ok())
-        .filter(|g| !g.is_empty());
-    Ok(Position {
-        binlog: BinlogPosition { file, pos },
-        gtid,
-    })
+    Ok(crate::source::snapshot::snapshot_position(conn, server).await?)
 }
 
 /// Holds `LOCK TABLES ... READ` on `tables` (database, table) on a connection of its own, so

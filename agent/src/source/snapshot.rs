@@ -131,6 +131,12 @@ pub(crate) async fn snapshot_position(
             message: "the server does not report binlog_snapshot_file/position (MariaDB is required for the lock-free initial snapshot)".into(),
         });
     };
+    if file.is_empty() {
+        return Err(SourceError::NeedsOperator {
+            server: name.to_string(),
+            message: "the binary log is off: a consistent snapshot records its binlog position (start the server with --log-bin)".into(),
+        });
+    }
     let pos: u64 = pos.parse().map_err(|_| SourceError::NeedsOperator {
         server: name.to_string(),
         message: format!("unexpected binlog_snapshot_position {pos:?}"),

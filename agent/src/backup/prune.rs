@@ -38,7 +38,7 @@ pub fn plan(backups: &[Manifest], retention: &Retention, now: DateTime<Utc>) -> 
         .collect();
     // Newest first: by start time, then by the id's `-N` suffix (backups started in the same
     // second get `-2`, `-3`... in the order they were taken).
-    complete.sort_by(|a, b| (started(b), id_seq(&b.id)).cmp(&(started(a), id_seq(&a.id))));
+    complete.sort_by_key(|m| std::cmp::Reverse((started(m), id_seq(&m.id))));
     let mut out = Vec::new();
     for (rank, m) in complete.iter().enumerate() {
         let by_count = retention.keep_last.is_some_and(|n| rank < n);

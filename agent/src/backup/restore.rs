@@ -391,6 +391,7 @@ async fn plan_staging(p: &Prepared, conn: &mut Conn) -> Result<Staging, BackupEr
         .map(|(_, to)| to.clone())
         .filter(|to| !before.contains(to))
         .collect();
+    created_dbs.sort();
     created_dbs.dedup();
     let mut tables = Vec::with_capacity(defs.len());
     for (t, sql) in defs {

@@ -299,29 +299,73 @@ impl Staging {
 
     async fn clean(&self, opts: &Opts) -> Result<(), BackupError> {
         let mut conn = snapshot::connect(opts, &self.server).await?;
-        let e = |ctx: String| mysql_err(&self.server, ctx);
         conn.query_drop("SET foreign_key_checks = 0")
             .await
-            .map_err(e("preparing the clean-up session".into()))?;
+            .map_err(mysql_err(
+                &self.server,
+                "preparing the clean-up session".into(),
+            ))?;
         // Table by table first, also in databases about to be dropped: on a full tablespace
         // one DROP DATABASE of several tables can fail for lack of space where single drops,
         // each freeing space, succeed.
-        for t in &self.tables {
-            let sql = format!("DROP TABLE IF EXISTS {}", table_name(&t.database, &t.stage));
-            conn.query_drop(sql)
-                .await
-                .map_err(e(format!("dropping {}.{}", t.database, t.stage)))?;
-        }
-        for db in &self.created_dbs {
-            conn.query_drop(format!("DROP DATABASE IF EXISTS {}", quote(db)))
-                .await
-                .map_err(e(format!("dropping database {db}, created by the restore")))?;
-        }
+        let tables: Vec<(String, String)> = self
+            .tables
+            .iter()
+            .map(|t| {
+                let sql = format!("DROP TABLE IF EXISTS {}", table_name(&t.database, &t.stage));
+                (sql, format!("dropping {}.{}", t.database, t.stage))
+            })
+            .collect();
+        self.drop_all(&mut conn, tables).await?;
+        let dbs: Vec<(String, String)> = self
+            .created_dbs
+            .iter()
+            .map(|db| {
+                let sql = format!("DROP DATABASE IF EXISTS {}", quote(db));
+                (
+                    sql,
+                    format!("dropping database {db}, created by the restore"),
+                )
+            })
+            .collect();
+        self.drop_all(&mut conn, dbs).await?;
         let _ = conn.disconnect().await;
         tracing::info!(server = %self.server, "restore abandoned: staging tables dropped");
         Ok(())
     }
+
+    /// Runs every (statement, context), retrying the failed ones for a few rounds: a DROP on
+    /// a full InnoDB tablespace needs a little undo space, which other drops and the purge of
+    /// the rolled-back load free.
+    async fn drop_all(
+        &self,
+        conn: &mut Conn,
+        mut todo: Vec<(String, String)>,
+    ) -> Result<(), BackupError> {
+        for round in 1..=CLEAN_ROUNDS {
+            let mut failed = Vec::new();
+            let mut last = None;
+            for (sql, ctx) in todo {
+                if let Err(e) = conn.query_drop(sql.as_str()).await {
+                    tracing::warn!(server = %self.server, round, "{ctx}: {e}");
+                    last = Some(mysql_err(&self.server, ctx.clone())(e));
+                    failed.push((sql, ctx));
+                }
+            }
+            match last {
+                None => return Ok(()),
+                Some(e) if round == CLEAN_ROUNDS => return Err(e),
+                Some(_) => tokio::time::sleep(CLEAN_PAUSE).await,
+            }
+            todo = failed;
+        }
+        Ok(())
+    }
 }
+
+/// Clean-up attempts after a failed load, [`CLEAN_PAUSE`] apart (about 5 s in all).
+const CLEAN_ROUNDS: u32 = 10;
+const CLEAN_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

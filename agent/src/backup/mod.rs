@@ -24,6 +24,7 @@ mod pool;
 pub mod prune;
 pub mod restore;
 pub mod snapshot;
+mod stage;
 pub mod verify;
 
 use std::path::{Path, PathBuf};

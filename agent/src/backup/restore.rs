@@ -8,15 +8,23 @@
 //! A dry run stops there and prints the [`RestorePlan`].
 //!
 //! [`execute`] refuses to replace existing tables or views unless told to
-//! (`drop_existing`: `--yes` or a y/N answer), then creates databases and tables, loads every
-//! data file (one file per transaction, N connections, session `SET NAMES binary`,
-//! `time_zone='+00:00'`, no foreign-key or unique checks, a non-strict sql_mode so zero dates
-//! load), and creates views last. A failure during the load (server out of space, a lost
-//! connection) stops it with the file and line named; tables loaded so far stay (each file's
-//! transaction is all or nothing). Its [`RestoreReport`] carries the backup's binlog position,
-//! from which point-in-time recovery replays.
+//! (`drop_existing`: `--yes` or a y/N answer). It then creates the databases that are missing,
+//! creates every table under a staging name beside the target ([`super::stage`]), loads every
+//! data file into the staging tables (one file per transaction, N connections, session
+//! `SET NAMES binary`, `time_zone='+00:00'`, no foreign-key or unique checks, a non-strict
+//! sql_mode so zero dates load; each line's `INSERT INTO` is pointed at the staging name),
+//! and only when all of it has loaded swaps the staging tables in (one atomic RENAME TABLE),
+//! drops the replaced objects and creates views last.
+//!
+//! Invariant: a failure before the swap (server out of space, a server error, a lost
+//! connection, a bad file) drops the staging tables and the databases the restore created, and
+//! the error names the file (and line) and says the target was left unchanged; existing tables
+//! are never touched before every table has loaded. Failures after the swap (dropping the
+//! replaced tables, adding foreign keys back, creating views) say what is in place. The
+//! [`RestoreReport`] carries the backup's binlog position, from which point-in-time recovery
+//! replays.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,6 +35,7 @@ use mysql_async::{Conn, Opts};
 use super::chunk::quote;
 use super::files::{read_plain, Codec};
 use super::manifest::{self, FileEntry, Manifest};
+use super::stage::{self, StagedTable, Staging};
 use super::{pool, snapshot, verify, BackupError, Progress, Settings};
 use crate::SourceError;
 
@@ -253,10 +262,8 @@ async fn check_privileges(
             have.extend(global);
             have.extend(schema);
         }
-        let mut need = vec!["CREATE", "INSERT"];
-        if plan.existing.iter().any(|(d, _, _)| d == db) {
-            need.push("DROP");
-        }
+        // DROP and ALTER: staging tables are dropped on failure and renamed into place.
+        let mut need = vec!["CREATE", "INSERT", "DROP", "ALTER"];
         if plan.views.iter().any(|(d, _)| d == db) {
             need.push("CREATE VIEW");
         }
@@ -294,9 +301,36 @@ pub async fn execute(p: Prepared, drop_existing: bool) -> Result<RestoreReport, 
     }
     let started = Instant::now();
     tracing::info!(server, backup = %p.plan.id, tables = p.plan.tables.len(), rows = p.plan.rows, "restore started");
-    create_schema(&p).await?;
+    let mut conn = snapshot::connect(&p.req_opts, &server).await?;
+    conn.query_drop(DDL_SESSION)
+        .await
+        .map_err(mysql_err(&server, "preparing the restore session".into()))?;
+    let staging = plan_staging(&p, &mut conn).await?;
+    if staging.fk_mode {
+        tracing::warn!(server, "the restore replaces tables tied to foreign keys: staging tables are loaded without their foreign keys, which are added back after the swap (the final drop-rename step is not atomic)");
+    }
     p.progress.planned(p.plan.tables.len(), p.plan.rows);
-    load_data(&p).await?;
+    let loaded = async {
+        create_databases(&p, &mut conn).await?;
+        staging.create(&mut conn).await?;
+        load_data(&p, &staging).await
+    }
+    .await;
+    if let Err(e) = loaded {
+        return Err(staging.abandon(&p.req_opts, e).await);
+    }
+    if let Err(e) = staging.swap(&mut conn).await {
+        return Err(match e {
+            // A failed multi-table RENAME changed nothing: clean up as before the swap.
+            BackupError::Server { ref message, .. }
+                if !staging.fk_mode && message.starts_with("renaming the loaded") =>
+            {
+                staging.abandon(&p.req_opts, e).await
+            }
+            other => other,
+        });
+    }
+    let _ = conn.disconnect().await;
     create_views(&p).await?;
     p.progress.finish();
     let report = RestoreReport {
@@ -328,13 +362,64 @@ fn target_of<'a>(p: &'a Prepared, db: &'a str) -> &'a str {
         .map_or(db, |(_, t)| t.as_str())
 }
 
-async fn create_schema(p: &Prepared) -> Result<(), BackupError> {
+/// Reads every table definition and decides staging names and the swap mode; changes nothing.
+async fn plan_staging(p: &Prepared, conn: &mut Conn) -> Result<Staging, BackupError> {
     let server = p.plan.target.as_str();
-    let mut conn = snapshot::connect(&p.req_opts, server).await?;
-    let e = |ctx: String| mysql_err(server, ctx);
-    conn.query_drop(DDL_SESSION)
-        .await
-        .map_err(e("preparing the restore session".into()))?;
+    let tag = stage::tag_of(&p.plan.id);
+    let replaced: HashSet<(String, String)> = p
+        .plan
+        .existing
+        .iter()
+        .filter(|(_, _, k)| k != "VIEW")
+        .map(|(d, t, _)| (d.clone(), t.clone()))
+        .collect();
+    let mut defs = Vec::with_capacity(p.manifest.tables.len());
+    for t in &p.manifest.tables {
+        let sql = read_plain(&p.root, &t.schema_file, &p.codec, false)?;
+        defs.push((t, sql));
+    }
+    let ddl_has_fk = defs
+        .iter()
+        .any(|(_, sql)| String::from_utf8_lossy(sql).contains(" FOREIGN KEY ("));
+    let fk_mode = !replaced.is_empty()
+        && (ddl_has_fk || stage::existing_fks_touch(conn, server, &replaced).await?);
+    let before = stage::databases(conn, server).await?;
+    let mut created_dbs: Vec<String> = p
+        .plan
+        .databases
+        .iter()
+        .map(|(_, to)| to.clone())
+        .filter(|to| !before.contains(to))
+        .collect();
+    created_dbs.sort();
+    created_dbs.dedup();
+    let mut tables = Vec::with_capacity(defs.len());
+    for (t, sql) in defs {
+        let path = p.root.join(&t.schema_file.name);
+        let staged = stage::aside_name('s', &tag, &t.table);
+        let (ddl, fks) = stage::staging_ddl(&sql, &t.table, &staged, fk_mode)
+            .map_err(|e| BackupError::file(&path, e))?;
+        tables.push(StagedTable {
+            database: target_of(p, &t.database).to_string(),
+            table: t.table.clone(),
+            stage: staged,
+            ddl,
+            fks,
+            schema_path: path.display().to_string(),
+        });
+    }
+    Ok(Staging {
+        server: server.to_string(),
+        tag,
+        fk_mode,
+        tables,
+        existing: p.plan.existing.clone(),
+        created_dbs,
+    })
+}
+
+async fn create_databases(p: &Prepared, conn: &mut Conn) -> Result<(), BackupError> {
+    let server = p.plan.target.as_str();
     for d in &p.manifest.databases {
         let to = target_of(p, &d.name);
         let sql = format!(
@@ -345,52 +430,31 @@ async fn create_schema(p: &Prepared) -> Result<(), BackupError> {
         );
         conn.query_drop(sql)
             .await
-            .map_err(e(format!("creating database {to}")))?;
+            .map_err(mysql_err(server, format!("creating database {to}")))?;
     }
-    for (db, name, kind) in &p.plan.existing {
-        let what = if kind == "VIEW" { "VIEW" } else { "TABLE" };
-        let sql = format!(
-            "DROP {what} IF EXISTS {}",
-            fleetsync_proto::sql::table_name(db, name)
-        );
-        conn.query_drop(sql)
-            .await
-            .map_err(e(format!("dropping {db}.{name}")))?;
-        tracing::info!(server, database = %db, name = %name, "dropped existing {}", what.to_lowercase());
-    }
-    for t in &p.manifest.tables {
-        let to = target_of(p, &t.database);
-        let sql = read_plain(&p.root, &t.schema_file, &p.codec, false)?;
-        conn.query_drop(format!("USE {}", quote(to)))
-            .await
-            .map_err(e(format!("using database {to}")))?;
-        conn.query_drop(sql.as_slice()).await.map_err(e(format!(
-            "creating table {to}.{} from {}",
-            t.table,
-            p.root.join(&t.schema_file.name).display()
-        )))?;
-    }
-    let _ = conn.disconnect().await;
     Ok(())
 }
 
 struct LoadUnit {
     database: String,
     table: String,
+    /// The staging table the rows go to.
+    stage: String,
     file: FileEntry,
 }
 
-async fn load_data(p: &Prepared) -> Result<(), BackupError> {
+async fn load_data(p: &Prepared, staging: &Staging) -> Result<(), BackupError> {
     let server = p.plan.target.clone();
     let mut units: Vec<LoadUnit> = p
         .manifest
         .tables
         .iter()
-        .flat_map(|t| {
-            let to = target_of(p, &t.database).to_string();
+        .zip(&staging.tables)
+        .flat_map(|(t, s)| {
             t.files.iter().map(move |f| LoadUnit {
-                database: to.clone(),
+                database: s.database.clone(),
                 table: t.table.clone(),
+                stage: s.stage.clone(),
                 file: f.clone(),
             })
         })
@@ -433,31 +497,45 @@ async fn load_file(
             .await
             .map_err(|e| BackupError::Refused(format!("a restore reader stopped: {e}")))??
     };
-    let fail = |line: usize, e: mysql_async::Error| {
+    let fail = |line: usize, e: String| {
         BackupError::file(
             &path,
             format!(
-                "line {line}: loading into {}.{} on server {server}: {e}",
-                unit.database, unit.table
+                "line {line}: loading into {}.{} (staging name {}) on server {server}: {e}",
+                unit.database, unit.table, unit.stage
             ),
         )
     };
+    let mut from = b"INSERT INTO ".to_vec();
+    fleetsync_proto::sql::push_ident(&mut from, &unit.table);
+    let mut to = b"INSERT INTO ".to_vec();
+    fleetsync_proto::sql::push_ident(&mut to, &unit.stage);
     conn.query_drop(format!("USE {}", quote(&unit.database)))
         .await
-        .map_err(|e| fail(0, e))?;
+        .map_err(|e| fail(0, e.to_string()))?;
     conn.query_drop("START TRANSACTION")
         .await
-        .map_err(|e| fail(0, e))?;
+        .map_err(|e| fail(0, e.to_string()))?;
+    let mut stmt = Vec::new();
     for (i, line) in plain.split(|&b| b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
         }
-        if let Err(e) = conn.query_drop(line).await {
+        let Some(rest) = line.strip_prefix(from.as_slice()) else {
             let _ = conn.query_drop("ROLLBACK").await;
-            return Err(fail(i + 1, e));
+            return Err(fail(i + 1, "not an INSERT into this table".into()));
+        };
+        stmt.clear();
+        stmt.extend_from_slice(&to);
+        stmt.extend_from_slice(rest);
+        if let Err(e) = conn.query_drop(stmt.as_slice()).await {
+            let _ = conn.query_drop("ROLLBACK").await;
+            return Err(fail(i + 1, e.to_string()));
         }
     }
-    conn.query_drop("COMMIT").await.map_err(|e| fail(0, e))?;
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(|e| fail(0, e.to_string()))?;
     progress.rows(unit.file.rows);
     Ok(conn)
 }

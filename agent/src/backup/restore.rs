@@ -513,31 +513,83 @@ async fn load_file(
     conn.query_drop(format!("USE {}", quote(&unit.database)))
         .await
         .map_err(|e| fail(0, e.to_string()))?;
+    // Parallel loads into one table can deadlock (InnoDB picks a victim and rolls its whole
+    // transaction back) or time out on a lock: the file is one transaction, so it is simply
+    // loaded again. Any other error ends the restore.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match load_lines(&mut conn, &plain, &from, &to).await {
+            Ok(()) => break,
+            Err((line, e)) => {
+                let _ = conn.query_drop("ROLLBACK").await;
+                let retry = matches!(&e, LoadError::Server(e) if is_lock_conflict(e));
+                if retry && attempt < LOCK_CONFLICT_ATTEMPTS {
+                    tracing::warn!(file = %path.display(), attempt, "lock conflict while loading: retrying the file");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                    continue;
+                }
+                return Err(fail(line, e.to_string()));
+            }
+        }
+    }
+    progress.rows(unit.file.rows);
+    Ok(conn)
+}
+
+/// Loads of one file tried before a deadlock or lock wait timeout ends the restore.
+const LOCK_CONFLICT_ATTEMPTS: u64 = 5;
+
+/// Why loading a file's lines failed.
+enum LoadError {
+    /// A line that is not an INSERT into the file's table.
+    NotInsert,
+    Server(mysql_async::Error),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::NotInsert => f.write_str("not an INSERT into this table"),
+            LoadError::Server(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// ER_LOCK_DEADLOCK (1213) or ER_LOCK_WAIT_TIMEOUT (1205).
+fn is_lock_conflict(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if s.code == 1213 || s.code == 1205)
+}
+
+/// One transaction: every line of `plain` with its `INSERT INTO from` rewritten to
+/// `INSERT INTO to`, then COMMIT. The error carries the 1-based line (0: the COMMIT).
+async fn load_lines(
+    conn: &mut Conn,
+    plain: &[u8],
+    from: &[u8],
+    to: &[u8],
+) -> Result<(), (usize, LoadError)> {
     conn.query_drop("START TRANSACTION")
         .await
-        .map_err(|e| fail(0, e.to_string()))?;
+        .map_err(|e| (0, LoadError::Server(e)))?;
     let mut stmt = Vec::new();
     for (i, line) in plain.split(|&b| b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
         }
-        let Some(rest) = line.strip_prefix(from.as_slice()) else {
-            let _ = conn.query_drop("ROLLBACK").await;
-            return Err(fail(i + 1, "not an INSERT into this table".into()));
+        let Some(rest) = line.strip_prefix(from) else {
+            return Err((i + 1, LoadError::NotInsert));
         };
         stmt.clear();
-        stmt.extend_from_slice(&to);
+        stmt.extend_from_slice(to);
         stmt.extend_from_slice(rest);
-        if let Err(e) = conn.query_drop(stmt.as_slice()).await {
-            let _ = conn.query_drop("ROLLBACK").await;
-            return Err(fail(i + 1, e.to_string()));
-        }
+        conn.query_drop(stmt.as_slice())
+            .await
+            .map_err(|e| (i + 1, LoadError::Server(e)))?;
     }
     conn.query_drop("COMMIT")
         .await
-        .map_err(|e| fail(0, e.to_string()))?;
-    progress.rows(unit.file.rows);
-    Ok(conn)
+        .map_err(|e| (0, LoadError::Server(e)))
 }
 
 /// Creates the views, retrying those that depend on views not created yet.

@@ -164,6 +164,7 @@ pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> R
                 .find(|y| y.source == server)
                 .map(|y| y.snapshot_chunk_rows)
                 .unwrap_or(10_000),
+            include_marked: false,
         };
         let topic = config.bus.topic(server);
         ensure_topic(&settings, &topic).await;

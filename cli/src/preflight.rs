@@ -31,6 +31,7 @@ pub fn source_spec(
         filter: sync.filter()?,
         sync: sync.name.clone(),
         snapshot_chunk_rows: sync.snapshot_chunk_rows,
+        include_marked: false,
     })
 }
 

@@ -45,6 +45,7 @@ pub async fn tail(path: &Path, server: &str, from: Option<&str>, include: &[Stri
         filter: TableFilter::new(include, &[]).map_err(|(_, e)| anyhow!("--include: {e}"))?,
         sync: "tail".into(),
         snapshot_chunk_rows: 1,
+        include_marked: false,
     };
     let mut conn = source::connect(&spec).await?;
     let info = source::preflight(&mut conn, &spec).await?;

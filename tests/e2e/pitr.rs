@@ -248,6 +248,8 @@ DELETE FROM keyed WHERE id % 7 = 0;
 DELETE FROM keyless WHERE a = 1 LIMIT 1;
 BEGIN; INSERT INTO keyed VALUES (1000, 'txn', 1, NULL, NULL); UPDATE keyed SET n = n + 1 WHERE id < 20; COMMIT;";
 
+/// Ends with writes marked `skip_replication` (as fleetsync's own applied writes on a sync
+/// target are): the archive must keep them, they are part of this server's state.
 const PHASE_B: &str = "USE app;
 ALTER TABLE keyed ADD COLUMN extra INT NOT NULL DEFAULT 7;
 INSERT INTO keyed (id, v, extra) VALUES (2000, 'after ddl', 9);
@@ -255,7 +257,11 @@ UPDATE keyed SET extra = id WHERE id BETWEEN 100 AND 150;
 DELETE FROM keyed WHERE id BETWEEN 180 AND 190;
 UPDATE keyless SET b = 'z' WHERE a = 2;
 CREATE TABLE later (k VARCHAR(10) PRIMARY KEY, val INT);
-INSERT INTO later VALUES ('a', 1), ('b', 2);";
+INSERT INTO later VALUES ('a', 1), ('b', 2);
+SET SESSION skip_replication = 1;
+INSERT INTO later VALUES ('marked', 3);
+UPDATE keyed SET v = 'written as a sync target would' WHERE id = 1;
+SET SESSION skip_replication = 0;";
 
 const PHASE_C: &str = "USE app;
 INSERT INTO keyed (id, v) VALUES (3000, 'too late');

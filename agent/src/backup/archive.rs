@@ -122,6 +122,7 @@ pub fn archive_spec(
         filter,
         sync: "binlog-archive".into(),
         snapshot_chunk_rows: 1,
+        include_marked: true,
     })
 }
 

@@ -28,6 +28,10 @@ pub struct SourceSpec {
     /// The sync this reader feeds (for messages).
     pub sync: String,
     pub snapshot_chunk_rows: usize,
+    /// Also publish changes written with `skip_replication=1` (fleetsync's own applied writes
+    /// in a sync cycle). Off for syncs (no echo loops); on for the PITR archive, which must
+    /// hold everything the server's binlog holds.
+    pub include_marked: bool,
 }
 
 /// What preflight learned about the server.

@@ -221,14 +221,13 @@ impl StreamState<'_> {
         }
         // Changes fleetsync itself applied on this server are not published again (no echo
         // loops in bidirectional syncs); their transaction boundaries still move the position.
-        if header.flags_raw() & FLAG_SKIP_REPLICATION != 0
-            && matches!(ty, EV_TABLE_MAP | 23..=25 | 30..=32)
-        {
+        let marked = header.flags_raw() & FLAG_SKIP_REPLICATION != 0 && !self.spec.include_marked;
+        if marked && matches!(ty, EV_TABLE_MAP | 23..=25 | 30..=32) {
             metrics::counter!(METRIC_LOOP_SUPPRESSED, "server" => self.spec.name.clone())
                 .increment(1);
             return Ok(());
         }
-        if header.flags_raw() & FLAG_SKIP_REPLICATION != 0 && ty == EV_QUERY {
+        if marked && ty == EV_QUERY {
             let q: QueryEvent<'_> = event
                 .read_event()
                 .map_err(|e| self.decode_error("QUERY", e))?;

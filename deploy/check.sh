@@ -4,13 +4,17 @@
 #   * Prometheus rules: `promtool check rules` and `promtool test rules` (unit tests).
 #     promtool comes from Debian's `prometheus` package; if it is not on PATH the .deb is
 #     downloaded with apt and only promtool is extracted (no service is installed/started).
-#   * Kubernetes manifests (deploy/k8s, and `kubectl kustomize` of it when kubectl exists):
-#     `kubernetes-validate --strict` against each version in K8S_VERSIONS.
+#   * Kubernetes manifests (deploy/k8s, and `kubectl kustomize` of it, with and without the
+#     backup component, when kubectl exists): `kubernetes-validate --strict` against each
+#     version in K8S_VERSIONS.
 #   * Helm chart: rendered offline with helm-python-sdk (Helm's own engine, no helm binary)
-#     with the default values and with every optional branch switched on, linted (strict),
+#     with the default values and with every optional branch switched on (backup volume,
+#     encryption key Secret, backup CronJob, existing claims, ...), linted (strict),
 #     and the output validated with kubernetes-validate --strict.
 #   * The example configs (ConfigMap, chart values): TOML parses, sources/targets name
-#     servers, every password_env has a Secret key.
+#     servers, every password_env has a Secret key; their commented [backup]/[health]
+#     sections (and fleetsync.example.toml's, which must list every key) parse when
+#     uncommented and use only keys of config/src/backup.rs and health.rs.
 #   * Grafana dashboard: valid JSON, unique panel ids, every query on ${DS_PROMETHEUS}.
 #
 # The Python tools go into a venv (CHECK_VENV, default /tmp/fleetsync-deploy-venv).
@@ -87,12 +91,33 @@ step "promtool test rules"
 
 step "kubernetes-validate --strict deploy/k8s (k8s $K8S_VERSIONS)"
 kvalidate "$DEPLOY"/k8s/configmap.yaml "$DEPLOY"/k8s/secret.yaml \
-    "$DEPLOY"/k8s/service.yaml "$DEPLOY"/k8s/statefulset.yaml
+    "$DEPLOY"/k8s/service.yaml "$DEPLOY"/k8s/statefulset.yaml "$DEPLOY"/k8s/backup/pvc.yaml
 
 if command -v kubectl >/dev/null 2>&1; then
     step "kubectl kustomize deploy/k8s | kubernetes-validate --strict"
     kubectl kustomize "$DEPLOY/k8s" >"$WORK/kustomized.yaml"
     kvalidate "$WORK/kustomized.yaml"
+    step "kubectl kustomize deploy/k8s with the backup component | kubernetes-validate --strict"
+    cp -r "$DEPLOY/k8s" "$WORK/k8s-backup"
+    printf 'components:\n  - backup\n' >>"$WORK/k8s-backup/kustomization.yaml"
+    kubectl kustomize "$WORK/k8s-backup" >"$WORK/kustomized-backup.yaml"
+    kvalidate "$WORK/kustomized-backup.yaml"
+    "$PY" - "$WORK/kustomized-backup.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+pvc = next(d for d in docs if d["kind"] == "PersistentVolumeClaim")
+sts = next(d for d in docs if d["kind"] == "StatefulSet")
+pod = sts["spec"]["template"]["spec"]
+c = pod["containers"][0]
+vols = {v["name"]: v for v in pod["volumes"]}
+mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+assert mounts["backups"] == "/var/backups/fleetsync", mounts
+assert vols["backups"]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+key = next(e for e in c["env"] if e["name"] == "FLEETSYNC_BACKUP_KEY")
+assert "secretKeyRef" in key["valueFrom"] and "value" not in key
+assert {e["name"] for e in c["env"]} >= {"FLEETSYNC_STATE_DIR", "FLEETSYNC_METRICS_LISTEN"}
+print("  backup component: volume, mount and key variable ok")
+PY
 else
     step "kubectl not found: skipping the kustomization check"
 fi
@@ -115,6 +140,59 @@ for e in report.get("errors", []) or []:
     print(f"  lint ERROR {e}")
     failed = True
 
+def check_backup(values, docs, c, pod, sts):
+    """The backup volume, key variable and CronJob, as the values ask."""
+    b = values.get("backup", {})
+    pvcs = [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    crons = [d for d in docs if d["kind"] == "CronJob"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    vols = {v["name"]: v for v in pod["volumes"]}
+    if not b.get("enabled"):
+        assert not pvcs and not crons and "backups" not in mounts
+        assert all("valueFrom" not in e for e in c["env"]), "no key variable without a Secret"
+        return
+    claim = b.get("existingClaim") or f"{sts['metadata']['name']}-backups"
+    assert mounts["backups"] == b.get("mountPath", "/var/backups/fleetsync"), mounts
+    assert vols["backups"]["persistentVolumeClaim"]["claimName"] == claim
+    if b.get("existingClaim"):
+        assert not pvcs
+    else:
+        assert [p["metadata"]["name"] for p in pvcs] == [claim]
+        assert pvcs[0]["spec"].get("storageClassName") == (b.get("storageClass") or None)
+        assert pvcs[0]["spec"]["accessModes"] == b.get("accessModes", ["ReadWriteOnce"])
+        keep = pvcs[0]["metadata"].get("annotations", {}).get("helm.sh/resource-policy")
+        assert (keep == "keep") == b.get("keepOnUninstall", True)
+    key = b.get("encryptionKey", {})
+    env = {e["name"]: e for e in c["env"]}
+    if key.get("secretName"):
+        ref = env[key.get("env", "FLEETSYNC_BACKUP_KEY")]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": key["secretName"], "key": key.get("secretKey", "backup.key")}
+    cj = b.get("cronJob", {})
+    if not cj.get("enabled"):
+        assert not crons
+        return
+    assert len(crons) == 1
+    jpod = crons[0]["spec"]["jobTemplate"]["spec"]["template"]
+    svc = next(d for d in docs if d["kind"] == "Service")
+    sel = svc["spec"]["selector"]
+    assert not sel.items() <= jpod["metadata"]["labels"].items(), "the Service would select the backup Job"
+    inits = jpod["spec"]["initContainers"]
+    assert [i["args"][-1] for i in inits] == cj["servers"]
+    assert all(i["args"][:2] == ["backup", "create"] for i in inits)
+    main = jpod["spec"]["containers"]
+    assert [m["args"][1] for m in main] == ["prune" if cj.get("prune", True) else "list"]
+    jvols = {v["name"]: v for v in jpod["spec"]["volumes"]}
+    assert jvols["backups"]["persistentVolumeClaim"]["claimName"] == claim
+    for ct in inits + main:
+        assert {m["name"] for m in ct["volumeMounts"]} <= set(jvols)
+        assert ct["securityContext"]["readOnlyRootFilesystem"] is True
+        assert ct["envFrom"] == c["envFrom"]
+        if key.get("secretName"):
+            assert any(e.get("valueFrom", {}).get("secretKeyRef") for e in ct["env"])
+    same = cj.get("sameNode", True)
+    assert ("affinity" in jpod["spec"]) == same
+
+
 cases = {
     "defaults": None,
     "everything": {
@@ -132,8 +210,23 @@ cases = {
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "db", "operator": "Exists", "effect": "NoSchedule"}],
         "affinity": {"podAntiAffinity": {}},
+        "backup": {
+            "enabled": True, "mountPath": "/backups", "size": "50Gi", "storageClass": "slow",
+            "accessModes": ["ReadWriteMany"], "keepOnUninstall": False,
+            "encryptionKey": {"secretName": "fleetsync-backup-key", "secretKey": "key",
+                              "env": "FS_BACKUP_KEY"},
+            "cronJob": {"enabled": True, "servers": ["eu1", "eu2"], "prune": False,
+                        "timeZone": "Etc/UTC", "sameNode": False,
+                        "resources": {"limits": {"memory": "1Gi"}}},
+        },
     },
-    "storageclass": {"persistence": {"storageClass": "fast", "size": "5Gi"}, "secrets": {}},
+    "storageclass": {"persistence": {"storageClass": "fast", "size": "5Gi"}, "secrets": {},
+                     "backup": {"enabled": True, "storageClass": "fast"}},
+    "backup-existing-claim": {
+        "backup": {"enabled": True, "existingClaim": "my-backups",
+                   "encryptionKey": {"secretName": "k"},
+                   "cronJob": {"enabled": True, "servers": ["eu1"]}},
+    },
 }
 for case, values in cases.items():
     rendered = helm.Chart.load(chart_dir).render(values, name="fleetsync", namespace="sync", is_install=True)
@@ -173,9 +266,23 @@ for case, values in cases.items():
         assert monitors[0]["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
     else:
         assert not monitors
+    check_backup(values or {}, docs, c, pod, sts)
     # kubernetes-validate has no schema for the ServiceMonitor CRD: checked above instead.
     with open(f"{out}/helm-{case}.yaml", "w") as f:
         yaml.safe_dump_all([d for d in docs if d["kind"] != "ServiceMonitor"], f, sort_keys=False)
+# Values the chart must refuse with a message (helm's `fail`), rendering nothing.
+refused = {
+    "cronJob without the backup volume": {"backup": {"cronJob": {"enabled": True, "servers": ["eu1"]}}},
+    "cronJob without servers": {"backup": {"enabled": True, "cronJob": {"enabled": True}}},
+}
+for case, values in refused.items():
+    try:
+        helm.Chart.load(chart_dir).render(values, name="fleetsync", namespace="sync", is_install=True)
+    except Exception as e:  # helm-python-sdk raises the template error
+        print(f"  refused as expected ({case}): {str(e).splitlines()[0][:160]}")
+    else:
+        print(f"  ERROR: {case}: rendered without an error")
+        failed = True
 sys.exit(1 if failed else 0)
 PY
 
@@ -211,6 +318,63 @@ b = check("helm values.yaml", values["config"], set(values["secrets"]))
 assert a == b, "the k8s and Helm example configs differ"
 PY
 
+step "commented [backup]/[health] sections of the example configs: valid TOML, known keys"
+"$PY" - "$DEPLOY" <<'PY'
+import re, sys, tomllib, yaml
+deploy = sys.argv[1]
+root = f"{deploy}/.."
+
+def fields(path, struct):
+    """Field names of a config struct, read from its Rust source (never out of date)."""
+    src = open(f"{root}/config/src/{path}").read()
+    body = re.search(r"pub struct %s \{(.*?)\n\}" % struct, src, re.S).group(1)
+    return set(re.findall(r"^\s*pub (\w+):", body, re.M))
+
+known = {"backup": fields("backup.rs", "BackupConfig"), "health": fields("health.rs", "HealthConfig")}
+
+def uncommented(text):
+    """The `# [backup]` / `# [health]` blocks with their `# key = value` lines uncommented.
+    Of the two encryption keys only the first is kept (they exclude each other)."""
+    out, inside, key_seen = [], False, False
+    for line in text.splitlines():
+        m = re.match(r"^\s*# (\[(backup|health)\])\s*$", line)
+        if m:
+            inside = True
+            out.append(m.group(1))
+            continue
+        m = re.match(r"^\s*# (\w+ = .*)$", line)
+        if inside and m:
+            if m.group(1).startswith("encryption_key_"):
+                if key_seen:
+                    continue
+                key_seen = True
+            out.append(m.group(1))
+        elif inside and not line.strip().startswith("#"):
+            inside = False
+    return "\n".join(out)
+
+def check(label, text, backup_dir=None):
+    cfg = tomllib.loads(uncommented(text))
+    assert set(cfg) == {"backup", "health"}, f"{label}: sections {set(cfg)}"
+    for section, keys in cfg.items():
+        unknown = set(keys) - known[section]
+        assert not unknown, f"{label}: unknown [{section}] keys {unknown}"
+    if backup_dir:
+        assert cfg["backup"]["dir"] == backup_dir, f"{label}: [backup] dir is not {backup_dir}"
+    print(f"  {label}: ok ({', '.join(f'{k}: {len(v)} keys' for k, v in cfg.items())})")
+    return cfg
+
+text = open(f"{root}/fleetsync.example.toml").read()
+check("fleetsync.example.toml", text)
+listed = set(re.findall(r"^# (\w+) = ", text, re.M))
+missing = (known["backup"] | known["health"]) - listed
+assert not missing, f"fleetsync.example.toml: keys not shown: {missing}"
+cm = yaml.safe_load(open(f"{deploy}/k8s/configmap.yaml"))["data"]["fleetsync.toml"]
+check("k8s/configmap.yaml", cm, "/var/backups/fleetsync")
+values = yaml.safe_load(open(f"{deploy}/helm/fleetsync/values.yaml"))
+check("helm values.yaml", values["config"], values["backup"]["mountPath"])
+PY
+
 # --- Grafana ------------------------------------------------------------------------------
 
 step "grafana dashboard"
@@ -221,13 +385,17 @@ d = json.load(open(sys.argv[1]))
 ids = [p["id"] for p in d["panels"]]
 assert len(ids) == len(set(ids)), "duplicate panel ids"
 names = {v["name"] for v in d["templating"]["list"]}
-assert {"DS_PROMETHEUS", "sync", "target"} <= names, names
+assert {"DS_PROMETHEUS", "sync", "target", "server"} <= names, names
 known = {
     "fleetsync_binlog_events_total", "fleetsync_source_transactions_total",
     "fleetsync_snapshot_rows_total", "fleetsync_apply_rows_total",
     "fleetsync_apply_transactions_total", "fleetsync_apply_errors_total",
     "fleetsync_apply_batch_seconds_bucket", "fleetsync_replication_lag_seconds",
     "fleetsync_pipeline_up", "fleetsync_pipeline_restarts_total",
+    "fleetsync_backup_last_success_timestamp_seconds", "fleetsync_backup_duration_seconds",
+    "fleetsync_backup_bytes", "fleetsync_backup_rows", "fleetsync_backup_failures_total",
+    "fleetsync_pitr_archive_lag_seconds", "fleetsync_pitr_archived_transactions_total",
+    "fleetsync_pitr_archived_bytes_total", "fleetsync_health_check_status",
 }
 queries = 0
 for p in d["panels"]:

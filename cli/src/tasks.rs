@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use fleetsync_agent::backup::{dump, prune, NoProgress, Settings};
+use fleetsync_agent::backup::{self, dump, prune, NoProgress, Settings};
 use fleetsync_config::{parse_schedule, Config, TableFilter};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -59,25 +59,37 @@ pub fn spawn_backups(
 
 /// Backs up each server, then prunes. Errors are logged, never returned.
 async fn run_once(config: &Config, servers: &[String]) {
+    // A failure before the dump starts is counted here (the dump counts its own).
+    let failed_early = |server: &str| {
+        metrics::counter!(backup::METRIC_BACKUP_FAILURES, "server" => server.to_string())
+            .increment(1);
+    };
     let settings = match Settings::from_config(&config.backup) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "scheduled backup: [backup] is unusable");
+            servers.iter().for_each(|s| failed_early(s));
             return;
         }
     };
     for server in servers {
-        let result = async {
-            let req = dump::CreateRequest {
+        let req = match (|| {
+            Ok::<_, anyhow::Error>(dump::CreateRequest {
                 server: server.clone(),
                 opts: opts_by_name(config, server)?,
                 filter: TableFilter::new(&[], &[]).map_err(|(_, e)| anyhow!(e))?,
                 settings: settings.clone(),
                 progress: Arc::new(NoProgress),
-            };
-            Ok::<_, anyhow::Error>(dump::create(&req).await?)
-        }
-        .await;
+            })
+        })() {
+            Ok(req) => req,
+            Err(e) => {
+                failed_early(server);
+                tracing::error!(server, error = %format!("{e:#}"), "scheduled backup failed");
+                continue;
+            }
+        };
+        let result = dump::create(&req).await;
         match result {
             Ok(m) => {
                 tracing::info!(server, backup = %m.id, rows = m.total_rows, bytes = m.total_bytes, "scheduled backup complete")

@@ -36,6 +36,12 @@ if ! command -v mariadbd >/dev/null || ! command -v mariadb-install-db >/dev/nul
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server mariadb-client
 fi
 
+# The backup tests also load a chunk with the `zstd` command-line tool, as an operator would.
+if ! command -v zstd >/dev/null; then
+    step "installing zstd"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q zstd
+fi
+
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
         step "installing the $component component"

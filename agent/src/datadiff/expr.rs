@@ -28,6 +28,19 @@ use fleetsync_proto::{ColumnType, Value};
 
 use super::DiffTable;
 
+/// The select list of a chunk checksum: `COUNT(*)` and the two exact sums (0 when empty).
+pub fn chunk_aggregates(t: &DiffTable) -> String {
+    format!(
+        "COUNT(*), COALESCE(SUM(CRC32(@fs_r := {})), 0), COALESCE(SUM(CRC32C(@fs_r)), 0)",
+        row_bytes(t)
+    )
+}
+
+/// A row's 64-bit hash: CRC32 (high half) and CRC32C (low half) of its canonical bytes.
+pub fn row_hash(t: &DiffTable) -> String {
+    format!("(CRC32(@fs_r := {}) << 32) | CRC32C(@fs_r)", row_bytes(t))
+}
+
 /// `CONCAT_WS(...)` of the canonical bytes of a row.
 pub fn row_bytes(t: &DiffTable) -> String {
     let mut terms: Vec<String> = Vec::with_capacity(t.schema.columns.len() + 1);

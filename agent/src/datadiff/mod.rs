@@ -15,6 +15,7 @@
 //! history (history list length) growing; the chunking keeps each query short, not the view.
 
 pub mod expr;
+pub mod intkey;
 mod throttle;
 
 use std::time::Instant;
@@ -248,8 +249,8 @@ impl Session {
     ) -> Result<ChunkChecksum, SourceError> {
         let cond = expr::range_condition(t, range).map_err(|m| self.bad(m))?;
         let sql = format!(
-            "SELECT COUNT(*), COALESCE(SUM(CRC32(@fs_r := {})), 0), COALESCE(SUM(CRC32C(@fs_r)), 0) FROM {} WHERE {cond}",
-            expr::row_bytes(t),
+            "SELECT {} FROM {} WHERE {cond}",
+            expr::chunk_aggregates(t),
             expr::from_table(t),
         );
         self.throttle().await?;
@@ -260,6 +261,17 @@ impl Session {
             .await
             .map_err(err(&self.server, &ctx))?;
         let (rows, a, b) = row.unwrap_or_default();
+        self.chunk_checksum(&ctx, rows, &a, &b)
+    }
+
+    /// A [`ChunkChecksum`] from the text of `COUNT(*)` and the two sums.
+    fn chunk_checksum(
+        &self,
+        ctx: &str,
+        rows: u64,
+        a: &[u8],
+        b: &[u8],
+    ) -> Result<ChunkChecksum, SourceError> {
         let num = |v: &[u8]| -> Result<u128, SourceError> {
             String::from_utf8_lossy(v)
                 .parse()
@@ -267,8 +279,8 @@ impl Session {
         };
         Ok(ChunkChecksum {
             rows,
-            crc32_sum: num(&a)?,
-            crc32c_sum: num(&b)?,
+            crc32_sum: num(a)?,
+            crc32c_sum: num(b)?,
         })
     }
 
@@ -310,11 +322,20 @@ impl Session {
         range: &KeyRange,
     ) -> Result<Vec<RowHash>, SourceError> {
         let cond = expr::range_condition(t, range).map_err(|m| self.bad(m))?;
+        self.row_hashes_where(t, &cond).await
+    }
+
+    /// Key, identity and hash of every row matching the SQL condition `cond`.
+    async fn row_hashes_where(
+        &mut self,
+        t: &DiffTable,
+        cond: &str,
+    ) -> Result<Vec<RowHash>, SourceError> {
         let sql = format!(
-            "SELECT {}, CONCAT({}), (CRC32(@fs_r := {}) << 32) | CRC32C(@fs_r) FROM {} WHERE {cond}",
+            "SELECT {}, CONCAT({}), {} FROM {} WHERE {cond}",
             expr::select_key(t),
             expr::identity(t),
-            expr::row_bytes(t),
+            expr::row_hash(t),
             expr::from_table(t),
         );
         self.throttle().await?;
@@ -388,8 +409,8 @@ impl Session {
         keep: &dyn Fn(u64) -> bool,
     ) -> Result<Vec<(u64, Option<Vec<Value>>)>, SourceError> {
         let sql = format!(
-            "SELECT (CRC32(@fs_r := {}) << 32) | CRC32C(@fs_r), {} FROM {}",
-            expr::row_bytes(t),
+            "SELECT {}, {} FROM {}",
+            expr::row_hash(t),
             expr::select_all(t),
             expr::from_table(t)
         );

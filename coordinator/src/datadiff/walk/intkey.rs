@@ -1,0 +1,242 @@
+//! The chunk walk of a table keyed by one integer column (see
+//! `fleetsync_agent::datadiff::intkey`).
+//!
+//! Spans `lo <= k <= hi` are cut by arithmetic from `MIN(k)` to `MAX(k)` over both sides, so
+//! there is no boundary scan and both sides checksum concurrently all the time. A span's
+//! width follows the target chunk time (by at most 4x per chunk, as in the generic walk); a
+//! span whose optimizer estimate exceeds twice the rows wanted is narrowed before it runs.
+//!
+//! Drill-down in one scan: a differing span is checksummed again per bucket of about
+//! [`BUCKET_ROWS`] rows (`GROUP BY (k - lo) DIV width`), and then row hashes are read only for
+//! the buckets that differ. Differences cluster (a bad import, a missed range), so after a
+//! differing span the following spans are checksummed per bucket right away ("drilling"),
+//! which saves their second scan; the first equal span ends that.
+
+use std::time::{Duration, Instant};
+
+use fleetsync_agent::datadiff::intkey::{IntSpan, MAX_SPAN};
+use fleetsync_agent::SourceError;
+use fleetsync_proto::datadiff::{ChunkChecksum, TableReport};
+
+use super::{Walk, MAX_CHUNK_ROWS, MIN_CHUNK_ROWS};
+use crate::datadiff::{INITIAL_CHUNK_ROWS, METRIC_CHUNKS};
+
+/// Rows per bucket when a span is checksummed per bucket: the rows read again for one
+/// differing row.
+const BUCKET_ROWS: u64 = 1_000;
+/// Narrowing attempts for a span the optimizer estimates too large.
+const NARROW_TRIES: usize = 4;
+
+type Buckets = std::collections::BTreeMap<u64, ChunkChecksum>;
+
+impl Walk<'_> {
+    /// The chunk walk over integer key spans.
+    pub async fn int_chunks(&mut self, report: &mut TableReport) -> Result<(), SourceError> {
+        let (a, b) = tokio::join!(
+            self.source.int_key_bounds(self.s),
+            self.target.int_key_bounds(self.t)
+        );
+        let (lo, hi) = match (a?, b?) {
+            (None, None) => {
+                // Both empty: one (empty) chunk, as the generic walk reports it.
+                let full = IntSpan { lo: 0, hi: 0 };
+                let (x, y) = self.bucket_pair(full, None).await?;
+                report.chunks += 1;
+                return self.compare_span(full, None, x, y, report).await;
+            }
+            (Some(x), None) | (None, Some(x)) => x,
+            (Some(x), Some(y)) => (x.0.min(y.0), x.1.max(y.1)),
+        };
+        let est = self.s.estimated_rows.max(self.t.estimated_rows).max(1);
+        let density = est as f64 / ((hi - lo) as f64 + 1.0);
+        let mut goal = INITIAL_CHUNK_ROWS;
+        let mut width = width_for(goal, density);
+        let mut start = lo;
+        let mut drilling = false;
+        while start <= hi {
+            if self.over_budget(report) {
+                return Ok(());
+            }
+            let mut span = IntSpan {
+                lo: start,
+                hi: end_of(start, width, hi),
+            };
+            span = self.narrow(span, goal).await?;
+            let t0 = Instant::now();
+            let bucket = drilling.then(|| bucket_width(span, goal));
+            let (x, y) = self.bucket_pair(span, bucket).await?;
+            let took = t0.elapsed();
+            report.chunks += 1;
+            let rows = x
+                .values()
+                .map(|c| c.rows)
+                .sum::<u64>()
+                .max(y.values().map(|c| c.rows).sum::<u64>());
+            drilling = x != y;
+            self.compare_span(span, bucket, x, y, report).await?;
+            let factor = factor(took, self.opts.chunk_time);
+            if rows > 0 {
+                goal = ((rows as f64 * factor) as u64).clamp(MIN_CHUNK_ROWS, MAX_CHUNK_ROWS);
+            }
+            width = ((span.width() as f64 * factor) as u128).clamp(1, MAX_SPAN);
+            start = span.hi + 1;
+        }
+        Ok(())
+    }
+
+    /// Both sides' bucket checksums of `span`, computed concurrently.
+    async fn bucket_pair(
+        &mut self,
+        span: IntSpan,
+        bucket: Option<u128>,
+    ) -> Result<(Buckets, Buckets), SourceError> {
+        let (a, b) = tokio::join!(
+            self.source.bucket_checksums(self.s, span, bucket),
+            self.target.bucket_checksums(self.t, span, bucket)
+        );
+        metrics::counter!(METRIC_CHUNKS).increment(1);
+        Ok((a?, b?))
+    }
+
+    /// Counts the span's rows and drills into it when the sides differ: per-bucket checksums
+    /// (a second scan, unless `bucket` says they were taken already), then row hashes of the
+    /// differing buckets.
+    async fn compare_span(
+        &mut self,
+        span: IntSpan,
+        bucket: Option<u128>,
+        x: Buckets,
+        y: Buckets,
+        report: &mut TableReport,
+    ) -> Result<(), SourceError> {
+        let rows = |m: &Buckets| m.values().map(|c| c.rows).sum::<u64>();
+        report.rows_source += rows(&x);
+        report.rows_target += rows(&y);
+        if x == y {
+            return Ok(());
+        }
+        let (width, x, y) = match bucket {
+            Some(w) => (w, x, y),
+            None => {
+                let w = bucket_width(span, rows(&x).max(rows(&y)));
+                let (x, y) = self.bucket_pair(span, Some(w)).await?;
+                (w, x, y)
+            }
+        };
+        let spans = differing_spans(span, width, &x, &y);
+        let (rs, rt) = tokio::join!(
+            self.source.row_hashes_in(self.s, &spans),
+            self.target.row_hashes_in(self.t, &spans)
+        );
+        self.match_rows(rs?, rt?);
+        Ok(())
+    }
+
+    /// Narrows `span` while the optimizer estimates more than twice `goal` rows in it.
+    async fn narrow(&mut self, mut span: IntSpan, goal: u64) -> Result<IntSpan, SourceError> {
+        for _ in 0..NARROW_TRIES {
+            if span.lo == span.hi {
+                break;
+            }
+            let est = self.source.estimate_rows(self.s, span).await?;
+            if est <= goal.saturating_mul(2) {
+                break;
+            }
+            let w = (span.width() as f64 * goal as f64 / est as f64) as u128;
+            span.hi = end_of(span.lo, w.max(1), span.hi);
+        }
+        Ok(span)
+    }
+}
+
+/// The last key of a span of `width` values from `start`, at most `hi`.
+fn end_of(start: i128, width: u128, hi: i128) -> i128 {
+    let w = width.clamp(1, MAX_SPAN) as i128;
+    start.saturating_add(w - 1).min(hi)
+}
+
+/// Key values per `goal` rows at `density` rows per key value.
+fn width_for(goal: u64, density: f64) -> u128 {
+    ((goal as f64 / density.max(f64::MIN_POSITIVE)) as u128).clamp(1, MAX_SPAN)
+}
+
+/// The bucket width giving about [`BUCKET_ROWS`] rows per bucket in a span of `rows` rows.
+fn bucket_width(span: IntSpan, rows: u64) -> u128 {
+    let buckets = rows.div_ceil(BUCKET_ROWS).max(1);
+    span.width().div_ceil(u128::from(buckets)).max(1)
+}
+
+/// The key spans of the buckets whose checksums differ, adjacent ones merged.
+fn differing_spans(span: IntSpan, width: u128, x: &Buckets, y: &Buckets) -> Vec<IntSpan> {
+    let mut ids: Vec<u64> = x
+        .iter()
+        .filter(|(b, c)| y.get(b) != Some(c))
+        .map(|(b, _)| *b)
+        .chain(y.keys().filter(|b| !x.contains_key(b)).copied())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut out: Vec<IntSpan> = Vec::new();
+    for b in ids {
+        let lo = span.lo + (u128::from(b) * width) as i128;
+        let hi = end_of(lo, width, span.hi);
+        match out.last_mut() {
+            Some(last) if last.hi + 1 == lo => last.hi = hi,
+            _ => out.push(IntSpan { lo, hi }),
+        }
+    }
+    out
+}
+
+/// How much the next chunk should grow (or shrink) to take the target time: 0.25x..4x.
+fn factor(took: Duration, target: Duration) -> f64 {
+    (target.as_secs_f64() / took.as_secs_f64().max(0.001)).clamp(0.25, 4.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(rows: u64, s: u128) -> ChunkChecksum {
+        ChunkChecksum {
+            rows,
+            crc32_sum: s,
+            crc32c_sum: s,
+        }
+    }
+
+    #[test]
+    fn differing_buckets_become_merged_key_spans() {
+        let span = IntSpan { lo: -10, hi: 89 };
+        let x: Buckets = [(0, c(10, 1)), (1, c(10, 2)), (2, c(10, 3)), (5, c(1, 1))]
+            .into_iter()
+            .collect();
+        let y: Buckets = [(0, c(10, 1)), (1, c(10, 9)), (2, c(9, 3)), (9, c(1, 1))]
+            .into_iter()
+            .collect();
+        let got = differing_spans(span, 10, &x, &y);
+        assert_eq!(
+            got,
+            vec![
+                IntSpan { lo: 0, hi: 19 },
+                IntSpan { lo: 40, hi: 49 },
+                IntSpan { lo: 80, hi: 89 },
+            ]
+        );
+    }
+
+    #[test]
+    fn spans_stay_within_the_key_range_and_the_cap() {
+        assert_eq!(end_of(5, 10, 100), 14);
+        assert_eq!(end_of(5, 10, 8), 8);
+        assert_eq!(
+            end_of(i128::from(u64::MAX) - 1, MAX_SPAN * 4, i128::from(u64::MAX)),
+            i128::from(u64::MAX)
+        );
+        assert_eq!(end_of(-5, 0, 100), -5);
+        let s = IntSpan { lo: 1, hi: 10_000 };
+        assert_eq!(bucket_width(s, 5_000), 2_000);
+        assert_eq!(bucket_width(s, 0), 10_000);
+        assert_eq!(width_for(1_000, 0.5), 2_000);
+    }
+}

@@ -126,12 +126,15 @@ impl Session {
     }
 
     /// Checksums of `span`: one per bucket `(k - lo) DIV width` holding rows, or with
-    /// `width == None` a single entry (bucket 0, also when the span is empty).
+    /// `width == None` a single entry (bucket 0, also when the span is empty). With `float`
+    /// the sums are DOUBLEs, exact only for entries of fewer than
+    /// [`expr::FLOAT_EXACT_ROWS`] rows: the caller checks the counts.
     pub async fn bucket_checksums(
         &mut self,
         t: &DiffTable,
         span: IntSpan,
         width: Option<u128>,
+        float: bool,
     ) -> Result<BTreeMap<u64, ChunkChecksum>, SourceError> {
         let k = key_ident(t)?;
         let (bucket, group) = match width {
@@ -143,7 +146,7 @@ impl Session {
         };
         let sql = format!(
             "SELECT {bucket}, {} FROM {} WHERE {k} BETWEEN {} AND {}{group}",
-            expr::chunk_aggregates(t),
+            expr::chunk_aggregates(t, self.checksum, float),
             expr::from_table(t),
             span.lo,
             span.hi

@@ -75,6 +75,19 @@ pub struct Throttle {
     pub max_threads_running: Option<u64>,
 }
 
+/// What a chunk checksum sums per row. Row-level hashes (drill-down, keyless tables) are
+/// always 64 bits (CRC32 and CRC32C side by side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RowChecksum {
+    /// `CRC32` of the row's canonical bytes: one pass over each row, the same per-row
+    /// strength as pt-table-checksum (a changed row escapes its chunk's checksum with
+    /// probability about 2^-32).
+    #[default]
+    Crc32,
+    /// `CRC32` and `CRC32C` of the same bytes (about 2^-64), at about 1.5x the server CPU.
+    Crc64,
+}
+
 /// One side's connection inside its consistent snapshot.
 pub struct Session {
     pub server: String,
@@ -83,6 +96,8 @@ pub struct Session {
     last_check: Option<Instant>,
     /// Pauses taken (for the report).
     pub pauses: u64,
+    /// Per-row strength of chunk checksums (both sides must use the same).
+    pub checksum: RowChecksum,
 }
 
 fn err<'a>(server: &'a str, ctx: &str) -> impl FnOnce(mysql_async::Error) -> SourceError + 'a {
@@ -132,6 +147,7 @@ impl Session {
             throttle,
             last_check: None,
             pauses: 0,
+            checksum: RowChecksum::default(),
         };
         s.load_check().await?;
         Ok(s)
@@ -250,7 +266,7 @@ impl Session {
         let cond = expr::range_condition(t, range).map_err(|m| self.bad(m))?;
         let sql = format!(
             "SELECT {} FROM {} WHERE {cond}",
-            expr::chunk_aggregates(t),
+            expr::chunk_aggregates(t, self.checksum, false),
             expr::from_table(t),
         );
         self.throttle().await?;
@@ -272,10 +288,17 @@ impl Session {
         a: &[u8],
         b: &[u8],
     ) -> Result<ChunkChecksum, SourceError> {
+        // An exact DECIMAL sum, or a DOUBLE one (which may print as `1.5e15`) whose value is
+        // an integer below 2^53 (see `expr::FLOAT_EXACT_ROWS`).
         let num = |v: &[u8]| -> Result<u128, SourceError> {
-            String::from_utf8_lossy(v)
-                .parse()
-                .map_err(|_| self.bad(format!("{ctx}: unexpected checksum {v:?}")))
+            let text = String::from_utf8_lossy(v);
+            text.parse::<u128>()
+                .ok()
+                .or_else(|| {
+                    let f: f64 = text.parse().ok()?;
+                    (f.is_finite() && f >= 0.0).then_some(f as u128)
+                })
+                .ok_or_else(|| self.bad(format!("{ctx}: unexpected checksum {text:?}")))
         };
         Ok(ChunkChecksum {
             rows,

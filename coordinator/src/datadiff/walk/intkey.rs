@@ -4,26 +4,39 @@
 //! Spans `lo <= k <= hi` are cut by arithmetic from `MIN(k)` to `MAX(k)` over both sides, so
 //! there is no boundary scan and both sides checksum concurrently all the time. A span's
 //! width follows the target chunk time (by at most 4x per chunk, as in the generic walk); a
-//! span whose optimizer estimate exceeds twice the rows wanted is narrowed before it runs.
+//! span whose optimizer estimate exceeds [`NARROW_ABOVE`] times the rows wanted is narrowed
+//! before it runs.
 //!
 //! Drill-down in one scan: a differing span is checksummed again per bucket of about
 //! [`BUCKET_ROWS`] rows (`GROUP BY (k - lo) DIV width`), and then row hashes are read only for
 //! the buckets that differ. Differences cluster (a bad import, a missed range), so after a
-//! differing span the following spans are checksummed per bucket right away ("drilling"),
-//! which saves their second scan; the first equal span ends that.
+//! span whose differences reach into its last quarter the next span is checksummed per
+//! bucket right away ("drilling"), which saves its second scan.
+//!
+//! Sums are DOUBLEs here (cheaper to accumulate than DECIMALs, above all per bucket): exact
+//! while an entry holds fewer than `FLOAT_EXACT_ROWS` (2^21) rows; spans aim at half that at
+//! most, and a span with a larger entry is checksummed again with DECIMAL sums.
 
 use std::time::{Duration, Instant};
 
+use fleetsync_agent::datadiff::expr::FLOAT_EXACT_ROWS;
 use fleetsync_agent::datadiff::intkey::{IntSpan, MAX_SPAN};
 use fleetsync_agent::SourceError;
 use fleetsync_proto::datadiff::{ChunkChecksum, TableReport};
 
-use super::{Walk, MAX_CHUNK_ROWS, MIN_CHUNK_ROWS};
+use super::{Walk, MIN_CHUNK_ROWS};
 use crate::datadiff::{INITIAL_CHUNK_ROWS, METRIC_CHUNKS};
 
 /// Rows per bucket when a span is checksummed per bucket: the rows read again for one
 /// differing row.
-const BUCKET_ROWS: u64 = 1_000;
+const BUCKET_ROWS: u64 = 256;
+/// A span estimated at more than this many times the rows wanted is narrowed first (InnoDB's
+/// range estimates run up to about 2x high; this guards against jumps in key density, not
+/// for precision).
+const NARROW_ABOVE: u64 = 4;
+/// Rows wanted in one span at most: half of what DOUBLE sums take exactly, so that the
+/// DECIMAL re-run of `bucket_pair` stays rare.
+const MAX_SPAN_ROWS: u64 = FLOAT_EXACT_ROWS / 2;
 /// Narrowing attempts for a span the optimizer estimates too large.
 const NARROW_TRIES: usize = 4;
 
@@ -36,13 +49,23 @@ impl Walk<'_> {
             self.source.int_key_bounds(self.s),
             self.target.int_key_bounds(self.t)
         );
-        let (lo, hi) = match (a?, b?) {
+        let (a, b) = (a?, b?);
+        // Spans also end where one side's keys end (or before the other's start): the keys
+        // beyond are on one side only, and a span holding just them is drilled cheaply
+        // instead of re-scanning a large equal stretch with them.
+        let breaks: Vec<i128> = [a, b]
+            .into_iter()
+            .flatten()
+            .flat_map(|(l, h)| [l - 1, h])
+            .collect();
+        let (lo, hi) = match (a, b) {
             (None, None) => {
                 // Both empty: one (empty) chunk, as the generic walk reports it.
                 let full = IntSpan { lo: 0, hi: 0 };
                 let (x, y) = self.bucket_pair(full, None).await?;
                 report.chunks += 1;
-                return self.compare_span(full, None, x, y, report).await;
+                self.compare_span(full, None, x, y, report).await?;
+                return Ok(());
             }
             (Some(x), None) | (None, Some(x)) => x,
             (Some(x), Some(y)) => (x.0.min(y.0), x.1.max(y.1)),
@@ -61,6 +84,10 @@ impl Walk<'_> {
                 lo: start,
                 hi: end_of(start, width, hi),
             };
+            let cut = breaks.iter().filter(|&&c| c >= start && c < span.hi).min();
+            if let Some(&cut) = cut {
+                span.hi = cut;
+            }
             span = self.narrow(span, goal).await?;
             let t0 = Instant::now();
             let bucket = drilling.then(|| bucket_width(span, goal));
@@ -72,35 +99,61 @@ impl Walk<'_> {
                 .map(|c| c.rows)
                 .sum::<u64>()
                 .max(y.values().map(|c| c.rows).sum::<u64>());
-            drilling = x != y;
-            self.compare_span(span, bucket, x, y, report).await?;
+            tracing::debug!(
+                table = %self.s.name(),
+                lo = %span.lo,
+                hi = %span.hi,
+                rows,
+                bucketed = bucket.is_some(),
+                differs = x != y,
+                ms = took.as_millis() as u64,
+                "data diff span"
+            );
+            drilling = self.compare_span(span, bucket, x, y, report).await?;
             let factor = factor(took, self.opts.chunk_time);
             if rows > 0 {
-                goal = ((rows as f64 * factor) as u64).clamp(MIN_CHUNK_ROWS, MAX_CHUNK_ROWS);
+                goal = ((rows as f64 * factor) as u64).clamp(MIN_CHUNK_ROWS, MAX_SPAN_ROWS);
             }
-            width = ((span.width() as f64 * factor) as u128).clamp(1, MAX_SPAN);
+            if cut.is_none() {
+                // A span cut short at a side's end says little about the next one's width.
+                width = ((span.width() as f64 * factor) as u128).clamp(1, MAX_SPAN);
+            }
             start = span.hi + 1;
         }
         Ok(())
     }
 
-    /// Both sides' bucket checksums of `span`, computed concurrently.
+    /// Both sides' bucket checksums of `span`, computed concurrently: DOUBLE sums (cheaper),
+    /// taken again as exact DECIMALs in the rare case that an entry holds too many rows for
+    /// a DOUBLE to stay exact.
     async fn bucket_pair(
         &mut self,
         span: IntSpan,
         bucket: Option<u128>,
     ) -> Result<(Buckets, Buckets), SourceError> {
-        let (a, b) = tokio::join!(
-            self.source.bucket_checksums(self.s, span, bucket),
-            self.target.bucket_checksums(self.t, span, bucket)
-        );
-        metrics::counter!(METRIC_CHUNKS).increment(1);
-        Ok((a?, b?))
+        let mut float = true;
+        loop {
+            let (a, b) = tokio::join!(
+                self.source.bucket_checksums(self.s, span, bucket, float),
+                self.target.bucket_checksums(self.t, span, bucket, float)
+            );
+            metrics::counter!(METRIC_CHUNKS).increment(1);
+            let (a, b) = (a?, b?);
+            let exact = a
+                .values()
+                .chain(b.values())
+                .all(|c| c.rows < FLOAT_EXACT_ROWS);
+            if exact || !float {
+                return Ok((a, b));
+            }
+            float = false;
+        }
     }
 
     /// Counts the span's rows and drills into it when the sides differ: per-bucket checksums
     /// (a second scan, unless `bucket` says they were taken already), then row hashes of the
-    /// differing buckets.
+    /// differing buckets. Returns whether differences reach into the span's last quarter
+    /// (then the next span is checksummed per bucket right away).
     async fn compare_span(
         &mut self,
         span: IntSpan,
@@ -108,12 +161,12 @@ impl Walk<'_> {
         x: Buckets,
         y: Buckets,
         report: &mut TableReport,
-    ) -> Result<(), SourceError> {
+    ) -> Result<bool, SourceError> {
         let rows = |m: &Buckets| m.values().map(|c| c.rows).sum::<u64>();
         report.rows_source += rows(&x);
         report.rows_target += rows(&y);
         if x == y {
-            return Ok(());
+            return Ok(false);
         }
         let (width, x, y) = match bucket {
             Some(w) => (w, x, y),
@@ -129,17 +182,19 @@ impl Walk<'_> {
             self.target.row_hashes_in(self.t, &spans)
         );
         self.match_rows(rs?, rt?);
-        Ok(())
+        let tail = span.hi - (span.width() / 4) as i128;
+        Ok(spans.last().is_some_and(|s| s.hi >= tail))
     }
 
-    /// Narrows `span` while the optimizer estimates more than twice `goal` rows in it.
+    /// Narrows `span` while the optimizer estimates more than [`NARROW_ABOVE`] times `goal`
+    /// rows in it.
     async fn narrow(&mut self, mut span: IntSpan, goal: u64) -> Result<IntSpan, SourceError> {
         for _ in 0..NARROW_TRIES {
             if span.lo == span.hi {
                 break;
             }
             let est = self.source.estimate_rows(self.s, span).await?;
-            if est <= goal.saturating_mul(2) {
+            if est <= goal.saturating_mul(NARROW_ABOVE) {
                 break;
             }
             let w = (span.width() as f64 * goal as f64 / est as f64) as u128;

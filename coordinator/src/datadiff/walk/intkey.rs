@@ -290,7 +290,7 @@ mod tests {
         );
         assert_eq!(end_of(-5, 0, 100), -5);
         let s = IntSpan { lo: 1, hi: 10_000 };
-        assert_eq!(bucket_width(s, 5_000), 2_000);
+        assert_eq!(bucket_width(s, 5_120), 500);
         assert_eq!(bucket_width(s, 0), 10_000);
         assert_eq!(width_for(1_000, 0.5), 2_000);
     }

@@ -215,10 +215,15 @@ fn width_for(goal: u64, density: f64) -> u128 {
     ((goal as f64 / density.max(f64::MIN_POSITIVE)) as u128).clamp(1, MAX_SPAN)
 }
 
-/// The bucket width giving about [`BUCKET_ROWS`] rows per bucket in a span of `rows` rows.
+/// The bucket width giving about [`BUCKET_ROWS`] rows (up to twice that) per bucket in a
+/// span of `rows` rows.
 fn bucket_width(span: IntSpan, rows: u64) -> u128 {
     let buckets = rows.div_ceil(BUCKET_ROWS).max(1);
-    span.width().div_ceil(u128::from(buckets)).max(1)
+    // A power of two (the bucket is then a shift): at most 2x the rows aimed at.
+    span.width()
+        .div_ceil(u128::from(buckets))
+        .max(1)
+        .next_power_of_two()
 }
 
 /// The key spans of the buckets whose checksums differ, adjacent ones merged.
@@ -290,8 +295,8 @@ mod tests {
         );
         assert_eq!(end_of(-5, 0, 100), -5);
         let s = IntSpan { lo: 1, hi: 10_000 };
-        assert_eq!(bucket_width(s, 5_120), 500);
-        assert_eq!(bucket_width(s, 0), 10_000);
+        assert_eq!(bucket_width(s, 5_120), 512);
+        assert_eq!(bucket_width(s, 0), 16_384);
         assert_eq!(width_for(1_000, 0.5), 2_000);
     }
 }

@@ -35,7 +35,9 @@ fn extra_tables() -> String {
          CREATE TABLE app.nokey (a INT NULL, b VARCHAR(10) NULL) ENGINE=InnoDB;
          INSERT INTO app.nokey VALUES (1, 'x'), (1, 'x'), (2, NULL), (3, ''), (4, 'y');
          CREATE TABLE app.vbig (k VARCHAR(20) NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB;
-         INSERT INTO app.vbig SELECT CONCAT('r', LPAD(seq, 5, '0')), seq FROM seq_1_to_5000;",
+         INSERT INTO app.vbig SELECT CONCAT('r', LPAD(seq, 5, '0')), seq FROM seq_1_to_5000;
+         CREATE TABLE app.wide (id BIGINT NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB;
+         INSERT INTO app.wide VALUES (-9223372036854775808, 1), (-5, 2), (0, 3), (7, 4), (9223372036854775807, 5);",
     );
     sql.push_str("ANALYZE TABLE app.ints, app.vbig;");
     sql
@@ -64,6 +66,9 @@ const TARGET_CHANGES: &str = "
     UPDATE app.vbig SET v = 0 WHERE k = 'r04000';
     DELETE FROM app.vbig WHERE k = 'r00100';
     INSERT INTO app.vbig VALUES ('r02500x', 1);
+    UPDATE app.wide SET v = 0 WHERE id = -9223372036854775808;
+    DELETE FROM app.wide WHERE id = 9223372036854775807;
+    INSERT INTO app.wide VALUES (-6, 9);
 ";
 
 fn config(pair: &Pair, src_url: &str) -> Result<PathBuf> {
@@ -174,6 +179,18 @@ async fn data_diff_finds_exact_rows_and_repairs() -> Result<()> {
         ("vbig", "different", set(&[r#"{"k":"r04000"}"#])),
         ("vbig", "only_in_source", set(&[r#"{"k":"r00100"}"#])),
         ("vbig", "only_in_target", set(&[r#"{"k":"r02500x"}"#])),
+        // Integer spans over the whole signed BIGINT range (no overflow in `k - lo`).
+        (
+            "wide",
+            "different",
+            set(&[r#"{"id":-9223372036854775808}"#]),
+        ),
+        (
+            "wide",
+            "only_in_source",
+            set(&[r#"{"id":9223372036854775807}"#]),
+        ),
+        ("wide", "only_in_target", set(&[r#"{"id":-6}"#])),
         ("ci_key", "different", set(&[])),
     ];
     for (table, kind, want) in &expect {

@@ -6,9 +6,9 @@
 //! cut from real key values of one side and applied unchanged to both sides, so a row belongs
 //! to the same range on both sides whenever its key compares equal.
 //!
-//! A [`ChunkChecksum`] is `COUNT(*)` plus the exact sums of two different 32-bit CRCs (CRC32
-//! and CRC32C) of each row's canonical byte string. Two chunks are taken as equal when all
-//! three are equal. Sums rather than XORs keep duplicate rows (keyless tables) from cancelling
+//! A [`ChunkChecksum`] is `COUNT(*)` plus the exact sum of CRC32 of each row's canonical byte
+//! string and, with the stronger setting, the sum of CRC32C of the same strings (0 otherwise).
+//! Two chunks are taken as equal when all three are equal. Sums rather than XORs keep duplicate rows (keyless tables) from cancelling
 //! and break the XOR-linearity of CRCs (with BIT_XOR, swapping equal-length values between two
 //! rows of one chunk leaves the XOR unchanged).
 
@@ -39,7 +39,7 @@ pub struct ChunkChecksum {
     pub rows: u64,
     /// Exact sum of CRC32 of every row's canonical bytes (the server sums as DECIMAL).
     pub crc32_sum: u128,
-    /// Sum of CRC32C of the same bytes.
+    /// Sum of CRC32C of the same bytes (0 when only CRC32 is summed).
     pub crc32c_sum: u128,
 }
 

@@ -10,7 +10,8 @@
 # B replicates from A (GTID, native replication: pt-table-checksum needs it, it checksums on
 # the master and the replica re-runs its statement-based checksum queries). Then
 # BENCH_CHANGED rows are altered on B only (a third updated, a third deleted, a third
-# inserted, with sql_log_bin=0) and, in this order:
+# inserted, with sql_log_bin=0), both buffer pools are warmed (every row read once) and, in
+# this order:
 #   1. fleetsync diff data A/bench B/bench --json   (both sides concurrently, snapshots)
 #   2. pt-table-checksum on A (replica B found through a DSN table), its DIFFS = chunks
 #   3. pt-table-sync --print --replicate on B: the rows pt-table-checksum's chunks contain
@@ -89,6 +90,16 @@ DELETE FROM bench.t WHERE id IN (SELECT seq * $STEP + 1 FROM bench.seq_1_to_$N3)
 INSERT INTO bench.t SELECT $ROWS + seq * 1000, 1, 'extra', '2021-01-01', 1, 1 FROM bench.seq_1_to_$N3;"
 sql a -e "ANALYZE LOCAL TABLE bench.t" >/dev/null
 sql b -e "ANALYZE LOCAL TABLE bench.t" >/dev/null
+# Both servers warm before either tool runs: the restarts left the buffer pools loading in
+# the background (innodb_buffer_pool_load_at_startup), so wait for that, then read every row
+# once; otherwise whichever tool runs first pays for the disk reads.
+for s in a b; do
+  for _ in $(seq 1 120); do
+    sql "$s" -e "SHOW STATUS LIKE 'Innodb_buffer_pool_load_status'" | grep -qiE "completed|not started" && break
+    sleep 1
+  done
+  sql "$s" -e "SELECT COUNT(*), SUM(LENGTH(b)) FROM bench.t" >/dev/null
+done
 sleep 2
 
 cat >"$DIR/config.toml" <<EOF

@@ -16,8 +16,10 @@ use crate::types::{all_inserts, create_tables};
 
 const CMD_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The extra tables, created and filled identically on both sides. `app.ints` has 5000 rows:
-/// more than the drill-down's row-level threshold, so a differing chunk is split first.
+/// The extra tables, created and filled identically on both sides. `app.ints` (integer key:
+/// spans and per-bucket checksums) and `app.vbig` (character key: ranges cut at real keys)
+/// have 5000 rows: more than the drill-down's row-level threshold, so a differing chunk is
+/// bucketed or split first.
 fn extra_tables() -> String {
     let mut sql = String::from(
         "USE app; CREATE TABLE app.ints (id INT NOT NULL PRIMARY KEY, v VARCHAR(20) COLLATE utf8mb4_general_ci NULL, f FLOAT NULL, d DOUBLE NULL) ENGINE=InnoDB;
@@ -31,9 +33,13 @@ fn extra_tables() -> String {
          CREATE TABLE app.uniq (a INT NOT NULL, b INT NOT NULL, v VARCHAR(10) NULL, UNIQUE KEY ab (a, b)) ENGINE=InnoDB;
          INSERT INTO app.uniq SELECT seq, seq * 2, 'u' FROM seq_1_to_200;
          CREATE TABLE app.nokey (a INT NULL, b VARCHAR(10) NULL) ENGINE=InnoDB;
-         INSERT INTO app.nokey VALUES (1, 'x'), (1, 'x'), (2, NULL), (3, ''), (4, 'y');",
+         INSERT INTO app.nokey VALUES (1, 'x'), (1, 'x'), (2, NULL), (3, ''), (4, 'y');
+         CREATE TABLE app.vbig (k VARCHAR(20) NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB;
+         INSERT INTO app.vbig SELECT CONCAT('r', LPAD(seq, 5, '0')), seq FROM seq_1_to_5000;
+         CREATE TABLE app.wide (id BIGINT NOT NULL PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB;
+         INSERT INTO app.wide VALUES (-9223372036854775808, 1), (-5, 2), (0, 3), (7, 4), (9223372036854775807, 5);",
     );
-    sql.push_str("ANALYZE TABLE app.ints;");
+    sql.push_str("ANALYZE TABLE app.ints, app.vbig;");
     sql
 }
 
@@ -57,6 +63,12 @@ const TARGET_CHANGES: &str = "
     UPDATE app.all_types SET tm6 = '-100:30:00.500001' WHERE id = 4;
     UPDATE app.all_types SET c = '' WHERE id = 5;
     DELETE FROM app.signed_mix WHERE id = 2;
+    UPDATE app.vbig SET v = 0 WHERE k = 'r04000';
+    DELETE FROM app.vbig WHERE k = 'r00100';
+    INSERT INTO app.vbig VALUES ('r02500x', 1);
+    UPDATE app.wide SET v = 0 WHERE id = -9223372036854775808;
+    DELETE FROM app.wide WHERE id = 9223372036854775807;
+    INSERT INTO app.wide VALUES (-6, 9);
 ";
 
 fn config(pair: &Pair, src_url: &str) -> Result<PathBuf> {
@@ -164,6 +176,21 @@ async fn data_diff_finds_exact_rows_and_repairs() -> Result<()> {
             set(&[r#"{"id":4}"#, r#"{"id":5}"#]),
         ),
         ("signed_mix", "only_in_source", set(&[r#"{"id":2}"#])),
+        ("vbig", "different", set(&[r#"{"k":"r04000"}"#])),
+        ("vbig", "only_in_source", set(&[r#"{"k":"r00100"}"#])),
+        ("vbig", "only_in_target", set(&[r#"{"k":"r02500x"}"#])),
+        // Integer spans over the whole signed BIGINT range (no overflow in `k - lo`).
+        (
+            "wide",
+            "different",
+            set(&[r#"{"id":-9223372036854775808}"#]),
+        ),
+        (
+            "wide",
+            "only_in_source",
+            set(&[r#"{"id":9223372036854775807}"#]),
+        ),
+        ("wide", "only_in_target", set(&[r#"{"id":-6}"#])),
         ("ci_key", "different", set(&[])),
     ];
     for (table, kind, want) in &expect {
@@ -231,7 +258,7 @@ async fn data_diff_limits_and_privileges() -> Result<()> {
         "{report}"
     );
     ensure!(
-        report["skipped_tables"] == serde_json::json!(["app.ints"]),
+        report["skipped_tables"] == serde_json::json!(["app.ints", "app.vbig"]),
         "{report}"
     );
     // A difference elsewhere still exits 1.

@@ -8,14 +8,17 @@
 //! * FLOAT: `CAST(c AS DOUBLE)` (the text form of a FLOAT rounds to 6 digits: 16777216 and
 //!   16777217 both print `16777200`; the widened double is exact);
 //! * BIT, ENUM, SET: `c+0` (the number);
-//! * CHAR/VARCHAR/BINARY/VARBINARY: `CONCAT(OCTET_LENGTH(c), ':', CAST(c AS BINARY))`:
-//!   the stored bytes, length-prefixed so no separator can shift between columns, compared
-//!   as bytes (a change of letter case or trailing space under a case-insensitive, PAD SPACE
-//!   collation is a difference);
+//! * CHAR/VARCHAR/BINARY/VARBINARY: the stored bytes, compared as bytes (a change of letter
+//!   case or trailing space under a case-insensitive, PAD SPACE collation is a difference);
+//!   when a table has two or more such columns each is length-prefixed,
+//!   `CONCAT(OCTET_LENGTH(c), ':', CAST(c AS BINARY))`, so no separator can shift between
+//!   them and mixed charsets are not converted; with one, the bare column (the string still
+//!   splits uniquely: no other term contains `#`; the other terms are ASCII text, which
+//!   converts losslessly into the column's charset, so CRC32 sees the column's own bytes);
 //! * TEXT/BLOB/JSON/GEOMETRY: `MD5(CAST(c AS BINARY))` (bounded size: a CONCAT longer than
 //!   max_allowed_packet would be NULL);
-//! * `nullmap`: `CONCAT(ISNULL(c1), ...)` over the nullable columns, so NULL and `''` differ
-//!   (CONCAT_WS skips NULLs).
+//! * `nullmap`: `CONCAT(ISNULL(c1), ...)` over the nullable columns (a bare `ISNULL(c)` for
+//!   one), so NULL and `''` differ (CONCAT_WS skips NULLs).
 //!
 //! Key literals: character values are written as `_charset X'hex'` (their exact bytes, and a
 //! coercible literal, so the comparison uses the column's collation and the index); other
@@ -26,20 +29,60 @@ use fleetsync_proto::datadiff::KeyRange;
 use fleetsync_proto::sql::{push_hex, push_ident, push_table, push_value};
 use fleetsync_proto::{ColumnType, Value};
 
-use super::DiffTable;
+use super::{DiffTable, RowChecksum};
+
+/// The select list of a chunk checksum: `COUNT(*)` and two sums (0 when empty); with
+/// [`RowChecksum::Crc32`] the second sum is the constant 0. The sums are exact DECIMALs, or
+/// with `float` DOUBLEs (`+ 0e0`: cheaper to accumulate, above all per `GROUP BY` bucket),
+/// which are exact only while `COUNT(*) < 2^21` (2^21 sums of values below 2^32 stay below
+/// 2^53): see [`FLOAT_EXACT_ROWS`].
+pub fn chunk_aggregates(t: &DiffTable, kind: RowChecksum, float: bool) -> String {
+    let f = if float { " + 0e0" } else { "" };
+    match kind {
+        RowChecksum::Crc32 => format!("COUNT(*), COALESCE(SUM(CRC32({}){f}), 0), 0", row_bytes(t)),
+        RowChecksum::Crc64 => format!(
+            "COUNT(*), COALESCE(SUM(CRC32(@fs_r := {}){f}), 0), COALESCE(SUM(CRC32C(@fs_r){f}), 0)",
+            row_bytes(t)
+        ),
+    }
+}
+
+/// Rows below which DOUBLE sums of 32-bit CRCs are exact.
+pub const FLOAT_EXACT_ROWS: u64 = 1 << 21;
+
+/// A row's 64-bit hash: CRC32 (high half) and CRC32C (low half) of its canonical bytes.
+pub fn row_hash(t: &DiffTable) -> String {
+    format!("(CRC32(@fs_r := {}) << 32) | CRC32C(@fs_r)", row_bytes(t))
+}
+
+/// Whether a column's term can contain the separator `#` (its stored bytes).
+fn raw_bytes(ty: ColumnType) -> bool {
+    matches!(
+        ty,
+        ColumnType::Char | ColumnType::VarChar | ColumnType::Binary | ColumnType::VarBinary
+    )
+}
 
 /// `CONCAT_WS(...)` of the canonical bytes of a row.
 pub fn row_bytes(t: &DiffTable) -> String {
     let mut terms: Vec<String> = Vec::with_capacity(t.schema.columns.len() + 1);
     let mut nulls: Vec<String> = Vec::new();
+    // With at most one term that can hold `#`, splitting at the separators decodes the string
+    // uniquely (every other term is free of `#`, the NULL bitmap says which are absent), so
+    // the length prefix is only needed from two such columns on.
+    let prefix = t.schema.columns.iter().filter(|c| raw_bytes(c.ty)).count() > 1;
     for c in &t.schema.columns {
         let q = ident(&c.name);
         terms.push(match c.ty {
             ColumnType::Float => format!("CAST({q} AS DOUBLE)"),
             ColumnType::Bit | ColumnType::Enum | ColumnType::Set => format!("{q}+0"),
-            ColumnType::Char | ColumnType::VarChar | ColumnType::Binary | ColumnType::VarBinary => {
+            ty if raw_bytes(ty) && prefix => {
                 format!("CONCAT(OCTET_LENGTH({q}),':',CAST({q} AS BINARY))")
             }
+            // The only character term: every other term is ASCII text (digits, signs, hex),
+            // which converts losslessly into the column's charset, so its bytes are kept
+            // without a cast.
+            ty if raw_bytes(ty) => q.clone(),
             ColumnType::Text | ColumnType::Blob | ColumnType::Json | ColumnType::Geometry => {
                 format!("MD5(CAST({q} AS BINARY))")
             }
@@ -49,8 +92,10 @@ pub fn row_bytes(t: &DiffTable) -> String {
             nulls.push(format!("ISNULL({q})"));
         }
     }
-    if !nulls.is_empty() {
-        terms.push(format!("CONCAT({})", nulls.join(",")));
+    match nulls.len() {
+        0 => {}
+        1 => terms.append(&mut nulls),
+        _ => terms.push(format!("CONCAT({})", nulls.join(","))),
     }
     format!("CONCAT_WS('#',{})", terms.join(","))
 }

@@ -9,13 +9,15 @@
 //! then both sides' row hashes are matched by key identity (collation weights, so `abc` and
 //! `ABC` under a case-insensitive key are one row whose contents differ).
 
+mod intkey;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use fleetsync_agent::datadiff::{DiffTable, Session};
 use fleetsync_agent::SourceError;
 use fleetsync_proto::codec::value_to_json;
-use fleetsync_proto::datadiff::{ChunkChecksum, KeyRange, KeyValues, TableReport};
+use fleetsync_proto::datadiff::{ChunkChecksum, KeyRange, KeyValues, RowHash, TableReport};
 use fleetsync_proto::Value;
 
 use super::{Options, INITIAL_CHUNK_ROWS, METRIC_CHUNKS};
@@ -130,8 +132,12 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// The chunk walk of a keyed table.
+    /// The chunk walk of a keyed table: integer key spans when the key is one integer column
+    /// (see [`intkey`]), key ranges cut at real keys otherwise.
     pub async fn chunks(&mut self, report: &mut TableReport) -> Result<(), SourceError> {
+        if self.s.int_key().is_some() && self.t.int_key().is_some() {
+            return self.int_chunks(report).await;
+        }
         let mut lower: Option<KeyValues> = None;
         let mut rows = INITIAL_CHUNK_ROWS;
         loop {
@@ -213,11 +219,17 @@ impl<'a> Walk<'a> {
             self.source.row_hashes(self.s, r),
             self.target.row_hashes(self.t, r)
         );
-        let mut by_identity: HashMap<Vec<u8>, (KeyValues, u64)> = rt?
+        self.match_rows(rs?, rt?);
+        Ok(())
+    }
+
+    /// Matches both sides' row hashes of the same key ranges by key identity.
+    fn match_rows(&mut self, rs: Vec<RowHash>, rt: Vec<RowHash>) {
+        let mut by_identity: HashMap<Vec<u8>, (KeyValues, u64)> = rt
             .into_iter()
             .map(|h| (h.identity, (h.key, h.hash)))
             .collect();
-        for h in rs? {
+        for h in rs {
             match by_identity.remove(&h.identity) {
                 Some((_, hash)) if hash == h.hash => {}
                 Some(_) => self.found.different.push(h.key),
@@ -227,7 +239,6 @@ impl<'a> Walk<'a> {
         let mut rest: Vec<KeyValues> = by_identity.into_values().map(|(k, _)| k).collect();
         rest.sort_by(|x, y| format!("{x:?}").cmp(&format!("{y:?}")));
         self.found.only_in_target.extend(rest);
-        Ok(())
     }
 
     /// Keyless tables: one checksum of the whole table; when it differs, the multisets of

@@ -46,6 +46,14 @@ pub fn push_ident(buf: &mut Vec<u8>, name: &str) {
     buf.push(b'`');
 }
 
+/// `` `name` `` as a string, doubling any backtick inside (for text that is built with
+/// `format!`; [`push_ident`] appends to a byte buffer).
+pub fn ident(name: &str) -> String {
+    let mut buf = Vec::with_capacity(name.len() + 2);
+    push_ident(&mut buf, name);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 /// Appends `` `schema`.`table` ``.
 pub fn push_table(buf: &mut Vec<u8>, schema: &str, table: &str) {
     push_ident(buf, schema);

@@ -42,6 +42,30 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap_or("")
 }
 
+/// `fleetsync migrate generate --config CFG --source SOURCE --target TARGET --out DIR EXTRA...`.
+async fn generate(
+    cfg: &Path,
+    source: &str,
+    target: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> Result<(i32, String, String)> {
+    let mut args = vec![
+        "migrate",
+        "generate",
+        "--config",
+        p(cfg),
+        "--source",
+        source,
+        "--target",
+        target,
+        "--out",
+        p(dir),
+    ];
+    args.extend_from_slice(extra);
+    fs(&args).await
+}
+
 /// `diff schema --json` parsed, with the exit code.
 async fn diff_json(
     cfg: &Path,
@@ -142,19 +166,7 @@ async fn schema_diff_cli_contract() -> Result<()> {
 
     // Generate (verified), apply without --yes (refused), apply, status, rollback.
     let dir = pair.dir.path().join("m1");
-    let (code, out, err) = fs(&[
-        "migrate",
-        "generate",
-        "--config",
-        p(&cfg),
-        "--source",
-        "src/app",
-        "--target",
-        "dst/app",
-        "--out",
-        p(&dir),
-    ])
-    .await?;
+    let (code, out, err) = generate(&cfg, "src/app", "dst/app", &dir, &[]).await?;
     ensure!(
         code == 0 && out.contains("VERIFIED"),
         "generate: exit {code}: {out} {err}"
@@ -242,19 +254,7 @@ async fn schema_migration_that_cannot_be_verified_is_not_applied() -> Result<()>
     )
     .await?;
     let dir = pair.dir.path().join("bad");
-    let (code, out, err) = fs(&[
-        "migrate",
-        "generate",
-        "--config",
-        p(&cfg),
-        "--source",
-        "src/app",
-        "--target",
-        "dst/app",
-        "--out",
-        p(&dir),
-    ])
-    .await?;
+    let (code, out, err) = generate(&cfg, "src/app", "dst/app", &dir, &[]).await?;
     ensure!(
         code == 3,
         "an unverifiable migration: exit {code} (expected 3): {out} {err}"
@@ -289,21 +289,8 @@ async fn schema_migration_that_cannot_be_verified_is_not_applied() -> Result<()>
         "scratch databases left behind: {scratch:?}"
     );
     // With --verify-rows 0 the copy has no rows: it verifies, and the report warns.
-    let (code, out, _) = fs(&[
-        "migrate",
-        "generate",
-        "--config",
-        p(&cfg),
-        "--source",
-        "src/app",
-        "--target",
-        "dst/app",
-        "--out",
-        p(&dir),
-        "--verify-rows",
-        "0",
-    ])
-    .await?;
+    let (code, out, _) =
+        generate(&cfg, "src/app", "dst/app", &dir, &["--verify-rows", "0"]).await?;
     ensure!(
         code == 0 && out.contains("were not checked against its data"),
         "exit {code}: {out}"
@@ -389,20 +376,7 @@ async fn schema_diff_trinitycore_edits() -> Result<()> {
         );
     }
     let dir = pair.dir.path().join("tc");
-    let mut args = vec![
-        "migrate",
-        "generate",
-        "--config",
-        p(&cfg),
-        "--source",
-        "src",
-        "--target",
-        "dst",
-        "--out",
-        p(&dir),
-    ];
-    args.extend_from_slice(&hints);
-    let (code, out, err) = fs(&args).await?;
+    let (code, out, err) = generate(&cfg, "src", "dst", &dir, &hints).await?;
     ensure!(
         code == 0 && out.contains("VERIFIED"),
         "generate: exit {code}: {out} {err}"
@@ -529,19 +503,7 @@ async fn prop_case(
         }
     }
     let dir = pair.dir.path().join(format!("prop{case}"));
-    let (code, out, err) = fs(&[
-        "migrate",
-        "generate",
-        "--config",
-        p(cfg),
-        "--source",
-        "src/prop",
-        "--target",
-        "dst/prop",
-        "--out",
-        p(&dir),
-    ])
-    .await?;
+    let (code, out, err) = generate(cfg, "src/prop", "dst/prop", &dir, &[]).await?;
     ensure!(
         code == 0,
         "edits {applied:?}: generate exit {code}: {out} {err}"

@@ -21,6 +21,7 @@ use mysql_async::{Conn, Value};
 
 use super::BackupError;
 use crate::SourceError;
+pub use fleetsync_proto::sql::ident as quote;
 
 /// Sparse-key threshold: value span per estimated row above which ranges switch to keyset
 /// boundaries.
@@ -49,10 +50,6 @@ pub enum Range {
         after: Option<Vec<Value>>,
         upto: Option<Vec<Value>>,
     },
-}
-
-pub fn quote(ident: &str) -> String {
-    format!("`{}`", ident.replace('`', "``"))
 }
 
 fn is_int(ty: ColumnType) -> bool {

@@ -26,10 +26,11 @@
 //! `(k1 > a) OR (k1 = a AND k2 > b)` that the range optimizer turns into index ranges.
 
 use fleetsync_proto::datadiff::KeyRange;
-use fleetsync_proto::sql::{push_hex, push_ident, push_table, push_value};
+use fleetsync_proto::sql::{push_hex, push_table, push_value};
 use fleetsync_proto::{ColumnType, Value};
 
 use super::{DiffTable, RowChecksum};
+pub use fleetsync_proto::sql::ident;
 
 /// The select list of a chunk checksum: `COUNT(*)` and two sums (0 when empty); with
 /// [`RowChecksum::Crc32`] the second sum is the constant 0. The sums are exact DECIMALs, or
@@ -263,10 +264,4 @@ pub fn key_literal(t: &DiffTable, col: usize, v: &Value) -> Result<String, Strin
         _ => push_value(&mut buf, v).map_err(|e| e.to_string())?,
     }
     Ok(String::from_utf8_lossy(&buf).into_owned())
-}
-
-pub fn ident(name: &str) -> String {
-    let mut buf = Vec::with_capacity(name.len() + 2);
-    push_ident(&mut buf, name);
-    String::from_utf8_lossy(&buf).into_owned()
 }

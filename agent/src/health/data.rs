@@ -27,10 +27,7 @@ use serde_json::json;
 use super::catalog::{ColumnInfo, ForeignKey, TableInfo};
 use super::schema::{qualified, supporting_index};
 use super::{result, Ctx};
-
-fn quoted(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
-}
+use fleetsync_proto::sql::ident as quoted;
 
 fn too_big(t: &TableInfo, ctx: &Ctx<'_>) -> bool {
     t.rows > ctx.cfg.scan_max_rows

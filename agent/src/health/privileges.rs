@@ -21,6 +21,7 @@ use mysql_async::Conn;
 use serde_json::{json, Value};
 
 use super::{result, Ctx};
+use fleetsync_proto::sql::ident as quoted;
 
 /// What a grant applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,10 +223,6 @@ struct Missing {
 const TARGET_PRIVILEGES: &[&str] = &[
     "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER",
 ];
-
-fn quoted(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
-}
 
 fn source_needs(ctx: &Ctx<'_>, out: &mut Vec<Missing>) {
     let g = &ctx.grants;

@@ -19,15 +19,12 @@ use serde_json::{json, Value};
 
 use super::catalog::{IndexInfo, TableInfo};
 use super::{result, Ctx};
+use fleetsync_proto::sql::ident as quoted;
 
 /// Tables per CHECK TABLE statement: few round trips, and the budget is still looked at often.
 const CHECK_BATCH: usize = 16;
 /// Engines CHECK TABLE ... QUICK is meaningful for.
 const CHECKABLE_ENGINES: &[&str] = &["InnoDB", "MyISAM", "Aria"];
-
-fn quoted(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
-}
 
 pub(crate) fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", quoted(schema), quoted(table))

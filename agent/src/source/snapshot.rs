@@ -24,6 +24,7 @@ use super::stream::now_ms;
 use super::{connect, ServerInfo, SourceSpec};
 use crate::publish::Publisher;
 use crate::SourceError;
+use fleetsync_proto::sql::ident as quote;
 
 pub const METRIC_SNAPSHOT_ROWS: &str = "fleetsync_snapshot_rows_total";
 
@@ -175,10 +176,6 @@ fn snapshot_txn(
         changes,
         ddl: None,
     }
-}
-
-fn quote(ident: &str) -> String {
-    format!("`{}`", ident.replace('`', "``"))
 }
 
 /// Copies one table in key order, one published transaction per chunk; returns rows copied.

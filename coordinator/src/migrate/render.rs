@@ -9,10 +9,7 @@ use fleetsync_proto::schema_model::{
     ViewDef,
 };
 
-/// `` `name` `` with backquotes doubled.
-pub fn ident(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
-}
+pub use fleetsync_proto::sql::ident;
 
 /// A string literal: quotes and backslashes escaped.
 pub fn quote(s: &str) -> String {

@@ -6,8 +6,8 @@
 //!   three must be identical row by row, and every surviving row must be the written version
 //!   with the greatest (updated_at, server id) of its key. `FLEETSYNC_STRESS_SEEDS=N` repeats
 //!   with seeds 1..=N on fresh servers (default 1).
-//! * `conflicts_newest_wins_three_servers_kafka`: the same over the Kafka bus (librdkafka's
-//!   mock cluster as its own process): `fleetsync agent` for the three sources and
+//! * `conflicts_newest_wins_three_servers_kafka`: the same over the Kafka bus (Apache Kafka,
+//!   one node started by the test): `fleetsync agent` for the three sources and
 //!   `fleetsync coordinator` as separate processes (one seed, `FLEETSYNC_CONFLICT_SECS`).
 //!   Inserts and updates only: without delete tombstones a delete racing an update across
 //!   three servers can diverge (README, "Known limit"), and the broker's delivery delays made
@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use fleetsync_tests::{
-    diff_databases, fleetsync_cmd, wait_until, BrokerKind, ConfigBuilder, Fleetsync, KafkaBroker,
-    MariaDb,
+    diff_databases, fleetsync_cmd, wait_until, ConfigBuilder, Fleetsync, KafkaCluster, MariaDb,
 };
 use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
@@ -111,16 +110,16 @@ async fn writer(
 /// Kafka broker (kept alive by the value).
 struct Procs {
     procs: Vec<Fleetsync>,
-    broker: Option<KafkaBroker>,
+    broker: Option<KafkaCluster>,
 }
 
 impl Procs {
     fn log_tail(&self, n: usize) -> String {
-        self.procs
-            .iter()
-            .map(|p| p.log_tail(n))
-            .collect::<Vec<_>>()
-            .join("\n---\n")
+        let mut tails: Vec<String> = self.procs.iter().map(|p| p.log_tail(n)).collect();
+        if let Some(b) = &self.broker {
+            tails.push(b.log_tail(n));
+        }
+        tails.join("\n---\n")
     }
 
     fn ensure_running(&mut self) -> Result<()> {
@@ -135,17 +134,27 @@ impl Procs {
     }
 }
 
-async fn one_seed(seed: u64, secs: u64, bus: Option<BrokerKind>) -> Result<()> {
+/// `kafka`: over a single-node Apache Kafka (agents + coordinator) instead of the embedded
+/// bus (`fleetsync run`).
+async fn one_seed(seed: u64, secs: u64, kafka: bool) -> Result<()> {
     let started = Instant::now();
-    let (a, b, c) = tokio::join!(MariaDb::start(1), MariaDb::start(2), MariaDb::start(3));
-    let servers = [a?, b?, c?];
-    let broker = match bus {
-        Some(BrokerKind::Mock) => {
-            Some(KafkaBroker::start_mock(&["fleetsync.a", "fleetsync.b", "fleetsync.c"]).await?)
+    let broker = async {
+        if !kafka {
+            return Ok(None);
         }
-        Some(BrokerKind::Tansu) => anyhow::bail!("the conflict test runs on the mock cluster"),
-        None => None,
+        let k = KafkaCluster::single().await?;
+        k.create_topics(&["fleetsync.a", "fleetsync.b", "fleetsync.c"])
+            .await?;
+        anyhow::Ok(Some(k))
     };
+    let (a, b, c, broker) = tokio::join!(
+        MariaDb::start(1),
+        MariaDb::start(2),
+        MariaDb::start(3),
+        broker
+    );
+    let servers = [a?, b?, c?];
+    let broker = broker?;
     let dir = tempfile::Builder::new()
         .prefix("fleetsync-conflicts-")
         .tempdir()?;
@@ -165,7 +174,7 @@ async fn one_seed(seed: u64, secs: u64, bus: Option<BrokerKind>) -> Result<()> {
         }
     }
     if let Some(b) = &broker {
-        cfg = cfg.kafka_bus(b.bootstrap());
+        cfg = cfg.kafka_bus(&b.bootstrap());
     }
     let config = Fleetsync::write_config(dir.path(), &cfg.build())?;
     let procs = match &broker {
@@ -209,7 +218,7 @@ async fn one_seed(seed: u64, secs: u64, bus: Option<BrokerKind>) -> Result<()> {
             s.server_id(),
             seed,
             secs,
-            bus.is_none(),
+            !kafka,
         )));
     }
     let mut written: Vec<Written> = Vec::new();
@@ -290,7 +299,7 @@ async fn conflicts_newest_wins_three_servers() -> Result<()> {
     let secs = env_num("FLEETSYNC_CONFLICT_SECS", 20);
     let mut failed = Vec::new();
     for seed in 1..=seeds {
-        if let Err(e) = one_seed(seed, secs, None).await {
+        if let Err(e) = one_seed(seed, secs, false).await {
             println!("seed {seed} FAILED: {e:#}");
             failed.push(seed);
         }
@@ -302,7 +311,7 @@ async fn conflicts_newest_wins_three_servers() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicts_newest_wins_three_servers_kafka() -> Result<()> {
     let secs = env_num("FLEETSYNC_CONFLICT_SECS", 20);
-    one_seed(1, secs, Some(BrokerKind::Mock)).await
+    one_seed(1, secs, true).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

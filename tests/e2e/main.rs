@@ -8,7 +8,9 @@
 //! Modules: `support` (server pair, refusal checks), `harness` (self-tests), `types` (every
 //! column type byte for byte), `volume` (100k changes), `crash` (kill -9), `ddl` (schema
 //! changes mid-stream), `trinitycore` (a real-world schema), `bad_input` (refusals), `kafka`
-//! (agent and coordinator as separate processes over a Kafka broker: mock cluster and tansu),
+//! (agent and coordinator as separate processes over Apache Kafka, one node), `kafka_faults`
+//! (a three-broker cluster losing partition leaders, a 2-million-row backlog), `kafka_rig`
+//! (their shared source/target/broker fixture),
 //! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
 //! `pitr` (binlog archive and point-in-time replay), `transfer` (export/import),
 //! `schema_diff` (schema diff and migrations), `data_diff` (diff data), `health` (health
@@ -23,6 +25,8 @@ mod ddl;
 mod harness;
 mod health;
 mod kafka;
+mod kafka_faults;
+mod kafka_rig;
 mod pitr;
 mod schema_diff;
 mod support;

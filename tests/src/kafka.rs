@@ -1,540 +1,579 @@
-//! Kafka brokers for the Kafka bus tests, each in its own process on a free 127.0.0.1 port.
+//! Apache Kafka for the Kafka bus tests: a real broker (Kafka 4.4.0, KRaft mode, no
+//! ZooKeeper) started by the test itself, one JVM per node, on free 127.0.0.1 ports with its
+//! own temp data dirs.
 //!
-//! - [`BrokerKind::Mock`]: librdkafka's mock cluster (`fleetsync-mock-kafka`, built from this
-//!   package's `src/bin`). In memory: a restart loses everything, so outages are simulated with
-//!   [`KafkaBroker::down`]/[`KafkaBroker::up`] (the broker drops its connections and refuses
-//!   new ones, keeping its data).
-//! - [`BrokerKind::Tansu`]: the `tansu` broker (`cargo install tansu --version 0.6.0 --locked
-//!   --features dynostore,libsql`; `scripts/test.sh` installs it).
-//!   [`KafkaBroker::start_tansu_persistent`] keeps the log in a SQLite file in the broker's
-//!   temp dir, so [`KafkaBroker::kill9`] + [`KafkaBroker::start_again`] is a real broker
-//!   restart with the data kept. [`KafkaBroker::start_tansu`] uses the `memory://` engine,
-//!   which in tansu 0.6 answers a fetch from an offset inside a record batch with the *next*
-//!   batch (the rest of the batch is skipped): fine for a consumer reading from the start, not
-//!   for one resuming at a stored offset. The SQLite engine keeps single records and is
-//!   correct there, but slow: under the load the mock tests use (~1,500 row changes a second,
-//!   one message each) it fell minutes behind, answering nothing else (metadata included)
-//!   meanwhile, so tests give it a lighter load.
+//! - [`KafkaCluster::single`]: one node (replication factor 1).
+//! - [`KafkaCluster::three`]: three nodes, each broker and controller: replication factor 3,
+//!   `min.insync.replicas=2`, `unclean.leader.election.enable=false`. Killing two of the three
+//!   also loses the controller quorum: nothing can be written (or elected) until one is back.
+//! - [`KafkaCluster::start`] with [`KafkaOptions`]: extra listeners (`SSL`, `SASL_SSL`, ...),
+//!   `server.properties` lines and SCRAM users (written at format time), for the TLS/SASL tests.
 //!
-//! Topics are created before the broker is handed out (one partition each), so agents and
-//! coordinators never race the creation. Dropping a `KafkaBroker` kills its process; its temp
-//! dir (log, SQLite file) goes with it.
+//! Where the jars and `java` come from, and the JVM's options: [`crate::kafka_setup`].
+//!
+//! Invariants:
+//! - A cluster is handed out only when every node is listed in the metadata that the cluster
+//!   answers (registered with the controller quorum and unfenced), not merely listening.
+//! - [`KafkaCluster::kill9`] SIGKILLs one node and keeps its data dir and ports;
+//!   [`KafkaCluster::start_again`] brings the same node back and waits until it is listed
+//!   again. [`KafkaCluster::pause`]/[`KafkaCluster::resume`] SIGSTOP/SIGCONT a node: its
+//!   connections stay open and nothing answers, like a network partition.
+//! - Topics are never auto-created (`auto.create.topics.enable=false`): a test creates what it
+//!   uses ([`KafkaCluster::create_topics`], with the settings of [`KafkaCluster::topic_spec`]).
+//! - Dropping a `KafkaCluster` SIGKILLs every node; the temp dir (data, configs, logs) goes.
+//!
+//! Each node's log (`node-N/kafka.log`: log4j at WARN, INFO with
+//! `FLEETSYNC_KAFKA_LOG_LEVEL=INFO`) is what [`KafkaCluster::log_tail`] shows on failure.
 
-use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
+use std::fs::OpenOptions;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::ClientConfig;
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use tempfile::TempDir;
 
-use crate::fleetsync::fleetsync_bin;
+use crate::kafka_admin::{self, PartitionState, TopicSpec};
+use crate::kafka_setup::{
+    classpath, java_bin, jvm_opts, kafka_libs, log4j_opt, random_cluster_id, server_properties,
+    KafkaOptions, NodePorts,
+};
 use crate::mariadb::tail_lines;
 
-/// How long a broker may take to come up (tansu and the mock take well under a second).
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the mock may take to answer a command on stdin.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
-/// Lines of the broker log shown when something fails.
+/// How long a cluster (or a restarted node) may take to be listed in the metadata: a node
+/// starts in ~3 s alone; three JVMs starting at once on 2 busy cores take much longer.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long `StorageTool format` may take (a JVM start, ~1-2 s).
+const FORMAT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Start attempts when another process grabbed a port between our probe and the JVM's bind.
+const PORT_ATTEMPTS: usize = 3;
+/// Lines of each node's log shown when something fails.
 const LOG_TAIL_LINES: usize = 30;
-/// The name of the mock cluster binary.
-pub const MOCK_BIN_NAME: &str = "fleetsync-mock-kafka";
-/// Set to `1` to skip the tansu tests (and the tansu install in `scripts/test.sh`).
-pub const SKIP_TANSU_ENV: &str = "FLEETSYNC_SKIP_TANSU";
 
-/// Which broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BrokerKind {
-    Mock,
-    Tansu,
-}
-
-impl BrokerKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            BrokerKind::Mock => "mock",
-            BrokerKind::Tansu => "tansu",
-        }
-    }
-
-    /// Why this broker cannot run here (`None` when it can): tansu not installed, or skipped
-    /// with `FLEETSYNC_SKIP_TANSU=1`. Tests print `SKIPPED <test>: <reason>` and return.
-    pub fn unavailable(self) -> Option<String> {
-        match self {
-            BrokerKind::Mock => None,
-            BrokerKind::Tansu => {
-                if std::env::var(SKIP_TANSU_ENV).is_ok_and(|v| v == "1") {
-                    return Some(format!("tansu tests skipped ({SKIP_TANSU_ENV}=1)"));
-                }
-                tansu_bin().is_none().then(|| {
-                    "tansu not installed (cargo install tansu --version 0.6.0 --locked \
-                     --features dynostore,libsql; scripts/test.sh does it)"
-                        .to_string()
-                })
-            }
-        }
-    }
-}
-
-/// A running broker (see the module doc).
-pub struct KafkaBroker {
-    kind: BrokerKind,
-    child: Child,
-    /// The mock's stdin: commands go there; closing it ends the mock.
-    stdin: Option<ChildStdin>,
-    /// The mock's stdout lines after the bootstrap line (command answers).
-    answers: Option<mpsc::Receiver<String>>,
-    bootstrap: String,
-    /// tansu's arguments, for `start_again`.
-    args: Vec<OsString>,
-    /// How many times the process has been started.
+/// One node: a broker and a controller in one JVM.
+struct Node {
+    /// `node.id`, 1-based.
+    id: i32,
+    ports: NodePorts,
+    /// `server.properties`, `data/`, `kafka.log`.
+    dir: PathBuf,
+    child: Option<Child>,
+    /// How many times the JVM has been started.
     starts: u32,
-    port: u16,
-    log: PathBuf,
+    paused: bool,
+}
+
+impl Node {
+    fn log(&self) -> PathBuf {
+        self.dir.join("kafka.log")
+    }
+
+    fn running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let text = match std::fs::read(&log) {
+            Ok(bytes) => tail_lines(&String::from_utf8_lossy(&bytes), n),
+            Err(e) => format!("(cannot read: {e})"),
+        };
+        format!("--- Kafka node {} log {}:\n{text}", self.id, log.display())
+    }
+}
+
+/// A running Apache Kafka cluster of one or three nodes (see the module doc).
+pub struct KafkaCluster {
+    opts: KafkaOptions,
+    libs: PathBuf,
+    nodes: Vec<Node>,
     dir: TempDir,
 }
 
-impl KafkaBroker {
-    /// Starts a broker of `kind` with `topics` created (one partition each); tansu on
-    /// `memory://` (see the module doc).
-    pub async fn start(kind: BrokerKind, topics: &[&str]) -> Result<KafkaBroker> {
-        match kind {
-            BrokerKind::Mock => Self::start_mock(topics).await,
-            BrokerKind::Tansu => Self::start_tansu(topics).await,
-        }
+impl KafkaCluster {
+    /// One node.
+    pub async fn single() -> Result<KafkaCluster> {
+        Self::start(KafkaOptions::single()).await
     }
 
-    /// Spawns the mock cluster (`fleetsync-mock-kafka TOPIC...`, next to the fleetsync binary)
-    /// and waits for its `bootstrap=` line.
-    pub async fn start_mock(topics: &[&str]) -> Result<KafkaBroker> {
-        let dir = broker_dir("mock")?;
-        let log = dir.path().join("mock-kafka.log");
-        let bin = mock_bin();
-        if !bin.is_file() {
-            bail!(
-                "{} not found (build it with `cargo build -p fleetsync-tests`, or set \
-                 FLEETSYNC_MOCK_KAFKA_BIN)",
-                bin.display()
-            );
-        }
-        let err =
-            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let mut child = Command::new(&bin)
-            .args(topics)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(err))
-            .spawn()
-            .with_context(|| format!("spawning {}", bin.display()))?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().context("mock stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut broker = KafkaBroker {
-            kind: BrokerKind::Mock,
-            child,
-            stdin,
-            answers: Some(rx),
-            bootstrap: String::new(),
-            args: Vec::new(),
-            starts: 1,
-            port: 0,
-            log,
-            dir,
-        };
-        let line = broker.next_line(READY_TIMEOUT).await?;
-        let Some(bootstrap) = line.strip_prefix("bootstrap=") else {
-            bail!(
-                "the mock printed {line:?} instead of bootstrap=...; log:\n{}",
-                broker.log_tail(LOG_TAIL_LINES)
-            );
-        };
-        broker.bootstrap = bootstrap.trim().to_string();
-        broker.port = broker
-            .bootstrap
-            .split(',')
-            .next()
-            .and_then(|b| b.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        Ok(broker)
+    /// Three nodes, replication factor 3, `min.insync.replicas=2`.
+    pub async fn three() -> Result<KafkaCluster> {
+        Self::start(KafkaOptions::three()).await
     }
 
-    /// Starts `tansu broker` with in-memory storage on a free port and creates `topics`.
-    pub async fn start_tansu(topics: &[&str]) -> Result<KafkaBroker> {
-        Self::start_tansu_with(topics, "memory://tansu/").await
-    }
-
-    /// Starts `tansu broker` with its log in a SQLite file (`sqlite://tansu.db` in the broker's
-    /// temp dir), so a restart keeps the data; needs tansu built with the `libsql` feature.
-    pub async fn start_tansu_persistent(topics: &[&str]) -> Result<KafkaBroker> {
-        Self::start_tansu_with(topics, "sqlite://tansu.db").await
-    }
-
-    async fn start_tansu_with(topics: &[&str], storage: &str) -> Result<KafkaBroker> {
-        if let Some(why) = BrokerKind::Tansu.unavailable() {
-            bail!("{why}");
-        }
-        let bin = tansu_bin().context("tansu not installed")?;
-        let mut last_err = None;
-        // Another process may grab the port between our probe and tansu's bind: try again.
-        for _ in 0..3 {
-            match Self::try_start_tansu(&bin, storage).await {
-                Ok(broker) => {
-                    broker.create_topics(topics).await?;
-                    return Ok(broker);
-                }
-                Err(e) if format!("{e:#}").contains("Address already in use") => last_err = Some(e),
+    /// Formats storage and starts every node; returns once all are listed in the metadata.
+    pub async fn start(opts: KafkaOptions) -> Result<KafkaCluster> {
+        let libs = tokio::task::spawn_blocking(kafka_libs)
+            .await
+            .context("fetching the Kafka jars")??;
+        let mut last = None;
+        for _ in 0..PORT_ATTEMPTS {
+            match Self::try_start(&opts, &libs).await {
+                Ok(c) => return Ok(c),
+                Err(e) if format!("{e:#}").contains("Address already in use") => last = Some(e),
                 Err(e) => return Err(e),
             }
         }
-        Err(last_err.unwrap_or_else(|| anyhow!("no free port for tansu")))
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no free ports for Kafka")))
     }
 
-    async fn try_start_tansu(bin: &Path, storage: &str) -> Result<KafkaBroker> {
-        let dir = broker_dir("tansu")?;
-        let log = dir.path().join("tansu.log");
-        let port = free_port()?;
-        let url = format!("tcp://127.0.0.1:{port}");
-        let args: Vec<OsString> = [
-            "broker",
-            "--cluster-id",
-            "fleetsync-test",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            storage,
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
-        let child = spawn_tansu(bin, &args, dir.path(), &log, 1)?;
-        let mut broker = KafkaBroker {
-            kind: BrokerKind::Tansu,
-            child,
-            stdin: None,
-            answers: None,
-            bootstrap: format!("127.0.0.1:{port}"),
-            args,
-            starts: 1,
-            port,
-            log,
+    async fn try_start(opts: &KafkaOptions, libs: &Path) -> Result<KafkaCluster> {
+        let started = Instant::now();
+        let dir = tempfile::Builder::new()
+            .prefix("fleetsync-kafka-")
+            .tempdir()
+            .context("creating a temp dir for Kafka")?;
+        // Every port is held until all are picked, so no two are the same.
+        let mut held = Vec::new();
+        let mut port = || -> Result<u16> {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").context("probing a free port")?;
+            let p = l.local_addr()?.port();
+            held.push(l);
+            Ok(p)
+        };
+        let mut ports = Vec::new();
+        for _ in 0..opts.node_count() {
+            ports.push(NodePorts {
+                plaintext: port()?,
+                controller: port()?,
+                extra: (0..opts.listeners.len())
+                    .map(|_| port())
+                    .collect::<Result<_>>()?,
+            });
+        }
+        drop(held);
+        let cluster_id = random_cluster_id();
+        let mut nodes = Vec::new();
+        let mut formats = Vec::new();
+        for (i, p) in ports.iter().enumerate() {
+            let node_dir = dir.path().join(format!("node-{}", i + 1));
+            std::fs::create_dir_all(&node_dir)?;
+            let props = server_properties(opts, i + 1, &ports, &node_dir.join("data"));
+            let props_path = node_dir.join("server.properties");
+            std::fs::write(&props_path, props)?;
+            // Concurrently: each format is a JVM start.
+            formats.push(tokio::spawn(format_storage(
+                libs.to_path_buf(),
+                props_path,
+                cluster_id.clone(),
+                opts.scram_args(),
+            )));
+            nodes.push(Node {
+                id: i32::try_from(i + 1)?,
+                ports: p.clone(),
+                dir: node_dir,
+                child: None,
+                starts: 0,
+                paused: false,
+            });
+        }
+        for f in formats {
+            f.await.context("StorageTool format task failed")??;
+        }
+        let mut cluster = KafkaCluster {
+            opts: opts.clone(),
+            libs: libs.to_path_buf(),
+            nodes,
             dir,
         };
-        // On failure the broker is dropped, which kills the process.
-        broker.wait_listening().await?;
-        Ok(broker)
-    }
-
-    pub fn kind(&self) -> BrokerKind {
-        self.kind
-    }
-
-    /// `host:port[,host:port]` for `bootstrap.servers`.
-    pub fn bootstrap(&self) -> &str {
-        &self.bootstrap
-    }
-
-    /// The (first) broker's port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log
-    }
-
-    /// The last `n` lines of the broker's log (stderr, and stdout for tansu).
-    pub fn log_tail(&self, n: usize) -> String {
-        match std::fs::read(&self.log) {
-            Ok(bytes) => tail_lines(&String::from_utf8_lossy(&bytes), n),
-            Err(e) => format!("(cannot read {}: {e})", self.log.display()),
+        for i in 0..cluster.nodes.len() {
+            cluster.spawn_node(i)?;
         }
+        // On failure the cluster is dropped, which kills every node.
+        cluster.wait_listed(None).await?;
+        println!(
+            "Kafka: {} node(s) up in {:.1?} at {}",
+            cluster.nodes.len(),
+            started.elapsed(),
+            cluster.bootstrap()
+        );
+        Ok(cluster)
     }
 
-    /// Fails with the log tail when the broker process has exited.
-    pub fn ensure_running(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!(
-                "the {} broker exited ({status}); log {}:\n{}",
-                self.kind.name(),
-                self.log.display(),
-                self.log_tail(LOG_TAIL_LINES)
-            );
-        }
+    fn spawn_node(&mut self, i: usize) -> Result<()> {
+        let node = &mut self.nodes[i];
+        node.starts += 1;
+        let mut out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.log())
+            .with_context(|| format!("opening {}", node.log().display()))?;
+        writeln!(
+            out,
+            "===== fleetsync test harness: Kafka node {} start #{} =====",
+            node.id, node.starts
+        )?;
+        let err = out.try_clone()?;
+        let java = java_bin();
+        let child = Command::new(&java)
+            .args(jvm_opts())
+            .arg(log4j_opt(&self.libs))
+            .arg("-cp")
+            .arg(classpath(&self.libs))
+            .arg("kafka.Kafka")
+            .arg(node.dir.join("server.properties"))
+            .current_dir(&node.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .with_context(|| format!("spawning {} (is Java installed?)", java.display()))?;
+        node.child = Some(child);
+        node.paused = false;
         Ok(())
     }
 
-    /// Mock only: the broker (all brokers) drops its connections and refuses new ones; the
-    /// data stays.
-    pub async fn down(&mut self) -> Result<()> {
-        self.command("down").await
-    }
-
-    /// Mock only: the broker accepts connections again.
-    pub async fn up(&mut self) -> Result<()> {
-        self.command("up").await
-    }
-
-    /// SIGKILLs the broker. For a persistent tansu, [`KafkaBroker::start_again`] brings it back
-    /// with its data; a mock or in-memory tansu loses everything.
-    pub fn kill9(&mut self) -> Result<()> {
-        if self.child.try_wait()?.is_none() {
-            self.child.kill().context("SIGKILL the broker")?;
-        }
-        self.child.wait().context("reaping the broker")?;
-        Ok(())
-    }
-
-    /// tansu only: starts the killed broker again on the same port and storage.
-    pub async fn start_again(&mut self) -> Result<()> {
-        if self.kind != BrokerKind::Tansu {
-            bail!("only a tansu broker can be started again (the mock would lose its data)");
-        }
-        if self.child.try_wait()?.is_none() {
-            bail!("the broker is still running; kill it first");
-        }
-        let bin = tansu_bin().context("tansu not installed")?;
-        self.starts += 1;
-        self.child = spawn_tansu(&bin, &self.args, self.dir.path(), &self.log, self.starts)?;
-        self.wait_listening().await
-    }
-
-    async fn command(&mut self, cmd: &str) -> Result<()> {
-        if self.kind != BrokerKind::Mock {
-            bail!("`{cmd}` is a mock broker command");
-        }
-        let stdin = self.stdin.as_mut().context("the mock's stdin is closed")?;
-        writeln!(stdin, "{cmd}").context("writing to the mock's stdin")?;
-        stdin.flush()?;
-        let answer = self.next_line(COMMAND_TIMEOUT).await?;
-        if answer != format!("ok {cmd}") {
-            bail!("the mock answered {answer:?} to {cmd:?}");
-        }
-        Ok(())
-    }
-
-    /// The mock's next stdout line.
-    async fn next_line(&mut self, timeout: Duration) -> Result<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let rx = self.answers.as_ref().context("no stdout reader")?;
-            match rx.try_recv() {
-                Ok(line) => return Ok(line),
-                Err(mpsc::TryRecvError::Disconnected) => bail!(
-                    "the mock closed its stdout; log {}:\n{}",
-                    self.log.display(),
-                    self.log_tail(LOG_TAIL_LINES)
-                ),
-                Err(mpsc::TryRecvError::Empty) => {}
-            }
-            self.ensure_running()?;
-            if Instant::now() > deadline {
-                bail!(
-                    "no answer from the mock within {timeout:?}; log:\n{}",
-                    self.log_tail(LOG_TAIL_LINES)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits until the port accepts TCP connections (failing if the process exits).
-    async fn wait_listening(&mut self) -> Result<()> {
+    /// Waits until every running node (or just `node`, by index, when given) is listed in the
+    /// metadata that node answers; fails early when a node exits.
+    async fn wait_listed(&mut self, only: Option<usize>) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = self.child.try_wait()? {
-                let tail = self.log_tail(LOG_TAIL_LINES);
-                let clash = if tail.contains("Address already in use") || tail.contains("AddrInUse")
-                {
-                    " (Address already in use)"
-                } else {
-                    ""
-                };
-                bail!(
-                    "{} exited early ({status}){clash}; log {}:\n{tail}",
-                    self.kind.name(),
-                    self.log.display()
-                );
+            for node in &mut self.nodes {
+                if node.child.is_some() && !node.running() {
+                    let tail = node.log_tail(LOG_TAIL_LINES);
+                    let clash = if tail.contains("Address already in use") {
+                        " (Address already in use)"
+                    } else {
+                        ""
+                    };
+                    bail!("Kafka node {} exited early{clash}:\n{tail}", node.id);
+                }
             }
-            let connect = tokio::net::TcpStream::connect(("127.0.0.1", self.port));
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+            let want: Vec<i32> = self
+                .nodes
+                .iter_mut()
+                .filter_map(|n| n.running().then_some(n.id))
+                .collect();
+            let ask: Vec<usize> = match only {
+                Some(i) => vec![i],
+                None => (0..self.nodes.len()).collect(),
+            };
+            let mut last = String::new();
+            let mut all = true;
+            for i in ask {
+                let addr = format!("127.0.0.1:{}", self.nodes[i].ports.plaintext);
+                match kafka_admin::broker_ids(&addr, kafka_admin::REQUEST_TIMEOUT).await {
+                    Ok(ids) if want.iter().all(|w| ids.contains(w)) => {}
+                    Ok(ids) => {
+                        all = false;
+                        last = format!("node {} lists brokers {ids:?}, want {want:?}", i + 1);
+                    }
+                    Err(e) => {
+                        all = false;
+                        last = format!("node {}: {e:#}", i + 1);
+                    }
+                }
+            }
+            if all {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
-                    "{} did not listen on port {} within {READY_TIMEOUT:?}; log:\n{}",
-                    self.kind.name(),
-                    self.port,
+                    "Kafka not ready within {READY_TIMEOUT:?} ({last}):\n{}",
                     self.log_tail(LOG_TAIL_LINES)
                 );
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
-    /// The high watermark (the next offset to be written) of partition 0 of `topic`. Waits up
-    /// to a minute: tansu on SQLite answers slowly while it takes in a backlog.
-    pub async fn high_watermark(&self, topic: &str) -> Result<i64> {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let bootstrap = self.bootstrap.clone();
-        let topic = topic.to_string();
-        // librdkafka calls block: off the async runtime.
-        tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .create()
-                .context("creating a Kafka consumer")?;
-            let (_, high) = consumer
-                .fetch_watermarks(&topic, 0, Duration::from_secs(60))
-                .with_context(|| format!("watermarks of {topic}"))?;
-            Ok(high)
-        })
-        .await
-        .context("watermark task panicked")?
-    }
-
-    /// Creates the topics (one partition, replication 1) through the admin API; an existing
-    /// topic is fine. Retries while the broker settles.
-    pub async fn create_topics(&self, topics: &[&str]) -> Result<()> {
-        if topics.is_empty() {
-            return Ok(());
-        }
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()
-            .context("creating a Kafka admin client")?;
-        let new: Vec<NewTopic> = topics
+    /// `host:port,...` of every node's `PLAINTEXT` listener, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
             .iter()
-            .map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1)))
+            .map(|n| format!("127.0.0.1:{}", n.ports.plaintext))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `host:port,...` of every node's extra listener `name` (see [`KafkaOptions::listener`]).
+    pub fn bootstrap_for(&self, listener: &str) -> Result<String> {
+        let i = self
+            .opts
+            .listeners
+            .iter()
+            .position(|l| l.name == listener)
+            .with_context(|| format!("no listener {listener} was asked for"))?;
+        Ok(self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.ports.extra[i]))
+            .collect::<Vec<_>>()
+            .join(","))
+    }
+
+    /// `PLAINTEXT` addresses of the nodes that run and are not paused (what the harness asks
+    /// metadata from: a paused node would hold a request until it times out).
+    fn live_bootstrap(&self) -> Result<String> {
+        let live: Vec<String> = self
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                (n.child.is_some() && !n.paused).then(|| format!("127.0.0.1:{}", n.ports.plaintext))
+            })
             .collect();
-        let opts = AdminOptions::new()
-            .operation_timeout(Some(Duration::from_secs(5)))
-            .request_timeout(Some(Duration::from_secs(5)));
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let result = loop {
-            let attempt = async {
-                let results = admin
-                    .create_topics(new.iter(), &opts)
-                    .await
-                    .context("CreateTopics")?;
-                for r in results {
-                    if let Err((t, code)) = r {
-                        if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
-                            bail!("creating topic {t}: {code}");
-                        }
-                    }
-                }
-                anyhow::Ok(())
-            };
-            match tokio::time::timeout(Duration::from_secs(10), attempt).await {
-                Ok(Ok(())) => break Ok(()),
-                Ok(Err(e)) if Instant::now() > deadline => break Err(e),
-                Err(_) if Instant::now() > deadline => {
-                    break Err(anyhow!("CreateTopics timed out"))
-                }
-                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        if live.is_empty() {
+            bail!("no Kafka node is running");
+        }
+        Ok(live.join(","))
+    }
+
+    pub fn options(&self) -> &KafkaOptions {
+        &self.opts
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The temp dir holding every node's config, data and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Each node's log file.
+    pub fn log_paths(&self) -> Vec<PathBuf> {
+        self.nodes.iter().map(Node::log).collect()
+    }
+
+    /// The last `n` lines of every node's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        self.nodes
+            .iter()
+            .map(|node| node.log_tail(n))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Fails with the log tails when a node that should run has exited.
+    pub fn ensure_running(&mut self) -> Result<()> {
+        for node in &mut self.nodes {
+            if node.child.is_some() && !node.running() {
+                bail!(
+                    "Kafka node {} exited:\n{}",
+                    node.id,
+                    node.log_tail(LOG_TAIL_LINES)
+                );
             }
-        };
-        // librdkafka's client destructor can block: not on the async runtime.
-        let _ = tokio::task::spawn_blocking(move || drop(admin)).await;
-        result.with_context(|| {
-            format!(
-                "creating topics {topics:?} on the {} broker; log:\n{}",
-                self.kind.name(),
-                self.log_tail(LOG_TAIL_LINES)
+        }
+        Ok(())
+    }
+
+    fn node_index(&self, node: i32) -> Result<usize> {
+        let i = usize::try_from(node - 1).ok();
+        match i {
+            Some(i) if i < self.nodes.len() => Ok(i),
+            _ => bail!("no Kafka node {node} (nodes are 1..={})", self.nodes.len()),
+        }
+    }
+
+    /// SIGKILLs node `node` (1-based `node.id`); its data dir and ports stay for
+    /// [`KafkaCluster::start_again`].
+    pub fn kill9(&mut self, node: i32) -> Result<()> {
+        let i = self.node_index(node)?;
+        let n = &mut self.nodes[i];
+        if let Some(mut child) = n.child.take() {
+            if child.try_wait()?.is_none() {
+                child.kill().context("SIGKILL a Kafka node")?;
+            }
+            child.wait().context("reaping a Kafka node")?;
+        }
+        n.paused = false;
+        Ok(())
+    }
+
+    /// Starts a killed node again on its data dir and ports; returns once the cluster lists
+    /// it again (it answers metadata and the controller quorum has unfenced it).
+    pub async fn start_again(&mut self, node: i32) -> Result<()> {
+        let i = self.node_index(node)?;
+        if self.nodes[i].running() {
+            bail!("Kafka node {node} is still running; kill it first");
+        }
+        self.spawn_node(i)?;
+        self.wait_listed(Some(i)).await
+    }
+
+    /// SIGSTOPs node `node`: it holds its connections and answers nothing.
+    pub fn pause(&mut self, node: i32) -> Result<()> {
+        self.signal(node, Signal::SIGSTOP)?;
+        let i = self.node_index(node)?;
+        self.nodes[i].paused = true;
+        Ok(())
+    }
+
+    /// SIGCONTs a paused node.
+    pub fn resume(&mut self, node: i32) -> Result<()> {
+        self.signal(node, Signal::SIGCONT)?;
+        let i = self.node_index(node)?;
+        self.nodes[i].paused = false;
+        Ok(())
+    }
+
+    fn signal(&mut self, node: i32, signal: Signal) -> Result<()> {
+        let i = self.node_index(node)?;
+        let child = self.nodes[i]
+            .child
+            .as_ref()
+            .with_context(|| format!("Kafka node {node} is not running"))?;
+        let pid = i32::try_from(child.id()).context("pid out of range")?;
+        kill(Pid::from_raw(pid), signal).with_context(|| format!("{signal} Kafka node {node}"))
+    }
+
+    /// The pid of a running node's JVM.
+    pub fn pid(&self, node: i32) -> Result<u32> {
+        let i = self.node_index(node)?;
+        self.nodes[i]
+            .child
+            .as_ref()
+            .map(Child::id)
+            .with_context(|| format!("Kafka node {node} is not running"))
+    }
+
+    /// The settings the harness creates topics with: one partition, a copy on every node,
+    /// [`KafkaOptions::min_insync_replicas`], no unclean election, and nothing deleted by age
+    /// or size (a test's backlog must never expire under it).
+    pub fn topic_spec(&self, name: &str) -> TopicSpec {
+        TopicSpec::new(name, 1, self.opts.replication())
+            .config(
+                "min.insync.replicas",
+                &self.opts.min_insync_replicas().to_string(),
             )
-        })
+            .config("unclean.leader.election.enable", "false")
+            .config("cleanup.policy", "delete")
+            .config("retention.ms", "-1")
+            .config("retention.bytes", "-1")
+    }
+
+    /// Creates `topics` with [`KafkaCluster::topic_spec`] and waits until each partition has
+    /// a leader. An existing topic is an error (a test starts from an empty cluster).
+    pub async fn create_topics(&self, topics: &[&str]) -> Result<()> {
+        let specs: Vec<TopicSpec> = topics.iter().map(|t| self.topic_spec(t)).collect();
+        self.create_topics_with(&specs).await
+    }
+
+    /// Creates topics with explicit settings and waits until each partition has a leader.
+    pub async fn create_topics_with(&self, specs: &[TopicSpec]) -> Result<()> {
+        let bootstrap = self.live_bootstrap()?;
+        kafka_admin::create_topics(&bootstrap, specs, false)
+            .await
+            .with_context(|| format!("creating topics; logs:\n{}", self.log_tail(10)))?;
+        for spec in specs {
+            for p in 0..spec.partitions {
+                self.wait_leader(&spec.name, p, |_| true, READY_TIMEOUT)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Leader, replicas and in-sync replicas of a partition (node ids) as the running nodes
+    /// report them.
+    pub async fn partition_state(&self, topic: &str, partition: i32) -> Result<PartitionState> {
+        let bootstrap = self.live_bootstrap()?;
+        kafka_admin::partition_state(&bootstrap, topic, partition).await
+    }
+
+    /// The node that leads `topic`'s `partition` (`None` while there is no leader).
+    pub async fn leader_of(&self, topic: &str, partition: i32) -> Result<Option<i32>> {
+        let state = self.partition_state(topic, partition).await?;
+        Ok((state.leader >= 0).then_some(state.leader))
+    }
+
+    /// Waits until the partition's leader satisfies `accept` (e.g. "not the node just
+    /// killed"); returns it.
+    pub async fn wait_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        accept: impl Fn(i32) -> bool,
+        timeout: Duration,
+    ) -> Result<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match self.partition_state(topic, partition).await {
+                Ok(s) if s.leader >= 0 && accept(s.leader) => return Ok(s.leader),
+                Ok(s) => format!("{s:?}"),
+                Err(e) => format!("{e:#}"),
+            };
+            if Instant::now() > deadline {
+                bail!("no acceptable leader for {topic}/{partition} within {timeout:?}: {last}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until every replica of the partition is in sync again (after a restart).
+    pub async fn wait_in_sync(&self, topic: &str, partition: i32, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match self.partition_state(topic, partition).await {
+                Ok(s) if s.leader >= 0 && s.isr == s.replicas => return Ok(()),
+                Ok(s) => format!("{s:?}"),
+                Err(e) => format!("{e:#}"),
+            };
+            if Instant::now() > deadline {
+                bail!("{topic}/{partition} not fully in sync within {timeout:?}: {last}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The high watermark of `topic`'s `partition` (the next offset to be written).
+    pub async fn high_watermark(&self, topic: &str, partition: i32) -> Result<i64> {
+        let bootstrap = self.live_bootstrap()?;
+        kafka_admin::high_watermark(&bootstrap, topic, partition).await
     }
 }
 
-impl Drop for KafkaBroker {
+impl Drop for KafkaCluster {
     fn drop(&mut self) {
-        // Closing stdin ends the mock by itself; kill in any case.
-        drop(self.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
 }
 
-/// The mock cluster binary: `$FLEETSYNC_MOCK_KAFKA_BIN`, else next to the fleetsync binary
-/// (`target/<profile>/`, where `cargo build`/`cargo test` put this package's binaries).
-pub fn mock_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("FLEETSYNC_MOCK_KAFKA_BIN") {
-        return PathBuf::from(bin);
+/// Runs `StorageTool format` for one node (a static quorum: no `--standalone`).
+async fn format_storage(
+    libs: PathBuf,
+    props: PathBuf,
+    cluster_id: String,
+    scram_args: Vec<String>,
+) -> Result<()> {
+    let mut cmd = tokio::process::Command::new(java_bin());
+    cmd.args(jvm_opts())
+        .arg(log4j_opt(&libs))
+        .arg("-cp")
+        .arg(classpath(&libs))
+        .arg("kafka.tools.StorageTool")
+        .arg("format")
+        .arg("--cluster-id")
+        .arg(&cluster_id)
+        .arg("--config")
+        .arg(&props)
+        .args(&scram_args)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(FORMAT_TIMEOUT, cmd.output())
+        .await
+        .context("StorageTool format timed out")?
+        .context("running StorageTool format (is Java installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "StorageTool format {} failed ({}):\n{}{}",
+            props.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let fleetsync = fleetsync_bin();
-    let dir = fleetsync.parent().unwrap_or(Path::new("."));
-    dir.join(MOCK_BIN_NAME)
-}
-
-/// The tansu binary: `$FLEETSYNC_TANSU_BIN`, else `tansu` in PATH, else `$CARGO_HOME/bin`
-/// (`~/.cargo/bin`), where `cargo install` puts it. `None` when not installed.
-pub fn tansu_bin() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("FLEETSYNC_TANSU_BIN") {
-        let bin = PathBuf::from(bin);
-        return bin.is_file().then_some(bin);
-    }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("CARGO_HOME") {
-        dirs.push(PathBuf::from(home).join("bin"));
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(home).join(".cargo").join("bin"));
-    }
-    dirs.into_iter()
-        .map(|d| d.join("tansu"))
-        .find(|p| p.is_file())
-}
-
-fn broker_dir(kind: &str) -> Result<TempDir> {
-    tempfile::Builder::new()
-        .prefix(&format!("fleetsync-kafka-{kind}-"))
-        .tempdir()
-        .context("creating a temp dir for a Kafka broker")
-}
-
-fn spawn_tansu(bin: &Path, args: &[OsString], dir: &Path, log: &Path, start: u32) -> Result<Child> {
-    let mut out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    writeln!(
-        out,
-        "===== fleetsync test harness: tansu start #{start} ====="
-    )?;
-    let err = out.try_clone()?;
-    let mut cmd = Command::new(bin);
-    cmd.args(args).current_dir(dir);
-    if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env("RUST_LOG", "warn");
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .spawn()
-        .with_context(|| format!("spawning {}", bin.display()))
-}
-
-/// Asks the OS for a free port on 127.0.0.1 and releases it for the broker to bind.
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("probing a free port")?;
-    Ok(listener.local_addr()?.port())
+    Ok(())
 }

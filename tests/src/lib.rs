@@ -1,6 +1,7 @@
 //! Test support for fleetsync's end-to-end tests: private MariaDB servers, byte-exact
-//! table comparison, a runner for the `fleetsync` binary, workload generators, Kafka brokers
-//! (librdkafka's mock cluster, tansu) and the TrinityCore fixtures.
+//! table comparison, a runner for the `fleetsync` binary, workload generators, Apache Kafka
+//! clusters (one node or three, started from Maven-fetched jars; librdkafka's mock cluster for
+//! quick checks) and the TrinityCore fixtures.
 //!
 //! Every helper talks to servers it started itself (127.0.0.1, OS-assigned ports, temp data
 //! dirs): a MariaDB already running on 3306 is never touched. Waits poll a condition with a
@@ -11,6 +12,9 @@ pub mod fixtures;
 pub mod fleetsync;
 pub mod generic;
 pub mod kafka;
+pub mod kafka_admin;
+pub mod kafka_mock;
+pub mod kafka_setup;
 pub mod mariadb;
 pub mod wait;
 pub mod workload;
@@ -25,7 +29,10 @@ pub use fleetsync::{
     wait_synced_procs, ConfigBuilder, Fleetsync,
 };
 pub use generic::{churn_schema, fill_schema, RowGenerator};
-pub use kafka::{BrokerKind, KafkaBroker};
+pub use kafka::KafkaCluster;
+pub use kafka_admin::{PartitionState, TopicSpec};
+pub use kafka_mock::MockKafka;
+pub use kafka_setup::{KafkaOptions, Listener, ScramUser};
 pub use mariadb::{hex_literal, quote_ident, quote_str, MariaDb};
 pub use wait::{wait_synced, wait_until};
 pub use workload::Workload;

@@ -2,9 +2,10 @@
 # The project's test command (README): formatting, lints, a debug build, then every test of the
 # workspace, the end-to-end tests against private MariaDB servers included.
 #
-# Works on a fresh Debian 12 machine: installs MariaDB (server + client) when it is missing;
-# the tests start their own servers on free 127.0.0.1 ports in temp dirs and never touch a
-# MariaDB already running on 3306.
+# Works on a fresh Debian 12 machine: installs MariaDB (server + client), Java and Maven when
+# missing, and fetches Apache Kafka's jars with Maven once (tests/kafka/fetch.sh, cached under
+# ~/.cache/fleetsync); the tests start their own MariaDB servers and Kafka brokers on free
+# 127.0.0.1 ports in temp dirs and never touch a MariaDB already running on 3306.
 #
 # Environment:
 #   RUST_TEST_THREADS          tests run at once (default 2: each e2e test runs two mariadbd and
@@ -12,8 +13,10 @@
 #   FLEETSYNC_TEST_TIMEOUT     upper bound for `cargo test` (default 35m, a hang-guard for CI)
 #   FLEETSYNC_TRINITYCORE_DIR  TrinityCore fixtures (default ../shared/fixtures/trinitycore;
 #                              the tests using them say SKIPPED when absent)
-#   FLEETSYNC_SKIP_TANSU=1     do not install the tansu Kafka broker; the Kafka tests that need
-#                              it say SKIPPED (those on librdkafka's mock cluster still run)
+#   FLEETSYNC_KAFKA_LIBS       a directory of Kafka jars to use instead of fetching them
+#   FLEETSYNC_CACHE_DIR        where fetch.sh keeps the jars (default ~/.cache/fleetsync)
+#   FLEETSYNC_KAFKA_JVM_OPTS   JVM options for the test brokers (default: see
+#                              tests/src/kafka_setup.rs; -Xmx512m, serial GC, C1 only)
 #   FLEETSYNC_TEST_KEEP_LOGS   a directory where failing Kafka tests leave their logs, a dump of
 #                              the topic and the differing rows
 set -euo pipefail
@@ -55,23 +58,25 @@ cargo fmt --all --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
-# The Kafka tests run against librdkafka's mock cluster (fleetsync-mock-kafka, built with the
-# workspace) and against tansu, a Kafka-compatible broker from crates.io. `libsql` gives tansu
-# its SQLite storage, which the broker-restart test needs (the memory engine loses everything).
-# The install compiles for about 10-20 minutes on 2 cores, once: later runs find the binary.
-CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
-export PATH="$PATH:$CARGO_BIN"
-if [[ ${FLEETSYNC_SKIP_TANSU:-} == 1 ]]; then
-    step "skipping the tansu install (FLEETSYNC_SKIP_TANSU=1): its Kafka tests will say SKIPPED"
-elif ! command -v tansu >/dev/null; then
-    step "installing the tansu Kafka broker (cargo install, takes a while)"
-    cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
+# The Kafka tests run on Apache Kafka 4.4.0, started by the tests from jars that Maven fetches
+# once into a cache (tests/kafka/fetch.sh; later runs reuse it, a pom change fetches again).
+if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+    step "installing Java and Maven (for the Kafka tests' broker)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q default-jre-headless maven
 fi
+if [[ -z ${FLEETSYNC_KAFKA_LIBS:-} ]]; then
+    step "fetching Apache Kafka's jars (Maven, cached)"
+    FLEETSYNC_KAFKA_LIBS=$(tests/kafka/fetch.sh kafka)
+fi
+export FLEETSYNC_KAFKA_LIBS
+echo "Kafka jars: $FLEETSYNC_KAFKA_LIBS"
 
 step "cargo build"
 cargo build --workspace
 export FLEETSYNC_BIN="$ROOT/target/debug/fleetsync"
-# Built by the line above from tests/src/bin (cargo test builds it too).
+# Built by the line above from tests/src/bin (cargo test builds it too): librdkafka's mock
+# cluster, which only the harness self-test and tests/bench use.
 export FLEETSYNC_MOCK_KAFKA_BIN="$ROOT/target/debug/fleetsync-mock-kafka"
 
 step "starting a private MariaDB for the applier's server tests"

@@ -19,7 +19,7 @@ use fleetsync_tests::{wait_until, KafkaOptions, MariaDb};
 use crate::kafka_rig::{AppWorkload, Rig, Writer, CATCH_UP_TIMEOUT, DB, TOPIC};
 
 /// How long a leader election after a SIGKILL may take: the controller fences a dead broker
-/// after `broker.session.timeout.ms` (9 s by default), then elects from the ISR.
+/// after `broker.session.timeout.ms` (4 s in the harness), then elects from the ISR.
 const ELECTION_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Two leaders of the source topic's partition SIGKILLed in turn under load, then restarted.

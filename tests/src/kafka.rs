@@ -50,6 +50,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const FORMAT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Start attempts when another process grabbed a port between our probe and the JVM's bind.
 const PORT_ATTEMPTS: usize = 3;
+/// How long [`KafkaCluster::high_watermark`] retries.
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Lines of each node's log shown when something fails.
 const LOG_TAIL_LINES: usize = 30;
 
@@ -524,10 +526,20 @@ impl KafkaCluster {
         }
     }
 
-    /// The high watermark of `topic`'s `partition` (the next offset to be written).
+    /// The high watermark of `topic`'s `partition` (the next offset to be written). Retries
+    /// for up to [`WATERMARK_TIMEOUT`]: right after an election the new leader answers
+    /// `OffsetNotAvailable` until its high watermark has caught up, and a leader that just
+    /// died answers nothing until the next one is elected.
     pub async fn high_watermark(&self, topic: &str, partition: i32) -> Result<i64> {
-        let bootstrap = self.live_bootstrap()?;
-        kafka_admin::high_watermark(&bootstrap, topic, partition).await
+        let deadline = Instant::now() + WATERMARK_TIMEOUT;
+        loop {
+            let bootstrap = self.live_bootstrap()?;
+            match kafka_admin::high_watermark(&bootstrap, topic, partition).await {
+                Ok(high) => return Ok(high),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
     }
 }
 

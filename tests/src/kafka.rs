@@ -316,9 +316,8 @@ impl KafkaCluster {
         let live: Vec<String> = self
             .nodes
             .iter()
-            .filter_map(|n| {
-                (n.child.is_some() && !n.paused).then(|| format!("127.0.0.1:{}", n.ports.plaintext))
-            })
+            .filter(|n| n.child.is_some() && !n.paused)
+            .map(|n| format!("127.0.0.1:{}", n.ports.plaintext))
             .collect();
         if live.is_empty() {
             bail!("no Kafka node is running");

@@ -15,6 +15,9 @@
 //!   open, nothing answers, like a network partition), then SIGCONTed.
 //! - `kafka_broker_restart`: the broker is SIGKILLed under load and restarted on its data, twice.
 //! - `kafka_harness_self_test`: the broker, mock and server helpers themselves.
+//! - `kafka_secure_self_test`: the TLS/SASL broker variant (`fleetsync_tests::kafka_secure`):
+//!   the test CA verifies it, another CA does not, a plaintext client gets nothing from the
+//!   TLS port, SCRAM logins work with the right password only.
 //!
 //! The three-broker cases and the 2-million-row backlog are in `kafka_faults`. With
 //! `FLEETSYNC_TEST_KEEP_LOGS=DIR`, a failing test leaves its logs, a dump of the topic and the
@@ -389,5 +392,48 @@ async fn kafka_harness_self_test() -> Result<()> {
         db.count("h", "t").await? == 2,
         "rows lost in the clean restart"
     );
+    Ok(())
+}
+
+/// The TLS/SASL broker variant: TLS verified with the test CA and refused with another CA; a
+/// plaintext librdkafka client gets no metadata from the TLS port; a SCRAM-SHA-512 login over
+/// SASL_SSL works with the right password and fails with a wrong one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_secure_self_test() -> Result<()> {
+    use fleetsync_tests::kafka_admin;
+    use fleetsync_tests::kafka_secure::{SecureKafka, SASL_LISTENER, SSL_LISTENER};
+
+    let secure = SecureKafka::start(&[("alice", "alice-secret")]).await?;
+    for listener in [SSL_LISTENER, SASL_LISTENER] {
+        ensure!(
+            secure.tls_handshake_ok(listener, &secure.certs.ca).await?,
+            "{listener}: TLS not verified with the test CA"
+        );
+        ensure!(
+            !secure
+                .tls_handshake_ok(listener, &secure.certs.wrong_ca)
+                .await?,
+            "{listener}: TLS verified with a CA that signed nothing"
+        );
+    }
+    let plain = kafka_admin::broker_ids(&secure.ssl_bootstrap()?, Duration::from_secs(3)).await;
+    ensure!(
+        plain.is_err(),
+        "a plaintext client got metadata from the TLS port: {plain:?}"
+    );
+    // The harness's own PLAINTEXT listener still answers.
+    ensure!(
+        kafka_admin::broker_ids(&secure.kafka.bootstrap(), Duration::from_secs(10)).await? == [1]
+    );
+    let id = secure.java_sasl_login("alice", "alice-secret").await?;
+    println!("SASL_SSL login as alice: cluster {id}");
+    // Refused for the password, not for anything else (a timeout would also be an error).
+    match secure.java_sasl_login("alice", "wrong").await {
+        Ok(id) => anyhow::bail!("a wrong password logged in (cluster {id})"),
+        Err(e) => ensure!(
+            format!("{e:#}").contains("Authentication failed"),
+            "a wrong password failed for another reason: {e:#}"
+        ),
+    }
     Ok(())
 }

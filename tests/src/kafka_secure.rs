@@ -1,0 +1,255 @@
+//! A Kafka cluster with TLS and SASL listeners, for the Kafka TLS/SASL tests: certificates and
+//! users made by the test, on top of [`KafkaCluster`] and [`KafkaOptions`].
+//!
+//! Every node gets, besides the harness's own `PLAINTEXT` listener:
+//! - [`SSL_LISTENER`] (`SSL`): TLS, the broker's certificate signed by a test CA;
+//! - [`SASL_LISTENER`] (`SASL_SSL`): the same TLS plus SCRAM-SHA-512 logins, for the users
+//!   given to [`SecureKafka::start`] (created at format time).
+//!
+//! Certificates come from the `openssl` command-line tool into the cluster's own temp dir:
+//! a CA (`ca.pem`, what clients trust), the broker's key and certificate (PEM keystore,
+//! `ssl.keystore.type=PEM`, subjectAltName `IP:127.0.0.1`, `DNS:localhost`, valid two days),
+//! and a second CA that signed nothing ([`Certs::wrong_ca`]) for "wrong CA" cases.
+//!
+//! This crate's librdkafka is built without TLS (that is the product's `ssl` feature), so the
+//! positive checks here use `openssl s_client` (the TLS handshake) and Kafka's own Java admin
+//! client (`kafka-cluster cluster-id`, a SASL_SSL login).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use tempfile::TempDir;
+
+use crate::kafka::KafkaCluster;
+use crate::kafka_setup::{classpath, java_bin, kafka_libs, KafkaOptions};
+
+pub const SSL_LISTENER: &str = "SSL";
+pub const SASL_LISTENER: &str = "SASL_SSL";
+pub const SCRAM_MECHANISM: &str = "SCRAM-SHA-512";
+
+/// The test's certificates (PEM files).
+pub struct Certs {
+    /// The CA that signed the broker's certificate.
+    pub ca: PathBuf,
+    /// A CA that signed nothing: a client trusting only it must refuse the broker.
+    pub wrong_ca: PathBuf,
+    /// The broker's private key followed by its certificate (the PEM keystore).
+    pub keystore: PathBuf,
+    _dir: TempDir,
+}
+
+impl Certs {
+    /// Makes a CA, a broker certificate for 127.0.0.1 signed by it, and an unrelated CA.
+    pub fn generate() -> Result<Certs> {
+        let dir = tempfile::Builder::new()
+            .prefix("fleetsync-kafka-certs-")
+            .tempdir()?;
+        let d = dir.path();
+        for (name, cn) in [
+            ("ca", "fleetsync-test-ca"),
+            ("wrong-ca", "fleetsync-wrong-ca"),
+        ] {
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    &format!("/CN={cn}"),
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.pem"),
+                ],
+            )?;
+        }
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "broker.key",
+                "-out",
+                "broker.csr",
+            ],
+        )?;
+        std::fs::write(
+            d.join("broker.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )?;
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "broker.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "broker.ext",
+                "-out",
+                "broker.crt",
+            ],
+        )?;
+        // `openssl req -nodes` writes an unencrypted PKCS#8 key, which Kafka's PEM keystore
+        // takes without `ssl.key.password`.
+        let key = std::fs::read_to_string(d.join("broker.key"))?;
+        let crt = std::fs::read_to_string(d.join("broker.crt"))?;
+        let keystore = d.join("broker-keystore.pem");
+        std::fs::write(&keystore, format!("{key}{crt}"))?;
+        Ok(Certs {
+            ca: d.join("ca.pem"),
+            wrong_ca: d.join("wrong-ca.pem"),
+            keystore,
+            _dir: dir,
+        })
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("running openssl (is the openssl package installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "openssl {} failed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// `opts` plus the `SSL` and `SASL_SSL` listeners, the PEM keystore and SCRAM for `users`
+/// (name, password).
+pub fn secure_options(opts: KafkaOptions, certs: &Certs, users: &[(&str, &str)]) -> KafkaOptions {
+    let mut opts = opts
+        .listener(SSL_LISTENER, "SSL")
+        .listener(SASL_LISTENER, "SASL_SSL")
+        .property("ssl.keystore.type", "PEM")
+        .property("ssl.keystore.location", &certs.keystore.to_string_lossy())
+        .property("sasl.enabled.mechanisms", SCRAM_MECHANISM)
+        .property(
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config",
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        );
+    for (name, password) in users {
+        opts = opts.scram_user(SCRAM_MECHANISM, name, password);
+    }
+    opts
+}
+
+/// A cluster with TLS and SASL listeners and the certificates it was made with.
+pub struct SecureKafka {
+    pub kafka: KafkaCluster,
+    pub certs: Certs,
+}
+
+impl SecureKafka {
+    /// One node with `users` (name, password) able to log in over `SASL_SSL`.
+    pub async fn start(users: &[(&str, &str)]) -> Result<SecureKafka> {
+        let certs = tokio::task::spawn_blocking(Certs::generate)
+            .await
+            .context("certificate task failed")??;
+        let kafka =
+            KafkaCluster::start(secure_options(KafkaOptions::single(), &certs, users)).await?;
+        Ok(SecureKafka { kafka, certs })
+    }
+
+    /// `host:port,...` of the TLS listener.
+    pub fn ssl_bootstrap(&self) -> Result<String> {
+        self.kafka.bootstrap_for(SSL_LISTENER)
+    }
+
+    /// `host:port,...` of the SASL_SSL listener.
+    pub fn sasl_bootstrap(&self) -> Result<String> {
+        self.kafka.bootstrap_for(SASL_LISTENER)
+    }
+
+    /// Whether a TLS handshake with the first node's `listener`, trusting only `ca`, succeeds
+    /// with a verified certificate (`openssl s_client -verify_return_error`).
+    pub async fn tls_handshake_ok(&self, listener: &str, ca: &Path) -> Result<bool> {
+        let bootstrap = self.kafka.bootstrap_for(listener)?;
+        let addr = bootstrap.split(',').next().unwrap_or_default().to_string();
+        let out = tokio::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &addr,
+                "-verify_return_error",
+                "-CAfile",
+            ])
+            .arg(ca)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .context("running openssl s_client")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        Ok(out.status.success() && stdout.contains("Verify return code: 0 (ok)"))
+    }
+
+    /// Logs in over `SASL_SSL` with Kafka's own Java admin client (`kafka-cluster
+    /// cluster-id`); `Ok(cluster id)` or the tool's error output.
+    pub async fn java_sasl_login(&self, user: &str, password: &str) -> Result<String> {
+        let libs = tokio::task::spawn_blocking(kafka_libs)
+            .await
+            .context("jar task failed")??;
+        let props = self.kafka.dir().join(format!("client-{user}.properties"));
+        std::fs::write(
+            &props,
+            format!(
+                "security.protocol=SASL_SSL\nsasl.mechanism={SCRAM_MECHANISM}\n\
+                 ssl.truststore.type=PEM\nssl.truststore.location={}\n\
+                 sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule \
+                 required username=\"{user}\" password=\"{password}\";\n\
+                 request.timeout.ms=10000\ndefault.api.timeout.ms=15000\n",
+                self.certs.ca.display()
+            ),
+        )?;
+        let out = tokio::process::Command::new(java_bin())
+            .args([
+                "-XX:TieredStopAtLevel=1",
+                "-XX:+UseSerialGC",
+                "-Xmx128m",
+                "-cp",
+            ])
+            .arg(classpath(&libs))
+            .arg("org.apache.kafka.tools.ClusterTool")
+            .args(["cluster-id", "--bootstrap-server", &self.sasl_bootstrap()?])
+            .arg("--command-config")
+            .arg(&props)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .context("running kafka-cluster cluster-id")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        match stdout.lines().find_map(|l| l.strip_prefix("Cluster ID: ")) {
+            Some(id) if out.status.success() => Ok(id.trim().to_string()),
+            _ => bail!(
+                "SASL_SSL login as {user} failed ({}): {}{}",
+                out.status,
+                stdout,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+}

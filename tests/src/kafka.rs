@@ -7,7 +7,8 @@
 //!   `min.insync.replicas=2`, `unclean.leader.election.enable=false`. Killing two of the three
 //!   also loses the controller quorum: nothing can be written (or elected) until one is back.
 //! - [`KafkaCluster::start`] with [`KafkaOptions`]: extra listeners (`SSL`, `SASL_SSL`, ...),
-//!   `server.properties` lines and SCRAM users (written at format time), for the TLS/SASL tests.
+//!   `server.properties` lines and SCRAM users (written at format time), for the TLS/SASL tests
+//!   ([`crate::kafka_secure`] builds the `SSL` + `SASL_SSL` variant on them).
 //!
 //! Where the jars and `java` come from, and the JVM's options: [`crate::kafka_setup`].
 //!

@@ -7,7 +7,7 @@
 //! in-flight batches to commit, then aborts.
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,6 +69,8 @@ pub fn build_pipeline(
         control: shared.controls.watch(&sync.name),
         until,
         finished: AtomicBool::new(false),
+        progress: AtomicU64::new(0),
+        failed: AtomicBool::new(false),
     })
 }
 

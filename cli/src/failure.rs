@@ -192,7 +192,10 @@ mod tests {
         // Context layers do not hide the type.
         let unusable = unusable.context("pipeline");
         assert_eq!(classify(&unusable).class, ErrorClass::Definite);
-        assert_eq!(classify(&anyhow::anyhow!("x")).class, ErrorClass::NeedsOperator);
+        assert_eq!(
+            classify(&anyhow::anyhow!("x")).class,
+            ErrorClass::NeedsOperator
+        );
     }
 
     #[test]

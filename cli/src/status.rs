@@ -154,9 +154,8 @@ async fn live_pipelines(config: &Config) -> Vec<Value> {
     }
     let fetch = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let request = format!(
-            "GET /api/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        );
+        let request =
+            format!("GET /api/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.ok()?;
@@ -180,10 +179,9 @@ fn overlay_live(sync: &mut Value, live: &[Value]) {
     };
     for t in targets {
         let target = t["name"].as_str().unwrap_or("");
-        let Some(p) = live
-            .iter()
-            .find(|p| p["sync"].as_str() == Some(name.as_str()) && p["target"].as_str() == Some(target))
-        else {
+        let Some(p) = live.iter().find(|p| {
+            p["sync"].as_str() == Some(name.as_str()) && p["target"].as_str() == Some(target)
+        }) else {
             continue;
         };
         t["pipeline_state"] = p["state"].clone();

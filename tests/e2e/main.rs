@@ -16,6 +16,7 @@
 
 mod backup;
 mod bad_input;
+mod binlog_settings;
 mod conflicts;
 mod crash;
 mod data_diff;
@@ -24,6 +25,7 @@ mod harness;
 mod health;
 mod kafka;
 mod pitr;
+mod retry_state;
 mod schema_diff;
 mod support;
 mod transfer;

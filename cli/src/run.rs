@@ -86,7 +86,7 @@ pub async fn source_end(config: &Config, sync: &SyncConfig) -> Result<Position> 
 pub async fn run(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
     preflight_all(&config).await?;
-    std::fs::create_dir_all(&config.state_dir)
+    fleetsync_agent::owner_only::private_dir(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
     let shared = Shared {
         checkpoints: Some(CheckpointStore::open(&config.state_dir)?),

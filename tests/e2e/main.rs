@@ -21,6 +21,7 @@ mod conflicts;
 mod crash;
 mod data_diff;
 mod ddl;
+mod files_at_rest;
 mod harness;
 mod health;
 mod kafka;

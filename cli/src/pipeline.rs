@@ -140,6 +140,12 @@ impl Pipeline {
                     self.fail(&msg, &class, true);
                     return;
                 }
+                // A one-shot or scheduled run ends here (`sync once` exits non-zero with the
+                // reason); a continuous one keeps retrying so a fix is picked up.
+                Verdict::Failed(_) if self.until.is_some() => {
+                    self.fail(&msg, &class, true);
+                    return;
+                }
                 Verdict::Failed(wait) => {
                     self.fail(&msg, &class, false);
                     wait

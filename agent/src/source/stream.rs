@@ -209,7 +209,7 @@ impl StreamState<'_> {
     }
 
     /// The failure for an event fleetsync cannot replicate; logged and counted here, once.
-    fn unusable(&self, setting: &'static str, want: &'static str, detail: String) -> SourceError {
+    fn unusable(&self, setting: &'static str, detail: String) -> SourceError {
         let mut position = format!("{}:{}", self.file, self.event_start);
         if let Some(g) = self.pending.as_ref().and_then(|p| p.gtid) {
             position.push_str(&format!(" (GTID {g})"));
@@ -222,7 +222,6 @@ impl StreamState<'_> {
             sync: self.spec.sync.clone(),
             position,
             setting,
-            want,
             detail,
         }
     }
@@ -414,7 +413,6 @@ impl StreamState<'_> {
             None => Ok(()),
             Some(table) => Err(self.unusable(
                 BINLOG_FORMAT,
-                "ROW",
                 format!("a data change on {table} was logged as a statement (binlog_format STATEMENT or MIXED for that session), so its rows are not in the binlog"),
             )),
         }
@@ -447,7 +445,6 @@ impl StreamState<'_> {
         if tme_column_names(tme).is_none() {
             return Err(self.unusable(
                 BINLOG_ROW_METADATA,
-                "FULL",
                 format!("the TABLE_MAP of {schema}.{table} carries no column names (binlog_row_metadata is not FULL for that session)"),
             ));
         }
@@ -496,7 +493,6 @@ impl StreamState<'_> {
             let table = format!("{}.{}", info.schema.schema, info.schema.table);
             return Err(self.unusable(
                 BINLOG_ROW_IMAGE,
-                "FULL",
                 format!("a row event of {table} lacks columns in its row images (binlog_row_image MINIMAL or NOBLOB for that session)"),
             ));
         }

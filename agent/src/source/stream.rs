@@ -445,7 +445,7 @@ impl StreamState<'_> {
         if tme_column_names(tme).is_none() {
             return Err(self.unusable(
                 BINLOG_ROW_METADATA,
-                format!("the TABLE_MAP of {schema}.{table} carries no column names (binlog_row_metadata is not FULL for that session)"),
+                format!("the TABLE_MAP of {schema}.{table} carries no column names (binlog_row_metadata is not FULL)"),
             ));
         }
         let info = self

@@ -32,9 +32,18 @@ impl CheckpointStore {
         Self::open_named(dir, "checkpoints")
     }
 
-    /// A store in `dir/<name>.sled` (one process may hold a sled store at a time).
+    /// A store in `dir/<name>.sled` (one process may hold a sled store at a time). `dir` and
+    /// the store are made owner-only (0700/0600, see [`crate::owner_only`]): sled creates its
+    /// files with the process umask, so their modes are tightened after opening, and the
+    /// store's directory keeps files sled adds later out of other users' reach.
     pub fn open_named(dir: &Path, name: &str) -> Result<Self, CheckpointError> {
         let path = dir.join(format!("{name}.sled"));
+        let open_error = |e: std::io::Error| CheckpointError::Open {
+            path: path.display().to_string(),
+            source: sled::Error::Io(e),
+        };
+        crate::owner_only::private_dir(dir).map_err(open_error)?;
+        crate::owner_only::private_dir(&path).map_err(open_error)?;
         let db = sled::Config::new()
             .path(&path)
             .cache_capacity(CACHE_BYTES)
@@ -43,6 +52,7 @@ impl CheckpointStore {
                 path: path.display().to_string(),
                 source,
             })?;
+        crate::owner_only::restrict_tree(&path).map_err(open_error)?;
         Ok(CheckpointStore { db })
     }
 

@@ -25,9 +25,32 @@ pub enum SourceError {
         what: String,
         message: String,
     },
+    /// The binlog does not carry the rows of a change to an included table, because a server
+    /// setting was changed while streaming (see `source::usable`). Replicating on would lose
+    /// that change silently, so the stream stops before the event.
+    #[error("server {server}: unusable binlog event at {position}: {detail}; fleetsync needs {setting}={want}: set it on the server (SET GLOBAL {setting}='{want}' and in its config), then re-sync the target (`fleetsync resnapshot --config FILE --sync {sync}`): this event's changes are not in the binlog", want = required_value(setting))]
+    Unusable {
+        server: String,
+        sync: String,
+        /// Binlog file:offset where the event starts, and the transaction's GTID if known.
+        position: String,
+        /// The server setting at fault: `binlog_format`, `binlog_row_image` or
+        /// `binlog_row_metadata` (also the `reason` label of the metric).
+        setting: &'static str,
+        detail: String,
+    },
     /// The downstream bus went away (shutdown).
     #[error("publisher closed")]
     PublisherClosed,
+}
+
+/// The value fleetsync needs for a binlog setting named in [`SourceError::Unusable`].
+pub fn required_value(setting: &str) -> &'static str {
+    if setting == "binlog_format" {
+        "ROW"
+    } else {
+        "FULL"
+    }
 }
 
 impl SourceError {

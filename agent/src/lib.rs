@@ -17,6 +17,7 @@ pub mod ddl;
 pub mod error;
 pub mod health;
 pub mod inspect;
+pub mod owner_only;
 pub mod publish;
 pub mod source;
 pub mod transfer;

@@ -167,7 +167,7 @@ async fn diff_data(args: &DataArgs) -> Result<DataDiffReport> {
         started.elapsed().as_secs_f64(),
     );
     if let Some(path) = &args.repair_sql {
-        std::fs::write(path, repair.render(&source.label(), &target.label()))
+        fleetsync_agent::owner_only::write(path, repair.render(&source.label(), &target.label()))
             .with_context(|| format!("writing the repair SQL to {}", path.display()))?;
         if !args.json {
             println!(

@@ -1,5 +1,7 @@
 //! The HTTP listener: `/metrics` (Prometheus text), `/health` (200 when every pipeline is
-//! running, 503 otherwise, JSON body either way) and `/api/status` (pipeline states as JSON).
+//! starting, snapshotting or streaming; 503 otherwise, with `status` "failed" when a pipeline
+//! is `failed` and "degraded" when one is retrying, paused or stopped; JSON body either way)
+//! and `/api/status` (pipeline states as JSON).
 
 use std::net::SocketAddr;
 
@@ -85,6 +87,14 @@ fn describe() {
     describe_counter!(
         "fleetsync_pipeline_restarts_total",
         "Pipeline restarts after a failure."
+    );
+    describe_gauge!(
+        crate::pipeline::METRIC_SYNC_FAILED,
+        "1 while a (sync, target) pipeline is failed: a definite error, or the same non-transient error several times in a row (see status for the reason)."
+    );
+    describe_counter!(
+        fleetsync_agent::source::usable::METRIC_UNUSABLE_EVENTS,
+        "Binlog events of included tables that cannot be replicated (statement-format DML, partial row image, no column names), per source server and reason (the server setting at fault). The sync stops at the first."
     );
 }
 
@@ -176,8 +186,9 @@ async fn health_handler(State(s): State<AppState>) -> impl IntoResponse {
     let healthy = list
         .iter()
         .all(|p| p.state == "streaming" || p.state == "snapshotting" || p.state == "starting");
+    let failed = list.iter().any(|p| p.state == "failed");
     let body = serde_json::json!({
-        "status": if healthy { "ok" } else { "degraded" },
+        "status": if healthy { "ok" } else if failed { "failed" } else { "degraded" },
         "pipelines": list.iter().map(|p| serde_json::json!({"sync": p.sync, "target": p.target, "state": p.state, "error": p.error})).collect::<Vec<_>>(),
     });
     (

@@ -7,6 +7,7 @@ mod control;
 mod datadiff_cmd;
 mod diff_cmd;
 mod exit;
+mod failure;
 mod health_cmd;
 mod http;
 mod kafka_cmds;

@@ -31,7 +31,7 @@ async fn once(path: &std::path::Path, name: &str) -> Result<()> {
         .ok_or_else(|| anyhow!("no sync named {name:?}"))?
         .clone();
     preflight_all(&config).await?;
-    std::fs::create_dir_all(&config.state_dir)
+    fleetsync_agent::owner_only::private_dir(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
     let shared = Shared {
         checkpoints: Some(CheckpointStore::open(&config.state_dir)?),

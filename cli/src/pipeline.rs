@@ -21,25 +21,25 @@ use fleetsync_agent::publish::{EmbeddedPublisher, EmbeddedReceiver};
 use fleetsync_agent::source::{
     self, snapshot::snapshot, stream::now_ms, stream::stream, SourceSpec,
 };
-use fleetsync_agent::SourceError;
 use fleetsync_coordinator::apply::{Applier, ApplierOptions, SnapshotState};
 use fleetsync_coordinator::feed::{Feed, FeedError, FeedItem};
 use fleetsync_proto::{Position, Transaction};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::watch;
 
 use crate::control::Control;
+use crate::failure::{self, RetryPolicy, Verdict};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 pub const METRIC_LAG: &str = "fleetsync_replication_lag_seconds";
 pub const METRIC_PIPELINE_UP: &str = "fleetsync_pipeline_up";
 pub const METRIC_PIPELINE_RESTARTS: &str = "fleetsync_pipeline_restarts_total";
+/// 1 while a (sync, target) pipeline is `failed` (see [`crate::failure`]), else 0.
+pub const METRIC_SYNC_FAILED: &str = "fleetsync_sync_failed";
 
 /// How often a running pipeline logs its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
-/// Longest wait between retries after a failure.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct PipelineStatus {
@@ -76,6 +76,10 @@ pub struct Pipeline {
     pub until: Option<Position>,
     /// Set when the pipeline stopped on purpose (reached `until`, or cancelled).
     pub finished: AtomicBool,
+    /// Batches applied since start: tells the retry policy that an attempt made progress.
+    pub progress: AtomicU64,
+    /// Whether the pipeline is `failed` (see [`Pipeline::run`]).
+    pub failed: AtomicBool,
 }
 
 impl Pipeline {
@@ -102,11 +106,16 @@ impl Pipeline {
         ]
     }
 
-    /// Runs until cancelled, retrying failures with backoff. A purged position stops it.
+    /// Runs until cancelled. Errors go through [`failure::classify`] and one
+    /// [`RetryPolicy`]: transient ones are retried with backoff (`retrying`), the same
+    /// non-transient error [`failure::FAIL_AFTER`] times in a row makes the pipeline `failed`
+    /// (it keeps retrying at the backoff cap; an applied batch clears it), a definite error
+    /// (purged position, bus gap, unusable binlog event) makes it `failed` and stops it.
     pub async fn run(self, cancel: CancellationToken) {
-        let mut backoff = Duration::from_secs(1);
+        let mut policy = RetryPolicy::default();
         self.update(|s| s.state = "starting".into());
         loop {
+            let progress_before = self.progress.load(Ordering::Relaxed);
             let result = self.run_once(&cancel).await;
             metrics::gauge!(METRIC_PIPELINE_UP, &self.labels()).set(0.0);
             if self.finished.load(Ordering::Relaxed) && result.is_ok() {
@@ -120,32 +129,69 @@ impl Pipeline {
                 Ok(()) => anyhow!("stream ended"),
                 Err(e) => e,
             };
-            let msg = format!("{err:#}");
-            let purged = err
-                .downcast_ref::<SourceError>()
-                .is_some_and(|e| matches!(e, SourceError::Purged { .. }))
-                || err
-                    .downcast_ref::<FeedError>()
-                    .is_some_and(|e| matches!(e, FeedError::Gap { .. }));
-            if purged {
-                tracing::error!(sync = %self.applier.sync, target = %self.applier.target, error = %msg, "pipeline stopped");
-                self.update(|s| {
-                    s.state = "failed".into();
-                    s.error = Some(msg);
-                });
-                return;
+            if self.progress.load(Ordering::Relaxed) != progress_before {
+                policy.progress();
             }
-            tracing::warn!(sync = %self.applier.sync, target = %self.applier.target, error = %msg, retry_in = ?backoff, "pipeline failed, retrying");
+            let class = failure::classify(&err);
+            let msg = format!("{err:#}");
             metrics::counter!(METRIC_PIPELINE_RESTARTS, &self.labels()).increment(1);
-            self.update(|s| {
-                s.state = "retrying".into();
-                s.error = Some(msg);
-            });
+            let wait = match policy.next(&class) {
+                Verdict::Stop => {
+                    self.fail(&msg, &class, true);
+                    return;
+                }
+                // A one-shot or scheduled run ends here (`sync once` exits non-zero with the
+                // reason); a continuous one keeps retrying so a fix is picked up.
+                Verdict::Failed(_) if self.until.is_some() => {
+                    self.fail(&msg, &class, true);
+                    return;
+                }
+                Verdict::Failed(wait) => {
+                    self.fail(&msg, &class, false);
+                    wait
+                }
+                Verdict::Retry(wait) => {
+                    tracing::warn!(sync = %self.applier.sync, target = %self.applier.target, error = %msg, kind = %class.kind, retry_in = ?wait, "pipeline failed, retrying");
+                    let failed = self.failed.load(Ordering::Relaxed);
+                    self.update(|s| {
+                        // A failed pipeline stays `failed` until it makes progress.
+                        if !failed {
+                            s.state = "retrying".into();
+                            s.error = Some(msg);
+                        }
+                    });
+                    wait
+                }
+            };
             tokio::select! {
                 _ = cancel.cancelled() => { self.update(|s| s.state = "stopped".into()); return; }
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Marks the pipeline `failed` (status, gauge, one error log per failure).
+    fn fail(&self, msg: &str, class: &failure::Classified, stops: bool) {
+        let was_failed = self.failed.swap(true, Ordering::Relaxed);
+        metrics::gauge!(METRIC_SYNC_FAILED, &self.labels()).set(1.0);
+        if !was_failed || stops {
+            tracing::error!(sync = %self.applier.sync, target = %self.applier.target, error = %msg, kind = %class.kind, retrying = !stops, "pipeline failed");
+        } else {
+            tracing::warn!(sync = %self.applier.sync, target = %self.applier.target, error = %msg, kind = %class.kind, "pipeline still failed, retrying");
+        }
+        self.update(|s| {
+            s.state = "failed".into();
+            s.error = Some(msg.to_string());
+        });
+    }
+
+    /// Records an applied batch: progress resets the retry policy and clears `failed`.
+    fn made_progress(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
+        if self.failed.swap(false, Ordering::Relaxed) {
+            metrics::gauge!(METRIC_SYNC_FAILED, &self.labels()).set(0.0);
+            tracing::info!(sync = %self.applier.sync, target = %self.applier.target, "pipeline recovered");
+            self.update(|s| s.error = None);
         }
     }
 
@@ -158,20 +204,23 @@ impl Pipeline {
             self.spec.opts.clone(),
             self.applier.clone(),
         )
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
-        let state = applier.load_state().await.map_err(|e| anyhow!("{e}"))?;
+        .await?;
+        let state = applier.load_state().await?;
         let resume = match state {
             Some(s) if matches!(s.snapshot, SnapshotState::Done) => Some(s.position),
             _ => None,
         };
+        let failed = self.failed.load(Ordering::Relaxed);
         self.update(|s| {
-            s.state = if resume.is_some() {
-                "streaming".into()
-            } else {
-                "snapshotting".into()
-            };
-            s.error = None;
+            // `failed` (and its reason) stays until a batch is applied.
+            if !failed {
+                s.state = if resume.is_some() {
+                    "streaming".into()
+                } else {
+                    "snapshotting".into()
+                };
+                s.error = None;
+            }
         });
         let child = cancel.child_token();
         let (mut publisher, rx) = EmbeddedPublisher::channel(self.queue, self.queue_rows);
@@ -241,8 +290,7 @@ impl Pipeline {
                 applier.set_bus_offset(first.offset);
                 applier
                     .begin_snapshot(&first.txn.position, &first.txn.tables)
-                    .await
-                    .map_err(|e| anyhow!("{e}"))?;
+                    .await?;
                 self.update(|s| s.state = "snapshotting".into());
                 continue;
             }
@@ -269,7 +317,8 @@ impl Pipeline {
                 batch.push(item.txn);
             }
             applier.set_bus_offset(last_offset);
-            let state = applier.apply(&batch).await.map_err(|e| anyhow!("{e}"))?;
+            let state = applier.apply(&batch).await?;
+            self.made_progress();
             if let Some(store) = &self.checkpoints {
                 if let Err(e) = store.put(&self.applier.sync, &self.applier.target, &state.position)
                 {

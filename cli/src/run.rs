@@ -7,7 +7,7 @@
 //! in-flight batches to commit, then aborts.
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,6 +69,8 @@ pub fn build_pipeline(
         control: shared.controls.watch(&sync.name),
         until,
         finished: AtomicBool::new(false),
+        progress: AtomicU64::new(0),
+        failed: AtomicBool::new(false),
     })
 }
 
@@ -84,7 +86,7 @@ pub async fn source_end(config: &Config, sync: &SyncConfig) -> Result<Position> 
 pub async fn run(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
     preflight_all(&config).await?;
-    std::fs::create_dir_all(&config.state_dir)
+    fleetsync_agent::owner_only::private_dir(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
     let shared = Shared {
         checkpoints: Some(CheckpointStore::open(&config.state_dir)?),

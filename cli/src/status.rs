@@ -1,5 +1,10 @@
 //! `fleetsync status` (read-only: asks each source for its position and each target for its
 //! stored progress) and `fleetsync resnapshot`.
+//!
+//! The stored progress cannot tell a pipeline that stopped on an error from one that is merely
+//! behind, so `status` also asks a running fleetsync at `[metrics] listen` (when it answers
+//! within [`LIVE_TIMEOUT`]) for its pipelines' states: a `failed` pipeline is shown as
+//! `failed` with its reason, whatever its stored position says.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -16,11 +21,17 @@ use serde_json::{json, Value};
 use crate::opts::opts_by_name;
 use crate::preflight::source_spec;
 
+/// How long `status` waits for a running fleetsync's `/api/status`.
+const LIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn status(path: &Path, as_json: bool) -> Result<()> {
     let config = Config::load(path)?;
+    let live = live_pipelines(&config).await;
     let mut syncs = Vec::new();
     for sync in &config.syncs {
-        syncs.push(sync_status(&config, sync).await?);
+        let mut s = sync_status(&config, sync).await?;
+        overlay_live(&mut s, &live);
+        syncs.push(s);
     }
     let out = json!({ "syncs": syncs });
     if as_json {
@@ -124,6 +135,61 @@ async fn target_status(
                 "transactions_applied": s.txns,
                 "warnings": warnings,
             })
+        }
+    }
+}
+
+/// The pipelines of a fleetsync running with this config (`GET /api/status` at
+/// `[metrics] listen`); empty when none answers.
+async fn live_pipelines(config: &Config) -> Vec<Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut addr) = config.metrics_addr() else {
+        return Vec::new();
+    };
+    if addr.port() == 0 {
+        return Vec::new();
+    }
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request =
+            format!("GET /api/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8_lossy(&response);
+        let body = text.split_once("\r\n\r\n")?.1;
+        serde_json::from_str::<Vec<Value>>(body).ok()
+    };
+    tokio::time::timeout(LIVE_TIMEOUT, fetch)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Adds the running pipeline's state and error to each target of `sync`; a `failed` pipeline
+/// makes the target's state `failed`.
+fn overlay_live(sync: &mut Value, live: &[Value]) {
+    let name = sync["name"].as_str().unwrap_or("").to_string();
+    let Some(targets) = sync["targets"].as_array_mut() else {
+        return;
+    };
+    for t in targets {
+        let target = t["name"].as_str().unwrap_or("");
+        let Some(p) = live.iter().find(|p| {
+            p["sync"].as_str() == Some(name.as_str()) && p["target"].as_str() == Some(target)
+        }) else {
+            continue;
+        };
+        t["pipeline_state"] = p["state"].clone();
+        if p["state"].as_str() == Some("failed") {
+            t["state"] = json!("failed");
+        }
+        if !p["error"].is_null() {
+            t["error"] = p["error"].clone();
         }
     }
 }

@@ -18,16 +18,19 @@
 
 mod backup;
 mod bad_input;
+mod binlog_settings;
 mod conflicts;
 mod crash;
 mod data_diff;
 mod ddl;
+mod files_at_rest;
 mod harness;
 mod health;
 mod kafka;
 mod kafka_faults;
 mod kafka_rig;
 mod pitr;
+mod retry_state;
 mod schema_diff;
 mod support;
 mod transfer;

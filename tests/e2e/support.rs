@@ -63,6 +63,19 @@ impl Pair {
         Fleetsync::write_config(self.dir.path(), &text)
     }
 
+    /// Writes the usual config with the HTTP listener (`/health`, `/metrics`, `/api/status`) on
+    /// `port`, so that tests and `fleetsync status` can reach the running process.
+    pub fn config_listening(&self, include: &[&str], port: u16) -> Result<PathBuf> {
+        let text = simple_config(
+            &self.state_dir(),
+            &self.src.url_root(),
+            &self.dst.url_root(),
+            include,
+        )
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+        Fleetsync::write_config(self.dir.path(), &text)
+    }
+
     /// Writes the usual config with another source URL (a user, a password, a dead port).
     pub fn config_with_source_url(&self, source_url: &str, include: &[&str]) -> Result<PathBuf> {
         let text = simple_config(&self.state_dir(), source_url, &self.dst.url_root(), include);
@@ -149,4 +162,30 @@ pub async fn assert_target_untouched(dst: &MariaDb, before: &[String]) -> Result
 pub fn dead_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
+}
+
+/// GET `path` from 127.0.0.1:`port`: (HTTP status code, body).
+pub async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).await?;
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no HTTP status line")?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// The one target of sync `s1` in `fleetsync status --json`.
+pub async fn status_target(config: &Path) -> Result<serde_json::Value> {
+    let status = fleetsync_tests::status_json(config).await?;
+    Ok(status["syncs"][0]["targets"][0].clone())
 }

@@ -149,7 +149,11 @@ pub async fn run_archiver(
         }
         match result {
             Err(e @ ArchiveError::Invalid(_)) => break Err(e),
-            Err(ArchiveError::Source(e @ SourceError::Purged { .. })) => {
+            // A purged position, or a change the binlog does not carry (statement-format
+            // DML, partial row image): replaying the archive would silently miss changes.
+            Err(ArchiveError::Source(
+                e @ (SourceError::Purged { .. } | SourceError::Unusable { .. }),
+            )) => {
                 break Err(ArchiveError::Invalid(format!(
                     "{e}: the binlog archive in {} cannot continue without a gap; move it away to start a new archive (backups taken before now need the old one)",
                     dir.display()

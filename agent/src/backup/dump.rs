@@ -193,7 +193,7 @@ fn allocate(
     server: &str,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(String, PathBuf), BackupError> {
-    std::fs::create_dir_all(dir)
+    crate::owner_only::create_dir_all(dir)
         .map_err(|e| BackupError::file(dir, format!("cannot create backup dir: {e}")))?;
     let base = format!("{server}-{}", at.format("%Y%m%dT%H%M%SZ"));
     for n in 1..1000 {
@@ -203,10 +203,10 @@ fn allocate(
             format!("{base}-{n}")
         };
         let root = dir.join(&id);
-        match std::fs::create_dir(&root) {
+        match crate::owner_only::create_dir(&root) {
             Ok(()) => {
                 for sub in ["schema", "data"] {
-                    std::fs::create_dir(root.join(sub))
+                    crate::owner_only::create_dir(&root.join(sub))
                         .map_err(|e| BackupError::file(&root, format!("cannot create: {e}")))?;
                 }
                 return Ok((id, root));

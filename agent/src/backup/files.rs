@@ -128,7 +128,7 @@ pub fn write_stored(
     let path = root.join(rel);
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
     let io = |e: std::io::Error| BackupError::file(&path, format!("cannot write: {e}"));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    let mut f = crate::owner_only::create(&tmp).map_err(io)?;
     f.write_all(stored).map_err(io)?;
     f.sync_data().map_err(io)?;
     drop(f);

@@ -176,7 +176,7 @@ pub fn write(root: &Path, m: &mut Manifest) -> Result<(), BackupError> {
     let text = serde_json::to_vec_pretty(m).map_err(|e| BackupError::file(&path, e.to_string()))?;
     let tmp = root.join(format!("{MANIFEST_FILE}.tmp"));
     let io = |e: std::io::Error| BackupError::file(&path, format!("cannot write: {e}"));
-    std::fs::write(&tmp, &text).map_err(io)?;
+    crate::owner_only::write(&tmp, &text).map_err(io)?;
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .map_err(io)?;
@@ -312,7 +312,8 @@ pub(crate) mod tests {
     fn write_read_and_tamper() -> Result<(), BackupError> {
         let dir = std::env::temp_dir().join(format!("fs-manifest-test-{}", std::process::id()));
         let root = dir.join("b1");
-        std::fs::create_dir_all(&root).map_err(|e| BackupError::file(&root, e.to_string()))?;
+        crate::owner_only::create_dir_all(&root)
+            .map_err(|e| BackupError::file(&root, e.to_string()))?;
         let mut m = sample("b1", "2024-01-01T00:00:00Z");
         write(&root, &mut m)?;
         let back = read(&dir, "b1")?;

@@ -9,6 +9,7 @@ pub mod decode;
 pub mod schema;
 pub mod snapshot;
 pub mod stream;
+pub mod usable;
 
 use fleetsync_config::TableFilter;
 use fleetsync_proto::{BinlogPosition, GtidSet, Origin, Position};

@@ -9,6 +9,10 @@
 //!   record progress through traffic they do not receive.
 //! * DDL on included tables is published as its own transaction and invalidates the schema
 //!   cache, so later row events decode with the new definition.
+//! * An event whose changes the binlog does not fully carry (a statement-form data change, a
+//!   partial row image, a TABLE_MAP without column names) on an included table ends the
+//!   stream with [`SourceError::Unusable`] before its transaction is published (see
+//!   [`super::usable`]): nothing downstream ever moves past it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,8 +29,11 @@ use mysql_async::BinlogStreamRequest;
 use mysql_common::io::ParseBuf;
 use tokio_util::sync::CancellationToken;
 
-use super::decode::{build_table_info, decode_image, tme_fingerprint, TableInfo};
+use super::decode::{build_table_info, decode_image, tme_column_names, tme_fingerprint, TableInfo};
 use super::schema::SchemaCache;
+use super::usable::{
+    self, BINLOG_FORMAT, BINLOG_ROW_IMAGE, BINLOG_ROW_METADATA, METRIC_UNUSABLE_EVENTS,
+};
 use super::{connect, ServerInfo, SourceSpec};
 use crate::ddl::{classify, Statement};
 use crate::publish::Publisher;
@@ -42,6 +49,8 @@ const EV_QUERY: u8 = 2;
 const EV_ROTATE: u8 = 4;
 const EV_FORMAT_DESCRIPTION: u8 = 15;
 const EV_XID: u8 = 16;
+/// EXECUTE_LOAD_QUERY: a LOAD DATA logged as a statement (its file in BEGIN_LOAD_QUERY events).
+const EV_EXECUTE_LOAD_QUERY: u8 = 18;
 const EV_TABLE_MAP: u8 = 19;
 const EV_HEARTBEAT: u8 = 27;
 const EV_MARIADB_GTID: u8 = 162;
@@ -73,6 +82,8 @@ struct StreamState<'a> {
     info: &'a ServerInfo,
     file: String,
     pos: u64,
+    /// Where the event being handled starts (for messages: `pos` is already past it).
+    event_start: u64,
     gtids: GtidSet,
     pending: Option<Pending>,
     /// Decoders per TABLE_MAP table id; `None` = excluded table.
@@ -117,6 +128,7 @@ pub async fn stream<P: Publisher>(
         info,
         file: from.binlog.file.clone(),
         pos: from.binlog.pos,
+        event_start: from.binlog.pos,
         gtids: from.gtid.clone().unwrap_or_default(),
         pending: None,
         tables: HashMap::new(),
@@ -196,6 +208,24 @@ impl StreamState<'_> {
         }
     }
 
+    /// The failure for an event fleetsync cannot replicate; logged and counted here, once.
+    fn unusable(&self, setting: &'static str, detail: String) -> SourceError {
+        let mut position = format!("{}:{}", self.file, self.event_start);
+        if let Some(g) = self.pending.as_ref().and_then(|p| p.gtid) {
+            position.push_str(&format!(" (GTID {g})"));
+        }
+        metrics::counter!(METRIC_UNUSABLE_EVENTS, "server" => self.spec.name.clone(), "reason" => setting)
+            .increment(1);
+        tracing::error!(server = %self.spec.name, sync = %self.spec.sync, %position, setting, %detail, "unusable binlog event: stopping before it");
+        SourceError::Unusable {
+            server: self.spec.name.clone(),
+            sync: self.spec.sync.clone(),
+            position,
+            setting,
+            detail,
+        }
+    }
+
     fn begin(&mut self, gtid: Option<Gtid>, ts: u32, standalone: bool) {
         self.pending = Some(Pending {
             gtid,
@@ -218,6 +248,7 @@ impl StreamState<'_> {
         if ty != EV_HEARTBEAT && header.flags_raw() & FLAG_ARTIFICIAL == 0 && header.log_pos() != 0
         {
             self.pos = u64::from(header.log_pos());
+            self.event_start = self.pos.saturating_sub(u64::from(header.event_size()));
         }
         // Changes fleetsync itself applied on this server are not published again (no echo
         // loops in bidirectional syncs); their transaction boundaries still move the position.
@@ -285,6 +316,12 @@ impl StreamState<'_> {
                     .map_err(|e| self.decode_error("TABLE_MAP", e))?;
                 self.on_table_map(&tme).await?;
             }
+            EV_EXECUTE_LOAD_QUERY => {
+                if let Ok(Some(EventData::ExecuteLoadQueryEvent(q))) = event.read_data() {
+                    let statement = classify(&q.query());
+                    self.check_statement(&statement, &q.schema())?;
+                }
+            }
             EV_FORMAT_DESCRIPTION => self.seen_fde = true,
             EV_XID => self.finish(publisher).await?,
             EV_HEARTBEAT => {
@@ -311,7 +348,9 @@ impl StreamState<'_> {
         publisher: &mut P,
     ) -> Result<(), SourceError> {
         let sql = q.query();
-        match classify(&sql) {
+        let statement = classify(&sql);
+        self.check_statement(&statement, &q.schema())?;
+        match statement {
             Statement::Begin => {
                 if self.pending.is_none() {
                     self.begin(None, ts, false);
@@ -355,12 +394,28 @@ impl StreamState<'_> {
                     );
                 }
             }
-            Statement::Other => {}
+            // Refused by check_statement when it touches an included table.
+            Statement::Dml { .. } | Statement::Other => {}
         }
         if self.pending.as_ref().is_none_or(|p| p.standalone) {
             self.finish(publisher).await?;
         }
         Ok(())
+    }
+
+    /// Fails on a statement-form data change that may write an included table.
+    fn check_statement(
+        &self,
+        statement: &Statement,
+        default_schema: &str,
+    ) -> Result<(), SourceError> {
+        match usable::statement_table(statement, default_schema, &self.spec.filter) {
+            None => Ok(()),
+            Some(table) => Err(self.unusable(
+                BINLOG_FORMAT,
+                format!("a data change on {table} was logged as a statement (binlog_format STATEMENT or MIXED for that session), so its rows are not in the binlog"),
+            )),
+        }
     }
 
     fn set_ddl(&mut self, ddl: Ddl, ts: u32) {
@@ -386,6 +441,12 @@ impl StreamState<'_> {
         if !self.spec.filter.matches(&schema, &table) {
             self.tables.insert(id, None);
             return Ok(());
+        }
+        if tme_column_names(tme).is_none() {
+            return Err(self.unusable(
+                BINLOG_ROW_METADATA,
+                format!("the TABLE_MAP of {schema}.{table} carries no column names (binlog_row_metadata is not FULL)"),
+            ));
         }
         let info = self
             .schema
@@ -425,6 +486,16 @@ impl StreamState<'_> {
         let after_bits: Option<Vec<bool>> = rows
             .columns_after_image()
             .map(|b| b.iter().by_vals().collect());
+        let columns = info.cols.len();
+        if !usable::full_image(before_bits.as_deref(), columns)
+            || !usable::full_image(after_bits.as_deref(), columns)
+        {
+            let table = format!("{}.{}", info.schema.schema, info.schema.table);
+            return Err(self.unusable(
+                BINLOG_ROW_IMAGE,
+                format!("a row event of {table} lacks columns in its row images (binlog_row_image MINIMAL or NOBLOB for that session)"),
+            ));
+        }
         let mut buf = ParseBuf(rows.rows_data());
         let mut decoded = Vec::new();
         while !buf.is_empty() {

@@ -115,11 +115,12 @@ impl CsvWriter {
         let mut text = serde_json::to_vec_pretty(&JsonHeader::new(header, Some(ENCODING_NOTE)))
             .map_err(|e| TransferError::io(schema_path, e))?;
         text.push(b'\n');
-        std::fs::write(schema_path, text).map_err(|e| TransferError::io(schema_path, e))?;
+        crate::owner_only::write(schema_path, text)
+            .map_err(|e| TransferError::io(schema_path, e))?;
         if !with_rows {
             return Ok(None);
         }
-        let file = File::create(path).map_err(|e| TransferError::io(path, e))?;
+        let file = crate::owner_only::create(path).map_err(|e| TransferError::io(path, e))?;
         let mut w = csv::WriterBuilder::new()
             .terminator(csv::Terminator::CRLF)
             .from_writer(BufWriter::with_capacity(1 << 20, file));

@@ -143,7 +143,7 @@ fn prepare_dir(dir: &Path) -> Result<(), TransferError> {
         }
         return Ok(());
     }
-    std::fs::create_dir_all(dir).map_err(|e| TransferError::io(dir, e))
+    crate::owner_only::create_dir_all(dir).map_err(|e| TransferError::io(dir, e))
 }
 
 async fn show_create(

@@ -110,7 +110,7 @@ pub struct JsonWriter {
 
 impl JsonWriter {
     pub fn create(path: &Path, header: &TableHeader) -> Result<JsonWriter, TransferError> {
-        let file = File::create(path).map_err(|e| TransferError::io(path, e))?;
+        let file = crate::owner_only::create(path).map_err(|e| TransferError::io(path, e))?;
         let mut w = JsonWriter {
             out: BufWriter::with_capacity(1 << 20, file),
             path: path.to_path_buf(),

@@ -99,6 +99,6 @@ impl Manifest {
         let path = dir.join(MANIFEST_FILE);
         let mut text = serde_json::to_vec_pretty(self).map_err(|e| TransferError::io(&path, e))?;
         text.push(b'\n');
-        std::fs::write(&path, text).map_err(|e| TransferError::io(&path, e))
+        crate::owner_only::write(&path, text).map_err(|e| TransferError::io(&path, e))
     }
 }

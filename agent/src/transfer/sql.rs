@@ -55,7 +55,7 @@ pub struct SqlWriter {
 
 impl SqlWriter {
     pub fn create(path: &Path, header: &TableHeader) -> Result<SqlWriter, TransferError> {
-        let file = File::create(path).map_err(|e| TransferError::io(path, e))?;
+        let file = crate::owner_only::create(path).map_err(|e| TransferError::io(path, e))?;
         let t = &header.table;
         let meta = serde_json::to_string(t).map_err(|e| TransferError::io(path, e))?;
         let mut head = Vec::new();

@@ -151,7 +151,7 @@ impl Index {
     pub fn store(&self, dir: &Path) -> io::Result<()> {
         let text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
         let tmp = dir.join(format!("{INDEX_FILE}.tmp"));
-        let mut f = File::create(&tmp)?;
+        let mut f = crate::owner_only::create(&tmp)?;
         f.write_all(&text)?;
         f.sync_all()?;
         drop(f);

@@ -81,7 +81,7 @@ pub struct ArchiveWriter {
 impl ArchiveWriter {
     /// Opens (creating) `dir`, recovering from an interrupted run: see the module docs.
     pub fn open(dir: &Path, server: &str, opts: ArchiveOptions) -> Result<Self, ArchiveError> {
-        std::fs::create_dir_all(dir).map_err(|e| ArchiveError::io(dir, e))?;
+        crate::owner_only::create_dir_all(dir).map_err(|e| ArchiveError::io(dir, e))?;
         let index = Index::load(dir, server).map_err(ArchiveError::Invalid)?;
         let indexed: Vec<u64> = index.segments.iter().map(|s| s.seq).collect();
         let mut open_seqs = Vec::new();
@@ -269,7 +269,7 @@ impl ArchiveWriter {
         let seq = self.next_seq;
         self.next_seq += 1;
         let path = self.dir.join(open_name(seq));
-        let mut file = OpenOptions::new()
+        let mut file = crate::owner_only::options()
             .create_new(true)
             .write(true)
             .read(true)
@@ -399,7 +399,7 @@ impl OpenSegment {
 fn compress(src: &Path, dir: &Path, name: &str, level: i32) -> std::io::Result<(String, u64)> {
     let tmp = dir.join(format!("{name}.tmp"));
     let input = File::open(src)?;
-    let out = File::create(&tmp)?;
+    let out = crate::owner_only::create(&tmp)?;
     let mut enc = zstd::stream::Encoder::new(out, level)?;
     std::io::copy(&mut BufReader::new(input), &mut enc)?;
     let out = enc.finish()?;

@@ -10,6 +10,7 @@ mod exit;
 mod health_cmd;
 mod http;
 mod kafka_cmds;
+mod kafka_topics;
 mod manager;
 mod migrate_cmd;
 mod opts;

@@ -124,9 +124,9 @@ impl Pipeline {
             let purged = err
                 .downcast_ref::<SourceError>()
                 .is_some_and(|e| matches!(e, SourceError::Purged { .. }))
-                || err
-                    .downcast_ref::<FeedError>()
-                    .is_some_and(|e| matches!(e, FeedError::Gap { .. }));
+                || err.downcast_ref::<FeedError>().is_some_and(|e| {
+                    matches!(e, FeedError::Gap { .. } | FeedError::UnsafeTopic(_))
+                });
             if purged {
                 tracing::error!(sync = %self.applier.sync, target = %self.applier.target, error = %msg, "pipeline stopped");
                 self.update(|s| {

@@ -163,6 +163,10 @@ const CONTROLLED: &[(&str, &str)] = &[
         "fleetsync never skips messages it has not applied",
     ),
     (
+        "allow.auto.create.topics",
+        "fleetsync creates its topics with explicit settings",
+    ),
+    (
         "transactional.id",
         "fleetsync does not use Kafka transactions",
     ),

@@ -9,6 +9,7 @@
 //! column type byte for byte), `volume` (100k changes), `crash` (kill -9), `ddl` (schema
 //! changes mid-stream), `trinitycore` (a real-world schema), `bad_input` (refusals), `kafka`
 //! (agent and coordinator as separate processes over a Kafka broker: mock cluster and tansu),
+//! `kafka_security` (TLS and SASL against Apache Kafka; unsafe topics refused),
 //! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
 //! `pitr` (binlog archive and point-in-time replay), `transfer` (export/import),
 //! `schema_diff` (schema diff and migrations), `data_diff` (diff data), `health` (health
@@ -23,6 +24,7 @@ mod ddl;
 mod harness;
 mod health;
 mod kafka;
+mod kafka_security;
 mod pitr;
 mod schema_diff;
 mod support;

@@ -1,6 +1,7 @@
 //! Test support for fleetsync's end-to-end tests: private MariaDB servers, byte-exact
 //! table comparison, a runner for the `fleetsync` binary, workload generators, Kafka brokers
-//! (librdkafka's mock cluster, tansu) and the TrinityCore fixtures.
+//! (librdkafka's mock cluster, tansu; Apache Kafka with TLS and SASL) and the TrinityCore
+//! fixtures.
 //!
 //! Every helper talks to servers it started itself (127.0.0.1, OS-assigned ports, temp data
 //! dirs): a MariaDB already running on 3306 is never touched. Waits poll a condition with a
@@ -11,6 +12,7 @@ pub mod fixtures;
 pub mod fleetsync;
 pub mod generic;
 pub mod kafka;
+pub mod kafka_secure;
 pub mod mariadb;
 pub mod wait;
 pub mod workload;
@@ -26,6 +28,7 @@ pub use fleetsync::{
 };
 pub use generic::{churn_schema, fill_schema, RowGenerator};
 pub use kafka::{BrokerKind, KafkaBroker};
+pub use kafka_secure::{start_secure_broker, SecureBroker};
 pub use mariadb::{hex_literal, quote_ident, quote_str, MariaDb};
 pub use wait::{wait_synced, wait_until};
 pub use workload::Workload;

@@ -15,14 +15,16 @@
 //!
 //! Secrets never reach these messages: each goes through the bus's redactor.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fleetsync_config::topic_policy::{check_topic, ObservedTopic, TopicRole};
 use fleetsync_config::{BusConfig, TopicSpec, CHANGE_TOPIC_PARTITIONS};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::ClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
@@ -31,6 +33,8 @@ use rdkafka::ClientConfig;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// One admin request (CreateTopics, DescribeConfigs): brokers answer these in milliseconds.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long each attempt serves the probe's queued events (errors and logs).
+const EVENT_DRAIN: Duration = Duration::from_millis(200);
 /// One metadata round trip while waiting for the brokers.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -54,11 +58,13 @@ pub enum TopicState {
     Missing,
 }
 
-/// Records the last error librdkafka reported on its own (connection, TLS, SASL), which a
-/// request that merely times out would otherwise hide.
+/// Records the errors librdkafka reported on its own (connection, TLS, SASL), which a
+/// request that merely times out would otherwise hide. All distinct ones are kept: the
+/// telling one (a failed handshake) is often followed by a summary ("all brokers down").
 #[derive(Default)]
 struct ErrorTap {
-    last: Mutex<Option<(RDKafkaErrorCode, String)>>,
+    /// Distinct errors, oldest first, at most [`ErrorTap::KEEP`].
+    seen: Mutex<Vec<(RDKafkaErrorCode, String)>>,
 }
 
 impl ClientContext for ErrorTap {
@@ -66,15 +72,57 @@ impl ClientContext for ErrorTap {
         let code = error
             .rdkafka_error_code()
             .unwrap_or(RDKafkaErrorCode::Unknown);
-        if let Ok(mut last) = self.last.lock() {
-            *last = Some((code, reason.to_string()));
+        self.record(code, reason);
+    }
+
+    /// Connection failures librdkafka only logs (facility `FAIL`, e.g. a plaintext client
+    /// disconnected by a TLS listener) are recorded like errors; other logs are dropped (the
+    /// probe is short-lived and its logs say nothing the error line does not).
+    fn log(&self, _level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if fac == "FAIL" {
+            self.record(RDKafkaErrorCode::BrokerTransportFailure, message);
         }
     }
 }
 
+/// The probe is a producer only because a producer's `poll` hands librdkafka's error events
+/// to its context (an admin client's are never polled); it never sends.
+impl ProducerContext for ErrorTap {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
 impl ErrorTap {
-    fn last(&self) -> Option<(RDKafkaErrorCode, String)> {
-        self.last.lock().ok().and_then(|l| l.clone())
+    const KEEP: usize = 16;
+
+    fn record(&self, code: RDKafkaErrorCode, reason: &str) {
+        // Logs start with librdkafka's thread name, `[thrd:HOST:PORT/bootstrap]: `.
+        let reason = match reason
+            .strip_prefix("[thrd:")
+            .and_then(|r| r.split_once("]: "))
+        {
+            Some((_, rest)) => rest,
+            None => reason,
+        };
+        if let Ok(mut seen) = self.seen.lock() {
+            if seen.len() < Self::KEEP && !seen.iter().any(|(c, r)| *c == code && r == reason) {
+                seen.push((code, reason.to_string()));
+            }
+        }
+    }
+
+    /// The error that explains a failure best, and whether it is definitive (see
+    /// [`is_definitive`]): a definitive one, else the first that is not the summary "all
+    /// brokers are down".
+    fn explain(&self) -> Option<(bool, String)> {
+        let seen = self.seen.lock().ok()?;
+        if let Some((_, r)) = seen.iter().find(|(c, r)| is_definitive(*c, r)) {
+            return Some((true, r.clone()));
+        }
+        seen.iter()
+            .find(|(c, _)| *c != RDKafkaErrorCode::AllBrokersDown)
+            .or(seen.first())
+            .map(|(_, r)| (false, r.clone()))
     }
 }
 
@@ -89,6 +137,23 @@ fn is_definitive(code: RDKafkaErrorCode, reason: &str) -> bool {
             | RDKafkaErrorCode::IllegalSASLState
             | RDKafkaErrorCode::InvalidArgument
     ) || reason.contains("security.protocol")
+        || is_protocol_mismatch(reason)
+}
+
+/// A Kafka broker always answers ApiVersion, the first request on a connection: a listener
+/// that hangs up instead expects another protocol (TLS, usually). librdkafka says so only for
+/// some disconnect messages, so the hint is added here.
+fn is_protocol_mismatch(reason: &str) -> bool {
+    reason.contains("Disconnected") && reason.contains("state APIVERSION_QUERY")
+}
+
+/// `reason` with a hint where librdkafka gives none.
+fn with_hint(reason: &str) -> String {
+    if is_protocol_mismatch(reason) && !reason.contains("security.protocol") {
+        format!("{reason}: the listener expects another protocol (TLS?); check [bus.kafka] security.protocol")
+    } else {
+        reason.to_string()
+    }
 }
 
 /// A client config for `bus`: brokers plus `[bus.kafka]` and the SASL password.
@@ -117,17 +182,28 @@ pub async fn prepare(
         brokers: brokers.clone(),
         message: redactor.apply(&message),
     };
-    let admin: AdminClient<ErrorTap> = client_config(bus)
-        // Never let a metadata request create a topic with the broker's defaults.
-        .set("allow.auto.create.topics", "false")
+    let mut config = client_config(bus);
+    // Never let a metadata request create a topic with the broker's defaults.
+    config.set("allow.auto.create.topics", "false");
+    let admin: AdminClient<DefaultClientContext> = config
+        .create()
+        .map_err(|e| unreachable(format!("cannot create a client: {e}")))?;
+    // Info: connection failures are logged at that level (with no `log` logger installed,
+    // rdkafka would ask librdkafka for errors only).
+    let probe: BaseProducer<ErrorTap> = config
+        .clone()
+        .set_log_level(RDKafkaLogLevel::Info)
         .create_with_context(ErrorTap::default())
         .map_err(|e| unreachable(format!("cannot create a client: {e}")))?;
-    let admin = std::sync::Arc::new(admin);
+    let clients = Clients {
+        admin,
+        probe: Arc::new(probe),
+    };
     let result = async {
         let mut states = Vec::with_capacity(topics.len());
         for (topic, role) in topics {
             let spec = bus.topic_spec();
-            let state = prepare_one(&admin, topic, *role, &spec, create, &unreachable).await?;
+            let state = prepare_one(&clients, topic, *role, &spec, create, &unreachable).await?;
             states.push(state);
         }
         Ok(states)
@@ -139,29 +215,36 @@ pub async fn prepare(
         e => e,
     });
     // The admin client's destructor can block: leave it to a blocking thread.
-    tokio::task::spawn_blocking(move || drop(admin));
+    tokio::task::spawn_blocking(move || drop(clients));
     result
 }
 
+/// An admin client for CreateTopics/DescribeConfigs, and a probe for metadata that also
+/// collects librdkafka's error events (see [`ErrorTap`]).
+struct Clients {
+    admin: AdminClient<DefaultClientContext>,
+    probe: Arc<BaseProducer<ErrorTap>>,
+}
+
 async fn prepare_one(
-    admin: &std::sync::Arc<AdminClient<ErrorTap>>,
+    clients: &Clients,
     topic: &str,
     role: TopicRole,
     spec: &TopicSpec,
     create: bool,
     unreachable: &(dyn Fn(String) -> TopicError + Sync),
 ) -> Result<TopicState, TopicError> {
-    let mut observed = metadata(admin, topic, unreachable).await?;
+    let mut observed = metadata(&clients.probe, topic, unreachable).await?;
     if observed.is_none() {
         if !create {
             return Ok(TopicState::Missing);
         }
-        create_topic(admin, topic, role, spec).await?;
+        create_topic(&clients.admin, topic, role, spec).await?;
         // A new topic takes a moment to reach every broker's metadata.
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         while observed.is_none() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            observed = metadata(admin, topic, unreachable).await?;
+            observed = metadata(&clients.probe, topic, unreachable).await?;
         }
     }
     let Some(mut observed) = observed else {
@@ -169,7 +252,7 @@ async fn prepare_one(
             "topic {topic}: created, but the brokers do not list it after {REQUEST_TIMEOUT:?}"
         )));
     };
-    observed.configs = describe(admin, topic).await?;
+    observed.configs = describe(&clients.admin, topic).await?;
     match check_topic(topic, role, &observed, spec) {
         Ok(warnings) => {
             for w in warnings {
@@ -184,24 +267,27 @@ async fn prepare_one(
 /// Partitions and replicas of `topic` (`None`: it does not exist), waiting up to
 /// [`CONNECT_TIMEOUT`] for the brokers, or less when librdkafka reports a definitive error.
 async fn metadata(
-    admin: &std::sync::Arc<AdminClient<ErrorTap>>,
+    probe: &Arc<BaseProducer<ErrorTap>>,
     topic: &str,
     unreachable: &(dyn Fn(String) -> TopicError + Sync),
 ) -> Result<Option<ObservedTopic>, TopicError> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     loop {
-        let a = admin.clone();
+        let p = probe.clone();
         let t = topic.to_string();
         let fetched = tokio::task::spawn_blocking(move || {
-            a.inner()
-                .fetch_metadata(Some(&t), METADATA_TIMEOUT)
-                .map(|m| {
-                    m.topics().iter().find(|mt| mt.name() == t).map(|mt| {
-                        let err = mt.error().map(RDKafkaErrorCode::from);
-                        let replicas = mt.partitions().iter().map(|p| p.replicas().len());
-                        (err, mt.partitions().len(), replicas.min().unwrap_or(0))
-                    })
+            let fetched = p.client().fetch_metadata(Some(&t), METADATA_TIMEOUT);
+            // Hand the error events of the attempt to the tap. `poll` takes one event per
+            // turn until its deadline, and log events share the queue: poll for a while, not
+            // once, or the errors stay queued behind the logs.
+            p.poll(EVENT_DRAIN);
+            fetched.map(|m| {
+                m.topics().iter().find(|mt| mt.name() == t).map(|mt| {
+                    let err = mt.error().map(RDKafkaErrorCode::from);
+                    let replicas = mt.partitions().iter().map(|p| p.replicas().len());
+                    (err, mt.partitions().len(), replicas.min().unwrap_or(0))
                 })
+            })
         })
         .await
         .map_err(|e| unreachable(format!("metadata task failed: {e}")))?;
@@ -225,11 +311,9 @@ async fn metadata(
             Ok(Some(_)) => {}
             Err(e) => {
                 // The request only timed out; what librdkafka saw on the way says why.
-                let tapped = admin.inner().context().last();
-                if let Some((code, reason)) = &tapped {
-                    if is_definitive(*code, reason) {
-                        return Err(unreachable(reason.clone()));
-                    }
+                let tapped = probe.context().explain();
+                if let Some((true, reason)) = &tapped {
+                    return Err(unreachable(with_hint(reason)));
                 }
                 if Instant::now() >= deadline {
                     let why = tapped.map_or_else(|| e.to_string(), |(_, reason)| reason);
@@ -257,7 +341,7 @@ fn admin_options() -> AdminOptions {
 /// CreateTopics with the spec's settings. A topic created meanwhile by someone else is fine
 /// (its settings are checked next).
 async fn create_topic(
-    admin: &AdminClient<ErrorTap>,
+    admin: &AdminClient<DefaultClientContext>,
     topic: &str,
     role: TopicRole,
     spec: &TopicSpec,
@@ -311,7 +395,7 @@ async fn create_topic(
 
 /// The topic's effective configs (broker defaults included).
 async fn describe(
-    admin: &AdminClient<ErrorTap>,
+    admin: &AdminClient<DefaultClientContext>,
     topic: &str,
 ) -> Result<std::collections::BTreeMap<String, String>, TopicError> {
     let fail = |why: String| {

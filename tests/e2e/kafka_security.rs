@@ -172,6 +172,28 @@ async fn kafka_tls_and_sasl_sync() -> Result<()> {
     Ok(())
 }
 
+/// Words a refusal must mention: one of each group.
+type Mentions<'a> = &'a [&'a [&'a str]];
+
+/// A client that must not get through (`kafka_tls_sasl_refusals`).
+struct ConnectCase<'a> {
+    what: &'a str,
+    /// Topic prefix: each case its own topic, which must never be created.
+    prefix: &'a str,
+    bootstrap: &'a str,
+    /// `[bus]` lines.
+    lines: String,
+    mentions: Mentions<'a>,
+}
+
+/// A topic pre-created with unsafe settings (`kafka_unsafe_topic_refused`).
+struct UnsafeTopic<'a> {
+    prefix: &'a str,
+    partitions: i32,
+    configs: &'a [(&'a str, &'a str)],
+    mentions: Mentions<'a>,
+}
+
 /// Runs `fleetsync SUB --config CONFIG` (logging off), expecting a refusal within
 /// [`REFUSE_BOUND`]; returns the error line.
 async fn expect_refused(sub: &str, config: &Path, refusal: &Refusal<'_>) -> Result<String> {
@@ -197,35 +219,42 @@ async fn kafka_tls_sasl_refusals() -> Result<()> {
     let (broker, pair) = (broker.context("TLS/SASL broker")?, pair?);
     fill_source(&pair.src).await?;
     const WRONG_PASSWORD: &str = "not-the-password-4711";
-    let cases: Vec<(&str, &str, &String, String, &[&[&str]])> = vec![
-        (
-            "a CA that did not sign the broker",
-            "wca",
-            &broker.ssl_bootstrap,
-            ssl_lines("wca", &broker.wrong_ca_pem_path),
-            &[&["ssl", "certificate"], &["verify"]],
-        ),
-        (
-            "a wrong SCRAM password",
-            "wpw",
-            &broker.sasl_ssl_bootstrap,
-            sasl_lines(
+    let cases = [
+        ConnectCase {
+            what: "a CA that did not sign the broker",
+            prefix: "wca",
+            bootstrap: &broker.ssl_bootstrap,
+            lines: ssl_lines("wca", &broker.wrong_ca_pem_path),
+            mentions: &[&["ssl", "certificate"], &["verify"]],
+        },
+        ConnectCase {
+            what: "a wrong SCRAM password",
+            prefix: "wpw",
+            bootstrap: &broker.sasl_ssl_bootstrap,
+            lines: sasl_lines(
                 "wpw",
                 &broker,
                 "",
                 &format!("\"sasl.password\" = \"{WRONG_PASSWORD}\"\n"),
             ),
-            &[&["authentication"], &["credentials", "password", "sasl"]],
-        ),
-        (
-            "a plaintext client on the TLS listener",
-            "ptx",
-            &broker.ssl_bootstrap,
-            "topic_prefix = \"ptx\"\n".to_string(),
-            &[&["security.protocol"]],
-        ),
+            mentions: &[&["authentication"], &["credentials", "password", "sasl"]],
+        },
+        ConnectCase {
+            what: "a plaintext client on the TLS listener",
+            prefix: "ptx",
+            bootstrap: &broker.ssl_bootstrap,
+            lines: "topic_prefix = \"ptx\"\n".to_string(),
+            mentions: &[&["security.protocol"]],
+        },
     ];
-    for (what, prefix, bootstrap, lines, mentions) in cases {
+    for ConnectCase {
+        what,
+        prefix,
+        bootstrap,
+        lines,
+        mentions,
+    } in cases
+    {
         let config = write_config(&pair, bootstrap, &lines)?;
         let refusal = Refusal {
             mentions,
@@ -253,24 +282,35 @@ async fn kafka_unsafe_topic_refused() -> Result<()> {
     let (broker, pair) = tokio::join!(start_secure_broker(), Pair::start());
     let (broker, pair) = (broker.context("broker")?, pair?);
     fill_source(&pair.src).await?;
-    let cases: &[(&str, i32, &[(&str, &str)], &[&[&str]])] = &[
-        (
-            "unc",
-            1,
-            &[("unclean.leader.election.enable", "true")],
-            &[&["unclean.leader.election.enable=true"], &["unc.src"]],
-        ),
-        (
-            "cmp",
-            1,
-            &[("cleanup.policy", "compact")],
-            &[&["cleanup.policy=compact"], &["cmp.src"]],
-        ),
-        ("par", 3, &[], &[&["3 partitions"], &["par.src"]]),
+    let cases = [
+        UnsafeTopic {
+            prefix: "unc",
+            partitions: 1,
+            configs: &[("unclean.leader.election.enable", "true")],
+            mentions: &[&["unclean.leader.election.enable=true"], &["unc.src"]],
+        },
+        UnsafeTopic {
+            prefix: "cmp",
+            partitions: 1,
+            configs: &[("cleanup.policy", "compact")],
+            mentions: &[&["cleanup.policy=compact"], &["cmp.src"]],
+        },
+        UnsafeTopic {
+            prefix: "par",
+            partitions: 3,
+            configs: &[],
+            mentions: &[&["3 partitions"], &["par.src"]],
+        },
     ];
-    for (prefix, partitions, configs, mentions) in cases {
+    for UnsafeTopic {
+        prefix,
+        partitions,
+        configs,
+        mentions,
+    } in cases
+    {
         let topic = format!("{prefix}.src");
-        broker.create_topic(&topic, *partitions, configs).await?;
+        broker.create_topic(&topic, partitions, configs).await?;
         let config = write_config(
             &pair,
             &broker.plaintext_bootstrap,

@@ -361,3 +361,37 @@ fn bus_password_from_file_and_env() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The commented `[bus]` example of fleetsync.example.toml, uncommented, is a valid config
+/// (both keys of the at-most-one password pair shown: the file one is kept).
+#[test]
+fn example_bus_section_is_valid() {
+    let text = include_str!("../../fleetsync.example.toml");
+    let mut bus = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("# [bus]") {
+            inside = true;
+        } else if !line.starts_with('#') {
+            inside = false;
+        }
+        if !inside {
+            continue;
+        }
+        let body = line.trim_start_matches("# ");
+        let key_line = body.split_once(" = ").is_some_and(|(k, _)| {
+            k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        let is_toml = body.starts_with('[') || body.starts_with('"') || key_line;
+        if is_toml && !body.starts_with("sasl_password_env") {
+            bus.push_str(body);
+            bus.push('\n');
+        }
+    }
+    assert!(bus.contains("[bus.kafka]"), "{bus}");
+    let c = Config::parse(&format!("{EXAMPLE}\n{bus}")).unwrap_or_else(|e| panic!("{e}\n{bus}"));
+    c.validate().unwrap_or_else(|e| panic!("{e}\n{bus}"));
+    assert_eq!(c.bus.kind, BusKind::Kafka);
+    assert_eq!(c.bus.replication_factor, DEFAULT_REPLICATION_FACTOR);
+    assert_eq!(c.bus.retention_ms, DEFAULT_RETENTION_MS);
+}

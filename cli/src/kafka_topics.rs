@@ -423,9 +423,25 @@ async fn describe(
         Some(Err(code)) => return Err(fail(code.to_string())),
         None => return Err(fail("the broker returned nothing".into())),
     };
-    Ok(resource
+    let configs: std::collections::BTreeMap<String, String> = resource
         .entries
         .into_iter()
         .filter_map(|e| Some((e.name, e.value?)))
-        .collect())
+        .collect();
+    // rdkafka 0.39 drops a resource's own error (e.g. TOPIC_AUTHORIZATION_FAILED when the
+    // principal lacks DescribeConfigs) and returns it with no entries: checking an empty map
+    // would pass on Kafka's defaults, so the settings the policy reads must be there.
+    if let Some(missing) = POLICY_KEYS.iter().find(|k| !configs.contains_key(**k)) {
+        return Err(fail(format!(
+            "the broker returned no {missing}; fleetsync's principal needs the DescribeConfigs permission on the topic to check that it cannot lose acknowledged changes (not authorized?)"
+        )));
+    }
+    Ok(configs)
 }
+
+/// Topic settings [`check_topic`] reads, which DescribeConfigs always returns when allowed.
+const POLICY_KEYS: [&str; 3] = [
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
+    "cleanup.policy",
+];

@@ -379,9 +379,9 @@ fn example_bus_section_is_valid() {
             continue;
         }
         let body = line.trim_start_matches("# ");
-        let key_line = body.split_once(" = ").is_some_and(|(k, _)| {
-            k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        });
+        let key_line = body
+            .split_once(" = ")
+            .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
         let is_toml = body.starts_with('[') || body.starts_with('"') || key_line;
         if is_toml && !body.starts_with("sasl_password_env") {
             bus.push_str(body);

@@ -13,11 +13,15 @@
 //! - `kafka_unsafe_topic_refused`: topics pre-created with `unclean.leader.election.enable=true`,
 //!   `cleanup.policy=compact` or three partitions: the agent (and the coordinator) refuse with
 //!   one line, and nothing is published (high watermark 0).
+//! - `kafka_topic_permissions_refused`: a SCRAM user that may describe a topic but not read
+//!   its settings (no DescribeConfigs ACL), and one with no ACL at all: one line naming the
+//!   missing permission, no hang, nothing published.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use fleetsync_tests::kafka_secure::LIMITED_USER;
 use fleetsync_tests::{
     fleetsync_cmd_with, start_secure_broker, status_json, wait_synced_procs, ConfigBuilder,
     Fleetsync, MariaDb, SecureBroker,
@@ -75,11 +79,22 @@ fn ssl_lines(prefix: &str, ca: &Path) -> String {
 /// `[bus]` lines for SCRAM-SHA-512 over TLS; `password` is raw TOML for where the password
 /// comes from (a typed key before the table, or a `"sasl.password"` line inside it).
 fn sasl_lines(prefix: &str, broker: &SecureBroker, typed: &str, in_map: &str) -> String {
+    sasl_lines_as(prefix, broker, &broker.user, typed, in_map)
+}
+
+/// [`sasl_lines`] for another SCRAM user.
+fn sasl_lines_as(
+    prefix: &str,
+    broker: &SecureBroker,
+    user: &str,
+    typed: &str,
+    in_map: &str,
+) -> String {
     format!(
         "topic_prefix = \"{prefix}\"\n{typed}[bus.kafka]\n\"security.protocol\" = \"SASL_SSL\"\n\
          \"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"{}\"\n\
          \"ssl.ca.location\" = {}\n{in_map}",
-        broker.user,
+        user,
         toml_path(&broker.ca_pem_path)
     )
 }
@@ -326,6 +341,45 @@ async fn kafka_unsafe_topic_refused() -> Result<()> {
         ensure!(
             high == Some(0),
             "{topic}: the refused agent published (high watermark {high:?})"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn kafka_topic_permissions_refused() -> Result<()> {
+    let (broker, pair) = tokio::join!(start_secure_broker(), Pair::start());
+    let (broker, pair) = (broker.context("broker")?, pair?);
+    fill_source(&pair.src).await?;
+    let safe: &[(&str, &str)] = &[("unclean.leader.election.enable", "false")];
+    // May see the topic and write to it, but not read its settings.
+    broker.create_topic("acl.src", 1, safe).await?;
+    broker
+        .allow(LIMITED_USER, &["Describe", "Write", "Read"], "acl.src")
+        .await?;
+    // No ACL at all.
+    broker.create_topic("deny.src", 1, safe).await?;
+    let file = pair.dir.path().join("kafka-password");
+    std::fs::write(&file, &broker.password)?;
+    let typed = format!("sasl_password_file = {}\n", toml_path(&file));
+    let cases: [(&str, Mentions<'_>); 2] = [
+        ("acl", &[&["DescribeConfigs"], &["authoriz"]]),
+        ("deny", &[&["not authorized"], &["deny.src"]]),
+    ];
+    for (prefix, mentions) in cases {
+        let lines = sasl_lines_as(prefix, &broker, LIMITED_USER, &typed, "");
+        let config = write_config(&pair, &broker.sasl_ssl_bootstrap, &lines)?;
+        let refusal = Refusal {
+            mentions,
+            never: &[&broker.password],
+        };
+        expect_refused("agent", &config, &refusal).await?;
+        expect_refused("coordinator", &config, &refusal).await?;
+        let topic = format!("{prefix}.src");
+        let high = broker.high_watermark(&topic).await?;
+        ensure!(
+            high == Some(0),
+            "{topic}: published (high watermark {high:?})"
         );
     }
     Ok(())

@@ -7,6 +7,9 @@
 //! * listeners `SSL://` (TLS, no client auth), `SASL_SSL://` (TLS + SCRAM-SHA-512, the user
 //!   added at format time), `PLAINTEXT://` (for the test's own checks: pre-creating topics,
 //!   reading high watermarks; also the inter-broker listener) and the controller listener;
+//! * ACLs enforced (StandardAuthorizer): ANONYMOUS (plaintext, SSL without client
+//!   certificates) and [`SCRAM_USER`] are super users; [`LIMITED_USER`] gets only what a test
+//!   grants with [`SecureBroker::allow`];
 //! * a bounded heap (`-Xmx512m`); the broker is SIGKILLed when the value is dropped.
 //!
 //! The broker's jars come from `tests/kafka/fetch.sh kafka` (Maven, cached). Self-contained on
@@ -27,8 +30,11 @@ use tempfile::TempDir;
 use crate::fixtures::repo_root;
 use crate::mariadb::tail_lines;
 
-/// The SCRAM user made at format time.
+/// The SCRAM user made at format time: a super user.
 pub const SCRAM_USER: &str = "fleetsync-test";
+/// A second SCRAM user (same password) with only the ACLs a test grants (see
+/// [`SecureBroker::allow`]).
+pub const LIMITED_USER: &str = "fleetsync-limited";
 /// Time for the broker to accept connections after `kafka.Kafka` starts (a JVM on 2 busy
 /// cores).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -51,6 +57,8 @@ pub struct SecureBroker {
     pub password: String,
     log: PathBuf,
     child: Child,
+    /// The broker's jars, for the admin tools.
+    classpath: String,
     _dir: TempDir,
 }
 
@@ -89,7 +97,9 @@ pub async fn start_secure_broker() -> Result<SecureBroker> {
          offsets.topic.replication.factor=1\n\
          transaction.state.log.replication.factor=1\n\
          transaction.state.log.min.isr=1\n\
-         auto.create.topics.enable=true\n",
+         auto.create.topics.enable=true\n\
+         authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n\
+         super.users=User:ANONYMOUS;User:{SCRAM_USER}\n",
         keystore = d.join("broker-keystore.pem").display(),
         data = d.join("data").display(),
     );
@@ -98,6 +108,7 @@ pub async fn start_secure_broker() -> Result<SecureBroker> {
     let classpath = format!("{}/*", jars.display());
     let id = java_output(&classpath, &["kafka.tools.StorageTool", "random-uuid"]).await?;
     let scram = format!("SCRAM-SHA-512=[name={SCRAM_USER},password={password}]");
+    let limited = format!("SCRAM-SHA-512=[name={LIMITED_USER},password={password}]");
     let props_s = props_path.to_string_lossy().to_string();
     java_output(
         &classpath,
@@ -111,6 +122,8 @@ pub async fn start_secure_broker() -> Result<SecureBroker> {
             "--standalone",
             "--add-scram",
             &scram,
+            "--add-scram",
+            &limited,
         ],
     )
     .await
@@ -139,6 +152,7 @@ pub async fn start_secure_broker() -> Result<SecureBroker> {
         password,
         log,
         child,
+        classpath,
         _dir: dir,
     };
     broker.wait_ready().await?;
@@ -210,6 +224,27 @@ impl SecureBroker {
             r.map_err(|(t, code)| anyhow::anyhow!("creating {t}: {code}"))?;
         }
         tokio::task::spawn_blocking(move || drop(admin));
+        Ok(())
+    }
+
+    /// Grants `user` the ACL `operations` (e.g. `Describe`, `Write`) on `topic`, with Kafka's
+    /// own AclCommand over the plaintext listener (a super user there: ANONYMOUS).
+    pub async fn allow(&self, user: &str, operations: &[&str], topic: &str) -> Result<()> {
+        let principal = format!("User:{user}");
+        let mut args = vec![
+            "org.apache.kafka.tools.AclCommand",
+            "--bootstrap-server",
+            &self.plaintext_bootstrap,
+            "--add",
+            "--allow-principal",
+            &principal,
+            "--topic",
+            topic,
+        ];
+        for op in operations {
+            args.extend(["--operation", op]);
+        }
+        java_output(&self.classpath, &args).await?;
         Ok(())
     }
 

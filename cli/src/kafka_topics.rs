@@ -409,7 +409,15 @@ async fn describe(
     )
     .await
     .map_err(|_| fail(format!("no answer within {REQUEST_TIMEOUT:?}")))?
-    .map_err(|e| fail(e.to_string()))?;
+    .map_err(|e| {
+        let hint = match e.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::OperationTimedOut) => {
+                " (a broker without the admin API, such as librdkafka's mock cluster, cannot be checked)"
+            }
+            _ => "",
+        };
+        fail(format!("{e}{hint}"))
+    })?;
     let resource = match results.into_iter().next() {
         Some(Ok(r)) => r,
         Some(Err(

@@ -410,8 +410,8 @@ async fn describe(
     .await
     .map_err(|_| fail(format!("no answer within {REQUEST_TIMEOUT:?}")))?
     .map_err(|e| {
-        let hint = match e.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::OperationTimedOut) => {
+        let hint = match e {
+            KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut) => {
                 " (a broker without the admin API, such as librdkafka's mock cluster, cannot be checked)"
             }
             _ => "",

@@ -76,6 +76,7 @@ pub fn classify(err: &anyhow::Error) -> Classified {
                 FeedError::Bus(_) => classified(Transient, "feed:bus"),
                 FeedError::Decode { .. } => classified(NeedsOperator, "feed:decode"),
                 FeedError::Gap { .. } => classified(Definite, "feed:gap"),
+                FeedError::UnsafeTopic(_) => classified(Definite, "feed:unsafe-topic"),
             };
         }
         if cause.downcast_ref::<CheckpointError>().is_some() {

@@ -14,16 +14,17 @@ use fleetsync_agent::checkpoint::CheckpointStore;
 use fleetsync_agent::publish::kafka::{partition_for, KafkaPublisher, KafkaSettings};
 use fleetsync_agent::source::{self, snapshot::snapshot, stream::stream, SourceSpec};
 use fleetsync_agent::SourceError;
-use fleetsync_config::{BusKind, Config, TableFilter};
+use fleetsync_config::topic_policy::TopicRole;
+use fleetsync_config::{BusConfig, BusKind, Config, TableFilter};
 use fleetsync_coordinator::apply::Applier;
 use fleetsync_coordinator::feed::kafka::KafkaFeed;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use fleetsync_coordinator::feed::FeedError;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::Controls;
 use crate::http;
+use crate::kafka_topics::{self, TopicError, TopicState};
 use crate::opts::{opts_by_name, server_opts};
 use crate::pipeline::{Pipeline, Registry};
 use crate::preflight::preflight_all;
@@ -40,63 +41,9 @@ fn kafka_settings(config: &Config) -> Result<KafkaSettings> {
     Ok(KafkaSettings {
         brokers: config.bus.brokers.clone().unwrap_or_default(),
         compression: config.bus.compression.clone(),
-        extra: config.bus.kafka.clone(),
+        extra: config.bus.client_settings(),
+        redactor: config.bus.redactor(),
     })
-}
-
-/// Creates the topic if missing (one partition: a source's stream is totally ordered).
-/// Brokers that refuse or time out are tolerated: the topic may exist or be auto-created.
-async fn ensure_topic(settings: &KafkaSettings, topic: &str) {
-    let admin: Result<AdminClient<DefaultClientContext>, _> = settings.client_config().create();
-    let Ok(admin) = admin else { return };
-    // Most starts find the topic already there: look before asking to create it.
-    let Ok((admin, exists)) = tokio::task::spawn_blocking({
-        let topic = topic.to_string();
-        move || {
-            let found = admin
-                .inner()
-                .fetch_metadata(Some(&topic), Duration::from_secs(3))
-                .map(|m| {
-                    m.topics().iter().any(|t| {
-                        t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
-                    })
-                })
-                .unwrap_or(false);
-            (admin, found)
-        }
-    })
-    .await
-    else {
-        return;
-    };
-    if exists {
-        tokio::task::spawn_blocking(move || drop(admin));
-        return;
-    }
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(5)))
-        .request_timeout(Some(Duration::from_secs(5)));
-    match tokio::time::timeout(Duration::from_secs(8), admin.create_topics([&new], &opts)).await {
-        Ok(Ok(results)) => {
-            for r in results {
-                if let Err((t, code)) = r {
-                    if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
-                        tracing::warn!(topic = %t, error = %code, "cannot create topic; assuming it exists or is auto-created");
-                    }
-                }
-            }
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(topic, error = %e, "cannot create topic; assuming it exists or is auto-created")
-        }
-        Err(_) => tracing::warn!(
-            topic,
-            "creating the topic timed out; assuming it exists or is auto-created"
-        ),
-    }
-    // AdminClient's drop can block: leave it to a blocking thread.
-    tokio::task::spawn_blocking(move || drop(admin));
 }
 
 pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> Result<()> {
@@ -114,6 +61,15 @@ pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> R
         }
         sources.retain(|s| *s == o);
     }
+    // Before anything is published: every topic exists with safe settings, or we stop here.
+    let mut topics = Vec::new();
+    for server in &sources {
+        topics.push((config.bus.topic(server), TopicRole::Changes));
+        if config.bus.debezium_json {
+            topics.push((config.bus.json_topic(server), TopicRole::DebeziumJson));
+        }
+    }
+    kafka_topics::prepare(&config.bus, &topics, true).await?;
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
     let store_name = format!("agent-{}", only.unwrap_or("all"));
@@ -167,14 +123,10 @@ pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> R
             include_marked: false,
         };
         let topic = config.bus.topic(server);
-        ensure_topic(&settings, &topic).await;
         let json_topic = config
             .bus
             .debezium_json
             .then(|| config.bus.json_topic(server));
-        if let Some(t) = &json_topic {
-            ensure_topic(&settings, t).await;
-        }
         tasks.spawn(agent_loop(
             spec,
             settings.clone(),
@@ -233,7 +185,14 @@ async fn agent_loop(
             return Ok(());
         }
         match result {
-            Err(e @ SourceError::Purged { .. }) => return Err(e.into()),
+            // A purged position or an event the binlog cannot carry (statement format, partial
+            // row image): retrying reads the same thing again, so stop with the reason.
+            Err(e)
+                if crate::failure::classify_source(&e).class
+                    == crate::failure::ErrorClass::Definite =>
+            {
+                return Err(e.into())
+            }
             Err(e) => {
                 tracing::warn!(server = %spec.name, error = %e, retry_in = ?backoff, "agent failed, retrying")
             }
@@ -302,6 +261,21 @@ pub async fn coordinator(path: &Path) -> Result<()> {
             let _ = conn.disconnect().await;
         }
     }
+    // Refuse unsafe topics before consuming; a topic not created yet (its agent has not run)
+    // is waited for by its pipelines.
+    let mut topics: Vec<(String, TopicRole)> = config
+        .syncs
+        .iter()
+        .map(|s| (config.bus.topic(&s.source), TopicRole::Changes))
+        .collect();
+    topics.sort_by(|a, b| a.0.cmp(&b.0));
+    topics.dedup();
+    let states = kafka_topics::prepare(&config.bus, &topics, false).await?;
+    for ((topic, _), state) in topics.iter().zip(states) {
+        if state == TopicState::Missing {
+            tracing::warn!(topic = %topic, "topic does not exist yet: waiting for its agent to create it");
+        }
+    }
     let registry: Registry = Arc::new(Mutex::new(Default::default()));
     let cancel = CancellationToken::new();
     let controls = Controls::default();
@@ -322,6 +296,7 @@ pub async fn coordinator(path: &Path) -> Result<()> {
             };
             let pipeline = build_pipeline(&config, sync, target, 0, &shared, None)?;
             let feed = KafkaFeedSpec {
+                bus: config.bus.clone(),
                 settings: settings.clone(),
                 topic: config.bus.topic(&sync.source),
                 partition: partition_for(&sync.source, 1),
@@ -349,9 +324,26 @@ pub async fn coordinator(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Checks the topic before a pipeline consumes it: unsafe settings stop the pipeline
+/// ([`FeedError::UnsafeTopic`]); a missing topic or unreachable brokers are retried.
+async fn check_feed_topic(feed: &KafkaFeedSpec) -> Result<()> {
+    let topics = [(feed.topic.clone(), TopicRole::Changes)];
+    match kafka_topics::prepare(&feed.bus, &topics, false).await {
+        Ok(states) if states.first() == Some(&TopicState::Missing) => Err(anyhow!(
+            "topic {} does not exist yet: start the agent of its server, which creates it",
+            feed.topic
+        )),
+        Ok(_) => Ok(()),
+        Err(TopicError::Unsafe(line)) => Err(FeedError::UnsafeTopic(line).into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Where a Kafka pipeline reads from.
 #[derive(Clone)]
 pub struct KafkaFeedSpec {
+    /// For the topic check before each start.
+    pub bus: BusConfig,
     pub settings: KafkaSettings,
     pub topic: String,
     pub partition: i32,
@@ -367,19 +359,19 @@ impl Pipeline {
             self.spec.opts.clone(),
             self.applier.clone(),
         )
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
-        let state = applier.load_state().await.map_err(|e| anyhow!("{e}"))?;
+        .await?;
+        let state = applier.load_state().await?;
         let after = state.as_ref().and_then(|s| s.bus_offset);
+        check_feed_topic(feed).await?;
         let mut kafka = KafkaFeed::new(
             feed.settings.client_config(),
+            &feed.settings.redactor,
             &feed.group,
             &feed.topic,
             feed.partition,
             after,
             feed.filter.clone(),
-        )
-        .map_err(|e| anyhow!("{e}"))?;
+        )?;
         tracing::info!(sync = %self.applier.sync, target = %self.applier.target, topic = %feed.topic, after = ?after, "consuming");
         let result = self.apply_loop(&mut applier, &mut kafka, cancel).await;
         // librdkafka's consumer close can block for long: drop it off the runtime.

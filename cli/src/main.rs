@@ -11,6 +11,7 @@ mod failure;
 mod health_cmd;
 mod http;
 mod kafka_cmds;
+mod kafka_topics;
 mod manager;
 mod migrate_cmd;
 mod opts;

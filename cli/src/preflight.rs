@@ -85,10 +85,37 @@ pub async fn preflight_all(config: &Config) -> Result<()> {
 pub async fn check(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
     preflight_all(&config).await?;
+    if config.bus.kind == fleetsync_config::BusKind::Kafka {
+        check_topics(&config).await?;
+    }
     println!(
         "ok: {} server(s), {} sync(s) checked",
         config.servers.len(),
         config.syncs.len()
     );
+    Ok(())
+}
+
+/// The Kafka topics of every sync's source: reachable with the configured TLS/SASL settings,
+/// and safe (see `kafka_topics`); a missing topic is reported, not created (the agent does).
+async fn check_topics(config: &Config) -> Result<()> {
+    use crate::kafka_topics::{prepare, TopicState};
+    use fleetsync_config::topic_policy::TopicRole;
+    let mut topics: Vec<(String, TopicRole)> = config
+        .syncs
+        .iter()
+        .map(|s| (config.bus.topic(&s.source), TopicRole::Changes))
+        .collect();
+    topics.sort_by(|a, b| a.0.cmp(&b.0));
+    topics.dedup();
+    let states = prepare(&config.bus, &topics, false).await?;
+    for ((topic, _), state) in topics.iter().zip(states) {
+        match state {
+            TopicState::Ready => println!("kafka: topic {topic}: settings safe"),
+            TopicState::Missing => {
+                println!("kafka: topic {topic}: missing (`fleetsync agent` creates it)")
+            }
+        }
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Environment overrides: `FLEETSYNC_STATE_DIR`, `FLEETSYNC_METRICS_LISTEN`,
 //! `FLEETSYNC_SERVER_<NAME>_URL`, `FLEETSYNC_SERVER_<NAME>_PASSWORD` (NAME upper-cased, `-`
-//! as `_`). A password from the environment wins over the URL's, `password_env` and
+//! as `_`), `FLEETSYNC_BUS_BROKERS`, `FLEETSYNC_BUS_SASL_PASSWORD`. A password from the
+//! environment wins over the URL's (or `[bus.kafka] sasl.password`), `password_env` and
 //! `password_file`.
 
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ impl Config {
             match rest {
                 "STATE_DIR" => self.state_dir = PathBuf::from(value),
                 "METRICS_LISTEN" => self.metrics.listen = value,
+                "BUS_BROKERS" => self.bus.brokers = Some(value),
+                "BUS_SASL_PASSWORD" => self.bus.sasl_password = Some(value),
                 _ => {
                     let Some(server_key) = rest.strip_prefix("SERVER_") else {
                         continue;

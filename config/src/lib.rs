@@ -9,10 +9,12 @@
 //!   `Debug` and [`Server::redacted_url`] hide them.
 
 mod backup;
+mod bus;
 mod conflict;
 mod env;
 mod filter;
 mod health;
+pub mod topic_policy;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -22,6 +24,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use backup::{BackupConfig, Compression, Retention};
+pub use bus::{
+    is_secret_key, redacted_settings, BusConfig, BusKind, Redactor, TopicSpec,
+    CHANGE_TOPIC_PARTITIONS, DEFAULT_MIN_INSYNC_REPLICAS, DEFAULT_REPLICATION_FACTOR,
+    DEFAULT_RETENTION_MS, DEFAULT_TOPIC_PREFIX,
+};
 pub use conflict::{ConflictPolicy, ConflictStrategy, TableConflictConfig, TablePolicy};
 pub use filter::{TableFilter, TableMap};
 pub use health::HealthConfig;
@@ -85,78 +92,6 @@ pub struct Config {
     /// Health checks: the periodic agent task and the limits of `fleetsync health`.
     #[serde(default)]
     pub health: HealthConfig,
-}
-
-/// Which bus carries change records between agents and coordinators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BusKind {
-    /// In-process channels: `fleetsync run`, one machine, nothing to install.
-    #[default]
-    Embedded,
-    /// Kafka: `fleetsync agent` and `fleetsync coordinator` as separate processes.
-    Kafka,
-}
-
-/// `[bus]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BusConfig {
-    #[serde(default)]
-    pub kind: BusKind,
-    /// Kafka bootstrap servers, `host:port[,host:port]`.
-    #[serde(default)]
-    pub brokers: Option<String>,
-    /// Topics are `<topic_prefix>.<server>`: one per source server.
-    #[serde(default = "default_topic_prefix")]
-    pub topic_prefix: String,
-    /// Producer compression: `lz4` (default), `zstd`, `snappy`, `gzip` or `none`.
-    #[serde(default = "default_compression")]
-    pub compression: String,
-    /// Also publish a Debezium-compatible JSON stream to `<topic_prefix>.<server>.json`
-    /// (key: the primary-key columns; value: the change envelope; a tombstone after deletes).
-    #[serde(default)]
-    pub debezium_json: bool,
-    /// Extra librdkafka settings for producers and consumers (e.g. security.protocol).
-    #[serde(default)]
-    pub kafka: BTreeMap<String, String>,
-}
-
-impl Default for BusConfig {
-    fn default() -> Self {
-        BusConfig {
-            kind: BusKind::Embedded,
-            brokers: None,
-            topic_prefix: default_topic_prefix(),
-            compression: default_compression(),
-            debezium_json: false,
-            kafka: BTreeMap::new(),
-        }
-    }
-}
-
-/// Prefix of the per-server change topics.
-pub const DEFAULT_TOPIC_PREFIX: &str = "fleetsync";
-
-fn default_topic_prefix() -> String {
-    DEFAULT_TOPIC_PREFIX.to_string()
-}
-
-/// lz4: fast on both ends, and built into librdkafka (no extra native library).
-fn default_compression() -> String {
-    "lz4".to_string()
-}
-
-impl BusConfig {
-    /// The topic carrying `server`'s changes.
-    pub fn topic(&self, server: &str) -> String {
-        format!("{}.{}", self.topic_prefix, server)
-    }
-
-    /// The Debezium-compatible JSON topic of `server`.
-    pub fn json_topic(&self, server: &str) -> String {
-        format!("{}.{}.json", self.topic_prefix, server)
-    }
 }
 
 fn default_state_dir() -> PathBuf {
@@ -422,7 +357,7 @@ impl Config {
                 s.password = Some(text.lines().next().unwrap_or("").to_string());
             }
         }
-        Ok(())
+        self.bus.resolve_password()
     }
 
     /// Checks every rule that does not need a server connection.
@@ -430,36 +365,7 @@ impl Config {
         self.metrics_addr()?;
         self.backup.validate()?;
         self.health.validate()?;
-        if self.bus.kind == BusKind::Kafka
-            && self
-                .bus
-                .brokers
-                .as_deref()
-                .is_none_or(|b| b.trim().is_empty())
-        {
-            return Err(ConfigError::invalid(
-                "bus.brokers",
-                "required when bus.kind = \"kafka\"",
-            ));
-        }
-        if !["lz4", "zstd", "snappy", "gzip", "none"].contains(&self.bus.compression.as_str()) {
-            return Err(ConfigError::invalid(
-                "bus.compression",
-                "must be lz4, zstd, snappy, gzip or none",
-            ));
-        }
-        if self.bus.topic_prefix.is_empty()
-            || !self
-                .bus
-                .topic_prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            return Err(ConfigError::invalid(
-                "bus.topic_prefix",
-                "must be letters, digits, '.', '_' or '-'",
-            ));
-        }
+        self.bus.validate()?;
         let mut names = HashSet::new();
         for (i, s) in self.servers.iter().enumerate() {
             let field = format!("servers[{i}]");

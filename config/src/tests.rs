@@ -202,3 +202,196 @@ fn conflict_errors_name_the_field() {
         "{e}"
     );
 }
+
+/// The example's servers and syncs with a Kafka `[bus]` made of `bus` (raw TOML lines).
+fn kafka_config(bus: &str) -> Result<Config, String> {
+    let text = format!("{EXAMPLE}\n[bus]\nkind = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\n{bus}");
+    let c = Config::parse(&text)?;
+    c.validate().map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+#[test]
+fn bus_topic_defaults() {
+    let c = kafka_config("").expect("valid");
+    let spec = c.bus.topic_spec();
+    assert_eq!(spec.replication_factor, DEFAULT_REPLICATION_FACTOR);
+    assert_eq!(spec.min_insync_replicas, DEFAULT_MIN_INSYNC_REPLICAS);
+    assert_eq!(spec.retention_ms, DEFAULT_RETENTION_MS);
+    let single = kafka_config("replication_factor = 1").expect("valid");
+    assert_eq!(
+        single.bus.topic_spec().min_insync_replicas,
+        1,
+        "min ISR follows RF 1"
+    );
+    let created = spec.create_configs();
+    assert!(created.contains(&("unclean.leader.election.enable", "false".into())));
+    assert!(created.contains(&("cleanup.policy", "delete".into())));
+}
+
+/// Bad `[bus]` input: one error naming the field.
+#[test]
+fn bus_refusals_name_the_field() {
+    let cases: &[(&str, &str)] = &[
+        ("replication_factor = 0", "bus.replication_factor"),
+        ("replication_factor = 3\nmin_insync_replicas = 1", "bus.min_insync_replicas"),
+        ("replication_factor = 2\nmin_insync_replicas = 3", "bus.min_insync_replicas"),
+        ("retention_ms = 1000", "bus.retention_ms"),
+        ("retention_ms = -2", "bus.retention_ms"),
+        ("replicas = 3", "unknown field `replicas`"),
+        ("[bus.kafka]\nacks = \"1\"", "bus.kafka.\"acks\""),
+        ("[bus.kafka]\n\"request.required.acks\" = \"0\"", "request.required.acks"),
+        ("[bus.kafka]\n\"enable.idempotence\" = \"false\"", "enable.idempotence"),
+        ("[bus.kafka]\n\"group.id\" = \"mine\"", "bus.kafka.\"group.id\""),
+        ("[bus.kafka]\n\"bootstrap.servers\" = \"x:1\"", "set [bus] brokers"),
+        ("[bus.kafka]\n\"compression.codec\" = \"gzip\"", "set [bus] compression"),
+        ("[bus.kafka]\n\"auto.offset.reset\" = \"latest\"", "auto.offset.reset"),
+        ("[bus.kafka]\n\"transactional.id\" = \"t\"", "transactional.id"),
+        ("[bus.kafka]\n\"security.protocol\" = \"tls\"", "security.protocol"),
+        (
+            "[bus.kafka]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanisms\" = \"GSSAPI\"",
+            "sasl.mechanisms",
+        ),
+        (
+            "[bus.kafka]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanisms\" = \"SCRAM-SHA-512\"",
+            "sasl.username",
+        ),
+        (
+            "[bus.kafka]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"u\"",
+            "sasl_password_file",
+        ),
+        (
+            "sasl_password_env = \"A\"\nsasl_password_file = \"/f\"",
+            "at most one of sasl_password_env",
+        ),
+        (
+            "sasl_password_env = \"A\"\n[bus.kafka]\n\"sasl.password\" = \"x\"",
+            "not both",
+        ),
+    ];
+    for (bus, field) in cases {
+        let err = kafka_config(bus).expect_err(bus);
+        assert!(err.contains(field), "{bus:?}: {err}");
+        assert!(!err.contains('\n'), "{bus:?}: one line: {err}");
+    }
+}
+
+#[test]
+fn bus_accepts_tls_and_sasl() {
+    for bus in [
+        "[bus.kafka]\nacks = \"all\"\n\"enable.idempotence\" = \"true\"",
+        "[bus.kafka]\n\"security.protocol\" = \"SSL\"\n\"ssl.ca.location\" = \"/ca.pem\"",
+        "sasl_password_file = \"/run/secrets/kafka\"\n[bus.kafka]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"fleetsync\"",
+        "[bus.kafka]\n\"security.protocol\" = \"sasl_plaintext\"\n\"sasl.mechanism\" = \"PLAIN\"\n\"sasl.username\" = \"u\"\n\"sasl.password\" = \"p\"",
+    ] {
+        kafka_config(bus).unwrap_or_else(|e| panic!("{bus:?}: {e}"));
+    }
+}
+
+/// Secrets never show in `Debug`, and the redactor scrubs them out of client errors.
+#[test]
+fn bus_secrets_are_redacted() {
+    let mut c = kafka_config(
+        "[bus.kafka]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"alice\"\n\"sasl.password\" = \"hunter2-map\"\n\"ssl.key.password\" = \"keypw-42\"",
+    )
+    .expect("valid");
+    c.apply_env(
+        [(
+            "FLEETSYNC_BUS_SASL_PASSWORD".to_string(),
+            "from-env-77".to_string(),
+        )]
+        .into_iter(),
+    )
+    .expect("env");
+    let debug = format!("{c:?}");
+    for secret in ["hunter2-map", "keypw-42", "from-env-77"] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
+    assert!(
+        debug.contains("alice"),
+        "non-secrets stay readable: {debug}"
+    );
+    assert_eq!(
+        c.bus
+            .client_settings()
+            .get("sasl.password")
+            .map(String::as_str),
+        Some("from-env-77"),
+        "the environment wins"
+    );
+    let r = c.bus.redactor();
+    let msg = "Invalid value \"keypw-42\" for ssl.key.password; auth hunter2-map from-env-77";
+    let clean = r.apply(msg);
+    assert_eq!(
+        clean,
+        "Invalid value \"***\" for ssl.key.password; auth *** ***"
+    );
+    assert!(format!("{r:?}").contains("3 secrets"));
+    for key in [
+        "sasl.password",
+        "ssl.keystore.password",
+        "SSL.KEY.PASSWORD",
+        "sasl.oauthbearer.client.secret",
+        "ssl.key.pem",
+    ] {
+        assert!(is_secret_key(key), "{key}");
+    }
+    assert!(!is_secret_key("sasl.username"));
+}
+
+#[test]
+fn bus_password_from_file_and_env() {
+    let dir = std::env::temp_dir().join(format!("fleetsync-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("kafka-password");
+    std::fs::write(&file, "s3cret-file\nignored\n").expect("write");
+    let mut c = kafka_config(&format!("sasl_password_file = {file:?}")).expect("valid");
+    c.bus.resolve_password().expect("resolve");
+    assert_eq!(c.bus.sasl_password.as_deref(), Some("s3cret-file"));
+    let mut missing =
+        kafka_config("sasl_password_env = \"FLEETSYNC_TEST_NO_SUCH_VAR_9\"").expect("valid");
+    let err = missing
+        .bus
+        .resolve_password()
+        .expect_err("unset")
+        .to_string();
+    assert!(
+        err.contains("bus.sasl_password_env") && err.contains("not set"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The commented `[bus]` example of fleetsync.example.toml, uncommented, is a valid config
+/// (both keys of the at-most-one password pair shown: the file one is kept).
+#[test]
+fn example_bus_section_is_valid() {
+    let text = include_str!("../../fleetsync.example.toml");
+    let mut bus = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("# [bus]") {
+            inside = true;
+        } else if !line.starts_with('#') {
+            inside = false;
+        }
+        if !inside {
+            continue;
+        }
+        let body = line.trim_start_matches("# ");
+        let key_line = body
+            .split_once(" = ")
+            .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        let is_toml = body.starts_with('[') || body.starts_with('"') || key_line;
+        if is_toml && !body.starts_with("sasl_password_env") {
+            bus.push_str(body);
+            bus.push('\n');
+        }
+    }
+    assert!(bus.contains("[bus.kafka]"), "{bus}");
+    let c = Config::parse(&format!("{EXAMPLE}\n{bus}")).unwrap_or_else(|e| panic!("{e}\n{bus}"));
+    c.validate().unwrap_or_else(|e| panic!("{e}\n{bus}"));
+    assert_eq!(c.bus.kind, BusKind::Kafka);
+    assert_eq!(c.bus.replication_factor, DEFAULT_REPLICATION_FACTOR);
+    assert_eq!(c.bus.retention_ms, DEFAULT_RETENTION_MS);
+}

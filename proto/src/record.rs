@@ -98,20 +98,25 @@ impl Transaction {
     /// The flat records of this transaction, in order. Changes whose table index is out of
     /// range (a malformed transaction) are skipped.
     pub fn records(&self) -> impl Iterator<Item = ChangeRecord<'_>> + '_ {
-        self.changes.iter().enumerate().filter_map(move |(i, c)| {
-            let table = self.tables.get(c.table as usize)?;
-            Some(ChangeRecord {
-                origin: &self.origin,
-                gtid: self.gtid,
-                position: &self.position,
-                txn_id: self.txn_id,
-                seq: i as u32,
-                commit_ts_ms: self.commit_ts_ms,
-                table,
-                op: c.op,
-                before: c.before.as_deref(),
-                after: c.after.as_deref(),
-            })
+        (0..self.changes.len()).filter_map(move |i| self.record(i))
+    }
+
+    /// The record of change `i` (constant time: publishers call it once per row of large
+    /// transactions); `None` when `i` is out of range or the change's table index is.
+    pub fn record(&self, i: usize) -> Option<ChangeRecord<'_>> {
+        let c = self.changes.get(i)?;
+        let table = self.tables.get(c.table as usize)?;
+        Some(ChangeRecord {
+            origin: &self.origin,
+            gtid: self.gtid,
+            position: &self.position,
+            txn_id: self.txn_id,
+            seq: i as u32,
+            commit_ts_ms: self.commit_ts_ms,
+            table,
+            op: c.op,
+            before: c.before.as_deref(),
+            after: c.after.as_deref(),
         })
     }
 }

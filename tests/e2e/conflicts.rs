@@ -174,7 +174,7 @@ async fn one_seed(seed: u64, secs: u64, kafka: bool) -> Result<()> {
         }
     }
     if let Some(b) = &broker {
-        cfg = cfg.kafka_bus(&b.bootstrap());
+        cfg = cfg.kafka_bus(&b.bootstrap(), b.node_count());
     }
     let config = Fleetsync::write_config(dir.path(), &cfg.build())?;
     let procs = match &broker {

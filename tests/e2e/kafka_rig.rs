@@ -137,7 +137,7 @@ impl Rig {
             .server("dst", &pair.dst.url_root())
             .sync("s1", "src", &["dst"], &["app\\..*"], &[])
             .raw(sync_extra)
-            .kafka_bus(&kafka.bootstrap())
+            .kafka_bus(&kafka.bootstrap(), kafka.node_count())
             .build();
         let config = Fleetsync::write_config(pair.dir.path(), &text)?;
         println!(

@@ -10,7 +10,8 @@
 //! changes mid-stream), `trinitycore` (a real-world schema), `bad_input` (refusals), `kafka`
 //! (agent and coordinator as separate processes over Apache Kafka, one node), `kafka_faults`
 //! (a three-broker cluster losing partition leaders, a 2-million-row backlog), `kafka_rig`
-//! (their shared source/target/broker fixture),
+//! (their shared source/target/broker fixture), `kafka_security` (TLS and SASL; unsafe topics
+//! and missing permissions refused),
 //! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
 //! `pitr` (binlog archive and point-in-time replay), `transfer` (export/import),
 //! `schema_diff` (schema diff and migrations), `data_diff` (diff data), `health` (health
@@ -29,6 +30,7 @@ mod health;
 mod kafka;
 mod kafka_faults;
 mod kafka_rig;
+mod kafka_security;
 mod pitr;
 mod retry_state;
 mod schema_diff;

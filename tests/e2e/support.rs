@@ -114,7 +114,8 @@ pub async fn expect_refusal(config: &Path, refusal: &Refusal<'_>) -> Result<Stri
     check_refusal(&out, refusal)
 }
 
-fn check_refusal(out: &Output, refusal: &Refusal<'_>) -> Result<String> {
+/// The checks of [`expect_refusal`] on any command's output.
+pub fn check_refusal(out: &Output, refusal: &Refusal<'_>) -> Result<String> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(
         !out.status.success(),

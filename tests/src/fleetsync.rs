@@ -444,10 +444,11 @@ impl ConfigBuilder {
     }
 
     /// A `[bus]` section for Kafka (`topic_prefix` and `compression` left at their defaults:
-    /// topics are `fleetsync.<server>`).
-    pub fn kafka_bus(mut self, brokers: &str) -> Self {
+    /// topics are `fleetsync.<server>`). `replication_factor`: the cluster's node count, 1 or
+    /// 3 (fleetsync refuses a topic with fewer replicas than configured, and never lowers it).
+    pub fn kafka_bus(mut self, brokers: &str, replication_factor: usize) -> Self {
         self.text.push_str(&format!(
-            "\n[bus]\nkind = \"kafka\"\nbrokers = {}\n",
+            "\n[bus]\nkind = \"kafka\"\nbrokers = {}\nreplication_factor = {replication_factor}\n",
             toml_str(brokers)
         ));
         self

@@ -1,6 +1,6 @@
 //! Test support for fleetsync's end-to-end tests: private MariaDB servers, byte-exact
 //! table comparison, a runner for the `fleetsync` binary, workload generators, Apache Kafka
-//! clusters (one node or three, started from Maven-fetched jars; librdkafka's mock cluster for
+//! clusters (one node or three, started from Maven-fetched jars, with TLS and SASL listeners; librdkafka's mock cluster for
 //! quick checks) and the TrinityCore fixtures.
 //!
 //! Every helper talks to servers it started itself (127.0.0.1, OS-assigned ports, temp data
@@ -16,6 +16,7 @@ pub mod kafka_admin;
 pub mod kafka_mock;
 pub mod kafka_secure;
 pub mod kafka_setup;
+pub mod kafka_tls;
 pub mod mariadb;
 pub mod wait;
 pub mod workload;
@@ -35,6 +36,7 @@ pub use kafka_admin::{PartitionState, TopicSpec};
 pub use kafka_mock::MockKafka;
 pub use kafka_secure::{secure_options, Certs, SecureKafka};
 pub use kafka_setup::{KafkaOptions, Listener, ScramUser};
+pub use kafka_tls::{start_secure_broker, SecureBroker};
 pub use mariadb::{hex_literal, quote_ident, quote_str, MariaDb};
 pub use wait::{wait_synced, wait_until};
 pub use workload::Workload;

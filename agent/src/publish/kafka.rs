@@ -9,8 +9,10 @@
 //! source's commit order and atomicity without Kafka transactions; the price is that one
 //! source's stream is consumed serially (each source has its own topic, so sources scale).
 //!
-//! Delivery: an idempotent producer (`enable.idempotence`, `acks=all`), so retries neither
-//! duplicate nor reorder. The agent's checkpoint moves to a transaction's position only when
+//! Delivery: an idempotent producer (`enable.idempotence`, `acks=all`, neither overridable
+//! from `[bus.kafka]`), so retries neither duplicate nor reorder; the topic itself is checked
+//! before the producer starts (`min.insync.replicas`, no unclean leader election: see
+//! `fleetsync_config::topic_policy`). The agent's checkpoint moves to a transaction's position only when
 //! every message of it, and of every earlier transaction, has a successful delivery report.
 //! After a crash the agent resumes from its checkpoint and may publish transactions again;
 //! consumers drop those by source position.
@@ -18,6 +20,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use fleetsync_config::{redacted_settings, Redactor};
 use fleetsync_proto::{codec, Position, Transaction};
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -38,12 +41,24 @@ const MAX_IN_FLIGHT_MESSAGES: usize = 50_000;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connection settings for producers and consumers.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaSettings {
     pub brokers: String,
     pub compression: String,
-    /// Extra librdkafka properties.
+    /// Extra librdkafka properties (`[bus.kafka]` and the SASL password): may hold secrets.
     pub extra: BTreeMap<String, String>,
+    /// Scrubs those secrets out of error messages.
+    pub redactor: Redactor,
+}
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("compression", &self.compression)
+            .field("extra", &redacted_settings(&self.extra))
+            .finish_non_exhaustive()
+    }
 }
 
 impl KafkaSettings {
@@ -53,6 +68,26 @@ impl KafkaSettings {
         for (k, v) in &self.extra {
             c.set(k, v);
         }
+        c
+    }
+
+    /// The producer's config: fleetsync's tuning (which `[bus.kafka]` may override), then the
+    /// settings delivery depends on, which it may not (the config rejects them there).
+    fn producer_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("linger.ms", "5")
+            .set("message.timeout.ms", "300000")
+            .set("queue.buffering.max.messages", "200000");
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.extra {
+            c.set(k, v);
+        }
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &self.compression)
+            // A deleted topic must not come back with the broker's defaults: the agent
+            // creates its topics with explicit settings at start.
+            .set("allow.auto.create.topics", "false");
         c
     }
 }
@@ -87,6 +122,8 @@ pub struct KafkaPublisher {
     messages: metrics::Counter,
     /// The Debezium-compatible JSON topic, when enabled.
     json_topic: Option<String>,
+    /// Keeps secrets out of error messages.
+    redactor: Redactor,
 }
 
 impl KafkaPublisher {
@@ -97,19 +134,14 @@ impl KafkaPublisher {
         checkpoints: CheckpointStore,
         checkpoint_key: String,
     ) -> Result<Self, SourceError> {
-        let producer: FutureProducer = settings
-            .client_config()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", &settings.compression)
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "300000")
-            .set("queue.buffering.max.messages", "200000")
-            .create()
-            .map_err(|e| SourceError::NeedsOperator {
-                server: server.to_string(),
-                message: format!("kafka producer: {e}"),
-            })?;
+        let producer: FutureProducer =
+            settings
+                .producer_config()
+                .create()
+                .map_err(|e| SourceError::NeedsOperator {
+                    server: server.to_string(),
+                    message: settings.redactor.apply(&format!("kafka producer: {e}")),
+                })?;
         Ok(KafkaPublisher {
             producer,
             topic,
@@ -121,6 +153,7 @@ impl KafkaPublisher {
             in_flight_messages: 0,
             messages: metrics::counter!(METRIC_KAFKA_MESSAGES, "server" => server.to_string()),
             json_topic: None,
+            redactor: settings.redactor.clone(),
         })
     }
 
@@ -181,7 +214,9 @@ impl KafkaPublisher {
     fn kafka_error(&self, what: &str, e: impl std::fmt::Display) -> SourceError {
         SourceError::Connection {
             server: self.server.clone(),
-            message: format!("kafka {what} on {}: {e}", self.topic),
+            message: self
+                .redactor
+                .apply(&format!("kafka {what} on {}: {e}", self.topic)),
         }
     }
 
@@ -313,9 +348,10 @@ fn headers(begin: bool, end: bool) -> OwnedHeaders {
     h
 }
 
-/// `origin/schema.table/key-json` for a row, `origin` for a transaction without rows.
+/// `origin/schema.table/key-json` for row `i`, `origin` for a transaction without rows.
+/// Constant time per row (a scan from the first row made 50k-row transactions quadratic).
 fn row_key(txn: &Transaction, i: usize) -> Vec<u8> {
-    match txn.records().nth(i) {
+    match txn.record(i) {
         Some(r) => {
             let key = codec::record_key_json(&r);
             format!(

@@ -8,7 +8,7 @@
 //! transaction cut short (its producer died mid-way and published it again from the start) is
 //! dropped when the next `fs-begin` arrives.
 
-use fleetsync_config::TableFilter;
+use fleetsync_config::{Redactor, TableFilter};
 use fleetsync_proto::{codec, Transaction};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
@@ -40,9 +40,11 @@ pub struct KafkaFeed {
 
 impl KafkaFeed {
     /// `config` holds bootstrap servers and extra settings; `after` is the stored offset (the
-    /// feed starts just after it) or `None` for the beginning of the partition.
+    /// feed starts just after it) or `None` for the beginning of the partition. `redactor`
+    /// keeps the settings' secrets out of errors.
     pub fn new(
         mut config: rdkafka::ClientConfig,
+        redactor: &Redactor,
         group_id: &str,
         topic: &str,
         partition: i32,
@@ -59,8 +61,10 @@ impl KafkaFeed {
             .set("fetch.wait.max.ms", "50")
             // Bound what librdkafka prefetches: the coordinator's memory stays bounded.
             .set("queued.max.messages.kbytes", "16384")
+            // Never create the topic with the broker's defaults: the agent creates it.
+            .set("allow.auto.create.topics", "false")
             .create()
-            .map_err(|e| FeedError::Bus(format!("kafka consumer: {e}")))?;
+            .map_err(|e| FeedError::Bus(redactor.apply(&format!("kafka consumer: {e}"))))?;
         let mut tpl = TopicPartitionList::new();
         let offset = match after {
             Some(o) => Offset::Offset(o + 1),

@@ -33,6 +33,10 @@ pub enum FeedError {
         expected: i64,
         found: String,
     },
+    /// The topic's settings can lose acknowledged changes (see
+    /// `fleetsync_config::topic_policy`): consuming stops until an operator changes them.
+    #[error("{0}")]
+    UnsafeTopic(String),
 }
 
 pub trait Feed: Send {

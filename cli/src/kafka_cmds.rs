@@ -41,6 +41,7 @@ fn kafka_settings(config: &Config) -> Result<KafkaSettings> {
         brokers: config.bus.brokers.clone().unwrap_or_default(),
         compression: config.bus.compression.clone(),
         extra: config.bus.kafka.clone(),
+        debezium_json_schemas: config.bus.debezium_json_schemas,
     })
 }
 

@@ -117,6 +117,12 @@ pub struct BusConfig {
     /// (key: the primary-key columns; value: the change envelope; a tombstone after deletes).
     #[serde(default)]
     pub debezium_json: bool,
+    /// Write the JSON stream as Kafka Connect's `JsonConverter` does with
+    /// `schemas.enable=true`: every key and value as `{"schema": ..., "payload": ...}`, values
+    /// typed as Debezium's MariaDB connector types them. Needed by Kafka Connect sinks such
+    /// as Debezium's JDBC sink. Off by default: existing consumers read the schemaless form.
+    #[serde(default)]
+    pub debezium_json_schemas: bool,
     /// Extra librdkafka settings for producers and consumers (e.g. security.protocol).
     #[serde(default)]
     pub kafka: BTreeMap<String, String>,
@@ -130,6 +136,7 @@ impl Default for BusConfig {
             topic_prefix: default_topic_prefix(),
             compression: default_compression(),
             debezium_json: false,
+            debezium_json_schemas: false,
             kafka: BTreeMap::new(),
         }
     }

@@ -19,6 +19,11 @@ Subcommands (all diagnostics go to stderr, results to stdout or the named file):
                                     reaches FILE:POS; START is the epoch time fleetsync was
                                     spawned; writes {"seconds","peak_rss_kib",..} to OUT; with
                                     LOG (fleetsync's log), also saves its /metrics beside LOG
+  wait-topics BOOTSTRAP TOPICS EXPECTED PROCS START TIMEOUT OUT [CPU_PIDS [GROUP]]
+                                    poll a Kafka broker until TOPICS (comma-separated) hold
+                                    EXPECTED messages (and GROUP has committed all of them);
+                                    CPU and peak RSS of PROCS (name=pid,...) to OUT
+  kafka-ready BOOTSTRAP TIMEOUT     wait until a Kafka broker answers
   wait-idle MAX_SECONDS             wait until the machine is nearly idle (at most MAX_SECONDS)
   verify PORT_A PORT_B OUT          CHECKSUM TABLE + COUNT(*) of every bench table on both sides
   lag-table-sql TABLE               print the CREATE TABLE of a lag-measurement table
@@ -34,6 +39,7 @@ import os
 import random
 import re
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -105,6 +111,130 @@ class Client:
             self.p.wait(timeout=5)
         except Exception:
             self.p.kill()
+
+
+# ------------------------------------------------------------------------------------------
+# A minimal Kafka protocol client (standard library only) for polling a broker cheaply every
+# 50 ms over one connection: Metadata v1, ListOffsets v1, OffsetFetch v1 (versions every
+# broker from 0.10 to 4.x accepts). Enough for end offsets and a consumer group's committed
+# offsets; not a general client.
+
+
+
+class KafkaWire:
+    def __init__(self, bootstrap, timeout=10):
+        host, port = bootstrap.split(",")[0].rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.corr = 0
+
+    @staticmethod
+    def _str(s):
+        b = s.encode()
+        return struct.pack(">h", len(b)) + b
+
+    def _call(self, api_key, version, body):
+        self.corr += 1
+        head = struct.pack(">hhi", api_key, version, self.corr) + self._str("fleetsync-bench")
+        msg = head + body
+        self.sock.sendall(struct.pack(">i", len(msg)) + msg)
+        size = struct.unpack(">i", self._read(4))[0]
+        data = self._read(size)
+        corr = struct.unpack(">i", data[:4])[0]
+        if corr != self.corr:
+            raise RuntimeError(f"kafka: correlation id {corr}, expected {self.corr}")
+        return _Reader(data[4:])
+
+    def _read(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise RuntimeError("kafka: connection closed")
+            buf += chunk
+        return buf
+
+    def partitions(self, topics):
+        """{topic: [partition ids]} for the topics that exist (Metadata v1)."""
+        body = struct.pack(">i", len(topics)) + b"".join(self._str(t) for t in topics)
+        r = self._call(3, 1, body)
+        for _ in range(r.i32()):  # brokers
+            r.i32(); r.s(); r.i32(); r.s()
+        r.i32()  # controller
+        out = {}
+        for _ in range(r.i32()):
+            err, name, _internal = r.i16(), r.s(), r.i8()
+            parts = []
+            for _ in range(r.i32()):
+                r.i16(); p = r.i32(); r.i32()
+                for _ in range(r.i32()): r.i32()
+                for _ in range(r.i32()): r.i32()
+                parts.append(p)
+            if err == 0:
+                out[name] = parts
+        return out
+
+    def end_offsets(self, topics):
+        """{topic: sum of the partitions' end offsets} (0 for a topic that does not exist)."""
+        parts = self.partitions(topics)
+        res = {t: 0 for t in topics}
+        if not parts:
+            return res
+        body = struct.pack(">ii", -1, len(parts))
+        for t, ps in parts.items():
+            body += self._str(t) + struct.pack(">i", len(ps))
+            body += b"".join(struct.pack(">iq", p, -1) for p in ps)
+        r = self._call(2, 1, body)
+        for _ in range(r.i32()):
+            t = r.s()
+            for _ in range(r.i32()):
+                r.i32(); err = r.i16(); r.i64(); off = r.i64()
+                if err == 0:
+                    res[t] += off
+        return res
+
+    def committed(self, group, topics):
+        """{topic: sum of the group's committed offsets} (OffsetFetch v1; -1 counts as 0)."""
+        parts = self.partitions(topics)
+        res = {t: 0 for t in topics}
+        if not parts:
+            return res
+        body = self._str(group) + struct.pack(">i", len(parts))
+        for t, ps in parts.items():
+            body += self._str(t) + struct.pack(">i", len(ps)) + b"".join(struct.pack(">i", p) for p in ps)
+        r = self._call(9, 1, body)
+        for _ in range(r.i32()):
+            t = r.s()
+            for _ in range(r.i32()):
+                r.i32(); off = r.i64(); r.s(); err = r.i16()
+                if err == 0 and off > 0:
+                    res[t] += off
+        return res
+
+    def close(self):
+        self.sock.close()
+
+
+class _Reader:
+    def __init__(self, data):
+        self.d, self.o = data, 0
+
+    def _take(self, fmt):
+        v = struct.unpack_from(fmt, self.d, self.o)[0]
+        self.o += struct.calcsize(fmt)
+        return v
+
+    def i8(self): return self._take(">b")
+    def i16(self): return self._take(">h")
+    def i32(self): return self._take(">i")
+    def i64(self): return self._take(">q")
+
+    def s(self):
+        n = self.i16()
+        if n < 0:
+            return None
+        v = self.d[self.o:self.o + n].decode()
+        self.o += n
+        return v
 
 
 # ------------------------------------------------------------------------------------------
@@ -532,6 +662,90 @@ def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pi
     log("fleetsync", result)
 
 
+def cmd_wait_topics(bootstrap, topics, expected, procs_spec, start, timeout, out, cpu_pids="", group=None):
+    """Capture speed (the Debezium comparison): poll the broker every 50 ms until the sum of
+    TOPICS' end offsets reaches EXPECTED messages (one per row event). With GROUP (a
+    consumer group, e.g. Kafka Connect's `connect-<sink>`), also until that group has
+    committed up to the end of every topic: the sink has written everything (end to end).
+    PROCS (name=pid,...) are the measured processes (spawned at START, an epoch time): their
+    whole CPU time and peak RSS (VmHWM) are reported; CPU_PIDS (name=pid,...) others whose CPU
+    during the wait is reported. Also records when the first message appeared, so that the
+    rate without start-up (`streaming_seconds`) can be given too."""
+    topics = [t for t in topics.split(",") if t]
+    expected, start, timeout = int(expected), float(start), float(timeout)
+    procs, pids = parse_pids(procs_spec), parse_pids(cpu_pids)
+    cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+    busy0 = machine_busy_seconds() - sum(cpu_seconds(p) or 0 for p in procs.values())
+    result = {"loadavg_before": os.getloadavg()[0], "topics": topics, "expected_messages": expected}
+    kw = None
+    first = None
+    ends, done = {}, {}
+    polls = 0
+    while True:
+        now = time.time()
+        try:
+            if kw is None:
+                kw = KafkaWire(bootstrap)
+            ends = kw.end_offsets(topics)
+            total = sum(ends.values())
+            if total > 0 and first is None:
+                first = now
+            ok = total >= expected
+            if ok and group:
+                done = kw.committed(group, topics)
+                ok = all(done.get(t, 0) >= ends[t] for t in topics)
+        except (OSError, RuntimeError, struct.error) as e:
+            kw, ok = None, False
+            result["last_poll_error"] = str(e)
+        polls += 1
+        if ok:
+            result["seconds"] = round(now - start, 3)
+            break
+        dead = [k for k, p in procs.items() if not pid_alive(p)]
+        if dead:
+            result["error"] = f"{', '.join(dead)} exited before the end; end offsets {ends}, committed {done}"
+            break
+        if now - start > timeout:
+            result["error"] = f"timeout after {timeout}s; end offsets {ends}, committed {done}"
+            break
+        time.sleep(POLL)
+    if kw:
+        kw.close()
+    result["polls"] = polls
+    result["loadavg_after"] = os.getloadavg()[0]
+    result["end_offsets"] = ends
+    if group:
+        result["committed_offsets"] = done
+    if first is not None:
+        result["first_message_seconds"] = round(first - start, 3)
+        if "seconds" in result:
+            result["streaming_seconds"] = round(start + result["seconds"] - first, 3)
+    cpu = cpu_delta(cpu0, pids)
+    for k, p in procs.items():
+        cpu[k] = cpu_seconds(p)
+    result["cpu_seconds"] = cpu
+    result["peak_rss_kib_by_process"] = {k: read_vm(p, "VmHWM") for k, p in procs.items()}
+    result["other_cpu_seconds"] = other_cpu(busy0, cpu)
+    with open(out, "w") as f:
+        json.dump(result, f)
+    log("wait-topics", result)
+
+
+def cmd_kafka_ready(bootstrap, timeout):
+    """Waits until the broker answers a Metadata request."""
+    t0 = time.time()
+    while True:
+        try:
+            kw = KafkaWire(bootstrap, timeout=2)
+            kw.partitions(["__probe"])
+            kw.close()
+            return
+        except (OSError, RuntimeError, struct.error) as e:
+            if time.time() - t0 > float(timeout):
+                sys.exit(f"kafka at {bootstrap} not ready after {timeout}s: {e}")
+            time.sleep(0.3)
+
+
 LAG_POLL = 0.02  # seconds between the lag observer's polls of the target
 
 
@@ -856,6 +1070,11 @@ def main():
         cmd_wait_native(a[1], a[2], a[3], a[4], float(a[5]), a[6], *a[7:8])
     elif cmd == "wait-fleetsync":
         cmd_wait_fleetsync(a[1], a[2], a[3], a[4], a[5], float(a[6]), a[7], *a[8:10])
+    elif cmd == "wait-topics":
+        # wait-topics BOOTSTRAP TOPICS EXPECTED PROCS START TIMEOUT OUT [CPU_PIDS [GROUP]]
+        cmd_wait_topics(a[1], a[2], a[3], a[4], a[5], a[6], a[7], *a[8:10])
+    elif cmd == "kafka-ready":
+        cmd_kafka_ready(a[1], a[2])
     elif cmd == "verify":
         cmd_verify(a[1], a[2], a[3])
     elif cmd == "lag-table-sql":

@@ -9,7 +9,8 @@
 //! column type byte for byte), `volume` (100k changes), `crash` (kill -9), `ddl` (schema
 //! changes mid-stream), `trinitycore` (a real-world schema), `bad_input` (refusals), `kafka`
 //! (agent and coordinator as separate processes over a Kafka broker: mock cluster and tansu),
-//! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
+//! `debezium_sink` (Debezium's JDBC sink connector loads fleetsync's Debezium JSON topic
+//! into a target: Apache Kafka and Kafka Connect started by the test), `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
 //! `pitr` (binlog archive and point-in-time replay), `transfer` (export/import),
 //! `schema_diff` (schema diff and migrations), `data_diff` (diff data), `health` (health
 //! checks).
@@ -20,6 +21,7 @@ mod conflicts;
 mod crash;
 mod data_diff;
 mod ddl;
+mod debezium_sink;
 mod harness;
 mod health;
 mod kafka;

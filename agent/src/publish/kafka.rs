@@ -44,6 +44,9 @@ pub struct KafkaSettings {
     pub compression: String,
     /// Extra librdkafka properties.
     pub extra: BTreeMap<String, String>,
+    /// The Debezium JSON topic's messages carry Kafka Connect schemas
+    /// (`[bus] debezium_json_schemas`; see `codec::record_to_connect_json`).
+    pub debezium_json_schemas: bool,
 }
 
 impl KafkaSettings {
@@ -87,6 +90,8 @@ pub struct KafkaPublisher {
     messages: metrics::Counter,
     /// The Debezium-compatible JSON topic, when enabled.
     json_topic: Option<String>,
+    /// Whether its messages carry Kafka Connect schemas.
+    json_schemas: bool,
 }
 
 impl KafkaPublisher {
@@ -121,6 +126,7 @@ impl KafkaPublisher {
             in_flight_messages: 0,
             messages: metrics::counter!(METRIC_KAFKA_MESSAGES, "server" => server.to_string()),
             json_topic: None,
+            json_schemas: settings.debezium_json_schemas,
         })
     }
 
@@ -164,8 +170,12 @@ impl KafkaPublisher {
         };
         let mut messages: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         for r in txn.records() {
-            let key = codec::record_key_json(&r).to_string().into_bytes();
-            let value = codec::record_to_json(&r).to_string().into_bytes();
+            let key = codec::debezium_key(&r, self.json_schemas)
+                .to_string()
+                .into_bytes();
+            let value = codec::debezium_value(&r, self.json_schemas)
+                .to_string()
+                .into_bytes();
             let delete = r.op == fleetsync_proto::Op::Delete;
             messages.push((key.clone(), Some(value)));
             if delete {

@@ -936,16 +936,14 @@ def fleetsync_entry(work, suffix, rows):
     mib = lambda kib: round(kib / 1024, 1) if kib else None
     if suffix == "-kafka":
         by = f.get("peak_rss_kib_by_process") or {}
-        tansu = os.environ.get("BENCH_BROKER") == "tansu"
-        broker = (f"tansu 0.6.0 broker ({os.environ.get('BENCH_TANSU_STORAGE', 'memory://tansu/')})"
-                  if tansu else "librdkafka mock cluster (separate process)")
+        broker = "Apache Kafka 4.4.0 (one KRaft node, separate process)"
         fs = {"bus": "kafka", "broker": broker,
               "seconds": f.get("seconds"), "rows_per_s": rate(rows, f), "verified": fv["verified"],
               "agent_rss_mib": mib(by.get("fleetsync_agent")),
               "coordinator_rss_mib": mib(by.get("fleetsync_coordinator")),
               "broker_rss_mib": mib(by.get("broker")),
               "note": "fleetsync agent and fleetsync coordinator as separate processes over "
-                      + broker + " (one broker, topic fleetsync.src, one partition); the clock "
+                      + broker + " (topic fsk.src, one partition); the clock "
                       "starts when the agent is spawned (coordinator right after); RSS figures "
                       "are each process's VmHWM"}
     else:
@@ -968,6 +966,97 @@ def fleetsync_entry(work, suffix, rows):
     if not fv["verified"]:
         fs["verify_detail"] = fv
     return fs
+
+
+def debezium_report(work, rows, fs_kafka):
+    """The Debezium comparison (BENCH_DEBEZIUM=1): capture only and end to end, from the JSON
+    pieces catchup.sh left in WORK; None when it did not run."""
+    if not os.path.exists(f"{work}/debezium-capture.json"):
+        return None
+    mib = lambda kib: round(kib / 1024, 1) if kib else None
+
+    def entry(path, proc_names, verify=None):
+        if not os.path.exists(path):
+            return {"error": "no result (the phase failed before measuring)"}
+        r = load(path)
+        rss = r.get("peak_rss_kib_by_process") or {}
+        cpu = r.get("cpu_seconds") or {}
+        e = {"seconds": r.get("seconds"), "rows_per_s": rate(rows, r),
+             "streaming_rows_per_s": (round(rows / r["streaming_seconds"])
+                                      if r.get("streaming_seconds") else None),
+             "first_message_seconds": r.get("first_message_seconds"),
+             "cpu_seconds": round(sum(cpu.get(k) or 0 for k in proc_names), 2),
+             "cpu_seconds_all": cpu,
+             "peak_rss_mib": mib(sum(rss.get(k) or 0 for k in proc_names)),
+             "other_cpu_seconds": r.get("other_cpu_seconds"), "contended": contended(r),
+             "messages": r.get("end_offsets")}
+        if verify:
+            v = load(verify) if os.path.exists(verify) else {"verified": False}
+            e["target_equals_source"] = v.get("verified")
+            if not v.get("verified"):
+                e["verify_detail"] = v
+        if "error" in r:
+            e["error"] = r["error"]
+        return e
+
+    capture = {
+        "debezium": entry(f"{work}/debezium-capture.json", ["kafka_connect"]),
+        "fleetsync": entry(f"{work}/fleetsync-capture.json", ["fleetsync_agent"]),
+    }
+    e2e = {"debezium": entry(f"{work}/debezium-e2e.json", ["kafka_connect"],
+                             f"{work}/verify-debezium-e2e.json")}
+    if fs_kafka:
+        cpu = fs_kafka.get("cpu_seconds") or {}
+        e2e["fleetsync"] = {
+            "seconds": fs_kafka.get("seconds"), "rows_per_s": fs_kafka.get("rows_per_s"),
+            "cpu_seconds": round((cpu.get("fleetsync_agent") or 0) + (cpu.get("fleetsync_coordinator") or 0), 2),
+            "cpu_seconds_all": cpu,
+            "peak_rss_mib": round((fs_kafka.get("agent_rss_mib") or 0) + (fs_kafka.get("coordinator_rss_mib") or 0), 1),
+            "target_equals_source": fs_kafka.get("verified"),
+            "contended": fs_kafka.get("contended")}
+    ratio = lambda d: (round(d["fleetsync"]["rows_per_s"] / d["debezium"]["rows_per_s"], 3)
+                       if d.get("fleetsync", {}).get("rows_per_s") and d["debezium"].get("rows_per_s") else None)
+    # The issue's contract: these key names, literally, in one object.
+    contract = {
+        "row_events": rows,
+        "capture": {
+            "debezium_rows_per_s": capture["debezium"].get("rows_per_s"),
+            "fleetsync_rows_per_s": capture["fleetsync"].get("rows_per_s"),
+            "ratio_vs_debezium": ratio(capture),
+            "peak_rss_mib": {"debezium": capture["debezium"].get("peak_rss_mib"),
+                             "fleetsync": capture["fleetsync"].get("peak_rss_mib")},
+            "cpu_seconds": {"debezium": capture["debezium"].get("cpu_seconds"),
+                            "fleetsync": capture["fleetsync"].get("cpu_seconds")},
+        },
+        "end_to_end": {
+            "debezium_rows_per_s": e2e["debezium"].get("rows_per_s"),
+            "fleetsync_rows_per_s": e2e.get("fleetsync", {}).get("rows_per_s"),
+            "ratio_vs_debezium": ratio(e2e),
+            "peak_rss_mib": {"debezium": e2e["debezium"].get("peak_rss_mib"),
+                             "fleetsync": e2e.get("fleetsync", {}).get("peak_rss_mib")},
+            "cpu_seconds": {"debezium": e2e["debezium"].get("cpu_seconds"),
+                            "fleetsync": e2e.get("fleetsync", {}).get("cpu_seconds")},
+            "target_equals_source": {"debezium": e2e["debezium"].get("target_equals_source"),
+                                     "fleetsync": e2e.get("fleetsync", {}).get("target_equals_source")},
+        },
+    }
+    return {
+        "contract": contract,
+        "capture": capture,
+        "end_to_end": e2e,
+        "versions": "Apache Kafka 4.4.0 broker; Kafka Connect 4.1.1 standalone; Debezium 3.5.0.Final "
+                    "(debezium-connector-mariadb, debezium-connector-jdbc); MariaDB Connector/J 3.5.6",
+        "method": "capture: each from the backlog's start (Debezium: snapshot.mode=no_data offset primed "
+                  "before the backlog; fleetsync agent --start-at) into its own topics on the same broker, "
+                  "clock from process spawn (JVM start-up included; streaming_rows_per_s leaves it out) "
+                  "until the topics hold one message per row event; Debezium: JsonConverter schemas.enable="
+                  + os.environ.get("BENCH_DEBEZIUM_SCHEMAS", "false") + ", no tombstones, lz4; fleetsync: its "
+                  "bincode bus topic, lz4. End to end: Debezium source + JDBC sink (upsert, delete.enabled, "
+                  "schemas on) in one Connect worker vs fleetsync agent + coordinator (the Kafka bus run), "
+                  "into fresh copies of the starting data, clock until the sink's group committed every "
+                  "message / fleetsync's applied position reached the end; CPU = utime+stime of the JVM / "
+                  "of agent (+ coordinator); peak RSS = VmHWM (summed for agent + coordinator)",
+    }
 
 
 def cmd_report(work, out):
@@ -1037,10 +1126,17 @@ def cmd_report(work, out):
     })
     if os.path.exists(f"{work}/lag.json"):
         result["lag"] = load(f"{work}/lag.json")
+    dbz = debezium_report(work, rows, runs.get("fleetsync_kafka") or (
+        runs.get("fleetsync") if runs.get("fleetsync", {}).get("bus") == "kafka" else None))
+    if dbz:
+        result["debezium"] = dbz
     with open(out, "w") as fh:
         json.dump(result, fh, indent=2)
         fh.write("\n")
     print(json.dumps(result, indent=2))
+    if dbz:
+        # The one-line comparison object of the contract, after the full report.
+        print(json.dumps(dbz["contract"]))
 
 
 def main():

@@ -499,6 +499,8 @@ stop_pid "$CONNECT_PID" "Kafka Connect (Debezium capture)"
 show_log "$WORK/dbzcap/connect.log" "Kafka Connect (Debezium capture)"
 
 mkdir -p "$WORK/fscap/state"
+# Only the agent runs: a sync to a target that nobody applies to (the agent only reads `src`).
+PORT[fscap]=${PORT[src]}
 write_config fscap "$BOOTSTRAP"
 python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
 say "fleetsync agent: capturing the backlog into fscap.src"

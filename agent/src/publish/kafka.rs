@@ -170,16 +170,10 @@ impl KafkaPublisher {
         };
         let mut messages: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         for r in txn.records() {
-            let key = codec::debezium_key(&r, self.json_schemas)
-                .to_string()
-                .into_bytes();
-            let value = codec::debezium_value(&r, self.json_schemas)
-                .to_string()
-                .into_bytes();
-            let delete = r.op == fleetsync_proto::Op::Delete;
-            messages.push((key.clone(), Some(value)));
-            if delete {
-                messages.push((key, None));
+            // Tombstones after deletes; a key change as delete + create (as Debezium sends it).
+            for (key, value) in codec::debezium_messages(&r, self.json_schemas) {
+                let value = value.map(|v| v.to_string().into_bytes());
+                messages.push((key.to_string().into_bytes(), value));
             }
         }
         for (key, value) in messages {

@@ -156,6 +156,51 @@ pub fn debezium_value(r: &ChangeRecord<'_>, schemas: bool) -> J {
     }
 }
 
+/// The messages of one row change on the Debezium JSON topic, as Debezium's MySQL and
+/// MariaDB connectors send them: `(key, value)` pairs, a `None` value being a tombstone.
+///
+/// * insert, snapshot read: the envelope;
+/// * delete: the envelope, then a tombstone for its key (so that compaction can drop it);
+/// * update that keeps the key: the envelope;
+/// * update that changes the key (any byte of a key column, so `abc` -> `ABC` too): a delete
+///   of the old key (`op` `d`, `before` = old row) and its tombstone, then a create of the
+///   new key (`op` `c`, `after` = new row). A sink that upserts by key (Debezium's JDBC sink)
+///   would otherwise keep the old row next to the new one.
+pub fn debezium_messages(r: &ChangeRecord<'_>, schemas: bool) -> Vec<(J, Option<J>)> {
+    let key_changed = r.op == Op::Update
+        && match (r.before, r.after) {
+            (Some(b), Some(a)) => r.table.key.iter().any(|&i| {
+                let i = usize::from(i);
+                b.get(i) != a.get(i)
+            }),
+            _ => false,
+        };
+    let mut out = Vec::with_capacity(3);
+    if key_changed {
+        let delete = ChangeRecord {
+            op: Op::Delete,
+            after: None,
+            ..r.clone()
+        };
+        let create = ChangeRecord {
+            op: Op::Insert,
+            before: None,
+            ..r.clone()
+        };
+        let old_key = debezium_key(&delete, schemas);
+        out.push((old_key.clone(), Some(debezium_value(&delete, schemas))));
+        out.push((old_key, None));
+        out.push((debezium_key(&create, schemas), Some(debezium_value(&create, schemas))));
+        return out;
+    }
+    let key = debezium_key(r, schemas);
+    out.push((key.clone(), Some(debezium_value(r, schemas))));
+    if r.op == Op::Delete {
+        out.push((key, None));
+    }
+    out
+}
+
 /// `fleetsync.<origin>.<db>.<table>`: the prefix of the Connect schema names of a table.
 fn schema_base(r: &ChangeRecord<'_>) -> String {
     format!(

@@ -92,8 +92,16 @@ const DEBEZIUM_LIMITS: &[(&str, &str, &str)] = &[
         "'a'",
         "an ENUM's empty error value ('') is refused by a strict-mode INSERT",
     ),
-    ("b10", "b'0'", "the sink binds io.debezium.data.Bits' little-endian bytes as big-endian"),
-    ("b64", "b'0'", "the sink binds io.debezium.data.Bits' little-endian bytes as big-endian"),
+    (
+        "b10",
+        "b'0'",
+        "the sink binds io.debezium.data.Bits' little-endian bytes as big-endian",
+    ),
+    (
+        "b64",
+        "b'0'",
+        "the sink binds io.debezium.data.Bits' little-endian bytes as big-endian",
+    ),
 ];
 
 /// Whether `value` (an SQL literal from `edge_rows`) of `column` is outside Debezium's model.

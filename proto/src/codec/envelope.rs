@@ -190,7 +190,10 @@ pub fn debezium_messages(r: &ChangeRecord<'_>, schemas: bool) -> Vec<(J, Option<
         let old_key = debezium_key(&delete, schemas);
         out.push((old_key.clone(), Some(debezium_value(&delete, schemas))));
         out.push((old_key, None));
-        out.push((debezium_key(&create, schemas), Some(debezium_value(&create, schemas))));
+        out.push((
+            debezium_key(&create, schemas),
+            Some(debezium_value(&create, schemas)),
+        ));
         return out;
     }
     let key = debezium_key(r, schemas);

@@ -49,8 +49,9 @@ use crate::Transaction;
 
 pub use connect::{column_schema, column_value};
 pub use envelope::{
-    debezium_key, debezium_messages, debezium_value, record_key_connect_json, record_key_json, record_to_connect_json,
-    record_to_json, row_from_json, row_to_json, transaction_to_json, CONNECTOR_NAME,
+    debezium_key, debezium_messages, debezium_value, record_key_connect_json, record_key_json,
+    record_to_connect_json, record_to_json, row_from_json, row_to_json, transaction_to_json,
+    CONNECTOR_NAME,
 };
 pub use value::{value_from_json, value_to_json};
 

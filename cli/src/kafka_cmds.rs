@@ -43,6 +43,7 @@ fn kafka_settings(config: &Config) -> Result<KafkaSettings> {
         compression: config.bus.compression.clone(),
         extra: config.bus.client_settings(),
         redactor: config.bus.redactor(),
+        debezium_json_schemas: config.bus.debezium_json_schemas,
     })
 }
 

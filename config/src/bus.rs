@@ -70,6 +70,12 @@ pub struct BusConfig {
     /// (key: the primary-key columns; value: the change envelope; a tombstone after deletes).
     #[serde(default)]
     pub debezium_json: bool,
+    /// Write the JSON stream as Kafka Connect's `JsonConverter` does with
+    /// `schemas.enable=true`: every key and value as `{"schema": ..., "payload": ...}`, values
+    /// typed as Debezium's MariaDB connector types them. Needed by Kafka Connect sinks such
+    /// as Debezium's JDBC sink. Off by default: existing consumers read the schemaless form.
+    #[serde(default)]
+    pub debezium_json_schemas: bool,
     /// Replication factor of the topics fleetsync creates, and the least it accepts on an
     /// existing topic.
     #[serde(default = "default_replication_factor")]
@@ -104,6 +110,7 @@ impl Default for BusConfig {
             topic_prefix: default_topic_prefix(),
             compression: default_compression(),
             debezium_json: false,
+            debezium_json_schemas: false,
             replication_factor: DEFAULT_REPLICATION_FACTOR,
             min_insync_replicas: None,
             retention_ms: DEFAULT_RETENTION_MS,
@@ -222,6 +229,7 @@ impl fmt::Debug for BusConfig {
             .field("topic_prefix", &self.topic_prefix)
             .field("compression", &self.compression)
             .field("debezium_json", &self.debezium_json)
+            .field("debezium_json_schemas", &self.debezium_json_schemas)
             .field("replication_factor", &self.replication_factor)
             .field("min_insync_replicas", &self.min_insync_replicas())
             .field("retention_ms", &self.retention_ms)

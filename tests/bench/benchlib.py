@@ -19,6 +19,11 @@ Subcommands (all diagnostics go to stderr, results to stdout or the named file):
                                     reaches FILE:POS; START is the epoch time fleetsync was
                                     spawned; writes {"seconds","peak_rss_kib",..} to OUT; with
                                     LOG (fleetsync's log), also saves its /metrics beside LOG
+  wait-topics BOOTSTRAP TOPICS EXPECTED PROCS START TIMEOUT OUT [CPU_PIDS [GROUP]]
+                                    poll a Kafka broker until TOPICS (comma-separated) hold
+                                    EXPECTED messages (and GROUP has committed all of them);
+                                    CPU and peak RSS of PROCS (name=pid,...) to OUT
+  kafka-ready BOOTSTRAP TIMEOUT     wait until a Kafka broker answers
   wait-idle MAX_SECONDS             wait until the machine is nearly idle (at most MAX_SECONDS)
   verify PORT_A PORT_B OUT          CHECKSUM TABLE + COUNT(*) of every bench table on both sides
   lag-table-sql TABLE               print the CREATE TABLE of a lag-measurement table
@@ -34,6 +39,7 @@ import os
 import random
 import re
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -105,6 +111,130 @@ class Client:
             self.p.wait(timeout=5)
         except Exception:
             self.p.kill()
+
+
+# ------------------------------------------------------------------------------------------
+# A minimal Kafka protocol client (standard library only) for polling a broker cheaply every
+# 50 ms over one connection: Metadata v1, ListOffsets v1, OffsetFetch v1 (versions every
+# broker from 0.10 to 4.x accepts). Enough for end offsets and a consumer group's committed
+# offsets; not a general client.
+
+
+
+class KafkaWire:
+    def __init__(self, bootstrap, timeout=10):
+        host, port = bootstrap.split(",")[0].rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.corr = 0
+
+    @staticmethod
+    def _str(s):
+        b = s.encode()
+        return struct.pack(">h", len(b)) + b
+
+    def _call(self, api_key, version, body):
+        self.corr += 1
+        head = struct.pack(">hhi", api_key, version, self.corr) + self._str("fleetsync-bench")
+        msg = head + body
+        self.sock.sendall(struct.pack(">i", len(msg)) + msg)
+        size = struct.unpack(">i", self._read(4))[0]
+        data = self._read(size)
+        corr = struct.unpack(">i", data[:4])[0]
+        if corr != self.corr:
+            raise RuntimeError(f"kafka: correlation id {corr}, expected {self.corr}")
+        return _Reader(data[4:])
+
+    def _read(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise RuntimeError("kafka: connection closed")
+            buf += chunk
+        return buf
+
+    def partitions(self, topics):
+        """{topic: [partition ids]} for the topics that exist (Metadata v1)."""
+        body = struct.pack(">i", len(topics)) + b"".join(self._str(t) for t in topics)
+        r = self._call(3, 1, body)
+        for _ in range(r.i32()):  # brokers
+            r.i32(); r.s(); r.i32(); r.s()
+        r.i32()  # controller
+        out = {}
+        for _ in range(r.i32()):
+            err, name, _internal = r.i16(), r.s(), r.i8()
+            parts = []
+            for _ in range(r.i32()):
+                r.i16(); p = r.i32(); r.i32()
+                for _ in range(r.i32()): r.i32()
+                for _ in range(r.i32()): r.i32()
+                parts.append(p)
+            if err == 0:
+                out[name] = parts
+        return out
+
+    def end_offsets(self, topics):
+        """{topic: sum of the partitions' end offsets} (0 for a topic that does not exist)."""
+        parts = self.partitions(topics)
+        res = {t: 0 for t in topics}
+        if not parts:
+            return res
+        body = struct.pack(">ii", -1, len(parts))
+        for t, ps in parts.items():
+            body += self._str(t) + struct.pack(">i", len(ps))
+            body += b"".join(struct.pack(">iq", p, -1) for p in ps)
+        r = self._call(2, 1, body)
+        for _ in range(r.i32()):
+            t = r.s()
+            for _ in range(r.i32()):
+                r.i32(); err = r.i16(); r.i64(); off = r.i64()
+                if err == 0:
+                    res[t] += off
+        return res
+
+    def committed(self, group, topics):
+        """{topic: sum of the group's committed offsets} (OffsetFetch v1; -1 counts as 0)."""
+        parts = self.partitions(topics)
+        res = {t: 0 for t in topics}
+        if not parts:
+            return res
+        body = self._str(group) + struct.pack(">i", len(parts))
+        for t, ps in parts.items():
+            body += self._str(t) + struct.pack(">i", len(ps)) + b"".join(struct.pack(">i", p) for p in ps)
+        r = self._call(9, 1, body)
+        for _ in range(r.i32()):
+            t = r.s()
+            for _ in range(r.i32()):
+                r.i32(); off = r.i64(); r.s(); err = r.i16()
+                if err == 0 and off > 0:
+                    res[t] += off
+        return res
+
+    def close(self):
+        self.sock.close()
+
+
+class _Reader:
+    def __init__(self, data):
+        self.d, self.o = data, 0
+
+    def _take(self, fmt):
+        v = struct.unpack_from(fmt, self.d, self.o)[0]
+        self.o += struct.calcsize(fmt)
+        return v
+
+    def i8(self): return self._take(">b")
+    def i16(self): return self._take(">h")
+    def i32(self): return self._take(">i")
+    def i64(self): return self._take(">q")
+
+    def s(self):
+        n = self.i16()
+        if n < 0:
+            return None
+        v = self.d[self.o:self.o + n].decode()
+        self.o += n
+        return v
 
 
 # ------------------------------------------------------------------------------------------
@@ -532,6 +662,90 @@ def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pi
     log("fleetsync", result)
 
 
+def cmd_wait_topics(bootstrap, topics, expected, procs_spec, start, timeout, out, cpu_pids="", group=None):
+    """Capture speed (the Debezium comparison): poll the broker every 50 ms until the sum of
+    TOPICS' end offsets reaches EXPECTED messages (one per row event). With GROUP (a
+    consumer group, e.g. Kafka Connect's `connect-<sink>`), also until that group has
+    committed up to the end of every topic: the sink has written everything (end to end).
+    PROCS (name=pid,...) are the measured processes (spawned at START, an epoch time): their
+    whole CPU time and peak RSS (VmHWM) are reported; CPU_PIDS (name=pid,...) others whose CPU
+    during the wait is reported. Also records when the first message appeared, so that the
+    rate without start-up (`streaming_seconds`) can be given too."""
+    topics = [t for t in topics.split(",") if t]
+    expected, start, timeout = int(expected), float(start), float(timeout)
+    procs, pids = parse_pids(procs_spec), parse_pids(cpu_pids)
+    cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+    busy0 = machine_busy_seconds() - sum(cpu_seconds(p) or 0 for p in procs.values())
+    result = {"loadavg_before": os.getloadavg()[0], "topics": topics, "expected_messages": expected}
+    kw = None
+    first = None
+    ends, done = {}, {}
+    polls = 0
+    while True:
+        now = time.time()
+        try:
+            if kw is None:
+                kw = KafkaWire(bootstrap)
+            ends = kw.end_offsets(topics)
+            total = sum(ends.values())
+            if total > 0 and first is None:
+                first = now
+            ok = total >= expected
+            if ok and group:
+                done = kw.committed(group, topics)
+                ok = all(done.get(t, 0) >= ends[t] for t in topics)
+        except (OSError, RuntimeError, struct.error) as e:
+            kw, ok = None, False
+            result["last_poll_error"] = str(e)
+        polls += 1
+        if ok:
+            result["seconds"] = round(now - start, 3)
+            break
+        dead = [k for k, p in procs.items() if not pid_alive(p)]
+        if dead:
+            result["error"] = f"{', '.join(dead)} exited before the end; end offsets {ends}, committed {done}"
+            break
+        if now - start > timeout:
+            result["error"] = f"timeout after {timeout}s; end offsets {ends}, committed {done}"
+            break
+        time.sleep(POLL)
+    if kw:
+        kw.close()
+    result["polls"] = polls
+    result["loadavg_after"] = os.getloadavg()[0]
+    result["end_offsets"] = ends
+    if group:
+        result["committed_offsets"] = done
+    if first is not None:
+        result["first_message_seconds"] = round(first - start, 3)
+        if "seconds" in result:
+            result["streaming_seconds"] = round(start + result["seconds"] - first, 3)
+    cpu = cpu_delta(cpu0, pids)
+    for k, p in procs.items():
+        cpu[k] = cpu_seconds(p)
+    result["cpu_seconds"] = cpu
+    result["peak_rss_kib_by_process"] = {k: read_vm(p, "VmHWM") for k, p in procs.items()}
+    result["other_cpu_seconds"] = other_cpu(busy0, cpu)
+    with open(out, "w") as f:
+        json.dump(result, f)
+    log("wait-topics", result)
+
+
+def cmd_kafka_ready(bootstrap, timeout):
+    """Waits until the broker answers a Metadata request."""
+    t0 = time.time()
+    while True:
+        try:
+            kw = KafkaWire(bootstrap, timeout=2)
+            kw.partitions(["__probe"])
+            kw.close()
+            return
+        except (OSError, RuntimeError, struct.error) as e:
+            if time.time() - t0 > float(timeout):
+                sys.exit(f"kafka at {bootstrap} not ready after {timeout}s: {e}")
+            time.sleep(0.3)
+
+
 LAG_POLL = 0.02  # seconds between the lag observer's polls of the target
 
 
@@ -722,16 +936,14 @@ def fleetsync_entry(work, suffix, rows):
     mib = lambda kib: round(kib / 1024, 1) if kib else None
     if suffix == "-kafka":
         by = f.get("peak_rss_kib_by_process") or {}
-        tansu = os.environ.get("BENCH_BROKER") == "tansu"
-        broker = (f"tansu 0.6.0 broker ({os.environ.get('BENCH_TANSU_STORAGE', 'memory://tansu/')})"
-                  if tansu else "librdkafka mock cluster (separate process)")
+        broker = "Apache Kafka 4.4.0 (one KRaft node, separate process)"
         fs = {"bus": "kafka", "broker": broker,
               "seconds": f.get("seconds"), "rows_per_s": rate(rows, f), "verified": fv["verified"],
               "agent_rss_mib": mib(by.get("fleetsync_agent")),
               "coordinator_rss_mib": mib(by.get("fleetsync_coordinator")),
               "broker_rss_mib": mib(by.get("broker")),
               "note": "fleetsync agent and fleetsync coordinator as separate processes over "
-                      + broker + " (one broker, topic fleetsync.src, one partition); the clock "
+                      + broker + " (topic fsk.src, one partition); the clock "
                       "starts when the agent is spawned (coordinator right after); RSS figures "
                       "are each process's VmHWM"}
     else:
@@ -754,6 +966,97 @@ def fleetsync_entry(work, suffix, rows):
     if not fv["verified"]:
         fs["verify_detail"] = fv
     return fs
+
+
+def debezium_report(work, rows, fs_kafka):
+    """The Debezium comparison (BENCH_DEBEZIUM=1): capture only and end to end, from the JSON
+    pieces catchup.sh left in WORK; None when it did not run."""
+    if not os.path.exists(f"{work}/debezium-capture.json"):
+        return None
+    mib = lambda kib: round(kib / 1024, 1) if kib else None
+
+    def entry(path, proc_names, verify=None):
+        if not os.path.exists(path):
+            return {"error": "no result (the phase failed before measuring)"}
+        r = load(path)
+        rss = r.get("peak_rss_kib_by_process") or {}
+        cpu = r.get("cpu_seconds") or {}
+        e = {"seconds": r.get("seconds"), "rows_per_s": rate(rows, r),
+             "streaming_rows_per_s": (round(rows / r["streaming_seconds"])
+                                      if r.get("streaming_seconds") else None),
+             "first_message_seconds": r.get("first_message_seconds"),
+             "cpu_seconds": round(sum(cpu.get(k) or 0 for k in proc_names), 2),
+             "cpu_seconds_all": cpu,
+             "peak_rss_mib": mib(sum(rss.get(k) or 0 for k in proc_names)),
+             "other_cpu_seconds": r.get("other_cpu_seconds"), "contended": contended(r),
+             "messages": r.get("end_offsets")}
+        if verify:
+            v = load(verify) if os.path.exists(verify) else {"verified": False}
+            e["target_equals_source"] = v.get("verified")
+            if not v.get("verified"):
+                e["verify_detail"] = v
+        if "error" in r:
+            e["error"] = r["error"]
+        return e
+
+    capture = {
+        "debezium": entry(f"{work}/debezium-capture.json", ["kafka_connect"]),
+        "fleetsync": entry(f"{work}/fleetsync-capture.json", ["fleetsync_agent"]),
+    }
+    e2e = {"debezium": entry(f"{work}/debezium-e2e.json", ["kafka_connect"],
+                             f"{work}/verify-debezium-e2e.json")}
+    if fs_kafka:
+        cpu = fs_kafka.get("cpu_seconds") or {}
+        e2e["fleetsync"] = {
+            "seconds": fs_kafka.get("seconds"), "rows_per_s": fs_kafka.get("rows_per_s"),
+            "cpu_seconds": round((cpu.get("fleetsync_agent") or 0) + (cpu.get("fleetsync_coordinator") or 0), 2),
+            "cpu_seconds_all": cpu,
+            "peak_rss_mib": round((fs_kafka.get("agent_rss_mib") or 0) + (fs_kafka.get("coordinator_rss_mib") or 0), 1),
+            "target_equals_source": fs_kafka.get("verified"),
+            "contended": fs_kafka.get("contended")}
+    ratio = lambda d: (round(d["fleetsync"]["rows_per_s"] / d["debezium"]["rows_per_s"], 3)
+                       if d.get("fleetsync", {}).get("rows_per_s") and d["debezium"].get("rows_per_s") else None)
+    # The issue's contract: these key names, literally, in one object.
+    contract = {
+        "row_events": rows,
+        "capture": {
+            "debezium_rows_per_s": capture["debezium"].get("rows_per_s"),
+            "fleetsync_rows_per_s": capture["fleetsync"].get("rows_per_s"),
+            "ratio_vs_debezium": ratio(capture),
+            "peak_rss_mib": {"debezium": capture["debezium"].get("peak_rss_mib"),
+                             "fleetsync": capture["fleetsync"].get("peak_rss_mib")},
+            "cpu_seconds": {"debezium": capture["debezium"].get("cpu_seconds"),
+                            "fleetsync": capture["fleetsync"].get("cpu_seconds")},
+        },
+        "end_to_end": {
+            "debezium_rows_per_s": e2e["debezium"].get("rows_per_s"),
+            "fleetsync_rows_per_s": e2e.get("fleetsync", {}).get("rows_per_s"),
+            "ratio_vs_debezium": ratio(e2e),
+            "peak_rss_mib": {"debezium": e2e["debezium"].get("peak_rss_mib"),
+                             "fleetsync": e2e.get("fleetsync", {}).get("peak_rss_mib")},
+            "cpu_seconds": {"debezium": e2e["debezium"].get("cpu_seconds"),
+                            "fleetsync": e2e.get("fleetsync", {}).get("cpu_seconds")},
+            "target_equals_source": {"debezium": e2e["debezium"].get("target_equals_source"),
+                                     "fleetsync": e2e.get("fleetsync", {}).get("target_equals_source")},
+        },
+    }
+    return {
+        "contract": contract,
+        "capture": capture,
+        "end_to_end": e2e,
+        "versions": "Apache Kafka 4.4.0 broker; Kafka Connect 4.1.1 standalone; Debezium 3.5.0.Final "
+                    "(debezium-connector-mariadb, debezium-connector-jdbc); MariaDB Connector/J 3.5.6",
+        "method": "capture: each from the backlog's start (Debezium: snapshot.mode=no_data offset primed "
+                  "before the backlog; fleetsync agent --start-at) into its own topics on the same broker, "
+                  "clock from process spawn (JVM start-up included; streaming_rows_per_s leaves it out) "
+                  "until the topics hold one message per row event; Debezium: JsonConverter schemas.enable="
+                  + os.environ.get("BENCH_DEBEZIUM_SCHEMAS", "false") + ", no tombstones, lz4; fleetsync: its "
+                  "bincode bus topic, lz4. End to end: Debezium source + JDBC sink (upsert, delete.enabled, "
+                  "schemas on) in one Connect worker vs fleetsync agent + coordinator (the Kafka bus run), "
+                  "into fresh copies of the starting data, clock until the sink's group committed every "
+                  "message / fleetsync's applied position reached the end; CPU = utime+stime of the JVM / "
+                  "of agent (+ coordinator); peak RSS = VmHWM (summed for agent + coordinator)",
+    }
 
 
 def cmd_report(work, out):
@@ -823,10 +1126,17 @@ def cmd_report(work, out):
     })
     if os.path.exists(f"{work}/lag.json"):
         result["lag"] = load(f"{work}/lag.json")
+    dbz = debezium_report(work, rows, runs.get("fleetsync_kafka") or (
+        runs.get("fleetsync") if runs.get("fleetsync", {}).get("bus") == "kafka" else None))
+    if dbz:
+        result["debezium"] = dbz
     with open(out, "w") as fh:
         json.dump(result, fh, indent=2)
         fh.write("\n")
     print(json.dumps(result, indent=2))
+    if dbz:
+        # The one-line comparison object of the contract, after the full report.
+        print(json.dumps(dbz["contract"]))
 
 
 def main():
@@ -856,6 +1166,11 @@ def main():
         cmd_wait_native(a[1], a[2], a[3], a[4], float(a[5]), a[6], *a[7:8])
     elif cmd == "wait-fleetsync":
         cmd_wait_fleetsync(a[1], a[2], a[3], a[4], a[5], float(a[6]), a[7], *a[8:10])
+    elif cmd == "wait-topics":
+        # wait-topics BOOTSTRAP TOPICS EXPECTED PROCS START TIMEOUT OUT [CPU_PIDS [GROUP]]
+        cmd_wait_topics(a[1], a[2], a[3], a[4], a[5], a[6], a[7], *a[8:10])
+    elif cmd == "kafka-ready":
+        cmd_kafka_ready(a[1], a[2])
     elif cmd == "verify":
         cmd_verify(a[1], a[2], a[3])
     elif cmd == "lag-table-sql":

@@ -12,12 +12,17 @@
 #          RUST_LOG       fleetsync's log filter (default info)
 #          FLEETSYNC_BIN  use this fleetsync binary instead of building target/release/fleetsync
 #          BENCH_BUS      embedded (default: `fleetsync run`), kafka (`fleetsync agent` +
-#                         `fleetsync coordinator` over fleetsync-mock-kafka) or both
-#          MOCK_KAFKA_BIN use this fleetsync-mock-kafka instead of building it
-#          BENCH_BROKER   the Kafka broker: mock (default, fleetsync-mock-kafka: holds only ~5 MB
-#                         per partition, too little for a 1M-row backlog) or tansu (`tansu
-#                         broker` from PATH or ~/.cargo/bin with BENCH_TANSU_STORAGE, default
-#                         memory://tansu/)
+#                         `fleetsync coordinator` over Apache Kafka) or both
+#          BENCH_BROKER   the Kafka broker: kafka (the only one: Apache Kafka 4.4.0, one KRaft
+#                         node started by this script from tests/kafka/fetch.sh's jars, own data
+#                         dir, free ports, heap BENCH_KAFKA_HEAP, default -Xmx1g)
+#          BENCH_DEBEZIUM=1  also Debezium side by side (needs java and mvn): Debezium 3.5's
+#                         MariaDB connector under Kafka Connect standalone vs `fleetsync agent`,
+#                         capture only, then Debezium source + JDBC sink vs fleetsync agent +
+#                         coordinator into a MariaDB target (implies the Kafka bus run);
+#                         BENCH_CONNECT_HEAP (default -Xms256m -Xmx2g, connect-standalone.sh's),
+#                         BENCH_DEBEZIUM_SCHEMAS (capture run's JsonConverter schemas.enable,
+#                         default false: Debezium's lightest JSON)
 #          BENCH_LAG=1    afterwards, measure steady-state lag per bus (what lag.sh does);
 #                         BENCH_LAG_RATE (rows/s; default: half the bus's catch-up rate),
 #                         BENCH_LAG_SECONDS (30), BENCH_LAG_TXNS (transactions/s, 200)
@@ -37,12 +42,19 @@ case "$BENCH_BUS" in
     embedded | kafka | both) ;;
     *) echo "BENCH_BUS must be embedded, kafka or both (not $BENCH_BUS)" >&2; exit 2 ;;
 esac
-BENCH_BROKER="${BENCH_BROKER:-mock}"
+BENCH_BROKER="${BENCH_BROKER:-kafka}"
 case "$BENCH_BROKER" in
-    mock | tansu) ;;
-    *) echo "BENCH_BROKER must be mock or tansu (not $BENCH_BROKER)" >&2; exit 2 ;;
+    kafka) ;;
+    mock | tansu) echo "BENCH_BROKER=$BENCH_BROKER is gone: the benchmark runs on Apache Kafka (BENCH_BROKER=kafka)" >&2; exit 2 ;;
+    *) echo "BENCH_BROKER must be kafka (not $BENCH_BROKER)" >&2; exit 2 ;;
 esac
-BENCH_TANSU_STORAGE="${BENCH_TANSU_STORAGE:-memory://tansu/}"
+export BENCH_BROKER
+BENCH_DEBEZIUM="${BENCH_DEBEZIUM:-0}"
+# The Debezium end-to-end run is compared with fleetsync's Kafka run: make sure there is one.
+[[ $BENCH_DEBEZIUM == 1 && $BENCH_BUS == embedded ]] && BENCH_BUS=both
+BENCH_KAFKA_HEAP="${BENCH_KAFKA_HEAP:--Xmx1g}"
+BENCH_CONNECT_HEAP="${BENCH_CONNECT_HEAP:--Xms256m -Xmx2g}"
+BENCH_DEBEZIUM_SCHEMAS="${BENCH_DEBEZIUM_SCHEMAS:-false}"
 BENCH_LAG="${BENCH_LAG:-0}"
 BENCH_LAG_SECONDS="${BENCH_LAG_SECONDS:-30}"
 BENCH_LAG_TXNS="${BENCH_LAG_TXNS:-200}"
@@ -58,19 +70,13 @@ else
     (cd "$ROOT" && cargo build --release -p fleetsync >&2)
     FLEETSYNC="$ROOT/target/release/fleetsync"
 fi
-if [[ $BENCH_BUS != embedded && $BENCH_BROKER == tansu ]]; then
-    TANSU="$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")"
-    [[ -x $TANSU ]] || { echo "tansu not found (cargo install tansu --version 0.6.0 --locked --features dynostore)" >&2; exit 2; }
-    say "broker: $TANSU ($BENCH_TANSU_STORAGE)"
-elif [[ $BENCH_BUS != embedded ]]; then
-    if [[ -n "${MOCK_KAFKA_BIN:-}" ]]; then
-        MOCK_KAFKA="$MOCK_KAFKA_BIN"
-        say "using prebuilt $MOCK_KAFKA (MOCK_KAFKA_BIN)"
-    else
-        say "building fleetsync-mock-kafka (cargo build --release -p fleetsync-tests --bin fleetsync-mock-kafka)"
-        (cd "$ROOT" && cargo build --release -p fleetsync-tests --bin fleetsync-mock-kafka >&2)
-        MOCK_KAFKA="$ROOT/target/release/fleetsync-mock-kafka"
-    fi
+if [[ $BENCH_BUS != embedded || $BENCH_DEBEZIUM == 1 ]]; then
+    say "fetching Apache Kafka's jars (tests/kafka/fetch.sh kafka; cached after the first run)"
+    KAFKA_JARS="$("$ROOT/tests/kafka/fetch.sh" kafka)"
+fi
+if [[ $BENCH_DEBEZIUM == 1 ]]; then
+    say "fetching Kafka Connect + Debezium (tests/kafka/fetch.sh debezium)"
+    DEBEZIUM_JARS="$("$ROOT/tests/kafka/fetch.sh" debezium)"
 fi
 
 if [[ -n "${BENCH_DIR:-}" ]]; then
@@ -83,7 +89,7 @@ else
 fi
 
 # --- cleanup -----------------------------------------------------------------------------
-PIDS=()          # mariadbd, fleetsync and mock broker processes started by this script and still running
+PIDS=()          # mariadbd, fleetsync, Kafka and Kafka Connect processes started by this script and still running
 forget_pid() {   # forget_pid PID: it has exited (its number may be reused: never signal it again)
     local keep=() p
     for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
@@ -106,7 +112,7 @@ cleanup() {
         rm -rf "$WORK"
     else
         # Keep logs and results for a post-mortem, drop the (large) data directories.
-        rm -rf "$WORK"/*/data "$WORK"/base "$WORK"/workload.sql "$WORK"/fleetsync "$WORK"/fleetsync-mock-kafka
+        rm -rf "$WORK"/*/data "$WORK"/base "$WORK"/workload.sql "$WORK"/fleetsync "$WORK"/kafka/data
         say "logs kept in $WORK"
     fi
     exit $rc
@@ -118,10 +124,6 @@ trap 'exit 143' TERM
 # A private copy: a concurrent rebuild of target/release cannot swap the binary mid-run.
 cp "$FLEETSYNC" "$WORK/fleetsync"
 FLEETSYNC="$WORK/fleetsync"
-if [[ $BENCH_BUS != embedded && $BENCH_BROKER == mock ]]; then
-    cp "$MOCK_KAFKA" "$WORK/fleetsync-mock-kafka"
-    MOCK_KAFKA="$WORK/fleetsync-mock-kafka"
-fi
 FLEETSYNC_VERSION="$("$FLEETSYNC" --version 2>/dev/null || echo unknown)"
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 [[ -n "$(git -C "$ROOT" status --porcelain -- . ':!tests/bench' 2>/dev/null)" ]] && GIT_REV="$GIT_REV+uncommitted"
@@ -198,11 +200,145 @@ rm -f "$WORK"/base/binlog.* "$WORK"/base/relay* "$WORK"/base/master.info \
       "$WORK"/base/relay-log.info "$WORK"/base/multi-master.info
 start_instance src 1
 
+# --- Apache Kafka: one broker for every Kafka run (each run has its own topics) -------------
+# start_kafka: one KRaft node (broker + controller) on free ports, data in $WORK/kafka/data;
+# sets BOOTSTRAP and BROKER_PID.
+start_kafka() {
+    local d="$WORK/kafka" port cport
+    mkdir -p "$d"
+    port="$(python3 "$LIB" freeport)"
+    cport="$(python3 "$LIB" freeport)"
+    cat >"$d/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$d/data
+num.partitions=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+EOF
+    java -cp "$KAFKA_JARS/*" kafka.tools.StorageTool format -c "$d/server.properties" --standalone \
+        -t "$(java -cp "$KAFKA_JARS/*" kafka.tools.StorageTool random-uuid)" >"$d/format.log" 2>&1
+    # shellcheck disable=SC2086 # the heap options are several words
+    java $BENCH_KAFKA_HEAP -Dlog4j2.configurationFile="$KAFKA_JARS/log4j2.properties" -cp "$KAFKA_JARS/*" \
+        kafka.Kafka "$d/server.properties" >"$d/broker.log" 2>&1 &
+    BROKER_PID=$!
+    PIDS+=("$BROKER_PID")
+    BOOTSTRAP="127.0.0.1:$port"
+    python3 "$LIB" kafka-ready "$BOOTSTRAP" 120 || { tail -n 30 "$d/broker.log" >&2; return 1; }
+    say "Apache Kafka (KRaft, one node) pid $BROKER_PID at $BOOTSTRAP ($BENCH_KAFKA_HEAP)"
+}
+stop_pid() {  # stop_pid PID LABEL: SIGTERM, wait, report the exit status
+    local rc=0
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" || rc=$?
+    forget_pid "$1"
+    say "$2 exited with status $rc"
+}
+if [[ $BENCH_BUS != embedded || $BENCH_DEBEZIUM == 1 ]]; then
+    start_kafka
+fi
+
+# --- Debezium: Kafka Connect standalone ---------------------------------------------------
+# start_connect NAME SCHEMAS CONNECTOR_FILE...: a Connect worker in $WORK/NAME (offsets in
+# $WORK/NAME/connect.offsets), JsonConverter with schemas.enable=SCHEMAS, producers with lz4
+# like fleetsync's; sets CONNECT_PID.
+start_connect() {
+    local name=$1 schemas=$2 d="$WORK/$1"
+    shift 2
+    mkdir -p "$d"
+    cat >"$d/worker.properties" <<EOF
+bootstrap.servers=$BOOTSTRAP
+key.converter=org.apache.kafka.connect.json.JsonConverter
+value.converter=org.apache.kafka.connect.json.JsonConverter
+key.converter.schemas.enable=$schemas
+value.converter.schemas.enable=$schemas
+offset.storage.file.filename=$d/connect.offsets
+offset.flush.interval.ms=500
+listeners=http://127.0.0.1:$(python3 "$LIB" freeport)
+plugin.discovery=only_scan
+producer.compression.type=lz4
+consumer.auto.offset.reset=earliest
+EOF
+    # shellcheck disable=SC2086 # the heap options are several words
+    java $BENCH_CONNECT_HEAP -Dlog4j2.configurationFile="$DEBEZIUM_JARS/log4j2.properties" -cp "$DEBEZIUM_JARS/*" \
+        org.apache.kafka.connect.cli.ConnectStandalone "$d/worker.properties" "$@" >"$d/connect.log" 2>&1 &
+    CONNECT_PID=$!
+    PIDS+=("$CONNECT_PID")
+}
+# debezium_source FILE [ROUTE]: Debezium's MariaDB connector reading `bench` on the source
+# from the offset primed below (snapshot.mode=no_data: schema only, no rows), one message per
+# row event (no tombstones, like fleetsync's bus topic); ROUTE renames its topics
+# dbz.bench.T -> ROUTE.bench.T so that each run has its own.
+debezium_source() {
+    cat >"$1" <<EOF
+name=dbzsrc
+connector.class=io.debezium.connector.mariadb.MariaDbConnector
+tasks.max=1
+database.hostname=127.0.0.1
+database.port=${PORT[src]}
+database.user=root
+database.password=
+database.server.id=5401
+topic.prefix=dbz
+database.include.list=bench
+schema.history.internal=io.debezium.storage.file.history.FileSchemaHistory
+schema.history.internal.file.filename=$WORK/dbz-history.dat
+snapshot.mode=no_data
+tombstones.on.delete=false
+EOF
+    if [[ -n ${2:-} ]]; then
+        printf '%s\n' "transforms=route" "transforms.route.type=org.apache.kafka.connect.transforms.RegexRouter" \
+            'transforms.route.regex=dbz\\.bench\\.(.*)' "transforms.route.replacement=$2.bench.\$1" >>"$1"
+    fi
+}
+# Prime Debezium before the backlog exists: a no_data snapshot stores the source's current
+# binlog position (= the backlog's start) as the connector's offset. Each timed run restores
+# that offset and schema history, so Debezium reads exactly the backlog, as fleetsync's
+# --start-at does.
+prime_debezium() {
+    debezium_source "$WORK/dbzprime.properties"
+    start_connect dbzprime false "$WORK/dbzprime.properties"
+    for _ in $(seq 1 1200); do
+        grep -q "$START_FILE" "$WORK/dbzprime/connect.offsets" 2>/dev/null && break
+        kill -0 "$CONNECT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep 1
+    stop_pid "$CONNECT_PID" "Kafka Connect (priming Debezium)"
+    if ! grep -q "$START_FILE" "$WORK/dbzprime/connect.offsets" 2>/dev/null; then
+        tail -n 40 "$WORK/dbzprime/connect.log" >&2
+        say "Debezium priming did not store an offset in $START_FILE"
+        return 1
+    fi
+    cp "$WORK/dbzprime/connect.offsets" "$WORK/dbz-primed.offsets"
+    cp "$WORK/dbz-history.dat" "$WORK/dbz-primed-history.dat"
+    say "Debezium primed at the backlog's start"
+}
+# restore_debezium NAME: the primed offset and schema history for a Connect worker in $WORK/NAME.
+restore_debezium() {
+    mkdir -p "$WORK/$1"
+    cp "$WORK/dbz-primed.offsets" "$WORK/$1/connect.offsets"
+    cp "$WORK/dbz-primed-history.dat" "$WORK/dbz-history.dat"
+}
+
 # --- 2. the backlog, with no replica connected ----------------------------------------------
 say "generating workload"
 python3 "$LIB" gen "$BENCH_ROWS" "$WORK/workload.sql" "$WORK/counts.json"
 read -r START_FILE START_POS < <(sql src "SHOW MASTER STATUS" | cut -f1,2)
 START_GTID="$(sql src "SELECT BINLOG_GTID_POS('$START_FILE', $START_POS)")"
+if [[ $BENCH_DEBEZIUM == 1 ]]; then
+    prime_debezium
+    read -r f p < <(sql src "SHOW MASTER STATUS" | cut -f1,2)
+    [[ $f:$p == "$START_FILE:$START_POS" ]] || { say "the source's binlog moved while priming Debezium ($f:$p)"; exit 1; }
+fi
 handler() { sql src "SELECT SUM(VARIABLE_VALUE) FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN ('HANDLER_WRITE','HANDLER_UPDATE','HANDLER_DELETE')"; }
 H0="$(handler)"
 say "loading workload into source from $START_FILE:$START_POS (gtid $START_GTID)"
@@ -260,10 +396,11 @@ prepare_target() {
     } | mariadb --no-defaults -h127.0.0.1 -P"${PORT[$1]}" -uroot
     mkdir -p "$WORK/$1/state"
 }
-# write_config NAME [BOOTSTRAP]: $WORK/NAME/fleetsync.toml (Kafka bus when BOOTSTRAP is given).
+# write_config NAME [BOOTSTRAP]: $WORK/NAME/fleetsync.toml (Kafka bus when BOOTSTRAP is given,
+# topic prefix NAME: each run has its own topics on the one broker, replication factor 1).
 write_config() {
     local bus=""
-    [[ -n "${2:-}" ]] && bus=$'[bus]\nkind = "kafka"\nbrokers = "'"$2"$'"\n'
+    [[ -n "${2:-}" ]] && bus=$'[bus]\nkind = "kafka"\nbrokers = "'"$2"$'"\ntopic_prefix = "'"$1"$'"\nreplication_factor = 1\n'
     cat >"$WORK/$1/fleetsync.toml" <<EOF
 state_dir = "$WORK/$1/state"
 $bus[metrics]
@@ -281,81 +418,17 @@ targets = ["dst"]
 include = ["bench\\\\..*"]
 EOF
 }
-# start_broker DIR: fleetsync-mock-kafka (topic fleetsync.src) with its stdin on fd 7 (a FIFO
-# held open by this script: it serves until that closes); sets BROKER_PID and BOOTSTRAP.
-start_broker() {
-    local d=$1
-    if [[ $BENCH_BROKER == tansu ]]; then
-        start_tansu "$d"
-        return
-    fi
-    rm -f "$d/broker.in"
-    mkfifo "$d/broker.in"
-    "$MOCK_KAFKA" fleetsync.src <"$d/broker.in" >"$d/broker.out" 2>"$d/broker.log" &
-    BROKER_PID=$!
-    PIDS+=("$BROKER_PID")
-    exec 7>"$d/broker.in"
-    BOOTSTRAP=""
-    for _ in $(seq 1 100); do
-        BOOTSTRAP="$(sed -n 's/^bootstrap=//p' "$d/broker.out")"
-        [[ -n $BOOTSTRAP ]] && { say "mock Kafka broker pid $BROKER_PID at $BOOTSTRAP"; return 0; }
-        kill -0 "$BROKER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    cat "$d/broker.log" >&2 || true
-    say "fleetsync-mock-kafka did not start"
-    return 1
-}
-# start_tansu DIR: `tansu broker` on a free port, topic fleetsync.src with one partition (the
-# agent's layout); fd 7 is opened on /dev/null so that stop_broker works the same.
-start_tansu() {
-    local d=$1 port
-    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-    (cd "$d" && exec "$TANSU" broker --cluster-id fleetsync-bench --listener-url "tcp://127.0.0.1:$port" \
-        --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine "$BENCH_TANSU_STORAGE" \
-        >"$d/broker.log" 2>&1) &
-    BROKER_PID=$!
-    PIDS+=("$BROKER_PID")
-    exec 7>/dev/null
-    BOOTSTRAP="127.0.0.1:$port"
-    for _ in $(seq 1 100); do
-        if "$TANSU" topic create --broker "tcp://$BOOTSTRAP" --partitions 1 fleetsync.src >>"$d/broker.log" 2>&1; then
-            say "tansu broker pid $BROKER_PID at $BOOTSTRAP"
-            return 0
-        fi
-        kill -0 "$BROKER_PID" 2>/dev/null || break
-        sleep 0.2
-    done
-    tail -n 20 "$d/broker.log" >&2 || true
-    say "tansu did not start"
-    return 1
-}
-stop_broker() {  # closes its stdin; SIGTERM if it has not exited 10 s later
-    exec 7>&-
-    for _ in $(seq 1 100); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -TERM "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
-    forget_pid "$BROKER_PID"
-}
 # start_kafka_fleetsync NAME [START_AT]: `fleetsync agent --server src` and `fleetsync
-# coordinator` on $WORK/NAME/fleetsync.toml (fd 7, the broker's stdin, not inherited); sets
-# AGENT_PID and COORD_PID.
+# coordinator` on $WORK/NAME/fleetsync.toml; sets AGENT_PID and COORD_PID.
 start_kafka_fleetsync() {
     local d="$WORK/$1"
     NO_COLOR=1 "$FLEETSYNC" agent --config "$d/fleetsync.toml" --server src ${2:+--start-at "$2"} \
-        >"$d/agent.log" 2>&1 7>&- &
+        >"$d/agent.log" 2>&1 &
     AGENT_PID=$!
     PIDS+=("$AGENT_PID")
-    NO_COLOR=1 "$FLEETSYNC" coordinator --config "$d/fleetsync.toml" >"$d/coordinator.log" 2>&1 7>&- &
+    NO_COLOR=1 "$FLEETSYNC" coordinator --config "$d/fleetsync.toml" >"$d/coordinator.log" 2>&1 &
     COORD_PID=$!
     PIDS+=("$COORD_PID")
-}
-stop_pid() {  # stop_pid PID LABEL: SIGTERM, wait, report the exit status
-    local rc=0
-    kill -TERM "$1" 2>/dev/null || true
-    wait "$1" || rc=$?
-    forget_pid "$1"
-    say "$2 exited with status $rc"
 }
 show_log() {  # show_log FILE LABEL: warnings/errors and last lines
     say "$2 log (warnings/errors and last lines):"
@@ -385,11 +458,10 @@ python3 "$LIB" verify "${PORT[src]}" "${PORT[fs]}" "$WORK/verify-fleetsync.json"
 stop_instance fs
 fi
 
-# --- 3c. fleetsync over Kafka (librdkafka's mock cluster as its own process) -------------------
+# --- 3c. fleetsync over Kafka (Apache Kafka, the one broker) ------------------------------------
 if [[ $BENCH_BUS == kafka || $BENCH_BUS == both ]]; then
 [[ $BENCH_BUS == both ]] && rm -rf "$WORK/fs/data"
 prepare_target fsk 21 "$POSITION"
-start_broker "$WORK/fsk"
 write_config fsk "$BOOTSTRAP"
 python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
 say "fleetsync agent + coordinator (Kafka) from $POSITION: catching up (logs: $WORK/fsk/{agent,coordinator,broker}.log)"
@@ -403,14 +475,82 @@ python3 "$LIB" wait-fleetsync "${PORT[fsk]}" "fleetsync_agent=$AGENT_PID,fleetsy
 say "status: $(tr -d '\n' <"$WORK/fsk/status.json")"
 stop_pid "$AGENT_PID" "fleetsync agent"
 stop_pid "$COORD_PID" "fleetsync coordinator"
-stop_broker
 show_log "$WORK/fsk/agent.log" "fleetsync agent"
 show_log "$WORK/fsk/coordinator.log" "fleetsync coordinator"
 python3 "$LIB" verify "${PORT[src]}" "${PORT[fsk]}" "$WORK/verify-fleetsync-kafka.json"
 stop_instance fsk
 fi
 
-# --- 3d. steady-state lag (BENCH_LAG=1, lag.sh) ------------------------------------------------
+# --- 3d. Debezium side by side (BENCH_DEBEZIUM=1) ----------------------------------------------
+# Capture only: the same backlog from the same source into the same broker, each into topics
+# of its own; the clock starts when the process is spawned and stops when the topics hold one
+# message per row event (end offsets polled every 50 ms).
+if [[ $BENCH_DEBEZIUM == 1 ]]; then
+DBZ_TOPICS="cap.bench.accounts,cap.bench.orders,cap.bench.events"
+restore_debezium dbzcap
+debezium_source "$WORK/dbzcap.properties" cap
+python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
+say "Debezium MariaDB connector (Kafka Connect standalone, schemas.enable=$BENCH_DEBEZIUM_SCHEMAS): capturing the backlog"
+T_START=$(date +%s.%N)
+start_connect dbzcap "$BENCH_DEBEZIUM_SCHEMAS" "$WORK/dbzcap.properties"
+python3 "$LIB" wait-topics "$BOOTSTRAP" "$DBZ_TOPICS" "$ROWS" "kafka_connect=$CONNECT_PID" "$T_START" \
+    "$BENCH_TIMEOUT" "$WORK/debezium-capture.json" "source_mariadbd=${PID[src]},broker=$BROKER_PID"
+stop_pid "$CONNECT_PID" "Kafka Connect (Debezium capture)"
+show_log "$WORK/dbzcap/connect.log" "Kafka Connect (Debezium capture)"
+
+mkdir -p "$WORK/fscap/state"
+# Only the agent runs: a sync to a target that nobody applies to (the agent only reads `src`).
+PORT[fscap]=${PORT[src]}
+write_config fscap "$BOOTSTRAP"
+python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
+say "fleetsync agent: capturing the backlog into fscap.src"
+T_START=$(date +%s.%N)
+NO_COLOR=1 "$FLEETSYNC" agent --config "$WORK/fscap/fleetsync.toml" --server src --start-at "$POSITION" \
+    >"$WORK/fscap/agent.log" 2>&1 &
+AGENT_PID=$!
+PIDS+=("$AGENT_PID")
+python3 "$LIB" wait-topics "$BOOTSTRAP" fscap.src "$ROWS" "fleetsync_agent=$AGENT_PID" "$T_START" \
+    "$BENCH_TIMEOUT" "$WORK/fleetsync-capture.json" "source_mariadbd=${PID[src]},broker=$BROKER_PID"
+stop_pid "$AGENT_PID" "fleetsync agent (capture)"
+show_log "$WORK/fscap/agent.log" "fleetsync agent (capture)"
+
+# End to end: Debezium source + JDBC sink in one Connect worker (schemas on: the sink needs
+# them) into a fresh target from the copy; done when the sink's consumer group has committed
+# every message of the three topics (it commits after writing). Compared with the Kafka bus
+# run above (fleetsync agent + coordinator, same broker).
+prepare_target dbze2e 40 "$POSITION"
+restore_debezium dbze2e
+debezium_source "$WORK/dbze2e-source.properties" e2e
+cat >"$WORK/dbze2e-sink.properties" <<EOF
+name=dbzsink
+connector.class=io.debezium.connector.jdbc.JdbcSinkConnector
+tasks.max=1
+topics=e2e.bench.accounts,e2e.bench.orders,e2e.bench.events
+connection.url=jdbc:mariadb://127.0.0.1:${PORT[dbze2e]}/bench
+connection.username=root
+connection.password=
+insert.mode=upsert
+delete.enabled=true
+primary.key.mode=record_key
+schema.evolution=none
+collection.name.format=\${source.table}
+use.time.zone=UTC
+EOF
+python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
+say "Debezium source + JDBC sink (one Connect worker) into dbze2e: catching up"
+T_START=$(date +%s.%N)
+start_connect dbze2e true "$WORK/dbze2e-source.properties" "$WORK/dbze2e-sink.properties"
+python3 "$LIB" wait-topics "$BOOTSTRAP" "e2e.bench.accounts,e2e.bench.orders,e2e.bench.events" "$ROWS" \
+    "kafka_connect=$CONNECT_PID" "$T_START" "$BENCH_TIMEOUT" "$WORK/debezium-e2e.json" \
+    "source_mariadbd=${PID[src]},target_mariadbd=${PID[dbze2e]},broker=$BROKER_PID" connect-dbzsink
+stop_pid "$CONNECT_PID" "Kafka Connect (Debezium end to end)"
+show_log "$WORK/dbze2e/connect.log" "Kafka Connect (Debezium end to end)"
+python3 "$LIB" verify "${PORT[src]}" "${PORT[dbze2e]}" "$WORK/verify-debezium-e2e.json"
+stop_instance dbze2e
+rm -rf "$WORK/dbze2e/data"
+fi
+
+# --- 3e. steady-state lag (BENCH_LAG=1, lag.sh) ------------------------------------------------
 # lag_phase BUS: a fresh target from the copy, streaming from the source's current position;
 # a writer inserts at a fixed rate into bench.lag_BUS (created on both sides, not binlogged on
 # the source) while the target is polled (benchlib.py lag).
@@ -439,7 +579,6 @@ lag_phase() {
     sql "$name" "$(python3 "$LIB" lag-table-sql "$table")"
     local pids
     if [[ $bus == kafka ]]; then
-        start_broker "$WORK/$name"
         write_config "$name" "$BOOTSTRAP"
     else
         write_config "$name"
@@ -461,7 +600,6 @@ lag_phase() {
     if [[ $bus == kafka ]]; then
         stop_pid "$AGENT_PID" "fleetsync agent"
         stop_pid "$COORD_PID" "fleetsync coordinator"
-        stop_broker
         show_log "$WORK/$name/agent.log" "fleetsync agent"
         show_log "$WORK/$name/coordinator.log" "fleetsync coordinator"
     else

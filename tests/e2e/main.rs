@@ -11,7 +11,9 @@
 //! (agent and coordinator as separate processes over Apache Kafka, one node), `kafka_faults`
 //! (a three-broker cluster losing partition leaders, a 2-million-row backlog), `kafka_rig`
 //! (their shared source/target/broker fixture), `kafka_security` (TLS and SASL; unsafe topics
-//! and missing permissions refused),
+//! and missing permissions refused), `debezium_sink` (Debezium's JDBC sink connector loads
+//! fleetsync's Debezium JSON topic into a target: Apache Kafka and Kafka Connect started by the
+//! test),
 //! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
 //! `pitr` (binlog archive and point-in-time replay), `transfer` (export/import),
 //! `schema_diff` (schema diff and migrations), `data_diff` (diff data), `health` (health
@@ -24,6 +26,7 @@ mod conflicts;
 mod crash;
 mod data_diff;
 mod ddl;
+mod debezium_sink;
 mod files_at_rest;
 mod harness;
 mod health;

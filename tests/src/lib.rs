@@ -8,6 +8,7 @@
 //! timeout instead of sleeping.
 
 pub mod compare;
+pub mod connect;
 pub mod fixtures;
 pub mod fleetsync;
 pub mod generic;

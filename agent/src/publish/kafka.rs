@@ -49,6 +49,9 @@ pub struct KafkaSettings {
     pub extra: BTreeMap<String, String>,
     /// Scrubs those secrets out of error messages.
     pub redactor: Redactor,
+    /// The Debezium JSON topic's messages carry Kafka Connect schemas
+    /// (`[bus] debezium_json_schemas`; see `codec::record_to_connect_json`).
+    pub debezium_json_schemas: bool,
 }
 
 impl std::fmt::Debug for KafkaSettings {
@@ -57,6 +60,7 @@ impl std::fmt::Debug for KafkaSettings {
             .field("brokers", &self.brokers)
             .field("compression", &self.compression)
             .field("extra", &redacted_settings(&self.extra))
+            .field("debezium_json_schemas", &self.debezium_json_schemas)
             .finish_non_exhaustive()
     }
 }
@@ -124,6 +128,8 @@ pub struct KafkaPublisher {
     json_topic: Option<String>,
     /// Keeps secrets out of error messages.
     redactor: Redactor,
+    /// Whether its messages carry Kafka Connect schemas.
+    json_schemas: bool,
 }
 
 impl KafkaPublisher {
@@ -154,6 +160,7 @@ impl KafkaPublisher {
             messages: metrics::counter!(METRIC_KAFKA_MESSAGES, "server" => server.to_string()),
             json_topic: None,
             redactor: settings.redactor.clone(),
+            json_schemas: settings.debezium_json_schemas,
         })
     }
 
@@ -197,12 +204,10 @@ impl KafkaPublisher {
         };
         let mut messages: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         for r in txn.records() {
-            let key = codec::record_key_json(&r).to_string().into_bytes();
-            let value = codec::record_to_json(&r).to_string().into_bytes();
-            let delete = r.op == fleetsync_proto::Op::Delete;
-            messages.push((key.clone(), Some(value)));
-            if delete {
-                messages.push((key, None));
+            // Tombstones after deletes; a key change as delete + create (as Debezium sends it).
+            for (key, value) in codec::debezium_messages(&r, self.json_schemas) {
+                let value = value.map(|v| v.to_string().into_bytes());
+                messages.push((key.to_string().into_bytes(), value));
             }
         }
         for (key, value) in messages {

@@ -25,12 +25,15 @@
 //!
 //! * [`record_to_json`] / [`transaction_to_json`]: one Debezium-style envelope per row change
 //!   (`before`, `after`, `source`, `op`, `ts_ms`); [`record_key_json`]: the row's key columns.
+//!   [`record_to_connect_json`] / [`record_key_connect_json`]: the same with Kafka Connect
+//!   schemas (`{"schema", "payload"}`, Debezium's logical types) for Connect sinks.
 //! * [`value_to_json`] / [`value_from_json`]: one column value, typed by its [`Column`];
 //!   `value_from_json(&value_to_json(v, col), col) == v` for every value `v` that is valid for
 //!   `col` (floats bit for bit, except that any NaN reads back as the canonical NaN), also
 //!   through JSON text; see [`value_to_json`] for the exact rules and the two documented
 //!   JSON-column exceptions. [`row_to_json`] / [`row_from_json`] do the same for a whole row image.
 
+mod connect;
 mod envelope;
 mod temporal;
 mod text;
@@ -44,8 +47,10 @@ use bincode::config;
 
 use crate::Transaction;
 
+pub use connect::{column_schema, column_value};
 pub use envelope::{
-    record_key_json, record_to_json, row_from_json, row_to_json, transaction_to_json,
+    debezium_key, debezium_messages, debezium_value, record_key_connect_json, record_key_json,
+    record_to_connect_json, record_to_json, row_from_json, row_to_json, transaction_to_json,
     CONNECTOR_NAME,
 };
 pub use value::{value_from_json, value_to_json};

@@ -759,3 +759,56 @@ fn rows_round_trip_and_reject_mismatched_objects() {
     assert_eq!(err.to_string(), "invalid JSON row: unknown column `zz`");
     assert!(row_from_json(&json!([1]), cols).is_err());
 }
+
+/// A key change goes out as delete (+ tombstone) of the old key and create of the new one,
+/// as Debezium's MariaDB connector sends it; an update that keeps the key is one envelope.
+#[test]
+fn debezium_messages_split_key_changes() {
+    let t = sample_transaction();
+    let r = t.records().next().unwrap();
+    let same_key = debezium_messages(&r, false);
+    assert_eq!(same_key.len(), 1);
+    assert_eq!(same_key[0].1.as_ref().unwrap()["op"], "u");
+
+    let mut t2 = t.clone();
+    if let Some(after) = t2.changes[0].after.as_mut() {
+        after[0] = Value::Int(2);
+    }
+    let r = t2.records().next().unwrap();
+    let msgs = debezium_messages(&r, false);
+    assert_eq!(msgs.len(), 3);
+    assert_eq!(msgs[0].0, json!({"id": 1}));
+    assert_eq!(msgs[0].1.as_ref().unwrap()["op"], "d");
+    assert_eq!(msgs[0].1.as_ref().unwrap()["after"], J::Null);
+    assert_eq!(msgs[1], (json!({"id": 1}), None));
+    assert_eq!(msgs[2].0, json!({"id": 2}));
+    assert_eq!(msgs[2].1.as_ref().unwrap()["op"], "c");
+    assert_eq!(msgs[2].1.as_ref().unwrap()["before"], J::Null);
+}
+
+/// With schemas: `{"schema", "payload"}`, an envelope schema named `...Envelope` (how
+/// Debezium's sinks recognise change events), the key as a struct of the key columns.
+#[test]
+fn connect_envelope_has_schema_and_payload() {
+    let t = sample_transaction();
+    let r = t.records().next().unwrap();
+    let v = record_to_connect_json(&r);
+    assert_eq!(v["schema"]["name"], "fleetsync.db1.shop.items.Envelope");
+    let fields: Vec<&str> = v["schema"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["before", "after", "source", "op", "ts_ms"]);
+    assert_eq!(v["payload"]["op"], "u");
+    assert_eq!(v["payload"]["source"]["table"], "items");
+    let k = record_key_connect_json(&r);
+    assert_eq!(k["schema"]["name"], "fleetsync.db1.shop.items.Key");
+    assert_eq!(k["schema"]["fields"][0]["field"], "id");
+    // The sample's id is BIGINT UNSIGNED: a Decimal (scale 0) of 1, in key and row alike.
+    assert_eq!(k["payload"], json!({"id": "AQ=="}));
+    assert_eq!(v["payload"]["after"]["id"], "AQ==");
+    // Without schemas: the old form, unchanged.
+    assert_eq!(debezium_value(&r, false), record_to_json(&r));
+}

@@ -114,12 +114,10 @@ async fn kafka_leader_kill_three_brokers() -> Result<()> {
 const BACKLOG_INSERTS: u64 = 1_600_000;
 const BACKLOG_UPDATES: u64 = 300_000;
 const BACKLOG_DELETES: u64 = 100_000;
-/// Rows per source statement (and transaction). Kept small on purpose: the agent's Kafka
-/// publisher finds each row's message key with `txn.records().nth(i)`, which is quadratic in
-/// a transaction's size; with 50,000-row transactions a debug agent published ~600 messages
-/// a second and MariaDB dropped its binlog connection (`net_write_timeout`) while it was busy.
-/// Reported to the product side; raise this once that is linear.
-const BACKLOG_CHUNK: u64 = 500;
+/// Rows per source statement (and transaction): 10,000-row transactions, as a batch job
+/// writes them. (Until the publisher looked each row's message key up in constant time,
+/// publishing was quadratic in a transaction's size and this had to stay at 500.)
+const BACKLOG_CHUNK: u64 = 10_000;
 /// The coordinator's resident memory may not exceed this while it drains the backlog
 /// (measured: ~107 MiB peak for a debug build). The backlog is 2,000,000 row changes (~84 MiB
 /// on the broker's disk, compressed); held in memory as decoded rows it would take several

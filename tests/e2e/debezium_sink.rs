@@ -29,8 +29,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use fleetsync_tests::connect::{java_tools_missing, ApacheKafka, KafkaConnect};
-use fleetsync_tests::{diff_databases, ConfigBuilder, Fleetsync};
+use fleetsync_tests::connect::{java_tools_missing, KafkaConnect};
+use fleetsync_tests::{diff_databases, ConfigBuilder, Fleetsync, KafkaCluster, KafkaOptions};
 
 use crate::support::{exec_lenient, Pair, STOP_TIMEOUT};
 use crate::types::{all_inserts, create_tables, edge_rows, insert_row};
@@ -171,7 +171,11 @@ async fn debezium_jdbc_sink_loads_fleetsync_json() -> Result<()> {
         println!("SKIPPED {TEST}: {reason}");
         return Ok(());
     }
-    let kafka = ApacheKafka::start().await?;
+    // Topics may be auto-created on this broker (the harness's default is off): the sink's
+    // consumer may ask for fleetsync's topic before the agent has created it.
+    let kafka =
+        KafkaCluster::start(KafkaOptions::single().property("auto.create.topics.enable", "true"))
+            .await?;
     let pair = Pair::start_with(&["--default-time-zone=+05:00"], &[]).await?;
     let (src, dst) = (&pair.src, &pair.dst);
     create_tables(src).await?;
@@ -183,14 +187,14 @@ async fn debezium_jdbc_sink_loads_fleetsync_json() -> Result<()> {
         .server("src", &src.url_root())
         .server("dst", &dst.url_root())
         .sync("s1", "src", &["dst"], &["app\\..*"], &[])
-        .kafka_bus(kafka.bootstrap(), 1)
+        .kafka_bus(&kafka.bootstrap(), 1)
         .raw("debezium_json = true\ndebezium_json_schemas = true\n")
         .build();
     let config = Fleetsync::write_config(pair.dir.path(), &config)?;
     let mut agent = Fleetsync::spawn("agent", &config, &[])?;
 
     let mut sink = KafkaConnect::start(
-        kafka.bootstrap(),
+        &kafka,
         &[
             ("name", "fleetsync-jdbc-sink".into()),
             (
@@ -213,7 +217,8 @@ async fn debezium_jdbc_sink_loads_fleetsync_json() -> Result<()> {
             ("collection.name.format", "${source.table}".into()),
             ("use.time.zone", "UTC".into()),
         ],
-    )?;
+    )
+    .await?;
     wait_sink(
         &kafka,
         &mut agent,
@@ -254,7 +259,7 @@ async fn debezium_jdbc_sink_loads_fleetsync_json() -> Result<()> {
 /// Waits until every table of `app` on the target equals the source's, failing early if the
 /// agent or the sink's task dies.
 async fn wait_sink(
-    kafka: &ApacheKafka,
+    kafka: &KafkaCluster,
     agent: &mut Fleetsync,
     sink: &mut KafkaConnect,
     src: &fleetsync_tests::MariaDb,
@@ -272,10 +277,10 @@ async fn wait_sink(
             return Ok(());
         };
         if t0.elapsed() > SINK_TIMEOUT {
-            let messages = kafka.end_offset("fleetsync.src.json").await.unwrap_or(-1);
+            let messages = kafka.high_watermark_if_exists("fleetsync.src.json").await;
             bail!(
-                "{when}: the target still differs after {SINK_TIMEOUT:?} ({messages} messages \
-                 in fleetsync.src.json):\n{diff}\nKafka Connect log:\n{}",
+                "{when}: the target still differs after {SINK_TIMEOUT:?} (messages in \
+                 fleetsync.src.json: {messages:?}):\n{diff}\nKafka Connect log:\n{}",
                 sink.log_tail()
             );
         }

@@ -1,6 +1,6 @@
 //! The Kafka bus over TLS and SASL, and fleetsync's refusal of unsafe topics, against a real
-//! Apache Kafka broker (`fleetsync_tests::kafka_secure`: certificates and the SCRAM user are
-//! made by the test).
+//! Apache Kafka broker (`fleetsync_tests::kafka_secure`, `SecureKafka::start_with_acls`: one
+//! node, ACLs enforced, certificates and the SCRAM users made by the test).
 //!
 //! - `kafka_tls_and_sasl_sync`: `fleetsync agent` and `fleetsync coordinator` sync a table
 //!   (snapshot, then inserts, updates and deletes while streaming) through the `SSL` listener
@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use fleetsync_tests::kafka_tls::LIMITED_USER;
+use fleetsync_tests::kafka_secure::{LIMITED_USER, SUPER_USER};
 use fleetsync_tests::{
-    fleetsync_cmd_with, start_secure_broker, status_json, wait_synced_procs, ConfigBuilder,
-    Fleetsync, MariaDb, SecureBroker,
+    fleetsync_cmd_with, status_json, wait_synced_procs, ConfigBuilder, Fleetsync, MariaDb,
+    SecureKafka, TopicSpec,
 };
 
 use crate::support::{check_refusal, Pair, Refusal, STOP_TIMEOUT, SYNC_TIMEOUT};
@@ -75,16 +75,17 @@ fn ssl_lines(prefix: &str, ca: &Path) -> String {
     )
 }
 
-/// `[bus]` lines for SCRAM-SHA-512 over TLS; `password` is raw TOML for where the password
-/// comes from (a typed key before the table, or a `"sasl.password"` line inside it).
-fn sasl_lines(prefix: &str, broker: &SecureBroker, typed: &str, in_map: &str) -> String {
-    sasl_lines_as(prefix, broker, &broker.user, typed, in_map)
+/// `[bus]` lines for SCRAM-SHA-512 over TLS as [`SUPER_USER`]; `typed` and `in_map` are raw
+/// TOML for where the password comes from (a typed key before the table, or a
+/// `"sasl.password"` line inside it).
+fn sasl_lines(prefix: &str, broker: &SecureKafka, typed: &str, in_map: &str) -> String {
+    sasl_lines_as(prefix, broker, SUPER_USER, typed, in_map)
 }
 
 /// [`sasl_lines`] for another SCRAM user.
 fn sasl_lines_as(
     prefix: &str,
-    broker: &SecureBroker,
+    broker: &SecureKafka,
     user: &str,
     typed: &str,
     in_map: &str,
@@ -94,8 +95,24 @@ fn sasl_lines_as(
          \"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"{}\"\n\
          \"ssl.ca.location\" = {}\n{in_map}",
         user,
-        toml_path(&broker.ca_pem_path)
+        toml_path(&broker.certs.ca)
     )
+}
+
+/// Creates `topic` (replication factor 1) with only the topic-level `configs` given, over the
+/// harness's `PLAINTEXT` listener.
+async fn create_topic(
+    broker: &SecureKafka,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<()> {
+    let spec = configs
+        .iter()
+        .fold(TopicSpec::new(topic, partitions, 1), |s, (k, v)| {
+            s.config(k, v)
+        });
+    broker.kafka.create_topics_with(&[spec]).await
 }
 
 /// Fails if any of `secrets` is in `text` (`what` names where it was found).
@@ -109,22 +126,23 @@ fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) -> Result<()> {
 #[tokio::test]
 async fn kafka_tls_and_sasl_sync() -> Result<()> {
     let started = Instant::now();
-    let broker = start_secure_broker().await.context("TLS/SASL broker")?;
+    let broker = SecureKafka::start_with_acls()
+        .await
+        .context("TLS/SASL broker")?;
     println!("broker ready after {:.1?}", started.elapsed());
+    let password = broker.password(SUPER_USER)?;
+    let (ssl, sasl) = (broker.ssl_bootstrap()?, broker.sasl_bootstrap()?);
     for protocol in ["SSL", "SASL_SSL"] {
         let t0 = Instant::now();
         let pair = Pair::start().await?;
         fill_source(&pair.src).await?;
         let (bootstrap, lines) = if protocol == "SSL" {
-            (&broker.ssl_bootstrap, ssl_lines("tls", &broker.ca_pem_path))
+            (&ssl, ssl_lines("tls", &broker.certs.ca))
         } else {
             let file = pair.dir.path().join("kafka-password");
-            std::fs::write(&file, format!("{}\n", broker.password))?;
+            std::fs::write(&file, format!("{password}\n"))?;
             let typed = format!("sasl_password_file = {}\n", toml_path(&file));
-            (
-                &broker.sasl_ssl_bootstrap,
-                sasl_lines("sasl", &broker, &typed, ""),
-            )
+            (&sasl, sasl_lines("sasl", &broker, &typed, ""))
         };
         let config = write_config(&pair, bootstrap, &lines)?;
         let mut agent = Fleetsync::spawn("agent", &config, &[])?;
@@ -133,7 +151,10 @@ async fn kafka_tls_and_sasl_sync() -> Result<()> {
         wait_synced_procs(procs, &pair.src, &pair.dst, &[DB], SYNC_TIMEOUT)
             .await
             .with_context(|| {
-                format!("{protocol}: snapshot; broker log:\n{}", broker.log_tail(15))
+                format!(
+                    "{protocol}: snapshot; broker log:\n{}",
+                    broker.kafka.log_tail(15)
+                )
             })?;
         pair.src
             .exec(&format!(
@@ -147,14 +168,17 @@ async fn kafka_tls_and_sasl_sync() -> Result<()> {
             .with_context(|| format!("{protocol}: streaming"))?;
         let status = status_json(&config).await?.to_string();
         let prefix = if protocol == "SSL" { "tls" } else { "sasl" };
-        let high = broker.high_watermark(&format!("{prefix}.src")).await?;
+        let high = broker
+            .kafka
+            .high_watermark_if_exists(&format!("{prefix}.src"))
+            .await?;
         ensure!(
             high.is_some_and(|h| h > i64::from(SNAPSHOT_ROWS)),
             "{protocol}: the topic should hold the changes, high watermark {high:?}"
         );
         coordinator.stop(STOP_TIMEOUT).await?;
         agent.stop(STOP_TIMEOUT).await?;
-        let secrets = [broker.password.as_str()];
+        let secrets = [password];
         for p in [&agent, &coordinator] {
             let log = std::fs::read_to_string(p.log_path())?;
             assert_no_secret(&format!("{protocol}: {} log", p.name()), &log, &secrets)?;
@@ -229,22 +253,24 @@ async fn expect_refused(sub: &str, config: &Path, refusal: &Refusal<'_>) -> Resu
 
 #[tokio::test]
 async fn kafka_tls_sasl_refusals() -> Result<()> {
-    let (broker, pair) = tokio::join!(start_secure_broker(), Pair::start());
+    let (broker, pair) = tokio::join!(SecureKafka::start_with_acls(), Pair::start());
     let (broker, pair) = (broker.context("TLS/SASL broker")?, pair?);
     fill_source(&pair.src).await?;
+    let password = broker.password(SUPER_USER)?;
+    let (ssl, sasl) = (broker.ssl_bootstrap()?, broker.sasl_bootstrap()?);
     const WRONG_PASSWORD: &str = "not-the-password-4711";
     let cases = [
         ConnectCase {
             what: "a CA that did not sign the broker",
             prefix: "wca",
-            bootstrap: &broker.ssl_bootstrap,
-            lines: ssl_lines("wca", &broker.wrong_ca_pem_path),
+            bootstrap: &ssl,
+            lines: ssl_lines("wca", &broker.certs.wrong_ca),
             mentions: &[&["ssl", "certificate"], &["verify"]],
         },
         ConnectCase {
             what: "a wrong SCRAM password",
             prefix: "wpw",
-            bootstrap: &broker.sasl_ssl_bootstrap,
+            bootstrap: &sasl,
             lines: sasl_lines(
                 "wpw",
                 &broker,
@@ -256,7 +282,7 @@ async fn kafka_tls_sasl_refusals() -> Result<()> {
         ConnectCase {
             what: "a plaintext client on the TLS listener",
             prefix: "ptx",
-            bootstrap: &broker.ssl_bootstrap,
+            bootstrap: &ssl,
             lines: "topic_prefix = \"ptx\"\n".to_string(),
             mentions: &[&["security.protocol"]],
         },
@@ -272,7 +298,7 @@ async fn kafka_tls_sasl_refusals() -> Result<()> {
         let config = write_config(&pair, bootstrap, &lines)?;
         let refusal = Refusal {
             mentions,
-            never: &[WRONG_PASSWORD, &broker.password],
+            never: &[WRONG_PASSWORD, password],
         };
         let line = expect_refused("agent", &config, &refusal)
             .await
@@ -282,7 +308,7 @@ async fn kafka_tls_sasl_refusals() -> Result<()> {
             .await
             .with_context(|| what.to_string())?;
         let topic = format!("{prefix}.src");
-        let high = broker.high_watermark(&topic).await?;
+        let high = broker.kafka.high_watermark_if_exists(&topic).await?;
         ensure!(
             high.is_none(),
             "{what}: topic {topic} exists ({high:?}): something was published"
@@ -293,7 +319,7 @@ async fn kafka_tls_sasl_refusals() -> Result<()> {
 
 #[tokio::test]
 async fn kafka_unsafe_topic_refused() -> Result<()> {
-    let (broker, pair) = tokio::join!(start_secure_broker(), Pair::start());
+    let (broker, pair) = tokio::join!(SecureKafka::start_with_acls(), Pair::start());
     let (broker, pair) = (broker.context("broker")?, pair?);
     fill_source(&pair.src).await?;
     let cases = [
@@ -324,10 +350,10 @@ async fn kafka_unsafe_topic_refused() -> Result<()> {
     } in cases
     {
         let topic = format!("{prefix}.src");
-        broker.create_topic(&topic, partitions, configs).await?;
+        create_topic(&broker, &topic, partitions, configs).await?;
         let config = write_config(
             &pair,
-            &broker.plaintext_bootstrap,
+            &broker.kafka.bootstrap(),
             &format!("topic_prefix = \"{prefix}\"\n"),
         )?;
         let refusal = Refusal {
@@ -336,7 +362,7 @@ async fn kafka_unsafe_topic_refused() -> Result<()> {
         };
         expect_refused("agent", &config, &refusal).await?;
         expect_refused("coordinator", &config, &refusal).await?;
-        let high = broker.high_watermark(&topic).await?;
+        let high = broker.kafka.high_watermark_if_exists(&topic).await?;
         ensure!(
             high == Some(0),
             "{topic}: the refused agent published (high watermark {high:?})"
@@ -347,19 +373,21 @@ async fn kafka_unsafe_topic_refused() -> Result<()> {
 
 #[tokio::test]
 async fn kafka_topic_permissions_refused() -> Result<()> {
-    let (broker, pair) = tokio::join!(start_secure_broker(), Pair::start());
+    let (broker, pair) = tokio::join!(SecureKafka::start_with_acls(), Pair::start());
     let (broker, pair) = (broker.context("broker")?, pair?);
     fill_source(&pair.src).await?;
+    let password = broker.password(LIMITED_USER)?;
+    let sasl = broker.sasl_bootstrap()?;
     let safe: &[(&str, &str)] = &[("unclean.leader.election.enable", "false")];
     // May see the topic and write to it, but not read its settings.
-    broker.create_topic("acl.src", 1, safe).await?;
+    create_topic(&broker, "acl.src", 1, safe).await?;
     broker
         .allow(LIMITED_USER, &["Describe", "Write", "Read"], "acl.src")
         .await?;
     // No ACL at all.
-    broker.create_topic("deny.src", 1, safe).await?;
+    create_topic(&broker, "deny.src", 1, safe).await?;
     let file = pair.dir.path().join("kafka-password");
-    std::fs::write(&file, &broker.password)?;
+    std::fs::write(&file, password)?;
     let typed = format!("sasl_password_file = {}\n", toml_path(&file));
     let cases: [(&str, Mentions<'_>); 2] = [
         ("acl", &[&["DescribeConfigs"], &["authoriz"]]),
@@ -367,15 +395,15 @@ async fn kafka_topic_permissions_refused() -> Result<()> {
     ];
     for (prefix, mentions) in cases {
         let lines = sasl_lines_as(prefix, &broker, LIMITED_USER, &typed, "");
-        let config = write_config(&pair, &broker.sasl_ssl_bootstrap, &lines)?;
+        let config = write_config(&pair, &sasl, &lines)?;
         let refusal = Refusal {
             mentions,
-            never: &[&broker.password],
+            never: &[password],
         };
         expect_refused("agent", &config, &refusal).await?;
         expect_refused("coordinator", &config, &refusal).await?;
         let topic = format!("{prefix}.src");
-        let high = broker.high_watermark(&topic).await?;
+        let high = broker.kafka.high_watermark_if_exists(&topic).await?;
         ensure!(
             high == Some(0),
             "{topic}: published (high watermark {high:?})"

@@ -8,7 +8,8 @@
 //!   also loses the controller quorum: nothing can be written (or elected) until one is back.
 //! - [`KafkaCluster::start`] with [`KafkaOptions`]: extra listeners (`SSL`, `SASL_SSL`, ...),
 //!   `server.properties` lines and SCRAM users (written at format time), for the TLS/SASL tests
-//!   ([`crate::kafka_secure`] builds the `SSL` + `SASL_SSL` variant on them).
+//!   ([`crate::kafka_secure`] builds the `SSL` + `SASL_SSL` variant, with or without ACLs, on
+//!   them; [`crate::connect`] runs Kafka Connect on a cluster).
 //!
 //! Where the jars and `java` come from, and the JVM's options: [`crate::kafka_setup`].
 //!
@@ -19,9 +20,10 @@
 //!   [`KafkaCluster::start_again`] brings the same node back and waits until it is listed
 //!   again. [`KafkaCluster::pause`]/[`KafkaCluster::resume`] SIGSTOP/SIGCONT a node: its
 //!   connections stay open and nothing answers, like a network partition.
-//! - Topics are never auto-created (`auto.create.topics.enable=false`): a test creates what it
-//!   uses ([`KafkaCluster::create_topics`], with the settings of [`KafkaCluster::topic_spec`]).
-//! - Dropping a `KafkaCluster` SIGKILLs every node; the temp dir (data, configs, logs) goes.
+//! - Topics are never auto-created (`auto.create.topics.enable=false`, unless a caller's
+//!   [`KafkaOptions::property`] says otherwise): a test creates what it uses ([`KafkaCluster::create_topics`], with the settings of [`KafkaCluster::topic_spec`]).
+//! - Dropping a `KafkaCluster` SIGKILLs every node; the temp dir (data, configs, logs) goes,
+//!   unless `FLEETSYNC_KEEP_TEST_DIRS=1`.
 //!
 //! Each node's log (`node-N/kafka.log`: log4j at WARN, INFO with
 //! `FLEETSYNC_KAFKA_LOG_LEVEL=INFO`) is what [`KafkaCluster::log_tail`] shows on failure.
@@ -29,7 +31,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -39,7 +41,7 @@ use tempfile::TempDir;
 
 use crate::kafka_admin::{self, PartitionState, TopicSpec};
 use crate::kafka_setup::{
-    classpath, java_bin, jvm_opts, kafka_libs, log4j_opt, random_cluster_id, server_properties,
+    free_ports, java, kafka_libs, random_cluster_id, server_properties, spawn_logged, temp_dir,
     KafkaOptions, NodePorts,
 };
 use crate::mariadb::tail_lines;
@@ -128,29 +130,16 @@ impl KafkaCluster {
 
     async fn try_start(opts: &KafkaOptions, libs: &Path) -> Result<KafkaCluster> {
         let started = Instant::now();
-        let dir = tempfile::Builder::new()
-            .prefix("fleetsync-kafka-")
-            .tempdir()
-            .context("creating a temp dir for Kafka")?;
-        // Every port is held until all are picked, so no two are the same.
-        let mut held = Vec::new();
-        let mut port = || -> Result<u16> {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").context("probing a free port")?;
-            let p = l.local_addr()?.port();
-            held.push(l);
-            Ok(p)
-        };
-        let mut ports = Vec::new();
-        for _ in 0..opts.node_count() {
-            ports.push(NodePorts {
-                plaintext: port()?,
-                controller: port()?,
-                extra: (0..opts.listeners.len())
-                    .map(|_| port())
-                    .collect::<Result<_>>()?,
-            });
-        }
-        drop(held);
+        let dir = temp_dir("fleetsync-kafka-")?;
+        let per_node = 2 + opts.listeners.len();
+        let ports: Vec<NodePorts> = free_ports(opts.node_count() * per_node)?
+            .chunks(per_node)
+            .map(|p| NodePorts {
+                plaintext: p[0],
+                controller: p[1],
+                extra: p[2..].to_vec(),
+            })
+            .collect();
         let cluster_id = random_cluster_id();
         let mut nodes = Vec::new();
         let mut formats = Vec::new();
@@ -212,21 +201,10 @@ impl KafkaCluster {
             "===== fleetsync test harness: Kafka node {} start #{} =====",
             node.id, node.starts
         )?;
-        let err = out.try_clone()?;
-        let java = java_bin();
-        let child = Command::new(&java)
-            .args(jvm_opts())
-            .arg(log4j_opt(&self.libs))
-            .arg("-cp")
-            .arg(classpath(&self.libs))
-            .arg("kafka.Kafka")
-            .arg(node.dir.join("server.properties"))
-            .current_dir(&node.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .with_context(|| format!("spawning {} (is Java installed?)", java.display()))?;
+        let mut cmd = java(&self.libs, "kafka.Kafka");
+        cmd.arg(node.dir.join("server.properties"))
+            .current_dir(&node.dir);
+        let child = spawn_logged(cmd, &node.log())?;
         node.child = Some(child);
         node.paused = false;
         Ok(())
@@ -541,6 +519,16 @@ impl KafkaCluster {
             }
         }
     }
+
+    /// The high watermark of partition 0 of `topic`, or `None` when the topic does not exist
+    /// (asking does not create it): for "nothing was published" and "never created" checks.
+    pub async fn high_watermark_if_exists(&self, topic: &str) -> Result<Option<i64>> {
+        let bootstrap = self.live_bootstrap()?;
+        if !kafka_admin::topic_exists(&bootstrap, topic).await? {
+            return Ok(None);
+        }
+        self.high_watermark(topic, 0).await.map(Some)
+    }
 }
 
 impl Drop for KafkaCluster {
@@ -561,19 +549,15 @@ async fn format_storage(
     cluster_id: String,
     scram_args: Vec<String>,
 ) -> Result<()> {
-    let mut cmd = tokio::process::Command::new(java_bin());
-    cmd.args(jvm_opts())
-        .arg(log4j_opt(&libs))
-        .arg("-cp")
-        .arg(classpath(&libs))
-        .arg("kafka.tools.StorageTool")
-        .arg("format")
+    let mut cmd = java(&libs, "kafka.tools.StorageTool");
+    cmd.arg("format")
         .arg("--cluster-id")
         .arg(&cluster_id)
         .arg("--config")
         .arg(&props)
-        .args(&scram_args)
-        .kill_on_drop(true);
+        .args(&scram_args);
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
     let out = tokio::time::timeout(FORMAT_TIMEOUT, cmd.output())
         .await
         .context("StorageTool format timed out")?

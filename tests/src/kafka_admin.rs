@@ -1,6 +1,7 @@
 //! Questions and orders for any Kafka broker, by bootstrap address, through librdkafka (the
 //! client fleetsync itself uses): the brokers the cluster reports, a partition's leader and
-//! in-sync replicas, high watermarks, topic creation with settings, and a small producer.
+//! in-sync replicas, whether a topic exists, high watermarks, topic creation with settings, and
+//! a small producer.
 //!
 //! librdkafka calls block (and a client's destructor can block for seconds), so every call
 //! runs on tokio's blocking pool with a fresh client that is dropped there too.
@@ -118,6 +119,25 @@ pub async fn partition_state(
             replicas,
             isr,
         })
+    })
+    .await
+}
+
+/// Whether `topic` exists (with at least one partition). The question itself never creates
+/// it, also on a broker that auto-creates topics (`allow.auto.create.topics=false`).
+pub async fn topic_exists(bootstrap: &str, topic: &str) -> Result<bool> {
+    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+    blocking(move || {
+        let consumer: BaseConsumer = client_config(&bootstrap)
+            .set("allow.auto.create.topics", "false")
+            .create()?;
+        let md = consumer
+            .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
+            .with_context(|| format!("metadata of {topic} from {bootstrap}"))?;
+        Ok(md
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
     })
     .await
 }

@@ -1,18 +1,27 @@
 //! A Kafka cluster with TLS and SASL listeners, for the Kafka TLS/SASL tests: certificates and
 //! users made by the test, on top of [`KafkaCluster`] and [`KafkaOptions`].
 //!
-//! Every node gets, besides the harness's own `PLAINTEXT` listener:
-//! - [`SSL_LISTENER`] (`SSL`): TLS, the broker's certificate signed by a test CA;
+//! Every node gets, besides the harness's own `PLAINTEXT` listener (which the test's own
+//! checks use: topic creation, high watermarks, ACLs):
+//! - [`SSL_LISTENER`] (`SSL`): TLS, the broker's certificate signed by a test CA, no client
+//!   certificates;
 //! - [`SASL_LISTENER`] (`SASL_SSL`): the same TLS plus SCRAM-SHA-512 logins, for the users
 //!   given to [`SecureKafka::start`] (created at format time).
 //!
-//! Certificates come from the `openssl` command-line tool into the cluster's own temp dir:
+//! [`SecureKafka::start_with_acls`] is the variant the bus security tests
+//! (`tests/e2e/kafka_security.rs`) run on: ACLs enforced ([`KafkaOptions::acls`]),
+//! [`SUPER_USER`] a super user and [`LIMITED_USER`] allowed only what
+//! [`SecureKafka::allow`] grants, both with one random password; and topics auto-created, so
+//! that a client which gets through and so much as asks for a topic's metadata creates it,
+//! which the refusal tests' "topic never created" checks see.
+//!
+//! Certificates come from the `openssl` command-line tool into their own temp dir:
 //! a CA (`ca.pem`, what clients trust), the broker's key and certificate (PEM keystore,
 //! `ssl.keystore.type=PEM`, subjectAltName `IP:127.0.0.1`, `DNS:localhost`, valid two days),
 //! and a second CA that signed nothing ([`Certs::wrong_ca`]) for "wrong CA" cases.
 //!
-//! This crate's librdkafka is built without TLS (that is the product's `ssl` feature), so the
-//! positive checks here use `openssl s_client` (the TLS handshake) and Kafka's own Java admin
+//! The harness's own librdkafka client speaks only `PLAINTEXT`, so the positive checks of
+//! [`SecureKafka`] itself use `openssl s_client` (the TLS handshake) and Kafka's own Java admin
 //! client (`kafka-cluster cluster-id`, a SASL_SSL login).
 
 use std::path::{Path, PathBuf};
@@ -22,11 +31,16 @@ use anyhow::{bail, Context, Result};
 use tempfile::TempDir;
 
 use crate::kafka::KafkaCluster;
-use crate::kafka_setup::{classpath, java_bin, kafka_libs, KafkaOptions};
+use crate::kafka_setup::{java, kafka_libs, temp_dir, KafkaOptions};
 
 pub const SSL_LISTENER: &str = "SSL";
 pub const SASL_LISTENER: &str = "SASL_SSL";
 pub const SCRAM_MECHANISM: &str = "SCRAM-SHA-512";
+/// The super user of [`SecureKafka::start_with_acls`].
+pub const SUPER_USER: &str = "fleetsync-test";
+/// The user of [`SecureKafka::start_with_acls`] that may do only what [`SecureKafka::allow`]
+/// grants it.
+pub const LIMITED_USER: &str = "fleetsync-limited";
 
 /// The test's certificates (PEM files).
 pub struct Certs {
@@ -42,9 +56,7 @@ pub struct Certs {
 impl Certs {
     /// Makes a CA, a broker certificate for 127.0.0.1 signed by it, and an unrelated CA.
     pub fn generate() -> Result<Certs> {
-        let dir = tempfile::Builder::new()
-            .prefix("fleetsync-kafka-certs-")
-            .tempdir()?;
+        let dir = temp_dir("fleetsync-kafka-certs-")?;
         let d = dir.path();
         for (name, cn) in [
             ("ca", "fleetsync-test-ca"),
@@ -158,21 +170,56 @@ pub fn secure_options(opts: KafkaOptions, certs: &Certs, users: &[(&str, &str)])
     opts
 }
 
-/// A cluster with TLS and SASL listeners and the certificates it was made with.
+/// A cluster with TLS and SASL listeners, the certificates it was made with and its SCRAM
+/// users.
 pub struct SecureKafka {
     pub kafka: KafkaCluster,
     pub certs: Certs,
+    /// (name, password) of every SCRAM user.
+    users: Vec<(String, String)>,
 }
 
 impl SecureKafka {
     /// One node with `users` (name, password) able to log in over `SASL_SSL`.
     pub async fn start(users: &[(&str, &str)]) -> Result<SecureKafka> {
+        Self::start_with(KafkaOptions::single(), users).await
+    }
+
+    /// One node with ACLs enforced and auto-created topics (see the module doc):
+    /// [`SUPER_USER`] and [`LIMITED_USER`], both with one random password
+    /// ([`SecureKafka::password`]).
+    pub async fn start_with_acls() -> Result<SecureKafka> {
+        let password = format!("pw-{:016x}", rand::random::<u64>());
+        let opts = KafkaOptions::single()
+            .acls(&[SUPER_USER])
+            .property("auto.create.topics.enable", "true");
+        Self::start_with(opts, &[(SUPER_USER, &password), (LIMITED_USER, &password)]).await
+    }
+
+    /// [`secure_options`] on `opts`: a cluster with the `SSL` and `SASL_SSL` listeners.
+    pub async fn start_with(opts: KafkaOptions, users: &[(&str, &str)]) -> Result<SecureKafka> {
         let certs = tokio::task::spawn_blocking(Certs::generate)
             .await
             .context("certificate task failed")??;
-        let kafka =
-            KafkaCluster::start(secure_options(KafkaOptions::single(), &certs, users)).await?;
-        Ok(SecureKafka { kafka, certs })
+        let kafka = KafkaCluster::start(secure_options(opts, &certs, users)).await?;
+        let users = users
+            .iter()
+            .map(|(n, p)| (n.to_string(), p.to_string()))
+            .collect();
+        Ok(SecureKafka {
+            kafka,
+            certs,
+            users,
+        })
+    }
+
+    /// The password of SCRAM user `user`.
+    pub fn password(&self, user: &str) -> Result<&str> {
+        self.users
+            .iter()
+            .find(|(name, _)| name == user)
+            .map(|(_, password)| password.as_str())
+            .with_context(|| format!("no SCRAM user {user}"))
     }
 
     /// `host:port,...` of the TLS listener.
@@ -225,18 +272,11 @@ impl SecureKafka {
                 self.certs.ca.display()
             ),
         )?;
-        let out = tokio::process::Command::new(java_bin())
-            .args([
-                "-XX:TieredStopAtLevel=1",
-                "-XX:+UseSerialGC",
-                "-Xmx128m",
-                "-cp",
-            ])
-            .arg(classpath(&libs))
-            .arg("org.apache.kafka.tools.ClusterTool")
-            .args(["cluster-id", "--bootstrap-server", &self.sasl_bootstrap()?])
+        let mut cmd = java(&libs, "org.apache.kafka.tools.ClusterTool");
+        cmd.args(["cluster-id", "--bootstrap-server", &self.sasl_bootstrap()?])
             .arg("--command-config")
-            .arg(&props)
+            .arg(&props);
+        let out = tokio::process::Command::from(cmd)
             .kill_on_drop(true)
             .output()
             .await
@@ -251,5 +291,34 @@ impl SecureKafka {
                 String::from_utf8_lossy(&out.stderr)
             ),
         }
+    }
+
+    /// Grants `user` the ACL `operations` (e.g. `Describe`, `Write`) on `topic`, with Kafka's
+    /// own `AclCommand` over the harness's `PLAINTEXT` listener (a super user there).
+    pub async fn allow(&self, user: &str, operations: &[&str], topic: &str) -> Result<()> {
+        let libs = tokio::task::spawn_blocking(kafka_libs)
+            .await
+            .context("jar task failed")??;
+        let mut cmd = java(&libs, "org.apache.kafka.tools.AclCommand");
+        cmd.args(["--bootstrap-server", &self.kafka.bootstrap(), "--add"])
+            .args(["--allow-principal", &format!("User:{user}")])
+            .args(["--topic", topic]);
+        for op in operations {
+            cmd.args(["--operation", op]);
+        }
+        let out = tokio::process::Command::from(cmd)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .context("running AclCommand")?;
+        if !out.status.success() {
+            bail!(
+                "AclCommand --add {user} {operations:?} on {topic} failed ({}): {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
     }
 }

@@ -1,14 +1,21 @@
-//! What an Apache Kafka test cluster is made of before a process starts: the jars, the JVM's
-//! options, the options a test asks for ([`KafkaOptions`]) and each node's `server.properties`.
+//! What an Apache Kafka test process is made of before it starts: the jars, the JVM's
+//! options, the options a test asks for ([`KafkaOptions`]) and each node's `server.properties`;
+//! and the few helpers every Kafka-side JVM of the harness shares (brokers, `StorageTool`, the
+//! admin tools, the Kafka Connect worker of [`crate::connect`]): `java`, `spawn_logged`,
+//! `free_ports`, `temp_dir`.
 //!
-//! - Jars: `$FLEETSYNC_KAFKA_LIBS` (a directory of jars, as `tests/kafka/fetch.sh kafka` prints
-//!   it; `scripts/test.sh` exports it), else the harness runs `tests/kafka/fetch.sh kafka`
-//!   itself, once per test process (Maven fetches into `~/.cache/fleetsync/` on the first run
-//!   on a machine; later runs find the cache).
+//! - Jars: [`kafka_libs`] (the broker and its tools): `$FLEETSYNC_KAFKA_LIBS` (a directory of
+//!   jars, as `tests/kafka/fetch.sh kafka` prints it; `scripts/test.sh` exports it), else the
+//!   harness runs `tests/kafka/fetch.sh kafka` itself; [`connect_libs`] (Kafka Connect with
+//!   Debezium's connectors): `tests/kafka/fetch.sh debezium`. Each fetch runs at most once per
+//!   test process (Maven fetches into `~/.cache/fleetsync/` on the first run on a machine;
+//!   later runs find the cache).
 //! - Java: `$JAVA_HOME/bin/java` when `JAVA_HOME` is set, else `java` from `PATH`.
 //! - JVM options: [`DEFAULT_JVM_OPTS`], or `$FLEETSYNC_KAFKA_JVM_OPTS` (whitespace-separated)
 //!   instead. Measured on a 2-core machine: the serial collector and C1-only compilation cut a
 //!   single node's start from ~5.2 s and ~4 CPU-s to ~3.1 s and ~2 CPU-s.
+//! - Temp dirs (`temp_dir`: data, configs, logs) go when their owner is dropped, unless
+//!   `FLEETSYNC_KEEP_TEST_DIRS=1`.
 //!
 //! Every node runs broker and controller in one process (KRaft combined mode) with a static
 //! controller quorum (`controller.quorum.voters`: all nodes), so one code path serves one node
@@ -16,11 +23,13 @@
 //! metadata, topic creation) and the brokers among themselves use; [`KafkaOptions::listener`]
 //! adds more (`SSL`, `SASL_SSL`, ...), each on its own port per node.
 
+use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
+use tempfile::TempDir;
 
 use crate::fixtures::repo_root;
 
@@ -28,6 +37,8 @@ use crate::fixtures::repo_root;
 pub const KAFKA_LIBS_ENV: &str = "FLEETSYNC_KAFKA_LIBS";
 /// Environment variable replacing [`DEFAULT_JVM_OPTS`].
 pub const KAFKA_JVM_OPTS_ENV: &str = "FLEETSYNC_KAFKA_JVM_OPTS";
+/// Environment variable that, set to `1`, keeps the temp dirs of [`temp_dir`].
+pub const KEEP_TEST_DIRS_ENV: &str = "FLEETSYNC_KEEP_TEST_DIRS";
 /// A bounded heap (a test broker holds at most a few million small messages, on disk), the
 /// serial collector (no GC threads fighting the tests for 2 cores) and C1 only (most of a
 /// broker's start is JIT work that C2 would redo); `-XX:-UsePerfData` skips the
@@ -117,6 +128,21 @@ impl KafkaOptions {
             password: password.to_string(),
         });
         self
+    }
+
+    /// ACLs enforced (`StandardAuthorizer`): the harness's own clients and the brokers among
+    /// themselves (`PLAINTEXT`, principal `ANONYMOUS`) and `super_users` may do anything; any
+    /// other principal only what an ACL grants it.
+    pub fn acls(self, super_users: &[&str]) -> Self {
+        let supers: Vec<String> = std::iter::once("ANONYMOUS")
+            .chain(super_users.iter().copied())
+            .map(|u| format!("User:{u}"))
+            .collect();
+        self.property(
+            "authorizer.class.name",
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        )
+        .property("super.users", &supers.join(";"))
     }
 
     pub fn node_count(&self) -> usize {
@@ -253,43 +279,70 @@ pub(crate) fn random_cluster_id() -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The directory of Kafka jars (see the module doc); the fetch runs at most once per process.
+/// The directory of the broker's jars (see the module doc); the fetch runs at most once per
+/// process.
 pub fn kafka_libs() -> Result<PathBuf> {
     static LIBS: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
-    LIBS.get_or_init(|| find_libs().map_err(|e| format!("{e:#}")))
+    cached(&LIBS, || {
+        let dir = match std::env::var_os(KAFKA_LIBS_ENV) {
+            Some(dir) => PathBuf::from(dir),
+            None => fetch("kafka")?,
+        };
+        let has_broker = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading the Kafka jar dir {}", dir.display()))?
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with("kafka_2.13-"));
+        if !has_broker {
+            bail!(
+                "{} holds no kafka_2.13 jar (set {KAFKA_LIBS_ENV} to the directory \
+                 `tests/kafka/fetch.sh kafka` prints)",
+                dir.display()
+            );
+        }
+        Ok(dir)
+    })
+}
+
+/// The directory of Kafka Connect's jars with Debezium's connectors (`tests/kafka/fetch.sh
+/// debezium`); the fetch runs at most once per process.
+pub fn connect_libs() -> Result<PathBuf> {
+    static LIBS: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    cached(&LIBS, || fetch("debezium"))
+}
+
+/// The first result of `find` in `cell`, for every caller of the process.
+fn cached(
+    cell: &OnceLock<std::result::Result<PathBuf, String>>,
+    find: impl FnOnce() -> Result<PathBuf>,
+) -> Result<PathBuf> {
+    cell.get_or_init(|| find().map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn find_libs() -> Result<PathBuf> {
-    let dir = match std::env::var_os(KAFKA_LIBS_ENV) {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let script = repo_root().join("tests/kafka/fetch.sh");
-            let out = Command::new("bash")
-                .arg(&script)
-                .arg("kafka")
-                .output()
-                .with_context(|| format!("running {}", script.display()))?;
-            if !out.status.success() {
-                bail!(
-                    "{} kafka failed ({}; needs java and mvn, see README):\n{}",
-                    script.display(),
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-        }
-    };
-    let has_broker = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading the Kafka jar dir {}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .any(|e| e.file_name().to_string_lossy().starts_with("kafka_2.13-"));
-    if !has_broker {
+/// Runs `tests/kafka/fetch.sh WHAT` (`kafka` or `debezium`) and returns the directory it
+/// prints.
+fn fetch(what: &str) -> Result<PathBuf> {
+    let script = repo_root().join("tests/kafka/fetch.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(what)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
         bail!(
-            "{} holds no kafka_2.13 jar (set {KAFKA_LIBS_ENV} to the directory \
-             `tests/kafka/fetch.sh kafka` prints)",
+            "{} {what} failed ({}; needs java and mvn, see README):\n{}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if !dir.is_dir() {
+        bail!(
+            "{} {what} printed {}, not a directory",
+            script.display(),
             dir.display()
         );
     }
@@ -297,7 +350,7 @@ fn find_libs() -> Result<PathBuf> {
 }
 
 /// The `java` binary (see the module doc).
-pub(crate) fn java_bin() -> PathBuf {
+fn java_bin() -> PathBuf {
     match std::env::var_os("JAVA_HOME") {
         Some(home) if Path::new(&home).join("bin/java").is_file() => {
             Path::new(&home).join("bin/java")
@@ -307,7 +360,7 @@ pub(crate) fn java_bin() -> PathBuf {
 }
 
 /// The JVM options (see the module doc).
-pub(crate) fn jvm_opts() -> Vec<String> {
+fn jvm_opts() -> Vec<String> {
     match std::env::var(KAFKA_JVM_OPTS_ENV) {
         Ok(opts) if !opts.trim().is_empty() => {
             opts.split_whitespace().map(str::to_string).collect()
@@ -318,7 +371,7 @@ pub(crate) fn jvm_opts() -> Vec<String> {
 
 /// `-Dlog4j2.configurationFile=…`: the copy next to the jars (fetch.sh puts it there), else
 /// the repository's `tests/kafka/log4j2.properties`.
-pub(crate) fn log4j_opt(libs: &Path) -> String {
+fn log4j_opt(libs: &Path) -> String {
     let next_to_jars = libs.join("log4j2.properties");
     let file = if next_to_jars.is_file() {
         next_to_jars
@@ -329,8 +382,57 @@ pub(crate) fn log4j_opt(libs: &Path) -> String {
 }
 
 /// The `-cp` value for the jars in `libs`.
-pub(crate) fn classpath(libs: &Path) -> String {
+fn classpath(libs: &Path) -> String {
     format!("{}/*", libs.display())
+}
+
+/// `java` with [`jvm_opts`], the log4j config and the jars in `libs` on the classpath, to run
+/// the class `main`: how the harness starts every JVM. Add the program's arguments.
+pub(crate) fn java(libs: &Path, main: &str) -> Command {
+    let mut cmd = Command::new(java_bin());
+    cmd.args(jvm_opts())
+        .arg(log4j_opt(libs))
+        .arg("-cp")
+        .arg(classpath(libs))
+        .arg(main)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Spawns `cmd` (from [`java`]) with stdout and stderr appended to `log`.
+pub(crate) fn spawn_logged(mut cmd: Command, log: &Path) -> Result<Child> {
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let err = out.try_clone()?;
+    cmd.stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .with_context(|| format!("spawning {:?} (is Java installed?)", cmd.get_program()))
+}
+
+/// `n` distinct free ports on 127.0.0.1. Each probe is held until all are picked, so none
+/// repeats; another process may still take one before the JVM binds it (the caller retries on
+/// "Address already in use").
+pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        held.push(std::net::TcpListener::bind("127.0.0.1:0").context("probing a free port")?);
+    }
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+}
+
+/// A temp dir named `prefix…`, removed on drop unless `FLEETSYNC_KEEP_TEST_DIRS=1`.
+pub(crate) fn temp_dir(prefix: &str) -> Result<TempDir> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(prefix);
+    if std::env::var_os(KEEP_TEST_DIRS_ENV).is_some_and(|v| v == "1") {
+        b.disable_cleanup(true);
+    }
+    b.tempdir()
+        .with_context(|| format!("creating a temp dir {prefix}…"))
 }
 
 #[cfg(test)]
@@ -389,6 +491,28 @@ mod tests {
         let defaults = p.find("min.insync.replicas=2\n");
         let caller = p.find("min.insync.replicas=3\n");
         assert!(defaults < caller && defaults.is_some(), "{p}");
+    }
+
+    #[test]
+    fn acls_keep_the_harness_a_super_user() {
+        let opts = KafkaOptions::single().acls(&["admin"]);
+        let p = server_properties(
+            &opts,
+            1,
+            &[NodePorts {
+                plaintext: 9000,
+                controller: 9100,
+                extra: vec![],
+            }],
+            Path::new("/d"),
+        );
+        assert!(
+            p.contains(
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n"
+            ),
+            "{p}"
+        );
+        assert!(p.contains("super.users=User:ANONYMOUS;User:admin\n"), "{p}");
     }
 
     #[test]

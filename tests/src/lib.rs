@@ -1,7 +1,9 @@
 //! Test support for fleetsync's end-to-end tests: private MariaDB servers, byte-exact
 //! table comparison, a runner for the `fleetsync` binary, workload generators, Apache Kafka
-//! clusters (one node or three, started from Maven-fetched jars, with TLS and SASL listeners; librdkafka's mock cluster for
-//! quick checks) and the TrinityCore fixtures.
+//! clusters (one node or three, started from Maven-fetched jars: `kafka_setup`, `kafka`; with
+//! TLS, SASL and ACLs: `kafka_secure`), Kafka Connect with Debezium's connectors on such a
+//! cluster (`connect`), librdkafka's mock cluster for quick checks (`kafka_mock`) and the
+//! TrinityCore fixtures.
 //!
 //! Every helper talks to servers it started itself (127.0.0.1, OS-assigned ports, temp data
 //! dirs): a MariaDB already running on 3306 is never touched. Waits poll a condition with a
@@ -17,7 +19,6 @@ pub mod kafka_admin;
 pub mod kafka_mock;
 pub mod kafka_secure;
 pub mod kafka_setup;
-pub mod kafka_tls;
 pub mod mariadb;
 pub mod wait;
 pub mod workload;
@@ -37,7 +38,6 @@ pub use kafka_admin::{PartitionState, TopicSpec};
 pub use kafka_mock::MockKafka;
 pub use kafka_secure::{secure_options, Certs, SecureKafka};
 pub use kafka_setup::{KafkaOptions, Listener, ScramUser};
-pub use kafka_tls::{start_secure_broker, SecureBroker};
 pub use mariadb::{hex_literal, quote_ident, quote_str, MariaDb};
 pub use wait::{wait_synced, wait_until};
 pub use workload::Workload;

@@ -14,9 +14,23 @@ SRC_PORT=${SRC_PORT:-13306}
 DST_PORT=${DST_PORT:-13307}
 ME=$(id -un)
 
-for tool in mariadbd mariadb-install-db mariadb cargo; do
-    command -v "$tool" >/dev/null || { echo "demo: $tool not found (scripts/test.sh installs MariaDB)" >&2; exit 1; }
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+# What the demo needs from Debian's packages, installed when missing (as scripts/test.sh does):
+# MariaDB server and client, and OpenSSL's headers for librdkafka's TLS/SASL build.
+missing=()
+for tool in mariadbd mariadb-install-db mariadb; do
+    command -v "$tool" >/dev/null || missing=(mariadb-server mariadb-client)
 done
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev pkg-config)
+if ((${#missing[@]})); then
+    echo "demo: installing ${missing[*]} (apt-get)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+command -v cargo >/dev/null || { echo "demo: cargo not found (install Rust with rustup)" >&2; exit 1; }
 
 PIDS=()
 cleanup() {

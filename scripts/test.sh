@@ -39,6 +39,14 @@ if ! command -v mariadbd >/dev/null || ! command -v mariadb-install-db >/dev/nul
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server mariadb-client
 fi
 
+# rdkafka's `ssl` feature builds librdkafka against the system OpenSSL (TLS, SASL/SCRAM to
+# Kafka); the Kafka TLS tests make their certificates with the `openssl` command.
+if ! pkg-config --exists openssl 2>/dev/null || ! command -v openssl >/dev/null; then
+    step "installing OpenSSL headers and pkg-config"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libssl-dev pkg-config openssl
+fi
+
 # The backup tests also load a chunk with the `zstd` command-line tool, as an operator would.
 if ! command -v zstd >/dev/null; then
     step "installing zstd"

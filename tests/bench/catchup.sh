@@ -11,7 +11,7 @@
 #          BENCH_KEEP=1   keep BENCH_DIR (data dirs, logs) even on success
 #          RUST_LOG       fleetsync's log filter (default info)
 #          FLEETSYNC_BIN  use this fleetsync binary instead of building target/release/fleetsync
-#          BENCH_BUS      embedded (default: `fleetsync run`), kafka (`fleetsync agent` +
+#          BENCH_BUS      embedded (default; `both` when BENCH_BROKER is set: `fleetsync run`), kafka (`fleetsync agent` +
 #                         `fleetsync coordinator` over Apache Kafka) or both
 #          BENCH_BROKER   the Kafka broker: kafka (the only one: Apache Kafka 4.4.0, one KRaft
 #                         node started by this script from tests/kafka/fetch.sh's jars, own data
@@ -37,6 +37,10 @@ BENCH_ROWS="${BENCH_ROWS:-1000000}"
 BENCH_TIMEOUT="${BENCH_TIMEOUT:-1800}"
 BENCH_IDLE_WAIT="${BENCH_IDLE_WAIT:-300}"
 export RUST_LOG="${RUST_LOG:-info}"
+# Naming a broker (BENCH_BROKER=kafka) without a bus asks for the Kafka run too: both buses.
+if [[ -z "${BENCH_BUS:-}" && -n "${BENCH_BROKER:-}" ]]; then
+    BENCH_BUS=both
+fi
 export BENCH_BUS="${BENCH_BUS:-embedded}"
 case "$BENCH_BUS" in
     embedded | kafka | both) ;;

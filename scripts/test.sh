@@ -66,6 +66,12 @@ cargo fmt --all --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+# The deployment files (Helm chart, manifests, Prometheus rules and their unit tests, Grafana
+# dashboard, example configs) are validated offline; check.sh installs its own tools (a venv
+# from PyPI, promtool from Debian's prometheus package) when missing.
+step "deploy/check.sh"
+bash deploy/check.sh
+
 # The Kafka tests run on Apache Kafka 4.4.0, started by the tests from jars that Maven fetches
 # once into a cache (tests/kafka/fetch.sh; later runs reuse it, a pom change fetches again).
 if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then

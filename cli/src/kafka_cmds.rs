@@ -264,13 +264,7 @@ pub async fn coordinator(path: &Path) -> Result<()> {
     }
     // Refuse unsafe topics before consuming; a topic not created yet (its agent has not run)
     // is waited for by its pipelines.
-    let mut topics: Vec<(String, TopicRole)> = config
-        .syncs
-        .iter()
-        .map(|s| (config.bus.topic(&s.source), TopicRole::Changes))
-        .collect();
-    topics.sort_by(|a, b| a.0.cmp(&b.0));
-    topics.dedup();
+    let topics = kafka_topics::consumed_topics(&config);
     let states = kafka_topics::prepare(&config.bus, &topics, false).await?;
     for ((topic, _), state) in topics.iter().zip(states) {
         if state == TopicState::Missing {

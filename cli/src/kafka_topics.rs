@@ -157,6 +157,18 @@ fn with_hint(reason: &str) -> String {
 }
 
 /// A client config for `bus`: brokers plus `[bus.kafka]` and the SASL password.
+/// The change topics the coordinator consumes: one per sync source, sorted, each once.
+pub fn consumed_topics(config: &fleetsync_config::Config) -> Vec<(String, TopicRole)> {
+    let mut topics: Vec<(String, TopicRole)> = config
+        .syncs
+        .iter()
+        .map(|s| (config.bus.topic(&s.source), TopicRole::Changes))
+        .collect();
+    topics.sort_by(|a, b| a.0.cmp(&b.0));
+    topics.dedup();
+    topics
+}
+
 pub fn client_config(bus: &BusConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set(

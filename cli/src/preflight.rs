@@ -100,14 +100,7 @@ pub async fn check(path: &Path) -> Result<()> {
 /// and safe (see `kafka_topics`); a missing topic is reported, not created (the agent does).
 async fn check_topics(config: &Config) -> Result<()> {
     use crate::kafka_topics::{prepare, TopicState};
-    use fleetsync_config::topic_policy::TopicRole;
-    let mut topics: Vec<(String, TopicRole)> = config
-        .syncs
-        .iter()
-        .map(|s| (config.bus.topic(&s.source), TopicRole::Changes))
-        .collect();
-    topics.sort_by(|a, b| a.0.cmp(&b.0));
-    topics.dedup();
+    let topics = crate::kafka_topics::consumed_topics(config);
     let states = prepare(&config.bus, &topics, false).await?;
     for ((topic, _), state) in topics.iter().zip(states) {
         match state {

@@ -63,7 +63,7 @@ async fn fleetsync(args: &[&str]) -> Result<Output> {
 }
 
 /// Runs a command that must succeed; its stdout.
-async fn ok(args: &[&str]) -> Result<String> {
+pub(crate) async fn ok(args: &[&str]) -> Result<String> {
     let out = fleetsync(args).await?;
     ensure!(
         out.status.success(),

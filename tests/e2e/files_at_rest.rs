@@ -11,6 +11,7 @@ use anyhow::{ensure, Context, Result};
 use fleetsync_tests::fleetsync::toml_str;
 use fleetsync_tests::{fleetsync_cmd, wait_until, ConfigBuilder, Fleetsync};
 
+use crate::backup::ok;
 use crate::support::{Pair, STOP_TIMEOUT, SYNC_TIMEOUT};
 
 const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,17 +34,6 @@ fn loose_modes(root: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(loose)
-}
-
-async fn ok(args: &[&str]) -> Result<String> {
-    let out = fleetsync_cmd(args).await?;
-    ensure!(
-        out.status.success(),
-        "`fleetsync {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -193,19 +193,8 @@ async fn kafka_target_down_backlog() -> Result<()> {
 async fn kafka_cut_off_from_broker() -> Result<()> {
     const DOWN_FOR: Duration = Duration::from_secs(10);
     let mut rig = Rig::start().await?;
-    let pool = rig.pair.src.pool();
-    let mut work = AppWorkload::new(51);
-    work.create(&rig.pair.src).await?;
-    work.run(&pool, 1_000).await?;
-    let writer = Writer::start(pool.clone(), work);
-    let mut agent = rig.agent()?;
-    let mut coordinator = rig.coordinator()?;
     // Streaming before the cut: something reached the target through the broker.
-    wait_until(CATCH_UP_TIMEOUT, "a first stored offset", || async {
-        ensure!(rig.stored_offset().await? > 0);
-        Ok(())
-    })
-    .await?;
+    let (writer, mut agent, mut coordinator) = rig.streaming(51).await?;
 
     rig.kafka.pause(1)?;
     println!("broker paused (SIGSTOP)");
@@ -249,18 +238,7 @@ async fn kafka_cut_off_from_broker() -> Result<()> {
 async fn kafka_broker_restart() -> Result<()> {
     const DOWN_FOR: Duration = Duration::from_secs(5);
     let mut rig = Rig::start().await?;
-    let pool = rig.pair.src.pool();
-    let mut work = AppWorkload::new(61);
-    work.create(&rig.pair.src).await?;
-    work.run(&pool, 1_000).await?;
-    let writer = Writer::start(pool.clone(), work);
-    let mut agent = rig.agent()?;
-    let mut coordinator = rig.coordinator()?;
-    wait_until(CATCH_UP_TIMEOUT, "a first stored offset", || async {
-        ensure!(rig.stored_offset().await? > 0);
-        Ok(())
-    })
-    .await?;
+    let (writer, mut agent, mut coordinator) = rig.streaming(61).await?;
 
     for round in 1..=2 {
         let high_before = rig.kafka.high_watermark(TOPIC, 0).await?;

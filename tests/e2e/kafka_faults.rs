@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use fleetsync_tests::{wait_until, KafkaOptions, MariaDb};
 
-use crate::kafka_rig::{AppWorkload, Rig, Writer, CATCH_UP_TIMEOUT, DB, TOPIC};
+use crate::kafka_rig::{Rig, CATCH_UP_TIMEOUT, DB, TOPIC};
 
 /// How long a leader election after a SIGKILL may take: the controller fences a dead broker
 /// after `broker.session.timeout.ms` (4 s in the harness), then elects from the ISR.
@@ -29,18 +29,7 @@ async fn kafka_leader_kill_three_brokers() -> Result<()> {
     let mut rig = Rig::start_with(KafkaOptions::three(), "").await?;
     let state = rig.kafka.partition_state(TOPIC, 0).await?;
     ensure!(state.replicas == [1, 2, 3], "{TOPIC} replicas {state:?}");
-    let pool = rig.pair.src.pool();
-    let mut work = AppWorkload::new(71);
-    work.create(&rig.pair.src).await?;
-    work.run(&pool, 1_000).await?;
-    let writer = Writer::start(pool.clone(), work);
-    let mut agent = rig.agent()?;
-    let mut coordinator = rig.coordinator()?;
-    wait_until(CATCH_UP_TIMEOUT, "a first stored offset", || async {
-        ensure!(rig.stored_offset().await? > 0);
-        Ok(())
-    })
-    .await?;
+    let (writer, mut agent, mut coordinator) = rig.streaming(71).await?;
 
     // First victim: the leader, mid-stream.
     let first = rig

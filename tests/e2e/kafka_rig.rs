@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use fleetsync_tests::{
-    wait_synced_procs, ConfigBuilder, Fleetsync, KafkaCluster, KafkaOptions, MariaDb, Workload,
+    wait_synced_procs, wait_until, ConfigBuilder, Fleetsync, KafkaCluster, KafkaOptions, MariaDb,
+    Workload,
 };
 use mysql_async::Pool;
 use tokio::task::JoinHandle;
@@ -161,6 +162,25 @@ impl Rig {
 
     pub fn coordinator(&self) -> Result<Fleetsync> {
         Fleetsync::spawn("coordinator", &self.config, &[])
+    }
+
+    /// The usual start of a fault test: the app tables with 1,000 changes made before, a
+    /// background writer (workload `seed`), the agent and the coordinator, returned once a
+    /// first transaction has reached the target through the broker.
+    pub async fn streaming(&self, seed: u64) -> Result<(Writer, Fleetsync, Fleetsync)> {
+        let pool = self.pair.src.pool();
+        let mut work = AppWorkload::new(seed);
+        work.create(&self.pair.src).await?;
+        work.run(&pool, 1_000).await?;
+        let writer = Writer::start(pool, work);
+        let agent = self.agent()?;
+        let coordinator = self.coordinator()?;
+        wait_until(CATCH_UP_TIMEOUT, "a first stored offset", || async {
+            ensure!(self.stored_offset().await? > 0);
+            Ok(())
+        })
+        .await?;
+        Ok((writer, agent, coordinator))
     }
 
     /// Waits until the source and the target are equal row by row (failing early if either

@@ -19,7 +19,7 @@ use tempfile::TempDir;
 
 use crate::kafka::KafkaCluster;
 use crate::kafka_setup::{connect_libs, free_ports, java, spawn_logged, temp_dir};
-use crate::mariadb::tail_lines;
+use crate::mariadb::file_tail;
 
 /// Lines of the worker's log shown when something fails.
 const LOG_TAIL_LINES: usize = 40;
@@ -96,8 +96,7 @@ impl KafkaConnect {
     }
 
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        tail_lines(&text, LOG_TAIL_LINES)
+        file_tail(&self.log, LOG_TAIL_LINES)
     }
 
     /// An error with the log's tail if the worker has exited, or with the log's errors if it

@@ -18,7 +18,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::compare::diff_databases;
-use crate::mariadb::{tail_lines, MariaDb};
+use crate::mariadb::{file_tail, MariaDb};
 
 /// Default time a one-shot command (`status`, a `run` expected to fail) may take.
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(60);
@@ -127,10 +127,7 @@ impl Fleetsync {
 
     /// The last `n` lines of the log (all starts).
     pub fn log_tail(&self, n: usize) -> String {
-        match std::fs::read(&self.log) {
-            Ok(bytes) => tail_lines(&String::from_utf8_lossy(&bytes), n),
-            Err(e) => format!("(cannot read {}: {e})", self.log.display()),
-        }
+        file_tail(&self.log, n)
     }
 
     /// SIGKILL, then reap the process.

@@ -44,7 +44,7 @@ use crate::kafka_setup::{
     free_ports, java, kafka_libs, random_cluster_id, server_properties, spawn_logged, temp_dir,
     KafkaOptions, NodePorts,
 };
-use crate::mariadb::tail_lines;
+use crate::mariadb::file_tail;
 
 /// How long a cluster (or a restarted node) may take to be listed in the metadata: a node
 /// starts in ~3 s alone; three JVMs starting at once on 2 busy cores take much longer.
@@ -85,11 +85,12 @@ impl Node {
 
     fn log_tail(&self, n: usize) -> String {
         let log = self.log();
-        let text = match std::fs::read(&log) {
-            Ok(bytes) => tail_lines(&String::from_utf8_lossy(&bytes), n),
-            Err(e) => format!("(cannot read: {e})"),
-        };
-        format!("--- Kafka node {} log {}:\n{text}", self.id, log.display())
+        format!(
+            "--- Kafka node {} log {}:\n{}",
+            self.id,
+            log.display(),
+            file_tail(&log, n)
+        )
     }
 }
 

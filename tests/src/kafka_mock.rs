@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use tempfile::TempDir;
 
 use crate::fleetsync::fleetsync_bin;
-use crate::mariadb::tail_lines;
+use crate::mariadb::file_tail;
 
 /// How long the mock may take to print its bootstrap line or answer a command.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -104,10 +104,7 @@ impl MockKafka {
 
     /// The last `n` lines of the mock's stderr.
     pub fn log_tail(&self, n: usize) -> String {
-        match std::fs::read(&self.log) {
-            Ok(bytes) => tail_lines(&String::from_utf8_lossy(&bytes), n),
-            Err(e) => format!("(cannot read {}: {e})", self.log.display()),
-        }
+        file_tail(&self.log, n)
     }
 
     /// Every broker drops its connections and refuses new ones; the data stays.

@@ -597,9 +597,13 @@ async fn wait_ready(child: &mut Child, dir: &Path, port: u16) -> Result<()> {
 }
 
 fn error_log_tail(dir: &Path, lines: usize) -> String {
-    let path: PathBuf = dir.join("error.log");
-    match std::fs::read(&path) {
-        Ok(bytes) => tail_lines(&String::from_utf8_lossy(&bytes), lines),
+    file_tail(&dir.join("error.log"), lines)
+}
+
+/// The last `n` lines of a log file (lossy UTF-8), or why it cannot be read.
+pub fn file_tail(path: &Path, n: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => tail_lines(&String::from_utf8_lossy(&bytes), n),
         Err(e) => format!("(cannot read {}: {e})", path.display()),
     }
 }

@@ -38,13 +38,7 @@ fn kafka_settings(config: &Config) -> Result<KafkaSettings> {
             "bus.kind is \"embedded\": separate agent and coordinator processes need [bus] kind = \"kafka\" and brokers (or use `fleetsync run`)"
         ));
     }
-    Ok(KafkaSettings {
-        brokers: config.bus.brokers.clone().unwrap_or_default(),
-        compression: config.bus.compression.clone(),
-        extra: config.bus.client_settings(),
-        redactor: config.bus.redactor(),
-        debezium_json_schemas: config.bus.debezium_json_schemas,
-    })
+    Ok(KafkaSettings::from_bus(&config.bus))
 }
 
 pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> Result<()> {

@@ -170,15 +170,7 @@ pub fn consumed_topics(config: &fleetsync_config::Config) -> Vec<(String, TopicR
 }
 
 pub fn client_config(bus: &BusConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set(
-        "bootstrap.servers",
-        bus.brokers.as_deref().unwrap_or_default(),
-    );
-    for (k, v) in bus.client_settings() {
-        c.set(k, v);
-    }
-    c
+    fleetsync_agent::publish::kafka::KafkaSettings::from_bus(bus).client_config()
 }
 
 /// Makes sure each of `topics` is safe to use (see the module doc); creates missing ones when

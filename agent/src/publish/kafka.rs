@@ -66,8 +66,23 @@ impl std::fmt::Debug for KafkaSettings {
 }
 
 impl KafkaSettings {
+    /// The settings `[bus]` gives (brokers, compression, `[bus.kafka]` with the SASL password).
+    pub fn from_bus(bus: &fleetsync_config::BusConfig) -> KafkaSettings {
+        KafkaSettings {
+            brokers: bus.brokers.clone().unwrap_or_default(),
+            compression: bus.compression.clone(),
+            extra: bus.client_settings(),
+            redactor: bus.redactor(),
+            debezium_json_schemas: bus.debezium_json_schemas,
+        }
+    }
+
     pub fn client_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
+        self.over(ClientConfig::new())
+    }
+
+    /// `base` with the brokers and `[bus.kafka]` set on top (overriding what `base` tunes).
+    fn over(&self, mut c: ClientConfig) -> ClientConfig {
         c.set("bootstrap.servers", &self.brokers);
         for (k, v) in &self.extra {
             c.set(k, v);
@@ -78,14 +93,12 @@ impl KafkaSettings {
     /// The producer's config: fleetsync's tuning (which `[bus.kafka]` may override), then the
     /// settings delivery depends on, which it may not (the config rejects them there).
     fn producer_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("linger.ms", "5")
+        let mut tuning = ClientConfig::new();
+        tuning
+            .set("linger.ms", "5")
             .set("message.timeout.ms", "300000")
             .set("queue.buffering.max.messages", "200000");
-        c.set("bootstrap.servers", &self.brokers);
-        for (k, v) in &self.extra {
-            c.set(k, v);
-        }
+        let mut c = self.over(tuning);
         c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", &self.compression)

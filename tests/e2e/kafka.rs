@@ -30,7 +30,9 @@ use fleetsync_tests::{wait_until, KafkaCluster, MariaDb, MockKafka};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::kafka_rig::{stop_both, AppWorkload, Rig, Writer, CATCH_UP_TIMEOUT, TOPIC};
+use crate::kafka_rig::{
+    both_alive_for, stop_both, AppWorkload, Rig, Writer, CATCH_UP_TIMEOUT, TOPIC,
+};
 
 /// Snapshot + streaming through the broker; then both processes stop gracefully and resume.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,14 +160,7 @@ async fn kafka_target_down_backlog() -> Result<()> {
     println!("target killed");
     let high_before = rig.kafka.high_watermark(TOPIC, 0).await?;
     let writer = Writer::start(pool.clone(), work);
-    let down_since = Instant::now();
-    while down_since.elapsed() < DOWN_FOR {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        agent.ensure_running().context("agent, target down")?;
-        coordinator
-            .ensure_running()
-            .context("coordinator, target down")?;
-    }
+    both_alive_for(&mut agent, &mut coordinator, DOWN_FOR, "target down").await?;
     let written = writer.finish().await?;
     // The backlog really is in the topic, waiting.
     let high = rig.kafka.high_watermark(TOPIC, 0).await?;
@@ -244,14 +239,7 @@ async fn kafka_broker_restart() -> Result<()> {
         let high_before = rig.kafka.high_watermark(TOPIC, 0).await?;
         rig.kafka.kill9(1)?;
         println!("broker killed (round {round}) at offset {high_before}");
-        let down_since = Instant::now();
-        while down_since.elapsed() < DOWN_FOR {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            agent.ensure_running().context("agent, broker down")?;
-            coordinator
-                .ensure_running()
-                .context("coordinator, broker down")?;
-        }
+        both_alive_for(&mut agent, &mut coordinator, DOWN_FOR, "broker down").await?;
         let restart = Instant::now();
         rig.kafka.start_again(1).await?;
         let high_after = rig.kafka.high_watermark(TOPIC, 0).await?;

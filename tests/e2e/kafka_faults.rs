@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use fleetsync_tests::{wait_until, KafkaOptions, MariaDb};
 
-use crate::kafka_rig::{Rig, CATCH_UP_TIMEOUT, DB, TOPIC};
+use crate::kafka_rig::{both_alive_for, Rig, CATCH_UP_TIMEOUT, DB, TOPIC};
 
 /// How long a leader election after a SIGKILL may take: the controller fences a dead broker
 /// after `broker.session.timeout.ms` (4 s in the harness), then elects from the ISR.
@@ -64,14 +64,7 @@ async fn kafka_leader_kill_three_brokers() -> Result<()> {
     let high = rig.kafka.high_watermark(TOPIC, 0).await?;
     rig.kafka.kill9(second)?;
     println!("killed the new leader node {second} at offset {high}; one node left");
-    let since = Instant::now();
-    while since.elapsed() < OUTAGE {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        agent.ensure_running().context("agent, two brokers down")?;
-        coordinator
-            .ensure_running()
-            .context("coordinator, two brokers down")?;
-    }
+    both_alive_for(&mut agent, &mut coordinator, OUTAGE, "two brokers down").await?;
     for node in [first, second] {
         let t = Instant::now();
         rig.kafka.start_again(node).await?;

@@ -394,6 +394,27 @@ fn describe_message(payload: &[u8], tables: &mut Vec<String>) -> String {
     )
 }
 
+/// Checks every half second for `outage` that neither process has exited (`what` names the
+/// fault in the error).
+pub async fn both_alive_for(
+    agent: &mut Fleetsync,
+    coordinator: &mut Fleetsync,
+    outage: Duration,
+    what: &str,
+) -> Result<()> {
+    let since = Instant::now();
+    while since.elapsed() < outage {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        agent
+            .ensure_running()
+            .with_context(|| format!("agent, {what}"))?;
+        coordinator
+            .ensure_running()
+            .with_context(|| format!("coordinator, {what}"))?;
+    }
+    Ok(())
+}
+
 /// Both processes must exit cleanly on SIGTERM.
 pub async fn stop_both(agent: &mut Fleetsync, coordinator: &mut Fleetsync) -> Result<()> {
     coordinator.stop(STOP_TIMEOUT).await?;

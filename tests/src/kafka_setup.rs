@@ -263,8 +263,19 @@ pub(crate) fn server_properties(
 }
 
 /// A random KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 chars), as
-/// `StorageTool random-uuid` prints (without starting a JVM for it).
+/// `StorageTool random-uuid` prints (without starting a JVM for it). Like Kafka's own
+/// `Uuid.randomUuid`, never one starting with `-`: the storage tool's argument parser would
+/// take it for an option (`--cluster-id: expected one argument`, seen once in 64 formats).
 pub(crate) fn random_cluster_id() -> String {
+    loop {
+        let id = random_base64_id();
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+fn random_base64_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes: [u8; 16] = rand::random();
     let mut bits = u128::from_be_bytes(bytes);
@@ -449,6 +460,10 @@ mod tests {
             "{id}"
         );
         assert_ne!(id, random_cluster_id());
+        for _ in 0..2_000 {
+            let id = random_cluster_id();
+            assert!(!id.starts_with('-'), "{id} would read as an option");
+        }
     }
 
     #[test]

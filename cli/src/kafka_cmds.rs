@@ -41,8 +41,13 @@ fn kafka_settings(config: &Config) -> Result<KafkaSettings> {
     Ok(KafkaSettings::from_bus(&config.bus))
 }
 
-pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> Result<()> {
-    let config = Config::load(path)?;
+pub async fn agent(
+    path: &Path,
+    only: Option<&str>,
+    start_at: Option<&str>,
+    metrics_listen: Option<&str>,
+) -> Result<()> {
+    let config = crate::opts::load_config(path, metrics_listen)?;
     let settings = kafka_settings(&config)?;
     preflight_all(&config).await?;
     let mut sources: Vec<&str> = config.syncs.iter().map(|s| s.source.as_str()).collect();
@@ -245,8 +250,8 @@ async fn agent_once(
     result.and(flushed)
 }
 
-pub async fn coordinator(path: &Path) -> Result<()> {
-    let config = Config::load(path)?;
+pub async fn coordinator(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
+    let config = crate::opts::load_config(path, metrics_listen)?;
     let settings = kafka_settings(&config)?;
     for sync in &config.syncs {
         for target in &sync.targets {

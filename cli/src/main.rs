@@ -45,6 +45,10 @@ enum Command {
     Run {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: PathBuf,
+        /// Address of the `/metrics` and `/health` listener (overrides `[metrics] listen` and
+        /// FLEETSYNC_METRICS_LISTEN): several processes on one machine each need their own.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
     },
     /// Print each sync's source position, applied position per target, lag and state.
     Status {
@@ -103,11 +107,19 @@ enum Command {
         /// an initial snapshot (the targets must already hold the data as of that position).
         #[arg(long)]
         start_at: Option<String>,
+        /// Address of the `/metrics` and `/health` listener (overrides `[metrics] listen` and
+        /// FLEETSYNC_METRICS_LISTEN): several processes on one machine each need their own.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
     },
     /// Run the coordinator: consume from Kafka and apply to every target.
     Coordinator {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: PathBuf,
+        /// Address of the `/metrics` and `/health` listener (overrides `[metrics] listen` and
+        /// FLEETSYNC_METRICS_LISTEN): several processes on one machine each need their own.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
     },
     /// The manual conflict queue (`conflict = "manual"`): list and resolve parked conflicts.
     Conflicts {
@@ -217,7 +229,10 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Run { config } => run::run(&config).await,
+            Command::Run {
+                config,
+                metrics_listen,
+            } => run::run(&config, metrics_listen.as_deref()).await,
             Command::Status { config, json } => status::status(&config, json).await,
             Command::Check { config } => preflight::check(&config).await,
             Command::Resnapshot {
@@ -237,8 +252,15 @@ fn main() -> ExitCode {
                 config,
                 server,
                 start_at,
-            } => kafka_cmds::agent(&config, server.as_deref(), start_at.as_deref()).await,
-            Command::Coordinator { config } => kafka_cmds::coordinator(&config).await,
+                metrics_listen,
+            } => {
+                let listen = metrics_listen.as_deref();
+                kafka_cmds::agent(&config, server.as_deref(), start_at.as_deref(), listen).await
+            }
+            Command::Coordinator {
+                config,
+                metrics_listen,
+            } => kafka_cmds::coordinator(&config, metrics_listen.as_deref()).await,
             Command::Conflicts {
                 command: ConflictsCommand::List { config, json },
             } => conflicts::list(&config, json).await,

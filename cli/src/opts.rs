@@ -25,6 +25,17 @@ pub fn server_opts(server: &Server) -> Result<mysql_async::Opts> {
     Ok(mysql_async::Opts::from(b))
 }
 
+/// The configuration of a long-running command, with its `--metrics-listen` override.
+pub fn load_config(path: &std::path::Path, metrics_listen: Option<&str>) -> Result<Config> {
+    let mut config = Config::load(path)?;
+    if let Some(listen) = metrics_listen {
+        config.override_metrics_listen(listen).map_err(|_| {
+            anyhow!("--metrics-listen {listen:?}: must be host:port, e.g. 127.0.0.1:9187")
+        })?;
+    }
+    Ok(config)
+}
+
 pub fn opts_by_name(config: &Config, name: &str) -> Result<mysql_async::Opts> {
     let server = config
         .server(name)

@@ -83,8 +83,8 @@ pub async fn source_end(config: &Config, sync: &SyncConfig) -> Result<Position> 
     Ok(pos)
 }
 
-pub async fn run(path: &Path) -> Result<()> {
-    let config = Config::load(path)?;
+pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
+    let config = crate::opts::load_config(path, metrics_listen)?;
     preflight_all(&config).await?;
     fleetsync_agent::owner_only::private_dir(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;

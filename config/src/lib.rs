@@ -331,6 +331,13 @@ impl Config {
         self.servers.iter().find(|s| s.name == name)
     }
 
+    /// A command-line `--metrics-listen` (it overrides the file and `FLEETSYNC_METRICS_LISTEN`):
+    /// checked like the file's value.
+    pub fn override_metrics_listen(&mut self, listen: &str) -> Result<(), ConfigError> {
+        self.metrics.listen = listen.to_string();
+        self.metrics_addr().map(|_| ())
+    }
+
     pub fn metrics_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.metrics.listen.parse().map_err(|_| {
             ConfigError::invalid("metrics.listen", "must be host:port, e.g. 127.0.0.1:9187")

@@ -26,7 +26,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use fleetsync_tests::{wait_until, KafkaCluster, MariaDb, MockKafka};
+use fleetsync_tests::{fleetsync_cmd, wait_until, Fleetsync, KafkaCluster, MariaDb, MockKafka};
+
+use crate::support::{dead_port, http_get};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
@@ -44,8 +46,30 @@ async fn kafka_sync() -> Result<()> {
     let before = work.run(&pool, 1_000).await?;
     println!("{before} row changes before the agent starts");
 
-    let mut agent = rig.agent()?;
-    let mut coordinator = rig.coordinator()?;
+    // Two processes on one machine: each gets its own listener from the command line (the
+    // config's `[metrics] listen` is 127.0.0.1:0), and a malformed address is refused.
+    let refused = fleetsync_cmd(&[
+        "coordinator",
+        "--config",
+        &rig.config.to_string_lossy(),
+        "--metrics-listen",
+        "nowhere",
+    ])
+    .await?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        !refused.status.success() && stderr.contains("--metrics-listen"),
+        "a malformed --metrics-listen was not refused: {stderr}"
+    );
+    let (agent_port, coordinator_port) = (dead_port()?, dead_port()?);
+    let agent_listen = format!("127.0.0.1:{agent_port}");
+    let coordinator_listen = format!("127.0.0.1:{coordinator_port}");
+    let mut agent = Fleetsync::spawn("agent", &rig.config, &["--metrics-listen", &agent_listen])?;
+    let mut coordinator = Fleetsync::spawn(
+        "coordinator",
+        &rig.config,
+        &["--metrics-listen", &coordinator_listen],
+    )?;
     let mut during = 0;
     for _ in 0..5 {
         during += work.run(&pool, 200).await?;
@@ -56,6 +80,13 @@ async fn kafka_sync() -> Result<()> {
         .await?;
     let offset = rig.stored_offset().await?;
     ensure!(offset > 0, "stored Kafka offset {offset}");
+    for (who, port) in [("agent", agent_port), ("coordinator", coordinator_port)] {
+        let (code, body) = http_get(port, "/metrics").await?;
+        ensure!(
+            code == 200 && body.contains("fleetsync_"),
+            "{who} --metrics-listen 127.0.0.1:{port}: HTTP {code}"
+        );
+    }
     stop_both(&mut agent, &mut coordinator).await?;
 
     // Writes while both are down, then a graceful resume from the checkpoint and the offset.

@@ -57,6 +57,7 @@ pub fn build_pipeline(
             create_missing: sync.create_missing,
             apply_ddl: sync.apply_ddl,
             mark_writes: config.loop_prevention(sync, target),
+            loop_prevention: sync.loop_prevention,
             conflicts: sync.conflict_policy()?,
         },
         batch_rows: sync.batch_rows,

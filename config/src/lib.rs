@@ -241,6 +241,22 @@ pub struct SyncConfig {
     /// `[[syncs.tables]]`: per-table conflict overrides.
     #[serde(default)]
     pub tables: Vec<TableConflictConfig>,
+    /// How the applier marks its writes when they must not be published again (a loop back
+    /// to the source). Unset: `skip_replication` on MariaDB targets, `marker` elsewhere.
+    #[serde(default)]
+    pub loop_prevention: Option<LoopPrevention>,
+}
+
+/// How fleetsync's own applied writes are recognised by the target's agent (no echo loops).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoopPrevention {
+    /// MariaDB's session flag `skip_replication`: every event of the session carries it.
+    #[serde(alias = "skip-replication")]
+    SkipReplication,
+    /// A row written to `fleetsync.loop_marker` in every applied transaction (and a comment
+    /// prefix on applied DDL): works on MySQL, which has no `skip_replication`.
+    Marker,
 }
 
 fn yes() -> bool {

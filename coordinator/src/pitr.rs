@@ -363,6 +363,7 @@ pub async fn replay(
             create_missing: false,
             apply_ddl: true,
             mark_writes: false,
+            loop_prevention: None,
             conflicts: Default::default(),
         },
     )

@@ -142,3 +142,11 @@ impl ChangeRecord<'_> {
             .collect()
     }
 }
+
+/// Loop prevention by marker (`loop_prevention = "marker"`, for servers without MariaDB's
+/// `skip_replication`): the applier writes a row into this table in every transaction it
+/// applies and starts every statement it runs outside a transaction (DDL) with
+/// [`LOOP_MARKER_COMMENT`]; an agent publishes neither kind of transaction again.
+pub const LOOP_MARKER_SCHEMA: &str = "fleetsync";
+pub const LOOP_MARKER_TABLE: &str = "loop_marker";
+pub const LOOP_MARKER_COMMENT: &str = "/* fleetsync:applied */ ";

@@ -34,6 +34,7 @@ mod kafka;
 mod kafka_faults;
 mod kafka_rig;
 mod kafka_security;
+mod loop_prevention;
 mod pitr;
 mod retry_state;
 mod schema_diff;

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use fleetsync_proto::record::{LOOP_MARKER_COMMENT, LOOP_MARKER_SCHEMA, LOOP_MARKER_TABLE};
 use fleetsync_proto::{
     BinlogPosition, Ddl, Gtid, GtidSet, Op, Position, RowChange, TableSchema, Transaction,
 };
@@ -42,6 +43,12 @@ use crate::SourceError;
 /// Longest time without a published transaction while the source commits only excluded
 /// changes: bounds how far a target's stored position trails the source.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// The heartbeat interval when everything since the last publish was fleetsync's own applied
+/// writes (a bidirectional loop at rest): each heartbeat makes the target record progress,
+/// which its own agent sees as one more marked transaction, so in a loop heartbeats would
+/// bounce between the servers forever. At this pace an idle loop logs one small progress
+/// write per direction every 10 s (and `status` shows at most that much lag while idle).
+pub const LOOP_HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// Heartbeat period the server is asked for on an idle stream (lets us notice dead peers).
 const SERVER_HEARTBEAT_NS: u64 = 1_000_000_000;
 
@@ -75,6 +82,8 @@ struct Pending {
     table_idx: HashMap<u64, u32>,
     changes: Vec<RowChange>,
     ddl: Option<Ddl>,
+    /// The transaction wrote `fleetsync.loop_marker`: fleetsync applied it (marker mode).
+    marked: bool,
 }
 
 struct StreamState<'a> {
@@ -88,6 +97,10 @@ struct StreamState<'a> {
     pending: Option<Pending>,
     /// Decoders per TABLE_MAP table id; `None` = excluded table.
     tables: HashMap<u64, Option<TableInfo>>,
+    /// The table id of `fleetsync.loop_marker` in this binlog, once mapped.
+    marker_table: Option<u64>,
+    /// Whether a transaction not applied by fleetsync ended since the last publish.
+    foreign_since_publish: bool,
     schema: SchemaCache,
     schema_conn: mysql_async::Conn,
     last_publish: Instant,
@@ -131,6 +144,8 @@ pub async fn stream<P: Publisher>(
         event_start: from.binlog.pos,
         gtids: from.gtid.clone().unwrap_or_default(),
         pending: None,
+        marker_table: None,
+        foreign_since_publish: true,
         tables: HashMap::new(),
         schema: SchemaCache::default(),
         schema_conn,
@@ -235,6 +250,7 @@ impl StreamState<'_> {
             table_idx: HashMap::new(),
             changes: Vec::new(),
             ddl: None,
+            marked: false,
         });
     }
 
@@ -254,9 +270,20 @@ impl StreamState<'_> {
         // loops in bidirectional syncs); their transaction boundaries still move the position.
         let marked = header.flags_raw() & FLAG_SKIP_REPLICATION != 0 && !self.spec.include_marked;
         if marked && matches!(ty, EV_TABLE_MAP | 23..=25 | 30..=32) {
+            if let Some(p) = self.pending.as_mut() {
+                p.marked = true;
+            }
             metrics::counter!(METRIC_LOOP_SUPPRESSED, "server" => self.spec.name.clone())
                 .increment(1);
             return Ok(());
+        }
+        if ty == EV_QUERY && !self.spec.include_marked {
+            let q: QueryEvent<'_> = event
+                .read_event()
+                .map_err(|e| self.decode_error("QUERY", e))?;
+            if q.query_raw().starts_with(LOOP_MARKER_COMMENT.as_bytes()) {
+                return self.suppress_statement(publisher).await;
+            }
         }
         if marked && ty == EV_QUERY {
             let q: QueryEvent<'_> = event
@@ -266,12 +293,7 @@ impl StreamState<'_> {
                 classify(&q.query()),
                 Statement::Begin | Statement::Commit | Statement::Rollback
             ) {
-                metrics::counter!(METRIC_LOOP_SUPPRESSED, "server" => self.spec.name.clone())
-                    .increment(1);
-                if self.pending.as_ref().is_none_or(|p| p.standalone) {
-                    self.finish(publisher).await?;
-                }
-                return Ok(());
+                return self.suppress_statement(publisher).await;
             }
         }
         match ty {
@@ -327,7 +349,7 @@ impl StreamState<'_> {
             EV_HEARTBEAT => {
                 // The server sends heartbeats only when it has nothing else to send: we are
                 // caught up. A position-only transaction stamped now lets targets record that.
-                if self.pending.is_none() && self.last_publish.elapsed() >= HEARTBEAT_EVERY {
+                if self.pending.is_none() && self.heartbeat_due() {
                     self.begin(None, 0, false);
                     self.finish(publisher).await?;
                 }
@@ -337,6 +359,32 @@ impl StreamState<'_> {
                     self.on_rows(&rows)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Whether a position-only heartbeat may be published now.
+    fn heartbeat_due(&self) -> bool {
+        let every = if self.foreign_since_publish {
+            HEARTBEAT_EVERY
+        } else {
+            LOOP_HEARTBEAT_EVERY
+        };
+        self.last_publish.elapsed() >= every
+    }
+
+    /// A statement fleetsync applied (marked): not published; a standalone one (DDL) still
+    /// ends its transaction, so the position moves on.
+    async fn suppress_statement<P: Publisher>(
+        &mut self,
+        publisher: &mut P,
+    ) -> Result<(), SourceError> {
+        metrics::counter!(METRIC_LOOP_SUPPRESSED, "server" => self.spec.name.clone()).increment(1);
+        if let Some(p) = self.pending.as_mut() {
+            p.marked = true;
+        }
+        if self.pending.as_ref().is_none_or(|p| p.standalone) {
+            self.finish(publisher).await?;
         }
         Ok(())
     }
@@ -429,6 +477,10 @@ impl StreamState<'_> {
 
     async fn on_table_map(&mut self, tme: &TableMapEvent<'_>) -> Result<(), SourceError> {
         let id = tme.table_id();
+        if self.marker_table == Some(id) {
+            // Table ids are reused: re-learned below if this is still the marker table.
+            self.marker_table = None;
+        }
         if let Some(Some(existing)) = self.tables.get(&id) {
             if existing.fingerprint == tme_fingerprint(tme) {
                 return Ok(());
@@ -438,6 +490,9 @@ impl StreamState<'_> {
             tme.database_name().into_owned(),
             tme.table_name().into_owned(),
         );
+        if schema == LOOP_MARKER_SCHEMA && table == LOOP_MARKER_TABLE {
+            self.marker_table = Some(id);
+        }
         if !self.spec.filter.matches(&schema, &table) {
             self.tables.insert(id, None);
             return Ok(());
@@ -460,6 +515,12 @@ impl StreamState<'_> {
 
     fn on_rows(&mut self, rows: &RowsEventData<'_>) -> Result<(), SourceError> {
         let id = rows.table_id();
+        if self.marker_table == Some(id) && !self.spec.include_marked {
+            if let Some(p) = self.pending.as_mut() {
+                p.marked = true;
+            }
+            return Ok(());
+        }
         let info = match self.tables.get(&id) {
             Some(Some(info)) => info,
             Some(None) => return Ok(()),
@@ -548,8 +609,19 @@ impl StreamState<'_> {
         if let Some(g) = p.gtid {
             self.gtids.update(g);
         }
+        let mut p = p;
+        if p.marked {
+            // Applied by fleetsync (marker mode): the position moves on, nothing is published.
+            let events = p.changes.len() + usize::from(p.ddl.is_some());
+            metrics::counter!(METRIC_LOOP_SUPPRESSED, "server" => self.spec.name.clone())
+                .increment(events as u64);
+            p.changes.clear();
+            p.tables.clear();
+            p.ddl = None;
+        }
+        self.foreign_since_publish |= !p.marked;
         let has_content = !p.changes.is_empty() || p.ddl.is_some();
-        if !has_content && self.last_publish.elapsed() < HEARTBEAT_EVERY {
+        if !has_content && !self.heartbeat_due() {
             return Ok(());
         }
         self.next_txn_id += 1;
@@ -569,6 +641,7 @@ impl StreamState<'_> {
             .increment(1);
         publisher.publish(txn).await?;
         self.last_publish = Instant::now();
+        self.foreign_since_publish = false;
         Ok(())
     }
 }

@@ -60,7 +60,8 @@ use mysql_async::prelude::Queryable as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
-use fleetsync_config::{ConflictPolicy, TableMap};
+use fleetsync_config::{ConflictPolicy, LoopPrevention, TableMap};
+use fleetsync_proto::record::LOOP_MARKER_COMMENT;
 use fleetsync_proto::{Position, TableSchema, Transaction};
 use mysql_async::{Conn, Opts};
 
@@ -152,9 +153,12 @@ pub struct ApplierOptions {
     pub create_missing: bool,
     /// Run source DDL on the target (when the mapping allows it).
     pub apply_ddl: bool,
-    /// Mark this applier's writes (MariaDB `skip_replication`) so the target's own agent does
-    /// not publish them again: loop prevention for bidirectional syncs.
+    /// Mark this applier's writes so the target's own agent does not publish them again: loop
+    /// prevention for bidirectional syncs.
     pub mark_writes: bool,
+    /// How writes are marked; `None`: MariaDB's `skip_replication` on MariaDB, the marker
+    /// row elsewhere (MySQL has no `skip_replication`).
+    pub loop_prevention: Option<LoopPrevention>,
     /// Conflict detection and resolution (`none` everywhere: applied as they come).
     pub conflicts: ConflictPolicy,
 }
@@ -217,6 +221,9 @@ pub struct Applier {
     pending_offset: Option<i64>,
     /// `@@server_id` of the target, for newest-wins ties.
     target_server_id: u32,
+    /// Marker-mode loop prevention in effect: every applied transaction writes
+    /// `fleetsync.loop_marker`, every statement run alone carries the marker comment.
+    marker: bool,
 }
 
 /// How long a starting applier waits for a previous owner of its (sync, source) to go away.
@@ -268,6 +275,7 @@ impl Applier {
             meters,
             pending_offset: None,
             target_server_id: 0,
+            marker: false,
         };
         applier.setup().await?;
         Ok(applier)
@@ -324,10 +332,23 @@ impl Applier {
                 .await
                 .map_err(|source| self.sql_error("reading the server version", source))?;
             self.target_server_id = found.as_ref().map_or(0, |f| f.1);
-            let version = found.map(|f| f.0);
-            if self.opts.mark_writes
-                && version.is_some_and(|v| v.to_ascii_lowercase().contains("mariadb"))
-            {
+            let mariadb = found
+                .as_ref()
+                .is_some_and(|f| f.0.to_ascii_lowercase().contains("mariadb"));
+            let flag = match (self.opts.loop_prevention, mariadb) {
+                (Some(LoopPrevention::SkipReplication), false) => {
+                    return Err(ApplyError::State {
+                        target: self.opts.target.clone(),
+                        sync: self.opts.sync.clone(),
+                        source_name: self.opts.source.clone(),
+                        reason: "loop_prevention = \"skip_replication\" needs a MariaDB target (this server has no skip_replication): use \"marker\"".into(),
+                    });
+                }
+                (Some(LoopPrevention::SkipReplication), true) | (None, true) => true,
+                (Some(LoopPrevention::Marker), _) | (None, false) => false,
+            };
+            self.marker = self.opts.mark_writes && !flag;
+            if self.opts.mark_writes && flag {
                 exec::run_text(&mut self.conn, b"SET SESSION skip_replication=1")
                     .await
                     .map_err(|source| {
@@ -593,6 +614,13 @@ impl Applier {
             .map_err(|e| (usize::MAX, e));
         if result.is_ok() {
             for (i, s) in statements.iter().enumerate() {
+                let marked;
+                let s: &[u8] = if self.marker {
+                    marked = [LOOP_MARKER_COMMENT.as_bytes(), s].concat();
+                    &marked
+                } else {
+                    s
+                };
                 if let Err(e) = exec::run_text(&mut self.conn, s).await {
                     result = Err((i, e));
                     break;

@@ -335,6 +335,10 @@ impl Applier {
             for stmt in resolved.iter().flat_map(|r| &r.statements) {
                 q.push(Mark::Control("recording a conflict"), stmt);
             }
+            if self.marker {
+                q.begin(Mark::Control("writing the loop marker"));
+                state::push_loop_marker(&mut q.sql, &self.opts.sync, &self.opts.source);
+            }
             q.begin(Mark::Control("recording the progress"));
             state::push_state_upsert(
                 &mut q.sql,

@@ -46,7 +46,25 @@ CREATE TABLE IF NOT EXISTS `fleetsync`.`paused_tables` (
   `reason` TEXT NOT NULL,
   `since` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   PRIMARY KEY (`sync_name`, `schema_name`, `table_name`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE IF NOT EXISTS `fleetsync`.`loop_marker` (
+  `sync_name` VARCHAR(64) NOT NULL,
+  `source_name` VARCHAR(64) NOT NULL,
+  `transactions` BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  PRIMARY KEY (`sync_name`, `source_name`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+
+/// Appends the marker-mode loop-prevention write (see `fleetsync_proto::record::LOOP_MARKER_TABLE`):
+/// one row per (sync, source), so the table never grows.
+pub(crate) fn push_loop_marker(buf: &mut Vec<u8>, sync: &str, source: &str) {
+    buf.extend_from_slice(
+        b"INSERT INTO `fleetsync`.`loop_marker` (`sync_name`,`source_name`,`transactions`) VALUES (",
+    );
+    push_quoted(buf, sync.as_bytes());
+    buf.push(b',');
+    push_quoted(buf, source.as_bytes());
+    buf.extend_from_slice(b",1) ON DUPLICATE KEY UPDATE `transactions`=`transactions`+1");
+}
 
 /// Error codes meaning "the fleetsync database or table is not there (yet)".
 const NO_STATE_CODES: &[u16] = &[

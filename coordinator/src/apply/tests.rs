@@ -77,6 +77,7 @@ impl Env {
             create_missing,
             apply_ddl: true,
             mark_writes: false,
+            loop_prevention: None,
             conflicts: Default::default(),
         }
     }

@@ -22,6 +22,7 @@
 mod backup;
 mod bad_input;
 mod binlog_settings;
+mod catalogue;
 mod conflicts;
 mod crash;
 mod data_diff;

@@ -24,6 +24,7 @@
 //! afterwards), the command, and the expectations.
 
 mod cases;
+mod config_cases;
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -104,6 +105,8 @@ pub struct Case {
     pub mentions: &'static [&'static [&'static str]],
     /// Words that must appear nowhere in stdout, stderr or the body (checked exactly).
     pub never: &'static [&'static str],
+    /// CLI: the error is one line (false for clap's usage errors, which add a usage block).
+    pub one_line: bool,
 }
 
 /// A case with the good config, no files, no SQL: the base of every entry.
@@ -120,6 +123,7 @@ pub const fn case(name: &'static str, category: Category, run: Run) -> Case {
         expect: 1,
         mentions: &[],
         never: &[SYNC_PASSWORD, WRONG_PASSWORD, READER_PASSWORD],
+        one_line: true,
     }
 }
 
@@ -565,6 +569,9 @@ async fn check_case(
     if matches!(case.run, Run::Cli(_)) && case.expect != 0 && shown.is_empty() {
         problems.push("no `error:` line on stderr".to_string());
     }
+    if matches!(case.run, Run::Cli(_)) && case.one_line && shown.lines().count() > 1 {
+        problems.push("the error spans several lines".to_string());
+    }
     let norm = normalize(&shown);
     for group in case.mentions {
         if !group.iter().any(|w| norm.contains(&normalize(w))) {
@@ -624,10 +631,18 @@ fn print_diff(before: &Print, after: &Print) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalogue_of_bad_inputs() -> Result<()> {
+    use Category::{Config, Data, Http, Servers, Tasks};
     let started = Instant::now();
     let world = World::start().await?;
     let cases = cases::cases();
     let only = std::env::var("FLEETSYNC_CATALOGUE_ONLY").ok();
+    let mut names: Vec<&str> = cases.iter().map(|c| c.name).collect();
+    names.sort_unstable();
+    names.dedup();
+    ensure!(
+        names.len() == cases.len(),
+        "two catalogue cases share a name"
+    );
     let mut rig: Option<HttpRig> = None;
     let mut failures = Vec::new();
     let mut ran = 0;
@@ -659,9 +674,17 @@ async fn catalogue_of_bad_inputs() -> Result<()> {
             }
         }
     }
+    let per_category: Vec<String> = [Config, Servers, Data, Tasks, Http]
+        .iter()
+        .map(|c| {
+            let n = cases.iter().filter(|x| x.category == *c).count();
+            format!("{c:?} {n}")
+        })
+        .collect();
     println!(
-        "bad-input catalogue: {ran} cases run ({} in the table), {} failed, {:.1} s",
+        "bad-input catalogue: {ran} cases run ({} in the table: {}), {} failed, {:.1} s",
         cases.len(),
+        per_category.join(", "),
         failures.len(),
         started.elapsed().as_secs_f64()
     );

@@ -1,7 +1,7 @@
 //! The bad-input catalogue: one table-driven test of every kind of bad input fleetsync must
 //! refuse (config, servers, data, tasks, HTTP), run against three shared MariaDB servers.
 //!
-//! Each case (see `cases.rs`) says what to run (a `fleetsync` command line with the case's
+//! Each case (see `catalogue/config_cases.rs` and `catalogue/cases.rs`) says what to run (a `fleetsync` command line with the case's
 //! own config file, or an HTTP request to a running `fleetsync run`), the exit code (or HTTP
 //! status) it must give, key words the error must contain and words (passwords) that must
 //! never appear in anything the command prints. Around every case the runner takes a
@@ -19,7 +19,7 @@
 //! (a refused request must not pause or cancel anything).
 //!
 //! Every case runs, one after another; the test fails at the end with the list of every
-//! failing case. Adding a case is one entry in `cases.rs`: a config mutation (a function of
+//! failing case. Adding a case is one entry in one of those lists: a config mutation (a function of
 //! the shared servers and the case dir), optional files to write and SQL to run first (undone
 //! afterwards), the command, and the expectations.
 

@@ -7,7 +7,7 @@
 //!
 //! Modules: `support` (server pair, refusal checks), `harness` (self-tests), `types` (every
 //! column type byte for byte), `volume` (100k changes), `crash` (kill -9), `ddl` (schema
-//! changes mid-stream), `trinitycore` (a real-world schema), `bad_input` (refusals), `kafka`
+//! changes mid-stream), `trinitycore` (a real-world schema), `bad_input` (a purged position), `catalogue` (the bad-input catalogue: every refusal, one table), `kafka`
 //! (agent and coordinator as separate processes over Apache Kafka, one node), `kafka_faults`
 //! (a three-broker cluster losing partition leaders, a 2-million-row backlog), `kafka_rig`
 //! (their shared source/target/broker fixture), `kafka_security` (TLS and SASL; unsafe topics
@@ -22,6 +22,7 @@
 mod backup;
 mod bad_input;
 mod binlog_settings;
+mod catalogue;
 mod conflicts;
 mod crash;
 mod data_diff;

@@ -75,12 +75,6 @@ impl Pair {
         .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
         Fleetsync::write_config(self.dir.path(), &text)
     }
-
-    /// Writes the usual config with another source URL (a user, a password, a dead port).
-    pub fn config_with_source_url(&self, source_url: &str, include: &[&str]) -> Result<PathBuf> {
-        let text = simple_config(&self.state_dir(), source_url, &self.dst.url_root(), include);
-        Fleetsync::write_config(self.dir.path(), &text)
-    }
 }
 
 /// Runs `sql` on the source in a session with `sql_mode=''` and a UTC time zone (zero dates,
@@ -146,17 +140,6 @@ pub fn check_refusal(out: &Output, refusal: &Refusal<'_>) -> Result<String> {
 
 fn normalize(s: &str) -> String {
     s.to_lowercase().replace(['-', ' '], "_")
-}
-
-/// Fails unless the target has exactly the databases it had before (`fleetsync` included:
-/// a refused run must not even create its progress database).
-pub async fn assert_target_untouched(dst: &MariaDb, before: &[String]) -> Result<()> {
-    let after = dst.user_databases().await?;
-    ensure!(
-        after == before,
-        "the target changed: databases {before:?} before, {after:?} after"
-    );
-    Ok(())
 }
 
 /// A port on 127.0.0.1 with nothing listening (bound, read and released).

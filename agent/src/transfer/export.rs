@@ -43,7 +43,8 @@ pub struct ExportOptions {
 
 /// Runs the export; returns the manifest it wrote.
 pub async fn export(o: &ExportOptions) -> Result<Manifest, TransferError> {
-    prepare_dir(&o.out)?;
+    // Created only once there is something to export: a refused export leaves no trace.
+    let create_out = check_out_dir(&o.out)?;
     let name = o.server.as_str();
     let started = Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339();
@@ -70,9 +71,17 @@ pub async fn export(o: &ExportOptions) -> Result<Manifest, TransferError> {
         .await
         .map_err(|e| TransferError::Server(e.to_string()))?;
     if tables.is_empty() {
+        let include = o.filter.unmatched_includes(&[]);
+        let include = match include.is_empty() {
+            true => "every table".to_string(),
+            false => format!("{include:?}"),
+        };
         return Err(TransferError::Server(format!(
-            "server {name}: no table matches the include/exclude patterns"
+            "server {name}: no table matches the include/exclude patterns (include: {include})"
         )));
+    }
+    if create_out {
+        crate::owner_only::create_dir_all(&o.out).map_err(|e| TransferError::io(&o.out, e))?;
     }
     let mut entries = Vec::with_capacity(tables.len());
     let (mut total_rows, mut total_bytes) = (0u64, 0u64);
@@ -131,8 +140,8 @@ pub async fn export(o: &ExportOptions) -> Result<Manifest, TransferError> {
     Ok(manifest)
 }
 
-/// Creates `dir`, or accepts it if it is empty.
-fn prepare_dir(dir: &Path) -> Result<(), TransferError> {
+/// Refuses a non-empty `dir`; whether it must still be created.
+fn check_out_dir(dir: &Path) -> Result<bool, TransferError> {
     if dir.exists() {
         let mut entries = std::fs::read_dir(dir).map_err(|e| TransferError::io(dir, e))?;
         if entries.next().is_some() {
@@ -141,9 +150,9 @@ fn prepare_dir(dir: &Path) -> Result<(), TransferError> {
                 "the output directory is not empty (an export never overwrites files)",
             ));
         }
-        return Ok(());
+        return Ok(false);
     }
-    crate::owner_only::create_dir_all(dir).map_err(|e| TransferError::io(dir, e))
+    Ok(true)
 }
 
 async fn show_create(

@@ -71,7 +71,7 @@ pub async fn run(args: DataArgs) -> Result<()> {
         }
         Ok(_) => Err(Exit(EXIT_INCOMPLETE).into()),
         Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("error: {}", crate::exit::one_line(e.as_ref()));
             Err(Exit(EXIT_ERROR).into())
         }
     }

@@ -224,7 +224,7 @@ pub async fn run(cmd: DiffCommand) -> Result<()> {
         Ok(true) => Ok(()),
         Ok(false) => Err(Exit(EXIT_DIFFERENT).into()),
         Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("error: {}", crate::exit::one_line(e.as_ref()));
             Err(Exit(EXIT_ERROR).into())
         }
     }

@@ -1,6 +1,6 @@
 //! [`Exit`]: how a command that has already printed its outcome picks the process exit code
 //! (`diff`: 1 = different; `health`: 1 degraded, 2 critical; `migrate generate`: 3 = not
-//! verified). `main` prints nothing more for it.
+//! verified). `main` prints nothing more for it. [`one_line`]: how an error is rendered.
 
 /// The process exit code `main` uses instead of its default.
 #[derive(Debug)]
@@ -13,3 +13,46 @@ impl std::fmt::Display for Exit {
 }
 
 impl std::error::Error for Exit {}
+
+/// An error and its causes on one line, `outer: cause: cause`, each cause once: an error that
+/// already quotes its source in its own message (`... : {source}`) does not repeat it.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut next = Some(e);
+    while let Some(cause) = next {
+        next = cause.source();
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read f: {source}")]
+    struct Quoting {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(Quoting { source: io }).context("loading");
+        assert_eq!(one_line(e.as_ref()), "loading: cannot read f: no such file");
+        let plain = anyhow::anyhow!("a\nb").context("c");
+        assert_eq!(one_line(plain.as_ref()), "c: a b");
+        let typed = Quoting {
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        };
+        assert_eq!(one_line(&typed), "cannot read f: gone");
+    }
+}

@@ -57,7 +57,7 @@ pub async fn run(args: HealthArgs) -> Result<()> {
         Ok(Overall::Degraded) => Err(Exit(1).into()),
         Ok(Overall::Critical) => Err(Exit(2).into()),
         Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("error: {}", crate::exit::one_line(e.as_ref()));
             Err(Exit(EXIT_ERROR).into())
         }
     }
@@ -262,7 +262,7 @@ pub fn spawn_periodic(config: &Config, servers: Vec<String>, cancel: Cancellatio
                         r = health::run_checks(&t, &config.health) => r,
                     },
                     Err(e) => {
-                        tracing::warn!(server = %name, error = %format!("{e:#}"), "health: cannot check server");
+                        tracing::warn!(server = %name, error = %crate::exit::one_line(e.as_ref()), "health: cannot check server");
                         continue;
                     }
                 };

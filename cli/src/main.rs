@@ -291,7 +291,7 @@ fn main() -> ExitCode {
             ExitCode::from(e.downcast_ref::<exit::Exit>().map_or(1, |x| x.0))
         }
         Err(e) => {
-            let msg = format!("{e:#}").replace('\n', " ");
+            let msg = exit::one_line(e.as_ref());
             eprintln!("error: {msg}");
             ExitCode::FAILURE
         }

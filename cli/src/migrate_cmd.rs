@@ -127,7 +127,7 @@ pub async fn run(cmd: MigrateCommand) -> Result<()> {
     };
     match result {
         Err(e) if e.downcast_ref::<Exit>().is_none() => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("error: {}", crate::exit::one_line(e.as_ref()));
             Err(Exit(EXIT_ERROR).into())
         }
         other => other,

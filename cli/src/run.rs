@@ -174,7 +174,7 @@ async fn scheduled(
             .controls
             .set(&sync.name, crate::control::Control::Running);
         if let Err(e) = run_once(&config, &sync, index, &shared, &cancel).await {
-            tracing::warn!(sync = %sync.name, error = %format!("{e:#}"), "scheduled run failed");
+            tracing::warn!(sync = %sync.name, error = %crate::exit::one_line(e.as_ref()), "scheduled run failed");
         }
     }
 }

@@ -85,7 +85,7 @@ async fn run_once(config: &Config, servers: &[String]) {
             Ok(req) => req,
             Err(e) => {
                 failed_early(server);
-                tracing::error!(server, error = %format!("{e:#}"), "scheduled backup failed");
+                tracing::error!(server, error = %crate::exit::one_line(e.as_ref()), "scheduled backup failed");
                 continue;
             }
         };
@@ -94,7 +94,9 @@ async fn run_once(config: &Config, servers: &[String]) {
             Ok(m) => {
                 tracing::info!(server, backup = %m.id, rows = m.total_rows, bytes = m.total_bytes, "scheduled backup complete")
             }
-            Err(e) => tracing::error!(server, error = %format!("{e:#}"), "scheduled backup failed"),
+            Err(e) => {
+                tracing::error!(server, error = %crate::exit::one_line(&e), "scheduled backup failed")
+            }
         }
     }
     let retention = config.backup.retention.clone();

@@ -29,7 +29,9 @@
 //! stored f32, which compares equal on MariaDB; other servers may differ.
 //!
 //! Rows of paused tables ([`Applier::paused_tables`]) are skipped: a missing target table
-//! when `create_missing` is off, or a DDL that cannot run on the target.
+//! when `create_missing` is off, a DDL that cannot run on the target, or a target table that
+//! cannot take the source table's rows (see `shape`; checked when a table is first used and
+//! again after each DDL naming it).
 //!
 //! # Session
 //!
@@ -48,6 +50,7 @@ mod detect;
 mod error;
 mod exec;
 mod run;
+mod shape;
 mod sql;
 mod state;
 mod target;
@@ -66,6 +69,7 @@ use mysql_async::{Conn, Opts};
 
 pub use conflict::{cmp_values, decide, Outcome, Version};
 pub use error::ApplyError;
+pub use shape::shape_problems;
 pub use state::read_state;
 
 use exec::QueryBuf;
@@ -524,6 +528,24 @@ impl Applier {
             self.pause(&schema.schema, &schema.table, reason);
             return Ok(None);
         };
+        // A target of another shape (an operator's table, or one a later source DDL no longer
+        // fits) would fail every batch or silently truncate values: pause only this table.
+        let columns = fleetsync_agent::source::schema::read_table(&mut self.conn, &ts, &tt)
+            .await
+            .map_err(|source| self.sql_error(format!("reading the columns of {name}"), source))?;
+        if let Some(columns) = columns {
+            let problems = shape_problems(schema, &columns);
+            if !problems.is_empty() {
+                let reason = format!(
+                    "target table {name} cannot take the rows of {}.{}: {}",
+                    schema.schema,
+                    schema.table,
+                    problems.join("; ")
+                );
+                self.pause(&schema.schema, &schema.table, reason);
+                return Ok(None);
+            }
+        }
         self.tables.insert(key, Some(found.clone()));
         Ok(Some(found))
     }

@@ -215,12 +215,19 @@ mod tests {
 
     #[test]
     fn collisions_after_every_map_rule() {
-        let s = sync("map = { \"app\" = \"dst\", \"app.t2\" = \"dst.t1\", \"other.t1\" = \"x.y\" }\n");
+        let s =
+            sync("map = { \"app\" = \"dst\", \"app.t2\" = \"dst.t1\", \"other.t1\" = \"x.y\" }\n");
         let included = names(&["app.t1", "app.t2", "app.t3", "dst.t3", "other.t1"]);
         let p = mapping_collisions(&s, "a", &included).expect("map");
         assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p[0].contains("app.t1, app.t2") && p[0].contains("dst.t1"), "{p:?}");
-        assert!(p[1].contains("app.t3, dst.t3") && p[1].contains("dst.t3"), "{p:?}");
+        assert!(
+            p[0].contains("app.t1, app.t2") && p[0].contains("dst.t1"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains("app.t3, dst.t3") && p[1].contains("dst.t3"),
+            "{p:?}"
+        );
         assert!(mapping_collisions(&sync(""), "a", &included)
             .expect("map")
             .is_empty());
@@ -236,8 +243,14 @@ mod tests {
         let all = names(&["app.t", "app.secret"]);
         let p = unknown_overrides(&s, "a", &all, &s.filter().expect("filter"));
         assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p[0].contains("app.nope") && p[0].contains("no such table"), "{p:?}");
-        assert!(p[1].contains("app.secret") && p[1].contains("does not include"), "{p:?}");
+        assert!(
+            p[0].contains("app.nope") && p[0].contains("no such table"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains("app.secret") && p[1].contains("does not include"),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -275,7 +288,13 @@ mod tests {
         let refs: Vec<&InfoTable> = tables.iter().collect();
         let p = missing_conflict_columns(&s, "a", &refs).expect("policy");
         assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p[0].contains("app.bad") && p[0].contains("`updated_at`"), "{p:?}");
-        assert!(p[1].contains("app.v") && p[1].contains("`version`"), "{p:?}");
+        assert!(
+            p[0].contains("app.bad") && p[0].contains("`updated_at`"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains("app.v") && p[1].contains("`version`"),
+            "{p:?}"
+        );
     }
 }

@@ -68,7 +68,10 @@ pub async fn preflight_all(config: &Config) -> Result<()> {
             .cloned()
             .collect();
         problems.extend(definitions::unknown_overrides(
-            sync, &spec.name, &all, &spec.filter,
+            sync,
+            &spec.name,
+            &all,
+            &spec.filter,
         ));
         problems.extend(definitions::mapping_collisions(
             sync, &spec.name, &included,

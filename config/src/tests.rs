@@ -179,11 +179,12 @@ fn conflict_settings() {
 
 #[test]
 fn fleet_wide_priority_is_accepted() {
-    let mut c = with_conflict("[[servers]]\nname = \"eu3\"\nurl = \"mysql://u@h:1\"\n")
-        .expect("valid");
+    let mut c =
+        with_conflict("[[servers]]\nname = \"eu3\"\nurl = \"mysql://u@h:1\"\n").expect("valid");
     c.syncs[0].conflict = Some("source-wins".into());
     c.syncs[0].priority = vec!["eu3".into(), "eu1".into(), "eu2".into()];
-    c.validate().expect("a non-member may be listed with members");
+    c.validate()
+        .expect("a non-member may be listed with members");
 }
 
 #[test]

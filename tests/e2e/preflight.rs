@@ -116,7 +116,11 @@ async fn preflight_refuses_bad_definitions() -> Result<()> {
         "override",
         "[[syncs.tables]]\nname = \"app.nope\"\nconflict = \"manual\"\n",
     )?;
-    refuse_both(&c, &[&["s1", "unknown per-table override", "app.nope", "src"]]).await?;
+    refuse_both(
+        &c,
+        &[&["s1", "unknown per-table override", "app.nope", "src"]],
+    )
+    .await?;
 
     // A priority naming none of the sync's servers (a static check).
     let c = config(
@@ -149,7 +153,11 @@ async fn preflight_refuses_bad_definitions() -> Result<()> {
     assert_target_untouched(&pair.dst, &before).await?;
     let kept = pair.dst.query_strings("SELECT * FROM other.y").await?;
     ensure!(
-        kept == vec![vec![Some("7".into()), Some("7".into()), Some("keep".into())]],
+        kept == vec![vec![
+            Some("7".into()),
+            Some("7".into()),
+            Some("keep".into())
+        ]],
         "the operator's table changed: {kept:?}"
     );
     Ok(())
@@ -232,7 +240,13 @@ async fn preflight_accepts_harmless_shape_and_pauses_table_on_later_ddl() -> Res
     );
 
     let mut fs = Fleetsync::run(&c)?;
-    wait_value(&pair.dst, "SELECT GROUP_CONCAT(v ORDER BY id) FROM app.t1", "one,two", &fs).await?;
+    wait_value(
+        &pair.dst,
+        "SELECT GROUP_CONCAT(v ORDER BY id) FROM app.t1",
+        "one,two",
+        &fs,
+    )
+    .await?;
     wait_value(&pair.dst, "SELECT COUNT(*) FROM app.t2", "1", &fs).await?;
 
     // The target already has a `c`: the DDL counts as done there, but its VARCHAR(5) cannot
@@ -258,7 +272,9 @@ async fn preflight_accepts_harmless_shape_and_pauses_table_on_later_ddl() -> Res
     let t1 = pair.dst.count("app", "t1").await?;
     ensure!(t1 == 2, "rows of the paused table reached the target: {t1}");
     // The pipeline goes on: later rows of the other table still arrive.
-    pair.src.exec("INSERT INTO app.t2 VALUES (12, 'twelve');").await?;
+    pair.src
+        .exec("INSERT INTO app.t2 VALUES (12, 'twelve');")
+        .await?;
     wait_value(&pair.dst, "SELECT COUNT(*) FROM app.t2", "3", &fs).await?;
     fs.ensure_running()?;
     fs.stop(STOP_TIMEOUT).await?;

@@ -44,7 +44,12 @@ pub fn shape_problems(source: &TableSchema, target: &InfoTable) -> Vec<String> {
 
 /// Why target column `t` cannot take source column `s`'s values, if it cannot.
 fn column_problem(s: &Column, t: &InfoColumn) -> Option<String> {
-    let decl = || format!("{} on the source, {} on the target", s.column_type, t.column_type);
+    let decl = || {
+        format!(
+            "{} on the source, {} on the target",
+            s.column_type, t.column_type
+        )
+    };
     if t.generated {
         return Some("is a generated column on the target".into());
     }
@@ -54,9 +59,14 @@ fn column_problem(s: &Column, t: &InfoColumn) -> Option<String> {
     let (sk, tk) = (kind(s.ty), kind(t.ty));
     let convertible = matches!(
         (s.ty, t.ty),
-        (ColumnType::Date, ColumnType::DateTime | ColumnType::Timestamp)
-            | (ColumnType::Float, ColumnType::Double)
-            | (ColumnType::Json, ColumnType::Char | ColumnType::VarChar | ColumnType::Text)
+        (
+            ColumnType::Date,
+            ColumnType::DateTime | ColumnType::Timestamp
+        ) | (ColumnType::Float, ColumnType::Double)
+            | (
+                ColumnType::Json,
+                ColumnType::Char | ColumnType::VarChar | ColumnType::Text
+            )
     );
     if sk != tk && !convertible {
         return Some(format!("another kind of value ({})", decl()));
@@ -76,8 +86,10 @@ fn column_problem(s: &Column, t: &InfoColumn) -> Option<String> {
         Kind::Temporal | Kind::Time => {
             let lossy = matches!(
                 (s.ty, t.ty),
-                (ColumnType::DateTime | ColumnType::Timestamp, ColumnType::Date)
-                    | (ColumnType::DateTime, ColumnType::Timestamp)
+                (
+                    ColumnType::DateTime | ColumnType::Timestamp,
+                    ColumnType::Date
+                ) | (ColumnType::DateTime, ColumnType::Timestamp)
             );
             lossy
                 || (sk == tk
@@ -94,10 +106,17 @@ fn column_problem(s: &Column, t: &InfoColumn) -> Option<String> {
             max_bytes(s.ty, &s.column_type, s.charset.as_deref())
                 > max_bytes(t.ty, &t.column_type, t.charset.as_deref())
         }
-        Kind::Binary => max_bytes(s.ty, &s.column_type, None) > max_bytes(t.ty, &t.column_type, None),
+        Kind::Binary => {
+            max_bytes(s.ty, &s.column_type, None) > max_bytes(t.ty, &t.column_type, None)
+        }
         Kind::Enum | Kind::Set => !t.enum_values.starts_with(&s.enum_values),
         Kind::Geometry => {
-            let base = |d: &str| d.split(['(', ' ']).next().unwrap_or("").to_ascii_lowercase();
+            let base = |d: &str| {
+                d.split(['(', ' '])
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_lowercase()
+            };
             base(&t.column_type) != "geometry" && base(&t.column_type) != base(&s.column_type)
         }
         _ => false,
@@ -261,22 +280,95 @@ mod tests {
     #[test]
     fn harmless_differences_are_accepted() {
         let ok = |s: InfoColumn, t: InfoColumn| {
-            let p = check(s.clone(), vec![t.clone(), info("extra", "int(11)", None, false)]);
+            let p = check(
+                s.clone(),
+                vec![t.clone(), info("extra", "int(11)", None, false)],
+            );
             assert!(p.is_empty(), "{s:?} -> {t:?}: {p:?}");
         };
-        ok(info("v", "varchar(10)", U8, true), info("V", "varchar(20)", U8, true));
-        ok(info("v", "varchar(10)", U8, false), info("v", "text", U8, true));
-        ok(info("v", "varchar(10)", Some("utf8mb3"), true), info("v", "varchar(10)", U8, true));
-        ok(info("i", "int(11)", None, false), info("i", "bigint(20)", None, false));
-        ok(info("i", "int(10) unsigned", None, false), info("i", "bigint(20)", None, false));
-        ok(info("i", "smallint(5) unsigned", None, false), info("i", "int(11)", None, false));
-        ok(info("d", "decimal(10,2)", None, false), info("d", "decimal(12,4)", None, false));
-        ok(info("d", "date", None, false), info("d", "datetime(6)", None, false));
-        ok(info("d", "datetime(3)", None, false), info("d", "datetime(6)", None, false));
-        ok(info("f", "float", None, false), info("f", "double", None, false));
-        ok(info("e", "enum('a','b')", U8, false), info("e", "enum('a','b','c')", U8, false));
-        ok(info("b", "varbinary(8)", None, false), info("b", "blob", None, false));
-        ok(info("g", "point", None, false), info("g", "geometry", None, false));
+        ok(
+            info("v", "varchar(10)", U8, true),
+            info("V", "varchar(20)", U8, true),
+        );
+        ok(
+            info("v", "varchar(10)", U8, false),
+            info("v", "text", U8, true),
+        );
+        ok(
+            info("v", "varchar(10)", Some("utf8mb3"), true),
+            info("v", "varchar(10)", U8, true),
+        );
+        ok(
+            info("i", "int(11)", None, false),
+            info("i", "bigint(20)", None, false),
+        );
+        ok(
+            info("i", "int(10) unsigned", None, false),
+            info("i", "bigint(20)", None, false),
+        );
+        ok(
+            info("i", "smallint(5) unsigned", None, false),
+            info("i", "int(11)", None, false),
+        );
+        ok(
+            info("d", "decimal(10,2)", None, false),
+            info("d", "decimal(12,4)", None, false),
+        );
+        ok(
+            info("d", "date", None, false),
+            info("d", "datetime(6)", None, false),
+        );
+        ok(
+            info("d", "datetime(3)", None, false),
+            info("d", "datetime(6)", None, false),
+        );
+        ok(
+            info("f", "float", None, false),
+            info("f", "double", None, false),
+        );
+        ok(
+            info("e", "enum('a','b')", U8, false),
+            info("e", "enum('a','b','c')", U8, false),
+        );
+        ok(
+            info("b", "varbinary(8)", None, false),
+            info("b", "blob", None, false),
+        );
+        ok(
+            info("g", "point", None, false),
+            info("g", "geometry", None, false),
+        );
+    }
+
+    #[test]
+    fn identical_columns_are_accepted() {
+        let decls: &[(&str, Option<&str>)] = &[
+            ("tinyint(4)", None),
+            ("bigint(20) unsigned", None),
+            ("decimal(65,30)", None),
+            ("float", None),
+            ("bit(64)", None),
+            ("date", None),
+            ("time(6)", None),
+            ("timestamp(3)", None),
+            ("year(4)", None),
+            ("char(3)", Some("latin1")),
+            ("varchar(255)", U8),
+            ("longtext", U8),
+            ("binary(16)", None),
+            ("mediumblob", None),
+            ("enum('x','y')", U8),
+            ("set('a','b','c')", U8),
+            ("json", U8),
+            ("point", None),
+        ];
+        for (decl, charset) in decls {
+            for nullable in [false, true] {
+                let c = info("c", decl, *charset, nullable);
+                let p = check(c.clone(), vec![c]);
+                assert!(p.is_empty(), "{decl}: {p:?}");
+            }
+        }
     }
 
     #[test]
@@ -288,23 +380,91 @@ mod tests {
                 "{s:?} -> {t:?}: expected {word:?}, got {p:?}"
             );
         };
-        bad(info("v", "varchar(10)", U8, true), info("w", "varchar(10)", U8, true), "missing");
-        bad(info("v", "varchar(10)", U8, true), info("v", "varchar(10)", U8, false), "NOT NULL");
-        bad(info("v", "varchar(10)", U8, false), info("v", "int(11)", None, false), "kind");
-        bad(info("i", "int(11)", None, false), info("i", "datetime", None, false), "kind");
-        bad(info("i", "bigint(20)", None, false), info("i", "int(11)", None, false), "narrower");
-        bad(info("i", "int(10) unsigned", None, false), info("i", "int(11)", None, false), "narrower");
-        bad(info("v", "varchar(20)", U8, false), info("v", "varchar(10)", U8, false), "narrower");
-        bad(info("v", "text", U8, false), info("v", "varchar(100)", U8, false), "narrower");
-        bad(info("v", "varchar(10)", U8, false), info("v", "varchar(10)", Some("latin1"), false), "character set");
-        bad(info("d", "decimal(12,2)", None, false), info("d", "decimal(10,2)", None, false), "narrower");
-        bad(info("d", "decimal(10,4)", None, false), info("d", "decimal(12,2)", None, false), "narrower");
-        bad(info("t", "datetime(6)", None, false), info("t", "datetime", None, false), "narrower");
-        bad(info("t", "datetime", None, false), info("t", "timestamp", None, false), "narrower");
-        bad(info("t", "datetime", None, false), info("t", "date", None, false), "narrower");
-        bad(info("e", "enum('a','b')", U8, false), info("e", "enum('b','a')", U8, false), "narrower");
-        bad(info("b", "blob", None, false), info("b", "tinyblob", None, false), "narrower");
-        bad(info("g", "point", None, false), info("g", "polygon", None, false), "narrower");
+        bad(
+            info("v", "varchar(10)", U8, true),
+            info("w", "varchar(10)", U8, true),
+            "missing",
+        );
+        bad(
+            info("v", "varchar(10)", U8, true),
+            info("v", "varchar(10)", U8, false),
+            "NOT NULL",
+        );
+        bad(
+            info("v", "varchar(10)", U8, false),
+            info("v", "int(11)", None, false),
+            "kind",
+        );
+        bad(
+            info("i", "int(11)", None, false),
+            info("i", "datetime", None, false),
+            "kind",
+        );
+        bad(
+            info("i", "bigint(20)", None, false),
+            info("i", "int(11)", None, false),
+            "narrower",
+        );
+        bad(
+            info("i", "int(10) unsigned", None, false),
+            info("i", "int(11)", None, false),
+            "narrower",
+        );
+        bad(
+            info("v", "varchar(20)", U8, false),
+            info("v", "varchar(10)", U8, false),
+            "narrower",
+        );
+        bad(
+            info("v", "text", U8, false),
+            info("v", "varchar(100)", U8, false),
+            "narrower",
+        );
+        bad(
+            info("v", "varchar(10)", U8, false),
+            info("v", "varchar(10)", Some("latin1"), false),
+            "character set",
+        );
+        bad(
+            info("d", "decimal(12,2)", None, false),
+            info("d", "decimal(10,2)", None, false),
+            "narrower",
+        );
+        bad(
+            info("d", "decimal(10,4)", None, false),
+            info("d", "decimal(12,2)", None, false),
+            "narrower",
+        );
+        bad(
+            info("t", "datetime(6)", None, false),
+            info("t", "datetime", None, false),
+            "narrower",
+        );
+        bad(
+            info("t", "datetime", None, false),
+            info("t", "timestamp", None, false),
+            "narrower",
+        );
+        bad(
+            info("t", "datetime", None, false),
+            info("t", "date", None, false),
+            "narrower",
+        );
+        bad(
+            info("e", "enum('a','b')", U8, false),
+            info("e", "enum('b','a')", U8, false),
+            "narrower",
+        );
+        bad(
+            info("b", "blob", None, false),
+            info("b", "tinyblob", None, false),
+            "narrower",
+        );
+        bad(
+            info("g", "point", None, false),
+            info("g", "polygon", None, false),
+            "narrower",
+        );
         let mut generated = info("v", "int(11)", None, true);
         generated.generated = true;
         bad(info("v", "int(11)", None, true), generated, "generated");

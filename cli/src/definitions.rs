@@ -14,8 +14,8 @@
 //!   `apply::shape`), checked on a target's first start and when an interrupted initial snapshot
 //!   is restarted into the operator's tables (`create_missing = false`). Once a sync is running,
 //!   the target's tables follow the source's DDL in stream order, so the source's current shape
-//!   says nothing about them: the applier checks each table when it first writes it and pauses
-//!   a table that no longer fits.
+//!   says nothing about them: after a source DDL naming a table, the applier checks its target
+//!   against the next rows and pauses that table alone when it no longer fits.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

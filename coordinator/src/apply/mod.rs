@@ -30,8 +30,8 @@
 //!
 //! Rows of paused tables ([`Applier::paused_tables`]) are skipped: a missing target table
 //! when `create_missing` is off, a DDL that cannot run on the target, or a target table that
-//! cannot take the source table's rows (see `shape`; checked when a table is first used and
-//! again after each DDL naming it).
+//! cannot take the source table's rows after a DDL naming it (see `shape`; checked on the
+//! table's first rows after the DDL, by this applier instance).
 //!
 //! # Session
 //!
@@ -212,6 +212,9 @@ pub struct Applier {
     pending_pauses: BTreeMap<(String, String), String>,
     /// Keyless tables seen, as `schema.table` (source names).
     slow: BTreeSet<String>,
+    /// Source tables named by a DDL since their target was last looked up: the target's shape
+    /// is checked against their next rows (see `shape`).
+    reshaped: BTreeSet<(String, String)>,
     /// False while the session may not be in the state `SESSION_SETUP` leaves it in.
     session_ok: bool,
     /// Reused query buffer.
@@ -267,6 +270,7 @@ impl Applier {
             paused: BTreeMap::new(),
             pending_pauses: BTreeMap::new(),
             slow: BTreeSet::new(),
+            reshaped: BTreeSet::new(),
             session_ok: false,
             q: QueryBuf::default(),
             meters,
@@ -528,16 +532,22 @@ impl Applier {
             self.pause(&schema.schema, &schema.table, reason);
             return Ok(None);
         };
-        // A target of another shape (an operator's table, or one a later source DDL no longer
-        // fits) would fail every batch or silently truncate values: pause only this table.
-        let columns = fleetsync_agent::source::schema::read_table(&mut self.conn, &ts, &tt)
-            .await
-            .map_err(|source| self.sql_error(format!("reading the columns of {name}"), source))?;
-        if let Some(columns) = columns {
-            let problems = shape_problems(schema, &columns);
+        // After a source DDL the target may no longer fit the rows (a column it already had
+        // with another type, a DDL that could not follow): every batch would fail, or values
+        // be truncated silently. Pause only this table. (Preflight checks the shapes at start;
+        // a target changed by hand while running fails the pipeline instead, so that the
+        // operator's fix is picked up by its retries.)
+        if self.reshaped.contains(&key) {
+            let columns = fleetsync_agent::source::schema::read_table(&mut self.conn, &ts, &tt)
+                .await
+                .map_err(|source| {
+                    self.sql_error(format!("reading the columns of {name}"), source)
+                })?;
+            self.reshaped.remove(&key);
+            let problems = columns.map_or_else(Vec::new, |c| shape_problems(schema, &c));
             if !problems.is_empty() {
                 let reason = format!(
-                    "target table {name} cannot take the rows of {}.{}: {}",
+                    "after a source DDL, target table {name} cannot take the rows of {}.{}: {}",
                     schema.schema,
                     schema.table,
                     problems.join("; ")

@@ -5,6 +5,7 @@ mod backup_cmd;
 mod conflicts;
 mod control;
 mod datadiff_cmd;
+mod definitions;
 mod diff_cmd;
 mod exit;
 mod failure;
@@ -289,6 +290,14 @@ fn main() -> ExitCode {
         // health: 1 degraded, 2 critical).
         Err(e) if e.downcast_ref::<exit::Exit>().is_some() => {
             ExitCode::from(e.downcast_ref::<exit::Exit>().map_or(1, |x| x.0))
+        }
+        // Preflight's problems: all of them, one line each.
+        Err(e) if e.downcast_ref::<definitions::Problems>().is_some() => {
+            let lines = e.downcast_ref::<definitions::Problems>().map(|p| &p.0);
+            for line in lines.into_iter().flatten() {
+                eprintln!("error: {}", line.replace('\n', " "));
+            }
+            ExitCode::FAILURE
         }
         Err(e) => {
             let msg = exit::one_line(e.as_ref());

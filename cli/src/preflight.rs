@@ -1,13 +1,17 @@
 //! Checks before anything is written: the configuration, every server's reachability and
 //! credentials, the sources' binlog settings and privileges, include patterns that match no
-//! table, and stored positions the source has purged. `run` refuses to start on any of them.
+//! table, stored positions the source has purged, and each sync's definition against the
+//! source's and targets' tables (`definitions`: per-table overrides, mapping collisions,
+//! conflict columns, target tables of another shape). `run` refuses to start on any of them.
 
 use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
 use fleetsync_agent::source::{self, schema::list_tables, SourceSpec};
 use fleetsync_config::{Config, SyncConfig};
+use fleetsync_coordinator::apply::SnapshotState;
 
+use crate::definitions::{self, Problems};
 use crate::opts::{opts_by_name, server_opts};
 
 /// The source reader spec for one (sync, target) subscription.
@@ -35,7 +39,11 @@ pub fn source_spec(
     })
 }
 
+/// Every check of `run` before anything is written. A server that cannot be reached or read
+/// stops the checks at once; definition problems (see `definitions`) are collected over every
+/// sync and target and returned together as [`Problems`], one line each.
 pub async fn preflight_all(config: &Config) -> Result<()> {
+    let mut problems = Vec::new();
     for sync in &config.syncs {
         let first_target = sync.targets.first().map(String::as_str).unwrap_or("");
         let spec = source_spec(config, sync, first_target, 0)?;
@@ -47,12 +55,39 @@ pub async fn preflight_all(config: &Config) -> Result<()> {
         let all = list_tables(&mut conn, &spec.name, |_, _| true)
             .await
             .with_context(ctx)?;
-        if let Some(p) = spec.filter.unmatched_includes(&all).first() {
-            return Err(anyhow!(
+        for p in spec.filter.unmatched_includes(&all) {
+            problems.push(format!(
                 "sync {}: include pattern {p:?} matches no table on server {} (check the schema.table name)",
                 sync.name,
                 spec.name
             ));
+        }
+        let included: Vec<(String, String)> = all
+            .iter()
+            .filter(|(s, t)| spec.filter.matches(s, t))
+            .cloned()
+            .collect();
+        problems.extend(definitions::unknown_overrides(
+            sync,
+            &spec.name,
+            &all,
+            &spec.filter,
+        ));
+        problems.extend(definitions::mapping_collisions(
+            sync, &spec.name, &included,
+        )?);
+        let mut defs = definitions::SourceTables::new(&spec.name);
+        if !sync.conflict_policy()?.is_none() {
+            let mut tables = Vec::new();
+            for (s, t) in &included {
+                if let Some(def) = defs.get(&mut conn, s, t).await.with_context(ctx)? {
+                    tables.push(def.clone());
+                }
+            }
+            let refs: Vec<&_> = tables.iter().collect();
+            problems.extend(definitions::missing_conflict_columns(
+                sync, &spec.name, &refs,
+            )?);
         }
         for target in &sync.targets {
             let opts = opts_by_name(config, target)?;
@@ -65,21 +100,38 @@ pub async fn preflight_all(config: &Config) -> Result<()> {
                     .await
                     .map_err(|e| anyhow!("{e}"))
                     .with_context(ctx)?;
+            // The target's tables are taken as they are on a first start, and when an
+            // interrupted snapshot restarts into the operator's tables; once streaming they
+            // follow the source's DDL in stream order (see `definitions`).
+            let shapes_matter = match &state {
+                None => true,
+                Some(s) => s.snapshot == SnapshotState::Running && !sync.create_missing,
+            };
             if let Some(state) = state {
-                if matches!(
-                    state.snapshot,
-                    fleetsync_coordinator::apply::SnapshotState::Done
-                ) {
+                if matches!(state.snapshot, SnapshotState::Done) {
                     source::check_available(&mut conn, &spec, &state.position)
                         .await
                         .with_context(|| format!("sync {} target {target}", sync.name))?;
                 }
             }
+            if shapes_matter {
+                problems.extend(
+                    definitions::target_shapes(
+                        sync, &included, &mut defs, &mut conn, target, &mut tconn,
+                    )
+                    .await
+                    .with_context(ctx)?,
+                );
+            }
             let _ = tconn.disconnect().await;
         }
         let _ = conn.disconnect().await;
     }
-    Ok(())
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Problems(problems).into())
+    }
 }
 
 pub async fn check(path: &Path) -> Result<()> {

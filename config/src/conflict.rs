@@ -215,6 +215,20 @@ impl Config {
                     ));
                 }
             }
+            // Other servers may be listed (one fleet-wide order shared by several syncs), but a
+            // list naming none of this sync's own servers cannot order them: source-wins would
+            // silently fall back to ordering by name.
+            let member = |p: &String| *p == s.source || s.targets.contains(p);
+            if !policy.priority.is_empty() && !policy.priority.iter().any(member) {
+                return Err(ConfigError::invalid(
+                    format!("syncs.{}.priority", s.name),
+                    format!(
+                        "names none of the sync's servers ({} and {}): list its source or targets",
+                        s.source,
+                        s.targets.join(", ")
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -178,6 +178,16 @@ fn conflict_settings() {
 }
 
 #[test]
+fn fleet_wide_priority_is_accepted() {
+    let mut c =
+        with_conflict("[[servers]]\nname = \"eu3\"\nurl = \"mysql://u@h:1\"\n").expect("valid");
+    c.syncs[0].conflict = Some("source-wins".into());
+    c.syncs[0].priority = vec!["eu3".into(), "eu1".into(), "eu2".into()];
+    c.validate()
+        .expect("a non-member may be listed with members");
+}
+
+#[test]
 fn conflict_errors_name_the_field() {
     let e = with_conflict("conflict = \"last-wins\"\n").expect_err("unknown");
     assert!(e.to_string().contains("syncs.world.conflict"), "{e}");
@@ -188,6 +198,27 @@ fn conflict_errors_name_the_field() {
         .expect_err("unknown server");
     assert!(e.to_string().contains("syncs.world.priority"), "{e}");
     assert!(e.to_string().contains("nope"), "{e}");
+    let e = with_conflict("conflict = \"source-wins\"\npriority = [\"eu2\", \"eu2\"]\n")
+        .expect_err("duplicate");
+    assert!(e.to_string().contains("listed twice"), "{e}");
+    let e = with_conflict("[[servers]]\nname = \"eu3\"\nurl = \"mysql://u@h:1\"\n")
+        .map(|mut c| {
+            c.syncs[0].priority = vec!["eu3".into()];
+            c.validate()
+        })
+        .expect("valid without priority")
+        .expect_err("priority naming no member");
+    assert!(e.to_string().contains("syncs.world.priority"), "{e}");
+    assert!(e.to_string().contains("none of the sync's servers"), "{e}");
+    let e = with_conflict("[[syncs.tables]]\nname = \"app\"\nconflict = \"manual\"\n")
+        .expect_err("override name without a dot");
+    assert!(e.to_string().contains("syncs.world.tables[0].name"), "{e}");
+    let e = with_conflict(
+        "[[syncs.tables]]\nname = \"a.b\"\nconflict = \"manual\"\n\
+         [[syncs.tables]]\nname = \"a.b\"\nconflict = \"target-wins\"\n",
+    )
+    .expect_err("override listed twice");
+    assert!(e.to_string().contains("syncs.world.tables[1].name"), "{e}");
     let e = with_conflict("[[syncs.tables]]\nname = \"a.b\"\nconflict = \"newest-wins\"\n")
         .expect_err("table without column");
     assert!(

@@ -17,7 +17,7 @@
 //! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
 //! `pitr` (binlog archive and point-in-time replay), `transfer` (export/import),
 //! `schema_diff` (schema diff and migrations), `data_diff` (diff data), `health` (health
-//! checks).
+//! checks), `preflight` (sync definitions refused before any write).
 
 mod backup;
 mod bad_input;
@@ -37,6 +37,7 @@ mod kafka_rig;
 mod kafka_security;
 mod loop_prevention;
 mod pitr;
+mod preflight;
 mod retry_state;
 mod schema_diff;
 mod support;

@@ -142,6 +142,17 @@ fn normalize(s: &str) -> String {
     s.to_lowercase().replace(['-', ' '], "_")
 }
 
+/// Fails unless the target has exactly the databases it had before (`fleetsync` included:
+/// a refused run must not even create its progress database).
+pub async fn assert_target_untouched(dst: &MariaDb, before: &[String]) -> Result<()> {
+    let after = dst.user_databases().await?;
+    ensure!(
+        after == before,
+        "the target changed: databases {before:?} before, {after:?} after"
+    );
+    Ok(())
+}
+
 /// A port on 127.0.0.1 with nothing listening (bound, read and released).
 pub fn dead_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;

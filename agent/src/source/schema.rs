@@ -85,20 +85,28 @@ pub async fn load_table(
     schema: &str,
     table: &str,
 ) -> Result<Option<InfoTable>, SourceError> {
-    let err = |e| {
+    read_table(conn, schema, table).await.map_err(|e| {
         SourceError::from_mysql(
             server,
             &format!("reading the definition of {schema}.{table}"),
             e,
         )
-    };
+    })
+}
+
+/// [`load_table`] on any server (the applier reads its targets' tables with it), keeping the
+/// client's error for the caller to classify.
+pub async fn read_table(
+    conn: &mut mysql_async::Conn,
+    schema: &str,
+    table: &str,
+) -> Result<Option<InfoTable>, mysql_async::Error> {
     let engine: Option<Option<String>> = conn
         .exec_first(
             "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND TABLE_TYPE = 'BASE TABLE'",
             (schema, table),
         )
-        .await
-        .map_err(err)?;
+        .await?;
     let Some(engine) = engine else {
         return Ok(None);
     };
@@ -108,8 +116,7 @@ pub async fn load_table(
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
             (schema, table),
         )
-        .await
-        .map_err(err)?;
+        .await?;
     let columns: Vec<InfoColumn> = rows
         .into_iter()
         .map(|(name, data_type, column_type, nullable, charset, extra)| {
@@ -141,8 +148,7 @@ pub async fn load_table(
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
             (schema, table),
         )
-        .await
-        .map_err(err)?;
+        .await?;
     let (key, key_kind) = choose_key(&columns, &stats);
     let transactional = !matches!(
         engine.as_deref().map(str::to_ascii_lowercase).as_deref(),

@@ -29,7 +29,9 @@
 //! stored f32, which compares equal on MariaDB; other servers may differ.
 //!
 //! Rows of paused tables ([`Applier::paused_tables`]) are skipped: a missing target table
-//! when `create_missing` is off, or a DDL that cannot run on the target.
+//! when `create_missing` is off, a DDL that cannot run on the target, or a target table that
+//! cannot take the source table's rows after a DDL naming it (see `shape`; checked on the
+//! table's first rows after the DDL, by this applier instance).
 //!
 //! # Session
 //!
@@ -48,6 +50,7 @@ mod detect;
 mod error;
 mod exec;
 mod run;
+mod shape;
 mod sql;
 mod state;
 mod target;
@@ -67,6 +70,7 @@ use mysql_async::{Conn, Opts};
 
 pub use conflict::{cmp_values, decide, Outcome, Version};
 pub use error::ApplyError;
+pub use shape::shape_problems;
 pub use state::read_state;
 
 use exec::QueryBuf;
@@ -212,6 +216,9 @@ pub struct Applier {
     pending_pauses: BTreeMap<(String, String), String>,
     /// Keyless tables seen, as `schema.table` (source names).
     slow: BTreeSet<String>,
+    /// Source tables named by a DDL since their target was last looked up: the target's shape
+    /// is checked against their next rows (see `shape`).
+    reshaped: BTreeSet<(String, String)>,
     /// False while the session may not be in the state `SESSION_SETUP` leaves it in.
     session_ok: bool,
     /// Reused query buffer.
@@ -270,6 +277,7 @@ impl Applier {
             paused: BTreeMap::new(),
             pending_pauses: BTreeMap::new(),
             slow: BTreeSet::new(),
+            reshaped: BTreeSet::new(),
             session_ok: false,
             q: QueryBuf::default(),
             meters,
@@ -545,6 +553,30 @@ impl Applier {
             self.pause(&schema.schema, &schema.table, reason);
             return Ok(None);
         };
+        // After a source DDL the target may no longer fit the rows (a column it already had
+        // with another type, a DDL that could not follow): every batch would fail, or values
+        // be truncated silently. Pause only this table. (Preflight checks the shapes at start;
+        // a target changed by hand while running fails the pipeline instead, so that the
+        // operator's fix is picked up by its retries.)
+        if self.reshaped.contains(&key) {
+            let columns = fleetsync_agent::source::schema::read_table(&mut self.conn, &ts, &tt)
+                .await
+                .map_err(|source| {
+                    self.sql_error(format!("reading the columns of {name}"), source)
+                })?;
+            self.reshaped.remove(&key);
+            let problems = columns.map_or_else(Vec::new, |c| shape_problems(schema, &c));
+            if !problems.is_empty() {
+                let reason = format!(
+                    "after a source DDL, target table {name} cannot take the rows of {}.{}: {}",
+                    schema.schema,
+                    schema.table,
+                    problems.join("; ")
+                );
+                self.pause(&schema.schema, &schema.table, reason);
+                return Ok(None);
+            }
+        }
         self.tables.insert(key, Some(found.clone()));
         Ok(Some(found))
     }

@@ -444,6 +444,7 @@ impl Applier {
             let key = (s.clone(), t.clone());
             self.tables.remove(&key);
             self.slow.remove(&format!("{s}.{t}"));
+            self.reshaped.insert(key);
         }
         if let (true, Some(schema)) = (d.tables.is_empty(), &d.schema) {
             self.tables.retain(|(s, _), _| s != schema);

@@ -401,5 +401,73 @@ pub fn server_cases() -> Vec<Case> {
             mentions: &[&["no_such_db"], &["unknown database", "database"]],
             ..case("unknown database in the URL", Servers, CHECK)
         },
+        // Definitions that only the servers can judge (the preflight): refused by `check`
+        // and `run` before anything is written.
+        Case {
+            config: |w, d| {
+                sync_plus(
+                    w,
+                    d,
+                    "map = { \"app.t\" = \"app.x\", \"app.u\" = \"app.x\" }\n",
+                )
+            },
+            mentions: &[&["app.x"], &["app.t"], &["app.u"]],
+            ..case("map sends two tables onto one", Config, CHECK)
+        },
+        Case {
+            config: |w, d| sync_plus(w, d, "map = { \"app.t\" = \"keep.k\" }\n"),
+            mentions: &[&["keep.k"], &["column", "shape"]],
+            ..case("map onto a target table of another shape", Config, RUN)
+        },
+        Case {
+            config: |w, d| {
+                sync_plus(
+                    w,
+                    d,
+                    "conflict = \"newest-wins\"\nnewest_column = \"changed_at\"\n",
+                )
+            },
+            mentions: &[&["changed_at"], &["app.t", "app.u"]],
+            ..case(
+                "newest_column missing from an included table",
+                Config,
+                CHECK,
+            )
+        },
+        Case {
+            config: |w, d| {
+                sync_plus(
+                    w,
+                    d,
+                    "conflict = \"manual\"\n[[syncs.tables]]\nname = \"app.nope\"\nconflict = \"target-wins\"\n",
+                )
+            },
+            mentions: &[&["app.nope"], &["override", "tables"]],
+            ..case("per-table override of an unknown table", Config, CHECK)
+        },
+        Case {
+            config: |w, d| {
+                sync_plus(
+                    w,
+                    d,
+                    "conflict = \"source-wins\"\npriority = [\"dst\", \"nobody\"]\n",
+                )
+            },
+            mentions: &[&["nobody"], &["priority"]],
+            ..case("priority names an unknown server", Config, CHECK)
+        },
+        Case {
+            config: |w, d| sync_plus(w, d, "loop_prevention = \"sometimes\"\n"),
+            mentions: &[&["sometimes"], &["skip_replication"], &["marker"]],
+            ..case("unknown loop_prevention", Config, CHECK)
+        },
+        Case {
+            mentions: &[&["--metrics-listen"], &["host:port"]],
+            ..case(
+                "malformed --metrics-listen",
+                Config,
+                Cli(&["run", "--config", "{config}", "--metrics-listen", "nowhere"]),
+            )
+        },
     ]
 }

@@ -62,6 +62,12 @@ impl SourceError {
     /// needs an operator and keeps the server's message (never the URL or password).
     pub fn from_mysql(server: &str, context: &str, e: mysql_async::Error) -> SourceError {
         use mysql_async::Error as E;
+        if let Some(message) = crate::source::tls::tls_failure(&e) {
+            return SourceError::NeedsOperator {
+                server: server.to_string(),
+                message: format!("{context}: {message}"),
+            };
+        }
         match &e {
             E::Io(_) | E::Driver(mysql_async::DriverError::ConnectionClosed) => {
                 SourceError::Connection {

@@ -42,7 +42,7 @@ fn kafka_settings(config: &Config) -> Result<KafkaSettings> {
 }
 
 pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> Result<()> {
-    let config = Config::load(path)?;
+    let config = crate::opts::load_config(path).await?;
     let settings = kafka_settings(&config)?;
     preflight_all(&config).await?;
     let mut sources: Vec<&str> = config.syncs.iter().map(|s| s.source.as_str()).collect();
@@ -246,7 +246,7 @@ async fn agent_once(
 }
 
 pub async fn coordinator(path: &Path) -> Result<()> {
-    let config = Config::load(path)?;
+    let config = crate::opts::load_config(path).await?;
     let settings = kafka_settings(&config)?;
     for sync in &config.syncs {
         for target in &sync.targets {

@@ -84,7 +84,7 @@ pub async fn source_end(config: &Config, sync: &SyncConfig) -> Result<Position> 
 }
 
 pub async fn run(path: &Path) -> Result<()> {
-    let config = Config::load(path)?;
+    let config = crate::opts::load_config(path).await?;
     preflight_all(&config).await?;
     fleetsync_agent::owner_only::private_dir(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;

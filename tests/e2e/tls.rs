@@ -206,6 +206,45 @@ async fn tls_modes_and_refusals() -> Result<()> {
         "check should warn about both servers: {out}"
     );
 
+    // preferred on the server that requires TLS: TLS (a plain session would be refused).
+    check_ok(&config(
+        "\"preferred\"",
+        &dst_url,
+        &[("tls", "\"preferred\"")],
+    )?)
+    .await?;
+
+    // Bad settings are refused before any connection, naming the server and the key.
+    let not_pem = dir.path().join("not-a-cert.pem");
+    std::fs::write(&not_pem, "hello\n")?;
+    for (lines, words) in [
+        (vec![("tls", "\"on\"")], ["verify_identity", "line"]),
+        (
+            vec![("tls", "\"verify_ca\"")],
+            ["servers.dst.tls_ca", "needs tls_ca"],
+        ),
+        (
+            vec![("tls", "\"verify_ca\""), ("tls_ca", &toml_path(&not_pem))],
+            ["servers.dst.tls_ca", "not valid PEM"],
+        ),
+    ] {
+        let cfg = config("\"disabled\"", &dst_url, &lines)?;
+        let config_s = cfg.to_str().context("config path")?;
+        let out = fleetsync_cmd_with(
+            &["check", "--config", config_s],
+            &[("RUST_LOG", "off")],
+            crate::support::REFUSE_TIMEOUT,
+        )
+        .await?;
+        check_refusal(
+            &out,
+            &Refusal {
+                mentions: &[&[words[0]], &[words[1]]],
+                never: &[PASSWORD],
+            },
+        )?;
+    }
+
     // A wrong CA: check and run refuse, naming the server and the certificate; nothing written.
     let cfg = config(
         "\"preferred\"",

@@ -62,6 +62,12 @@ impl SourceError {
     /// needs an operator and keeps the server's message (never the URL or password).
     pub fn from_mysql(server: &str, context: &str, e: mysql_async::Error) -> SourceError {
         use mysql_async::Error as E;
+        if let Some(message) = crate::source::tls::tls_failure(&e) {
+            return SourceError::NeedsOperator {
+                server: server.to_string(),
+                message: format!("{context}: {message}"),
+            };
+        }
         match &e {
             E::Io(_) | E::Driver(mysql_async::DriverError::ConnectionClosed) => {
                 SourceError::Connection {
@@ -80,10 +86,23 @@ impl SourceError {
                     message: format!("{context}: {e}"),
                 }
             }
+            // MariaDB also answers 1045 to a plain connection when it requires TLS
+            // (require_secure_transport, REQUIRE SSL/X509), so the hint names both causes.
             E::Server(s) if matches!(s.code, 1045) => SourceError::NeedsOperator {
                 server: server.to_string(),
                 message: format!(
-                    "{context}: access denied: check the user name and password ({})",
+                    "{context}: access denied: check the user name and password, and whether \
+                     the server requires TLS or a client certificate (the tls, tls_cert and \
+                     tls_key settings) ({})",
+                    s.message
+                ),
+            },
+            // MySQL: ER_SECURE_TRANSPORT_REQUIRED.
+            E::Server(s) if s.code == 3159 => SourceError::NeedsOperator {
+                server: server.to_string(),
+                message: format!(
+                    "{context}: the server requires TLS (require_secure_transport): set tls \
+                     ({})",
                     s.message
                 ),
             },

@@ -100,7 +100,7 @@ impl ArchiveArgs {
 }
 
 pub async fn run(args: ArchiveArgs) -> Result<()> {
-    let config = Config::load(&args.config)?;
+    let config = crate::opts::load_config(&args.config).await?;
     let dir = server_dir(config.backup.dir()?, &args.server);
     if config.server(&args.server).is_none() {
         bail!(

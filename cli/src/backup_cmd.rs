@@ -118,6 +118,13 @@ fn load(config: &Path) -> Result<(Config, Settings)> {
     Ok((config, settings))
 }
 
+/// [`load`] for the commands that connect to a server (the `preferred` TLS probe runs).
+async fn load_connecting(config: &Path) -> Result<(Config, Settings)> {
+    let config = crate::opts::load_config(config).await?;
+    let settings = Settings::from_config(&config.backup)?;
+    Ok((config, settings))
+}
+
 /// A progress bar on a terminal, nothing otherwise (the library logs).
 fn progress(verb: &'static str) -> Arc<dyn Progress> {
     if std::io::stderr().is_terminal() {
@@ -158,7 +165,7 @@ impl Progress for Bar {
 }
 
 async fn create(config: &Path, server: &str, include: &[String], json: bool) -> Result<()> {
-    let (config, settings) = load(config)?;
+    let (config, settings) = load_connecting(config).await?;
     let opts = opts_by_name(&config, server)?;
     let filter =
         TableFilter::new(include, &[]).map_err(|(i, e)| anyhow!("--include #{}: {e}", i + 1))?;
@@ -278,7 +285,7 @@ async fn restore_cmd(
     dry_run: bool,
     yes: bool,
 ) -> Result<()> {
-    let (config, settings) = load(config)?;
+    let (config, settings) = load_connecting(config).await?;
     let req = restore::RestoreRequest {
         id: id.to_string(),
         target: to_server.to_string(),

@@ -85,7 +85,7 @@ async fn connect(config: &Config, server: &str) -> Result<Conn> {
 }
 
 pub async fn list(path: &Path, as_json: bool) -> Result<()> {
-    let config = Config::load(path)?;
+    let config = crate::opts::load_config(path).await?;
     let mut all = Vec::new();
     for target in targets(&config) {
         let mut conn = connect(&config, &target).await?;
@@ -122,7 +122,7 @@ pub async fn list(path: &Path, as_json: bool) -> Result<()> {
 }
 
 pub async fn resolve(path: &Path, id: u64, take: &str, only: Option<&str>) -> Result<()> {
-    let config = Config::load(path)?;
+    let config = crate::opts::load_config(path).await?;
     let mut found: Vec<(String, String)> = Vec::new(); // (target, origin)
     for target in targets(&config) {
         if only.is_some_and(|t| t != target) {

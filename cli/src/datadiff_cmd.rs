@@ -113,7 +113,7 @@ fn scope(config: &Config, source: &Side, target: &Side) -> Result<Scope> {
 }
 
 async fn diff_data(args: &DataArgs) -> Result<DataDiffReport> {
-    let config = Config::load(&args.config)?;
+    let config = crate::opts::load_config(&args.config).await?;
     let (source, target) = (Side::parse(&args.source), Side::parse(&args.target));
     let scope = scope(&config, &source, &target)?;
     let filter =

@@ -183,7 +183,7 @@ pub async fn compare(
     target: &str,
     sides: &SideArgs,
 ) -> Result<Compared> {
-    let config = Config::load(config)?;
+    let config = crate::opts::load_config(config).await?;
     let (source, target) = (Side::parse(source), Side::parse(target));
     for side in [&source, &target] {
         if let Some(server) = side.server() {

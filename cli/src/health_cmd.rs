@@ -64,7 +64,7 @@ pub async fn run(args: HealthArgs) -> Result<()> {
 }
 
 async fn check(args: &HealthArgs) -> Result<Overall> {
-    let config = Config::load(&args.config)?;
+    let config = crate::opts::load_config(&args.config).await?;
     let target = build_target(&config, &args.server).await?;
     let mut report = health::run_checks(&target, &config.health).await;
     if args.fix {

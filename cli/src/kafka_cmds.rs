@@ -47,7 +47,7 @@ pub async fn agent(
     start_at: Option<&str>,
     metrics_listen: Option<&str>,
 ) -> Result<()> {
-    let config = crate::opts::load_config(path, metrics_listen)?;
+    let config = crate::opts::load_serving(path, metrics_listen).await?;
     let settings = kafka_settings(&config)?;
     preflight_all(&config).await?;
     let mut sources: Vec<&str> = config.syncs.iter().map(|s| s.source.as_str()).collect();
@@ -251,7 +251,7 @@ async fn agent_once(
 }
 
 pub async fn coordinator(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
-    let config = crate::opts::load_config(path, metrics_listen)?;
+    let config = crate::opts::load_serving(path, metrics_listen).await?;
     let settings = kafka_settings(&config)?;
     for sync in &config.syncs {
         for target in &sync.targets {

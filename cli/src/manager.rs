@@ -4,7 +4,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context, Result};
 use fleetsync_agent::checkpoint::CheckpointStore;
-use fleetsync_config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +22,7 @@ pub async fn sync(action: SyncAction) -> Result<()> {
 }
 
 async fn once(path: &std::path::Path, name: &str) -> Result<()> {
-    let config = Config::load(path)?;
+    let config = crate::opts::load_config(path).await?;
     let sync = config
         .syncs
         .iter()
@@ -82,7 +81,7 @@ async fn once(path: &std::path::Path, name: &str) -> Result<()> {
 
 /// Sends `POST /api/syncs/{sync}/{action}` to the running process at `[metrics] listen`.
 async fn control(path: &std::path::Path, sync: &str, action: &str) -> Result<()> {
-    let config = Config::load(path)?;
+    let config = crate::opts::load_config(path).await?;
     let addr = config.metrics_addr()?;
     if addr.port() == 0 {
         return Err(anyhow!("metrics.listen has port 0: set a fixed port so `fleetsync sync {action}` can reach the running process"));

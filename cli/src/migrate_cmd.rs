@@ -321,8 +321,8 @@ struct Target {
     scope: String,
 }
 
-fn target(config: &Path, arg: &str) -> Result<Target> {
-    let config = Config::load(config)?;
+async fn target(config: &Path, arg: &str) -> Result<Target> {
+    let config = crate::opts::load_config(config).await?;
     let side = Side::parse(arg);
     let (server, scope) = match &side {
         Side::Server(s) => (s.clone(), "*".to_string()),
@@ -389,7 +389,7 @@ async fn apply(a: &ApplyArgs) -> Result<()> {
             m.problems.join("; ")
         );
     }
-    let t = target(&a.config, &a.target)?;
+    let t = target(&a.config, &a.target).await?;
     let pairing = match &t.side {
         Side::Server(_) => Pairing::ByName,
         _ => Pairing::Single,
@@ -469,7 +469,7 @@ async fn apply(a: &ApplyArgs) -> Result<()> {
 }
 
 async fn rollback(a: &RollbackArgs) -> Result<()> {
-    let t = target(&a.config, &a.target)?;
+    let t = target(&a.config, &a.target).await?;
     let pairing = if t.scope == "*" {
         Pairing::ByName
     } else {
@@ -523,7 +523,7 @@ async fn rollback(a: &RollbackArgs) -> Result<()> {
 }
 
 async fn status(a: &StatusArgs) -> Result<()> {
-    let t = target(&a.config, &a.target)?;
+    let t = target(&a.config, &a.target).await?;
     let pairing = if t.scope == "*" {
         Pairing::ByName
     } else {

@@ -135,8 +135,11 @@ pub async fn preflight_all(config: &Config) -> Result<()> {
 }
 
 pub async fn check(path: &Path) -> Result<()> {
-    let config = Config::load(path)?;
+    let config = crate::opts::load_config(path).await?;
     preflight_all(&config).await?;
+    for warning in crate::opts::tls_warnings(&config) {
+        println!("warning: {warning}");
+    }
     if config.bus.kind == fleetsync_config::BusKind::Kafka {
         check_topics(&config).await?;
     }

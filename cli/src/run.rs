@@ -85,7 +85,7 @@ pub async fn source_end(config: &Config, sync: &SyncConfig) -> Result<Position> 
 }
 
 pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
-    let config = crate::opts::load_config(path, metrics_listen)?;
+    let config = crate::opts::load_serving(path, metrics_listen).await?;
     preflight_all(&config).await?;
     fleetsync_agent::owner_only::private_dir(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;

@@ -25,7 +25,7 @@ use crate::preflight::source_spec;
 const LIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn status(path: &Path, as_json: bool) -> Result<()> {
-    let config = Config::load(path)?;
+    let config = crate::opts::load_config(path).await?;
     let live = live_pipelines(&config).await;
     let mut syncs = Vec::new();
     for sync in &config.syncs {
@@ -241,7 +241,7 @@ fn print_text(out: &Value) {
 }
 
 pub async fn resnapshot(path: &Path, sync_name: &str, only: Option<&str>, yes: bool) -> Result<()> {
-    let config = Config::load(path)?;
+    let config = crate::opts::load_config(path).await?;
     let sync = config
         .syncs
         .iter()

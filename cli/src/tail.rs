@@ -8,7 +8,7 @@ use anyhow::{anyhow, Result};
 use fleetsync_agent::publish::Publisher;
 use fleetsync_agent::source::{self, stream::stream, SourceSpec};
 use fleetsync_agent::SourceError;
-use fleetsync_config::{Config, TableFilter};
+use fleetsync_config::TableFilter;
 use fleetsync_proto::{codec, Position, Transaction};
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +34,7 @@ impl Publisher for Printer {
 }
 
 pub async fn tail(path: &Path, server: &str, from: Option<&str>, include: &[String]) -> Result<()> {
-    let config = Config::load(path)?;
+    let config = crate::opts::load_config(path).await?;
     let s = config
         .server(server)
         .ok_or_else(|| anyhow!("no server named {server:?}"))?;

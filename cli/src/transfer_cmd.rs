@@ -76,7 +76,7 @@ pub struct ImportArgs {
 }
 
 pub async fn export(args: ExportArgs) -> Result<()> {
-    let config = fleetsync_config::Config::load(&args.config)?;
+    let config = crate::opts::load_config(&args.config).await?;
     let opts = opts_by_name(&config, &args.server)?;
     let filter = TableFilter::new(&args.include, &args.exclude).map_err(|(i, m)| {
         let flag = if i < args.include.len() {
@@ -115,7 +115,7 @@ pub async fn export(args: ExportArgs) -> Result<()> {
 }
 
 pub async fn import(args: ImportArgs) -> Result<()> {
-    let config = fleetsync_config::Config::load(&args.config)?;
+    let config = crate::opts::load_config(&args.config).await?;
     let opts = opts_by_name(&config, &args.server)?;
     let options = ImportOptions {
         server: args.server.clone(),

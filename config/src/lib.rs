@@ -14,6 +14,7 @@ mod conflict;
 mod env;
 mod filter;
 mod health;
+mod tls;
 pub mod topic_policy;
 
 use std::collections::{BTreeMap, HashSet};
@@ -32,6 +33,7 @@ pub use bus::{
 pub use conflict::{ConflictPolicy, ConflictStrategy, TableConflictConfig, TablePolicy};
 pub use filter::{TableFilter, TableMap};
 pub use health::HealthConfig;
+pub use tls::{TlsMode, DEFAULT_TLS_MODE, TLS_MODES};
 
 /// Where checkpoints live when `state_dir` is not set.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/fleetsync";
@@ -135,6 +137,20 @@ pub struct Server {
     /// among the source's replicas. Default: derived from the server name.
     #[serde(default)]
     pub replica_server_id: Option<u32>,
+    /// TLS to this server, for every connection fleetsync makes to it (binlog stream,
+    /// snapshots, applies, tasks): see [`TlsMode`]; default [`DEFAULT_TLS_MODE`].
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// PEM file of the CA(s) the server's certificate must chain to (`verify_ca`,
+    /// `verify_identity`); the only roots trusted, not the system's.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate (chain), for servers that require one (`REQUIRE X509`).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (unencrypted; keep the file readable by fleetsync only).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// Resolved password (from env or file), filled in by [`Config::load`].
     #[serde(skip)]
     pub password: Option<String>,
@@ -145,6 +161,7 @@ impl fmt::Debug for Server {
         f.debug_struct("Server")
             .field("name", &self.name)
             .field("url", &self.redacted_url())
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -416,6 +433,7 @@ impl Config {
                     "set at most one of password_env and password_file",
                 ));
             }
+            tls::validate_server_tls(s)?;
         }
         let mut sync_names = HashSet::new();
         for (i, s) in self.syncs.iter().enumerate() {

@@ -17,7 +17,8 @@
 //! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
 //! `pitr` (binlog archive and point-in-time replay), `transfer` (export/import),
 //! `schema_diff` (schema diff and migrations), `data_diff` (diff data), `health` (health
-//! checks), `preflight` (sync definitions refused before any write).
+//! checks), `preflight` (sync definitions refused before any write),
+//! `tls` (TLS to the databases: modes, certificates, refusals).
 
 mod backup;
 mod bad_input;
@@ -41,6 +42,7 @@ mod preflight;
 mod retry_state;
 mod schema_diff;
 mod support;
+mod tls;
 mod transfer;
 mod trinitycore;
 mod types;

@@ -15,23 +15,22 @@
 //! that a client which gets through and so much as asks for a topic's metadata creates it,
 //! which the refusal tests' "topic never created" checks see.
 //!
-//! Certificates come from the `openssl` command-line tool into their own temp dir:
-//! a CA (`ca.pem`, what clients trust), the broker's key and certificate (PEM keystore,
-//! `ssl.keystore.type=PEM`, subjectAltName `IP:127.0.0.1`, `DNS:localhost`, valid two days),
-//! and a second CA that signed nothing ([`Certs::wrong_ca`]) for "wrong CA" cases.
+//! Certificates come from [`Certs`] (the `openssl` command-line tool): a CA (`ca.pem`, what
+//! clients trust), the broker's key and certificate as a PEM keystore
+//! (`ssl.keystore.type=PEM`, subjectAltName `IP:127.0.0.1`, `DNS:localhost`), and a second CA
+//! that signed nothing ([`Certs::wrong_ca`]) for "wrong CA" cases.
 //!
 //! The harness's own librdkafka client speaks only `PLAINTEXT`, so the positive checks of
 //! [`SecureKafka`] itself use `openssl s_client` (the TLS handshake) and Kafka's own Java admin
 //! client (`kafka-cluster cluster-id`, a SASL_SSL login).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use tempfile::TempDir;
 
+use crate::certs::Certs;
 use crate::kafka::KafkaCluster;
-use crate::kafka_setup::{java, kafka_libs, temp_dir, KafkaOptions};
+use crate::kafka_setup::{java, kafka_libs, KafkaOptions};
 
 pub const SSL_LISTENER: &str = "SSL";
 pub const SASL_LISTENER: &str = "SASL_SSL";
@@ -41,115 +40,6 @@ pub const SUPER_USER: &str = "fleetsync-test";
 /// The user of [`SecureKafka::start_with_acls`] that may do only what [`SecureKafka::allow`]
 /// grants it.
 pub const LIMITED_USER: &str = "fleetsync-limited";
-
-/// The test's certificates (PEM files).
-pub struct Certs {
-    /// The CA that signed the broker's certificate.
-    pub ca: PathBuf,
-    /// A CA that signed nothing: a client trusting only it must refuse the broker.
-    pub wrong_ca: PathBuf,
-    /// The broker's private key followed by its certificate (the PEM keystore).
-    pub keystore: PathBuf,
-    _dir: TempDir,
-}
-
-impl Certs {
-    /// Makes a CA, a broker certificate for 127.0.0.1 signed by it, and an unrelated CA.
-    pub fn generate() -> Result<Certs> {
-        let dir = temp_dir("fleetsync-kafka-certs-")?;
-        let d = dir.path();
-        for (name, cn) in [
-            ("ca", "fleetsync-test-ca"),
-            ("wrong-ca", "fleetsync-wrong-ca"),
-        ] {
-            openssl(
-                d,
-                &[
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-days",
-                    "2",
-                    "-subj",
-                    &format!("/CN={cn}"),
-                    "-keyout",
-                    &format!("{name}.key"),
-                    "-out",
-                    &format!("{name}.pem"),
-                ],
-            )?;
-        }
-        openssl(
-            d,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=127.0.0.1",
-                "-keyout",
-                "broker.key",
-                "-out",
-                "broker.csr",
-            ],
-        )?;
-        std::fs::write(
-            d.join("broker.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )?;
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "broker.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "broker.ext",
-                "-out",
-                "broker.crt",
-            ],
-        )?;
-        // `openssl req -nodes` writes an unencrypted PKCS#8 key, which Kafka's PEM keystore
-        // takes without `ssl.key.password`.
-        let key = std::fs::read_to_string(d.join("broker.key"))?;
-        let crt = std::fs::read_to_string(d.join("broker.crt"))?;
-        let keystore = d.join("broker-keystore.pem");
-        std::fs::write(&keystore, format!("{key}{crt}"))?;
-        Ok(Certs {
-            ca: d.join("ca.pem"),
-            wrong_ca: d.join("wrong-ca.pem"),
-            keystore,
-            _dir: dir,
-        })
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .context("running openssl (is the openssl package installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "openssl {} failed:\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
 
 /// `opts` plus the `SSL` and `SASL_SSL` listeners, the PEM keystore and SCRAM for `users`
 /// (name, password).

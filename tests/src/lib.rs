@@ -1,7 +1,7 @@
 //! Test support for fleetsync's end-to-end tests: private MariaDB servers, byte-exact
 //! table comparison, a runner for the `fleetsync` binary, workload generators, Apache Kafka
 //! clusters (one node or three, started from Maven-fetched jars: `kafka_setup`, `kafka`; with
-//! TLS, SASL and ACLs: `kafka_secure`), Kafka Connect with Debezium's connectors on such a
+//! TLS, SASL and ACLs: `kafka_secure`; test certificates: `certs`), Kafka Connect with Debezium's connectors on such a
 //! cluster (`connect`), librdkafka's mock cluster for quick checks (`kafka_mock`) and the
 //! TrinityCore fixtures.
 //!
@@ -9,6 +9,7 @@
 //! dirs): a MariaDB already running on 3306 is never touched. Waits poll a condition with a
 //! timeout instead of sleeping.
 
+pub mod certs;
 pub mod compare;
 pub mod connect;
 pub mod fixtures;
@@ -23,6 +24,7 @@ pub mod mariadb;
 pub mod wait;
 pub mod workload;
 
+pub use certs::{Certs, KeyPair};
 pub use compare::{
     assert_databases_equal, assert_schemas_equal, assert_tables_equal, base_tables, diff_databases,
     diff_schemas, diff_tables,
@@ -36,7 +38,7 @@ pub use generic::{churn_schema, fill_schema, RowGenerator};
 pub use kafka::KafkaCluster;
 pub use kafka_admin::{PartitionState, TopicSpec};
 pub use kafka_mock::MockKafka;
-pub use kafka_secure::{secure_options, Certs, SecureKafka};
+pub use kafka_secure::{secure_options, SecureKafka};
 pub use kafka_setup::{KafkaOptions, Listener, ScramUser};
 pub use mariadb::{hex_literal, quote_ident, quote_str, MariaDb};
 pub use wait::{wait_synced, wait_until};

@@ -12,6 +12,9 @@
 //!   the same server back (for target-outage tests).
 //! - `query_rows` reads through connections set to `SET NAMES binary` and `time_zone='+00:00'`,
 //!   so string cells are the stored bytes and TIMESTAMPs print the same on every server.
+//! - `start_tls` starts a server with the test's certificates (`--ssl-cert`, `--ssl-key`,
+//!   `--ssl-ca`) and `--require-secure-transport=ON`: the harness's own connections (pools,
+//!   the `mariadb` client) then use TLS too, without verifying the certificate.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,8 +22,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolOpts, Row, Value};
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolOpts, Row, SslOpts, Value};
 use tempfile::TempDir;
+
+use crate::certs::Certs;
 
 /// How long a freshly started server may take to accept connections (usually 1–2 s).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,6 +45,8 @@ pub struct MariaDb {
     dir: TempDir,
     /// mariadbd's arguments, for `start_again`.
     args: Vec<String>,
+    /// Whether the server requires TLS (the harness's connections use it).
+    tls: bool,
 }
 
 impl MariaDb {
@@ -52,6 +59,33 @@ impl MariaDb {
     /// (`--binlog-format=STATEMENT` replaces `--binlog-format=ROW`, `--skip-log-bin` drops
     /// `--log-bin=...`; new options are appended).
     pub async fn start_with(server_id: u32, extra_args: &[&str]) -> Result<MariaDb> {
+        Self::start_inner(server_id, extra_args, false).await
+    }
+
+    /// Starts a server that requires TLS (`--require-secure-transport=ON`) with `certs`'s
+    /// server certificate and CA (the CA also verifies client certificates), plus `extra_args`.
+    /// Fails unless the server reports `have_ssl = YES`.
+    pub async fn start_tls(server_id: u32, certs: &Certs, extra_args: &[&str]) -> Result<MariaDb> {
+        let tls_args = [
+            format!("--ssl-cert={}", certs.server.cert.display()),
+            format!("--ssl-key={}", certs.server.key.display()),
+            format!("--ssl-ca={}", certs.ca.display()),
+            "--require-secure-transport=ON".to_string(),
+        ];
+        let mut args: Vec<&str> = tls_args.iter().map(String::as_str).collect();
+        args.extend(extra_args);
+        let db = Self::start_inner(server_id, &args, true).await?;
+        let have_ssl = db.query_value("SELECT @@have_ssl").await?;
+        if have_ssl.as_deref() != Some("YES") {
+            bail!(
+                "{}: have_ssl is {have_ssl:?} (is mariadbd built with TLS?)",
+                db.ctx("starting with TLS")
+            );
+        }
+        Ok(db)
+    }
+
+    async fn start_inner(server_id: u32, extra_args: &[&str], tls: bool) -> Result<MariaDb> {
         let dir = tempfile::Builder::new()
             .prefix("fleetsync-mariadb-")
             .tempdir()
@@ -72,9 +106,9 @@ impl MariaDb {
                 .stderr(Stdio::null())
                 .spawn()
                 .context("spawning mariadbd (is MariaDB installed? scripts/test.sh installs it)")?;
-            match wait_ready(&mut child, &data, port).await {
+            match wait_ready(&mut child, &data, port, tls).await {
                 Ok(()) => {
-                    let (pool, raw_pool) = pools(port);
+                    let (pool, raw_pool) = pools(port, tls);
                     return Ok(MariaDb {
                         child,
                         port,
@@ -83,6 +117,7 @@ impl MariaDb {
                         raw_pool,
                         dir,
                         args,
+                        tls,
                     });
                 }
                 Err(e) => {
@@ -160,13 +195,13 @@ impl MariaDb {
             .stderr(Stdio::null())
             .spawn()
             .context("spawning mariadbd")?;
-        if let Err(e) = wait_ready(&mut child, &data, self.port).await {
+        if let Err(e) = wait_ready(&mut child, &data, self.port, self.tls).await {
             let _ = child.kill();
             let _ = child.wait();
             return Err(e.context(self.ctx("starting again")));
         }
         self.child = child;
-        let (pool, raw_pool) = pools(self.port);
+        let (pool, raw_pool) = pools(self.port, self.tls);
         self.pool = pool;
         self.raw_pool = raw_pool;
         Ok(())
@@ -337,6 +372,9 @@ impl MariaDb {
             .arg("--user=root")
             .arg("--default-character-set=utf8mb4")
             .arg("--batch");
+        if self.tls {
+            cmd.arg("--ssl");
+        }
         if let Some(db) = db {
             cmd.arg(db);
         }
@@ -429,18 +467,23 @@ fn cell_bytes(value: Value) -> Option<Vec<u8>> {
 }
 
 /// The root pool and the raw-bytes pool of a server.
-fn pools(port: u16) -> (Pool, Pool) {
-    let pool = Pool::new(opts(port, &[]));
+fn pools(port: u16, tls: bool) -> (Pool, Pool) {
+    let pool = Pool::new(opts(port, &[], tls));
     let raw_pool = Pool::new(opts(
         port,
         &["SET NAMES binary", "SET time_zone = '+00:00'"],
+        tls,
     ));
     (pool, raw_pool)
 }
 
-fn opts(port: u16, setup: &[&str]) -> Opts {
+/// The harness's root connections; with `tls`, encrypted but not verified (fleetsync's own
+/// connections are what the TLS tests verify).
+fn opts(port: u16, setup: &[&str], tls: bool) -> Opts {
     let pool_opts = PoolOpts::default().with_reset_connection(setup.is_empty());
+    let ssl = tls.then(|| SslOpts::default().with_danger_accept_invalid_certs(true));
     OptsBuilder::default()
+        .ssl_opts(ssl)
         .ip_or_hostname("127.0.0.1")
         .tcp_port(port)
         .user(Some("root"))
@@ -558,7 +601,7 @@ fn option_name(arg: &str) -> String {
     name.replace('_', "-")
 }
 
-async fn wait_ready(child: &mut Child, dir: &Path, port: u16) -> Result<()> {
+async fn wait_ready(child: &mut Child, dir: &Path, port: u16, tls: bool) -> Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Some(status) = child.try_wait()? {
@@ -568,7 +611,7 @@ async fn wait_ready(child: &mut Child, dir: &Path, port: u16) -> Result<()> {
                 error_log_tail(dir, LOG_TAIL_LINES)
             );
         }
-        let attempt = tokio::time::timeout(Duration::from_secs(2), Conn::new(opts(port, &[])));
+        let attempt = tokio::time::timeout(Duration::from_secs(2), Conn::new(opts(port, &[], tls)));
         if let Ok(Ok(mut conn)) = attempt.await {
             // Another server may have grabbed the port first: make sure it is ours.
             let datadir: Option<String> = conn.query_first("SELECT @@datadir").await?;

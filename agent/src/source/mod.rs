@@ -9,6 +9,7 @@ pub mod decode;
 pub mod schema;
 pub mod snapshot;
 pub mod stream;
+pub mod tls;
 pub mod usable;
 
 use fleetsync_config::TableFilter;
@@ -51,6 +52,12 @@ pub async fn connect(spec: &SourceSpec) -> Result<mysql_async::Conn, SourceError
 
 /// A connection error as one line that says what to fix, without the URL or password.
 pub fn connect_error(server: &str, e: mysql_async::Error) -> SourceError {
+    if let Some(message) = tls::tls_failure(&e) {
+        return SourceError::NeedsOperator {
+            server: server.to_string(),
+            message,
+        };
+    }
     match &e {
         mysql_async::Error::Io(_) => SourceError::Connection {
             server: server.to_string(),

@@ -428,6 +428,8 @@ pub fn server_cases() -> Vec<Case> {
                 )
             },
             mentions: &[&["changed_at"], &["app.t", "app.u"]],
+            // One line per table lacking the column (app.t and app.u).
+            one_line: false,
             ..case(
                 "newest_column missing from an included table",
                 Config,
@@ -447,14 +449,14 @@ pub fn server_cases() -> Vec<Case> {
         },
         Case {
             config: |w, d| {
-                sync_plus(
-                    w,
-                    d,
-                    "conflict = \"source-wins\"\npriority = [\"dst\", \"nobody\"]\n",
-                )
+                w.servers(d)
+                    .server("spare", &w.b.url_root())
+                    .sync("s1", "src", &["dst"], &["app\\..*"], &[])
+                    .raw("conflict = \"source-wins\"\npriority = [\"spare\"]\n")
+                    .build()
             },
-            mentions: &[&["nobody"], &["priority"]],
-            ..case("priority names an unknown server", Config, CHECK)
+            mentions: &[&["priority"], &["none of the sync's servers"]],
+            ..case("priority names none of the sync's servers", Config, CHECK)
         },
         Case {
             config: |w, d| sync_plus(w, d, "loop_prevention = \"sometimes\"\n"),
@@ -468,6 +470,33 @@ pub fn server_cases() -> Vec<Case> {
                 Config,
                 Cli(&["run", "--config", "{config}", "--metrics-listen", "nowhere"]),
             )
+        },
+        // TLS settings: refused before any connection.
+        Case {
+            config: |w, d| src_with(w, d, &[("tls", "\"sometimes\"")]),
+            mentions: &[&["line 9"], &["sometimes"], &["verify_ca"]],
+            ..case("unknown tls mode", Config, CHECK)
+        },
+        Case {
+            config: |w, d| src_with(w, d, &[("tls", "\"verify_ca\"")]),
+            mentions: &[&["tls_ca"], &["verify_ca"]],
+            ..case("verify_ca without tls_ca", Config, CHECK)
+        },
+        Case {
+            config: |w, d| {
+                let ca = format!("\"{}/no-such-ca.pem\"", d.display());
+                src_with(w, d, &[("tls", "\"verify_ca\""), ("tls_ca", &ca)])
+            },
+            mentions: &[&["tls_ca"], &["no-such-ca.pem"]],
+            ..case("tls_ca file missing", Config, CHECK)
+        },
+        Case {
+            config: |w, d| {
+                let cert = format!("\"{}/client.pem\"", d.display());
+                src_with(w, d, &[("tls", "\"required\""), ("tls_cert", &cert)])
+            },
+            mentions: &[&["tls_cert"], &["tls_key"]],
+            ..case("tls_cert without tls_key", Config, CHECK)
         },
     ]
 }

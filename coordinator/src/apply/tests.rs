@@ -110,14 +110,20 @@ impl Env {
     }
 }
 
+/// A column as the agent describes it: character columns in the test server's default
+/// character set (utf8mb4), nullable unless it is part of the key (see [`table`]).
 fn col(name: &str, ty: ColumnType) -> Column {
+    let character = matches!(
+        ty,
+        ColumnType::Char | ColumnType::VarChar | ColumnType::Text
+    );
     Column {
         name: name.into(),
         ty,
         column_type: String::new(),
         unsigned: false,
         nullable: true,
-        charset: None,
+        charset: character.then(|| "utf8mb4".to_string()),
         enum_values: vec![],
     }
 }
@@ -131,7 +137,14 @@ pub(super) fn table(
     TableSchema {
         schema: schema.into(),
         table: name.into(),
-        columns: cols.iter().map(|(n, t)| col(n, *t)).collect(),
+        columns: cols
+            .iter()
+            .enumerate()
+            .map(|(i, (n, t))| Column {
+                nullable: !key.contains(&(i as u16)),
+                ..col(n, *t)
+            })
+            .collect(),
         key: key.to_vec(),
         key_kind: if key.is_empty() {
             KeyKind::None

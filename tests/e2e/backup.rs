@@ -527,13 +527,7 @@ async fn backup_scheduled_in_run_with_metrics() -> Result<()> {
 }
 
 async fn http_get(port: u16, path: &str) -> Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).await?;
-    Ok(body)
+    Ok(crate::support::http_get(port, path).await?.1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -435,26 +435,8 @@ impl HttpRig {
 
 /// One HTTP/1.0 request to 127.0.0.1:`port`: (status, body).
 async fn http(port: u16, method: &str, path: &str, body: &str) -> Result<(i32, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut response = String::new();
-    s.read_to_string(&mut response).await?;
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("no HTTP status line")?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((code, body))
+    let (code, body) = crate::support::http_request(port, method, path, body).await?;
+    Ok((i32::from(code), body))
 }
 
 fn normalize(s: &str) -> String {

@@ -484,13 +484,7 @@ async fn health_reports_missing_grants_and_unreachable_servers() -> Result<()> {
 
 /// GET `path` from 127.0.0.1:`port` (HTTP/1.0, whole body).
 async fn http_get(port: u16, path: &str) -> Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-        .await?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).await?;
-    Ok(body)
+    Ok(crate::support::http_get(port, path).await?.1)
 }
 
 #[tokio::test]

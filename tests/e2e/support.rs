@@ -161,10 +161,24 @@ pub fn dead_port() -> Result<u16> {
 
 /// GET `path` from 127.0.0.1:`port`: (HTTP status code, body).
 pub async fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
+    http_request(port, "GET", path, "").await
+}
+
+/// One HTTP/1.0 request to 127.0.0.1:`port` (a JSON `body` when not empty): (status, body).
+pub async fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-        .await?;
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
     let mut response = String::new();
     s.read_to_string(&mut response).await?;
     let code = response

@@ -22,7 +22,6 @@ use fleetsync_proto::{GtidSet, Position};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::control::Controls;
 use crate::http;
 use crate::opts::{opts_by_name, server_opts};
 use crate::run::shutdown_signal;
@@ -151,7 +150,6 @@ async fn archive(config: &Config, server: &str, dir: PathBuf, opts: ArchiveOptio
     let addr = http::serve(
         config.metrics_addr()?,
         Arc::new(Mutex::new(Default::default())),
-        Controls::default(),
         cancel.clone(),
     )
     .await?;

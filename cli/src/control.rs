@@ -1,5 +1,6 @@
 //! The sync manager's controls: pause, resume and cancel a sync while `fleetsync run` runs,
-//! through `POST /api/syncs/{name}/{pause|resume|cancel}` (or `fleetsync sync pause ...`).
+//! through the API's `POST /api/v1/syncs/{name}/{pause|resume|cancel}` (or `fleetsync sync
+//! pause ...`, which calls it).
 //!
 //! * pause: every pipeline of the sync stops after its current batch and waits (state
 //!   `paused`); resume continues where it stopped.
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::watch;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Control {
     Running,
@@ -36,6 +37,11 @@ impl Controls {
                 .subscribe(),
             Err(_) => watch::channel(Control::Running).1,
         }
+    }
+
+    /// `sync`'s control; `None` if no such sync is running here.
+    pub fn get(&self, sync: &str) -> Option<Control> {
+        self.inner.lock().ok()?.get(sync).map(|tx| *tx.borrow())
     }
 
     /// Sets `sync`'s control; `false` if no such sync is running here.

@@ -104,6 +104,70 @@ pub fn classify_source(e: &SourceError) -> Classified {
     }
 }
 
+/// A pipeline's failure as the API and `status` report it: the classified kind as a stable
+/// `code`, the error's one-line `message`, whether fleetsync keeps retrying it by itself,
+/// since when errors of this code have been seen in a row, and what an operator can do.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Failure {
+    /// The error's kind, e.g. `source:purged`, `apply:sql:1054`, `feed:bus`.
+    pub code: String,
+    pub message: String,
+    /// True while fleetsync retries by itself (transient and needs-operator errors); false for
+    /// a definite error, which stopped the pipeline.
+    pub retryable: bool,
+    /// RFC 3339 time of the first error of this code in the current row.
+    pub since: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    /// The report of `class` with `message`; keeps `previous.since` for the same code.
+    pub fn new(class: &Classified, message: &str, previous: Option<&Failure>) -> Failure {
+        let since = match previous {
+            Some(p) if p.code == class.kind => p.since.clone(),
+            _ => chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        Failure {
+            code: class.kind.clone(),
+            message: message.to_string(),
+            retryable: class.class != ErrorClass::Definite,
+            since,
+            hint: hint(&class.kind).map(str::to_string),
+        }
+    }
+}
+
+/// What an operator can do about an error of `kind`.
+fn hint(kind: &str) -> Option<&'static str> {
+    let hint = match kind {
+        "source:connection" | "source:publisher_closed" => {
+            "the source is unreachable or restarting: fleetsync retries by itself"
+        }
+        "source:purged" => {
+            "the source purged binlogs the target still needs: run `fleetsync resnapshot`"
+        }
+        "source:operator" => "a privilege or setting on the source (see the message)",
+        "source:decode" => "a row could not be decoded (often a schema change racing the cache)",
+        "apply:transient" => "the target is busy or restarting: fleetsync retries by itself",
+        "apply:invalid_change" => {
+            "the change cannot be turned into SQL: fix the table, then `fleetsync resnapshot`"
+        }
+        "feed:bus" => "the bus is unreachable: fleetsync retries by itself",
+        "feed:decode" => "a message on the bus could not be decoded",
+        "feed:gap" => "messages are missing from the bus: run `fleetsync resnapshot`",
+        "feed:unsafe-topic" => "the topic's settings can lose messages (see the message)",
+        "checkpoint" => "the checkpoint store in state_dir failed (disk space, permissions)",
+        k if k.starts_with("source:unusable:") => {
+            "a source server setting makes the binlog unusable (see the message): fix it, then `fleetsync resnapshot`"
+        }
+        k if k.starts_with("apply:") => {
+            "the target refused the change (a grant, a column, a table): fix it, fleetsync retries"
+        }
+        _ => return None,
+    };
+    Some(hint)
+}
+
 /// What to do after an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -248,6 +312,28 @@ mod tests {
             let code = if i % 2 == 0 { 1054 } else { 1146 };
             assert!(matches!(p.next(&classify(&sql(code))), Verdict::Retry(_)));
         }
+    }
+
+    #[test]
+    fn failure_reports_keep_since_for_the_same_code() {
+        let column = classify(&sql(1054));
+        let first = Failure::new(&column, "m1", None);
+        assert!(first.retryable && first.hint.is_some());
+        assert_eq!(first.code, "apply:sql:1054");
+        let again = Failure::new(&column, "m2", Some(&first));
+        assert_eq!(
+            (again.since.as_str(), again.message.as_str()),
+            (first.since.as_str(), "m2")
+        );
+        let gap: anyhow::Error = FeedError::Gap {
+            topic: "t".into(),
+            expected: 1,
+            found: "5".into(),
+        }
+        .into();
+        let definite = Failure::new(&classify(&gap), "gap", Some(&first));
+        assert!(!definite.retryable);
+        assert_eq!(definite.code, "feed:gap");
     }
 
     #[test]

@@ -1,20 +1,21 @@
-//! The HTTP listener: `/metrics` (Prometheus text), `/health` (200 when every pipeline is
-//! starting, snapshotting or streaming; 503 otherwise, with `status` "failed" when a pipeline
-//! is `failed` and "degraded" when one is retrying, paused or stopped; JSON body either way)
-//! and `/api/status` (pipeline states as JSON).
+//! The metrics listener (`[metrics] listen`), open for probes and scrapers: `/metrics`
+//! (Prometheus text) and `/health` (200 when every pipeline is starting, snapshotting or
+//! streaming; 503 otherwise, with `status` "failed" when a pipeline is `failed` and "degraded"
+//! when one is retrying, paused or stopped; JSON body either way, with each pipeline's sync,
+//! target, state and error). Nothing here changes anything or needs a token; control and the
+//! full status are on the API (`[api] listen`, see [`crate::api`]).
 
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::control::{Control, Controls};
 use crate::pipeline::Registry;
 
 /// Bucket bounds for `fleetsync_apply_batch_seconds`: 1 ms .. 30 s.
@@ -26,7 +27,6 @@ const BATCH_SECONDS_BUCKETS: &[f64] = &[
 struct AppState {
     prometheus: PrometheusHandle,
     registry: Registry,
-    controls: Controls,
 }
 
 fn install_recorder() -> Result<PrometheusHandle> {
@@ -102,7 +102,6 @@ fn describe() {
 pub async fn serve(
     addr: SocketAddr,
     registry: Registry,
-    controls: Controls,
     cancel: CancellationToken,
 ) -> Result<SocketAddr> {
     let prometheus = install_recorder()?;
@@ -113,12 +112,9 @@ pub async fn serve(
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/health", get(health_handler))
-        .route("/api/status", get(status_handler))
-        .route("/api/syncs/{name}/{action}", post(control_handler))
         .with_state(AppState {
             prometheus,
             registry,
-            controls,
         });
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -137,44 +133,6 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
         [("content-type", "text/plain; version=0.0.4")],
         s.prometheus.render(),
     )
-}
-
-/// `POST /api/syncs/{name}/{pause|resume|cancel}`.
-async fn control_handler(
-    State(s): State<AppState>,
-    Path((name, action)): Path<(String, String)>,
-) -> impl IntoResponse {
-    let c = match action.as_str() {
-        "pause" => Control::Paused,
-        "resume" => Control::Running,
-        "cancel" => Control::Cancelled,
-        _ => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({"error": "action must be pause, resume or cancel"})),
-            )
-        }
-    };
-    if s.controls.set(&name, c) {
-        (
-            StatusCode::OK,
-            Json(serde_json::json!({"sync": name, "control": c})),
-        )
-    } else {
-        (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({"error": format!("no sync named {name:?} runs here")})),
-        )
-    }
-}
-
-async fn status_handler(State(s): State<AppState>) -> impl IntoResponse {
-    let list: Vec<_> = s
-        .registry
-        .lock()
-        .map(|r| r.values().cloned().collect())
-        .unwrap_or_default();
-    Json(list)
 }
 
 async fn health_handler(State(s): State<AppState>) -> impl IntoResponse {

@@ -86,13 +86,7 @@ pub async fn agent(
     }
     let cancel = CancellationToken::new();
     let registry: Registry = Arc::new(Mutex::new(Default::default()));
-    let addr = http::serve(
-        config.metrics_addr()?,
-        registry,
-        Controls::default(),
-        cancel.clone(),
-    )
-    .await?;
+    let addr = http::serve(config.metrics_addr()?, registry, cancel.clone()).await?;
     let checked = sources.iter().map(|s| s.to_string()).collect();
     crate::health_cmd::spawn_periodic(&config, checked, cancel.child_token());
     let mut tasks = JoinSet::new();
@@ -252,6 +246,9 @@ async fn agent_once(
 
 pub async fn coordinator(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
     let config = crate::opts::load_serving(path, metrics_listen).await?;
+    if let Some(api) = &config.api {
+        crate::api::check(&config, api)?;
+    }
     let settings = kafka_settings(&config)?;
     for sync in &config.syncs {
         for target in &sync.targets {
@@ -273,13 +270,18 @@ pub async fn coordinator(path: &Path, metrics_listen: Option<&str>) -> Result<()
     let registry: Registry = Arc::new(Mutex::new(Default::default()));
     let cancel = CancellationToken::new();
     let controls = Controls::default();
-    let addr = http::serve(
-        config.metrics_addr()?,
-        registry.clone(),
-        controls.clone(),
-        cancel.clone(),
-    )
-    .await?;
+    let addr = http::serve(config.metrics_addr()?, registry.clone(), cancel.clone()).await?;
+    if let Some(api) = &config.api {
+        let shared = Arc::new(config.clone());
+        crate::api::serve(
+            shared,
+            api,
+            registry.clone(),
+            controls.clone(),
+            cancel.clone(),
+        )
+        .await?;
+    }
     let mut tasks = JoinSet::new();
     for sync in &config.syncs {
         for target in &sync.targets {

@@ -1,5 +1,6 @@
 //! `fleetsync`: one binary, subcommands. Errors are rendered once, here, as one line.
 
+mod api;
 mod archive_cmd;
 mod backup_cmd;
 mod conflicts;
@@ -22,6 +23,7 @@ mod run;
 mod status;
 mod tail;
 mod tasks;
+mod token_cmd;
 mod transfer_cmd;
 
 use std::path::PathBuf;
@@ -149,6 +151,11 @@ enum Command {
     /// Health checks of a server: pass/warn/fail per check with evidence; exit 0 healthy,
     /// 1 degraded, 2 critical, 3 error.
     Health(health_cmd::HealthArgs),
+    /// API bearer tokens: create (printed once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        command: token_cmd::TokenCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -183,23 +190,30 @@ enum SyncAction {
         config: PathBuf,
         sync: String,
     },
-    /// Pause SYNC in the running `fleetsync run` (at `[metrics] listen`).
+    /// Pause SYNC in the running `fleetsync run`/`coordinator`, through its API (`[api] listen`).
     Pause {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: PathBuf,
         sync: String,
+        /// API token with `syncs:control` (operator or above).
+        #[arg(long, env = "FLEETSYNC_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
-    /// Resume a paused or cancelled SYNC.
+    /// Resume a paused or cancelled SYNC (through the API, like `pause`).
     Resume {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: PathBuf,
         sync: String,
+        #[arg(long, env = "FLEETSYNC_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Stop SYNC's pipelines (a scheduled sync runs again at its next occurrence).
     Cancel {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: PathBuf,
         sync: String,
+        #[arg(long, env = "FLEETSYNC_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
 }
 
@@ -280,6 +294,7 @@ fn main() -> ExitCode {
             Command::Diff { command } => diff_cmd::run(command).await,
             Command::Migrate { command } => migrate_cmd::run(command).await,
             Command::Health(args) => health_cmd::run(args).await,
+            Command::Token { command } => token_cmd::run(command),
         }
     });
     // Shut the runtime down without waiting for blocking tasks (a stuck close must not hang exit).

@@ -48,6 +48,8 @@ pub struct PipelineStatus {
     pub target: String,
     pub state: String,
     pub error: Option<String>,
+    /// The structured form of `error` (code, retryable, since, hint) for the API.
+    pub failure: Option<failure::Failure>,
     pub applied_position: Option<String>,
     pub lag_seconds: f64,
     pub rows_applied: u64,
@@ -157,6 +159,8 @@ impl Pipeline {
                         // A failed pipeline stays `failed` until it makes progress.
                         if !failed {
                             s.state = "retrying".into();
+                            s.failure =
+                                Some(failure::Failure::new(&class, &msg, s.failure.as_ref()));
                             s.error = Some(msg);
                         }
                     });
@@ -182,6 +186,7 @@ impl Pipeline {
         self.update(|s| {
             s.state = "failed".into();
             s.error = Some(msg.to_string());
+            s.failure = Some(failure::Failure::new(class, msg, s.failure.as_ref()));
         });
     }
 
@@ -191,7 +196,10 @@ impl Pipeline {
         if self.failed.swap(false, Ordering::Relaxed) {
             metrics::gauge!(METRIC_SYNC_FAILED, &self.labels()).set(0.0);
             tracing::info!(sync = %self.applier.sync, target = %self.applier.target, "pipeline recovered");
-            self.update(|s| s.error = None);
+            self.update(|s| {
+                s.error = None;
+                s.failure = None;
+            });
         }
     }
 
@@ -220,6 +228,7 @@ impl Pipeline {
                     "snapshotting".into()
                 };
                 s.error = None;
+                s.failure = None;
             }
         });
         let child = cancel.child_token();

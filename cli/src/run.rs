@@ -86,6 +86,9 @@ pub async fn source_end(config: &Config, sync: &SyncConfig) -> Result<Position> 
 
 pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
     let config = crate::opts::load_serving(path, metrics_listen).await?;
+    if let Some(api) = &config.api {
+        crate::api::check(&config, api)?;
+    }
     preflight_all(&config).await?;
     fleetsync_agent::owner_only::private_dir(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
@@ -98,10 +101,14 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
     let server = http::serve(
         config.metrics_addr()?,
         shared.registry.clone(),
-        shared.controls.clone(),
         cancel.clone(),
     )
     .await?;
+    if let Some(api) = &config.api {
+        let (registry, controls) = (shared.registry.clone(), shared.controls.clone());
+        let snapshot = Arc::new(config.clone());
+        crate::api::serve(snapshot, api, registry, controls, cancel.clone()).await?;
+    }
     let all: Vec<String> = config.servers.iter().map(|s| s.name.clone()).collect();
     crate::health_cmd::spawn_periodic(&config, all, cancel.child_token());
     let mut tasks = JoinSet::new();

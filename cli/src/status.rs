@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use crate::opts::opts_by_name;
 use crate::preflight::source_spec;
 
-/// How long `status` waits for a running fleetsync's `/api/status`.
+/// How long `status` waits for a running fleetsync's `/health`.
 const LIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn status(path: &Path, as_json: bool) -> Result<()> {
@@ -139,8 +139,8 @@ async fn target_status(
     }
 }
 
-/// The pipelines of a fleetsync running with this config (`GET /api/status` at
-/// `[metrics] listen`); empty when none answers.
+/// The pipelines of a fleetsync running with this config (`GET /health` at
+/// `[metrics] listen`, which lists each pipeline's state and error); empty when none answers.
 async fn live_pipelines(config: &Config) -> Vec<Value> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut addr) = config.metrics_addr() else {
@@ -154,14 +154,14 @@ async fn live_pipelines(config: &Config) -> Vec<Value> {
     }
     let fetch = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let request =
-            format!("GET /api/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.ok()?;
         let text = String::from_utf8_lossy(&response);
         let body = text.split_once("\r\n\r\n")?.1;
-        serde_json::from_str::<Vec<Value>>(body).ok()
+        let health = serde_json::from_str::<Value>(body).ok()?;
+        health["pipelines"].as_array().cloned()
     };
     tokio::time::timeout(LIVE_TIMEOUT, fetch)
         .await

@@ -8,6 +8,7 @@
 //!   from the URL, an environment variable or a file, and are never printed: [`Server`]'s
 //!   `Debug` and [`Server::redacted_url`] hide them.
 
+mod api;
 mod backup;
 mod bus;
 mod conflict;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use api::{ApiConfig, DEFAULT_API_LISTEN};
 pub use backup::{BackupConfig, Compression, Retention};
 pub use bus::{
     is_secret_key, redacted_settings, BusConfig, BusKind, Redactor, TopicSpec,
@@ -94,6 +96,9 @@ pub struct Config {
     /// Health checks: the periodic agent task and the limits of `fleetsync health`.
     #[serde(default)]
     pub health: HealthConfig,
+    /// The control-plane REST API; off unless the section is present.
+    #[serde(default)]
+    pub api: Option<ApiConfig>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -403,6 +408,9 @@ impl Config {
     /// Checks every rule that does not need a server connection.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.metrics_addr()?;
+        if let Some(api) = &self.api {
+            api.validate()?;
+        }
         self.backup.validate()?;
         self.health.validate()?;
         self.bus.validate()?;

@@ -1,0 +1,264 @@
+//! Authentication, authorisation and auditing of every `/api/v1` call: one middleware
+//! ([`guard`]) around every documented route, and a fallback for the rest.
+//!
+//! Order of checks: the token (401 when missing, unknown, expired or revoked), then the
+//! route's permission for the token's role (403). Both refusals are audited. Allowed calls that
+//! may change something (any method but GET/HEAD) are audited after the handler ran, with its
+//! outcome; their body is read here first (bounded by [`super::BODY_LIMIT`]) so that its
+//! parameters can be recorded, secrets redacted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use anyhow::{anyhow, Result};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::Value;
+
+use super::audit::{redact, AuditEntry};
+use super::problem::Problem;
+use super::roles::Permission;
+use super::tls::ClientAddr;
+use super::ApiState;
+
+/// The security scheme every route names in the OpenAPI document.
+pub const SECURITY_SCHEME: &str = "bearer";
+
+/// What a documented route needs.
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    pub operation_id: String,
+    /// All of these (none: any valid token).
+    pub permissions: Vec<Permission>,
+}
+
+/// (method, path template) → what the route needs, read from the OpenAPI document.
+#[derive(Debug, Default)]
+pub struct RouteTable(HashMap<(String, String), RouteInfo>);
+
+const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
+
+impl RouteTable {
+    /// Every operation of `openapi` must name its operationId and a `bearer` security
+    /// requirement whose scopes are permissions: a route that does not is an error at start.
+    pub fn from_openapi(openapi: &utoipa::openapi::OpenApi) -> Result<RouteTable> {
+        let doc = serde_json::to_value(openapi)?;
+        let mut table = HashMap::new();
+        let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+        for (path, item) in paths {
+            for method in METHODS {
+                let Some(op) = item.get(*method) else {
+                    continue;
+                };
+                let id = op["operationId"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("API route {method} {path} has no operationId"))?;
+                let scopes = op["security"]
+                    .as_array()
+                    .and_then(|reqs| reqs.iter().find_map(|r| r.get(SECURITY_SCHEME)))
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| {
+                        anyhow!("API route {method} {path} has no `{SECURITY_SCHEME}` security requirement")
+                    })?;
+                let permissions = scopes
+                    .iter()
+                    .map(|s| {
+                        s.as_str().and_then(Permission::parse).ok_or_else(|| {
+                            anyhow!("API route {method} {path}: unknown permission {s}")
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                table.insert(
+                    (method.to_ascii_uppercase(), path.clone()),
+                    RouteInfo {
+                        operation_id: id.to_string(),
+                        permissions,
+                    },
+                );
+            }
+        }
+        Ok(RouteTable(table))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn get(&self, method: &Method, path: &str) -> Option<&RouteInfo> {
+        self.0.get(&(method.as_str().to_string(), path.to_string()))
+    }
+}
+
+/// `router` with the guard on every route, problem+json fallbacks, and the state.
+pub fn wrap(router: Router<ApiState>, state: ApiState) -> Router {
+    router
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(super::BODY_LIMIT))
+        .with_state(state)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn is_mutating(m: &Method) -> bool {
+    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn entry(client: SocketAddr, req: &Request, action: &str) -> AuditEntry {
+    let query = Query::<BTreeMap<String, String>>::try_from_uri(req.uri())
+        .map(|q| serde_json::to_value(q.0).unwrap_or(Value::Null))
+        .unwrap_or(Value::Null);
+    AuditEntry {
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        token: None,
+        role: None,
+        client: client.to_string(),
+        method: req.method().to_string(),
+        action: action.to_string(),
+        resource: req.uri().path().to_string(),
+        parameters: redact(serde_json::json!({ "query": query })),
+        outcome: String::new(),
+        status: 0,
+        job_id: None,
+    }
+}
+
+/// Records `entry` with `problem`'s status, then answers with the problem.
+fn refuse(state: &ApiState, mut entry: AuditEntry, outcome: &str, problem: Problem) -> Response {
+    entry.outcome = outcome.to_string();
+    entry.status = problem.status;
+    if let Err(e) = state.audit.record(&entry) {
+        tracing::error!(error = %e, "cannot write the audit log");
+    }
+    problem.into_response()
+}
+
+pub async fn guard(
+    State(state): State<ApiState>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    let route = state.routes.get(req.method(), &template).cloned();
+    let action = route
+        .as_ref()
+        .map_or(template.clone(), |r| r.operation_id.clone());
+    let mut audit = entry(client, &req, &action);
+    let token = match state.tokens.check(bearer(req.headers())) {
+        Ok(t) => t,
+        Err(rejection) => {
+            return refuse(
+                &state,
+                audit,
+                "unauthenticated",
+                Problem::unauthorized(rejection.detail()),
+            )
+        }
+    };
+    audit.token = Some(token.name.clone());
+    audit.role = Some(token.role.as_str().to_string());
+    let Some(route) = route else {
+        // Not in the document: cannot happen for routes added through `routes::router`.
+        return refuse(
+            &state,
+            audit,
+            "denied",
+            Problem::forbidden("this route declares no permission"),
+        );
+    };
+    if let Some(p) = route.permissions.iter().find(|p| !token.role.allows(**p)) {
+        let detail = format!(
+            "role {} lacks the permission {} that {} needs",
+            token.role.as_str(),
+            p.as_str(),
+            route.operation_id
+        );
+        return refuse(&state, audit, "denied", Problem::forbidden(detail));
+    }
+    if !is_mutating(req.method()) {
+        return next.run(req).await;
+    }
+    let dry_run = audit.parameters["query"]["dry_run"].as_str() == Some("true");
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, super::BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            let p = Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                format!("the request body is over {} bytes", super::BODY_LIMIT),
+            );
+            return refuse(&state, audit, "failed", p);
+        }
+    };
+    if !bytes.is_empty() {
+        let body = serde_json::from_slice::<Value>(&bytes)
+            .unwrap_or_else(|_| Value::String(format!("({} bytes, not JSON)", bytes.len())));
+        audit.parameters["body"] = redact(body);
+    }
+    let resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let status = resp.status();
+    audit.status = status.as_u16();
+    audit.outcome = match (status.is_success(), dry_run) {
+        (true, true) => "dry_run",
+        (true, false) => "ok",
+        _ => "failed",
+    }
+    .to_string();
+    if let Err(e) = state.audit.record(&audit) {
+        tracing::error!(error = %e, "cannot write the audit log");
+    }
+    resp
+}
+
+/// Unknown routes: under `/api`, a token is needed even to learn that a route does not exist.
+async fn fallback(
+    State(state): State<ApiState>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
+    req: Request,
+) -> Response {
+    let path = req.uri().path().to_string();
+    if path.starts_with("/api") {
+        if let Err(rejection) = state.tokens.check(bearer(req.headers())) {
+            let audit = entry(client, &req, &path);
+            return refuse(
+                &state,
+                audit,
+                "unauthenticated",
+                Problem::unauthorized(rejection.detail()),
+            );
+        }
+    }
+    Problem::not_found(format!("no route {path} (see /api/v1/openapi.json)")).into_response()
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+    .into_response()
+}

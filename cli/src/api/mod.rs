@@ -1,0 +1,153 @@
+//! The control-plane REST API: `/api/v1` on `[api] listen` (HTTP, or HTTPS with `[api]
+//! tls_cert`/`tls_key`), served by `fleetsync run` and `fleetsync coordinator`.
+//!
+//! * Routes are registered through utoipa-axum ([`routes::router`]), so each one is in the
+//!   OpenAPI 3.1 document (`GET /api/v1/openapi.json`) by construction.
+//! * Every route needs a bearer token ([`tokens`]). The permission a route needs is its
+//!   security requirement's scope in that document; [`auth::guard`] reads it from there
+//!   ([`auth::RouteTable`]), so what is documented is what is enforced. A route without a
+//!   security requirement is refused to everyone (fail closed).
+//! * Every mutating call and every denied call is audited ([`audit`]).
+//! * With no active token, the listener must be a loopback address (checked at start).
+
+pub mod audit;
+mod auth;
+pub mod problem;
+pub mod roles;
+mod routes;
+pub mod tls;
+pub mod tokens;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use fleetsync_config::{ApiConfig, Config};
+use tokio_rustls::rustls::ServerConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::control::Controls;
+use crate::pipeline::Registry;
+
+/// Largest request body: the API's bodies are small JSON documents (a list of sync names).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What the handlers share.
+pub struct Inner {
+    pub config: Arc<Config>,
+    pub registry: Registry,
+    pub controls: Controls,
+    pub tokens: tokens::TokenCache,
+    pub audit: audit::AuditLog,
+    pub routes: auth::RouteTable,
+    pub openapi_json: String,
+    pub throughput: routes::Throughput,
+}
+
+pub type ApiState = Arc<Inner>;
+
+/// Checks `[api]` against the token store without changing anything (call it before a
+/// command writes anything): the listen address (non-loopback only with an active token), the
+/// TLS files, the secret key file. Returns the TLS configuration, if any.
+pub fn check(config: &Config, api: &ApiConfig) -> Result<Option<Arc<ServerConfig>>> {
+    let addr = api.addr()?;
+    let tokens = tokens::TokenCache::new(&config.state_dir);
+    if !tokens.any_active() && !addr.ip().is_loopback() {
+        return Err(anyhow!(
+            "api.listen {addr}: no API token exists, so the API may only listen on a loopback address (create one with `fleetsync token create`, or listen on 127.0.0.1)"
+        ));
+    }
+    if let Some(file) = &api.secret_key_file {
+        std::fs::metadata(file)
+            .with_context(|| format!("api.secret_key_file: cannot read {}", file.display()))?;
+    }
+    match (&api.tls_cert, &api.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(tls::server_config(cert, key)?)),
+        _ => Ok(None),
+    }
+}
+
+/// [`check`]s `[api]` and binds the listener; serves until cancelled.
+/// Returns the bound address.
+pub async fn serve(
+    config: Arc<Config>,
+    api: &ApiConfig,
+    registry: Registry,
+    controls: Controls,
+    cancel: CancellationToken,
+) -> Result<SocketAddr> {
+    let addr = api.addr()?;
+    let tls = check(&config, api)?;
+    let tokens = tokens::TokenCache::new(&config.state_dir);
+    let audit = audit::AuditLog::open(&config.state_dir)?;
+    let (router, openapi) = routes::router().split_for_parts();
+    let routes = auth::RouteTable::from_openapi(&openapi)?;
+    let openapi_json = openapi
+        .to_json()
+        .context("rendering the OpenAPI document")?;
+    let state: ApiState = Arc::new(Inner {
+        config,
+        registry,
+        controls,
+        tokens,
+        audit,
+        routes,
+        openapi_json,
+        throughput: routes::Throughput::default(),
+    });
+    routes::spawn_throughput(state.clone(), cancel.clone());
+    let app = auth::wrap(router, state.clone());
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("api.listen: cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if state.tokens.any_active() {
+        tracing::info!(api = %format!("{scheme}://{bound}/api/v1"), "API listening");
+    } else {
+        tracing::warn!(api = %format!("{scheme}://{bound}/api/v1"), "API listening on loopback only: no API token exists yet, every call answers 401 until `fleetsync token create`");
+    }
+    match tls {
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, tls, cancel.clone());
+            tokio::spawn(async move {
+                let make = app.into_make_service_with_connect_info::<tls::ClientAddr>();
+                let served = axum::serve(listener, make)
+                    .with_graceful_shutdown(async move { cancel.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "API listener failed");
+                }
+            });
+        }
+        None => {
+            tokio::spawn(async move {
+                let make = app.into_make_service_with_connect_info::<tls::ClientAddr>();
+                let served = axum::serve(listener, make)
+                    .with_graceful_shutdown(async move { cancel.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "API listener failed");
+                }
+            });
+        }
+    }
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route is documented with an operationId and a permission the role table knows.
+    #[test]
+    fn every_route_declares_a_permission() {
+        let (_, openapi) = routes::router().split_for_parts();
+        let table = auth::RouteTable::from_openapi(&openapi).expect("route table");
+        let doc = serde_json::to_value(&openapi).expect("json");
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
+        let paths = doc["paths"].as_object().expect("paths");
+        assert!(paths.keys().all(|p| p.starts_with("/api/v1/")));
+        assert!(table.len() >= 11, "{} routes", table.len());
+    }
+}

@@ -1,0 +1,114 @@
+//! `fleetsync token create|list|revoke`: the API's bearer tokens (see [`crate::api::tokens`]).
+//! Works on the store under `state_dir` directly, so it needs the config file and access to
+//! `state_dir`, not a running process; a running API sees the change at its next request.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Result};
+use clap::Subcommand;
+
+use crate::api::roles::{Role, ROLE_NAMES};
+use crate::api::tokens;
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (once: only its hash is stored).
+    Create {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: PathBuf,
+        /// A name for the token (who or what uses it), shown in the audit log.
+        #[arg(long)]
+        name: String,
+        /// owner, admin, operator or viewer.
+        #[arg(long)]
+        role: String,
+        /// Expire after this many days (default: never).
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+    /// List the tokens (name, role, state, dates; never the tokens).
+    List {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke the active token NAME (at once, also in a running process).
+    Revoke {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn state_dir(config: &std::path::Path) -> Result<PathBuf> {
+    Ok(fleetsync_config::Config::load(config)?.state_dir)
+}
+
+pub fn run(command: TokenCommand) -> Result<()> {
+    match command {
+        TokenCommand::Create {
+            config,
+            name,
+            role,
+            expires_days,
+        } => {
+            let role = Role::parse(&role)
+                .ok_or_else(|| anyhow!("--role {role:?}: must be {ROLE_NAMES}"))?;
+            let dir = state_dir(&config)?;
+            let (token, record) = tokens::create(&dir, &name, role, expires_days)?;
+            let expires = record.expires.map_or("never expires".to_string(), |e| {
+                format!("expires {}", e.to_rfc3339())
+            });
+            eprintln!(
+                "token {name} ({}, {expires}) created; it is shown only this once:",
+                role.as_str()
+            );
+            println!("{token}");
+            Ok(())
+        }
+        TokenCommand::List { config, json } => {
+            let list = tokens::load(&state_dir(&config)?)?;
+            let now = chrono::Utc::now();
+            if json {
+                let rows: Vec<_> = list
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "name": t.name,
+                            "role": t.role,
+                            "state": t.state(now),
+                            "created": t.created,
+                            "expires": t.expires,
+                            "revoked": t.revoked,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<24} {:<9} {:<8} {:<26} EXPIRES",
+                    "NAME", "ROLE", "STATE", "CREATED"
+                );
+                for t in &list {
+                    println!(
+                        "{:<24} {:<9} {:<8} {:<26} {}",
+                        t.name,
+                        t.role.as_str(),
+                        t.state(now),
+                        t.created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        t.expires.map_or("never".to_string(), |e| e
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    );
+                }
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { config, name } => {
+            tokens::revoke(&state_dir(&config)?, &name)?;
+            println!("token {name} revoked");
+            Ok(())
+        }
+    }
+}

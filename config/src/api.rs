@@ -1,0 +1,84 @@
+//! `[api]`: the control-plane REST API (`/api/v1`), served by `fleetsync run` and
+//! `fleetsync coordinator` on its own listener, apart from `[metrics] listen` (which keeps the
+//! open `/metrics` and `/health` for probes and scrapers).
+//!
+//! The API is off unless the file has an `[api]` section. Every route needs a bearer token
+//! (`fleetsync token create`); with no token at all the listener must be a loopback address.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::ConfigError;
+
+/// The API's port when `[api]` gives none: 8470 is unassigned, next to nothing common, and
+/// loopback by default so that enabling `[api]` opens nothing to the network by itself.
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8470";
+
+/// `[api]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address of the API listener (`host:port`).
+    #[serde(default = "default_api_listen")]
+    pub listen: String,
+    /// PEM certificate chain: with `tls_key`, the API speaks HTTPS only.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Key file for secrets at rest (passwords of servers created over the API, a later
+    /// slice); checked to be readable when set.
+    #[serde(default)]
+    pub secret_key_file: Option<PathBuf>,
+}
+
+fn default_api_listen() -> String {
+    DEFAULT_API_LISTEN.to_string()
+}
+
+impl ApiConfig {
+    pub fn addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| {
+            ConfigError::invalid("api.listen", "must be host:port, e.g. 127.0.0.1:8470")
+        })
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        self.addr()?;
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => Err(ConfigError::invalid(
+                "api.tls_key",
+                "is required with api.tls_cert",
+            )),
+            (None, Some(_)) => Err(ConfigError::invalid(
+                "api.tls_cert",
+                "is required with api.tls_key",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    #[test]
+    fn api_section_is_optional_and_checked() {
+        let c = Config::parse("").expect("empty config");
+        assert!(c.api.is_none());
+        let c = Config::parse("[api]\n").expect("defaults");
+        let api = c.api.expect("[api]");
+        assert_eq!(api.listen, super::DEFAULT_API_LISTEN);
+        assert!(api.validate().is_ok());
+        let bad = Config::parse("[api]\nlisten = \"nowhere\"\n").expect("parses");
+        assert!(bad.validate().is_err());
+        let half = Config::parse("[api]\ntls_cert = \"/c.pem\"\n").expect("parses");
+        let e = half.validate().expect_err("cert without key").to_string();
+        assert!(e.contains("api.tls_key"), "{e}");
+        assert!(Config::parse("[api]\nlisen = \"x\"\n").is_err());
+    }
+}

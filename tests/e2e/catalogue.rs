@@ -80,8 +80,23 @@ pub enum Run {
     /// dir), `{backup}` (the id of the shared good backup), `{http_config}` (the config of the
     /// HTTP phase's running `fleetsync run`).
     Cli(&'static [&'static str]),
-    /// An HTTP request to the running `fleetsync run`: method, path, body.
+    /// An HTTP request to the running `fleetsync run`'s metrics listener: method, path, body.
     Http(&'static str, &'static str, &'static str),
+    /// A request to its API (`[api] listen`) with this token: method, path, body.
+    Api(Tok, &'static str, &'static str, &'static str),
+}
+
+/// The bearer token of an [`Run::Api`] case.
+#[derive(Clone, Copy, Debug)]
+pub enum Tok {
+    /// A token with role `owner`.
+    Owner,
+    /// A token with role `viewer`.
+    Viewer,
+    /// No `Authorization` header.
+    Missing,
+    /// A well-formed token that was never issued.
+    Bogus,
 }
 
 /// One entry of the catalogue.
@@ -381,7 +396,10 @@ struct HttpRig {
     /// Kept for its drop (SIGKILL).
     _proc: Fleetsync,
     port: u16,
+    api_port: u16,
     config: PathBuf,
+    owner: String,
+    viewer: String,
 }
 
 impl HttpRig {
@@ -391,18 +409,25 @@ impl HttpRig {
         let dir = world.root.path().join("http");
         std::fs::create_dir_all(&dir)?;
         let port = dead_port()?;
+        let api_port = dead_port()?;
         let text = ConfigBuilder::new(&dir.join("state"))
             .server("src", &world.a.url_user("syncer", SYNC_PASSWORD))
             .server("nolog", &world.c.url_root())
             .sync("s1", "src", &["nolog"], &["app\\..*"], &[])
             .build()
-            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
+            + &format!("\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n");
         let config = Fleetsync::write_config(&dir, &text)?;
+        let owner = crate::api::create_token(&config, "catalogue-owner", "owner", None).await?;
+        let viewer = crate::api::create_token(&config, "catalogue-viewer", "viewer", None).await?;
         let proc = Fleetsync::run(&config)?;
         let rig = HttpRig {
             _proc: proc,
             port,
+            api_port,
             config,
+            owner,
+            viewer,
         };
         wait_synced(&world.a, &world.c, "app", HTTP_READY_TIMEOUT)
             .await
@@ -417,14 +442,14 @@ impl HttpRig {
         }
     }
 
-    /// The (sync, target, state) of every pipeline.
+    /// The (sync, target, state) of every pipeline (from `/health`'s list).
     async fn pipelines(&self) -> Result<String> {
-        let (code, body) = http(self.port, "GET", "/api/status", "").await?;
-        ensure!(code == 200, "/api/status answered {code}: {body}");
+        let (code, body) = http(self.port, "GET", "/health", "").await?;
+        ensure!(code == 200, "/health answered {code}: {body}");
         let v: serde_json::Value = serde_json::from_str(&body)?;
-        let mut states: Vec<String> = v
+        let mut states: Vec<String> = v["pipelines"]
             .as_array()
-            .context("/api/status is not a list")?
+            .context("/health has no pipeline list")?
             .iter()
             .map(|p| format!("{} -> {}: {}", p["sync"], p["target"], p["state"]))
             .collect();
@@ -475,6 +500,7 @@ async fn take_print(
 async fn execute(world: &World, case: &Case, dir: &Path, rig: Option<&HttpRig>) -> Result<Outcome> {
     match case.run {
         Run::Cli(args) => {
+            let api_rig = rig.filter(|_| args.iter().any(|a| a.contains("{http_config}")));
             let config = dir.join("fleetsync.toml");
             let http_config = rig.map(|r| r.config.clone()).unwrap_or_default();
             let args: Vec<String> = args
@@ -489,6 +515,10 @@ async fn execute(world: &World, case: &Case, dir: &Path, rig: Option<&HttpRig>) 
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let mut env = vec![("RUST_LOG", "warn")];
             env.extend(case.env.iter().copied());
+            // A command against the running fleetsync's API gets its owner token.
+            if let Some(r) = api_rig {
+                env.push(("FLEETSYNC_TOKEN", r.owner.as_str()));
+            }
             let out = fleetsync_cmd_with(&args, &env, CASE_TIMEOUT).await?;
             let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
             let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -512,6 +542,33 @@ async fn execute(world: &World, case: &Case, dir: &Path, rig: Option<&HttpRig>) 
                 code,
                 message: body.clone(),
                 everything: body,
+            })
+        }
+        Run::Api(tok, method, path, body) => {
+            let rig = rig.context("API case without the running fleetsync")?;
+            let token = match tok {
+                Tok::Owner => Some(rig.owner.as_str()),
+                Tok::Viewer => Some(rig.viewer.as_str()),
+                Tok::Missing => None,
+                Tok::Bogus => Some("fst_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            };
+            let client = fleetsync_tests::api::ApiClient::http(rig.api_port);
+            let resp = client.request(method, path, token, body).await?;
+            // Every API refusal is problem+json (RFC 9457) with type, title and detail.
+            if resp.status >= 400 {
+                let p = resp.json()?;
+                ensure!(
+                    resp.content_type == "application/problem+json"
+                        && ["type", "title", "detail"].iter().all(|k| p[k].is_string()),
+                    "not a problem+json answer: {} {}",
+                    resp.content_type,
+                    resp.body
+                );
+            }
+            Ok(Outcome {
+                code: i32::from(resp.status),
+                message: resp.body.clone(),
+                everything: resp.body,
             })
         }
     }

@@ -18,8 +18,10 @@
 //! `pitr` (binlog archive and point-in-time replay), `transfer` (export/import),
 //! `schema_diff` (schema diff and migrations), `data_diff` (diff data), `health` (health
 //! checks), `preflight` (sync definitions refused before any write),
-//! `tls` (TLS to the databases: modes, certificates, refusals).
+//! `tls` (TLS to the databases: modes, certificates, refusals), `api` (the control-plane API:
+//! RBAC matrix from the OpenAPI document, audit, tokens, loopback rule, HTTPS).
 
+mod api;
 mod backup;
 mod bad_input;
 mod binlog_settings;

@@ -3,12 +3,13 @@
 //! clusters (one node or three, started from Maven-fetched jars: `kafka_setup`, `kafka`; with
 //! TLS, SASL and ACLs: `kafka_secure`; test certificates: `certs`), Kafka Connect with Debezium's connectors on such a
 //! cluster (`connect`), librdkafka's mock cluster for quick checks (`kafka_mock`) and the
-//! TrinityCore fixtures.
+//! TrinityCore fixtures, and a small client for fleetsync's API (`api`).
 //!
 //! Every helper talks to servers it started itself (127.0.0.1, OS-assigned ports, temp data
 //! dirs): a MariaDB already running on 3306 is never touched. Waits poll a condition with a
 //! timeout instead of sleeping.
 
+pub mod api;
 pub mod certs;
 pub mod compare;
 pub mod connect;

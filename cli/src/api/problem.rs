@@ -107,9 +107,10 @@ fn field_of(detail: &str) -> Option<String> {
     if let Some(rest) = detail.split("field `").nth(1) {
         return rest.split('`').next().map(str::to_string);
     }
-    let after = detail
-        .split_once("target type: ")
-        .map_or(detail, |(_, rest)| rest);
+    let after = ["target type: ", "query string: "]
+        .iter()
+        .find_map(|prefix| detail.split_once(prefix).map(|(_, rest)| rest))
+        .unwrap_or(detail);
     let (path, _) = after.split_once(": ")?;
     (!path.contains(' ') && !path.is_empty()).then(|| path.to_string())
 }
@@ -125,6 +126,10 @@ mod tests {
         assert_eq!(
             super::field_of("Failed to deserialize the JSON body into the target type: syncs[0]: invalid type: integer `1`, expected a string at line 1 column 11").as_deref(),
             Some("syncs[0]")
+        );
+        assert_eq!(
+            super::field_of("Failed to deserialize query string: dry_run: provided string was not `true` or `false`").as_deref(),
+            Some("dry_run")
         );
     }
 }

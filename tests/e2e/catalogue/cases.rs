@@ -9,7 +9,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::Category::{Data, Http, Tasks};
-use super::Run::{Cli, Http as Get};
+use super::Run::{Api, Cli, Http as Get};
+use super::Tok::{Bogus, Missing, Owner, Viewer};
 use super::{case, Case, Srv, World};
 
 /// Every catalogue entry, in the order they run (HTTP last: they share one running sync).
@@ -589,9 +590,9 @@ fn task_cases() -> Vec<Case> {
             )
         },
         Case {
-            mentions: &[&["port", "listen", "fixed"]],
+            mentions: &[&["[api]", "api.listen"]],
             ..case(
-                "sync pause without a fixed listener",
+                "sync pause without an API",
                 Tasks,
                 Cli(&["sync", "pause", "--config", "{config}", "s1"]),
             )
@@ -611,11 +612,19 @@ fn http_cases() -> Vec<Case> {
         },
         Case {
             expect: 404,
+            ..case(
+                "the old open control route is gone",
+                Http,
+                Get("POST", "/api/syncs/s1/pause", ""),
+            )
+        },
+        Case {
+            expect: 404,
             mentions: &[&["no sync named"], &["ghost"]],
             ..case(
                 "POST pause of an unknown sync",
                 Http,
-                Get("POST", "/api/syncs/ghost/pause", ""),
+                Api(Owner, "POST", "/api/v1/syncs/ghost/pause", ""),
             )
         },
         Case {
@@ -624,16 +633,16 @@ fn http_cases() -> Vec<Case> {
             ..case(
                 "POST cancel of an unknown sync",
                 Http,
-                Get("POST", "/api/syncs/ghost/cancel", ""),
+                Api(Owner, "POST", "/api/v1/syncs/ghost/cancel", ""),
             )
         },
         Case {
-            expect: 400,
-            mentions: &[&["pause, resume or cancel"]],
+            expect: 404,
+            mentions: &[&["no route"]],
             ..case(
                 "POST of an unknown action",
                 Http,
-                Get("POST", "/api/syncs/s1/explode", ""),
+                Api(Owner, "POST", "/api/v1/syncs/s1/explode", ""),
             )
         },
         Case {
@@ -641,7 +650,126 @@ fn http_cases() -> Vec<Case> {
             ..case(
                 "GET of a POST-only route",
                 Http,
-                Get("GET", "/api/syncs/s1/pause", ""),
+                Api(Owner, "GET", "/api/v1/syncs/s1/pause", ""),
+            )
+        },
+        Case {
+            expect: 401,
+            mentions: &[&["bearer"]],
+            ..case(
+                "API call without a token",
+                Http,
+                Api(Missing, "POST", "/api/v1/syncs/s1/pause", ""),
+            )
+        },
+        Case {
+            expect: 401,
+            mentions: &[&["not valid"]],
+            ..case(
+                "API call with a token never issued",
+                Http,
+                Api(Bogus, "POST", "/api/v1/syncs/s1/cancel", ""),
+            )
+        },
+        Case {
+            expect: 401,
+            mentions: &[&["bearer"]],
+            ..case(
+                "API unknown route without a token",
+                Http,
+                Api(Missing, "GET", "/api/v1/no-such-route", ""),
+            )
+        },
+        Case {
+            expect: 403,
+            mentions: &[&["viewer"], &["syncs:control"]],
+            ..case(
+                "pause with a viewer token",
+                Http,
+                Api(Viewer, "POST", "/api/v1/syncs/s1/pause", ""),
+            )
+        },
+        Case {
+            expect: 200,
+            mentions: &[&["\"dry_run\":true"], &["paused"]],
+            ..case(
+                "dry-run pause changes nothing",
+                Http,
+                Api(Owner, "POST", "/api/v1/syncs/s1/pause?dry_run=true", ""),
+            )
+        },
+        Case {
+            expect: 400,
+            mentions: &[&["dry_run"]],
+            ..case(
+                "dry_run that is not a boolean",
+                Http,
+                Api(Owner, "POST", "/api/v1/syncs/s1/pause?dry_run=yes", ""),
+            )
+        },
+        Case {
+            expect: 400,
+            mentions: &[&["JSON"]],
+            ..case(
+                "bulk pause with malformed JSON",
+                Http,
+                Api(
+                    Owner,
+                    "POST",
+                    "/api/v1/bulk/syncs/pause",
+                    "{\"syncs\": [\"s1\"",
+                ),
+            )
+        },
+        Case {
+            expect: 422,
+            mentions: &[&["force"]],
+            ..case(
+                "bulk pause with an unknown field",
+                Http,
+                Api(
+                    Owner,
+                    "POST",
+                    "/api/v1/bulk/syncs/pause",
+                    "{\"syncs\": [\"s1\"], \"force\": true}",
+                ),
+            )
+        },
+        Case {
+            expect: 422,
+            mentions: &[&["syncs"]],
+            ..case(
+                "bulk pause with a wrong type",
+                Http,
+                Api(
+                    Owner,
+                    "POST",
+                    "/api/v1/bulk/syncs/pause",
+                    "{\"syncs\": \"s1\"}",
+                ),
+            )
+        },
+        Case {
+            expect: 404,
+            mentions: &[&["ghost"]],
+            ..case(
+                "bulk pause naming an unknown sync changes nothing",
+                Http,
+                Api(
+                    Owner,
+                    "POST",
+                    "/api/v1/bulk/syncs/pause",
+                    "{\"syncs\": [\"s1\", \"ghost\"]}",
+                ),
+            )
+        },
+        Case {
+            expect: 400,
+            mentions: &[&["limit"]],
+            ..case(
+                "audit with a limit out of range",
+                Http,
+                Api(Owner, "GET", "/api/v1/audit?limit=100000", ""),
             )
         },
         Case {
@@ -665,9 +793,18 @@ fn http_cases() -> Vec<Case> {
             expect: 200,
             mentions: &[&["streaming"]],
             ..case(
-                "status never shows the password",
+                "sync status never shows the password",
                 Http,
-                Get("GET", "/api/status", ""),
+                Api(Owner, "GET", "/api/v1/syncs", ""),
+            )
+        },
+        Case {
+            expect: 200,
+            mentions: &[&["\"password\":\"***\""]],
+            ..case(
+                "server list never shows the password",
+                Http,
+                Api(Owner, "GET", "/api/v1/servers", ""),
             )
         },
         Case {

@@ -80,6 +80,23 @@ const ROLES: &[(&str, &[&str])] = &[
     ("viewer", &["servers:read", "syncs:read", "migration:read"]),
 ];
 
+/// The permission of each operation as the README documents it (`[]`: any valid token). The
+/// document must agree for these; an operation not listed here is still called with every
+/// role (against the permission its document entry names) and reported as not pinned.
+const PINNED: &[(&str, &[&str])] = &[
+    ("openapi", &[]),
+    ("health", &[]),
+    ("list_syncs", &["syncs:read"]),
+    ("get_sync", &["syncs:read"]),
+    ("pause_sync", &["syncs:control"]),
+    ("resume_sync", &["syncs:control"]),
+    ("cancel_sync", &["syncs:control"]),
+    ("bulk_pause_syncs", &["syncs:control"]),
+    ("bulk_resume_syncs", &["syncs:control"]),
+    ("list_servers", &["servers:read"]),
+    ("list_audit", &["audit:read"]),
+];
+
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).
 const SECRET: &str = "Api-Secret-4e1b9";
 /// Time for the API to answer after `fleetsync run` starts.
@@ -164,6 +181,14 @@ async fn rbac_matrix(
             let Some(needs) = scopes(op) else {
                 bail!("{method} {path} declares no bearer security requirement");
             };
+            let id = op["operationId"].as_str().unwrap_or("");
+            match PINNED.iter().find(|(p, _)| *p == id) {
+                Some((_, pinned)) => ensure!(
+                    needs == pinned.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                    "{method} {path} ({id}) needs {needs:?} in the document, the README says {pinned:?}"
+                ),
+                None => println!("not pinned: {method} {path} ({id}) needs {needs:?}"),
+            }
             let mut url = path.replace("{name}", "s1");
             if method != "get" {
                 url.push_str("?dry_run=true");

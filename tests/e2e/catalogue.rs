@@ -15,7 +15,7 @@
 //!
 //! HTTP cases run against one `fleetsync run` (sync `a` -> `c`) started after the other cases;
 //! there the fingerprint leaves out the target's `fleetsync` database (the running sync's own
-//! progress) and the process's state dir, and adds the pipelines' states from `/api/status`
+//! progress) and the process's state dir, and adds the pipelines' states from `/health`
 //! (a refused request must not pause or cancel anything).
 //!
 //! Every case runs, one after another; the test fails at the end with the list of every

@@ -63,7 +63,7 @@ impl Pair {
         Fleetsync::write_config(self.dir.path(), &text)
     }
 
-    /// Writes the usual config with the HTTP listener (`/health`, `/metrics`, `/api/status`) on
+    /// Writes the usual config with the HTTP listener (`/health`, `/metrics`) on
     /// `port`, so that tests and `fleetsync status` can reach the running process.
     pub fn config_listening(&self, include: &[&str], port: u16) -> Result<PathBuf> {
         let text = simple_config(

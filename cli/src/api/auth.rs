@@ -84,6 +84,7 @@ impl RouteTable {
         Ok(RouteTable(table))
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.0.len()
     }

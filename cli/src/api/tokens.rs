@@ -213,10 +213,13 @@ impl Rejection {
     }
 }
 
+/// What tells a changed store apart: modification time and size.
+type StoreVersion = (SystemTime, u64);
+
 /// The running API's view of the store: re-read when the file's modification time changes.
 pub struct TokenCache {
     state_dir: PathBuf,
-    cached: Mutex<(Option<(SystemTime, u64)>, Vec<TokenRecord>)>,
+    cached: Mutex<(Option<StoreVersion>, Vec<TokenRecord>)>,
 }
 
 impl TokenCache {

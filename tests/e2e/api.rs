@@ -677,3 +677,54 @@ async fn api_loopback_only_without_tokens_and_tls() -> Result<()> {
     )?;
     Ok(())
 }
+
+/// schemathesis (tests/api/schemathesis.sh, PyPI, in its own venv) against the API of a
+/// `fleetsync run` with a live sync: no 5xx, and every answer as the document says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_schemathesis() -> Result<()> {
+    let pair = Pair::start().await?;
+    pair.src
+        .exec("CREATE DATABASE app; CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO app.items VALUES (1, 'one')")
+        .await?;
+    let api_port = dead_port()?;
+    let base = pair.config_listening(&["app\\..*"], dead_port()?)?;
+    let text =
+        std::fs::read_to_string(&base)? + &format!("\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n");
+    let config = Fleetsync::write_config(pair.dir.path(), &text)?;
+    let owner = create_token(&config, "fuzz", "owner", None).await?;
+    let mut fs = Fleetsync::run(&config)?;
+    fs.wait_synced(&pair.src, &pair.dst, "app", SYNC_TIMEOUT)
+        .await?;
+    wait_api(&ApiClient::http(api_port), &owner).await?;
+    let script = fleetsync_tests::repo_root().join("tests/api/schemathesis.sh");
+    let out = tokio::process::Command::new("bash")
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{api_port}"))
+        .arg("s1")
+        .env("FLEETSYNC_TOKEN", &owner)
+        .stdin(std::process::Stdio::null())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(600), out)
+        .await
+        .context("schemathesis still running after 10 minutes")??;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("generated") || l.contains("Seed:"))
+        .map(str::trim)
+        .collect();
+    println!("schemathesis: {}", summary.join(" | "));
+    ensure!(
+        out.status.success(),
+        "schemathesis failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        !fs.log_tail(200).contains("panicked"),
+        "fleetsync panicked under schemathesis"
+    );
+    fs.ensure_running()?;
+    fs.stop(Duration::from_secs(30)).await?;
+    Ok(())
+}

@@ -378,6 +378,7 @@ async fn cancel_sync(
 #[serde(deny_unknown_fields)]
 struct BulkRequest {
     /// Sync names (at least one); all must exist and run here, or nothing changes.
+    #[schema(min_items = 1)]
     syncs: Vec<String>,
 }
 
@@ -493,8 +494,10 @@ struct AuditQuery {
     /// Only this outcome: `ok`, `failed`, `dry_run`, `unauthenticated` or `denied`.
     outcome: Option<String>,
     /// RFC 3339: only entries at or after this time.
+    #[param(format = DateTime)]
     since: Option<String>,
     /// Most entries to return (1-1000, default 100), newest first.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 

@@ -137,6 +137,9 @@ pub async fn preflight_all(config: &Config) -> Result<()> {
 pub async fn check(path: &Path) -> Result<()> {
     let config = crate::opts::load_config(path).await?;
     preflight_all(&config).await?;
+    if let Some(api) = &config.api {
+        crate::api::check(&config, api)?;
+    }
     for warning in crate::opts::tls_warnings(&config) {
         println!("warning: {warning}");
     }

@@ -139,13 +139,28 @@ fn entry(client: SocketAddr, req: &Request, action: &str) -> AuditEntry {
     }
 }
 
+/// Appends `entry` to the audit log off the async threads (the file is flushed to disk per
+/// entry); the answer leaves after it is written. A failure to write is logged.
+async fn record(state: &ApiState, entry: AuditEntry) {
+    let state = state.clone();
+    let written = tokio::task::spawn_blocking(move || state.audit.record(&entry)).await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot write the audit log"),
+        Err(e) => tracing::error!(error = %e, "audit log writer failed"),
+    }
+}
+
 /// Records `entry` with `problem`'s status, then answers with the problem.
-fn refuse(state: &ApiState, mut entry: AuditEntry, outcome: &str, problem: Problem) -> Response {
+async fn refuse(
+    state: &ApiState,
+    mut entry: AuditEntry,
+    outcome: &str,
+    problem: Problem,
+) -> Response {
     entry.outcome = outcome.to_string();
     entry.status = problem.status;
-    if let Err(e) = state.audit.record(&entry) {
-        tracing::error!(error = %e, "cannot write the audit log");
-    }
+    record(state, entry).await;
     problem.into_response()
 }
 
@@ -174,6 +189,7 @@ pub async fn guard(
                 "unauthenticated",
                 Problem::unauthorized(rejection.detail()),
             )
+            .await
         }
     };
     audit.token = Some(token.name.clone());
@@ -185,7 +201,8 @@ pub async fn guard(
             audit,
             "denied",
             Problem::forbidden("this route declares no permission"),
-        );
+        )
+        .await;
     };
     if let Some(p) = route.permissions.iter().find(|p| !token.role.allows(**p)) {
         let detail = format!(
@@ -194,7 +211,7 @@ pub async fn guard(
             p.as_str(),
             route.operation_id
         );
-        return refuse(&state, audit, "denied", Problem::forbidden(detail));
+        return refuse(&state, audit, "denied", Problem::forbidden(detail)).await;
     }
     if !is_mutating(req.method()) {
         return next.run(req).await;
@@ -209,7 +226,7 @@ pub async fn guard(
                 "body-too-large",
                 format!("the request body is over {} bytes", super::BODY_LIMIT),
             );
-            return refuse(&state, audit, "failed", p);
+            return refuse(&state, audit, "failed", p).await;
         }
     };
     if !bytes.is_empty() {
@@ -228,9 +245,7 @@ pub async fn guard(
         _ => "failed",
     }
     .to_string();
-    if let Err(e) = state.audit.record(&audit) {
-        tracing::error!(error = %e, "cannot write the audit log");
-    }
+    record(&state, audit).await;
     resp
 }
 
@@ -249,7 +264,8 @@ async fn fallback(
                 audit,
                 "unauthenticated",
                 Problem::unauthorized(rejection.detail()),
-            );
+            )
+            .await;
         }
     }
     Problem::not_found(format!("no route {path} (see /api/v1/openapi.json)")).into_response()

@@ -52,6 +52,8 @@ pub struct PipelineStatus {
     pub failure: Option<failure::Failure>,
     pub applied_position: Option<String>,
     pub lag_seconds: f64,
+    /// Wall-clock time (ms since the epoch) of the last applied batch.
+    pub last_applied_ms: Option<u64>,
     pub rows_applied: u64,
     pub slow_tables: Vec<String>,
     pub paused_tables: Vec<(String, String)>,
@@ -376,6 +378,7 @@ impl Pipeline {
                 };
                 s.applied_position = Some(state.position.to_string());
                 s.lag_seconds = lag_s;
+                s.last_applied_ms = Some(now_ms());
                 s.rows_applied = rows_applied;
                 s.slow_tables = slow;
                 s.paused_tables = paused;

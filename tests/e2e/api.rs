@@ -538,7 +538,58 @@ async fn api_rbac_matrix_audit_tokens_and_secrets() -> Result<()> {
         "token list: {list}"
     );
 
-    // 7. No secret anywhere: answers, audit log, token store, process log, token list.
+    // 7. Per-target figures, and a structured failure: a renamed target column makes every
+    // insert fail with 1054 (needs an operator; retried), shown as `failure`.
+    let t = control_of(&api, &viewer).await?["targets"][0].clone();
+    ensure!(
+        t["rows_applied"].as_u64().is_some_and(|r| r >= 1)
+            && t["seconds_since_last_apply"]
+                .as_f64()
+                .is_some_and(|s| s < 600.0)
+            && t["lag_seconds"].is_number()
+            && t["rows_per_second"].is_number()
+            && t["failure"].is_null(),
+        "target figures: {t}"
+    );
+    pair.dst
+        .exec("ALTER TABLE app.items CHANGE v v_renamed VARCHAR(20)")
+        .await?;
+    pair.src
+        .exec("INSERT INTO app.items VALUES (3, 'three')")
+        .await?;
+    wait_until(
+        SYNC_TIMEOUT,
+        "a structured failure in /api/v1/syncs",
+        || async {
+            let r = api.get("/api/v1/syncs", Some(&viewer)).await?;
+            let f = r.json()?[0]["targets"][0]["failure"].clone();
+            ensure!(
+                f["code"] == "apply:sql:1054"
+                    && f["retryable"] == true
+                    && f["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("Unknown column"))
+                    && f["hint"].is_string()
+                    && f["since"].as_str().is_some_and(|s| s.ends_with('Z')),
+                "failure: {f}"
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    pair.dst
+        .exec("ALTER TABLE app.items CHANGE v_renamed v VARCHAR(20)")
+        .await?;
+    fs.wait_synced(&pair.src, &pair.dst, "app", SYNC_TIMEOUT)
+        .await?;
+    wait_until(SYNC_TIMEOUT, "the failure cleared", || async {
+        let t = control_of(&api, &viewer).await?["targets"][0].clone();
+        ensure!(t["failure"].is_null() && t["state"] == "streaming", "{t}");
+        Ok(())
+    })
+    .await?;
+
+    // 8. No secret anywhere: answers, audit log, token store, process log, token list.
     let mut places: Vec<(String, String)> = answers
         .into_iter()
         .enumerate()

@@ -160,8 +160,11 @@ struct TargetView {
     /// `stopped`, `done`, or `not_running` (no pipeline for it in this process).
     state: String,
     applied_position: Option<String>,
-    /// Source commit time to target apply time of the last applied transaction.
+    /// Commit-time lag: source commit time to target apply time of the last applied
+    /// transaction (0 when idle and caught up).
     lag_seconds: f64,
+    /// Seconds since the last applied batch (null: none since the start).
+    seconds_since_last_apply: Option<f64>,
     rows_applied: u64,
     /// Rows applied per second over the last sampling interval (5 s).
     rows_per_second: f64,
@@ -198,6 +201,9 @@ fn sync_view(s: &ApiState, sync: &fleetsync_config::SyncConfig) -> SyncView {
                     state: p.state.clone(),
                     applied_position: p.applied_position.clone(),
                     lag_seconds: p.lag_seconds,
+                    seconds_since_last_apply: p.last_applied_ms.map(|t| {
+                        fleetsync_agent::source::stream::now_ms().saturating_sub(t) as f64 / 1000.0
+                    }),
                     rows_applied: p.rows_applied,
                     rows_per_second: rates.get(&key).copied().unwrap_or(0.0),
                     failure: p.failure.clone(),
@@ -216,6 +222,7 @@ fn sync_view(s: &ApiState, sync: &fleetsync_config::SyncConfig) -> SyncView {
                     state: "not_running".into(),
                     applied_position: None,
                     lag_seconds: 0.0,
+                    seconds_since_last_apply: None,
                     rows_applied: 0,
                     rows_per_second: 0.0,
                     failure: None,

@@ -195,25 +195,24 @@ enum SyncAction {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: PathBuf,
         sync: String,
-        /// API token with `syncs:control` (operator or above).
-        #[arg(long, env = "FLEETSYNC_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        #[command(flatten)]
+        api: api::client::ApiArgs,
     },
     /// Resume a paused or cancelled SYNC (through the API, like `pause`).
     Resume {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: PathBuf,
         sync: String,
-        #[arg(long, env = "FLEETSYNC_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        #[command(flatten)]
+        api: api::client::ApiArgs,
     },
     /// Stop SYNC's pipelines (a scheduled sync runs again at its next occurrence).
     Cancel {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: PathBuf,
         sync: String,
-        #[arg(long, env = "FLEETSYNC_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        #[command(flatten)]
+        api: api::client::ApiArgs,
     },
 }
 

@@ -696,6 +696,37 @@ async fn api_loopback_only_without_tokens_and_tls() -> Result<()> {
         plain.as_ref().map_or(true, |r| r.status != 200),
         "plain HTTP answered on the TLS port: {plain:?}"
     );
+    // The CLI over HTTPS: with the CA it reaches the API (which knows no sync s1 here), without
+    // it it says what is missing.
+    let config_s = config.to_str().context("config path")?;
+    let ca = certs.ca.to_str().context("CA path")?;
+    let env = [("FLEETSYNC_TOKEN", owner.as_str()), ("RUST_LOG", "off")];
+    let out = fleetsync_cmd_with(
+        &["sync", "pause", "--config", config_s, "s1", "--api-ca", ca],
+        &env,
+        Duration::from_secs(30),
+    )
+    .await?;
+    check_refusal(
+        &out,
+        &Refusal {
+            mentions: &[&["404"], &["no sync named"]],
+            never: &[&owner],
+        },
+    )?;
+    let out = fleetsync_cmd_with(
+        &["sync", "pause", "--config", config_s, "s1"],
+        &env,
+        Duration::from_secs(30),
+    )
+    .await?;
+    check_refusal(
+        &out,
+        &Refusal {
+            mentions: &[&["--api-ca"]],
+            never: &[&owner],
+        },
+    )?;
     let wrong = ApiClient::https(tls_port, &certs.wrong_ca)
         .get("/api/v1/health", Some(&owner))
         .await;

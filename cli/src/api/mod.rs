@@ -12,6 +12,7 @@
 
 pub mod audit;
 mod auth;
+pub mod client;
 pub mod problem;
 pub mod roles;
 mod routes;

@@ -81,4 +81,22 @@ mod tests {
         assert!(e.contains("api.tls_key"), "{e}");
         assert!(Config::parse("[api]\nlisen = \"x\"\n").is_err());
     }
+
+    /// The commented `[api]` example of fleetsync.example.toml, uncommented, parses and
+    /// shows every key.
+    #[test]
+    fn example_api_section_is_valid() {
+        let text = include_str!("../../fleetsync.example.toml");
+        let block: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("# [api]"))
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| l.trim_start_matches("# "))
+            .collect();
+        let c = Config::parse(&block.join("\n")).unwrap_or_else(|e| panic!("{e}: {block:?}"));
+        c.validate().expect("validates");
+        let api = c.api.expect("[api] in the example");
+        assert_eq!(api.listen, super::DEFAULT_API_LISTEN);
+        assert!(api.tls_cert.is_some() && api.tls_key.is_some() && api.secret_key_file.is_some());
+    }
 }

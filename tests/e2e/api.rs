@@ -825,8 +825,8 @@ const LOAD_ROUNDS: usize = 2;
 /// What fails the test: far beyond the goals (p99 50 ms, 10 % slower), which a debug
 /// build on a shared 2-core machine cannot show reliably, but a stall (a lock held across a
 /// request, a disk write in the read path) or a starved sync would pass these.
-const LOAD_MAX_P99: Duration = Duration::from_millis(250);
-const LOAD_MAX_SLOWDOWN: f64 = 2.0;
+const LOAD_MAX_P99: Duration = Duration::from_secs(1);
+const LOAD_MAX_SLOWDOWN: f64 = 4.0;
 
 /// Writes a backlog while fleetsync is stopped, starts it (and `clients` API clients polling
 /// `GET /api/v1/syncs`), and returns the time to catch up and the clients' latencies.

@@ -271,7 +271,23 @@ async fn fallback(
     Problem::not_found(format!("no route {path} (see /api/v1/openapi.json)")).into_response()
 }
 
-async fn method_not_allowed(req: Request) -> Response {
+/// A known route with another method: like [`fallback`], the token comes first.
+async fn method_not_allowed(
+    State(state): State<ApiState>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
+    req: Request,
+) -> Response {
+    if let Err(rejection) = state.tokens.check(bearer(req.headers())) {
+        let path = req.uri().path().to_string();
+        let audit = entry(client, &req, &path);
+        return refuse(
+            &state,
+            audit,
+            "unauthenticated",
+            Problem::unauthorized(rejection.detail()),
+        )
+        .await;
+    }
     Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method-not-allowed",

@@ -4,13 +4,14 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// Base of the `type` URIs: the README section that explains them.
-const TYPE_BASE: &str = "https://fleetsync.dev/problems/";
+/// Base of the `type` URIs: names, not links (no site documents them yet; the README's "API"
+/// section lists the cases).
+const TYPE_BASE: &str = "urn:fleetsync:problem:";
 
 /// A problem (RFC 9457).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
-    /// URI naming the kind of problem (`…/problems/not-found`, …).
+    /// URI naming the kind of problem (`urn:fleetsync:problem:not-found`, …).
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,

@@ -681,6 +681,15 @@ fn http_cases() -> Vec<Case> {
             )
         },
         Case {
+            expect: 401,
+            mentions: &[&["bearer"]],
+            ..case(
+                "API wrong method without a token",
+                Http,
+                Api(Missing, "GET", "/api/v1/syncs/s1/pause", ""),
+            )
+        },
+        Case {
             expect: 403,
             mentions: &[&["viewer"], &["syncs:control"]],
             ..case(

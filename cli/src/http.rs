@@ -93,6 +93,14 @@ fn describe() {
         "1 while a (sync, target) pipeline is failed: a definite error, or the same non-transient error several times in a row (see status for the reason)."
     );
     describe_counter!(
+        crate::api::METRIC_API_REQUESTS,
+        "Calls to the API's documented routes, per operation and HTTP status (refusals included)."
+    );
+    describe_histogram!(
+        crate::api::METRIC_API_SECONDS,
+        "Time to answer an API call, per operation."
+    );
+    describe_counter!(
         fleetsync_agent::source::usable::METRIC_UNUSABLE_EVENTS,
         "Binlog events of included tables that cannot be replicated (statement-format DML, partial row image, no column names), per source server and reason (the server setting at fault). The sync stops at the first."
     );

@@ -341,6 +341,13 @@ async fn api_rbac_matrix_audit_tokens_and_secrets() -> Result<()> {
         operations >= 11,
         "only {operations} operations in the document"
     );
+    // Counted per operation and status on /metrics.
+    let (_, metrics) = crate::support::http_get(metrics_port, "/metrics").await?;
+    ensure!(
+        metrics.contains("fleetsync_api_requests_total{operation=\"pause_sync\",status=\"403\"}")
+            && metrics.contains("fleetsync_api_request_seconds"),
+        "API metrics missing:\n{metrics}"
+    );
     // The dry runs changed nothing.
     let s1 = control_of(&api, &viewer).await?;
     ensure!(

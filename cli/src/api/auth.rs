@@ -25,6 +25,11 @@ use super::roles::Permission;
 use super::tls::ClientAddr;
 use super::ApiState;
 
+/// API calls answered by a documented route, per operation and HTTP status (refusals too).
+pub const METRIC_API_REQUESTS: &str = "fleetsync_api_requests_total";
+/// Time to answer an API call, per operation.
+pub const METRIC_API_SECONDS: &str = "fleetsync_api_request_seconds";
+
 /// The security scheme every route names in the OpenAPI document.
 pub const SECURITY_SCHEME: &str = "bearer";
 
@@ -164,22 +169,45 @@ async fn refuse(
     problem.into_response()
 }
 
+/// [`checked`], counted and timed per operation (operationIds: a bounded label set).
 pub async fn guard(
     State(state): State<ApiState>,
     ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
     req: Request,
     next: Next,
 ) -> Response {
+    let started = std::time::Instant::now();
     let template = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_default();
     let route = state.routes.get(req.method(), &template).cloned();
-    let action = route
+    let operation = route
         .as_ref()
-        .map_or(template.clone(), |r| r.operation_id.clone());
-    let mut audit = entry(client, &req, &action);
+        .map_or_else(|| "undocumented".to_string(), |r| r.operation_id.clone());
+    // The audit's action: the operationId, or the route template if undocumented.
+    let action = route.as_ref().map_or(template, |r| r.operation_id.clone());
+    let resp = checked(state, client, route, &action, req, next).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!(METRIC_API_REQUESTS, "operation" => operation.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!(METRIC_API_SECONDS, "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Token, then permission (both refusals audited), then the handler (audited when the
+/// method may change something).
+async fn checked(
+    state: ApiState,
+    client: SocketAddr,
+    route: Option<RouteInfo>,
+    action: &str,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut audit = entry(client, &req, action);
     let token = match state.tokens.check(bearer(req.headers())) {
         Ok(t) => t,
         Err(rejection) => {

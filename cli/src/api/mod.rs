@@ -12,6 +12,7 @@
 
 pub mod audit;
 mod auth;
+pub use auth::{METRIC_API_REQUESTS, METRIC_API_SECONDS};
 pub mod client;
 pub mod problem;
 pub mod roles;

@@ -63,6 +63,8 @@ pub struct AuditError {
 pub struct AuditLog {
     dir: PathBuf,
     lock: Mutex<()>,
+    /// [`ROTATE_BYTES`], smaller in tests.
+    rotate_bytes: u64,
 }
 
 /// Filters of `GET /api/v1/audit`.
@@ -87,6 +89,7 @@ impl AuditLog {
         Ok(AuditLog {
             dir,
             lock: Mutex::new(()),
+            rotate_bytes: ROTATE_BYTES,
         })
     }
 
@@ -122,7 +125,7 @@ impl AuditLog {
             path: path.clone(),
             source,
         };
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() >= ROTATE_BYTES) {
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() >= self.rotate_bytes) {
             self.rotate().map_err(err)?;
         }
         let mut f = owner_only::options()
@@ -289,6 +292,39 @@ mod tests {
             .expect("query");
         assert_eq!(t1.len(), 2);
         assert!(t1.iter().all(|e| e.token.as_deref() == Some("t1")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn rotation_by_size_keeps_a_bounded_number_of_files() {
+        let dir = std::env::temp_dir().join(format!("fleetsync-audit-rot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut log = AuditLog::open(&dir).expect("open");
+        log.rotate_bytes = 1000;
+        for i in 0..200 {
+            log.record(&entry(i)).expect("record");
+        }
+        let mut files: Vec<String> = std::fs::read_dir(dir.join("api"))
+            .expect("dir")
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), KEEP_ROTATED + 1, "{files:?}");
+        for f in &files {
+            let len = std::fs::metadata(dir.join("api").join(f))
+                .expect("meta")
+                .len();
+            assert!(len < 1000 + 400, "{f}: {len} bytes");
+        }
+        // The newest entry is first, the oldest ones are gone.
+        let all = log
+            .query(&AuditFilter {
+                limit: MAX_LIMIT,
+                ..Default::default()
+            })
+            .expect("query");
+        assert_eq!(all[0].parameters["i"], 199);
+        assert!(all.len() < 200 && all.iter().all(|e| e.parameters["i"] != 0));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -2,7 +2,7 @@
 //! (Prometheus text) and `/health` (200 when every pipeline is starting, snapshotting or
 //! streaming; 503 otherwise, with `status` "failed" when a pipeline is `failed` and "degraded"
 //! when one is retrying, paused or stopped; JSON body either way, with each pipeline's sync,
-//! target, state and error). Nothing here changes anything or needs a token; control and the
+//! target, state, error and structured `failure`). Nothing here changes anything or needs a token; control and the
 //! full status are on the API (`[api] listen`, see [`crate::api`]).
 
 use std::net::SocketAddr;
@@ -155,7 +155,7 @@ async fn health_handler(State(s): State<AppState>) -> impl IntoResponse {
     let failed = list.iter().any(|p| p.state == "failed");
     let body = serde_json::json!({
         "status": if healthy { "ok" } else if failed { "failed" } else { "degraded" },
-        "pipelines": list.iter().map(|p| serde_json::json!({"sync": p.sync, "target": p.target, "state": p.state, "error": p.error})).collect::<Vec<_>>(),
+        "pipelines": list.iter().map(|p| serde_json::json!({"sync": p.sync, "target": p.target, "state": p.state, "error": p.error, "failure": p.failure})).collect::<Vec<_>>(),
     });
     (
         if healthy {

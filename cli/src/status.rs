@@ -191,6 +191,9 @@ fn overlay_live(sync: &mut Value, live: &[Value]) {
         if !p["error"].is_null() {
             t["error"] = p["error"].clone();
         }
+        if !p["failure"].is_null() {
+            t["failure"] = p["failure"].clone();
+        }
     }
 }
 

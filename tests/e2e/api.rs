@@ -584,6 +584,14 @@ async fn api_rbac_matrix_audit_tokens_and_secrets() -> Result<()> {
         },
     )
     .await?;
+    // The open /health and `fleetsync status` carry the same structured failure.
+    let (_, health) = crate::support::http_get(metrics_port, "/health").await?;
+    ensure!(
+        health.contains("\"code\":\"apply:sql:1054\""),
+        "/health: {health}"
+    );
+    let t = crate::support::status_target(&config).await?;
+    ensure!(t["failure"]["code"] == "apply:sql:1054", "status: {t}");
     pair.dst
         .exec("ALTER TABLE app.items CHANGE v_renamed v VARCHAR(20)")
         .await?;

@@ -42,6 +42,26 @@ pub enum TokenCommand {
     },
 }
 
+/// Token management is audited like API calls: action `token_create`/`token_revoke`, client
+/// `local-cli` (no token: whoever can write the state dir).
+fn audit(state_dir: &std::path::Path, action: &str, parameters: serde_json::Value) -> Result<()> {
+    let entry = crate::api::audit::AuditEntry {
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        token: None,
+        role: None,
+        client: "local-cli".into(),
+        method: "CLI".into(),
+        action: action.into(),
+        resource: "tokens".into(),
+        parameters,
+        outcome: "ok".into(),
+        status: 0,
+        job_id: None,
+    };
+    crate::api::audit::AuditLog::open(state_dir)?.record(&entry)?;
+    Ok(())
+}
+
 fn state_dir(config: &std::path::Path) -> Result<PathBuf> {
     Ok(fleetsync_config::Config::load(config)?.state_dir)
 }
@@ -58,6 +78,8 @@ pub fn run(command: TokenCommand) -> Result<()> {
                 .ok_or_else(|| anyhow!("--role {role:?}: must be {ROLE_NAMES}"))?;
             let dir = state_dir(&config)?;
             let (token, record) = tokens::create(&dir, &name, role, expires_days)?;
+            let params = serde_json::json!({"name": name, "role": role, "expires": record.expires});
+            audit(&dir, "token_create", params)?;
             let expires = record.expires.map_or("never expires".to_string(), |e| {
                 format!("expires {}", e.to_rfc3339())
             });
@@ -106,7 +128,9 @@ pub fn run(command: TokenCommand) -> Result<()> {
             Ok(())
         }
         TokenCommand::Revoke { config, name } => {
-            tokens::revoke(&state_dir(&config)?, &name)?;
+            let dir = state_dir(&config)?;
+            tokens::revoke(&dir, &name)?;
+            audit(&dir, "token_revoke", serde_json::json!({ "name": name }))?;
             println!("token {name} revoked");
             Ok(())
         }

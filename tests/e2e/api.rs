@@ -526,6 +526,16 @@ async fn api_rbac_matrix_audit_tokens_and_secrets() -> Result<()> {
         r.status == 401 && r.body.contains("revoked"),
         "revoked token: {r:?}"
     );
+    // Token management from the CLI is audited too.
+    let revoked = audit(&api, &owner, "action=token_revoke").await?;
+    let created = audit(&api, &owner, "action=token_create&limit=1000").await?;
+    ensure!(
+        revoked
+            .first()
+            .is_some_and(|e| e["parameters"]["name"] == "t-admin" && e["client"] == "local-cli")
+            && created.len() == ROLES.len() + 1,
+        "token audit: {revoked:?} {created:?}"
+    );
     let out = fleetsync_cmd_with(
         &["token", "list", "--config", config_s, "--json"],
         &[],

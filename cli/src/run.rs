@@ -66,7 +66,7 @@ pub fn build_pipeline(
         checkpoints: shared.checkpoints.clone(),
         registry: shared.registry.clone(),
         kafka: None,
-        control: shared.controls.watch(&sync.name),
+        control: shared.controls.watch(sync.control_name()),
         until,
         finished: AtomicBool::new(false),
         progress: AtomicU64::new(0),

@@ -26,10 +26,12 @@ pub enum ConflictStrategy {
 }
 
 impl ConflictStrategy {
-    pub const NAMES: &'static str = "none, source-wins, target-wins, newest-wins or manual";
+    pub const NAMES: &'static str =
+        "none, source_wins, target_wins, newest_wins or manual (or with hyphens: source-wins, ...)";
 
+    /// Parses a strategy name; `_` and `-` are the same (`newest_wins` = `newest-wins`).
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
+        Some(match s.replace('_', "-").as_str() {
             "none" => ConflictStrategy::None,
             "source-wins" => ConflictStrategy::SourceWins,
             "target-wins" => ConflictStrategy::TargetWins,
@@ -95,6 +97,11 @@ impl ConflictPolicy {
         self.tables
             .get(&format!("{schema}.{table}"))
             .unwrap_or(&self.default)
+    }
+
+    /// The policy of source table `name` (`schema.table`).
+    pub fn table_of(&self, name: &str) -> &TablePolicy {
+        self.tables.get(name).unwrap_or(&self.default)
     }
 
     /// True when no table has detection on: the applier's fast path.

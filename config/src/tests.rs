@@ -434,7 +434,11 @@ fn group_contract_parses_and_expands() {
         assert_eq!(s.targets.len(), 2);
         assert!(!s.targets.contains(&s.source));
         for t in &s.targets {
-            assert!(c.loop_prevention(s, t), "{} -> {t} must be marked", s.source);
+            assert!(
+                c.loop_prevention(s, t),
+                "{} -> {t} must be marked",
+                s.source
+            );
         }
         let p = s.conflict_policy().expect("policy");
         assert_eq!(p.default.strategy, ConflictStrategy::NewestWins);
@@ -461,17 +465,57 @@ fn strategy_names_take_both_spellings() {
 #[test]
 fn group_refusals_name_the_rule() {
     let cases: &[(&str, &str, &str)] = &[
-        ("members = [\"eu1\", \"eu2\", \"us1\"]", "members = [\"eu1\"]", "at least 2"),
-        ("members = [\"eu1\", \"eu2\", \"us1\"]", "members = [\"eu1\", \"eu1\"]", "listed twice"),
-        ("members = [\"eu1\", \"eu2\", \"us1\"]", "members = [\"eu1\", \"xx\"]", "no server named \"xx\""),
-        ("members = [\"eu1\", \"eu2\", \"us1\"]", "members = [\"eu1\", \"eu2\"]\nsource = \"eu1\"", "source/targets"),
-        ("members = [\"eu1\", \"eu2\", \"us1\"]", "members = [\"eu1\", \"eu2\"]\ntargets = [\"us1\"]", "source/targets"),
-        ("mode = \"bidirectional\"", "mode = \"one_way\"", "members: only for mode"),
-        ("conflict = \"newest_wins\"", "conflict = \"target_wins\"", "target_wins cannot converge"),
-        ("conflict = \"newest_wins\"", "conflict = \"none\"", "needs newest_wins"),
+        (
+            "members = [\"eu1\", \"eu2\", \"us1\"]",
+            "members = [\"eu1\"]",
+            "at least 2",
+        ),
+        (
+            "members = [\"eu1\", \"eu2\", \"us1\"]",
+            "members = [\"eu1\", \"eu1\"]",
+            "listed twice",
+        ),
+        (
+            "members = [\"eu1\", \"eu2\", \"us1\"]",
+            "members = [\"eu1\", \"xx\"]",
+            "no server named \"xx\"",
+        ),
+        (
+            "members = [\"eu1\", \"eu2\", \"us1\"]",
+            "members = [\"eu1\", \"eu2\"]\nsource = \"eu1\"",
+            "source/targets",
+        ),
+        (
+            "members = [\"eu1\", \"eu2\", \"us1\"]",
+            "members = [\"eu1\", \"eu2\"]\ntargets = [\"us1\"]",
+            "source/targets",
+        ),
+        (
+            "mode = \"bidirectional\"",
+            "mode = \"one_way\"",
+            "members: only for mode",
+        ),
+        (
+            "conflict = \"newest_wins\"",
+            "conflict = \"target_wins\"",
+            "target_wins cannot converge",
+        ),
+        (
+            "conflict = \"newest_wins\"",
+            "conflict = \"none\"",
+            "needs newest_wins",
+        ),
         ("conflict = \"newest_wins\"", "", "needs newest_wins"),
-        ("priority = [\"eu1\", \"eu2\", \"us1\"]", "priority = [\"eu1\", \"xx\"]", "xx"),
-        ("mode = \"bidirectional\"", "mode = \"sideways\"", "unknown variant"),
+        (
+            "priority = [\"eu1\", \"eu2\", \"us1\"]",
+            "priority = [\"eu1\", \"xx\"]",
+            "xx",
+        ),
+        (
+            "mode = \"bidirectional\"",
+            "mode = \"sideways\"",
+            "unknown variant",
+        ),
     ];
     for (from, to, want) in cases {
         let err = group_with(|s| s.replace(from, to)).expect_err(to);
@@ -479,7 +523,10 @@ fn group_refusals_name_the_rule() {
     }
     let per_table = "\n[[syncs.tables]]\nname = \"characters.mail\"\nconflict = \"target-wins\"\n";
     let err = group_with(|s| format!("{s}{per_table}")).expect_err("per-table target_wins");
-    assert!(err.contains("tables[0]") && err.contains("target_wins"), "{err}");
+    assert!(
+        err.contains("tables[0]") && err.contains("target_wins"),
+        "{err}"
+    );
     // Opting one table out of detection is allowed (the keyless-table opt-in).
     let none = "\n[[syncs.tables]]\nname = \"characters.log\"\nconflict = \"none\"\n";
     assert!(group_with(|s| format!("{s}{none}")).is_ok());

@@ -47,6 +47,9 @@ mod ddl;
 mod detect;
 mod error;
 mod exec;
+pub mod rank;
+#[cfg(test)]
+mod rank_sim;
 mod run;
 mod sql;
 mod state;

@@ -8,6 +8,7 @@ mod datadiff_cmd;
 mod diff_cmd;
 mod exit;
 mod failure;
+mod group;
 mod health_cmd;
 mod http;
 mod kafka_cmds;

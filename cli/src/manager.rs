@@ -31,6 +31,7 @@ async fn once(path: &std::path::Path, name: &str) -> Result<()> {
         .ok_or_else(|| anyhow!("no sync named {name:?}"))?
         .clone();
     preflight_all(&config).await?;
+    crate::group::prepare(&config, crate::group::Mode::Install).await?;
     fleetsync_agent::owner_only::private_dir(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
     let shared = Shared {

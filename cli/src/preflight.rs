@@ -85,6 +85,7 @@ pub async fn preflight_all(config: &Config) -> Result<()> {
 pub async fn check(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
     preflight_all(&config).await?;
+    crate::group::prepare(&config, crate::group::Mode::Show).await?;
     if config.bus.kind == fleetsync_config::BusKind::Kafka {
         check_topics(&config).await?;
     }

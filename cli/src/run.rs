@@ -86,6 +86,7 @@ pub async fn source_end(config: &Config, sync: &SyncConfig) -> Result<Position> 
 pub async fn run(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
     preflight_all(&config).await?;
+    crate::group::prepare(&config, crate::group::Mode::Install).await?;
     fleetsync_agent::owner_only::private_dir(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
     let shared = Shared {

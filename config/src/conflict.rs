@@ -89,6 +89,9 @@ pub struct ConflictPolicy {
     /// For source-wins: server names, earliest wins. Servers not listed come after every
     /// listed one, ordered by name.
     pub priority: Vec<String>,
+    /// A member's sync of a bidirectional group: conflicts are decided by rank (row versions
+    /// and tombstones), not by before images.
+    pub group: bool,
 }
 
 impl ConflictPolicy {
@@ -198,6 +201,7 @@ impl SyncConfig {
             default,
             tables,
             priority: self.priority.clone(),
+            group: self.group.is_some(),
         })
     }
 }

@@ -47,6 +47,7 @@ mod ddl;
 mod detect;
 mod error;
 mod exec;
+mod group;
 pub mod rank;
 #[cfg(test)]
 mod rank_sim;
@@ -238,7 +239,8 @@ fn lock_name(sync: &str, source: &str) -> String {
 /// Session settings; see the module docs.
 const SESSION_SETUP: &str = "SET NAMES binary; SET time_zone='+00:00'; SET foreign_key_checks=0; \
     SET sql_mode='NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'; \
-    SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; SET autocommit=1";
+    SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; SET autocommit=1; \
+    SET @fleetsync_applier=1";
 
 impl Applier {
     /// Connects (a single connection), prepares the session, creates the `fleetsync` database

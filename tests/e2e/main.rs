@@ -17,10 +17,11 @@
 //! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
 //! `pitr` (binlog archive and point-in-time replay), `transfer` (export/import),
 //! `schema_diff` (schema diff and migrations), `data_diff` (diff data), `health` (health
-//! checks).
+//! checks), `bidi` (bidirectional groups converging, checked against an oracle).
 
 mod backup;
 mod bad_input;
+mod bidi;
 mod binlog_settings;
 mod conflicts;
 mod crash;

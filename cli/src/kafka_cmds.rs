@@ -45,6 +45,8 @@ pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> R
     let config = Config::load(path)?;
     let settings = kafka_settings(&config)?;
     preflight_all(&config).await?;
+    // Bidirectional groups: versions, tombstones and triggers before anything is read.
+    crate::group::prepare(&config, crate::group::Mode::Install).await?;
     let mut sources: Vec<&str> = config.syncs.iter().map(|s| s.source.as_str()).collect();
     sources.sort_unstable();
     sources.dedup();

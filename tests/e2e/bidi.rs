@@ -423,3 +423,72 @@ async fn bidi_refusals() -> Result<()> {
     .await?;
     Ok(())
 }
+
+/// Write cost of the version triggers: the same single-row inserts, updates and deletes on a
+/// group table (triggers) and on an identical table outside the group (none), on one member
+/// with `fleetsync run` stopped. A benchmark, not a check: run it with `--ignored`; the
+/// figures are in docs/bidirectional.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bidi_write_cost() -> Result<()> {
+    let servers = start_members().await?;
+    for s in &servers {
+        s.exec("CREATE DATABASE plain; CREATE TABLE plain.items LIKE app.items")
+            .await?;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("fleetsync-bidi-cost-")
+        .tempdir()?;
+    let config = Fleetsync::write_config(
+        dir.path(),
+        &group_config(&dir.path().join("state"), &servers, "newest_wins"),
+    )?;
+    let out = fleetsync_cmd(&[
+        "sync",
+        "once",
+        "--config",
+        &config.to_string_lossy(),
+        "realms",
+    ])
+    .await;
+    // `sync once` installs, then runs the group's first member sync once; only the install matters.
+    drop(out);
+    let n: i32 = env_num("FLEETSYNC_BENCH_ROWS", 5000) as i32;
+    let mut conn = servers[0].pool().get_conn().await?;
+    for round in 0..2 {
+        for table in ["app.items", "plain.items"] {
+            conn.query_drop(format!("DELETE FROM {table}")).await?;
+            let mut figures = Vec::new();
+            for (what, sql) in [
+                (
+                    "insert",
+                    format!("INSERT INTO {table} (id, val, updated_at) VALUES (?, 'v', NOW(6))"),
+                ),
+                (
+                    "update",
+                    format!("UPDATE {table} SET val = 'w', updated_at = NOW(6) WHERE id = ?"),
+                ),
+                ("delete", format!("DELETE FROM {table} WHERE id = ?")),
+            ] {
+                let t = Instant::now();
+                for id in 1..=n {
+                    conn.exec_drop(sql.as_str(), (id + round * n,)).await?;
+                }
+                figures.push(format!(
+                    "{what} {:.0} rows/s",
+                    f64::from(n) / t.elapsed().as_secs_f64()
+                ));
+            }
+            println!(
+                "round {round}: {table} ({}): {}",
+                if table == "app.items" {
+                    "triggers"
+                } else {
+                    "no triggers"
+                },
+                figures.join(", ")
+            );
+        }
+    }
+    Ok(())
+}

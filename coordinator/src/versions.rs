@@ -19,7 +19,9 @@
 //!
 //! Not covered by triggers: `TRUNCATE` (DDL: applied on every member, leaves no tombstones)
 //! and foreign-key cascades (refused here: a cascading foreign key into a group table).
-//! Installing is idempotent (columns `IF NOT EXISTS`, `CREATE OR REPLACE TRIGGER`). The
+//! Installing is idempotent (columns `IF NOT EXISTS`; a trigger is replaced only when its body
+//! changed, e.g. a new `priority`: `CREATE OR REPLACE` is a drop and a create, and a local
+//! write in between gets no version, so change a group's settings with its writers stopped). The
 //! session is marked `skip_replication=1`, so the other members' readers skip these
 //! statements: every member installs its own.
 
@@ -88,6 +90,16 @@ fn short(prefix: &str, schema: &str, table: &str) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{prefix}{h:016x}")
+}
+
+/// `fleetsync_<kind>_<table>`, or a hash of the table name when that is too long.
+fn trigger_name(kind: &str, table: &str) -> String {
+    let name = format!("fleetsync_{kind}_{table}");
+    if name.len() <= 64 {
+        name
+    } else {
+        short(&format!("fleetsync_{kind}_"), "", table)
+    }
 }
 
 fn ident(s: &str) -> String {
@@ -319,7 +331,7 @@ fn table_plan(schema: &str, table: &str, key: &[KeyCol], base: &str) -> TablePla
          {ver}=VALUES({ver}), {origin}=VALUES({origin}), `deleted_at`=VALUES(`deleted_at`)"
     );
     let read_new = format!(
-        "SELECT MAX({rank}), MAX({ver}) INTO pr, pv FROM {ts} WHERE {}; DELETE FROM {ts} WHERE {};",
+        "SELECT MAX({rank}), MAX({ver}) INTO pr, pv FROM {ts} WHERE {} FOR UPDATE; DELETE FROM {ts} WHERE {};",
         key_match("NEW"),
         key_match("NEW")
     );
@@ -328,13 +340,7 @@ fn table_plan(schema: &str, table: &str, key: &[KeyCol], base: &str) -> TablePla
         inherit(base, "pr")
     );
     // Trigger names are per schema: `fleetsync_bi__<table>` (hashed when too long).
-    let trigger = |kind: &str| {
-        format!(
-            "{}.{}",
-            ident(schema),
-            ident(&short(&format!("fleetsync_{kind}_"), "", table))
-        )
-    };
+    let trigger = |kind: &str| format!("{}.{}", ident(schema), ident(&trigger_name(kind, table)));
     statements.push((
         format!("create trigger BEFORE INSERT on {schema}.{table}"),
         format!(
@@ -383,7 +389,20 @@ pub async fn install(
         .await
         .map_err(sql_err(server, "preparing the install session".into()))?;
     for p in plans {
+        // A trigger already there with the same body is kept: `CREATE OR REPLACE` drops it
+        // first, and a local write in between would get no version.
+        let existing: Vec<String> = conn
+            .exec(
+                "SELECT ACTION_STATEMENT FROM information_schema.TRIGGERS                  WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ?",
+                (&p.schema, &p.table),
+            )
+            .await
+            .map_err(sql_err(server, format!("reading the triggers of {}.{}", p.schema, p.table)))?;
         for (what, sql) in &p.statements {
+            let body = sql.split_once(" FOR EACH ROW ").map(|(_, b)| b);
+            if body.is_some_and(|b| existing.iter().any(|e| e == b)) {
+                continue;
+            }
             if let Err(e) = conn.query_drop(sql.as_str()).await {
                 if let mysql_async::Error::Server(se) = &e {
                     if DENIED_CODES.contains(&se.code) {

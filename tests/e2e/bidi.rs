@@ -66,8 +66,13 @@ fn micros(text: &str) -> Result<i128> {
     Ok(if neg { -v } else { v })
 }
 
-fn rank_of(row: Option<(Option<String>, u64, u32)>) -> Result<Rank> {
+type VersionRow = (Option<String>, Option<u64>, Option<u32>);
+
+fn rank_of(row: Option<VersionRow>) -> Result<Rank> {
     let (primary, version, origin) = row.context("no version for a committed write")?;
+    let (Some(version), Some(origin)) = (version, origin) else {
+        anyhow::bail!("a committed write without a version (no trigger ran)");
+    };
     let primary = match primary {
         Some(p) => Some(micros(&p).with_context(|| format!("rank {p:?}"))?),
         None => None,
@@ -121,7 +126,7 @@ async fn writer(
         let affected = conn.affected_rows();
         match res {
             Ok(()) if affected > 0 && op <= 7 => {
-                let row: Option<(Option<String>, u64, u32)> = conn
+                let row: Option<VersionRow> = conn
                     .exec_first(
                         "SELECT CAST(fleetsync_rank AS CHAR), fleetsync_version, fleetsync_origin \
                          FROM app.items WHERE id = ?",
@@ -136,7 +141,7 @@ async fn writer(
                 });
             }
             Ok(()) if affected > 0 => {
-                let row: Option<(Option<String>, u64, u32)> = conn
+                let row: Option<VersionRow> = conn
                     .exec_first(
                         "SELECT CAST(fleetsync_rank AS CHAR), fleetsync_version, fleetsync_origin \
                          FROM fleetsync.ts_app__items WHERE id = ?",
@@ -166,7 +171,7 @@ async fn writer(
     Ok(out)
 }
 
-const NAMES: [&str; 3] = ["eu1", "eu2", "us1"];
+const NAMES: [&str; 5] = ["eu1", "eu2", "us1", "us2", "ap1"];
 
 /// The group's config: the issue's contract, with `conflict` set to `strategy`.
 fn group_config(state: &std::path::Path, servers: &[MariaDb], strategy: &str) -> String {
@@ -174,27 +179,43 @@ fn group_config(state: &std::path::Path, servers: &[MariaDb], strategy: &str) ->
     for (n, s) in NAMES.iter().zip(servers) {
         cfg = cfg.server(n, &s.url_root());
     }
+    let members: Vec<String> = NAMES[..servers.len()]
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect();
+    let members = members.join(", ");
     cfg.raw(&format!(
-        "\n[[syncs]]\nname = \"realms\"\nmode = \"bidirectional\"\nmembers = [\"eu1\", \"eu2\", \"us1\"]\n\
-         conflict = \"{strategy}\"\nnewest_column = \"updated_at\"\npriority = [\"eu1\", \"eu2\", \"us1\"]\n\
+        "\n[[syncs]]\nname = \"realms\"\nmode = \"bidirectional\"\nmembers = [{members}]\n\
+         conflict = \"{strategy}\"\nnewest_column = \"updated_at\"\npriority = [{members}]\n\
          include = [\"app\\\\..*\"]\nbatch_wait_ms = 5\n\
          [[syncs.tables]]\nname = \"app.ping\"\nconflict = \"manual\"\n"
     ))
     .build()
 }
 
-async fn start_members() -> Result<Vec<MariaDb>> {
-    let (a, b, c) = tokio::join!(MariaDb::start(11), MariaDb::start(12), MariaDb::start(13));
-    let servers = vec![a?, b?, c?];
+async fn start_members(n: usize) -> Result<Vec<MariaDb>> {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        set.spawn(async move { (i, MariaDb::start(11 + i as u32).await) });
+    }
+    let mut started = Vec::new();
+    while let Some(r) = set.join_next().await {
+        started.push(r?);
+    }
+    started.sort_by_key(|(i, _)| *i);
+    let servers = started
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect::<Result<Vec<_>>>()?;
     for s in &servers {
         s.exec(TABLE_SQL).await?;
     }
     Ok(servers)
 }
 
-async fn one_seed(seed: u64, secs: u64, strategy: &str) -> Result<()> {
+async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize) -> Result<()> {
     let started = Instant::now();
-    let servers = start_members().await?;
+    let servers = start_members(members).await?;
     let dir = tempfile::Builder::new()
         .prefix("fleetsync-bidi-")
         .tempdir()?;
@@ -213,7 +234,10 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str) -> Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
             for s in &servers {
-                ensure!(s.count("app", "ping").await? == 3, "pings missing");
+                ensure!(
+                    s.count("app", "ping").await? == servers.len() as u64,
+                    "pings missing"
+                );
             }
             Ok(())
         },
@@ -239,7 +263,15 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str) -> Result<()> {
     fs.restart()?;
     let mut written: Vec<Written> = Vec::new();
     for task in tasks {
-        written.extend(task.await??);
+        let w = task.await?.with_context(|| {
+            let log = fs.log_tail(2000);
+            let notable: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains("INFO progress") && !l.contains("Deadlock"))
+                .collect();
+            format!("a writer failed; fleetsync log:\n{}", notable.join("\n"))
+        })?;
+        written.extend(w);
     }
     let deletes = written.iter().filter(|w| w.val.is_none()).count();
     println!(
@@ -260,7 +292,11 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str) -> Result<()> {
             let first = servers[0].query_strings(dump).await?;
             for (n, s) in NAMES.iter().zip(&servers).skip(1) {
                 let other = s.query_strings(dump).await?;
-                ensure!(first == other, "{} and {n} differ", NAMES[0]);
+                if first != other {
+                    let only: Vec<_> = first.iter().filter(|r| !other.contains(r)).collect();
+                    let theirs: Vec<_> = other.iter().filter(|r| !first.contains(r)).collect();
+                    anyhow::bail!("{} and {n} differ: {only:?} vs {theirs:?}", NAMES[0]);
+                }
             }
             Ok(())
         },
@@ -276,9 +312,14 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str) -> Result<()> {
         t.elapsed()
     );
     converged.with_context(|| {
+        let log = fs.log_tail(400);
+        let bad: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
         format!(
-            "{strategy} seed {seed}: diverged; log:\n{}",
-            fs.log_tail(30)
+            "{strategy} seed {seed}: diverged; warnings:\n{}",
+            bad.join("\n")
         )
     })?;
 
@@ -317,18 +358,18 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str) -> Result<()> {
     );
     fs.stop(STOP_TIMEOUT).await?;
     println!(
-        "{strategy} seed {seed}: {} rows identical on three members, as the oracle says",
+        "{strategy} seed {seed}: {} rows identical on {members} members, as the oracle says",
         rows.len()
     );
     Ok(())
 }
 
-async fn seeds(strategy: &str) -> Result<()> {
+async fn seeds(strategy: &str, members: usize) -> Result<()> {
     let n = env_num("FLEETSYNC_STRESS_SEEDS", 1);
     let secs = env_num("FLEETSYNC_BIDI_SECS", 8);
     let mut failed = Vec::new();
     for seed in 1..=n {
-        if let Err(e) = one_seed(seed, secs, strategy).await {
+        if let Err(e) = one_seed(seed, secs, strategy, members).await {
             println!("{strategy} seed {seed} FAILED: {e:#}");
             failed.push(seed);
         }
@@ -342,22 +383,27 @@ async fn seeds(strategy: &str) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_newest_wins() -> Result<()> {
-    seeds("newest_wins").await
+    seeds("newest_wins", 3).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_source_wins() -> Result<()> {
-    seeds("source-wins").await
+    seeds("source-wins", 3).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_manual() -> Result<()> {
-    seeds("manual").await
+    seeds("manual", 3).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_five_members() -> Result<()> {
+    seeds("newest_wins", 5).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_refusals() -> Result<()> {
-    let servers = start_members().await?;
+    let servers = start_members(3).await?;
     let dir = tempfile::Builder::new()
         .prefix("fleetsync-bidi-no-")
         .tempdir()?;
@@ -431,7 +477,7 @@ async fn bidi_refusals() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn bidi_write_cost() -> Result<()> {
-    let servers = start_members().await?;
+    let servers = start_members(2).await?;
     for s in &servers {
         s.exec("CREATE DATABASE plain; CREATE TABLE plain.items LIKE app.items")
             .await?;

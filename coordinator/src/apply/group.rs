@@ -10,6 +10,13 @@
 //! one the incoming change replaced (before-image mismatch, see `detect`) is a conflict:
 //! counted and logged in `fleetsync.conflict_log`; under `manual` a losing incoming version is
 //! also parked in `fleetsync.conflicts` (the rank already picked the same winner everywhere).
+//!
+//! Concurrency: several appliers (one per other member) and the member's own sessions write
+//! the same keys. The decision and the write must not interleave with another writer's:
+//! the transaction runs at REPEATABLE READ so that `FOR UPDATE` on a key with no row (or no
+//! tombstone) locks its gap too; the triggers read the tombstone `FOR UPDATE` as well. Two
+//! writers that both found a key absent then deadlock instead of both writing, and the
+//! retried one sees the other's write.
 
 use fleetsync_config::{ConflictStrategy, TablePolicy};
 use fleetsync_proto::codec::row_to_json;
@@ -101,9 +108,15 @@ impl Applier {
             return Ok(());
         }
         if !*started {
-            exec::run_text(&mut self.conn, b"START TRANSACTION")
-                .await
-                .map_err(|e| self.sql_error("starting a transaction", e))?;
+            // REPEATABLE READ for this transaction: the locking reads below then also lock
+            // the gap of a key that has neither a row nor a tombstone, so two appliers (or an
+            // applier and a local insert) cannot both decide on "absent" and write in turn.
+            exec::run_text(
+                &mut self.conn,
+                b"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; START TRANSACTION",
+            )
+            .await
+            .map_err(|e| self.sql_error("starting a transaction", e))?;
             *started = true;
         }
         let tsql = TableSql::new(&slot.target.0, &slot.target.1, columns, key);

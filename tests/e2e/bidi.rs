@@ -10,6 +10,7 @@
 //!   identical row by row (version columns included), and every key must be what the oracle
 //!   says: the recorded write of the highest rank, absent when that write is a delete.
 //!   `FLEETSYNC_STRESS_SEEDS=N` runs seeds 1..=N (default 1) on fresh servers.
+//! * `bidi_converges_five_members`: the same with five members under `newest_wins`.
 //! * `bidi_refusals`: what start-up refuses, with one line naming the problem.
 
 use std::collections::HashMap;

@@ -26,12 +26,76 @@ pub enum Mode {
     Show,
 }
 
+/// Gauge: tombstones (deleted keys' versions) kept on a member. Labels `sync` (the group),
+/// `server`. Tombstones are not collected yet: this grows with the deleted keys.
+pub const METRIC_TOMBSTONES: &str = "fleetsync_tombstones";
+
+/// How often the tombstone gauge is refreshed (a `COUNT(*)` per tombstone table).
+const TOMBSTONE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What a group installed on one member: its tombstone tables (`fleetsync`.`ts_...`).
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub group: String,
+    pub server: String,
+    pub tombstones: Vec<String>,
+}
+
 /// Checks and prepares every group of `config` (a no-op without groups).
-pub async fn prepare(config: &Config, mode: Mode) -> Result<()> {
+pub async fn prepare(config: &Config, mode: Mode) -> Result<Vec<Installed>> {
+    let mut out = Vec::new();
     for (group, members) in config.groups() {
-        prepare_group(config, group, &members, mode).await?;
+        out.extend(prepare_group(config, group, &members, mode).await?);
     }
-    Ok(())
+    Ok(out)
+}
+
+/// Refreshes [`METRIC_TOMBSTONES`] for `installed` every [`TOMBSTONE_EVERY`] until cancelled.
+/// A member that cannot be reached keeps its last value (its pipelines report the outage).
+pub fn spawn_tombstone_gauge(
+    config: &Config,
+    installed: Vec<Installed>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    if installed.is_empty() {
+        return;
+    }
+    metrics::describe_gauge!(
+        METRIC_TOMBSTONES,
+        "Tombstones (versions of deleted keys) kept on a member of a bidirectional group"
+    );
+    let config = config.clone();
+    tokio::spawn(async move {
+        loop {
+            for i in &installed {
+                match count_tombstones(&config, i).await {
+                    Ok(n) => metrics::gauge!(METRIC_TOMBSTONES, "sync" => i.group.clone(), "server" => i.server.clone())
+                        .set(n as f64),
+                    Err(e) => tracing::debug!(server = %i.server, error = %format!("{e:#}"), "counting tombstones failed"),
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(TOMBSTONE_EVERY) => {}
+            }
+        }
+    });
+}
+
+async fn count_tombstones(config: &Config, i: &Installed) -> Result<u64> {
+    let mut conn = connect(config, &i.server).await?;
+    let mut total = 0u64;
+    for t in &i.tombstones {
+        let q = format!(
+            "SELECT COUNT(*) FROM `fleetsync`.`{}`",
+            t.replace('`', "``")
+        );
+        let n: Option<u64> = conn.query_first(q).await?;
+        total += n.unwrap_or(0);
+    }
+    let _ = conn.disconnect().await;
+    Ok(total)
 }
 
 async fn connect(config: &Config, server: &str) -> Result<mysql_async::Conn> {
@@ -46,8 +110,9 @@ async fn prepare_group(
     group: &str,
     members: &[&SyncConfig],
     mode: Mode,
-) -> Result<()> {
+) -> Result<Vec<Installed>> {
     let refuse = |m: String| anyhow!("group {group}: {m}");
+    let mut installed = Vec::new();
     let mut conns = Vec::new();
     let mut tables: Vec<BTreeSet<(String, String)>> = Vec::new();
     let mut ids: Vec<(u32, &str)> = Vec::new();
@@ -152,11 +217,19 @@ async fn prepare_group(
                     .await
                     .map_err(|e| refuse(e.to_string()))?;
                 tracing::info!(group, server = %s.source, tables = plans.len(), "row versions, tombstones and triggers installed");
+                installed.push(Installed {
+                    group: group.to_string(),
+                    server: s.source.clone(),
+                    tombstones: plans
+                        .iter()
+                        .map(|p| versions::tombstone_table(&p.schema, &p.table))
+                        .collect(),
+                });
             }
         }
     }
     for conn in conns {
         let _ = conn.disconnect().await;
     }
-    Ok(())
+    Ok(installed)
 }

@@ -46,7 +46,7 @@ pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> R
     let settings = kafka_settings(&config)?;
     preflight_all(&config).await?;
     // Bidirectional groups: versions, tombstones and triggers before anything is read.
-    crate::group::prepare(&config, crate::group::Mode::Install).await?;
+    let installed = crate::group::prepare(&config, crate::group::Mode::Install).await?;
     let mut sources: Vec<&str> = config.syncs.iter().map(|s| s.source.as_str()).collect();
     sources.sort_unstable();
     sources.dedup();
@@ -92,6 +92,7 @@ pub async fn agent(path: &Path, only: Option<&str>, start_at: Option<&str>) -> R
     .await?;
     let checked = sources.iter().map(|s| s.to_string()).collect();
     crate::health_cmd::spawn_periodic(&config, checked, cancel.child_token());
+    crate::group::spawn_tombstone_gauge(&config, installed, cancel.child_token());
     let mut tasks = JoinSet::new();
     let _archivers = crate::archive_cmd::spawn_archivers(&config, Some(&sources), &cancel)?;
     let backup_servers: Vec<String> = sources.iter().map(|s| s.to_string()).collect();

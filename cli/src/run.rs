@@ -86,7 +86,7 @@ pub async fn source_end(config: &Config, sync: &SyncConfig) -> Result<Position> 
 pub async fn run(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
     preflight_all(&config).await?;
-    crate::group::prepare(&config, crate::group::Mode::Install).await?;
+    let installed = crate::group::prepare(&config, crate::group::Mode::Install).await?;
     fleetsync_agent::owner_only::private_dir(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
     let shared = Shared {
@@ -104,6 +104,7 @@ pub async fn run(path: &Path) -> Result<()> {
     .await?;
     let all: Vec<String> = config.servers.iter().map(|s| s.name.clone()).collect();
     crate::health_cmd::spawn_periodic(&config, all, cancel.child_token());
+    crate::group::spawn_tombstone_gauge(&config, installed, cancel.child_token());
     let mut tasks = JoinSet::new();
     let _archivers = crate::archive_cmd::spawn_archivers(&config, None, &cancel)?;
     let mut index = 0usize;

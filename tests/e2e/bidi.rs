@@ -21,7 +21,7 @@ use fleetsync_tests::{fleetsync_cmd, wait_until, ConfigBuilder, Fleetsync, Maria
 use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
 
-use crate::support::STOP_TIMEOUT;
+use crate::support::{http_get, STOP_TIMEOUT};
 
 const TABLE_SQL: &str = "CREATE DATABASE IF NOT EXISTS app; CREATE TABLE app.items (\
     id INT NOT NULL PRIMARY KEY, val VARCHAR(64) NOT NULL, \
@@ -357,6 +357,38 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize) -> Resul
         "{strategy} seed {seed}: {}",
         wrong.join("; ")
     );
+    fs.stop(STOP_TIMEOUT).await?;
+    // `fleetsync_tombstones{sync,server}` counts eu1's tombstones (computed at start).
+    let want = servers[0]
+        .query_value("SELECT COUNT(*) FROM fleetsync.ts_app__items")
+        .await?
+        .unwrap_or_default();
+    fs.restart()?;
+    let wanted = |l: &str| {
+        l.starts_with("fleetsync_tombstones{")
+            && l.contains("server=\"eu1\"")
+            && l.contains("sync=\"realms\"")
+            && l.ends_with(&format!(" {want}"))
+    };
+    wait_until(Duration::from_secs(30), "the tombstone gauge", || async {
+        let log = fs.log_tail(50);
+        let port: u16 = log
+            .lines()
+            .rev()
+            .find_map(|l| l.split("metrics=127.0.0.1:").nth(1))
+            .and_then(|p| p.trim().parse().ok())
+            .context("no metrics port in the log yet")?;
+        let (_, body) = http_get(port, "/metrics").await?;
+        ensure!(
+            body.lines().any(wanted),
+            "no fleetsync_tombstones of eu1 = {want} in /metrics: {:?}",
+            body.lines()
+                .filter(|l| l.contains("tombstones"))
+                .collect::<Vec<_>>()
+        );
+        Ok(())
+    })
+    .await?;
     fs.stop(STOP_TIMEOUT).await?;
     println!(
         "{strategy} seed {seed}: {} rows identical on {members} members, as the oracle says",

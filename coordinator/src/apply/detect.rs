@@ -9,7 +9,8 @@
 //! deletes (`<=>`, and character columns also as bytes). A key whose row neither matches the
 //! expectation nor already equals the key's final image in the batch is a conflict; the
 //! decision (see `conflict`) applies to the key's whole run: every change of the batch that
-//! touches the key is kept or dropped together. Keyless tables get no detection.
+//! touches the key is kept or dropped together. Keyless tables get no detection. In a
+//! bidirectional group the decision is by rank instead, with tombstones (see `group`).
 
 use std::collections::HashMap;
 

@@ -36,7 +36,9 @@
 //! One connection, set up by [`Applier::connect`]: `SET NAMES binary` (literals are raw
 //! column-charset bytes), `time_zone='+00:00'`, `foreign_key_checks=0`,
 //! `sql_mode='NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'` (zero dates accepted, id 0 stays
-//! 0, no strict truncation errors), READ COMMITTED, autocommit on with explicit transactions.
+//! 0, no strict truncation errors), READ COMMITTED, autocommit on with explicit transactions,
+//! `@fleetsync_applier=1` (the version triggers of bidirectional groups skip this session;
+//! see `versions` and `group`).
 //! The user needs SELECT, INSERT, UPDATE, DELETE on the mapped tables, CREATE/DROP/ALTER for
 //! DDL and `create_missing` (DROP also for restarting a snapshot with TRUNCATE), and all of
 //! these on the `fleetsync` database.

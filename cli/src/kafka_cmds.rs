@@ -50,6 +50,8 @@ pub async fn agent(
     let config = crate::opts::load_serving(path, metrics_listen).await?;
     let settings = kafka_settings(&config)?;
     preflight_all(&config).await?;
+    // Bidirectional groups: versions, tombstones and triggers before anything is read.
+    let installed = crate::group::prepare(&config, crate::group::Mode::Install).await?;
     let mut sources: Vec<&str> = config.syncs.iter().map(|s| s.source.as_str()).collect();
     sources.sort_unstable();
     sources.dedup();
@@ -89,6 +91,7 @@ pub async fn agent(
     let addr = http::serve(config.metrics_addr()?, registry, cancel.clone()).await?;
     let checked = sources.iter().map(|s| s.to_string()).collect();
     crate::health_cmd::spawn_periodic(&config, checked, cancel.child_token());
+    crate::group::spawn_tombstone_gauge(&config, installed, cancel.child_token());
     let mut tasks = JoinSet::new();
     let _archivers = crate::archive_cmd::spawn_archivers(&config, Some(&sources), &cancel)?;
     let backup_servers: Vec<String> = sources.iter().map(|s| s.to_string()).collect();

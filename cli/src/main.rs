@@ -10,6 +10,7 @@ mod definitions;
 mod diff_cmd;
 mod exit;
 mod failure;
+mod group;
 mod health_cmd;
 mod http;
 mod kafka_cmds;

@@ -22,13 +22,18 @@ pub async fn sync(action: SyncAction) -> Result<()> {
 
 async fn once(path: &std::path::Path, name: &str) -> Result<()> {
     let config = crate::opts::load_config(path).await?;
-    let sync = config
+    // A group's name runs every member's sync (`group.member` names one of them).
+    let syncs: Vec<_> = config
         .syncs
         .iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| anyhow!("no sync named {name:?}"))?
-        .clone();
+        .filter(|s| s.name == name || s.group.as_deref() == Some(name))
+        .cloned()
+        .collect();
+    if syncs.is_empty() {
+        return Err(anyhow!("no sync named {name:?}"));
+    }
     preflight_all(&config).await?;
+    crate::group::prepare(&config, crate::group::Mode::Install).await?;
     fleetsync_agent::owner_only::private_dir(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
     let shared = Shared {
@@ -42,7 +47,11 @@ async fn once(path: &std::path::Path, name: &str) -> Result<()> {
         crate::run::shutdown_signal().await;
         c2.cancel();
     });
-    run_once(&config, &sync, 0, &shared, &cancel).await?;
+    let mut index = 0;
+    for sync in &syncs {
+        run_once(&config, sync, index, &shared, &cancel).await?;
+        index += sync.targets.len();
+    }
     let states: Vec<_> = shared
         .registry
         .lock()

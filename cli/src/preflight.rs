@@ -143,6 +143,7 @@ pub async fn check(path: &Path) -> Result<()> {
     for warning in crate::opts::tls_warnings(&config) {
         println!("warning: {warning}");
     }
+    crate::group::prepare(&config, crate::group::Mode::Show).await?;
     if config.bus.kind == fleetsync_config::BusKind::Kafka {
         check_topics(&config).await?;
     }

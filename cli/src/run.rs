@@ -67,7 +67,7 @@ pub fn build_pipeline(
         checkpoints: shared.checkpoints.clone(),
         registry: shared.registry.clone(),
         kafka: None,
-        control: shared.controls.watch(&sync.name),
+        control: shared.controls.watch(sync.control_name()),
         until,
         finished: AtomicBool::new(false),
         progress: AtomicU64::new(0),
@@ -90,6 +90,7 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
         crate::api::check(&config, api)?;
     }
     preflight_all(&config).await?;
+    let installed = crate::group::prepare(&config, crate::group::Mode::Install).await?;
     fleetsync_agent::owner_only::private_dir(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
     let shared = Shared {
@@ -111,6 +112,7 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
     }
     let all: Vec<String> = config.servers.iter().map(|s| s.name.clone()).collect();
     crate::health_cmd::spawn_periodic(&config, all, cancel.child_token());
+    crate::group::spawn_tombstone_gauge(&config, installed, cancel.child_token());
     let mut tasks = JoinSet::new();
     let _archivers = crate::archive_cmd::spawn_archivers(&config, None, &cancel)?;
     let mut index = 0usize;

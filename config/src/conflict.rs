@@ -26,10 +26,12 @@ pub enum ConflictStrategy {
 }
 
 impl ConflictStrategy {
-    pub const NAMES: &'static str = "none, source-wins, target-wins, newest-wins or manual";
+    pub const NAMES: &'static str =
+        "none, source_wins, target_wins, newest_wins or manual (or with hyphens: source-wins, ...)";
 
+    /// Parses a strategy name; `_` and `-` are the same (`newest_wins` = `newest-wins`).
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
+        Some(match s.replace('_', "-").as_str() {
             "none" => ConflictStrategy::None,
             "source-wins" => ConflictStrategy::SourceWins,
             "target-wins" => ConflictStrategy::TargetWins,
@@ -87,6 +89,9 @@ pub struct ConflictPolicy {
     /// For source-wins: server names, earliest wins. Servers not listed come after every
     /// listed one, ordered by name.
     pub priority: Vec<String>,
+    /// A member's sync of a bidirectional group: conflicts are decided by rank (row versions
+    /// and tombstones), not by before images.
+    pub group: bool,
 }
 
 impl ConflictPolicy {
@@ -95,6 +100,11 @@ impl ConflictPolicy {
         self.tables
             .get(&format!("{schema}.{table}"))
             .unwrap_or(&self.default)
+    }
+
+    /// The policy of source table `name` (`schema.table`).
+    pub fn table_of(&self, name: &str) -> &TablePolicy {
+        self.tables.get(name).unwrap_or(&self.default)
     }
 
     /// True when no table has detection on: the applier's fast path.
@@ -191,6 +201,7 @@ impl SyncConfig {
             default,
             tables,
             priority: self.priority.clone(),
+            group: self.group.is_some(),
         })
     }
 }
@@ -218,7 +229,9 @@ impl Config {
             // Other servers may be listed (one fleet-wide order shared by several syncs), but a
             // list naming none of this sync's own servers cannot order them: source-wins would
             // silently fall back to ordering by name.
-            let member = |p: &String| *p == s.source || s.targets.contains(p);
+            // (A bidirectional group, before it is expanded, has members instead.)
+            let member =
+                |p: &String| *p == s.source || s.targets.contains(p) || s.members.contains(p);
             if !policy.priority.is_empty() && !policy.priority.iter().any(member) {
                 return Err(ConfigError::invalid(
                     format!("syncs.{}.priority", s.name),

@@ -14,6 +14,7 @@ mod bus;
 mod conflict;
 mod env;
 mod filter;
+mod group;
 mod health;
 mod tls;
 pub mod topic_policy;
@@ -34,6 +35,7 @@ pub use bus::{
 };
 pub use conflict::{ConflictPolicy, ConflictStrategy, TableConflictConfig, TablePolicy};
 pub use filter::{TableFilter, TableMap};
+pub use group::SyncMode;
 pub use health::HealthConfig;
 pub use tls::{TlsMode, DEFAULT_TLS_MODE, TLS_MODES};
 
@@ -219,8 +221,22 @@ pub fn redact_url(url: &str) -> String {
 #[serde(deny_unknown_fields)]
 pub struct SyncConfig {
     pub name: String,
+    /// `one_way` (default: `source` to `targets`) or `bidirectional` (`members`).
+    #[serde(default)]
+    pub mode: SyncMode,
+    /// One-way: the server whose changes are sent. For a member of an expanded bidirectional
+    /// group (see [`Config::expand_groups`]): that member.
+    #[serde(default)]
     pub source: String,
+    #[serde(default)]
     pub targets: Vec<String>,
+    /// Bidirectional: every member is source and target of every other member.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// Set on the one-way syncs a bidirectional group expands into: the group's name (what
+    /// `fleetsync sync pause` and the conflict settings refer to).
+    #[serde(skip)]
+    pub group: Option<String>,
     /// `schema.table` regexes (anchored); empty = every non-system table.
     #[serde(default)]
     pub include: Vec<String>,
@@ -327,6 +343,7 @@ impl Config {
         config.apply_env(std::env::vars())?;
         config.resolve_passwords()?;
         config.validate()?;
+        config.expand_groups();
         Ok(config)
     }
 
@@ -446,7 +463,8 @@ impl Config {
         let mut sync_names = HashSet::new();
         for (i, s) in self.syncs.iter().enumerate() {
             let field = format!("syncs[{i}]");
-            if !valid_name(&s.name) {
+            // An expanded group member's name is `group.member` (see `expand_groups`).
+            if s.group.is_none() && !valid_name(&s.name) {
                 return Err(ConfigError::invalid(
                     format!("{field}.name"),
                     "must be 1-64 characters of letters, digits, '_' or '-'",
@@ -458,13 +476,25 @@ impl Config {
                     format!("duplicate sync name {:?}", s.name),
                 ));
             }
-            if self.server(&s.source).is_none() {
+            if s.mode == SyncMode::Bidirectional {
+                self.validate_group(&field, s)?;
+            } else if !s.members.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{field}.members"),
+                    "only for mode = \"bidirectional\" (a one-way sync has source and targets)",
+                ));
+            } else if s.source.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{field}.source"),
+                    "required (or mode = \"bidirectional\" with members)",
+                ));
+            } else if self.server(&s.source).is_none() {
                 return Err(ConfigError::invalid(
                     format!("{field}.source"),
                     format!("no server named {:?} in [[servers]]", s.source),
                 ));
             }
-            if s.targets.is_empty() {
+            if s.mode == SyncMode::OneWay && s.targets.is_empty() {
                 return Err(ConfigError::invalid(
                     format!("{field}.targets"),
                     "must name at least one server",

@@ -426,3 +426,139 @@ fn example_bus_section_is_valid() {
     assert_eq!(c.bus.replication_factor, DEFAULT_REPLICATION_FACTOR);
     assert_eq!(c.bus.retention_ms, DEFAULT_RETENTION_MS);
 }
+
+const GROUP: &str = r#"
+[[servers]]
+name = "eu1"
+url = "mysql://sync@127.0.0.1:3306"
+[[servers]]
+name = "eu2"
+url = "mysql://sync@127.0.0.1:3307"
+[[servers]]
+name = "us1"
+url = "mysql://sync@127.0.0.1:3308"
+[[syncs]]
+name = "realms"
+mode = "bidirectional"             # "one_way" (default) uses source/targets
+members = ["eu1", "eu2", "us1"]
+conflict = "newest_wins"           # source_wins | target_wins | newest_wins | manual (hyphens accepted too)
+newest_column = "updated_at"
+priority = ["eu1", "eu2", "us1"]
+include = ["characters\\..*"]
+"#;
+
+fn group_with(edit: impl Fn(&str) -> String) -> Result<Config, String> {
+    let c = Config::parse(&edit(GROUP))?;
+    c.validate().map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+#[test]
+fn group_contract_parses_and_expands() {
+    let mut c = group_with(|s| s.to_string()).expect("contract is valid");
+    c.expand_groups();
+    let names: Vec<&str> = c.syncs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["realms.eu1", "realms.eu2", "realms.us1"]);
+    for s in &c.syncs {
+        assert_eq!(s.group.as_deref(), Some("realms"));
+        assert_eq!(s.control_name(), "realms");
+        assert_eq!(s.targets.len(), 2);
+        assert!(!s.targets.contains(&s.source));
+        for t in &s.targets {
+            assert!(
+                c.loop_prevention(s, t),
+                "{} -> {t} must be marked",
+                s.source
+            );
+        }
+        let p = s.conflict_policy().expect("policy");
+        assert_eq!(p.default.strategy, ConflictStrategy::NewestWins);
+    }
+    assert_eq!(c.groups().len(), 1);
+    assert_eq!(c.groups()[0].1.len(), 3);
+}
+
+#[test]
+fn strategy_names_take_both_spellings() {
+    for (a, b) in [
+        ("newest_wins", "newest-wins"),
+        ("source_wins", "source-wins"),
+        ("target_wins", "target-wins"),
+    ] {
+        assert_eq!(ConflictStrategy::parse(a), ConflictStrategy::parse(b));
+        assert!(ConflictStrategy::parse(a).is_some());
+    }
+    assert!(group_with(|s| s.replace("newest_wins", "newest-wins")).is_ok());
+    assert!(group_with(|s| s.replace("\"newest_wins\"", "\"source-wins\"")).is_ok());
+    assert!(group_with(|s| s.replace("\"newest_wins\"", "\"manual\"")).is_ok());
+}
+
+#[test]
+fn group_refusals_name_the_rule() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "members = [\"eu1\", \"eu2\", \"us1\"]",
+            "members = [\"eu1\"]",
+            "at least 2",
+        ),
+        (
+            "members = [\"eu1\", \"eu2\", \"us1\"]",
+            "members = [\"eu1\", \"eu1\"]",
+            "listed twice",
+        ),
+        (
+            "members = [\"eu1\", \"eu2\", \"us1\"]",
+            "members = [\"eu1\", \"xx\"]",
+            "no server named \"xx\"",
+        ),
+        (
+            "members = [\"eu1\", \"eu2\", \"us1\"]",
+            "members = [\"eu1\", \"eu2\"]\nsource = \"eu1\"",
+            "source/targets",
+        ),
+        (
+            "members = [\"eu1\", \"eu2\", \"us1\"]",
+            "members = [\"eu1\", \"eu2\"]\ntargets = [\"us1\"]",
+            "source/targets",
+        ),
+        (
+            "mode = \"bidirectional\"",
+            "mode = \"one_way\"",
+            "members: only for mode",
+        ),
+        (
+            "conflict = \"newest_wins\"",
+            "conflict = \"target_wins\"",
+            "target_wins cannot converge",
+        ),
+        (
+            "conflict = \"newest_wins\"",
+            "conflict = \"none\"",
+            "needs newest_wins",
+        ),
+        ("conflict = \"newest_wins\"", "", "needs newest_wins"),
+        (
+            "priority = [\"eu1\", \"eu2\", \"us1\"]",
+            "priority = [\"eu1\", \"xx\"]",
+            "xx",
+        ),
+        (
+            "mode = \"bidirectional\"",
+            "mode = \"sideways\"",
+            "unknown variant",
+        ),
+    ];
+    for (from, to, want) in cases {
+        let err = group_with(|s| s.replace(from, to)).expect_err(to);
+        assert!(err.contains(want), "{to}: {err}");
+    }
+    let per_table = "\n[[syncs.tables]]\nname = \"characters.mail\"\nconflict = \"target-wins\"\n";
+    let err = group_with(|s| format!("{s}{per_table}")).expect_err("per-table target_wins");
+    assert!(
+        err.contains("tables[0]") && err.contains("target_wins"),
+        "{err}"
+    );
+    // Opting one table out of detection is allowed (the keyless-table opt-in).
+    let none = "\n[[syncs.tables]]\nname = \"characters.log\"\nconflict = \"none\"\n";
+    assert!(group_with(|s| format!("{s}{none}")).is_ok());
+}

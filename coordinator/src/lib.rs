@@ -5,3 +5,4 @@ pub mod datadiff;
 pub mod feed;
 pub mod migrate;
 pub mod pitr;
+pub mod versions;

@@ -19,11 +19,13 @@
 //! `schema_diff` (schema diff and migrations), `data_diff` (diff data), `health` (health
 //! checks), `preflight` (sync definitions refused before any write),
 //! `tls` (TLS to the databases: modes, certificates, refusals), `api` (the control-plane API:
-//! RBAC matrix from the OpenAPI document, audit, tokens, loopback rule, HTTPS).
+//! RBAC matrix from the OpenAPI document, audit, tokens, loopback rule, HTTPS),
+//! `bidi` (bidirectional groups converging, checked against an oracle).
 
 mod api;
 mod backup;
 mod bad_input;
+mod bidi;
 mod binlog_settings;
 mod catalogue;
 mod conflicts;

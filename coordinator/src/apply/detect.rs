@@ -9,7 +9,8 @@
 //! deletes (`<=>`, and character columns also as bytes). A key whose row neither matches the
 //! expectation nor already equals the key's final image in the batch is a conflict; the
 //! decision (see `conflict`) applies to the key's whole run: every change of the batch that
-//! touches the key is kept or dropped together. Keyless tables get no detection.
+//! touches the key is kept or dropped together. Keyless tables get no detection. In a
+//! bidirectional group the decision is by rank instead, with tombstones (see `group`).
 
 use std::collections::HashMap;
 
@@ -26,7 +27,7 @@ use super::sql::{self, TableSql};
 use super::{exec, Applier, ApplyError};
 
 /// Keys per detection query.
-const KEYS_PER_QUERY: usize = 200;
+pub(super) const KEYS_PER_QUERY: usize = 200;
 
 /// What the decisions of a batch add to its transaction.
 pub(super) struct Resolved {
@@ -37,29 +38,31 @@ pub(super) struct Resolved {
 }
 
 #[derive(Clone, Copy)]
-enum Expect<'a> {
+pub(super) enum Expect<'a> {
     /// The row must exist and equal this image.
     Row(&'a [Value]),
     /// The row must be absent or equal this image.
     AbsentOr(&'a [Value]),
 }
 
-struct KeyRun<'a> {
-    expect: Expect<'a>,
+pub(super) struct KeyRun<'a> {
+    pub expect: Expect<'a>,
     /// The key's image after the whole run; `None` when the run deletes it.
-    fin: Option<&'a [Value]>,
+    pub fin: Option<&'a [Value]>,
+    /// When the run deletes the key: the before image of the change that removed it.
+    pub gone: Option<&'a [Value]>,
     /// An image carrying the key.
-    key_img: &'a [Value],
+    pub key_img: &'a [Value],
     /// Indexes into the run's changes.
-    changes: Vec<usize>,
+    pub changes: Vec<usize>,
     /// Transaction (index in the run) of the key's last change.
-    txn: u32,
+    pub txn: u32,
 }
 
-struct Local {
-    row: Vec<Value>,
-    same_expected: bool,
-    same_final: bool,
+pub(super) struct Local {
+    pub row: Vec<Value>,
+    pub same_expected: bool,
+    pub same_final: bool,
 }
 
 impl Applier {
@@ -105,6 +108,20 @@ impl Applier {
             {
                 continue;
             }
+            if self.opts.conflicts.group {
+                self.resolve_group_slot(
+                    run,
+                    si,
+                    slot,
+                    &policy,
+                    changes,
+                    &mut drop,
+                    &mut resolved,
+                    started,
+                )
+                .await?;
+                continue;
+            }
             let columns = &slot.schema.columns;
             let key = &slot.plan.key;
             let newest = match (&policy.strategy, &policy.newest_column) {
@@ -121,7 +138,7 @@ impl Applier {
                 ),
                 _ => None,
             };
-            let runs = key_runs(run, si as u32, changes, key, columns.len());
+            let runs = key_runs(run, si as u32, changes, key, columns.len(), false);
             if runs.is_empty() {
                 continue;
             }
@@ -212,7 +229,7 @@ impl Applier {
     }
 
     /// The target rows of `runs`' keys, locked, with the comparisons; `None` where absent.
-    async fn read_locals(
+    pub(super) async fn read_locals(
         &mut self,
         tsql: &TableSql,
         columns: &[Column],
@@ -336,7 +353,7 @@ impl Applier {
     }
 }
 
-fn is_conflict(r: &KeyRun<'_>, local: Option<&Local>) -> bool {
+pub(super) fn is_conflict(r: &KeyRun<'_>, local: Option<&Local>) -> bool {
     let expected = match (r.expect, local) {
         (Expect::Row(_), Some(l)) => l.same_expected,
         (Expect::Row(_), None) => false,
@@ -353,12 +370,14 @@ fn is_conflict(r: &KeyRun<'_>, local: Option<&Local>) -> bool {
 }
 
 /// The runs of changes per key of slot `slot`, in order of each key's first change.
-fn key_runs<'a>(
+/// Snapshot chunks count only with `with_snapshot` (bidirectional groups rank them too).
+pub(super) fn key_runs<'a>(
     run: &[&'a Transaction],
     slot: u32,
     changes: &[Change<'a>],
     key: &[usize],
     width: usize,
+    with_snapshot: bool,
 ) -> Vec<KeyRun<'a>> {
     let mut runs: Vec<KeyRun<'a>> = Vec::new();
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
@@ -369,7 +388,11 @@ fn key_runs<'a>(
     };
     let ok = |img: Option<&'a [Value]>| img.filter(|i| i.len() == width);
     for (ci, c) in changes.iter().enumerate() {
-        if c.slot != slot || run.get(c.txn as usize).is_none_or(|t| t.snapshot) {
+        if c.slot != slot
+            || run
+                .get(c.txn as usize)
+                .is_none_or(|t| t.snapshot && !with_snapshot)
+        {
             continue;
         }
         let (before, after) = match c.op {
@@ -385,6 +408,7 @@ fn key_runs<'a>(
                 runs.push(KeyRun {
                     expect: Expect::Row(b),
                     fin: Some(b),
+                    gone: None,
                     key_img: b,
                     changes: Vec::new(),
                     txn: c.txn,
@@ -395,6 +419,7 @@ fn key_runs<'a>(
             r.changes.push(ci);
             r.txn = c.txn;
             r.fin = if ka.as_ref() == Some(&k) { after } else { None };
+            r.gone = if r.fin.is_none() { Some(b) } else { None };
             kb = Some(k);
         }
         if let Some(a) = after {
@@ -406,6 +431,7 @@ fn key_runs<'a>(
                 runs.push(KeyRun {
                     expect: Expect::AbsentOr(a),
                     fin: Some(a),
+                    gone: None,
                     key_img: a,
                     changes: Vec::new(),
                     txn: c.txn,
@@ -416,12 +442,13 @@ fn key_runs<'a>(
             r.changes.push(ci);
             r.txn = c.txn;
             r.fin = Some(a);
+            r.gone = None;
         }
     }
     runs
 }
 
-fn key_json(columns: &[Column], key: &[usize], img: &[Value]) -> String {
+pub(super) fn key_json(columns: &[Column], key: &[usize], img: &[Value]) -> String {
     let cols: Vec<Column> = key
         .iter()
         .filter_map(|&i| columns.get(i).cloned())
@@ -431,15 +458,15 @@ fn key_json(columns: &[Column], key: &[usize], img: &[Value]) -> String {
 }
 
 /// One decision, as written to `fleetsync.conflict_log` (and `conflicts` when parked).
-struct Record<'a> {
-    sync: &'a str,
-    schema: &'a str,
-    table: &'a str,
-    key: String,
-    incoming: Option<String>,
-    local: Option<String>,
-    origin: &'a str,
-    position: String,
+pub(super) struct Record<'a> {
+    pub sync: &'a str,
+    pub schema: &'a str,
+    pub table: &'a str,
+    pub key: String,
+    pub incoming: Option<String>,
+    pub local: Option<String>,
+    pub origin: &'a str,
+    pub position: String,
 }
 
 impl Record<'_> {
@@ -466,7 +493,7 @@ impl Record<'_> {
         sql::push_quoted(q, self.position.as_bytes());
     }
 
-    fn log(&self, strategy: ConflictStrategy, outcome: Outcome) -> Vec<u8> {
+    pub(super) fn log(&self, strategy: ConflictStrategy, outcome: Outcome) -> Vec<u8> {
         let mut q =
             b"INSERT INTO `fleetsync`.`conflict_log` (`sync_name`,`schema_name`,`table_name`,\
             `key_json`,`incoming_json`,`local_json`,`origin_server`,`source_position`,`strategy`,\
@@ -481,7 +508,7 @@ impl Record<'_> {
         q
     }
 
-    fn park(&self, apply: &[u8]) -> Vec<u8> {
+    pub(super) fn park(&self, apply: &[u8]) -> Vec<u8> {
         let mut q = b"INSERT INTO `fleetsync`.`conflicts` (`sync_name`,`schema_name`,`table_name`,\
             `key_json`,`incoming_json`,`local_json`,`origin_server`,`source_position`,\
             `detected_at`,`status`,`apply_sql`) VALUES ("

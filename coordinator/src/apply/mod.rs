@@ -38,7 +38,9 @@
 //! One connection, set up by [`Applier::connect`]: `SET NAMES binary` (literals are raw
 //! column-charset bytes), `time_zone='+00:00'`, `foreign_key_checks=0`,
 //! `sql_mode='NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'` (zero dates accepted, id 0 stays
-//! 0, no strict truncation errors), READ COMMITTED, autocommit on with explicit transactions.
+//! 0, no strict truncation errors), READ COMMITTED, autocommit on with explicit transactions,
+//! `@fleetsync_applier=1` (the version triggers of bidirectional groups skip this session;
+//! see `versions` and `group`).
 //! The user needs SELECT, INSERT, UPDATE, DELETE on the mapped tables, CREATE/DROP/ALTER for
 //! DDL and `create_missing` (DROP also for restarting a snapshot with TRUNCATE), and all of
 //! these on the `fleetsync` database.
@@ -49,6 +51,10 @@ mod ddl;
 mod detect;
 mod error;
 mod exec;
+mod group;
+pub mod rank;
+#[cfg(test)]
+mod rank_sim;
 mod run;
 mod shape;
 mod sql;
@@ -249,7 +255,8 @@ fn lock_name(sync: &str, source: &str) -> String {
 /// Session settings; see the module docs.
 const SESSION_SETUP: &str = "SET NAMES binary; SET time_zone='+00:00'; SET foreign_key_checks=0; \
     SET sql_mode='NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'; \
-    SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; SET autocommit=1";
+    SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; SET autocommit=1; \
+    SET @fleetsync_applier=1";
 
 impl Applier {
     /// Connects (a single connection), prepares the session, creates the `fleetsync` database

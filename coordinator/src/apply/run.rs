@@ -554,7 +554,9 @@ impl Applier {
         // Any stored progress means the target tables hold our earlier copy: an interrupted
         // snapshot (embedded bus) or an earlier one the agent is now replacing (Kafka, after
         // the agent lost its checkpoint). Either way the new snapshot starts from empty tables.
-        if stored.is_some() {
+        // Not in a bidirectional group: there the target's tables hold every member's writes
+        // (and its triggers), and snapshot rows are merged by rank like any change.
+        if stored.is_some() && !self.opts.conflicts.group {
             for t in tables {
                 if self.is_paused(&(t.schema.clone(), t.table.clone())) {
                     continue;

@@ -1,0 +1,235 @@
+//! Start-up of bidirectional groups: the checks that need the servers, and the install of
+//! row versions, tombstone tables and triggers on every member (`fleetsync_coordinator::
+//! versions`). `run` (and `sync once`) install; `check` prints what would be installed.
+//!
+//! Refused, with one line naming the group, server and tables: a table that is not on every
+//! member, a table in two groups, a table in a group and in a one-way sync between two of its
+//! members (either direction), two members with the same `@@server_id` (the rank's last tie
+//! breaker), and what `versions::plan_member` refuses (keyless tables with detection, a
+//! `newest_column` that cannot be ranked, cascading foreign keys, missing privileges).
+
+use std::collections::BTreeSet;
+
+use anyhow::{anyhow, Result};
+use fleetsync_agent::source::schema::list_tables;
+use fleetsync_config::{Config, SyncConfig};
+use fleetsync_coordinator::versions;
+use mysql_async::prelude::Queryable;
+
+use crate::opts::opts_by_name;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Check, then install (idempotent).
+    Install,
+    /// Check, then print what `Install` would do.
+    Show,
+}
+
+/// Gauge: tombstones (deleted keys' versions) kept on a member. Labels `sync` (the group),
+/// `server`. Tombstones are not collected yet: this grows with the deleted keys.
+pub const METRIC_TOMBSTONES: &str = "fleetsync_tombstones";
+
+/// How often the tombstone gauge is refreshed (a `COUNT(*)` per tombstone table).
+const TOMBSTONE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What a group installed on one member: its tombstone tables (`fleetsync`.`ts_...`).
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub group: String,
+    pub server: String,
+    pub tombstones: Vec<String>,
+}
+
+/// Checks and prepares every group of `config` (a no-op without groups).
+pub async fn prepare(config: &Config, mode: Mode) -> Result<Vec<Installed>> {
+    let mut out = Vec::new();
+    for (group, members) in config.groups() {
+        out.extend(prepare_group(config, group, &members, mode).await?);
+    }
+    Ok(out)
+}
+
+/// Refreshes [`METRIC_TOMBSTONES`] for `installed` every [`TOMBSTONE_EVERY`] until cancelled.
+/// A member that cannot be reached keeps its last value (its pipelines report the outage).
+pub fn spawn_tombstone_gauge(
+    config: &Config,
+    installed: Vec<Installed>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    if installed.is_empty() {
+        return;
+    }
+    metrics::describe_gauge!(
+        METRIC_TOMBSTONES,
+        "Tombstones (versions of deleted keys) kept on a member of a bidirectional group"
+    );
+    let config = config.clone();
+    tokio::spawn(async move {
+        loop {
+            for i in &installed {
+                match count_tombstones(&config, i).await {
+                    Ok(n) => metrics::gauge!(METRIC_TOMBSTONES, "sync" => i.group.clone(), "server" => i.server.clone())
+                        .set(n as f64),
+                    Err(e) => tracing::debug!(server = %i.server, error = %format!("{e:#}"), "counting tombstones failed"),
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(TOMBSTONE_EVERY) => {}
+            }
+        }
+    });
+}
+
+async fn count_tombstones(config: &Config, i: &Installed) -> Result<u64> {
+    let mut conn = connect(config, &i.server).await?;
+    let mut total = 0u64;
+    for t in &i.tombstones {
+        let q = format!(
+            "SELECT COUNT(*) FROM `fleetsync`.`{}`",
+            t.replace('`', "``")
+        );
+        let n: Option<u64> = conn.query_first(q).await?;
+        total += n.unwrap_or(0);
+    }
+    let _ = conn.disconnect().await;
+    Ok(total)
+}
+
+async fn connect(config: &Config, server: &str) -> Result<mysql_async::Conn> {
+    let opts = opts_by_name(config, server)?;
+    mysql_async::Conn::new(opts)
+        .await
+        .map_err(|e| anyhow!("{}", fleetsync_agent::source::connect_error(server, e)))
+}
+
+async fn prepare_group(
+    config: &Config,
+    group: &str,
+    members: &[&SyncConfig],
+    mode: Mode,
+) -> Result<Vec<Installed>> {
+    let refuse = |m: String| anyhow!("group {group}: {m}");
+    let mut installed = Vec::new();
+    let mut conns = Vec::new();
+    let mut tables: Vec<BTreeSet<(String, String)>> = Vec::new();
+    let mut ids: Vec<(u32, &str)> = Vec::new();
+    for s in members {
+        let mut conn = connect(config, &s.source).await?;
+        let filter = s.filter()?;
+        let found = list_tables(&mut conn, &s.source, |a, b| filter.matches(a, b))
+            .await
+            .map_err(|e| refuse(e.to_string()))?;
+        let id: Option<u32> = conn
+            .query_first("SELECT @@server_id")
+            .await
+            .map_err(|e| refuse(format!("server {}: reading @@server_id: {e}", s.source)))?;
+        let id = id.unwrap_or(0);
+        if let Some((_, other)) = ids.iter().find(|(i, _)| *i == id) {
+            return Err(refuse(format!(
+                "members {other} and {} both have server_id {id}: members need distinct server ids (the last tie breaker of conflicts)",
+                s.source
+            )));
+        }
+        ids.push((id, &s.source));
+        tables.push(found.into_iter().collect());
+        conns.push(conn);
+    }
+    // Every member holds every table of the group.
+    let all: BTreeSet<&(String, String)> = tables.iter().flatten().collect();
+    for (s, have) in members.iter().zip(&tables) {
+        let missing: Vec<String> = all
+            .iter()
+            .filter(|t| !have.contains(**t))
+            .map(|(a, b)| format!("{a}.{b}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(refuse(format!(
+                "server {} lacks {}: create every table of a group on every member first",
+                s.source,
+                missing.join(", ")
+            )));
+        }
+    }
+    // Overlaps with other syncs.
+    for other in &config.syncs {
+        if other.control_name() == group {
+            continue;
+        }
+        let Some(idx) = members.iter().position(|m| m.source == other.source) else {
+            continue;
+        };
+        let inside = other
+            .targets
+            .iter()
+            .any(|t| members.iter().any(|m| &m.source == t));
+        if other.group.is_none() && !inside {
+            continue;
+        }
+        let filter = other.filter()?;
+        let clash: Vec<String> = tables[idx]
+            .iter()
+            .filter(|(a, b)| filter.matches(a, b))
+            .map(|(a, b)| format!("{a}.{b}"))
+            .collect();
+        if let Some(t) = clash.first() {
+            let what = match &other.group {
+                Some(g) => format!("group {g}"),
+                None => format!(
+                    "one-way sync {} ({} -> {})",
+                    other.name,
+                    other.source,
+                    other.targets.join(", ")
+                ),
+            };
+            return Err(refuse(format!(
+                "table {t} (server {}) is also in {what}: a table can be in one group only, and not in a one-way sync between members of its group",
+                other.source
+            )));
+        }
+    }
+    let policy = members[0].conflict_policy()?;
+    for ((s, conn), have) in members.iter().zip(conns.iter_mut()).zip(&tables) {
+        let list: Vec<(String, String)> = have.iter().cloned().collect();
+        let plans = versions::plan_member(conn, &s.source, &s.source, &list, &policy)
+            .await
+            .map_err(|e| refuse(e.to_string()))?;
+        match mode {
+            Mode::Show => {
+                for p in &plans {
+                    println!(
+                        "group {group}: server {}: {}.{}: will {}",
+                        s.source,
+                        p.schema,
+                        p.table,
+                        p.statements
+                            .iter()
+                            .map(|(what, _)| what.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    );
+                }
+            }
+            Mode::Install => {
+                versions::install(conn, &s.source, &plans)
+                    .await
+                    .map_err(|e| refuse(e.to_string()))?;
+                tracing::info!(group, server = %s.source, tables = plans.len(), "row versions, tombstones and triggers installed");
+                installed.push(Installed {
+                    group: group.to_string(),
+                    server: s.source.clone(),
+                    tombstones: plans
+                        .iter()
+                        .map(|p| versions::tombstone_table(&p.schema, &p.table))
+                        .collect(),
+                });
+            }
+        }
+    }
+    for conn in conns {
+        let _ = conn.disconnect().await;
+    }
+    Ok(installed)
+}

@@ -1,0 +1,574 @@
+//! Bidirectional groups (`mode = "bidirectional"`) converging, checked against an oracle.
+//!
+//! * `bidi_converges_newest_wins`, `bidi_converges_source_wins`, `bidi_converges_manual`:
+//!   three members in one group on the embedded bus; three seeded writers insert, update
+//!   (with `updated_at = NOW(6)`, which may go backwards against a concurrent writer's clock),
+//!   delete and re-insert 20 shared keys concurrently for `FLEETSYNC_BIDI_SECS` (default 8)
+//!   seconds; `fleetsync run` is SIGKILLed and restarted in the middle. Every write is recorded
+//!   with its server and its rank (read back in the same transaction: the row's version
+//!   columns, or the tombstone a delete left). After the writers stop, all members must be
+//!   identical row by row (version columns included), and every key must be what the oracle
+//!   says: the recorded write of the highest rank, absent when that write is a delete.
+//!   `FLEETSYNC_STRESS_SEEDS=N` runs seeds 1..=N (default 1) on fresh servers.
+//! * `bidi_converges_five_members`: the same with five members under `newest_wins`.
+//! * `bidi_refusals`: what start-up refuses, with one line naming the problem.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use fleetsync_tests::{fleetsync_cmd, wait_until, ConfigBuilder, Fleetsync, MariaDb};
+use mysql_async::prelude::Queryable;
+use rand::{Rng, SeedableRng};
+
+use crate::support::{http_get, STOP_TIMEOUT};
+
+const TABLE_SQL: &str = "CREATE DATABASE IF NOT EXISTS app; CREATE TABLE app.items (\
+    id INT NOT NULL PRIMARY KEY, val VARCHAR(64) NOT NULL, \
+    updated_at DATETIME(6) NOT NULL) ENGINE=InnoDB; \
+    CREATE TABLE app.ping (id INT NOT NULL PRIMARY KEY) ENGINE=InnoDB";
+
+const KEYS: i32 = 20;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One recorded write: key, value (`None`: a delete), its rank, the writing server.
+#[derive(Debug, Clone)]
+struct Written {
+    key: i32,
+    val: Option<String>,
+    rank: Rank,
+    server: &'static str,
+}
+
+/// A write's rank, ordered as docs/bidirectional.md says: (primary, NULL lowest; version;
+/// origin server id). Written here from the documentation, not taken from fleetsync's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    primary: Option<i128>,
+    version: u64,
+    origin: u32,
+}
+
+/// `DECIMAL(65,6)` text as micro-units.
+fn micros(text: &str) -> Result<i128> {
+    let (neg, t) = match text.strip_prefix('-') {
+        Some(t) => (true, t),
+        None => (false, text),
+    };
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let frac = format!("{frac:0<6}");
+    let v: i128 = int.parse::<i128>()? * 1_000_000 + frac[..6].parse::<i128>()?;
+    Ok(if neg { -v } else { v })
+}
+
+type VersionRow = (Option<String>, Option<u64>, Option<u32>);
+
+fn rank_of(row: Option<VersionRow>) -> Result<Rank> {
+    let (primary, version, origin) = row.context("no version for a committed write")?;
+    let (Some(version), Some(origin)) = (version, origin) else {
+        anyhow::bail!("a committed write without a version (no trigger ran)");
+    };
+    let primary = match primary {
+        Some(p) => Some(micros(&p).with_context(|| format!("rank {p:?}"))?),
+        None => None,
+    };
+    Ok(Rank {
+        primary,
+        version,
+        origin,
+    })
+}
+
+async fn writer(
+    pool: mysql_async::Pool,
+    server: &'static str,
+    seed: u64,
+    secs: u64,
+) -> Result<Vec<Written>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(
+        seed * 1000 + server.len() as u64 * 7 + u64::from(server.as_bytes()[0]),
+    );
+    let mut conn = pool.get_conn().await?;
+    let mut out = Vec::new();
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut n = 0u64;
+    while Instant::now() < end {
+        n += 1;
+        let id: i32 = rng.gen_range(1..=KEYS);
+        let val = format!("{server}-{n}");
+        let op: u32 = rng.gen_range(0..10);
+        conn.query_drop("START TRANSACTION").await?;
+        let res = match op {
+            0..=3 => {
+                conn.exec_drop(
+                    "INSERT INTO app.items (id, val, updated_at) VALUES (?, ?, NOW(6))",
+                    (id, &val),
+                )
+                .await
+            }
+            4..=7 => {
+                conn.exec_drop(
+                    "UPDATE app.items SET val = ?, updated_at = NOW(6) WHERE id = ?",
+                    (&val, id),
+                )
+                .await
+            }
+            _ => {
+                conn.exec_drop("DELETE FROM app.items WHERE id = ?", (id,))
+                    .await
+            }
+        };
+        let affected = conn.affected_rows();
+        match res {
+            Ok(()) if affected > 0 && op <= 7 => {
+                let row: Option<VersionRow> = conn
+                    .exec_first(
+                        "SELECT CAST(fleetsync_rank AS CHAR), fleetsync_version, fleetsync_origin \
+                         FROM app.items WHERE id = ?",
+                        (id,),
+                    )
+                    .await?;
+                out.push(Written {
+                    key: id,
+                    val: Some(val),
+                    rank: rank_of(row)?,
+                    server,
+                });
+            }
+            Ok(()) if affected > 0 => {
+                let row: Option<VersionRow> = conn
+                    .exec_first(
+                        "SELECT CAST(fleetsync_rank AS CHAR), fleetsync_version, fleetsync_origin \
+                         FROM fleetsync.ts_app__items WHERE id = ?",
+                        (id,),
+                    )
+                    .await?;
+                out.push(Written {
+                    key: id,
+                    val: None,
+                    rank: rank_of(row)?,
+                    server,
+                });
+            }
+            Ok(()) => {}
+            // Duplicate key (insert of an existing row): expected.
+            Err(mysql_async::Error::Server(e)) if e.code == 1062 => {}
+            // Deadlock or lock wait against the applier: the write did not happen.
+            Err(mysql_async::Error::Server(e)) if e.code == 1213 || e.code == 1205 => {
+                conn.query_drop("ROLLBACK").await?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        conn.query_drop("COMMIT").await?;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..6))).await;
+    }
+    Ok(out)
+}
+
+const NAMES: [&str; 5] = ["eu1", "eu2", "us1", "us2", "ap1"];
+
+/// The group's config: the issue's contract, with `conflict` set to `strategy`.
+fn group_config(state: &std::path::Path, servers: &[MariaDb], strategy: &str) -> String {
+    let mut cfg = ConfigBuilder::new(state);
+    for (n, s) in NAMES.iter().zip(servers) {
+        cfg = cfg.server(n, &s.url_root());
+    }
+    let members: Vec<String> = NAMES[..servers.len()]
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect();
+    let members = members.join(", ");
+    cfg.raw(&format!(
+        "\n[[syncs]]\nname = \"realms\"\nmode = \"bidirectional\"\nmembers = [{members}]\n\
+         conflict = \"{strategy}\"\nnewest_column = \"updated_at\"\npriority = [{members}]\n\
+         include = [\"app\\\\..*\"]\nbatch_wait_ms = 5\n\
+         [[syncs.tables]]\nname = \"app.ping\"\nconflict = \"manual\"\n"
+    ))
+    .build()
+}
+
+async fn start_members(n: usize) -> Result<Vec<MariaDb>> {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        set.spawn(async move { (i, MariaDb::start(11 + i as u32).await) });
+    }
+    let mut started = Vec::new();
+    while let Some(r) = set.join_next().await {
+        started.push(r?);
+    }
+    started.sort_by_key(|(i, _)| *i);
+    let servers = started
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect::<Result<Vec<_>>>()?;
+    for s in &servers {
+        s.exec(TABLE_SQL).await?;
+    }
+    Ok(servers)
+}
+
+async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize) -> Result<()> {
+    let started = Instant::now();
+    let servers = start_members(members).await?;
+    let dir = tempfile::Builder::new()
+        .prefix("fleetsync-bidi-")
+        .tempdir()?;
+    let config = Fleetsync::write_config(
+        dir.path(),
+        &group_config(&dir.path().join("state"), &servers, strategy),
+    )?;
+    let mut fs = Fleetsync::run(&config)?;
+    wait_until(
+        Duration::from_secs(90),
+        "pings to reach every member",
+        || async {
+            for (i, s) in servers.iter().enumerate() {
+                s.exec(&format!("INSERT IGNORE INTO app.ping VALUES ({i})"))
+                    .await?;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for s in &servers {
+                ensure!(
+                    s.count("app", "ping").await? == servers.len() as u64,
+                    "pings missing"
+                );
+            }
+            Ok(())
+        },
+    )
+    .await
+    .with_context(|| fs.log_tail(40))?;
+    println!(
+        "{strategy} seed {seed}: group up in {:.1?}",
+        started.elapsed()
+    );
+
+    let t = Instant::now();
+    let tasks: Vec<_> = NAMES
+        .iter()
+        .zip(&servers)
+        .map(|(n, s)| tokio::spawn(writer(s.pool(), n, seed, secs)))
+        .collect();
+    // SIGKILL `fleetsync run` mid-run; the restart resumes every pipeline from its target's
+    // stored position (and may deliver part of a stream again).
+    tokio::time::sleep(Duration::from_millis(secs * 500)).await;
+    fs.kill9()?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fs.restart()?;
+    let mut written: Vec<Written> = Vec::new();
+    for task in tasks {
+        let w = task.await?.with_context(|| {
+            let log = fs.log_tail(2000);
+            let notable: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains("INFO progress") && !l.contains("Deadlock"))
+                .collect();
+            format!("a writer failed; fleetsync log:\n{}", notable.join("\n"))
+        })?;
+        written.extend(w);
+    }
+    let deletes = written.iter().filter(|w| w.val.is_none()).count();
+    println!(
+        "{strategy} seed {seed}: {} writes ({deletes} deletes) in {:.1?}, one SIGKILL",
+        written.len(),
+        t.elapsed()
+    );
+    fs.ensure_running()?;
+
+    // All members equal, version columns included.
+    let t = Instant::now();
+    let dump = "SELECT id, val, CAST(updated_at AS CHAR), CAST(fleetsync_rank AS CHAR), \
+                fleetsync_version, fleetsync_origin FROM app.items ORDER BY id";
+    let converged = wait_until(
+        Duration::from_secs(60),
+        "the members to converge",
+        || async {
+            let first = servers[0].query_strings(dump).await?;
+            for (n, s) in NAMES.iter().zip(&servers).skip(1) {
+                let other = s.query_strings(dump).await?;
+                if first != other {
+                    let only: Vec<_> = first.iter().filter(|r| !other.contains(r)).collect();
+                    let theirs: Vec<_> = other.iter().filter(|r| !first.contains(r)).collect();
+                    anyhow::bail!("{} and {n} differ: {only:?} vs {theirs:?}", NAMES[0]);
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    let conflicts = servers[0]
+        .query_value("SELECT COUNT(*) FROM fleetsync.conflict_log")
+        .await?
+        .unwrap_or_default();
+    println!(
+        "{strategy} seed {seed}: converged={} after {:.1?}; conflicts logged on eu1: {conflicts}",
+        converged.is_ok(),
+        t.elapsed()
+    );
+    converged.with_context(|| {
+        let log = fs.log_tail(400);
+        let bad: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        format!(
+            "{strategy} seed {seed}: diverged; warnings:\n{}",
+            bad.join("\n")
+        )
+    })?;
+
+    // The oracle: per key, the recorded write of the highest rank.
+    let mut best: HashMap<i32, &Written> = HashMap::new();
+    for w in &written {
+        let e = best.entry(w.key).or_insert(w);
+        if w.rank > e.rank {
+            *e = w;
+        }
+    }
+    let rows = servers[0]
+        .query_strings("SELECT id, val FROM app.items ORDER BY id")
+        .await?;
+    let mut actual: HashMap<i32, String> = HashMap::new();
+    for r in &rows {
+        let id: i32 = r[0].as_deref().unwrap_or("0").parse()?;
+        actual.insert(id, r[1].clone().unwrap_or_default());
+    }
+    let mut wrong = Vec::new();
+    for key in 1..=KEYS {
+        let want = best.get(&key).and_then(|w| w.val.clone());
+        let got = actual.get(&key).cloned();
+        if best.contains_key(&key) && want != got {
+            let w = best[&key];
+            wrong.push(format!(
+                "key {key}: members hold {got:?}, the oracle says {want:?} (written on {} with {:?})",
+                w.server, w.rank
+            ));
+        }
+    }
+    ensure!(
+        wrong.is_empty(),
+        "{strategy} seed {seed}: {}",
+        wrong.join("; ")
+    );
+    fs.stop(STOP_TIMEOUT).await?;
+    // `fleetsync_tombstones{sync,server}` counts eu1's tombstones (computed at start).
+    let want = servers[0]
+        .query_value("SELECT COUNT(*) FROM fleetsync.ts_app__items")
+        .await?
+        .unwrap_or_default();
+    fs.restart()?;
+    let wanted = |l: &str| {
+        l.starts_with("fleetsync_tombstones{")
+            && l.contains("server=\"eu1\"")
+            && l.contains("sync=\"realms\"")
+            && l.ends_with(&format!(" {want}"))
+    };
+    wait_until(Duration::from_secs(30), "the tombstone gauge", || async {
+        let log = fs.log_tail(50);
+        let port: u16 = log
+            .lines()
+            .rev()
+            .find_map(|l| l.split("metrics=127.0.0.1:").nth(1))
+            .and_then(|p| p.trim().parse().ok())
+            .context("no metrics port in the log yet")?;
+        let (_, body) = http_get(port, "/metrics").await?;
+        ensure!(
+            body.lines().any(wanted),
+            "no fleetsync_tombstones of eu1 = {want} in /metrics: {:?}",
+            body.lines()
+                .filter(|l| l.contains("tombstones"))
+                .collect::<Vec<_>>()
+        );
+        Ok(())
+    })
+    .await?;
+    fs.stop(STOP_TIMEOUT).await?;
+    println!(
+        "{strategy} seed {seed}: {} rows identical on {members} members, as the oracle says",
+        rows.len()
+    );
+    Ok(())
+}
+
+async fn seeds(strategy: &str, members: usize) -> Result<()> {
+    let n = env_num("FLEETSYNC_STRESS_SEEDS", 1);
+    let secs = env_num("FLEETSYNC_BIDI_SECS", 8);
+    let mut failed = Vec::new();
+    for seed in 1..=n {
+        if let Err(e) = one_seed(seed, secs, strategy, members).await {
+            println!("{strategy} seed {seed} FAILED: {e:#}");
+            failed.push(seed);
+        }
+    }
+    ensure!(
+        failed.is_empty(),
+        "{strategy}: seeds {failed:?} of 1..={n} failed"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_newest_wins() -> Result<()> {
+    seeds("newest_wins", 3).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_source_wins() -> Result<()> {
+    seeds("source-wins", 3).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_manual() -> Result<()> {
+    seeds("manual", 3).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_five_members() -> Result<()> {
+    seeds("newest_wins", 5).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_refusals() -> Result<()> {
+    let servers = start_members(3).await?;
+    let dir = tempfile::Builder::new()
+        .prefix("fleetsync-bidi-no-")
+        .tempdir()?;
+    let base = group_config(&dir.path().join("state"), &servers, "newest_wins");
+    let check = |text: String, want: &'static str| {
+        let dir = dir.path().to_path_buf();
+        async move {
+            let path = Fleetsync::write_config(&dir, &text)?;
+            let out = fleetsync_cmd(&["check", "--config", &path.to_string_lossy()]).await?;
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            ensure!(
+                !out.status.success(),
+                "check accepted a config that needs {want}"
+            );
+            ensure!(err.contains(want), "wanted {want:?} in: {err}");
+            ensure!(err.trim().lines().count() == 1, "not one line: {err}");
+            anyhow::Ok(())
+        }
+    };
+    // A keyless table, named.
+    servers[0]
+        .exec("CREATE TABLE app.nokey (a INT, b INT)")
+        .await?;
+    for s in &servers[1..] {
+        s.exec("CREATE TABLE app.nokey (a INT, b INT)").await?;
+    }
+    check(base.clone(), "app.nokey").await?;
+    // Opted out per table: accepted, and `check` says what it will install.
+    let opted = format!("{base}\n[[syncs.tables]]\nname = \"app.nokey\"\nconflict = \"none\"\n");
+    let path = Fleetsync::write_config(dir.path(), &opted)?;
+    let out = fleetsync_cmd(&["check", "--config", &path.to_string_lossy()]).await?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        text.contains("app.items: will add the invisible version columns"),
+        "{text}"
+    );
+    // Nothing was installed by check.
+    let cols = servers[0]
+        .query_value("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_NAME='items' AND COLUMN_NAME LIKE 'fleetsync%'")
+        .await?;
+    ensure!(cols.as_deref() == Some("0"), "check installed columns");
+    // A table missing on one member (named by the override, so the definitions' preflight
+    // already finds it: the override names no table of that member).
+    servers[2].exec("DROP TABLE app.nokey").await?;
+    check(opted.clone(), "no such table on server us1").await?;
+    servers[2]
+        .exec("CREATE TABLE app.nokey (a INT, b INT)")
+        .await?;
+    // The same table in a one-way sync between two members.
+    let overlap = format!(
+        "{opted}\n[[syncs]]\nname = \"extra\"\nsource = \"eu2\"\ntargets = [\"eu1\"]\ninclude = [\"app\\\\.items\"]\n"
+    );
+    check(overlap, "also in one-way sync extra").await?;
+    // A newest_column that cannot be ranked.
+    check(
+        opted.replace("\"updated_at\"", "\"val\""),
+        "newest_column \"val\" is varchar",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Write cost of the version triggers: the same single-row inserts, updates and deletes on a
+/// group table (triggers) and on an identical table outside the group (none), on one member
+/// with `fleetsync run` stopped. A benchmark, not a check: run it with `--ignored`; the
+/// figures are in docs/bidirectional.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bidi_write_cost() -> Result<()> {
+    let servers = start_members(2).await?;
+    for s in &servers {
+        s.exec("CREATE DATABASE plain; CREATE TABLE plain.items LIKE app.items")
+            .await?;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("fleetsync-bidi-cost-")
+        .tempdir()?;
+    let config = Fleetsync::write_config(
+        dir.path(),
+        &group_config(&dir.path().join("state"), &servers, "newest_wins"),
+    )?;
+    let out = fleetsync_cmd(&[
+        "sync",
+        "once",
+        "--config",
+        &config.to_string_lossy(),
+        "realms",
+    ])
+    .await;
+    // `sync once` installs, then runs the group's first member sync once; only the install matters.
+    drop(out);
+    let n: i32 = env_num("FLEETSYNC_BENCH_ROWS", 5000) as i32;
+    let mut conn = servers[0].pool().get_conn().await?;
+    for round in 0..2 {
+        for table in ["app.items", "plain.items"] {
+            conn.query_drop(format!("DELETE FROM {table}")).await?;
+            let mut figures = Vec::new();
+            for (what, sql) in [
+                (
+                    "insert",
+                    format!("INSERT INTO {table} (id, val, updated_at) VALUES (?, 'v', NOW(6))"),
+                ),
+                (
+                    "update",
+                    format!("UPDATE {table} SET val = 'w', updated_at = NOW(6) WHERE id = ?"),
+                ),
+                ("delete", format!("DELETE FROM {table} WHERE id = ?")),
+            ] {
+                let t = Instant::now();
+                for id in 1..=n {
+                    conn.exec_drop(sql.as_str(), (id + round * n,)).await?;
+                }
+                figures.push(format!(
+                    "{what} {:.0} rows/s",
+                    f64::from(n) / t.elapsed().as_secs_f64()
+                ));
+            }
+            println!(
+                "round {round}: {table} ({}): {}",
+                if table == "app.items" {
+                    "triggers"
+                } else {
+                    "no triggers"
+                },
+                figures.join(", ")
+            );
+        }
+    }
+    Ok(())
+}

@@ -42,7 +42,25 @@ pub fn source_spec(
 /// Every check of `run` before anything is written. A server that cannot be reached or read
 /// stops the checks at once; definition problems (see `definitions`) are collected over every
 /// sync and target and returned together as [`Problems`], one line each.
+/// Definitions that are accepted but do not converge in every case (see
+/// `Config::hand_written_cycles`): said at every start and by `check`.
+pub fn cycle_warnings(config: &Config) -> Vec<String> {
+    config
+        .hand_written_cycles()
+        .iter()
+        .map(|servers| {
+            format!(
+                "servers {} write to each other through one-way syncs: a delete can overtake an update through a third server and they may diverge for that key (no tombstones); define them as one group with mode = \"bidirectional\" and members",
+                servers.join(", ")
+            )
+        })
+        .collect()
+}
+
 pub async fn preflight_all(config: &Config) -> Result<()> {
+    for warning in cycle_warnings(config) {
+        tracing::warn!("{warning}");
+    }
     let mut problems = Vec::new();
     for sync in &config.syncs {
         let first_target = sync.targets.first().map(String::as_str).unwrap_or("");
@@ -140,7 +158,10 @@ pub async fn check(path: &Path) -> Result<()> {
     if let Some(api) = &config.api {
         crate::api::check(&config, api)?;
     }
-    for warning in crate::opts::tls_warnings(&config) {
+    for warning in cycle_warnings(&config)
+        .into_iter()
+        .chain(crate::opts::tls_warnings(&config))
+    {
         println!("warning: {warning}");
     }
     crate::group::prepare(&config, crate::group::Mode::Show).await?;

@@ -14,7 +14,8 @@ Subcommands (all diagnostics go to stderr, results to stdout or the named file):
                                     executed up to FILE:POS, write {"seconds":..} to OUT;
                                     CPU_PIDS (name=pid,...) are processes whose CPU time
                                     during the run is reported
-  wait-fleetsync PORT PID START FILE POS TIMEOUT OUT [CPU_PIDS [LOG]]
+  baseline PORT CPU_PIDS OUT        CPU, machine busy time and Handler counters before a spawn
+  wait-fleetsync PORT PID START FILE POS TIMEOUT OUT [CPU_PIDS [LOG [BASELINE]]]
                                     poll fleetsync.sync_state on PORT until the applied position
                                     reaches FILE:POS; START is the epoch time fleetsync was
                                     spawned; writes {"seconds","peak_rss_kib",..} to OUT; with
@@ -902,20 +903,38 @@ def fetch_metrics(log_path, out_path):
     return res
 
 
-def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pids="", log_path=None):
+def cmd_baseline(port, cpu_pids, out):
+    """Before fleetsync is spawned: CPU of CPU_PIDS (name=pid,...), the machine's busy time and
+    the target's Handler counters, for wait-fleetsync (a short run can finish before that
+    Python process has started and connected)."""
+    pids = parse_pids(cpu_pids)
+    c = Client(port)
+    res = {"cpu": {k: cpu_seconds(p) for k, p in pids.items()}, "busy": machine_busy_seconds(),
+           "handler": handler_ops(c)}
+    c.close()
+    with open(out, "w") as f:
+        json.dump(res, f)
+
+
+def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pids="", log_path=None,
+                       baseline=None):
     """PID is fleetsync's pid (`fleetsync run`), or `name=pid,...` for several processes
     (Kafka bus: agent, coordinator, broker), each reported under its own name. LOG is one log
-    path, or `name=path,...` matching those names (metrics saved as metrics-<name>.txt)."""
+    path, or `name=path,...` matching those names (metrics saved as metrics-<name>.txt).
+    BASELINE is a `baseline` file taken just before the spawn: CPU, machine and Handler
+    counters count from it (a process of PID that is in it, such as the broker, by its delta;
+    the others were spawned at START and count all their CPU)."""
     multi = "=" in str(pid)
     procs = parse_pids(pid) if multi else {"fleetsync": int(pid)}
     start = float(start)
     pids = parse_pids(cpu_pids)
-    cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+    base = load(baseline) if baseline else None
+    cpu0 = base["cpu"] if base else {k: cpu_seconds(p) for k, p in pids.items()}
     # fleetsync was spawned a moment ago: count its CPU since spawn (all of it) against the
     # machine's busy time since the same moment, approximately.
-    busy0 = machine_busy_seconds() - sum(cpu_seconds(p) or 0 for p in procs.values())
+    busy0 = base["busy"] if base else machine_busy_seconds() - sum(cpu_seconds(p) or 0 for p in procs.values())
     c = Client(port)
-    rows0 = handler_ops(c)  # fleetsync has had no time to apply anything yet
+    rows0 = base["handler"] if base else handler_ops(c)
     result = {"loadavg_before": os.getloadavg()[0]}
     polls = 0
     last = None
@@ -947,6 +966,8 @@ def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pi
         result["peak_rss_kib_by_process"] = {k: read_vm(p, "VmHWM") for k, p in procs.items()}
         for k, p in procs.items():
             cpu[k] = cpu_seconds(p)
+            if base and base["cpu"].get(k) is not None and cpu[k] is not None:
+                cpu[k] = round(cpu[k] - base["cpu"][k], 2)
     else:
         result["peak_rss_kib"] = read_vm(procs["fleetsync"], "VmHWM")
         cpu["fleetsync"] = cpu_seconds(procs["fleetsync"])
@@ -1431,13 +1452,13 @@ def matrix_table(results):
             "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     rows = []
     for r in results:
-        t, best = r["native_rows_per_s_by_threads"], r["native_rows_per_s"]
+        t = r["native_rows_per_s_by_threads"]
         best_th = max((th for th in t if t[th]), key=lambda th: t[th], default=None)
         rk = r.get("fleetsync_kafka_peak_rss_mib") or {}
         ratio = lambda k: f"**{r[k]:.2f}x**" if r.get(k) else "–"
         equal = ", ".join(f"{bus}: {'yes' if r.get(p + '_equal') else 'NO'}"
                           for p, bus in (("fleetsync", "embedded"), ("fleetsync_kafka", "Kafka")) if p + "_equal" in r)
-        rows.append(f"| {r['workload']} | {r['row_events']:,} | {fmt_rate(t.get('threads_0'))} "
+        rows.append(f"| {r['name']} | {r['row_events']:,} | {fmt_rate(t.get('threads_0'))} "
                     f"| {fmt_rate(t.get('threads_4'))} | {fmt_rate(r.get('fleetsync_rows_per_s'))} | {ratio('ratio')} "
                     f"| {fmt_rate(r.get('fleetsync_kafka_rows_per_s'))} | {ratio('ratio_kafka')} "
                     f"| {r.get('fleetsync_peak_rss_mib') or '–'} / {rk.get('agent') or '–'} + {rk.get('coordinator') or '–'} "
@@ -1461,7 +1482,7 @@ def cmd_matrix(out, paths):
         "machine": first.get("machine"),
         "fleetsync_build": first.get("fleetsync_build"),
         "settings": first.get("settings"),
-        "workloads": [r["workload"] for r in results],
+        "workloads": [r["name"] for r in results],
         "ok": not missing and all(run_ok(r) for r in results),
         "comparable": all(r.get("comparable") for r in results),
         "missing": missing,
@@ -1507,7 +1528,7 @@ def cmd_report(work, out, workload="mixed"):
         runs[key] = fleetsync_entry(work, "-kafka", rows)
     result = {
         "benchmark": "catchup",
-        "workload": workload,
+        "name": workload,
         "row_events": rows,
     }
     result.update(contract_fields(native, runs))
@@ -1586,7 +1607,9 @@ def main():
     elif cmd == "wait-native":
         cmd_wait_native(a[1], a[2], a[3], a[4], float(a[5]), a[6], *a[7:8])
     elif cmd == "wait-fleetsync":
-        cmd_wait_fleetsync(a[1], a[2], a[3], a[4], a[5], float(a[6]), a[7], *a[8:10])
+        cmd_wait_fleetsync(a[1], a[2], a[3], a[4], a[5], float(a[6]), a[7], *a[8:11])
+    elif cmd == "baseline":
+        cmd_baseline(a[1], a[2], a[3])
     elif cmd == "wait-topics":
         # wait-topics BOOTSTRAP TOPICS EXPECTED PROCS START TIMEOUT OUT [CPU_PIDS [GROUP]]
         cmd_wait_topics(a[1], a[2], a[3], a[4], a[5], a[6], a[7], *a[8:10])

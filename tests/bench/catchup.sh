@@ -131,8 +131,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A private copy: a concurrent rebuild of target/release cannot swap the binary mid-run.
-cp "$FLEETSYNC" "$WORK/fleetsync"
+# A private copy (a hard link where it can: the binary is large): a concurrent rebuild of
+# target/release replaces the file, not this inode, so it cannot swap the binary mid-run.
+ln -f "$FLEETSYNC" "$WORK/fleetsync" 2>/dev/null || cp "$FLEETSYNC" "$WORK/fleetsync"
 FLEETSYNC="$WORK/fleetsync"
 FLEETSYNC_VERSION="$("$FLEETSYNC" --version 2>/dev/null || echo unknown)"
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -528,13 +529,14 @@ if [[ $BENCH_BUS == embedded || $BENCH_BUS == both ]]; then
 prepare_target fs 20 "$POSITION"
 write_config fs
 python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
+python3 "$LIB" baseline "${PORT[fs]}" "source_mariadbd=${PID[src]},target_mariadbd=${PID[fs]}" "$WORK/fs/baseline.json"
 say "fleetsync from $POSITION: catching up (log: $WORK/fs/fleetsync.log)"
 FS_START=$(date +%s.%N)
 NO_COLOR=1 "$FLEETSYNC" run --config "$WORK/fs/fleetsync.toml" >"$WORK/fs/fleetsync.log" 2>&1 &
 FS_PID=$!
 PIDS+=("$FS_PID")
 python3 "$LIB" wait-fleetsync "${PORT[fs]}" "$FS_PID" "$FS_START" "$END_FILE" "$END_POS" "$BENCH_TIMEOUT" "$RUN/fleetsync.json" \
-    "source_mariadbd=${PID[src]},target_mariadbd=${PID[fs]}" "$WORK/fs/fleetsync.log"
+    "source_mariadbd=${PID[src]},target_mariadbd=${PID[fs]}" "$WORK/fs/fleetsync.log" "$WORK/fs/baseline.json"
 "$FLEETSYNC" status --config "$WORK/fs/fleetsync.toml" --json >"$WORK/fs/status.json" 2>>"$WORK/fs/fleetsync.log" || true
 kill -TERM "$FS_PID" 2>/dev/null || true
 FS_RC=0
@@ -554,13 +556,14 @@ if [[ $BENCH_BUS == kafka || $BENCH_BUS == both ]]; then
 prepare_target fsk 21 "$POSITION"
 write_config fsk "$BOOTSTRAP"
 python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
+python3 "$LIB" baseline "${PORT[fsk]}" "source_mariadbd=${PID[src]},target_mariadbd=${PID[fsk]},broker=$BROKER_PID" "$WORK/fsk/baseline.json"
 say "fleetsync agent + coordinator (Kafka) from $POSITION: catching up (logs: $WORK/fsk/{agent,coordinator,broker}.log)"
 FSK_START=$(date +%s.%N)
 start_kafka_fleetsync fsk "$POSITION"
 python3 "$LIB" wait-fleetsync "${PORT[fsk]}" "fleetsync_agent=$AGENT_PID,fleetsync_coordinator=$COORD_PID,broker=$BROKER_PID" "$FSK_START" \
     "$END_FILE" "$END_POS" "$BENCH_TIMEOUT" "$RUN/fleetsync-kafka.json" \
     "source_mariadbd=${PID[src]},target_mariadbd=${PID[fsk]}" \
-    "agent=$WORK/fsk/agent.log,coordinator=$WORK/fsk/coordinator.log"
+    "agent=$WORK/fsk/agent.log,coordinator=$WORK/fsk/coordinator.log" "$WORK/fsk/baseline.json"
 "$FLEETSYNC" status --config "$WORK/fsk/fleetsync.toml" --json >"$WORK/fsk/status.json" 2>>"$WORK/fsk/coordinator.log" || true
 say "status: $(tr -d '\n' <"$WORK/fsk/status.json")"
 stop_pid "$AGENT_PID" "fleetsync agent"

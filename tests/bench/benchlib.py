@@ -903,6 +903,28 @@ def fetch_metrics(log_path, out_path):
     return res
 
 
+# Log lines that mark the end of a process's start-up: the agent's binlog stream is open, the
+# coordinator's Kafka consumer is assigned.
+STARTED_MARKS = {"fleetsync": "binlog stream started", "agent": "binlog stream started",
+                 "coordinator": "consuming "}
+
+
+def started_seconds(log_path, mark, start):
+    """Seconds from START (epoch) to the first log line containing MARK (its RFC 3339 UTC
+    timestamp), or None."""
+    import datetime
+    try:
+        with open(log_path, errors="replace") as f:
+            for line in f:
+                if mark in line:
+                    ts = line.split()[0].rstrip("Z")
+                    t = datetime.datetime.fromisoformat(ts[:26]).replace(tzinfo=datetime.timezone.utc)
+                    return round(t.timestamp() - start, 3)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def cmd_baseline(port, cpu_pids, out):
     """Before fleetsync is spawned: CPU of CPU_PIDS (name=pid,...), the machine's busy time and
     the target's Handler counters, for wait-fleetsync (a short run can finish before that
@@ -974,6 +996,10 @@ def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pi
     result["cpu_seconds"] = cpu
     result["other_cpu_seconds"] = other_cpu(busy0, cpu)
     result["target_handler_ops"] = ops_delta(rows0, handler_ops(c))
+    logs = parse_specs(log_path) if log_path and "=" in log_path else {"fleetsync": log_path} if log_path else {}
+    # Start-up inside the timed run: the clock starts at the spawn.
+    result["started_seconds"] = {k: started_seconds(lp, STARTED_MARKS.get(k, "binlog stream started"), start)
+                                 for k, lp in logs.items()}
     if log_path and "=" in log_path:
         result["metrics"] = {
             k: fetch_metrics(lp, os.path.join(os.path.dirname(lp), f"metrics-{k}.txt"))
@@ -1291,7 +1317,8 @@ def fleetsync_entry(work, suffix, rows):
           "target_handler_ops": f.get("target_handler_ops"),
           "metrics": f.get("metrics"),
           "applied_position": f.get("applied_position"),
-          "rows_applied": f.get("rows_applied"), "txns_applied": f.get("txns_applied")})
+          "rows_applied": f.get("rows_applied"), "txns_applied": f.get("txns_applied"),
+          "started_seconds": f.get("started_seconds")})
     if "error" in f:
         fs["error"] = f["error"]
     if not fv["verified"]:

@@ -122,7 +122,7 @@ cleanup() {
         rm -rf "$WORK"
     else
         # Keep logs and results for a post-mortem, drop the (large) data directories.
-        rm -rf "$WORK"/*/data "$WORK"/base "$WORK"/workload.sql "$WORK"/fleetsync "$WORK"/kafka/data
+        rm -rf "$WORK"/*/data "$WORK"/base "$WORK"/srcbase "$WORK"/workload.sql "$WORK"/fleetsync "$WORK"/kafka/data
         say "logs kept in $WORK"
     fi
     exit $rc
@@ -185,12 +185,13 @@ sql() {  # sql NAME STATEMENTS...: batch output, no column names
     local name=$1; shift
     mariadb --no-defaults -h127.0.0.1 -P"${PORT[$name]}" -uroot -N -B -e "$*"
 }
-# new_copy NAME: fresh data dir for NAME from the stopped source's starting-data copy.
+# new_copy NAME [COPY]: fresh data dir for NAME from the stopped source's starting-data copy
+# (COPY: base, without binlogs, for replicas and targets; srcbase, the source's own, for it).
 new_copy() {
     local dir="$WORK/$1"
     rm -rf "$dir"
     mkdir -p "$dir/tmp"
-    cp -a "$WORK/base" "$dir/data"
+    cp -a "$WORK/${2:-base}" "$dir/data"
 }
 
 say "work dir $WORK, workloads: $WORKLOADS; backlogs of $BENCH_ROWS row events (wide: a fifth)"
@@ -209,6 +210,10 @@ stop_instance src
 cp -a "$WORK/src/data" "$WORK/base"
 rm -f "$WORK"/base/binlog.* "$WORK"/base/relay* "$WORK"/base/master.info \
       "$WORK"/base/relay-log.info "$WORK"/base/multi-master.info
+# The source's own data dir, binlogs included: each workload's source starts from it, with the
+# GTID state the schema's creation left (a source with an empty GTID state is not what users
+# have, and Debezium's MariaDB connector fails on one).
+mv "$WORK/src/data" "$WORK/srcbase"
 rm -rf "$WORK/src"
 
 # --- Apache Kafka: one broker for every Kafka run (each run has its own topics) -------------
@@ -463,7 +468,7 @@ run_workload() {
 W=$1
 RUN="$WORK/runs/$W"
 mkdir -p "$RUN"
-new_copy src
+new_copy src srcbase
 start_instance src 1
 say "=== workload $W ==="
 

@@ -6,7 +6,7 @@
 # Usage:   tests/bench/catchup.sh            (from anywhere; builds fleetsync --release itself)
 # Env:     BENCH_WORKLOADS  comma-separated workloads, in the matrix's order whatever the list's:
 #                         oltp, bulk, update, fk, wide, mixed (default all; see README.md)
-#          BENCH_ROWS     row events in each workload's backlog (default 200000; wide: a fifth)
+#          BENCH_ROWS     row events in each workload's backlog (default 400000; wide: a fifth)
 #          BENCH_DIR      working directory (default: a new mktemp -d, removed on success)
 #          BENCH_TIMEOUT  seconds each catch-up may take before it counts as failed (default 1800)
 #          BENCH_IDLE_WAIT  before each timed run, wait up to this many seconds for the machine
@@ -38,7 +38,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LIB="$ROOT/tests/bench/benchlib.py"
-BENCH_ROWS="${BENCH_ROWS:-200000}"
+BENCH_ROWS="${BENCH_ROWS:-400000}"
 WORKLOADS="$(python3 "$LIB" workloads "${BENCH_WORKLOADS:-all}")" || exit 2
 BENCH_TIMEOUT="${BENCH_TIMEOUT:-1800}"
 BENCH_IDLE_WAIT="${BENCH_IDLE_WAIT:-300}"

@@ -14,7 +14,8 @@ Subcommands (all diagnostics go to stderr, results to stdout or the named file):
                                     executed up to FILE:POS, write {"seconds":..} to OUT;
                                     CPU_PIDS (name=pid,...) are processes whose CPU time
                                     during the run is reported
-  wait-fleetsync PORT PID START FILE POS TIMEOUT OUT [CPU_PIDS [LOG]]
+  baseline PORT CPU_PIDS OUT        CPU, machine busy time and Handler counters before a spawn
+  wait-fleetsync PORT PID START FILE POS TIMEOUT OUT [CPU_PIDS [LOG [BASELINE]]]
                                     poll fleetsync.sync_state on PORT until the applied position
                                     reaches FILE:POS; START is the epoch time fleetsync was
                                     spawned; writes {"seconds","peak_rss_kib",..} to OUT; with
@@ -31,7 +32,14 @@ Subcommands (all diagnostics go to stderr, results to stdout or the named file):
                                     steady-state lag: insert RATE rows/s into TABLE on the
                                     source, poll the target every 20 ms, write p50/p99/max to OUT
   lag-report OUT BUS=FILE...        merge per-bus lag results into OUT
-  report ...                        assemble the final JSON (see catchup.sh)
+  workloads [LIST]                  check BENCH_WORKLOADS ("all" or a comma-separated list) and
+                                    print the names in the matrix's order
+  schema [WORKLOADS]                (with a list) only the tables of those workloads (default mixed)
+  gen ROWS SQL_OUT COUNTS_OUT [WORKLOAD]
+                                    (with a workload: its backlog; default mixed)
+  delete-topics BOOTSTRAP TOPICS    delete Kafka topics (comma-separated) once a run is verified
+  report RUN_DIR OUT [WORKLOAD]     assemble one workload's JSON (see catchup.sh), print it as one line
+  matrix OUT RESULT...              merge the workloads' results into OUT, table to stderr
 """
 
 import json
@@ -209,6 +217,13 @@ class KafkaWire:
                 if err == 0 and off > 0:
                     res[t] += off
         return res
+
+    def delete_topics(self, topics, timeout_ms=10000):
+        """Deletes TOPICS (DeleteTopics v1); returns {topic: error code} (0 = deleted)."""
+        body = struct.pack(">i", len(topics)) + b"".join(self._str(t) for t in topics)
+        r = self._call(20, 1, body + struct.pack(">i", timeout_ms))
+        r.i32()  # throttle time
+        return {r.s(): r.i16() for _ in range(r.i32())}
 
     def close(self):
         self.sock.close()
@@ -409,12 +424,13 @@ class Workload:
         self.c["statements"] += len(stmts)
         return "BEGIN;\n" + ";\n".join(stmts) + ";\nCOMMIT;\n", rows
 
-    def generate(self, target_rows, out):
+    def generate(self, target_rows, out, oltp_only=False):
         total = 0
         out.write("USE bench;\n")
         while total < target_rows:
-            # Interleave so that about half of the row events come from bulk transactions.
-            if self.c["bulk_rows"] + 1000 <= self.c["oltp_rows"]:
+            # Interleave so that about half of the row events come from bulk transactions
+            # (workload `mixed`); workload `oltp` has the small transactions only.
+            if not oltp_only and self.c["bulk_rows"] + 1000 <= self.c["oltp_rows"]:
                 sql, n = self.bulk()
             else:
                 sql, n = self.oltp()
@@ -424,6 +440,298 @@ class Workload:
         self.c["transactions"] = self.c["oltp_txns"] + self.c["bulk_txns"]
         assert total == self.c["inserts"] + self.c["updates"] + self.c["deletes"]
         return self.c
+
+# ------------------------------------------------------------------------------------------
+# The benchmark matrix (issue 13): one backlog per workload, each on tables of its own. Every
+# workload starts from the same starting data (all the selected workloads' tables, created by
+# `schema`), so one source data-dir copy serves them all.
+
+SBTEST_ROWS = 100_000   # sysbench-like table: bulk inserts append to it, large UPDATEs hit it
+FK_PARENTS = 10_000
+FK_CHILDREN = 100_000
+WIDE_ROWS = 20_000
+BULK_ROWS_PER_TXN = 10_000    # issue 13 (b): bulk multi-row inserts of 10k rows
+UPDATE_ROWS_PER_TXN = 50_000  # issue 13 (c): large UPDATEs touching 50k rows each
+# Wide rows are ~1.5 KB (TEXT/BLOB/JSON; the binlog holds before and after images of
+# updates): a fifth of BENCH_ROWS keeps the binlog, run time and disk use in line with the
+# other workloads.
+WIDE_ROWS_SHARE = 0.2
+
+SBTEST_SQL = f"""
+CREATE TABLE sbtest (
+  id BIGINT NOT NULL PRIMARY KEY,
+  k INT NOT NULL DEFAULT 0,
+  c CHAR(120) NOT NULL DEFAULT '',
+  pad CHAR(60) NOT NULL DEFAULT '',
+  KEY k_1 (k)
+) ENGINE=InnoDB;
+INSERT INTO sbtest
+  SELECT seq, (seq * 7919) % 100000, CONCAT(MD5(seq), MD5(seq + 1), MD5(seq + 2), LEFT(MD5(seq + 3), 24)),
+         CONCAT(MD5(seq + 4), LEFT(MD5(seq + 5), 28))
+  FROM seq_1_to_{SBTEST_ROWS};
+"""
+
+FK_SQL = f"""
+CREATE TABLE parent (
+  id BIGINT NOT NULL PRIMARY KEY,
+  name VARCHAR(64) NOT NULL,
+  region SMALLINT NOT NULL,
+  created DATETIME(6) NOT NULL
+) ENGINE=InnoDB;
+CREATE TABLE child (
+  id BIGINT NOT NULL PRIMARY KEY,
+  parent_id BIGINT NOT NULL,
+  sku VARCHAR(32) NOT NULL,
+  qty INT NOT NULL,
+  price DECIMAL(10,2) NOT NULL,
+  created DATETIME(6) NOT NULL,
+  KEY idx_parent (parent_id),
+  KEY idx_sku (sku),
+  KEY idx_created_qty (created, qty),
+  CONSTRAINT fk_child_parent FOREIGN KEY (parent_id) REFERENCES parent (id)
+) ENGINE=InnoDB;
+INSERT INTO parent
+  SELECT seq, CONCAT('parent-', seq), seq % 50, TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND
+  FROM seq_1_to_{FK_PARENTS};
+INSERT INTO child
+  SELECT seq, (seq * 7919) % {FK_PARENTS} + 1, CONCAT('sku-', seq % 5000), seq % 100, (seq % 997) + 0.99,
+         TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND
+  FROM seq_1_to_{FK_CHILDREN};
+"""
+
+# 30 columns: id + 8 INT + 2 BIGINT + 3 DECIMAL + 2 DOUBLE + 5 VARCHAR + 2 DATETIME(6) + DATE
+# + 2 TEXT + 2 BLOB + 2 JSON.
+WIDE_SQL = f"""
+CREATE TABLE wide (
+  id BIGINT NOT NULL PRIMARY KEY,
+  {", ".join(f"i{n} INT NOT NULL" for n in range(1, 9))},
+  b1 BIGINT NOT NULL, b2 BIGINT NOT NULL,
+  d1 DECIMAL(12,2) NOT NULL, d2 DECIMAL(12,2) NOT NULL, d3 DECIMAL(12,2) NOT NULL,
+  f1 DOUBLE NOT NULL, f2 DOUBLE NOT NULL,
+  {", ".join(f"v{n} VARCHAR(64) NOT NULL" for n in range(1, 6))},
+  t1 DATETIME(6) NOT NULL, t2 DATETIME(6) NOT NULL, dt DATE NOT NULL,
+  tx1 TEXT NOT NULL, tx2 TEXT NOT NULL,
+  bl1 BLOB NOT NULL, bl2 BLOB NOT NULL,
+  j1 JSON NOT NULL, j2 JSON NOT NULL
+) ENGINE=InnoDB;
+INSERT INTO wide
+  SELECT seq, {", ".join(f"seq % {97 + n}" for n in range(1, 9))},
+         seq * 1000003, -seq, seq / 7, seq % 1000 + 0.5, -seq / 3, seq / 13, seq * 1.5,
+         {", ".join(f"CONCAT('v{n}-', MD5(seq + {n}))" for n in range(1, 6))},
+         TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND, NOW(6), DATE'2024-01-01' + INTERVAL seq % 3000 DAY,
+         REPEAT(MD5(seq), 16), REPEAT(SHA1(seq), 4), UNHEX(REPEAT(MD5(seq), 8)), UNHEX(SHA1(seq)),
+         JSON_OBJECT('id', seq, 'tags', JSON_ARRAY('a', 'b', seq % 7), 'note', MD5(seq)),
+         JSON_OBJECT('n', seq)
+  FROM seq_1_to_{WIDE_ROWS};
+"""
+
+
+class _Gen:
+    """Base of the matrix generators: same counters as Workload, every statement changes an
+    exactly known number of rows (ids tracked, every UPDATE changes every row it matches)."""
+
+    def __init__(self, seed=42):
+        self.r = random.Random(seed)
+        self.c = dict(inserts=0, updates=0, deletes=0, statements=0, oltp_txns=0, oltp_rows=0,
+                      bulk_txns=0, bulk_rows=0, transactions=0)
+
+    def txn(self):
+        """One transaction: (SQL text, row events)."""
+        raise NotImplementedError
+
+    def generate(self, target_rows, out):
+        total = 0
+        out.write("USE bench;\n")
+        while total < target_rows:
+            stmts, n = self.txn()
+            out.write("BEGIN;\n" + ";\n".join(stmts) + ";\nCOMMIT;\n")
+            self.c["transactions"] += 1
+            self.c["statements"] += len(stmts)
+            total += n
+        self.c["row_events"] = total
+        assert total == self.c["inserts"] + self.c["updates"] + self.c["deletes"]
+        return self.c
+
+
+class SbtestGen(_Gen):
+    """(b) `bulk`: each transaction one INSERT of 10,000 rows appended to sbtest;
+    (c) `update`: each transaction one `UPDATE sbtest SET k=k+1` over 50,000 consecutive ids."""
+
+    def __init__(self, update, seed=42):
+        super().__init__(seed)
+        self.update, self.hi = update, SBTEST_ROWS
+
+    def txn(self):
+        r = self.r
+        if self.update:
+            a = r.randint(1, self.hi - UPDATE_ROWS_PER_TXN + 1)
+            self.c["updates"] += UPDATE_ROWS_PER_TXN
+            return [f"UPDATE sbtest SET k=k+1 WHERE id BETWEEN {a} AND {a + UPDATE_ROWS_PER_TXN - 1}"], UPDATE_ROWS_PER_TXN
+        vals = []
+        for _ in range(BULK_ROWS_PER_TXN):
+            self.hi += 1
+            h = r.randbytes(90).hex()
+            vals.append(f"({self.hi},{r.randint(0, 99999)},'{h[:120]}','{h[120:]}')")
+        self.c["inserts"] += BULK_ROWS_PER_TXN
+        return ["INSERT INTO sbtest VALUES " + ",".join(vals)], BULK_ROWS_PER_TXN
+
+
+class FkGen(_Gen):
+    """(d) `fk`: child has a foreign key to parent and three secondary indexes. Transactions of
+    1-3 statements of 10-100 rows: inserts of children (60 %, a tenth of them after a new
+    parent in the same transaction), updates of an indexed column over an id range (25 %),
+    deletes from the low end of the id range (15 %). Child ids are the range lo..hi."""
+
+    def __init__(self, seed=42):
+        super().__init__(seed)
+        self.parents, self.lo, self.hi = FK_PARENTS, 1, FK_CHILDREN
+
+    def _children(self, n, parent=None):
+        r, vals = self.r, []
+        for _ in range(n):
+            self.hi += 1
+            p = parent or r.randint(1, self.parents)
+            vals.append(f"({self.hi},{p},'sku-{r.randint(0, 4999)}',{r.randint(1, 99)},{r.randint(100, 99999) / 100:.2f},NOW(6))")
+        self.c["inserts"] += n
+        return "INSERT INTO child VALUES " + ",".join(vals)
+
+    def txn(self):
+        r = self.r
+        stmts, rows = [], 0
+        for _ in range(r.randint(1, 3)):
+            n, k = r.randint(10, 100), r.random()
+            if k < 0.06:
+                self.parents += 1
+                stmts.append(f"INSERT INTO parent VALUES ({self.parents},'parent-{self.parents}',{r.randint(0, 49)},NOW(6))")
+                self.c["inserts"] += 1
+                stmts.append(self._children(n, self.parents))
+                rows += n + 1
+            elif k < 0.60 or self.hi - self.lo < 1000:
+                stmts.append(self._children(n))
+                rows += n
+            elif k < 0.85:
+                a = r.randint(self.lo, self.hi - n + 1)
+                stmts.append(f"UPDATE child SET qty=qty+1 WHERE id BETWEEN {a} AND {a + n - 1}")
+                self.c["updates"] += n
+                rows += n
+            else:
+                stmts.append(f"DELETE FROM child WHERE id BETWEEN {self.lo} AND {self.lo + n - 1}")
+                self.lo += n
+                self.c["deletes"] += n
+                rows += n
+        return stmts, rows
+
+
+class WideGen(_Gen):
+    """(e) `wide`: 30 columns with TEXT, BLOB and JSON (~1.5 KB a row). Transactions of 1-3
+    statements of 5-40 rows: inserts (55 %), updates over an id range (35 %; the binlog's
+    full row image carries every column twice), deletes from the low end (10 %)."""
+
+    def __init__(self, seed=42):
+        super().__init__(seed)
+        self.lo, self.hi = 1, WIDE_ROWS
+
+    def _row(self, i):
+        r = self.r
+        ints = ",".join(str(r.randint(-2**31, 2**31 - 1)) for _ in range(8))
+        vs = ",".join(f"'{r.randbytes(r.randint(4, 30)).hex()}'" for _ in range(5))
+        j1 = json.dumps({"id": i, "tags": [r.randbytes(3).hex() for _ in range(r.randint(1, 6))],
+                         "score": r.randint(0, 10**6) / 100, "note": r.randbytes(r.randint(20, 80)).hex()})
+        j2 = json.dumps({"n": i, "ok": r.random() < 0.5})
+        return (f"({i},{ints},{r.randint(-2**62, 2**62)},{r.randint(0, 2**40)},"
+                f"{r.randint(-10**9, 10**9) / 100:.2f},{r.randint(0, 10**7) / 100:.2f},{r.randint(-999, 999)}.50,"
+                f"{r.random() * 1e6!r},{r.random()!r},{vs},NOW(6),'2025-0{r.randint(1, 9)}-1{r.randint(0, 9)} 12:34:56.{r.randint(0, 999999):06d}',"
+                f"'20{r.randint(10, 39)}-0{r.randint(1, 9)}-2{r.randint(0, 8)}',"
+                f"'{r.randbytes(r.randint(150, 450)).hex()}','{r.randbytes(r.randint(50, 150)).hex()}',"
+                f"X'{r.randbytes(r.randint(100, 400)).hex()}',X'{r.randbytes(r.randint(20, 100)).hex()}',"
+                f"'{j1}','{j2}')")
+
+    def txn(self):
+        r = self.r
+        stmts, rows = [], 0
+        for _ in range(r.randint(1, 3)):
+            n, k = r.randint(5, 40), r.random()
+            if k < 0.55 or self.hi - self.lo < 500:
+                vals = []
+                for _ in range(n):
+                    self.hi += 1
+                    vals.append(self._row(self.hi))
+                stmts.append("INSERT INTO wide VALUES " + ",".join(vals))
+                self.c["inserts"] += n
+            elif k < 0.90:
+                a = r.randint(self.lo, self.hi - n + 1)
+                stmts.append(f"UPDATE wide SET i1=i1+1, f2=f2+1, tx2=CONCAT(LEFT(tx2, 60), '{r.randbytes(40).hex()}'), "
+                             f"j2=JSON_SET(j2, '$.u', {r.randint(0, 10**6)}) WHERE id BETWEEN {a} AND {a + n - 1}")
+                self.c["updates"] += n
+            else:
+                stmts.append(f"DELETE FROM wide WHERE id BETWEEN {self.lo} AND {self.lo + n - 1}")
+                self.lo += n
+                self.c["deletes"] += n
+            rows += n
+        return stmts, rows
+
+
+# name -> (what it is, the SQL creating its starting data, generator factory, share of
+# BENCH_ROWS), in the order they run.
+WORKLOADS = {
+    "oltp": ("small OLTP transactions of 1-5 statements (accounts, orders, events)",
+             SCHEMA_SQL, lambda: Workload(), 1.0),
+    "bulk": (f"bulk multi-row INSERTs of {BULK_ROWS_PER_TXN:,} rows per transaction (sbtest)",
+             SBTEST_SQL, lambda: SbtestGen(update=False), 1.0),
+    "update": (f"large UPDATEs touching {UPDATE_ROWS_PER_TXN:,} rows each (sbtest, k=k+1)",
+               SBTEST_SQL, lambda: SbtestGen(update=True), 1.0),
+    "fk": ("child table with three secondary indexes and a foreign key to parent; "
+           "transactions of 1-3 statements of 10-100 rows", FK_SQL, lambda: FkGen(), 1.0),
+    "wide": ("wide rows: 30 columns with TEXT, BLOB and JSON (~1.5 KB), transactions of 1-3 "
+             "statements of 5-40 rows", WIDE_SQL, lambda: WideGen(), WIDE_ROWS_SHARE),
+    "mixed": ("the original mix: half the rows in small OLTP transactions, half in bulk "
+              "transactions of 1,000-2,000 rows (accounts, orders, events)",
+              SCHEMA_SQL, lambda: Workload(), 1.0),
+}
+
+
+# Starting rows of each workload's tables (by its schema), for the report.
+STARTING_ROWS = {
+    SCHEMA_SQL: {"accounts": START_ACCOUNTS, "orders": START_ORDERS, "events": START_EVENTS},
+    SBTEST_SQL: {"sbtest": SBTEST_ROWS},
+    FK_SQL: {"parent": FK_PARENTS, "child": FK_CHILDREN},
+    WIDE_SQL: {"wide": WIDE_ROWS},
+}
+
+
+def parse_workloads(spec):
+    """'all' or 'a,b,...' -> the names, in the matrix's order; exits with a one-line error
+    naming an unknown one."""
+    names = [w.strip() for w in (spec or "all").split(",") if w.strip()]
+    if names == ["all"]:
+        return list(WORKLOADS)
+    bad = [w for w in names if w not in WORKLOADS]
+    if bad or not names:
+        sys.exit(f"BENCH_WORKLOADS: unknown workload {', '.join(bad) or '(empty)'}; "
+                 f"known: all or a comma-separated list of {', '.join(WORKLOADS)}")
+    return [w for w in WORKLOADS if w in names]
+
+
+def schema_sql(names):
+    """CREATE DATABASE bench and the starting data of the given workloads (each table once)."""
+    parts, seen = ["CREATE DATABASE bench;\nUSE bench;"], set()
+    for w in names:
+        sql = WORKLOADS[w][1]
+        if sql not in seen:
+            seen.add(sql)
+            parts.append(sql.replace("CREATE DATABASE bench;\nUSE bench;", "", 1))
+    return "\n".join(parts)
+
+
+def generate(name, bench_rows, out):
+    """Writes workload NAME's backlog (its share of BENCH_ROWS row events) to OUT; returns the
+    counts."""
+    _, _, factory, share = WORKLOADS[name]
+    target = max(1, int(bench_rows * share))
+    gen = factory()
+    c = gen.generate(target, out, oltp_only=True) if name == "oltp" else gen.generate(target, out)
+    c["workload"] = name
+    return c
 
 
 # ------------------------------------------------------------------------------------------
@@ -595,20 +903,60 @@ def fetch_metrics(log_path, out_path):
     return res
 
 
-def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pids="", log_path=None):
+# Log lines that mark the end of a process's start-up: the agent's binlog stream is open, the
+# coordinator's Kafka consumer is assigned.
+STARTED_MARKS = {"fleetsync": "binlog stream started", "agent": "binlog stream started",
+                 "coordinator": "consuming "}
+
+
+def started_seconds(log_path, mark, start):
+    """Seconds from START (epoch) to the first log line containing MARK (its RFC 3339 UTC
+    timestamp), or None."""
+    import datetime
+    try:
+        with open(log_path, errors="replace") as f:
+            for line in f:
+                if mark in line:
+                    ts = line.split()[0].rstrip("Z")
+                    t = datetime.datetime.fromisoformat(ts[:26]).replace(tzinfo=datetime.timezone.utc)
+                    return round(t.timestamp() - start, 3)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def cmd_baseline(port, cpu_pids, out):
+    """Before fleetsync is spawned: CPU of CPU_PIDS (name=pid,...), the machine's busy time and
+    the target's Handler counters, for wait-fleetsync (a short run can finish before that
+    Python process has started and connected)."""
+    pids = parse_pids(cpu_pids)
+    c = Client(port)
+    res = {"cpu": {k: cpu_seconds(p) for k, p in pids.items()}, "busy": machine_busy_seconds(),
+           "handler": handler_ops(c)}
+    c.close()
+    with open(out, "w") as f:
+        json.dump(res, f)
+
+
+def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pids="", log_path=None,
+                       baseline=None):
     """PID is fleetsync's pid (`fleetsync run`), or `name=pid,...` for several processes
     (Kafka bus: agent, coordinator, broker), each reported under its own name. LOG is one log
-    path, or `name=path,...` matching those names (metrics saved as metrics-<name>.txt)."""
+    path, or `name=path,...` matching those names (metrics saved as metrics-<name>.txt).
+    BASELINE is a `baseline` file taken just before the spawn: CPU, machine and Handler
+    counters count from it (a process of PID that is in it, such as the broker, by its delta;
+    the others were spawned at START and count all their CPU)."""
     multi = "=" in str(pid)
     procs = parse_pids(pid) if multi else {"fleetsync": int(pid)}
     start = float(start)
     pids = parse_pids(cpu_pids)
-    cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+    base = load(baseline) if baseline else None
+    cpu0 = base["cpu"] if base else {k: cpu_seconds(p) for k, p in pids.items()}
     # fleetsync was spawned a moment ago: count its CPU since spawn (all of it) against the
     # machine's busy time since the same moment, approximately.
-    busy0 = machine_busy_seconds() - sum(cpu_seconds(p) or 0 for p in procs.values())
+    busy0 = base["busy"] if base else machine_busy_seconds() - sum(cpu_seconds(p) or 0 for p in procs.values())
     c = Client(port)
-    rows0 = handler_ops(c)  # fleetsync has had no time to apply anything yet
+    rows0 = base["handler"] if base else handler_ops(c)
     result = {"loadavg_before": os.getloadavg()[0]}
     polls = 0
     last = None
@@ -640,12 +988,18 @@ def cmd_wait_fleetsync(port, pid, start, end_file, end_pos, timeout, out, cpu_pi
         result["peak_rss_kib_by_process"] = {k: read_vm(p, "VmHWM") for k, p in procs.items()}
         for k, p in procs.items():
             cpu[k] = cpu_seconds(p)
+            if base and base["cpu"].get(k) is not None and cpu[k] is not None:
+                cpu[k] = round(cpu[k] - base["cpu"][k], 2)
     else:
         result["peak_rss_kib"] = read_vm(procs["fleetsync"], "VmHWM")
         cpu["fleetsync"] = cpu_seconds(procs["fleetsync"])
     result["cpu_seconds"] = cpu
     result["other_cpu_seconds"] = other_cpu(busy0, cpu)
     result["target_handler_ops"] = ops_delta(rows0, handler_ops(c))
+    logs = parse_specs(log_path) if log_path and "=" in log_path else {"fleetsync": log_path} if log_path else {}
+    # Start-up inside the timed run: the clock starts at the spawn.
+    result["started_seconds"] = {k: started_seconds(lp, STARTED_MARKS.get(k, "binlog stream started"), start)
+                                 for k, lp in logs.items()}
     if log_path and "=" in log_path:
         result["metrics"] = {
             k: fetch_metrics(lp, os.path.join(os.path.dirname(lp), f"metrics-{k}.txt"))
@@ -879,13 +1233,15 @@ def cmd_lag(src_port, dst_port, table, rate, seconds, txns_per_s, out, cpu_pids=
     log("lag", result)
 
 
-BENCH_TABLES = ("accounts", "orders", "events")
-
-
-def table_sums(port):
+def table_sums(port, tables=None):
+    """{table: {checksum, rows}} of every base table of database `bench` on PORT (or of
+    TABLES)."""
     c = Client(port)
+    if tables is None:
+        tables = [r["t"] for r in c.query("SELECT table_name AS t FROM information_schema.tables "
+                                          "WHERE table_schema='bench' AND table_type='BASE TABLE' ORDER BY 1")]
     res = {}
-    for t in BENCH_TABLES:
+    for t in tables:
         row = c.query(f"CHECKSUM TABLE bench.{t} EXTENDED")[0]
         cnt = c.value(f"SELECT COUNT(*) FROM bench.{t}")
         res[t] = {"checksum": row["Checksum"], "rows": int(cnt)}
@@ -894,8 +1250,9 @@ def table_sums(port):
 
 
 def cmd_verify(port_a, port_b, out):
-    a, b = table_sums(port_a), table_sums(port_b)
-    mism = [t for t in BENCH_TABLES if a[t] != b[t]]
+    a = table_sums(port_a)
+    b = table_sums(port_b, list(a))
+    mism = [t for t in a if a[t] != b[t]]
     result = {"verified": not mism, "mismatched_tables": mism}
     if mism:
         result["source"] = {t: a[t] for t in mism}
@@ -943,7 +1300,7 @@ def fleetsync_entry(work, suffix, rows):
               "coordinator_rss_mib": mib(by.get("fleetsync_coordinator")),
               "broker_rss_mib": mib(by.get("broker")),
               "note": "fleetsync agent and fleetsync coordinator as separate processes over "
-                      + broker + " (topic fsk.src, one partition); the clock "
+                      + broker + " (topic fsk-<workload>.src, one partition); the clock "
                       "starts when the agent is spawned (coordinator right after); RSS figures "
                       "are each process's VmHWM"}
     else:
@@ -960,7 +1317,8 @@ def fleetsync_entry(work, suffix, rows):
           "target_handler_ops": f.get("target_handler_ops"),
           "metrics": f.get("metrics"),
           "applied_position": f.get("applied_position"),
-          "rows_applied": f.get("rows_applied"), "txns_applied": f.get("txns_applied")})
+          "rows_applied": f.get("rows_applied"), "txns_applied": f.get("txns_applied"),
+          "started_seconds": f.get("started_seconds")})
     if "error" in f:
         fs["error"] = f["error"]
     if not fv["verified"]:
@@ -1059,8 +1417,119 @@ def debezium_report(work, rows, fs_kafka):
     }
 
 
-def cmd_report(work, out):
-    """Assembles the result from the JSON pieces catchup.sh left in WORK."""
+GOAL_RATIO = 1.5  # issue 13: at least 1.5x the best native replica on every workload
+NATIVE_RUNS = ("threads_0", "threads_4")  # slave_parallel_threads of the two native runs
+
+
+def contract_fields(native, runs):
+    """The fields issue 13's contract names (native_rows_per_s, fleetsync_rows_per_s, ratio,
+    peak_rss_mib, equal) and the matrix's summary, at the top of a workload's object.
+    `fleetsync_*` and `ratio` are `fleetsync run` on the embedded bus, `fleetsync_kafka_*` and
+    `ratio_kafka` the agent + coordinator over Kafka; when the Kafka run ran alone, the
+    contract's `fleetsync_rows_per_s`, `ratio` and `peak_rss_mib` are its figures."""
+    best = native["best_rows_per_s"]
+    ratio = lambda fs: round(fs["rows_per_s"] / best, 3) if fs.get("rows_per_s") and best else None
+    cpu = lambda fs, k: (fs.get("cpu_seconds") or {}).get(k)
+    out = {"native_rows_per_s": best,
+           "native_rows_per_s_by_threads": {k: native[k]["rows_per_s"] for k in NATIVE_RUNS},
+           "native_replica_cpu_seconds": {k: cpu(native[k], "replica_mariadbd") for k in NATIVE_RUNS}}
+    for fs in runs.values():
+        kafka = fs.get("bus") == "kafka"
+        p = "fleetsync_kafka" if kafka else "fleetsync"
+        out[f"{p}_rows_per_s"] = fs.get("rows_per_s")
+        out["ratio_kafka" if kafka else "ratio"] = ratio(fs)
+        if kafka:
+            out[f"{p}_peak_rss_mib"] = {"agent": fs.get("agent_rss_mib"),
+                                        "coordinator": fs.get("coordinator_rss_mib")}
+            out[f"{p}_cpu_seconds"] = {"agent": cpu(fs, "fleetsync_agent"),
+                                       "coordinator": cpu(fs, "fleetsync_coordinator")}
+        else:
+            out[f"{p}_peak_rss_mib"] = fs.get("peak_rss_mib")
+            out[f"{p}_cpu_seconds"] = cpu(fs, "fleetsync")
+        out[f"{p}_target_cpu_seconds"] = cpu(fs, "target_mariadbd")
+        out[f"{p}_equal"] = fs.get("verified")
+    first = next(iter(runs.values()), {})
+    if first.get("bus") == "kafka":  # the Kafka run alone: it answers the contract's fields
+        out["fleetsync_rows_per_s"], out["ratio"] = out["fleetsync_kafka_rows_per_s"], out["ratio_kafka"]
+        out["peak_rss_mib"] = max(filter(None, (first.get("agent_rss_mib"), first.get("coordinator_rss_mib"))), default=None)
+    else:
+        out["peak_rss_mib"] = first.get("peak_rss_mib")
+    # Equal: every fleetsync target (each bus that ran) equals the source row by row.
+    out["equal"] = bool(runs) and all(fs.get("verified") for fs in runs.values())
+    out["native_equal"] = {k: native[k]["verified"] for k in NATIVE_RUNS}
+    out["goal_ratio"] = GOAL_RATIO
+    out["reaches_goal"] = {("kafka" if fs.get("bus") == "kafka" else "embedded"):
+                           bool(ratio(fs) and ratio(fs) >= GOAL_RATIO) for fs in runs.values()}
+    return out
+
+
+def run_ok(r):
+    """Whether every run of a workload's report finished and verified."""
+    runs = [r["native"]["threads_0"], r["native"]["threads_4"]] + [r[k] for k in ("fleetsync", "fleetsync_kafka") if k in r]
+    runs += [v for v in r.get("lag", {}).values() if isinstance(v, dict) and "error" in v]
+    return all(x.get("verified", True) and x.get("seconds") and "error" not in x for x in runs)
+
+
+def fmt_rate(v):
+    return f"{v:,}" if v else "–"
+
+
+def matrix_table(results):
+    """The README's Markdown table of a matrix run."""
+    head = ("| workload | row events | native, 0 threads | native, 4 threads | fleetsync run (embedded) | ratio "
+            "| fleetsync over Kafka | ratio | peak RSS MiB: run / agent + coordinator "
+            "| CPU s: fleetsync / target (embedded) | CPU s: native replica (best) | target equal |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    rows = []
+    for r in results:
+        t = r["native_rows_per_s_by_threads"]
+        best_th = max((th for th in t if t[th]), key=lambda th: t[th], default=None)
+        rk = r.get("fleetsync_kafka_peak_rss_mib") or {}
+        ratio = lambda k: f"**{r[k]:.2f}x**" if r.get(k) else "–"
+        equal = ", ".join(f"{bus}: {'yes' if r.get(p + '_equal') else 'NO'}"
+                          for p, bus in (("fleetsync", "embedded"), ("fleetsync_kafka", "Kafka")) if p + "_equal" in r)
+        emb = "fleetsync_equal" in r  # an embedded run happened (else `ratio` is the Kafka run's)
+        rows.append(f"| {r['name']} | {r['row_events']:,} | {fmt_rate(t.get('threads_0'))} "
+                    f"| {fmt_rate(t.get('threads_4'))} | {fmt_rate(r.get('fleetsync_rows_per_s') if emb else None)} "
+                    f"| {ratio('ratio') if emb else '–'} "
+                    f"| {fmt_rate(r.get('fleetsync_kafka_rows_per_s'))} | {ratio('ratio_kafka')} "
+                    f"| {r.get('fleetsync_peak_rss_mib') or '–'} / {rk.get('agent') or '–'} + {rk.get('coordinator') or '–'} "
+                    f"| {r.get('fleetsync_cpu_seconds') or '–'} / {r.get('fleetsync_target_cpu_seconds') or '–'} "
+                    f"| {(r.get('native_replica_cpu_seconds') or {}).get(best_th) or '–'} "
+                    f"| {equal} |")
+    return head + "\n".join(rows) + "\n"
+
+
+def cmd_matrix(out, paths):
+    """Merges the workloads' results into OUT (one object: matrix, table, ok) and prints the
+    table to stderr."""
+    results = [load(p) if os.path.exists(p) else None for p in paths]
+    missing = [p for p, r in zip(paths, results) if r is None]
+    results = [r for r in results if r]
+    first = results[0] if results else {}
+    table = matrix_table(results)
+    combined = {
+        "benchmark": "catchup-matrix",
+        "date": first.get("date"),
+        "machine": first.get("machine"),
+        "fleetsync_build": first.get("fleetsync_build"),
+        "settings": first.get("settings"),
+        "workloads": [r["name"] for r in results],
+        "ok": not missing and all(run_ok(r) for r in results),
+        "comparable": all(r.get("comparable") for r in results),
+        "missing": missing,
+        "table": table,
+        "matrix": results,
+    }
+    with open(out, "w") as fh:
+        json.dump(combined, fh, indent=2)
+        fh.write("\n")
+    print(table, file=sys.stderr)
+
+
+def cmd_report(work, out, workload="mixed"):
+    """Assembles one workload's result from the JSON pieces catchup.sh left in WORK (its run
+    directory), writes it to OUT and prints it as one line."""
     counts = load(f"{work}/counts.json")
     meta = load(f"{work}/meta.json")
     rows = counts["row_events"]
@@ -1091,9 +1560,11 @@ def cmd_report(work, out):
         runs[key] = fleetsync_entry(work, "-kafka", rows)
     result = {
         "benchmark": "catchup",
+        "name": workload,
         "row_events": rows,
-        "native": native,
     }
+    result.update(contract_fields(native, runs))
+    result["native"] = native
     for key, fs in runs.items():
         result[key] = fs
         ratio = None
@@ -1111,7 +1582,8 @@ def cmd_report(work, out):
         "machine": {"cores": os.cpu_count(), "mariadb": meta["mariadb"]},
         "fleetsync_build": meta.get("fleetsync"),
         "workload": {
-            "transactions": counts["transactions"],
+            "name": workload, "description": WORKLOADS[workload][0],
+            "transactions": counts["transactions"], "statements": counts.get("statements"),
             "oltp_transactions": counts["oltp_txns"], "oltp_rows": counts["oltp_rows"],
             "bulk_transactions": counts["bulk_txns"], "bulk_rows": counts["bulk_rows"],
             "inserts": counts["inserts"], "updates": counts["updates"], "deletes": counts["deletes"],
@@ -1119,7 +1591,7 @@ def cmd_report(work, out):
             "generate_seconds": meta.get("load_seconds"),
             "binlog_start": meta["start"], "binlog_end": meta["end"],
             "binlog_bytes": meta.get("binlog_bytes"),
-            "starting_rows": {"accounts": START_ACCOUNTS, "orders": START_ORDERS, "events": START_EVENTS},
+            "starting_rows": STARTING_ROWS[WORKLOADS[workload][1]],
         },
         "settings": meta.get("settings"),
         "date": meta.get("date"),
@@ -1133,7 +1605,7 @@ def cmd_report(work, out):
     with open(out, "w") as fh:
         json.dump(result, fh, indent=2)
         fh.write("\n")
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result), flush=True)
     if dbz:
         # The one-line comparison object of the contract, after the full report.
         print(json.dumps(dbz["contract"]))
@@ -1150,11 +1622,13 @@ def main():
         print(s.getsockname()[1])
         s.close()
     elif cmd == "schema":
-        print(SCHEMA_SQL)
+        print(schema_sql(parse_workloads(a[1] if len(a) > 1 else "mixed")))
+    elif cmd == "workloads":
+        print(" ".join(parse_workloads(a[1] if len(a) > 1 else "all")))
     elif cmd == "gen":
         rows, sql_out, counts_out = int(a[1]), a[2], a[3]
         with open(sql_out, "w", buffering=1 << 20) as f:
-            c = Workload().generate(rows, f)
+            c = generate(a[4] if len(a) > 4 else "mixed", rows, f)
         with open(counts_out, "w") as f:
             json.dump(c, f)
         log("workload", c)
@@ -1165,7 +1639,9 @@ def main():
     elif cmd == "wait-native":
         cmd_wait_native(a[1], a[2], a[3], a[4], float(a[5]), a[6], *a[7:8])
     elif cmd == "wait-fleetsync":
-        cmd_wait_fleetsync(a[1], a[2], a[3], a[4], a[5], float(a[6]), a[7], *a[8:10])
+        cmd_wait_fleetsync(a[1], a[2], a[3], a[4], a[5], float(a[6]), a[7], *a[8:11])
+    elif cmd == "baseline":
+        cmd_baseline(a[1], a[2], a[3])
     elif cmd == "wait-topics":
         # wait-topics BOOTSTRAP TOPICS EXPECTED PROCS START TIMEOUT OUT [CPU_PIDS [GROUP]]
         cmd_wait_topics(a[1], a[2], a[3], a[4], a[5], a[6], a[7], *a[8:10])
@@ -1186,7 +1662,15 @@ def main():
         with open(a[1], "w") as f:
             json.dump(res, f)
     elif cmd == "report":
-        cmd_report(a[1], a[2])
+        cmd_report(a[1], a[2], *a[3:4])
+    elif cmd == "matrix":
+        cmd_matrix(a[1], a[2:])
+    elif cmd == "delete-topics":
+        kw = KafkaWire(a[1])
+        res = kw.delete_topics([t for t in a[2].split(",") if t])
+        kw.close()
+        if any(res.values()):
+            sys.exit(f"delete-topics: error codes {res}")
     else:
         sys.exit(f"unknown subcommand {cmd}")
 

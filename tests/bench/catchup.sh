@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Catch-up benchmark: how fast do native MariaDB replication (slave_parallel_threads 0 and 4)
-# and fleetsync apply the same binlog backlog of >= BENCH_ROWS row events?
+# Catch-up benchmark matrix: for each workload, how fast do native MariaDB replication
+# (slave_parallel_threads 0 and 4) and fleetsync (embedded bus, Kafka bus) apply the same binlog
+# backlog of >= BENCH_ROWS row events?
 #
 # Usage:   tests/bench/catchup.sh            (from anywhere; builds fleetsync --release itself)
-# Env:     BENCH_ROWS     row events in the backlog (default 1000000)
+# Env:     BENCH_WORKLOADS  comma-separated workloads, in the matrix's order whatever the list's:
+#                         oltp, bulk, update, fk, wide, mixed (default all; see README.md)
+#          BENCH_ROWS     row events in each workload's backlog (default 400000; wide: a fifth)
 #          BENCH_DIR      working directory (default: a new mktemp -d, removed on success)
 #          BENCH_TIMEOUT  seconds each catch-up may take before it counts as failed (default 1800)
 #          BENCH_IDLE_WAIT  before each timed run, wait up to this many seconds for the machine
@@ -11,37 +14,36 @@
 #          BENCH_KEEP=1   keep BENCH_DIR (data dirs, logs) even on success
 #          RUST_LOG       fleetsync's log filter (default info)
 #          FLEETSYNC_BIN  use this fleetsync binary instead of building target/release/fleetsync
-#          BENCH_BUS      embedded (default; `both` when BENCH_BROKER is set: `fleetsync run`), kafka (`fleetsync agent` +
-#                         `fleetsync coordinator` over Apache Kafka) or both
+#          BENCH_BUS      both (default: one after the other), embedded (`fleetsync run`) or kafka
+#                         (`fleetsync agent` + `fleetsync coordinator` over Apache Kafka)
 #          BENCH_BROKER   the Kafka broker: kafka (the only one: Apache Kafka 4.4.0, one KRaft
 #                         node started by this script from tests/kafka/fetch.sh's jars, own data
 #                         dir, free ports, heap BENCH_KAFKA_HEAP, default -Xmx1g)
-#          BENCH_DEBEZIUM=1  also Debezium side by side (needs java and mvn): Debezium 3.5's
+#          BENCH_DEBEZIUM=1  (workload mixed only) also Debezium side by side (needs java and mvn): Debezium 3.5's
 #                         MariaDB connector under Kafka Connect standalone vs `fleetsync agent`,
 #                         capture only, then Debezium source + JDBC sink vs fleetsync agent +
 #                         coordinator into a MariaDB target (implies the Kafka bus run);
 #                         BENCH_CONNECT_HEAP (default -Xms256m -Xmx2g, connect-standalone.sh's),
 #                         BENCH_DEBEZIUM_SCHEMAS (capture run's JsonConverter schemas.enable,
 #                         default false: Debezium's lightest JSON)
-#          BENCH_LAG=1    afterwards, measure steady-state lag per bus (what lag.sh does);
+#          BENCH_LAG=1    (workload mixed only) afterwards, measure steady-state lag per bus (what lag.sh does);
 #                         BENCH_LAG_RATE (rows/s; default: half the bus's catch-up rate),
 #                         BENCH_LAG_SECONDS (30), BENCH_LAG_TXNS (transactions/s, 200)
-# Output:  one JSON object on stdout (also written to target/bench/catchup-<date>.json);
-#          progress and logs on stderr. Exit status 1 if any run failed or did not verify.
+# Output:  one JSON object per workload on stdout, one line each, as each workload finishes;
+#          all of them in target/bench/catchup-<date>.json ({"matrix": [...], "table": ...});
+#          progress, logs and a summary table on stderr. Exit status 1 if any run failed or
+#          did not verify.
 # Method:  see tests/bench/README.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LIB="$ROOT/tests/bench/benchlib.py"
-BENCH_ROWS="${BENCH_ROWS:-1000000}"
+BENCH_ROWS="${BENCH_ROWS:-400000}"
+WORKLOADS="$(python3 "$LIB" workloads "${BENCH_WORKLOADS:-all}")" || exit 2
 BENCH_TIMEOUT="${BENCH_TIMEOUT:-1800}"
 BENCH_IDLE_WAIT="${BENCH_IDLE_WAIT:-300}"
 export RUST_LOG="${RUST_LOG:-info}"
-# Naming a broker (BENCH_BROKER=kafka) without a bus asks for the Kafka run too: both buses.
-if [[ -z "${BENCH_BUS:-}" && -n "${BENCH_BROKER:-}" ]]; then
-    BENCH_BUS=both
-fi
-export BENCH_BUS="${BENCH_BUS:-embedded}"
+export BENCH_BUS="${BENCH_BUS:-both}"
 case "$BENCH_BUS" in
     embedded | kafka | both) ;;
     *) echo "BENCH_BUS must be embedded, kafka or both (not $BENCH_BUS)" >&2; exit 2 ;;
@@ -62,6 +64,10 @@ BENCH_DEBEZIUM_SCHEMAS="${BENCH_DEBEZIUM_SCHEMAS:-false}"
 BENCH_LAG="${BENCH_LAG:-0}"
 BENCH_LAG_SECONDS="${BENCH_LAG_SECONDS:-30}"
 BENCH_LAG_TXNS="${BENCH_LAG_TXNS:-200}"
+if [[ ($BENCH_DEBEZIUM == 1 || $BENCH_LAG == 1) && " $WORKLOADS " != *" mixed "* ]]; then
+    echo "BENCH_DEBEZIUM=1 and BENCH_LAG=1 run with the mixed workload: add mixed to BENCH_WORKLOADS ($WORKLOADS)" >&2
+    exit 2
+fi
 
 say() { echo "[catchup $(date +%H:%M:%S)] $*" >&2; }
 
@@ -116,7 +122,7 @@ cleanup() {
         rm -rf "$WORK"
     else
         # Keep logs and results for a post-mortem, drop the (large) data directories.
-        rm -rf "$WORK"/*/data "$WORK"/base "$WORK"/workload.sql "$WORK"/fleetsync "$WORK"/kafka/data
+        rm -rf "$WORK"/*/data "$WORK"/base "$WORK"/srcbase "$WORK"/workload.sql "$WORK"/fleetsync "$WORK"/kafka/data
         say "logs kept in $WORK"
     fi
     exit $rc
@@ -125,8 +131,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A private copy: a concurrent rebuild of target/release cannot swap the binary mid-run.
-cp "$FLEETSYNC" "$WORK/fleetsync"
+# A private copy (a hard link where it can: the binary is large): a concurrent rebuild of
+# target/release replaces the file, not this inode, so it cannot swap the binary mid-run.
+ln -f "$FLEETSYNC" "$WORK/fleetsync" 2>/dev/null || cp "$FLEETSYNC" "$WORK/fleetsync"
 FLEETSYNC="$WORK/fleetsync"
 FLEETSYNC_VERSION="$("$FLEETSYNC" --version 2>/dev/null || echo unknown)"
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -178,15 +185,16 @@ sql() {  # sql NAME STATEMENTS...: batch output, no column names
     local name=$1; shift
     mariadb --no-defaults -h127.0.0.1 -P"${PORT[$name]}" -uroot -N -B -e "$*"
 }
-# new_copy NAME: fresh data dir for NAME from the stopped source's starting-data copy.
+# new_copy NAME [COPY]: fresh data dir for NAME from the stopped source's starting-data copy
+# (COPY: base, without binlogs, for replicas and targets; srcbase, the source's own, for it).
 new_copy() {
     local dir="$WORK/$1"
     rm -rf "$dir"
     mkdir -p "$dir/tmp"
-    cp -a "$WORK/base" "$dir/data"
+    cp -a "$WORK/${2:-base}" "$dir/data"
 }
 
-say "work dir $WORK, backlog of $BENCH_ROWS row events"
+say "work dir $WORK, workloads: $WORKLOADS; backlogs of $BENCH_ROWS row events (wide: a fifth)"
 
 # --- 1. source with starting data ----------------------------------------------------------
 mkdir -p "$WORK/src/tmp"
@@ -195,14 +203,18 @@ mariadb-install-db --no-defaults "${USER_ARGS[@]}" --datadir="$WORK/src/data" \
 start_instance src 1
 MARIADB_VERSION="$(sql src "SELECT VERSION()")"
 say "creating bench schema and starting data"
-python3 "$LIB" schema | mariadb --no-defaults -h127.0.0.1 -P"${PORT[src]}" -uroot
+python3 "$LIB" schema "${WORKLOADS// /,}" | mariadb --no-defaults -h127.0.0.1 -P"${PORT[src]}" -uroot
 
 # Copy the stopped source's data dir: every replica/target starts from identical data.
 stop_instance src
 cp -a "$WORK/src/data" "$WORK/base"
 rm -f "$WORK"/base/binlog.* "$WORK"/base/relay* "$WORK"/base/master.info \
       "$WORK"/base/relay-log.info "$WORK"/base/multi-master.info
-start_instance src 1
+# The source's own data dir, binlogs included: each workload's source starts from it, with the
+# GTID state the schema's creation left (a source with an empty GTID state is not what users
+# have, and Debezium's MariaDB connector fails on one).
+mv "$WORK/src/data" "$WORK/srcbase"
+rm -rf "$WORK/src"
 
 # --- Apache Kafka: one broker for every Kafka run (each run has its own topics) -------------
 # start_kafka: one KRaft node (broker + controller) on free ports, data in $WORK/kafka/data;
@@ -227,6 +239,7 @@ offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
+file.delete.delay.ms=1000
 EOF
     java -cp "$KAFKA_JARS/*" kafka.tools.StorageTool format -c "$d/server.properties" --standalone \
         -t "$(java -cp "$KAFKA_JARS/*" kafka.tools.StorageTool random-uuid)" >"$d/format.log" 2>&1
@@ -333,62 +346,7 @@ restore_debezium() {
     cp "$WORK/dbz-primed-history.dat" "$WORK/dbz-history.dat"
 }
 
-# --- 2. the backlog, with no replica connected ----------------------------------------------
-say "generating workload"
-python3 "$LIB" gen "$BENCH_ROWS" "$WORK/workload.sql" "$WORK/counts.json"
-read -r START_FILE START_POS < <(sql src "SHOW MASTER STATUS" | cut -f1,2)
-START_GTID="$(sql src "SELECT BINLOG_GTID_POS('$START_FILE', $START_POS)")"
-if [[ $BENCH_DEBEZIUM == 1 ]]; then
-    prime_debezium
-    read -r f p < <(sql src "SHOW MASTER STATUS" | cut -f1,2)
-    [[ $f:$p == "$START_FILE:$START_POS" ]] || { say "the source's binlog moved while priming Debezium ($f:$p)"; exit 1; }
-fi
-handler() { sql src "SELECT SUM(VARIABLE_VALUE) FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN ('HANDLER_WRITE','HANDLER_UPDATE','HANDLER_DELETE')"; }
-H0="$(handler)"
-say "loading workload into source from $START_FILE:$START_POS (gtid $START_GTID)"
-T0=$(date +%s.%N)
-mariadb --no-defaults -h127.0.0.1 -P"${PORT[src]}" -uroot <"$WORK/workload.sql"
-T1=$(date +%s.%N)
-H1="$(handler)"
-read -r END_FILE END_POS < <(sql src "SHOW MASTER STATUS" | cut -f1,2)
-BINLOG_BYTES="$(sql src "SHOW BINARY LOGS" | awk -v s="$START_FILE" -v sp="$START_POS" -v e="$END_FILE" -v ep="$END_POS" \
-    '$1==s && $1==e {print ep-sp; exit} $1==s {t=$2-sp; next} t!="" && $1!=e {t+=$2} $1==e {print t+ep; exit}')"
-ROWS="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["row_events"])' "$WORK/counts.json")"
-say "backlog: $ROWS row events (handler delta $((H1 - H0))), $START_FILE:$START_POS .. $END_FILE:$END_POS, $BINLOG_BYTES bytes, loaded in $(awk -v a="$T0" -v b="$T1" 'BEGIN{printf "%.1f", b-a}') s"
-if [[ $((H1 - H0)) != "$ROWS" ]]; then
-    say "WARNING: Handler_write+update+delete delta $((H1 - H0)) differs from the generator's $ROWS"
-fi
-python3 - "$WORK/meta.json" <<EOF
-import json, sys
-json.dump({
-  "mariadb": "$MARIADB_VERSION",
-  "fleetsync": "$FLEETSYNC_VERSION ($GIT_REV)",
-  "start": "$START_FILE:$START_POS", "start_gtid": "$START_GTID",
-  "end": "$END_FILE:$END_POS", "binlog_bytes": int("$BINLOG_BYTES" or 0),
-  "handler_delta": $((H1 - H0)), "load_seconds": round($T1 - $T0, 1),
-  "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
-  "settings": "mariadbd --no-defaults ${COMMON_ARGS[*]}",
-}, open(sys.argv[1], "w"))
-EOF
-
-# --- 3a. native replication ------------------------------------------------------------------
-for threads in 0 4; do
-    name="native$threads"
-    new_copy "$name"
-    start_instance "$name" $((10 + threads))
-    sql "$name" "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${PORT[src]}, MASTER_USER='root', MASTER_LOG_FILE='$START_FILE', MASTER_LOG_POS=$START_POS"
-    python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
-    say "native replica, slave_parallel_threads=$threads: catching up"
-    python3 "$LIB" wait-native "${PORT[$name]}" "$END_FILE" "$END_POS" "$threads" "$BENCH_TIMEOUT" "$WORK/native-$threads.json" \
-        "source_mariadbd=${PID[src]},replica_mariadbd=${PID[$name]}"
-    python3 "$LIB" verify "${PORT[src]}" "${PORT[$name]}" "$WORK/verify-native-$threads.json"
-    stop_instance "$name"
-    rm -rf "$WORK/$name/data"
-done
-
-# --- 3b. fleetsync ---------------------------------------------------------------------------
-POSITION="$START_FILE:$START_POS"
-[[ -n "$START_GTID" ]] && POSITION="$POSITION@$START_GTID"
+# --- per-workload phases -----------------------------------------------------------------
 # prepare_target NAME SERVER_ID POSITION: a fresh instance from the copy, with fleetsync's state
 # tables and a finished-snapshot row at POSITION (bus_offset NULL), so fleetsync streams from it.
 prepare_target() {
@@ -401,10 +359,10 @@ prepare_target() {
     mkdir -p "$WORK/$1/state"
 }
 # write_config NAME [BOOTSTRAP]: $WORK/NAME/fleetsync.toml (Kafka bus when BOOTSTRAP is given,
-# topic prefix NAME: each run has its own topics on the one broker, replication factor 1).
+# topic prefix NAME-WORKLOAD: each run has its own topics on the one broker, replication factor 1).
 write_config() {
     local bus=""
-    [[ -n "${2:-}" ]] && bus=$'[bus]\nkind = "kafka"\nbrokers = "'"$2"$'"\ntopic_prefix = "'"$1"$'"\nreplication_factor = 1\n'
+    [[ -n "${2:-}" ]] && bus=$'[bus]\nkind = "kafka"\nbrokers = "'"$2"$'"\ntopic_prefix = "'"$1-$W"$'"\nreplication_factor = 1\n'
     cat >"$WORK/$1/fleetsync.toml" <<EOF
 state_dir = "$WORK/$1/state"
 $bus[metrics]
@@ -434,141 +392,30 @@ start_kafka_fleetsync() {
     COORD_PID=$!
     PIDS+=("$COORD_PID")
 }
+# keep_logs NAME: NAME's logs, status and metrics into $RUN/logs/NAME (its dir is reused by the
+# next workload).
+keep_logs() {
+    mkdir -p "$RUN/logs/$1"
+    cp "$WORK/$1"/*.log "$WORK/$1"/*.txt "$WORK/$1"/status.json "$WORK/$1"/fleetsync.toml "$RUN/logs/$1/" 2>/dev/null || true
+}
 show_log() {  # show_log FILE LABEL: warnings/errors and last lines
     say "$2 log (warnings/errors and last lines):"
     { grep -E 'WARN|ERROR' "$1" | head -n 40 || true; echo ...; tail -n 15 "$1"; } | sed 's/^/  | /' >&2
 }
-
-if [[ $BENCH_BUS == embedded || $BENCH_BUS == both ]]; then
-prepare_target fs 20 "$POSITION"
-write_config fs
-python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
-say "fleetsync from $POSITION: catching up (log: $WORK/fs/fleetsync.log)"
-FS_START=$(date +%s.%N)
-NO_COLOR=1 "$FLEETSYNC" run --config "$WORK/fs/fleetsync.toml" >"$WORK/fs/fleetsync.log" 2>&1 &
-FS_PID=$!
-PIDS+=("$FS_PID")
-python3 "$LIB" wait-fleetsync "${PORT[fs]}" "$FS_PID" "$FS_START" "$END_FILE" "$END_POS" "$BENCH_TIMEOUT" "$WORK/fleetsync.json" \
-    "source_mariadbd=${PID[src]},target_mariadbd=${PID[fs]}" "$WORK/fs/fleetsync.log"
-"$FLEETSYNC" status --config "$WORK/fs/fleetsync.toml" --json >"$WORK/fs/status.json" 2>>"$WORK/fs/fleetsync.log" || true
-kill -TERM "$FS_PID" 2>/dev/null || true
-FS_RC=0
-wait "$FS_PID" || FS_RC=$?
-forget_pid "$FS_PID"
-say "fleetsync exited with status $FS_RC; status: $(tr -d '\n' <"$WORK/fs/status.json")"
-say "fleetsync log (warnings/errors and last lines):"
-{ grep -E 'WARN|ERROR' "$WORK/fs/fleetsync.log" | head -n 40 || true; echo ...; tail -n 15 "$WORK/fs/fleetsync.log"; } | sed 's/^/  | /' >&2
-python3 "$LIB" verify "${PORT[src]}" "${PORT[fs]}" "$WORK/verify-fleetsync.json"
-stop_instance fs
-fi
-
-# --- 3c. fleetsync over Kafka (Apache Kafka, the one broker) ------------------------------------
-if [[ $BENCH_BUS == kafka || $BENCH_BUS == both ]]; then
-[[ $BENCH_BUS == both ]] && rm -rf "$WORK/fs/data"
-prepare_target fsk 21 "$POSITION"
-write_config fsk "$BOOTSTRAP"
-python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
-say "fleetsync agent + coordinator (Kafka) from $POSITION: catching up (logs: $WORK/fsk/{agent,coordinator,broker}.log)"
-FSK_START=$(date +%s.%N)
-start_kafka_fleetsync fsk "$POSITION"
-python3 "$LIB" wait-fleetsync "${PORT[fsk]}" "fleetsync_agent=$AGENT_PID,fleetsync_coordinator=$COORD_PID,broker=$BROKER_PID" "$FSK_START" \
-    "$END_FILE" "$END_POS" "$BENCH_TIMEOUT" "$WORK/fleetsync-kafka.json" \
-    "source_mariadbd=${PID[src]},target_mariadbd=${PID[fsk]}" \
-    "agent=$WORK/fsk/agent.log,coordinator=$WORK/fsk/coordinator.log"
-"$FLEETSYNC" status --config "$WORK/fsk/fleetsync.toml" --json >"$WORK/fsk/status.json" 2>>"$WORK/fsk/coordinator.log" || true
-say "status: $(tr -d '\n' <"$WORK/fsk/status.json")"
-stop_pid "$AGENT_PID" "fleetsync agent"
-stop_pid "$COORD_PID" "fleetsync coordinator"
-show_log "$WORK/fsk/agent.log" "fleetsync agent"
-show_log "$WORK/fsk/coordinator.log" "fleetsync coordinator"
-python3 "$LIB" verify "${PORT[src]}" "${PORT[fsk]}" "$WORK/verify-fleetsync-kafka.json"
-stop_instance fsk
-fi
-
-# --- 3d. Debezium side by side (BENCH_DEBEZIUM=1) ----------------------------------------------
-# Capture only: the same backlog from the same source into the same broker, each into topics
-# of its own; the clock starts when the process is spawned and stops when the topics hold one
-# message per row event (end offsets polled every 50 ms).
-if [[ $BENCH_DEBEZIUM == 1 ]]; then
-DBZ_TOPICS="cap.bench.accounts,cap.bench.orders,cap.bench.events"
-restore_debezium dbzcap
-debezium_source "$WORK/dbzcap.properties" cap
-python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
-say "Debezium MariaDB connector (Kafka Connect standalone, schemas.enable=$BENCH_DEBEZIUM_SCHEMAS): capturing the backlog"
-T_START=$(date +%s.%N)
-start_connect dbzcap "$BENCH_DEBEZIUM_SCHEMAS" "$WORK/dbzcap.properties"
-python3 "$LIB" wait-topics "$BOOTSTRAP" "$DBZ_TOPICS" "$ROWS" "kafka_connect=$CONNECT_PID" "$T_START" \
-    "$BENCH_TIMEOUT" "$WORK/debezium-capture.json" "source_mariadbd=${PID[src]},broker=$BROKER_PID"
-stop_pid "$CONNECT_PID" "Kafka Connect (Debezium capture)"
-show_log "$WORK/dbzcap/connect.log" "Kafka Connect (Debezium capture)"
-
-mkdir -p "$WORK/fscap/state"
-# Only the agent runs: a sync to a target that nobody applies to (the agent only reads `src`).
-PORT[fscap]=${PORT[src]}
-write_config fscap "$BOOTSTRAP"
-python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
-say "fleetsync agent: capturing the backlog into fscap.src"
-T_START=$(date +%s.%N)
-NO_COLOR=1 "$FLEETSYNC" agent --config "$WORK/fscap/fleetsync.toml" --server src --start-at "$POSITION" \
-    >"$WORK/fscap/agent.log" 2>&1 &
-AGENT_PID=$!
-PIDS+=("$AGENT_PID")
-python3 "$LIB" wait-topics "$BOOTSTRAP" fscap.src "$ROWS" "fleetsync_agent=$AGENT_PID" "$T_START" \
-    "$BENCH_TIMEOUT" "$WORK/fleetsync-capture.json" "source_mariadbd=${PID[src]},broker=$BROKER_PID"
-stop_pid "$AGENT_PID" "fleetsync agent (capture)"
-show_log "$WORK/fscap/agent.log" "fleetsync agent (capture)"
-
-# End to end: Debezium source + JDBC sink in one Connect worker (schemas on: the sink needs
-# them) into a fresh target from the copy; done when the sink's consumer group has committed
-# every message of the three topics (it commits after writing). Compared with the Kafka bus
-# run above (fleetsync agent + coordinator, same broker).
-prepare_target dbze2e 40 "$POSITION"
-restore_debezium dbze2e
-debezium_source "$WORK/dbze2e-source.properties" e2e
-cat >"$WORK/dbze2e-sink.properties" <<EOF
-name=dbzsink
-connector.class=io.debezium.connector.jdbc.JdbcSinkConnector
-tasks.max=1
-topics=e2e.bench.accounts,e2e.bench.orders,e2e.bench.events
-connection.url=jdbc:mariadb://127.0.0.1:${PORT[dbze2e]}/bench
-connection.username=root
-connection.password=
-insert.mode=upsert
-delete.enabled=true
-primary.key.mode=record_key
-schema.evolution=none
-collection.name.format=\${source.table}
-use.time.zone=UTC
-EOF
-python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
-say "Debezium source + JDBC sink (one Connect worker) into dbze2e: catching up"
-T_START=$(date +%s.%N)
-start_connect dbze2e true "$WORK/dbze2e-source.properties" "$WORK/dbze2e-sink.properties"
-python3 "$LIB" wait-topics "$BOOTSTRAP" "e2e.bench.accounts,e2e.bench.orders,e2e.bench.events" "$ROWS" \
-    "kafka_connect=$CONNECT_PID" "$T_START" "$BENCH_TIMEOUT" "$WORK/debezium-e2e.json" \
-    "source_mariadbd=${PID[src]},target_mariadbd=${PID[dbze2e]},broker=$BROKER_PID" connect-dbzsink
-stop_pid "$CONNECT_PID" "Kafka Connect (Debezium end to end)"
-show_log "$WORK/dbze2e/connect.log" "Kafka Connect (Debezium end to end)"
-python3 "$LIB" verify "${PORT[src]}" "${PORT[dbze2e]}" "$WORK/verify-debezium-e2e.json"
-stop_instance dbze2e
-rm -rf "$WORK/dbze2e/data"
-fi
-
-# --- 3e. steady-state lag (BENCH_LAG=1, lag.sh) ------------------------------------------------
 # lag_phase BUS: a fresh target from the copy, streaming from the source's current position;
 # a writer inserts at a fixed rate into bench.lag_BUS (created on both sides, not binlogged on
 # the source) while the target is polled (benchlib.py lag).
 lag_phase() {
-    local bus=$1 name="lag$1" out="$WORK/lag-$1.json" rate="${BENCH_LAG_RATE:-}" result
+    local bus=$1 name="lag$1" out="$RUN/lag-$1.json" rate="${BENCH_LAG_RATE:-}" result
     local suffix=""
     [[ $bus == kafka ]] && suffix="-kafka"
-    result="$WORK/fleetsync$suffix.json"
+    result="$RUN/fleetsync$suffix.json"
     local basis="BENCH_LAG_RATE"
     if [[ -z $rate ]]; then
         rate="$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(round(int(sys.argv[2])/r["seconds"]/2) if r.get("seconds") and "error" not in r else "")' "$result" "$ROWS")"
         [[ -z $rate ]] && { say "lag $bus: no catch-up rate measured (set BENCH_LAG_RATE): skipped"; return 0; }
         basis="half the $bus catch-up rate of this run"
-        if [[ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["verified"])' "$WORK/verify-fleetsync$suffix.json")" != True ]]; then
+        if [[ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["verified"])' "$RUN/verify-fleetsync$suffix.json")" != True ]]; then
             basis="$basis (that run did NOT verify: its rate is not a valid maximum)"
             say "lag $bus: WARNING: the catch-up run this rate comes from did not verify"
         fi
@@ -613,28 +460,226 @@ lag_phase() {
     stop_instance "$name"
     rm -rf "$WORK/$name/data"
 }
-if [[ $BENCH_LAG == 1 ]]; then
+
+# run_workload W: the source from the starting-data copy, W's backlog on it, then every run
+# against that backlog (native 0 and 4, fleetsync per bus; Debezium and lag with `mixed`); its
+# JSON pieces go to $RUN = $WORK/runs/W, its report line to stdout.
+run_workload() {
+W=$1
+RUN="$WORK/runs/$W"
+mkdir -p "$RUN"
+new_copy src srcbase
+start_instance src 1
+say "=== workload $W ==="
+
+# --- 2. the backlog, with no replica connected ----------------------------------------------
+say "generating workload $W"
+python3 "$LIB" gen "$BENCH_ROWS" "$WORK/workload.sql" "$RUN/counts.json" "$W"
+read -r START_FILE START_POS < <(sql src "SHOW MASTER STATUS" | cut -f1,2)
+START_GTID="$(sql src "SELECT BINLOG_GTID_POS('$START_FILE', $START_POS)")"
+if [[ $BENCH_DEBEZIUM == 1 && $W == mixed ]]; then
+    prime_debezium
+    read -r f p < <(sql src "SHOW MASTER STATUS" | cut -f1,2)
+    [[ $f:$p == "$START_FILE:$START_POS" ]] || { say "the source's binlog moved while priming Debezium ($f:$p)"; exit 1; }
+fi
+handler() { sql src "SELECT SUM(VARIABLE_VALUE) FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN ('HANDLER_WRITE','HANDLER_UPDATE','HANDLER_DELETE')"; }
+H0="$(handler)"
+say "loading workload into source from $START_FILE:$START_POS (gtid $START_GTID)"
+T0=$(date +%s.%N)
+mariadb --no-defaults -h127.0.0.1 -P"${PORT[src]}" -uroot <"$WORK/workload.sql"
+T1=$(date +%s.%N)
+H1="$(handler)"
+read -r END_FILE END_POS < <(sql src "SHOW MASTER STATUS" | cut -f1,2)
+BINLOG_BYTES="$(sql src "SHOW BINARY LOGS" | awk -v s="$START_FILE" -v sp="$START_POS" -v e="$END_FILE" -v ep="$END_POS" \
+    '$1==s && $1==e {print ep-sp; exit} $1==s {t=$2-sp; next} t!="" && $1!=e {t+=$2} $1==e {print t+ep; exit}')"
+ROWS="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["row_events"])' "$RUN/counts.json")"
+say "backlog: $ROWS row events (handler delta $((H1 - H0))), $START_FILE:$START_POS .. $END_FILE:$END_POS, $BINLOG_BYTES bytes, loaded in $(awk -v a="$T0" -v b="$T1" 'BEGIN{printf "%.1f", b-a}') s"
+if [[ $((H1 - H0)) != "$ROWS" ]]; then
+    say "WARNING: Handler_write+update+delete delta $((H1 - H0)) differs from the generator's $ROWS"
+fi
+python3 - "$RUN/meta.json" <<EOF
+import json, sys
+json.dump({
+  "mariadb": "$MARIADB_VERSION",
+  "fleetsync": "$FLEETSYNC_VERSION ($GIT_REV)",
+  "start": "$START_FILE:$START_POS", "start_gtid": "$START_GTID",
+  "end": "$END_FILE:$END_POS", "binlog_bytes": int("$BINLOG_BYTES" or 0),
+  "handler_delta": $((H1 - H0)), "load_seconds": round($T1 - $T0, 1),
+  "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+  "settings": "mariadbd --no-defaults ${COMMON_ARGS[*]}",
+}, open(sys.argv[1], "w"))
+EOF
+
+# --- 3a. native replication ------------------------------------------------------------------
+for threads in 0 4; do
+    name="native$threads"
+    new_copy "$name"
+    start_instance "$name" $((10 + threads))
+    sql "$name" "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${PORT[src]}, MASTER_USER='root', MASTER_LOG_FILE='$START_FILE', MASTER_LOG_POS=$START_POS"
+    python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
+    say "native replica, slave_parallel_threads=$threads: catching up"
+    python3 "$LIB" wait-native "${PORT[$name]}" "$END_FILE" "$END_POS" "$threads" "$BENCH_TIMEOUT" "$RUN/native-$threads.json" \
+        "source_mariadbd=${PID[src]},replica_mariadbd=${PID[$name]}"
+    python3 "$LIB" verify "${PORT[src]}" "${PORT[$name]}" "$RUN/verify-native-$threads.json"
+    stop_instance "$name"
+    keep_logs "$name"
+    rm -rf "$WORK/$name/data"
+done
+
+# --- 3b. fleetsync ---------------------------------------------------------------------------
+POSITION="$START_FILE:$START_POS"
+[[ -n "$START_GTID" ]] && POSITION="$POSITION@$START_GTID"
+
+if [[ $BENCH_BUS == embedded || $BENCH_BUS == both ]]; then
+prepare_target fs 20 "$POSITION"
+write_config fs
+python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
+python3 "$LIB" baseline "${PORT[fs]}" "source_mariadbd=${PID[src]},target_mariadbd=${PID[fs]}" "$WORK/fs/baseline.json"
+say "fleetsync from $POSITION: catching up (log: $WORK/fs/fleetsync.log)"
+FS_START=$(date +%s.%N)
+NO_COLOR=1 "$FLEETSYNC" run --config "$WORK/fs/fleetsync.toml" >"$WORK/fs/fleetsync.log" 2>&1 &
+FS_PID=$!
+PIDS+=("$FS_PID")
+python3 "$LIB" wait-fleetsync "${PORT[fs]}" "$FS_PID" "$FS_START" "$END_FILE" "$END_POS" "$BENCH_TIMEOUT" "$RUN/fleetsync.json" \
+    "source_mariadbd=${PID[src]},target_mariadbd=${PID[fs]}" "$WORK/fs/fleetsync.log" "$WORK/fs/baseline.json"
+"$FLEETSYNC" status --config "$WORK/fs/fleetsync.toml" --json >"$WORK/fs/status.json" 2>>"$WORK/fs/fleetsync.log" || true
+kill -TERM "$FS_PID" 2>/dev/null || true
+FS_RC=0
+wait "$FS_PID" || FS_RC=$?
+forget_pid "$FS_PID"
+say "fleetsync exited with status $FS_RC; status: $(tr -d '\n' <"$WORK/fs/status.json")"
+say "fleetsync log (warnings/errors and last lines):"
+{ grep -E 'WARN|ERROR' "$WORK/fs/fleetsync.log" | head -n 40 || true; echo ...; tail -n 15 "$WORK/fs/fleetsync.log"; } | sed 's/^/  | /' >&2
+python3 "$LIB" verify "${PORT[src]}" "${PORT[fs]}" "$RUN/verify-fleetsync.json"
+stop_instance fs
+keep_logs fs
+rm -rf "$WORK/fs/data"
+fi
+
+# --- 3c. fleetsync over Kafka (Apache Kafka, the one broker) ------------------------------------
+if [[ $BENCH_BUS == kafka || $BENCH_BUS == both ]]; then
+prepare_target fsk 21 "$POSITION"
+write_config fsk "$BOOTSTRAP"
+python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
+python3 "$LIB" baseline "${PORT[fsk]}" "source_mariadbd=${PID[src]},target_mariadbd=${PID[fsk]},broker=$BROKER_PID" "$WORK/fsk/baseline.json"
+say "fleetsync agent + coordinator (Kafka) from $POSITION: catching up (logs: $WORK/fsk/{agent,coordinator,broker}.log)"
+FSK_START=$(date +%s.%N)
+start_kafka_fleetsync fsk "$POSITION"
+python3 "$LIB" wait-fleetsync "${PORT[fsk]}" "fleetsync_agent=$AGENT_PID,fleetsync_coordinator=$COORD_PID,broker=$BROKER_PID" "$FSK_START" \
+    "$END_FILE" "$END_POS" "$BENCH_TIMEOUT" "$RUN/fleetsync-kafka.json" \
+    "source_mariadbd=${PID[src]},target_mariadbd=${PID[fsk]}" \
+    "agent=$WORK/fsk/agent.log,coordinator=$WORK/fsk/coordinator.log" "$WORK/fsk/baseline.json"
+"$FLEETSYNC" status --config "$WORK/fsk/fleetsync.toml" --json >"$WORK/fsk/status.json" 2>>"$WORK/fsk/coordinator.log" || true
+say "status: $(tr -d '\n' <"$WORK/fsk/status.json")"
+stop_pid "$AGENT_PID" "fleetsync agent"
+stop_pid "$COORD_PID" "fleetsync coordinator"
+show_log "$WORK/fsk/agent.log" "fleetsync agent"
+show_log "$WORK/fsk/coordinator.log" "fleetsync coordinator"
+python3 "$LIB" verify "${PORT[src]}" "${PORT[fsk]}" "$RUN/verify-fleetsync-kafka.json"
+stop_instance fsk
+keep_logs fsk
+rm -rf "$WORK/fsk/data"
+# The broker's disk: this run's topic is read and verified, the next workloads don't need it.
+python3 "$LIB" delete-topics "$BOOTSTRAP" "fsk-$W.src" || say "could not delete topic fsk-$W.src (disk use only)"
+fi
+
+# --- 3d. Debezium side by side (BENCH_DEBEZIUM=1) ----------------------------------------------
+# Capture only: the same backlog from the same source into the same broker, each into topics
+# of its own; the clock starts when the process is spawned and stops when the topics hold one
+# message per row event (end offsets polled every 50 ms).
+if [[ $BENCH_DEBEZIUM == 1 && $W == mixed ]]; then
+DBZ_TOPICS="cap.bench.accounts,cap.bench.orders,cap.bench.events"
+restore_debezium dbzcap
+debezium_source "$WORK/dbzcap.properties" cap
+python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
+say "Debezium MariaDB connector (Kafka Connect standalone, schemas.enable=$BENCH_DEBEZIUM_SCHEMAS): capturing the backlog"
+T_START=$(date +%s.%N)
+start_connect dbzcap "$BENCH_DEBEZIUM_SCHEMAS" "$WORK/dbzcap.properties"
+python3 "$LIB" wait-topics "$BOOTSTRAP" "$DBZ_TOPICS" "$ROWS" "kafka_connect=$CONNECT_PID" "$T_START" \
+    "$BENCH_TIMEOUT" "$RUN/debezium-capture.json" "source_mariadbd=${PID[src]},broker=$BROKER_PID"
+stop_pid "$CONNECT_PID" "Kafka Connect (Debezium capture)"
+show_log "$WORK/dbzcap/connect.log" "Kafka Connect (Debezium capture)"
+
+mkdir -p "$WORK/fscap/state"
+# Only the agent runs: a sync to a target that nobody applies to (the agent only reads `src`).
+PORT[fscap]=${PORT[src]}
+write_config fscap "$BOOTSTRAP"
+python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
+say "fleetsync agent: capturing the backlog into fscap-$W.src"
+T_START=$(date +%s.%N)
+NO_COLOR=1 "$FLEETSYNC" agent --config "$WORK/fscap/fleetsync.toml" --server src --start-at "$POSITION" \
+    >"$WORK/fscap/agent.log" 2>&1 &
+AGENT_PID=$!
+PIDS+=("$AGENT_PID")
+python3 "$LIB" wait-topics "$BOOTSTRAP" "fscap-$W.src" "$ROWS" "fleetsync_agent=$AGENT_PID" "$T_START" \
+    "$BENCH_TIMEOUT" "$RUN/fleetsync-capture.json" "source_mariadbd=${PID[src]},broker=$BROKER_PID"
+stop_pid "$AGENT_PID" "fleetsync agent (capture)"
+show_log "$WORK/fscap/agent.log" "fleetsync agent (capture)"
+
+# End to end: Debezium source + JDBC sink in one Connect worker (schemas on: the sink needs
+# them) into a fresh target from the copy; done when the sink's consumer group has committed
+# every message of the three topics (it commits after writing). Compared with the Kafka bus
+# run above (fleetsync agent + coordinator, same broker).
+prepare_target dbze2e 40 "$POSITION"
+restore_debezium dbze2e
+debezium_source "$WORK/dbze2e-source.properties" e2e
+cat >"$WORK/dbze2e-sink.properties" <<EOF
+name=dbzsink
+connector.class=io.debezium.connector.jdbc.JdbcSinkConnector
+tasks.max=1
+topics=e2e.bench.accounts,e2e.bench.orders,e2e.bench.events
+connection.url=jdbc:mariadb://127.0.0.1:${PORT[dbze2e]}/bench
+connection.username=root
+connection.password=
+insert.mode=upsert
+delete.enabled=true
+primary.key.mode=record_key
+schema.evolution=none
+collection.name.format=\${source.table}
+use.time.zone=UTC
+EOF
+python3 "$LIB" wait-idle "$BENCH_IDLE_WAIT"
+say "Debezium source + JDBC sink (one Connect worker) into dbze2e: catching up"
+T_START=$(date +%s.%N)
+start_connect dbze2e true "$WORK/dbze2e-source.properties" "$WORK/dbze2e-sink.properties"
+python3 "$LIB" wait-topics "$BOOTSTRAP" "e2e.bench.accounts,e2e.bench.orders,e2e.bench.events" "$ROWS" \
+    "kafka_connect=$CONNECT_PID" "$T_START" "$BENCH_TIMEOUT" "$RUN/debezium-e2e.json" \
+    "source_mariadbd=${PID[src]},target_mariadbd=${PID[dbze2e]},broker=$BROKER_PID" connect-dbzsink
+stop_pid "$CONNECT_PID" "Kafka Connect (Debezium end to end)"
+show_log "$WORK/dbze2e/connect.log" "Kafka Connect (Debezium end to end)"
+python3 "$LIB" verify "${PORT[src]}" "${PORT[dbze2e]}" "$RUN/verify-debezium-e2e.json"
+stop_instance dbze2e
+rm -rf "$WORK/dbze2e/data"
+fi
+
+# --- 3e. steady-state lag (BENCH_LAG=1, lag.sh) ------------------------------------------------
+if [[ $BENCH_LAG == 1 && $W == mixed ]]; then
     LAG_SPECS=()
     for bus in embedded kafka; do
         [[ $BENCH_BUS == "$bus" || $BENCH_BUS == both ]] || continue
         lag_phase "$bus"
-        LAG_SPECS+=("$bus=$WORK/lag-$bus.json")
+        LAG_SPECS+=("$bus=$RUN/lag-$bus.json")
     done
-    python3 "$LIB" lag-report "$WORK/lag.json" "${LAG_SPECS[@]}"
+    python3 "$LIB" lag-report "$RUN/lag.json" "${LAG_SPECS[@]}"
 fi
+
+python3 "$LIB" report "$RUN" "$RUN/result.json" "$W"
+stop_instance src
+rm -rf "$WORK/src/data" "$WORK/workload.sql"
+}
+
+for W in $WORKLOADS; do
+    run_workload "$W"
+done
 
 # --- 4. report -----------------------------------------------------------------------------
 mkdir -p "$ROOT/target/bench"
 OUT="$ROOT/target/bench/catchup-$(date +%Y%m%d-%H%M%S).json"
-python3 "$LIB" report "$WORK" "$OUT"
+RESULTS=()
+for W in $WORKLOADS; do RESULTS+=("$WORK/runs/$W/result.json"); done
+python3 "$LIB" matrix "$OUT" "${RESULTS[@]}"
 say "result written to $OUT"
-OK="$(python3 -c '
-import json, sys
-r = json.load(open(sys.argv[1]))
-runs = [r["native"]["threads_0"], r["native"]["threads_4"]] + [r[k] for k in ("fleetsync", "fleetsync_kafka") if k in r]
-runs += [v for v in r.get("lag", {}).values() if isinstance(v, dict) and "error" in v]
-print(int(all(x.get("verified", True) and x.get("seconds") and "error" not in x for x in runs)))' "$OUT")"
-if [[ $OK != 1 ]]; then
+if [[ "$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["ok"]))' "$OUT")" != 1 ]]; then
     say "FAILED: a run did not finish or did not verify (see the JSON)"
     exit 1
 fi

@@ -5,4 +5,5 @@
 set -euo pipefail
 export BENCH_LAG=1
 export BENCH_BUS="${BENCH_BUS:-both}"
+export BENCH_WORKLOADS="${BENCH_WORKLOADS:-mixed}"  # the lag phase runs with the mixed workload
 exec "$(dirname "${BASH_SOURCE[0]}")/catchup.sh" "$@"

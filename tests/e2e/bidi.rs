@@ -11,6 +11,11 @@
 //!   says: the recorded write of the highest rank, absent when that write is a delete.
 //!   `FLEETSYNC_STRESS_SEEDS=N` runs seeds 1..=N (default 1) on fresh servers.
 //! * `bidi_converges_five_members`: the same with five members under `newest_wins`.
+//! * `bidi_converges_newest_wins_kafka`: three members under `newest_wins` over a single-node
+//!   Apache Kafka started here, with `fleetsync agent` (all members, one process: it installs
+//!   the group) and `fleetsync coordinator` as separate processes; the coordinator is
+//!   SIGKILLed and restarted at a third of the run, the agent at two thirds. Same writer, same
+//!   checks (the run is parametrised by [`Bus`]).
 //! * `bidi_refusals`: what start-up refuses, with one line naming the problem.
 
 use std::collections::HashMap;

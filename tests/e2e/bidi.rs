@@ -11,13 +11,18 @@
 //!   says: the recorded write of the highest rank, absent when that write is a delete.
 //!   `FLEETSYNC_STRESS_SEEDS=N` runs seeds 1..=N (default 1) on fresh servers.
 //! * `bidi_converges_five_members`: the same with five members under `newest_wins`.
+//! * `bidi_converges_newest_wins_kafka`: three members under `newest_wins` over a single-node
+//!   Apache Kafka started here, with `fleetsync agent` (all members, one process: it installs
+//!   the group) and `fleetsync coordinator` as separate processes; the coordinator is
+//!   SIGKILLed and restarted at a third of the run, the agent at two thirds. Same writer, same
+//!   checks (the run is parametrised by [`Bus`]).
 //! * `bidi_refusals`: what start-up refuses, with one line naming the problem.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use fleetsync_tests::{fleetsync_cmd, wait_until, ConfigBuilder, Fleetsync, MariaDb};
+use fleetsync_tests::{fleetsync_cmd, wait_until, ConfigBuilder, Fleetsync, KafkaCluster, MariaDb};
 use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
 
@@ -174,11 +179,20 @@ async fn writer(
 
 const NAMES: [&str; 5] = ["eu1", "eu2", "us1", "us2", "ap1"];
 
-/// The group's config: the issue's contract, with `conflict` set to `strategy`.
-fn group_config(state: &std::path::Path, servers: &[MariaDb], strategy: &str) -> String {
+/// The group's config: the issue's contract, with `conflict` set to `strategy`; over
+/// `broker` (a `[bus]` of kind kafka) when given, else on the embedded bus.
+fn group_config(
+    state: &std::path::Path,
+    servers: &[MariaDb],
+    strategy: &str,
+    broker: Option<&KafkaCluster>,
+) -> String {
     let mut cfg = ConfigBuilder::new(state);
     for (n, s) in NAMES.iter().zip(servers) {
         cfg = cfg.server(n, &s.url_root());
+    }
+    if let Some(b) = broker {
+        cfg = cfg.kafka_bus(&b.bootstrap(), b.node_count());
     }
     let members: Vec<String> = NAMES[..servers.len()]
         .iter()
@@ -214,17 +228,89 @@ async fn start_members(n: usize) -> Result<Vec<MariaDb>> {
     Ok(servers)
 }
 
-async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize) -> Result<()> {
+/// Which bus a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bus {
+    /// `fleetsync run`, in-process bus.
+    Embedded,
+    /// `fleetsync agent` (all members) and `fleetsync coordinator` as separate processes over
+    /// a single-node Apache Kafka started here.
+    Kafka,
+}
+
+/// The processes of one run: `[run]` (embedded), or `[agent, coordinator]` over a Kafka broker
+/// (kept alive by the value). The first process is the one that installs the group and
+/// exports the tombstone gauge.
+struct Procs {
+    procs: Vec<Fleetsync>,
+    broker: Option<KafkaCluster>,
+}
+
+impl Procs {
+    fn log_tail(&self, n: usize) -> String {
+        let mut tails: Vec<String> = self.procs.iter().map(|p| p.log_tail(n)).collect();
+        if let Some(b) = &self.broker {
+            tails.push(b.log_tail(n.min(40)));
+        }
+        tails.join("\n---\n")
+    }
+
+    fn ensure_running(&mut self) -> Result<()> {
+        self.procs.iter_mut().try_for_each(|p| p.ensure_running())
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        for p in &mut self.procs {
+            p.stop(STOP_TIMEOUT).await?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL process `i`, then start it again half a second later.
+    async fn kill_restart(&mut self, i: usize) -> Result<()> {
+        self.procs[i].kill9()?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.procs[i].restart()
+    }
+}
+
+async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize, bus: Bus) -> Result<()> {
     let started = Instant::now();
-    let servers = start_members(members).await?;
+    let broker = async {
+        if bus == Bus::Embedded {
+            return Ok(None);
+        }
+        let k = KafkaCluster::single().await?;
+        let topics: Vec<String> = NAMES[..members]
+            .iter()
+            .map(|n| format!("fleetsync.{n}"))
+            .collect();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        k.create_topics(&topics).await?;
+        anyhow::Ok(Some(k))
+    };
+    let (servers, broker) = tokio::join!(start_members(members), broker);
+    let (servers, broker) = (servers?, broker?);
     let dir = tempfile::Builder::new()
         .prefix("fleetsync-bidi-")
         .tempdir()?;
     let config = Fleetsync::write_config(
         dir.path(),
-        &group_config(&dir.path().join("state"), &servers, strategy),
+        &group_config(
+            &dir.path().join("state"),
+            &servers,
+            strategy,
+            broker.as_ref(),
+        ),
     )?;
-    let mut fs = Fleetsync::run(&config)?;
+    let procs = match bus {
+        Bus::Embedded => vec![Fleetsync::run(&config)?],
+        Bus::Kafka => vec![
+            Fleetsync::spawn("agent", &config, &[])?,
+            Fleetsync::spawn("coordinator", &config, &[])?,
+        ],
+    };
+    let mut fs = Procs { procs, broker };
     wait_until(
         Duration::from_secs(90),
         "pings to reach every member",
@@ -246,7 +332,7 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize) -> Resul
     .await
     .with_context(|| fs.log_tail(40))?;
     println!(
-        "{strategy} seed {seed}: group up in {:.1?}",
+        "{strategy} seed {seed} ({bus:?}): group up in {:.1?}",
         started.elapsed()
     );
 
@@ -257,11 +343,21 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize) -> Resul
         .map(|(n, s)| tokio::spawn(writer(s.pool(), n, seed, secs)))
         .collect();
     // SIGKILL `fleetsync run` mid-run; the restart resumes every pipeline from its target's
-    // stored position (and may deliver part of a stream again).
-    tokio::time::sleep(Duration::from_millis(secs * 500)).await;
-    fs.kill9()?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    fs.restart()?;
+    // stored position (and may deliver part of a stream again). Over Kafka: the coordinator
+    // at a third of the run (it resumes from its targets' positions and reads part of the
+    // topics again), the agent at two thirds (it publishes again from its checkpoint).
+    match bus {
+        Bus::Embedded => {
+            tokio::time::sleep(Duration::from_millis(secs * 500)).await;
+            fs.kill_restart(0).await?;
+        }
+        Bus::Kafka => {
+            tokio::time::sleep(Duration::from_millis(secs * 333)).await;
+            fs.kill_restart(1).await?;
+            tokio::time::sleep(Duration::from_millis(secs * 333)).await;
+            fs.kill_restart(0).await?;
+        }
+    }
     let mut written: Vec<Written> = Vec::new();
     for task in tasks {
         let w = task.await?.with_context(|| {
@@ -276,9 +372,10 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize) -> Resul
     }
     let deletes = written.iter().filter(|w| w.val.is_none()).count();
     println!(
-        "{strategy} seed {seed}: {} writes ({deletes} deletes) in {:.1?}, one SIGKILL",
+        "{strategy} seed {seed} ({bus:?}): {} writes ({deletes} deletes) in {:.1?}, {} SIGKILL",
         written.len(),
-        t.elapsed()
+        t.elapsed(),
+        fs.procs.len()
     );
     fs.ensure_running()?;
 
@@ -286,8 +383,10 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize) -> Resul
     let t = Instant::now();
     let dump = "SELECT id, val, CAST(updated_at AS CHAR), CAST(fleetsync_rank AS CHAR), \
                 fleetsync_version, fleetsync_origin FROM app.items ORDER BY id";
+    // Over Kafka the backlog drains through the broker's fetch waits: more time, same check.
+    let converge_secs = if bus == Bus::Kafka { 90 } else { 60 };
     let converged = wait_until(
-        Duration::from_secs(60),
+        Duration::from_secs(converge_secs),
         "the members to converge",
         || async {
             let first = servers[0].query_strings(dump).await?;
@@ -308,7 +407,7 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize) -> Resul
         .await?
         .unwrap_or_default();
     println!(
-        "{strategy} seed {seed}: converged={} after {:.1?}; conflicts logged on eu1: {conflicts}",
+        "{strategy} seed {seed} ({bus:?}): converged={} after {:.1?}; conflicts logged on eu1: {conflicts}",
         converged.is_ok(),
         t.elapsed()
     );
@@ -357,12 +456,14 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize) -> Resul
         "{strategy} seed {seed}: {}",
         wrong.join("; ")
     );
-    fs.stop(STOP_TIMEOUT).await?;
-    // `fleetsync_tombstones{sync,server}` counts eu1's tombstones (computed at start).
+    fs.stop().await?;
+    // `fleetsync_tombstones{sync,server}` counts eu1's tombstones (computed at start), in the
+    // process that installs the group (`run`, or the agent).
     let want = servers[0]
         .query_value("SELECT COUNT(*) FROM fleetsync.ts_app__items")
         .await?
         .unwrap_or_default();
+    let fs = &mut fs.procs[0];
     fs.restart()?;
     let wanted = |l: &str| {
         l.starts_with("fleetsync_tombstones{")
@@ -376,7 +477,7 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize) -> Resul
             .lines()
             .rev()
             .find_map(|l| l.split("metrics=127.0.0.1:").nth(1))
-            .and_then(|p| p.trim().parse().ok())
+            .and_then(|p| p.split_whitespace().next()?.parse().ok())
             .context("no metrics port in the log yet")?;
         let (_, body) = http_get(port, "/metrics").await?;
         ensure!(
@@ -391,18 +492,18 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize) -> Resul
     .await?;
     fs.stop(STOP_TIMEOUT).await?;
     println!(
-        "{strategy} seed {seed}: {} rows identical on {members} members, as the oracle says",
+        "{strategy} seed {seed} ({bus:?}): {} rows identical on {members} members, as the oracle says",
         rows.len()
     );
     Ok(())
 }
 
-async fn seeds(strategy: &str, members: usize) -> Result<()> {
+async fn seeds(strategy: &str, members: usize, bus: Bus) -> Result<()> {
     let n = env_num("FLEETSYNC_STRESS_SEEDS", 1);
     let secs = env_num("FLEETSYNC_BIDI_SECS", 8);
     let mut failed = Vec::new();
     for seed in 1..=n {
-        if let Err(e) = one_seed(seed, secs, strategy, members).await {
+        if let Err(e) = one_seed(seed, secs, strategy, members, bus).await {
             println!("{strategy} seed {seed} FAILED: {e:#}");
             failed.push(seed);
         }
@@ -416,22 +517,27 @@ async fn seeds(strategy: &str, members: usize) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_newest_wins() -> Result<()> {
-    seeds("newest_wins", 3).await
+    seeds("newest_wins", 3, Bus::Embedded).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_source_wins() -> Result<()> {
-    seeds("source-wins", 3).await
+    seeds("source-wins", 3, Bus::Embedded).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_manual() -> Result<()> {
-    seeds("manual", 3).await
+    seeds("manual", 3, Bus::Embedded).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_five_members() -> Result<()> {
-    seeds("newest_wins", 5).await
+    seeds("newest_wins", 5, Bus::Embedded).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_newest_wins_kafka() -> Result<()> {
+    seeds("newest_wins", 3, Bus::Kafka).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,7 +546,7 @@ async fn bidi_refusals() -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("fleetsync-bidi-no-")
         .tempdir()?;
-    let base = group_config(&dir.path().join("state"), &servers, "newest_wins");
+    let base = group_config(&dir.path().join("state"), &servers, "newest_wins", None);
     let check = |text: String, want: &'static str| {
         let dir = dir.path().to_path_buf();
         async move {
@@ -521,7 +627,7 @@ async fn bidi_write_cost() -> Result<()> {
         .tempdir()?;
     let config = Fleetsync::write_config(
         dir.path(),
-        &group_config(&dir.path().join("state"), &servers, "newest_wins"),
+        &group_config(&dir.path().join("state"), &servers, "newest_wins", None),
     )?;
     let out = fleetsync_cmd(&[
         "sync",

@@ -90,89 +90,174 @@ fn rank_of(row: Option<VersionRow>) -> Result<Rank> {
     })
 }
 
+/// A lost connection (the member's server was killed), not a refusal by the server.
+fn lost_connection(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<mysql_async::Error>(),
+        Some(e) if !matches!(e, mysql_async::Error::Server(_))
+    )
+}
+
+/// One write in its own transaction: `Some` when it committed and changed a row. With
+/// `journal`, the write also records that number in `journal.w` (outside the group) in the
+/// same transaction. `pending` holds the write from just before its COMMIT: when the
+/// connection is lost there, whether it committed is known only from the journal.
+async fn attempt(
+    conn: &mut mysql_async::Conn,
+    rng: &mut rand::rngs::StdRng,
+    server: &'static str,
+    n: u64,
+    journal: bool,
+    pending: &mut Option<Written>,
+) -> Result<Option<Written>> {
+    let id: i32 = rng.gen_range(1..=KEYS);
+    let val = format!("{server}-{n}");
+    let op: u32 = rng.gen_range(0..10);
+    conn.query_drop("START TRANSACTION").await?;
+    let res = match op {
+        0..=3 => {
+            conn.exec_drop(
+                "INSERT INTO app.items (id, val, updated_at) VALUES (?, ?, NOW(6))",
+                (id, &val),
+            )
+            .await
+        }
+        4..=7 => {
+            conn.exec_drop(
+                "UPDATE app.items SET val = ?, updated_at = NOW(6) WHERE id = ?",
+                (&val, id),
+            )
+            .await
+        }
+        _ => {
+            conn.exec_drop("DELETE FROM app.items WHERE id = ?", (id,))
+                .await
+        }
+    };
+    let affected = conn.affected_rows();
+    let written = match res {
+        Ok(()) if affected > 0 && op <= 7 => {
+            let row: Option<VersionRow> = conn
+                .exec_first(
+                    "SELECT CAST(fleetsync_rank AS CHAR), fleetsync_version, fleetsync_origin \
+                     FROM app.items WHERE id = ?",
+                    (id,),
+                )
+                .await?;
+            Some(Written {
+                key: id,
+                val: Some(val),
+                rank: rank_of(row)?,
+                server,
+            })
+        }
+        Ok(()) if affected > 0 => {
+            let row: Option<VersionRow> = conn
+                .exec_first(
+                    "SELECT CAST(fleetsync_rank AS CHAR), fleetsync_version, fleetsync_origin \
+                     FROM fleetsync.ts_app__items WHERE id = ?",
+                    (id,),
+                )
+                .await?;
+            Some(Written {
+                key: id,
+                val: None,
+                rank: rank_of(row)?,
+                server,
+            })
+        }
+        Ok(()) => None,
+        // Duplicate key (insert of an existing row): expected.
+        Err(mysql_async::Error::Server(e)) if e.code == 1062 => None,
+        // Deadlock or lock wait against the applier: the write did not happen.
+        Err(mysql_async::Error::Server(e)) if e.code == 1213 || e.code == 1205 => {
+            conn.query_drop("ROLLBACK").await?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if journal && written.is_some() {
+        conn.exec_drop("INSERT INTO journal.w VALUES (?)", (n,))
+            .await?;
+    }
+    pending.clone_from(&written);
+    conn.query_drop("COMMIT").await?;
+    Ok(written)
+}
+
+/// A connection to a server that may be down for a while (it was killed and is being started
+/// again); `None` after `within`.
+async fn reconnect(pool: &mysql_async::Pool, within: Duration) -> Option<mysql_async::Conn> {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Ok(mut conn) = pool.get_conn().await {
+            if conn.query_drop("DO 1").await.is_ok() {
+                return Some(conn);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+/// Writes for `secs` seconds on one member; the committed writes that changed a row, with
+/// their ranks. With `survive_kill`, a lost connection (the member's server was SIGKILLed)
+/// does not end the writer: it waits for the server to be back, counts the write that was
+/// committing when the connection went only if the journal says it committed, and goes on.
 async fn writer(
     pool: mysql_async::Pool,
     server: &'static str,
     seed: u64,
     secs: u64,
+    survive_kill: bool,
 ) -> Result<Vec<Written>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(
         seed * 1000 + server.len() as u64 * 7 + u64::from(server.as_bytes()[0]),
     );
     let mut conn = pool.get_conn().await?;
+    if survive_kill {
+        conn.query_drop(
+            "CREATE DATABASE IF NOT EXISTS journal; CREATE TABLE IF NOT EXISTS journal.w \
+             (n BIGINT UNSIGNED NOT NULL PRIMARY KEY) ENGINE=InnoDB",
+        )
+        .await?;
+    }
     let mut out = Vec::new();
     let end = Instant::now() + Duration::from_secs(secs);
     let mut n = 0u64;
+    let (mut lost, mut in_doubt, mut kept) = (0, 0, 0);
     while Instant::now() < end {
         n += 1;
-        let id: i32 = rng.gen_range(1..=KEYS);
-        let val = format!("{server}-{n}");
-        let op: u32 = rng.gen_range(0..10);
-        conn.query_drop("START TRANSACTION").await?;
-        let res = match op {
-            0..=3 => {
-                conn.exec_drop(
-                    "INSERT INTO app.items (id, val, updated_at) VALUES (?, ?, NOW(6))",
-                    (id, &val),
-                )
-                .await
-            }
-            4..=7 => {
-                conn.exec_drop(
-                    "UPDATE app.items SET val = ?, updated_at = NOW(6) WHERE id = ?",
-                    (&val, id),
-                )
-                .await
-            }
-            _ => {
-                conn.exec_drop("DELETE FROM app.items WHERE id = ?", (id,))
+        let mut pending = None;
+        match attempt(&mut conn, &mut rng, server, n, survive_kill, &mut pending).await {
+            Ok(w) => out.extend(w),
+            Err(e) if survive_kill && lost_connection(&e) => {
+                lost += 1;
+                conn = reconnect(&pool, Duration::from_secs(60))
                     .await
-            }
-        };
-        let affected = conn.affected_rows();
-        match res {
-            Ok(()) if affected > 0 && op <= 7 => {
-                let row: Option<VersionRow> = conn
-                    .exec_first(
-                        "SELECT CAST(fleetsync_rank AS CHAR), fleetsync_version, fleetsync_origin \
-                         FROM app.items WHERE id = ?",
-                        (id,),
-                    )
-                    .await?;
-                out.push(Written {
-                    key: id,
-                    val: Some(val),
-                    rank: rank_of(row)?,
-                    server,
-                });
-            }
-            Ok(()) if affected > 0 => {
-                let row: Option<VersionRow> = conn
-                    .exec_first(
-                        "SELECT CAST(fleetsync_rank AS CHAR), fleetsync_version, fleetsync_origin \
-                         FROM fleetsync.ts_app__items WHERE id = ?",
-                        (id,),
-                    )
-                    .await?;
-                out.push(Written {
-                    key: id,
-                    val: None,
-                    rank: rank_of(row)?,
-                    server,
-                });
-            }
-            Ok(()) => {}
-            // Duplicate key (insert of an existing row): expected.
-            Err(mysql_async::Error::Server(e)) if e.code == 1062 => {}
-            // Deadlock or lock wait against the applier: the write did not happen.
-            Err(mysql_async::Error::Server(e)) if e.code == 1213 || e.code == 1205 => {
-                conn.query_drop("ROLLBACK").await?;
+                    .with_context(|| format!("{server} not back after losing it: {e:#}"))?;
+                if let Some(w) = pending {
+                    in_doubt += 1;
+                    let committed: Option<u64> = conn
+                        .exec_first("SELECT n FROM journal.w WHERE n = ?", (n,))
+                        .await?;
+                    if committed.is_some() {
+                        kept += 1;
+                        out.push(w);
+                    }
+                }
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
-        conn.query_drop("COMMIT").await?;
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..6))).await;
+    }
+    if survive_kill {
+        println!(
+            "{server}: connection lost {lost} time(s); {in_doubt} write(s) in doubt at COMMIT, \
+             {kept} of them committed (journal)"
+        );
+        ensure!(lost > 0, "{server}'s writer never lost its connection");
     }
     Ok(out)
 }
@@ -238,6 +323,19 @@ enum Bus {
     Kafka,
 }
 
+/// What a run SIGKILLs in the middle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// fleetsync's processes, each started again half a second later.
+    Fleetsync,
+    /// Member `i`'s mariadbd at a third of the run, started again [`MEMBER_DOWN`] later;
+    /// fleetsync keeps running and must recover by itself.
+    Member(usize),
+}
+
+/// How long a killed member's server stays down.
+const MEMBER_DOWN: Duration = Duration::from_secs(3);
+
 /// The processes of one run: `[run]` (embedded), or `[agent, coordinator]` over a Kafka broker
 /// (kept alive by the value). The first process is the one that installs the group and
 /// exports the tombstone gauge.
@@ -274,7 +372,14 @@ impl Procs {
     }
 }
 
-async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize, bus: Bus) -> Result<()> {
+async fn one_seed(
+    seed: u64,
+    secs: u64,
+    strategy: &str,
+    members: usize,
+    bus: Bus,
+    fault: Fault,
+) -> Result<()> {
     let started = Instant::now();
     let broker = async {
         if bus == Bus::Embedded {
@@ -290,7 +395,7 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize, bus: Bus
         anyhow::Ok(Some(k))
     };
     let (servers, broker) = tokio::join!(start_members(members), broker);
-    let (servers, broker) = (servers?, broker?);
+    let (mut servers, broker) = (servers?, broker?);
     let dir = tempfile::Builder::new()
         .prefix("fleetsync-bidi-")
         .tempdir()?;
@@ -340,18 +445,31 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize, bus: Bus
     let tasks: Vec<_> = NAMES
         .iter()
         .zip(&servers)
-        .map(|(n, s)| tokio::spawn(writer(s.pool(), n, seed, secs)))
+        .enumerate()
+        .map(|(i, (n, s))| {
+            let survive_kill = fault == Fault::Member(i);
+            tokio::spawn(writer(s.pool(), n, seed, secs, survive_kill))
+        })
         .collect();
     // SIGKILL `fleetsync run` mid-run; the restart resumes every pipeline from its target's
     // stored position (and may deliver part of a stream again). Over Kafka: the coordinator
     // at a third of the run (it resumes from its targets' positions and reads part of the
     // topics again), the agent at two thirds (it publishes again from its checkpoint).
-    match bus {
-        Bus::Embedded => {
+    match (fault, bus) {
+        // A member's server SIGKILLed (a crash: InnoDB recovery runs at the restart) while
+        // the other members' writers go on; its writer resumes once it is back. Every
+        // pipeline from or to that member loses its connection and retries.
+        (Fault::Member(i), _) => {
+            tokio::time::sleep(Duration::from_millis(secs * 333)).await;
+            servers[i].kill9()?;
+            tokio::time::sleep(MEMBER_DOWN).await;
+            servers[i].start_again().await?;
+        }
+        (Fault::Fleetsync, Bus::Embedded) => {
             tokio::time::sleep(Duration::from_millis(secs * 500)).await;
             fs.kill_restart(0).await?;
         }
-        Bus::Kafka => {
+        (Fault::Fleetsync, Bus::Kafka) => {
             tokio::time::sleep(Duration::from_millis(secs * 333)).await;
             fs.kill_restart(1).await?;
             tokio::time::sleep(Duration::from_millis(secs * 333)).await;
@@ -371,11 +489,14 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize, bus: Bus
         written.extend(w);
     }
     let deletes = written.iter().filter(|w| w.val.is_none()).count();
+    let killed = match fault {
+        Fault::Fleetsync => format!("{} fleetsync process(es)", fs.procs.len()),
+        Fault::Member(i) => format!("{}'s mariadbd", NAMES[i]),
+    };
     println!(
-        "{strategy} seed {seed} ({bus:?}): {} writes ({deletes} deletes) in {:.1?}, {} SIGKILL",
+        "{strategy} seed {seed} ({bus:?}): {} writes ({deletes} deletes) in {:.1?}, SIGKILLed {killed}",
         written.len(),
         t.elapsed(),
-        fs.procs.len()
     );
     fs.ensure_running()?;
 
@@ -498,12 +619,12 @@ async fn one_seed(seed: u64, secs: u64, strategy: &str, members: usize, bus: Bus
     Ok(())
 }
 
-async fn seeds(strategy: &str, members: usize, bus: Bus) -> Result<()> {
+async fn seeds(strategy: &str, members: usize, bus: Bus, fault: Fault) -> Result<()> {
     let n = env_num("FLEETSYNC_STRESS_SEEDS", 1);
     let secs = env_num("FLEETSYNC_BIDI_SECS", 8);
     let mut failed = Vec::new();
     for seed in 1..=n {
-        if let Err(e) = one_seed(seed, secs, strategy, members, bus).await {
+        if let Err(e) = one_seed(seed, secs, strategy, members, bus, fault).await {
             println!("{strategy} seed {seed} FAILED: {e:#}");
             failed.push(seed);
         }
@@ -517,27 +638,32 @@ async fn seeds(strategy: &str, members: usize, bus: Bus) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_newest_wins() -> Result<()> {
-    seeds("newest_wins", 3, Bus::Embedded).await
+    seeds("newest_wins", 3, Bus::Embedded, Fault::Fleetsync).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_source_wins() -> Result<()> {
-    seeds("source-wins", 3, Bus::Embedded).await
+    seeds("source-wins", 3, Bus::Embedded, Fault::Fleetsync).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_manual() -> Result<()> {
-    seeds("manual", 3, Bus::Embedded).await
+    seeds("manual", 3, Bus::Embedded, Fault::Fleetsync).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_five_members() -> Result<()> {
-    seeds("newest_wins", 5, Bus::Embedded).await
+    seeds("newest_wins", 5, Bus::Embedded, Fault::Fleetsync).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_newest_wins_kafka() -> Result<()> {
-    seeds("newest_wins", 3, Bus::Kafka).await
+    seeds("newest_wins", 3, Bus::Kafka, Fault::Fleetsync).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_member_killed() -> Result<()> {
+    seeds("newest_wins", 3, Bus::Embedded, Fault::Member(1)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

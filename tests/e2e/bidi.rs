@@ -489,6 +489,21 @@ async fn one_seed(
         written.extend(w);
     }
     let deletes = written.iter().filter(|w| w.val.is_none()).count();
+    if let Fault::Member(i) = fault {
+        // The killed member's durable journal (written in each write's transaction) holds
+        // exactly the writes recorded for it: none lost with the kill is counted, none that
+        // committed is missed.
+        let journaled = servers[i]
+            .query_value("SELECT COUNT(*) FROM journal.w")
+            .await?
+            .unwrap_or_default();
+        let recorded = written.iter().filter(|w| w.server == NAMES[i]).count();
+        ensure!(
+            journaled == recorded.to_string(),
+            "{}: {journaled} writes in its journal, {recorded} recorded",
+            NAMES[i]
+        );
+    }
     let killed = match fault {
         Fault::Fleetsync => format!("{} fleetsync process(es)", fs.procs.len()),
         Fault::Member(i) => format!("{}'s mariadbd", NAMES[i]),
@@ -544,6 +559,25 @@ async fn one_seed(
         )
     })?;
 
+    if let Fault::Member(i) = fault {
+        // fleetsync saw the outage and recovered from it by itself (the same process runs).
+        let log = fs.log_tail(20_000);
+        let lost: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains(&format!("{}: connection lost", NAMES[i])))
+            .collect();
+        println!(
+            "{strategy} seed {seed} ({bus:?}): fleetsync warned {} time(s) of a lost connection to {}; last: {:?}",
+            lost.len(),
+            NAMES[i],
+            lost.last()
+        );
+        ensure!(
+            !lost.is_empty(),
+            "fleetsync never lost its connection to {}",
+            NAMES[i]
+        );
+    }
     // The oracle: per key, the recorded write of the highest rank.
     let mut best: HashMap<i32, &Written> = HashMap::new();
     for w in &written {

@@ -16,6 +16,16 @@
 //!   the group) and `fleetsync coordinator` as separate processes; the coordinator is
 //!   SIGKILLed and restarted at a third of the run, the agent at two thirds. Same writer, same
 //!   checks (the run is parametrised by [`Bus`]).
+//! * `bidi_converges_member_killed`: three members under `newest_wins` on the embedded bus;
+//!   at a third of the run eu2's mariadbd is SIGKILLed (a crash: InnoDB recovery at the
+//!   restart) and started again 3 s later, while the other writers go on and `fleetsync run`
+//!   keeps running: its pipelines from and to eu2 lose their connection and must retry by
+//!   themselves (the test requires the process alive and its "connection lost" warning). eu2's
+//!   writer waits for the server and resumes; it also records each write's number in
+//!   `journal.w` (outside the group) in the write's transaction, so a write whose COMMIT got no
+//!   answer is counted only if the journal says it committed, and eu2's journal must hold
+//!   exactly its recorded writes. Same convergence and oracle checks (the run is parametrised
+//!   by [`Fault`]).
 //! * `bidi_refusals`: what start-up refuses, with one line naming the problem.
 
 use std::collections::HashMap;

@@ -61,6 +61,7 @@ impl SourceError {
     /// Maps a driver error: network and server-gone errors are transient; everything else
     /// needs an operator and keeps the server's message (never the URL or password).
     pub fn from_mysql(server: &str, context: &str, e: mysql_async::Error) -> SourceError {
+        let text = mysql_text(&e);
         use mysql_async::Error as E;
         if let Some(message) = crate::source::tls::tls_failure(&e) {
             return SourceError::NeedsOperator {
@@ -72,7 +73,7 @@ impl SourceError {
             E::Io(_) | E::Driver(mysql_async::DriverError::ConnectionClosed) => {
                 SourceError::Connection {
                     server: server.to_string(),
-                    message: format!("{context}: {e}"),
+                    message: format!("{context}: {text}"),
                 }
             }
             E::Server(s)
@@ -117,5 +118,25 @@ impl SourceError {
                 message: format!("{context}: {e}"),
             },
         }
+    }
+}
+
+/// A client error's text, each level once: mysql_async nests an I/O error as
+/// "Input/output error: Input/output error: <cause>".
+pub fn mysql_text(e: &mysql_async::Error) -> String {
+    match e {
+        mysql_async::Error::Io(mysql_async::IoError::Io(io)) => format!("input/output error: {io}"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    #[test]
+    fn io_errors_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let e = mysql_async::Error::Io(mysql_async::IoError::Io(io));
+        let text = super::mysql_text(&e);
+        assert_eq!(text, "input/output error: Connection refused");
     }
 }

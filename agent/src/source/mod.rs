@@ -62,7 +62,8 @@ pub fn connect_error(server: &str, e: mysql_async::Error) -> SourceError {
         mysql_async::Error::Io(_) => SourceError::Connection {
             server: server.to_string(),
             message: format!(
-                "cannot connect: {e} (is the server running and the host:port in its url right?)"
+                "cannot connect: {} (is the server running and the host:port in its url right?)",
+                crate::error::mysql_text(&e)
             ),
         },
         _ => SourceError::from_mysql(server, "connecting", e),

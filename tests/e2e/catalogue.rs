@@ -25,6 +25,7 @@
 
 mod cases;
 mod config_cases;
+mod http_cases;
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};

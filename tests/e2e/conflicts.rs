@@ -34,13 +34,6 @@ const TABLE_SQL: &str = "CREATE DATABASE IF NOT EXISTS app; CREATE TABLE app.ite
 
 const KEYS: i32 = 40;
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// One version written by a writer: key, val, updated_at as text, server id.
 type Written = (i32, String, String, u32);
 
@@ -301,8 +294,8 @@ async fn one_seed(seed: u64, secs: u64, kafka: bool) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicts_newest_wins_three_servers() -> Result<()> {
-    let seeds = env_num("FLEETSYNC_STRESS_SEEDS", 1);
-    let secs = env_num("FLEETSYNC_CONFLICT_SECS", 20);
+    let seeds = crate::support::env_num("FLEETSYNC_STRESS_SEEDS", 1);
+    let secs = crate::support::env_num("FLEETSYNC_CONFLICT_SECS", 20);
     let mut failed = Vec::new();
     for seed in 1..=seeds {
         if let Err(e) = one_seed(seed, secs, false).await {
@@ -316,7 +309,7 @@ async fn conflicts_newest_wins_three_servers() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicts_newest_wins_three_servers_kafka() -> Result<()> {
-    let secs = env_num("FLEETSYNC_CONFLICT_SECS", 20);
+    let secs = crate::support::env_num("FLEETSYNC_CONFLICT_SECS", 20);
     one_seed(1, secs, true).await
 }
 

@@ -198,3 +198,11 @@ pub async fn status_target(config: &Path) -> Result<serde_json::Value> {
     let status = fleetsync_tests::status_json(config).await?;
     Ok(status["syncs"][0]["targets"][0].clone())
 }
+
+/// A number from the environment (a test's knob, e.g. `FLEETSYNC_STRESS_SEEDS`), or `default`.
+pub fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

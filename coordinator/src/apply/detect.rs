@@ -236,19 +236,7 @@ impl Applier {
         key: &[usize],
         runs: &[KeyRun<'_>],
     ) -> Result<Vec<Option<Local>>, ApplyError> {
-        let mut kc = Vec::new();
-        if key.len() != 1 {
-            kc.push(b'(');
-        }
-        for (n, &i) in key.iter().enumerate() {
-            if n > 0 {
-                kc.push(b',');
-            }
-            sql::push_ident(&mut kc, &columns[i].name);
-        }
-        if key.len() != 1 {
-            kc.push(b')');
-        }
+        let kc = sql::key_columns(columns, key);
         let render = || -> Result<Vec<u8>, sql::ValueError> {
             let mut q = b"SELECT ".to_vec();
             for c in columns {

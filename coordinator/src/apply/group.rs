@@ -122,19 +122,7 @@ impl Applier {
         let tsql = TableSql::new(&slot.target.0, &slot.target.1, columns, key);
         let mut tomb = b"`fleetsync`.".to_vec();
         sql::push_ident(&mut tomb, &tombstone_table(&slot.target.0, &slot.target.1));
-        let mut kc = Vec::new();
-        if key.len() != 1 {
-            kc.push(b'(');
-        }
-        for (n, &i) in key.iter().enumerate() {
-            if n > 0 {
-                kc.push(b',');
-            }
-            sql::push_ident(&mut kc, &columns[i].name);
-        }
-        if key.len() != 1 {
-            kc.push(b')');
-        }
+        let kc = sql::key_columns(columns, key);
         for chunk in runs.chunks(KEYS_PER_QUERY) {
             let locals = self.read_locals(&tsql, columns, key, chunk).await?;
             let tombs = self.read_tombstones(&tomb, &kc, key, chunk).await?;

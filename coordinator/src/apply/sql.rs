@@ -8,6 +8,25 @@ pub(crate) use fleetsync_proto::sql::{
     push_value, table_name, ValueError,
 };
 
+/// The key's column list as the left side of an `IN`: `col` for one column, `(a,b)` for
+/// several.
+pub(crate) fn key_columns(columns: &[Column], key: &[usize]) -> Vec<u8> {
+    let mut kc = Vec::new();
+    if key.len() != 1 {
+        kc.push(b'(');
+    }
+    for (n, &i) in key.iter().enumerate() {
+        if n > 0 {
+            kc.push(b',');
+        }
+        push_ident(&mut kc, &columns[i].name);
+    }
+    if key.len() != 1 {
+        kc.push(b')');
+    }
+    kc
+}
+
 /// Appends the key of `image`: `v` for a one-column key, `(v1,v2)` otherwise.
 pub(crate) fn push_key(
     buf: &mut Vec<u8>,

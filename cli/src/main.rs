@@ -5,6 +5,7 @@ mod archive_cmd;
 mod backup_cmd;
 mod conflicts;
 mod control;
+mod cycles;
 mod datadiff_cmd;
 mod definitions;
 mod diff_cmd;

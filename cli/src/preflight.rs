@@ -11,6 +11,7 @@ use fleetsync_agent::source::{self, schema::list_tables, SourceSpec};
 use fleetsync_config::{Config, SyncConfig};
 use fleetsync_coordinator::apply::SnapshotState;
 
+use crate::cycles;
 use crate::definitions::{self, Problems};
 use crate::opts::{opts_by_name, server_opts};
 
@@ -42,26 +43,9 @@ pub fn source_spec(
 /// Every check of `run` before anything is written. A server that cannot be reached or read
 /// stops the checks at once; definition problems (see `definitions`) are collected over every
 /// sync and target and returned together as [`Problems`], one line each.
-/// Definitions that are accepted but do not converge in every case (see
-/// `Config::hand_written_cycles`): said at every start and by `check`.
-pub fn cycle_warnings(config: &Config) -> Vec<String> {
-    config
-        .hand_written_cycles()
-        .iter()
-        .map(|servers| {
-            format!(
-                "servers {} write to each other through one-way syncs: a delete can overtake an update through a third server and they may diverge for that key (no tombstones); define them as one group with mode = \"bidirectional\" and members",
-                servers.join(", ")
-            )
-        })
-        .collect()
-}
-
 pub async fn preflight_all(config: &Config) -> Result<()> {
-    for warning in cycle_warnings(config) {
-        tracing::warn!("{warning}");
-    }
     let mut problems = Vec::new();
+    let mut flows = Vec::new();
     for sync in &config.syncs {
         let first_target = sync.targets.first().map(String::as_str).unwrap_or("");
         let spec = source_spec(config, sync, first_target, 0)?;
@@ -94,6 +78,17 @@ pub async fn preflight_all(config: &Config) -> Result<()> {
         problems.extend(definitions::mapping_collisions(
             sync, &spec.name, &included,
         )?);
+        let map = sync.table_map()?;
+        for (s, t) in &included {
+            for target in &sync.targets {
+                flows.push(cycles::Flow {
+                    sync: sync.name.clone(),
+                    group: sync.group.clone(),
+                    from: (sync.source.clone(), (s.clone(), t.clone())),
+                    to: (target.clone(), map.target(s, t)),
+                });
+            }
+        }
         let mut defs = definitions::SourceTables::new(&spec.name);
         if !sync.conflict_policy()?.is_none() {
             let mut tables = Vec::new();
@@ -145,6 +140,7 @@ pub async fn preflight_all(config: &Config) -> Result<()> {
         }
         let _ = conn.disconnect().await;
     }
+    problems.extend(cycles::hand_written_cycles(&flows));
     if problems.is_empty() {
         Ok(())
     } else {
@@ -158,10 +154,7 @@ pub async fn check(path: &Path) -> Result<()> {
     if let Some(api) = &config.api {
         crate::api::check(&config, api)?;
     }
-    for warning in cycle_warnings(&config)
-        .into_iter()
-        .chain(crate::opts::tls_warnings(&config))
-    {
+    for warning in crate::opts::tls_warnings(&config) {
         println!("warning: {warning}");
     }
     crate::group::prepare(&config, crate::group::Mode::Show).await?;

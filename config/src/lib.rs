@@ -386,47 +386,6 @@ impl Config {
         self.servers.iter().find(|s| s.name == name)
     }
 
-    /// Groups of three or more servers that write to each other through hand-written one-way
-    /// syncs (not a `mode = "bidirectional"` group): with no tombstones there, a delete can
-    /// overtake an update through a third server and the servers diverge for that key.
-    pub fn hand_written_cycles(&self) -> Vec<Vec<String>> {
-        let plain: Vec<&SyncConfig> = self.syncs.iter().filter(|s| s.group.is_none()).collect();
-        let reach = |from: &str| {
-            let mut seen: HashSet<&str> = HashSet::new();
-            let mut stack = vec![from];
-            while let Some(server) = stack.pop() {
-                for s in plain.iter().filter(|s| s.source == server) {
-                    for t in &s.targets {
-                        if seen.insert(t.as_str()) {
-                            stack.push(t.as_str());
-                        }
-                    }
-                }
-            }
-            seen
-        };
-        let mut cycles: Vec<Vec<String>> = Vec::new();
-        for server in &self.servers {
-            let name = server.name.as_str();
-            if cycles.iter().any(|c| c.iter().any(|s| s == name)) {
-                continue;
-            }
-            let from = reach(name);
-            let mut cycle: Vec<String> = self
-                .servers
-                .iter()
-                .map(|s| s.name.as_str())
-                .filter(|other| from.contains(other) && reach(other).contains(name))
-                .map(str::to_string)
-                .collect();
-            if cycle.len() >= 3 {
-                cycle.sort();
-                cycles.push(cycle);
-            }
-        }
-        cycles
-    }
-
     /// A command-line `--metrics-listen` (it overrides the file and `FLEETSYNC_METRICS_LISTEN`):
     /// checked like the file's value.
     pub fn override_metrics_listen(&mut self, listen: &str) -> Result<(), ConfigError> {

@@ -562,31 +562,3 @@ fn group_refusals_name_the_rule() {
     let none = "\n[[syncs.tables]]\nname = \"characters.log\"\nconflict = \"none\"\n";
     assert!(group_with(|s| format!("{s}{none}")).is_ok());
 }
-
-#[test]
-fn hand_written_cycles_of_three_or_more() {
-    let servers = "[[servers]]\nname = \"a\"\nurl = \"mysql://u@h:1\"\n\
-                   [[servers]]\nname = \"b\"\nurl = \"mysql://u@h:2\"\n\
-                   [[servers]]\nname = \"c\"\nurl = \"mysql://u@h:3\"\n";
-    let sync = |n: &str, s: &str, t: &str| {
-        format!("[[syncs]]\nname = \"{n}\"\nsource = \"{s}\"\ntargets = [\"{t}\"]\n")
-    };
-    let pair = format!("{servers}{}{}", sync("ab", "a", "b"), sync("ba", "b", "a"));
-    assert!(Config::parse(&pair)
-        .expect("parses")
-        .hand_written_cycles()
-        .is_empty());
-    let ring = format!(
-        "{servers}{}{}{}",
-        sync("ab", "a", "b"),
-        sync("bc", "b", "c"),
-        sync("ca", "c", "a")
-    );
-    let cycles = Config::parse(&ring).expect("parses").hand_written_cycles();
-    assert_eq!(cycles, vec![vec!["a".to_string(), "b".into(), "c".into()]]);
-    let cascade = format!("{servers}{}{}", sync("ab", "a", "b"), sync("bc", "b", "c"));
-    assert!(Config::parse(&cascade)
-        .expect("parses")
-        .hand_written_cycles()
-        .is_empty());
-}

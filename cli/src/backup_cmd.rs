@@ -9,19 +9,21 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
-use fleetsync_agent::backup::{
-    dump, manifest, prune, restore, verify, Key, NoProgress, Progress, Settings,
-};
-use fleetsync_config::{Config, TableFilter};
+use fleetsync_agent::backup::{manifest, prune, restore, Key, NoProgress, Progress, Settings};
+use fleetsync_config::Config;
+use fleetsync_proto::jobs::{BackupCreateReport, BackupVerifyReport};
+use tokio_util::sync::CancellationToken;
 
 use crate::opts::opts_by_name;
+use crate::service::backup::{self as service, BackupCreateRequest, BackupVerifyRequest};
+use crate::service::Tracker;
 
 #[derive(Subcommand)]
 pub enum BackupCommand {
     /// Take a consistent backup of a server.
     Create {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         #[arg(long)]
         server: String,
         /// `schema.table` regexes to include (default: every table of every user database).
@@ -40,8 +42,10 @@ pub enum BackupCommand {
     /// Re-read every file of a backup: checksums, decryption, decompression.
     Verify {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         id: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Restore a backup (verified first), optionally to a point in time.
     Restore {
@@ -83,16 +87,40 @@ pub enum BackupCommand {
     },
 }
 
-pub async fn run(command: BackupCommand) -> Result<()> {
+pub async fn run(command: BackupCommand, remote: Option<crate::remote::Remote>) -> Result<()> {
+    if let Some(remote) = remote {
+        return match command {
+            BackupCommand::Create {
+                server,
+                include,
+                json,
+                ..
+            } => {
+                let req = BackupCreateRequest { server, include };
+                let print = move |r: &BackupCreateReport| print_created(r, json);
+                remote.run_job(&req, print, service::exit_code).await
+            }
+            BackupCommand::Verify { id, json, .. } => {
+                let req = BackupVerifyRequest { id };
+                let print = move |r: &BackupVerifyReport| print_verified(r, json);
+                remote.run_job(&req, print, service::exit_code).await
+            }
+            _ => Err(anyhow!(
+                "with --remote, only `backup create` and `backup verify` are available"
+            )),
+        };
+    }
     match command {
         BackupCommand::Create {
             config,
             server,
             include,
             json,
-        } => create(&config, &server, &include, json).await,
+        } => create(crate::opts::need_config(&config)?, &server, &include, json).await,
         BackupCommand::List { config, json } => list(&config, json),
-        BackupCommand::Verify { config, id } => verify_cmd(&config, &id).await,
+        BackupCommand::Verify { config, id, json } => {
+            verify_cmd(crate::opts::need_config(&config)?, &id, json).await
+        }
         BackupCommand::Restore {
             config,
             id,
@@ -165,48 +193,36 @@ impl Progress for Bar {
 }
 
 async fn create(config: &Path, server: &str, include: &[String], json: bool) -> Result<()> {
-    let (config, settings) = load_connecting(config).await?;
-    let opts = opts_by_name(&config, server)?;
-    let filter =
-        TableFilter::new(include, &[]).map_err(|(i, e)| anyhow!("--include #{}: {e}", i + 1))?;
-    let req = dump::CreateRequest {
+    let (config, _) = load_connecting(config).await?;
+    let req = BackupCreateRequest {
         server: server.to_string(),
-        opts,
-        filter,
-        settings,
-        progress: progress("backing up"),
+        include: include.to_vec(),
     };
-    let m = dump::create(&req).await?;
+    let tracker = Tracker::new(crate::service::Bar::for_terminal());
+    let report = service::create(&config, &req, &tracker, &CancellationToken::new())
+        .await
+        .map_err(crate::service::into_anyhow)?;
+    drop(tracker);
+    print_created(&report, json);
+    Ok(())
+}
+
+/// `backup create`'s output (one JSON line with `--json`).
+pub fn print_created(m: &BackupCreateReport, json: bool) {
     if json {
-        let out = serde_json::json!({
-            "id": m.id,
-            "server": m.server,
-            "status": m.status,
-            "dir": req.settings.dir.join(&m.id),
-            "tables": m.tables.len(),
-            "views": m.views.len(),
-            "rows": m.total_rows,
-            "bytes": m.total_bytes,
-            "files": m.files().count(),
-            "duration_seconds": m.duration_seconds,
-            "position": m.position,
-            "encrypted": m.encrypted,
-            "compression": m.compression,
-        });
-        println!("{out}");
+        println!("{}", serde_json::to_value(m).unwrap_or_default());
     } else {
         println!(
             "backup {} complete: {} tables, {} views, {} rows, {} bytes in {:.1}s at {}",
             m.id,
-            m.tables.len(),
-            m.views.len(),
-            m.total_rows,
-            m.total_bytes,
+            m.tables,
+            m.views,
+            m.rows,
+            m.bytes,
             m.duration_seconds.unwrap_or_default(),
             m.position.as_deref().unwrap_or("-")
         );
     }
-    Ok(())
 }
 
 fn list(config: &Path, json: bool) -> Result<()> {
@@ -251,17 +267,27 @@ fn list(config: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn verify_cmd(config: &Path, id: &str) -> Result<()> {
-    let (_, settings) = load(config)?;
-    let m = manifest::read(&settings.dir, id)?;
-    let report = tokio::task::spawn_blocking(move || verify::verify(&settings.dir, &m, &settings))
+async fn verify_cmd(config: &Path, id: &str, json: bool) -> Result<()> {
+    let (config, _) = load(config)?;
+    let req = BackupVerifyRequest { id: id.to_string() };
+    let tracker = Tracker::new(crate::service::Quiet::arc());
+    let report = service::verify(&config, &req, &tracker, &CancellationToken::new())
         .await
-        .context("verification stopped")??;
-    println!(
-        "backup {id} verified: {} files, {} bytes, {} statements, {} rows: checksums match, every file decrypts and decompresses",
-        report.files, report.bytes, report.statements, report.rows
-    );
+        .map_err(crate::service::into_anyhow)?;
+    print_verified(&report, json);
     Ok(())
+}
+
+/// `backup verify`'s output.
+pub fn print_verified(r: &BackupVerifyReport, json: bool) {
+    if json {
+        println!("{}", serde_json::to_value(r).unwrap_or_default());
+    } else {
+        println!(
+            "backup {} verified: {} files, {} bytes, {} statements, {} rows: checksums match, every file decrypts and decompresses",
+            r.id, r.files, r.bytes, r.statements, r.rows
+        );
+    }
 }
 
 fn parse_renames(items: &[String]) -> Result<Vec<(String, String)>> {

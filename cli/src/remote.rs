@@ -1,0 +1,238 @@
+//! `fleetsync --remote URL --token T <command>`: the same commands against a coordinator's
+//! API. `status` reads `GET /api/v1/status`; the job-backed commands start their job
+//! (`POST /api/v1/jobs/{kind}`), follow it by polling `GET /api/v1/jobs/{id}` (a progress bar
+//! on a terminal; Ctrl-C cancels the job), then print the job's report with the local
+//! command's printer and exit with the local command's exit code.
+//!
+//! Errors are one line: an unreachable coordinator, 401 (token missing, unknown, expired or
+//! revoked), 403 (the token's role lacks the permission). The token is never printed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use fleetsync_proto::jobs::{Job, JobKind, JobState};
+use rustls_pki_types::ServerName;
+
+use crate::api::client::{client_config, exchange, ApiArgs};
+use crate::exit::{fail, Exit};
+use crate::service::{Bar, JobRequest};
+
+/// How often a running job is polled.
+const POLL_EVERY: Duration = Duration::from_millis(300);
+/// How long one API call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A coordinator's API.
+pub struct Remote {
+    base: String,
+    host: String,
+    port: u16,
+    tls: Option<PathBuf>,
+    token: String,
+}
+
+fn kind_path(kind: JobKind) -> &'static str {
+    match kind {
+        JobKind::Health => "health",
+        JobKind::SchemaDiff => "schema-diff",
+        JobKind::DataDiff => "data-diff",
+        JobKind::BackupCreate => "backup-create",
+        JobKind::BackupVerify => "backup-verify",
+    }
+}
+
+impl Remote {
+    /// `url` is `http://HOST:PORT` or `https://HOST:PORT` (a trailing `/` is ignored).
+    pub fn new(url: &str, args: &ApiArgs) -> Result<Remote> {
+        let base = url.trim_end_matches('/').to_string();
+        let (tls, rest) = if let Some(r) = base.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = base.strip_prefix("http://") {
+            (false, r)
+        } else {
+            bail!("--remote {base}: must be http://HOST:PORT or https://HOST:PORT");
+        };
+        if rest.contains('/') {
+            bail!("--remote {base}: give the API's address only (http[s]://HOST:PORT)");
+        }
+        let (host, port) = rest
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)))
+            .ok_or_else(|| anyhow!("--remote {base}: must name the port (http[s]://HOST:PORT)"))?;
+        let token = args
+            .token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| anyhow!("--remote needs an API token: --token or FLEETSYNC_TOKEN (see `fleetsync token create`)"))?;
+        let tls = match (tls, &args.api_ca) {
+            (true, Some(ca)) => Some(ca.clone()),
+            (true, None) => bail!("--remote {base}: https needs the CA that signed the API's certificate (--api-ca or FLEETSYNC_API_CA)"),
+            (false, _) => None,
+        };
+        Ok(Remote {
+            base,
+            host,
+            port,
+            tls,
+            token,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// One call: status and body.
+    async fn call(&self, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+        let request = format!(
+            "{method} {path} HTTP/1.0\r\nHost: {}:{}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.host, self.port, self.token, body.len()
+        );
+        let unreachable = |e: &dyn std::fmt::Display| {
+            anyhow!("cannot reach the coordinator at {}: {e}", self.base)
+        };
+        let exchange_all = async {
+            let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| unreachable(&e))?;
+            match &self.tls {
+                None => exchange(tcp, &request).await,
+                Some(ca) => {
+                    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(ca)?));
+                    let name = ServerName::try_from(self.host.clone())
+                        .map_err(|e| anyhow!("--remote {}: {e}", self.base))?;
+                    let tls = connector
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| anyhow!("TLS to the coordinator at {}: {e}", self.base))?;
+                    exchange(tls, &request).await
+                }
+            }
+        };
+        let raw = tokio::time::timeout(CALL_TIMEOUT, exchange_all)
+            .await
+            .map_err(|_| unreachable(&"no answer within 30 s"))??;
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .with_context(|| format!("the coordinator at {} sent no HTTP answer", self.base))?;
+        let body = body.to_string();
+        if status == 401 || status == 403 {
+            let detail = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|p| p["detail"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let what = if status == 401 {
+                "refused the token (401 unauthorized)"
+            } else {
+                "refused the call (403 forbidden)"
+            };
+            bail!("the coordinator at {} {what}: {detail}", self.base);
+        }
+        Ok((status, body))
+    }
+
+    fn problem(&self, status: u16, body: &str) -> anyhow::Error {
+        let detail = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|p| p["detail"].as_str().map(str::to_string))
+            .unwrap_or_else(|| body.chars().take(200).collect());
+        anyhow!("the coordinator at {} answered {status}: {detail}", self.base)
+    }
+
+    /// `GET path` as JSON (200 only).
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value> {
+        let (status, body) = self.call("GET", path, "").await?;
+        if status != 200 {
+            return Err(self.problem(status, &body));
+        }
+        serde_json::from_str(&body)
+            .with_context(|| format!("the coordinator at {} sent no JSON", self.base))
+    }
+
+    async fn job(&self, id: &str) -> Result<Job> {
+        let v = self.get_json(&format!("/api/v1/jobs/{id}")).await?;
+        serde_json::from_value(v).with_context(|| format!("job {id}: not a job document"))
+    }
+
+    /// Starts `req` as a job, follows it, prints its report with `print` and exits like the
+    /// local command (its exit code; `R::EXIT_ERROR` with one line when the job failed).
+    pub async fn run_job<R: JobRequest>(
+        &self,
+        req: &R,
+        print: impl Fn(&R::Report),
+        exit_code: fn(&R::Report) -> u8,
+    ) -> Result<()> {
+        match self.follow(req).await {
+            Ok(job) => self.finish::<R>(job, print, exit_code),
+            Err(e) => fail(R::EXIT_ERROR, crate::exit::one_line(e.as_ref())),
+        }
+    }
+
+    async fn follow<R: JobRequest>(&self, req: &R) -> Result<Job> {
+        let path = format!("/api/v1/jobs/{}", kind_path(R::KIND));
+        let (status, body) = self
+            .call("POST", &path, &serde_json::to_string(req)?)
+            .await?;
+        if status != 202 {
+            return Err(self.problem(status, &body));
+        }
+        let job: Job = serde_json::from_str(&body).context("the job's answer is not a job")?;
+        let bar = Bar::for_terminal();
+        let mut cancelled = false;
+        loop {
+            let job = self.job(&job.id).await?;
+            bar.progress(&job.progress);
+            if job.state.is_final() {
+                return Ok(job);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(POLL_EVERY) => {}
+                _ = tokio::signal::ctrl_c(), if !cancelled => {
+                    cancelled = true;
+                    eprintln!("cancelling job {} ...", job.id);
+                    let (status, body) = self
+                        .call("POST", &format!("/api/v1/jobs/{}/cancel", job.id), "")
+                        .await?;
+                    if status != 200 && status != 409 {
+                        return Err(self.problem(status, &body));
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish<R: JobRequest>(
+        &self,
+        job: Job,
+        print: impl Fn(&R::Report),
+        exit_code: fn(&R::Report) -> u8,
+    ) -> Result<()> {
+        match job.state {
+            JobState::Succeeded => {
+                let report: R::Report = job
+                    .result
+                    .clone()
+                    .ok_or_else(|| anyhow!("job {} succeeded without a report", job.id))
+                    .and_then(|v| {
+                        serde_json::from_value(v)
+                            .with_context(|| format!("job {}: unexpected report", job.id))
+                    })?;
+                print(&report);
+                match job.exit_code.unwrap_or_else(|| exit_code(&report)) {
+                    0 => Ok(()),
+                    code => Err(Exit(code).into()),
+                }
+            }
+            JobState::Cancelled => fail(R::EXIT_ERROR, format!("job {} was cancelled", job.id)),
+            _ => fail(
+                R::EXIT_ERROR,
+                job.error.unwrap_or_else(|| format!("job {} failed", job.id)),
+            ),
+        }
+    }
+}

@@ -78,12 +78,13 @@ async fn check(args: &HealthArgs) -> Result<u8> {
         server: args.server.clone(),
     };
     let tracker = Tracker::new(std::sync::Arc::new(Quiet));
-    let mut report = crate::service::health::run(&config, &req, &tracker, &CancellationToken::new())
-        .await
-        .map_err(|e| match e {
-            ServiceError::Failed(e) => e,
-            ServiceError::Cancelled => anyhow!("cancelled"),
-        })?;
+    let mut report =
+        crate::service::health::run(&config, &req, &tracker, &CancellationToken::new())
+            .await
+            .map_err(|e| match e {
+                ServiceError::Failed(e) => e,
+                ServiceError::Cancelled => anyhow!("cancelled"),
+            })?;
     if args.fix {
         let target = build_target(&config, &args.server).await?;
         report = fix(args, &target, &config, report).await?;

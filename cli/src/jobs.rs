@@ -95,7 +95,10 @@ impl JobManager {
     fn load(&self) -> Result<()> {
         let entries = std::fs::read_dir(&self.dir)
             .with_context(|| format!("cannot list {}", self.dir.display()))?;
-        let mut jobs = self.jobs.lock().map_err(|_| anyhow::anyhow!("job table poisoned"))?;
+        let mut jobs = self
+            .jobs
+            .lock()
+            .map_err(|_| anyhow::anyhow!("job table poisoned"))?;
         for e in entries.flatten() {
             let path = e.path();
             if path.extension().and_then(|x| x.to_str()) != Some("json") {
@@ -292,7 +295,10 @@ impl JobManager {
                 Outcome::Done { result, exit_code } => {
                     e.job.result = Some(result);
                     e.job.exit_code = Some(exit_code);
-                    (JobState::Succeeded, format!("succeeded (exit code {exit_code})"))
+                    (
+                        JobState::Succeeded,
+                        format!("succeeded (exit code {exit_code})"),
+                    )
                 }
                 Outcome::Failed { error, exit_code } => {
                     e.job.exit_code = Some(exit_code);
@@ -394,7 +400,9 @@ impl ProgressSink for JobSink {
         let mut publish = false;
         let job = m.change(&self.id, false, |e| {
             e.job.progress = p.clone();
-            let due = e.last_progress.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
+            let due = e
+                .last_progress
+                .is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
             if due {
                 e.last_progress = Some(Instant::now());
                 publish = true;
@@ -407,7 +415,9 @@ impl ProgressSink for JobSink {
 
     fn log(&self, message: &str) {
         if let Some(m) = self.manager.upgrade() {
-            m.change(&self.id, false, |e| push_log(&mut e.log, message.to_string()));
+            m.change(&self.id, false, |e| {
+                push_log(&mut e.log, message.to_string())
+            });
         }
     }
 }

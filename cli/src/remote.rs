@@ -141,7 +141,10 @@ impl Remote {
             .ok()
             .and_then(|p| p["detail"].as_str().map(str::to_string))
             .unwrap_or_else(|| body.chars().take(200).collect());
-        anyhow!("the coordinator at {} answered {status}: {detail}", self.base)
+        anyhow!(
+            "the coordinator at {} answered {status}: {detail}",
+            self.base
+        )
     }
 
     /// `GET path` as JSON (200 only).
@@ -231,7 +234,8 @@ impl Remote {
             JobState::Cancelled => fail(R::EXIT_ERROR, format!("job {} was cancelled", job.id)),
             _ => fail(
                 R::EXIT_ERROR,
-                job.error.unwrap_or_else(|| format!("job {} failed", job.id)),
+                job.error
+                    .unwrap_or_else(|| format!("job {} failed", job.id)),
             ),
         }
     }

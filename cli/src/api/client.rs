@@ -87,7 +87,10 @@ pub fn client_config(ca: &Path) -> Result<ClientConfig> {
         .with_no_client_auth())
 }
 
-pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, request: &str) -> Result<String> {
+pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    request: &str,
+) -> Result<String> {
     s.write_all(request.as_bytes()).await?;
     s.flush().await?;
     let mut raw = Vec::new();

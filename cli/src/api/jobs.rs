@@ -110,12 +110,10 @@ struct CancelResult {
 
 fn server_exists(s: &ApiState, name: &str, field: &str) -> Result<(), Problem> {
     if s.config.server(name).is_none() {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown-server",
-            format!("no server named {name:?} in the configuration"),
-        )
-        .field(field));
+        return Err(
+            Problem::not_found(format!("no server named {name:?} in the configuration"))
+                .field(field),
+        );
     }
     Ok(())
 }
@@ -152,7 +150,8 @@ fn start<R: JobRequest>(
         .start(req, &by)
         .map_err(|e| Problem::internal(crate::exit::one_line(e.as_ref())))?;
     let mut resp = (StatusCode::ACCEPTED, Json(&job)).into_response();
-    resp.extensions_mut().insert(super::auth::JobId(job.id.clone()));
+    resp.extensions_mut()
+        .insert(super::auth::JobId(job.id.clone()));
     Ok(resp)
 }
 
@@ -165,6 +164,7 @@ fn start<R: JobRequest>(
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -174,7 +174,9 @@ pub async fn start_health_job(
     q: Result<Query<DryRun>, QueryRejection>,
     body: Result<Json<HealthRequest>, JsonRejection>,
 ) -> Result<Response, Problem> {
-    start(&s, token, q, body, |r| server_exists(&s, &r.server, "server"))
+    start(&s, token, q, body, |r| {
+        server_exists(&s, &r.server, "server")
+    })
 }
 
 /// Start a schema diff (the report of `fleetsync diff schema --json`).
@@ -186,6 +188,7 @@ pub async fn start_health_job(
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -210,6 +213,7 @@ pub async fn start_schema_diff_job(
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -223,8 +227,9 @@ pub async fn start_data_diff_job(
         side_exists(&s, &r.source, "source")?;
         side_exists(&s, &r.target, "target")?;
         if r.chunk_time_ms == 0 {
-            return Err(Problem::bad_request("chunk_time_ms must be at least 1")
-                .field("chunk_time_ms"));
+            return Err(
+                Problem::bad_request("chunk_time_ms must be at least 1").field("chunk_time_ms")
+            );
         }
         Ok(())
     })
@@ -239,6 +244,7 @@ pub async fn start_data_diff_job(
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -248,7 +254,9 @@ pub async fn start_backup_create_job(
     q: Result<Query<DryRun>, QueryRejection>,
     body: Result<Json<BackupCreateRequest>, JsonRejection>,
 ) -> Result<Response, Problem> {
-    start(&s, token, q, body, |r| server_exists(&s, &r.server, "server"))
+    start(&s, token, q, body, |r| {
+        server_exists(&s, &r.server, "server")
+    })
 }
 
 /// Start the verification of a stored backup (the report of `fleetsync backup verify --json`).
@@ -260,6 +268,7 @@ pub async fn start_backup_create_job(
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -292,7 +301,10 @@ fn no_job(id: &str) -> Problem {
     responses((status = 200, body = JobDoc),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_job(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Response, Problem> {
+pub async fn get_job(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
     let job = s.jobs.get(&id).ok_or_else(|| no_job(&id))?;
     Ok(Json(job).into_response())
 }
@@ -430,7 +442,9 @@ pub fn spawn_sync_events(
                 }
                 let previous = last.get(key).cloned();
                 let data = match key.split_once('#') {
-                    Some((sync, _)) => serde_json::json!({"sync": sync, "control": state, "previous": previous}),
+                    Some((sync, _)) => {
+                        serde_json::json!({"sync": sync, "control": state, "previous": previous})
+                    }
                     None => {
                         let (sync, target) = key.split_once('/').unwrap_or((key, ""));
                         serde_json::json!({"sync": sync, "target": target, "state": state, "previous": previous})

@@ -123,8 +123,7 @@ pub async fn run(
 ) -> ServiceResult<DataDiffOutcome> {
     let (source, target) = (Side::parse(&req.source), Side::parse(&req.target));
     let scope = scope(config, &source, &target)?;
-    let filter =
-        TableFilter::new(&req.include, &[]).map_err(|(_, m)| anyhow!("--include: {m}"))?;
+    let filter = TableFilter::new(&req.include, &[]).map_err(|(_, m)| anyhow!("--include: {m}"))?;
     if req.chunk_time_ms == 0 {
         return Err(anyhow!("--chunk-time-ms must be at least 1").into());
     }

@@ -78,10 +78,7 @@ pub async fn run(
             .collect(),
         notes: d.notes,
     };
-    tracker.log(&format!(
-        "{} difference(s)",
-        report.differences.len()
-    ));
+    tracker.log(&format!("{} difference(s)", report.differences.len()));
     Ok(report)
 }
 

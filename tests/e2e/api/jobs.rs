@@ -147,10 +147,17 @@ async fn api_jobs_events_remote_cli_and_restart() -> Result<()> {
         .exec(&format!(
             "CREATE DATABASE app; CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20)); \
              INSERT INTO app.items VALUES (1, 'one'), (2, 'two'); \
-             CREATE TABLE app.big (id INT PRIMARY KEY, v VARCHAR(200)); \
-             INSERT INTO app.big SELECT seq, REPEAT('x', 150) FROM seq_1_to_{BIG_ROWS}"
+             CREATE TABLE app.big (id INT PRIMARY KEY, v VARCHAR(200))"
         ))
         .await?;
+    for part in 0..BIG_ROWS / 20_000 {
+        pair.src
+            .exec(&format!(
+                "USE app; INSERT INTO app.big SELECT seq + {}, REPEAT('x', 150) FROM seq_1_to_20000",
+                part * 20_000
+            ))
+            .await?;
+    }
     let (metrics_port, api_port) = (dead_port()?, dead_port()?);
     let base = pair.config_listening(&["app\\..*"], metrics_port)?;
     let backup_dir = pair.dir.path().join("backups");

@@ -38,6 +38,45 @@ fn default_max_threads_running() -> u64 {
     DEFAULT_MAX_THREADS_RUNNING
 }
 
+/// JSON counts as the API documents them (`integer`, `format: int64`, at least 0): any whole
+/// JSON number 0..=i64::MAX, also written as `5.0` (JSON Schema's integers include it).
+mod count {
+    use serde::{Deserialize, Deserializer};
+
+    fn whole(n: serde_json::Number) -> Option<u64> {
+        let v = match n.as_u64() {
+            Some(v) => v,
+            None => {
+                let f = n.as_f64()?;
+                if f.fract() != 0.0 || !(0.0..=i64::MAX as f64).contains(&f) {
+                    return None;
+                }
+                f as u64
+            }
+        };
+        (v <= i64::MAX as u64).then_some(v)
+    }
+
+    fn refuse<E: serde::de::Error>(n: &serde_json::Number) -> E {
+        E::custom(format!(
+            "{n}: must be a whole number from 0 to {}",
+            i64::MAX
+        ))
+    }
+
+    pub fn one<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let n = serde_json::Number::deserialize(d)?;
+        whole(n.clone()).ok_or_else(|| refuse(&n))
+    }
+
+    pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<serde_json::Number>::deserialize(d)? {
+            None => Ok(None),
+            Some(n) => whole(n.clone()).map(Some).ok_or_else(|| refuse(&n)),
+        }
+    }
+}
+
 /// Per-row strength of chunk checksums.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -61,20 +100,20 @@ pub struct DataDiffRequest {
     #[serde(default)]
     pub include: Vec<String>,
     /// Target time of one chunk in milliseconds (at least 1).
-    #[serde(default = "default_chunk_time_ms")]
-    #[schema(minimum = 1)]
+    #[serde(default = "default_chunk_time_ms", deserialize_with = "count::one")]
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     pub chunk_time_ms: u64,
     /// Pause while a side's replication lag exceeds this many seconds (0 = no check).
-    #[serde(default = "default_max_lag")]
+    #[serde(default = "default_max_lag", deserialize_with = "count::one")]
     pub max_lag: u64,
     /// Pause while a side's Threads_running exceeds this (0 = no check).
-    #[serde(default = "default_max_threads_running")]
+    #[serde(default = "default_max_threads_running", deserialize_with = "count::one")]
     pub max_threads_running: u64,
     /// Skip tables estimated to hold more rows than this on either side.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count::opt")]
     pub max_table_rows: Option<u64>,
     /// Stop comparing a table after this many seconds (it is reported as skipped).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "count::opt")]
     pub max_table_seconds: Option<u64>,
     #[serde(default)]
     pub checksum: Checksum,

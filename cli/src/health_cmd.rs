@@ -63,7 +63,7 @@ pub async fn run(args: HealthArgs, remote: Option<crate::remote::Remote>) -> Res
             .await;
     }
     match check(&args).await {
-        Ok(code) if code == 0 => Ok(()),
+        Ok(0) => Ok(()),
         Ok(code) => Err(Exit(code).into()),
         Err(e) => {
             eprintln!("error: {}", crate::exit::one_line(e.as_ref()));

@@ -373,21 +373,15 @@ pub async fn cancel_job(
 pub async fn events(State(s): State<ApiState>) -> Response {
     let rx = s.jobs.subscribe();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(e) => {
-                    let ev = SseEvent::default().event(e.event).data(e.data.to_string());
-                    return Some((Ok::<_, Infallible>(ev), rx));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let ev = SseEvent::default()
-                        .event("lagged")
-                        .data(serde_json::json!({ "missed": n }).to_string());
-                    return Some((Ok(ev), rx));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+        let ev = match rx.recv().await {
+            Ok(e) => SseEvent::default().event(e.event).data(e.data.to_string()),
+            // A reader too slow for the buffer is told how many events it missed.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => SseEvent::default()
+                .event("lagged")
+                .data(serde_json::json!({ "missed": n }).to_string()),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, Infallible>(ev), rx))
     });
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))

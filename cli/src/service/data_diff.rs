@@ -107,7 +107,10 @@ pub struct DataDiffRequest {
     #[serde(default = "default_max_lag", deserialize_with = "count::one")]
     pub max_lag: u64,
     /// Pause while a side's Threads_running exceeds this (0 = no check).
-    #[serde(default = "default_max_threads_running", deserialize_with = "count::one")]
+    #[serde(
+        default = "default_max_threads_running",
+        deserialize_with = "count::one"
+    )]
     pub max_threads_running: u64,
     /// Skip tables estimated to hold more rows than this on either side.
     #[serde(default, deserialize_with = "count::opt")]

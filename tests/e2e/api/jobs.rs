@@ -97,7 +97,6 @@ fn strip(v: &mut Value, keys: &[&str]) {
 }
 
 /// Runs a job and the CLI for the same request and compares their reports and exit codes.
-#[allow(clippy::too_many_arguments)]
 async fn same_as_cli(
     api: &ApiClient,
     token: &str,
@@ -144,11 +143,11 @@ fn backups(dir: &Path) -> Result<Vec<String>> {
 async fn api_jobs_events_remote_cli_and_restart() -> Result<()> {
     let pair = Pair::start().await?;
     pair.src
-        .exec(&format!(
+        .exec(
             "CREATE DATABASE app; CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20)); \
              INSERT INTO app.items VALUES (1, 'one'), (2, 'two'); \
-             CREATE TABLE app.big (id INT PRIMARY KEY, v VARCHAR(200))"
-        ))
+             CREATE TABLE app.big (id INT PRIMARY KEY, v VARCHAR(200))",
+        )
         .await?;
     for part in 0..BIG_ROWS / 20_000 {
         pair.src

@@ -1,4 +1,6 @@
 //! `fleetsync backup ...`: the CLI side of the agent's backup tasks (fleetsync_agent::backup).
+//! `create` and `verify` run [`crate::service::backup`] (shared with the API's jobs; with
+//! `--remote` they run as jobs on a coordinator).
 //!
 //! Output: human-readable lines on stdout (or JSON with `--json`), a progress bar on stderr
 //! when it is a terminal, structured logs otherwise. Errors are one line (rendered in main).

@@ -1,4 +1,6 @@
-//! `fleetsync diff data --config F SOURCE TARGET [--include REGEX] [--json]`.
+//! `fleetsync diff data --config F SOURCE TARGET [--include REGEX] [--json]`: a thin adapter
+//! around [`crate::service::data_diff`] (shared with the API's `data_diff` job; `--remote` runs
+//! that job on a coordinator) that writes the repair SQL and prints the report.
 //!
 //! Sides are `SERVER` (every user database, paired by name) or `SERVER/DATABASE`. Both sides
 //! open a consistent snapshot and are checksummed concurrently (see

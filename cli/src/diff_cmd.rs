@@ -1,4 +1,6 @@
-//! `fleetsync diff schema SOURCE TARGET [--json]`, and the sides shared with `migrate`.
+//! `fleetsync diff schema SOURCE TARGET [--json]`, and the sides shared with `migrate`. The
+//! diff itself is [`crate::service::schema_diff`] (shared with the API's `schema_diff` job;
+//! `--remote` runs that job on a coordinator).
 //!
 //! A side is `SERVER` (every user database of a configured server, paired by name),
 //! `SERVER/DATABASE` (one database) or a `.sql` schema file (one database; loaded into a

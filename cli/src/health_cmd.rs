@@ -1,5 +1,7 @@
-//! `fleetsync health`: the health checks of one server, on demand, and the periodic health
-//! task of `fleetsync run` / `fleetsync agent` (`[health] interval_secs`).
+//! `fleetsync health`: the health checks of one server, on demand (the checks run in
+//! [`crate::service::health`], shared with the API's `health` job; `--remote` runs that job on
+//! a coordinator), and the periodic health task of `fleetsync run` / `fleetsync agent`
+//! (`[health] interval_secs`).
 //!
 //! Exit codes of `fleetsync health` (the Nagios convention): 0 healthy, 1 degraded,
 //! 2 critical (an unreachable server is a failed `connection` check, hence 2), 3 when the

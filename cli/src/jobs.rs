@@ -190,6 +190,17 @@ impl JobManager {
         Some(true)
     }
 
+    /// Asks every unfinished job to stop (the process is shutting down): a backup that stops
+    /// in time removes its directory; one that does not is marked interrupted at the next
+    /// start.
+    pub fn cancel_all(&self) {
+        if let Ok(jobs) = self.jobs.lock() {
+            jobs.values()
+                .filter(|e| !e.job.state.is_final())
+                .for_each(|e| e.cancel.cancel());
+        }
+    }
+
     /// Changes a job under the lock; returns its new state (for the event), and writes the
     /// record when `durable`.
     fn change(&self, id: &str, durable: bool, f: impl FnOnce(&mut Entry)) -> Option<Job> {

@@ -106,6 +106,13 @@ pub async fn serve(
     });
     routes::spawn_throughput(state.clone(), cancel.clone());
     jobs::spawn_sync_events(state.clone(), SYNC_EVENTS_EVERY, cancel.clone());
+    {
+        let (jobs, cancel) = (state.jobs.clone(), cancel.clone());
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            jobs.cancel_all();
+        });
+    }
     let app = auth::wrap(router, state.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await

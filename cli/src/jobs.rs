@@ -7,7 +7,8 @@
 //!   `cancelled`.
 //! * Each job is kept in memory and in `<state_dir>/jobs/<id>.json` (written when it is
 //!   created, started and finished, not at each progress step). At start, jobs that the
-//!   record shows `queued` or `running` are marked `failed: interrupted by a restart`.
+//!   record shows `queued` or `running` are marked `failed: interrupted by a restart`. The
+//!   newest [`KEEP_FINISHED`] finished jobs are kept.
 //! * Every change is published on [`JobManager::subscribe`] (the API's `/events`): a
 //!   `job_state` event for each state change, `job_progress` at most every
 //!   [`PROGRESS_EVERY`] per job.
@@ -36,6 +37,9 @@ pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Events buffered for slow `/events` readers (a reader that falls further behind misses
 /// events and is told so).
 pub const EVENT_BUFFER: usize = 1024;
+/// Finished jobs kept (in memory and on disk); the oldest beyond this are deleted when a new
+/// job starts.
+pub const KEEP_FINISHED: usize = 1000;
 /// The error of a job that was running when the process stopped.
 pub const INTERRUPTED: &str = "interrupted by a restart";
 
@@ -201,6 +205,25 @@ impl JobManager {
         }
     }
 
+    /// Deletes the oldest finished jobs beyond [`KEEP_FINISHED`].
+    fn prune(&self, jobs: &mut HashMap<String, Entry>) {
+        let mut finished: Vec<(String, String)> = jobs
+            .values()
+            .filter(|e| e.job.state.is_final())
+            .map(|e| (e.job.created_at.clone(), e.job.id.clone()))
+            .collect();
+        if finished.len() <= KEEP_FINISHED {
+            return;
+        }
+        finished.sort();
+        for (_, id) in finished.iter().take(finished.len() - KEEP_FINISHED) {
+            jobs.remove(id);
+            if let Err(e) = std::fs::remove_file(self.path(id)) {
+                tracing::warn!(job = %id, error = %e, "cannot delete an old job's record");
+            }
+        }
+    }
+
     /// Changes a job under the lock; returns its new state (for the event), and writes the
     /// record when `durable`.
     fn change(&self, id: &str, durable: bool, f: impl FnOnce(&mut Entry)) -> Option<Job> {
@@ -254,10 +277,14 @@ impl JobManager {
             last_progress: None,
         };
         self.write(&entry)?;
-        self.jobs
-            .lock()
-            .map_err(|_| anyhow::anyhow!("job table poisoned"))?
-            .insert(id.clone(), entry);
+        {
+            let mut jobs = self
+                .jobs
+                .lock()
+                .map_err(|_| anyhow::anyhow!("job table poisoned"))?;
+            jobs.insert(id.clone(), entry);
+            self.prune(&mut jobs);
+        }
         self.state_event(&job);
         tracing::info!(job = %id, kind = R::KIND.as_str(), created_by, "job queued");
         let me = self.clone();

@@ -8,6 +8,7 @@
 //! * `fleetsync --remote URL --token T status --json` prints what the local command prints
 //!   (modulo lag and times), remote `diff schema` the same bytes and exit code; 401, 403 and
 //!   an unreachable coordinator are one line without the token;
+//! * `sync_state` events for a pause and a resume; the job id in the start's audit entry;
 //! * a job running when the process is killed shows `failed: interrupted by a restart` after
 //!   the restart.
 
@@ -169,6 +170,7 @@ async fn api_jobs_events_remote_cli_and_restart() -> Result<()> {
     let cfg = config.to_str().context("config path")?;
     let operator = super::create_token(&config, "ops", "operator", None).await?;
     let viewer = super::create_token(&config, "watch", "viewer", None).await?;
+    let admin = super::create_token(&config, "auditor", "admin", None).await?;
     let mut fs = Fleetsync::run(&config)?;
     fs.wait_synced(&pair.src, &pair.dst, "app", SYNC_TIMEOUT)
         .await?;
@@ -194,8 +196,8 @@ async fn api_jobs_events_remote_cli_and_restart() -> Result<()> {
         &api,
         &operator,
         "health",
-        json!({"server": "dst"}),
-        &["health", "--config", cfg, "--server", "dst", "--json"],
+        json!({"server": "src"}),
+        &["health", "--config", cfg, "--server", "src", "--json"],
         &[
             "checked_at",
             "duration_ms",
@@ -247,6 +249,15 @@ async fn api_jobs_events_remote_cli_and_restart() -> Result<()> {
         &["id", "dir", "duration_seconds", "position"],
     )
     .await?;
+    let audit = api
+        .get("/api/v1/audit?action=start_backup_create_job", Some(&admin))
+        .await?
+        .json()?;
+    ensure!(
+        audit[0]["job_id"] == created["id"] && audit[0]["token"] == "ops",
+        "the audit entry of the start has no job id: {}",
+        audit[0]
+    );
     let backup_id = created["result"]["id"]
         .as_str()
         .context("backup id")?
@@ -427,7 +438,49 @@ async fn api_jobs_events_remote_cli_and_restart() -> Result<()> {
     );
     println!("remote CLI: status --json equals the local one; 401, 403, unreachable are one line");
 
-    // 5. A restart marks a running job interrupted.
+    // 5. Sync state changes on the event stream: a pause and a resume of s1.
+    let reader = {
+        let token = viewer.clone();
+        tokio::spawn(async move {
+            read_stream(
+                api_port,
+                "/api/v1/events",
+                Some(&token),
+                JOB_TIMEOUT,
+                |body| body.contains("\"control\":\"running\",\"previous\":\"paused\""),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for action in ["pause", "resume"] {
+        let r = api
+            .post(&format!("/api/v1/syncs/s1/{action}"), Some(&operator), "")
+            .await?;
+        ensure!(r.status == 200, "{action}: {} {}", r.status, r.body);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let stream = reader.await.context("event reader")??;
+    let sync_events: Vec<Value> = sse_events(&stream.body)
+        .into_iter()
+        .filter(|(e, _)| e == "sync_state")
+        .map(|(_, d)| d)
+        .collect();
+    ensure!(
+        sync_events
+            .iter()
+            .any(|d| d["sync"] == "s1" && d["control"] == "paused")
+            && sync_events.iter().any(|d| d["sync"] == "s1"
+                && d["control"] == "running"
+                && d["previous"] == "paused"),
+        "sync_state events: {sync_events:?}"
+    );
+    println!(
+        "events: {} sync_state events for a pause and a resume",
+        sync_events.len()
+    );
+
+    // 6. A restart marks a running job interrupted.
     let id = start(
         &api,
         &operator,

@@ -7,17 +7,19 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
-use fleetsync_agent::backup::{manifest, prune, restore, Key, NoProgress, Progress, Settings};
+use fleetsync_agent::backup::{manifest, prune, Key, Settings};
 use fleetsync_config::Config;
-use fleetsync_proto::jobs::{BackupCreateReport, BackupVerifyReport};
+use fleetsync_proto::jobs::{
+    BackupCreateReport, BackupRestoreReport, BackupVerifyReport, RestorePlanReport,
+};
 use tokio_util::sync::CancellationToken;
 
-use crate::opts::opts_by_name;
-use crate::service::backup::{self as service, BackupCreateRequest, BackupVerifyRequest};
+use crate::service::backup::{
+    self as service, BackupCreateRequest, BackupRestoreRequest, BackupVerifyRequest,
+};
 use crate::service::Tracker;
 
 #[derive(Subcommand)]
@@ -52,7 +54,7 @@ pub enum BackupCommand {
     /// Restore a backup (verified first), optionally to a point in time.
     Restore {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         id: String,
         #[arg(long)]
         to_server: String,
@@ -71,6 +73,8 @@ pub enum BackupCommand {
         /// Do not ask before dropping tables that exist on the target.
         #[arg(long)]
         yes: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Archive a server's binlog continuously for point-in-time recovery (runs until
     /// stopped); `status` and `replay` read the archive.
@@ -107,8 +111,31 @@ pub async fn run(command: BackupCommand, remote: Option<crate::remote::Remote>) 
                 let print = move |r: &BackupVerifyReport| print_verified(r, json);
                 remote.run_job(&req, print, service::exit_code).await
             }
+            BackupCommand::Restore {
+                id,
+                to_server,
+                rename_db,
+                to_time,
+                to_gtid,
+                dry_run,
+                yes,
+                json,
+                ..
+            } => {
+                let req = BackupRestoreRequest {
+                    id,
+                    to_server,
+                    rename_db,
+                    to_time,
+                    to_gtid,
+                    plan_only: dry_run,
+                    confirm: yes,
+                };
+                let print = move |r: &BackupRestoreReport| print_restored(r, json);
+                remote.run_job(&req, print, service::exit_code).await
+            }
             _ => Err(anyhow!(
-                "with --remote, only `backup create` and `backup verify` are available"
+                "with --remote, only `backup create`, `verify` and `restore` are available"
             )),
         };
     }
@@ -132,9 +159,18 @@ pub async fn run(command: BackupCommand, remote: Option<crate::remote::Remote>) 
             to_gtid,
             dry_run,
             yes,
+            json,
         } => {
-            let to = crate::archive_cmd::ReplayTo { to_time, to_gtid };
-            restore_cmd(&config, &id, &to_server, &rename_db, to, dry_run, yes).await
+            let req = BackupRestoreRequest {
+                id,
+                to_server,
+                rename_db,
+                to_time,
+                to_gtid,
+                plan_only: dry_run,
+                confirm: yes,
+            };
+            restore_cmd(crate::opts::need_config(&config)?, &req, yes, json).await
         }
         BackupCommand::Archive(args) => crate::archive_cmd::run(args).await,
         BackupCommand::Prune { config, dry_run } => prune_cmd(&config, dry_run),
@@ -153,45 +189,6 @@ async fn load_connecting(config: &Path) -> Result<(Config, Settings)> {
     let config = crate::opts::load_config(config).await?;
     let settings = Settings::from_config(&config.backup)?;
     Ok((config, settings))
-}
-
-/// A progress bar on a terminal, nothing otherwise (the library logs).
-fn progress(verb: &'static str) -> Arc<dyn Progress> {
-    if std::io::stderr().is_terminal() {
-        Arc::new(Bar {
-            bar: indicatif::ProgressBar::new(0),
-            verb,
-        })
-    } else {
-        Arc::new(NoProgress)
-    }
-}
-
-struct Bar {
-    bar: indicatif::ProgressBar,
-    verb: &'static str,
-}
-
-impl Progress for Bar {
-    fn planned(&self, tables: usize, rows: u64) {
-        self.bar.set_length(rows.max(1));
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:40}] {human_pos}/~{human_len} rows {per_sec} eta {eta}",
-        ) {
-            self.bar.set_style(style.progress_chars("=> "));
-        }
-        self.bar
-            .set_message(format!("{} {tables} tables", self.verb));
-    }
-    fn rows(&self, rows: u64) {
-        if self.bar.position() + rows > self.bar.length().unwrap_or(0) {
-            self.bar.set_length(self.bar.position() + rows);
-        }
-        self.bar.inc(rows);
-    }
-    fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
 }
 
 async fn create(config: &Path, server: &str, include: &[String], json: bool) -> Result<()> {
@@ -292,86 +289,68 @@ pub fn print_verified(r: &BackupVerifyReport, json: bool) {
     }
 }
 
-fn parse_renames(items: &[String]) -> Result<Vec<(String, String)>> {
-    items
-        .iter()
-        .map(|s| {
-            s.split_once('=')
-                .filter(|(a, b)| !a.is_empty() && !b.is_empty())
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .ok_or_else(|| anyhow!("--rename-db {s:?}: expected OLD=NEW"))
-        })
-        .collect()
-}
-
 async fn restore_cmd(
     config: &Path,
-    id: &str,
-    to_server: &str,
-    rename_db: &[String],
-    to: crate::archive_cmd::ReplayTo,
-    dry_run: bool,
+    req: &BackupRestoreRequest,
     yes: bool,
+    json: bool,
 ) -> Result<()> {
-    let (config, settings) = load_connecting(config).await?;
-    let req = restore::RestoreRequest {
-        id: id.to_string(),
-        target: to_server.to_string(),
-        opts: opts_by_name(&config, to_server)?,
-        renames: parse_renames(rename_db)?,
-        settings,
-        progress: progress("restoring"),
-    };
-    let prepared = restore::prepare(&req).await?;
-    // Point-in-time: check that the archive covers the backup's position up to the target
-    // before anything is loaded, so a refusal changes nothing.
-    let manifest = &prepared.manifest;
-    let databases: Vec<String> = manifest.databases.iter().map(|d| d.name.clone()).collect();
-    let pitr = crate::archive_cmd::pitr_for_backup(
-        &config,
-        &manifest.server,
-        manifest.position.as_deref(),
-        &manifest.started,
-        &databases,
-        to,
-        to_server,
-        rename_db,
-    )?;
-    let replay = match &pitr {
-        Some((spec, _)) => Some(crate::archive_cmd::plan_only(spec, false)?),
-        None => None,
-    };
-    let plan = &prepared.plan;
-    if dry_run {
-        print_plan(plan);
-        return Ok(());
-    }
-    let mut drop_existing = yes;
-    if !plan.existing.is_empty() && !yes && std::io::stdin().is_terminal() {
-        drop_existing = confirm(plan)?;
-        if !drop_existing {
-            bail!("restore cancelled: nothing was changed");
+    let (config, _) = load_connecting(config).await?;
+    let decide = |plan: &RestorePlanReport| {
+        if yes || plan.existing.is_empty() || !std::io::stdin().is_terminal() {
+            return Ok(yes);
         }
-    }
-    let report = restore::execute(prepared, drop_existing).await?;
-    println!(
-        "backup {} restored to {to_server}: {} tables, {} rows in {:.1}s (backup position {})",
-        report.id,
-        report.tables,
-        report.rows,
-        report.seconds,
-        report
-            .position
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "-".into())
-    );
-    if let (Some((spec, target)), Some(replay)) = (&pitr, &replay) {
-        crate::archive_cmd::apply_planned(spec, replay, target, false).await?;
-    }
+        if confirm(plan)? {
+            Ok(true)
+        } else {
+            bail!("restore cancelled: nothing was changed")
+        }
+    };
+    let tracker = Tracker::new(crate::service::Bar::for_terminal());
+    let report = service::restore(&config, req, decide, &tracker, &CancellationToken::new())
+        .await
+        .map_err(crate::service::into_anyhow)?;
+    drop(tracker);
+    print_restored(&report, json);
     Ok(())
 }
 
-fn print_plan(plan: &restore::RestorePlan) {
+/// `backup restore`'s output: the replay plan (point-in-time), then the dry run's plan, or
+/// what was restored and replayed.
+pub fn print_restored(r: &BackupRestoreReport, json: bool) {
+    if json {
+        println!("{}", serde_json::to_value(r).unwrap_or_default());
+        return;
+    }
+    if let Some(p) = &r.replay_plan {
+        crate::archive_cmd::print_replay_plan(p);
+    }
+    if r.dry_run {
+        print_plan(&r.plan);
+        return;
+    }
+    if let Some(done) = &r.restored {
+        println!(
+            "backup {} restored to {}: {} tables, {} rows in {:.1}s (backup position {})",
+            r.id,
+            r.target,
+            done.tables,
+            done.rows,
+            done.seconds,
+            done.position.as_deref().unwrap_or("-")
+        );
+    }
+    if let (Some(x), Some(p)) = (&r.replayed, &r.replay_plan) {
+        crate::archive_cmd::print_replayed(
+            x.transactions,
+            x.rows,
+            &r.target,
+            x.position.as_deref().unwrap_or(&p.start),
+        );
+    }
+}
+
+fn print_plan(plan: &RestorePlanReport) {
     println!(
         "dry run: restore backup {} to server {} (nothing changed)",
         plan.id, plan.target
@@ -406,7 +385,7 @@ fn print_plan(plan: &restore::RestorePlan) {
     );
 }
 
-fn confirm(plan: &restore::RestorePlan) -> Result<bool> {
+fn confirm(plan: &RestorePlanReport) -> Result<bool> {
     let names: Vec<String> = plan
         .existing
         .iter()

@@ -417,6 +417,13 @@ async fn run<R: JobRequest>(
             let r = service::backup::create(config, &parse(any)?, tracker, cancel).await?;
             out(&r, 0)
         }
+        JobKind::BackupRestore => {
+            let req: service::backup::BackupRestoreRequest = parse(any)?;
+            let confirm = req.confirm;
+            let r =
+                service::backup::restore(config, &req, |_| Ok(confirm), tracker, cancel).await?;
+            out(&r, 0)
+        }
         JobKind::BackupVerify => {
             let r = service::backup::verify(config, &parse(any)?, tracker, cancel).await?;
             out(&r, 0)

@@ -45,7 +45,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Run the command against a coordinator's API instead (`http[s]://HOST:PORT`): `status`,
-    /// `health`, `diff schema|data`, `backup create|verify`.
+    /// `health`, `diff schema|data`, `backup create|verify|restore`.
     #[arg(long, global = true, env = "FLEETSYNC_REMOTE", value_name = "URL")]
     remote: Option<String>,
     /// API token (for `--remote` and `sync pause|resume|cancel`).
@@ -273,7 +273,7 @@ fn main() -> ExitCode {
                     | Command::Backup { .. }
             ) {
                 return Err(anyhow::anyhow!(
-                    "--remote {}: only status, health, diff schema|data and backup create|verify run against a coordinator",
+                    "--remote {}: only status, health, diff schema|data and backup create|verify|restore run against a coordinator",
                     r.base()
                 ));
             }

@@ -40,6 +40,7 @@ fn kind_path(kind: JobKind) -> &'static str {
         JobKind::DataDiff => "data-diff",
         JobKind::BackupCreate => "backup-create",
         JobKind::BackupVerify => "backup-verify",
+        JobKind::BackupRestore => "backup-restore",
     }
 }
 

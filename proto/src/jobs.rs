@@ -14,6 +14,7 @@ pub enum JobKind {
     DataDiff,
     BackupCreate,
     BackupVerify,
+    BackupRestore,
 }
 
 impl JobKind {
@@ -24,6 +25,7 @@ impl JobKind {
             JobKind::DataDiff => "data_diff",
             JobKind::BackupCreate => "backup_create",
             JobKind::BackupVerify => "backup_verify",
+            JobKind::BackupRestore => "backup_restore",
         }
     }
 }
@@ -189,6 +191,80 @@ pub struct BackupVerifyReport {
     pub bytes: u64,
     pub statements: u64,
     pub rows: u64,
+}
+
+/// `backup restore --json`: the plan (always), the point-in-time replay's plan (with
+/// `--to-time`/`--to-gtid`), and what was restored and replayed (not in a dry run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupRestoreReport {
+    pub id: String,
+    pub target: String,
+    pub dry_run: bool,
+    pub plan: RestorePlanReport,
+    #[serde(default)]
+    pub replay_plan: Option<ReplayPlanReport>,
+    #[serde(default)]
+    pub restored: Option<RestoredReport>,
+    #[serde(default)]
+    pub replayed: Option<ReplayedReport>,
+}
+
+/// What a restore does (checked before anything changes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestorePlanReport {
+    pub id: String,
+    pub target: String,
+    pub position: Option<String>,
+    /// (database in the backup, database on the target)
+    pub databases: Vec<(String, String)>,
+    pub tables: Vec<RestorePlanTable>,
+    /// (target database, view)
+    pub views: Vec<(String, String)>,
+    /// Target objects (database, name, `BASE TABLE` or `VIEW`) that are dropped and replaced.
+    pub existing: Vec<(String, String, String)>,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestorePlanTable {
+    pub database: String,
+    pub target_database: String,
+    pub table: String,
+    pub rows: u64,
+    pub files: usize,
+}
+
+/// What a point-in-time replay applies (from the binlog archive).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayPlanReport {
+    pub server: String,
+    pub start: String,
+    pub last: Option<String>,
+    pub transactions: u64,
+    pub rows: u64,
+    pub ddl: u64,
+    pub first_commit_ms: Option<u64>,
+    pub last_commit_ms: Option<u64>,
+    pub archive_start: String,
+    pub archive_end: String,
+    pub archive_end_commit_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoredReport {
+    pub tables: usize,
+    pub rows: u64,
+    pub seconds: f64,
+    /// The backup's snapshot position.
+    pub position: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayedReport {
+    pub transactions: u64,
+    pub rows: u64,
+    pub position: Option<String>,
 }
 
 #[cfg(test)]

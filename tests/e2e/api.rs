@@ -104,6 +104,7 @@ const PINNED: &[(&str, &[&str])] = &[
     ("start_data_diff_job", &["validation:run"]),
     ("start_backup_create_job", &["backup:create"]),
     ("start_backup_verify_job", &["backup:create"]),
+    ("start_backup_restore_job", &["backup:restore"]),
     ("list_jobs", &[]),
     ("get_job", &[]),
     ("get_job_log", &[]),

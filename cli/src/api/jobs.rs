@@ -22,7 +22,7 @@ use super::problem::{from_json_rejection, from_query_rejection, Problem};
 use super::tokens::TokenRecord;
 use super::ApiState;
 use crate::diff_cmd::Side;
-use crate::service::backup::{BackupCreateRequest, BackupVerifyRequest};
+use crate::service::backup::{BackupCreateRequest, BackupRestoreRequest, BackupVerifyRequest};
 use crate::service::data_diff::DataDiffRequest;
 use crate::service::health::HealthRequest;
 use crate::service::schema_diff::SchemaDiffRequest;
@@ -60,7 +60,8 @@ struct JobProgressDoc {
 #[allow(dead_code)]
 struct JobDoc {
     id: String,
-    /// `health`, `schema_diff`, `data_diff`, `backup_create` or `backup_verify`.
+    /// `health`, `schema_diff`, `data_diff`, `backup_create`, `backup_verify` or
+    /// `backup_restore`.
     kind: String,
     /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     state: String,
@@ -281,6 +282,32 @@ pub async fn start_backup_verify_job(
     start(&s, token, q, body, |_| Ok(()))
 }
 
+/// Start a restore of a backup, optionally to a point in time (the report of `fleetsync
+/// backup restore --json`). Without `"confirm": true` a restore that would replace existing
+/// tables or views fails and changes nothing; `"plan_only": true` verifies and plans only.
+#[utoipa::path(post, path = "/api/v1/jobs/backup-restore", operation_id = "start_backup_restore_job", tag = "jobs",
+    security(("bearer" = ["backup:restore"])),
+    params(DryRun),
+    request_body(content = BackupRestoreRequest, example = json!({"id": "src-20260101T000000Z", "to_server": "dst", "plan_only": true})),
+    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn start_backup_restore_job(
+    State(s): State<ApiState>,
+    token: Option<Extension<TokenRecord>>,
+    q: Result<Query<DryRun>, QueryRejection>,
+    body: Result<Json<BackupRestoreRequest>, JsonRejection>,
+) -> Result<Response, Problem> {
+    start(&s, token, q, body, |r| {
+        server_exists(&s, &r.to_server, "to_server")
+    })
+}
+
 /// Every job of this process (and finished ones from before a restart), newest first.
 #[utoipa::path(get, path = "/api/v1/jobs", operation_id = "list_jobs", tag = "jobs",
     security(("bearer" = [])),
@@ -325,8 +352,8 @@ pub async fn get_job_log(
 }
 
 /// Cancel a queued or running job: it stops at its next step and leaves nothing half done
-/// (a cancelled backup's directory is removed). Needs `validation:run`, which every role
-/// that may start a job of the wired kinds holds.
+/// (a cancelled backup's directory is removed; a restore stops before its swap and drops its
+/// staging tables; a point-in-time replay runs to its end). Needs `validation:run`.
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", operation_id = "cancel_job", tag = "jobs",
     security(("bearer" = ["validation:run"])),
     params(("id" = String, Path, description = "The job's id"), DryRun),

@@ -73,6 +73,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(super::jobs::start_data_diff_job))
         .routes(routes!(super::jobs::start_backup_create_job))
         .routes(routes!(super::jobs::start_backup_verify_job))
+        .routes(routes!(super::jobs::start_backup_restore_job))
         .routes(routes!(super::jobs::list_jobs))
         .routes(routes!(super::jobs::get_job))
         .routes(routes!(super::jobs::get_job_log))

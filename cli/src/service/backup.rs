@@ -1,14 +1,17 @@
-//! `backup create` and `backup verify`; shared by `fleetsync backup create|verify` and the
-//! `backup_create` / `backup_verify` jobs. A cancelled create stops between key ranges and
+//! `backup create`, `verify` and `restore` (incl. point-in-time); shared by `fleetsync backup
+//! create|verify|restore` and the `backup_create` / `backup_verify` / `backup_restore` jobs. A cancelled create stops between key ranges and
 //! removes its directory (never listed, not even as failed); a cancelled verify stops between
 //! files (it only reads).
 
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
-use fleetsync_agent::backup::{dump, manifest, verify, BackupError, Settings};
+use fleetsync_agent::backup::{dump, manifest, restore, verify, BackupError, Settings};
 use fleetsync_config::{Config, TableFilter};
-use fleetsync_proto::jobs::{BackupCreateReport, BackupVerifyReport};
+use fleetsync_coordinator::pitr;
+use fleetsync_proto::jobs::{
+    BackupCreateReport, BackupRestoreReport, BackupVerifyReport, RestorePlanReport, RestoredReport,
+};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -117,4 +120,129 @@ pub async fn verify(
 /// Backups have no verdict: success is 0.
 pub fn exit_code<T>(_: &T) -> u8 {
     0
+}
+
+/// Restore a backup to a server, optionally rolled forward to a point in time.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRestoreRequest {
+    /// The backup's id (as listed).
+    pub id: String,
+    /// `[[servers]] name` of the target.
+    pub to_server: String,
+    /// `OLD=NEW`: restore database OLD as NEW.
+    #[serde(default)]
+    pub rename_db: Vec<String>,
+    /// Replay the archived binlog up to this time (`YYYY-MM-DD HH:MM:SS`, UTC).
+    #[serde(default)]
+    pub to_time: Option<String>,
+    /// Replay the archived binlog up to and including this GTID position (`D-S-N[,...]`).
+    #[serde(default)]
+    pub to_gtid: Option<String>,
+    /// Verify and plan only (as `--dry-run`): change nothing.
+    #[serde(default)]
+    pub plan_only: bool,
+    /// Drop and replace target tables/views that already exist (as `--yes`); without it a
+    /// restore that would replace something fails and changes nothing.
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+fn convert<A: Serialize, B: serde::de::DeserializeOwned>(a: &A) -> anyhow::Result<B> {
+    Ok(serde_json::from_value(serde_json::to_value(a)?)?)
+}
+
+/// Verifies the backup and checks the target (and the binlog archive's coverage for a
+/// point-in-time restore) without changing anything; then, unless `plan_only`, asks `decide`
+/// whether existing objects may be replaced, loads (cancellable until the swap: the staging
+/// tables are dropped, the target is left unchanged) and replays (not cancellable).
+pub async fn restore(
+    config: &Config,
+    req: &BackupRestoreRequest,
+    decide: impl Fn(&RestorePlanReport) -> anyhow::Result<bool>,
+    tracker: &Arc<Tracker>,
+    cancel: &CancellationToken,
+) -> ServiceResult<BackupRestoreReport> {
+    let settings = Settings::from_config(&config.backup).map_err(cancelled_or)?;
+    let rreq = restore::RestoreRequest {
+        id: req.id.clone(),
+        target: req.to_server.clone(),
+        opts: opts_by_name(config, &req.to_server)?,
+        renames: parse_renames(&req.rename_db)?,
+        settings,
+        progress: tracker.clone(),
+        cancel: cancel.clone(),
+    };
+    tracker.phase(format!(
+        "verifying backup {} and checking {}",
+        req.id, req.to_server
+    ));
+    let prepared = restore::prepare(&rreq).await.map_err(cancelled_or)?;
+    let manifest = &prepared.manifest;
+    let databases: Vec<String> = manifest.databases.iter().map(|d| d.name.clone()).collect();
+    let to = crate::archive_cmd::ReplayTo {
+        to_time: req.to_time.clone(),
+        to_gtid: req.to_gtid.clone(),
+    };
+    let pitr = crate::archive_cmd::pitr_for_backup(
+        config,
+        &manifest.server,
+        manifest.position.as_deref(),
+        &manifest.started,
+        &databases,
+        to,
+        &req.to_server,
+        &req.rename_db,
+    )?;
+    let replay = match &pitr {
+        Some((spec, _)) => Some(pitr::plan(spec).map_err(anyhow::Error::from)?),
+        None => None,
+    };
+    let mut report = BackupRestoreReport {
+        id: req.id.clone(),
+        target: req.to_server.clone(),
+        dry_run: req.plan_only,
+        plan: convert(&prepared.plan)?,
+        replay_plan: replay.as_ref().map(convert).transpose()?,
+        restored: None,
+        replayed: None,
+    };
+    if req.plan_only {
+        return Ok(report);
+    }
+    let drop_existing = decide(&report.plan)?;
+    if cancel.is_cancelled() {
+        return Err(ServiceError::Cancelled);
+    }
+    tracker.phase(format!("restoring backup {} to {}", req.id, req.to_server));
+    let done = restore::execute(prepared, drop_existing)
+        .await
+        .map_err(cancelled_or)?;
+    report.restored = Some(RestoredReport {
+        tables: done.tables,
+        rows: done.rows,
+        seconds: done.seconds,
+        position: done.position.map(|p| p.to_string()),
+    });
+    if let (Some((spec, target)), Some(plan)) = (&pitr, &replay) {
+        tracker.phase(format!("replaying the binlog onto {}", req.to_server));
+        let r = pitr::replay(spec, plan, target)
+            .await
+            .map_err(anyhow::Error::from)?;
+        report.replayed = Some(convert(&r)?);
+    }
+    Ok(report)
+}
+
+/// `--rename-db OLD=NEW` pairs.
+pub fn parse_renames(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| anyhow!("--rename-db {s:?}: expected OLD=NEW"))
+        })
+        .collect()
 }

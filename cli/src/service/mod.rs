@@ -73,6 +73,12 @@ impl JobRequest for backup::BackupCreateRequest {
     type Report = fleetsync_proto::jobs::BackupCreateReport;
 }
 
+impl JobRequest for backup::BackupRestoreRequest {
+    const KIND: JobKind = JobKind::BackupRestore;
+    const EXIT_ERROR: u8 = backup::EXIT_ERROR;
+    type Report = fleetsync_proto::jobs::BackupRestoreReport;
+}
+
 impl JobRequest for backup::BackupVerifyRequest {
     const KIND: JobKind = JobKind::BackupVerify;
     const EXIT_ERROR: u8 = backup::EXIT_ERROR;

@@ -1,8 +1,10 @@
 //! Jobs over the API against a real `fleetsync run` (issue 11: jobs, `/events`, remote CLI):
 //!
-//! * each wired kind (health, schema diff, data diff, backup create, backup verify) started
+//! * each wired kind (health, schema diff, data diff, backup create, verify, restore) started
 //!   with `POST /api/v1/jobs/{kind}`, followed to the end, its report compared with the CLI's
 //!   `--json` report for the same request (modulo times and ids), and its exit code too;
+//!   a restore (plan and real, to a renamed database), refused without `confirm` when it
+//!   would replace tables;
 //! * `/api/v1/events` delivers `job_progress` and `job_state` events for a job;
 //! * a backup cancelled while it dumps ends `cancelled` and leaves no backup directory;
 //! * `fleetsync --remote URL --token T status --json` prints what the local command prints
@@ -271,6 +273,83 @@ async fn api_jobs_events_remote_cli_and_restart() -> Result<()> {
         &[],
     )
     .await?;
+
+    // Restore: the plan, a real restore, and a refusal to replace without `confirm`.
+    same_as_cli(
+        &api,
+        &admin,
+        "backup-restore",
+        json!({"id": backup_id, "to_server": "dst", "rename_db": ["app=app_r"], "plan_only": true}),
+        &[
+            "backup",
+            "restore",
+            "--config",
+            cfg,
+            &backup_id,
+            "--to-server",
+            "dst",
+            "--rename-db",
+            "app=app_r",
+            "--dry-run",
+            "--json",
+        ],
+        &[],
+    )
+    .await?;
+    same_as_cli(
+        &api,
+        &admin,
+        "backup-restore",
+        json!({"id": backup_id, "to_server": "dst", "rename_db": ["app=app_r"]}),
+        &[
+            "backup",
+            "restore",
+            "--config",
+            cfg,
+            &backup_id,
+            "--to-server",
+            "dst",
+            "--rename-db",
+            "app=app_r2",
+            "--json",
+        ],
+        &["seconds", "databases", "target_database"],
+    )
+    .await?;
+    ensure!(
+        pair.dst.count("app_r", "items").await? == 2,
+        "app_r.items not restored"
+    );
+    let body = json!({"id": backup_id, "to_server": "dst", "rename_db": ["app=app_r"]});
+    let id = start(&api, &admin, "backup-restore", &body).await?;
+    let j = finished(&api, &admin, &id).await?;
+    ensure!(
+        j["state"] == "failed"
+            && j["exit_code"] == 1
+            && j["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("already exist")),
+        "a restore over existing tables without confirm: {j}"
+    );
+    let mut body = body;
+    body["confirm"] = json!(true);
+    let id = start(&api, &admin, "backup-restore", &body).await?;
+    let j = finished(&api, &admin, &id).await?;
+    ensure!(j["state"] == "succeeded", "a confirmed restore: {j}");
+    let r = api
+        .post(
+            "/api/v1/jobs/backup-restore",
+            Some(&operator),
+            &body.to_string(),
+        )
+        .await?;
+    ensure!(
+        r.status == 403,
+        "an operator started a restore: {} {}",
+        r.status,
+        r.body
+    );
+    println!("restore: plan and restore equal the CLI's; replacing needs confirm; an operator is refused");
 
     // 2. Cancel a backup in the middle: cancelled, and no directory left behind.
     let before = backups(&backup_dir)?;

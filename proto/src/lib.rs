@@ -14,7 +14,7 @@
 //! * [`health`]: health reports (checks with evidence, overall status, fixes).
 //! * [`datadiff`]: key ranges, chunk checksums and the data diff report.
 //! * [`jobs`]: control-plane jobs (state, progress, log) and the reports of the tasks that run
-//!   as jobs (schema diff, backup create/verify).
+//!   as jobs (schema diff, backup create/verify/restore).
 
 pub mod calendar;
 pub mod codec;

@@ -104,12 +104,12 @@ pub async fn run(command: BackupCommand, remote: Option<crate::remote::Remote>) 
             } => {
                 let req = BackupCreateRequest { server, include };
                 let print = move |r: &BackupCreateReport| print_created(r, json);
-                remote.run_job(&req, print, service::exit_code).await
+                remote.run_job(&req, print).await
             }
             BackupCommand::Verify { id, json, .. } => {
                 let req = BackupVerifyRequest { id };
                 let print = move |r: &BackupVerifyReport| print_verified(r, json);
-                remote.run_job(&req, print, service::exit_code).await
+                remote.run_job(&req, print).await
             }
             BackupCommand::Restore {
                 id,
@@ -132,7 +132,7 @@ pub async fn run(command: BackupCommand, remote: Option<crate::remote::Remote>) 
                     confirm: yes,
                 };
                 let print = move |r: &BackupRestoreReport| print_restored(r, json);
-                remote.run_job(&req, print, service::exit_code).await
+                remote.run_job(&req, print).await
             }
             _ => Err(anyhow!(
                 "with --remote, only `backup create`, `verify` and `restore` are available"

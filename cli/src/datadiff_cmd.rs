@@ -91,7 +91,6 @@ pub async fn run(args: DataArgs, remote: Option<crate::remote::Remote>) -> Resul
             .run_job(
                 &args.request(),
                 crate::service::pretty_or(args.json, print_report),
-                data_diff::exit_code,
             )
             .await;
     }

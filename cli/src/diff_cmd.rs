@@ -245,11 +245,7 @@ pub async fn run(cmd: DiffCommand, remote: Option<crate::remote::Remote>) -> Res
     };
     if let Some(remote) = remote {
         return remote
-            .run_job(
-                &req,
-                crate::service::pretty_or(args.json, print_report),
-                schema_diff::exit_code,
-            )
+            .run_job(&req, crate::service::pretty_or(args.json, print_report))
             .await;
     }
     match diff_schema(&args, &req).await {

@@ -57,11 +57,7 @@ pub async fn run(args: HealthArgs, remote: Option<crate::remote::Remote>) -> Res
             server: args.server.clone(),
         };
         return remote
-            .run_job(
-                &req,
-                crate::service::pretty_or(args.json, print_text),
-                crate::service::health::exit_code,
-            )
+            .run_job(&req, crate::service::pretty_or(args.json, print_text))
             .await;
     }
     match check(&args).await {

@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use fleetsync_config::Config;
-use fleetsync_proto::jobs::{Job, JobKind, JobLogLine, JobProgress, JobState};
+use fleetsync_proto::jobs::{Job, JobLogLine, JobProgress, JobState};
 use serde::Serialize;
 use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::service::{self, JobRequest, ProgressSink, ServiceError, Tracker};
+use crate::service::{JobRequest, ProgressSink, ServiceError, Tracker};
 
 /// Jobs that run at once; more wait as `queued` (the machine's connections and CPU are
 /// shared with the syncs).
@@ -391,44 +391,10 @@ async fn run<R: JobRequest>(
     tracker: &Arc<Tracker>,
     cancel: &CancellationToken,
 ) -> Result<(serde_json::Value, u8), ServiceError> {
-    // Each kind's request type is the typed request of its service function: a request of
-    // one kind is deserialized as that kind only.
-    let any = serde_json::to_value(req).map_err(anyhow::Error::from)?;
-    fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ServiceError> {
-        serde_json::from_value(v).map_err(|e| ServiceError::Failed(e.into()))
-    }
-    fn out<T: Serialize>(r: &T, code: u8) -> Result<(serde_json::Value, u8), ServiceError> {
-        Ok((serde_json::to_value(r).map_err(anyhow::Error::from)?, code))
-    }
-    match R::KIND {
-        JobKind::Health => {
-            let r = service::health::run(config, &parse(any)?, tracker, cancel).await?;
-            out(&r, service::health::exit_code(&r))
-        }
-        JobKind::SchemaDiff => {
-            let r = service::schema_diff::run(config, &parse(any)?, tracker, cancel).await?;
-            out(&r, service::schema_diff::exit_code(&r))
-        }
-        JobKind::DataDiff => {
-            let o = service::data_diff::run(config, &parse(any)?, false, tracker, cancel).await?;
-            out(&o.report, service::data_diff::exit_code(&o.report))
-        }
-        JobKind::BackupCreate => {
-            let r = service::backup::create(config, &parse(any)?, tracker, cancel).await?;
-            out(&r, 0)
-        }
-        JobKind::BackupRestore => {
-            let req: service::backup::BackupRestoreRequest = parse(any)?;
-            let confirm = req.confirm;
-            let r =
-                service::backup::restore(config, &req, |_| Ok(confirm), tracker, cancel).await?;
-            out(&r, 0)
-        }
-        JobKind::BackupVerify => {
-            let r = service::backup::verify(config, &parse(any)?, tracker, cancel).await?;
-            out(&r, 0)
-        }
-    }
+    let report = req.run(config, tracker, cancel).await?;
+    let code = R::exit_code(&report);
+    let value = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
+    Ok((value, code))
 }
 
 /// A job's progress and log lines, into the manager.
@@ -479,6 +445,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleetsync_proto::jobs::JobKind;
 
     fn config(dir: &Path) -> Arc<Config> {
         let text = format!("state_dir = {:?}\n", dir.display().to_string());

@@ -165,14 +165,9 @@ impl Remote {
 
     /// Starts `req` as a job, follows it, prints its report with `print` and exits like the
     /// local command (its exit code; `R::EXIT_ERROR` with one line when the job failed).
-    pub async fn run_job<R: JobRequest>(
-        &self,
-        req: &R,
-        print: impl Fn(&R::Report),
-        exit_code: fn(&R::Report) -> u8,
-    ) -> Result<()> {
+    pub async fn run_job<R: JobRequest>(&self, req: &R, print: impl Fn(&R::Report)) -> Result<()> {
         match self.follow(req).await {
-            Ok(job) => self.finish::<R>(job, print, exit_code),
+            Ok(job) => self.finish::<R>(job, print),
             Err(e) => fail(R::EXIT_ERROR, crate::exit::one_line(e.as_ref())),
         }
     }
@@ -210,12 +205,7 @@ impl Remote {
         }
     }
 
-    fn finish<R: JobRequest>(
-        &self,
-        job: Job,
-        print: impl Fn(&R::Report),
-        exit_code: fn(&R::Report) -> u8,
-    ) -> Result<()> {
+    fn finish<R: JobRequest>(&self, job: Job, print: impl Fn(&R::Report)) -> Result<()> {
         match job.state {
             JobState::Succeeded => {
                 let report: R::Report = job
@@ -227,7 +217,7 @@ impl Remote {
                             .with_context(|| format!("job {}: unexpected report", job.id))
                     })?;
                 print(&report);
-                match job.exit_code.unwrap_or_else(|| exit_code(&report)) {
+                match job.exit_code.unwrap_or_else(|| R::exit_code(&report)) {
                     0 => Ok(()),
                     code => Err(Exit(code).into()),
                 }
@@ -239,5 +229,46 @@ impl Remote {
                     .unwrap_or_else(|| format!("job {} failed", job.id)),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(token: Option<&str>) -> ApiArgs {
+        ApiArgs {
+            token: token.map(str::to_string),
+            api_ca: None,
+        }
+    }
+
+    #[test]
+    fn urls_tokens_and_errors() {
+        let r = Remote::new("http://127.0.0.1:8470/", &args(Some("t"))).expect("valid");
+        assert_eq!(
+            (r.host.as_str(), r.port, r.base()),
+            ("127.0.0.1", 8470, "http://127.0.0.1:8470")
+        );
+        let r = Remote::new("http://[::1]:9", &args(Some("t"))).expect("ipv6");
+        assert_eq!((r.host.as_str(), r.port), ("::1", 9));
+        for (url, token, says) in [
+            ("ftp://h:1", Some("t"), "must be http"),
+            ("http://h", Some("t"), "port"),
+            ("http://h:1/api/v1", Some("t"), "address only"),
+            ("https://h:1", Some("t"), "--api-ca"),
+            ("http://h:1", None, "token"),
+            ("http://h:1", Some(""), "token"),
+        ] {
+            let e = Remote::new(url, &args(token)).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains(says)),
+                "{url}: {e:?}"
+            );
+        }
+        let e = Remote::new("ftp://h:1", &args(Some("fst_secret")))
+            .err()
+            .map(|e| e.to_string());
+        assert!(!e.unwrap_or_default().contains("fst_secret"));
     }
 }

@@ -117,11 +117,6 @@ pub async fn verify(
     })
 }
 
-/// Backups have no verdict: success is 0.
-pub fn exit_code<T>(_: &T) -> u8 {
-    0
-}
-
 /// Restore a backup to a server, optionally rolled forward to a point in time.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -17,9 +17,12 @@ pub mod schema_diff;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use fleetsync_config::Config;
 use fleetsync_proto::jobs::{JobKind, JobProgress};
+use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 /// How a service call ends when it produces no report.
 #[derive(Debug, thiserror::Error)]
@@ -41,48 +44,140 @@ pub fn into_anyhow(e: ServiceError) -> anyhow::Error {
     }
 }
 
-/// A request that runs as a job: its kind, its report, and the exit code of an error.
+/// A request that runs as a job: its kind, its report, the exit codes the CLI gives, and
+/// the service call that runs it (what the job manager calls; the CLI calls the same
+/// function directly, with its own sink).
 pub trait JobRequest: Serialize + DeserializeOwned + Send + Sync + 'static {
     const KIND: JobKind;
     /// The CLI's exit code when the task fails.
     const EXIT_ERROR: u8;
     type Report: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Runs the service call.
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>>;
+
+    /// The CLI's exit code for a report (0 unless the report is a verdict: a diff that
+    /// found differences, an unhealthy server).
+    fn exit_code(report: &Self::Report) -> u8;
 }
 
 impl JobRequest for health::HealthRequest {
     const KIND: JobKind = JobKind::Health;
     const EXIT_ERROR: u8 = health::EXIT_ERROR;
     type Report = fleetsync_proto::health::HealthReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        Box::pin(health::run(config, self, tracker, cancel))
+    }
+    fn exit_code(report: &Self::Report) -> u8 {
+        health::exit_code(report)
+    }
 }
 
 impl JobRequest for schema_diff::SchemaDiffRequest {
     const KIND: JobKind = JobKind::SchemaDiff;
     const EXIT_ERROR: u8 = schema_diff::EXIT_ERROR;
     type Report = fleetsync_proto::jobs::SchemaDiffReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        Box::pin(schema_diff::run(config, self, tracker, cancel))
+    }
+    fn exit_code(report: &Self::Report) -> u8 {
+        schema_diff::exit_code(report)
+    }
 }
 
 impl JobRequest for data_diff::DataDiffRequest {
     const KIND: JobKind = JobKind::DataDiff;
     const EXIT_ERROR: u8 = data_diff::EXIT_ERROR;
     type Report = fleetsync_proto::datadiff::DataDiffReport;
+    /// Without repair SQL (a file on the coordinator's machine is no answer to an API call).
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        Box::pin(async move {
+            let out = data_diff::run(config, self, false, tracker, cancel).await?;
+            Ok(out.report)
+        })
+    }
+    fn exit_code(report: &Self::Report) -> u8 {
+        data_diff::exit_code(report)
+    }
 }
 
 impl JobRequest for backup::BackupCreateRequest {
     const KIND: JobKind = JobKind::BackupCreate;
     const EXIT_ERROR: u8 = backup::EXIT_ERROR;
     type Report = fleetsync_proto::jobs::BackupCreateReport;
-}
-
-impl JobRequest for backup::BackupRestoreRequest {
-    const KIND: JobKind = JobKind::BackupRestore;
-    const EXIT_ERROR: u8 = backup::EXIT_ERROR;
-    type Report = fleetsync_proto::jobs::BackupRestoreReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        Box::pin(backup::create(config, self, tracker, cancel))
+    }
+    fn exit_code(_: &Self::Report) -> u8 {
+        0
+    }
 }
 
 impl JobRequest for backup::BackupVerifyRequest {
     const KIND: JobKind = JobKind::BackupVerify;
     const EXIT_ERROR: u8 = backup::EXIT_ERROR;
     type Report = fleetsync_proto::jobs::BackupVerifyReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        Box::pin(backup::verify(config, self, tracker, cancel))
+    }
+    fn exit_code(_: &Self::Report) -> u8 {
+        0
+    }
+}
+
+impl JobRequest for backup::BackupRestoreRequest {
+    const KIND: JobKind = JobKind::BackupRestore;
+    const EXIT_ERROR: u8 = backup::EXIT_ERROR;
+    type Report = fleetsync_proto::jobs::BackupRestoreReport;
+    /// Replaces existing objects only with `confirm` (nobody to ask).
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        let confirm = self.confirm;
+        Box::pin(backup::restore(
+            config,
+            self,
+            move |_| Ok(confirm),
+            tracker,
+            cancel,
+        ))
+    }
+    fn exit_code(_: &Self::Report) -> u8 {
+        0
+    }
 }
 
 /// Prints a report as pretty JSON (`--json`) or with `text`.
@@ -247,5 +342,68 @@ impl ProgressSink for Bar {
 impl Drop for Bar {
     fn drop(&mut self) {
         self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Last(Mutex<Vec<JobProgress>>);
+
+    impl ProgressSink for Last {
+        fn progress(&self, p: &JobProgress) {
+            if let Ok(mut v) = self.0.lock() {
+                v.push(p.clone());
+            }
+        }
+        fn log(&self, _: &str) {}
+    }
+
+    #[test]
+    fn percent_follows_rows_then_tables_and_estimates_grow() {
+        let sink = Arc::new(Last(Mutex::new(Vec::new())));
+        let t = Tracker::new(sink.clone());
+        t.planned(Some(4), Some(200));
+        t.rows(50);
+        let last = || sink.0.lock().map(|v| v.last().cloned()).ok().flatten();
+        let p = last().expect("progress");
+        assert_eq!(p.percent, Some(25.0));
+        assert!(p.eta_seconds.is_some_and(|e| e >= 0.0));
+        // More rows than estimated: the total grows, percent stays at most 100.
+        t.rows(300);
+        let p = last().expect("progress");
+        assert_eq!(
+            (p.rows, p.rows_total, p.percent),
+            (350, Some(350), Some(100.0))
+        );
+        // Without a row total, tables count.
+        let t = Tracker::new(sink.clone());
+        t.planned(Some(4), None);
+        t.table_done(10);
+        assert_eq!(last().expect("progress").percent, Some(25.0));
+        // Without any total: no percent, no ETA.
+        let t = Tracker::new(sink.clone());
+        t.rows(5);
+        let p = last().expect("progress");
+        assert_eq!((p.percent, p.eta_seconds), (None, None));
+    }
+
+    #[test]
+    fn data_diff_counts_are_whole_numbers_within_int64() {
+        let parse = |body: &str| serde_json::from_str::<data_diff::DataDiffRequest>(body);
+        let ok = parse(r#"{"source":"a","target":"b","max_lag":5.0,"max_table_rows":7}"#)
+            .expect("whole numbers");
+        assert_eq!((ok.max_lag, ok.max_table_rows), (5, Some(7)));
+        assert_eq!(ok.chunk_time_ms, data_diff::DEFAULT_CHUNK_TIME_MS);
+        for bad in [
+            r#"{"source":"a","target":"b","max_lag":1.5}"#,
+            r#"{"source":"a","target":"b","max_lag":-1}"#,
+            r#"{"source":"a","target":"b","max_threads_running":9223372036854775808}"#,
+            r#"{"source":"a","target":"b","max_table_rows":1e30}"#,
+            r#"{"source":"a","target":"b","extra":1}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! `fleetsync --remote URL --token T <command>`: the same commands against a coordinator's
 //! API. `status` reads `GET /api/v1/status`; the job-backed commands start their job
-//! (`POST /api/v1/jobs/{kind}`), follow it by polling `GET /api/v1/jobs/{id}` (a progress bar
-//! on a terminal; Ctrl-C cancels the job), then print the job's report with the local
+//! (`POST /api/v1/jobs/{kind}`), follow it on the event stream (`GET /api/v1/events`: a
+//! progress bar on a terminal; polling `GET /api/v1/jobs/{id}` as a backstop, or alone when
+//! the stream cannot be opened; Ctrl-C cancels the job), then print the job's report with the local
 //! command's printer and exit with the local command's exit code.
 //!
 //! Errors are one line: an unreachable coordinator, 401 (token missing, unknown, expired or
@@ -14,15 +15,75 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use fleetsync_proto::jobs::{Job, JobKind, JobState};
 use rustls_pki_types::ServerName;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
 
 use crate::api::client::{client_config, exchange, ApiArgs};
 use crate::exit::{fail, Exit};
 use crate::service::{Bar, JobRequest};
 
-/// How often a running job is polled.
+/// How often a running job is polled without an event stream.
 const POLL_EVERY: Duration = Duration::from_millis(300);
+/// How often a running job is polled while its events arrive (a backstop).
+const BACKSTOP_EVERY: Duration = Duration::from_secs(2);
+
+/// A connection to the API, plain or TLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+type EventStream = BufReader<Box<dyn Stream>>;
+
 /// How long one API call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Events buffered between the stream reader and the follower.
+const EVENTS_BUFFER: usize = 64;
+
+/// Reads the stream's events (`event:` name and JSON `data:`) into `tx` until the stream
+/// ends or the receiver is gone. Runs as its own task, so the caller waits on a channel
+/// (cancel-safe) rather than on a half-read line.
+async fn read_events(mut reader: EventStream, tx: mpsc::Sender<(String, serde_json::Value)>) {
+    let (mut name, mut data) = (String::new(), String::new());
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            if !name.is_empty() {
+                let value = serde_json::from_str(&data).unwrap_or(serde_json::Value::Null);
+                if tx.send((std::mem::take(&mut name), value)).await.is_err() {
+                    return;
+                }
+            }
+            data.clear();
+        } else if let Some(v) = line.strip_prefix("event:") {
+            name = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        }
+    }
+}
+
+/// The next event; waits forever without a stream (the caller's other branches decide).
+async fn next_event(
+    events: &mut Option<mpsc::Receiver<(String, serde_json::Value)>>,
+) -> Option<(String, serde_json::Value)> {
+    match events.as_mut() {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Aborts the event reader when following ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// A coordinator's API.
 pub struct Remote {
@@ -172,7 +233,54 @@ impl Remote {
         }
     }
 
+    /// Opens `GET /api/v1/events`: the stream after the answer's head (200 only).
+    async fn open_events(&self) -> Result<EventStream> {
+        let request = format!(
+            "GET /api/v1/events HTTP/1.0\r\nHost: {}:{}\r\nAuthorization: Bearer {}\r\n\r\n",
+            self.host, self.port, self.token
+        );
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await?;
+        let mut stream: Box<dyn Stream> = match &self.tls {
+            None => Box::new(tcp),
+            Some(ca) => {
+                let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(ca)?));
+                let name = ServerName::try_from(self.host.clone())?;
+                Box::new(connector.connect(name, tcp).await?)
+            }
+        };
+        stream.write_all(request.as_bytes()).await?;
+        stream.flush().await?;
+        let mut reader = BufReader::new(stream);
+        let mut status = String::new();
+        reader.read_line(&mut status).await?;
+        if status.split_whitespace().nth(1) != Some("200") {
+            bail!("the event stream answered {}", status.trim());
+        }
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).await? == 0 || line.trim().is_empty() {
+                break;
+            }
+        }
+        Ok(reader)
+    }
+
+    /// Starts the job and follows it: progress from the event stream (`job_progress`), the
+    /// end from its `job_state` event, with a poll of the job every [`BACKSTOP_EVERY`] in case
+    /// the stream is slow or lost (then every [`POLL_EVERY`]). Ctrl-C cancels the job.
     async fn follow<R: JobRequest>(&self, req: &R) -> Result<Job> {
+        // Subscribed before the start, so that no event of the job is missed.
+        let (mut events, _reader) = match self.open_events().await {
+            Ok(stream) => {
+                let (tx, rx) = mpsc::channel(EVENTS_BUFFER);
+                let task = tokio::spawn(read_events(stream, tx));
+                (Some(rx), Some(AbortOnDrop(task)))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no event stream: polling the job");
+                (None, None)
+            }
+        };
         let path = format!("/api/v1/jobs/{}", kind_path(R::KIND));
         let (status, body) = self
             .call("POST", &path, &serde_json::to_string(req)?)
@@ -181,26 +289,57 @@ impl Remote {
             return Err(self.problem(status, &body));
         }
         let job: Job = serde_json::from_str(&body).context("the job's answer is not a job")?;
+        let id = job.id;
         let bar = Bar::for_terminal();
         let mut cancelled = false;
+        let mut check = true;
         loop {
-            let job = self.job(&job.id).await?;
-            bar.progress(&job.progress);
-            if job.state.is_final() {
-                return Ok(job);
+            if check {
+                let job = self.job(&id).await?;
+                bar.progress(&job.progress);
+                if job.state.is_final() {
+                    return Ok(job);
+                }
             }
+            let mut lost = false;
+            let wait = if events.is_some() {
+                BACKSTOP_EVERY
+            } else {
+                POLL_EVERY
+            };
             tokio::select! {
-                _ = tokio::time::sleep(POLL_EVERY) => {}
+                e = next_event(&mut events) => match e {
+                    Some((name, data)) if data["id"] == id.as_str() => {
+                        if name == "job_progress" {
+                            if let Ok(p) = serde_json::from_value(data["progress"].clone()) {
+                                bar.progress(&p);
+                            }
+                        }
+                        check = name == "job_state"
+                            && serde_json::from_value::<JobState>(data["state"].clone())
+                                .is_ok_and(JobState::is_final);
+                    }
+                    Some(_) => check = false,
+                    None => {
+                        lost = true;
+                        check = true;
+                    }
+                },
+                _ = tokio::time::sleep(wait) => check = true,
                 _ = tokio::signal::ctrl_c(), if !cancelled => {
                     cancelled = true;
-                    eprintln!("cancelling job {} ...", job.id);
+                    eprintln!("cancelling job {id} ...");
                     let (status, body) = self
-                        .call("POST", &format!("/api/v1/jobs/{}/cancel", job.id), "")
+                        .call("POST", &format!("/api/v1/jobs/{id}/cancel"), "")
                         .await?;
                     if status != 200 && status != 409 {
                         return Err(self.problem(status, &body));
                     }
+                    check = true;
                 }
+            }
+            if lost {
+                events = None;
             }
         }
     }

@@ -358,21 +358,33 @@ pub fn plan_only(spec: &ReplaySpec, json: bool) -> Result<pitr::ReplayPlan> {
             serde_json::to_string(&serde_json::json!({ "plan": &plan }))?
         );
     } else {
-        println!(
-            "point-in-time replay of {}: {} transactions ({} row changes, {} DDL) after {} up to {} (commits {} .. {}); archive covers {} .. {}",
-            plan.server,
-            plan.transactions,
-            plan.rows,
-            plan.ddl,
-            plan.start,
-            plan.last.as_deref().unwrap_or("(nothing to apply)"),
-            plan.first_commit_ms.map_or("-".into(), show_ms),
-            plan.last_commit_ms.map_or("-".into(), show_ms),
-            plan.archive_start,
-            plan.archive_end,
-        );
+        print_replay_plan(&serde_json::from_value(serde_json::to_value(&plan)?)?);
     }
     Ok(plan)
+}
+
+/// The text line of a replay plan (also printed by `backup restore --to-time/--to-gtid`).
+pub fn print_replay_plan(plan: &fleetsync_proto::jobs::ReplayPlanReport) {
+    println!(
+        "point-in-time replay of {}: {} transactions ({} row changes, {} DDL) after {} up to {} (commits {} .. {}); archive covers {} .. {}",
+        plan.server,
+        plan.transactions,
+        plan.rows,
+        plan.ddl,
+        plan.start,
+        plan.last.as_deref().unwrap_or("(nothing to apply)"),
+        plan.first_commit_ms.map_or("-".into(), show_ms),
+        plan.last_commit_ms.map_or("-".into(), show_ms),
+        plan.archive_start,
+        plan.archive_end,
+    );
+}
+
+/// The text line of an applied replay.
+pub fn print_replayed(transactions: u64, rows: u64, target: &str, now_at: &str) {
+    println!(
+        "replayed {transactions} transactions ({rows} row changes) onto {target}; now at {now_at}"
+    );
 }
 
 /// Applies a plan made by [`plan_only`].
@@ -389,12 +401,11 @@ pub async fn apply_planned(
             serde_json::to_string(&serde_json::json!({ "replayed": &report }))?
         );
     } else {
-        println!(
-            "replayed {} transactions ({} row changes) onto {}; now at {}",
+        print_replayed(
             report.transactions,
             report.rows,
-            target.name,
-            report.position.as_deref().unwrap_or(&plan.start)
+            &target.name,
+            report.position.as_deref().unwrap_or(&plan.start),
         );
     }
     Ok(())

@@ -1,27 +1,33 @@
 //! `fleetsync backup ...`: the CLI side of the agent's backup tasks (fleetsync_agent::backup).
+//! `create` and `verify` run [`crate::service::backup`] (shared with the API's jobs; with
+//! `--remote` they run as jobs on a coordinator).
 //!
 //! Output: human-readable lines on stdout (or JSON with `--json`), a progress bar on stderr
 //! when it is a terminal, structured logs otherwise. Errors are one line (rendered in main).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
-use fleetsync_agent::backup::{
-    dump, manifest, prune, restore, verify, Key, NoProgress, Progress, Settings,
+use fleetsync_agent::backup::{manifest, prune, Key, Settings};
+use fleetsync_config::Config;
+use fleetsync_proto::jobs::{
+    BackupCreateReport, BackupRestoreReport, BackupVerifyReport, RestorePlanReport,
 };
-use fleetsync_config::{Config, TableFilter};
+use tokio_util::sync::CancellationToken;
 
-use crate::opts::opts_by_name;
+use crate::service::backup::{
+    self as service, BackupCreateRequest, BackupRestoreRequest, BackupVerifyRequest,
+};
+use crate::service::Tracker;
 
 #[derive(Subcommand)]
 pub enum BackupCommand {
     /// Take a consistent backup of a server.
     Create {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         #[arg(long)]
         server: String,
         /// `schema.table` regexes to include (default: every table of every user database).
@@ -40,13 +46,15 @@ pub enum BackupCommand {
     /// Re-read every file of a backup: checksums, decryption, decompression.
     Verify {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         id: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Restore a backup (verified first), optionally to a point in time.
     Restore {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         id: String,
         #[arg(long)]
         to_server: String,
@@ -65,6 +73,8 @@ pub enum BackupCommand {
         /// Do not ask before dropping tables that exist on the target.
         #[arg(long)]
         yes: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Archive a server's binlog continuously for point-in-time recovery (runs until
     /// stopped); `status` and `replay` read the archive.
@@ -83,16 +93,63 @@ pub enum BackupCommand {
     },
 }
 
-pub async fn run(command: BackupCommand) -> Result<()> {
+pub async fn run(command: BackupCommand, remote: Option<crate::remote::Remote>) -> Result<()> {
+    if let Some(remote) = remote {
+        return match command {
+            BackupCommand::Create {
+                server,
+                include,
+                json,
+                ..
+            } => {
+                let req = BackupCreateRequest { server, include };
+                let print = move |r: &BackupCreateReport| print_created(r, json);
+                remote.run_job(&req, print).await
+            }
+            BackupCommand::Verify { id, json, .. } => {
+                let req = BackupVerifyRequest { id };
+                let print = move |r: &BackupVerifyReport| print_verified(r, json);
+                remote.run_job(&req, print).await
+            }
+            BackupCommand::Restore {
+                id,
+                to_server,
+                rename_db,
+                to_time,
+                to_gtid,
+                dry_run,
+                yes,
+                json,
+                ..
+            } => {
+                let req = BackupRestoreRequest {
+                    id,
+                    to_server,
+                    rename_db,
+                    to_time,
+                    to_gtid,
+                    plan_only: dry_run,
+                    confirm: yes,
+                };
+                let print = move |r: &BackupRestoreReport| print_restored(r, json);
+                remote.run_job(&req, print).await
+            }
+            _ => Err(anyhow!(
+                "with --remote, only `backup create`, `verify` and `restore` are available"
+            )),
+        };
+    }
     match command {
         BackupCommand::Create {
             config,
             server,
             include,
             json,
-        } => create(&config, &server, &include, json).await,
+        } => create(crate::opts::need_config(&config)?, &server, &include, json).await,
         BackupCommand::List { config, json } => list(&config, json),
-        BackupCommand::Verify { config, id } => verify_cmd(&config, &id).await,
+        BackupCommand::Verify { config, id, json } => {
+            verify_cmd(crate::opts::need_config(&config)?, &id, json).await
+        }
         BackupCommand::Restore {
             config,
             id,
@@ -102,9 +159,18 @@ pub async fn run(command: BackupCommand) -> Result<()> {
             to_gtid,
             dry_run,
             yes,
+            json,
         } => {
-            let to = crate::archive_cmd::ReplayTo { to_time, to_gtid };
-            restore_cmd(&config, &id, &to_server, &rename_db, to, dry_run, yes).await
+            let req = BackupRestoreRequest {
+                id,
+                to_server,
+                rename_db,
+                to_time,
+                to_gtid,
+                plan_only: dry_run,
+                confirm: yes,
+            };
+            restore_cmd(crate::opts::need_config(&config)?, &req, yes, json).await
         }
         BackupCommand::Archive(args) => crate::archive_cmd::run(args).await,
         BackupCommand::Prune { config, dry_run } => prune_cmd(&config, dry_run),
@@ -125,88 +191,37 @@ async fn load_connecting(config: &Path) -> Result<(Config, Settings)> {
     Ok((config, settings))
 }
 
-/// A progress bar on a terminal, nothing otherwise (the library logs).
-fn progress(verb: &'static str) -> Arc<dyn Progress> {
-    if std::io::stderr().is_terminal() {
-        Arc::new(Bar {
-            bar: indicatif::ProgressBar::new(0),
-            verb,
-        })
-    } else {
-        Arc::new(NoProgress)
-    }
-}
-
-struct Bar {
-    bar: indicatif::ProgressBar,
-    verb: &'static str,
-}
-
-impl Progress for Bar {
-    fn planned(&self, tables: usize, rows: u64) {
-        self.bar.set_length(rows.max(1));
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:40}] {human_pos}/~{human_len} rows {per_sec} eta {eta}",
-        ) {
-            self.bar.set_style(style.progress_chars("=> "));
-        }
-        self.bar
-            .set_message(format!("{} {tables} tables", self.verb));
-    }
-    fn rows(&self, rows: u64) {
-        if self.bar.position() + rows > self.bar.length().unwrap_or(0) {
-            self.bar.set_length(self.bar.position() + rows);
-        }
-        self.bar.inc(rows);
-    }
-    fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
-}
-
 async fn create(config: &Path, server: &str, include: &[String], json: bool) -> Result<()> {
-    let (config, settings) = load_connecting(config).await?;
-    let opts = opts_by_name(&config, server)?;
-    let filter =
-        TableFilter::new(include, &[]).map_err(|(i, e)| anyhow!("--include #{}: {e}", i + 1))?;
-    let req = dump::CreateRequest {
+    let (config, _) = load_connecting(config).await?;
+    let req = BackupCreateRequest {
         server: server.to_string(),
-        opts,
-        filter,
-        settings,
-        progress: progress("backing up"),
+        include: include.to_vec(),
     };
-    let m = dump::create(&req).await?;
+    let tracker = Tracker::new(crate::service::Bar::for_terminal());
+    let report = service::create(&config, &req, &tracker, &CancellationToken::new())
+        .await
+        .map_err(crate::service::into_anyhow)?;
+    drop(tracker);
+    print_created(&report, json);
+    Ok(())
+}
+
+/// `backup create`'s output (one JSON line with `--json`).
+pub fn print_created(m: &BackupCreateReport, json: bool) {
     if json {
-        let out = serde_json::json!({
-            "id": m.id,
-            "server": m.server,
-            "status": m.status,
-            "dir": req.settings.dir.join(&m.id),
-            "tables": m.tables.len(),
-            "views": m.views.len(),
-            "rows": m.total_rows,
-            "bytes": m.total_bytes,
-            "files": m.files().count(),
-            "duration_seconds": m.duration_seconds,
-            "position": m.position,
-            "encrypted": m.encrypted,
-            "compression": m.compression,
-        });
-        println!("{out}");
+        println!("{}", serde_json::to_value(m).unwrap_or_default());
     } else {
         println!(
             "backup {} complete: {} tables, {} views, {} rows, {} bytes in {:.1}s at {}",
             m.id,
-            m.tables.len(),
-            m.views.len(),
-            m.total_rows,
-            m.total_bytes,
+            m.tables,
+            m.views,
+            m.rows,
+            m.bytes,
             m.duration_seconds.unwrap_or_default(),
             m.position.as_deref().unwrap_or("-")
         );
     }
-    Ok(())
 }
 
 fn list(config: &Path, json: bool) -> Result<()> {
@@ -251,99 +266,91 @@ fn list(config: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn verify_cmd(config: &Path, id: &str) -> Result<()> {
-    let (_, settings) = load(config)?;
-    let m = manifest::read(&settings.dir, id)?;
-    let report = tokio::task::spawn_blocking(move || verify::verify(&settings.dir, &m, &settings))
+async fn verify_cmd(config: &Path, id: &str, json: bool) -> Result<()> {
+    let (config, _) = load(config)?;
+    let req = BackupVerifyRequest { id: id.to_string() };
+    let tracker = Tracker::new(crate::service::Quiet::arc());
+    let report = service::verify(&config, &req, &tracker, &CancellationToken::new())
         .await
-        .context("verification stopped")??;
-    println!(
-        "backup {id} verified: {} files, {} bytes, {} statements, {} rows: checksums match, every file decrypts and decompresses",
-        report.files, report.bytes, report.statements, report.rows
-    );
+        .map_err(crate::service::into_anyhow)?;
+    print_verified(&report, json);
     Ok(())
 }
 
-fn parse_renames(items: &[String]) -> Result<Vec<(String, String)>> {
-    items
-        .iter()
-        .map(|s| {
-            s.split_once('=')
-                .filter(|(a, b)| !a.is_empty() && !b.is_empty())
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .ok_or_else(|| anyhow!("--rename-db {s:?}: expected OLD=NEW"))
-        })
-        .collect()
+/// `backup verify`'s output.
+pub fn print_verified(r: &BackupVerifyReport, json: bool) {
+    if json {
+        println!("{}", serde_json::to_value(r).unwrap_or_default());
+    } else {
+        println!(
+            "backup {} verified: {} files, {} bytes, {} statements, {} rows: checksums match, every file decrypts and decompresses",
+            r.id, r.files, r.bytes, r.statements, r.rows
+        );
+    }
 }
 
 async fn restore_cmd(
     config: &Path,
-    id: &str,
-    to_server: &str,
-    rename_db: &[String],
-    to: crate::archive_cmd::ReplayTo,
-    dry_run: bool,
+    req: &BackupRestoreRequest,
     yes: bool,
+    json: bool,
 ) -> Result<()> {
-    let (config, settings) = load_connecting(config).await?;
-    let req = restore::RestoreRequest {
-        id: id.to_string(),
-        target: to_server.to_string(),
-        opts: opts_by_name(&config, to_server)?,
-        renames: parse_renames(rename_db)?,
-        settings,
-        progress: progress("restoring"),
-    };
-    let prepared = restore::prepare(&req).await?;
-    // Point-in-time: check that the archive covers the backup's position up to the target
-    // before anything is loaded, so a refusal changes nothing.
-    let manifest = &prepared.manifest;
-    let databases: Vec<String> = manifest.databases.iter().map(|d| d.name.clone()).collect();
-    let pitr = crate::archive_cmd::pitr_for_backup(
-        &config,
-        &manifest.server,
-        manifest.position.as_deref(),
-        &manifest.started,
-        &databases,
-        to,
-        to_server,
-        rename_db,
-    )?;
-    let replay = match &pitr {
-        Some((spec, _)) => Some(crate::archive_cmd::plan_only(spec, false)?),
-        None => None,
-    };
-    let plan = &prepared.plan;
-    if dry_run {
-        print_plan(plan);
-        return Ok(());
-    }
-    let mut drop_existing = yes;
-    if !plan.existing.is_empty() && !yes && std::io::stdin().is_terminal() {
-        drop_existing = confirm(plan)?;
-        if !drop_existing {
-            bail!("restore cancelled: nothing was changed");
+    let (config, _) = load_connecting(config).await?;
+    let decide = |plan: &RestorePlanReport| {
+        if yes || plan.existing.is_empty() || !std::io::stdin().is_terminal() {
+            return Ok(yes);
         }
-    }
-    let report = restore::execute(prepared, drop_existing).await?;
-    println!(
-        "backup {} restored to {to_server}: {} tables, {} rows in {:.1}s (backup position {})",
-        report.id,
-        report.tables,
-        report.rows,
-        report.seconds,
-        report
-            .position
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "-".into())
-    );
-    if let (Some((spec, target)), Some(replay)) = (&pitr, &replay) {
-        crate::archive_cmd::apply_planned(spec, replay, target, false).await?;
-    }
+        if confirm(plan)? {
+            Ok(true)
+        } else {
+            bail!("restore cancelled: nothing was changed")
+        }
+    };
+    let tracker = Tracker::new(crate::service::Bar::for_terminal());
+    let report = service::restore(&config, req, decide, &tracker, &CancellationToken::new())
+        .await
+        .map_err(crate::service::into_anyhow)?;
+    drop(tracker);
+    print_restored(&report, json);
     Ok(())
 }
 
-fn print_plan(plan: &restore::RestorePlan) {
+/// `backup restore`'s output: the replay plan (point-in-time), then the dry run's plan, or
+/// what was restored and replayed.
+pub fn print_restored(r: &BackupRestoreReport, json: bool) {
+    if json {
+        println!("{}", serde_json::to_value(r).unwrap_or_default());
+        return;
+    }
+    if let Some(p) = &r.replay_plan {
+        crate::archive_cmd::print_replay_plan(p);
+    }
+    if r.dry_run {
+        print_plan(&r.plan);
+        return;
+    }
+    if let Some(done) = &r.restored {
+        println!(
+            "backup {} restored to {}: {} tables, {} rows in {:.1}s (backup position {})",
+            r.id,
+            r.target,
+            done.tables,
+            done.rows,
+            done.seconds,
+            done.position.as_deref().unwrap_or("-")
+        );
+    }
+    if let (Some(x), Some(p)) = (&r.replayed, &r.replay_plan) {
+        crate::archive_cmd::print_replayed(
+            x.transactions,
+            x.rows,
+            &r.target,
+            x.position.as_deref().unwrap_or(&p.start),
+        );
+    }
+}
+
+fn print_plan(plan: &RestorePlanReport) {
     println!(
         "dry run: restore backup {} to server {} (nothing changed)",
         plan.id, plan.target
@@ -378,7 +385,7 @@ fn print_plan(plan: &restore::RestorePlan) {
     );
 }
 
-fn confirm(plan: &restore::RestorePlan) -> Result<bool> {
+fn confirm(plan: &RestorePlanReport) -> Result<bool> {
     let names: Vec<String> = plan
         .existing
         .iter()

@@ -1,4 +1,6 @@
-//! `fleetsync diff data --config F SOURCE TARGET [--include REGEX] [--json]`.
+//! `fleetsync diff data --config F SOURCE TARGET [--include REGEX] [--json]`: a thin adapter
+//! around [`crate::service::data_diff`] (shared with the API's `data_diff` job; `--remote` runs
+//! that job on a coordinator) that writes the repair SQL and prints the report.
 //!
 //! Sides are `SERVER` (every user database, paired by name) or `SERVER/DATABASE`. Both sides
 //! open a consistent snapshot and are checksummed concurrently (see
@@ -10,24 +12,21 @@
 //! 2 = error.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
-use fleetsync_agent::datadiff::{RowChecksum, Session, Throttle};
-use fleetsync_config::{Config, TableFilter};
-use fleetsync_coordinator::datadiff::{self as dd, RepairSql, Scope};
 use fleetsync_proto::datadiff::{DataDiffReport, TableStatus};
+use tokio_util::sync::CancellationToken;
 
-use crate::diff_cmd::{connect, Exit, Side, EXIT_DIFFERENT, EXIT_ERROR};
-
-/// Exit code when nothing differed but some table was not compared.
-pub const EXIT_INCOMPLETE: u8 = 3;
+use crate::diff_cmd::{Exit, EXIT_ERROR};
+use crate::service::data_diff::{self, Checksum, DataDiffRequest};
+use crate::service::{Quiet, Tracker};
 
 #[derive(Args)]
 pub struct DataArgs {
     #[arg(long, env = "FLEETSYNC_CONFIG")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     /// `SERVER` or `SERVER/DATABASE`.
     pub source: String,
     /// `SERVER` or `SERVER/DATABASE`.
@@ -39,13 +38,13 @@ pub struct DataArgs {
     #[arg(long)]
     pub json: bool,
     /// Target time of one chunk in milliseconds (chunk sizes adapt toward it).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = data_diff::DEFAULT_CHUNK_TIME_MS)]
     pub chunk_time_ms: u64,
     /// Pause while a side's replication lag exceeds this many seconds (0 = no check).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = data_diff::DEFAULT_MAX_LAG)]
     pub max_lag: u64,
     /// Pause while a side's Threads_running exceeds this (0 = no check).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = data_diff::DEFAULT_MAX_THREADS_RUNNING)]
     pub max_threads_running: u64,
     /// Skip tables estimated to hold more rows than this on either side.
     #[arg(long)]
@@ -63,13 +62,43 @@ pub struct DataArgs {
     pub repair_sql: Option<PathBuf>,
 }
 
-pub async fn run(args: DataArgs) -> Result<()> {
-    match diff_data(&args).await {
-        Ok(report) if report.equal => Ok(()),
-        Ok(report) if report.differing_rows > 0 || report.tables.iter().any(differs) => {
-            Err(Exit(EXIT_DIFFERENT).into())
+impl DataArgs {
+    fn request(&self) -> DataDiffRequest {
+        DataDiffRequest {
+            source: self.source.clone(),
+            target: self.target.clone(),
+            include: self.include.clone(),
+            chunk_time_ms: self.chunk_time_ms,
+            max_lag: self.max_lag,
+            max_threads_running: self.max_threads_running,
+            max_table_rows: self.max_table_rows,
+            max_table_seconds: self.max_table_seconds,
+            checksum: if self.checksum == "crc64" {
+                Checksum::Crc64
+            } else {
+                Checksum::Crc32
+            },
         }
-        Ok(_) => Err(Exit(EXIT_INCOMPLETE).into()),
+    }
+}
+
+pub async fn run(args: DataArgs, remote: Option<crate::remote::Remote>) -> Result<()> {
+    if let Some(remote) = remote {
+        if args.repair_sql.is_some() {
+            return crate::exit::fail(EXIT_ERROR, "--repair-sql is not available with --remote");
+        }
+        return remote
+            .run_job(
+                &args.request(),
+                crate::service::pretty_or(args.json, print_report),
+            )
+            .await;
+    }
+    match diff_data(&args).await {
+        Ok(report) => match data_diff::exit_code(&report) {
+            0 => Ok(()),
+            code => Err(Exit(code).into()),
+        },
         Err(e) => {
             eprintln!("error: {}", crate::exit::one_line(e.as_ref()));
             Err(Exit(EXIT_ERROR).into())
@@ -77,97 +106,21 @@ pub async fn run(args: DataArgs) -> Result<()> {
     }
 }
 
-fn differs(t: &fleetsync_proto::datadiff::TableReport) -> bool {
-    matches!(
-        t.status,
-        TableStatus::Different | TableStatus::OnlyInSource | TableStatus::OnlyInTarget
-    ) || t.skipped.as_deref().is_some_and(|s| s.contains("differ"))
-}
-
-/// Parses and checks the sides: `(source scope, labels)`.
-fn scope(config: &Config, source: &Side, target: &Side) -> Result<Scope> {
-    for side in [source, target] {
-        match side {
-            Side::File(p) => bail!(
-                "{}: diff data compares servers; a .sql file is only a schema",
-                p.display()
-            ),
-            Side::Server(s) | Side::Database(s, _) if config.server(s).is_none() => {
-                bail!("no server named {s:?} in the config ({})", side.label())
-            }
-            _ => {}
-        }
-    }
-    match (source, target) {
-        (Side::Server(_), Side::Server(_)) => Ok(Scope::Servers),
-        (Side::Database(_, a), Side::Database(_, b)) => Ok(Scope::Databases {
-            source: a.clone(),
-            target: b.clone(),
-        }),
-        _ => bail!(
-            "{} and {}: compare a whole server with a whole server, or SERVER/DATABASE with SERVER/DATABASE",
-            source.label(),
-            target.label()
-        ),
-    }
-}
-
 async fn diff_data(args: &DataArgs) -> Result<DataDiffReport> {
-    let config = crate::opts::load_config(&args.config).await?;
-    let (source, target) = (Side::parse(&args.source), Side::parse(&args.target));
-    let scope = scope(&config, &source, &target)?;
-    let filter =
-        TableFilter::new(&args.include, &[]).map_err(|(_, m)| anyhow!("--include: {m}"))?;
-    if args.chunk_time_ms == 0 {
-        bail!("--chunk-time-ms must be at least 1");
-    }
-    let throttle = Throttle {
-        max_lag: (args.max_lag > 0).then_some(args.max_lag),
-        max_threads_running: (args.max_threads_running > 0).then_some(args.max_threads_running),
-    };
-    let opts = dd::Options {
-        chunk_time: Duration::from_millis(args.chunk_time_ms),
-        max_table_rows: args.max_table_rows,
-        max_table_time: args.max_table_seconds.map(Duration::from_secs),
-        repair: args.repair_sql.is_some(),
-    };
-    let (sname, tname) = (
-        source.server().unwrap_or_default(),
-        target.server().unwrap_or_default(),
-    );
-    let started = Instant::now();
-    // Both snapshots are opened together so they are as close in time as possible.
-    let (sc, tc) = tokio::join!(connect(&config, sname), connect(&config, tname));
-    let (sc, tc) = (sc?, tc?);
-    let (mut s, mut t) = match tokio::join!(
-        Session::open(sname, sc, throttle),
-        Session::open(tname, tc, throttle)
-    ) {
-        (Ok(s), Ok(t)) => (s, t),
-        (Err(e), _) | (_, Err(e)) => return Err(anyhow!(e)),
-    };
-    let kind = if args.checksum == "crc64" {
-        RowChecksum::Crc64
-    } else {
-        RowChecksum::Crc32
-    };
-    (s.checksum, t.checksum) = (kind, kind);
-    let mut repair = RepairSql::default();
-    let keep = |db: &str, table: &str| filter.matches(db, table);
-    let tables = dd::diff(&mut s, &mut t, &scope, &keep, &opts, &mut repair).await;
-    let pauses = s.pauses + t.pauses;
-    s.close().await;
-    t.close().await;
-    let tables = tables.map_err(|e| anyhow!(e))?;
-    let report = dd::report(
-        &source.label(),
-        &target.label(),
-        tables,
-        pauses,
-        started.elapsed().as_secs_f64(),
-    );
+    let config = crate::opts::load_config(crate::opts::need_config(&args.config)?).await?;
+    let tracker = Tracker::new(Arc::new(Quiet));
+    let out = data_diff::run(
+        &config,
+        &args.request(),
+        args.repair_sql.is_some(),
+        &tracker,
+        &CancellationToken::new(),
+    )
+    .await
+    .map_err(crate::service::into_anyhow)?;
+    let (report, repair) = (out.report, out.repair);
     if let Some(path) = &args.repair_sql {
-        fleetsync_agent::owner_only::write(path, repair.render(&source.label(), &target.label()))
+        fleetsync_agent::owner_only::write(path, repair.render(&report.source, &report.target))
             .with_context(|| format!("writing the repair SQL to {}", path.display()))?;
         if !args.json {
             println!(
@@ -188,7 +141,7 @@ async fn diff_data(args: &DataArgs) -> Result<DataDiffReport> {
 /// Keys printed per kind and table in the text output (`--json` lists them all).
 const KEYS_SHOWN: usize = 20;
 
-fn print_report(r: &DataDiffReport) {
+pub fn print_report(r: &DataDiffReport) {
     for t in &r.tables {
         let name = format!("{}.{}", t.schema, t.table);
         let status = match t.status {

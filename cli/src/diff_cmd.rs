@@ -1,4 +1,6 @@
-//! `fleetsync diff schema SOURCE TARGET [--json]`, and the sides shared with `migrate`.
+//! `fleetsync diff schema SOURCE TARGET [--json]`, and the sides shared with `migrate`. The
+//! diff itself is [`crate::service::schema_diff`] (shared with the API's `schema_diff` job;
+//! `--remote` runs that job on a coordinator).
 //!
 //! A side is `SERVER` (every user database of a configured server, paired by name),
 //! `SERVER/DATABASE` (one database) or a `.sql` schema file (one database; loaded into a
@@ -13,10 +15,14 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use fleetsync_agent::inspect;
 use fleetsync_config::Config;
-use fleetsync_coordinator::migrate::{self, exec, Hints, Pairing};
+use fleetsync_coordinator::migrate::{exec, Hints, Pairing};
+use fleetsync_proto::jobs::SchemaDiffReport;
 use fleetsync_proto::schema_model::SchemaSnapshot;
+use tokio_util::sync::CancellationToken;
 
 use crate::opts::opts_by_name;
+use crate::service::schema_diff::{self, SchemaDiffRequest};
+use crate::service::{Quiet, Tracker};
 
 pub use crate::exit::Exit;
 
@@ -51,7 +57,7 @@ pub struct SideArgs {
 #[derive(Args)]
 pub struct SchemaArgs {
     #[arg(long, env = "FLEETSYNC_CONFIG")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     /// `SERVER`, `SERVER/DATABASE` or a `.sql` file.
     pub source: String,
     /// `SERVER`, `SERVER/DATABASE` or a `.sql` file.
@@ -185,6 +191,16 @@ pub async fn compare(
 ) -> Result<Compared> {
     let config = crate::opts::load_config(config).await?;
     let (source, target) = (Side::parse(source), Side::parse(target));
+    compare_loaded(config, source, target, sides).await
+}
+
+/// [`compare`] with a loaded configuration and parsed sides.
+pub async fn compare_loaded(
+    config: Config,
+    source: Side,
+    target: Side,
+    sides: &SideArgs,
+) -> Result<Compared> {
     for side in [&source, &target] {
         if let Some(server) = side.server() {
             if config.server(server).is_none() {
@@ -215,14 +231,26 @@ pub async fn compare(
     })
 }
 
-pub async fn run(cmd: DiffCommand) -> Result<()> {
+pub async fn run(cmd: DiffCommand, remote: Option<crate::remote::Remote>) -> Result<()> {
     let args = match cmd {
         DiffCommand::Schema(args) => args,
-        DiffCommand::Data(args) => return crate::datadiff_cmd::run(args).await,
+        DiffCommand::Data(args) => return crate::datadiff_cmd::run(args, remote).await,
     };
-    match diff_schema(&args).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(Exit(EXIT_DIFFERENT).into()),
+    let req = SchemaDiffRequest {
+        source: args.source.clone(),
+        target: args.target.clone(),
+        rename_table: args.sides.rename_table.clone(),
+        rename_column: args.sides.rename_column.clone(),
+        scratch_server: args.sides.scratch_server.clone(),
+    };
+    if let Some(remote) = remote {
+        return remote
+            .run_job(&req, crate::service::pretty_or(args.json, print_report))
+            .await;
+    }
+    match diff_schema(&args, &req).await {
+        Ok(report) if report.equal => Ok(()),
+        Ok(_) => Err(Exit(EXIT_DIFFERENT).into()),
         Err(e) => {
             eprintln!("error: {}", crate::exit::one_line(e.as_ref()));
             Err(Exit(EXIT_ERROR).into())
@@ -230,38 +258,37 @@ pub async fn run(cmd: DiffCommand) -> Result<()> {
     }
 }
 
-/// Prints the diff; `Ok(true)` when the schemas are equal.
-async fn diff_schema(args: &SchemaArgs) -> Result<bool> {
-    let c = compare(&args.config, &args.source, &args.target, &args.sides).await?;
-    let d = migrate::diff(&c.source_schema, &c.target_schema, c.pairing, &c.hints);
+/// Prints the diff.
+async fn diff_schema(args: &SchemaArgs, req: &SchemaDiffRequest) -> Result<SchemaDiffReport> {
+    let config = crate::opts::load_config(crate::opts::need_config(&args.config)?).await?;
+    let tracker = Tracker::new(std::sync::Arc::new(Quiet));
+    let report = schema_diff::run(&config, req, &tracker, &CancellationToken::new())
+        .await
+        .map_err(crate::service::into_anyhow)?;
     if args.json {
-        let out = serde_json::json!({
-            "source": c.source.label(),
-            "target": c.target.label(),
-            "equal": d.equal,
-            "differences": d.differences,
-            "notes": d.notes,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_diff(&c.source.label(), &c.target.label(), &d);
+        print_report(&report);
     }
-    Ok(d.equal)
+    Ok(report)
 }
 
-pub fn print_diff(source: &str, target: &str, d: &migrate::SchemaDiff) {
-    if d.equal {
-        println!("schemas are equal: {source} and {target}");
+/// The text form of a schema diff report.
+pub fn print_report(r: &SchemaDiffReport) {
+    if r.equal {
+        println!("schemas are equal: {} and {}", r.source, r.target);
         return;
     }
     println!(
-        "{} difference(s) between {source} (source) and {target} (target):",
-        d.differences.len()
+        "{} difference(s) between {} (source) and {} (target):",
+        r.differences.len(),
+        r.source,
+        r.target
     );
-    for x in &d.differences {
+    for x in &r.differences {
         println!("  {x}");
     }
-    for n in &d.notes {
+    for n in &r.notes {
         println!("note: {n}");
     }
 }

@@ -14,6 +14,12 @@ impl std::fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
+/// Prints `error: MESSAGE` and exits with `code` (for commands with their own exit codes).
+pub fn fail(code: u8, message: impl std::fmt::Display) -> anyhow::Result<()> {
+    eprintln!("error: {}", message.to_string().replace('\n', " "));
+    Err(Exit(code).into())
+}
+
 /// An error and its causes on one line, `outer: cause: cause`, each cause once: an error that
 /// already quotes its source in its own message (`... : {source}`) does not repeat it.
 pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {

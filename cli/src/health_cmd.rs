@@ -1,5 +1,7 @@
-//! `fleetsync health`: the health checks of one server, on demand, and the periodic health
-//! task of `fleetsync run` / `fleetsync agent` (`[health] interval_secs`).
+//! `fleetsync health`: the health checks of one server, on demand (the checks run in
+//! [`crate::service::health`], shared with the API's `health` job; `--remote` runs that job on
+//! a coordinator), and the periodic health task of `fleetsync run` / `fleetsync agent`
+//! (`[health] interval_secs`).
 //!
 //! Exit codes of `fleetsync health` (the Nagios convention): 0 healthy, 1 degraded,
 //! 2 critical (an unreachable server is a failed `connection` check, hence 2), 3 when the
@@ -15,23 +17,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use fleetsync_agent::health::{self, HealthTarget, TargetOf};
-use fleetsync_agent::source;
-use fleetsync_config::{Config, TableFilter};
-use fleetsync_proto::health::{CheckStatus, HealthReport, Overall};
+use fleetsync_agent::health::{self, HealthTarget};
+use fleetsync_config::Config;
+use fleetsync_proto::health::{CheckStatus, HealthReport};
 use tokio_util::sync::CancellationToken;
 
-use crate::opts::{opts_by_name, server_opts};
-
-/// How long reading a sync source's position (for the target's lag) may take.
-const SOURCE_POSITION_TIMEOUT: Duration = Duration::from_secs(5);
-/// Exit code when the command could not do its job.
-const EXIT_ERROR: u8 = 3;
+use crate::service::health::{build_target, HealthRequest, EXIT_ERROR};
+use crate::service::{Quiet, ServiceError, Tracker};
 
 #[derive(clap::Args)]
 pub struct HealthArgs {
     #[arg(long, env = "FLEETSYNC_CONFIG")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     /// The server to check (`[[servers]] name`).
     #[arg(long)]
     pub server: String,
@@ -51,11 +48,21 @@ pub struct HealthArgs {
 
 pub use crate::exit::Exit;
 
-pub async fn run(args: HealthArgs) -> Result<()> {
+pub async fn run(args: HealthArgs, remote: Option<crate::remote::Remote>) -> Result<()> {
+    if let Some(remote) = remote {
+        if args.fix {
+            return crate::exit::fail(EXIT_ERROR, "--fix is not available with --remote");
+        }
+        let req = HealthRequest {
+            server: args.server.clone(),
+        };
+        return remote
+            .run_job(&req, crate::service::pretty_or(args.json, print_text))
+            .await;
+    }
     match check(&args).await {
-        Ok(Overall::Healthy) => Ok(()),
-        Ok(Overall::Degraded) => Err(Exit(1).into()),
-        Ok(Overall::Critical) => Err(Exit(2).into()),
+        Ok(0) => Ok(()),
+        Ok(code) => Err(Exit(code).into()),
         Err(e) => {
             eprintln!("error: {}", crate::exit::one_line(e.as_ref()));
             Err(Exit(EXIT_ERROR).into())
@@ -63,11 +70,21 @@ pub async fn run(args: HealthArgs) -> Result<()> {
     }
 }
 
-async fn check(args: &HealthArgs) -> Result<Overall> {
-    let config = crate::opts::load_config(&args.config).await?;
-    let target = build_target(&config, &args.server).await?;
-    let mut report = health::run_checks(&target, &config.health).await;
+async fn check(args: &HealthArgs) -> Result<u8> {
+    let config = crate::opts::load_config(crate::opts::need_config(&args.config)?).await?;
+    let req = HealthRequest {
+        server: args.server.clone(),
+    };
+    let tracker = Tracker::new(std::sync::Arc::new(Quiet));
+    let mut report =
+        crate::service::health::run(&config, &req, &tracker, &CancellationToken::new())
+            .await
+            .map_err(|e| match e {
+                ServiceError::Failed(e) => e,
+                ServiceError::Cancelled => anyhow!("cancelled"),
+            })?;
     if args.fix {
+        let target = build_target(&config, &args.server).await?;
         report = fix(args, &target, &config, report).await?;
     }
     if args.json {
@@ -85,7 +102,7 @@ async fn check(args: &HealthArgs) -> Result<Overall> {
             args.server
         ));
     }
-    Ok(report.status)
+    Ok(crate::service::health::exit_code(&report))
 }
 
 /// `--fix`: preview (dry run), ask, apply the safe fixes, then check again.
@@ -141,53 +158,6 @@ async fn fix(
     })
 }
 
-/// The server and its roles in the configured syncs; reads each source's binlog end for the
-/// lag of the syncs that target this server (unreadable sources leave the lag unknown).
-pub async fn build_target(config: &Config, name: &str) -> Result<HealthTarget> {
-    let server = config
-        .server(name)
-        .ok_or_else(|| anyhow!("no server named {name:?} in [[servers]]"))?;
-    let mut source_filters = Vec::new();
-    let mut target_filters = Vec::new();
-    let mut target_of = Vec::new();
-    for sync in &config.syncs {
-        if sync.source == name {
-            source_filters.push(sync.filter()?);
-        }
-        if sync.targets.iter().any(|t| t == name) {
-            target_filters.push(sync.filter()?);
-            target_of.push(TargetOf {
-                sync: sync.name.clone(),
-                source: sync.source.clone(),
-                source_position: source_position(config, &sync.source).await,
-            });
-        }
-    }
-    let any = |f: Vec<TableFilter>| (!f.is_empty()).then(|| TableFilter::any_of(f));
-    Ok(HealthTarget {
-        name: name.to_string(),
-        opts: server_opts(server)?,
-        source_filter: any(source_filters),
-        target_filter: any(target_filters),
-        target_of,
-        backup_dir: config.backup.dir.clone(),
-    })
-}
-
-async fn source_position(config: &Config, source: &str) -> Option<fleetsync_proto::Position> {
-    let opts = opts_by_name(config, source).ok()?;
-    let read = async {
-        let mut conn = mysql_async::Conn::new(opts).await.ok()?;
-        let pos = source::current_position(&mut conn, source).await.ok();
-        let _ = conn.disconnect().await;
-        pos
-    };
-    tokio::time::timeout(SOURCE_POSITION_TIMEOUT, read)
-        .await
-        .ok()
-        .flatten()
-}
-
 fn label(s: CheckStatus) -> &'static str {
     match s {
         CheckStatus::Pass => "PASS",
@@ -197,7 +167,7 @@ fn label(s: CheckStatus) -> &'static str {
     }
 }
 
-fn print_text(report: &HealthReport) {
+pub fn print_text(report: &HealthReport) {
     println!(
         "server {}: {} ({} checks in {:.1} s, {})",
         report.server,

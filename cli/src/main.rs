@@ -14,6 +14,7 @@ mod failure;
 mod group;
 mod health_cmd;
 mod http;
+mod jobs;
 mod kafka_cmds;
 mod kafka_topics;
 mod manager;
@@ -21,7 +22,9 @@ mod migrate_cmd;
 mod opts;
 mod pipeline;
 mod preflight;
+mod remote;
 mod run;
+mod service;
 mod status;
 mod tail;
 mod tasks;
@@ -42,6 +45,16 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Run the command against a coordinator's API instead (`http[s]://HOST:PORT`): `status`,
+    /// `health`, `diff schema|data`, `backup create|verify|restore`.
+    #[arg(long, global = true, env = "FLEETSYNC_REMOTE", value_name = "URL")]
+    remote: Option<String>,
+    /// API token (for `--remote` and `sync pause|resume|cancel`).
+    #[arg(long, global = true, env = "FLEETSYNC_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM file of the CA that signed the API's certificate (with `[api] tls_cert`).
+    #[arg(long, global = true, env = "FLEETSYNC_API_CA", value_name = "FILE")]
+    api_ca: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -58,7 +71,7 @@ enum Command {
     /// Print each sync's source position, applied position per target, lag and state.
     Status {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -197,24 +210,18 @@ enum SyncAction {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: PathBuf,
         sync: String,
-        #[command(flatten)]
-        api: api::client::ApiArgs,
     },
     /// Resume a paused or cancelled SYNC (through the API, like `pause`).
     Resume {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: PathBuf,
         sync: String,
-        #[command(flatten)]
-        api: api::client::ApiArgs,
     },
     /// Stop SYNC's pipelines (a scheduled sync runs again at its next occurrence).
     Cancel {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: PathBuf,
         sync: String,
-        #[command(flatten)]
-        api: api::client::ApiArgs,
     },
 }
 
@@ -243,13 +250,43 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let api_args = api::client::ApiArgs {
+        token: cli.token.clone(),
+        api_ca: cli.api_ca.clone(),
+    };
+    let remote = match &cli.remote {
+        Some(url) => match remote::Remote::new(url, &api_args) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("error: {}", exit::one_line(e.as_ref()));
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let result = runtime.block_on(async move {
+        if let Some(r) = &remote {
+            if !matches!(
+                cli.command,
+                Command::Status { .. }
+                    | Command::Health(_)
+                    | Command::Diff { .. }
+                    | Command::Backup { .. }
+            ) {
+                return Err(anyhow::anyhow!(
+                    "--remote {}: only status, health, diff schema|data and backup create|verify|restore run against a coordinator",
+                    r.base()
+                ));
+            }
+        }
         match cli.command {
             Command::Run {
                 config,
                 metrics_listen,
             } => run::run(&config, metrics_listen.as_deref()).await,
-            Command::Status { config, json } => status::status(&config, json).await,
+            Command::Status { config, json } => {
+                status::status(config.as_deref(), json, remote).await
+            }
             Command::Check { config } => preflight::check(&config).await,
             Command::Resnapshot {
                 config,
@@ -257,7 +294,7 @@ fn main() -> ExitCode {
                 target,
                 yes,
             } => status::resnapshot(&config, &sync, target.as_deref(), yes).await,
-            Command::Sync { action } => manager::sync(action).await,
+            Command::Sync { action } => manager::sync(action, api_args).await,
             Command::Tail {
                 config,
                 server,
@@ -289,12 +326,12 @@ fn main() -> ExitCode {
                         target,
                     },
             } => conflicts::resolve(&config, id, &take, target.as_deref()).await,
-            Command::Backup { command } => backup_cmd::run(command).await,
+            Command::Backup { command } => backup_cmd::run(command, remote).await,
             Command::Export(args) => transfer_cmd::export(args).await,
             Command::Import(args) => transfer_cmd::import(args).await,
-            Command::Diff { command } => diff_cmd::run(command).await,
+            Command::Diff { command } => diff_cmd::run(command, remote).await,
             Command::Migrate { command } => migrate_cmd::run(command).await,
-            Command::Health(args) => health_cmd::run(args).await,
+            Command::Health(args) => health_cmd::run(args, remote).await,
             Command::Token { command } => token_cmd::run(command),
         }
     });

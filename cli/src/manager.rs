@@ -11,12 +11,12 @@ use crate::preflight::preflight_all;
 use crate::run::{run_once, Shared};
 use crate::SyncAction;
 
-pub async fn sync(action: SyncAction) -> Result<()> {
+pub async fn sync(action: SyncAction, api: crate::api::client::ApiArgs) -> Result<()> {
     match action {
         SyncAction::Once { config, sync } => once(&config, &sync).await,
-        SyncAction::Pause { config, sync, api } => control(&config, &sync, "pause", &api).await,
-        SyncAction::Resume { config, sync, api } => control(&config, &sync, "resume", &api).await,
-        SyncAction::Cancel { config, sync, api } => control(&config, &sync, "cancel", &api).await,
+        SyncAction::Pause { config, sync } => control(&config, &sync, "pause", &api).await,
+        SyncAction::Resume { config, sync } => control(&config, &sync, "resume", &api).await,
+        SyncAction::Cancel { config, sync } => control(&config, &sync, "cancel", &api).await,
     }
 }
 

@@ -84,6 +84,13 @@ fn plain_fallback(server: &Server) -> bool {
             .unwrap_or(false)
 }
 
+/// `--config` of a command that also runs with `--remote` (where it is not needed).
+pub fn need_config(config: &Option<std::path::PathBuf>) -> Result<&Path> {
+    config
+        .as_deref()
+        .ok_or_else(|| anyhow!("--config (or FLEETSYNC_CONFIG) is required (or run against a coordinator with --remote URL)"))
+}
+
 pub fn opts_by_name(config: &Config, name: &str) -> Result<mysql_async::Opts> {
     let server = config
         .server(name)

@@ -24,20 +24,41 @@ use crate::preflight::source_spec;
 /// How long `status` waits for a running fleetsync's `/health`.
 const LIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-pub async fn status(path: &Path, as_json: bool) -> Result<()> {
-    let config = crate::opts::load_config(path).await?;
-    let live = live_pipelines(&config).await;
+pub async fn status(
+    path: Option<&Path>,
+    as_json: bool,
+    remote: Option<crate::remote::Remote>,
+) -> Result<()> {
+    let out = match remote {
+        Some(remote) => remote.get_json("/api/v1/status").await?,
+        None => {
+            let path = path.ok_or_else(|| {
+                anyhow!("--config (or FLEETSYNC_CONFIG) is required (or run against a coordinator with --remote URL)")
+            })?;
+            let config = crate::opts::load_config(path).await?;
+            report(&config).await?
+        }
+    };
+    print(&out, as_json)
+}
+
+/// The status document (`status --json`, and `GET /api/v1/status`).
+pub async fn report(config: &Config) -> Result<Value> {
+    let live = live_pipelines(config).await;
     let mut syncs = Vec::new();
     for sync in &config.syncs {
-        let mut s = sync_status(&config, sync).await?;
+        let mut s = sync_status(config, sync).await?;
         overlay_live(&mut s, &live);
         syncs.push(s);
     }
-    let out = json!({ "syncs": syncs });
+    Ok(json!({ "syncs": syncs }))
+}
+
+fn print(out: &Value, as_json: bool) -> Result<()> {
     if as_json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        print_text(&out);
+        print_text(out);
     }
     Ok(())
 }

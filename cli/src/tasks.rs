@@ -80,6 +80,8 @@ async fn run_once(config: &Config, servers: &[String]) {
                 filter: TableFilter::new(&[], &[]).map_err(|(_, e)| anyhow!(e))?,
                 settings: settings.clone(),
                 progress: Arc::new(NoProgress),
+                // The occurrence's future is dropped on shutdown (see spawn_backups).
+                cancel: CancellationToken::new(),
             })
         })() {
             Ok(req) => req,

@@ -13,11 +13,14 @@
 //! * [`sql`]: identifiers and exact SQL literals for values.
 //! * [`health`]: health reports (checks with evidence, overall status, fixes).
 //! * [`datadiff`]: key ranges, chunk checksums and the data diff report.
+//! * [`jobs`]: control-plane jobs (state, progress, log) and the reports of the tasks that run
+//!   as jobs (schema diff, backup create/verify/restore).
 
 pub mod calendar;
 pub mod codec;
 pub mod datadiff;
 pub mod health;
+pub mod jobs;
 pub mod position;
 pub mod record;
 pub mod schema;

@@ -8,7 +8,8 @@
 #   the sync routes are exercised beyond 404.
 # The tool goes into a venv (FLEETSYNC_API_VENV, default /tmp/fleetsync-api-venv), created and
 # filled on first use, like deploy/check.sh does. Exits with schemathesis's status.
-# The e2e test `api::api_schemathesis` starts a fleetsync and runs this.
+# The e2e test `api::api_schemathesis` starts a fleetsync and runs this. `GET /api/v1/events`
+# is left out: it is an endless Server-Sent Events stream (tested in api::jobs).
 set -euo pipefail
 
 BASE="${1:?usage: schemathesis.sh BASE_URL [SYNC]}"
@@ -40,4 +41,5 @@ SEED_ARGS=()
 exec "$VENV/bin/st" --config-file "$WORK/schemathesis.toml" --no-color run "$BASE/api/v1/openapi.json" \
     "${SEED_ARGS[@]}" \
     -H "Authorization: Bearer $FLEETSYNC_TOKEN" \
-    --checks all --max-examples "$EXAMPLES"
+    --checks all --max-examples "$EXAMPLES" \
+    --exclude-operation-id events

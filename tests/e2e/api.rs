@@ -22,6 +22,7 @@ use fleetsync_tests::{fleetsync_cmd_with, wait_until, Fleetsync};
 
 use crate::support::{check_refusal, dead_port, Pair, Refusal, SYNC_TIMEOUT};
 
+mod jobs;
 mod load;
 mod serving;
 
@@ -98,6 +99,18 @@ const PINNED: &[(&str, &[&str])] = &[
     ("bulk_resume_syncs", &["syncs:control"]),
     ("list_servers", &["servers:read"]),
     ("list_audit", &["audit:read"]),
+    ("start_health_job", &["validation:run"]),
+    ("start_schema_diff_job", &["migration:read"]),
+    ("start_data_diff_job", &["validation:run"]),
+    ("start_backup_create_job", &["backup:create"]),
+    ("start_backup_verify_job", &["backup:create"]),
+    ("start_backup_restore_job", &["backup:restore"]),
+    ("list_jobs", &[]),
+    ("get_job", &[]),
+    ("get_job_log", &[]),
+    ("cancel_job", &["validation:run"]),
+    ("events", &[]),
+    ("get_status", &["syncs:read"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).
@@ -172,6 +185,7 @@ async fn rbac_matrix(
     api: &ApiClient,
     doc: &serde_json::Value,
     tokens: &[(&'static str, String)],
+    job_id: &str,
     answers: &mut Vec<String>,
 ) -> Result<Vec<Call>> {
     let mut calls = Vec::new();
@@ -192,7 +206,7 @@ async fn rbac_matrix(
                 ),
                 None => println!("not pinned: {method} {path} ({id}) needs {needs:?}"),
             }
-            let mut url = path.replace("{name}", "s1");
+            let mut url = path.replace("{name}", "s1").replace("{id}", job_id);
             if method != "get" {
                 url.push_str("?dry_run=true");
             }
@@ -213,7 +227,19 @@ async fn rbac_matrix(
                     Some((_, perms)) if needs.iter().all(|n| perms.contains(&n.as_str())) => 200,
                     Some(_) => 403,
                 };
-                let r = api.request(&upper, &url, token, &body).await?;
+                let r = if id == "events" {
+                    // An endless stream: its status and first bytes are enough.
+                    fleetsync_tests::api::read_stream(
+                        api.port,
+                        &url,
+                        token,
+                        Duration::from_millis(500),
+                        |_| false,
+                    )
+                    .await?
+                } else {
+                    api.request(&upper, &url, token, &body).await?
+                };
                 if r.status >= 400 {
                     ensure!(
                         is_problem(&r),
@@ -313,8 +339,9 @@ async fn api_rbac_matrix_audit_tokens_and_secrets() -> Result<()> {
         doc["openapi"]
     );
 
-    // 1. The matrix.
-    let calls = rbac_matrix(&api, &doc, &tokens, &mut answers).await?;
+    // 1. The matrix (job routes on a real, finished job).
+    let job_id = jobs::finished_job(&api, &operator).await?;
+    let calls = rbac_matrix(&api, &doc, &tokens, &job_id, &mut answers).await?;
     let operations = calls.len() / (ROLES.len() + 1);
     let wrong: Vec<String> = calls
         .iter()

@@ -128,3 +128,58 @@ fn parse(raw: &str) -> Result<ApiResponse> {
         body: body.to_string(),
     })
 }
+
+/// `GET path` on plain HTTP, reading for at most `max` (for the endless `/api/v1/events`
+/// stream): the answer so far. Stops early at end of stream or once `enough(body)` holds.
+pub async fn read_stream(
+    port: u16,
+    path: &str,
+    token: Option<&str>,
+    max: std::time::Duration,
+    enough: impl Fn(&str) -> bool,
+) -> Result<ApiResponse> {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}\r\n");
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    tcp.write_all(req.as_bytes()).await?;
+    let deadline = tokio::time::Instant::now() + max;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Err(_) => break,
+            Ok(r) => r?,
+        };
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw);
+        if let Some((_, body)) = text.split_once("\r\n\r\n") {
+            if enough(body) {
+                break;
+            }
+        }
+    }
+    parse(&String::from_utf8_lossy(&raw))
+}
+
+/// The `event:`/`data:` pairs of a Server-Sent Events body (data parsed as JSON).
+pub fn sse_events(body: &str) -> Vec<(String, serde_json::Value)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let mut event = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = Some(e.trim().to_string());
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            Some((event?, serde_json::from_str(&data).ok()?))
+        })
+        .collect()
+}

@@ -26,6 +26,7 @@ use fleetsync_config::TableFilter;
 use fleetsync_proto::{ColumnType, TableSchema};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
+use tokio_util::sync::CancellationToken;
 
 use super::chunk::{self, quote, KeyCol, Range};
 use super::files::{safe_name, write_stored, Codec};
@@ -47,6 +48,9 @@ pub struct CreateRequest {
     pub filter: TableFilter,
     pub settings: Settings,
     pub progress: Arc<dyn Progress>,
+    /// Checked between key ranges: once cancelled, the dump stops after the ranges in hand
+    /// and its directory is removed (a cancelled backup leaves no trace, not even `failed`).
+    pub cancel: CancellationToken,
 }
 
 /// One table being dumped.
@@ -166,6 +170,13 @@ pub async fn create(req: &CreateRequest) -> Result<Manifest, BackupError> {
             tracing::info!(server, backup = %id, rows = m.total_rows, bytes = m.total_bytes, seconds = m.duration_seconds.unwrap_or_default(), position = m.position.as_deref().unwrap_or(""), "backup complete");
             Ok(m)
         }
+        Err(BackupError::Cancelled) => {
+            if let Err(e) = std::fs::remove_dir_all(&root) {
+                tracing::warn!(server, backup = %id, error = %e, "cannot remove the cancelled backup's directory");
+            }
+            tracing::info!(server, backup = %id, "backup cancelled: its directory is removed");
+            Err(BackupError::Cancelled)
+        }
         Err(e) => {
             m.status = Status::Failed;
             m.error = Some(e.to_string());
@@ -264,6 +275,9 @@ async fn run(
             format!("{} non-transactional table(s) could not be locked (no LOCK TABLES privilege): their content may not match the snapshot position", locked.len())
         });
     }
+    if req.cancel.is_cancelled() {
+        return Err(BackupError::Cancelled);
+    }
     let snap = snapshot::open(&req.opts, server, req.settings.threads).await?;
     m.position = Some(snap.position.to_string());
     m.consistency = snap.consistency.to_string();
@@ -275,10 +289,15 @@ async fn run(
     let (first, rest): (Vec<Unit>, Vec<Unit>) =
         units.into_iter().partition(|u| !u.dump.transactional);
     let worker = {
-        let ctx = ctx.clone();
+        let (ctx, cancel) = (ctx.clone(), req.cancel.clone());
         move |conn: Conn, unit: Unit| {
-            let ctx = ctx.clone();
-            async move { dump_unit(conn, &ctx, unit).await }
+            let (ctx, cancel) = (ctx.clone(), cancel.clone());
+            async move {
+                if cancel.is_cancelled() {
+                    return Err(BackupError::Cancelled);
+                }
+                dump_unit(conn, &ctx, unit).await
+            }
         }
     };
     let conns = pool::run(conns, first, worker.clone()).await?;
@@ -289,6 +308,9 @@ async fn run(
         let _ = l.disconnect().await;
     }
     let conns = pool::run(conns, rest, worker).await?;
+    if req.cancel.is_cancelled() {
+        return Err(BackupError::Cancelled);
+    }
     for mut c in conns {
         let _ = c.query_drop("COMMIT").await;
         let _ = c.disconnect().await;

@@ -61,6 +61,9 @@ pub enum BackupError {
     /// The server rejected a statement.
     #[error("server {server}: {message}")]
     Server { server: String, message: String },
+    /// The operation was cancelled (its `cancel` token fired); it left nothing behind.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl BackupError {

@@ -31,6 +31,7 @@ use std::time::Instant;
 use fleetsync_proto::Position;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
+use tokio_util::sync::CancellationToken;
 
 use super::chunk::quote;
 use super::files::{read_plain, Codec};
@@ -53,6 +54,10 @@ pub struct RestoreRequest {
     pub renames: Vec<(String, String)>,
     pub settings: Settings,
     pub progress: Arc<dyn Progress>,
+    /// Checked between data files and before the swap: once cancelled, the staging tables
+    /// are dropped and the target is left unchanged ([`BackupError::Cancelled`]). After the
+    /// swap a restore runs to its end.
+    pub cancel: CancellationToken,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -93,6 +98,7 @@ pub struct Prepared {
     root: std::path::PathBuf,
     progress: Arc<dyn Progress>,
     position: Option<Position>,
+    cancel: CancellationToken,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +176,7 @@ pub async fn prepare(req: &RestoreRequest) -> Result<Prepared, BackupError> {
         threads: req.settings.threads,
         progress: req.progress.clone(),
         position,
+        cancel: req.cancel.clone(),
     })
 }
 
@@ -201,7 +208,7 @@ async fn existing_objects(
     conn: &mut Conn,
     server: &str,
     m: &Manifest,
-    target_db: &dyn Fn(&str) -> String,
+    target_db: &(dyn Fn(&str) -> String + Sync),
 ) -> Result<Vec<(String, String, String)>, BackupError> {
     let rows: Vec<(String, String, String)> = conn
         .query("SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA NOT IN ('mysql','information_schema','performance_schema','sys')")
@@ -313,7 +320,11 @@ pub async fn execute(p: Prepared, drop_existing: bool) -> Result<RestoreReport, 
     let loaded = async {
         create_databases(&p, &mut conn).await?;
         staging.create(&mut conn).await?;
-        load_data(&p, &staging).await
+        load_data(&p, &staging).await?;
+        if p.cancel.is_cancelled() {
+            return Err(BackupError::Cancelled);
+        }
+        Ok(())
     }
     .await;
     if let Err(e) = loaded {
@@ -470,9 +481,15 @@ async fn load_data(p: &Prepared, staging: &Staging) -> Result<(), BackupError> {
         conns.push(c);
     }
     let ctx = Arc::new((server, p.root.clone(), p.codec.clone(), p.progress.clone()));
+    let cancel = p.cancel.clone();
     let worker = move |conn: Conn, unit: LoadUnit| {
-        let ctx = ctx.clone();
-        async move { load_file(conn, &ctx.0, &ctx.1, &ctx.2, &*ctx.3, unit).await }
+        let (ctx, cancel) = (ctx.clone(), cancel.clone());
+        async move {
+            if cancel.is_cancelled() {
+                return Err(BackupError::Cancelled);
+            }
+            load_file(conn, &ctx.0, &ctx.1, &ctx.2, &*ctx.3, unit).await
+        }
     };
     let conns = pool::run(conns, units, worker).await?;
     for c in conns {

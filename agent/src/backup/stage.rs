@@ -281,7 +281,11 @@ impl Staging {
     /// After a failure before the swap: drops every staging table and every database the
     /// restore created, and returns `err` saying what state the target is in.
     pub async fn abandon(&self, opts: &Opts, err: BackupError) -> BackupError {
-        let note = match self.clean(opts).await {
+        let cleaned = self.clean(opts).await;
+        if matches!(err, BackupError::Cancelled) && cleaned.is_ok() {
+            return BackupError::Cancelled;
+        }
+        let note = match cleaned {
             Ok(()) => "; the target was left unchanged (staging tables dropped)".to_string(),
             Err(e) => format!(
                 "; existing tables were not touched, but cleaning up failed ({e}): tables named {PREFIX}s{}_* may be left on the target (drop them by hand)",

@@ -25,6 +25,24 @@ pub struct VerifyReport {
 
 /// Verifies backup `m` stored under `dir`.
 pub fn verify(dir: &Path, m: &Manifest, settings: &Settings) -> Result<VerifyReport, BackupError> {
+    verify_with(dir, m, settings, &|| false)
+}
+
+/// [`verify`], asking `cancelled` before each file: once it answers true, no further file is
+/// read and the result is [`BackupError::Cancelled`].
+pub fn verify_with(
+    dir: &Path,
+    m: &Manifest,
+    settings: &Settings,
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Result<VerifyReport, BackupError> {
+    let check = || {
+        if cancelled() {
+            Err(BackupError::Cancelled)
+        } else {
+            Ok(())
+        }
+    };
     let root = manifest::backup_dir(dir, &m.id)?;
     if m.status != Status::Complete {
         return Err(BackupError::Refused(format!(
@@ -44,9 +62,13 @@ pub fn verify(dir: &Path, m: &Manifest, settings: &Settings) -> Result<VerifyRep
         .flat_map(|t| t.files.iter().map(|f| f.name.as_str()))
         .collect();
     let threads = settings.threads.max(1);
-    par_each(&files, threads, |f| read_checked(&root, f).map(|_| ()))?;
+    par_each(&files, threads, |f| {
+        check()?;
+        read_checked(&root, f).map(|_| ())
+    })?;
     let codec = settings.codec_for(m)?;
     par_each(&files, threads, |f| {
+        check()?;
         let is_data = data.contains(f.name.as_str());
         let plain = read_plain(&root, f, &codec, is_data)?;
         if is_data {

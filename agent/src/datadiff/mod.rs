@@ -158,7 +158,7 @@ impl Session {
     pub async fn tables(
         &mut self,
         db: Option<&str>,
-        keep: &dyn Fn(&str, &str) -> bool,
+        keep: &(dyn Fn(&str, &str) -> bool + Sync),
     ) -> Result<Vec<(String, String)>, SourceError> {
         let all = list_tables(&mut self.conn, &self.server, |s, t| {
             db.is_none_or(|d| d == s) && (db.is_some() || !NOT_USER.contains(&s)) && keep(s, t)
@@ -429,7 +429,7 @@ impl Session {
     pub async fn all_row_hashes(
         &mut self,
         t: &DiffTable,
-        keep: &dyn Fn(u64) -> bool,
+        keep: &(dyn Fn(u64) -> bool + Sync),
     ) -> Result<Vec<(u64, Option<Vec<Value>>)>, SourceError> {
         let sql = format!(
             "SELECT {}, {} FROM {}",

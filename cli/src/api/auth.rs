@@ -33,6 +33,11 @@ pub const METRIC_API_SECONDS: &str = "fleetsync_api_request_seconds";
 /// The security scheme every route names in the OpenAPI document.
 pub const SECURITY_SCHEME: &str = "bearer";
 
+/// Set on a response by a handler that started or cancelled a job: its id goes into the
+/// audit entry.
+#[derive(Debug, Clone)]
+pub struct JobId(pub String);
+
 /// What a documented route needs.
 #[derive(Debug, Clone)]
 pub struct RouteInfo {
@@ -204,7 +209,7 @@ async fn checked(
     client: SocketAddr,
     route: Option<RouteInfo>,
     action: &str,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let mut audit = entry(client, &req, action);
@@ -241,6 +246,8 @@ async fn checked(
         );
         return refuse(&state, audit, "denied", Problem::forbidden(detail)).await;
     }
+    // The handlers learn who calls (a job's `created_by`).
+    req.extensions_mut().insert(token.clone());
     if !is_mutating(req.method()) {
         return next.run(req).await;
     }
@@ -267,6 +274,7 @@ async fn checked(
         .await;
     let status = resp.status();
     audit.status = status.as_u16();
+    audit.job_id = resp.extensions().get::<JobId>().map(|j| j.0.clone());
     audit.outcome = match (status.is_success(), dry_run) {
         (true, true) => "dry_run",
         (true, false) => "ok",

@@ -12,14 +12,12 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-/// How the CLI reaches the API.
-#[derive(clap::Args, Debug, Clone)]
+/// How the CLI reaches the API (the global `--token` and `--api-ca`).
+#[derive(Debug, Clone, Default)]
 pub struct ApiArgs {
     /// API token (operator or above for sync control).
-    #[arg(long, env = "FLEETSYNC_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// PEM file of the CA that signed the API's certificate (with `[api] tls_cert`).
-    #[arg(long, env = "FLEETSYNC_API_CA")]
     pub api_ca: Option<PathBuf>,
 }
 
@@ -74,7 +72,7 @@ pub async fn post(
     Ok((status, body.trim().to_string()))
 }
 
-fn client_config(ca: &Path) -> Result<ClientConfig> {
+pub fn client_config(ca: &Path) -> Result<ClientConfig> {
     let mut roots = RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(ca)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -89,7 +87,10 @@ fn client_config(ca: &Path) -> Result<ClientConfig> {
         .with_no_client_auth())
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, request: &str) -> Result<String> {
+pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    request: &str,
+) -> Result<String> {
     s.write_all(request.as_bytes()).await?;
     s.flush().await?;
     let mut raw = Vec::new();

@@ -14,6 +14,7 @@ pub mod audit;
 mod auth;
 pub use auth::{METRIC_API_REQUESTS, METRIC_API_SECONDS};
 pub mod client;
+mod jobs;
 pub mod problem;
 pub mod roles;
 mod routes;
@@ -34,6 +35,9 @@ use crate::pipeline::Registry;
 /// Largest request body: the API's bodies are small JSON documents (a list of sync names).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// How often the pipelines' states are compared for `sync_state` events.
+const SYNC_EVENTS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the handlers share.
 pub struct Inner {
     pub config: Arc<Config>,
@@ -44,6 +48,7 @@ pub struct Inner {
     pub routes: auth::RouteTable,
     pub openapi_json: String,
     pub throughput: routes::Throughput,
+    pub jobs: Arc<crate::jobs::JobManager>,
 }
 
 pub type ApiState = Arc<Inner>;
@@ -82,6 +87,7 @@ pub async fn serve(
     let tls = check(&config, api)?;
     let tokens = tokens::TokenCache::new(&config.state_dir);
     let audit = audit::AuditLog::open(&config.state_dir)?;
+    let jobs = crate::jobs::JobManager::open(config.clone())?;
     let (router, openapi) = routes::router().split_for_parts();
     let routes = auth::RouteTable::from_openapi(&openapi)?;
     let openapi_json = openapi
@@ -96,8 +102,17 @@ pub async fn serve(
         routes,
         openapi_json,
         throughput: routes::Throughput::default(),
+        jobs,
     });
     routes::spawn_throughput(state.clone(), cancel.clone());
+    jobs::spawn_sync_events(state.clone(), SYNC_EVENTS_EVERY, cancel.clone());
+    {
+        let (jobs, cancel) = (state.jobs.clone(), cancel.clone());
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            jobs.cancel_all();
+        });
+    }
     let app = auth::wrap(router, state.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -68,6 +68,18 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(bulk_resume))
         .routes(routes!(list_servers))
         .routes(routes!(list_audit))
+        .routes(routes!(super::jobs::start_health_job))
+        .routes(routes!(super::jobs::start_schema_diff_job))
+        .routes(routes!(super::jobs::start_data_diff_job))
+        .routes(routes!(super::jobs::start_backup_create_job))
+        .routes(routes!(super::jobs::start_backup_verify_job))
+        .routes(routes!(super::jobs::start_backup_restore_job))
+        .routes(routes!(super::jobs::list_jobs))
+        .routes(routes!(super::jobs::get_job))
+        .routes(routes!(super::jobs::get_job_log))
+        .routes(routes!(super::jobs::cancel_job))
+        .routes(routes!(super::jobs::events))
+        .routes(routes!(super::jobs::get_status))
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;
@@ -108,7 +120,7 @@ struct HealthView {
     pipelines: Vec<PipelineHealth>,
 }
 
-fn pipelines(s: &ApiState) -> Vec<PipelineStatus> {
+pub(super) fn pipelines(s: &ApiState) -> Vec<PipelineStatus> {
     s.registry
         .lock()
         .map(|r| r.values().cloned().collect())

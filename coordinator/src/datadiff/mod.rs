@@ -14,11 +14,13 @@
 mod repair;
 mod walk;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleetsync_agent::datadiff::{DiffTable, Session};
 use fleetsync_agent::SourceError;
 use fleetsync_proto::datadiff::{DataDiffReport, DiffMethod, TableReport, TableStatus};
+use tokio_util::sync::CancellationToken;
 
 pub use repair::RepairSql;
 
@@ -41,6 +43,21 @@ pub struct Options {
     pub max_table_time: Option<Duration>,
     /// Read the source rows needed for repair SQL.
     pub repair: bool,
+    /// Checked between chunks and tables: once cancelled, the table in hand is reported as
+    /// skipped and no further table is compared (the caller tells a cancelled diff apart).
+    pub cancel: CancellationToken,
+    /// Told about each table once it is compared (progress of a job).
+    pub on_table: Option<TableDone>,
+}
+
+/// A callback for each compared table.
+#[derive(Clone)]
+pub struct TableDone(pub Arc<dyn Fn(&TableReport) + Send + Sync>);
+
+impl std::fmt::Debug for TableDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TableDone")
+    }
 }
 
 impl Default for Options {
@@ -50,6 +67,8 @@ impl Default for Options {
             max_table_rows: None,
             max_table_time: None,
             repair: false,
+            cancel: CancellationToken::new(),
+            on_table: None,
         }
     }
 }
@@ -67,7 +86,7 @@ pub async fn diff(
     source: &mut Session,
     target: &mut Session,
     scope: &Scope,
-    keep: &dyn Fn(&str, &str) -> bool,
+    keep: &(dyn Fn(&str, &str) -> bool + Sync),
     opts: &Options,
     repair: &mut RepairSql,
 ) -> Result<Vec<TableReport>, SourceError> {
@@ -96,6 +115,9 @@ pub async fn diff(
     let to_source = |db: &str| sdb.map_or(db.to_string(), str::to_string);
     let mut reports = Vec::new();
     for (db, table) in &src_tables {
+        if opts.cancel.is_cancelled() {
+            break;
+        }
         let tdb_name = tdb.map_or(db.clone(), str::to_string);
         let on_target = tgt_tables.iter().any(|(d, t)| *d == tdb_name && t == table);
         let mut report = if on_target {
@@ -117,6 +139,9 @@ pub async fn diff(
             report.target_schema = Some(tdb_name);
         }
         log_table(&report);
+        if let Some(done) = &opts.on_table {
+            (done.0)(&report);
+        }
         reports.push(report);
     }
     for (db, table) in &tgt_tables {

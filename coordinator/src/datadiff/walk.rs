@@ -116,8 +116,15 @@ impl<'a> Walk<'a> {
         Ok((a?, b?))
     }
 
-    /// Sets the skip reason when the table's time budget is spent.
+    /// Sets the skip reason when the table's time budget is spent or the diff is cancelled.
     fn over_budget(&self, report: &mut TableReport) -> bool {
+        if self.opts.cancel.is_cancelled() {
+            report.skipped = Some(format!(
+                "skipped: the diff was cancelled ({} chunks, {} source rows compared)",
+                report.chunks, report.rows_source
+            ));
+            return true;
+        }
         match self.opts.max_table_time {
             Some(max) if self.started.elapsed() > max => {
                 report.skipped = Some(format!(

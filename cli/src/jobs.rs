@@ -1,0 +1,487 @@
+//! The job manager: runs service calls ([`crate::service`]) as jobs for the API, with live
+//! progress, a bounded log, cancellation and a durable record.
+//!
+//! * A job is `queued` until one of [`MAX_RUNNING`] slots is free, then `running`, then
+//!   `succeeded` (the task produced its report, whatever its verdict: a diff that found
+//!   differences succeeded, its `exit_code` says 1), `failed` (an error, one line) or
+//!   `cancelled`.
+//! * Each job is kept in memory and in `<state_dir>/jobs/<id>.json` (written when it is
+//!   created, started and finished, not at each progress step). At start, jobs that the
+//!   record shows `queued` or `running` are marked `failed: interrupted by a restart`. The
+//!   newest [`KEEP_FINISHED`] finished jobs are kept.
+//! * Every change is published on [`JobManager::subscribe`] (the API's `/events`): a
+//!   `job_state` event for each state change, `job_progress` at most every
+//!   [`PROGRESS_EVERY`] per job.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use fleetsync_config::Config;
+use fleetsync_proto::jobs::{Job, JobLogLine, JobProgress, JobState};
+use serde::Serialize;
+use tokio::sync::{broadcast, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::service::{JobRequest, ProgressSink, ServiceError, Tracker};
+
+/// Jobs that run at once; more wait as `queued` (the machine's connections and CPU are
+/// shared with the syncs).
+pub const MAX_RUNNING: usize = 2;
+/// Lines kept in a job's log (the oldest are dropped).
+pub const LOG_LINES: usize = 200;
+/// Least time between two `job_progress` events of one job.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// Events buffered for slow `/events` readers (a reader that falls further behind misses
+/// events and is told so).
+pub const EVENT_BUFFER: usize = 1024;
+/// Finished jobs kept (in memory and on disk); the oldest beyond this are deleted when a new
+/// job starts.
+pub const KEEP_FINISHED: usize = 1000;
+/// The error of a job that was running when the process stopped.
+pub const INTERRUPTED: &str = "interrupted by a restart";
+
+/// One event of `/api/v1/events`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// `job_state`, `job_progress` or `sync_state`.
+    pub event: &'static str,
+    pub data: serde_json::Value,
+}
+
+struct Entry {
+    job: Job,
+    log: VecDeque<JobLogLine>,
+    cancel: CancellationToken,
+    last_progress: Option<Instant>,
+}
+
+/// The jobs of this process.
+pub struct JobManager {
+    config: Arc<Config>,
+    dir: PathBuf,
+    jobs: Mutex<HashMap<String, Entry>>,
+    slots: Arc<Semaphore>,
+    events: broadcast::Sender<Event>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// What a stored record holds: the job and its log.
+#[derive(Serialize, serde::Deserialize)]
+struct Record {
+    job: Job,
+    log: Vec<JobLogLine>,
+}
+
+impl JobManager {
+    /// Loads the records under `<state_dir>/jobs`, marking unfinished ones interrupted.
+    pub fn open(config: Arc<Config>) -> Result<Arc<JobManager>> {
+        let dir = config.state_dir.join("jobs");
+        fleetsync_agent::owner_only::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the job directory {}", dir.display()))?;
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let m = JobManager {
+            config,
+            dir,
+            jobs: Mutex::new(HashMap::new()),
+            slots: Arc::new(Semaphore::new(MAX_RUNNING)),
+            events,
+        };
+        m.load()?;
+        Ok(Arc::new(m))
+    }
+
+    fn load(&self) -> Result<()> {
+        let entries = std::fs::read_dir(&self.dir)
+            .with_context(|| format!("cannot list {}", self.dir.display()))?;
+        let mut jobs = self
+            .jobs
+            .lock()
+            .map_err(|_| anyhow::anyhow!("job table poisoned"))?;
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            let record: Record = match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "skipping an unreadable job record");
+                    continue;
+                }
+            };
+            let mut entry = Entry {
+                job: record.job,
+                log: record.log.into(),
+                cancel: CancellationToken::new(),
+                last_progress: None,
+            };
+            if !entry.job.state.is_final() {
+                entry.job.state = JobState::Failed;
+                entry.job.error = Some(INTERRUPTED.into());
+                entry.job.finished_at = Some(now());
+                entry.log.push_back(JobLogLine {
+                    time: now(),
+                    message: format!("failed: {INTERRUPTED}"),
+                });
+                if let Err(e) = self.write(&entry) {
+                    tracing::warn!(job = %entry.job.id, error = %e, "cannot rewrite an interrupted job's record");
+                }
+            }
+            jobs.insert(entry.job.id.clone(), entry);
+        }
+        Ok(())
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    fn write(&self, e: &Entry) -> Result<()> {
+        let record = Record {
+            job: e.job.clone(),
+            log: e.log.iter().cloned().collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&record)?;
+        write_atomic(&self.path(&e.job.id), &bytes)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Publishes an event (nobody listening is fine).
+    pub fn publish(&self, event: &'static str, data: serde_json::Value) {
+        let _ = self.events.send(Event { event, data });
+    }
+
+    /// Every job, newest first.
+    pub fn list(&self) -> Vec<Job> {
+        let mut all: Vec<Job> = self
+            .jobs
+            .lock()
+            .map(|j| j.values().map(|e| e.job.clone()).collect())
+            .unwrap_or_default();
+        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        all
+    }
+
+    pub fn get(&self, id: &str) -> Option<Job> {
+        self.jobs.lock().ok()?.get(id).map(|e| e.job.clone())
+    }
+
+    pub fn log(&self, id: &str) -> Option<Vec<JobLogLine>> {
+        let jobs = self.jobs.lock().ok()?;
+        jobs.get(id).map(|e| e.log.iter().cloned().collect())
+    }
+
+    /// Asks a job to stop. `None`: no such job; `Some(false)`: it already finished.
+    pub fn cancel(&self, id: &str) -> Option<bool> {
+        let jobs = self.jobs.lock().ok()?;
+        let e = jobs.get(id)?;
+        if e.job.state.is_final() {
+            return Some(false);
+        }
+        e.cancel.cancel();
+        Some(true)
+    }
+
+    /// Asks every unfinished job to stop (the process is shutting down): a backup that stops
+    /// in time removes its directory; one that does not is marked interrupted at the next
+    /// start.
+    pub fn cancel_all(&self) {
+        if let Ok(jobs) = self.jobs.lock() {
+            jobs.values()
+                .filter(|e| !e.job.state.is_final())
+                .for_each(|e| e.cancel.cancel());
+        }
+    }
+
+    /// Deletes the oldest finished jobs beyond [`KEEP_FINISHED`].
+    fn prune(&self, jobs: &mut HashMap<String, Entry>) {
+        let mut finished: Vec<(String, String)> = jobs
+            .values()
+            .filter(|e| e.job.state.is_final())
+            .map(|e| (e.job.created_at.clone(), e.job.id.clone()))
+            .collect();
+        if finished.len() <= KEEP_FINISHED {
+            return;
+        }
+        finished.sort();
+        for (_, id) in finished.iter().take(finished.len() - KEEP_FINISHED) {
+            jobs.remove(id);
+            if let Err(e) = std::fs::remove_file(self.path(id)) {
+                tracing::warn!(job = %id, error = %e, "cannot delete an old job's record");
+            }
+        }
+    }
+
+    /// Changes a job under the lock; returns its new state (for the event), and writes the
+    /// record when `durable`.
+    fn change(&self, id: &str, durable: bool, f: impl FnOnce(&mut Entry)) -> Option<Job> {
+        let mut jobs = self.jobs.lock().ok()?;
+        let e = jobs.get_mut(id)?;
+        f(e);
+        if durable {
+            if let Err(err) = self.write(e) {
+                tracing::error!(job = %id, error = %err, "cannot write the job's record");
+            }
+        }
+        Some(e.job.clone())
+    }
+
+    fn state_event(&self, job: &Job) {
+        self.publish(
+            "job_state",
+            serde_json::json!({
+                "id": job.id, "kind": job.kind, "state": job.state,
+                "error": job.error, "exit_code": job.exit_code,
+            }),
+        );
+    }
+
+    /// Starts `req` as a job by `created_by`; returns it (`queued`) at once.
+    pub fn start<R: JobRequest>(self: &Arc<Self>, req: R, created_by: &str) -> Result<Job> {
+        let id = format!(
+            "{}-{:08x}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+            rand::random::<u32>()
+        );
+        let job = Job {
+            id: id.clone(),
+            kind: R::KIND,
+            state: JobState::Queued,
+            created_by: created_by.to_string(),
+            params: serde_json::to_value(&req)?,
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            progress: JobProgress::default(),
+            error: None,
+            exit_code: None,
+            result: None,
+        };
+        let cancel = CancellationToken::new();
+        let entry = Entry {
+            job: job.clone(),
+            log: VecDeque::new(),
+            cancel: cancel.clone(),
+            last_progress: None,
+        };
+        self.write(&entry)?;
+        {
+            let mut jobs = self
+                .jobs
+                .lock()
+                .map_err(|_| anyhow::anyhow!("job table poisoned"))?;
+            jobs.insert(id.clone(), entry);
+            self.prune(&mut jobs);
+        }
+        self.state_event(&job);
+        tracing::info!(job = %id, kind = R::KIND.as_str(), created_by, "job queued");
+        let me = self.clone();
+        tokio::spawn(async move { me.drive(id, req, cancel).await });
+        Ok(job)
+    }
+
+    async fn drive<R: JobRequest>(self: Arc<Self>, id: String, req: R, cancel: CancellationToken) {
+        let permit = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            p = self.slots.clone().acquire_owned() => p.ok(),
+        };
+        if permit.is_none() {
+            self.finish(&id, Outcome::Cancelled);
+            return;
+        }
+        if let Some(job) = self.change(&id, true, |e| {
+            e.job.state = JobState::Running;
+            e.job.started_at = Some(now());
+        }) {
+            self.state_event(&job);
+        }
+        tracing::info!(job = %id, kind = R::KIND.as_str(), "job running");
+        let sink: Arc<dyn ProgressSink> = Arc::new(JobSink {
+            manager: Arc::downgrade(&self),
+            id: id.clone(),
+        });
+        let tracker = Tracker::new(sink);
+        let outcome = match run::<R>(&self.config, &req, &tracker, &cancel).await {
+            Ok((result, exit_code)) => Outcome::Done { result, exit_code },
+            Err(ServiceError::Cancelled) => Outcome::Cancelled,
+            Err(ServiceError::Failed(e)) => Outcome::Failed {
+                error: crate::exit::one_line(e.as_ref()),
+                exit_code: R::EXIT_ERROR,
+            },
+        };
+        // A task that finished its work just as the cancel came is done, not cancelled.
+        self.finish(&id, outcome);
+        drop(permit);
+    }
+
+    fn finish(&self, id: &str, outcome: Outcome) {
+        let job = self.change(id, true, |e| {
+            let (state, line) = match outcome {
+                Outcome::Done { result, exit_code } => {
+                    e.job.result = Some(result);
+                    e.job.exit_code = Some(exit_code);
+                    (
+                        JobState::Succeeded,
+                        format!("succeeded (exit code {exit_code})"),
+                    )
+                }
+                Outcome::Failed { error, exit_code } => {
+                    e.job.exit_code = Some(exit_code);
+                    let line = format!("failed: {error}");
+                    e.job.error = Some(error);
+                    (JobState::Failed, line)
+                }
+                Outcome::Cancelled => (JobState::Cancelled, "cancelled".to_string()),
+            };
+            e.job.state = state;
+            e.job.finished_at = Some(now());
+            push_log(&mut e.log, line);
+        });
+        if let Some(job) = job {
+            tracing::info!(job = %id, state = job.state.as_str(), error = job.error.as_deref().unwrap_or(""), "job finished");
+            self.publish("job_progress", progress_data(&job));
+            self.state_event(&job);
+        }
+    }
+}
+
+enum Outcome {
+    Done {
+        result: serde_json::Value,
+        exit_code: u8,
+    },
+    Failed {
+        error: String,
+        exit_code: u8,
+    },
+    Cancelled,
+}
+
+fn push_log(log: &mut VecDeque<JobLogLine>, message: String) {
+    if log.len() >= LOG_LINES {
+        log.pop_front();
+    }
+    log.push_back(JobLogLine {
+        time: now(),
+        message,
+    });
+}
+
+fn progress_data(job: &Job) -> serde_json::Value {
+    serde_json::json!({ "id": job.id, "kind": job.kind, "state": job.state, "progress": job.progress })
+}
+
+/// Runs the service call of `R`: its report as JSON and the CLI's exit code for it.
+async fn run<R: JobRequest>(
+    config: &Config,
+    req: &R,
+    tracker: &Arc<Tracker>,
+    cancel: &CancellationToken,
+) -> Result<(serde_json::Value, u8), ServiceError> {
+    let report = req.run(config, tracker, cancel).await?;
+    let code = R::exit_code(&report);
+    let value = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
+    Ok((value, code))
+}
+
+/// A job's progress and log lines, into the manager.
+struct JobSink {
+    manager: std::sync::Weak<JobManager>,
+    id: String,
+}
+
+impl ProgressSink for JobSink {
+    fn progress(&self, p: &JobProgress) {
+        let Some(m) = self.manager.upgrade() else {
+            return;
+        };
+        let mut publish = false;
+        let job = m.change(&self.id, false, |e| {
+            e.job.progress = p.clone();
+            let due = e
+                .last_progress
+                .is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
+            if due {
+                e.last_progress = Some(Instant::now());
+                publish = true;
+            }
+        });
+        if let (true, Some(job)) = (publish, job) {
+            m.publish("job_progress", progress_data(&job));
+        }
+    }
+
+    fn log(&self, message: &str) {
+        if let Some(m) = self.manager.upgrade() {
+            m.change(&self.id, false, |e| {
+                push_log(&mut e.log, message.to_string())
+            });
+        }
+    }
+}
+
+/// Writes `path` by a rename, so a crash leaves the old record or the new one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    fleetsync_agent::owner_only::write(&tmp, bytes)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetsync_proto::jobs::JobKind;
+
+    fn config(dir: &Path) -> Arc<Config> {
+        let text = format!("state_dir = {:?}\n", dir.display().to_string());
+        Arc::new(Config::parse(&text).expect("config"))
+    }
+
+    /// A record left `running` by a stopped process is loaded as failed: interrupted.
+    #[tokio::test]
+    async fn running_jobs_are_interrupted_by_a_restart() {
+        let dir = std::env::temp_dir().join(format!("fleetsync-jobs-{}", rand::random::<u32>()));
+        let m = JobManager::open(config(&dir)).expect("open");
+        let entry = Entry {
+            job: Job {
+                id: "j1".into(),
+                kind: JobKind::BackupCreate,
+                state: JobState::Running,
+                created_by: "t".into(),
+                params: serde_json::json!({}),
+                created_at: now(),
+                started_at: Some(now()),
+                finished_at: None,
+                progress: JobProgress::default(),
+                error: None,
+                exit_code: None,
+                result: None,
+            },
+            log: VecDeque::new(),
+            cancel: CancellationToken::new(),
+            last_progress: None,
+        };
+        m.write(&entry).expect("write");
+        drop(m);
+        let m = JobManager::open(config(&dir)).expect("reopen");
+        let job = m.get("j1").expect("loaded");
+        assert_eq!(job.state, JobState::Failed);
+        assert_eq!(job.error.as_deref(), Some(INTERRUPTED));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

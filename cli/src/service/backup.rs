@@ -1,0 +1,243 @@
+//! `backup create`, `verify` and `restore` (incl. point-in-time); shared by `fleetsync backup
+//! create|verify|restore` and the `backup_create` / `backup_verify` / `backup_restore` jobs. A cancelled create stops between key ranges and
+//! removes its directory (never listed, not even as failed); a cancelled verify stops between
+//! files (it only reads).
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use fleetsync_agent::backup::{dump, manifest, restore, verify, BackupError, Settings};
+use fleetsync_config::{Config, TableFilter};
+use fleetsync_coordinator::pitr;
+use fleetsync_proto::jobs::{
+    BackupCreateReport, BackupRestoreReport, BackupVerifyReport, RestorePlanReport, RestoredReport,
+};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::{ServiceError, ServiceResult, Tracker};
+use crate::opts::opts_by_name;
+
+/// Exit code of a failed backup command.
+pub const EXIT_ERROR: u8 = 1;
+
+/// Back up a server.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupCreateRequest {
+    /// `[[servers]] name`.
+    pub server: String,
+    /// `schema.table` regexes to include (default: every table of every user database).
+    #[serde(default)]
+    pub include: Vec<String>,
+}
+
+/// Verify a stored backup.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupVerifyRequest {
+    /// The backup's id (as listed).
+    pub id: String,
+}
+
+fn cancelled_or(e: BackupError) -> ServiceError {
+    match e {
+        BackupError::Cancelled => ServiceError::Cancelled,
+        other => ServiceError::Failed(other.into()),
+    }
+}
+
+pub async fn create(
+    config: &Config,
+    req: &BackupCreateRequest,
+    tracker: &Arc<Tracker>,
+    cancel: &CancellationToken,
+) -> ServiceResult<BackupCreateReport> {
+    let settings = Settings::from_config(&config.backup).map_err(cancelled_or)?;
+    let opts = opts_by_name(config, &req.server)?;
+    let filter = TableFilter::new(&req.include, &[])
+        .map_err(|(i, e)| anyhow!("--include #{}: {e}", i + 1))?;
+    let dump_req = dump::CreateRequest {
+        server: req.server.clone(),
+        opts,
+        filter,
+        settings,
+        progress: tracker.clone(),
+        cancel: cancel.clone(),
+    };
+    tracker.phase(format!("backing up server {}", req.server));
+    let m = dump::create(&dump_req).await.map_err(cancelled_or)?;
+    tracker.bytes(m.total_bytes);
+    tracker.log(&format!("backup {} complete", m.id));
+    Ok(BackupCreateReport {
+        id: m.id.clone(),
+        server: m.server.clone(),
+        status: serde_json::to_value(m.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        dir: dump_req.settings.dir.join(&m.id).display().to_string(),
+        tables: m.tables.len(),
+        views: m.views.len(),
+        rows: m.total_rows,
+        bytes: m.total_bytes,
+        files: m.files().count(),
+        duration_seconds: m.duration_seconds,
+        position: m.position.clone(),
+        encrypted: m.encrypted,
+        compression: m.compression.clone(),
+    })
+}
+
+pub async fn verify(
+    config: &Config,
+    req: &BackupVerifyRequest,
+    tracker: &Arc<Tracker>,
+    cancel: &CancellationToken,
+) -> ServiceResult<BackupVerifyReport> {
+    let settings = Settings::from_config(&config.backup).map_err(cancelled_or)?;
+    let m = manifest::read(&settings.dir, &req.id).map_err(cancelled_or)?;
+    tracker.phase(format!("verifying backup {}", req.id));
+    tracker.planned(None, Some(m.total_rows.max(1)));
+    let cancel = cancel.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        verify::verify_with(&settings.dir, &m, &settings, &|| cancel.is_cancelled())
+    })
+    .await
+    .context("verification stopped")?
+    .map_err(cancelled_or)?;
+    tracker.rows(report.rows);
+    tracker.bytes(report.bytes);
+    Ok(BackupVerifyReport {
+        id: req.id.clone(),
+        files: report.files,
+        bytes: report.bytes,
+        statements: report.statements,
+        rows: report.rows,
+    })
+}
+
+/// Restore a backup to a server, optionally rolled forward to a point in time.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRestoreRequest {
+    /// The backup's id (as listed).
+    pub id: String,
+    /// `[[servers]] name` of the target.
+    pub to_server: String,
+    /// `OLD=NEW`: restore database OLD as NEW.
+    #[serde(default)]
+    pub rename_db: Vec<String>,
+    /// Replay the archived binlog up to this time (`YYYY-MM-DD HH:MM:SS`, UTC).
+    #[serde(default)]
+    pub to_time: Option<String>,
+    /// Replay the archived binlog up to and including this GTID position (`D-S-N[,...]`).
+    #[serde(default)]
+    pub to_gtid: Option<String>,
+    /// Verify and plan only (as `--dry-run`): change nothing.
+    #[serde(default)]
+    pub plan_only: bool,
+    /// Drop and replace target tables/views that already exist (as `--yes`); without it a
+    /// restore that would replace something fails and changes nothing.
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+fn convert<A: Serialize, B: serde::de::DeserializeOwned>(a: &A) -> anyhow::Result<B> {
+    Ok(serde_json::from_value(serde_json::to_value(a)?)?)
+}
+
+/// Verifies the backup and checks the target (and the binlog archive's coverage for a
+/// point-in-time restore) without changing anything; then, unless `plan_only`, asks `decide`
+/// whether existing objects may be replaced, loads (cancellable until the swap: the staging
+/// tables are dropped, the target is left unchanged) and replays (not cancellable).
+pub async fn restore(
+    config: &Config,
+    req: &BackupRestoreRequest,
+    decide: impl Fn(&RestorePlanReport) -> anyhow::Result<bool>,
+    tracker: &Arc<Tracker>,
+    cancel: &CancellationToken,
+) -> ServiceResult<BackupRestoreReport> {
+    let settings = Settings::from_config(&config.backup).map_err(cancelled_or)?;
+    let rreq = restore::RestoreRequest {
+        id: req.id.clone(),
+        target: req.to_server.clone(),
+        opts: opts_by_name(config, &req.to_server)?,
+        renames: parse_renames(&req.rename_db)?,
+        settings,
+        progress: tracker.clone(),
+        cancel: cancel.clone(),
+    };
+    tracker.phase(format!(
+        "verifying backup {} and checking {}",
+        req.id, req.to_server
+    ));
+    let prepared = restore::prepare(&rreq).await.map_err(cancelled_or)?;
+    let manifest = &prepared.manifest;
+    let databases: Vec<String> = manifest.databases.iter().map(|d| d.name.clone()).collect();
+    let to = crate::archive_cmd::ReplayTo {
+        to_time: req.to_time.clone(),
+        to_gtid: req.to_gtid.clone(),
+    };
+    let pitr = crate::archive_cmd::pitr_for_backup(
+        config,
+        &manifest.server,
+        manifest.position.as_deref(),
+        &manifest.started,
+        &databases,
+        to,
+        &req.to_server,
+        &req.rename_db,
+    )?;
+    let replay = match &pitr {
+        Some((spec, _)) => Some(pitr::plan(spec).map_err(anyhow::Error::from)?),
+        None => None,
+    };
+    let mut report = BackupRestoreReport {
+        id: req.id.clone(),
+        target: req.to_server.clone(),
+        dry_run: req.plan_only,
+        plan: convert(&prepared.plan)?,
+        replay_plan: replay.as_ref().map(convert).transpose()?,
+        restored: None,
+        replayed: None,
+    };
+    if req.plan_only {
+        return Ok(report);
+    }
+    let drop_existing = decide(&report.plan)?;
+    if cancel.is_cancelled() {
+        return Err(ServiceError::Cancelled);
+    }
+    tracker.phase(format!("restoring backup {} to {}", req.id, req.to_server));
+    let done = restore::execute(prepared, drop_existing)
+        .await
+        .map_err(cancelled_or)?;
+    report.restored = Some(RestoredReport {
+        tables: done.tables,
+        rows: done.rows,
+        seconds: done.seconds,
+        position: done.position.map(|p| p.to_string()),
+    });
+    if let (Some((spec, target)), Some(plan)) = (&pitr, &replay) {
+        tracker.phase(format!("replaying the binlog onto {}", req.to_server));
+        let r = pitr::replay(spec, plan, target)
+            .await
+            .map_err(anyhow::Error::from)?;
+        report.replayed = Some(convert(&r)?);
+    }
+    Ok(report)
+}
+
+/// `--rename-db OLD=NEW` pairs.
+pub fn parse_renames(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| anyhow!("--rename-db {s:?}: expected OLD=NEW"))
+        })
+        .collect()
+}

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use anyhow::{anyhow, Result};
 use fleetsync_agent::source::schema::list_tables;
 use fleetsync_config::{Config, SyncConfig};
+use fleetsync_coordinator::gc::{self, Evictions, GcGroup, GcMember};
 use fleetsync_coordinator::versions;
 use mysql_async::prelude::Queryable;
 
@@ -27,8 +28,8 @@ pub enum Mode {
 }
 
 /// Gauge: tombstones (deleted keys' versions) kept on a member. Labels `sync` (the group),
-/// `server`. Tombstones are not collected yet: this grows with the deleted keys.
-pub const METRIC_TOMBSTONES: &str = "fleetsync_tombstones";
+/// `server`. Also set by the GC rounds after each purge (`fleetsync_coordinator::gc`).
+pub const METRIC_TOMBSTONES: &str = fleetsync_coordinator::gc::METRIC_TOMBSTONES;
 
 /// How often the tombstone gauge is refreshed (a `COUNT(*)` per tombstone table).
 const TOMBSTONE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
@@ -96,6 +97,44 @@ async fn count_tombstones(config: &Config, i: &Installed) -> Result<u64> {
     }
     let _ = conn.disconnect().await;
     Ok(total)
+}
+
+/// The GC settings of every group of `config`.
+pub fn gc_groups(config: &Config) -> Result<Vec<GcGroup>> {
+    let mut out = Vec::new();
+    for (group, members) in config.groups() {
+        let (every, bound) = members[0].tombstone_gc()?;
+        let mut list = Vec::new();
+        for s in &members {
+            list.push(GcMember {
+                name: s.source.clone(),
+                opts: opts_by_name(config, &s.source)?,
+            });
+        }
+        out.push(GcGroup {
+            group: group.to_string(),
+            members: list,
+            every,
+            bound,
+        });
+    }
+    Ok(out)
+}
+
+/// Loads the recorded evictions into `evictions` (before any pipeline starts), then runs the
+/// GC rounds of every group until `cancel` (see `fleetsync_coordinator::gc`).
+pub async fn start_gc(
+    config: &Config,
+    evictions: &Evictions,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<()> {
+    let groups = gc_groups(config)?;
+    gc::load(&groups, evictions).await;
+    for g in groups {
+        tracing::info!(group = %g.group, every = ?g.every, bound = ?g.bound, "tombstone GC rounds started");
+        tokio::spawn(gc::run_group(g, evictions.clone(), cancel.child_token()));
+    }
+    Ok(())
 }
 
 async fn connect(config: &Config, server: &str) -> Result<mysql_async::Conn> {
@@ -213,7 +252,7 @@ async fn prepare_group(
                 }
             }
             Mode::Install => {
-                versions::install(conn, &s.source, &plans)
+                versions::install(conn, &s.source, group, &plans)
                     .await
                     .map_err(|e| refuse(e.to_string()))?;
                 tracing::info!(group, server = %s.source, tables = plans.len(), "row versions, tombstones and triggers installed");

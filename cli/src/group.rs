@@ -137,6 +137,87 @@ pub async fn start_gc(
     Ok(())
 }
 
+/// `fleetsync group readmit` (see the command's help and docs/bidirectional.md).
+pub async fn readmit(
+    path: &std::path::Path,
+    group: &str,
+    member: &str,
+    from: &str,
+    position: &str,
+) -> Result<()> {
+    let config = crate::opts::load_config(path).await?;
+    let groups = config.groups();
+    let (_, syncs) = groups
+        .iter()
+        .find(|(g, _)| *g == group)
+        .ok_or_else(|| anyhow!("no bidirectional group named {group:?}"))?;
+    let members: Vec<&str> = syncs.iter().map(|s| s.source.as_str()).collect();
+    for (what, m) in [("--member", member), ("--from", from)] {
+        if !members.contains(&m) {
+            return Err(anyhow!(
+                "{what} {m:?} is not a member of group {group} ({})",
+                members.join(", ")
+            ));
+        }
+    }
+    if member == from {
+        return Err(anyhow!("--from must be another member than --member"));
+    }
+    let pos: fleetsync_proto::Position = position
+        .parse()
+        .map_err(|e| anyhow!("--position: {e}"))?;
+    // Every member first: nothing is changed unless all of them can be.
+    let mut conns = Vec::new();
+    for m in &members {
+        let mut conn = connect(&config, m).await?;
+        conn.query_drop("SET SESSION skip_replication=1")
+            .await
+            .map_err(|e| anyhow!("server {m}: {e}"))?;
+        conns.push((*m, conn));
+    }
+    let (_, xconn) = conns
+        .iter_mut()
+        .find(|(m, _)| *m == member)
+        .ok_or_else(|| anyhow!("no connection to {member}"))?;
+    let end: Option<(String, u64)> = xconn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .map_err(|e| anyhow!("server {member}: SHOW MASTER STATUS: {e}"))?;
+    let (file, offset) = end.ok_or_else(|| anyhow!("server {member}: binary log is off"))?;
+    let end = format!("{file}:{offset}");
+    let upsert = "INSERT INTO `fleetsync`.`sync_state` (`sync_name`, `source_name`, `position`, `snapshot_state`) \
+                  VALUES (?, ?, ?, 'done') ON DUPLICATE KEY UPDATE `position` = VALUES(`position`), \
+                  `snapshot_state` = 'done', `bus_offset` = NULL";
+    for (m, conn) in conns.iter_mut() {
+        let (sync, source, at) = if *m == member {
+            (format!("{group}.{from}"), from, pos.to_string())
+        } else {
+            (format!("{group}.{member}"), member, end.clone())
+        };
+        conn.exec_drop(upsert, (&sync, source, &at))
+            .await
+            .map_err(|e| anyhow!("server {m}: setting the position of {sync}: {e}"))?;
+    }
+    for (m, conn) in conns.iter_mut() {
+        conn.query_drop(gc::CREATE_EVICTED_TABLE)
+            .await
+            .map_err(|e| anyhow!("server {m}: creating fleetsync.gc_evicted: {e}"))?;
+        conn.exec_drop(
+            "DELETE FROM `fleetsync`.`gc_evicted` WHERE `sync_name` = ? AND `member` = ?",
+            (group, member),
+        )
+        .await
+        .map_err(|e| anyhow!("server {m}: clearing the eviction: {e}"))?;
+    }
+    for (_, conn) in conns {
+        let _ = conn.disconnect().await;
+    }
+    println!(
+        "group {group}: {member} readmitted: it applies {from}'s stream from {pos}, the others apply its stream from {end}; a running fleetsync resumes its pipelines at their next retry"
+    );
+    Ok(())
+}
+
 async fn connect(config: &Config, server: &str) -> Result<mysql_async::Conn> {
     let opts = opts_by_name(config, server)?;
     mysql_async::Conn::new(opts)

@@ -179,11 +179,17 @@ pub async fn readmit(
         .iter_mut()
         .find(|(m, _)| *m == member)
         .ok_or_else(|| anyhow!("no connection to {member}"))?;
-    let end: Option<(String, u64)> = xconn
+    let end: Option<mysql_async::Row> = xconn
         .query_first("SHOW MASTER STATUS")
         .await
         .map_err(|e| anyhow!("server {member}: SHOW MASTER STATUS: {e}"))?;
-    let (file, offset) = end.ok_or_else(|| anyhow!("server {member}: binary log is off"))?;
+    let (file, offset): (Option<String>, Option<u64>) = match &end {
+        Some(row) => (row.get(0), row.get(1)),
+        None => (None, None),
+    };
+    let (Some(file), Some(offset)) = (file, offset) else {
+        return Err(anyhow!("server {member}: SHOW MASTER STATUS is empty: is log_bin on?"));
+    };
     let end = format!("{file}:{offset}");
     let upsert = "INSERT INTO `fleetsync`.`sync_state` (`sync_name`, `source_name`, `position`, `snapshot_state`) \
                   VALUES (?, ?, ?, 'done') ON DUPLICATE KEY UPDATE `position` = VALUES(`position`), \

@@ -54,9 +54,10 @@
 //! not applied) for longer than `tombstone_gc_bound` is *evicted*: recorded in
 //! `fleetsync.gc_evicted` on every other member, then rounds go on without it and every
 //! pipeline from or to it is refused ([`Evictions`]) until `fleetsync group readmit` after a
-//! re-clone. A member is blamed when it is unreachable, when it has not applied another
-//! member's stream that the others have applied, or when no other member has applied its own
-//! stream. Eviction needs at least one member that does not block, and is written on every
+//! re-clone. A member is blamed when it is unreachable, or, once a round has waited longer
+//! than [`LAG_GRACE`] (idle streams advance with the agents' heartbeats), when it has not
+//! applied another member's stream that the others have applied, or when no other member has
+//! applied its own stream. Eviction needs at least one member that does not block, and is written on every
 //! one of them.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -86,6 +87,10 @@ pub const METRIC_EVICTED: &str = "fleetsync_tombstone_gc_evicted";
 /// Tombstones deleted per purge transaction: short enough that the floor row (which every
 /// local insert of a key without a record reads) is held only briefly.
 pub const PURGE_CHUNK_ROWS: usize = 1000;
+/// How long a round may wait for streams to be applied before the lagging members count as
+/// blocking it: an idle source's position moves only with the agent's heartbeats, which come
+/// every 10 s when the source's binlog holds nothing but fleetsync's own applied writes.
+const LAG_GRACE: Duration = Duration::from_secs(30);
 /// Attempts of one purge chunk that meets a deadlock or lock wait timeout.
 const CHUNK_ATTEMPTS: usize = 5;
 
@@ -221,6 +226,8 @@ fn unix_now() -> u64 {
 /// What a round read on the members (see the module docs).
 #[derive(Debug, Clone)]
 struct Round {
+    /// When the round started (Unix seconds).
+    started_unix: u64,
     /// Per member: the cutoff (Unix seconds with microseconds, as DECIMAL text).
     cutoffs: BTreeMap<String, String>,
     /// Per member: the binlog end read after every cutoff.
@@ -703,7 +710,13 @@ impl GroupState {
         if !lags.is_empty() {
             let names: Vec<String> = active.iter().map(|m| m.name.clone()).collect();
             tracing::debug!(group = %g.group, ?lags, "GC round not complete yet");
-            return Err(blame(&names, &lags));
+            // Streams catch up with heartbeats: only a round pending past the grace blames.
+            let grace_over = unix_now() >= r.started_unix + LAG_GRACE.as_secs();
+            return Err(if grace_over {
+                blame(&names, &lags)
+            } else {
+                BTreeSet::new()
+            });
         }
         self.warned.clear();
         if let Some(prev) = self.completed.take() {
@@ -808,7 +821,11 @@ async fn start_round(active: &[&GcMember]) -> Result<Round, BTreeSet<String>> {
         let _ = conn.disconnect().await;
     }
     if down.is_empty() {
-        Ok(Round { cutoffs, ends })
+        Ok(Round {
+            started_unix: unix_now(),
+            cutoffs,
+            ends,
+        })
     } else {
         Err(down)
     }
@@ -842,6 +859,7 @@ mod tests {
 
     fn round() -> Round {
         Round {
+            started_unix: 0,
             cutoffs: BTreeMap::new(),
             ends: ["a", "b", "c"]
                 .iter()

@@ -140,7 +140,7 @@ pub(super) async fn after_run(
     fs: &Procs,
 ) -> Result<()> {
     let deletes = written.iter().filter(|w| w.val.is_none()).count() as u64;
-    let purged = all_purged(servers, 30).await?;
+    let purged = all_purged(servers, 60).await?;
     println!("gc: {deletes} deletes written; purged per member: {purged:?}; 0 tombstones left");
     for (n, p) in NAMES.iter().zip(&purged) {
         ensure!(*p > 0, "{n} purged nothing");
@@ -197,7 +197,7 @@ pub(super) async fn after_run(
             keys.push(k);
         }
         converge(servers, 30).await?;
-        all_purged(servers, 30).await?;
+        all_purged(servers, 60).await?;
     }
     keys.sort_unstable();
     keys.dedup();
@@ -341,7 +341,10 @@ async fn bidi_gc_evicts_past_the_bound() -> Result<()> {
     servers[2].start_again().await?;
     let refused = |log: String| {
         log.lines()
-            .find(|l| l.contains("member us1 of group realms was evicted from tombstone GC"))
+            .find(|l| {
+                l.contains("pipeline failed")
+                    && l.contains("member us1 of group realms was evicted from tombstone GC")
+            })
             .map(str::to_string)
     };
     wait_until(Duration::from_secs(30), "the refusal", || async {
@@ -398,7 +401,7 @@ async fn bidi_gc_evicts_past_the_bound() -> Result<()> {
     servers[0]
         .exec("INSERT INTO app.items (id, val, updated_at) VALUES (201, 'eu1', NOW(6))")
         .await?;
-    converge(&servers, 40).await.with_context(|| fs.log_tail(60))?;
+    converge(&servers, 60).await.with_context(|| fs.log_tail(60))?;
     ensure!(servers[1].count("app", "items").await? == 2, "rows after readmit");
     fs.ensure_running()?;
     fs.stop(STOP_TIMEOUT).await?;

@@ -163,9 +163,8 @@ pub async fn readmit(
     if member == from {
         return Err(anyhow!("--from must be another member than --member"));
     }
-    let pos: fleetsync_proto::Position = position
-        .parse()
-        .map_err(|e| anyhow!("--position: {e}"))?;
+    let pos: fleetsync_proto::Position =
+        position.parse().map_err(|e| anyhow!("--position: {e}"))?;
     // Every member first: nothing is changed unless all of them can be.
     let mut conns = Vec::new();
     for m in &members {
@@ -188,7 +187,9 @@ pub async fn readmit(
         None => (None, None),
     };
     let (Some(file), Some(offset)) = (file, offset) else {
-        return Err(anyhow!("server {member}: SHOW MASTER STATUS is empty: is log_bin on?"));
+        return Err(anyhow!(
+            "server {member}: SHOW MASTER STATUS is empty: is log_bin on?"
+        ));
     };
     let end = format!("{file}:{offset}");
     let upsert = "INSERT INTO `fleetsync`.`sync_state` (`sync_name`, `source_name`, `position`, `snapshot_state`) \

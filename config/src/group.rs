@@ -207,8 +207,16 @@ impl SyncConfig {
             })
         };
         Ok((
-            get(&self.tombstone_gc_every, DEFAULT_TOMBSTONE_GC_EVERY, "tombstone_gc_every")?,
-            get(&self.tombstone_gc_bound, DEFAULT_TOMBSTONE_GC_BOUND, "tombstone_gc_bound")?,
+            get(
+                &self.tombstone_gc_every,
+                DEFAULT_TOMBSTONE_GC_EVERY,
+                "tombstone_gc_every",
+            )?,
+            get(
+                &self.tombstone_gc_bound,
+                DEFAULT_TOMBSTONE_GC_BOUND,
+                "tombstone_gc_bound",
+            )?,
         ))
     }
 

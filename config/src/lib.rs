@@ -35,9 +35,7 @@ pub use bus::{
 };
 pub use conflict::{ConflictPolicy, ConflictStrategy, TableConflictConfig, TablePolicy};
 pub use filter::{TableFilter, TableMap};
-pub use group::{
-    parse_duration, SyncMode, DEFAULT_TOMBSTONE_GC_BOUND, DEFAULT_TOMBSTONE_GC_EVERY,
-};
+pub use group::{parse_duration, SyncMode, DEFAULT_TOMBSTONE_GC_BOUND, DEFAULT_TOMBSTONE_GC_EVERY};
 pub use health::HealthConfig;
 pub use tls::{TlsMode, DEFAULT_TLS_MODE, TLS_MODES};
 

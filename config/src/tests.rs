@@ -622,8 +622,14 @@ fn tombstone_gc_settings_default_parse_and_refuse() {
     }
     let one_way = group_with(|s| {
         s.replace("mode = \"bidirectional\"", "")
-            .replace("members = [\"eu1\", \"eu2\", \"us1\"]", "source = \"eu1\"\ntargets = [\"eu2\"]")
-            .replace("conflict = \"newest_wins\"", "conflict = \"source_wins\"\ntombstone_gc_every = \"1m\"")
+            .replace(
+                "members = [\"eu1\", \"eu2\", \"us1\"]",
+                "source = \"eu1\"\ntargets = [\"eu2\"]",
+            )
+            .replace(
+                "conflict = \"newest_wins\"",
+                "conflict = \"source_wins\"\ntombstone_gc_every = \"1m\"",
+            )
     })
     .expect_err("one-way sync with gc settings");
     assert!(one_way.contains("only for mode"), "{one_way}");

@@ -165,10 +165,9 @@ impl Evictions {
     /// The one-line refusal for a pipeline of `group` from `source` to `target`, when either
     /// is evicted.
     pub fn refusal(&self, group: &str, source: &str, target: &str) -> Option<String> {
-        [source, target].into_iter().find_map(|m| {
-            self.get(group, m)
-                .map(|e| refusal_message(group, m, &e))
-        })
+        [source, target]
+            .into_iter()
+            .find_map(|m| self.get(group, m).map(|e| refusal_message(group, m, &e)))
     }
 
     fn set_group(&self, group: &str, evicted: BTreeMap<String, Eviction>) {
@@ -264,7 +263,11 @@ fn lagging(
 fn blame(members: &[String], lags: &[(String, String)]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for x in members {
-        let behind: Vec<&String> = lags.iter().filter(|(_, s)| s == x).map(|(t, _)| t).collect();
+        let behind: Vec<&String> = lags
+            .iter()
+            .filter(|(_, s)| s == x)
+            .map(|(t, _)| t)
+            .collect();
         if behind.is_empty() {
             continue;
         }
@@ -291,7 +294,10 @@ async fn read_cutoff(conn: &mut Conn, server: &str) -> Result<String, GcError> {
              FROM information_schema.INNODB_TRX), NOW(6)))) AS CHAR)",
         )
         .await
-        .map_err(sql_err(server, "reading the GC cutoff (the sync user needs PROCESS)"))?;
+        .map_err(sql_err(
+            server,
+            "reading the GC cutoff (the sync user needs PROCESS)",
+        ))?;
     c.ok_or_else(|| GcError::Bad {
         server: server.into(),
         reason: "no GC cutoff returned".into(),
@@ -469,36 +475,43 @@ async fn purge_chunk(
         ))
         .await
         .map_err(fail("locking the tombstones of"))?;
-    let rank = |(p, version, origin): &(Option<String>, u64, u32)| -> Result<Rank, (GcError, bool)> {
-        let primary = match p {
-            Some(s) => Some(parse_decimal(s).ok_or_else(|| {
-                (
-                    GcError::Bad {
-                        server: server.into(),
-                        reason: format!("bad rank {s:?} in fleetsync.{table}"),
-                    },
-                    false,
-                )
-            })?),
-            None => None,
+    let rank =
+        |(p, version, origin): &(Option<String>, u64, u32)| -> Result<Rank, (GcError, bool)> {
+            let primary = match p {
+                Some(s) => Some(parse_decimal(s).ok_or_else(|| {
+                    (
+                        GcError::Bad {
+                            server: server.into(),
+                            reason: format!("bad rank {s:?} in fleetsync.{table}"),
+                        },
+                        false,
+                    )
+                })?),
+                None => None,
+            };
+            Ok(Rank {
+                primary,
+                version: *version,
+                origin: *origin,
+            })
         };
-        Ok(Rank {
-            primary,
-            version: *version,
-            origin: *origin,
-        })
-    };
     let mut max: Option<Rank> = None;
     for r in &rows {
         let r = rank(r)?;
         max = max.max(Some(r));
     }
     let Some(max) = max else {
-        conn.query_drop("COMMIT").await.map_err(fail("ending the purge of"))?;
+        conn.query_drop("COMMIT")
+            .await
+            .map_err(fail("ending the purge of"))?;
         return Ok(0);
     };
     let old = floor.as_ref().map(rank).transpose()?;
-    let new = if old.is_some_and(|o| o > max) { old } else { Some(max) };
+    let new = if old.is_some_and(|o| o > max) {
+        old
+    } else {
+        Some(max)
+    };
     let new = new.unwrap_or(max);
     let primary = new.primary.map_or("NULL".to_string(), format_decimal);
     conn.query_drop(format!(
@@ -517,7 +530,9 @@ async fn purge_chunk(
         .await
         .map_err(fail("purging"))?;
     let deleted = conn.affected_rows();
-    conn.query_drop("COMMIT").await.map_err(fail("committing the purge of"))?;
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(fail("committing the purge of"))?;
     Ok(deleted)
 }
 
@@ -556,9 +571,11 @@ async fn record_eviction(
 ) -> Result<(), GcError> {
     for m in on {
         let mut conn = connect(m).await?;
-        conn.query_drop(format!("SET SESSION skip_replication=1; {CREATE_EVICTED_TABLE}"))
-            .await
-            .map_err(sql_err(&m.name, "creating fleetsync.gc_evicted"))?;
+        conn.query_drop(format!(
+            "SET SESSION skip_replication=1; {CREATE_EVICTED_TABLE}"
+        ))
+        .await
+        .map_err(sql_err(&m.name, "creating fleetsync.gc_evicted"))?;
         conn.exec_drop(
             "INSERT INTO `fleetsync`.`gc_evicted` (`sync_name`, `member`, `since`, `bound_secs`, `reason`) \
              VALUES (?, ?, FROM_UNIXTIME(?), ?, ?) ON DUPLICATE KEY UPDATE `member` = `member`",
@@ -592,7 +609,11 @@ pub async fn run_group(g: GcGroup, evictions: Evictions, cancel: CancellationTok
             _ = tick.tick() => {}
         }
         state.step(&g, &evictions).await;
-        let age = state.completed_at.unwrap_or(started).elapsed().as_secs_f64();
+        let age = state
+            .completed_at
+            .unwrap_or(started)
+            .elapsed()
+            .as_secs_f64();
         metrics::gauge!(METRIC_LAST_ROUND, "sync" => g.group.clone()).set(age);
     }
 }
@@ -633,7 +654,11 @@ impl GroupState {
     async fn step(&mut self, g: &GcGroup, evictions: &Evictions) {
         let evicted = load_evictions(g).await;
         for m in &g.members {
-            let v = if evicted.contains_key(&m.name) { 1.0 } else { 0.0 };
+            let v = if evicted.contains_key(&m.name) {
+                1.0
+            } else {
+                0.0
+            };
             metrics::gauge!(METRIC_EVICTED, "sync" => g.group.clone(), "server" => m.name.clone())
                 .set(v);
         }
@@ -645,10 +670,7 @@ impl GroupState {
             .collect();
         let names: Vec<String> = active.iter().map(|m| m.name.clone()).collect();
         // A change of the active set (an eviction, a readmit) restarts the protocol.
-        let same = |r: &Option<Round>| {
-            r.as_ref()
-                .is_none_or(|r| r.ends.keys().eq(names.iter()))
-        };
+        let same = |r: &Option<Round>| r.as_ref().is_none_or(|r| r.ends.keys().eq(names.iter()));
         if !same(&self.pending) || !same(&self.completed) {
             self.pending = None;
             self.completed = None;
@@ -896,7 +918,11 @@ mod tests {
         assert!(lagging(&round(), &all(100, true)).is_empty());
         assert!(lagging(&round(), &all(150, true)).is_empty());
         assert_eq!(lagging(&round(), &all(99, true)).len(), 6);
-        assert_eq!(lagging(&round(), &all(150, false)).len(), 6, "snapshot running");
+        assert_eq!(
+            lagging(&round(), &all(150, false)).len(),
+            6,
+            "snapshot running"
+        );
         // A missing progress row (the pipeline never ran) blocks too.
         let mut p = all(150, true);
         p.get_mut("b").map(|m| m.remove("a"));
@@ -907,7 +933,9 @@ mod tests {
     fn blame_picks_the_lagging_target_or_the_silent_source() {
         let members: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
         let l = |v: &[(&str, &str)]| -> Vec<(String, String)> {
-            v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
         };
         // b applies nothing: b lags on a and c.
         let b: BTreeSet<String> = ["b".to_string()].into();

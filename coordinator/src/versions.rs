@@ -428,7 +428,10 @@ pub async fn install(
             quote(group)
         ))
         .await
-        .map_err(sql_err(server, format!("creating the GC floor of {}", p.tombstones)))?;
+        .map_err(sql_err(
+            server,
+            format!("creating the GC floor of {}", p.tombstones),
+        ))?;
         // A trigger already there with the same body is kept: `CREATE OR REPLACE` drops it
         // first, and a local write in between would get no version.
         let existing: Vec<String> = conn

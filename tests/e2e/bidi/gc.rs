@@ -238,7 +238,12 @@ async fn bidi_gc_purges_and_converges() -> Result<()> {
 /// written on eu1 and seen everywhere.
 async fn group_with_rows(
     extra: &str,
-) -> Result<(Vec<MariaDb>, tempfile::TempDir, std::path::PathBuf, Fleetsync)> {
+) -> Result<(
+    Vec<MariaDb>,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Fleetsync,
+)> {
     let servers = start_members(3).await?;
     let dir = tempfile::Builder::new()
         .prefix("fleetsync-bidi-gc-")
@@ -261,12 +266,16 @@ async fn group_with_rows(
             ))
             .await?;
     }
-    wait_until(Duration::from_secs(60), "the rows on every member", || async {
-        for s in &servers {
-            ensure!(s.count("app", "items").await? == 10, "rows missing");
-        }
-        Ok(())
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "the rows on every member",
+        || async {
+            for s in &servers {
+                ensure!(s.count("app", "items").await? == 10, "rows missing");
+            }
+            Ok(())
+        },
+    )
     .await
     .with_context(|| fs.log_tail(40))?;
     Ok((servers, dir, config, fs))
@@ -335,7 +344,10 @@ async fn bidi_gc_evicts_past_the_bound() -> Result<()> {
     })
     .await
     .with_context(|| fs.log_tail(60))?;
-    let purged = [number(&servers[0], PURGED).await?, number(&servers[1], PURGED).await?];
+    let purged = [
+        number(&servers[0], PURGED).await?,
+        number(&servers[1], PURGED).await?,
+    ];
     println!("gc: us1 evicted; eu1, eu2 purged {purged:?}");
     // Back, but refused: its pipelines fail with the one-line reason, and it keeps the rows.
     servers[2].start_again().await?;
@@ -355,7 +367,11 @@ async fn bidi_gc_evicts_past_the_bound() -> Result<()> {
     .await?;
     let refusal = refused(fs.log_tail(400)).unwrap_or_default();
     println!("gc: refusal: {refusal}");
-    for want in ["tombstone_gc_bound (4s)", "re-clone", "fleetsync group readmit"] {
+    for want in [
+        "tombstone_gc_bound (4s)",
+        "re-clone",
+        "fleetsync group readmit",
+    ] {
         ensure!(refusal.contains(want), "{want} missing in: {refusal}");
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -372,7 +388,13 @@ async fn bidi_gc_evicts_past_the_bound() -> Result<()> {
         .query_strings("SHOW MASTER STATUS")
         .await?
         .first()
-        .map(|r| format!("{}:{}", r[0].clone().unwrap_or_default(), r[1].clone().unwrap_or_default()))
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r[0].clone().unwrap_or_default(),
+                r[1].clone().unwrap_or_default()
+            )
+        })
         .context("no master status")?;
     let out = fleetsync_cmd(&[
         "group",
@@ -401,8 +423,13 @@ async fn bidi_gc_evicts_past_the_bound() -> Result<()> {
     servers[0]
         .exec("INSERT INTO app.items (id, val, updated_at) VALUES (201, 'eu1', NOW(6))")
         .await?;
-    converge(&servers, 60).await.with_context(|| fs.log_tail(60))?;
-    ensure!(servers[1].count("app", "items").await? == 2, "rows after readmit");
+    converge(&servers, 60)
+        .await
+        .with_context(|| fs.log_tail(60))?;
+    ensure!(
+        servers[1].count("app", "items").await? == 2,
+        "rows after readmit"
+    );
     fs.ensure_running()?;
     fs.stop(STOP_TIMEOUT).await?;
     Ok(())

@@ -969,4 +969,116 @@ mod tests {
         assert!(ev.refusal("realms", "eu1", "us1").is_none());
         assert!(ev.refusal("other", "eu2", "us1").is_none());
     }
+
+    /// Against a real server (skipped unless `FLEETSYNC_TEST_MARIADB_URL` is set): the
+    /// install's triggers and floor, a purge, and a local write on a purged key.
+    #[tokio::test]
+    async fn purge_raises_the_floor_and_a_new_write_ranks_above_it() {
+        let Ok(url) = std::env::var("FLEETSYNC_TEST_MARIADB_URL") else {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED purge_raises_the_floor: set FLEETSYNC_TEST_MARIADB_URL to run it against a MariaDB server"
+            );
+            return;
+        };
+        let opts = Opts::from_url(&url).expect("valid test URL");
+        let mut conn = Conn::new(opts).await.expect("connects");
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let db = format!("gc_{}_{nanos}", std::process::id());
+        let group = format!("g{nanos}");
+        conn.query_drop(format!(
+            "CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v INT, \
+             updated_at DATETIME(6) NOT NULL) ENGINE=InnoDB"
+        ))
+        .await
+        .expect("creates");
+        let policy = fleetsync_config::ConflictPolicy {
+            default: fleetsync_config::TablePolicy {
+                strategy: fleetsync_config::ConflictStrategy::NewestWins,
+                newest_column: Some("updated_at".into()),
+            },
+            group: true,
+            ..Default::default()
+        };
+        let tables = [(db.clone(), "t".to_string())];
+        let plans = crate::versions::plan_member(&mut conn, "s", "s", &tables, &policy)
+            .await
+            .expect("plans");
+        crate::versions::install(&mut conn, "s", &group, &plans)
+            .await
+            .expect("installs");
+        conn.query_drop("SET SESSION skip_replication=0").await.ok();
+        conn.query_drop(format!(
+            "INSERT INTO `{db}`.t (id, v, updated_at) VALUES (1, 1, '2030-01-01 00:00:00'), (2, 2, '2020-01-01 00:00:00'); \
+             DELETE FROM `{db}`.t"
+        ))
+        .await
+        .expect("writes");
+        let ts = crate::versions::tombstone_table(&db, "t");
+        assert_eq!(
+            count_tombstones(&mut conn, "s", &group)
+                .await
+                .expect("counts"),
+            2
+        );
+        // A cutoff in the past purges nothing; one in the future purges both.
+        assert_eq!(
+            purge_member(&mut conn, "s", &group, "1.000000")
+                .await
+                .expect("purges"),
+            0
+        );
+        let future = format!("{}.000000", unix_now() + 3600);
+        conn.query_drop("SET @fleetsync_applier=NULL").await.ok();
+        assert_eq!(
+            purge_member(&mut conn, "s", &group, &future)
+                .await
+                .expect("purges"),
+            2
+        );
+        assert_eq!(
+            count_tombstones(&mut conn, "s", &group)
+                .await
+                .expect("counts"),
+            0
+        );
+        let floor: Option<(String, u64, u64)> = conn
+            .query_first(format!(
+                "SELECT CAST(fleetsync_rank AS CHAR), fleetsync_version, purged FROM fleetsync.ts_floor WHERE tombstones = '{ts}'"
+            ))
+            .await
+            .expect("reads the floor");
+        let (floor_rank, floor_version, purged) = floor.expect("a floor row");
+        assert_eq!(purged, 2);
+        assert_eq!(floor_version, 2, "the deletes' version: insert 1, delete 2");
+        assert_eq!(
+            floor_rank, "20300101000000.000000",
+            "the highest purged rank"
+        );
+        // A local write to a purged key (no row, no tombstone) ranks above the floor even with
+        // an older newest_column.
+        conn.query_drop("SET @fleetsync_applier=NULL")
+            .await
+            .expect("resets");
+        conn.query_drop(format!(
+            "INSERT INTO `{db}`.t (id, v, updated_at) VALUES (2, 3, '2021-01-01 00:00:00')"
+        ))
+        .await
+        .expect("re-inserts");
+        let row: Option<(String, u64)> = conn
+            .query_first(format!(
+                "SELECT CAST(fleetsync_rank AS CHAR), fleetsync_version FROM `{db}`.t WHERE id = 2"
+            ))
+            .await
+            .expect("reads");
+        assert_eq!(row, Some(("20300101000000.000000".to_string(), 3)));
+        conn.query_drop(format!(
+            "DROP DATABASE `{db}`; DROP TABLE fleetsync.`{ts}`; DELETE FROM fleetsync.ts_floor WHERE tombstones = '{ts}'"
+        ))
+        .await
+        .ok();
+    }
 }

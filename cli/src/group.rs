@@ -129,6 +129,11 @@ pub async fn start_gc(
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<()> {
     let groups = gc_groups(config)?;
+    for g in &groups {
+        gc::check(g)
+            .await
+            .map_err(|e| anyhow!("group {}: {e}", g.group))?;
+    }
     gc::load(&groups, evictions).await;
     for g in groups {
         tracing::info!(group = %g.group, every = ?g.every, bound = ?g.bound, "tombstone GC rounds started");

@@ -113,6 +113,21 @@ pub enum GcError {
     Bad { server: String, reason: String },
 }
 
+impl GcError {
+    /// Whether the member could not be reached (a lost or refused connection), as opposed to
+    /// a server that answered with an error (a missing privilege, a missing table): only an
+    /// unreachable member counts towards its eviction, a misconfigured one is reported.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, GcError::Sql { source, .. } if !matches!(**source, mysql_async::Error::Server(_)))
+    }
+
+    /// Whether the server refused for lack of a privilege.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, GcError::Sql { source, .. }
+            if matches!(&**source, mysql_async::Error::Server(e) if [1044, 1142, 1227].contains(&e.code)))
+    }
+}
+
 fn sql_err(server: &str, context: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> GcError {
     let (server, context) = (server.to_string(), context.into());
     move |e| GcError::Sql {
@@ -595,6 +610,31 @@ pub async fn load(groups: &[GcGroup], evictions: &Evictions) {
     }
 }
 
+/// Checks that GC can read its cutoff on every reachable member of `g` (the PROCESS
+/// privilege); an unreachable member is left to the rounds.
+pub async fn check(g: &GcGroup) -> Result<(), GcError> {
+    for m in &g.members {
+        let Ok(mut conn) = connect(m).await else {
+            continue;
+        };
+        let res = read_cutoff(&mut conn, &m.name).await;
+        let _ = conn.disconnect().await;
+        match res {
+            Err(e) if e.is_denied() => {
+                return Err(GcError::Bad {
+                    server: m.name.clone(),
+                    reason: format!(
+                        "tombstone GC of group {} reads information_schema.INNODB_TRX, which needs the PROCESS privilege: GRANT PROCESS ON *.* TO the sync user",
+                        g.group
+                    ),
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Runs GC rounds for `g` every `g.every` until cancelled (see the module docs).
 pub async fn run_group(g: GcGroup, evictions: Evictions, cancel: CancellationToken) {
     describe();
@@ -707,6 +747,7 @@ impl GroupState {
     ) -> Result<(), BTreeSet<String>> {
         let mut progress = BTreeMap::new();
         let mut down = BTreeSet::new();
+        let mut failed = false;
         for m in active {
             let res = async {
                 let mut conn = connect(m).await?;
@@ -721,11 +762,14 @@ impl GroupState {
                 }
                 Err(e) => {
                     self.warn(&g.group, &m.name, &e);
-                    down.insert(m.name.clone());
+                    failed = true;
+                    if e.is_unreachable() {
+                        down.insert(m.name.clone());
+                    }
                 }
             }
         }
-        if !down.is_empty() {
+        if failed {
             return Err(down);
         }
         let lags = lagging(r, &progress);
@@ -759,7 +803,11 @@ impl GroupState {
 
     fn warn(&mut self, group: &str, server: &str, e: &GcError) {
         if self.warned.insert(server.to_string()) {
-            tracing::warn!(group, server, error = %e, "tombstone GC cannot reach a member: no purge until it is back (or evicted past tombstone_gc_bound)");
+            if e.is_unreachable() {
+                tracing::warn!(group, server, error = %e, "tombstone GC cannot reach a member: no purge until it is back (or evicted past tombstone_gc_bound)");
+            } else {
+                tracing::warn!(group, server, error = %e, "tombstone GC round failed on a member: no purge until this is fixed");
+            }
         } else {
             tracing::debug!(group, server, error = %e, "tombstone GC: member still unreachable");
         }
@@ -806,8 +854,10 @@ impl GroupState {
     }
 }
 
-/// Reads every cutoff, then every binlog end; `Err`: the members that could not be read.
+/// Reads every cutoff, then every binlog end; `Err`: the members that could not be reached
+/// (empty when a member answered with an error: the round fails without blaming it).
 async fn start_round(active: &[&GcMember]) -> Result<Round, BTreeSet<String>> {
+    let mut failed = false;
     let mut conns = Vec::new();
     let mut down = BTreeSet::new();
     let mut cutoffs = BTreeMap::new();
@@ -824,8 +874,13 @@ async fn start_round(active: &[&GcMember]) -> Result<Round, BTreeSet<String>> {
                 conns.push((m, conn));
             }
             Err(e) => {
-                tracing::debug!(server = %m.name, error = %e, "GC round: member unreachable");
-                down.insert(m.name.clone());
+                tracing::debug!(server = %m.name, error = %e, "GC round: member not read");
+                failed = true;
+                if e.is_unreachable() {
+                    down.insert(m.name.clone());
+                } else {
+                    tracing::warn!(server = %m.name, error = %e, "tombstone GC round failed on a member: no purge until this is fixed");
+                }
             }
         }
     }
@@ -836,13 +891,16 @@ async fn start_round(active: &[&GcMember]) -> Result<Round, BTreeSet<String>> {
                 ends.insert(m.name.clone(), b);
             }
             Err(e) => {
-                tracing::debug!(server = %m.name, error = %e, "GC round: member unreachable");
-                down.insert(m.name.clone());
+                tracing::debug!(server = %m.name, error = %e, "GC round: member not read");
+                failed = true;
+                if e.is_unreachable() {
+                    down.insert(m.name.clone());
+                }
             }
         }
         let _ = conn.disconnect().await;
     }
-    if down.is_empty() {
+    if !failed {
         Ok(Round {
             started_unix: unix_now(),
             cutoffs,

@@ -108,15 +108,17 @@ fn lost_connection(e: &anyhow::Error) -> bool {
 /// `journal`, the write also records that number in `journal.w` (outside the group) in the
 /// same transaction. `pending` holds the write from just before its COMMIT: when the
 /// connection is lost there, whether it committed is known only from the journal.
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     conn: &mut mysql_async::Conn,
     rng: &mut rand::rngs::StdRng,
     server: &'static str,
+    keys: i32,
     n: u64,
     journal: bool,
     pending: &mut Option<Written>,
 ) -> Result<Option<Written>> {
-    let id: i32 = rng.gen_range(1..=KEYS);
+    let id: i32 = rng.gen_range(1..=keys);
     let val = format!("{server}-{n}");
     let op: u32 = rng.gen_range(0..10);
     conn.query_drop("START TRANSACTION").await?;
@@ -216,6 +218,7 @@ async fn writer(
     seed: u64,
     secs: u64,
     survive_kill: bool,
+    keys: i32,
 ) -> Result<Vec<Written>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(
         seed * 1000 + server.len() as u64 * 7 + u64::from(server.as_bytes()[0]),
@@ -235,7 +238,17 @@ async fn writer(
     while Instant::now() < end {
         n += 1;
         let mut pending = None;
-        match attempt(&mut conn, &mut rng, server, n, survive_kill, &mut pending).await {
+        match attempt(
+            &mut conn,
+            &mut rng,
+            server,
+            keys,
+            n,
+            survive_kill,
+            &mut pending,
+        )
+        .await
+        {
             Ok(w) => out.extend(w),
             Err(e) if survive_kill && lost_connection(&e) => {
                 lost += 1;
@@ -467,7 +480,8 @@ async fn one_seed(
         .enumerate()
         .map(|(i, (n, s))| {
             let survive_kill = fault == Fault::Member(i);
-            tokio::spawn(writer(s.pool(), n, seed, secs, survive_kill))
+            let keys = if gc { gc::KEYS } else { KEYS };
+            tokio::spawn(writer(s.pool(), n, seed, secs, survive_kill, keys))
         })
         .collect();
     // SIGKILL `fleetsync run` mid-run; the restart resumes every pipeline from its target's
@@ -508,6 +522,9 @@ async fn one_seed(
         written.extend(w);
     }
     let deletes = written.iter().filter(|w| w.val.is_none()).count();
+    if gc {
+        gc::during_run(&servers).await?;
+    }
     if let Fault::Member(i) = fault {
         // The killed member's durable journal (written in each write's transaction) holds
         // exactly the writes recorded for it: none lost with the kill is counted, none that

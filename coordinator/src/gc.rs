@@ -734,7 +734,7 @@ impl GroupState {
         for b in &blockers {
             self.blocking.entry(b.clone()).or_insert(now);
         }
-        self.evict(g, &active).await;
+        self.evict(g, &active, evictions).await;
     }
 
     /// Checks the pending round; when complete, purges the previous one's cutoffs and starts
@@ -814,7 +814,7 @@ impl GroupState {
     }
 
     /// Evicts the members that blocked rounds for longer than the bound.
-    async fn evict(&mut self, g: &GcGroup, active: &[&GcMember]) {
+    async fn evict(&mut self, g: &GcGroup, active: &[&GcMember], evictions: &Evictions) {
         let now = unix_now();
         let bound = g.bound.as_secs();
         let over: Vec<(String, u64)> = self
@@ -845,6 +845,10 @@ impl GroupState {
                 Ok(()) => {
                     tracing::error!(group = %g.group, server = %member, "{}", refusal_message(&g.group, &member, &e));
                     self.blocking.remove(&member);
+                    // Its pipelines stop before their next batch.
+                    let mut all = load_evictions(g).await;
+                    all.insert(member.clone(), e);
+                    evictions.set_group(&g.group, all);
                 }
                 Err(err) => {
                     tracing::warn!(group = %g.group, server = %member, error = %err, "recording an eviction failed (retried)")

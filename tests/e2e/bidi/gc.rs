@@ -12,7 +12,9 @@
 //! * `bidi_gc_evicts_past_the_bound`: the same with `tombstone_gc_bound = "4s"`: the down
 //!   member is evicted (recorded on the others), the others purge without it, and after its
 //!   restart its pipelines are refused with the one-line reason naming it, the bound and the
-//!   way back. `fleetsync group readmit` then readmits it (after a "re-clone").
+//!   way back. It is then re-cloned from eu1 (`mariadb-dump --master-data` of `app` and
+//!   `fleetsync`, loaded into it) and `fleetsync group readmit` readmits it: writes flow both
+//!   ways again and the three members are equal.
 
 use std::time::Duration;
 
@@ -253,6 +255,76 @@ async fn bidi_gc_purges_and_converges() -> Result<()> {
     seeds("newest_wins", 3, Bus::Embedded, Fault::Fleetsync, true).await
 }
 
+/// Loads a dump of `from`'s `app` and `fleetsync` databases into `into`; returns the binlog
+/// position of `from` the dump is consistent with (`--master-data`).
+async fn reclone(from: &MariaDb, into: &MariaDb) -> Result<String> {
+    let dump = tokio::process::Command::new("mariadb-dump")
+        .args([
+            "--host=127.0.0.1",
+            &format!("--port={}", from.port()),
+            "--user=root",
+            "--single-transaction",
+            "--master-data=2",
+            "--databases",
+            "app",
+            "fleetsync",
+        ])
+        .output()
+        .await
+        .context("running mariadb-dump")?;
+    ensure!(
+        dump.status.success(),
+        "mariadb-dump: {}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let text = String::from_utf8_lossy(&dump.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("CHANGE MASTER TO MASTER_LOG_FILE="))
+        .context("no CHANGE MASTER line in the dump")?;
+    let field = |name: &str| -> Option<String> {
+        let rest = line.split(name).nth(1)?;
+        Some(
+            rest.trim_start_matches('=')
+                .trim_start_matches('\'')
+                .split(['\'', ',', ';'])
+                .next()?
+                .to_string(),
+        )
+    };
+    let pos = format!(
+        "{}:{}",
+        field("MASTER_LOG_FILE").context("no file")?,
+        field("MASTER_LOG_POS").context("no position")?
+    );
+    let mut load = tokio::process::Command::new("mariadb")
+        .args([
+            "--host=127.0.0.1",
+            &format!("--port={}", into.port()),
+            "--user=root",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running mariadb")?;
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = load.stdin.take().context("no stdin")?;
+        stdin
+            .write_all(b"DROP DATABASE IF EXISTS app; DROP DATABASE IF EXISTS fleetsync;\n")
+            .await?;
+        stdin.write_all(&dump.stdout).await?;
+    }
+    let out = load.wait_with_output().await?;
+    ensure!(
+        out.status.success(),
+        "loading the dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(pos)
+}
+
 /// Three members with GC every second (and `extra` settings), up and pinging; ten rows
 /// written on eu1 and seen everywhere.
 async fn group_with_rows(
@@ -398,23 +470,10 @@ async fn bidi_gc_evicts_past_the_bound() -> Result<()> {
         servers[2].count("app", "items").await? == 10,
         "a refused pipeline changed us1"
     );
-    // Readmit after a re-clone of us1 from eu1 (here: its rows brought in line by hand, and
-    // its binlog position of eu1 given).
-    servers[2]
-        .exec("SET SESSION skip_replication=1; SET @fleetsync_applier=1; DELETE FROM app.items WHERE id >= 100")
-        .await?;
-    let pos = servers[0]
-        .query_strings("SHOW MASTER STATUS")
-        .await?
-        .first()
-        .map(|r| {
-            format!(
-                "{}:{}",
-                r[0].clone().unwrap_or_default(),
-                r[1].clone().unwrap_or_default()
-            )
-        })
-        .context("no master status")?;
+    // Re-clone us1 from eu1 as the docs say (`app` and `fleetsync`, with eu1's binlog
+    // position), then readmit it.
+    let pos = reclone(&servers[0], &servers[2]).await?;
+    println!("gc: us1 re-cloned from eu1 at {pos}");
     let out = fleetsync_cmd(&[
         "group",
         "readmit",

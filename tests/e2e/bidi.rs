@@ -523,7 +523,7 @@ async fn one_seed(
     }
     let deletes = written.iter().filter(|w| w.val.is_none()).count();
     if gc {
-        gc::during_run(&servers).await?;
+        gc::during_run(&servers, bus == Bus::Embedded).await?;
     }
     if let Fault::Member(i) = fault {
         // The killed member's durable journal (written in each write's transaction) holds

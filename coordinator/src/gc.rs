@@ -55,7 +55,7 @@
 //! `fleetsync.gc_evicted` on every other member, then rounds go on without it and every
 //! pipeline from or to it is refused ([`Evictions`]) until `fleetsync group readmit` after a
 //! re-clone. A member is blamed when it is unreachable, or, once a round has waited longer
-//! than [`LAG_GRACE`] (idle streams advance with the agents' heartbeats), when it has not
+//! than `LAG_GRACE` (30 s: idle streams advance with the agents' heartbeats), when it has not
 //! applied another member's stream that the others have applied, or when no other member has
 //! applied its own stream. Eviction needs at least one member that does not block, and is written on every
 //! one of them.

@@ -27,7 +27,9 @@
 //! start), so it committed, and MariaDB writes the binlog before the InnoDB commit: its events
 //! are in the binlog before `B_m(r)`, read later. If `m` applied that delete from member `x`,
 //! `x` committed it before `m` applied it, hence before `B_x(r)` (read after every cutoff).
-//! (This assumes the server clock does not step backwards.)
+//! (This assumes the server clock does not step backwards, and a system time zone without
+//! daylight saving, e.g. UTC: in a repeated autumn hour local times such as `trx_started`, and
+//! `SYSDATE(6)` stored into a TIMESTAMP by a session in such a zone, are ambiguous by an hour.)
 //!
 //! **Why the purge satisfies the rule.** Let `T` on `m` be the tombstone of delete `D` made
 //! on `x` (possibly `m`), with `deleted_at < c_m(r)`: `D` is in `x`'s binlog before `B_x(r)`.
@@ -303,6 +305,11 @@ async fn connect(m: &GcMember) -> Result<Conn, GcError> {
 
 /// Reads the cutoff of one member (see the module docs; needs the PROCESS privilege).
 async fn read_cutoff(conn: &mut Conn, server: &str) -> Result<String, GcError> {
+    // INNODB_TRX shows `trx_started` in the server's system time zone whatever the session's:
+    // the session uses it too, so that both convert to Unix time alike.
+    conn.query_drop("SET SESSION time_zone = 'SYSTEM'")
+        .await
+        .map_err(sql_err(server, "setting the session time zone"))?;
     let c: Option<String> = conn
         .query_first(
             "SELECT CAST(UNIX_TIMESTAMP(LEAST(NOW(6), COALESCE((SELECT MIN(`trx_started`) \
@@ -415,7 +422,9 @@ pub async fn purge_member(
     }
     // Not sent on (the fleetsync database is not replicated anyway), and out of the triggers'
     // way as an apply session is.
-    conn.query_drop("SET SESSION skip_replication=1; SET @fleetsync_applier=1")
+    // UTC: `FROM_UNIXTIME(cutoff)` and the TIMESTAMP `deleted_at` then compare without a
+    // daylight-saving ambiguity.
+    conn.query_drop("SET SESSION skip_replication=1; SET @fleetsync_applier=1; SET SESSION time_zone = '+00:00'")
         .await
         .map_err(sql_err(server, "preparing the purge session"))?;
     let mut total = 0;

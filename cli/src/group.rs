@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use anyhow::{anyhow, Result};
 use fleetsync_agent::source::schema::list_tables;
 use fleetsync_config::{Config, SyncConfig};
+use fleetsync_coordinator::gc::{self, Evictions, GcGroup, GcMember};
 use fleetsync_coordinator::versions;
 use mysql_async::prelude::Queryable;
 
@@ -27,8 +28,8 @@ pub enum Mode {
 }
 
 /// Gauge: tombstones (deleted keys' versions) kept on a member. Labels `sync` (the group),
-/// `server`. Tombstones are not collected yet: this grows with the deleted keys.
-pub const METRIC_TOMBSTONES: &str = "fleetsync_tombstones";
+/// `server`. Also set by the GC rounds after each purge (`fleetsync_coordinator::gc`).
+pub const METRIC_TOMBSTONES: &str = fleetsync_coordinator::gc::METRIC_TOMBSTONES;
 
 /// How often the tombstone gauge is refreshed (a `COUNT(*)` per tombstone table).
 const TOMBSTONE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
@@ -96,6 +97,137 @@ async fn count_tombstones(config: &Config, i: &Installed) -> Result<u64> {
     }
     let _ = conn.disconnect().await;
     Ok(total)
+}
+
+/// The GC settings of every group of `config`.
+pub fn gc_groups(config: &Config) -> Result<Vec<GcGroup>> {
+    let mut out = Vec::new();
+    for (group, members) in config.groups() {
+        let (every, bound) = members[0].tombstone_gc()?;
+        let mut list = Vec::new();
+        for s in &members {
+            list.push(GcMember {
+                name: s.source.clone(),
+                opts: opts_by_name(config, &s.source)?,
+            });
+        }
+        out.push(GcGroup {
+            group: group.to_string(),
+            members: list,
+            every,
+            bound,
+        });
+    }
+    Ok(out)
+}
+
+/// Loads the recorded evictions into `evictions` (before any pipeline starts), then runs the
+/// GC rounds of every group until `cancel` (see `fleetsync_coordinator::gc`).
+pub async fn start_gc(
+    config: &Config,
+    evictions: &Evictions,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<()> {
+    let groups = gc_groups(config)?;
+    for g in &groups {
+        gc::check(g)
+            .await
+            .map_err(|e| anyhow!("group {}: {e}", g.group))?;
+    }
+    gc::load(&groups, evictions).await;
+    for g in groups {
+        tracing::info!(group = %g.group, every = ?g.every, bound = ?g.bound, "tombstone GC rounds started");
+        tokio::spawn(gc::run_group(g, evictions.clone(), cancel.child_token()));
+    }
+    Ok(())
+}
+
+/// `fleetsync group readmit` (see the command's help and docs/bidirectional.md).
+pub async fn readmit(
+    path: &std::path::Path,
+    group: &str,
+    member: &str,
+    from: &str,
+    position: &str,
+) -> Result<()> {
+    let config = crate::opts::load_config(path).await?;
+    let groups = config.groups();
+    let (_, syncs) = groups
+        .iter()
+        .find(|(g, _)| *g == group)
+        .ok_or_else(|| anyhow!("no bidirectional group named {group:?}"))?;
+    let members: Vec<&str> = syncs.iter().map(|s| s.source.as_str()).collect();
+    for (what, m) in [("--member", member), ("--from", from)] {
+        if !members.contains(&m) {
+            return Err(anyhow!(
+                "{what} {m:?} is not a member of group {group} ({})",
+                members.join(", ")
+            ));
+        }
+    }
+    if member == from {
+        return Err(anyhow!("--from must be another member than --member"));
+    }
+    let pos: fleetsync_proto::Position =
+        position.parse().map_err(|e| anyhow!("--position: {e}"))?;
+    // Every member first: nothing is changed unless all of them can be.
+    let mut conns = Vec::new();
+    for m in &members {
+        let mut conn = connect(&config, m).await?;
+        conn.query_drop("SET SESSION skip_replication=1")
+            .await
+            .map_err(|e| anyhow!("server {m}: {e}"))?;
+        conns.push((*m, conn));
+    }
+    let (_, xconn) = conns
+        .iter_mut()
+        .find(|(m, _)| *m == member)
+        .ok_or_else(|| anyhow!("no connection to {member}"))?;
+    let end: Option<mysql_async::Row> = xconn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .map_err(|e| anyhow!("server {member}: SHOW MASTER STATUS: {e}"))?;
+    let (file, offset): (Option<String>, Option<u64>) = match &end {
+        Some(row) => (row.get(0), row.get(1)),
+        None => (None, None),
+    };
+    let (Some(file), Some(offset)) = (file, offset) else {
+        return Err(anyhow!(
+            "server {member}: SHOW MASTER STATUS is empty: is log_bin on?"
+        ));
+    };
+    let end = format!("{file}:{offset}");
+    let upsert = "INSERT INTO `fleetsync`.`sync_state` (`sync_name`, `source_name`, `position`, `snapshot_state`) \
+                  VALUES (?, ?, ?, 'done') ON DUPLICATE KEY UPDATE `position` = VALUES(`position`), \
+                  `snapshot_state` = 'done', `bus_offset` = NULL";
+    for (m, conn) in conns.iter_mut() {
+        let (sync, source, at) = if *m == member {
+            (format!("{group}.{from}"), from, pos.to_string())
+        } else {
+            (format!("{group}.{member}"), member, end.clone())
+        };
+        conn.exec_drop(upsert, (&sync, source, &at))
+            .await
+            .map_err(|e| anyhow!("server {m}: setting the position of {sync}: {e}"))?;
+    }
+    for (m, conn) in conns.iter_mut() {
+        conn.query_drop(gc::CREATE_EVICTED_TABLE)
+            .await
+            .map_err(|e| anyhow!("server {m}: creating fleetsync.gc_evicted: {e}"))?;
+        conn.exec_drop(
+            "DELETE FROM `fleetsync`.`gc_evicted` WHERE `sync_name` = ? AND `member` = ?",
+            (group, member),
+        )
+        .await
+        .map_err(|e| anyhow!("server {m}: clearing the eviction: {e}"))?;
+    }
+    for (_, conn) in conns {
+        let _ = conn.disconnect().await;
+    }
+    println!(
+        "group {group}: {member} readmitted: it applies {from}'s stream from {pos}, the others apply its stream from {end}; a running fleetsync resumes its pipelines at their next retry"
+    );
+    Ok(())
 }
 
 async fn connect(config: &Config, server: &str) -> Result<mysql_async::Conn> {
@@ -213,7 +345,7 @@ async fn prepare_group(
                 }
             }
             Mode::Install => {
-                versions::install(conn, &s.source, &plans)
+                versions::install(conn, &s.source, group, &plans)
                     .await
                     .map_err(|e| refuse(e.to_string()))?;
                 tracing::info!(group, server = %s.source, tables = plans.len(), "row versions, tombstones and triggers installed");

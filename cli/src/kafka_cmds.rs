@@ -285,6 +285,8 @@ pub async fn coordinator(path: &Path, metrics_listen: Option<&str>) -> Result<()
         )
         .await?;
     }
+    let evictions = fleetsync_coordinator::gc::Evictions::default();
+    crate::group::start_gc(&config, &evictions, &cancel).await?;
     let mut tasks = JoinSet::new();
     for sync in &config.syncs {
         for target in &sync.targets {
@@ -292,6 +294,7 @@ pub async fn coordinator(path: &Path, metrics_listen: Option<&str>) -> Result<()
                 checkpoints: None,
                 registry: registry.clone(),
                 controls: controls.clone(),
+                evictions: evictions.clone(),
             };
             let pipeline = build_pipeline(&config, sync, target, 0, &shared, None)?;
             let feed = KafkaFeedSpec {
@@ -359,6 +362,7 @@ impl Pipeline {
             self.applier.clone(),
         )
         .await?;
+        self.refuse_evicted()?;
         let state = applier.load_state().await?;
         let after = state.as_ref().and_then(|s| s.bus_offset);
         check_feed_topic(feed).await?;

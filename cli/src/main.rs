@@ -139,6 +139,11 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<String>,
     },
+    /// Bidirectional groups: readmit a member evicted from tombstone GC.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
     /// The manual conflict queue (`conflict = "manual"`): list and resolve parked conflicts.
     Conflicts {
         #[command(subcommand)]
@@ -170,6 +175,32 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: token_cmd::TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Readmit a member evicted from its group's tombstone GC, after it was re-cloned from
+    /// another member (see docs/bidirectional.md): sets its position of that member's stream
+    /// to the clone's, the others' positions of its stream to its binlog end now, and clears
+    /// the eviction on every member. Every member must be reachable; stop the member's
+    /// writers until this is done.
+    Readmit {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: PathBuf,
+        /// The group's name.
+        #[arg(long)]
+        sync: String,
+        /// The evicted member.
+        #[arg(long)]
+        member: String,
+        /// The member it was re-cloned from.
+        #[arg(long)]
+        from: String,
+        /// The binlog position (`file:pos`) of `--from` that the clone is consistent with
+        /// (e.g. from `mariadb-dump --master-data`).
+        #[arg(long)]
+        position: String,
     },
 }
 
@@ -314,6 +345,16 @@ fn main() -> ExitCode {
                 config,
                 metrics_listen,
             } => kafka_cmds::coordinator(&config, metrics_listen.as_deref()).await,
+            Command::Group {
+                command:
+                    GroupCommand::Readmit {
+                        config,
+                        sync,
+                        member,
+                        from,
+                        position,
+                    },
+            } => group::readmit(&config, &sync, &member, &from, &position).await,
             Command::Conflicts {
                 command: ConflictsCommand::List { config, json },
             } => conflicts::list(&config, json).await,

@@ -40,7 +40,10 @@ async fn once(path: &std::path::Path, name: &str) -> Result<()> {
         checkpoints: Some(CheckpointStore::open(&config.state_dir)?),
         registry: Arc::new(Mutex::new(Default::default())),
         controls: Controls::default(),
+        evictions: Default::default(),
     };
+    // A one-shot run refuses evicted members' pipelines too (it runs no GC rounds).
+    fleetsync_coordinator::gc::load(&crate::group::gc_groups(&config)?, &shared.evictions).await;
     let cancel = CancellationToken::new();
     let c2 = cancel.clone();
     tokio::spawn(async move {

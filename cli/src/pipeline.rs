@@ -72,6 +72,10 @@ pub struct Pipeline {
     /// The agent's checkpoint store (embedded bus only).
     pub checkpoints: Option<CheckpointStore>,
     pub registry: Registry,
+    /// The bidirectional group of the sync, if any, and its members evicted from tombstone GC
+    /// (a pipeline from or to one is refused; see `fleetsync_coordinator::gc`).
+    pub group: Option<String>,
+    pub evictions: fleetsync_coordinator::gc::Evictions,
     /// Consume from Kafka instead of running the source reader in-process.
     pub kafka: Option<crate::kafka_cmds::KafkaFeedSpec>,
     /// Pause/resume/cancel from the sync manager.
@@ -205,7 +209,22 @@ impl Pipeline {
         }
     }
 
+    /// Refuses to run from or to a member evicted from its group's tombstone GC.
+    pub(crate) fn refuse_evicted(&self) -> Result<()> {
+        let Some(group) = &self.group else {
+            return Ok(());
+        };
+        match self
+            .evictions
+            .refusal(group, &self.applier.source, &self.applier.target)
+        {
+            Some(msg) => Err(anyhow!(msg)),
+            None => Ok(()),
+        }
+    }
+
     async fn run_once(&self, cancel: &CancellationToken) -> Result<()> {
+        self.refuse_evicted()?;
         if let Some(feed) = &self.kafka {
             return self.kafka_once(feed, cancel).await;
         }
@@ -327,6 +346,8 @@ impl Pipeline {
                 last_offset = item.offset.or(last_offset);
                 batch.push(item.txn);
             }
+            // An eviction while running stops the pipeline before it applies more.
+            self.refuse_evicted()?;
             applier.set_bus_offset(last_offset);
             let state = applier.apply(&batch).await?;
             self.made_progress();

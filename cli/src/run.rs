@@ -6,6 +6,7 @@
 //! position of that moment (scheduled syncs). Shutdown cancels them, waits up to [`GRACE`] for
 //! in-flight batches to commit, then aborts.
 
+use fleetsync_coordinator::gc::Evictions;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,8 @@ pub struct Shared {
     pub checkpoints: Option<CheckpointStore>,
     pub registry: Registry,
     pub controls: Controls,
+    /// Members evicted from their group's tombstone GC: their pipelines are refused.
+    pub evictions: Evictions,
 }
 
 /// The pipeline of (`sync`, `target`); `index` keeps replica server ids distinct.
@@ -66,6 +69,8 @@ pub fn build_pipeline(
         queue_rows: sync.queue_rows,
         checkpoints: shared.checkpoints.clone(),
         registry: shared.registry.clone(),
+        group: sync.group.clone(),
+        evictions: shared.evictions.clone(),
         kafka: None,
         control: shared.controls.watch(sync.control_name()),
         until,
@@ -97,8 +102,10 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
         checkpoints: Some(CheckpointStore::open(&config.state_dir)?),
         registry: Arc::new(Mutex::new(Default::default())),
         controls: Controls::default(),
+        evictions: Evictions::default(),
     };
     let cancel = CancellationToken::new();
+    crate::group::start_gc(&config, &shared.evictions, &cancel).await?;
     let server = http::serve(
         config.metrics_addr()?,
         shared.registry.clone(),

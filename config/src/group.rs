@@ -15,6 +15,7 @@
 //! detection (see the CLI's preflight).
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -30,6 +31,34 @@ pub enum SyncMode {
     OneWay,
     /// Every one of `members` to every other one.
     Bidirectional,
+}
+
+/// How often a tombstone GC round starts: a purge needs two completed rounds, so a tombstone
+/// lives about two to three intervals once every member is caught up. Five minutes keeps the
+/// round's cost (a few queries per member) negligible and tombstone tables small.
+pub const DEFAULT_TOMBSTONE_GC_EVERY: &str = "5m";
+/// How long a member may block GC (down, or its pipelines failing) before it is evicted: a
+/// week covers a long weekend's outage plus the time to notice and repair it; past it the
+/// other members' tombstones would grow without limit.
+pub const DEFAULT_TOMBSTONE_GC_BOUND: &str = "7d";
+
+/// Parses a duration written as a number and a unit: `ms`, `s`, `m`, `h` or `d` (`"90s"`,
+/// `"5m"`, `"7d"`). `None` for anything else, or zero.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    let d = Duration::from_millis(n.checked_mul(ms)?);
+    (!d.is_zero()).then_some(d)
 }
 
 /// Longest sync name the state tables hold (`sync_name VARCHAR(64)`).
@@ -107,6 +136,13 @@ impl Config {
                 ));
             }
         }
+        let (every, bound) = s.tombstone_gc()?;
+        if bound < every {
+            return Err(ConfigError::invalid(
+                format!("{field}.tombstone_gc_bound"),
+                "must be at least tombstone_gc_every (a member is evicted only after blocking whole rounds)",
+            ));
+        }
         Ok(())
     }
 
@@ -156,6 +192,32 @@ impl SyncConfig {
     /// The name `fleetsync sync pause|resume|cancel` uses: the group's for a group member.
     pub fn control_name(&self) -> &str {
         self.group.as_deref().unwrap_or(&self.name)
+    }
+
+    /// `(tombstone_gc_every, tombstone_gc_bound)`, defaults applied; an unreadable value is an
+    /// error naming the key.
+    pub fn tombstone_gc(&self) -> Result<(Duration, Duration), ConfigError> {
+        let get = |v: &Option<String>, default: &str, key: &str| {
+            let text = v.as_deref().unwrap_or(default);
+            parse_duration(text).ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("syncs.{}.{key}", self.control_name()),
+                    format!("{text:?} is not a duration: a positive number and a unit (ms, s, m, h, d), e.g. \"5m\""),
+                )
+            })
+        };
+        Ok((
+            get(
+                &self.tombstone_gc_every,
+                DEFAULT_TOMBSTONE_GC_EVERY,
+                "tombstone_gc_every",
+            )?,
+            get(
+                &self.tombstone_gc_bound,
+                DEFAULT_TOMBSTONE_GC_BOUND,
+                "tombstone_gc_bound",
+            )?,
+        ))
     }
 
     /// Whether this is a member's sync of a bidirectional group (after expansion).

@@ -35,7 +35,7 @@ pub use bus::{
 };
 pub use conflict::{ConflictPolicy, ConflictStrategy, TableConflictConfig, TablePolicy};
 pub use filter::{TableFilter, TableMap};
-pub use group::SyncMode;
+pub use group::{parse_duration, SyncMode, DEFAULT_TOMBSTONE_GC_BOUND, DEFAULT_TOMBSTONE_GC_EVERY};
 pub use health::HealthConfig;
 pub use tls::{TlsMode, DEFAULT_TLS_MODE, TLS_MODES};
 
@@ -283,6 +283,14 @@ pub struct SyncConfig {
     /// to the source). Unset: `skip_replication` on MariaDB targets, `marker` elsewhere.
     #[serde(default)]
     pub loop_prevention: Option<LoopPrevention>,
+    /// Bidirectional groups: how often a tombstone GC round starts (`"5m"`, `"30s"`; see
+    /// `group::DEFAULT_TOMBSTONE_GC_EVERY`). Unset: the default.
+    #[serde(default)]
+    pub tombstone_gc_every: Option<String>,
+    /// Bidirectional groups: how long a member may block GC rounds (down, or its pipelines
+    /// failing) before it is evicted (`"7d"`; see `group::DEFAULT_TOMBSTONE_GC_BOUND`).
+    #[serde(default)]
+    pub tombstone_gc_bound: Option<String>,
 }
 
 /// How fleetsync's own applied writes are recognised by the target's agent (no echo loops).
@@ -482,6 +490,11 @@ impl Config {
                 return Err(ConfigError::invalid(
                     format!("{field}.members"),
                     "only for mode = \"bidirectional\" (a one-way sync has source and targets)",
+                ));
+            } else if s.tombstone_gc_every.is_some() || s.tombstone_gc_bound.is_some() {
+                return Err(ConfigError::invalid(
+                    format!("{field}.tombstone_gc_every/tombstone_gc_bound"),
+                    "only for mode = \"bidirectional\" (a one-way sync keeps no tombstones)",
                 ));
             } else if s.source.is_empty() {
                 return Err(ConfigError::invalid(

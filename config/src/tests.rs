@@ -562,3 +562,46 @@ fn group_refusals_name_the_rule() {
     let none = "\n[[syncs.tables]]\nname = \"characters.log\"\nconflict = \"none\"\n";
     assert!(group_with(|s| format!("{s}{none}")).is_ok());
 }
+#[test]
+fn tombstone_gc_settings_default_parse_and_refuse() {
+    let mut c = group_with(|s| s.to_string()).expect("contract is valid");
+    c.expand_groups();
+    let (every, bound) = c.syncs[0].tombstone_gc().expect("defaults");
+    assert_eq!(every, std::time::Duration::from_secs(300));
+    assert_eq!(bound, std::time::Duration::from_secs(7 * 86_400));
+    let set = |every: &str, bound: &str| {
+        group_with(|s| {
+            format!("{s}tombstone_gc_every = \"{every}\"\ntombstone_gc_bound = \"{bound}\"\n")
+        })
+    };
+    let c = set("1500ms", "3s").expect("short settings are valid");
+    assert_eq!(
+        c.syncs[0].tombstone_gc().expect("parsed"),
+        (
+            std::time::Duration::from_millis(1500),
+            std::time::Duration::from_secs(3)
+        )
+    );
+    for (every, bound, want) in [
+        ("5", "7d", "tombstone_gc_every"),
+        ("0s", "7d", "tombstone_gc_every"),
+        ("5m", "7 days", "tombstone_gc_bound"),
+        ("1h", "30m", "at least tombstone_gc_every"),
+    ] {
+        let err = set(every, bound).expect_err(every);
+        assert!(err.contains(want), "{every}/{bound}: {err}");
+    }
+    let one_way = group_with(|s| {
+        s.replace("mode = \"bidirectional\"", "")
+            .replace(
+                "members = [\"eu1\", \"eu2\", \"us1\"]",
+                "source = \"eu1\"\ntargets = [\"eu2\"]",
+            )
+            .replace(
+                "conflict = \"newest_wins\"",
+                "conflict = \"source_wins\"\ntombstone_gc_every = \"1m\"",
+            )
+    })
+    .expect_err("one-way sync with gc settings");
+    assert!(one_way.contains("only for mode"), "{one_way}");
+}

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod datadiff;
 pub mod feed;
+pub mod gc;
 pub mod migrate;
 pub mod pitr;
 pub mod versions;

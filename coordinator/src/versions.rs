@@ -36,6 +36,17 @@ use crate::apply::rank::{format_decimal, priority_base};
 pub const RANK_COLUMN: &str = "fleetsync_rank";
 pub const VERSION_COLUMN: &str = "fleetsync_version";
 pub const ORIGIN_COLUMN: &str = "fleetsync_origin";
+/// The table of the members' GC floors (`fleetsync`.`ts_floor`): per tombstone table, the
+/// highest rank its purges removed (see `gc`). A row per tombstone table exists from the
+/// install on (rank NULL, version 0: the same as no predecessor), so the triggers' locking
+/// read always finds one.
+pub const FLOOR_TABLE: &str = "ts_floor";
+/// Creates [`FLOOR_TABLE`] (idempotent).
+pub const CREATE_FLOOR_TABLE: &str = "CREATE TABLE IF NOT EXISTS `fleetsync`.`ts_floor` (\
+    `tombstones` VARCHAR(64) NOT NULL PRIMARY KEY, `fleetsync_rank` DECIMAL(65,6) NULL, \
+    `fleetsync_version` BIGINT UNSIGNED NOT NULL DEFAULT 0, `fleetsync_origin` INT UNSIGNED NOT NULL DEFAULT 0, \
+    `sync_name` VARCHAR(64) NOT NULL DEFAULT '', \
+    `purged` BIGINT UNSIGNED NOT NULL DEFAULT 0, `raised_at` TIMESTAMP(6) NULL) ENGINE=InnoDB";
 /// The session variable that tells the triggers a write is fleetsync's own apply.
 pub const APPLIER_VARIABLE: &str = "@fleetsync_applier";
 
@@ -100,6 +111,11 @@ fn trigger_name(kind: &str, table: &str) -> String {
     } else {
         short(&format!("fleetsync_{kind}_"), "", table)
     }
+}
+
+/// A SQL string literal.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 fn ident(s: &str) -> String {
@@ -327,12 +343,20 @@ fn table_plan(schema: &str, table: &str, key: &[KeyCol], base: &str) -> TablePla
         .join(",");
     let tombstone_old = format!(
         "INSERT INTO {ts} ({key_cols},{rank},{ver},{origin},`deleted_at`) VALUES ({old_keys}, OLD.{rank}, \
-         COALESCE(OLD.{ver}, 0) + 1, @@server_id, NOW(6)) ON DUPLICATE KEY UPDATE {rank}=VALUES({rank}), \
+         COALESCE(OLD.{ver}, 0) + 1, @@server_id, SYSDATE(6)) ON DUPLICATE KEY UPDATE {rank}=VALUES({rank}), \
          {ver}=VALUES({ver}), {origin}=VALUES({origin}), `deleted_at`=VALUES(`deleted_at`)"
     );
+    // The predecessor of a write on a key: its tombstone, or when it has none the member's
+    // GC floor for the table (what it purged; see `gc`). Both are locking reads: under
+    // REPEATABLE READ a plain read would use the transaction's snapshot and could miss a
+    // purge that committed since (the purge holds the floor row exclusively while it raises
+    // it and deletes the tombstones).
     let read_new = format!(
-        "SELECT MAX({rank}), MAX({ver}) INTO pr, pv FROM {ts} WHERE {} FOR UPDATE; DELETE FROM {ts} WHERE {};",
+        "SELECT MAX({rank}), MAX({ver}) INTO pr, pv FROM {ts} WHERE {} FOR UPDATE; \
+         IF pv IS NULL THEN SELECT MAX({rank}), MAX({ver}) INTO pr, pv FROM `fleetsync`.`{FLOOR_TABLE}` \
+         WHERE `tombstones` = {} LOCK IN SHARE MODE; END IF; DELETE FROM {ts} WHERE {};",
         key_match("NEW"),
+        quote(&ts_name),
         key_match("NEW")
     );
     let set_new = format!(
@@ -379,16 +403,35 @@ fn table_plan(schema: &str, table: &str, key: &[KeyCol], base: &str) -> TablePla
     }
 }
 
-/// Runs `plans` on `server` (idempotent; see the module docs).
+/// Runs `plans` of `group` on `server` (idempotent; see the module docs).
 pub async fn install(
     conn: &mut Conn,
     server: &str,
+    group: &str,
     plans: &[TablePlan],
 ) -> Result<(), VersionsError> {
     conn.query_drop("SET SESSION skip_replication=1; CREATE DATABASE IF NOT EXISTS `fleetsync`")
         .await
         .map_err(sql_err(server, "preparing the install session".into()))?;
+    conn.query_drop(CREATE_FLOOR_TABLE)
+        .await
+        .map_err(sql_err(server, "creating fleetsync.ts_floor".into()))?;
+    conn.query_drop(crate::gc::CREATE_EVICTED_TABLE)
+        .await
+        .map_err(sql_err(server, "creating fleetsync.gc_evicted".into()))?;
     for p in plans {
+        let ts_name = p.tombstones.trim_start_matches("fleetsync.");
+        conn.query_drop(format!(
+            "INSERT INTO `fleetsync`.`{FLOOR_TABLE}` (`tombstones`, `sync_name`) VALUES ({}, {}) \
+             ON DUPLICATE KEY UPDATE `sync_name` = VALUES(`sync_name`)",
+            quote(ts_name),
+            quote(group)
+        ))
+        .await
+        .map_err(sql_err(
+            server,
+            format!("creating the GC floor of {}", p.tombstones),
+        ))?;
         // A trigger already there with the same body is kept: `CREATE OR REPLACE` drops it
         // first, and a local write in between would get no version.
         let existing: Vec<String> = conn

@@ -38,6 +38,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::support::{http_get, STOP_TIMEOUT};
 
+mod gc;
 mod setup;
 
 const TABLE_SQL: &str = "CREATE DATABASE IF NOT EXISTS app; CREATE TABLE app.items (\
@@ -107,15 +108,17 @@ fn lost_connection(e: &anyhow::Error) -> bool {
 /// `journal`, the write also records that number in `journal.w` (outside the group) in the
 /// same transaction. `pending` holds the write from just before its COMMIT: when the
 /// connection is lost there, whether it committed is known only from the journal.
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     conn: &mut mysql_async::Conn,
     rng: &mut rand::rngs::StdRng,
     server: &'static str,
+    keys: i32,
     n: u64,
     journal: bool,
     pending: &mut Option<Written>,
 ) -> Result<Option<Written>> {
-    let id: i32 = rng.gen_range(1..=KEYS);
+    let id: i32 = rng.gen_range(1..=keys);
     let val = format!("{server}-{n}");
     let op: u32 = rng.gen_range(0..10);
     conn.query_drop("START TRANSACTION").await?;
@@ -215,6 +218,7 @@ async fn writer(
     seed: u64,
     secs: u64,
     survive_kill: bool,
+    keys: i32,
 ) -> Result<Vec<Written>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(
         seed * 1000 + server.len() as u64 * 7 + u64::from(server.as_bytes()[0]),
@@ -234,7 +238,17 @@ async fn writer(
     while Instant::now() < end {
         n += 1;
         let mut pending = None;
-        match attempt(&mut conn, &mut rng, server, n, survive_kill, &mut pending).await {
+        match attempt(
+            &mut conn,
+            &mut rng,
+            server,
+            keys,
+            n,
+            survive_kill,
+            &mut pending,
+        )
+        .await
+        {
             Ok(w) => out.extend(w),
             Err(e) if survive_kill && lost_connection(&e) => {
                 lost += 1;
@@ -277,6 +291,17 @@ fn group_config(
     strategy: &str,
     broker: Option<&KafkaCluster>,
 ) -> String {
+    group_config_with(state, servers, strategy, broker, "")
+}
+
+/// [`group_config`] with `extra` lines in the group's `[[syncs]]` entry.
+fn group_config_with(
+    state: &std::path::Path,
+    servers: &[MariaDb],
+    strategy: &str,
+    broker: Option<&KafkaCluster>,
+    extra: &str,
+) -> String {
     let mut cfg = ConfigBuilder::new(state);
     for (n, s) in NAMES.iter().zip(servers) {
         cfg = cfg.server(n, &s.url_root());
@@ -292,7 +317,7 @@ fn group_config(
     cfg.raw(&format!(
         "\n[[syncs]]\nname = \"realms\"\nmode = \"bidirectional\"\nmembers = [{members}]\n\
          conflict = \"{strategy}\"\nnewest_column = \"updated_at\"\npriority = [{members}]\n\
-         include = [\"app\\\\..*\"]\nbatch_wait_ms = 5\n\
+         include = [\"app\\\\..*\"]\nbatch_wait_ms = 5\n{extra}\n\
          [[syncs.tables]]\nname = \"app.ping\"\nconflict = \"manual\"\n"
     ))
     .build()
@@ -384,6 +409,7 @@ async fn one_seed(
     members: usize,
     bus: Bus,
     fault: Fault,
+    gc: bool,
 ) -> Result<()> {
     let started = Instant::now();
     let broker = async {
@@ -406,11 +432,12 @@ async fn one_seed(
         .tempdir()?;
     let config = Fleetsync::write_config(
         dir.path(),
-        &group_config(
+        &group_config_with(
             &dir.path().join("state"),
             &servers,
             strategy,
             broker.as_ref(),
+            if gc { gc::SETTINGS } else { "" },
         ),
     )?;
     let procs = match bus {
@@ -453,7 +480,8 @@ async fn one_seed(
         .enumerate()
         .map(|(i, (n, s))| {
             let survive_kill = fault == Fault::Member(i);
-            tokio::spawn(writer(s.pool(), n, seed, secs, survive_kill))
+            let keys = if gc { gc::KEYS } else { KEYS };
+            tokio::spawn(writer(s.pool(), n, seed, secs, survive_kill, keys))
         })
         .collect();
     // SIGKILL `fleetsync run` mid-run; the restart resumes every pipeline from its target's
@@ -494,6 +522,9 @@ async fn one_seed(
         written.extend(w);
     }
     let deletes = written.iter().filter(|w| w.val.is_none()).count();
+    if gc {
+        gc::during_run(&servers, bus == Bus::Embedded).await?;
+    }
     if let Fault::Member(i) = fault {
         // The killed member's durable journal (written in each write's transaction) holds
         // exactly the writes recorded for it: none lost with the kill is counted, none that
@@ -522,27 +553,9 @@ async fn one_seed(
 
     // All members equal, version columns included.
     let t = Instant::now();
-    let dump = "SELECT id, val, CAST(updated_at AS CHAR), CAST(fleetsync_rank AS CHAR), \
-                fleetsync_version, fleetsync_origin FROM app.items ORDER BY id";
     // Over Kafka the backlog drains through the broker's fetch waits: more time, same check.
     let converge_secs = if bus == Bus::Kafka { 90 } else { 60 };
-    let converged = wait_until(
-        Duration::from_secs(converge_secs),
-        "the members to converge",
-        || async {
-            let first = servers[0].query_strings(dump).await?;
-            for (n, s) in NAMES.iter().zip(&servers).skip(1) {
-                let other = s.query_strings(dump).await?;
-                if first != other {
-                    let only: Vec<_> = first.iter().filter(|r| !other.contains(r)).collect();
-                    let theirs: Vec<_> = other.iter().filter(|r| !first.contains(r)).collect();
-                    anyhow::bail!("{} and {n} differ: {only:?} vs {theirs:?}", NAMES[0]);
-                }
-            }
-            Ok(())
-        },
-    )
-    .await;
+    let converged = converge(&servers, converge_secs).await;
     let conflicts = servers[0]
         .query_value("SELECT COUNT(*) FROM fleetsync.conflict_log")
         .await?
@@ -583,39 +596,12 @@ async fn one_seed(
             NAMES[i]
         );
     }
-    // The oracle: per key, the recorded write of the highest rank.
-    let mut best: HashMap<i32, &Written> = HashMap::new();
-    for w in &written {
-        let e = best.entry(w.key).or_insert(w);
-        if w.rank > e.rank {
-            *e = w;
-        }
+    let rows = oracle_holds(&servers[0], &written, &format!("{strategy} seed {seed}")).await?;
+    if gc {
+        gc::after_run(&servers, &mut written, &fs).await?;
+        fs.stop().await?;
+        return Ok(());
     }
-    let rows = servers[0]
-        .query_strings("SELECT id, val FROM app.items ORDER BY id")
-        .await?;
-    let mut actual: HashMap<i32, String> = HashMap::new();
-    for r in &rows {
-        let id: i32 = r[0].as_deref().unwrap_or("0").parse()?;
-        actual.insert(id, r[1].clone().unwrap_or_default());
-    }
-    let mut wrong = Vec::new();
-    for key in 1..=KEYS {
-        let want = best.get(&key).and_then(|w| w.val.clone());
-        let got = actual.get(&key).cloned();
-        if best.contains_key(&key) && want != got {
-            let w = best[&key];
-            wrong.push(format!(
-                "key {key}: members hold {got:?}, the oracle says {want:?} (written on {} with {:?})",
-                w.server, w.rank
-            ));
-        }
-    }
-    ensure!(
-        wrong.is_empty(),
-        "{strategy} seed {seed}: {}",
-        wrong.join("; ")
-    );
     fs.stop().await?;
     // `fleetsync_tombstones{sync,server}` counts eu1's tombstones (computed at start), in the
     // process that installs the group (`run`, or the agent).
@@ -652,18 +638,74 @@ async fn one_seed(
     .await?;
     fs.stop(STOP_TIMEOUT).await?;
     println!(
-        "{strategy} seed {seed} ({bus:?}): {} rows identical on {members} members, as the oracle says",
-        rows.len()
+        "{strategy} seed {seed} ({bus:?}): {rows} rows identical on {members} members, as the oracle says"
     );
     Ok(())
 }
 
-async fn seeds(strategy: &str, members: usize, bus: Bus, fault: Fault) -> Result<()> {
+/// Waits until every member holds the same `app.items`, version columns included.
+async fn converge(servers: &[MariaDb], secs: u64) -> Result<()> {
+    let dump = "SELECT id, val, CAST(updated_at AS CHAR), CAST(fleetsync_rank AS CHAR), \
+                fleetsync_version, fleetsync_origin FROM app.items ORDER BY id";
+    wait_until(
+        Duration::from_secs(secs),
+        "the members to converge",
+        || async {
+            let first = servers[0].query_strings(dump).await?;
+            for (n, s) in NAMES.iter().zip(servers).skip(1) {
+                let other = s.query_strings(dump).await?;
+                if first != other {
+                    let only: Vec<_> = first.iter().filter(|r| !other.contains(r)).collect();
+                    let theirs: Vec<_> = other.iter().filter(|r| !first.contains(r)).collect();
+                    anyhow::bail!("{} and {n} differ: {only:?} vs {theirs:?}", NAMES[0]);
+                }
+            }
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// The oracle: per key, the recorded write of the highest rank is what `server` holds (absent
+/// for a delete). Returns the number of rows.
+async fn oracle_holds(server: &MariaDb, written: &[Written], what: &str) -> Result<usize> {
+    let mut best: HashMap<i32, &Written> = HashMap::new();
+    for w in written {
+        let e = best.entry(w.key).or_insert(w);
+        if w.rank > e.rank {
+            *e = w;
+        }
+    }
+    let rows = server
+        .query_strings("SELECT id, val FROM app.items ORDER BY id")
+        .await?;
+    let mut actual: HashMap<i32, String> = HashMap::new();
+    for r in &rows {
+        let id: i32 = r[0].as_deref().unwrap_or("0").parse()?;
+        actual.insert(id, r[1].clone().unwrap_or_default());
+    }
+    let mut wrong = Vec::new();
+    for (key, w) in &best {
+        let want = w.val.clone();
+        let got = actual.get(key).cloned();
+        if want != got {
+            wrong.push(format!(
+                "key {key}: members hold {got:?}, the oracle says {want:?} (written on {} with {:?})",
+                w.server, w.rank
+            ));
+        }
+    }
+    wrong.sort();
+    ensure!(wrong.is_empty(), "{what}: {}", wrong.join("; "));
+    Ok(rows.len())
+}
+
+async fn seeds(strategy: &str, members: usize, bus: Bus, fault: Fault, gc: bool) -> Result<()> {
     let n = crate::support::env_num("FLEETSYNC_STRESS_SEEDS", 1);
     let secs = crate::support::env_num("FLEETSYNC_BIDI_SECS", 8);
     let mut failed = Vec::new();
     for seed in 1..=n {
-        if let Err(e) = one_seed(seed, secs, strategy, members, bus, fault).await {
+        if let Err(e) = one_seed(seed, secs, strategy, members, bus, fault, gc).await {
             println!("{strategy} seed {seed} FAILED: {e:#}");
             failed.push(seed);
         }
@@ -677,30 +719,30 @@ async fn seeds(strategy: &str, members: usize, bus: Bus, fault: Fault) -> Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_newest_wins() -> Result<()> {
-    seeds("newest_wins", 3, Bus::Embedded, Fault::Fleetsync).await
+    seeds("newest_wins", 3, Bus::Embedded, Fault::Fleetsync, false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_source_wins() -> Result<()> {
-    seeds("source-wins", 3, Bus::Embedded, Fault::Fleetsync).await
+    seeds("source-wins", 3, Bus::Embedded, Fault::Fleetsync, false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_manual() -> Result<()> {
-    seeds("manual", 3, Bus::Embedded, Fault::Fleetsync).await
+    seeds("manual", 3, Bus::Embedded, Fault::Fleetsync, false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_five_members() -> Result<()> {
-    seeds("newest_wins", 5, Bus::Embedded, Fault::Fleetsync).await
+    seeds("newest_wins", 5, Bus::Embedded, Fault::Fleetsync, false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_newest_wins_kafka() -> Result<()> {
-    seeds("newest_wins", 3, Bus::Kafka, Fault::Fleetsync).await
+    seeds("newest_wins", 3, Bus::Kafka, Fault::Fleetsync, false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_member_killed() -> Result<()> {
-    seeds("newest_wins", 3, Bus::Embedded, Fault::Member(1)).await
+    seeds("newest_wins", 3, Bus::Embedded, Fault::Member(1), false).await
 }

@@ -262,7 +262,7 @@ impl Applier {
         q.push(b',');
         sql::push_int_literal(&mut q, u64::from(rank.origin));
         q.extend_from_slice(
-            b",NOW(6)) ON DUPLICATE KEY UPDATE `fleetsync_rank`=VALUES(`fleetsync_rank`),\
+            b",SYSDATE(6)) ON DUPLICATE KEY UPDATE `fleetsync_rank`=VALUES(`fleetsync_rank`),\
               `fleetsync_version`=VALUES(`fleetsync_version`),`fleetsync_origin`=VALUES(`fleetsync_origin`),\
               `deleted_at`=VALUES(`deleted_at`)",
         );

@@ -46,7 +46,8 @@
 //! applied `T`'s write, and `m` has durably applied every write `o` made before `o` applied
 //! `T` (per-member watermarks, never age alone). Purging raises `m`'s floor to `T`'s rank, so
 //! writes `m` makes later on keys without a record still rank above `T`. [`purge_allowed`]
-//! states the rule; the simulation checks that it keeps convergence.
+//! states the rule; the simulation checks that it keeps convergence; `crate::gc` establishes
+//! it on real members with rounds of binlog ends and applied positions.
 
 use std::cmp::Ordering;
 

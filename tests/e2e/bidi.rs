@@ -38,6 +38,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::support::{http_get, STOP_TIMEOUT};
 
+mod sequences;
 mod setup;
 
 const TABLE_SQL: &str = "CREATE DATABASE IF NOT EXISTS app; CREATE TABLE app.items (\
@@ -277,14 +278,25 @@ fn group_config(
     strategy: &str,
     broker: Option<&KafkaCluster>,
 ) -> String {
+    let urls: Vec<String> = servers.iter().map(MariaDb::url_root).collect();
+    group_config_urls(state, &urls, strategy, broker)
+}
+
+/// [`group_config`] with the members' URLs given (member `i` is `NAMES[i]`).
+fn group_config_urls(
+    state: &std::path::Path,
+    urls: &[String],
+    strategy: &str,
+    broker: Option<&KafkaCluster>,
+) -> String {
     let mut cfg = ConfigBuilder::new(state);
-    for (n, s) in NAMES.iter().zip(servers) {
-        cfg = cfg.server(n, &s.url_root());
+    for (n, url) in NAMES.iter().zip(urls) {
+        cfg = cfg.server(n, url);
     }
     if let Some(b) = broker {
         cfg = cfg.kafka_bus(&b.bootstrap(), b.node_count());
     }
-    let members: Vec<String> = NAMES[..servers.len()]
+    let members: Vec<String> = NAMES[..urls.len()]
         .iter()
         .map(|n| format!("\"{n}\""))
         .collect();
@@ -336,6 +348,25 @@ enum Fault {
     /// Member `i`'s mariadbd at a third of the run, started again [`MEMBER_DOWN`] later;
     /// fleetsync keeps running and must recover by itself.
     Member(usize),
+    /// The Kafka broker (one node) at a third of the run, started again [`BROKER_DOWN`] later
+    /// on the same data dir and ports; the agent and the coordinator keep running and must
+    /// retry, then resume.
+    Broker,
+}
+
+/// How long a killed broker stays down.
+const BROKER_DOWN: Duration = Duration::from_secs(4);
+
+/// What one seed did, for the stress summary (`BIDI_RESULT` lines, read by
+/// tests/bench/bidi_stress.sh): filled in as the run goes, so a failed run reports what it got
+/// to.
+#[derive(Debug, Default)]
+struct Outcome {
+    writes: usize,
+    deletes: usize,
+    conflicts: u64,
+    /// The members ended unequal, or equal but not as the oracle says.
+    diverged: bool,
 }
 
 /// How long a killed member's server stays down.
@@ -384,6 +415,7 @@ async fn one_seed(
     members: usize,
     bus: Bus,
     fault: Fault,
+    outcome: &mut Outcome,
 ) -> Result<()> {
     let started = Instant::now();
     let broker = async {
@@ -480,6 +512,18 @@ async fn one_seed(
             tokio::time::sleep(Duration::from_millis(secs * 333)).await;
             fs.kill_restart(0).await?;
         }
+        // The broker SIGKILLed under the agent's producers and the coordinator's consumers;
+        // started again on its data dir and ports while every writer goes on.
+        (Fault::Broker, _) => {
+            let broker = fs
+                .broker
+                .as_mut()
+                .context("a broker fault without a broker")?;
+            tokio::time::sleep(Duration::from_millis(secs * 333)).await;
+            broker.kill9(1)?;
+            tokio::time::sleep(BROKER_DOWN).await;
+            broker.start_again(1).await?;
+        }
     }
     let mut written: Vec<Written> = Vec::new();
     for task in tasks {
@@ -494,6 +538,7 @@ async fn one_seed(
         written.extend(w);
     }
     let deletes = written.iter().filter(|w| w.val.is_none()).count();
+    (outcome.writes, outcome.deletes) = (written.len(), deletes);
     if let Fault::Member(i) = fault {
         // The killed member's durable journal (written in each write's transaction) holds
         // exactly the writes recorded for it: none lost with the kill is counted, none that
@@ -512,6 +557,7 @@ async fn one_seed(
     let killed = match fault {
         Fault::Fleetsync => format!("{} fleetsync process(es)", fs.procs.len()),
         Fault::Member(i) => format!("{}'s mariadbd", NAMES[i]),
+        Fault::Broker => "the Kafka broker".to_string(),
     };
     println!(
         "{strategy} seed {seed} ({bus:?}): {} writes ({deletes} deletes) in {:.1?}, SIGKILLed {killed}",
@@ -547,6 +593,8 @@ async fn one_seed(
         .query_value("SELECT COUNT(*) FROM fleetsync.conflict_log")
         .await?
         .unwrap_or_default();
+    outcome.conflicts = conflicts.parse().unwrap_or_default();
+    outcome.diverged = converged.is_err();
     println!(
         "{strategy} seed {seed} ({bus:?}): converged={} after {:.1?}; conflicts logged on eu1: {conflicts}",
         converged.is_ok(),
@@ -611,6 +659,7 @@ async fn one_seed(
             ));
         }
     }
+    outcome.diverged = !wrong.is_empty();
     ensure!(
         wrong.is_empty(),
         "{strategy} seed {seed}: {}",
@@ -658,19 +707,33 @@ async fn one_seed(
     Ok(())
 }
 
+/// Runs seeds 1..=`FLEETSYNC_STRESS_SEEDS` (default 1) of one variant, each on fresh servers,
+/// and prints one `BIDI_RESULT {json}` line per seed (tests/bench/bidi_stress.sh sums them).
 async fn seeds(strategy: &str, members: usize, bus: Bus, fault: Fault) -> Result<()> {
     let n = crate::support::env_num("FLEETSYNC_STRESS_SEEDS", 1);
     let secs = crate::support::env_num("FLEETSYNC_BIDI_SECS", 8);
+    let variant = format!("{strategy}/{members}/{bus:?}/{fault:?}");
     let mut failed = Vec::new();
     for seed in 1..=n {
-        if let Err(e) = one_seed(seed, secs, strategy, members, bus, fault).await {
+        let t = Instant::now();
+        let mut o = Outcome::default();
+        let res = one_seed(seed, secs, strategy, members, bus, fault, &mut o).await;
+        println!(
+            "BIDI_RESULT {}",
+            serde_json::json!({
+                "variant": variant, "seed": seed, "ok": res.is_ok(), "writes": o.writes,
+                "deletes": o.deletes, "conflicts": o.conflicts, "diverged": o.diverged,
+                "secs": (t.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            })
+        );
+        if let Err(e) = res {
             println!("{strategy} seed {seed} FAILED: {e:#}");
             failed.push(seed);
         }
     }
     ensure!(
         failed.is_empty(),
-        "{strategy}: seeds {failed:?} of 1..={n} failed"
+        "{variant}: seeds {failed:?} of 1..={n} failed"
     );
     Ok(())
 }
@@ -701,6 +764,36 @@ async fn bidi_converges_newest_wins_kafka() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_source_wins_kafka() -> Result<()> {
+    seeds("source_wins", 3, Bus::Kafka, Fault::Fleetsync).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_manual_kafka() -> Result<()> {
+    seeds("manual", 3, Bus::Kafka, Fault::Fleetsync).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_five_members_kafka() -> Result<()> {
+    seeds("newest_wins", 5, Bus::Kafka, Fault::Fleetsync).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_broker_killed() -> Result<()> {
+    seeds("newest_wins", 3, Bus::Kafka, Fault::Broker).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_member_killed() -> Result<()> {
     seeds("newest_wins", 3, Bus::Embedded, Fault::Member(1)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_member_killed_source_wins() -> Result<()> {
+    seeds("source_wins", 3, Bus::Embedded, Fault::Member(1)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_member_killed_manual() -> Result<()> {
+    seeds("manual", 3, Bus::Embedded, Fault::Member(1)).await
 }

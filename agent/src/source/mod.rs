@@ -34,6 +34,11 @@ pub struct SourceSpec {
     /// in a sync cycle). Off for syncs (no echo loops); on for the PITR archive, which must
     /// hold everything the server's binlog holds.
     pub include_marked: bool,
+    /// A one-shot run's end (`sync once`, a scheduled run): once the stream has read past it
+    /// and the server reports it idle, a position-only heartbeat is published at once (not
+    /// after [`stream::LOOP_HEARTBEAT_EVERY`]), so the targets reach the end and the run
+    /// finishes when all that is left in the binlog is fleetsync's own applied writes.
+    pub until: Option<Position>,
 }
 
 /// What preflight learned about the server.

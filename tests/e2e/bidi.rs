@@ -631,6 +631,34 @@ async fn one_seed(
             NAMES[i]
         );
     }
+    if fault == Fault::Broker {
+        // The agent and the coordinator saw the broker go (and rode it out: they still run).
+        let seen: Vec<String> = fs
+            .procs
+            .iter()
+            .flat_map(|p| {
+                let name = p.name().to_string();
+                p.log_tail(20_000)
+                    .lines()
+                    .filter(|l| {
+                        (l.contains("WARN") || l.contains("ERROR"))
+                            && l.to_ascii_lowercase().contains("kafka")
+                    })
+                    .map(|l| format!("{name}: {l}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        println!(
+            "{strategy} seed {seed} ({bus:?}): {} warning(s) about Kafka while the broker was down; first: {:?}; last: {:?}",
+            seen.len(),
+            seen.first(),
+            seen.last()
+        );
+        ensure!(
+            !seen.is_empty(),
+            "neither the agent nor the coordinator noticed the broker's outage"
+        );
+    }
     // The oracle: per key, the recorded write of the highest rank.
     let mut best: HashMap<i32, &Written> = HashMap::new();
     for w in &written {

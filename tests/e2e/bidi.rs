@@ -15,7 +15,13 @@
 //!   Apache Kafka started here, with `fleetsync agent` (all members, one process: it installs
 //!   the group) and `fleetsync coordinator` as separate processes; the coordinator is
 //!   SIGKILLed and restarted at a third of the run, the agent at two thirds. Same writer, same
-//!   checks (the run is parametrised by [`Bus`]).
+//!   checks (the run is parametrised by [`Bus`]). The same for `source_wins`, `manual`
+//!   (`bidi_converges_source_wins_kafka`, `_manual_kafka`) and five members
+//!   (`bidi_converges_five_members_kafka`); one broker per test.
+//! * `bidi_converges_broker_killed`: three members under `newest_wins` over Kafka; at a third
+//!   of the run the broker is SIGKILLed and started again [`BROKER_DOWN`] later on its data
+//!   dir and ports; the agent and the coordinator keep running and must retry, then resume
+//!   (the test requires the coordinator's warning). Same checks.
 //! * `bidi_converges_member_killed`: three members under `newest_wins` on the embedded bus;
 //!   at a third of the run eu2's mariadbd is SIGKILLed (a crash: InnoDB recovery at the
 //!   restart) and started again 3 s later, while the other writers go on and `fleetsync run`
@@ -25,8 +31,15 @@
 //!   `journal.w` (outside the group) in the write's transaction, so a write whose COMMIT got no
 //!   answer is counted only if the journal says it committed, and eu2's journal must hold
 //!   exactly its recorded writes. Same convergence and oracle checks (the run is parametrised
-//!   by [`Fault`]).
-//! * `bidi_refusals`: what start-up refuses, with one line naming the problem.
+//!   by [`Fault`]). The same under `source_wins` and `manual`
+//!   (`bidi_converges_member_killed_source_wins`, `_manual`).
+//! * Every `bidi_converges_*` test runs seeds 1..=`FLEETSYNC_STRESS_SEEDS` and prints one
+//!   `BIDI_RESULT {json}` line per seed (tests/bench/bidi_stress.sh sums them into one line).
+//! * `bidi_sequences` (`bidi/sequences.rs`): the known three-member sequences (a delete
+//!   overtaking an update through a third member; an update on a missing row becoming an
+//!   insert, or losing to a tombstone), deterministic, in a delivery order fixed with
+//!   `fleetsync sync once` per member sync.
+//! * `bidi_refusals` (`bidi/setup.rs`): what start-up refuses, with one line naming the problem.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

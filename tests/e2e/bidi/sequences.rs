@@ -5,7 +5,8 @@
 //! binlog to every other member, up to its end at start, then exit), run step by step with no
 //! `fleetsync run` in between. To deliver a member's writes to some members but not to C, the
 //! same `sync once` runs with a second config in which `us1` names a decoy server (same
-//! `server_id`, same tables, no other role): the other members get the writes, C does not,
+//! `server_id`, the installed tables copied from eu1, no other role; `realms.us1` is never run
+//! with it): the other members get the writes, C does not,
 //! and C's stored position for that member sync stays where it was, so a later `sync once`
 //! with the real config delivers them to C, after whatever was delivered to C in between.
 //! (Product controls pause whole groups only; a per-target pause was not needed for this.)
@@ -33,7 +34,8 @@ use super::*;
 /// The three members, C's decoy, and the two configs.
 struct Rig {
     servers: Vec<MariaDb>,
-    _decoy: MariaDb,
+    /// us1's stand-in in `without_c`.
+    decoy: MariaDb,
     /// The real group.
     real: PathBuf,
     /// The group with `us1` pointing at the decoy.
@@ -73,7 +75,7 @@ impl Rig {
         )?;
         let rig = Rig {
             servers,
-            _decoy: decoy,
+            decoy,
             real,
             without_c,
             _dir: dir,
@@ -86,7 +88,7 @@ impl Rig {
         // preflight refuses a member without the version columns when the others have them,
         // before the install that would add them (a member added to an installed group).
         let copy = |schema: &'static str, table: String| {
-            let (from, to) = (&rig.servers[0], &rig._decoy);
+            let (from, to) = (&rig.servers[0], &rig.decoy);
             async move {
                 let create = from
                     .query_strings(&format!("SHOW CREATE TABLE `{schema}`.`{table}`"))

@@ -32,7 +32,8 @@
 //!   answer is counted only if the journal says it committed, and eu2's journal must hold
 //!   exactly its recorded writes. Same convergence and oracle checks (the run is parametrised
 //!   by [`Fault`]). The same under `source_wins` and `manual`
-//!   (`bidi_converges_member_killed_source_wins`, `_manual`).
+//!   (`bidi_converges_member_killed_source_wins`, `_manual`), and over Kafka
+//!   (`bidi_converges_member_killed_kafka`).
 //! * Every `bidi_converges_*` test runs seeds 1..=`FLEETSYNC_STRESS_SEEDS` and prints one
 //!   `BIDI_RESULT {json}` line per seed (tests/bench/bidi_stress.sh sums them into one line).
 //! * `bidi_sequences` (`bidi/sequences.rs`): the known three-member sequences (a delete
@@ -837,4 +838,9 @@ async fn bidi_converges_member_killed_source_wins() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_member_killed_manual() -> Result<()> {
     seeds("manual", 3, Bus::Embedded, Fault::Member(1)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_member_killed_kafka() -> Result<()> {
+    seeds("newest_wins", 3, Bus::Kafka, Fault::Member(1)).await
 }

@@ -5,7 +5,7 @@
 #
 #   tests/bench/bidi_stress.sh                                   # all variants, 20 seeds each
 #   FLEETSYNC_STRESS_SEEDS=2 tests/bench/bidi_stress.sh          # a smoke run
-#   BIDI_STRESS_FILTER=bidi_converges_manual tests/bench/bidi_stress.sh   # some variants only
+#   BIDI_STRESS_FILTER='manual|kafka' tests/bench/bidi_stress.sh    # variants whose name matches (ERE)
 #
 # Every seed prints a `BIDI_RESULT {json}` line (variant, seed, ok, writes, deletes, conflicts
 # logged on the first member, diverged, secs). This script sums them into ONE JSON line on
@@ -20,13 +20,21 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export PATH="/usr/sbin:$PATH"
 export FLEETSYNC_STRESS_SEEDS="${FLEETSYNC_STRESS_SEEDS:-20}"
-filter="${BIDI_STRESS_FILTER:-bidi_converges_}"
+# An extended regular expression over the names of the bidi::bidi_converges_* tests.
+filter="${BIDI_STRESS_FILTER:-.}"
 mkdir -p target/bench
 log="target/bench/bidi-stress-$(date -u +%Y%m%dT%H%M%SZ).log"
 start=$(date +%s)
 cargo build --workspace >&2
+mapfile -t tests < <(cargo test -p fleetsync-tests --test e2e -- bidi::bidi_converges_ --list \
+    2>/dev/null | sed -n 's/: test$//p' | grep -E "$filter" || true)
+if [ "${#tests[@]}" -eq 0 ]; then
+    echo "bidi_stress: no bidi_converges_* test matches $filter" >&2
+    exit 2
+fi
+echo "bidi_stress: ${#tests[@]} variant(s) x $FLEETSYNC_STRESS_SEEDS seed(s): ${tests[*]}" >&2
 status=0
-cargo test -p fleetsync-tests --test e2e -- "$filter" --test-threads=1 --nocapture \
+cargo test -p fleetsync-tests --test e2e -- --exact "${tests[@]}" --test-threads=1 --nocapture \
     >"$log" 2>&1 || status=$?
 secs=$(( $(date +%s) - start ))
 # `--nocapture` may print a test's first line after the harness's "test NAME ... ": match

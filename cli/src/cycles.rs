@@ -60,8 +60,22 @@ pub fn hand_written_cycles(flows: &[Flow]) -> Vec<String> {
             .iter()
             .filter(|f| component.contains(&&f.from) && component.contains(&&f.to))
             .collect();
-        let groups: BTreeSet<Option<&str>> = inside.iter().map(|f| f.group.as_deref()).collect();
-        if groups.len() == 1 && groups.iter().all(Option::is_some) {
+        // One group alone converges. A one-way sync between two members of a group in the
+        // component is refused on its own as an overlap (naming the sync): said once, there.
+        let mut members: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for f in &inside {
+            if let Some(g) = &f.group {
+                let m = members.entry(g.as_str()).or_default();
+                m.insert(f.from.0.as_str());
+                m.insert(f.to.0.as_str());
+            }
+        }
+        let uncovered = inside.iter().filter(|f| f.group.is_none()).any(|f| {
+            !members
+                .values()
+                .any(|m| m.contains(f.from.0.as_str()) && m.contains(f.to.0.as_str()))
+        });
+        if !uncovered {
             continue;
         }
         let tables: BTreeSet<String> = component
@@ -146,6 +160,10 @@ mod tests {
             flow("ca", None, "c", "a"),
         ];
         assert_eq!(hand_written_cycles(&mixed).len(), 1);
+        // A one-way sync between two members: refused as an overlap elsewhere, not here.
+        let mut overlap = group.clone();
+        overlap.push(flow("extra", None, "a", "b"));
+        assert!(hand_written_cycles(&overlap).is_empty());
     }
 
     #[test]

@@ -118,6 +118,7 @@ pub async fn agent(
                 .map(|y| y.snapshot_chunk_rows)
                 .unwrap_or(10_000),
             include_marked: false,
+            until: None,
         };
         let topic = config.bus.topic(server);
         let json_topic = config

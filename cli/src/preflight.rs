@@ -37,6 +37,7 @@ pub fn source_spec(
         sync: sync.name.clone(),
         snapshot_chunk_rows: sync.snapshot_chunk_rows,
         include_marked: false,
+        until: None,
     })
 }
 

@@ -49,8 +49,10 @@ pub fn build_pipeline(
     shared: &Shared,
     until: Option<Position>,
 ) -> Result<Pipeline> {
+    let mut spec = source_spec(config, sync, target, index)?;
+    spec.until.clone_from(&until);
     Ok(Pipeline {
-        spec: source_spec(config, sync, target, index)?,
+        spec,
         target_opts: opts_by_name(config, target)?,
         applier: ApplierOptions {
             sync: sync.name.clone(),

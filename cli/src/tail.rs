@@ -46,6 +46,7 @@ pub async fn tail(path: &Path, server: &str, from: Option<&str>, include: &[Stri
         sync: "tail".into(),
         snapshot_chunk_rows: 1,
         include_marked: false,
+        until: None,
     };
     let mut conn = source::connect(&spec).await?;
     let info = source::preflight(&mut conn, &spec).await?;

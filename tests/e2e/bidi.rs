@@ -15,7 +15,13 @@
 //!   Apache Kafka started here, with `fleetsync agent` (all members, one process: it installs
 //!   the group) and `fleetsync coordinator` as separate processes; the coordinator is
 //!   SIGKILLed and restarted at a third of the run, the agent at two thirds. Same writer, same
-//!   checks (the run is parametrised by [`Bus`]).
+//!   checks (the run is parametrised by [`Bus`]). The same for `source_wins`, `manual`
+//!   (`bidi_converges_source_wins_kafka`, `_manual_kafka`) and five members
+//!   (`bidi_converges_five_members_kafka`); one broker per test.
+//! * `bidi_converges_broker_killed`: three members under `newest_wins` over Kafka; at a third
+//!   of the run the broker is SIGKILLed and started again [`BROKER_DOWN`] later on its data
+//!   dir and ports; the agent and the coordinator keep running and must retry, then resume
+//!   (the test requires the coordinator's warning). Same checks.
 //! * `bidi_converges_member_killed`: three members under `newest_wins` on the embedded bus;
 //!   at a third of the run eu2's mariadbd is SIGKILLed (a crash: InnoDB recovery at the
 //!   restart) and started again 3 s later, while the other writers go on and `fleetsync run`
@@ -25,8 +31,16 @@
 //!   `journal.w` (outside the group) in the write's transaction, so a write whose COMMIT got no
 //!   answer is counted only if the journal says it committed, and eu2's journal must hold
 //!   exactly its recorded writes. Same convergence and oracle checks (the run is parametrised
-//!   by [`Fault`]).
-//! * `bidi_refusals`: what start-up refuses, with one line naming the problem.
+//!   by [`Fault`]). The same under `source_wins` and `manual`
+//!   (`bidi_converges_member_killed_source_wins`, `_manual`), and over Kafka
+//!   (`bidi_converges_member_killed_kafka`).
+//! * Every `bidi_converges_*` test runs seeds 1..=`FLEETSYNC_STRESS_SEEDS` and prints one
+//!   `BIDI_RESULT {json}` line per seed (tests/bench/bidi_stress.sh sums them into one line).
+//! * `bidi_sequences` (`bidi/sequences.rs`): the known three-member sequences (a delete
+//!   overtaking an update through a third member; an update on a missing row becoming an
+//!   insert, or losing to a tombstone), deterministic, in a delivery order fixed with
+//!   `fleetsync sync once` per member sync.
+//! * `bidi_refusals` (`bidi/setup.rs`): what start-up refuses, with one line naming the problem.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -39,7 +53,11 @@ use rand::{Rng, SeedableRng};
 use crate::support::{http_get, STOP_TIMEOUT};
 
 mod gc;
+mod sequences;
 mod setup;
+mod writer;
+
+use writer::*;
 
 const TABLE_SQL: &str = "CREATE DATABASE IF NOT EXISTS app; CREATE TABLE app.items (\
     id INT NOT NULL PRIMARY KEY, val VARCHAR(64) NOT NULL, \
@@ -47,239 +65,6 @@ const TABLE_SQL: &str = "CREATE DATABASE IF NOT EXISTS app; CREATE TABLE app.ite
     CREATE TABLE app.ping (id INT NOT NULL PRIMARY KEY) ENGINE=InnoDB";
 
 const KEYS: i32 = 20;
-
-/// One recorded write: key, value (`None`: a delete), its rank, the writing server.
-#[derive(Debug, Clone)]
-struct Written {
-    key: i32,
-    val: Option<String>,
-    rank: Rank,
-    server: &'static str,
-}
-
-/// A write's rank, ordered as docs/bidirectional.md says: (primary, NULL lowest; version;
-/// origin server id). Written here from the documentation, not taken from fleetsync's code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Rank {
-    primary: Option<i128>,
-    version: u64,
-    origin: u32,
-}
-
-/// `DECIMAL(65,6)` text as micro-units.
-fn micros(text: &str) -> Result<i128> {
-    let (neg, t) = match text.strip_prefix('-') {
-        Some(t) => (true, t),
-        None => (false, text),
-    };
-    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
-    let frac = format!("{frac:0<6}");
-    let v: i128 = int.parse::<i128>()? * 1_000_000 + frac[..6].parse::<i128>()?;
-    Ok(if neg { -v } else { v })
-}
-
-type VersionRow = (Option<String>, Option<u64>, Option<u32>);
-
-fn rank_of(row: Option<VersionRow>) -> Result<Rank> {
-    let (primary, version, origin) = row.context("no version for a committed write")?;
-    let (Some(version), Some(origin)) = (version, origin) else {
-        anyhow::bail!("a committed write without a version (no trigger ran)");
-    };
-    let primary = match primary {
-        Some(p) => Some(micros(&p).with_context(|| format!("rank {p:?}"))?),
-        None => None,
-    };
-    Ok(Rank {
-        primary,
-        version,
-        origin,
-    })
-}
-
-/// A lost connection (the member's server was killed), not a refusal by the server.
-fn lost_connection(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<mysql_async::Error>(),
-        Some(e) if !matches!(e, mysql_async::Error::Server(_))
-    )
-}
-
-/// One write in its own transaction: `Some` when it committed and changed a row. With
-/// `journal`, the write also records that number in `journal.w` (outside the group) in the
-/// same transaction. `pending` holds the write from just before its COMMIT: when the
-/// connection is lost there, whether it committed is known only from the journal.
-#[allow(clippy::too_many_arguments)]
-async fn attempt(
-    conn: &mut mysql_async::Conn,
-    rng: &mut rand::rngs::StdRng,
-    server: &'static str,
-    keys: i32,
-    n: u64,
-    journal: bool,
-    pending: &mut Option<Written>,
-) -> Result<Option<Written>> {
-    let id: i32 = rng.gen_range(1..=keys);
-    let val = format!("{server}-{n}");
-    let op: u32 = rng.gen_range(0..10);
-    conn.query_drop("START TRANSACTION").await?;
-    let res = match op {
-        0..=3 => {
-            conn.exec_drop(
-                "INSERT INTO app.items (id, val, updated_at) VALUES (?, ?, NOW(6))",
-                (id, &val),
-            )
-            .await
-        }
-        4..=7 => {
-            conn.exec_drop(
-                "UPDATE app.items SET val = ?, updated_at = NOW(6) WHERE id = ?",
-                (&val, id),
-            )
-            .await
-        }
-        _ => {
-            conn.exec_drop("DELETE FROM app.items WHERE id = ?", (id,))
-                .await
-        }
-    };
-    let affected = conn.affected_rows();
-    let written = match res {
-        Ok(()) if affected > 0 && op <= 7 => {
-            let row: Option<VersionRow> = conn
-                .exec_first(
-                    "SELECT CAST(fleetsync_rank AS CHAR), fleetsync_version, fleetsync_origin \
-                     FROM app.items WHERE id = ?",
-                    (id,),
-                )
-                .await?;
-            Some(Written {
-                key: id,
-                val: Some(val),
-                rank: rank_of(row)?,
-                server,
-            })
-        }
-        Ok(()) if affected > 0 => {
-            let row: Option<VersionRow> = conn
-                .exec_first(
-                    "SELECT CAST(fleetsync_rank AS CHAR), fleetsync_version, fleetsync_origin \
-                     FROM fleetsync.ts_app__items WHERE id = ?",
-                    (id,),
-                )
-                .await?;
-            Some(Written {
-                key: id,
-                val: None,
-                rank: rank_of(row)?,
-                server,
-            })
-        }
-        Ok(()) => None,
-        // Duplicate key (insert of an existing row): expected.
-        Err(mysql_async::Error::Server(e)) if e.code == 1062 => None,
-        // Deadlock or lock wait against the applier: the write did not happen.
-        Err(mysql_async::Error::Server(e)) if e.code == 1213 || e.code == 1205 => {
-            conn.query_drop("ROLLBACK").await?;
-            return Ok(None);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if journal && written.is_some() {
-        conn.exec_drop("INSERT INTO journal.w VALUES (?)", (n,))
-            .await?;
-    }
-    pending.clone_from(&written);
-    conn.query_drop("COMMIT").await?;
-    Ok(written)
-}
-
-/// A connection to a server that may be down for a while (it was killed and is being started
-/// again); `None` after `within`.
-async fn reconnect(pool: &mysql_async::Pool, within: Duration) -> Option<mysql_async::Conn> {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if let Ok(mut conn) = pool.get_conn().await {
-            if conn.query_drop("DO 1").await.is_ok() {
-                return Some(conn);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    None
-}
-
-/// Writes for `secs` seconds on one member; the committed writes that changed a row, with
-/// their ranks. With `survive_kill`, a lost connection (the member's server was SIGKILLed)
-/// does not end the writer: it waits for the server to be back, counts the write that was
-/// committing when the connection went only if the journal says it committed, and goes on.
-async fn writer(
-    pool: mysql_async::Pool,
-    server: &'static str,
-    seed: u64,
-    secs: u64,
-    survive_kill: bool,
-    keys: i32,
-) -> Result<Vec<Written>> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(
-        seed * 1000 + server.len() as u64 * 7 + u64::from(server.as_bytes()[0]),
-    );
-    let mut conn = pool.get_conn().await?;
-    if survive_kill {
-        conn.query_drop(
-            "CREATE DATABASE IF NOT EXISTS journal; CREATE TABLE IF NOT EXISTS journal.w \
-             (n BIGINT UNSIGNED NOT NULL PRIMARY KEY) ENGINE=InnoDB",
-        )
-        .await?;
-    }
-    let mut out = Vec::new();
-    let end = Instant::now() + Duration::from_secs(secs);
-    let mut n = 0u64;
-    let (mut lost, mut in_doubt, mut kept) = (0, 0, 0);
-    while Instant::now() < end {
-        n += 1;
-        let mut pending = None;
-        match attempt(
-            &mut conn,
-            &mut rng,
-            server,
-            keys,
-            n,
-            survive_kill,
-            &mut pending,
-        )
-        .await
-        {
-            Ok(w) => out.extend(w),
-            Err(e) if survive_kill && lost_connection(&e) => {
-                lost += 1;
-                conn = reconnect(&pool, Duration::from_secs(60))
-                    .await
-                    .with_context(|| format!("{server} not back after losing it: {e:#}"))?;
-                if let Some(w) = pending {
-                    in_doubt += 1;
-                    let committed: Option<u64> = conn
-                        .exec_first("SELECT n FROM journal.w WHERE n = ?", (n,))
-                        .await?;
-                    if committed.is_some() {
-                        kept += 1;
-                        out.push(w);
-                    }
-                }
-                continue;
-            }
-            Err(e) => return Err(e),
-        }
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..6))).await;
-    }
-    if survive_kill {
-        println!(
-            "{server}: connection lost {lost} time(s); {in_doubt} write(s) in doubt at COMMIT, \
-             {kept} of them committed (journal)"
-        );
-        ensure!(lost > 0, "{server}'s writer never lost its connection");
-    }
-    Ok(out)
-}
 
 const NAMES: [&str; 5] = ["eu1", "eu2", "us1", "us2", "ap1"];
 
@@ -302,14 +87,36 @@ fn group_config_with(
     broker: Option<&KafkaCluster>,
     extra: &str,
 ) -> String {
+    let urls: Vec<String> = servers.iter().map(MariaDb::url_root).collect();
+    group_config_urls_with(state, &urls, strategy, broker, extra)
+}
+
+/// [`group_config`] with the members' URLs given (member `i` is `NAMES[i]`).
+fn group_config_urls(
+    state: &std::path::Path,
+    urls: &[String],
+    strategy: &str,
+    broker: Option<&KafkaCluster>,
+) -> String {
+    group_config_urls_with(state, urls, strategy, broker, "")
+}
+
+/// [`group_config_urls`] with `extra` lines in the group's `[[syncs]]` entry.
+fn group_config_urls_with(
+    state: &std::path::Path,
+    urls: &[String],
+    strategy: &str,
+    broker: Option<&KafkaCluster>,
+    extra: &str,
+) -> String {
     let mut cfg = ConfigBuilder::new(state);
-    for (n, s) in NAMES.iter().zip(servers) {
-        cfg = cfg.server(n, &s.url_root());
+    for (n, url) in NAMES.iter().zip(urls) {
+        cfg = cfg.server(n, url);
     }
     if let Some(b) = broker {
         cfg = cfg.kafka_bus(&b.bootstrap(), b.node_count());
     }
-    let members: Vec<String> = NAMES[..servers.len()]
+    let members: Vec<String> = NAMES[..urls.len()]
         .iter()
         .map(|n| format!("\"{n}\""))
         .collect();
@@ -361,6 +168,25 @@ enum Fault {
     /// Member `i`'s mariadbd at a third of the run, started again [`MEMBER_DOWN`] later;
     /// fleetsync keeps running and must recover by itself.
     Member(usize),
+    /// The Kafka broker (one node) at a third of the run, started again [`BROKER_DOWN`] later
+    /// on the same data dir and ports; the agent and the coordinator keep running and must
+    /// retry, then resume.
+    Broker,
+}
+
+/// How long a killed broker stays down.
+const BROKER_DOWN: Duration = Duration::from_secs(4);
+
+/// What one seed did, for the stress summary (`BIDI_RESULT` lines, read by
+/// tests/bench/bidi_stress.sh): filled in as the run goes, so a failed run reports what it got
+/// to.
+#[derive(Debug, Default)]
+struct Outcome {
+    writes: usize,
+    deletes: usize,
+    conflicts: u64,
+    /// The members ended unequal, or equal but not as the oracle says.
+    diverged: bool,
 }
 
 /// How long a killed member's server stays down.
@@ -402,15 +228,25 @@ impl Procs {
     }
 }
 
-async fn one_seed(
-    seed: u64,
-    secs: u64,
-    strategy: &str,
+/// One variant of the convergence run.
+#[derive(Debug, Clone, Copy)]
+struct Variant<'a> {
+    strategy: &'a str,
     members: usize,
     bus: Bus,
     fault: Fault,
+    /// Tombstone GC every second (see `gc`).
     gc: bool,
-) -> Result<()> {
+}
+
+async fn one_seed(seed: u64, secs: u64, v: Variant<'_>, outcome: &mut Outcome) -> Result<()> {
+    let Variant {
+        strategy,
+        members,
+        bus,
+        fault,
+        gc,
+    } = v;
     let started = Instant::now();
     let broker = async {
         if bus == Bus::Embedded {
@@ -508,6 +344,18 @@ async fn one_seed(
             tokio::time::sleep(Duration::from_millis(secs * 333)).await;
             fs.kill_restart(0).await?;
         }
+        // The broker SIGKILLed under the agent's producers and the coordinator's consumers;
+        // started again on its data dir and ports while every writer goes on.
+        (Fault::Broker, _) => {
+            let broker = fs
+                .broker
+                .as_mut()
+                .context("a broker fault without a broker")?;
+            tokio::time::sleep(Duration::from_millis(secs * 333)).await;
+            broker.kill9(1)?;
+            tokio::time::sleep(BROKER_DOWN).await;
+            broker.start_again(1).await?;
+        }
     }
     let mut written: Vec<Written> = Vec::new();
     for task in tasks {
@@ -522,6 +370,7 @@ async fn one_seed(
         written.extend(w);
     }
     let deletes = written.iter().filter(|w| w.val.is_none()).count();
+    (outcome.writes, outcome.deletes) = (written.len(), deletes);
     if gc {
         gc::during_run(&servers, bus == Bus::Embedded).await?;
     }
@@ -543,6 +392,7 @@ async fn one_seed(
     let killed = match fault {
         Fault::Fleetsync => format!("{} fleetsync process(es)", fs.procs.len()),
         Fault::Member(i) => format!("{}'s mariadbd", NAMES[i]),
+        Fault::Broker => "the Kafka broker".to_string(),
     };
     println!(
         "{strategy} seed {seed} ({bus:?}): {} writes ({deletes} deletes) in {:.1?}, SIGKILLed {killed}",
@@ -560,6 +410,8 @@ async fn one_seed(
         .query_value("SELECT COUNT(*) FROM fleetsync.conflict_log")
         .await?
         .unwrap_or_default();
+    outcome.conflicts = conflicts.parse().unwrap_or_default();
+    outcome.diverged = converged.is_err();
     println!(
         "{strategy} seed {seed} ({bus:?}): converged={} after {:.1?}; conflicts logged on eu1: {conflicts}",
         converged.is_ok(),
@@ -596,7 +448,37 @@ async fn one_seed(
             NAMES[i]
         );
     }
-    let rows = oracle_holds(&servers[0], &written, &format!("{strategy} seed {seed}")).await?;
+    if fault == Fault::Broker {
+        // The agent and the coordinator saw the broker go (and rode it out: they still run).
+        let seen: Vec<String> = fs
+            .procs
+            .iter()
+            .flat_map(|p| {
+                let name = p.name().to_string();
+                p.log_tail(20_000)
+                    .lines()
+                    .filter(|l| {
+                        (l.contains("WARN") || l.contains("ERROR"))
+                            && l.to_ascii_lowercase().contains("kafka")
+                    })
+                    .map(|l| format!("{name}: {l}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        println!(
+            "{strategy} seed {seed} ({bus:?}): {} warning(s) about Kafka while the broker was down; first: {:?}; last: {:?}",
+            seen.len(),
+            seen.first(),
+            seen.last()
+        );
+        ensure!(
+            !seen.is_empty(),
+            "neither the agent nor the coordinator noticed the broker's outage"
+        );
+    }
+    let rows = oracle_holds(&servers[0], &written, &format!("{strategy} seed {seed}"))
+        .await
+        .inspect_err(|_| outcome.diverged = true)?;
     if gc {
         gc::after_run(&servers, &mut written, &fs).await?;
         fs.stop().await?;
@@ -700,19 +582,43 @@ async fn oracle_holds(server: &MariaDb, written: &[Written], what: &str) -> Resu
     Ok(rows.len())
 }
 
+/// Runs seeds 1..=`FLEETSYNC_STRESS_SEEDS` (default 1) of one variant, each on fresh servers,
+/// and prints one `BIDI_RESULT {json}` line per seed (tests/bench/bidi_stress.sh sums them).
 async fn seeds(strategy: &str, members: usize, bus: Bus, fault: Fault, gc: bool) -> Result<()> {
     let n = crate::support::env_num("FLEETSYNC_STRESS_SEEDS", 1);
     let secs = crate::support::env_num("FLEETSYNC_BIDI_SECS", 8);
+    let variant = format!(
+        "{strategy}/{members}/{bus:?}/{fault:?}{}",
+        if gc { "/gc" } else { "" }
+    );
+    let v = Variant {
+        strategy,
+        members,
+        bus,
+        fault,
+        gc,
+    };
     let mut failed = Vec::new();
     for seed in 1..=n {
-        if let Err(e) = one_seed(seed, secs, strategy, members, bus, fault, gc).await {
+        let t = Instant::now();
+        let mut o = Outcome::default();
+        let res = one_seed(seed, secs, v, &mut o).await;
+        println!(
+            "BIDI_RESULT {}",
+            serde_json::json!({
+                "variant": variant, "seed": seed, "ok": res.is_ok(), "writes": o.writes,
+                "deletes": o.deletes, "conflicts": o.conflicts, "diverged": o.diverged,
+                "secs": (t.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            })
+        );
+        if let Err(e) = res {
             println!("{strategy} seed {seed} FAILED: {e:#}");
             failed.push(seed);
         }
     }
     ensure!(
         failed.is_empty(),
-        "{strategy}: seeds {failed:?} of 1..={n} failed"
+        "{variant}: seeds {failed:?} of 1..={n} failed"
     );
     Ok(())
 }
@@ -743,6 +649,41 @@ async fn bidi_converges_newest_wins_kafka() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_source_wins_kafka() -> Result<()> {
+    seeds("source_wins", 3, Bus::Kafka, Fault::Fleetsync, false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_manual_kafka() -> Result<()> {
+    seeds("manual", 3, Bus::Kafka, Fault::Fleetsync, false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_five_members_kafka() -> Result<()> {
+    seeds("newest_wins", 5, Bus::Kafka, Fault::Fleetsync, false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_broker_killed() -> Result<()> {
+    seeds("newest_wins", 3, Bus::Kafka, Fault::Broker, false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_converges_member_killed() -> Result<()> {
     seeds("newest_wins", 3, Bus::Embedded, Fault::Member(1), false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_member_killed_source_wins() -> Result<()> {
+    seeds("source_wins", 3, Bus::Embedded, Fault::Member(1), false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_member_killed_manual() -> Result<()> {
+    seeds("manual", 3, Bus::Embedded, Fault::Member(1), false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_converges_member_killed_kafka() -> Result<()> {
+    seeds("newest_wins", 3, Bus::Kafka, Fault::Member(1), false).await
 }

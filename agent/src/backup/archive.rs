@@ -123,6 +123,7 @@ pub fn archive_spec(
         sync: "binlog-archive".into(),
         snapshot_chunk_rows: 1,
         include_marked: true,
+        until: None,
     })
 }
 

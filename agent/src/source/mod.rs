@@ -34,6 +34,12 @@ pub struct SourceSpec {
     /// in a sync cycle). Off for syncs (no echo loops); on for the PITR archive, which must
     /// hold everything the server's binlog holds.
     pub include_marked: bool,
+    /// A one-shot run's end (`sync once`, a scheduled run). Once the stream has read past it,
+    /// what it does not send (the server's idle heartbeat, fleetsync's own applied writes,
+    /// excluded tables) is published as a position-only heartbeat at once, not after
+    /// [`stream::LOOP_HEARTBEAT_EVERY`]: the targets record the end and the run finishes
+    /// (in a group, a member's binlog usually ends with the others' applied writes).
+    pub until: Option<Position>,
 }
 
 /// What preflight learned about the server.

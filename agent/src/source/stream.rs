@@ -365,12 +365,23 @@ impl StreamState<'_> {
 
     /// Whether a position-only heartbeat may be published now.
     fn heartbeat_due(&self) -> bool {
+        if self.past_until() {
+            return true;
+        }
         let every = if self.foreign_since_publish {
             HEARTBEAT_EVERY
         } else {
             LOOP_HEARTBEAT_EVERY
         };
         self.last_publish.elapsed() >= every
+    }
+
+    /// Whether a one-shot run's end ([`SourceSpec::until`]) has been read past.
+    fn past_until(&self) -> bool {
+        self.spec
+            .until
+            .as_ref()
+            .is_some_and(|u| &self.position() >= u)
     }
 
     /// A statement fleetsync applied (marked): not published; a standalone one (DDL) still

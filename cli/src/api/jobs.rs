@@ -18,7 +18,10 @@ use axum::{Extension, Json};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::problem::{from_json_rejection, from_query_rejection, Problem};
+use super::problem::{
+    from_json_rejection, from_query_rejection, AuthProblems, BodyProblems, ControlLookupProblems,
+    DeniedProblems, LookupProblems, Problem,
+};
 use super::tokens::TokenRecord;
 use super::ApiState;
 use crate::diff_cmd::Side;
@@ -161,14 +164,7 @@ fn start<R: JobRequest>(
     security(("bearer" = ["validation:run"])),
     params(DryRun),
     request_body(content = HealthRequest, example = json!({"server": "src"})),
-    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"), BodyProblems))]
 pub async fn start_health_job(
     State(s): State<ApiState>,
     token: Option<Extension<TokenRecord>>,
@@ -185,14 +181,7 @@ pub async fn start_health_job(
     security(("bearer" = ["migration:read"])),
     params(DryRun),
     request_body(content = SchemaDiffRequest, example = json!({"source": "src/app", "target": "dst/app"})),
-    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"), BodyProblems))]
 pub async fn start_schema_diff_job(
     State(s): State<ApiState>,
     token: Option<Extension<TokenRecord>>,
@@ -210,14 +199,7 @@ pub async fn start_schema_diff_job(
     security(("bearer" = ["validation:run"])),
     params(DryRun),
     request_body(content = DataDiffRequest, example = json!({"source": "src/app", "target": "dst/app"})),
-    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"), BodyProblems))]
 pub async fn start_data_diff_job(
     State(s): State<ApiState>,
     token: Option<Extension<TokenRecord>>,
@@ -241,14 +223,7 @@ pub async fn start_data_diff_job(
     security(("bearer" = ["backup:create"])),
     params(DryRun),
     request_body(content = BackupCreateRequest, example = json!({"server": "src"})),
-    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"), BodyProblems))]
 pub async fn start_backup_create_job(
     State(s): State<ApiState>,
     token: Option<Extension<TokenRecord>>,
@@ -265,14 +240,7 @@ pub async fn start_backup_create_job(
     security(("bearer" = ["backup:create"])),
     params(DryRun),
     request_body(content = BackupVerifyRequest, example = json!({"id": "src-20260101T000000Z"})),
-    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"), BodyProblems))]
 pub async fn start_backup_verify_job(
     State(s): State<ApiState>,
     token: Option<Extension<TokenRecord>>,
@@ -289,14 +257,7 @@ pub async fn start_backup_verify_job(
     security(("bearer" = ["backup:restore"])),
     params(DryRun),
     request_body(content = BackupRestoreRequest, example = json!({"id": "src-20260101T000000Z", "to_server": "dst", "plan_only": true})),
-    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"), BodyProblems))]
 pub async fn start_backup_restore_job(
     State(s): State<ApiState>,
     token: Option<Extension<TokenRecord>>,
@@ -311,8 +272,7 @@ pub async fn start_backup_restore_job(
 /// Every job of this process (and finished ones from before a restart), newest first.
 #[utoipa::path(get, path = "/api/v1/jobs", operation_id = "list_jobs", tag = "jobs",
     security(("bearer" = [])),
-    responses((status = 200, body = Vec<JobDoc>),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<JobDoc>), AuthProblems))]
 pub async fn list_jobs(State(s): State<ApiState>) -> Response {
     Json(s.jobs.list()).into_response()
 }
@@ -325,9 +285,7 @@ fn no_job(id: &str) -> Problem {
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", operation_id = "get_job", tag = "jobs",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The job's id")),
-    responses((status = 200, body = JobDoc),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = JobDoc), LookupProblems))]
 pub async fn get_job(
     State(s): State<ApiState>,
     Path(id): Path<String>,
@@ -340,9 +298,7 @@ pub async fn get_job(
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/log", operation_id = "get_job_log", tag = "jobs",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The job's id")),
-    responses((status = 200, body = Vec<JobLogLineDoc>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<JobLogLineDoc>), LookupProblems))]
 pub async fn get_job_log(
     State(s): State<ApiState>,
     Path(id): Path<String>,
@@ -357,12 +313,7 @@ pub async fn get_job_log(
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", operation_id = "cancel_job", tag = "jobs",
     security(("bearer" = ["validation:run"])),
     params(("id" = String, Path, description = "The job's id"), DryRun),
-    responses((status = 200, body = CancelResult),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = CancelResult), ControlLookupProblems))]
 pub async fn cancel_job(
     State(s): State<ApiState>,
     Path(id): Path<String>,
@@ -395,8 +346,7 @@ pub async fn cancel_job(
 /// control changed). Each event's data is one JSON object. Keep-alive comments every 15 s.
 #[utoipa::path(get, path = "/api/v1/events", operation_id = "events", tag = "events",
     security(("bearer" = [])),
-    responses((status = 200, description = "An endless event stream", content_type = "text/event-stream", body = String),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "An endless event stream", content_type = "text/event-stream", body = String), AuthProblems))]
 pub async fn events(State(s): State<ApiState>) -> Response {
     let rx = s.jobs.subscribe();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -418,9 +368,7 @@ pub async fn events(State(s): State<ApiState>) -> Response {
 /// The same document as `fleetsync status --json` on the coordinator's machine.
 #[utoipa::path(get, path = "/api/v1/status", operation_id = "get_status", tag = "syncs",
     security(("bearer" = ["syncs:read"])),
-    responses((status = 200, body = Object, description = "`fleetsync status --json`"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Object, description = "`fleetsync status --json`"), DeniedProblems))]
 pub async fn get_status(State(s): State<ApiState>) -> Result<Response, Problem> {
     let doc = crate::status::report(&s.config)
         .await

@@ -167,4 +167,28 @@ mod tests {
         assert!(paths.keys().all(|p| p.starts_with("/api/v1/")));
         assert!(table.len() >= 11, "{} routes", table.len());
     }
+
+    /// Every operation answers 401 with a problem (the shared answer lists), and the
+    /// `Problem` schema they refer to is in the document.
+    #[test]
+    fn every_route_answers_problems() {
+        let (_, openapi) = routes::router().split_for_parts();
+        let doc = serde_json::to_value(&openapi).expect("json");
+        assert!(doc["components"]["schemas"]["Problem"].is_object());
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut operations = 0;
+        for (path, item) in paths {
+            for (method, op) in item.as_object().expect("path item") {
+                operations += 1;
+                let answer = &op["responses"]["401"]["content"]["application/problem+json"];
+                assert_eq!(
+                    answer["schema"]["$ref"].as_str(),
+                    Some("#/components/schemas/Problem"),
+                    "{method} {path}: {}",
+                    op["responses"]
+                );
+            }
+        }
+        assert!(operations >= 11, "{operations} operations");
+    }
 }

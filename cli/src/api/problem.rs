@@ -134,3 +134,64 @@ mod tests {
         );
     }
 }
+
+/// Declares a type listing the problem answers (`application/problem+json`, body
+/// [`Problem`]) that routes share, for their `responses(...)` in the OpenAPI document.
+macro_rules! problem_answers {
+    ($($(#[$doc:meta])* $name:ident: $($code:literal),+;)+) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> std::collections::BTreeMap<
+                String,
+                utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+            > {
+                problem_responses(&[$($code),+])
+            }
+        }
+    )+};
+}
+
+fn problem_responses(
+    codes: &[u16],
+) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>>
+{
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    codes
+        .iter()
+        .map(|&code| {
+            let reason = StatusCode::from_u16(code)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("Problem");
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(reason)
+                .content("application/problem+json", content)
+                .build();
+            (code.to_string(), response.into())
+        })
+        .collect()
+}
+
+problem_answers! {
+    /// A route that only needs a token.
+    AuthProblems: 401;
+    /// Reading one named resource.
+    LookupProblems: 401, 404;
+    /// A route that needs a permission.
+    DeniedProblems: 401, 403;
+    /// Reading one named resource that needs a permission.
+    DeniedLookupProblems: 401, 403, 404;
+    /// A control action without a body.
+    ControlProblems: 400, 401, 403;
+    /// A control action on a named resource.
+    ControlLookupProblems: 400, 401, 403, 404, 409;
+    /// A call with a JSON body.
+    BodyProblems: 400, 401, 403, 404, 413, 415, 422;
+    /// A call with a JSON body whose destructive form needs `"confirm": true`.
+    ConfirmBodyProblems: 400, 401, 403, 404, 409, 413, 415, 422;
+}

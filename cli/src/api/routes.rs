@@ -21,7 +21,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::audit::{AuditEntry, AuditFilter, DEFAULT_LIMIT, MAX_LIMIT};
-use super::problem::{from_json_rejection, from_query_rejection, Problem};
+use super::problem::{
+    from_json_rejection, from_query_rejection, AuthProblems, ConfirmBodyProblems,
+    ControlLookupProblems, ControlProblems, DeniedLookupProblems, DeniedProblems, Problem,
+};
 use super::ApiState;
 use crate::control::Control;
 use crate::failure::Failure;
@@ -97,8 +100,7 @@ struct DryRun {
 /// The OpenAPI 3.1 document of this API.
 #[utoipa::path(get, path = "/api/v1/openapi.json", operation_id = "openapi", tag = "meta",
     security(("bearer" = [])),
-    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"), AuthProblems))]
 async fn openapi_json(State(s): State<ApiState>) -> impl axum::response::IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -130,8 +132,7 @@ pub(super) fn pipelines(s: &ApiState) -> Vec<PipelineStatus> {
 /// The process's health (the same verdict as `/health`, always answered with 200).
 #[utoipa::path(get, path = "/api/v1/health", operation_id = "health", tag = "meta",
     security(("bearer" = [])),
-    responses((status = 200, body = HealthView),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = HealthView), AuthProblems))]
 async fn health(State(s): State<ApiState>) -> Json<HealthView> {
     let list = pipelines(&s);
     let healthy = list
@@ -257,9 +258,7 @@ fn sync_view(s: &ApiState, sync: &fleetsync_config::SyncConfig) -> SyncView {
 /// Every sync with per-target state, lag, throughput and failure.
 #[utoipa::path(get, path = "/api/v1/syncs", operation_id = "list_syncs", tag = "syncs",
     security(("bearer" = ["syncs:read"])),
-    responses((status = 200, body = Vec<SyncView>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<SyncView>), DeniedProblems))]
 async fn list_syncs(State(s): State<ApiState>) -> Json<Vec<SyncView>> {
     Json(s.config.syncs.iter().map(|y| sync_view(&s, y)).collect())
 }
@@ -280,10 +279,7 @@ fn find_sync<'a>(
 #[utoipa::path(get, path = "/api/v1/syncs/{name}", operation_id = "get_sync", tag = "syncs",
     security(("bearer" = ["syncs:read"])),
     params(("name" = String, Path, description = "The sync's name")),
-    responses((status = 200, body = SyncView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SyncView), DeniedLookupProblems))]
 async fn get_sync(State(s): State<ApiState>, Path(name): Path<String>) -> ApiResult<SyncView> {
     let sync = find_sync(&s, &name, "name")?;
     Ok(Json(sync_view(&s, sync)))
@@ -342,12 +338,7 @@ fn control(
 #[utoipa::path(post, path = "/api/v1/syncs/{name}/pause", operation_id = "pause_sync", tag = "syncs",
     security(("bearer" = ["syncs:control"])),
     params(("name" = String, Path, description = "The sync's name"), DryRun),
-    responses((status = 200, body = ControlResult),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ControlResult), ControlLookupProblems))]
 async fn pause_sync(
     State(s): State<ApiState>,
     Path(name): Path<String>,
@@ -360,12 +351,7 @@ async fn pause_sync(
 #[utoipa::path(post, path = "/api/v1/syncs/{name}/resume", operation_id = "resume_sync", tag = "syncs",
     security(("bearer" = ["syncs:control"])),
     params(("name" = String, Path, description = "The sync's name"), DryRun),
-    responses((status = 200, body = ControlResult),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ControlResult), ControlLookupProblems))]
 async fn resume_sync(
     State(s): State<ApiState>,
     Path(name): Path<String>,
@@ -378,12 +364,7 @@ async fn resume_sync(
 #[utoipa::path(post, path = "/api/v1/syncs/{name}/cancel", operation_id = "cancel_sync", tag = "syncs",
     security(("bearer" = ["syncs:control"])),
     params(("name" = String, Path, description = "The sync's name"), DryRun),
-    responses((status = 200, body = ControlResult),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ControlResult), ControlLookupProblems))]
 async fn cancel_sync(
     State(s): State<ApiState>,
     Path(name): Path<String>,
@@ -425,15 +406,7 @@ fn bulk(
     security(("bearer" = ["syncs:control"])),
     params(DryRun),
     request_body(content = BulkRequest, example = json!({"syncs": ["s1"]})),
-    responses((status = 200, body = ControlResult),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ControlResult), ConfirmBodyProblems))]
 async fn bulk_pause(
     State(s): State<ApiState>,
     q: Result<Query<DryRun>, QueryRejection>,
@@ -447,15 +420,7 @@ async fn bulk_pause(
     security(("bearer" = ["syncs:control"])),
     params(DryRun),
     request_body(content = BulkRequest, example = json!({"syncs": ["s1"]})),
-    responses((status = 200, body = ControlResult),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ControlResult), ConfirmBodyProblems))]
 async fn bulk_resume(
     State(s): State<ApiState>,
     q: Result<Query<DryRun>, QueryRejection>,
@@ -478,9 +443,7 @@ struct ServerView {
 /// Every server (passwords shown as `"***"`).
 #[utoipa::path(get, path = "/api/v1/servers", operation_id = "list_servers", tag = "servers",
     security(("bearer" = ["servers:read"])),
-    responses((status = 200, body = Vec<ServerView>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<ServerView>), DeniedProblems))]
 async fn list_servers(State(s): State<ApiState>) -> Json<Vec<ServerView>> {
     Json(
         s.config
@@ -524,10 +487,7 @@ struct AuditQuery {
 #[utoipa::path(get, path = "/api/v1/audit", operation_id = "list_audit", tag = "audit",
     security(("bearer" = ["audit:read"])),
     params(AuditQuery),
-    responses((status = 200, body = Vec<AuditEntry>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<AuditEntry>), ControlProblems))]
 async fn list_audit(
     State(s): State<ApiState>,
     q: Result<Query<AuditQuery>, QueryRejection>,

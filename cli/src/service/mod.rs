@@ -63,7 +63,9 @@ pub trait JobRequest: Serialize + DeserializeOwned + Send + Sync + 'static {
 
     /// The CLI's exit code for a report (0 unless the report is a verdict: a diff that
     /// found differences, an unhealthy server).
-    fn exit_code(report: &Self::Report) -> u8;
+    fn exit_code(_report: &Self::Report) -> u8 {
+        0
+    }
 }
 
 impl JobRequest for health::HealthRequest {
@@ -133,9 +135,6 @@ impl JobRequest for backup::BackupCreateRequest {
     ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
         Box::pin(backup::create(config, self, tracker, cancel))
     }
-    fn exit_code(_: &Self::Report) -> u8 {
-        0
-    }
 }
 
 impl JobRequest for backup::BackupVerifyRequest {
@@ -149,9 +148,6 @@ impl JobRequest for backup::BackupVerifyRequest {
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
         Box::pin(backup::verify(config, self, tracker, cancel))
-    }
-    fn exit_code(_: &Self::Report) -> u8 {
-        0
     }
 }
 
@@ -174,9 +170,6 @@ impl JobRequest for backup::BackupRestoreRequest {
             tracker,
             cancel,
         ))
-    }
-    fn exit_code(_: &Self::Report) -> u8 {
-        0
     }
 }
 

@@ -6,7 +6,9 @@
 //! member, a table in two groups, a table in a group and in a one-way sync between two of its
 //! members (either direction), two members with the same `@@server_id` (the rank's last tie
 //! breaker), and what `versions::plan_member` refuses (keyless tables with detection, a
-//! `newest_column` that cannot be ranked, cascading foreign keys, missing privileges).
+//! `newest_column` that cannot be ranked, cascading foreign keys, missing privileges), and a
+//! member joining an installed group with rows in its group tables (see
+//! [`refuse_joining_with_rows`]).
 
 use std::collections::BTreeSet;
 
@@ -323,6 +325,9 @@ async fn prepare_group(
         }
     }
     let policy = members[0].conflict_policy()?;
+    refuse_joining_with_rows(members, &mut conns, &tables, &policy)
+        .await
+        .map_err(|e| refuse(e.to_string()))?;
     for ((s, conn), have) in members.iter().zip(conns.iter_mut()).zip(&tables) {
         let list: Vec<(String, String)> = have.iter().cloned().collect();
         let plans = versions::plan_member(conn, &s.source, &s.source, &list, &policy)
@@ -364,4 +369,62 @@ async fn prepare_group(
         let _ = conn.disconnect().await;
     }
     Ok(installed)
+}
+
+/// Refuses a member that joins an installed group with rows: its group tables (with conflict
+/// detection) lack the version columns that another member already has, and hold rows. The
+/// initial snapshots copy rows, not tombstones, so such a member would keep keys the others
+/// deleted before it joined (and send them on when it writes them). A joining member must
+/// have empty group tables, or be a re-clone of a member (which has the columns). Reads only.
+async fn refuse_joining_with_rows(
+    members: &[&SyncConfig],
+    conns: &mut [mysql_async::Conn],
+    tables: &[BTreeSet<(String, String)>],
+    policy: &fleetsync_config::ConflictPolicy,
+) -> Result<()> {
+    let mut installed: Vec<BTreeSet<(String, String)>> = Vec::new();
+    for (s, conn) in members.iter().zip(conns.iter_mut()) {
+        let found: Vec<(String, String)> = conn
+            .exec(
+                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.COLUMNS WHERE COLUMN_NAME = ?",
+                (versions::RANK_COLUMN,),
+            )
+            .await
+            .map_err(|e| anyhow!("server {}: reading the installed version columns: {e}", s.source))?;
+        installed.push(found.into_iter().collect());
+    }
+    for (i, s) in members.iter().enumerate() {
+        let mut with_rows = Vec::new();
+        for (schema, table) in &tables[i] {
+            if policy.table(schema, table).strategy == fleetsync_config::ConflictStrategy::None {
+                continue;
+            }
+            let key = (schema.clone(), table.clone());
+            let joining =
+                !installed[i].contains(&key) && installed.iter().any(|set| set.contains(&key));
+            if !joining {
+                continue;
+            }
+            let sql = format!(
+                "SELECT 1 FROM {}.{} LIMIT 1",
+                fleetsync_proto::sql::ident(schema),
+                fleetsync_proto::sql::ident(table)
+            );
+            let any: Option<u8> = conns[i]
+                .query_first(sql)
+                .await
+                .map_err(|e| anyhow!("server {}: reading {schema}.{table}: {e}", s.source))?;
+            if any.is_some() {
+                with_rows.push(format!("{schema}.{table}"));
+            }
+        }
+        if !with_rows.is_empty() {
+            return Err(anyhow!(
+                "server {} joins the installed group with rows in {}: a new member copies the others' rows but not their deletes' tombstones, so keys deleted before it joined would come back; empty these tables on it, or re-clone it from a member (its group databases and `fleetsync`, see docs/bidirectional.md)",
+                s.source,
+                with_rows.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }

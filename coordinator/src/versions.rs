@@ -36,6 +36,8 @@ use crate::apply::rank::{format_decimal, priority_base};
 pub const RANK_COLUMN: &str = "fleetsync_rank";
 pub const VERSION_COLUMN: &str = "fleetsync_version";
 pub const ORIGIN_COLUMN: &str = "fleetsync_origin";
+/// The three columns above: what the install adds to a group table.
+pub const VERSION_COLUMNS: [&str; 3] = [RANK_COLUMN, VERSION_COLUMN, ORIGIN_COLUMN];
 /// The table of the members' GC floors (`fleetsync`.`ts_floor`): per tombstone table, the
 /// highest rank its purges removed (see `gc`). A row per tombstone table exists from the
 /// install on (rank NULL, version 0: the same as no predecessor), so the triggers' locking

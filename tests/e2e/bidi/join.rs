@@ -107,13 +107,16 @@ async fn bidi_member_joins() -> Result<()> {
         .await
         .with_context(|| fs.log_tail(40))?;
     fs.stop(STOP_TIMEOUT).await?;
+    // Key 5 was on both when eu2 deleted it: both hold its tombstone. (Keys 3 and 13 were
+    // deleted right after their insert: the other member's initial snapshot may have come
+    // after the delete, and then it never saw the key at all.)
     for s in &servers[..2] {
         let ts = s
-            .query_value("SELECT COUNT(*) FROM fleetsync.ts_app__items")
+            .query_value("SELECT COUNT(*) FROM fleetsync.ts_app__items WHERE id = 5")
             .await?;
         ensure!(
-            ts.as_deref() == Some("3"),
-            "tombstones before the join: {ts:?}"
+            ts.as_deref() == Some("1"),
+            "no tombstone of key 5 before the join"
         );
     }
     let before: Vec<_> = {
@@ -183,6 +186,14 @@ async fn bidi_member_joins() -> Result<()> {
         "us1's rows lack versions: {ranked:?}"
     );
 
+    let floor = servers[2]
+        .query_value("SELECT COUNT(*) FROM fleetsync.ts_floor WHERE tombstones = 'ts_app__items' AND fleetsync_rank IS NOT NULL AND fleetsync_version > 0")
+        .await?;
+    ensure!(
+        floor.as_deref() == Some("1"),
+        "us1's GC floor was not raised"
+    );
+
     // Concurrent writes on all three converge.
     let writes = [
         (
@@ -209,6 +220,10 @@ async fn bidi_member_joins() -> Result<()> {
         (2, "INSERT INTO app.items VALUES (30,'us1','2026-06-01')"),
         (0, "INSERT INTO app.items VALUES (31,'eu1','2026-06-01')"),
         (1, "DELETE FROM app.items WHERE id = 12"),
+        // A key deleted before us1 joined (it has no tombstone of it), written back on us1
+        // with an older `updated_at`: it must rank above the others' tombstone (us1's GC
+        // floor) or eu1 and eu2 reject it while us1 keeps it.
+        (2, "INSERT INTO app.items VALUES (5,'back','2020-01-01')"),
     ];
     let mut set = tokio::task::JoinSet::new();
     for (i, sql) in writes {
@@ -231,6 +246,7 @@ async fn bidi_member_joins() -> Result<()> {
     let want: Vec<Vec<Option<String>>> = [
         (1, "c-eu2"),
         (4, "d-us1"),
+        (5, "back"),
         (11, "b11"),
         (30, "us1"),
         (31, "eu1"),

@@ -15,13 +15,16 @@
 //!   is restarted into the operator's tables (`create_missing = false`). Once a sync is running,
 //!   the target's tables follow the source's DDL in stream order, so the source's current shape
 //!   says nothing about them: after a source DDL naming a table, the applier checks its target
-//!   against the next rows and pauses that table alone when it no longer fits.
+//!   against the next rows and pauses that table alone when it no longer fits. In a group,
+//!   fleetsync's own version columns are left out of the comparison: the install after
+//!   preflight adds them to a member that joins an installed group (see `group`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use fleetsync_agent::source::schema::{list_tables, load_table, read_table, InfoTable};
 use fleetsync_config::{ConflictStrategy, SyncConfig, TableFilter};
+use fleetsync_coordinator::versions;
 use fleetsync_proto::KeyKind;
 
 /// Problems found by preflight, one line each. `main` prints one `error:` line per problem.
@@ -171,7 +174,14 @@ pub async fn target_shapes(
         let Some(src) = source.get(source_conn, s, t).await? else {
             continue;
         };
-        let src = src.to_schema();
+        let mut src = src.to_schema();
+        if sync.group.is_some() {
+            // fleetsync's own version columns are installed on every member right after
+            // preflight (`group::prepare`): a member joining an installed group lacks them
+            // until then, and that is no reason to refuse it.
+            src.columns
+                .retain(|c| !versions::VERSION_COLUMNS.contains(&c.name.as_str()));
+        }
         let found = read_table(target_conn, &ts, &tt).await.map_err(|e| {
             anyhow::anyhow!("server {target}: reading the definition of {ts}.{tt}: {e}")
         })?;

@@ -6,7 +6,10 @@
 //! member, a table in two groups, a table in a group and in a one-way sync between two of its
 //! members (either direction), two members with the same `@@server_id` (the rank's last tie
 //! breaker), and what `versions::plan_member` refuses (keyless tables with detection, a
-//! `newest_column` that cannot be ranked, cascading foreign keys, missing privileges).
+//! `newest_column` that cannot be ranked, cascading foreign keys, missing privileges), and a
+//! member joining an installed group with rows in its group tables (see [`joining_members`]).
+//! A joining member gets, after the install, the others' highest tombstone rank as its GC
+//! floor (see `versions::raise_floor`).
 
 use std::collections::BTreeSet;
 
@@ -323,6 +326,9 @@ async fn prepare_group(
         }
     }
     let policy = members[0].conflict_policy()?;
+    let joining = joining_members(members, &mut conns, &tables, &policy)
+        .await
+        .map_err(|e| refuse(e.to_string()))?;
     for ((s, conn), have) in members.iter().zip(conns.iter_mut()).zip(&tables) {
         let list: Vec<(String, String)> = have.iter().cloned().collect();
         let plans = versions::plan_member(conn, &s.source, &s.source, &list, &policy)
@@ -360,8 +366,116 @@ async fn prepare_group(
             }
         }
     }
+    if mode == Mode::Install {
+        copy_floors(members, &mut conns, &joining)
+            .await
+            .map_err(|e| refuse(e.to_string()))?;
+    }
     for conn in conns {
         let _ = conn.disconnect().await;
     }
     Ok(installed)
+}
+
+/// The members joining an installed group, with their joining tables: group tables (with
+/// conflict detection) that lack the version columns another member already has. Refuses a
+/// joining member whose joining tables hold rows: the initial snapshots copy rows, not
+/// tombstones, so it would keep keys the others deleted before it joined (and send them on
+/// when it writes them). A joining member must have empty group tables, or be a re-clone of
+/// a member (which has the columns, so it is not joining). Reads only.
+async fn joining_members(
+    members: &[&SyncConfig],
+    conns: &mut [mysql_async::Conn],
+    tables: &[BTreeSet<(String, String)>],
+    policy: &fleetsync_config::ConflictPolicy,
+) -> Result<Joining> {
+    let mut joining = Vec::new();
+    let mut installed: Vec<BTreeSet<(String, String)>> = Vec::new();
+    for (s, conn) in members.iter().zip(conns.iter_mut()) {
+        let found: Vec<(String, String)> = conn
+            .exec(
+                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.COLUMNS WHERE COLUMN_NAME = ?",
+                (versions::RANK_COLUMN,),
+            )
+            .await
+            .map_err(|e| anyhow!("server {}: reading the installed version columns: {e}", s.source))?;
+        installed.push(found.into_iter().collect());
+    }
+    for (i, s) in members.iter().enumerate() {
+        let mut with_rows = Vec::new();
+        let mut new_tables = Vec::new();
+        for (schema, table) in &tables[i] {
+            if policy.table(schema, table).strategy == fleetsync_config::ConflictStrategy::None {
+                continue;
+            }
+            let key = (schema.clone(), table.clone());
+            let joining =
+                !installed[i].contains(&key) && installed.iter().any(|set| set.contains(&key));
+            if !joining {
+                continue;
+            }
+            new_tables.push(key);
+            let sql = format!(
+                "SELECT 1 FROM {}.{} LIMIT 1",
+                fleetsync_proto::sql::ident(schema),
+                fleetsync_proto::sql::ident(table)
+            );
+            let any: Option<u8> = conns[i]
+                .query_first(sql)
+                .await
+                .map_err(|e| anyhow!("server {}: reading {schema}.{table}: {e}", s.source))?;
+            if any.is_some() {
+                with_rows.push(format!("{schema}.{table}"));
+            }
+        }
+        if !with_rows.is_empty() {
+            return Err(anyhow!(
+                "server {} joins the installed group with rows in {}: a new member copies the others' rows but not their deletes' tombstones, so keys deleted before it joined would come back; empty these tables on it, or re-clone it from a member (its group databases and `fleetsync`, see docs/bidirectional.md)",
+                s.source,
+                with_rows.join(", ")
+            ));
+        }
+        if !new_tables.is_empty() {
+            joining.push((i, new_tables));
+        }
+    }
+    Ok(Joining {
+        members: joining,
+        installed,
+    })
+}
+
+/// What [`joining_members`] found.
+struct Joining {
+    /// Joining members (index into the group's members) and their joining tables.
+    members: Vec<(usize, Vec<(String, String)>)>,
+    /// Per member, the group tables that have the version columns installed.
+    installed: Vec<BTreeSet<(String, String)>>,
+}
+
+/// Gives each joining member, for each joining table, the highest rank any installed member
+/// records for it (tombstones, GC floor) as its GC floor: the others' tombstones are not
+/// copied to it, and its writes to a key it has no record of must rank above them.
+async fn copy_floors(
+    members: &[&SyncConfig],
+    conns: &mut [mysql_async::Conn],
+    joining: &Joining,
+) -> Result<()> {
+    for (i, list) in &joining.members {
+        for key in list {
+            let ts = versions::tombstone_table(&key.0, &key.1);
+            let mut best = None;
+            for (j, conn) in conns.iter_mut().enumerate() {
+                if j != *i && joining.installed[j].contains(key) {
+                    best =
+                        best.max(versions::highest_recorded(conn, &members[j].source, &ts).await?);
+                }
+            }
+            if let Some(rank) = best {
+                versions::raise_floor(&mut conns[*i], &members[*i].source, &ts, rank).await?;
+                tracing::info!(server = %members[*i].source, tombstones = %ts, "joining member: GC floor set to the group's highest tombstone rank");
+            }
+        }
+    }
+    Ok(())
 }

@@ -30,12 +30,14 @@ use mysql_async::Conn;
 
 use fleetsync_config::{ConflictPolicy, ConflictStrategy};
 
-use crate::apply::rank::{format_decimal, priority_base};
+use crate::apply::rank::{format_decimal, parse_decimal, priority_base, Rank};
 
 /// The rank columns (see the module docs).
 pub const RANK_COLUMN: &str = "fleetsync_rank";
 pub const VERSION_COLUMN: &str = "fleetsync_version";
 pub const ORIGIN_COLUMN: &str = "fleetsync_origin";
+/// The three columns above: what the install adds to a group table.
+pub const VERSION_COLUMNS: [&str; 3] = [RANK_COLUMN, VERSION_COLUMN, ORIGIN_COLUMN];
 /// The table of the members' GC floors (`fleetsync`.`ts_floor`): per tombstone table, the
 /// highest rank its purges removed (see `gc`). A row per tombstone table exists from the
 /// install on (rank NULL, version 0: the same as no predecessor), so the triggers' locking
@@ -401,6 +403,80 @@ fn table_plan(schema: &str, table: &str, key: &[KeyCol], base: &str) -> TablePla
         tombstones: format!("fleetsync.{ts_name}"),
         statements,
     }
+}
+
+/// The highest rank that the member behind `conn` records for the tombstone table `tombstones`
+/// (a name from [`tombstone_table`]): its tombstones and its GC floor; `None` when it records
+/// neither (or only NULL-ranked ones, which rank as no predecessor).
+pub async fn highest_recorded(
+    conn: &mut Conn,
+    server: &str,
+    tombstones: &str,
+) -> Result<Option<Rank>, VersionsError> {
+    let ts = tombstones.replace('`', "``");
+    let order =
+        "ORDER BY `fleetsync_rank` DESC, `fleetsync_version` DESC, `fleetsync_origin` DESC LIMIT 1";
+    let mut best: Option<Rank> = None;
+    for sql in [
+        format!(
+            "SELECT CAST(`fleetsync_rank` AS CHAR), `fleetsync_version`, `fleetsync_origin` \
+             FROM `fleetsync`.`{ts}` {order}"
+        ),
+        format!(
+            "SELECT CAST(`fleetsync_rank` AS CHAR), `fleetsync_version`, `fleetsync_origin` \
+             FROM `fleetsync`.`{FLOOR_TABLE}` WHERE `tombstones` = {} {order}",
+            quote(tombstones)
+        ),
+    ] {
+        let row: Option<(Option<String>, u64, u32)> =
+            conn.query_first(sql).await.map_err(sql_err(
+                server,
+                format!("reading the highest rank of fleetsync.{tombstones}"),
+            ))?;
+        let Some((primary, version, origin)) = row else {
+            continue;
+        };
+        let primary = match primary {
+            Some(p) => Some(parse_decimal(&p).ok_or_else(|| VersionsError::Refused {
+                server: server.to_string(),
+                reason: format!("bad rank {p:?} in fleetsync.{tombstones}"),
+            })?),
+            None => None,
+        };
+        best = best.max(Some(Rank {
+            primary,
+            version,
+            origin,
+        }));
+    }
+    Ok(best)
+}
+
+/// Raises the GC floor of `tombstones` on the member behind `conn` to `rank` (kept when it is
+/// already at or above it). For a member joining an installed group: the other members'
+/// tombstones and purges are not copied to it, and its own writes to a key it holds no record
+/// of take the floor as predecessor, so with the others' highest rank as its floor they rank
+/// above every delete it never saw. Written with `skip_replication=1` (each member's own).
+pub async fn raise_floor(
+    conn: &mut Conn,
+    server: &str,
+    tombstones: &str,
+    rank: Rank,
+) -> Result<(), VersionsError> {
+    let mine = highest_recorded(conn, server, tombstones).await?;
+    if mine.is_some_and(|m| m >= rank) {
+        return Ok(());
+    }
+    let primary = rank.primary.map_or("NULL".to_string(), format_decimal);
+    conn.query_drop(format!(
+        "SET SESSION skip_replication=1; UPDATE `fleetsync`.`{FLOOR_TABLE}` SET `fleetsync_rank` = {primary}, \
+         `fleetsync_version` = {}, `fleetsync_origin` = {}, `raised_at` = NOW(6) WHERE `tombstones` = {}",
+        rank.version,
+        rank.origin,
+        quote(tombstones)
+    ))
+    .await
+    .map_err(sql_err(server, format!("raising the GC floor of fleetsync.{tombstones}")))
 }
 
 /// Runs `plans` of `group` on `server` (idempotent; see the module docs).

@@ -41,6 +41,8 @@
 //!   insert, or losing to a tombstone), deterministic, in a delivery order fixed with
 //!   `fleetsync sync once` per member sync.
 //! * `bidi_refusals` (`bidi/setup.rs`): what start-up refuses, with one line naming the problem.
+//! * `bidi_member_joins` (`bidi/join.rs`): a third member added to an installed two-member
+//!   group (refused with rows in its group tables; with them empty it gets every row).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -53,6 +55,7 @@ use rand::{Rng, SeedableRng};
 use crate::support::{http_get, STOP_TIMEOUT};
 
 mod gc;
+mod join;
 mod sequences;
 mod setup;
 mod writer;

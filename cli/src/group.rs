@@ -367,9 +367,16 @@ async fn prepare_group(
         }
     }
     if mode == Mode::Install {
-        copy_floors(members, &mut conns, &joining)
+        copy_floors(members, &mut conns, &tables, &policy)
             .await
             .map_err(|e| refuse(e.to_string()))?;
+        if !joining.members.is_empty() {
+            tracing::info!(
+                group,
+                joining = joining.members.len(),
+                "members joined the group"
+            );
+        }
     }
     for conn in conns {
         let _ = conn.disconnect().await;
@@ -439,41 +446,43 @@ async fn joining_members(
             joining.push((i, new_tables));
         }
     }
-    Ok(Joining {
-        members: joining,
-        installed,
-    })
+    Ok(Joining { members: joining })
 }
 
 /// What [`joining_members`] found.
 struct Joining {
     /// Joining members (index into the group's members) and their joining tables.
     members: Vec<(usize, Vec<(String, String)>)>,
-    /// Per member, the group tables that have the version columns installed.
-    installed: Vec<BTreeSet<(String, String)>>,
 }
 
-/// Gives each joining member, for each joining table, the highest rank any installed member
-/// records for it (tombstones, GC floor) as its GC floor: the others' tombstones are not
-/// copied to it, and its writes to a key it has no record of must rank above them.
+/// Gives every member, for each group table, at least the highest rank any other member
+/// records for it (tombstones, GC floor) as its GC floor. A joining member gets none of the
+/// others' tombstones (snapshots copy rows), so its writes to a key it has no record of must
+/// rank above them. Done at every start, for every member (the floor is only ever raised,
+/// which keeps convergence: it only raises the rank of a member's own writes to keys it has no
+/// record of), so a start that died between a joining member's install and this step is
+/// completed by the next one.
 async fn copy_floors(
     members: &[&SyncConfig],
     conns: &mut [mysql_async::Conn],
-    joining: &Joining,
+    tables: &[BTreeSet<(String, String)>],
+    policy: &fleetsync_config::ConflictPolicy,
 ) -> Result<()> {
-    for (i, list) in &joining.members {
+    for (i, list) in tables.iter().enumerate() {
         for key in list {
+            if policy.table(&key.0, &key.1).strategy == fleetsync_config::ConflictStrategy::None {
+                continue;
+            }
             let ts = versions::tombstone_table(&key.0, &key.1);
             let mut best = None;
             for (j, conn) in conns.iter_mut().enumerate() {
-                if j != *i && joining.installed[j].contains(key) {
+                if j != i && tables[j].contains(key) {
                     best =
                         best.max(versions::highest_recorded(conn, &members[j].source, &ts).await?);
                 }
             }
             if let Some(rank) = best {
-                versions::raise_floor(&mut conns[*i], &members[*i].source, &ts, rank).await?;
-                tracing::info!(server = %members[*i].source, tombstones = %ts, "joining member: GC floor set to the group's highest tombstone rank");
+                versions::raise_floor(&mut conns[i], &members[i].source, &ts, rank).await?;
             }
         }
     }

@@ -468,12 +468,17 @@ pub async fn raise_floor(
         return Ok(());
     }
     let primary = rank.primary.map_or("NULL".to_string(), format_decimal);
+    // Only ever raised: GC (in another process, over Kafka) may have raised it meanwhile.
+    // A NULL primary ranks lowest: below the sentinel no encoded primary reaches (~1e32).
+    let lowest = "-10000000000000000000000000000000000000000";
     conn.query_drop(format!(
         "SET SESSION skip_replication=1; UPDATE `fleetsync`.`{FLOOR_TABLE}` SET `fleetsync_rank` = {primary}, \
-         `fleetsync_version` = {}, `fleetsync_origin` = {}, `raised_at` = NOW(6) WHERE `tombstones` = {}",
-        rank.version,
-        rank.origin,
-        quote(tombstones)
+         `fleetsync_version` = {v}, `fleetsync_origin` = {o}, `raised_at` = NOW(6) WHERE `tombstones` = {t} \
+         AND (COALESCE(`fleetsync_rank`, {lowest}), COALESCE(`fleetsync_version`, 0), COALESCE(`fleetsync_origin`, 0)) \
+         < (COALESCE({primary}, {lowest}), {v}, {o})",
+        v = rank.version,
+        o = rank.origin,
+        t = quote(tombstones)
     ))
     .await
     .map_err(sql_err(server, format!("raising the GC floor of fleetsync.{tombstones}")))

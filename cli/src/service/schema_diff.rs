@@ -63,19 +63,7 @@ pub async fn run(
         source: c.source.label(),
         target: c.target.label(),
         equal: d.equal,
-        differences: d
-            .differences
-            .iter()
-            .map(|x| SchemaDifference {
-                database: x.database.clone(),
-                object: x.object.to_string(),
-                table: x.table.clone(),
-                name: x.name.clone(),
-                kind: x.kind.to_string(),
-                source: x.source.clone(),
-                target: x.target.clone(),
-            })
-            .collect(),
+        differences: d.differences.iter().map(SchemaDifference::from).collect(),
         notes: d.notes,
     };
     tracker.log(&format!("{} difference(s)", report.differences.len()));

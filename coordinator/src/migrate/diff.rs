@@ -112,26 +112,24 @@ pub struct Difference {
     pub target: Option<String>,
 }
 
+impl From<&Difference> for fleetsync_proto::jobs::SchemaDifference {
+    fn from(x: &Difference) -> Self {
+        fleetsync_proto::jobs::SchemaDifference {
+            database: x.database.clone(),
+            object: x.object.to_string(),
+            table: x.table.clone(),
+            name: x.name.clone(),
+            kind: x.kind.to_string(),
+            source: x.source.clone(),
+            target: x.target.clone(),
+        }
+    }
+}
+
+/// Rendered as the report's difference (`diff schema` prints those): one wording.
 impl std::fmt::Display for Difference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let place = match &self.table {
-            Some(t) => format!("{}.{}", self.database, t),
-            None => self.database.clone(),
-        };
-        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".into());
-        match self.kind {
-            "only_in_source" => write!(f, "{place}: {} {} only in source", self.object, self.name),
-            "only_in_target" => write!(f, "{place}: {} {} only in target", self.object, self.name),
-            _ => write!(
-                f,
-                "{place}: {} {} {}: source {} / target {}",
-                self.object,
-                self.name,
-                self.kind,
-                show(&self.source),
-                show(&self.target)
-            ),
-        }
+        fleetsync_proto::jobs::SchemaDifference::from(self).fmt(f)
     }
 }
 

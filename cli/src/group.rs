@@ -37,12 +37,11 @@ pub const METRIC_TOMBSTONES: &str = fleetsync_coordinator::gc::METRIC_TOMBSTONES
 /// How often the tombstone gauge is refreshed (a `COUNT(*)` per tombstone table).
 const TOMBSTONE_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// What a group installed on one member: its tombstone tables (`fleetsync`.`ts_...`).
+/// A member a group was installed on (its tombstone tables are listed in `fleetsync.ts_floor`).
 #[derive(Debug, Clone)]
 pub struct Installed {
     pub group: String,
     pub server: String,
-    pub tombstones: Vec<String>,
 }
 
 /// Checks and prepares every group of `config` (a no-op without groups).
@@ -89,17 +88,9 @@ pub fn spawn_tombstone_gauge(
 
 async fn count_tombstones(config: &Config, i: &Installed) -> Result<u64> {
     let mut conn = connect(config, &i.server).await?;
-    let mut total = 0u64;
-    for t in &i.tombstones {
-        let q = format!(
-            "SELECT COUNT(*) FROM `fleetsync`.`{}`",
-            t.replace('`', "``")
-        );
-        let n: Option<u64> = conn.query_first(q).await?;
-        total += n.unwrap_or(0);
-    }
+    let n = fleetsync_coordinator::gc::count_tombstones(&mut conn, &i.server, &i.group).await;
     let _ = conn.disconnect().await;
-    Ok(total)
+    Ok(n?)
 }
 
 /// The GC settings of every group of `config`.
@@ -358,10 +349,6 @@ async fn prepare_group(
                 installed.push(Installed {
                     group: group.to_string(),
                     server: s.source.clone(),
-                    tombstones: plans
-                        .iter()
-                        .map(|p| versions::tombstone_table(&p.schema, &p.table))
-                        .collect(),
                 });
             }
         }

@@ -52,7 +52,7 @@ use fleetsync_tests::{wait_until, ConfigBuilder, Fleetsync, KafkaCluster, MariaD
 use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
 
-use crate::support::{http_get, STOP_TIMEOUT};
+use crate::support::{http_get, wait_pings_everywhere, Procs, STOP_TIMEOUT};
 
 mod gc;
 mod join;
@@ -195,42 +195,6 @@ struct Outcome {
 /// How long a killed member's server stays down.
 const MEMBER_DOWN: Duration = Duration::from_secs(3);
 
-/// The processes of one run: `[run]` (embedded), or `[agent, coordinator]` over a Kafka broker
-/// (kept alive by the value). The first process is the one that installs the group and
-/// exports the tombstone gauge.
-struct Procs {
-    procs: Vec<Fleetsync>,
-    broker: Option<KafkaCluster>,
-}
-
-impl Procs {
-    fn log_tail(&self, n: usize) -> String {
-        let mut tails: Vec<String> = self.procs.iter().map(|p| p.log_tail(n)).collect();
-        if let Some(b) = &self.broker {
-            tails.push(b.log_tail(n.min(40)));
-        }
-        tails.join("\n---\n")
-    }
-
-    fn ensure_running(&mut self) -> Result<()> {
-        self.procs.iter_mut().try_for_each(|p| p.ensure_running())
-    }
-
-    async fn stop(&mut self) -> Result<()> {
-        for p in &mut self.procs {
-            p.stop(STOP_TIMEOUT).await?;
-        }
-        Ok(())
-    }
-
-    /// SIGKILL process `i`, then start it again half a second later.
-    async fn kill_restart(&mut self, i: usize) -> Result<()> {
-        self.procs[i].kill9()?;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        self.procs[i].restart()
-    }
-}
-
 /// One variant of the convergence run.
 #[derive(Debug, Clone, Copy)]
 struct Variant<'a> {
@@ -279,34 +243,8 @@ async fn one_seed(seed: u64, secs: u64, v: Variant<'_>, outcome: &mut Outcome) -
             if gc { gc::SETTINGS } else { "" },
         ),
     )?;
-    let procs = match bus {
-        Bus::Embedded => vec![Fleetsync::run(&config)?],
-        Bus::Kafka => vec![
-            Fleetsync::spawn("agent", &config, &[])?,
-            Fleetsync::spawn("coordinator", &config, &[])?,
-        ],
-    };
-    let mut fs = Procs { procs, broker };
-    wait_until(
-        Duration::from_secs(90),
-        "pings to reach every member",
-        || async {
-            for (i, s) in servers.iter().enumerate() {
-                s.exec(&format!("INSERT IGNORE INTO app.ping VALUES ({i})"))
-                    .await?;
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            for s in &servers {
-                ensure!(
-                    s.count("app", "ping").await? == servers.len() as u64,
-                    "pings missing"
-                );
-            }
-            Ok(())
-        },
-    )
-    .await
-    .with_context(|| fs.log_tail(40))?;
+    let mut fs = Procs::start(&config, broker)?;
+    wait_pings_everywhere(&servers, Duration::from_millis(300), &fs).await?;
     println!(
         "{strategy} seed {seed} ({bus:?}): group up in {:.1?}",
         started.elapsed()

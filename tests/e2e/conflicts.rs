@@ -26,7 +26,7 @@ use fleetsync_tests::{
 use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
 
-use crate::support::STOP_TIMEOUT;
+use crate::support::{wait_pings_everywhere, Procs, STOP_TIMEOUT};
 
 const TABLE_SQL: &str = "CREATE DATABASE IF NOT EXISTS app; CREATE TABLE app.items (\
     id INT NOT NULL PRIMARY KEY, val VARCHAR(64) NOT NULL, \
@@ -100,34 +100,6 @@ async fn writer(
     Ok(out)
 }
 
-/// The processes of one run: `fleetsync run` (embedded bus), or agent + coordinator over a
-/// Kafka broker (kept alive by the value).
-struct Procs {
-    procs: Vec<Fleetsync>,
-    broker: Option<KafkaCluster>,
-}
-
-impl Procs {
-    fn log_tail(&self, n: usize) -> String {
-        let mut tails: Vec<String> = self.procs.iter().map(|p| p.log_tail(n)).collect();
-        if let Some(b) = &self.broker {
-            tails.push(b.log_tail(n));
-        }
-        tails.join("\n---\n")
-    }
-
-    fn ensure_running(&mut self) -> Result<()> {
-        self.procs.iter_mut().try_for_each(|p| p.ensure_running())
-    }
-
-    async fn stop(&mut self) -> Result<()> {
-        for p in &mut self.procs {
-            p.stop(STOP_TIMEOUT).await?;
-        }
-        Ok(())
-    }
-}
-
 /// Every server of `names` syncs `app` to every other one by a one-way sync, newest-wins on
 /// `app.items.updated_at`.
 fn mesh(dir: &tempfile::TempDir, names: &[&str], servers: &[MariaDb]) -> ConfigBuilder {
@@ -171,37 +143,8 @@ async fn one_seed(seed: u64, secs: u64, kafka: bool) -> Result<()> {
         cfg = cfg.kafka_bus(&b.bootstrap(), b.node_count());
     }
     let config = Fleetsync::write_config(dir.path(), &cfg.build())?;
-    let procs = match &broker {
-        None => vec![Fleetsync::run(&config)?],
-        Some(_) => vec![
-            Fleetsync::spawn("agent", &config, &[])?,
-            Fleetsync::spawn("coordinator", &config, &[])?,
-        ],
-    };
-    let mut fs = Procs { procs, broker };
-    // Every pipeline streams: a row written on each server reaches the others. The initial
-    // snapshots recreate target tables while they start, so pings are written again until
-    // they stay.
-    wait_until(
-        Duration::from_secs(90),
-        "pings to reach every server",
-        || async {
-            for (i, s) in servers.iter().enumerate() {
-                s.exec(&format!("INSERT IGNORE INTO app.ping VALUES ({i})"))
-                    .await?;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            for s in &servers {
-                ensure!(
-                    s.count("app", "ping").await? == servers.len() as u64,
-                    "pings missing"
-                );
-            }
-            Ok(())
-        },
-    )
-    .await
-    .with_context(|| fs.log_tail(40))?;
+    let mut fs = Procs::start(&config, broker)?;
+    wait_pings_everywhere(&servers, Duration::from_millis(500), &fs).await?;
     println!(
         "seed {seed}: servers and pipelines up in {:.1?}",
         started.elapsed()

@@ -6,7 +6,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use fleetsync_tests::{fleetsync_cmd_with, simple_config, Fleetsync, MariaDb};
+use fleetsync_tests::{
+    fleetsync_cmd_with, simple_config, wait_until, Fleetsync, KafkaCluster, MariaDb,
+};
 use tempfile::TempDir;
 
 /// Server ids (and GTID domains) of the pair.
@@ -205,4 +207,81 @@ pub fn env_num(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The fleetsync processes of a test of several servers: `fleetsync run` (embedded bus), or
+/// agent + coordinator over a Kafka broker (kept alive by the value).
+pub struct Procs {
+    pub procs: Vec<Fleetsync>,
+    pub broker: Option<KafkaCluster>,
+}
+
+impl Procs {
+    /// Starts `fleetsync run` on `config`, or `agent` and `coordinator` when there is a broker.
+    pub fn start(config: &Path, broker: Option<KafkaCluster>) -> Result<Procs> {
+        let procs = match &broker {
+            None => vec![Fleetsync::run(config)?],
+            Some(_) => vec![
+                Fleetsync::spawn("agent", config, &[])?,
+                Fleetsync::spawn("coordinator", config, &[])?,
+            ],
+        };
+        Ok(Procs { procs, broker })
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        let mut tails: Vec<String> = self.procs.iter().map(|p| p.log_tail(n)).collect();
+        if let Some(b) = &self.broker {
+            tails.push(b.log_tail(n.min(40)));
+        }
+        tails.join("\n---\n")
+    }
+
+    pub fn ensure_running(&mut self) -> Result<()> {
+        self.procs.iter_mut().try_for_each(|p| p.ensure_running())
+    }
+
+    pub async fn stop(&mut self) -> Result<()> {
+        for p in &mut self.procs {
+            p.stop(STOP_TIMEOUT).await?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL process `i`, then start it again half a second later.
+    pub async fn kill_restart(&mut self, i: usize) -> Result<()> {
+        self.procs[i].kill9()?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.procs[i].restart()
+    }
+}
+
+/// Waits until every pipeline between `servers` streams: a row written in `app.ping` on each
+/// server reaches every other. The initial snapshots recreate target tables while they start,
+/// so pings are written again (every `pause`) until they stay.
+pub async fn wait_pings_everywhere(
+    servers: &[MariaDb],
+    pause: Duration,
+    procs: &Procs,
+) -> Result<()> {
+    wait_until(
+        Duration::from_secs(90),
+        "pings to reach every server",
+        || async {
+            for (i, s) in servers.iter().enumerate() {
+                s.exec(&format!("INSERT IGNORE INTO app.ping VALUES ({i})"))
+                    .await?;
+            }
+            tokio::time::sleep(pause).await;
+            for s in servers {
+                ensure!(
+                    s.count("app", "ping").await? == servers.len() as u64,
+                    "pings missing"
+                );
+            }
+            Ok(())
+        },
+    )
+    .await
+    .with_context(|| procs.log_tail(40))
 }

@@ -198,20 +198,9 @@ impl Applier {
                         .statements
                         .push(record.log(policy.strategy, outcome));
                     if outcome == Outcome::Parked {
-                        let mut apply = Vec::new();
-                        match r.fin {
-                            Some(f) => {
-                                apply.extend_from_slice(&tsql.insert_head);
-                                sql::push_row(&mut apply, f).map_err(|e| self.state_error(e.0))?;
-                                apply.extend_from_slice(&tsql.upsert_tail);
-                            }
-                            None => {
-                                apply.extend_from_slice(&tsql.delete_head);
-                                sql::push_key(&mut apply, r.key_img, key)
-                                    .map_err(|e| self.state_error(e.0))?;
-                                apply.push(b')');
-                            }
-                        }
+                        let apply = tsql
+                            .parked_apply(r.fin, r.key_img, key)
+                            .map_err(|e| self.state_error(e.0))?;
                         resolved.statements.push(record.park(&apply));
                     }
                 }

@@ -182,30 +182,20 @@ impl Applier {
                     .statements
                     .push(record.log(policy.strategy, outcome));
                 if outcome == Outcome::Parked {
-                    let mut apply = Vec::new();
-                    match r.fin {
-                        Some(f) => {
-                            // Taking it later is a new local write: strip the old version so
-                            // the member's triggers give it a new, higher one.
-                            let mut img = f.to_vec();
-                            for i in [rc.rank, rc.version, rc.origin] {
-                                if let Some(v) = img.get_mut(i) {
-                                    *v = Value::Null;
-                                }
+                    // Taking it later is a new local write: strip the old version so the
+                    // member's triggers give it a new, higher one.
+                    let img = r.fin.map(|f| {
+                        let mut img = f.to_vec();
+                        for i in [rc.rank, rc.version, rc.origin] {
+                            if let Some(v) = img.get_mut(i) {
+                                *v = Value::Null;
                             }
-                            let cols: Vec<_> = columns.to_vec();
-                            let plain = TableSql::new(&slot.target.0, &slot.target.1, &cols, key);
-                            apply.extend_from_slice(&plain.insert_head);
-                            sql::push_row(&mut apply, &img).map_err(|e| self.state_error(e.0))?;
-                            apply.extend_from_slice(&plain.upsert_tail);
                         }
-                        None => {
-                            apply.extend_from_slice(&tsql.delete_head);
-                            sql::push_key(&mut apply, r.key_img, key)
-                                .map_err(|e| self.state_error(e.0))?;
-                            apply.push(b')');
-                        }
-                    }
+                        img
+                    });
+                    let apply = tsql
+                        .parked_apply(img.as_deref(), r.key_img, key)
+                        .map_err(|e| self.state_error(e.0))?;
                     resolved.statements.push(record.park(&apply));
                 }
             }

@@ -108,6 +108,30 @@ pub(crate) struct TableSql {
 }
 
 impl TableSql {
+    /// The statement that applies a parked version later (`conflicts resolve --take`): an
+    /// upsert of `row`, or, for a delete (`None`), a delete of `key_img`'s key.
+    pub fn parked_apply(
+        &self,
+        row: Option<&[Value]>,
+        key_img: &[Value],
+        key: &[usize],
+    ) -> Result<Vec<u8>, ValueError> {
+        let mut apply = Vec::new();
+        match row {
+            Some(row) => {
+                apply.extend_from_slice(&self.insert_head);
+                push_row(&mut apply, row)?;
+                apply.extend_from_slice(&self.upsert_tail);
+            }
+            None => {
+                apply.extend_from_slice(&self.delete_head);
+                push_key(&mut apply, key_img, key)?;
+                apply.push(b')');
+            }
+        }
+        Ok(apply)
+    }
+
     /// `key` holds indexes into `columns` (empty for a keyless table).
     pub fn new(target_schema: &str, target_table: &str, columns: &[Column], key: &[usize]) -> Self {
         let mut name = Vec::new();

@@ -8,7 +8,7 @@ use anyhow::{ensure, Context, Result};
 use fleetsync_tests::api::ApiClient;
 use fleetsync_tests::{fleetsync_cmd_with, Certs, Fleetsync};
 
-use crate::support::{check_refusal, dead_port, Pair, Refusal, SYNC_TIMEOUT};
+use crate::support::{check_refusal, dead_port, expect_refusal, Pair, Refusal, SYNC_TIMEOUT};
 
 use super::*;
 
@@ -30,20 +30,14 @@ async fn api_loopback_only_without_tokens_and_tls() -> Result<()> {
 
     // No token: a non-loopback listener is refused before anything is written.
     let config = bare_config(dir.path(), &format!("0.0.0.0:{port}"), "")?;
-    let config_s = config.to_str().context("config path")?;
-    let out = fleetsync_cmd_with(
-        &["run", "--config", config_s],
-        &[("RUST_LOG", "off")],
-        Duration::from_secs(30),
-    )
-    .await?;
-    check_refusal(
-        &out,
+    expect_refusal(
+        &config,
         &Refusal {
             mentions: &[&["api.listen"], &["loopback"]],
             never: &[],
         },
-    )?;
+    )
+    .await?;
     ensure!(
         !dir.path().join("state").exists(),
         "the refused run created its state dir"
@@ -125,20 +119,14 @@ async fn api_loopback_only_without_tokens_and_tls() -> Result<()> {
         certs.client.key.display().to_string()
     );
     let config = bare_config(dir.path(), &format!("127.0.0.1:{tls_port}"), &mismatched)?;
-    let config_s = config.to_str().context("config path")?;
-    let out = fleetsync_cmd_with(
-        &["run", "--config", config_s],
-        &[("RUST_LOG", "off")],
-        Duration::from_secs(30),
-    )
-    .await?;
-    check_refusal(
-        &out,
+    expect_refusal(
+        &config,
         &Refusal {
             mentions: &[&["api.tls_key"]],
             never: &[],
         },
-    )?;
+    )
+    .await?;
     Ok(())
 }
 

@@ -194,6 +194,27 @@ async fn bidi_member_joins() -> Result<()> {
         "us1's GC floor was not raised"
     );
 
+    // The documented procedure: writers restart once the newcomer's snapshots are done (a
+    // delete made while one of them runs can be missed; converged rows alone do not say so,
+    // as another member's snapshot may already have brought them).
+    wait_until(
+        Duration::from_secs(30),
+        "every member's snapshots from the others to be done",
+        || async {
+            for (n, s) in NAMES.iter().zip(&servers) {
+                let done = s
+                    .query_value(
+                        "SELECT COUNT(*) FROM fleetsync.sync_state \
+                         WHERE sync_name LIKE 'realms.%' AND snapshot_state = 'done'",
+                    )
+                    .await?;
+                ensure!(done.as_deref() == Some("2"), "{n}: {done:?} of 2 done");
+            }
+            Ok(())
+        },
+    )
+    .await?;
+
     // Concurrent writes on all three converge.
     let writes = [
         (

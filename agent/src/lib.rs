@@ -9,17 +9,18 @@
 //! * [`transfer`]: export and import as SQL, JSON or CSV.
 //! * [`health`]: health checks of a server (on demand and periodic).
 //! * [`datadiff`]: chunk checksums and row hashes over key ranges for `diff data`.
+//!
+//! [`datadiff`], [`inspect`], [`ddl`], [`error`], `source::{decode, schema, tls}` and the
+//! binlog archive's format and reader live in `fleetsync-mysql` (shared with the coordinator,
+//! which does not depend on this crate) and are re-exported here at their old paths.
 
 pub mod backup;
 pub mod checkpoint;
-pub mod datadiff;
-pub mod ddl;
-pub mod error;
 pub mod health;
-pub mod inspect;
 pub mod owner_only;
 pub mod publish;
 pub mod source;
 pub mod transfer;
 
-pub use error::SourceError;
+// Shared with the coordinator through `fleetsync-mysql`; re-exported at their old paths.
+pub use fleetsync_mysql::{datadiff, ddl, error, inspect, SourceError};

@@ -26,9 +26,9 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use fleetsync_agent::backup::archive::{Archive, ArchiveError, Flow};
-use fleetsync_agent::ddl::{classify, Statement};
 use fleetsync_config::TableMap;
+use fleetsync_mysql::archive::{Archive, ArchiveError, Flow};
+use fleetsync_mysql::ddl::{classify, Statement};
 use fleetsync_proto::{BinlogPosition, GtidSet, Position, Transaction};
 use mysql_async::prelude::Queryable;
 use serde::Serialize;
@@ -313,7 +313,7 @@ fn check_stop_against_start(spec: &ReplaySpec) -> Result<(), PitrError> {
     Ok(())
 }
 
-fn not_reached(spec: &ReplaySpec, cov: &fleetsync_agent::backup::archive::Coverage) -> PitrError {
+fn not_reached(spec: &ReplaySpec, cov: &fleetsync_mysql::archive::Coverage) -> PitrError {
     let end = format!(
         "the binlog archive of {} ends at {} (last commit {})",
         spec.server,

@@ -173,7 +173,7 @@ pub async fn plan_member(
         if p.strategy == ConflictStrategy::None {
             continue;
         }
-        let info = fleetsync_agent::source::schema::load_table(conn, server, schema, table)
+        let info = fleetsync_mysql::schema::load_table(conn, server, schema, table)
             .await
             .map_err(|e| VersionsError::Refused {
                 server: server.to_string(),

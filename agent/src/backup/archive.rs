@@ -5,7 +5,10 @@
 //! non-system table, DDL included) into an [`ArchiveWriter`], which appends each transaction
 //! to `<backup.dir>/binlog-archive/<server>/`: length-framed, checksummed records in a
 //! segment file, rolled every `segment_bytes` or `segment_age` into a zstd file listed with
-//! its first/last position, commit times and SHA-256 in `index.json` (see `format`).
+//! its first/last position, commit times and SHA-256 in `index.json` (see
+//! `fleetsync_mysql::archive::format`). The format and the reader ([`Archive`]) live in
+//! `fleetsync_mysql::archive`, which the coordinator shares for PITR; they are re-exported
+//! here.
 //!
 //! Invariants:
 //! * **The archive is its own checkpoint.** On start the archiver resumes the binlog stream
@@ -21,8 +24,6 @@
 //! transaction or heartbeat, updated every second even while the stream is down),
 //! [`METRIC_ARCHIVED_TRANSACTIONS`], [`METRIC_ARCHIVED_BYTES`].
 
-mod format;
-mod reader;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -35,8 +36,12 @@ use tokio_util::sync::CancellationToken;
 use crate::source::{self, stream::now_ms, SourceSpec};
 use crate::SourceError;
 
-pub use format::{server_dir, Index, IndexEntry};
-pub use reader::{Archive, Coverage, Flow};
+// The format and the reader are shared with the coordinator (PITR replays the archive):
+// re-exported here at their old paths.
+use fleetsync_mysql::archive::format;
+pub use fleetsync_mysql::archive::{
+    server_dir, Archive, ArchiveError, Coverage, Flow, Index, IndexEntry,
+};
 pub use writer::{ArchiveWriter, Covered};
 
 /// Gauge: seconds between now and the commit time of the newest archived transaction or
@@ -77,29 +82,6 @@ impl Default for ArchiveOptions {
             segment_age: DEFAULT_SEGMENT_AGE,
             heartbeat_every: DEFAULT_HEARTBEAT_EVERY,
             zstd_level: DEFAULT_ARCHIVE_ZSTD_LEVEL,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ArchiveError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// The archive is damaged, incomplete or not what was asked for; the message says how.
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Source(#[from] SourceError),
-}
-
-impl ArchiveError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        ArchiveError::Io {
-            path: path.to_path_buf(),
-            source,
         }
     }
 }

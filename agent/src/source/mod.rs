@@ -5,12 +5,12 @@
 //! `binlog_row_metadata=FULL`; privileges `REPLICATION SLAVE` (binlog dump), `BINLOG MONITOR`
 //! / `REPLICATION CLIENT` (positions) and `SELECT` on the synced tables (snapshot).
 
-pub mod decode;
-pub mod schema;
 pub mod snapshot;
 pub mod stream;
-pub mod tls;
 pub mod usable;
+
+// Shared with the coordinator through `fleetsync-mysql`; re-exported at their old paths.
+pub use fleetsync_mysql::{decode, schema, tls};
 
 use fleetsync_config::TableFilter;
 use fleetsync_proto::{BinlogPosition, GtidSet, Origin, Position};

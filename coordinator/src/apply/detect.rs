@@ -308,14 +308,12 @@ impl Applier {
             let same_final = flag(vals.get(w + 2)) == Some(1);
             let mut row = Vec::with_capacity(w);
             for (c, v) in columns.iter().zip(vals) {
-                let v = fleetsync_agent::source::decode::from_mysql(c.ty, c.unsigned, v).map_err(
-                    |e| {
-                        self.state_error(format!(
-                            "decoding {table}.{} for conflict detection: {e}",
-                            c.name
-                        ))
-                    },
-                )?;
+                let v = fleetsync_mysql::decode::from_mysql(c.ty, c.unsigned, v).map_err(|e| {
+                    self.state_error(format!(
+                        "decoding {table}.{} for conflict detection: {e}",
+                        c.name
+                    ))
+                })?;
                 row.push(v);
             }
             if let Some(slot) = out.get_mut(idx as usize) {

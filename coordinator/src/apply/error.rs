@@ -85,7 +85,7 @@ impl ApplyError {
                 // Wrong credentials or an unknown database do not fix themselves.
                 mysql_async::Error::Server(e) => is_transient_code(e.code),
                 // Nor does a certificate that does not verify, or a server without TLS.
-                e if fleetsync_agent::source::tls::tls_failure(e).is_some() => false,
+                e if fleetsync_mysql::tls::tls_failure(e).is_some() => false,
                 _ => true,
             },
             ApplyError::Sql { source, .. } | ApplyError::Source { source, .. } => {

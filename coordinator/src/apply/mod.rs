@@ -566,7 +566,7 @@ impl Applier {
         // a target changed by hand while running fails the pipeline instead, so that the
         // operator's fix is picked up by its retries.)
         if self.reshaped.contains(&key) {
-            let columns = fleetsync_agent::source::schema::read_table(&mut self.conn, &ts, &tt)
+            let columns = fleetsync_mysql::schema::read_table(&mut self.conn, &ts, &tt)
                 .await
                 .map_err(|source| {
                     self.sql_error(format!("reading the columns of {name}"), source)

@@ -26,7 +26,7 @@
 //! implicit one), wider types, other collations, other column order, other indexes, another
 //! engine.
 
-use fleetsync_agent::source::schema::{InfoColumn, InfoTable};
+use fleetsync_mysql::schema::{InfoColumn, InfoTable};
 use fleetsync_proto::{Column, ColumnType, TableSchema};
 
 /// What is wrong with writing `source`'s rows into `target`: one phrase per column, empty when
@@ -240,7 +240,7 @@ fn max_bytes(ty: ColumnType, column_type: &str, charset: Option<&str>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleetsync_agent::source::schema::column_family;
+    use fleetsync_mysql::schema::column_family;
     use fleetsync_proto::KeyKind;
 
     /// A column as information_schema would describe `decl` (DATA_TYPE is its first word).
@@ -254,7 +254,7 @@ mod tests {
             unsigned: decl.contains("unsigned"),
             nullable,
             charset: charset.map(Into::into),
-            enum_values: fleetsync_agent::source::schema::parse_enum_values(decl),
+            enum_values: fleetsync_mysql::schema::parse_enum_values(decl),
             generated: false,
         }
     }

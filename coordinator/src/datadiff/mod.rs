@@ -17,8 +17,8 @@ mod walk;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fleetsync_agent::datadiff::{DiffTable, Session};
-use fleetsync_agent::SourceError;
+use fleetsync_mysql::datadiff::{DiffTable, Session};
+use fleetsync_mysql::SourceError;
 use fleetsync_proto::datadiff::{DataDiffReport, DiffMethod, TableReport, TableStatus};
 use tokio_util::sync::CancellationToken;
 

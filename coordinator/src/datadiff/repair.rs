@@ -2,7 +2,7 @@
 //!
 //! Keyed tables: `DELETE` by key for rows only on the target, then `REPLACE` of the source
 //! rows (read from the source's snapshot) for rows only on the source or different. Keys are
-//! written as collation-comparing literals (see `fleetsync_agent::datadiff::expr`), rows with
+//! written as collation-comparing literals (see `fleetsync_mysql::datadiff::expr`), rows with
 //! [`fleetsync_proto::sql::push_row`], exact for every type under the header's
 //! `SET NAMES binary` and UTC time zone. Keyless tables: `DELETE ... WHERE every column <=>
 //! value LIMIT 1` per surplus target copy, `INSERT` per surplus source copy.
@@ -11,9 +11,9 @@
 //! depend on each other); it is meant to be reviewed and run by an operator
 //! (`mariadb < repair.sql`), which writes to the target's binlog like any client would.
 
-use fleetsync_agent::datadiff::expr::{ident, keys_condition};
-use fleetsync_agent::datadiff::{DiffTable, Session};
-use fleetsync_agent::SourceError;
+use fleetsync_mysql::datadiff::expr::{ident, keys_condition};
+use fleetsync_mysql::datadiff::{DiffTable, Session};
+use fleetsync_mysql::SourceError;
 use fleetsync_proto::sql::{push_row, push_table, push_value};
 use fleetsync_proto::Value;
 

@@ -14,8 +14,8 @@ mod intkey;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use fleetsync_agent::datadiff::{DiffTable, Session};
-use fleetsync_agent::SourceError;
+use fleetsync_mysql::datadiff::{DiffTable, Session};
+use fleetsync_mysql::SourceError;
 use fleetsync_proto::codec::value_to_json;
 use fleetsync_proto::datadiff::{ChunkChecksum, KeyRange, KeyValues, RowHash, TableReport};
 use fleetsync_proto::Value;

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use fleetsync_agent::inspect::{self, SCRATCH_PREFIX};
+use fleetsync_mysql::inspect::{self, SCRATCH_PREFIX};
 use fleetsync_proto::schema_model::{DatabaseSchema, SchemaSnapshot};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;

@@ -1,6 +1,6 @@
 //! Schema diffs and verified migrations.
 //!
-//! * [`diff`]: compares two [`SchemaSnapshot`]s (taken by `fleetsync_agent::inspect`) and
+//! * [`diff`]: compares two [`SchemaSnapshot`]s (taken by `fleetsync_mysql::inspect`) and
 //!   lists every difference; rename [`Hints`] pair tables and columns that would otherwise
 //!   show as one dropped and one added.
 //! * [`plan`]: the migration: [`Step`]s that make the target's schema equal the source's, in a

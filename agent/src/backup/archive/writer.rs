@@ -27,8 +27,8 @@ use fleetsync_proto::{codec, Position, Transaction};
 
 use super::format::{
     decode_record, file_sha256, finished_name, open_name, parse_name, read_frame, sync_dir,
-    write_frame, FrameEnd, Index, IndexEntry, Record, SegmentHeader, ARCHIVE_FORMAT, KIND_HEADER,
-    KIND_TXN,
+    write_frame, FrameEnd, Index, IndexEntry, Record, SegmentHeader, ARCHIVE_FORMAT, INDEX_FILE,
+    KIND_HEADER, KIND_TXN,
 };
 use super::{ArchiveError, ArchiveOptions, METRIC_ARCHIVED_BYTES, METRIC_ARCHIVED_TRANSACTIONS};
 use crate::publish::Publisher;
@@ -367,7 +367,7 @@ impl ArchiveWriter {
             bytes,
             sha256,
         });
-        if let Err(e) = self.index.store(&self.dir) {
+        if let Err(e) = store_index(&self.index, &self.dir) {
             self.index.segments.pop();
             return Err(ArchiveError::io(&self.dir.join("index.json"), e));
         }
@@ -420,6 +420,20 @@ impl Publisher for ArchiveWriter {
                 message: format!("binlog archive: {e}"),
             })
     }
+}
+
+/// Replaces `dir/index.json` atomically (temp file, fsync, rename, fsync of the dir), owner-only.
+/// Here rather than beside [`Index::load`] in `fleetsync_mysql::archive::format`: only the
+/// writer stores an index, and the owner-only file helpers are the agent's.
+fn store_index(index: &Index, dir: &Path) -> std::io::Result<()> {
+    let text = serde_json::to_vec_pretty(index).map_err(std::io::Error::other)?;
+    let tmp = dir.join(format!("{INDEX_FILE}.tmp"));
+    let mut f = crate::owner_only::create(&tmp)?;
+    f.write_all(&text)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(INDEX_FILE))?;
+    sync_dir(dir)
 }
 
 /// Options for a writer in tests: tiny segments.

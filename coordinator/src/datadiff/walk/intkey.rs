@@ -1,5 +1,5 @@
 //! The chunk walk of a table keyed by one integer column (see
-//! `fleetsync_agent::datadiff::intkey`).
+//! `fleetsync_mysql::datadiff::intkey`).
 //!
 //! Spans `lo <= k <= hi` are cut by arithmetic from `MIN(k)` to `MAX(k)` over both sides, so
 //! there is no boundary scan and both sides checksum concurrently all the time. A span's
@@ -19,9 +19,9 @@
 
 use std::time::{Duration, Instant};
 
-use fleetsync_agent::datadiff::expr::FLOAT_EXACT_ROWS;
-use fleetsync_agent::datadiff::intkey::{IntSpan, MAX_SPAN};
-use fleetsync_agent::SourceError;
+use fleetsync_mysql::datadiff::expr::FLOAT_EXACT_ROWS;
+use fleetsync_mysql::datadiff::intkey::{IntSpan, MAX_SPAN};
+use fleetsync_mysql::SourceError;
 use fleetsync_proto::datadiff::{ChunkChecksum, TableReport};
 
 use super::{Walk, MIN_CHUNK_ROWS};

@@ -146,18 +146,6 @@ impl Index {
         }
         Ok(index)
     }
-
-    /// Replaces `dir/index.json` atomically (temp file, fsync, rename, fsync of the dir).
-    pub fn store(&self, dir: &Path) -> io::Result<()> {
-        let text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        let tmp = dir.join(format!("{INDEX_FILE}.tmp"));
-        let mut f = crate::owner_only::create(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, dir.join(INDEX_FILE))?;
-        sync_dir(dir)
-    }
 }
 
 /// fsync of a directory, so renames and removals in it are durable.

@@ -63,7 +63,7 @@ impl SourceError {
     pub fn from_mysql(server: &str, context: &str, e: mysql_async::Error) -> SourceError {
         let text = mysql_text(&e);
         use mysql_async::Error as E;
-        if let Some(message) = crate::source::tls::tls_failure(&e) {
+        if let Some(message) = crate::tls::tls_failure(&e) {
             return SourceError::NeedsOperator {
                 server: server.to_string(),
                 message: format!("{context}: {message}"),

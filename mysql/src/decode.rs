@@ -15,7 +15,7 @@ use mysql_common::binlog::value::BinlogValue;
 use mysql_common::constants::ColumnType as My;
 use mysql_common::io::ParseBuf;
 
-use super::schema::InfoTable;
+use crate::schema::InfoTable;
 
 /// How to decode one TABLE_MAP column.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! The agent side of the data diff: chunk checksums, row hashes and rows over key ranges,
+//! The data diff's per-server side: chunk checksums, row hashes and rows over key ranges,
 //! all read in one consistent snapshot per side.
 //!
 //! A [`Session`] is one connection holding `START TRANSACTION WITH CONSISTENT SNAPSHOT`
@@ -24,8 +24,8 @@ use fleetsync_proto::datadiff::{ChunkChecksum, KeyRange, KeyValues, RowHash};
 use fleetsync_proto::{KeyKind, TableSchema, Value};
 use mysql_async::prelude::Queryable;
 
-use crate::source::decode::from_mysql;
-use crate::source::schema::{list_tables, load_table};
+use crate::decode::from_mysql;
+use crate::schema::{list_tables, load_table};
 use crate::SourceError;
 
 /// Databases a whole-server diff leaves out (fleetsync's own state differs by design).

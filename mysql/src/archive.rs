@@ -1,10 +1,10 @@
-//! Reading the binlog archive for point-in-time recovery: its on-disk [`format`] and the
+//! Reading the binlog archive for point-in-time recovery: its on-disk [`format`](mod@format) and the
 //! verifying [`Archive`] reader.
 //!
 //! The archive is a server's binlog kept continuously beside the backups as fleetsync change
 //! records, in `<backup.dir>/binlog-archive/<server>/`: length-framed, checksummed records in
 //! a segment file, rolled into zstd files listed with their first/last position, commit times
-//! and SHA-256 in `index.json` (see [`format`]).
+//! and SHA-256 in `index.json` (see [`format`](mod@format)).
 //!
 //! Only the reading side (and the frame/index format the writer shares) lives here, so the
 //! coordinator can replay an archive for PITR. Writing an archive (the archiver task, its

@@ -1,5 +1,5 @@
-//! Reading the binlog archive for point-in-time recovery: its on-disk [`format`](mod@format) and the
-//! verifying [`Archive`] reader.
+//! Reading the binlog archive for point-in-time recovery: its on-disk
+//! [`format`](mod@format) and the verifying [`Archive`] reader.
 //!
 //! The archive is a server's binlog kept continuously beside the backups as fleetsync change
 //! records, in `<backup.dir>/binlog-archive/<server>/`: length-framed, checksummed records in

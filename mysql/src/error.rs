@@ -122,7 +122,7 @@ impl SourceError {
 }
 
 /// A client error's text, each level once: mysql_async nests an I/O error as
-/// "Input/output error: Input/output error: <cause>".
+/// "Input/output error: Input/output error: `<cause>`".
 pub fn mysql_text(e: &mysql_async::Error) -> String {
     match e {
         mysql_async::Error::Io(mysql_async::IoError::Io(io)) => format!("input/output error: {io}"),

@@ -10,9 +10,10 @@
 //! * Every mutating call and every denied call is audited ([`audit`]).
 //! * With no active token, the listener must be a loopback address (checked at start).
 
+mod approvals;
 pub mod audit;
 mod auth;
-pub use auth::{METRIC_API_REQUESTS, METRIC_API_SECONDS};
+pub use auth::{route_permissions, METRIC_API_REQUESTS, METRIC_API_SECONDS};
 pub mod client;
 mod jobs;
 pub mod problem;
@@ -52,6 +53,14 @@ pub struct Inner {
 }
 
 pub type ApiState = Arc<Inner>;
+
+/// The routes of approvals, conflicts and the metrics summary (one call at the end of
+/// [`routes::router`]).
+fn gov_routes(
+    r: utoipa_axum::router::OpenApiRouter<ApiState>,
+) -> utoipa_axum::router::OpenApiRouter<ApiState> {
+    approvals::routes(r)
+}
 
 /// Checks `[api]` against the token store without changing anything (call it before a
 /// command writes anything): the listen address (non-loopback only with an active token), the

@@ -83,6 +83,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(super::jobs::cancel_job))
         .routes(routes!(super::jobs::events))
         .routes(routes!(super::jobs::get_status))
+        .merge(super::gov_routes(OpenApiRouter::new()))
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;

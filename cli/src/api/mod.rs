@@ -16,11 +16,15 @@ mod auth;
 pub use auth::{route_permissions, METRIC_API_REQUESTS, METRIC_API_SECONDS};
 pub mod client;
 mod jobs;
+#[macro_use]
 pub mod problem;
 pub mod roles;
 mod routes;
 pub mod tls;
 pub mod tokens;
+// After `problem`, whose `problem_answers!` they use.
+mod conflicts;
+mod summary;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +53,8 @@ pub struct Inner {
     pub routes: auth::RouteTable,
     pub openapi_json: String,
     pub throughput: routes::Throughput,
+    /// The chart feed of `/metrics/summary`, filled by the throughput sampler.
+    pub history: summary::History,
     pub jobs: Arc<crate::jobs::JobManager>,
 }
 
@@ -59,7 +65,7 @@ pub type ApiState = Arc<Inner>;
 fn gov_routes(
     r: utoipa_axum::router::OpenApiRouter<ApiState>,
 ) -> utoipa_axum::router::OpenApiRouter<ApiState> {
-    approvals::routes(r)
+    summary::routes(conflicts::routes(approvals::routes(r)))
 }
 
 /// Checks `[api]` against the token store without changing anything (call it before a
@@ -111,10 +117,16 @@ pub async fn serve(
         routes,
         openapi_json,
         throughput: routes::Throughput::default(),
+        history: summary::History::default(),
         jobs,
     });
     routes::spawn_throughput(state.clone(), cancel.clone());
     jobs::spawn_sync_events(state.clone(), SYNC_EVENTS_EVERY, cancel.clone());
+    conflicts::spawn_events(
+        state.clone(),
+        conflicts::CONFLICT_EVENTS_EVERY,
+        cancel.clone(),
+    );
     {
         let (jobs, cancel) = (state.jobs.clone(), cancel.clone());
         tokio::spawn(async move {

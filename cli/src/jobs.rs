@@ -669,4 +669,64 @@ mod tests {
         assert_eq!(job.error.as_deref(), Some(INTERRUPTED));
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// A job awaiting approval stays awaiting across a restart; its creator cannot approve
+    /// it; a rejection ends it cancelled with who rejected it, durably.
+    #[tokio::test]
+    async fn awaiting_jobs_survive_a_restart_and_need_another_token() {
+        let dir = std::env::temp_dir().join(format!("fleetsync-jobs-{}", rand::random::<u32>()));
+        let m = JobManager::open(config(&dir)).expect("open");
+        let entry = Entry {
+            job: Job {
+                id: "j2".into(),
+                kind: JobKind::BackupRestore,
+                state: JobState::AwaitingApproval,
+                created_by: "alice".into(),
+                params: serde_json::json!({"id": "b", "to_server": "dst"}),
+                created_at: now(),
+                started_at: None,
+                finished_at: None,
+                progress: JobProgress::default(),
+                error: None,
+                exit_code: None,
+                result: None,
+                approval: Some(Approval {
+                    permission: "backup:restore".into(),
+                    approved_by: None,
+                    approved_at: None,
+                    rejected_by: None,
+                    rejected_at: None,
+                }),
+            },
+            log: VecDeque::new(),
+            cancel: CancellationToken::new(),
+            last_progress: None,
+        };
+        m.write(&entry).expect("write");
+        drop(m);
+        let m = JobManager::open(config(&dir)).expect("reopen");
+        assert_eq!(
+            m.get("j2").map(|j| j.state),
+            Some(JobState::AwaitingApproval)
+        );
+        assert!(matches!(
+            m.approve("j2", "alice"),
+            Err(ApprovalError::OwnJob { .. })
+        ));
+        assert!(m.check_decision("j2", "bob", true).is_ok());
+        m.reject("j2", "bob").expect("reject");
+        drop(m);
+        let m = JobManager::open(config(&dir)).expect("reopen");
+        let job = m.get("j2").expect("loaded");
+        assert_eq!(job.state, JobState::Cancelled);
+        assert_eq!(
+            job.approval.and_then(|a| a.rejected_by).as_deref(),
+            Some("bob")
+        );
+        assert!(matches!(
+            m.approve("j2", "bob"),
+            Err(ApprovalError::NotAwaiting { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -123,14 +123,17 @@ mod tests {
         assert!(e.contains("api.tls_key"), "{e}");
         assert!(Config::parse("[api]\nlisen = \"x\"\n").is_err());
         assert!(api.require_approval.is_empty());
-        let gated = Config::parse("[api]\nrequire_approval = [\"backup:restore\"]\n")
-            .expect("parses");
+        let gated =
+            Config::parse("[api]\nrequire_approval = [\"backup:restore\"]\n").expect("parses");
         gated.validate().expect("a known permission");
         assert!(gated.api.expect("[api]").needs_approval("backup:restore"));
-        let typo = Config::parse("[api]\nrequire_approval = [\"backup:restor\"]\n")
-            .expect("parses");
+        let typo =
+            Config::parse("[api]\nrequire_approval = [\"backup:restor\"]\n").expect("parses");
         let e = typo.validate().expect_err("unknown permission").to_string();
-        assert!(e.contains("api.require_approval[0]") && e.contains("backup:restor"), "{e}");
+        assert!(
+            e.contains("api.require_approval[0]") && e.contains("backup:restor"),
+            "{e}"
+        );
     }
 
     /// The commented `[api]` example of fleetsync.example.toml, uncommented, parses and

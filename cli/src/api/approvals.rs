@@ -163,6 +163,7 @@ fn decide(
         Err(p) => p.into_response(),
     };
     resp.extensions_mut().insert(super::auth::JobId(id.clone()));
-    resp.extensions_mut().insert(super::auth::AuditDetail(detail));
+    resp.extensions_mut()
+        .insert(super::auth::AuditDetail(detail));
     Ok(resp)
 }

@@ -52,9 +52,7 @@ tokio::task_local! {
 
 /// The permissions the route being served needs (empty outside a route's handler).
 pub fn route_permissions() -> Vec<Permission> {
-    ROUTE_PERMISSIONS
-        .try_with(Clone::clone)
-        .unwrap_or_default()
+    ROUTE_PERMISSIONS.try_with(Clone::clone).unwrap_or_default()
 }
 
 /// What a documented route needs.

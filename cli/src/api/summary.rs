@@ -77,7 +77,10 @@ impl History {
         let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let now_ms = fleetsync_agent::source::stream::now_ms();
         let Ok(mut all) = self.0.lock() else { return };
-        all.retain(|k, _| list.iter().any(|p| format!("{}/{}", p.sync, p.target) == *k));
+        all.retain(|k, _| {
+            list.iter()
+                .any(|p| format!("{}/{}", p.sync, p.target) == *k)
+        });
         for p in list {
             let key = format!("{}/{}", p.sync, p.target);
             let (_, _, points) = all

@@ -194,7 +194,10 @@ pub async fn query(
 }
 
 /// The conflicts of every target (or `filter.target`) matching `filter`, by target then id.
-pub async fn list(config: &Config, filter: &ConflictFilter) -> Result<Vec<Conflict>, ConflictError> {
+pub async fn list(
+    config: &Config,
+    filter: &ConflictFilter,
+) -> Result<Vec<Conflict>, ConflictError> {
     if let Some(t) = &filter.target {
         known_target(config, t)?;
     }
@@ -324,15 +327,12 @@ async fn resolve_on(
         Take::Incoming => format!("took {origin} (incoming)"),
         Take::Local => format!("kept {target} (local)"),
     };
-    let statement =
-        (take == Take::Incoming).then(|| String::from_utf8_lossy(&apply).into_owned());
+    let statement = (take == Take::Incoming).then(|| String::from_utf8_lossy(&apply).into_owned());
     if !dry_run {
         if take == Take::Incoming {
-            conn.query_drop(apply.as_slice())
-                .await
-                .with_context(|| {
-                    format!("applying the incoming version of conflict {id} on {target}")
-                })?;
+            conn.query_drop(apply.as_slice()).await.with_context(|| {
+                format!("applying the incoming version of conflict {id} on {target}")
+            })?;
         }
         conn.exec_drop(
             "UPDATE `fleetsync`.`conflicts` SET `status`='resolved', `resolution`=?, \

@@ -359,8 +359,10 @@ pub async fn cancel_job(
 }
 
 /// Server-Sent Events: `job_state` (a job changed state), `job_progress` (a running job's
-/// progress, at most 4 a second per job) and `sync_state` (a pipeline's state or a sync's
-/// control changed). Each event's data is one JSON object. Keep-alive comments every 15 s.
+/// progress, at most 4 a second per job), `sync_state` (a pipeline's state or a sync's
+/// control changed), `conflict` (a manual conflict parked or resolved) and `health` (a
+/// server's periodic health status changed). Each event's data is one JSON object.
+/// Keep-alive comments every 15 s.
 #[utoipa::path(get, path = "/api/v1/events", operation_id = "events", tag = "events",
     security(("bearer" = [])),
     responses((status = 200, description = "An endless event stream", content_type = "text/event-stream", body = String), AuthProblems))]

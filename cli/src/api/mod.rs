@@ -127,6 +127,7 @@ pub async fn serve(
         conflicts::CONFLICT_EVENTS_EVERY,
         cancel.clone(),
     );
+    summary::spawn_health_events(state.clone(), summary::HEALTH_EVENTS_EVERY, cancel.clone());
     {
         let (jobs, cancel) = (state.jobs.clone(), cancel.clone());
         tokio::spawn(async move {

@@ -131,6 +131,38 @@ async fn metrics_summary(State(s): State<ApiState>) -> Json<MetricsSummary> {
     })
 }
 
+/// How often the periodic health verdicts are compared for `health` events.
+pub const HEALTH_EVENTS_EVERY: Duration = Duration::from_secs(1);
+
+/// Publishes `health` events: `{server, status, previous, problems}` when the periodic health
+/// checks (`[health] interval_secs`) give a server another status than before.
+pub fn spawn_health_events(
+    s: ApiState,
+    every: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut last: BTreeMap<String, String> = BTreeMap::new();
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for (server, (status, problems)) in crate::health_cmd::latest() {
+                let previous = last.insert(server.clone(), status.clone());
+                if previous.as_ref() != Some(&status) {
+                    s.jobs.publish(
+                        "health",
+                        serde_json::json!({"server": server, "status": status, "previous": previous, "problems": problems}),
+                    );
+                }
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -364,6 +364,7 @@ async fn api_approvals_conflicts_and_metrics_summary() -> Result<()> {
         tokio::spawn(async move {
             use mysql_async::prelude::Queryable;
             let mut conn = src.get_conn().await?;
+            conn.query_drop("USE app").await?;
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 conn.query_drop(format!(

@@ -86,7 +86,17 @@ struct ConflictQuery {
     /// Only this table (`schema.table`, or a table name in any schema).
     table: Option<String>,
     /// `open` (default), `resolved` or `all`.
-    status: Option<String>,
+    #[param(inline)]
+    status: Option<StatusFilter>,
+}
+
+/// Which conflicts a listing shows.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum StatusFilter {
+    Open,
+    Resolved,
+    All,
 }
 
 /// Which version to keep.
@@ -147,7 +157,14 @@ async fn list_conflicts(
         sync: q.sync,
         target: q.target,
         table: q.table,
-        status: q.status,
+        status: q.status.map(|s| {
+            match s {
+                StatusFilter::Open => "open",
+                StatusFilter::Resolved => "resolved",
+                StatusFilter::All => "all",
+            }
+            .to_string()
+        }),
     };
     let all = service::list(&s.config, &filter).await.map_err(problem)?;
     Ok(Json(all))
@@ -204,17 +221,20 @@ async fn resolve_conflict(
     Ok(Json(done))
 }
 
-/// Publishes `conflict` events: every `every`, the open conflicts of every target are
-/// compared with the previous look; a new one is `{"status": "open", ...}`, one no longer
-/// open is `{"status": "resolved", "target", "id"}`. A target that cannot be read keeps its
-/// previous set (no event) until it can.
+/// Publishes `conflict` events: every `every`, each target's conflicts newer than the last
+/// look and those open at the last look are read; a new one is `{"event": "recorded", ...the
+/// conflict}`, one that left the open queue `{"event": "resolved", ...the conflict}` (one
+/// recorded and resolved between two looks gets both). The first look is the baseline (no
+/// events). A target that cannot be read is retried at the next look; nothing is lost, as the
+/// look is by id.
 pub fn spawn_events(s: ApiState, every: Duration, cancel: tokio_util::sync::CancellationToken) {
     let targets = service::targets(&s.config);
     if targets.is_empty() {
         return;
     }
     tokio::spawn(async move {
-        let mut last: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+        // Per target: (highest id seen, ids open at the last look).
+        let mut seen: BTreeMap<String, (u64, BTreeSet<u64>)> = BTreeMap::new();
         let mut conns: BTreeMap<String, mysql_async::Conn> = BTreeMap::new();
         let mut tick = tokio::time::interval(every);
         loop {
@@ -224,37 +244,55 @@ pub fn spawn_events(s: ApiState, every: Duration, cancel: tokio_util::sync::Canc
                 _ = tick.tick() => {}
             }
             for target in &targets {
-                let conn = match conns.remove(target) {
+                let mut conn = match conns.remove(target) {
                     Some(c) => c,
                     None => match service::connect(&s.config, target).await {
                         Ok(c) => c,
                         Err(_) => continue,
                     },
                 };
-                let mut conn = conn;
-                let open = match service::query(&mut conn, target, &ConflictFilter::default()).await
-                {
-                    Ok(open) => open,
-                    Err(_) => continue,
+                let Some((max, open)) = seen.get(target).cloned() else {
+                    let baseline = async {
+                        let max = service::max_id(&mut conn, target).await?;
+                        let open =
+                            service::query(&mut conn, target, &ConflictFilter::default()).await?;
+                        Ok::<_, ConflictError>((max, open.iter().map(|c| c.id).collect()))
+                    };
+                    if let Ok(b) = baseline.await {
+                        seen.insert(target.clone(), b);
+                        conns.insert(target.clone(), conn);
+                    }
+                    continue;
+                };
+                let Ok(changed) = service::watch(&mut conn, target, max, &open).await else {
+                    continue;
                 };
                 conns.insert(target.clone(), conn);
-                let ids: BTreeSet<u64> = open.iter().map(|c| c.id).collect();
-                // The first look is the baseline: what was open before is no news.
-                if let Some(before) = last.get(target) {
-                    for c in open.iter().filter(|c| !before.contains(&c.id)) {
-                        if let Ok(data) = serde_json::to_value(c) {
-                            s.jobs.publish("conflict", data);
-                        }
+                let mut now_open = open.clone();
+                let mut new_max = max;
+                for c in &changed {
+                    new_max = new_max.max(c.id);
+                    let recorded = c.id > max;
+                    let resolved = c.status != "open" && (recorded || open.contains(&c.id));
+                    if recorded {
+                        publish(&s, "recorded", c);
                     }
-                    for id in before.difference(&ids) {
-                        s.jobs.publish(
-                            "conflict",
-                            serde_json::json!({"target": target, "id": id, "status": "resolved"}),
-                        );
+                    if resolved {
+                        publish(&s, "resolved", c);
+                        now_open.remove(&c.id);
+                    } else if c.status == "open" {
+                        now_open.insert(c.id);
                     }
                 }
-                last.insert(target.clone(), ids);
+                seen.insert(target.clone(), (new_max, now_open));
             }
         }
     });
+}
+
+fn publish(s: &ApiState, what: &str, c: &fleetsync_proto::conflicts::Conflict) {
+    if let Ok(serde_json::Value::Object(mut data)) = serde_json::to_value(c) {
+        data.insert("event".into(), what.into());
+        s.jobs.publish("conflict", serde_json::Value::Object(data));
+    }
 }

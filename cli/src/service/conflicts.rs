@@ -213,6 +213,43 @@ pub async fn list(
     Ok(all)
 }
 
+/// The highest conflict id of `target` (0: none, or no table yet).
+pub async fn max_id(conn: &mut Conn, target: &str) -> Result<u64, ConflictError> {
+    match conn
+        .query_first::<Option<u64>, _>("SELECT MAX(`id`) FROM `fleetsync`.`conflicts`")
+        .await
+    {
+        Ok(v) => Ok(v.flatten().unwrap_or(0)),
+        Err(mysql_async::Error::Server(e)) if NO_TABLE.contains(&e.code) => Ok(0),
+        Err(e) => Err(anyhow::Error::from(e)
+            .context(format!("reading the conflicts of {target}"))
+            .into()),
+    }
+}
+
+/// For a watcher: the conflicts of `target` with an id above `after` (whatever their status)
+/// and the current state of those of `ids`, by id.
+pub async fn watch(
+    conn: &mut Conn,
+    target: &str,
+    after: u64,
+    ids: &BTreeSet<u64>,
+) -> Result<Vec<Conflict>, ConflictError> {
+    let mut q = format!("SELECT {COLUMNS} FROM `fleetsync`.`conflicts` WHERE `id`>{after}");
+    if !ids.is_empty() {
+        let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+        q.push_str(&format!(" OR `id` IN ({})", list.join(",")));
+    }
+    q.push_str(&format!(" ORDER BY `id` LIMIT {LIST_LIMIT}"));
+    match conn.query::<Row, _>(q).await {
+        Ok(rows) => Ok(rows.iter().map(|r| conflict(target, r)).collect()),
+        Err(mysql_async::Error::Server(e)) if NO_TABLE.contains(&e.code) => Ok(Vec::new()),
+        Err(e) => Err(anyhow::Error::from(e)
+            .context(format!("reading the conflicts of {target}"))
+            .into()),
+    }
+}
+
 async fn one(conn: &mut Conn, target: &str, id: u64) -> Result<Option<Conflict>, ConflictError> {
     let q = format!("SELECT {COLUMNS} FROM `fleetsync`.`conflicts` WHERE `id`=?");
     match conn.exec_first::<Row, _, _>(q, (id,)).await {

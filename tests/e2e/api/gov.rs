@@ -247,7 +247,7 @@ async fn api_approvals_conflicts_and_metrics_summary() -> Result<()> {
         let token = viewer.clone();
         tokio::spawn(async move {
             read_stream(api_port, "/api/v1/events", Some(&token), WAIT, |body| {
-                body.contains("\"status\":\"resolved\"")
+                body.contains("\"event\":\"resolved\"")
             })
             .await
         })
@@ -349,10 +349,10 @@ async fn api_approvals_conflicts_and_metrics_summary() -> Result<()> {
     ensure!(
         events
             .iter()
-            .any(|d| d["status"] == "open" && d["id"] == cid && d["local"]["qty"] == 20)
-            && events
-                .iter()
-                .any(|d| d["status"] == "resolved" && d["id"] == cid),
+            .any(|d| d["event"] == "recorded" && d["id"] == cid && d["local"]["qty"] == 20)
+            && events.iter().any(|d| d["event"] == "resolved"
+                && d["id"] == cid
+                && d["resolution"] == "took src (incoming)"),
         "conflict events: {events:?}"
     );
     println!("conflicts: listed as the CLI lists them, both versions, resolved to the incoming row; events {events:?}");

@@ -246,8 +246,11 @@ pub fn spawn_periodic(config: &Config, servers: Vec<String>, cancel: Cancellatio
 
 /// The latest periodic verdict per server: (status, the checks that warn or fail), read by the
 /// API's `health` events ([`latest`]).
-static LATEST: std::sync::Mutex<std::collections::BTreeMap<String, (String, Vec<String>)>> =
+static LATEST: std::sync::Mutex<Verdicts> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Server → (status, the checks that warn or fail).
+pub type Verdicts = std::collections::BTreeMap<String, (String, Vec<String>)>;
 
 fn remember(report: &HealthReport) {
     let problems = report
@@ -265,7 +268,7 @@ fn remember(report: &HealthReport) {
 }
 
 /// The latest periodic health verdict per server: (status, checks that warn or fail).
-pub fn latest() -> std::collections::BTreeMap<String, (String, Vec<String>)> {
+pub fn latest() -> Verdicts {
     LATEST.lock().map(|l| l.clone()).unwrap_or_default()
 }
 

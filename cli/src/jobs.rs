@@ -53,7 +53,7 @@ pub const INTERRUPTED: &str = "interrupted by a restart";
 /// One event of `/api/v1/events`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    /// `job_state`, `job_progress` or `sync_state`.
+    /// `job_state`, `job_progress`, `sync_state`, `conflict` or `health`.
     pub event: &'static str,
     pub data: serde_json::Value,
 }

@@ -66,9 +66,16 @@ pub struct MetricsSummary {
     series: Vec<Series>,
 }
 
+/// The points of one pipeline.
+struct Track {
+    sync: String,
+    target: String,
+    points: VecDeque<Point>,
+}
+
 /// The points of every pipeline, keyed `sync/target`.
 #[derive(Default)]
-pub struct History(Mutex<BTreeMap<String, (String, String, VecDeque<Point>)>>);
+pub struct History(Mutex<BTreeMap<String, Track>>);
 
 impl History {
     /// Records one point per pipeline of `list` (with `rates`, rows/s keyed `sync/target`),
@@ -83,9 +90,11 @@ impl History {
         });
         for p in list {
             let key = format!("{}/{}", p.sync, p.target);
-            let (_, _, points) = all
-                .entry(key.clone())
-                .or_insert_with(|| (p.sync.clone(), p.target.clone(), VecDeque::new()));
+            let Track { points, .. } = all.entry(key.clone()).or_insert_with(|| Track {
+                sync: p.sync.clone(),
+                target: p.target.clone(),
+                points: VecDeque::new(),
+            });
             if points.len() >= HISTORY_POINTS {
                 points.pop_front();
             }
@@ -107,10 +116,10 @@ impl History {
             .lock()
             .map(|all| {
                 all.values()
-                    .map(|(sync, target, points)| Series {
-                        sync: sync.clone(),
-                        target: target.clone(),
-                        points: points.iter().cloned().collect(),
+                    .map(|t| Series {
+                        sync: t.sync.clone(),
+                        target: t.target.clone(),
+                        points: t.points.iter().cloned().collect(),
                     })
                     .collect()
             })

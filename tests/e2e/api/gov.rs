@@ -240,6 +240,80 @@ async fn api_approvals_conflicts_and_metrics_summary() -> Result<()> {
             .is_none(),
         "the rejected restore changed the target"
     );
+    // The remote CLI says that its restore waits, and follows it once approved.
+    let url = format!("http://127.0.0.1:{api_port}");
+    let remote = {
+        let (url, boss, backup) = (url.clone(), boss.clone(), backup.clone());
+        tokio::spawn(async move {
+            fleetsync_cmd_with(
+                &[
+                    "--remote",
+                    &url,
+                    "--token",
+                    &boss,
+                    "backup",
+                    "restore",
+                    &backup,
+                    "--to-server",
+                    "dst",
+                    "--rename-db",
+                    "app=app_q",
+                    "--json",
+                ],
+                &[],
+                WAIT,
+            )
+            .await
+        })
+    };
+    let mut waiting = None;
+    wait_until(
+        WAIT,
+        "the remote CLI's restore to await approval",
+        || async {
+            let l = get(&api, "/api/v1/jobs", &viewer).await?;
+            let found = l.as_array().and_then(|l| {
+                l.iter().find(|j| {
+                    j["state"] == "awaiting_approval" && j["params"]["rename_db"][0] == "app=app_q"
+                })
+            });
+            ensure!(found.is_some(), "not yet");
+            Ok(())
+        },
+    )
+    .await?;
+    let l = get(&api, "/api/v1/jobs", &viewer).await?;
+    if let Some(j) = l.as_array().and_then(|l| {
+        l.iter().find(|j| {
+            j["state"] == "awaiting_approval" && j["params"]["rename_db"][0] == "app=app_q"
+        })
+    }) {
+        waiting = j["id"].as_str().map(str::to_string);
+    }
+    let qid = waiting.context("the remote CLI's job")?;
+    // Give the CLI time to see the waiting state before the approval.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (code, p) = post(
+        &api,
+        &format!("/api/v1/jobs/{qid}/approve"),
+        &second,
+        &Value::Null,
+    )
+    .await?;
+    ensure!(code == 200, "approving the remote CLI's job: {code} {p}");
+    let out = remote.await.context("remote CLI")??;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success()
+            && stderr.contains(&format!("job {qid} awaits approval"))
+            && !stderr.contains(&boss),
+        "remote restore: {} {stderr}",
+        out.status
+    );
+    ensure!(
+        pair.dst.count("app_q", "items").await? == 2,
+        "app_q.items not restored"
+    );
     println!("approvals: waited across a restart, self-approval 403, approved by another admin and restored; a rejected restore never ran");
 
     // 2. Conflicts, with the event stream open.

@@ -238,9 +238,38 @@ pub fn spawn_periodic(config: &Config, servers: Vec<String>, cancel: Cancellatio
                 };
                 health::record_metrics(&report);
                 log_report(&report);
+                remember(&report);
             }
         }
     });
+}
+
+/// The latest periodic verdict per server: (status, the checks that warn or fail), read by the
+/// API's `health` events ([`latest`]).
+static LATEST: std::sync::Mutex<Verdicts> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Server → (status, the checks that warn or fail).
+pub type Verdicts = std::collections::BTreeMap<String, (String, Vec<String>)>;
+
+fn remember(report: &HealthReport) {
+    let problems = report
+        .checks
+        .iter()
+        .filter(|c| matches!(c.status, CheckStatus::Warn | CheckStatus::Fail))
+        .map(|c| format!("{} ({})", c.name, c.status.as_str()))
+        .collect();
+    if let Ok(mut latest) = LATEST.lock() {
+        latest.insert(
+            report.server.clone(),
+            (report.status.as_str().to_string(), problems),
+        );
+    }
+}
+
+/// The latest periodic health verdict per server: (status, checks that warn or fail).
+pub fn latest() -> Verdicts {
+    LATEST.lock().map(|l| l.clone()).unwrap_or_default()
 }
 
 fn log_report(report: &HealthReport) {

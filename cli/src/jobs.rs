@@ -1,6 +1,13 @@
 //! The job manager: runs service calls ([`crate::service`]) as jobs for the API, with live
 //! progress, a bounded log, cancellation and a durable record.
 //!
+//! * A job started through a route whose permission `[api] require_approval` lists starts
+//!   `awaiting_approval` and runs only after [`JobManager::approve`] by another token (a
+//!   different token name) holding that permission; [`JobManager::reject`] (or a cancel) ends
+//!   it `cancelled` without running. The route's permission comes from the auth layer
+//!   ([`crate::api::route_permissions`]), so this holds for every kind, none named here. An
+//!   awaiting job stays awaiting across a restart (nothing of it has run): its request is
+//!   rebuilt from the record when it is approved ([`JobManager::spawn_kind`]).
 //! * A job is `queued` until one of [`MAX_RUNNING`] slots is free, then `running`, then
 //!   `succeeded` (the task produced its report, whatever its verdict: a diff that found
 //!   differences succeeded, its `exit_code` says 1), `failed` (an error, one line) or
@@ -20,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use fleetsync_config::Config;
-use fleetsync_proto::jobs::{Job, JobLogLine, JobProgress, JobState};
+use fleetsync_proto::jobs::{Approval, Job, JobKind, JobLogLine, JobProgress, JobState};
 use serde::Serialize;
 use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -46,7 +53,7 @@ pub const INTERRUPTED: &str = "interrupted by a restart";
 /// One event of `/api/v1/events`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    /// `job_state`, `job_progress` or `sync_state`.
+    /// `job_state`, `job_progress`, `sync_state`, `conflict` or `health`.
     pub event: &'static str,
     pub data: serde_json::Value,
 }
@@ -124,7 +131,8 @@ impl JobManager {
                 cancel: CancellationToken::new(),
                 last_progress: None,
             };
-            if !entry.job.state.is_final() {
+            // An awaiting job has not started: it stays awaiting.
+            if !entry.job.state.is_final() && entry.job.state != JobState::AwaitingApproval {
                 entry.job.state = JobState::Failed;
                 entry.job.error = Some(INTERRUPTED.into());
                 entry.job.finished_at = Some(now());
@@ -183,15 +191,135 @@ impl JobManager {
         jobs.get(id).map(|e| e.log.iter().cloned().collect())
     }
 
-    /// Asks a job to stop. `None`: no such job; `Some(false)`: it already finished.
+    /// Asks a job to stop (a job awaiting approval ends `cancelled` at once). `None`: no such
+    /// job; `Some(false)`: it already finished.
     pub fn cancel(&self, id: &str) -> Option<bool> {
-        let jobs = self.jobs.lock().ok()?;
-        let e = jobs.get(id)?;
-        if e.job.state.is_final() {
-            return Some(false);
+        let awaiting = {
+            let jobs = self.jobs.lock().ok()?;
+            let e = jobs.get(id)?;
+            if e.job.state.is_final() {
+                return Some(false);
+            }
+            e.cancel.cancel();
+            e.job.state == JobState::AwaitingApproval
+        };
+        if awaiting {
+            self.finish(id, Outcome::Cancelled);
         }
-        e.cancel.cancel();
         Some(true)
+    }
+
+    /// Approves a job awaiting approval, by the token `by` (the caller checked that it holds
+    /// the job's permission); the job is queued and runs.
+    pub fn approve(self: &Arc<Self>, id: &str, by: &str) -> Result<Job, ApprovalError> {
+        let job = self.decide(id, by, true)?;
+        tracing::info!(job = %id, approved_by = by, created_by = %job.created_by, "job approved");
+        if let Err(e) = self.spawn_kind(job.kind, id.to_string(), job.params.clone()) {
+            let error = crate::exit::one_line(e.as_ref());
+            self.finish(
+                id,
+                Outcome::Failed {
+                    error,
+                    exit_code: 1,
+                },
+            );
+        }
+        Ok(job)
+    }
+
+    /// Rejects a job awaiting approval, by the token `by` (its creator may withdraw it): it
+    /// ends `cancelled` without running.
+    pub fn reject(&self, id: &str, by: &str) -> Result<Job, ApprovalError> {
+        let job = self.decide(id, by, false)?;
+        tracing::info!(job = %id, rejected_by = by, created_by = %job.created_by, "job rejected");
+        Ok(job)
+    }
+
+    /// Whether `by` may approve (`approve`) or reject job `id` now: the job it would decide.
+    pub fn check_decision(&self, id: &str, by: &str, approve: bool) -> Result<Job, ApprovalError> {
+        let jobs = self.jobs.lock().map_err(|_| ApprovalError::NoJob)?;
+        let e = jobs.get(id).ok_or(ApprovalError::NoJob)?;
+        check_decision(&e.job, by, approve)?;
+        Ok(e.job.clone())
+    }
+
+    fn decide(&self, id: &str, by: &str, approve: bool) -> Result<Job, ApprovalError> {
+        let mut refusal = None;
+        let job = self
+            .change(id, true, |e| {
+                if let Err(r) = check_decision(&e.job, by, approve) {
+                    refusal = Some(r);
+                    return;
+                }
+                let at = now();
+                let (created_by, a) = (e.job.created_by.clone(), e.job.approval.as_mut());
+                let Some(a) = a else { return };
+                if approve {
+                    a.approved_by = Some(by.to_string());
+                    a.approved_at = Some(at);
+                    e.job.state = JobState::Queued;
+                    push_log(
+                        &mut e.log,
+                        format!("approved by {by} (started by {created_by})"),
+                    );
+                } else {
+                    a.rejected_by = Some(by.to_string());
+                    a.rejected_at = Some(at.clone());
+                    e.job.state = JobState::Cancelled;
+                    e.job.error = Some(format!("rejected by {by}"));
+                    e.job.finished_at = Some(at);
+                    e.cancel.cancel();
+                    push_log(
+                        &mut e.log,
+                        format!("rejected by {by} (started by {created_by})"),
+                    );
+                }
+            })
+            .ok_or(ApprovalError::NoJob)?;
+        if let Some(r) = refusal {
+            return Err(r);
+        }
+        self.state_event(&job);
+        Ok(job)
+    }
+
+    /// Runs the job `id` of `kind` from its recorded request (an approved job, also one
+    /// approved after a restart). Every kind must be listed here: the match is exhaustive, so
+    /// a new [`JobKind`] does not compile until it is.
+    fn spawn_kind(
+        self: &Arc<Self>,
+        kind: JobKind,
+        id: String,
+        params: serde_json::Value,
+    ) -> Result<()> {
+        use crate::service::{backup, data_diff, health, schema_diff};
+        match kind {
+            JobKind::Health => self.spawn_from::<health::HealthRequest>(id, params),
+            JobKind::SchemaDiff => self.spawn_from::<schema_diff::SchemaDiffRequest>(id, params),
+            JobKind::DataDiff => self.spawn_from::<data_diff::DataDiffRequest>(id, params),
+            JobKind::BackupCreate => self.spawn_from::<backup::BackupCreateRequest>(id, params),
+            JobKind::BackupVerify => self.spawn_from::<backup::BackupVerifyRequest>(id, params),
+            JobKind::BackupRestore => self.spawn_from::<backup::BackupRestoreRequest>(id, params),
+        }
+    }
+
+    fn spawn_from<R: JobRequest>(
+        self: &Arc<Self>,
+        id: String,
+        params: serde_json::Value,
+    ) -> Result<()> {
+        let req: R = serde_json::from_value(params)
+            .with_context(|| format!("job {id}: its recorded request no longer parses"))?;
+        let cancel = self
+            .jobs
+            .lock()
+            .map_err(|_| anyhow::anyhow!("job table poisoned"))?
+            .get(&id)
+            .map(|e| e.cancel.clone())
+            .ok_or_else(|| anyhow::anyhow!("no job {id}"))?;
+        let me = self.clone();
+        tokio::spawn(async move { me.drive(id, req, cancel).await });
+        Ok(())
     }
 
     /// Asks every unfinished job to stop (the process is shutting down): a backup that stops
@@ -243,13 +371,33 @@ impl JobManager {
             "job_state",
             serde_json::json!({
                 "id": job.id, "kind": job.kind, "state": job.state,
-                "error": job.error, "exit_code": job.exit_code,
+                "error": job.error, "exit_code": job.exit_code, "approval": job.approval,
             }),
         );
     }
 
-    /// Starts `req` as a job by `created_by`; returns it (`queued`) at once.
+    /// The permission among those of the route being served that `[api] require_approval`
+    /// lists, if any: a job started now waits for an approval of it.
+    pub fn approval_needed(&self) -> Option<String> {
+        let api = self.config.api.as_ref()?;
+        crate::api::route_permissions()
+            .into_iter()
+            .map(|p| p.as_str())
+            .find(|p| api.needs_approval(p))
+            .map(str::to_string)
+    }
+
+    /// Starts `req` as a job by `created_by`; returns it at once, `queued`, or
+    /// `awaiting_approval` when the route serving this call needs an approval
+    /// ([`JobManager::approval_needed`]).
     pub fn start<R: JobRequest>(self: &Arc<Self>, req: R, created_by: &str) -> Result<Job> {
+        let approval = self.approval_needed().map(|permission| Approval {
+            permission,
+            approved_by: None,
+            approved_at: None,
+            rejected_by: None,
+            rejected_at: None,
+        });
         let id = format!(
             "{}-{:08x}",
             chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
@@ -258,7 +406,11 @@ impl JobManager {
         let job = Job {
             id: id.clone(),
             kind: R::KIND,
-            state: JobState::Queued,
+            state: if approval.is_some() {
+                JobState::AwaitingApproval
+            } else {
+                JobState::Queued
+            },
             created_by: created_by.to_string(),
             params: serde_json::to_value(&req)?,
             created_at: now(),
@@ -268,6 +420,7 @@ impl JobManager {
             error: None,
             exit_code: None,
             result: None,
+            approval,
         };
         let cancel = CancellationToken::new();
         let entry = Entry {
@@ -286,6 +439,10 @@ impl JobManager {
             self.prune(&mut jobs);
         }
         self.state_event(&job);
+        if let Some(a) = &job.approval {
+            tracing::info!(job = %id, kind = R::KIND.as_str(), created_by, permission = %a.permission, "job awaits approval");
+            return Ok(job);
+        }
         tracing::info!(job = %id, kind = R::KIND.as_str(), created_by, "job queued");
         let me = self.clone();
         tokio::spawn(async move { me.drive(id, req, cancel).await });
@@ -356,6 +513,33 @@ impl JobManager {
             self.state_event(&job);
         }
     }
+}
+
+/// Why a job cannot be approved or rejected now.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("no such job")]
+    NoJob,
+    #[error("job {id} is {state}, not awaiting approval")]
+    NotAwaiting { id: String, state: &'static str },
+    #[error("job {id} was started by token {by:?}: another token must approve it")]
+    OwnJob { id: String, by: String },
+}
+
+fn check_decision(job: &Job, by: &str, approve: bool) -> Result<(), ApprovalError> {
+    if job.state != JobState::AwaitingApproval || job.approval.is_none() {
+        return Err(ApprovalError::NotAwaiting {
+            id: job.id.clone(),
+            state: job.state.as_str(),
+        });
+    }
+    if approve && job.created_by == by {
+        return Err(ApprovalError::OwnJob {
+            id: job.id.clone(),
+            by: by.to_string(),
+        });
+    }
+    Ok(())
 }
 
 enum Outcome {
@@ -471,6 +655,7 @@ mod tests {
                 error: None,
                 exit_code: None,
                 result: None,
+                approval: None,
             },
             log: VecDeque::new(),
             cancel: CancellationToken::new(),
@@ -482,6 +667,66 @@ mod tests {
         let job = m.get("j1").expect("loaded");
         assert_eq!(job.state, JobState::Failed);
         assert_eq!(job.error.as_deref(), Some(INTERRUPTED));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A job awaiting approval stays awaiting across a restart; its creator cannot approve
+    /// it; a rejection ends it cancelled with who rejected it, durably.
+    #[tokio::test]
+    async fn awaiting_jobs_survive_a_restart_and_need_another_token() {
+        let dir = std::env::temp_dir().join(format!("fleetsync-jobs-{}", rand::random::<u32>()));
+        let m = JobManager::open(config(&dir)).expect("open");
+        let entry = Entry {
+            job: Job {
+                id: "j2".into(),
+                kind: JobKind::BackupRestore,
+                state: JobState::AwaitingApproval,
+                created_by: "alice".into(),
+                params: serde_json::json!({"id": "b", "to_server": "dst"}),
+                created_at: now(),
+                started_at: None,
+                finished_at: None,
+                progress: JobProgress::default(),
+                error: None,
+                exit_code: None,
+                result: None,
+                approval: Some(Approval {
+                    permission: "backup:restore".into(),
+                    approved_by: None,
+                    approved_at: None,
+                    rejected_by: None,
+                    rejected_at: None,
+                }),
+            },
+            log: VecDeque::new(),
+            cancel: CancellationToken::new(),
+            last_progress: None,
+        };
+        m.write(&entry).expect("write");
+        drop(m);
+        let m = JobManager::open(config(&dir)).expect("reopen");
+        assert_eq!(
+            m.get("j2").map(|j| j.state),
+            Some(JobState::AwaitingApproval)
+        );
+        assert!(matches!(
+            m.approve("j2", "alice"),
+            Err(ApprovalError::OwnJob { .. })
+        ));
+        assert!(m.check_decision("j2", "bob", true).is_ok());
+        m.reject("j2", "bob").expect("reject");
+        drop(m);
+        let m = JobManager::open(config(&dir)).expect("reopen");
+        let job = m.get("j2").expect("loaded");
+        assert_eq!(job.state, JobState::Cancelled);
+        assert_eq!(
+            job.approval.and_then(|a| a.rejected_by).as_deref(),
+            Some("bob")
+        );
+        assert!(matches!(
+            m.approve("j2", "bob"),
+            Err(ApprovalError::NotAwaiting { .. })
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

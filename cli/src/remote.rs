@@ -293,12 +293,20 @@ impl Remote {
         let bar = Bar::for_terminal();
         let mut cancelled = false;
         let mut check = true;
+        let mut told_waiting = false;
         loop {
             if check {
                 let job = self.job(&id).await?;
                 bar.progress(&job.progress);
                 if job.state.is_final() {
                     return Ok(job);
+                }
+                if job.state == JobState::AwaitingApproval && !told_waiting {
+                    told_waiting = true;
+                    let permission = job.approval.map(|a| a.permission).unwrap_or_default();
+                    eprintln!(
+                        "job {id} awaits approval: another token holding {permission} must approve it (POST /api/v1/jobs/{id}/approve); Ctrl-C withdraws it"
+                    );
                 }
             }
             let mut lost = false;
@@ -315,9 +323,10 @@ impl Remote {
                                 bar.progress(&p);
                             }
                         }
+                        // A final state, or the approval that queues a waiting job.
                         check = name == "job_state"
                             && serde_json::from_value::<JobState>(data["state"].clone())
-                                .is_ok_and(JobState::is_final);
+                                .is_ok_and(|s| s.is_final() || s == JobState::Queued);
                     }
                     Some(_) => check = false,
                     None => {

@@ -33,7 +33,33 @@ pub struct ApiConfig {
     /// slice); checked to be readable when set.
     #[serde(default)]
     pub secret_key_file: Option<PathBuf>,
+    /// Permissions whose jobs need a second person's approval: a job started through a route
+    /// that needs one of these waits in `awaiting_approval` until another token holding the
+    /// same permission approves it. Default none (no job waits).
+    #[serde(default)]
+    pub require_approval: Vec<String>,
 }
+
+/// Every permission name of the API's role table (`cli/src/api/roles.rs`, which checks in a
+/// test that its table and this list agree): what `require_approval` may name.
+pub const PERMISSION_NAMES: &[&str] = &[
+    "servers:read",
+    "servers:write",
+    "syncs:read",
+    "syncs:write",
+    "syncs:control",
+    "backup:create",
+    "backup:restore",
+    "migration:read",
+    "migration:execute",
+    "migration:rollback",
+    "validation:run",
+    "integrity:repair",
+    "conflicts:resolve",
+    "schedule:manage",
+    "audit:read",
+    "tokens:manage",
+];
 
 fn default_api_listen() -> String {
     DEFAULT_API_LISTEN.to_string()
@@ -46,8 +72,24 @@ impl ApiConfig {
         })
     }
 
+    /// Whether jobs started through a route needing `permission` wait for an approval.
+    pub fn needs_approval(&self, permission: &str) -> bool {
+        self.require_approval.iter().any(|p| p == permission)
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.addr()?;
+        for (i, p) in self.require_approval.iter().enumerate() {
+            if !PERMISSION_NAMES.contains(&p.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("api.require_approval[{i}]"),
+                    format!(
+                        "{p:?} is not a permission (one of {})",
+                        PERMISSION_NAMES.join(", ")
+                    ),
+                ));
+            }
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => Err(ConfigError::invalid(
                 "api.tls_key",
@@ -80,6 +122,18 @@ mod tests {
         let e = half.validate().expect_err("cert without key").to_string();
         assert!(e.contains("api.tls_key"), "{e}");
         assert!(Config::parse("[api]\nlisen = \"x\"\n").is_err());
+        assert!(api.require_approval.is_empty());
+        let gated =
+            Config::parse("[api]\nrequire_approval = [\"backup:restore\"]\n").expect("parses");
+        gated.validate().expect("a known permission");
+        assert!(gated.api.expect("[api]").needs_approval("backup:restore"));
+        let typo =
+            Config::parse("[api]\nrequire_approval = [\"backup:restor\"]\n").expect("parses");
+        let e = typo.validate().expect_err("unknown permission").to_string();
+        assert!(
+            e.contains("api.require_approval[0]") && e.contains("backup:restor"),
+            "{e}"
+        );
     }
 
     /// The commented `[api]` example of fleetsync.example.toml, uncommented, parses and

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use api::{ApiConfig, DEFAULT_API_LISTEN};
+pub use api::{ApiConfig, DEFAULT_API_LISTEN, PERMISSION_NAMES};
 pub use backup::{BackupConfig, Compression, Retention};
 pub use bus::{
     is_secret_key, redacted_settings, BusConfig, BusKind, Redactor, TopicSpec,

@@ -30,10 +30,12 @@ impl JobKind {
     }
 }
 
-/// A job's life: `queued` → `running` → one of the final states.
+/// A job's life: (`awaiting_approval` →) `queued` → `running` → one of the final states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// Waits for a second person's approval (`[api] require_approval`); nothing has run.
+    AwaitingApproval,
     Queued,
     Running,
     Succeeded,
@@ -51,6 +53,7 @@ impl JobState {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            JobState::AwaitingApproval => "awaiting_approval",
             JobState::Queued => "queued",
             JobState::Running => "running",
             JobState::Succeeded => "succeeded",
@@ -106,6 +109,26 @@ pub struct Job {
     /// The report (the kind's `--json` report), when the task produced one.
     #[serde(default)]
     pub result: Option<serde_json::Value>,
+    /// Set when the job needed a second person's approval (`[api] require_approval`).
+    #[serde(default)]
+    pub approval: Option<Approval>,
+}
+
+/// The approval a job needed, and who gave or refused it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The permission of the route that started the job; the approver must hold it.
+    pub permission: String,
+    /// The token that approved it (never the one that started it).
+    #[serde(default)]
+    pub approved_by: Option<String>,
+    #[serde(default)]
+    pub approved_at: Option<String>,
+    /// The token that rejected it (the job ended `cancelled` without running).
+    #[serde(default)]
+    pub rejected_by: Option<String>,
+    #[serde(default)]
+    pub rejected_at: Option<String>,
 }
 
 /// One line of a job's log.
@@ -286,6 +309,7 @@ mod tests {
             error: None,
             exit_code: None,
             result: None,
+            approval: None,
         };
         let text = serde_json::to_string(&job).expect("serializes");
         assert!(text.contains("\"backup_create\"") && text.contains("\"running\""));

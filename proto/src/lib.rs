@@ -18,6 +18,7 @@
 
 pub mod calendar;
 pub mod codec;
+pub mod conflicts;
 pub mod datadiff;
 pub mod health;
 pub mod jobs;

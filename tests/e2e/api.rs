@@ -22,6 +22,7 @@ use fleetsync_tests::{fleetsync_cmd_with, wait_until, Fleetsync};
 
 use crate::support::{check_refusal, dead_port, Pair, Refusal, SYNC_TIMEOUT};
 
+mod gov;
 mod jobs;
 mod load;
 mod serving;
@@ -111,6 +112,12 @@ const PINNED: &[(&str, &[&str])] = &[
     ("cancel_job", &["validation:run"]),
     ("events", &[]),
     ("get_status", &["syncs:read"]),
+    ("approve_job", &[]),
+    ("reject_job", &[]),
+    ("list_conflicts", &["syncs:read"]),
+    ("get_conflict", &["syncs:read"]),
+    ("resolve_conflict", &["conflicts:resolve"]),
+    ("metrics_summary", &["syncs:read"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).
@@ -186,6 +193,7 @@ async fn rbac_matrix(
     doc: &serde_json::Value,
     tokens: &[(&'static str, String)],
     job_id: &str,
+    conflict: &str,
     answers: &mut Vec<String>,
 ) -> Result<Vec<Call>> {
     let mut calls = Vec::new();
@@ -206,7 +214,10 @@ async fn rbac_matrix(
                 ),
                 None => println!("not pinned: {method} {path} ({id}) needs {needs:?}"),
             }
-            let mut url = path.replace("{name}", "s1").replace("{id}", job_id);
+            let mut url = path
+                .replace("{target}/{id}", conflict)
+                .replace("{name}", "s1")
+                .replace("{id}", job_id);
             if method != "get" {
                 url.push_str("?dry_run=true");
             }
@@ -290,10 +301,15 @@ async fn api_rbac_matrix_audit_tokens_and_secrets() -> Result<()> {
     pair.src
         .exec("CREATE DATABASE app; CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO app.items VALUES (1, 'one')")
         .await?;
+    // A table with manual conflicts, for the `/conflicts/{target}/{id}` routes.
+    pair.src
+        .exec("CREATE DATABASE cx; CREATE TABLE cx.c (id INT PRIMARY KEY, v INT); INSERT INTO cx.c VALUES (1, 0)")
+        .await?;
     let (metrics_port, api_port) = (dead_port()?, dead_port()?);
-    let base = pair.config_listening(&["app\\..*"], metrics_port)?;
+    let base = pair.config_listening(&["app\\..*", "cx\\..*"], metrics_port)?;
     // A server no sync uses, whose URL holds a password the API must never show.
     let text = std::fs::read_to_string(&base)?
+        + "\n[[syncs.tables]]\nname = \"cx.c\"\nconflict = \"manual\"\n"
         + &format!(
             "\n[[servers]]\nname = \"spare\"\nurl = \"mysql://spare:{SECRET}@127.0.0.1:{}\"\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n",
             dead_port()?
@@ -341,7 +357,8 @@ async fn api_rbac_matrix_audit_tokens_and_secrets() -> Result<()> {
 
     // 1. The matrix (job routes on a real, finished job).
     let job_id = jobs::finished_job(&api, &operator).await?;
-    let calls = rbac_matrix(&api, &doc, &tokens, &job_id, &mut answers).await?;
+    let conflict = gov::parked_conflict(&pair, &api, &viewer).await?;
+    let calls = rbac_matrix(&api, &doc, &tokens, &job_id, &conflict, &mut answers).await?;
     let operations = calls.len() / (ROLES.len() + 1);
     let wrong: Vec<String> = calls
         .iter()

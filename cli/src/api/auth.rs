@@ -38,6 +38,23 @@ pub const SECURITY_SCHEME: &str = "bearer";
 #[derive(Debug, Clone)]
 pub struct JobId(pub String);
 
+/// Set on a response by a handler whose audit entry needs more than the request (e.g. an
+/// approval: the job's creator next to the approving token): merged into the entry's
+/// `parameters` under `"detail"`.
+#[derive(Debug, Clone)]
+pub struct AuditDetail(pub Value);
+
+tokio::task_local! {
+    /// The permissions of the route being served, for code that a handler calls (the job
+    /// manager keys approvals on them).
+    static ROUTE_PERMISSIONS: Vec<Permission>;
+}
+
+/// The permissions the route being served needs (empty outside a route's handler).
+pub fn route_permissions() -> Vec<Permission> {
+    ROUTE_PERMISSIONS.try_with(Clone::clone).unwrap_or_default()
+}
+
 /// What a documented route needs.
 #[derive(Debug, Clone)]
 pub struct RouteInfo {
@@ -248,8 +265,9 @@ async fn checked(
     }
     // The handlers learn who calls (a job's `created_by`).
     req.extensions_mut().insert(token.clone());
+    let permissions = route.permissions.clone();
     if !is_mutating(req.method()) {
-        return next.run(req).await;
+        return ROUTE_PERMISSIONS.scope(permissions, next.run(req)).await;
     }
     let dry_run = audit.parameters["query"]["dry_run"].as_str() == Some("true");
     let (parts, body) = req.into_parts();
@@ -269,15 +287,23 @@ async fn checked(
             .unwrap_or_else(|_| Value::String(format!("({} bytes, not JSON)", bytes.len())));
         audit.parameters["body"] = redact(body);
     }
-    let resp = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
+    let resp = ROUTE_PERMISSIONS
+        .scope(
+            permissions,
+            next.run(Request::from_parts(parts, Body::from(bytes))),
+        )
         .await;
     let status = resp.status();
     audit.status = status.as_u16();
     audit.job_id = resp.extensions().get::<JobId>().map(|j| j.0.clone());
+    if let Some(detail) = resp.extensions().get::<AuditDetail>() {
+        audit.parameters["detail"] = redact(detail.0.clone());
+    }
     audit.outcome = match (status.is_success(), dry_run) {
         (true, true) => "dry_run",
         (true, false) => "ok",
+        // A handler's own refusal (e.g. approving one's own job) is a denial too.
+        _ if status == StatusCode::FORBIDDEN => "denied",
         _ => "failed",
     }
     .to_string();

@@ -41,7 +41,7 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub struct DryRun {
     /// Answer with what would be started, and start nothing.
     #[serde(default)]
-    dry_run: bool,
+    pub(super) dry_run: bool,
 }
 
 /// A job's progress (counts the task keeps; percent and ETA when a total is known).
@@ -66,7 +66,7 @@ struct JobDoc {
     /// `health`, `schema_diff`, `data_diff`, `backup_create`, `backup_verify` or
     /// `backup_restore`.
     kind: String,
-    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    /// `awaiting_approval`, `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     state: String,
     /// The name of the token that started it.
     created_by: String,
@@ -83,6 +83,20 @@ struct JobDoc {
     /// The kind's report (what the CLI prints with `--json`).
     #[schema(value_type = Option<Object>)]
     result: Option<serde_json::Value>,
+    /// Set when the job needs (or needed) a second person's approval.
+    approval: Option<ApprovalDoc>,
+}
+
+/// The approval a job needs (`fleetsync_proto::jobs::Approval`).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct ApprovalDoc {
+    /// The permission of the route that started the job; the approver must hold it.
+    permission: String,
+    approved_by: Option<String>,
+    approved_at: Option<String>,
+    rejected_by: Option<String>,
+    rejected_at: Option<String>,
 }
 
 /// One line of a job's log.
@@ -100,6 +114,8 @@ struct JobPlan {
     kind: String,
     #[schema(value_type = Object)]
     params: serde_json::Value,
+    /// The permission whose approval the job would wait for (`[api] require_approval`).
+    needs_approval: Option<String>,
 }
 
 /// The answer of a cancel.
@@ -145,6 +161,7 @@ fn start<R: JobRequest>(
             dry_run: true,
             kind: R::KIND.as_str().to_string(),
             params: serde_json::to_value(&req).map_err(|e| Problem::internal(e.to_string()))?,
+            needs_approval: s.jobs.approval_needed(),
         };
         return Ok(Json(plan).into_response());
     }
@@ -342,8 +359,10 @@ pub async fn cancel_job(
 }
 
 /// Server-Sent Events: `job_state` (a job changed state), `job_progress` (a running job's
-/// progress, at most 4 a second per job) and `sync_state` (a pipeline's state or a sync's
-/// control changed). Each event's data is one JSON object. Keep-alive comments every 15 s.
+/// progress, at most 4 a second per job), `sync_state` (a pipeline's state or a sync's
+/// control changed), `conflict` (a manual conflict parked or resolved) and `health` (a
+/// server's periodic health status changed). Each event's data is one JSON object.
+/// Keep-alive comments every 15 s.
 #[utoipa::path(get, path = "/api/v1/events", operation_id = "events", tag = "events",
     security(("bearer" = [])),
     responses((status = 200, description = "An endless event stream", content_type = "text/event-stream", body = String), AuthProblems))]

@@ -10,16 +10,21 @@
 //! * Every mutating call and every denied call is audited ([`audit`]).
 //! * With no active token, the listener must be a loopback address (checked at start).
 
+mod approvals;
 pub mod audit;
 mod auth;
-pub use auth::{METRIC_API_REQUESTS, METRIC_API_SECONDS};
+pub use auth::{route_permissions, METRIC_API_REQUESTS, METRIC_API_SECONDS};
 pub mod client;
 mod jobs;
+#[macro_use]
 pub mod problem;
 pub mod roles;
 mod routes;
 pub mod tls;
 pub mod tokens;
+// After `problem`, whose `problem_answers!` they use.
+mod conflicts;
+mod summary;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,10 +53,20 @@ pub struct Inner {
     pub routes: auth::RouteTable,
     pub openapi_json: String,
     pub throughput: routes::Throughput,
+    /// The chart feed of `/metrics/summary`, filled by the throughput sampler.
+    pub history: summary::History,
     pub jobs: Arc<crate::jobs::JobManager>,
 }
 
 pub type ApiState = Arc<Inner>;
+
+/// The routes of approvals, conflicts and the metrics summary (one call at the end of
+/// [`routes::router`]).
+fn gov_routes(
+    r: utoipa_axum::router::OpenApiRouter<ApiState>,
+) -> utoipa_axum::router::OpenApiRouter<ApiState> {
+    summary::routes(conflicts::routes(approvals::routes(r)))
+}
 
 /// Checks `[api]` against the token store without changing anything (call it before a
 /// command writes anything): the listen address (non-loopback only with an active token), the
@@ -102,10 +117,17 @@ pub async fn serve(
         routes,
         openapi_json,
         throughput: routes::Throughput::default(),
+        history: summary::History::default(),
         jobs,
     });
     routes::spawn_throughput(state.clone(), cancel.clone());
     jobs::spawn_sync_events(state.clone(), SYNC_EVENTS_EVERY, cancel.clone());
+    conflicts::spawn_events(
+        state.clone(),
+        conflicts::CONFLICT_EVENTS_EVERY,
+        cancel.clone(),
+    );
+    summary::spawn_health_events(state.clone(), summary::HEALTH_EVENTS_EVERY, cancel.clone());
     {
         let (jobs, cancel) = (state.jobs.clone(), cancel.clone());
         tokio::spawn(async move {

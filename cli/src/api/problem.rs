@@ -153,7 +153,7 @@ macro_rules! problem_answers {
     )+};
 }
 
-fn problem_responses(
+pub(super) fn problem_responses(
     codes: &[u16],
 ) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>>
 {

@@ -181,4 +181,12 @@ mod tests {
         assert!(Role::Operator.allows(SyncsControl));
         assert!(!Role::Operator.allows(AuditRead));
     }
+
+    /// `[api] require_approval` is validated against the config crate's list of names: it
+    /// must be this table's.
+    #[test]
+    fn config_knows_every_permission() {
+        let names: Vec<&str> = PERMISSIONS.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names, fleetsync_config::PERMISSION_NAMES);
+    }
 }

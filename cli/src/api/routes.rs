@@ -31,7 +31,7 @@ use crate::failure::Failure;
 use crate::pipeline::PipelineStatus;
 
 /// How often the throughput (rows/s per pipeline) is sampled.
-const THROUGHPUT_EVERY: Duration = Duration::from_secs(5);
+pub(super) const THROUGHPUT_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(OpenApi)]
 #[openapi(
@@ -83,6 +83,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(super::jobs::cancel_job))
         .routes(routes!(super::jobs::events))
         .routes(routes!(super::jobs::get_status))
+        .merge(super::gov_routes(OpenApiRouter::new()))
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;
@@ -563,7 +564,11 @@ pub fn spawn_throughput(s: ApiState, cancel: CancellationToken) {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return,
-                _ = tick.tick() => s.throughput.sample(&pipelines(&s)),
+                _ = tick.tick() => {
+                    let list = pipelines(&s);
+                    s.throughput.sample(&list);
+                    s.history.record(&list, &s.throughput.rates());
+                }
             }
         }
     });

@@ -10,6 +10,7 @@
 //! removed, diffs and health checks change nothing.
 
 pub mod backup;
+pub mod conflicts;
 pub mod data_diff;
 pub mod health;
 pub mod schema_diff;

@@ -47,14 +47,14 @@ async fn start(api: &ApiClient, token: &str, kind: &str, body: &Value) -> Result
     job["id"].as_str().map(str::to_string).context("no job id")
 }
 
-async fn job(api: &ApiClient, token: &str, id: &str) -> Result<Value> {
+pub(super) async fn job(api: &ApiClient, token: &str, id: &str) -> Result<Value> {
     let r = api.get(&format!("/api/v1/jobs/{id}"), Some(token)).await?;
     ensure!(r.status == 200, "job {id}: {} {}", r.status, r.body);
     r.json()
 }
 
 /// Polls a job until it is in a final state.
-async fn finished(api: &ApiClient, token: &str, id: &str) -> Result<Value> {
+pub(super) async fn finished(api: &ApiClient, token: &str, id: &str) -> Result<Value> {
     let deadline = std::time::Instant::now() + JOB_TIMEOUT;
     loop {
         let j = job(api, token, id).await?;

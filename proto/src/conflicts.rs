@@ -1,0 +1,51 @@
+//! The manual conflict queue (`conflict = "manual"`, the `fleetsync.conflicts` table the
+//! applier writes on each target) as `fleetsync conflicts list --json` and the API show it.
+
+use serde::{Deserialize, Serialize};
+
+/// One parked conflict: the incoming change's version and the target's own row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conflict {
+    /// The server holding it (ids are per target).
+    pub target: String,
+    pub id: u64,
+    pub sync: String,
+    pub schema: String,
+    pub table: String,
+    /// The row's key, column → value.
+    pub key: serde_json::Value,
+    /// The incoming change's final image (null: the change deleted the row).
+    pub incoming: serde_json::Value,
+    /// The target's row when the change arrived (null: it had none).
+    pub local: serde_json::Value,
+    /// The server the incoming change came from.
+    pub origin: String,
+    pub source_position: String,
+    pub detected_at: String,
+    /// `open` or `resolved`.
+    pub status: String,
+    /// How it was resolved, e.g. `took a (incoming)`, `kept b (local)`.
+    #[serde(default)]
+    pub resolution: Option<String>,
+    #[serde(default)]
+    pub resolved_at: Option<String>,
+}
+
+/// `conflicts resolve` / `POST /api/v1/conflicts/{target}/{id}/resolve`: what was (or, for
+/// a dry run, would be) done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictResolution {
+    pub target: String,
+    pub id: u64,
+    /// `incoming` (the parked change is applied on the target) or `local` (the target's row is
+    /// kept; only the conflict is marked resolved).
+    pub take: String,
+    /// The server the incoming version came from.
+    pub origin: String,
+    /// The resolution recorded, e.g. `took a (incoming)`.
+    pub resolution: String,
+    /// The statement run on the target (taking the incoming version), null when keeping the
+    /// local row. It holds row values, never credentials.
+    pub statement: Option<String>,
+    pub dry_run: bool,
+}

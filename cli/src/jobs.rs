@@ -145,6 +145,12 @@ impl JobManager {
         self.dir.join(format!("{id}.json"))
     }
 
+    /// A job's own directory for the files it produces (created by the task that writes
+    /// there; removed with the job's record).
+    pub fn files_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
     fn write(&self, e: &Entry) -> Result<()> {
         let record = Record {
             job: e.job.clone(),
@@ -220,6 +226,12 @@ impl JobManager {
             jobs.remove(id);
             if let Err(e) = std::fs::remove_file(self.path(id)) {
                 tracing::warn!(job = %id, error = %e, "cannot delete an old job's record");
+            }
+            let files = self.files_dir(id);
+            if files.exists() {
+                if let Err(e) = std::fs::remove_dir_all(&files) {
+                    tracing::warn!(job = %id, error = %e, "cannot delete an old job's files");
+                }
             }
         }
     }
@@ -313,7 +325,7 @@ impl JobManager {
             manager: Arc::downgrade(&self),
             id: id.clone(),
         });
-        let tracker = Tracker::new(sink);
+        let tracker = Tracker::for_job(sink, self.files_dir(&id));
         let outcome = match run::<R>(&self.config, &req, &tracker, &cancel).await {
             Ok((result, exit_code)) => Outcome::Done { result, exit_code },
             Err(ServiceError::Cancelled) => Outcome::Cancelled,

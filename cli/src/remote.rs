@@ -102,6 +102,9 @@ fn kind_path(kind: JobKind) -> &'static str {
         JobKind::BackupCreate => "backup-create",
         JobKind::BackupVerify => "backup-verify",
         JobKind::BackupRestore => "backup-restore",
+        JobKind::BackupPrune => "backup-prune",
+        JobKind::Export => "export",
+        JobKind::Import => "import",
     }
 }
 

@@ -13,7 +13,9 @@ pub mod backup;
 pub mod data_diff;
 pub mod health;
 pub mod schema_diff;
+pub mod transfer;
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -173,6 +175,96 @@ impl JobRequest for backup::BackupRestoreRequest {
     }
 }
 
+impl JobRequest for backup::BackupPruneRequest {
+    const KIND: JobKind = JobKind::BackupPrune;
+    const EXIT_ERROR: u8 = backup::EXIT_ERROR;
+    type Report = fleetsync_proto::jobs::BackupPruneReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        Box::pin(backup::prune(config, self, tracker, cancel))
+    }
+}
+
+/// The files land in the job's own directory.
+impl JobRequest for transfer::ExportRequest {
+    const KIND: JobKind = JobKind::Export;
+    const EXIT_ERROR: u8 = transfer::EXIT_ERROR;
+    type Report = fleetsync_proto::jobs::ExportReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        Box::pin(async move {
+            let out = tracker
+                .files_dir()
+                .ok_or_else(|| anyhow::anyhow!("an export job needs the job's directory"))?
+                .to_path_buf();
+            transfer::export(config, self, &out, tracker, cancel).await
+        })
+    }
+}
+
+/// An import of an uploaded export: the upload's directory travels with the request (never
+/// in its parameters) and is removed when the job is done with it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(from = "transfer::ImportRequest")]
+pub struct UploadedImport {
+    #[serde(flatten)]
+    pub request: transfer::ImportRequest,
+    #[serde(skip)]
+    pub upload: Option<Arc<UploadDir>>,
+}
+
+impl From<transfer::ImportRequest> for UploadedImport {
+    fn from(request: transfer::ImportRequest) -> Self {
+        UploadedImport {
+            request,
+            upload: None,
+        }
+    }
+}
+
+/// A directory removed when the last reference to it goes.
+#[derive(Debug)]
+pub struct UploadDir(pub PathBuf);
+
+impl Drop for UploadDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            tracing::warn!(dir = %self.0.display(), error = %e, "cannot remove an upload");
+        }
+    }
+}
+
+impl JobRequest for UploadedImport {
+    const KIND: JobKind = JobKind::Import;
+    const EXIT_ERROR: u8 = transfer::EXIT_ERROR;
+    type Report = fleetsync_proto::jobs::ImportReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        Box::pin(async move {
+            let dir = self
+                .upload
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("the upload is gone (the job cannot be rerun)"))?;
+            transfer::import(config, &self.request, &dir.0, tracker, cancel).await
+        })
+    }
+    fn exit_code(report: &Self::Report) -> u8 {
+        transfer::import_exit_code(report)
+    }
+}
+
 /// Prints a report as pretty JSON (`--json`) or with `text`.
 pub fn pretty_or<T: Serialize>(json: bool, text: fn(&T)) -> impl Fn(&T) {
     move |r| {
@@ -215,6 +307,9 @@ pub struct Tracker {
     state: Mutex<JobProgress>,
     started: Instant,
     sink: Arc<dyn ProgressSink>,
+    /// A job's own directory (`<state_dir>/jobs/<id>/`) for the files it produces (an
+    /// export), served by `GET /api/v1/jobs/{id}/files/{file}`; none for the CLI.
+    files_dir: Option<PathBuf>,
 }
 
 impl Tracker {
@@ -223,7 +318,23 @@ impl Tracker {
             state: Mutex::new(JobProgress::default()),
             started: Instant::now(),
             sink,
+            files_dir: None,
         })
+    }
+
+    /// A job's tracker, with the job's own directory for its files.
+    pub fn for_job(sink: Arc<dyn ProgressSink>, files_dir: PathBuf) -> Arc<Tracker> {
+        Arc::new(Tracker {
+            state: Mutex::new(JobProgress::default()),
+            started: Instant::now(),
+            sink,
+            files_dir: Some(files_dir),
+        })
+    }
+
+    /// The job's own directory for its files (none outside a job).
+    pub fn files_dir(&self) -> Option<&Path> {
+        self.files_dir.as_deref()
     }
 
     fn update(&self, f: impl FnOnce(&mut JobProgress)) {
@@ -282,6 +393,10 @@ impl Tracker {
 
     pub fn bytes(&self, total: u64) {
         self.update(|p| p.bytes = total);
+    }
+
+    pub fn add_bytes(&self, n: u64) {
+        self.update(|p| p.bytes += n);
     }
 }
 

@@ -41,7 +41,7 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub struct DryRun {
     /// Answer with what would be started, and start nothing.
     #[serde(default)]
-    dry_run: bool,
+    pub(super) dry_run: bool,
 }
 
 /// A job's progress (counts the task keeps; percent and ETA when a total is known).
@@ -61,7 +61,7 @@ struct JobProgressDoc {
 /// A job (`fleetsync_proto::jobs::Job`).
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
-struct JobDoc {
+pub(super) struct JobDoc {
     id: String,
     /// `health`, `schema_diff`, `data_diff`, `backup_create`, `backup_verify` or
     /// `backup_restore`.
@@ -95,7 +95,7 @@ struct JobLogLineDoc {
 
 /// What a dry run would start.
 #[derive(Serialize, ToSchema)]
-struct JobPlan {
+pub(super) struct JobPlan {
     dry_run: bool,
     kind: String,
     #[schema(value_type = Object)]
@@ -112,7 +112,7 @@ struct CancelResult {
     dry_run: bool,
 }
 
-fn server_exists(s: &ApiState, name: &str, field: &str) -> Result<(), Problem> {
+pub(super) fn server_exists(s: &ApiState, name: &str, field: &str) -> Result<(), Problem> {
     if s.config.server(name).is_none() {
         return Err(
             Problem::not_found(format!("no server named {name:?} in the configuration"))
@@ -130,7 +130,7 @@ fn side_exists(s: &ApiState, side: &str, field: &str) -> Result<(), Problem> {
 }
 
 /// Validates, then starts the job (202) or answers the plan (dry run, 200).
-fn start<R: JobRequest>(
+pub(super) fn start<R: JobRequest>(
     s: &ApiState,
     token: Option<Extension<TokenRecord>>,
     q: Result<Query<DryRun>, QueryRejection>,
@@ -277,7 +277,7 @@ pub async fn list_jobs(State(s): State<ApiState>) -> Response {
     Json(s.jobs.list()).into_response()
 }
 
-fn no_job(id: &str) -> Problem {
+pub(super) fn no_job(id: &str) -> Problem {
     Problem::not_found(format!("no job {id:?}")).field("id")
 }
 

@@ -12,9 +12,11 @@
 
 pub mod audit;
 mod auth;
+mod backups;
 pub use auth::{METRIC_API_REQUESTS, METRIC_API_SECONDS};
 pub mod client;
 mod jobs;
+mod jobs2;
 pub mod problem;
 pub mod roles;
 mod routes;

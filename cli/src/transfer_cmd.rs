@@ -9,8 +9,8 @@ use clap::Args;
 use fleetsync_proto::jobs::{ExportReport, ImportReport};
 use tokio_util::sync::CancellationToken;
 
-pub use crate::service::transfer::{Format, OnConflict};
 use crate::service::transfer::{self as service, ExportRequest, ImportRequest};
+pub use crate::service::transfer::{Format, OnConflict};
 use crate::service::{into_anyhow, Quiet, Tracker};
 
 #[derive(Args)]
@@ -87,9 +87,15 @@ pub async fn export(args: ExportArgs) -> Result<()> {
         anyhow!("{flag}: {m}")
     })?;
     let tracker = Tracker::new(Quiet::arc());
-    let report = service::export(&config, &req, &args.out, &tracker, &CancellationToken::new())
-        .await
-        .map_err(into_anyhow)?;
+    let report = service::export(
+        &config,
+        &req,
+        &args.out,
+        &tracker,
+        &CancellationToken::new(),
+    )
+    .await
+    .map_err(into_anyhow)?;
     print_exported(&report, &args.out.display().to_string(), args.json);
     Ok(())
 }

@@ -23,6 +23,7 @@ use fleetsync_tests::{fleetsync_cmd_with, wait_until, Fleetsync};
 use crate::support::{check_refusal, dead_port, Pair, Refusal, SYNC_TIMEOUT};
 
 mod jobs;
+mod jobs2;
 mod load;
 mod serving;
 

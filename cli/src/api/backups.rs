@@ -15,7 +15,7 @@ use std::path::{Path as FsPath, PathBuf};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fleetsync_agent::backup::{manifest, Settings};
@@ -60,8 +60,10 @@ struct BackupListEntryDoc {
     error: Option<String>,
 }
 
+/// The backup settings; 409 when backups are not configured (no `[backup] dir`).
 fn settings(s: &ApiState) -> Result<Settings, Problem> {
-    Settings::from_config(&s.config.backup).map_err(|e| Problem::internal(e.to_string()))
+    Settings::from_config(&s.config.backup)
+        .map_err(|e| Problem::new(StatusCode::CONFLICT, "not-configured", e.to_string()))
 }
 
 /// A backup's manifest, or 404 (a bad or unknown id) naming the field.
@@ -72,22 +74,17 @@ fn read_manifest(s: &ApiState, id: &str) -> Result<(Settings, manifest::Manifest
     if !dir.is_dir() {
         return Err(Problem::not_found(format!("no backup {id:?}")).field("id"));
     }
-    let m = manifest::read(&settings.dir, id).map_err(|e| {
-        Problem::new(
-            axum::http::StatusCode::CONFLICT,
-            "unreadable",
-            e.to_string(),
-        )
-        .field("id")
-    })?;
+    let m = manifest::read(&settings.dir, id)
+        .map_err(|e| Problem::new(StatusCode::CONFLICT, "unreadable", e.to_string()).field("id"))?;
     Ok((settings, m))
 }
 
 /// Every backup in `[backup] dir`, oldest first (what `fleetsync backup list --json` prints).
 #[utoipa::path(get, path = "/api/v1/backups", operation_id = "list_backups", tag = "backups",
     security(("bearer" = ["backup:create"])),
-    responses((status = 200, body = Vec<BackupListEntryDoc>), DeniedProblems))]
+    responses((status = 200, body = Vec<BackupListEntryDoc>), (status = 409, body = Problem, content_type = "application/problem+json", description = "No `[backup] dir` configured"), DeniedProblems))]
 async fn list_backups(State(s): State<ApiState>) -> Result<Json<Vec<BackupListEntry>>, Problem> {
+    settings(&s)?;
     let config = s.config.clone();
     let list = tokio::task::spawn_blocking(move || crate::service::backup::list(&config))
         .await
@@ -101,7 +98,7 @@ async fn list_backups(State(s): State<ApiState>) -> Result<Json<Vec<BackupListEn
 #[utoipa::path(get, path = "/api/v1/backups/{id}", operation_id = "get_backup", tag = "backups",
     security(("bearer" = ["backup:create"])),
     params(("id" = String, Path, description = "The backup's id")),
-    responses((status = 200, body = Object, description = "The manifest"), (status = 409, body = Problem, content_type = "application/problem+json", description = "The manifest cannot be read"), DownloadProblems))]
+    responses((status = 200, body = Object, description = "The manifest"), (status = 409, body = Problem, content_type = "application/problem+json", description = "The manifest cannot be read, or no `[backup] dir` is configured"), DownloadProblems))]
 async fn get_backup(
     State(s): State<ApiState>,
     Path(id): Path<String>,
@@ -116,7 +113,9 @@ pub(super) fn check_file_name(name: &str) -> Result<(), Problem> {
         || name.starts_with('/')
         || name.contains('\\')
         || name.contains('\0')
-        || name.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+        || name
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
     if bad {
         return Err(Problem::bad_request(format!(
             "file {name:?}: not a file name of this resource (no `..`, no absolute path)"
@@ -133,7 +132,7 @@ pub(super) fn check_file_name(name: &str) -> Result<(), Problem> {
     params(("id" = String, Path, description = "The backup's id"),
         ("file" = String, Path, description = "A file name as the manifest lists it, e.g. `data%2Fapp.t.000001.sql.zst`, or `manifest.json`")),
     responses((status = 200, body = String, content_type = "application/octet-stream", description = "The file's bytes"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "The manifest cannot be read"), DownloadProblems))]
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The manifest cannot be read, or no `[backup] dir` is configured"), DownloadProblems))]
 async fn get_backup_file(
     State(s): State<ApiState>,
     Path((id, file)): Path<(String, String)>,
@@ -142,9 +141,7 @@ async fn get_backup_file(
     let (settings, m) = read_manifest(&s, &id)?;
     let listed = file == manifest::MANIFEST_FILE || m.files().any(|f| f.name == file);
     if !listed {
-        return Err(
-            Problem::not_found(format!("backup {id} has no file {file:?}")).field("file")
-        );
+        return Err(Problem::not_found(format!("backup {id} has no file {file:?}")).field("file"));
     }
     let path = settings.dir.join(&id).join(&file);
     stream_file(&path, &file).await
@@ -156,7 +153,7 @@ async fn get_backup_file(
     security(("bearer" = ["backup:create"])),
     params(("id" = String, Path, description = "The backup's id")),
     responses((status = 200, body = String, content_type = "application/x-tar", description = "A tar archive of the backup's directory"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "The manifest cannot be read"), DownloadProblems))]
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The manifest cannot be read, or no `[backup] dir` is configured"), DownloadProblems))]
 async fn download_backup(
     State(s): State<ApiState>,
     Path(id): Path<String>,
@@ -171,9 +168,9 @@ async fn download_backup(
 
 /// `path` as an `application/octet-stream` answer named `name`, streamed.
 pub(super) async fn stream_file(path: &FsPath, name: &str) -> Result<Response, Problem> {
-    let f = tokio::fs::File::open(path).await.map_err(|e| {
-        Problem::not_found(format!("{name}: cannot be read: {e}")).field("file")
-    })?;
+    let f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| Problem::not_found(format!("{name}: cannot be read: {e}")).field("file"))?;
     let len = f.metadata().await.map(|m| m.len()).ok();
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(f));
     let mut resp = body.into_response();
@@ -224,7 +221,12 @@ impl Write for ChannelWriter {
     }
 }
 
-fn write_tar(w: ChannelWriter, root: &FsPath, prefix: &str, names: &[String]) -> std::io::Result<()> {
+fn write_tar(
+    w: ChannelWriter,
+    root: &FsPath,
+    prefix: &str,
+    names: &[String],
+) -> std::io::Result<()> {
     let mut tar = tar::Builder::new(w);
     for name in names {
         let mut f = std::fs::File::open(root.join(name))?;

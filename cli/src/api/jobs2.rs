@@ -206,7 +206,9 @@ fn unpack(s: &ApiState, body: &[u8]) -> Result<(UploadDir, Vec<String>), Problem
             )));
         }
         if names.iter().any(|n| n == name) {
-            return Err(bad(format!("tar entry {shown:?}: {name} is in the archive twice")));
+            return Err(bad(format!(
+                "tar entry {shown:?}: {name} is in the archive twice"
+            )));
         }
         let target = dir.join(name);
         let mut out = std::fs::File::create(&target)
@@ -283,8 +285,7 @@ async fn start_import_job(
         let plan = ImportPlan {
             dry_run: true,
             kind: JobKind::Import.as_str().to_string(),
-            params: serde_json::to_value(&request)
-                .map_err(|e| Problem::internal(e.to_string()))?,
+            params: serde_json::to_value(&request).map_err(|e| Problem::internal(e.to_string()))?,
             files,
             bytes: bytes.len() as u64,
         };

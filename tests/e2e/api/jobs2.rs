@@ -1,0 +1,611 @@
+//! The later job kinds and the backup routes over the API, against a real `fleetsync run`:
+//!
+//! * `export`: the job's report equals `fleetsync export --json` for the same request; each
+//!   file downloaded from the job (`/jobs/{id}/files/{file}`, and all of them as one tar from
+//!   `/jobs/{id}/download`) equals the CLI's file byte for byte (`export.json` modulo its
+//!   times);
+//! * `import` of that tar uploaded: the plan-only job's report equals `fleetsync import
+//!   --dry-run --json`, the real import loads the rows; a malformed upload (a wrong-typed
+//!   value) gives the same report as the CLI (file, line, column; exit code 1) and writes
+//!   nothing; a body that is not a tar, and a tar entry with `..`, are refused (400);
+//! * backups: `GET /backups` equals `fleetsync backup list --json`, `GET /backups/{id}` is
+//!   the manifest, every file downloaded (alone and in the tar) has the manifest's SHA-256,
+//!   a `{file}` with `..` or an absolute path is refused (400) and an unlisted one is 404;
+//! * `backup-prune`: refused without `confirm` (409), the plan-only job's report equals
+//!   `fleetsync backup prune --dry-run --json`, the real prune deletes what the plan said.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{ensure, Context, Result};
+use fleetsync_tests::api::ApiClient;
+use fleetsync_tests::Fleetsync;
+use serde_json::{json, Value};
+use sha2::Digest;
+
+use super::jobs::{cli, finished, same_as_cli, start, strip};
+use crate::support::{dead_port, Pair, SYNC_TIMEOUT};
+
+fn sha256(b: &[u8]) -> String {
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// The regular files of a tar archive: last path component → bytes.
+pub fn untar(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut archive = tar::Archive::new(bytes);
+    for e in archive.entries()? {
+        let mut e = e?;
+        if !e.header().entry_type().is_file() {
+            continue;
+        }
+        let path = e.path()?.into_owned();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data)?;
+        out.insert(path.display().to_string(), data);
+    }
+    Ok(out)
+}
+
+/// A tar of `files` (name → bytes), each under `prefix/` when given.
+pub fn make_tar(files: &BTreeMap<String, Vec<u8>>, prefix: Option<&str>) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o600);
+        let path = match prefix {
+            Some(p) => format!("{p}/{name}"),
+            None => name.clone(),
+        };
+        b.append_data(&mut h, path, data.as_slice())?;
+    }
+    Ok(b.into_inner()?)
+}
+
+fn read_dir_files(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        out.insert(
+            e.file_name().to_string_lossy().into_owned(),
+            std::fs::read(e.path())?,
+        );
+    }
+    Ok(out)
+}
+
+fn without_times(manifest: &[u8]) -> Result<Value> {
+    let mut v: Value = serde_json::from_slice(manifest)?;
+    strip(&mut v, &["started_at", "finished_at"]);
+    Ok(v)
+}
+
+/// Starts a job, expecting it to be refused with `status`; the problem.
+async fn refused(
+    api: &ApiClient,
+    token: &str,
+    path: &str,
+    body: &Value,
+    status: u16,
+) -> Result<Value> {
+    let r = api.post(path, Some(token), &body.to_string()).await?;
+    ensure!(
+        r.status == status,
+        "{path}: {} (expected {status}) {}",
+        r.status,
+        r.body
+    );
+    r.json()
+}
+
+async fn upload(
+    api: &ApiClient,
+    token: &str,
+    query: &str,
+    tar: &[u8],
+) -> Result<fleetsync_tests::api::RawResponse> {
+    api.request_raw(
+        "POST",
+        &format!("/api/v1/jobs/import?{query}"),
+        Some(token),
+        "application/x-tar",
+        tar,
+    )
+    .await
+}
+
+/// Uploads `tar` as an import job and waits for it; the finished job.
+async fn import_job(api: &ApiClient, token: &str, query: &str, tar: &[u8]) -> Result<Value> {
+    let r = upload(api, token, query, tar).await?;
+    ensure!(r.status == 202, "import upload: {} {}", r.status, r.text());
+    let job: Value = serde_json::from_slice(&r.body)?;
+    let id = job["id"].as_str().context("no job id")?;
+    finished(api, token, id).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_export_import_prune_and_backup_downloads() -> Result<()> {
+    let pair = Pair::start().await?;
+    pair.src
+        .exec(
+            "CREATE DATABASE app; CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20)); \
+             INSERT INTO app.items VALUES (1, 'one'), (2, 'two'), (3, NULL)",
+        )
+        .await?;
+    let (metrics_port, api_port) = (dead_port()?, dead_port()?);
+    let base = pair.config_listening(&["app\\..*"], metrics_port)?;
+    let backup_dir = pair.dir.path().join("backups");
+    let text = std::fs::read_to_string(&base)?
+        + &format!(
+            "\n[backup]\ndir = {:?}\n\n[backup.retention]\nkeep_last = 1\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n",
+            backup_dir.display().to_string()
+        );
+    let config = Fleetsync::write_config(pair.dir.path(), &text)?;
+    let cfg = config.to_str().context("config path")?;
+    let operator = super::create_token(&config, "ops", "operator", None).await?;
+    let admin = super::create_token(&config, "adm", "admin", None).await?;
+    let mut fs = Fleetsync::run(&config)?;
+    fs.wait_synced(&pair.src, &pair.dst, "app", SYNC_TIMEOUT)
+        .await?;
+    let api = ApiClient::http(api_port);
+    super::wait_api(&api, &operator).await?;
+
+    // 1. Export: the job's report is the CLI's; its files are the CLI's files.
+    let out = pair.dir.path().join("cli-export");
+    let out_s = out.to_str().context("path")?;
+    let exported = same_as_cli(
+        &api,
+        &operator,
+        "export",
+        json!({"server": "src", "format": "json", "include": ["app\\.items"]}),
+        &[
+            "export",
+            "--config",
+            cfg,
+            "--server",
+            "src",
+            "--format",
+            "json",
+            "--out",
+            out_s,
+            "--include",
+            "app\\.items",
+            "--json",
+        ],
+        &[],
+    )
+    .await?;
+    let job_id = exported["id"].as_str().context("job id")?.to_string();
+    let cli_files = read_dir_files(&out)?;
+    let listed: Vec<String> = exported["result"]["files"]
+        .as_array()
+        .context("files")?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    ensure!(
+        listed.iter().cloned().collect::<Vec<_>>() == {
+            let mut v: Vec<String> = cli_files.keys().cloned().collect();
+            v.sort_by_key(|n| n != "export.json");
+            v
+        },
+        "the job lists {listed:?}, the CLI wrote {:?}",
+        cli_files.keys()
+    );
+    let mut downloaded = BTreeMap::new();
+    for name in &listed {
+        let r = api
+            .request_raw(
+                "GET",
+                &format!("/api/v1/jobs/{job_id}/files/{name}"),
+                Some(&operator),
+                "application/json",
+                b"",
+            )
+            .await?;
+        ensure!(r.status == 200, "file {name}: {} {}", r.status, r.text());
+        downloaded.insert(name.clone(), r.body);
+    }
+    for (name, local) in &cli_files {
+        let got = downloaded.get(name).context("missing download")?;
+        if name == "export.json" {
+            ensure!(
+                without_times(got)? == without_times(local)?,
+                "export.json differs"
+            );
+        } else {
+            ensure!(
+                got == local,
+                "{name}: the job's file differs from the CLI's"
+            );
+        }
+    }
+    let r = api
+        .request_raw(
+            "GET",
+            &format!("/api/v1/jobs/{job_id}/download"),
+            Some(&operator),
+            "application/json",
+            b"",
+        )
+        .await?;
+    ensure!(
+        r.status == 200 && r.content_type == "application/x-tar",
+        "download: {} {}",
+        r.status,
+        r.content_type
+    );
+    let export_tar = r.body.clone();
+    let tarred = untar(&export_tar)?;
+    for (name, data) in &downloaded {
+        ensure!(
+            tarred.get(&format!("{job_id}/{name}")) == Some(data),
+            "{name}: the tar's copy differs"
+        );
+    }
+    println!(
+        "export: {} files downloaded, equal to the CLI's byte for byte (export.json modulo times), and in the tar",
+        downloaded.len()
+    );
+    for bad in ["..%2F..%2Fjobs", "%2Fetc%2Fpasswd", "a%5Cb"] {
+        let r = api
+            .get(
+                &format!("/api/v1/jobs/{job_id}/files/{bad}"),
+                Some(&operator),
+            )
+            .await?;
+        ensure!(
+            r.status == 400 && r.body.contains("\"file\""),
+            "{bad}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let r = api
+        .get(
+            &format!("/api/v1/jobs/{job_id}/files/other.json"),
+            Some(&operator),
+        )
+        .await?;
+    ensure!(
+        r.status == 404,
+        "unlisted job file: {} {}",
+        r.status,
+        r.body
+    );
+
+    // 2. Import of the uploaded tar: plan equals the CLI's dry run, then a real load.
+    let tar = export_tar;
+    let query = "server=dst&format=json&rename_db=app%3Dapp_i";
+    let plan = import_job(&api, &admin, &format!("{query}&plan_only=true"), &tar).await?;
+    let (code, stdout, stderr) = cli(
+        &[
+            "import",
+            "--config",
+            cfg,
+            "--server",
+            "dst",
+            "--format",
+            "json",
+            "--in",
+            out_s,
+            "--rename-db",
+            "app=app_i",
+            "--dry-run",
+            "--json",
+        ],
+        &[],
+    )
+    .await?;
+    let local: Value =
+        serde_json::from_str(&stdout).with_context(|| format!("{stdout} {stderr}"))?;
+    ensure!(
+        plan["state"] == "succeeded"
+            && plan["result"] == local
+            && code == 0
+            && plan["exit_code"] == 0,
+        "import plan: job {plan}\ncli ({code}) {local}"
+    );
+    let done = import_job(&api, &admin, query, &tar).await?;
+    ensure!(
+        done["state"] == "succeeded" && done["exit_code"] == 0,
+        "import: {done}"
+    );
+    ensure!(
+        pair.dst.count("app_i", "items").await? == 3,
+        "the import did not load 3 rows"
+    );
+    println!(
+        "import: the plan-only job equals the CLI's --dry-run --json; the upload loaded 3 rows"
+    );
+
+    // A malformed upload: the same problems as the CLI's (file, line, column), nothing written.
+    let mut bad_files = cli_files.clone();
+    let data = bad_files
+        .get_mut("app.items.jsonl")
+        .context("no app.items.jsonl")?;
+    let text = String::from_utf8(data.clone())?;
+    ensure!(text.contains("\"id\":2"), "unexpected JSON export: {text}");
+    *data = text.replace("\"id\":2", "\"id\":\"two\"").into_bytes();
+    let bad_dir = pair.dir.path().join("bad-export");
+    std::fs::create_dir_all(&bad_dir)?;
+    for (name, data) in &bad_files {
+        std::fs::write(bad_dir.join(name), data)?;
+    }
+    let bad_query = "server=dst&format=json&rename_db=app%3Dapp_bad";
+    let failed = import_job(&api, &admin, bad_query, &make_tar(&bad_files, None)?).await?;
+    let (code, stdout, stderr) = cli(
+        &[
+            "import",
+            "--config",
+            cfg,
+            "--server",
+            "dst",
+            "--format",
+            "json",
+            "--in",
+            bad_dir.to_str().context("path")?,
+            "--rename-db",
+            "app=app_bad",
+            "--json",
+        ],
+        &[],
+    )
+    .await?;
+    let local: Value =
+        serde_json::from_str(&stdout).with_context(|| format!("{stdout} {stderr}"))?;
+    let errors = failed["result"]["errors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        failed["result"] == local && code == 1 && failed["exit_code"] == 1 && !errors.is_empty(),
+        "malformed import: job {failed}\ncli ({code}) {local}"
+    );
+    ensure!(
+        errors[0]["file"] == "app.items.jsonl"
+            && errors[0]["line"] == 3
+            && errors[0]["column"] == "id",
+        "the problem does not name file, line 3 and column id: {}",
+        errors[0]
+    );
+    let exists = pair
+        .dst
+        .query_value(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'app_bad'",
+        )
+        .await?;
+    ensure!(
+        exists.as_deref() == Some("0"),
+        "a malformed import created app_bad"
+    );
+    println!(
+        "malformed import: {} (as the CLI's, exit code 1), nothing written",
+        errors[0]["text"]
+    );
+    let r = upload(&api, &admin, query, b"this is not a tar archive, just text").await?;
+    ensure!(
+        r.status == 400 && r.text().contains("\"body\""),
+        "not a tar: {} {}",
+        r.status,
+        r.text()
+    );
+    let mut evil = make_tar(
+        &BTreeMap::from([("xxxxxxxxxxx".to_string(), b"boom".to_vec())]),
+        None,
+    )?;
+    // Rename the entry to `../escape` in its header (the tar crate refuses to write it).
+    evil[..11].copy_from_slice(b"../escape\0\0");
+    let sum: u32 = evil[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    evil[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let r = upload(&api, &admin, query, &evil).await?;
+    ensure!(
+        r.status == 400 && r.text().contains(".."),
+        "a `..` entry: {} {}",
+        r.status,
+        r.text()
+    );
+    let state = pair.dir.path().join("state");
+    ensure!(
+        !state.join("jobs").join("escape").exists() && !state.join("escape").exists(),
+        "the `..` entry was written"
+    );
+    let r = upload(&api, &operator, query, &tar).await?;
+    ensure!(r.status == 403, "an operator may not import: {}", r.status);
+
+    // 3. Backups: list, manifest, files and the tar, against the manifest's checksums.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = start(
+            &api,
+            &operator,
+            "backup-create",
+            &json!({"server": "src", "include": ["app\\..*"]}),
+        )
+        .await?;
+        let j = finished(&api, &operator, &id).await?;
+        ensure!(j["state"] == "succeeded", "backup: {j}");
+        ids.push(j["result"]["id"].as_str().context("backup id")?.to_string());
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    let listed = api.get("/api/v1/backups", Some(&operator)).await?;
+    let (code, stdout, _) = cli(&["backup", "list", "--config", cfg, "--json"], &[]).await?;
+    ensure!(
+        code == 0
+            && listed.status == 200
+            && listed.json()? == serde_json::from_str::<Value>(&stdout)?,
+        "GET /backups differs from `backup list --json`:\n{}\n{stdout}",
+        listed.body
+    );
+    let id = &ids[0];
+    let m = api
+        .get(&format!("/api/v1/backups/{id}"), Some(&operator))
+        .await?;
+    let on_disk: Value =
+        serde_json::from_slice(&std::fs::read(backup_dir.join(id).join("manifest.json"))?)?;
+    ensure!(
+        m.status == 200 && m.json()? == on_disk,
+        "manifest: {} {}",
+        m.status,
+        m.body
+    );
+    let mut sums = BTreeMap::new();
+    for t in on_disk["tables"].as_array().context("tables")? {
+        for f in
+            std::iter::once(&t["schema_file"]).chain(t["files"].as_array().into_iter().flatten())
+        {
+            sums.insert(
+                f["name"].as_str().context("name")?.to_string(),
+                f["sha256"].as_str().context("sha")?.to_string(),
+            );
+        }
+    }
+    ensure!(sums.len() >= 2, "too few files in the manifest: {sums:?}");
+    for (name, sum) in &sums {
+        let enc = name.replace('/', "%2F");
+        let r = api
+            .request_raw(
+                "GET",
+                &format!("/api/v1/backups/{id}/files/{enc}"),
+                Some(&operator),
+                "application/json",
+                b"",
+            )
+            .await?;
+        ensure!(
+            r.status == 200 && &sha256(&r.body) == sum,
+            "{name}: {} or checksum differs",
+            r.status
+        );
+    }
+    let r = api
+        .request_raw(
+            "GET",
+            &format!("/api/v1/backups/{id}/download"),
+            Some(&operator),
+            "application/json",
+            b"",
+        )
+        .await?;
+    ensure!(r.status == 200, "backup download: {}", r.status);
+    let tarred = untar(&r.body)?;
+    for (name, sum) in &sums {
+        let data = tarred
+            .get(&format!("{id}/{name}"))
+            .with_context(|| format!("{name} not in the tar"))?;
+        ensure!(
+            &sha256(data) == sum,
+            "{name}: the tar's copy has another checksum"
+        );
+    }
+    ensure!(
+        tarred.contains_key(&format!("{id}/manifest.json")),
+        "no manifest in the tar"
+    );
+    println!("backups: list equals the CLI's, {} files (alone and in the tar) match the manifest's SHA-256", sums.len());
+    for bad in [
+        "..%2F..%2Fconfig.toml",
+        "%2Fetc%2Fpasswd",
+        "data%2F..%2F..%2Fx",
+        ".",
+    ] {
+        let r = api
+            .get(
+                &format!("/api/v1/backups/{id}/files/{bad}"),
+                Some(&operator),
+            )
+            .await?;
+        ensure!(
+            r.status == 400 && r.body.contains("\"file\""),
+            "{bad}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let r = api
+        .get(
+            &format!("/api/v1/backups/{id}/files/data%2Fnot-listed.sql"),
+            Some(&operator),
+        )
+        .await?;
+    ensure!(
+        r.status == 404,
+        "unlisted backup file: {} {}",
+        r.status,
+        r.body
+    );
+    let r = api.get("/api/v1/backups/..", Some(&operator)).await?;
+    ensure!(
+        r.status == 400 || r.status == 404,
+        "backup id `..`: {} {}",
+        r.status,
+        r.body
+    );
+    let r = api
+        .get(
+            "/api/v1/backups",
+            Some(&super::create_token(&config, "v", "viewer", None).await?),
+        )
+        .await?;
+    ensure!(
+        r.status == 403,
+        "a viewer may not list backups: {}",
+        r.status
+    );
+
+    // 4. Prune (keep_last = 1): refused without confirm; the plan is the CLI's; then real.
+    refused(
+        &api,
+        &operator,
+        "/api/v1/jobs/backup-prune",
+        &json!({}),
+        409,
+    )
+    .await?;
+    let plan = same_as_cli(
+        &api,
+        &operator,
+        "backup-prune",
+        json!({"plan_only": true}),
+        &["backup", "prune", "--config", cfg, "--dry-run", "--json"],
+        &[],
+    )
+    .await?;
+    let doomed: Vec<&str> = plan["result"]["deleted"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    ensure!(doomed == [ids[0].as_str()], "prune plan: {plan}");
+    let id2 = start(&api, &operator, "backup-prune", &json!({"confirm": true})).await?;
+    let pruned = finished(&api, &operator, &id2).await?;
+    ensure!(
+        pruned["state"] == "succeeded"
+            && pruned["result"]["deleted"] == plan["result"]["deleted"]
+            && pruned["result"]["dry_run"] == false,
+        "prune: {pruned}"
+    );
+    ensure!(
+        !backup_dir.join(&ids[0]).exists() && backup_dir.join(&ids[1]).exists(),
+        "prune deleted the wrong backups"
+    );
+    println!("prune: the plan equals the CLI's --dry-run --json; the job deleted {doomed:?}");
+    fs.stop(std::time::Duration::from_secs(30)).await?;
+    Ok(())
+}

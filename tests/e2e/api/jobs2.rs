@@ -609,3 +609,76 @@ async fn api_export_import_prune_and_backup_downloads() -> Result<()> {
     fs.stop(std::time::Duration::from_secs(30)).await?;
     Ok(())
 }
+
+/// For the RBAC matrix: a backup and a finished export job, and the concrete URL (and body)
+/// of each operation that needs them (template path, URL, body).
+pub async fn matrix_resources(
+    api: &ApiClient,
+    operator: &str,
+) -> Result<Vec<(&'static str, String, String)>> {
+    let id = start(api, operator, "backup-create", &json!({"server": "src"})).await?;
+    let j = finished(api, operator, &id).await?;
+    ensure!(j["state"] == "succeeded", "backup: {j}");
+    let backup = j["result"]["id"].as_str().context("backup id")?.to_string();
+    let m = api
+        .get(&format!("/api/v1/backups/{backup}"), Some(operator))
+        .await?
+        .json()?;
+    let file = m["tables"][0]["schema_file"]["name"]
+        .as_str()
+        .context("no file in the backup")?
+        .replace('/', "%2F");
+    let id = start(
+        api,
+        operator,
+        "export",
+        &json!({"server": "src", "format": "json"}),
+    )
+    .await?;
+    let j = finished(api, operator, &id).await?;
+    ensure!(j["state"] == "succeeded", "export: {j}");
+    let r = api
+        .request_raw(
+            "GET",
+            &format!("/api/v1/jobs/{id}/download"),
+            Some(operator),
+            "application/json",
+            b"",
+        )
+        .await?;
+    ensure!(r.status == 200, "export download: {}", r.status);
+    // The tar of a JSON export of ASCII rows is ASCII (the matrix sends bodies as text).
+    let upload = String::from_utf8(r.body).context("the export tar is not text")?;
+    Ok(vec![
+        (
+            "/api/v1/backups/{id}",
+            format!("/api/v1/backups/{backup}"),
+            String::new(),
+        ),
+        (
+            "/api/v1/backups/{id}/files/{file}",
+            format!("/api/v1/backups/{backup}/files/{file}"),
+            String::new(),
+        ),
+        (
+            "/api/v1/backups/{id}/download",
+            format!("/api/v1/backups/{backup}/download"),
+            String::new(),
+        ),
+        (
+            "/api/v1/jobs/{id}/files/{file}",
+            format!("/api/v1/jobs/{id}/files/export.json"),
+            String::new(),
+        ),
+        (
+            "/api/v1/jobs/{id}/download",
+            format!("/api/v1/jobs/{id}/download"),
+            String::new(),
+        ),
+        (
+            "/api/v1/jobs/import",
+            "/api/v1/jobs/import?server=dst&format=json&dry_run=true".to_string(),
+            upload,
+        ),
+    ])
+}

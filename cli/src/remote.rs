@@ -105,6 +105,7 @@ fn kind_path(kind: JobKind) -> &'static str {
         JobKind::BackupPrune => "backup-prune",
         JobKind::Export => "export",
         JobKind::Import => "import",
+        JobKind::HealthFix => "health-fix",
     }
 }
 

@@ -18,6 +18,7 @@ pub enum JobKind {
     BackupPrune,
     Export,
     Import,
+    HealthFix,
 }
 
 impl JobKind {
@@ -32,6 +33,7 @@ impl JobKind {
             JobKind::BackupPrune => "backup_prune",
             JobKind::Export => "export",
             JobKind::Import => "import",
+            JobKind::HealthFix => "health_fix",
         }
     }
 }

@@ -112,6 +112,7 @@ const PINNED: &[(&str, &[&str])] = &[
     ("cancel_job", &["validation:run"]),
     ("events", &[]),
     ("get_status", &["syncs:read"]),
+    ("start_health_fix_job", &["integrity:repair"]),
     ("list_backups", &["backup:create"]),
     ("get_backup", &["backup:create"]),
     ("get_backup_file", &["backup:create"]),

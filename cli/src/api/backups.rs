@@ -5,8 +5,9 @@
 //!
 //! A file is named as the manifest names it (`data/app.t.000001.sql.zst`, the `/`
 //! percent-encoded in the path) or `manifest.json`. Only names the manifest lists are served:
-//! a name with `..`, a leading `/`, a backslash or a NUL is refused (400) before any lookup,
-//! any other unlisted name is 404, so no request reaches outside the backup's directory.
+//! a name with `..`, a leading `/`, a backslash or a NUL is refused (404, saying why) before
+//! any lookup, any other unlisted name is 404 too, so no request reaches outside the backup's
+//! directory.
 //! Files stream from disk (memory stays one buffer per download); the tar is written on a
 //! blocking thread into a bounded channel, so a slow client slows the writer.
 
@@ -107,7 +108,8 @@ async fn get_backup(
     Ok(Json(m).into_response())
 }
 
-/// Refuses a file name that could leave its directory (400, `field: file`).
+/// Refuses a file name that could leave its directory, before any lookup (404, `field:
+/// file`: there is no such file; a 400 would call a well-formed path parameter invalid).
 pub(super) fn check_file_name(name: &str) -> Result<(), Problem> {
     let bad = name.is_empty()
         || name.starts_with('/')
@@ -117,7 +119,7 @@ pub(super) fn check_file_name(name: &str) -> Result<(), Problem> {
             .split('/')
             .any(|c| c.is_empty() || c == "." || c == "..");
     if bad {
-        return Err(Problem::bad_request(format!(
+        return Err(Problem::not_found(format!(
             "file {name:?}: not a file name of this resource (no `..`, no absolute path)"
         ))
         .field("file"));

@@ -1,4 +1,4 @@
-//! The job kinds added after the first six: `backup-prune`, `export` (its files downloadable
+//! The job kinds added after the first six: `health-fix`, `backup-prune`, `export` (its files downloadable
 //! from the job: `GET /api/v1/jobs/{id}/files/{file}` or all as one tar,
 //! `GET /api/v1/jobs/{id}/download`) and `import` of an uploaded export (a tar archive of an
 //! export directory as the raw request body, the options in the query). Same pattern as
@@ -31,6 +31,7 @@ use super::problem::{BodyProblems, ConfirmBodyProblems, DownloadProblems, Proble
 use super::tokens::TokenRecord;
 use super::ApiState;
 use crate::service::backup::BackupPruneRequest;
+use crate::service::health::HealthFixRequest;
 use crate::service::transfer::{ExportRequest, Format, ImportRequest, OnConflict};
 use crate::service::{UploadDir, UploadedImport};
 
@@ -51,7 +52,8 @@ pub fn body_limit(operation_id: &str) -> usize {
 }
 
 pub(super) fn routes(r: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
-    r.routes(routes!(start_backup_prune_job))
+    r.routes(routes!(start_health_fix_job))
+        .routes(routes!(start_backup_prune_job))
         .routes(routes!(start_export_job))
         .routes(routes!(start_import_job))
         .routes(routes!(get_job_file))
@@ -65,6 +67,29 @@ fn confirm_needed(what: &str) -> Problem {
         format!("{what}: send \"confirm\": true (or plan first with \"plan_only\": true)"),
     )
     .field("confirm")
+}
+
+/// Start a health check with the safe fixes (the report of `fleetsync health --fix --json`).
+/// Applying needs `"confirm": true` (409 otherwise); `"plan_only": true` lists the fix
+/// statements and changes nothing (`--fix --dry-run`).
+#[utoipa::path(post, path = "/api/v1/jobs/health-fix", operation_id = "start_health_fix_job", tag = "jobs",
+    security(("bearer" = ["integrity:repair"])),
+    params(DryRun),
+    request_body(content = HealthFixRequest, example = json!({"server": "src", "plan_only": true})),
+    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"), ConfirmBodyProblems))]
+async fn start_health_fix_job(
+    State(s): State<ApiState>,
+    token: Option<Extension<TokenRecord>>,
+    q: Result<Query<DryRun>, QueryRejection>,
+    body: Result<Json<HealthFixRequest>, JsonRejection>,
+) -> Result<Response, Problem> {
+    start(&s, token, q, body, |r| {
+        server_exists(&s, &r.server, "server")?;
+        if !r.plan_only && !r.confirm {
+            return Err(confirm_needed("health fixes change the server"));
+        }
+        Ok(())
+    })
 }
 
 /// Start a prune of the backups outside `[backup.retention]` (the report of `fleetsync backup
@@ -125,6 +150,7 @@ struct ImportQuery {
     /// `[[servers]] name` of the target.
     server: String,
     /// The export's format.
+    #[param(inline)]
     format: Format,
     /// `OLD=NEW[,OLD=NEW...]`: import database OLD as NEW.
     #[serde(default)]
@@ -132,6 +158,7 @@ struct ImportQuery {
     /// What to do with a row whose key exists on the target (default `error`: the import
     /// fails and is rolled back). `replace` and `update` overwrite rows: they need `confirm`.
     #[serde(default)]
+    #[param(inline)]
     on_conflict: OnConflict,
     /// Validate against the target and report; change nothing (as `--dry-run`).
     #[serde(default)]
@@ -146,6 +173,12 @@ struct ImportQuery {
     #[serde(default)]
     dry_run: bool,
 }
+
+/// The upload: a tar archive of an export directory.
+#[derive(ToSchema)]
+#[schema(format = Binary)]
+#[allow(dead_code)]
+struct TarUpload(String);
 
 /// What an import's dry run checked.
 #[derive(Serialize, ToSchema)]
@@ -230,14 +263,14 @@ fn unpack(s: &ApiState, body: &[u8]) -> Result<(UploadDir, Vec<String>), Problem
 }
 
 /// Start an import of an uploaded export (the report of `fleetsync import --json`). The
-/// body is a tar archive of an export directory (what `GET /api/v1/jobs/{id}/download` of
+/// body (`application/octet-stream`, any content type is read the same) is a tar archive of an export directory (what `GET /api/v1/jobs/{id}/download` of
 /// an export job returns, or `tar -cf - -C DIR .`), at most 64 MiB. Everything is validated
 /// before anything is written: problems are in the report's `errors` (file, line, column)
 /// with exit code 1, and nothing was written.
 #[utoipa::path(post, path = "/api/v1/jobs/import", operation_id = "start_import_job", tag = "jobs",
     security(("bearer" = ["backup:restore"])),
     params(ImportQuery),
-    request_body(content = String, content_type = "application/x-tar", description = "A tar archive of an export directory"),
+    request_body(content = TarUpload, content_type = "application/octet-stream", description = "A tar archive of an export directory"),
     responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = ImportPlan, description = "Dry run"), ConfirmBodyProblems))]
 async fn start_import_job(
     State(s): State<ApiState>,
@@ -306,47 +339,48 @@ async fn start_import_job(
     Ok(resp)
 }
 
-/// The files a finished export job wrote (its report's `files`), or 404.
-fn export_files(s: &ApiState, id: &str) -> Result<Vec<String>, Problem> {
+/// The files a succeeded job wrote into its own directory (an export's files, a data
+/// diff's `repair.sql`, a migration's files), sorted; 404 when it has none.
+fn job_files(s: &ApiState, id: &str) -> Result<Vec<String>, Problem> {
     let job = s.jobs.get(id).ok_or_else(|| no_job(id))?;
-    if job.kind != JobKind::Export || job.state != JobState::Succeeded {
-        return Err(Problem::not_found(format!(
-            "job {id} has no files (only a succeeded export job has)"
-        ))
-        .field("id"));
+    let none = || {
+        Problem::not_found(format!("job {id} has no files (a succeeded job that wrote some has)"))
+            .field("id")
+    };
+    if job.state != JobState::Succeeded {
+        return Err(none());
     }
-    Ok(job
-        .result
-        .as_ref()
-        .and_then(|r| r["files"].as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default())
+    let mut files: Vec<String> = std::fs::read_dir(s.jobs.files_dir(id))
+        .map_err(|_| none())?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
-/// One file a succeeded export job wrote (names in its report's `files`), streamed.
+/// One file a succeeded job wrote (an export's files, as its report's `files` lists them; a
+/// data diff's `repair.sql`), streamed.
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/files/{file}", operation_id = "get_job_file", tag = "jobs",
     security(("bearer" = ["backup:create"])),
     params(("id" = String, Path, description = "The job's id"),
-        ("file" = String, Path, description = "A file name of the job's report (`files`)")),
+        ("file" = String, Path, description = "A file the job wrote, e.g. `export.json` or `repair.sql`")),
     responses((status = 200, body = String, content_type = "application/octet-stream", description = "The file's bytes"), DownloadProblems))]
 async fn get_job_file(
     State(s): State<ApiState>,
     Path((id, file)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
     check_file_name(&file)?;
-    let files = export_files(&s, &id)?;
+    let files = job_files(&s, &id)?;
     if !files.contains(&file) {
         return Err(Problem::not_found(format!("job {id} has no file {file:?}")).field("file"));
     }
     stream_file(&s.jobs.files_dir(&id).join(&file), &file).await
 }
 
-/// Every file of a succeeded export job as one tar archive (entries `<id>/<file>`): the
-/// upload `POST /api/v1/jobs/import` takes.
+/// Every file a succeeded job wrote as one tar archive (entries `<id>/<file>`); an export
+/// job's is the upload `POST /api/v1/jobs/import` takes.
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/download", operation_id = "download_job_files", tag = "jobs",
     security(("bearer" = ["backup:create"])),
     params(("id" = String, Path, description = "The job's id")),
@@ -355,6 +389,6 @@ async fn download_job_files(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let files = export_files(&s, &id)?;
+    let files = job_files(&s, &id)?;
     Ok(stream_tar(s.jobs.files_dir(&id), id, files))
 }

@@ -120,7 +120,15 @@ pub struct DataDiffRequest {
     pub max_table_seconds: Option<u64>,
     #[serde(default)]
     pub checksum: Checksum,
+    /// As a job: also write the SQL that makes the target equal the source to the job's
+    /// file `repair.sql` (`GET /api/v1/jobs/{id}/files/repair.sql`). The CLI's
+    /// `--repair-sql FILE` names its own file.
+    #[serde(default)]
+    pub repair_sql: bool,
 }
+
+/// The job's repair SQL file (in the job's own directory).
+pub const REPAIR_SQL_FILE: &str = "repair.sql";
 
 /// The report and, when asked for, the repair SQL.
 pub struct DataDiffOutcome {

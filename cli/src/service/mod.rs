@@ -108,7 +108,7 @@ impl JobRequest for data_diff::DataDiffRequest {
     const KIND: JobKind = JobKind::DataDiff;
     const EXIT_ERROR: u8 = data_diff::EXIT_ERROR;
     type Report = fleetsync_proto::datadiff::DataDiffReport;
-    /// Without repair SQL (a file on the coordinator's machine is no answer to an API call).
+    /// With `repair_sql`, the SQL goes to the job's file `repair.sql` (downloadable).
     fn run<'a>(
         &'a self,
         config: &'a Config,
@@ -116,7 +116,23 @@ impl JobRequest for data_diff::DataDiffRequest {
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
         Box::pin(async move {
-            let out = data_diff::run(config, self, false, tracker, cancel).await?;
+            let out = data_diff::run(config, self, self.repair_sql, tracker, cancel).await?;
+            if self.repair_sql {
+                let dir = tracker
+                    .files_dir()
+                    .ok_or_else(|| anyhow::anyhow!("repair SQL needs the job's directory"))?;
+                fleetsync_agent::owner_only::create_dir_all(dir)
+                    .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+                let path = dir.join(data_diff::REPAIR_SQL_FILE);
+                let sql = out.repair.render(&out.report.source, &out.report.target);
+                fleetsync_agent::owner_only::write(&path, sql)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                tracker.log(&format!(
+                    "repair SQL: {} statement(s) in {}",
+                    out.repair.statements,
+                    data_diff::REPAIR_SQL_FILE
+                ));
+            }
             Ok(out.report)
         })
     }
@@ -172,6 +188,25 @@ impl JobRequest for backup::BackupRestoreRequest {
             tracker,
             cancel,
         ))
+    }
+}
+
+/// Applies the safe fixes only with `confirm` (nobody to ask).
+impl JobRequest for health::HealthFixRequest {
+    const KIND: JobKind = JobKind::HealthFix;
+    const EXIT_ERROR: u8 = health::EXIT_ERROR;
+    type Report = fleetsync_proto::health::HealthReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        let confirm = self.confirm;
+        Box::pin(health::fix(config, self, move |_| Ok(confirm), tracker, cancel))
+    }
+    fn exit_code(report: &Self::Report) -> u8 {
+        health::fix_exit_code(report)
     }
 }
 

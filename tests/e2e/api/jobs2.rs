@@ -10,7 +10,7 @@
 //!   nothing; a body that is not a tar, and a tar entry with `..`, are refused (400);
 //! * backups: `GET /backups` equals `fleetsync backup list --json`, `GET /backups/{id}` is
 //!   the manifest, every file downloaded (alone and in the tar) has the manifest's SHA-256,
-//!   a `{file}` with `..` or an absolute path is refused (400) and an unlisted one is 404;
+//!   a `{file}` with `..` or an absolute path is refused before any lookup (404) and an unlisted one is 404;
 //! * `backup-prune`: refused without `confirm` (409), the plan-only job's report equals
 //!   `fleetsync backup prune --dry-run --json`, the real prune deletes what the plan said.
 
@@ -260,7 +260,7 @@ async fn api_export_import_prune_and_backup_downloads() -> Result<()> {
             )
             .await?;
         ensure!(
-            r.status == 400 && r.body.contains("\"file\""),
+            r.status == 404 && r.body.contains("no `..`"),
             "{bad}: {} {}",
             r.status,
             r.body
@@ -531,7 +531,7 @@ async fn api_export_import_prune_and_backup_downloads() -> Result<()> {
             )
             .await?;
         ensure!(
-            r.status == 400 && r.body.contains("\"file\""),
+            r.status == 404 && r.body.contains("no `..`"),
             "{bad}: {} {}",
             r.status,
             r.body

@@ -106,6 +106,9 @@ fn kind_path(kind: JobKind) -> &'static str {
         JobKind::Export => "export",
         JobKind::Import => "import",
         JobKind::HealthFix => "health-fix",
+        JobKind::MigrateGenerate => "migrate-generate",
+        JobKind::MigrateApply => "migrate-apply",
+        JobKind::MigrateRollback => "migrate-rollback",
     }
 }
 

@@ -19,6 +19,9 @@ pub enum JobKind {
     Export,
     Import,
     HealthFix,
+    MigrateGenerate,
+    MigrateApply,
+    MigrateRollback,
 }
 
 impl JobKind {
@@ -34,6 +37,9 @@ impl JobKind {
             JobKind::Export => "export",
             JobKind::Import => "import",
             JobKind::HealthFix => "health_fix",
+            JobKind::MigrateGenerate => "migrate_generate",
+            JobKind::MigrateApply => "migrate_apply",
+            JobKind::MigrateRollback => "migrate_rollback",
         }
     }
 }
@@ -381,6 +387,46 @@ pub struct ImportProblem {
     pub message: String,
     /// The one-line rendering the CLI prints.
     pub text: String,
+}
+
+/// `migrate generate --json`: what was written (`up.sql`, `down.sql`, `migration.json`,
+/// `report.txt`) and whether it was verified on scratch copies (exit code 3 when not).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrateGenerateReport {
+    pub source: String,
+    pub target: String,
+    pub verified: bool,
+    /// Why it is not verified.
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+    pub differences: Vec<SchemaDifference>,
+    pub notes: Vec<String>,
+    pub up_steps: usize,
+    pub down_steps: usize,
+    pub files: Vec<String>,
+}
+
+/// `migrate apply --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrateApplyReport {
+    pub target: String,
+    /// The migration's name (its directory's name; a job's: the generate job's id).
+    pub migration: String,
+    /// The schema the target now equals.
+    pub source: String,
+    pub steps: usize,
+    pub warnings: Vec<String>,
+    /// Its row in `fleetsync.schema_migrations`.
+    pub history_id: u64,
+}
+
+/// `migrate rollback --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrateRollbackReport {
+    pub target: String,
+    pub migration: String,
+    pub history_id: u64,
+    pub steps: usize,
 }
 
 #[cfg(test)]

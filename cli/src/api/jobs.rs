@@ -122,7 +122,7 @@ pub(super) fn server_exists(s: &ApiState, name: &str, field: &str) -> Result<(),
     Ok(())
 }
 
-fn side_exists(s: &ApiState, side: &str, field: &str) -> Result<(), Problem> {
+pub(super) fn side_exists(s: &ApiState, side: &str, field: &str) -> Result<(), Problem> {
     match Side::parse(side) {
         Side::File(_) => Ok(()),
         other => server_exists(s, other.server().unwrap_or_default(), field),

@@ -1,4 +1,5 @@
-//! The job kinds added after the first six: `health-fix`, `backup-prune`, `export` (its files downloadable
+//! The job kinds added after the first six: `health-fix`, `migrate-generate|apply|rollback`,
+//! `backup-prune`, `export` (its files downloadable
 //! from the job: `GET /api/v1/jobs/{id}/files/{file}` or all as one tar,
 //! `GET /api/v1/jobs/{id}/download`) and `import` of an uploaded export (a tar archive of an
 //! export directory as the raw request body, the options in the query). Same pattern as
@@ -26,12 +27,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::backups::{check_file_name, stream_file, stream_tar};
-use super::jobs::{no_job, server_exists, start, DryRun, JobDoc, JobPlan};
+use super::jobs::{no_job, server_exists, side_exists, start, DryRun, JobDoc, JobPlan};
 use super::problem::{BodyProblems, ConfirmBodyProblems, DownloadProblems, Problem};
 use super::tokens::TokenRecord;
 use super::ApiState;
 use crate::service::backup::BackupPruneRequest;
 use crate::service::health::HealthFixRequest;
+use crate::service::migrate::{
+    MigrateApplyRequest, MigrateGenerateRequest, MigrateRollbackRequest,
+};
 use crate::service::transfer::{ExportRequest, Format, ImportRequest, OnConflict};
 use crate::service::{UploadDir, UploadedImport};
 
@@ -53,6 +57,9 @@ pub fn body_limit(operation_id: &str) -> usize {
 
 pub(super) fn routes(r: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
     r.routes(routes!(start_health_fix_job))
+        .routes(routes!(start_migrate_generate_job))
+        .routes(routes!(start_migrate_apply_job))
+        .routes(routes!(start_migrate_rollback_job))
         .routes(routes!(start_backup_prune_job))
         .routes(routes!(start_export_job))
         .routes(routes!(start_import_job))
@@ -87,6 +94,94 @@ async fn start_health_fix_job(
         server_exists(&s, &r.server, "server")?;
         if !r.plan_only && !r.confirm {
             return Err(confirm_needed("health fixes change the server"));
+        }
+        Ok(())
+    })
+}
+
+/// A migration target: `SERVER` or `SERVER/DATABASE` of a configured server.
+fn migration_target(s: &ApiState, target: &str) -> Result<(), Problem> {
+    match crate::diff_cmd::Side::parse(target) {
+        crate::diff_cmd::Side::File(_) => Err(Problem::bad_request(format!(
+            "target {target:?}: a migration's target must be SERVER or SERVER/DATABASE"
+        ))
+        .field("target")),
+        other => server_exists(s, other.server().unwrap_or_default(), "target"),
+    }
+}
+
+/// Start generating a migration (the report of `fleetsync migrate generate --json`): the
+/// steps that make the target's schema equal the source's, verified on scratch copies. The
+/// files (`migration.json`, `up.sql`, `down.sql`, `report.txt`) land in the job's own
+/// directory (`GET /api/v1/jobs/{id}/files/{file}`); `migrate-apply` takes the job's id.
+#[utoipa::path(post, path = "/api/v1/jobs/migrate-generate", operation_id = "start_migrate_generate_job", tag = "jobs",
+    security(("bearer" = ["migration:read"])),
+    params(DryRun),
+    request_body(content = MigrateGenerateRequest, example = json!({"source": "src/app", "target": "dst/app"})),
+    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"), BodyProblems))]
+async fn start_migrate_generate_job(
+    State(s): State<ApiState>,
+    token: Option<Extension<TokenRecord>>,
+    q: Result<Query<DryRun>, QueryRejection>,
+    body: Result<Json<MigrateGenerateRequest>, JsonRejection>,
+) -> Result<Response, Problem> {
+    start(&s, token, q, body, |r| {
+        side_exists(&s, &r.source, "source")?;
+        migration_target(&s, &r.target)
+    })
+}
+
+/// Start applying the migration a succeeded `migrate_generate` job wrote (the report of
+/// `fleetsync migrate apply --json`). Needs `"confirm": true` (409 otherwise); refused when
+/// the migration is not verified, its files were changed, or the target's schema is no longer
+/// the one it was generated for (the job fails, nothing changed).
+#[utoipa::path(post, path = "/api/v1/jobs/migrate-apply", operation_id = "start_migrate_apply_job", tag = "jobs",
+    security(("bearer" = ["migration:execute"])),
+    params(DryRun),
+    request_body(content = MigrateApplyRequest, example = json!({"target": "dst/app", "migration_job": "20260101T000000Z-0a1b2c3d", "confirm": true})),
+    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"), ConfirmBodyProblems))]
+async fn start_migrate_apply_job(
+    State(s): State<ApiState>,
+    token: Option<Extension<TokenRecord>>,
+    q: Result<Query<DryRun>, QueryRejection>,
+    body: Result<Json<MigrateApplyRequest>, JsonRejection>,
+) -> Result<Response, Problem> {
+    start(&s, token, q, body, |r| {
+        migration_target(&s, &r.target)?;
+        let generated = s.jobs.get(&r.migration_job).filter(|j| {
+            j.kind == JobKind::MigrateGenerate && j.state == JobState::Succeeded
+        });
+        if generated.is_none() {
+            return Err(Problem::not_found(format!(
+                "no succeeded migrate_generate job {:?}",
+                r.migration_job
+            ))
+            .field("migration_job"));
+        }
+        if !r.confirm {
+            return Err(confirm_needed("migrate apply changes the target's schema"));
+        }
+        Ok(())
+    })
+}
+
+/// Start rolling back the target's latest applied migration (the report of `fleetsync
+/// migrate rollback --json`). Needs `"confirm": true` (409 otherwise).
+#[utoipa::path(post, path = "/api/v1/jobs/migrate-rollback", operation_id = "start_migrate_rollback_job", tag = "jobs",
+    security(("bearer" = ["migration:rollback"])),
+    params(DryRun),
+    request_body(content = MigrateRollbackRequest, example = json!({"target": "dst/app", "confirm": true})),
+    responses((status = 202, body = JobDoc, description = "Started"), (status = 200, body = JobPlan, description = "Dry run"), ConfirmBodyProblems))]
+async fn start_migrate_rollback_job(
+    State(s): State<ApiState>,
+    token: Option<Extension<TokenRecord>>,
+    q: Result<Query<DryRun>, QueryRejection>,
+    body: Result<Json<MigrateRollbackRequest>, JsonRejection>,
+) -> Result<Response, Problem> {
+    start(&s, token, q, body, |r| {
+        migration_target(&s, &r.target)?;
+        if !r.confirm {
+            return Err(confirm_needed("migrate rollback changes the target's schema"));
         }
         Ok(())
     })

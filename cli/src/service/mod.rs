@@ -12,6 +12,7 @@
 pub mod backup;
 pub mod data_diff;
 pub mod health;
+pub mod migrate;
 pub mod schema_diff;
 pub mod transfer;
 
@@ -188,6 +189,78 @@ impl JobRequest for backup::BackupRestoreRequest {
             tracker,
             cancel,
         ))
+    }
+}
+
+/// The migration lands in the job's own directory (downloadable).
+impl JobRequest for migrate::MigrateGenerateRequest {
+    const KIND: JobKind = JobKind::MigrateGenerate;
+    const EXIT_ERROR: u8 = migrate::EXIT_ERROR;
+    type Report = fleetsync_proto::jobs::MigrateGenerateReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        Box::pin(async move {
+            let out = job_dir(tracker)?;
+            migrate::generate(config, self, &out, tracker, cancel).await
+        })
+    }
+    fn exit_code(report: &Self::Report) -> u8 {
+        migrate::generate_exit_code(report)
+    }
+}
+
+fn job_dir(tracker: &Tracker) -> anyhow::Result<PathBuf> {
+    tracker
+        .files_dir()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow::anyhow!("this job kind needs the job's directory"))
+}
+
+/// Applies the migration of another (`migrate_generate`) job, named by that job's id; only
+/// with `confirm` (nobody to ask).
+impl JobRequest for migrate::MigrateApplyRequest {
+    const KIND: JobKind = JobKind::MigrateApply;
+    const EXIT_ERROR: u8 = migrate::EXIT_ERROR;
+    type Report = fleetsync_proto::jobs::MigrateApplyReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        Box::pin(async move {
+            let id = &self.migration_job;
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(anyhow::anyhow!("migration_job {id:?}: not a job id").into());
+            }
+            let own = job_dir(tracker)?;
+            let dir = own
+                .parent()
+                .map(|jobs| jobs.join(id))
+                .ok_or_else(|| anyhow::anyhow!("no job directory"))?;
+            let confirm = self.confirm;
+            migrate::apply(config, &self.target, &dir, id, |_| Ok(confirm), tracker, cancel).await
+        })
+    }
+}
+
+/// Rolls back only with `confirm` (nobody to ask).
+impl JobRequest for migrate::MigrateRollbackRequest {
+    const KIND: JobKind = JobKind::MigrateRollback;
+    const EXIT_ERROR: u8 = migrate::EXIT_ERROR;
+    type Report = fleetsync_proto::jobs::MigrateRollbackReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        let confirm = self.confirm;
+        Box::pin(migrate::rollback(config, &self.target, move |_| Ok(confirm), tracker, cancel))
     }
 }
 

@@ -15,8 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::diff_cmd::{connect, Exit, SideArgs, EXIT_ERROR};
 use crate::service::migrate::{
-    self as service, snapshot_target, target, MigrateGenerateRequest, Pending,
-    DEFAULT_VERIFY_ROWS,
+    self as service, snapshot_target, target, MigrateGenerateRequest, Pending, DEFAULT_VERIFY_ROWS,
 };
 use crate::service::{into_anyhow, Quiet, Tracker};
 
@@ -122,7 +121,12 @@ async fn generate(a: &GenerateArgs) -> Result<()> {
     let report = service::generate(&config, &req, &a.out, &tracker, &CancellationToken::new())
         .await
         .map_err(into_anyhow)?;
-    print_generated(&report, &service::report_text(&a.out), &a.out.display().to_string(), a.json);
+    print_generated(
+        &report,
+        &service::report_text(&a.out),
+        &a.out.display().to_string(),
+        a.json,
+    );
     match service::generate_exit_code(&report) {
         0 => Ok(()),
         code => Err(Exit(code).into()),
@@ -144,7 +148,10 @@ pub fn print_generated(r: &MigrateGenerateReport, text: &str, dir: &str, json: b
 fn decide(p: &Pending, yes: bool, json: bool) -> Result<bool> {
     let lines = match p.history_id {
         None => {
-            let mut l = vec![format!("migration {}: {} step(s) on {}", p.name, p.steps, p.target)];
+            let mut l = vec![format!(
+                "migration {}: {} step(s) on {}",
+                p.name, p.steps, p.target
+            )];
             l.extend(p.warnings.iter().map(|w| format!("warning: {w}")));
             l
         }
@@ -164,7 +171,10 @@ fn decide(p: &Pending, yes: bool, json: bool) -> Result<bool> {
         return Ok(true);
     }
     let question = match p.history_id {
-        None => format!("Apply migration {} to {}? Type 'yes' to continue: ", p.name, p.target),
+        None => format!(
+            "Apply migration {} to {}? Type 'yes' to continue: ",
+            p.name, p.target
+        ),
         Some(_) => "Type 'yes' to continue: ".to_string(),
     };
     confirm(&question)

@@ -148,9 +148,10 @@ async fn start_migrate_apply_job(
 ) -> Result<Response, Problem> {
     start(&s, token, q, body, |r| {
         migration_target(&s, &r.target)?;
-        let generated = s.jobs.get(&r.migration_job).filter(|j| {
-            j.kind == JobKind::MigrateGenerate && j.state == JobState::Succeeded
-        });
+        let generated = s
+            .jobs
+            .get(&r.migration_job)
+            .filter(|j| j.kind == JobKind::MigrateGenerate && j.state == JobState::Succeeded);
         if generated.is_none() {
             return Err(Problem::not_found(format!(
                 "no succeeded migrate_generate job {:?}",
@@ -181,7 +182,9 @@ async fn start_migrate_rollback_job(
     start(&s, token, q, body, |r| {
         migration_target(&s, &r.target)?;
         if !r.confirm {
-            return Err(confirm_needed("migrate rollback changes the target's schema"));
+            return Err(confirm_needed(
+                "migrate rollback changes the target's schema",
+            ));
         }
         Ok(())
     })
@@ -439,8 +442,10 @@ async fn start_import_job(
 fn job_files(s: &ApiState, id: &str) -> Result<Vec<String>, Problem> {
     let job = s.jobs.get(id).ok_or_else(|| no_job(id))?;
     let none = || {
-        Problem::not_found(format!("job {id} has no files (a succeeded job that wrote some has)"))
-            .field("id")
+        Problem::not_found(format!(
+            "job {id} has no files (a succeeded job that wrote some has)"
+        ))
+        .field("id")
     };
     if job.state != JobState::Succeeded {
         return Err(none());

@@ -146,7 +146,10 @@ pub async fn generate(
         rename_column: req.rename_column.clone(),
         scratch_server: req.scratch_server.clone(),
     };
-    tracker.phase(format!("reading the schemas of {} and {}", req.source, req.target));
+    tracker.phase(format!(
+        "reading the schemas of {} and {}",
+        req.source, req.target
+    ));
     let c = compare_loaded(
         config.clone(),
         Side::parse(&req.source),
@@ -155,7 +158,10 @@ pub async fn generate(
     )
     .await?;
     let Some(server) = c.target.server().map(str::to_string) else {
-        return Err(anyhow!("the target of a migration must be a server (SERVER or SERVER/DATABASE), not a file").into());
+        return Err(anyhow!(
+            "the target of a migration must be a server (SERVER or SERVER/DATABASE), not a file"
+        )
+        .into());
     };
     if cancel.is_cancelled() {
         return Err(ServiceError::Cancelled);
@@ -371,7 +377,10 @@ pub(crate) fn target(config: &Config, arg: &str) -> Result<Target> {
     })
 }
 
-pub(crate) async fn snapshot_target(conn: &mut mysql_async::Conn, t: &Target) -> Result<SchemaSnapshot> {
+pub(crate) async fn snapshot_target(
+    conn: &mut mysql_async::Conn,
+    t: &Target,
+) -> Result<SchemaSnapshot> {
     let dbs = match &t.side {
         Side::Database(_, d) => vec![d.clone()],
         _ => inspect::user_databases(conn).await?,
@@ -450,7 +459,9 @@ pub async fn apply(
         history_id: None,
     };
     if !decide(&pending)? {
-        return Err(anyhow!("not confirmed; nothing changed (use --yes to skip the question)").into());
+        return Err(
+            anyhow!("not confirmed; nothing changed (use --yes to skip the question)").into(),
+        );
     }
     if cancel.is_cancelled() {
         return Err(ServiceError::Cancelled);
@@ -544,12 +555,17 @@ pub async fn rollback(
         history_id: Some(row.id),
     };
     if !decide(&pending)? {
-        return Err(anyhow!("not confirmed; nothing changed (use --yes to skip the question)").into());
+        return Err(
+            anyhow!("not confirmed; nothing changed (use --yes to skip the question)").into(),
+        );
     }
     if cancel.is_cancelled() {
         return Err(ServiceError::Cancelled);
     }
-    tracker.phase(format!("rolling back {} step(s) on {target_arg}", down.len()));
+    tracker.phase(format!(
+        "rolling back {} step(s) on {target_arg}",
+        down.len()
+    ));
     if let Err(e) = exec::run_steps(&mut conn, &down, &|d: &str| d.to_string()).await {
         let msg = e.to_string();
         history::set_status(&mut conn, row.id, "rollback_failed", Some(&msg), None)

@@ -243,7 +243,16 @@ impl JobRequest for migrate::MigrateApplyRequest {
                 .map(|jobs| jobs.join(id))
                 .ok_or_else(|| anyhow::anyhow!("no job directory"))?;
             let confirm = self.confirm;
-            migrate::apply(config, &self.target, &dir, id, |_| Ok(confirm), tracker, cancel).await
+            migrate::apply(
+                config,
+                &self.target,
+                &dir,
+                id,
+                |_| Ok(confirm),
+                tracker,
+                cancel,
+            )
+            .await
         })
     }
 }
@@ -260,7 +269,13 @@ impl JobRequest for migrate::MigrateRollbackRequest {
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
         let confirm = self.confirm;
-        Box::pin(migrate::rollback(config, &self.target, move |_| Ok(confirm), tracker, cancel))
+        Box::pin(migrate::rollback(
+            config,
+            &self.target,
+            move |_| Ok(confirm),
+            tracker,
+            cancel,
+        ))
     }
 }
 
@@ -276,7 +291,13 @@ impl JobRequest for health::HealthFixRequest {
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
         let confirm = self.confirm;
-        Box::pin(health::fix(config, self, move |_| Ok(confirm), tracker, cancel))
+        Box::pin(health::fix(
+            config,
+            self,
+            move |_| Ok(confirm),
+            tracker,
+            cancel,
+        ))
     }
     fn exit_code(report: &Self::Report) -> u8 {
         health::fix_exit_code(report)

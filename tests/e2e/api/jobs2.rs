@@ -195,7 +195,7 @@ async fn api_export_import_prune_and_backup_downloads() -> Result<()> {
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect();
     ensure!(
-        listed.iter().cloned().collect::<Vec<_>>() == {
+        listed == {
             let mut v: Vec<String> = cli_files.keys().cloned().collect();
             v.sort_by_key(|n| n != "export.json");
             v

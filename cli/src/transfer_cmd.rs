@@ -16,7 +16,7 @@ use crate::service::{into_anyhow, Quiet, Tracker};
 #[derive(Args)]
 pub struct ExportArgs {
     #[arg(long, env = "FLEETSYNC_CONFIG")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     #[arg(long)]
     pub server: String,
     #[arg(long, value_enum)]
@@ -43,7 +43,7 @@ pub struct ExportArgs {
 #[derive(Args)]
 pub struct ImportArgs {
     #[arg(long, env = "FLEETSYNC_CONFIG")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     #[arg(long)]
     pub server: String,
     #[arg(long, value_enum)]
@@ -67,8 +67,9 @@ pub struct ImportArgs {
     pub json: bool,
 }
 
-pub async fn export(args: ExportArgs) -> Result<()> {
-    let config = crate::opts::load_config(&args.config).await?;
+/// With `--remote`: the `export` job runs on the coordinator, its files are downloaded into
+/// `--out`.
+pub async fn export(args: ExportArgs, remote: Option<crate::remote::Remote>) -> Result<()> {
     let req = ExportRequest {
         server: args.server.clone(),
         format: args.format,
@@ -86,6 +87,12 @@ pub async fn export(args: ExportArgs) -> Result<()> {
         };
         anyhow!("{flag}: {m}")
     })?;
+    if let Some(remote) = remote {
+        let dir = args.out.display().to_string();
+        let print = move |r: &ExportReport| print_exported(r, &dir, args.json);
+        return remote.run_job_into(&req, &args.out, print).await;
+    }
+    let config = crate::opts::load_config(crate::opts::need_config(&args.config)?).await?;
     let tracker = Tracker::new(Quiet::arc());
     let report = service::export(
         &config,
@@ -113,8 +120,9 @@ pub fn print_exported(r: &ExportReport, dir: &str, json: bool) {
     );
 }
 
-pub async fn import(args: ImportArgs) -> Result<()> {
-    let config = crate::opts::load_config(&args.config).await?;
+/// With `--remote`: `--in` is uploaded (a tar) and imported by the `import` job on the
+/// coordinator.
+pub async fn import(args: ImportArgs, remote: Option<crate::remote::Remote>) -> Result<()> {
     let req = ImportRequest {
         server: args.server.clone(),
         format: args.format,
@@ -123,6 +131,18 @@ pub async fn import(args: ImportArgs) -> Result<()> {
         plan_only: args.dry_run,
         fk_checks: args.fk_checks,
     };
+    if let Some(remote) = remote {
+        let input = args.input.display().to_string();
+        let json = args.json;
+        let print = move |r: &ImportReport| {
+            print_imported(r, &input, json);
+            if !json && !r.errors.is_empty() {
+                eprintln!("error: {}", input_errors(r));
+            }
+        };
+        return remote.run_import(&req, &args.input, print).await;
+    }
+    let config = crate::opts::load_config(crate::opts::need_config(&args.config)?).await?;
     let tracker = Tracker::new(Quiet::arc());
     let report = service::import(
         &config,

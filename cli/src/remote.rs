@@ -384,9 +384,7 @@ impl Remote {
         out: &std::path::Path,
         print: impl Fn(&R::Report),
     ) -> Result<()> {
-        if out.exists()
-            && std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some())
-        {
+        if out.exists() && std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some()) {
             return fail(
                 R::EXIT_ERROR,
                 format!(
@@ -410,7 +408,12 @@ impl Remote {
     /// Unpacks `GET /api/v1/jobs/{id}/download` into `out` (plain files only).
     async fn download_into(&self, id: &str, out: &std::path::Path) -> Result<()> {
         let (status, body) = self
-            .call_bytes("GET", &format!("/api/v1/jobs/{id}/download"), "application/json", b"")
+            .call_bytes(
+                "GET",
+                &format!("/api/v1/jobs/{id}/download"),
+                "application/json",
+                b"",
+            )
             .await?;
         if status != 200 {
             return Err(self.problem(status, &String::from_utf8_lossy(&body)));
@@ -456,7 +459,10 @@ impl Remote {
         let mut query = vec![
             format!("server={}", enc(&req.server)),
             format!("format={}", name(serde_json::to_value(req.format)?)),
-            format!("on_conflict={}", name(serde_json::to_value(req.on_conflict)?)),
+            format!(
+                "on_conflict={}",
+                name(serde_json::to_value(req.on_conflict)?)
+            ),
             format!("plan_only={}", req.plan_only),
             format!("fk_checks={}", req.fk_checks),
             "confirm=true".to_string(),

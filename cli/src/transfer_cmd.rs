@@ -67,6 +67,9 @@ pub struct ImportArgs {
     pub json: bool,
 }
 
+/// The error line of `import --json` when the input has problems (listed in the report).
+const INPUT_PROBLEMS: &str = "the input has problems; nothing was changed";
+
 /// With `--remote`: the `export` job runs on the coordinator, its files are downloaded into
 /// `--out`.
 pub async fn export(args: ExportArgs, remote: Option<crate::remote::Remote>) -> Result<()> {
@@ -136,8 +139,11 @@ pub async fn import(args: ImportArgs, remote: Option<crate::remote::Remote>) -> 
         let json = args.json;
         let print = move |r: &ImportReport| {
             print_imported(r, &input, json);
-            if !json && !r.errors.is_empty() {
-                eprintln!("error: {}", input_errors(r));
+            // What the local command says on stderr (its exit code comes from the job).
+            match (json, r.errors.is_empty()) {
+                (_, true) => {}
+                (true, false) => eprintln!("error: {INPUT_PROBLEMS}"),
+                (false, false) => eprintln!("error: {}", input_errors(r)),
             }
         };
         return remote.run_import(&req, &args.input, print).await;
@@ -156,7 +162,7 @@ pub async fn import(args: ImportArgs, remote: Option<crate::remote::Remote>) -> 
     print_imported(&report, &args.input.display().to_string(), args.json);
     match service::import_exit_code(&report) {
         0 => Ok(()),
-        code if args.json => crate::exit::fail(code, "the input has problems; nothing was changed"),
+        code if args.json => crate::exit::fail(code, INPUT_PROBLEMS),
         _ => Err(input_errors(&report)),
     }
 }

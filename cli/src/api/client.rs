@@ -87,10 +87,7 @@ pub fn client_config(ca: &Path) -> Result<ClientConfig> {
         .with_no_client_auth())
 }
 
-pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    s: S,
-    request: &str,
-) -> Result<String> {
+pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(s: S, request: &str) -> Result<String> {
     let raw = exchange_bytes(s, request.as_bytes()).await?;
     Ok(String::from_utf8_lossy(&raw).into_owned())
 }

@@ -394,6 +394,70 @@ async fn api_export_import_prune_and_backup_downloads() -> Result<()> {
         "malformed import: {} (as the CLI's, exit code 1), nothing written",
         errors[0]["text"]
     );
+    // The remote CLI: the same report and files as the local commands.
+    let url = format!("http://127.0.0.1:{api_port}");
+    let remote_out = pair.dir.path().join("remote-export");
+    let (code, out, err) = cli(
+        &[
+            "--remote",
+            &url,
+            "--token",
+            &operator,
+            "export",
+            "--server",
+            "src",
+            "--format",
+            "json",
+            "--out",
+            remote_out.to_str().context("path")?,
+            "--include",
+            "app\\.items",
+            "--json",
+        ],
+        &[],
+    )
+    .await?;
+    ensure!(
+        code == 0 && serde_json::from_str::<Value>(&out)? == exported["result"],
+        "remote export: {code} {out} {err}"
+    );
+    let remote_files = read_dir_files(&remote_out)?;
+    ensure!(
+        remote_files.len() == cli_files.len()
+            && remote_files.get("app.items.jsonl") == cli_files.get("app.items.jsonl"),
+        "remote export files differ from the local ones"
+    );
+    let bad_s = bad_dir.to_str().context("path")?;
+    let import_args = |json: bool| {
+        let mut a = vec![
+            "import",
+            "--server",
+            "dst",
+            "--format",
+            "json",
+            "--in",
+            bad_s,
+            "--rename-db",
+            "app=app_bad",
+        ];
+        if json {
+            a.push("--json");
+        }
+        a
+    };
+    for json in [true, false] {
+        let mut remote_args = vec!["--remote", url.as_str(), "--token", admin.as_str()];
+        remote_args.extend(import_args(json));
+        let remote = cli(&remote_args, &[]).await?;
+        let mut local_args = import_args(json);
+        local_args.extend(["--config", cfg]);
+        let local = cli(&local_args, &[]).await?;
+        ensure!(
+            remote == local && remote.0 == 1,
+            "remote import (json {json}) differs from the local one:\nremote {remote:?}\nlocal {local:?}"
+        );
+    }
+    println!("remote CLI: export (report and files) and a malformed import (output, exit code 1) as local");
     let r = upload(&api, &admin, query, b"this is not a tar archive, just text").await?;
     ensure!(
         r.status == 400 && r.text().contains("\"body\""),
@@ -599,6 +663,25 @@ async fn api_export_import_prune_and_backup_downloads() -> Result<()> {
         .filter_map(|d| d["id"].as_str())
         .collect();
     ensure!(doomed == [ids[0].as_str()], "prune plan: {plan}");
+    let url = format!("http://127.0.0.1:{api_port}");
+    let (code, out, _) = cli(
+        &[
+            "--remote",
+            &url,
+            "--token",
+            &operator,
+            "backup",
+            "prune",
+            "--dry-run",
+            "--json",
+        ],
+        &[],
+    )
+    .await?;
+    ensure!(
+        code == 0 && serde_json::from_str::<Value>(&out)? == plan["result"],
+        "remote prune --dry-run: {code} {out}"
+    );
     let id2 = start(&api, &operator, "backup-prune", &json!({"confirm": true})).await?;
     let pruned = finished(&api, &operator, &id2).await?;
     ensure!(

@@ -291,16 +291,15 @@ struct ImportPlan {
     bytes: u64,
 }
 
-/// Unpacks the uploaded tar into a new directory under `<state_dir>/jobs/uploads/`; the
+/// Unpacks the uploaded tar into a new directory under `uploads` (`<state_dir>/jobs/uploads/`); the
 /// directory (removed when the returned guard goes) and the file names.
-fn unpack(s: &ApiState, body: &[u8]) -> Result<(UploadDir, Vec<String>), Problem> {
+fn unpack(uploads: &std::path::Path, body: &[u8]) -> Result<(UploadDir, Vec<String>), Problem> {
     let bad = |m: String| Problem::bad_request(m).field("body");
     if body.is_empty() {
         return Err(bad(
             "the body must be a tar archive of an export directory (it is empty)".into(),
         ));
     }
-    let uploads = s.config.state_dir.join("jobs").join("uploads");
     let dir = uploads.join(format!("{:016x}", rand::random::<u64>()));
     fleetsync_agent::owner_only::create_dir_all(&dir)
         .map_err(|e| Problem::internal(format!("cannot create {}: {e}", dir.display())))?;
@@ -407,9 +406,9 @@ async fn start_import_job(
         plan_only: q.plan_only,
         fk_checks: q.fk_checks,
     };
-    let s2 = s.clone();
+    let uploads = s.config.state_dir.join("jobs").join("uploads");
     let body_bytes = bytes.clone();
-    let (upload, files) = tokio::task::spawn_blocking(move || unpack(&s2, &body_bytes))
+    let (upload, files) = tokio::task::spawn_blocking(move || unpack(&uploads, &body_bytes))
         .await
         .map_err(|e| Problem::internal(e.to_string()))??;
     if q.dry_run {
@@ -491,4 +490,100 @@ async fn download_job_files(
 ) -> Result<Response, Problem> {
     let files = job_files(&s, &id)?;
     Ok(stream_tar(s.jobs.files_dir(&id), id, files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar with entries (name, type, data); names are written into the header as given
+    /// (the tar crate refuses to write `..` itself).
+    fn tar_of(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, kind, data) in entries {
+            let mut h = tar::Header::new_old();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_entry_type(*kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o600);
+            h.set_cksum();
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(data);
+            out.resize(out.len().div_ceil(512) * 512, 0);
+        }
+        out.resize(out.len() + 1024, 0);
+        out
+    }
+
+    #[test]
+    fn uploads_are_flat_export_directories_and_nothing_escapes() {
+        let base = std::env::temp_dir().join(format!("fs-upload-{}", rand::random::<u32>()));
+        let root = base.join("uploads");
+        let file = tar::EntryType::Regular;
+        let ok = tar_of(&[
+            ("x/", tar::EntryType::Directory, b""),
+            ("x/export.json", file, b"{}"),
+            ("x/app.t.jsonl", file, b"1"),
+        ]);
+        let (dir, names) = unpack(&root, &ok).expect("a valid upload");
+        assert_eq!(names, ["export.json", "app.t.jsonl"]);
+        assert_eq!(
+            std::fs::read(dir.0.join("app.t.jsonl")).ok(),
+            Some(b"1".to_vec())
+        );
+        let path = dir.0.clone();
+        drop(dir);
+        assert!(!path.exists(), "the upload is removed with its guard");
+        for (what, body) in [
+            ("empty", Vec::new()),
+            ("not a tar", b"plain text, not an archive".repeat(40)),
+            ("dot-dot", tar_of(&[("../export.json", file, b"{}")])),
+            ("absolute", tar_of(&[("/tmp/export.json", file, b"{}")])),
+            ("nested", tar_of(&[("a/b/export.json", file, b"{}")])),
+            (
+                "link",
+                tar_of(&[("export.json", tar::EntryType::Symlink, b"")]),
+            ),
+            (
+                "twice",
+                tar_of(&[("export.json", file, b"{}"), ("a/export.json", file, b"{}")]),
+            ),
+            ("no manifest", tar_of(&[("app.t.jsonl", file, b"1")])),
+        ] {
+            let e = unpack(&root, &body).err();
+            assert!(
+                e.as_ref()
+                    .is_some_and(|p| p.status == 400 && p.field.as_deref() == Some("body")),
+                "{what}: {e:?}"
+            );
+        }
+        // Nothing was left behind, inside or outside the uploads directory.
+        let left = std::fs::read_dir(&root).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(left, 0);
+        assert!(
+            !base.join("export.json").exists(),
+            "`../export.json` was written"
+        );
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn file_names_that_could_leave_the_directory_are_refused() {
+        for bad in [
+            "",
+            "..",
+            ".",
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a\\b",
+            "a//b",
+            "x\0",
+        ] {
+            assert!(check_file_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["manifest.json", "data/app.t.000001.sql.zst", "export.json"] {
+            assert!(check_file_name(good).is_ok(), "{good:?}");
+        }
+    }
 }

@@ -40,7 +40,7 @@ fn default_max_threads_running() -> u64 {
 
 /// JSON counts as the API documents them (`integer`, `format: int64`, at least 0): any whole
 /// JSON number 0..=i64::MAX, also written as `5.0` (JSON Schema's integers include it).
-mod count {
+pub(crate) mod count {
     use serde::{Deserialize, Deserializer};
 
     fn whole(n: serde_json::Number) -> Option<u64> {

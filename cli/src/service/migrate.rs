@@ -53,7 +53,10 @@ pub struct MigrateGenerateRequest {
     /// `SERVER` or `SERVER/DATABASE`.
     pub target: String,
     /// Copy tables with at most this many rows (estimated) with their rows for verification.
-    #[serde(default = "default_verify_rows")]
+    #[serde(
+        default = "default_verify_rows",
+        deserialize_with = "super::data_diff::count::one"
+    )]
     pub verify_rows: u64,
     /// `OLD=NEW`: table OLD on the target is table NEW on the source.
     #[serde(default)]

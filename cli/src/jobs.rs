@@ -9,6 +9,9 @@
 //!   created, started and finished, not at each progress step). At start, jobs that the
 //!   record shows `queued` or `running` are marked `failed: interrupted by a restart`. The
 //!   newest [`KEEP_FINISHED`] finished jobs are kept.
+//! * A job's files (an export's, a migration's, a data diff's `repair.sql`) are in
+//!   `<state_dir>/jobs/<id>/`, deleted with its record; uploads (an import's) are in
+//!   `<state_dir>/jobs/uploads/`, removed when their job ends and at start.
 //! * Every change is published on [`JobManager::subscribe`] (the API's `/events`): a
 //!   `job_state` event for each state change, `job_progress` at most every
 //!   [`PROGRESS_EVERY`] per job.
@@ -84,6 +87,13 @@ impl JobManager {
         let dir = config.state_dir.join("jobs");
         fleetsync_agent::owner_only::create_dir_all(&dir)
             .with_context(|| format!("cannot create the job directory {}", dir.display()))?;
+        // Uploads belong to jobs of the previous process (none survives a restart).
+        let uploads = dir.join("uploads");
+        if uploads.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&uploads) {
+                tracing::warn!(dir = %uploads.display(), error = %e, "cannot remove old uploads");
+            }
+        }
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let m = JobManager {
             config,

@@ -35,7 +35,7 @@ pub enum MigrateCommand {
 #[derive(Args)]
 pub struct GenerateArgs {
     #[arg(long, env = "FLEETSYNC_CONFIG")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     #[arg(long)]
     pub source: String,
     #[arg(long)]
@@ -81,7 +81,7 @@ pub struct StatusArgs {
 #[derive(Args)]
 pub struct RollbackArgs {
     #[arg(long, env = "FLEETSYNC_CONFIG")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     #[arg(long)]
     pub target: String,
     #[arg(long)]
@@ -91,7 +91,44 @@ pub struct RollbackArgs {
     pub json: bool,
 }
 
-pub async fn run(cmd: MigrateCommand) -> Result<()> {
+/// With `--remote`: `generate` runs as the `migrate_generate` job (its files downloaded into
+/// `--out`) and `rollback --yes` as the `migrate_rollback` job; `apply` (a local directory)
+/// and `status` are local only (over the API: `POST /api/v1/jobs/migrate-apply` names the
+/// generate job).
+pub async fn run(cmd: MigrateCommand, remote: Option<crate::remote::Remote>) -> Result<()> {
+    if let Some(remote) = remote {
+        return match cmd {
+            MigrateCommand::Generate(a) => {
+                let req = request(&a);
+                let (out, json) = (a.out.clone(), a.json);
+                let print = move |r: &MigrateGenerateReport| {
+                    let dir = out.display().to_string();
+                    print_generated(r, &service::report_text(&out), &dir, json)
+                };
+                remote.run_job_into(&req, &a.out, true, print).await
+            }
+            MigrateCommand::Rollback(a) if a.yes => {
+                let req = service::MigrateRollbackRequest {
+                    target: a.target.clone(),
+                    confirm: true,
+                };
+                let json = a.json;
+                remote
+                    .run_job(&req, move |r: &MigrateRollbackReport| {
+                        print_rolled_back(r, json)
+                    })
+                    .await
+            }
+            MigrateCommand::Rollback(_) => crate::exit::fail(
+                EXIT_ERROR,
+                "migrate rollback with --remote cannot ask: add --yes",
+            ),
+            _ => crate::exit::fail(
+                EXIT_ERROR,
+                "with --remote, only `migrate generate` and `migrate rollback --yes` are available (apply over the API: POST /api/v1/jobs/migrate-apply)",
+            ),
+        };
+    }
     let result = match cmd {
         MigrateCommand::Generate(a) => generate(&a).await,
         MigrateCommand::Apply(a) => apply(&a).await,
@@ -107,16 +144,20 @@ pub async fn run(cmd: MigrateCommand) -> Result<()> {
     }
 }
 
-async fn generate(a: &GenerateArgs) -> Result<()> {
-    let config = crate::opts::load_config(&a.config).await?;
-    let req = MigrateGenerateRequest {
+fn request(a: &GenerateArgs) -> MigrateGenerateRequest {
+    MigrateGenerateRequest {
         source: a.source.clone(),
         target: a.target.clone(),
         verify_rows: a.verify_rows,
         rename_table: a.sides.rename_table.clone(),
         rename_column: a.sides.rename_column.clone(),
         scratch_server: a.sides.scratch_server.clone(),
-    };
+    }
+}
+
+async fn generate(a: &GenerateArgs) -> Result<()> {
+    let config = crate::opts::load_config(crate::opts::need_config(&a.config)?).await?;
+    let req = request(a);
     let tracker = Tracker::new(Quiet::arc());
     let report = service::generate(&config, &req, &a.out, &tracker, &CancellationToken::new())
         .await
@@ -215,7 +256,7 @@ pub fn print_applied(r: &MigrateApplyReport, json: bool) {
 }
 
 async fn rollback(a: &RollbackArgs) -> Result<()> {
-    let config = crate::opts::load_config(&a.config).await?;
+    let config = crate::opts::load_config(crate::opts::need_config(&a.config)?).await?;
     let tracker = Tracker::new(Quiet::arc());
     let report = service::rollback(
         &config,

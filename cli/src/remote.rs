@@ -375,16 +375,21 @@ impl Remote {
         }
     }
 
-    /// [`Remote::run_job`] for a job that writes files (an export): once it succeeded, its
-    /// files are downloaded (one tar) and unpacked into `out` (new or empty), then its report
-    /// is printed.
+    /// [`Remote::run_job`] for a job that writes files (an export, a migration): once it
+    /// succeeded, its files are downloaded (one tar) and unpacked into `out`, then its report
+    /// is printed. `overwrite`: files already in `out` may be replaced (a migration's
+    /// directory, as locally); else `out` must be new or empty (an export).
     pub async fn run_job_into<R: JobRequest>(
         &self,
         req: &R,
         out: &std::path::Path,
+        overwrite: bool,
         print: impl Fn(&R::Report),
     ) -> Result<()> {
-        if out.exists() && std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some()) {
+        if !overwrite
+            && out.exists()
+            && std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some())
+        {
             return fail(
                 R::EXIT_ERROR,
                 format!(

@@ -93,7 +93,7 @@ pub async fn export(args: ExportArgs, remote: Option<crate::remote::Remote>) -> 
     if let Some(remote) = remote {
         let dir = args.out.display().to_string();
         let print = move |r: &ExportReport| print_exported(r, &dir, args.json);
-        return remote.run_job_into(&req, &args.out, print).await;
+        return remote.run_job_into(&req, &args.out, false, print).await;
     }
     let config = crate::opts::load_config(crate::opts::need_config(&args.config)?).await?;
     let tracker = Tracker::new(Quiet::arc());

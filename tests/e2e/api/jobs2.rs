@@ -958,8 +958,64 @@ async fn api_migrate_health_fix_and_repair_sql_jobs() -> Result<()> {
         &out,
         &["migration", "history_id"],
     )?;
+    // The remote CLI: generate (report and files) and rollback as local.
+    let url = format!("http://127.0.0.1:{api_port}");
+    let remote_dir = pair.dir.path().join("remote-migration");
+    let (code, out, err) = cli(
+        &[
+            "--remote",
+            &url,
+            "--token",
+            &admin,
+            "migrate",
+            "generate",
+            "--source",
+            "src/m",
+            "--target",
+            "dst/m",
+            "--out",
+            remote_dir.to_str().context("path")?,
+            "--json",
+        ],
+        &[],
+    )
+    .await?;
+    ensure!(code == 0, "remote generate: {code} {out} {err}");
+    same_report("remote migrate generate", &generated, &out, &[])?;
+    for f in ["up.sql", "down.sql", "report.txt", "migration.json"] {
+        ensure!(
+            std::fs::read(remote_dir.join(f))? == std::fs::read(dir.join(f))?,
+            "remote generate: {f} differs from the local one"
+        );
+    }
+    let (code, _, err) = cli(
+        &[
+            "migrate", "apply", "--config", cfg, "--target", "dst/m", dir_s, "--yes",
+        ],
+        &[],
+    )
+    .await?;
+    ensure!(code == 0, "CLI apply: {err}");
+    let (code, out, err) = cli(
+        &[
+            "--remote", &url, "--token", &admin, "migrate", "rollback", "--target", "dst/m",
+            "--yes", "--json",
+        ],
+        &[],
+    )
+    .await?;
+    ensure!(
+        code == 0 && !has_w().await?,
+        "remote rollback: {code} {out} {err}"
+    );
+    same_report(
+        "remote migrate rollback",
+        &rolled,
+        &out,
+        &["migration", "history_id"],
+    )?;
     println!(
-        "migrate: generate (report and files), apply and rollback jobs equal the CLI's --json"
+        "migrate: generate (report and files), apply and rollback jobs equal the CLI's --json; remote generate and rollback as local"
     );
 
     // 3. health --fix: refused without confirm; the plan equals the CLI's.

@@ -63,8 +63,9 @@ struct JobProgressDoc {
 #[allow(dead_code)]
 pub(super) struct JobDoc {
     id: String,
-    /// `health`, `schema_diff`, `data_diff`, `backup_create`, `backup_verify` or
-    /// `backup_restore`.
+    /// `health`, `health_fix`, `schema_diff`, `data_diff`, `backup_create`,
+    /// `backup_verify`, `backup_restore`, `backup_prune`, `export`, `import`,
+    /// `migrate_generate`, `migrate_apply` or `migrate_rollback`.
     kind: String,
     /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     state: String,

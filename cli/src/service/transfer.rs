@@ -154,8 +154,9 @@ fn failed(e: TransferError) -> ServiceError {
     }
 }
 
-/// Exports into `out` (new or empty); on a cancel or a failure, removes `out` when it
-/// created it (`owned`: the job's own directory is always removed).
+/// Exports into `out` (new or empty). A failed or cancelled export removes `out` when it
+/// created it (a job's directory always); in a directory that existed (empty), a cancel
+/// removes what it wrote, a failure leaves the incomplete files (no `export.json`).
 pub async fn export(
     config: &Config,
     req: &ExportRequest,

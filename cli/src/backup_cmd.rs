@@ -10,15 +10,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
-use fleetsync_agent::backup::{manifest, prune, Key, Settings};
+use fleetsync_agent::backup::{manifest, Key, Settings};
 use fleetsync_config::Config;
 use fleetsync_proto::jobs::{
-    BackupCreateReport, BackupRestoreReport, BackupVerifyReport, RestorePlanReport,
+    BackupCreateReport, BackupPruneReport, BackupRestoreReport, BackupVerifyReport,
+    RestorePlanReport,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::service::backup::{
-    self as service, BackupCreateRequest, BackupRestoreRequest, BackupVerifyRequest,
+    self as service, BackupCreateRequest, BackupPruneRequest, BackupRestoreRequest,
+    BackupVerifyRequest,
 };
 use crate::service::Tracker;
 
@@ -82,9 +84,11 @@ pub enum BackupCommand {
     /// Delete the backups outside `[backup] retention`.
     Prune {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         #[arg(long)]
         dry_run: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Write a new random encryption key (64 hex digits) to FILE, readable by the owner only.
     Keygen {
@@ -134,8 +138,17 @@ pub async fn run(command: BackupCommand, remote: Option<crate::remote::Remote>) 
                 let print = move |r: &BackupRestoreReport| print_restored(r, json);
                 remote.run_job(&req, print).await
             }
+            BackupCommand::Prune { dry_run, json, .. } => {
+                // The command line is the confirmation, as locally.
+                let req = BackupPruneRequest {
+                    plan_only: dry_run,
+                    confirm: true,
+                };
+                let print = move |r: &BackupPruneReport| print_pruned(r, json);
+                remote.run_job(&req, print).await
+            }
             _ => Err(anyhow!(
-                "with --remote, only `backup create`, `verify` and `restore` are available"
+                "with --remote, only `backup create`, `verify`, `restore` and `prune` are available"
             )),
         };
     }
@@ -173,7 +186,11 @@ pub async fn run(command: BackupCommand, remote: Option<crate::remote::Remote>) 
             restore_cmd(crate::opts::need_config(&config)?, &req, yes, json).await
         }
         BackupCommand::Archive(args) => crate::archive_cmd::run(args).await,
-        BackupCommand::Prune { config, dry_run } => prune_cmd(&config, dry_run),
+        BackupCommand::Prune {
+            config,
+            dry_run,
+            json,
+        } => prune_cmd(crate::opts::need_config(&config)?, dry_run, json).await,
         BackupCommand::Keygen { out } => keygen(&out),
     }
 }
@@ -225,25 +242,13 @@ pub fn print_created(m: &BackupCreateReport, json: bool) {
 }
 
 fn list(config: &Path, json: bool) -> Result<()> {
-    let (_, settings) = load(config)?;
-    let all = manifest::list(&settings.dir)?;
+    let (config, settings) = load(config)?;
     if json {
-        let items: Vec<serde_json::Value> = all
-            .iter()
-            .map(|r| match r {
-                Ok(m) => serde_json::json!({
-                    "id": m.id, "server": m.server, "status": m.status, "started": m.started,
-                    "finished": m.finished, "duration_seconds": m.duration_seconds,
-                    "tables": m.tables.len(), "rows": m.total_rows, "bytes": m.total_bytes,
-                    "position": m.position, "encrypted": m.encrypted, "compression": m.compression,
-                    "error": m.error,
-                }),
-                Err((id, e)) => serde_json::json!({"id": id, "status": "unreadable", "error": e}),
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(items));
+        let items = service::list(&config)?;
+        println!("{}", serde_json::to_value(items)?);
         return Ok(());
     }
+    let all = manifest::list(&settings.dir)?;
     if all.is_empty() {
         println!("no backups in {}", settings.dir.display());
     }
@@ -403,17 +408,37 @@ fn confirm(plan: &RestorePlanReport) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-fn prune_cmd(config: &Path, dry_run: bool) -> Result<()> {
-    let (config, settings) = load(config)?;
-    let r = &config.backup.retention;
-    if r.keep_last.is_none() && r.max_age_days.is_none() {
+async fn prune_cmd(config: &Path, dry_run: bool, json: bool) -> Result<()> {
+    let (config, _) = load(config)?;
+    let req = BackupPruneRequest {
+        plan_only: dry_run,
+        confirm: true,
+    };
+    let tracker = Tracker::new(crate::service::Quiet::arc());
+    let report = service::prune(&config, &req, &tracker, &CancellationToken::new())
+        .await
+        .map_err(crate::service::into_anyhow)?;
+    print_pruned(&report, json);
+    Ok(())
+}
+
+/// `backup prune`'s output.
+pub fn print_pruned(report: &BackupPruneReport, json: bool) {
+    if json {
+        println!("{}", serde_json::to_value(report).unwrap_or_default());
+        return;
+    }
+    if !report.rules {
         println!(
             "no [backup.retention] rule (keep_last, max_age_days) configured: nothing to prune"
         );
-        return Ok(());
+        return;
     }
-    let report = prune::prune(&settings.dir, r, dry_run)?;
-    let verb = if dry_run { "would delete" } else { "deleted" };
+    let verb = if report.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
     for d in &report.deleted {
         println!("{verb} {}: {}", d.id, d.reason);
     }
@@ -423,7 +448,6 @@ fn prune_cmd(config: &Path, dry_run: bool) -> Result<()> {
     if report.deleted.is_empty() {
         println!("nothing to prune");
     }
-    Ok(())
 }
 
 fn keygen(out: &Path) -> Result<()> {

@@ -78,6 +78,7 @@ impl DataArgs {
             } else {
                 Checksum::Crc32
             },
+            repair_sql: false,
         }
     }
 }

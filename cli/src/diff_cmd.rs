@@ -183,18 +183,7 @@ pub struct Compared {
     pub target_schema: SchemaSnapshot,
 }
 
-pub async fn compare(
-    config: &Path,
-    source: &str,
-    target: &str,
-    sides: &SideArgs,
-) -> Result<Compared> {
-    let config = crate::opts::load_config(config).await?;
-    let (source, target) = (Side::parse(source), Side::parse(target));
-    compare_loaded(config, source, target, sides).await
-}
-
-/// [`compare`] with a loaded configuration and parsed sides.
+/// Snapshots both sides (a loaded configuration, parsed sides) for a diff or a migration.
 pub async fn compare_loaded(
     config: Config,
     source: Side,

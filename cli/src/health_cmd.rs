@@ -17,13 +17,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use fleetsync_agent::health::{self, HealthTarget};
+use fleetsync_agent::health;
 use fleetsync_config::Config;
-use fleetsync_proto::health::{CheckStatus, HealthReport};
+use fleetsync_proto::health::{CheckStatus, FixOutcome, HealthReport};
 use tokio_util::sync::CancellationToken;
 
-use crate::service::health::{build_target, HealthRequest, EXIT_ERROR};
-use crate::service::{Quiet, ServiceError, Tracker};
+use crate::service::health::{
+    build_target, fix_failed, HealthFixRequest, HealthRequest, EXIT_ERROR,
+};
+use crate::service::{Quiet, Tracker};
 
 #[derive(clap::Args)]
 pub struct HealthArgs {
@@ -51,7 +53,20 @@ pub use crate::exit::Exit;
 pub async fn run(args: HealthArgs, remote: Option<crate::remote::Remote>) -> Result<()> {
     if let Some(remote) = remote {
         if args.fix {
-            return crate::exit::fail(EXIT_ERROR, "--fix is not available with --remote");
+            if !args.yes && !args.dry_run {
+                return crate::exit::fail(
+                    EXIT_ERROR,
+                    "--fix with --remote cannot ask: add --yes (or preview with --dry-run)",
+                );
+            }
+            let req = HealthFixRequest {
+                server: args.server.clone(),
+                plan_only: args.dry_run,
+                confirm: args.yes,
+            };
+            return remote
+                .run_job(&req, crate::service::pretty_or(args.json, print_text))
+                .await;
         }
         let req = HealthRequest {
             server: args.server.clone(),
@@ -72,31 +87,28 @@ pub async fn run(args: HealthArgs, remote: Option<crate::remote::Remote>) -> Res
 
 async fn check(args: &HealthArgs) -> Result<u8> {
     let config = crate::opts::load_config(crate::opts::need_config(&args.config)?).await?;
-    let req = HealthRequest {
-        server: args.server.clone(),
-    };
     let tracker = Tracker::new(std::sync::Arc::new(Quiet));
-    let mut report =
-        crate::service::health::run(&config, &req, &tracker, &CancellationToken::new())
-            .await
-            .map_err(|e| match e {
-                ServiceError::Failed(e) => e,
-                ServiceError::Cancelled => anyhow!("cancelled"),
-            })?;
-    if args.fix {
-        let target = build_target(&config, &args.server).await?;
-        report = fix(args, &target, &config, report).await?;
+    let cancel = CancellationToken::new();
+    let report = if args.fix {
+        let req = HealthFixRequest {
+            server: args.server.clone(),
+            plan_only: args.dry_run,
+            confirm: args.yes,
+        };
+        crate::service::health::fix(&config, &req, |p| decide(args, p), &tracker, &cancel).await
+    } else {
+        let req = HealthRequest {
+            server: args.server.clone(),
+        };
+        crate::service::health::run(&config, &req, &tracker, &cancel).await
     }
+    .map_err(crate::service::into_anyhow)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_text(&report);
     }
-    let failed_fix = report
-        .fixes
-        .iter()
-        .any(|f| f.note.as_deref().is_some_and(|n| n.starts_with("failed")));
-    if failed_fix {
+    if fix_failed(&report) {
         return Err(anyhow!(
             "a fix statement failed on server {} (see the report)",
             args.server
@@ -105,57 +117,31 @@ async fn check(args: &HealthArgs) -> Result<u8> {
     Ok(crate::service::health::exit_code(&report))
 }
 
-/// `--fix`: preview (dry run), ask, apply the safe fixes, then check again.
-async fn fix(
-    args: &HealthArgs,
-    target: &HealthTarget,
-    config: &Config,
-    report: HealthReport,
-) -> Result<HealthReport> {
-    let preview = health::apply_fixes(target, &report, false)
-        .await
-        .map_err(|e| anyhow!(e))?;
-    let safe = preview
+/// `--fix` without `--yes`: ask on a terminal (refused elsewhere).
+fn decide(args: &HealthArgs, preview: &[FixOutcome]) -> Result<bool> {
+    if args.yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(anyhow!("--fix changes server {}: run it on a terminal to confirm, or add --yes (preview with --dry-run)", args.server));
+    }
+    let safe: Vec<&FixOutcome> = preview
         .iter()
         .filter(|f| f.note.as_deref() == Some("dry run"))
-        .count();
-    if args.dry_run || safe == 0 {
-        return Ok(HealthReport {
-            fixes: preview,
-            ..report
-        });
+        .collect();
+    eprintln!("fixes to apply on server {}:", args.server);
+    for f in &safe {
+        eprintln!("  {};", f.sql);
     }
-    if !args.yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(anyhow!("--fix changes server {}: run it on a terminal to confirm, or add --yes (preview with --dry-run)", args.server));
-        }
-        eprintln!("fixes to apply on server {}:", args.server);
-        for f in preview
-            .iter()
-            .filter(|f| f.note.as_deref() == Some("dry run"))
-        {
-            eprintln!("  {};", f.sql);
-        }
-        eprint!("apply {safe} statement(s)? [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            eprintln!("nothing applied");
-            return Ok(HealthReport {
-                fixes: preview,
-                ..report
-            });
-        }
+    eprint!("apply {} statement(s)? [y/N] ", safe.len());
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    let yes = matches!(answer.trim(), "y" | "Y" | "yes");
+    if !yes {
+        eprintln!("nothing applied");
     }
-    let outcomes = health::apply_fixes(target, &report, true)
-        .await
-        .map_err(|e| anyhow!(e))?;
-    let after = health::run_checks(target, &config.health).await;
-    Ok(HealthReport {
-        fixes: outcomes,
-        ..after
-    })
+    Ok(yes)
 }
 
 fn label(s: CheckStatus) -> &'static str {

@@ -16,6 +16,9 @@
 //!   created, started and finished, not at each progress step). At start, jobs that the
 //!   record shows `queued` or `running` are marked `failed: interrupted by a restart`. The
 //!   newest [`KEEP_FINISHED`] finished jobs are kept.
+//! * A job's files (an export's, a migration's, a data diff's `repair.sql`) are in
+//!   `<state_dir>/jobs/<id>/`, deleted with its record; uploads (an import's) are in
+//!   `<state_dir>/jobs/uploads/`, removed when their job ends and at start.
 //! * Every change is published on [`JobManager::subscribe`] (the API's `/events`): a
 //!   `job_state` event for each state change, `job_progress` at most every
 //!   [`PROGRESS_EVERY`] per job.
@@ -91,6 +94,13 @@ impl JobManager {
         let dir = config.state_dir.join("jobs");
         fleetsync_agent::owner_only::create_dir_all(&dir)
             .with_context(|| format!("cannot create the job directory {}", dir.display()))?;
+        // Uploads belong to jobs of the previous process (none survives a restart).
+        let uploads = dir.join("uploads");
+        if uploads.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&uploads) {
+                tracing::warn!(dir = %uploads.display(), error = %e, "cannot remove old uploads");
+            }
+        }
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let m = JobManager {
             config,
@@ -151,6 +161,12 @@ impl JobManager {
 
     fn path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.json"))
+    }
+
+    /// A job's own directory for the files it produces (created by the task that writes
+    /// there; removed with the job's record).
+    pub fn files_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
     }
 
     fn write(&self, e: &Entry) -> Result<()> {
@@ -292,7 +308,7 @@ impl JobManager {
         id: String,
         params: serde_json::Value,
     ) -> Result<()> {
-        use crate::service::{backup, data_diff, health, schema_diff};
+        use crate::service::{backup, data_diff, health, migrate, schema_diff, transfer};
         match kind {
             JobKind::Health => self.spawn_from::<health::HealthRequest>(id, params),
             JobKind::SchemaDiff => self.spawn_from::<schema_diff::SchemaDiffRequest>(id, params),
@@ -300,6 +316,17 @@ impl JobManager {
             JobKind::BackupCreate => self.spawn_from::<backup::BackupCreateRequest>(id, params),
             JobKind::BackupVerify => self.spawn_from::<backup::BackupVerifyRequest>(id, params),
             JobKind::BackupRestore => self.spawn_from::<backup::BackupRestoreRequest>(id, params),
+            JobKind::BackupPrune => self.spawn_from::<backup::BackupPruneRequest>(id, params),
+            JobKind::Export => self.spawn_from::<transfer::ExportRequest>(id, params),
+            JobKind::Import => self.spawn_from::<crate::service::UploadedImport>(id, params),
+            JobKind::HealthFix => self.spawn_from::<health::HealthFixRequest>(id, params),
+            JobKind::MigrateGenerate => {
+                self.spawn_from::<migrate::MigrateGenerateRequest>(id, params)
+            }
+            JobKind::MigrateApply => self.spawn_from::<migrate::MigrateApplyRequest>(id, params),
+            JobKind::MigrateRollback => {
+                self.spawn_from::<migrate::MigrateRollbackRequest>(id, params)
+            }
         }
     }
 
@@ -308,8 +335,9 @@ impl JobManager {
         id: String,
         params: serde_json::Value,
     ) -> Result<()> {
-        let req: R = serde_json::from_value(params)
+        let mut req: R = serde_json::from_value(params)
             .with_context(|| format!("job {id}: its recorded request no longer parses"))?;
+        req.unpark(&self.files_dir(&id));
         let cancel = self
             .jobs
             .lock()
@@ -348,6 +376,12 @@ impl JobManager {
             jobs.remove(id);
             if let Err(e) = std::fs::remove_file(self.path(id)) {
                 tracing::warn!(job = %id, error = %e, "cannot delete an old job's record");
+            }
+            let files = self.files_dir(id);
+            if files.exists() {
+                if let Err(e) = std::fs::remove_dir_all(&files) {
+                    tracing::warn!(job = %id, error = %e, "cannot delete an old job's files");
+                }
             }
         }
     }
@@ -429,6 +463,9 @@ impl JobManager {
             cancel: cancel.clone(),
             last_progress: None,
         };
+        if job.approval.is_some() {
+            req.park(&self.files_dir(&id))?;
+        }
         self.write(&entry)?;
         {
             let mut jobs = self
@@ -470,7 +507,7 @@ impl JobManager {
             manager: Arc::downgrade(&self),
             id: id.clone(),
         });
-        let tracker = Tracker::new(sink);
+        let tracker = Tracker::for_job(sink, self.files_dir(&id));
         let outcome = match run::<R>(&self.config, &req, &tracker, &cancel).await {
             Ok((result, exit_code)) => Outcome::Done { result, exit_code },
             Err(ServiceError::Cancelled) => Outcome::Cancelled,

@@ -303,9 +303,12 @@ fn main() -> ExitCode {
                     | Command::Health(_)
                     | Command::Diff { .. }
                     | Command::Backup { .. }
+                    | Command::Export(_)
+                    | Command::Import(_)
+                    | Command::Migrate { .. }
             ) {
                 return Err(anyhow::anyhow!(
-                    "--remote {}: only status, health, diff schema|data and backup create|verify|restore run against a coordinator",
+                    "--remote {}: only status, health, diff schema|data, backup create|verify|restore|prune, export, import and migrate generate|rollback run against a coordinator",
                     r.base()
                 ));
             }
@@ -368,10 +371,10 @@ fn main() -> ExitCode {
                     },
             } => conflicts::resolve(&config, id, &take, target.as_deref()).await,
             Command::Backup { command } => backup_cmd::run(command, remote).await,
-            Command::Export(args) => transfer_cmd::export(args).await,
-            Command::Import(args) => transfer_cmd::import(args).await,
+            Command::Export(args) => transfer_cmd::export(args, remote).await,
+            Command::Import(args) => transfer_cmd::import(args, remote).await,
             Command::Diff { command } => diff_cmd::run(command, remote).await,
-            Command::Migrate { command } => migrate_cmd::run(command).await,
+            Command::Migrate { command } => migrate_cmd::run(command, remote).await,
             Command::Health(args) => health_cmd::run(args, remote).await,
             Command::Token { command } => token_cmd::run(command),
         }

@@ -18,7 +18,7 @@ use rustls_pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::api::client::{client_config, exchange, ApiArgs};
+use crate::api::client::{client_config, exchange_bytes, ApiArgs};
 use crate::exit::{fail, Exit};
 use crate::service::{Bar, JobRequest};
 
@@ -102,6 +102,13 @@ fn kind_path(kind: JobKind) -> &'static str {
         JobKind::BackupCreate => "backup-create",
         JobKind::BackupVerify => "backup-verify",
         JobKind::BackupRestore => "backup-restore",
+        JobKind::BackupPrune => "backup-prune",
+        JobKind::Export => "export",
+        JobKind::Import => "import",
+        JobKind::HealthFix => "health-fix",
+        JobKind::MigrateGenerate => "migrate-generate",
+        JobKind::MigrateApply => "migrate-apply",
+        JobKind::MigrateRollback => "migrate-rollback",
     }
 }
 
@@ -148,10 +155,26 @@ impl Remote {
 
     /// One call: status and body.
     async fn call(&self, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
-        let request = format!(
-            "{method} {path} HTTP/1.0\r\nHost: {}:{}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        let (status, body) = self
+            .call_bytes(method, path, "application/json", body.as_bytes())
+            .await?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// One call with a body of `content_type` in bytes: status and body bytes.
+    async fn call_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>)> {
+        let mut request = format!(
+            "{method} {path} HTTP/1.0\r\nHost: {}:{}\r\nAuthorization: Bearer {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             self.host, self.port, self.token, body.len()
-        );
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
         let unreachable = |e: &dyn std::fmt::Display| {
             anyhow!("cannot reach the coordinator at {}: {e}", self.base)
         };
@@ -160,7 +183,7 @@ impl Remote {
                 .await
                 .map_err(|e| unreachable(&e))?;
             match &self.tls {
-                None => exchange(tcp, &request).await,
+                None => exchange_bytes(tcp, &request).await,
                 Some(ca) => {
                     let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(ca)?));
                     let name = ServerName::try_from(self.host.clone())
@@ -169,22 +192,26 @@ impl Remote {
                         .connect(name, tcp)
                         .await
                         .map_err(|e| anyhow!("TLS to the coordinator at {}: {e}", self.base))?;
-                    exchange(tls, &request).await
+                    exchange_bytes(tls, &request).await
                 }
             }
         };
         let raw = tokio::time::timeout(CALL_TIMEOUT, exchange_all)
             .await
             .map_err(|_| unreachable(&"no answer within 30 s"))??;
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(raw.len());
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let body = raw.get(split + 4..).unwrap_or_default().to_vec();
         let status: u16 = head
             .split_whitespace()
             .nth(1)
             .and_then(|c| c.parse().ok())
             .with_context(|| format!("the coordinator at {} sent no HTTP answer", self.base))?;
-        let body = body.to_string();
         if status == 401 || status == 403 {
-            let detail = serde_json::from_str::<serde_json::Value>(&body)
+            let detail = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|p| p["detail"].as_str().map(str::to_string))
                 .unwrap_or_default();
@@ -269,6 +296,13 @@ impl Remote {
     /// end from its `job_state` event, with a poll of the job every [`BACKSTOP_EVERY`] in case
     /// the stream is slow or lost (then every [`POLL_EVERY`]). Ctrl-C cancels the job.
     async fn follow<R: JobRequest>(&self, req: &R) -> Result<Job> {
+        let path = format!("/api/v1/jobs/{}", kind_path(R::KIND));
+        let body = serde_json::to_vec(req)?;
+        self.follow_start(&path, "application/json", &body).await
+    }
+
+    /// [`Remote::follow`] for a start call of any body (an upload).
+    async fn follow_start(&self, path: &str, content_type: &str, body: &[u8]) -> Result<Job> {
         // Subscribed before the start, so that no event of the job is missed.
         let (mut events, _reader) = match self.open_events().await {
             Ok(stream) => {
@@ -281,14 +315,11 @@ impl Remote {
                 (None, None)
             }
         };
-        let path = format!("/api/v1/jobs/{}", kind_path(R::KIND));
-        let (status, body) = self
-            .call("POST", &path, &serde_json::to_string(req)?)
-            .await?;
+        let (status, body) = self.call_bytes("POST", path, content_type, body).await?;
         if status != 202 {
-            return Err(self.problem(status, &body));
+            return Err(self.problem(status, &String::from_utf8_lossy(&body)));
         }
-        let job: Job = serde_json::from_str(&body).context("the job's answer is not a job")?;
+        let job: Job = serde_json::from_slice(&body).context("the job's answer is not a job")?;
         let id = job.id;
         let bar = Bar::for_terminal();
         let mut cancelled = false;
@@ -353,6 +384,116 @@ impl Remote {
         }
     }
 
+    /// [`Remote::run_job`] for a job that writes files (an export, a migration): once it
+    /// succeeded, its files are downloaded (one tar) and unpacked into `out`, then its report
+    /// is printed. `overwrite`: files already in `out` may be replaced (a migration's
+    /// directory, as locally); else `out` must be new or empty (an export).
+    pub async fn run_job_into<R: JobRequest>(
+        &self,
+        req: &R,
+        out: &std::path::Path,
+        overwrite: bool,
+        print: impl Fn(&R::Report),
+    ) -> Result<()> {
+        if !overwrite
+            && out.exists()
+            && std::fs::read_dir(out).map_or(true, |mut d| d.next().is_some())
+        {
+            return fail(
+                R::EXIT_ERROR,
+                format!(
+                    "{}: the output directory is not empty (an export never overwrites files)",
+                    out.display()
+                ),
+            );
+        }
+        let job = match self.follow(req).await {
+            Ok(job) => job,
+            Err(e) => return fail(R::EXIT_ERROR, crate::exit::one_line(e.as_ref())),
+        };
+        if job.state == JobState::Succeeded {
+            if let Err(e) = self.download_into(&job.id, out).await {
+                return fail(R::EXIT_ERROR, crate::exit::one_line(e.as_ref()));
+            }
+        }
+        self.finish::<R>(job, print)
+    }
+
+    /// Unpacks `GET /api/v1/jobs/{id}/download` into `out` (plain files only).
+    async fn download_into(&self, id: &str, out: &std::path::Path) -> Result<()> {
+        let (status, body) = self
+            .call_bytes(
+                "GET",
+                &format!("/api/v1/jobs/{id}/download"),
+                "application/json",
+                b"",
+            )
+            .await?;
+        if status != 200 {
+            return Err(self.problem(status, &String::from_utf8_lossy(&body)));
+        }
+        fleetsync_agent::owner_only::create_dir_all(out)
+            .with_context(|| format!("cannot create {}", out.display()))?;
+        let mut archive = tar::Archive::new(body.as_slice());
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let path = entry.path()?.into_owned();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .filter(|n| !n.starts_with('.'))
+                .ok_or_else(|| anyhow!("job {id}: unexpected file {}", path.display()))?
+                .to_string();
+            let target = out.join(&name);
+            let mut f = std::fs::File::create(&target)
+                .with_context(|| format!("cannot write {}", target.display()))?;
+            std::io::copy(&mut entry, &mut f)
+                .with_context(|| format!("cannot write {}", target.display()))?;
+        }
+        Ok(())
+    }
+
+    /// [`Remote::run_job`] for an import: the export directory `input` is uploaded as a tar
+    /// with the options in the query (the command line is the confirmation, as locally).
+    pub async fn run_import(
+        &self,
+        req: &crate::service::transfer::ImportRequest,
+        input: &std::path::Path,
+        print: impl Fn(&fleetsync_proto::jobs::ImportReport),
+    ) -> Result<()> {
+        type R = crate::service::UploadedImport;
+        let upload = match tar_dir(input) {
+            Ok(t) => t,
+            Err(e) => return fail(R::EXIT_ERROR, crate::exit::one_line(e.as_ref())),
+        };
+        let name = |v: serde_json::Value| v.as_str().map(str::to_string).unwrap_or_default();
+        let mut query = vec![
+            format!("server={}", enc(&req.server)),
+            format!("format={}", name(serde_json::to_value(req.format)?)),
+            format!(
+                "on_conflict={}",
+                name(serde_json::to_value(req.on_conflict)?)
+            ),
+            format!("plan_only={}", req.plan_only),
+            format!("fk_checks={}", req.fk_checks),
+            "confirm=true".to_string(),
+        ];
+        if !req.rename_db.is_empty() {
+            query.push(format!("rename_db={}", enc(&req.rename_db.join(","))));
+        }
+        let path = format!("/api/v1/jobs/import?{}", query.join("&"));
+        match self
+            .follow_start(&path, "application/octet-stream", &upload)
+            .await
+        {
+            Ok(job) => self.finish::<R>(job, print),
+            Err(e) => fail(R::EXIT_ERROR, crate::exit::one_line(e.as_ref())),
+        }
+    }
+
     fn finish<R: JobRequest>(&self, job: Job, print: impl Fn(&R::Report)) -> Result<()> {
         match job.state {
             JobState::Succeeded => {
@@ -380,9 +521,45 @@ impl Remote {
     }
 }
 
+/// A query value, percent-encoded (all but unreserved characters).
+fn enc(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The plain files of directory `dir` as a tar archive (an export directory to upload).
+fn tar_dir(dir: &std::path::Path) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    for e in entries {
+        let e = e?;
+        if !e.file_type()?.is_file() {
+            continue;
+        }
+        let name = e.file_name();
+        let mut f = std::fs::File::open(e.path())?;
+        b.append_file(name, &mut f)
+            .with_context(|| format!("cannot read {}", e.path().display()))?;
+    }
+    Ok(b.into_inner()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(enc("app=app_i,b c"), "app%3Dapp_i%2Cb%20c");
+        assert_eq!(enc("src-1.x_~"), "src-1.x_~");
+    }
 
     fn args(token: Option<&str>) -> ApiArgs {
         ApiArgs {

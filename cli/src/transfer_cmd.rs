@@ -1,36 +1,22 @@
-//! `fleetsync export` / `fleetsync import`: the CLI side of fleetsync_agent::transfer.
-//! File formats and guarantees: fleetsync_agent::transfer and docs/transfer.md.
+//! `fleetsync export` / `fleetsync import`: thin adapters around [`crate::service::transfer`]
+//! (shared with the API's `export` / `import` jobs). File formats and guarantees:
+//! fleetsync_agent::transfer and docs/transfer.md.
 
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Result};
-use clap::{Args, ValueEnum};
-use fleetsync_agent::transfer::{
-    self, Content, ExportOptions, ImportOptions, ImportReport, InputError, TransferError,
-};
-use fleetsync_config::TableFilter;
+use clap::Args;
+use fleetsync_proto::jobs::{ExportReport, ImportReport};
+use tokio_util::sync::CancellationToken;
 
-use crate::opts::opts_by_name;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Sql,
-    Json,
-    Csv,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OnConflict {
-    Skip,
-    Replace,
-    Update,
-    Error,
-}
+use crate::service::transfer::{self as service, ExportRequest, ImportRequest};
+pub use crate::service::transfer::{Format, OnConflict};
+use crate::service::{into_anyhow, Quiet, Tracker};
 
 #[derive(Args)]
 pub struct ExportArgs {
     #[arg(long, env = "FLEETSYNC_CONFIG")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     #[arg(long)]
     pub server: String,
     #[arg(long, value_enum)]
@@ -49,12 +35,15 @@ pub struct ExportArgs {
     /// Only the rows.
     #[arg(long)]
     pub data_only: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
 pub struct ImportArgs {
     #[arg(long, env = "FLEETSYNC_CONFIG")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     #[arg(long)]
     pub server: String,
     #[arg(long, value_enum)]
@@ -73,84 +62,131 @@ pub struct ImportArgs {
     /// children in any order).
     #[arg(long)]
     pub fk_checks: bool,
+    /// Print the report as JSON (problems included; exit code 1 when there are any).
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub async fn export(args: ExportArgs) -> Result<()> {
-    let config = crate::opts::load_config(&args.config).await?;
-    let opts = opts_by_name(&config, &args.server)?;
-    let filter = TableFilter::new(&args.include, &args.exclude).map_err(|(i, m)| {
-        let flag = if i < args.include.len() {
+/// The error line of `import --json` when the input has problems (listed in the report).
+const INPUT_PROBLEMS: &str = "the input has problems; nothing was changed";
+
+/// With `--remote`: the `export` job runs on the coordinator, its files are downloaded into
+/// `--out`.
+pub async fn export(args: ExportArgs, remote: Option<crate::remote::Remote>) -> Result<()> {
+    let req = ExportRequest {
+        server: args.server.clone(),
+        format: args.format,
+        include: args.include.clone(),
+        exclude: args.exclude.clone(),
+        schema_only: args.schema_only,
+        data_only: args.data_only,
+    };
+    // The flags' names in a bad pattern's error, as before.
+    req.filter().map_err(|(field, m)| {
+        let flag = if field.starts_with("include") {
             "--include"
         } else {
             "--exclude"
         };
         anyhow!("{flag}: {m}")
     })?;
-    let content = match (args.schema_only, args.data_only) {
-        (true, _) => Content::SchemaOnly,
-        (_, true) => Content::DataOnly,
-        _ => Content::Both,
-    };
-    let options = ExportOptions {
-        server: args.server.clone(),
-        opts,
-        format: args.format.into(),
-        out: args.out.clone(),
-        filter,
-        content,
-    };
-    let m = transfer::export(&options).await?;
-    let gtid = m.position.gtid.as_deref().unwrap_or("-");
-    println!(
-        "exported {} tables, {} rows, {} bytes from {} to {} (snapshot at {}:{}, gtid {gtid})",
-        m.tables.len(),
-        m.rows,
-        m.bytes,
-        m.server,
-        args.out.display(),
-        m.position.file,
-        m.position.pos
-    );
+    if let Some(remote) = remote {
+        let dir = args.out.display().to_string();
+        let print = move |r: &ExportReport| print_exported(r, &dir, args.json);
+        return remote.run_job_into(&req, &args.out, false, print).await;
+    }
+    let config = crate::opts::load_config(crate::opts::need_config(&args.config)?).await?;
+    let tracker = Tracker::new(Quiet::arc());
+    let report = service::export(
+        &config,
+        &req,
+        &args.out,
+        &tracker,
+        &CancellationToken::new(),
+    )
+    .await
+    .map_err(into_anyhow)?;
+    print_exported(&report, &args.out.display().to_string(), args.json);
     Ok(())
 }
 
-pub async fn import(args: ImportArgs) -> Result<()> {
-    let config = crate::opts::load_config(&args.config).await?;
-    let opts = opts_by_name(&config, &args.server)?;
-    let options = ImportOptions {
+/// `export`'s output (`dir`: where the files are, for the text line).
+pub fn print_exported(r: &ExportReport, dir: &str, json: bool) {
+    if json {
+        println!("{}", serde_json::to_value(r).unwrap_or_default());
+        return;
+    }
+    let gtid = r.gtid.as_deref().unwrap_or("-");
+    println!(
+        "exported {} tables, {} rows, {} bytes from {} to {dir} (snapshot at {}:{}, gtid {gtid})",
+        r.tables, r.rows, r.bytes, r.server, r.binlog_file, r.binlog_pos
+    );
+}
+
+/// With `--remote`: `--in` is uploaded (a tar) and imported by the `import` job on the
+/// coordinator.
+pub async fn import(args: ImportArgs, remote: Option<crate::remote::Remote>) -> Result<()> {
+    let req = ImportRequest {
         server: args.server.clone(),
-        opts,
-        format: args.format.into(),
-        input: args.input.clone(),
-        rename: args.rename_db.clone(),
-        on_conflict: args.on_conflict.into(),
-        dry_run: args.dry_run,
+        format: args.format,
+        rename_db: args.rename_db.clone(),
+        on_conflict: args.on_conflict,
+        plan_only: args.dry_run,
         fk_checks: args.fk_checks,
     };
-    let report = match transfer::import(&options).await {
-        Ok(r) => r,
-        Err(TransferError::Input(errors)) => return Err(input_errors(errors, 0)),
-        Err(e) => return Err(e.into()),
-    };
-    print_report(&args, &report);
-    if !report.errors.is_empty() {
-        return Err(input_errors(report.errors, report.more_errors));
+    if let Some(remote) = remote {
+        let input = args.input.display().to_string();
+        let json = args.json;
+        let print = move |r: &ImportReport| {
+            print_imported(r, &input, json);
+            // What the local command says on stderr (its exit code comes from the job).
+            match (json, r.errors.is_empty()) {
+                (_, true) => {}
+                (true, false) => eprintln!("error: {INPUT_PROBLEMS}"),
+                (false, false) => eprintln!("error: {}", input_errors(r)),
+            }
+        };
+        return remote.run_import(&req, &args.input, print).await;
     }
-    Ok(())
+    let config = crate::opts::load_config(crate::opts::need_config(&args.config)?).await?;
+    let tracker = Tracker::new(Quiet::arc());
+    let report = service::import(
+        &config,
+        &req,
+        &args.input,
+        &tracker,
+        &CancellationToken::new(),
+    )
+    .await
+    .map_err(into_anyhow)?;
+    print_imported(&report, &args.input.display().to_string(), args.json);
+    match service::import_exit_code(&report) {
+        0 => Ok(()),
+        code if args.json => crate::exit::fail(code, INPUT_PROBLEMS),
+        _ => Err(input_errors(&report)),
+    }
 }
 
-fn print_report(args: &ImportArgs, r: &ImportReport) {
+/// `import`'s output (`input`: where the files came from, for the text line). The text
+/// form prints nothing here when the input has problems (they are the error).
+pub fn print_imported(r: &ImportReport, input: &str, json: bool) {
+    if json {
+        println!("{}", serde_json::to_value(r).unwrap_or_default());
+        return;
+    }
+    if !r.errors.is_empty() {
+        return;
+    }
     let mode = if r.dry_run {
         "dry run: nothing changed"
     } else {
         "imported"
     };
     println!(
-        "{mode}: {} tables, {} rows from {} into server {}",
+        "{mode}: {} tables, {} rows from {input} into server {}",
         r.tables.len(),
         r.rows,
-        args.input.display(),
-        args.server
+        r.server
     );
     for t in &r.tables {
         let create = if t.create { " (new table)" } else { "" };
@@ -169,41 +205,18 @@ fn print_report(args: &ImportArgs, r: &ImportReport) {
 }
 
 /// One problem is the error line itself; several are listed on stderr, then summarised.
-fn input_errors(mut errors: Vec<InputError>, more: u64) -> anyhow::Error {
-    if errors.len() == 1 && more == 0 {
-        if let Some(e) = errors.pop() {
-            return anyhow!("{e}");
-        }
+pub fn input_errors(r: &ImportReport) -> anyhow::Error {
+    if let ([one], 0) = (r.errors.as_slice(), r.more_errors) {
+        return anyhow!("{}", one.text);
     }
-    for e in &errors {
-        eprintln!("error: {e}");
+    for e in &r.errors {
+        eprintln!("error: {}", e.text);
     }
-    let total = errors.len() as u64 + more;
-    let unlisted = if more > 0 {
-        format!(" ({more} not listed)")
+    let total = r.errors.len() as u64 + r.more_errors;
+    let unlisted = if r.more_errors > 0 {
+        format!(" ({} not listed)", r.more_errors)
     } else {
         String::new()
     };
     anyhow!("{total} problems in the input{unlisted}; nothing was changed")
-}
-
-impl From<Format> for transfer::Format {
-    fn from(f: Format) -> Self {
-        match f {
-            Format::Sql => transfer::Format::Sql,
-            Format::Json => transfer::Format::Json,
-            Format::Csv => transfer::Format::Csv,
-        }
-    }
-}
-
-impl From<OnConflict> for transfer::OnConflict {
-    fn from(c: OnConflict) -> Self {
-        match c {
-            OnConflict::Skip => transfer::OnConflict::Skip,
-            OnConflict::Replace => transfer::OnConflict::Replace,
-            OnConflict::Update => transfer::OnConflict::Update,
-            OnConflict::Error => transfer::OnConflict::Error,
-        }
-    }
 }

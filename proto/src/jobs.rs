@@ -15,6 +15,13 @@ pub enum JobKind {
     BackupCreate,
     BackupVerify,
     BackupRestore,
+    BackupPrune,
+    Export,
+    Import,
+    HealthFix,
+    MigrateGenerate,
+    MigrateApply,
+    MigrateRollback,
 }
 
 impl JobKind {
@@ -26,6 +33,13 @@ impl JobKind {
             JobKind::BackupCreate => "backup_create",
             JobKind::BackupVerify => "backup_verify",
             JobKind::BackupRestore => "backup_restore",
+            JobKind::BackupPrune => "backup_prune",
+            JobKind::Export => "export",
+            JobKind::Import => "import",
+            JobKind::HealthFix => "health_fix",
+            JobKind::MigrateGenerate => "migrate_generate",
+            JobKind::MigrateApply => "migrate_apply",
+            JobKind::MigrateRollback => "migrate_rollback",
         }
     }
 }
@@ -288,6 +302,154 @@ pub struct ReplayedReport {
     pub transactions: u64,
     pub rows: u64,
     pub position: Option<String>,
+}
+
+/// One backup of `backup list --json` and `GET /api/v1/backups`: a readable manifest's
+/// summary, or (`status: "unreadable"`) the id of a directory whose manifest cannot be read
+/// and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupListEntry {
+    pub id: String,
+    /// `running`, `complete`, `failed` or `unreadable`.
+    pub status: String,
+    #[serde(default)]
+    pub server: Option<String>,
+    #[serde(default)]
+    pub started: Option<String>,
+    #[serde(default)]
+    pub finished: Option<String>,
+    #[serde(default)]
+    pub duration_seconds: Option<f64>,
+    #[serde(default)]
+    pub tables: Option<usize>,
+    #[serde(default)]
+    pub rows: Option<u64>,
+    /// Bytes stored (compressed, encrypted).
+    #[serde(default)]
+    pub bytes: Option<u64>,
+    /// The binlog position of the backup's snapshot.
+    #[serde(default)]
+    pub position: Option<String>,
+    #[serde(default)]
+    pub encrypted: Option<bool>,
+    #[serde(default)]
+    pub compression: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// `backup prune --json`: what was (or, in a dry run, would be) deleted, and what was kept
+/// for the operator to look at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupPruneReport {
+    pub dry_run: bool,
+    /// False: no `[backup.retention]` rule is configured, nothing is ever deleted.
+    pub rules: bool,
+    pub deleted: Vec<PrunedBackup>,
+    /// (id, why it was kept although it looks prunable: running, unreadable).
+    pub skipped: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrunedBackup {
+    pub id: String,
+    pub reason: String,
+}
+
+/// `export --json`: the export's manifest summary (`export.json` holds the whole manifest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportReport {
+    pub server: String,
+    /// `sql`, `json` or `csv`.
+    pub format: String,
+    /// `both`, `schema_only` or `data_only`.
+    pub content: String,
+    pub tables: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    /// The binlog coordinate of the snapshot the rows were read in.
+    pub binlog_file: String,
+    pub binlog_pos: u64,
+    pub gtid: Option<String>,
+    /// The files written (the manifest first), relative to the export directory.
+    pub files: Vec<String>,
+}
+
+/// `import --json`: what was (or would be) loaded, and every problem found in the input
+/// (when there is one, nothing was written).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub server: String,
+    pub dry_run: bool,
+    pub tables: Vec<ImportedTable>,
+    pub rows: u64,
+    pub errors: Vec<ImportProblem>,
+    /// Problems beyond the listed ones (counted only).
+    pub more_errors: u64,
+    pub warnings: u64,
+    pub first_warning: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportedTable {
+    pub file: String,
+    pub source: String,
+    pub target: String,
+    pub rows: u64,
+    /// The table does not exist on the target and is (to be) created.
+    pub create: bool,
+}
+
+/// One problem of an import's input: file, line (and CSV data row), column, message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportProblem {
+    pub file: String,
+    pub line: Option<u64>,
+    pub row: Option<u64>,
+    pub column: Option<String>,
+    pub message: String,
+    /// The one-line rendering the CLI prints.
+    pub text: String,
+}
+
+/// `migrate generate --json`: what was written (`up.sql`, `down.sql`, `migration.json`,
+/// `report.txt`) and whether it was verified on scratch copies (exit code 3 when not).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrateGenerateReport {
+    pub source: String,
+    pub target: String,
+    pub verified: bool,
+    /// Why it is not verified.
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+    pub differences: Vec<SchemaDifference>,
+    pub notes: Vec<String>,
+    pub up_steps: usize,
+    pub down_steps: usize,
+    pub files: Vec<String>,
+}
+
+/// `migrate apply --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrateApplyReport {
+    pub target: String,
+    /// The migration's name (its directory's name; a job's: the generate job's id).
+    pub migration: String,
+    /// The schema the target now equals.
+    pub source: String,
+    pub steps: usize,
+    pub warnings: Vec<String>,
+    /// Its row in `fleetsync.schema_migrations`.
+    pub history_id: u64,
+}
+
+/// `migrate rollback --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrateRollbackReport {
+    pub target: String,
+    pub migration: String,
+    pub history_id: u64,
+    pub steps: usize,
 }
 
 #[cfg(test)]

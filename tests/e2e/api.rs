@@ -24,6 +24,7 @@ use crate::support::{check_refusal, dead_port, Pair, Refusal, SYNC_TIMEOUT};
 
 mod gov;
 mod jobs;
+mod jobs2;
 mod load;
 mod serving;
 
@@ -118,6 +119,19 @@ const PINNED: &[(&str, &[&str])] = &[
     ("get_conflict", &["syncs:read"]),
     ("resolve_conflict", &["conflicts:resolve"]),
     ("metrics_summary", &["syncs:read"]),
+    ("start_health_fix_job", &["integrity:repair"]),
+    ("start_migrate_generate_job", &["migration:read"]),
+    ("start_migrate_apply_job", &["migration:execute"]),
+    ("start_migrate_rollback_job", &["migration:rollback"]),
+    ("list_backups", &["backup:create"]),
+    ("get_backup", &["backup:create"]),
+    ("get_backup_file", &["backup:create"]),
+    ("download_backup", &["backup:create"]),
+    ("start_backup_prune_job", &["backup:create"]),
+    ("start_export_job", &["backup:create"]),
+    ("start_import_job", &["backup:restore"]),
+    ("get_job_file", &["backup:create"]),
+    ("download_job_files", &["backup:create"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).
@@ -194,6 +208,7 @@ async fn rbac_matrix(
     tokens: &[(&'static str, String)],
     job_id: &str,
     conflict: &str,
+    concrete: &[(&str, String, String)],
     answers: &mut Vec<String>,
 ) -> Result<Vec<Call>> {
     let mut calls = Vec::new();
@@ -222,11 +237,19 @@ async fn rbac_matrix(
                 url.push_str("?dry_run=true");
             }
             let body = op["requestBody"]["content"]["application/json"]["example"].clone();
-            let body = if body.is_null() {
+            let mut body = if body.is_null() {
                 String::new()
             } else {
                 body.to_string()
             };
+            // Paths that need a real resource of their own (a backup, an export job), and
+            // bodies that are not JSON (an upload).
+            if let Some((_, u, b)) = concrete.iter().find(|(p, _, _)| p == path) {
+                url = u.clone();
+                if !b.is_empty() {
+                    body = b.clone();
+                }
+            }
             let upper = method.to_ascii_uppercase();
             for (who, token) in tokens
                 .iter()
@@ -308,10 +331,11 @@ async fn api_rbac_matrix_audit_tokens_and_secrets() -> Result<()> {
     let (metrics_port, api_port) = (dead_port()?, dead_port()?);
     let base = pair.config_listening(&["app\\..*", "cx\\..*"], metrics_port)?;
     // A server no sync uses, whose URL holds a password the API must never show.
+    let backups = pair.dir.path().join("backups").display().to_string();
     let text = std::fs::read_to_string(&base)?
         + "\n[[syncs.tables]]\nname = \"cx.c\"\nconflict = \"manual\"\n"
         + &format!(
-            "\n[[servers]]\nname = \"spare\"\nurl = \"mysql://spare:{SECRET}@127.0.0.1:{}\"\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n",
+            "\n[[servers]]\nname = \"spare\"\nurl = \"mysql://spare:{SECRET}@127.0.0.1:{}\"\n\n[backup]\ndir = {backups:?}\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n",
             dead_port()?
         );
     let config = Fleetsync::write_config(pair.dir.path(), &text)?;
@@ -358,7 +382,17 @@ async fn api_rbac_matrix_audit_tokens_and_secrets() -> Result<()> {
     // 1. The matrix (job routes on a real, finished job).
     let job_id = jobs::finished_job(&api, &operator).await?;
     let conflict = gov::parked_conflict(&pair, &api, &viewer).await?;
-    let calls = rbac_matrix(&api, &doc, &tokens, &job_id, &conflict, &mut answers).await?;
+    let concrete = jobs2::matrix_resources(&api, &operator).await?;
+    let calls = rbac_matrix(
+        &api,
+        &doc,
+        &tokens,
+        &job_id,
+        &conflict,
+        &concrete,
+        &mut answers,
+    )
+    .await?;
     let operations = calls.len() / (ROLES.len() + 1);
     let wrong: Vec<String> = calls
         .iter()

@@ -92,6 +92,59 @@ impl ApiClient {
     }
 }
 
+/// An answer whose body is bytes (downloads).
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl ApiClient {
+    /// `METHOD path` on plain HTTP with a byte `body` of `content_type`; the body as bytes.
+    pub async fn request_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<RawResponse> {
+        anyhow::ensure!(self.ca.is_none(), "request_raw is plain HTTP only");
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}Content-Type: {content_type}\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+        tcp.write_all(head.as_bytes()).await?;
+        tcp.write_all(body).await?;
+        tcp.flush().await?;
+        let mut raw = Vec::new();
+        tcp.read_to_end(&mut raw).await?;
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .with_context(|| format!("no HTTP response: {:?}", String::from_utf8_lossy(&raw)))?;
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let parsed = parse(&format!("{head}\r\n\r\n"))?;
+        Ok(RawResponse {
+            status: parsed.status,
+            content_type: parsed.content_type,
+            body: raw[split + 4..].to_vec(),
+        })
+    }
+}
+
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, req: &str) -> Result<String> {
     s.write_all(req.as_bytes()).await?;
     s.flush().await?;

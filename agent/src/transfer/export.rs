@@ -39,6 +39,10 @@ pub struct ExportOptions {
     pub out: PathBuf,
     pub filter: TableFilter,
     pub content: Content,
+    /// Told the table count, then each table done.
+    pub progress: Option<std::sync::Arc<dyn super::Progress>>,
+    /// Checked between tables.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// Runs the export; returns the manifest it wrote.
@@ -85,7 +89,13 @@ pub async fn export(o: &ExportOptions) -> Result<Manifest, TransferError> {
     }
     let mut entries = Vec::with_capacity(tables.len());
     let (mut total_rows, mut total_bytes) = (0u64, 0u64);
+    if let Some(p) = &o.progress {
+        p.tables(tables.len());
+    }
     for (schema, table) in &tables {
+        if o.cancel.is_cancelled() {
+            return Err(TransferError::Cancelled);
+        }
         let Some(info) = load_table(&mut meta, name, schema, table)
             .await
             .map_err(|e| TransferError::Server(e.to_string()))?
@@ -103,6 +113,9 @@ pub async fn export(o: &ExportOptions) -> Result<Manifest, TransferError> {
         tracing::info!(server = name, table = %format!("{schema}.{table}"), rows, bytes, "exported");
         total_rows += rows;
         total_bytes += bytes;
+        if let Some(p) = &o.progress {
+            p.table_done(rows, bytes);
+        }
         entries.push(TableEntry {
             schema: schema.clone(),
             table: table.clone(),

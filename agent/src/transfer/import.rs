@@ -52,6 +52,10 @@ pub struct ImportOptions {
     pub dry_run: bool,
     /// Keep foreign-key checks on while loading.
     pub fk_checks: bool,
+    /// Told the table count, then each table loaded.
+    pub progress: Option<std::sync::Arc<dyn super::Progress>>,
+    /// Checked before the load and between tables (a cancel rolls the load back).
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// One table of the import.
@@ -162,6 +166,12 @@ pub async fn import(o: &ImportOptions) -> Result<ImportReport, TransferError> {
     report.seconds = started.elapsed().as_secs_f64();
     if !report.errors.is_empty() || o.dry_run {
         return Ok(report);
+    }
+    if o.cancel.is_cancelled() {
+        return Err(TransferError::Cancelled);
+    }
+    if let Some(p) = &o.progress {
+        p.tables(plans.len());
     }
     load(&mut conn, o, &plans, &mut report).await?;
     report.seconds = started.elapsed().as_secs_f64();
@@ -357,7 +367,13 @@ async fn load(
             .await
             .map_err(|e| srv("starting the transaction", e))?;
         for p in plans {
+            if o.cancel.is_cancelled() {
+                return Err(TransferError::Cancelled);
+            }
             load_table(conn, o, p, report).await?;
+            if let Some(progress) = &o.progress {
+                progress.table_done(p.entry.rows, 0);
+            }
         }
         conn.query_drop("COMMIT")
             .await

@@ -189,6 +189,19 @@ pub enum TransferError {
     /// A local file could not be read or written.
     #[error("{path}: {message}")]
     Io { path: String, message: String },
+    /// The cancellation token fired (checked between tables): an export's directory is left
+    /// incomplete (no `export.json`) for the caller to remove; an import rolled back and
+    /// dropped what it created.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Where an export or import reports its progress (the service layer's tracker).
+pub trait Progress: Send + Sync {
+    /// The number of tables to do.
+    fn tables(&self, n: usize);
+    /// One more table done: its rows and bytes.
+    fn table_done(&self, rows: u64, bytes: u64);
 }
 
 fn summarize(errors: &[InputError]) -> String {
@@ -215,7 +228,7 @@ impl TransferError {
 }
 
 /// Reads the rows of one table file, in file order.
-pub trait RowReader {
+pub trait RowReader: Send {
     /// The next row, a problem with it, or `None` at the end. After an error the reader goes
     /// on with the next row where the format allows it (so that every problem is reported).
     fn next_row(&mut self) -> Option<Result<Vec<Value>, InputError>>;
@@ -224,7 +237,7 @@ pub trait RowReader {
 }
 
 /// Writes the rows of one table file.
-pub trait TableWriter {
+pub trait TableWriter: Send {
     fn write_row(&mut self, row: &[Value]) -> Result<(), TransferError>;
     /// Flushes and closes; returns the bytes written.
     fn finish(self: Box<Self>) -> Result<u64, TransferError>;

@@ -271,13 +271,14 @@ async fn checked(
     }
     let dry_run = audit.parameters["query"]["dry_run"].as_str() == Some("true");
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, super::BODY_LIMIT).await {
+    let limit = super::jobs2::body_limit(&route.operation_id);
+    let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
             let p = Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body-too-large",
-                format!("the request body is over {} bytes", super::BODY_LIMIT),
+                format!("the request body is over {limit} bytes"),
             );
             return refuse(&state, audit, "failed", p).await;
         }

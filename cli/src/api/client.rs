@@ -87,11 +87,17 @@ pub fn client_config(ca: &Path) -> Result<ClientConfig> {
         .with_no_client_auth())
 }
 
-pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(s: S, request: &str) -> Result<String> {
+    let raw = exchange_bytes(s, request.as_bytes()).await?;
+    Ok(String::from_utf8_lossy(&raw).into_owned())
+}
+
+/// [`exchange`] with a request and an answer in bytes (uploads, downloads).
+pub async fn exchange_bytes<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
-    request: &str,
-) -> Result<String> {
-    s.write_all(request.as_bytes()).await?;
+    request: &[u8],
+) -> Result<Vec<u8>> {
+    s.write_all(request).await?;
     s.flush().await?;
     let mut raw = Vec::new();
     match s.read_to_end(&mut raw).await {
@@ -100,5 +106,5 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         Err(e) if !raw.is_empty() && e.kind() == std::io::ErrorKind::UnexpectedEof => {}
         Err(e) => return Err(e.into()),
     }
-    Ok(String::from_utf8_lossy(&raw).into_owned())
+    Ok(raw)
 }

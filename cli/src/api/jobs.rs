@@ -61,10 +61,11 @@ struct JobProgressDoc {
 /// A job (`fleetsync_proto::jobs::Job`).
 #[derive(Serialize, ToSchema)]
 #[allow(dead_code)]
-struct JobDoc {
+pub(super) struct JobDoc {
     id: String,
-    /// `health`, `schema_diff`, `data_diff`, `backup_create`, `backup_verify` or
-    /// `backup_restore`.
+    /// `health`, `health_fix`, `schema_diff`, `data_diff`, `backup_create`,
+    /// `backup_verify`, `backup_restore`, `backup_prune`, `export`, `import`,
+    /// `migrate_generate`, `migrate_apply` or `migrate_rollback`.
     kind: String,
     /// `awaiting_approval`, `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     state: String,
@@ -109,7 +110,7 @@ struct JobLogLineDoc {
 
 /// What a dry run would start.
 #[derive(Serialize, ToSchema)]
-struct JobPlan {
+pub(super) struct JobPlan {
     dry_run: bool,
     kind: String,
     #[schema(value_type = Object)]
@@ -128,7 +129,7 @@ struct CancelResult {
     dry_run: bool,
 }
 
-fn server_exists(s: &ApiState, name: &str, field: &str) -> Result<(), Problem> {
+pub(super) fn server_exists(s: &ApiState, name: &str, field: &str) -> Result<(), Problem> {
     if s.config.server(name).is_none() {
         return Err(
             Problem::not_found(format!("no server named {name:?} in the configuration"))
@@ -138,7 +139,7 @@ fn server_exists(s: &ApiState, name: &str, field: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-fn side_exists(s: &ApiState, side: &str, field: &str) -> Result<(), Problem> {
+pub(super) fn side_exists(s: &ApiState, side: &str, field: &str) -> Result<(), Problem> {
     match Side::parse(side) {
         Side::File(_) => Ok(()),
         other => server_exists(s, other.server().unwrap_or_default(), field),
@@ -146,7 +147,7 @@ fn side_exists(s: &ApiState, side: &str, field: &str) -> Result<(), Problem> {
 }
 
 /// Validates, then starts the job (202) or answers the plan (dry run, 200).
-fn start<R: JobRequest>(
+pub(super) fn start<R: JobRequest>(
     s: &ApiState,
     token: Option<Extension<TokenRecord>>,
     q: Result<Query<DryRun>, QueryRejection>,
@@ -294,7 +295,7 @@ pub async fn list_jobs(State(s): State<ApiState>) -> Response {
     Json(s.jobs.list()).into_response()
 }
 
-fn no_job(id: &str) -> Problem {
+pub(super) fn no_job(id: &str) -> Problem {
     Problem::not_found(format!("no job {id:?}")).field("id")
 }
 

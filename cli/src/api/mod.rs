@@ -13,9 +13,11 @@
 mod approvals;
 pub mod audit;
 mod auth;
+mod backups;
 pub use auth::{route_permissions, METRIC_API_REQUESTS, METRIC_API_SECONDS};
 pub mod client;
 mod jobs;
+mod jobs2;
 #[macro_use]
 pub mod problem;
 pub mod roles;

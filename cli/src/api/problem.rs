@@ -194,4 +194,6 @@ problem_answers! {
     BodyProblems: 400, 401, 403, 404, 413, 415, 422;
     /// A call with a JSON body whose destructive form needs `"confirm": true`.
     ConfirmBodyProblems: 400, 401, 403, 404, 409, 413, 415, 422;
+    /// Downloading a named file (a bad name is 400, an unknown one 404).
+    DownloadProblems: 400, 401, 403, 404;
 }

@@ -84,6 +84,8 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(super::jobs::events))
         .routes(routes!(super::jobs::get_status))
         .merge(super::gov_routes(OpenApiRouter::new()))
+        .merge(super::backups::routes(OpenApiRouter::new()))
+        .merge(super::jobs2::routes(OpenApiRouter::new()))
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;

@@ -1,16 +1,17 @@
-//! `backup create`, `verify` and `restore` (incl. point-in-time); shared by `fleetsync backup
-//! create|verify|restore` and the `backup_create` / `backup_verify` / `backup_restore` jobs. A cancelled create stops between key ranges and
+//! `backup create`, `verify`, `restore` (incl. point-in-time), `list` and `prune`; shared by
+//! `fleetsync backup ...` and the `backup_*` jobs (and `GET /api/v1/backups`). A cancelled create stops between key ranges and
 //! removes its directory (never listed, not even as failed); a cancelled verify stops between
 //! files (it only reads).
 
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
-use fleetsync_agent::backup::{dump, manifest, restore, verify, BackupError, Settings};
+use fleetsync_agent::backup::{dump, manifest, prune, restore, verify, BackupError, Settings};
 use fleetsync_config::{Config, TableFilter};
 use fleetsync_coordinator::pitr;
 use fleetsync_proto::jobs::{
-    BackupCreateReport, BackupRestoreReport, BackupVerifyReport, RestorePlanReport, RestoredReport,
+    BackupCreateReport, BackupListEntry, BackupPruneReport, BackupRestoreReport,
+    BackupVerifyReport, PrunedBackup, RestorePlanReport, RestoredReport,
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -240,4 +241,118 @@ pub fn parse_renames(items: &[String]) -> anyhow::Result<Vec<(String, String)>> 
                 .ok_or_else(|| anyhow!("--rename-db {s:?}: expected OLD=NEW"))
         })
         .collect()
+}
+
+/// Every backup in `[backup] dir`, oldest first (`backup list --json`, `GET /api/v1/backups`).
+pub fn list(config: &Config) -> anyhow::Result<Vec<BackupListEntry>> {
+    let settings = Settings::from_config(&config.backup)?;
+    Ok(manifest::list(&settings.dir)?
+        .iter()
+        .map(list_entry)
+        .collect())
+}
+
+fn list_entry(r: &manifest::Listed) -> BackupListEntry {
+    match r {
+        Ok(m) => BackupListEntry {
+            id: m.id.clone(),
+            status: serde_json::to_value(m.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            server: Some(m.server.clone()),
+            started: Some(m.started.clone()),
+            finished: m.finished.clone(),
+            duration_seconds: m.duration_seconds,
+            tables: Some(m.tables.len()),
+            rows: Some(m.total_rows),
+            bytes: Some(m.total_bytes),
+            position: m.position.clone(),
+            encrypted: Some(m.encrypted),
+            compression: Some(m.compression.clone()),
+            error: m.error.clone(),
+        },
+        Err((id, e)) => BackupListEntry {
+            id: id.clone(),
+            status: "unreadable".into(),
+            server: None,
+            started: None,
+            finished: None,
+            duration_seconds: None,
+            tables: None,
+            rows: None,
+            bytes: None,
+            position: None,
+            encrypted: None,
+            compression: None,
+            error: Some(e.clone()),
+        },
+    }
+}
+
+/// Delete the backups outside `[backup.retention]` (`fleetsync backup prune`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupPruneRequest {
+    /// Report what would be deleted and delete nothing (as `--dry-run`).
+    #[serde(default)]
+    pub plan_only: bool,
+    /// Needed to delete anything (the API's `"confirm": true`; the CLI's own run sets it).
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+/// Applies the retention rules; without a rule nothing is deleted (`rules: false`). Not
+/// cancellable once it deletes (each deletion is one directory, removed manifest first).
+pub async fn prune(
+    config: &Config,
+    req: &BackupPruneRequest,
+    tracker: &Arc<Tracker>,
+    cancel: &CancellationToken,
+) -> ServiceResult<BackupPruneReport> {
+    let settings = Settings::from_config(&config.backup).map_err(cancelled_or)?;
+    let retention = config.backup.retention.clone();
+    let dry_run = req.plan_only;
+    if !dry_run && !req.confirm {
+        return Err(anyhow!("backup prune deletes backups: it needs \"confirm\": true").into());
+    }
+    let rules = retention.keep_last.is_some() || retention.max_age_days.is_some();
+    if cancel.is_cancelled() {
+        return Err(ServiceError::Cancelled);
+    }
+    tracker.phase(if dry_run {
+        "planning the prune"
+    } else {
+        "pruning backups"
+    });
+    let report = if rules {
+        let dir = settings.dir.clone();
+        tokio::task::spawn_blocking(move || prune::prune(&dir, &retention, dry_run))
+            .await
+            .context("prune stopped")?
+            .map_err(cancelled_or)?
+    } else {
+        prune::PruneReport::default()
+    };
+    for d in &report.deleted {
+        tracker.log(&format!(
+            "{} {}: {}",
+            if dry_run { "would delete" } else { "deleted" },
+            d.id,
+            d.reason
+        ));
+    }
+    Ok(BackupPruneReport {
+        dry_run,
+        rules,
+        deleted: report
+            .deleted
+            .into_iter()
+            .map(|d| PrunedBackup {
+                id: d.id,
+                reason: d.reason,
+            })
+            .collect(),
+        skipped: report.skipped,
+    })
 }

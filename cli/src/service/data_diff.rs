@@ -40,7 +40,7 @@ fn default_max_threads_running() -> u64 {
 
 /// JSON counts as the API documents them (`integer`, `format: int64`, at least 0): any whole
 /// JSON number 0..=i64::MAX, also written as `5.0` (JSON Schema's integers include it).
-mod count {
+pub(crate) mod count {
     use serde::{Deserialize, Deserializer};
 
     fn whole(n: serde_json::Number) -> Option<u64> {
@@ -120,7 +120,15 @@ pub struct DataDiffRequest {
     pub max_table_seconds: Option<u64>,
     #[serde(default)]
     pub checksum: Checksum,
+    /// As a job: also write the SQL that makes the target equal the source to the job's
+    /// file `repair.sql` (`GET /api/v1/jobs/{id}/files/repair.sql`). The CLI's
+    /// `--repair-sql FILE` names its own file.
+    #[serde(default)]
+    pub repair_sql: bool,
 }
+
+/// The job's repair SQL file (in the job's own directory).
+pub const REPAIR_SQL_FILE: &str = "repair.sql";
 
 /// The report and, when asked for, the repair SQL.
 pub struct DataDiffOutcome {

@@ -1,5 +1,6 @@
-//! `health`: the checks of one server ([`run`]); shared by `fleetsync health` and the
-//! `health` job. Fixes (`--fix`) stay a CLI step: they ask on a terminal.
+//! `health`: the checks of one server ([`run`]) and their safe fixes ([`fix`]); shared by
+//! `fleetsync health [--fix]` and the `health` / `health_fix` jobs. Whether to apply the
+//! fixes is the caller's `decide` (the CLI asks on a terminal; a job has `confirm`).
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use anyhow::{anyhow, Result};
 use fleetsync_agent::health::{self as checks, HealthTarget, TargetOf};
 use fleetsync_agent::source;
 use fleetsync_config::{Config, TableFilter};
-use fleetsync_proto::health::{HealthReport, Overall};
+use fleetsync_proto::health::{FixOutcome, HealthReport, Overall};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -100,4 +101,79 @@ async fn source_position(config: &Config, source: &str) -> Option<fleetsync_prot
         .await
         .ok()
         .flatten()
+}
+
+/// Check one server and apply the safe fixes (as `fleetsync health --fix`).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthFixRequest {
+    /// The server to check and fix (`[[servers]] name`).
+    pub server: String,
+    /// List the fix statements, change nothing (as `--fix --dry-run`).
+    #[serde(default)]
+    pub plan_only: bool,
+    /// Apply the safe fixes (as `--yes`); needed unless `plan_only`.
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+/// Runs the checks, previews the safe fixes, and unless `plan_only` (or none is safe) asks
+/// `decide` and applies them, then checks again: the report's `fixes` say what ran (or, not
+/// applied, why). A cancel before the fixes leaves the server unchanged; once they run
+/// (online index additions) they run to their end.
+pub async fn fix(
+    config: &Config,
+    req: &HealthFixRequest,
+    decide: impl Fn(&[FixOutcome]) -> Result<bool>,
+    tracker: &Tracker,
+    cancel: &CancellationToken,
+) -> ServiceResult<HealthReport> {
+    let check = HealthRequest {
+        server: req.server.clone(),
+    };
+    let report = run(config, &check, tracker, cancel).await?;
+    let target = build_target(config, &req.server).await?;
+    let preview = checks::apply_fixes(&target, &report, false)
+        .await
+        .map_err(|e| anyhow!(e))?;
+    let safe = preview
+        .iter()
+        .filter(|f| f.note.as_deref() == Some("dry run"))
+        .count();
+    if req.plan_only || safe == 0 || !decide(&preview)? {
+        return Ok(HealthReport {
+            fixes: preview,
+            ..report
+        });
+    }
+    if cancel.is_cancelled() {
+        return Err(ServiceError::Cancelled);
+    }
+    tracker.phase(format!("applying {safe} fix(es) on server {}", req.server));
+    let outcomes = checks::apply_fixes(&target, &report, true)
+        .await
+        .map_err(|e| anyhow!(e))?;
+    tracker.phase(format!("checking server {} again", req.server));
+    let after = checks::run_checks(&target, &config.health).await;
+    Ok(HealthReport {
+        fixes: outcomes,
+        ..after
+    })
+}
+
+/// Whether a fix statement failed (the CLI then exits [`EXIT_ERROR`]).
+pub fn fix_failed(report: &HealthReport) -> bool {
+    report
+        .fixes
+        .iter()
+        .any(|f| f.note.as_deref().is_some_and(|n| n.starts_with("failed")))
+}
+
+/// The exit code of `health --fix`: [`EXIT_ERROR`] when a fix failed, else the verdict's.
+pub fn fix_exit_code(report: &HealthReport) -> u8 {
+    if fix_failed(report) {
+        EXIT_ERROR
+    } else {
+        exit_code(report)
+    }
 }

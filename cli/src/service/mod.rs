@@ -13,8 +13,11 @@ pub mod backup;
 pub mod conflicts;
 pub mod data_diff;
 pub mod health;
+pub mod migrate;
 pub mod schema_diff;
+pub mod transfer;
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -67,6 +70,15 @@ pub trait JobRequest: Serialize + DeserializeOwned + Send + Sync + 'static {
     fn exit_code(_report: &Self::Report) -> u8 {
         0
     }
+
+    /// The job waits for approval (possibly across a restart): keep what the request holds
+    /// outside its parameters in the job's own directory `job_dir`.
+    fn park(&self, _job_dir: &Path) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// The job was approved: take back what [`JobRequest::park`] kept in `job_dir`.
+    fn unpark(&mut self, _job_dir: &Path) {}
 }
 
 impl JobRequest for health::HealthRequest {
@@ -107,7 +119,7 @@ impl JobRequest for data_diff::DataDiffRequest {
     const KIND: JobKind = JobKind::DataDiff;
     const EXIT_ERROR: u8 = data_diff::EXIT_ERROR;
     type Report = fleetsync_proto::datadiff::DataDiffReport;
-    /// Without repair SQL (a file on the coordinator's machine is no answer to an API call).
+    /// With `repair_sql`, the SQL goes to the job's file `repair.sql` (downloadable).
     fn run<'a>(
         &'a self,
         config: &'a Config,
@@ -115,7 +127,23 @@ impl JobRequest for data_diff::DataDiffRequest {
         cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
         Box::pin(async move {
-            let out = data_diff::run(config, self, false, tracker, cancel).await?;
+            let out = data_diff::run(config, self, self.repair_sql, tracker, cancel).await?;
+            if self.repair_sql {
+                let dir = tracker
+                    .files_dir()
+                    .ok_or_else(|| anyhow::anyhow!("repair SQL needs the job's directory"))?;
+                fleetsync_agent::owner_only::create_dir_all(dir)
+                    .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+                let path = dir.join(data_diff::REPAIR_SQL_FILE);
+                let sql = out.repair.render(&out.report.source, &out.report.target);
+                fleetsync_agent::owner_only::write(&path, sql)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                tracker.log(&format!(
+                    "repair SQL: {} statement(s) in {}",
+                    out.repair.statements,
+                    data_diff::REPAIR_SQL_FILE
+                ));
+            }
             Ok(out.report)
         })
     }
@@ -174,6 +202,232 @@ impl JobRequest for backup::BackupRestoreRequest {
     }
 }
 
+/// The migration lands in the job's own directory (downloadable).
+impl JobRequest for migrate::MigrateGenerateRequest {
+    const KIND: JobKind = JobKind::MigrateGenerate;
+    const EXIT_ERROR: u8 = migrate::EXIT_ERROR;
+    type Report = fleetsync_proto::jobs::MigrateGenerateReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        Box::pin(async move {
+            let out = job_dir(tracker)?;
+            migrate::generate(config, self, &out, tracker, cancel).await
+        })
+    }
+    fn exit_code(report: &Self::Report) -> u8 {
+        migrate::generate_exit_code(report)
+    }
+}
+
+fn job_dir(tracker: &Tracker) -> anyhow::Result<PathBuf> {
+    tracker
+        .files_dir()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow::anyhow!("this job kind needs the job's directory"))
+}
+
+/// Applies the migration of another (`migrate_generate`) job, named by that job's id; only
+/// with `confirm` (nobody to ask).
+impl JobRequest for migrate::MigrateApplyRequest {
+    const KIND: JobKind = JobKind::MigrateApply;
+    const EXIT_ERROR: u8 = migrate::EXIT_ERROR;
+    type Report = fleetsync_proto::jobs::MigrateApplyReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        Box::pin(async move {
+            let id = &self.migration_job;
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(anyhow::anyhow!("migration_job {id:?}: not a job id").into());
+            }
+            let own = job_dir(tracker)?;
+            let dir = own
+                .parent()
+                .map(|jobs| jobs.join(id))
+                .ok_or_else(|| anyhow::anyhow!("no job directory"))?;
+            let confirm = self.confirm;
+            migrate::apply(
+                config,
+                &self.target,
+                &dir,
+                id,
+                |_| Ok(confirm),
+                tracker,
+                cancel,
+            )
+            .await
+        })
+    }
+}
+
+/// Rolls back only with `confirm` (nobody to ask).
+impl JobRequest for migrate::MigrateRollbackRequest {
+    const KIND: JobKind = JobKind::MigrateRollback;
+    const EXIT_ERROR: u8 = migrate::EXIT_ERROR;
+    type Report = fleetsync_proto::jobs::MigrateRollbackReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        let confirm = self.confirm;
+        Box::pin(migrate::rollback(
+            config,
+            &self.target,
+            move |_| Ok(confirm),
+            tracker,
+            cancel,
+        ))
+    }
+}
+
+/// Applies the safe fixes only with `confirm` (nobody to ask).
+impl JobRequest for health::HealthFixRequest {
+    const KIND: JobKind = JobKind::HealthFix;
+    const EXIT_ERROR: u8 = health::EXIT_ERROR;
+    type Report = fleetsync_proto::health::HealthReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        let confirm = self.confirm;
+        Box::pin(health::fix(
+            config,
+            self,
+            move |_| Ok(confirm),
+            tracker,
+            cancel,
+        ))
+    }
+    fn exit_code(report: &Self::Report) -> u8 {
+        health::fix_exit_code(report)
+    }
+}
+
+impl JobRequest for backup::BackupPruneRequest {
+    const KIND: JobKind = JobKind::BackupPrune;
+    const EXIT_ERROR: u8 = backup::EXIT_ERROR;
+    type Report = fleetsync_proto::jobs::BackupPruneReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        Box::pin(backup::prune(config, self, tracker, cancel))
+    }
+}
+
+/// The files land in the job's own directory.
+impl JobRequest for transfer::ExportRequest {
+    const KIND: JobKind = JobKind::Export;
+    const EXIT_ERROR: u8 = transfer::EXIT_ERROR;
+    type Report = fleetsync_proto::jobs::ExportReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        Box::pin(async move {
+            let out = tracker
+                .files_dir()
+                .ok_or_else(|| anyhow::anyhow!("an export job needs the job's directory"))?
+                .to_path_buf();
+            transfer::export(config, self, &out, tracker, cancel).await
+        })
+    }
+}
+
+/// An import of an uploaded export: the upload's directory travels with the request (never
+/// in its parameters) and is removed when the job is done with it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(from = "transfer::ImportRequest")]
+pub struct UploadedImport {
+    #[serde(flatten)]
+    pub request: transfer::ImportRequest,
+    #[serde(skip)]
+    pub upload: Option<Arc<UploadDir>>,
+}
+
+impl From<transfer::ImportRequest> for UploadedImport {
+    fn from(request: transfer::ImportRequest) -> Self {
+        UploadedImport {
+            request,
+            upload: None,
+        }
+    }
+}
+
+/// Where an import awaiting approval keeps its upload, in the job's directory.
+const PARKED_UPLOAD: &str = "upload";
+
+/// A directory removed when the last reference to it goes (already gone: nothing to do).
+#[derive(Debug)]
+pub struct UploadDir(pub PathBuf);
+
+impl Drop for UploadDir {
+    fn drop(&mut self) {
+        match std::fs::remove_dir_all(&self.0) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(dir = %self.0.display(), error = %e, "cannot remove an upload");
+            }
+            _ => {}
+        }
+    }
+}
+
+impl JobRequest for UploadedImport {
+    const KIND: JobKind = JobKind::Import;
+    const EXIT_ERROR: u8 = transfer::EXIT_ERROR;
+    type Report = fleetsync_proto::jobs::ImportReport;
+    fn run<'a>(
+        &'a self,
+        config: &'a Config,
+        tracker: &'a Arc<Tracker>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
+        Box::pin(async move {
+            let dir = self
+                .upload
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("the upload is gone (the job cannot be rerun)"))?;
+            transfer::import(config, &self.request, &dir.0, tracker, cancel).await
+        })
+    }
+    fn exit_code(report: &Self::Report) -> u8 {
+        transfer::import_exit_code(report)
+    }
+
+    /// The upload moves into the job's directory, where it outlives a restart (the start
+    /// removes `jobs/uploads`) and goes with the job's record.
+    fn park(&self, job_dir: &Path) -> anyhow::Result<()> {
+        let Some(upload) = &self.upload else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(job_dir)?;
+        std::fs::rename(&upload.0, job_dir.join(PARKED_UPLOAD))
+            .map_err(|e| anyhow::anyhow!("cannot keep the upload for its approval: {e}"))
+    }
+
+    fn unpark(&mut self, job_dir: &Path) {
+        let parked = job_dir.join(PARKED_UPLOAD);
+        if parked.is_dir() {
+            self.upload = Some(Arc::new(UploadDir(parked)));
+        }
+    }
+}
+
 /// Prints a report as pretty JSON (`--json`) or with `text`.
 pub fn pretty_or<T: Serialize>(json: bool, text: fn(&T)) -> impl Fn(&T) {
     move |r| {
@@ -216,6 +470,9 @@ pub struct Tracker {
     state: Mutex<JobProgress>,
     started: Instant,
     sink: Arc<dyn ProgressSink>,
+    /// A job's own directory (`<state_dir>/jobs/<id>/`) for the files it produces (an
+    /// export), served by `GET /api/v1/jobs/{id}/files/{file}`; none for the CLI.
+    files_dir: Option<PathBuf>,
 }
 
 impl Tracker {
@@ -224,7 +481,23 @@ impl Tracker {
             state: Mutex::new(JobProgress::default()),
             started: Instant::now(),
             sink,
+            files_dir: None,
         })
+    }
+
+    /// A job's tracker, with the job's own directory for its files.
+    pub fn for_job(sink: Arc<dyn ProgressSink>, files_dir: PathBuf) -> Arc<Tracker> {
+        Arc::new(Tracker {
+            state: Mutex::new(JobProgress::default()),
+            started: Instant::now(),
+            sink,
+            files_dir: Some(files_dir),
+        })
+    }
+
+    /// The job's own directory for its files (none outside a job).
+    pub fn files_dir(&self) -> Option<&Path> {
+        self.files_dir.as_deref()
     }
 
     fn update(&self, f: impl FnOnce(&mut JobProgress)) {
@@ -283,6 +556,10 @@ impl Tracker {
 
     pub fn bytes(&self, total: u64) {
         self.update(|p| p.bytes = total);
+    }
+
+    pub fn add_bytes(&self, n: u64) {
+        self.update(|p| p.bytes += n);
     }
 }
 

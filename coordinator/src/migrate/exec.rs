@@ -42,7 +42,7 @@ impl std::fmt::Display for StepError {
 pub async fn run_steps(
     conn: &mut Conn,
     steps: &[Step],
-    map: &dyn Fn(&str) -> String,
+    map: &(dyn Fn(&str) -> String + Sync),
 ) -> Result<(), StepError> {
     let mut current: Option<String> = None;
     for (i, step) in steps.iter().enumerate() {

@@ -30,7 +30,12 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 const BIG_ROWS: u64 = 200_000;
 
 /// Starts a job; its id.
-async fn start(api: &ApiClient, token: &str, kind: &str, body: &Value) -> Result<String> {
+pub(super) async fn start(
+    api: &ApiClient,
+    token: &str,
+    kind: &str,
+    body: &Value,
+) -> Result<String> {
     let r = api
         .post(
             &format!("/api/v1/jobs/{kind}"),
@@ -78,7 +83,7 @@ pub async fn finished_job(api: &ApiClient, token: &str) -> Result<String> {
 }
 
 /// `fleetsync ARGS`: (exit code, stdout, stderr).
-async fn cli(args: &[&str], env: &[(&str, &str)]) -> Result<(i32, String, String)> {
+pub(super) async fn cli(args: &[&str], env: &[(&str, &str)]) -> Result<(i32, String, String)> {
     let out = fleetsync_cmd_with(args, env, JOB_TIMEOUT).await?;
     Ok((
         out.status.code().unwrap_or(-1),
@@ -88,7 +93,7 @@ async fn cli(args: &[&str], env: &[(&str, &str)]) -> Result<(i32, String, String
 }
 
 /// Removes the keys that differ between two runs of the same request (times, ids, paths).
-fn strip(v: &mut Value, keys: &[&str]) {
+pub(super) fn strip(v: &mut Value, keys: &[&str]) {
     match v {
         Value::Object(m) => {
             m.retain(|k, _| !keys.contains(&k.as_str()));
@@ -100,7 +105,7 @@ fn strip(v: &mut Value, keys: &[&str]) {
 }
 
 /// Runs a job and the CLI for the same request and compares their reports and exit codes.
-async fn same_as_cli(
+pub(super) async fn same_as_cli(
     api: &ApiClient,
     token: &str,
     kind: &str,

@@ -1,0 +1,278 @@
+//! The backup routes (`/api/v1/backups...`): the list (`fleetsync backup list --json`), one
+//! backup's manifest, one stored file, and the whole backup as one tar stream. All read
+//! `[backup] dir` only; they need `backup:create` (a download is the data itself: the roles
+//! that may take a backup, and no others, may read one).
+//!
+//! A file is named as the manifest names it (`data/app.t.000001.sql.zst`, the `/`
+//! percent-encoded in the path) or `manifest.json`. Only names the manifest lists are served:
+//! a name with `..`, a leading `/`, a backslash or a NUL is refused (404, saying why) before
+//! any lookup, any other unlisted name is 404 too, so no request reaches outside the backup's
+//! directory.
+//! Files stream from disk (memory stays one buffer per download); the tar is written on a
+//! blocking thread into a bounded channel, so a slow client slows the writer.
+
+use std::io::Write;
+use std::path::{Path as FsPath, PathBuf};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use fleetsync_agent::backup::{manifest, Settings};
+use fleetsync_proto::jobs::BackupListEntry;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::problem::{DeniedProblems, DownloadProblems, Problem};
+use super::ApiState;
+
+/// Chunks buffered between a tar writer and its client.
+const TAR_CHUNKS: usize = 8;
+/// Bytes per chunk of a tar stream.
+const TAR_CHUNK_BYTES: usize = 64 * 1024;
+
+pub(super) fn routes(r: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
+    r.routes(routes!(list_backups))
+        .routes(routes!(get_backup))
+        .routes(routes!(get_backup_file))
+        .routes(routes!(download_backup))
+}
+
+/// One backup of the list (`BackupListEntry`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct BackupListEntryDoc {
+    id: String,
+    /// `running`, `complete`, `failed` or `unreadable`.
+    status: String,
+    server: Option<String>,
+    started: Option<String>,
+    finished: Option<String>,
+    duration_seconds: Option<f64>,
+    tables: Option<u64>,
+    rows: Option<u64>,
+    /// Bytes stored (compressed, encrypted).
+    bytes: Option<u64>,
+    /// The binlog position of the backup's snapshot.
+    position: Option<String>,
+    encrypted: Option<bool>,
+    compression: Option<String>,
+    error: Option<String>,
+}
+
+/// The backup settings; 409 when backups are not configured (no `[backup] dir`).
+fn settings(s: &ApiState) -> Result<Settings, Problem> {
+    Settings::from_config(&s.config.backup)
+        .map_err(|e| Problem::new(StatusCode::CONFLICT, "not-configured", e.to_string()))
+}
+
+/// A backup's manifest, or 404 (a bad or unknown id) naming the field.
+fn read_manifest(s: &ApiState, id: &str) -> Result<(Settings, manifest::Manifest), Problem> {
+    let settings = settings(s)?;
+    let dir = manifest::backup_dir(&settings.dir, id)
+        .map_err(|e| Problem::bad_request(e.to_string()).field("id"))?;
+    if !dir.is_dir() {
+        return Err(Problem::not_found(format!("no backup {id:?}")).field("id"));
+    }
+    let m = manifest::read(&settings.dir, id)
+        .map_err(|e| Problem::new(StatusCode::CONFLICT, "unreadable", e.to_string()).field("id"))?;
+    Ok((settings, m))
+}
+
+/// Every backup in `[backup] dir`, oldest first (what `fleetsync backup list --json` prints).
+#[utoipa::path(get, path = "/api/v1/backups", operation_id = "list_backups", tag = "backups",
+    security(("bearer" = ["backup:create"])),
+    responses((status = 200, body = Vec<BackupListEntryDoc>), (status = 409, body = Problem, content_type = "application/problem+json", description = "No `[backup] dir` configured"), DeniedProblems))]
+async fn list_backups(State(s): State<ApiState>) -> Result<Json<Vec<BackupListEntry>>, Problem> {
+    settings(&s)?;
+    let config = s.config.clone();
+    let list = tokio::task::spawn_blocking(move || crate::service::backup::list(&config))
+        .await
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .map_err(|e| Problem::internal(crate::exit::one_line(e.as_ref())))?;
+    Ok(Json(list))
+}
+
+/// One backup's manifest (`manifest.json`: tables, files with their SHA-256, position; no
+/// secrets: a manifest never holds credentials or keys).
+#[utoipa::path(get, path = "/api/v1/backups/{id}", operation_id = "get_backup", tag = "backups",
+    security(("bearer" = ["backup:create"])),
+    params(("id" = String, Path, description = "The backup's id")),
+    responses((status = 200, body = Object, description = "The manifest"), (status = 409, body = Problem, content_type = "application/problem+json", description = "The manifest cannot be read, or no `[backup] dir` is configured"), DownloadProblems))]
+async fn get_backup(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let (_, m) = read_manifest(&s, &id)?;
+    Ok(Json(m).into_response())
+}
+
+/// Refuses a file name that could leave its directory, before any lookup (404, `field:
+/// file`: there is no such file; a 400 would call a well-formed path parameter invalid).
+pub(super) fn check_file_name(name: &str) -> Result<(), Problem> {
+    let bad = name.is_empty()
+        || name.starts_with('/')
+        || name.contains('\\')
+        || name.contains('\0')
+        || name
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        return Err(Problem::not_found(format!(
+            "file {name:?}: not a file name of this resource (no `..`, no absolute path)"
+        ))
+        .field("file"));
+    }
+    Ok(())
+}
+
+/// One stored file of a backup, as stored (compressed, maybe encrypted), streamed. Its SHA-256
+/// is in the manifest. `file`: the manifest's name (percent-encode the `/`) or `manifest.json`.
+#[utoipa::path(get, path = "/api/v1/backups/{id}/files/{file}", operation_id = "get_backup_file", tag = "backups",
+    security(("bearer" = ["backup:create"])),
+    params(("id" = String, Path, description = "The backup's id"),
+        ("file" = String, Path, description = "A file name as the manifest lists it, e.g. `data%2Fapp.t.000001.sql.zst`, or `manifest.json`")),
+    responses((status = 200, body = String, content_type = "application/octet-stream", description = "The file's bytes"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The manifest cannot be read, or no `[backup] dir` is configured"), DownloadProblems))]
+async fn get_backup_file(
+    State(s): State<ApiState>,
+    Path((id, file)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    check_file_name(&file)?;
+    let (settings, m) = read_manifest(&s, &id)?;
+    let listed = file == manifest::MANIFEST_FILE || m.files().any(|f| f.name == file);
+    if !listed {
+        return Err(Problem::not_found(format!("backup {id} has no file {file:?}")).field("file"));
+    }
+    let path = settings.dir.join(&id).join(&file);
+    stream_file(&path, &file).await
+}
+
+/// A whole backup as one tar archive (`<id>/manifest.json`, then every stored file under
+/// `<id>/`), streamed; unpack it into `[backup] dir` to restore from it elsewhere.
+#[utoipa::path(get, path = "/api/v1/backups/{id}/download", operation_id = "download_backup", tag = "backups",
+    security(("bearer" = ["backup:create"])),
+    params(("id" = String, Path, description = "The backup's id")),
+    responses((status = 200, body = String, content_type = "application/x-tar", description = "A tar archive of the backup's directory"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The manifest cannot be read, or no `[backup] dir` is configured"), DownloadProblems))]
+async fn download_backup(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let (settings, m) = read_manifest(&s, &id)?;
+    let root = settings.dir.join(&id);
+    let names = std::iter::once(manifest::MANIFEST_FILE.to_string())
+        .chain(m.files().map(|f| f.name.clone()))
+        .collect();
+    Ok(stream_tar(root, id, names))
+}
+
+/// `path` as an `application/octet-stream` answer named `name`, streamed.
+pub(super) async fn stream_file(path: &FsPath, name: &str) -> Result<Response, Problem> {
+    let f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| Problem::not_found(format!("{name}: cannot be read: {e}")).field("file"))?;
+    let len = f.metadata().await.map(|m| m.len()).ok();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(f));
+    let mut resp = body.into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Some(len) = len {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let disposition = format!("attachment; filename=\"{}\"", base.replace('"', "_"));
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+/// Sends what a tar writer writes as body chunks (an error once the client is gone).
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= TAR_CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+fn write_tar(
+    w: ChannelWriter,
+    root: &FsPath,
+    prefix: &str,
+    names: &[String],
+) -> std::io::Result<()> {
+    let mut tar = tar::Builder::new(w);
+    for name in names {
+        let mut f = std::fs::File::open(root.join(name))?;
+        let meta = f.metadata()?;
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(meta.len());
+        h.set_mode(0o600);
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        h.set_mtime(mtime);
+        tar.append_data(&mut h, format!("{prefix}/{name}"), &mut f)?;
+    }
+    let mut w = tar.into_inner()?;
+    w.flush()
+}
+
+/// The files `names` (relative to `root`) as a tar archive under `prefix/`, streamed. A file
+/// that cannot be read ends the stream early (the client sees a truncated archive, and the
+/// error is logged): the status line has left already.
+pub(super) fn stream_tar(root: PathBuf, prefix: String, names: Vec<String>) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel(TAR_CHUNKS);
+    tokio::task::spawn_blocking(move || {
+        let w = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(TAR_CHUNK_BYTES),
+        };
+        if let Err(e) = write_tar(w, &root, &prefix, &names) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                tracing::warn!(dir = %root.display(), error = %e, "tar download stopped");
+                let _ = tx.blocking_send(Err(e));
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let mut resp = Body::from_stream(stream).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    resp
+}

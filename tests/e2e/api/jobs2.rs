@@ -1,0 +1,1091 @@
+//! The later job kinds and the backup routes over the API, against a real `fleetsync run`:
+//!
+//! * `export`: the job's report equals `fleetsync export --json` for the same request; each
+//!   file downloaded from the job (`/jobs/{id}/files/{file}`, and all of them as one tar from
+//!   `/jobs/{id}/download`) equals the CLI's file byte for byte (`export.json` modulo its
+//!   times);
+//! * `import` of that tar uploaded: the plan-only job's report equals `fleetsync import
+//!   --dry-run --json`, the real import loads the rows; a malformed upload (a wrong-typed
+//!   value) gives the same report as the CLI (file, line, column; exit code 1) and writes
+//!   nothing; a body that is not a tar, and a tar entry with `..`, are refused (400);
+//! * backups: `GET /backups` equals `fleetsync backup list --json`, `GET /backups/{id}` is
+//!   the manifest, every file downloaded (alone and in the tar) has the manifest's SHA-256,
+//!   a `{file}` with `..` or an absolute path is refused before any lookup (404) and an unlisted one is 404;
+//! * `backup-prune`: refused without `confirm` (409), the plan-only job's report equals
+//!   `fleetsync backup prune --dry-run --json`, the real prune deletes what the plan said;
+//! * `migrate-generate` (report and files equal the CLI's), `migrate-apply` (409 without
+//!   `confirm`, 403 for an operator, 404 for an unknown generate job) and `migrate-rollback`
+//!   change the target's schema, and their reports equal the CLI's `apply`/`rollback --json`
+//!   (modulo the migration's name and history id); `health-fix` refused without `confirm`,
+//!   its plan equal to `health --fix --dry-run --json`; a data diff job's `repair.sql` equals
+//!   the CLI's `--repair-sql` file.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{ensure, Context, Result};
+use fleetsync_tests::api::ApiClient;
+use fleetsync_tests::Fleetsync;
+use serde_json::{json, Value};
+use sha2::Digest;
+
+use super::jobs::{cli, finished, same_as_cli, start, strip};
+use crate::support::{dead_port, Pair, SYNC_TIMEOUT};
+
+fn sha256(b: &[u8]) -> String {
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// The regular files of a tar archive: last path component → bytes.
+pub fn untar(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut archive = tar::Archive::new(bytes);
+    for e in archive.entries()? {
+        let mut e = e?;
+        if !e.header().entry_type().is_file() {
+            continue;
+        }
+        let path = e.path()?.into_owned();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data)?;
+        out.insert(path.display().to_string(), data);
+    }
+    Ok(out)
+}
+
+/// A tar of `files` (name → bytes), each under `prefix/` when given.
+pub fn make_tar(files: &BTreeMap<String, Vec<u8>>, prefix: Option<&str>) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o600);
+        let path = match prefix {
+            Some(p) => format!("{p}/{name}"),
+            None => name.clone(),
+        };
+        b.append_data(&mut h, path, data.as_slice())?;
+    }
+    Ok(b.into_inner()?)
+}
+
+fn read_dir_files(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        out.insert(
+            e.file_name().to_string_lossy().into_owned(),
+            std::fs::read(e.path())?,
+        );
+    }
+    Ok(out)
+}
+
+fn without_times(manifest: &[u8]) -> Result<Value> {
+    let mut v: Value = serde_json::from_slice(manifest)?;
+    strip(&mut v, &["started_at", "finished_at"]);
+    Ok(v)
+}
+
+/// Starts a job, expecting it to be refused with `status`; the problem.
+async fn refused(
+    api: &ApiClient,
+    token: &str,
+    path: &str,
+    body: &Value,
+    status: u16,
+) -> Result<Value> {
+    let r = api.post(path, Some(token), &body.to_string()).await?;
+    ensure!(
+        r.status == status,
+        "{path}: {} (expected {status}) {}",
+        r.status,
+        r.body
+    );
+    r.json()
+}
+
+async fn upload(
+    api: &ApiClient,
+    token: &str,
+    query: &str,
+    tar: &[u8],
+) -> Result<fleetsync_tests::api::RawResponse> {
+    api.request_raw(
+        "POST",
+        &format!("/api/v1/jobs/import?{query}"),
+        Some(token),
+        "application/x-tar",
+        tar,
+    )
+    .await
+}
+
+/// Uploads `tar` as an import job and waits for it; the finished job.
+async fn import_job(api: &ApiClient, token: &str, query: &str, tar: &[u8]) -> Result<Value> {
+    let r = upload(api, token, query, tar).await?;
+    ensure!(r.status == 202, "import upload: {} {}", r.status, r.text());
+    let job: Value = serde_json::from_slice(&r.body)?;
+    let id = job["id"].as_str().context("no job id")?;
+    finished(api, token, id).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_export_import_prune_and_backup_downloads() -> Result<()> {
+    let pair = Pair::start().await?;
+    pair.src
+        .exec(
+            "CREATE DATABASE app; CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20)); \
+             INSERT INTO app.items VALUES (1, 'one'), (2, 'two'), (3, NULL)",
+        )
+        .await?;
+    let (metrics_port, api_port) = (dead_port()?, dead_port()?);
+    let base = pair.config_listening(&["app\\..*"], metrics_port)?;
+    let backup_dir = pair.dir.path().join("backups");
+    let text = std::fs::read_to_string(&base)?
+        + &format!(
+            "\n[backup]\ndir = {:?}\n\n[backup.retention]\nkeep_last = 1\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n",
+            backup_dir.display().to_string()
+        );
+    let config = Fleetsync::write_config(pair.dir.path(), &text)?;
+    let cfg = config.to_str().context("config path")?;
+    let operator = super::create_token(&config, "ops", "operator", None).await?;
+    let admin = super::create_token(&config, "adm", "admin", None).await?;
+    let mut fs = Fleetsync::run(&config)?;
+    fs.wait_synced(&pair.src, &pair.dst, "app", SYNC_TIMEOUT)
+        .await?;
+    let api = ApiClient::http(api_port);
+    super::wait_api(&api, &operator).await?;
+
+    // 1. Export: the job's report is the CLI's; its files are the CLI's files.
+    let out = pair.dir.path().join("cli-export");
+    let out_s = out.to_str().context("path")?;
+    let exported = same_as_cli(
+        &api,
+        &operator,
+        "export",
+        json!({"server": "src", "format": "json", "include": ["app\\.items"]}),
+        &[
+            "export",
+            "--config",
+            cfg,
+            "--server",
+            "src",
+            "--format",
+            "json",
+            "--out",
+            out_s,
+            "--include",
+            "app\\.items",
+            "--json",
+        ],
+        &[],
+    )
+    .await?;
+    let job_id = exported["id"].as_str().context("job id")?.to_string();
+    let cli_files = read_dir_files(&out)?;
+    let listed: Vec<String> = exported["result"]["files"]
+        .as_array()
+        .context("files")?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    ensure!(
+        listed == {
+            let mut v: Vec<String> = cli_files.keys().cloned().collect();
+            v.sort_by_key(|n| n != "export.json");
+            v
+        },
+        "the job lists {listed:?}, the CLI wrote {:?}",
+        cli_files.keys()
+    );
+    let mut downloaded = BTreeMap::new();
+    for name in &listed {
+        let r = api
+            .request_raw(
+                "GET",
+                &format!("/api/v1/jobs/{job_id}/files/{name}"),
+                Some(&operator),
+                "application/json",
+                b"",
+            )
+            .await?;
+        ensure!(r.status == 200, "file {name}: {} {}", r.status, r.text());
+        downloaded.insert(name.clone(), r.body);
+    }
+    for (name, local) in &cli_files {
+        let got = downloaded.get(name).context("missing download")?;
+        if name == "export.json" {
+            ensure!(
+                without_times(got)? == without_times(local)?,
+                "export.json differs"
+            );
+        } else {
+            ensure!(
+                got == local,
+                "{name}: the job's file differs from the CLI's"
+            );
+        }
+    }
+    let r = api
+        .request_raw(
+            "GET",
+            &format!("/api/v1/jobs/{job_id}/download"),
+            Some(&operator),
+            "application/json",
+            b"",
+        )
+        .await?;
+    ensure!(
+        r.status == 200 && r.content_type == "application/x-tar",
+        "download: {} {}",
+        r.status,
+        r.content_type
+    );
+    let export_tar = r.body.clone();
+    let tarred = untar(&export_tar)?;
+    for (name, data) in &downloaded {
+        ensure!(
+            tarred.get(&format!("{job_id}/{name}")) == Some(data),
+            "{name}: the tar's copy differs"
+        );
+    }
+    println!(
+        "export: {} files downloaded, equal to the CLI's byte for byte (export.json modulo times), and in the tar",
+        downloaded.len()
+    );
+    for bad in ["..%2F..%2Fjobs", "%2Fetc%2Fpasswd", "a%5Cb"] {
+        let r = api
+            .get(
+                &format!("/api/v1/jobs/{job_id}/files/{bad}"),
+                Some(&operator),
+            )
+            .await?;
+        ensure!(
+            r.status == 404 && r.body.contains("no `..`"),
+            "{bad}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let r = api
+        .get(
+            &format!("/api/v1/jobs/{job_id}/files/other.json"),
+            Some(&operator),
+        )
+        .await?;
+    ensure!(
+        r.status == 404,
+        "unlisted job file: {} {}",
+        r.status,
+        r.body
+    );
+
+    // 2. Import of the uploaded tar: plan equals the CLI's dry run, then a real load.
+    let tar = export_tar;
+    let query = "server=dst&format=json&rename_db=app%3Dapp_i";
+    let plan = import_job(&api, &admin, &format!("{query}&plan_only=true"), &tar).await?;
+    let (code, stdout, stderr) = cli(
+        &[
+            "import",
+            "--config",
+            cfg,
+            "--server",
+            "dst",
+            "--format",
+            "json",
+            "--in",
+            out_s,
+            "--rename-db",
+            "app=app_i",
+            "--dry-run",
+            "--json",
+        ],
+        &[],
+    )
+    .await?;
+    let local: Value =
+        serde_json::from_str(&stdout).with_context(|| format!("{stdout} {stderr}"))?;
+    ensure!(
+        plan["state"] == "succeeded"
+            && plan["result"] == local
+            && code == 0
+            && plan["exit_code"] == 0,
+        "import plan: job {plan}\ncli ({code}) {local}"
+    );
+    let done = import_job(&api, &admin, query, &tar).await?;
+    ensure!(
+        done["state"] == "succeeded" && done["exit_code"] == 0,
+        "import: {done}"
+    );
+    ensure!(
+        pair.dst.count("app_i", "items").await? == 3,
+        "the import did not load 3 rows"
+    );
+    println!(
+        "import: the plan-only job equals the CLI's --dry-run --json; the upload loaded 3 rows"
+    );
+
+    // A malformed upload: the same problems as the CLI's (file, line, column), nothing written.
+    let mut bad_files = cli_files.clone();
+    let data = bad_files
+        .get_mut("app.items.jsonl")
+        .context("no app.items.jsonl")?;
+    let text = String::from_utf8(data.clone())?;
+    ensure!(text.contains("\"id\":2"), "unexpected JSON export: {text}");
+    *data = text.replace("\"id\":2", "\"id\":\"two\"").into_bytes();
+    let bad_dir = pair.dir.path().join("bad-export");
+    std::fs::create_dir_all(&bad_dir)?;
+    for (name, data) in &bad_files {
+        std::fs::write(bad_dir.join(name), data)?;
+    }
+    let bad_query = "server=dst&format=json&rename_db=app%3Dapp_bad";
+    let failed = import_job(&api, &admin, bad_query, &make_tar(&bad_files, None)?).await?;
+    let (code, stdout, stderr) = cli(
+        &[
+            "import",
+            "--config",
+            cfg,
+            "--server",
+            "dst",
+            "--format",
+            "json",
+            "--in",
+            bad_dir.to_str().context("path")?,
+            "--rename-db",
+            "app=app_bad",
+            "--json",
+        ],
+        &[],
+    )
+    .await?;
+    let local: Value =
+        serde_json::from_str(&stdout).with_context(|| format!("{stdout} {stderr}"))?;
+    let errors = failed["result"]["errors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        failed["result"] == local && code == 1 && failed["exit_code"] == 1 && !errors.is_empty(),
+        "malformed import: job {failed}\ncli ({code}) {local}"
+    );
+    ensure!(
+        errors[0]["file"] == "app.items.jsonl"
+            && errors[0]["line"] == 3
+            && errors[0]["column"] == "id",
+        "the problem does not name file, line 3 and column id: {}",
+        errors[0]
+    );
+    let exists = pair
+        .dst
+        .query_value(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'app_bad'",
+        )
+        .await?;
+    ensure!(
+        exists.as_deref() == Some("0"),
+        "a malformed import created app_bad"
+    );
+    println!(
+        "malformed import: {} (as the CLI's, exit code 1), nothing written",
+        errors[0]["text"]
+    );
+    // The remote CLI: the same report and files as the local commands.
+    let url = format!("http://127.0.0.1:{api_port}");
+    let remote_out = pair.dir.path().join("remote-export");
+    let (code, out, err) = cli(
+        &[
+            "--remote",
+            &url,
+            "--token",
+            &operator,
+            "export",
+            "--server",
+            "src",
+            "--format",
+            "json",
+            "--out",
+            remote_out.to_str().context("path")?,
+            "--include",
+            "app\\.items",
+            "--json",
+        ],
+        &[],
+    )
+    .await?;
+    ensure!(
+        code == 0 && serde_json::from_str::<Value>(&out)? == exported["result"],
+        "remote export: {code} {out} {err}"
+    );
+    let remote_files = read_dir_files(&remote_out)?;
+    ensure!(
+        remote_files.len() == cli_files.len()
+            && remote_files.get("app.items.jsonl") == cli_files.get("app.items.jsonl"),
+        "remote export files differ from the local ones"
+    );
+    let bad_s = bad_dir.to_str().context("path")?;
+    let import_args = |json: bool| {
+        let mut a = vec![
+            "import",
+            "--server",
+            "dst",
+            "--format",
+            "json",
+            "--in",
+            bad_s,
+            "--rename-db",
+            "app=app_bad",
+        ];
+        if json {
+            a.push("--json");
+        }
+        a
+    };
+    for json in [true, false] {
+        let mut remote_args = vec!["--remote", url.as_str(), "--token", admin.as_str()];
+        remote_args.extend(import_args(json));
+        let remote = cli(&remote_args, &[]).await?;
+        let mut local_args = import_args(json);
+        local_args.extend(["--config", cfg]);
+        let local = cli(&local_args, &[]).await?;
+        ensure!(
+            remote == local && remote.0 == 1,
+            "remote import (json {json}) differs from the local one:\nremote {remote:?}\nlocal {local:?}"
+        );
+    }
+    println!("remote CLI: export (report and files) and a malformed import (output, exit code 1) as local");
+    let r = upload(&api, &admin, query, b"this is not a tar archive, just text").await?;
+    ensure!(
+        r.status == 400 && r.text().contains("\"body\""),
+        "not a tar: {} {}",
+        r.status,
+        r.text()
+    );
+    let mut evil = make_tar(
+        &BTreeMap::from([("xxxxxxxxxxx".to_string(), b"boom".to_vec())]),
+        None,
+    )?;
+    // Rename the entry to `../escape` in its header (the tar crate refuses to write it).
+    evil[..11].copy_from_slice(b"../escape\0\0");
+    let sum: u32 = evil[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    evil[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let r = upload(&api, &admin, query, &evil).await?;
+    ensure!(
+        r.status == 400 && r.text().contains(".."),
+        "a `..` entry: {} {}",
+        r.status,
+        r.text()
+    );
+    let state = pair.dir.path().join("state");
+    ensure!(
+        !state.join("jobs").join("escape").exists() && !state.join("escape").exists(),
+        "the `..` entry was written"
+    );
+    let r = upload(&api, &operator, query, &tar).await?;
+    ensure!(r.status == 403, "an operator may not import: {}", r.status);
+
+    // 3. Backups: list, manifest, files and the tar, against the manifest's checksums.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = start(
+            &api,
+            &operator,
+            "backup-create",
+            &json!({"server": "src", "include": ["app\\..*"]}),
+        )
+        .await?;
+        let j = finished(&api, &operator, &id).await?;
+        ensure!(j["state"] == "succeeded", "backup: {j}");
+        ids.push(j["result"]["id"].as_str().context("backup id")?.to_string());
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    let listed = api.get("/api/v1/backups", Some(&operator)).await?;
+    let (code, stdout, _) = cli(&["backup", "list", "--config", cfg, "--json"], &[]).await?;
+    ensure!(
+        code == 0
+            && listed.status == 200
+            && listed.json()? == serde_json::from_str::<Value>(&stdout)?,
+        "GET /backups differs from `backup list --json`:\n{}\n{stdout}",
+        listed.body
+    );
+    let id = &ids[0];
+    let m = api
+        .get(&format!("/api/v1/backups/{id}"), Some(&operator))
+        .await?;
+    let on_disk: Value =
+        serde_json::from_slice(&std::fs::read(backup_dir.join(id).join("manifest.json"))?)?;
+    ensure!(
+        m.status == 200 && m.json()? == on_disk,
+        "manifest: {} {}",
+        m.status,
+        m.body
+    );
+    let mut sums = BTreeMap::new();
+    for t in on_disk["tables"].as_array().context("tables")? {
+        for f in
+            std::iter::once(&t["schema_file"]).chain(t["files"].as_array().into_iter().flatten())
+        {
+            sums.insert(
+                f["name"].as_str().context("name")?.to_string(),
+                f["sha256"].as_str().context("sha")?.to_string(),
+            );
+        }
+    }
+    ensure!(sums.len() >= 2, "too few files in the manifest: {sums:?}");
+    for (name, sum) in &sums {
+        let enc = name.replace('/', "%2F");
+        let r = api
+            .request_raw(
+                "GET",
+                &format!("/api/v1/backups/{id}/files/{enc}"),
+                Some(&operator),
+                "application/json",
+                b"",
+            )
+            .await?;
+        ensure!(
+            r.status == 200 && &sha256(&r.body) == sum,
+            "{name}: {} or checksum differs",
+            r.status
+        );
+    }
+    let r = api
+        .request_raw(
+            "GET",
+            &format!("/api/v1/backups/{id}/download"),
+            Some(&operator),
+            "application/json",
+            b"",
+        )
+        .await?;
+    ensure!(r.status == 200, "backup download: {}", r.status);
+    let tarred = untar(&r.body)?;
+    for (name, sum) in &sums {
+        let data = tarred
+            .get(&format!("{id}/{name}"))
+            .with_context(|| format!("{name} not in the tar"))?;
+        ensure!(
+            &sha256(data) == sum,
+            "{name}: the tar's copy has another checksum"
+        );
+    }
+    ensure!(
+        tarred.contains_key(&format!("{id}/manifest.json")),
+        "no manifest in the tar"
+    );
+    println!("backups: list equals the CLI's, {} files (alone and in the tar) match the manifest's SHA-256", sums.len());
+    for bad in [
+        "..%2F..%2Fconfig.toml",
+        "%2Fetc%2Fpasswd",
+        "data%2F..%2F..%2Fx",
+        ".",
+    ] {
+        let r = api
+            .get(
+                &format!("/api/v1/backups/{id}/files/{bad}"),
+                Some(&operator),
+            )
+            .await?;
+        ensure!(
+            r.status == 404 && r.body.contains("no `..`"),
+            "{bad}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    let r = api
+        .get(
+            &format!("/api/v1/backups/{id}/files/data%2Fnot-listed.sql"),
+            Some(&operator),
+        )
+        .await?;
+    ensure!(
+        r.status == 404,
+        "unlisted backup file: {} {}",
+        r.status,
+        r.body
+    );
+    let r = api.get("/api/v1/backups/..", Some(&operator)).await?;
+    ensure!(
+        r.status == 400 || r.status == 404,
+        "backup id `..`: {} {}",
+        r.status,
+        r.body
+    );
+    let r = api
+        .get(
+            "/api/v1/backups",
+            Some(&super::create_token(&config, "v", "viewer", None).await?),
+        )
+        .await?;
+    ensure!(
+        r.status == 403,
+        "a viewer may not list backups: {}",
+        r.status
+    );
+
+    // 4. Prune (keep_last = 1): refused without confirm; the plan is the CLI's; then real.
+    refused(
+        &api,
+        &operator,
+        "/api/v1/jobs/backup-prune",
+        &json!({}),
+        409,
+    )
+    .await?;
+    let plan = same_as_cli(
+        &api,
+        &operator,
+        "backup-prune",
+        json!({"plan_only": true}),
+        &["backup", "prune", "--config", cfg, "--dry-run", "--json"],
+        &[],
+    )
+    .await?;
+    let doomed: Vec<&str> = plan["result"]["deleted"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    ensure!(doomed == [ids[0].as_str()], "prune plan: {plan}");
+    let url = format!("http://127.0.0.1:{api_port}");
+    let (code, out, _) = cli(
+        &[
+            "--remote",
+            &url,
+            "--token",
+            &operator,
+            "backup",
+            "prune",
+            "--dry-run",
+            "--json",
+        ],
+        &[],
+    )
+    .await?;
+    ensure!(
+        code == 0 && serde_json::from_str::<Value>(&out)? == plan["result"],
+        "remote prune --dry-run: {code} {out}"
+    );
+    let id2 = start(&api, &operator, "backup-prune", &json!({"confirm": true})).await?;
+    let pruned = finished(&api, &operator, &id2).await?;
+    ensure!(
+        pruned["state"] == "succeeded"
+            && pruned["result"]["deleted"] == plan["result"]["deleted"]
+            && pruned["result"]["dry_run"] == false,
+        "prune: {pruned}"
+    );
+    ensure!(
+        !backup_dir.join(&ids[0]).exists() && backup_dir.join(&ids[1]).exists(),
+        "prune deleted the wrong backups"
+    );
+    println!("prune: the plan equals the CLI's --dry-run --json; the job deleted {doomed:?}");
+    fs.stop(std::time::Duration::from_secs(30)).await?;
+    Ok(())
+}
+
+/// For the RBAC matrix: a backup and a finished export job, and the concrete URL (and body)
+/// of each operation that needs them (template path, URL, body).
+pub async fn matrix_resources(
+    api: &ApiClient,
+    operator: &str,
+) -> Result<Vec<(&'static str, String, String)>> {
+    let id = start(api, operator, "backup-create", &json!({"server": "src"})).await?;
+    let j = finished(api, operator, &id).await?;
+    ensure!(j["state"] == "succeeded", "backup: {j}");
+    let backup = j["result"]["id"].as_str().context("backup id")?.to_string();
+    let m = api
+        .get(&format!("/api/v1/backups/{backup}"), Some(operator))
+        .await?
+        .json()?;
+    let file = m["tables"][0]["schema_file"]["name"]
+        .as_str()
+        .context("no file in the backup")?
+        .replace('/', "%2F");
+    let id = start(
+        api,
+        operator,
+        "export",
+        &json!({"server": "src", "format": "json"}),
+    )
+    .await?;
+    let j = finished(api, operator, &id).await?;
+    ensure!(j["state"] == "succeeded", "export: {j}");
+    let r = api
+        .request_raw(
+            "GET",
+            &format!("/api/v1/jobs/{id}/download"),
+            Some(operator),
+            "application/json",
+            b"",
+        )
+        .await?;
+    ensure!(r.status == 200, "export download: {}", r.status);
+    let gen = start(
+        api,
+        operator,
+        "migrate-generate",
+        &json!({"source": "src/app", "target": "dst/app"}),
+    )
+    .await?;
+    let j = finished(api, operator, &gen).await?;
+    ensure!(j["state"] == "succeeded", "migrate generate: {j}");
+    // The tar of a JSON export of ASCII rows is ASCII (the matrix sends bodies as text).
+    let upload = String::from_utf8(r.body).context("the export tar is not text")?;
+    Ok(vec![
+        (
+            "/api/v1/backups/{id}",
+            format!("/api/v1/backups/{backup}"),
+            String::new(),
+        ),
+        (
+            "/api/v1/backups/{id}/files/{file}",
+            format!("/api/v1/backups/{backup}/files/{file}"),
+            String::new(),
+        ),
+        (
+            "/api/v1/backups/{id}/download",
+            format!("/api/v1/backups/{backup}/download"),
+            String::new(),
+        ),
+        (
+            "/api/v1/jobs/{id}/files/{file}",
+            format!("/api/v1/jobs/{id}/files/export.json"),
+            String::new(),
+        ),
+        (
+            "/api/v1/jobs/{id}/download",
+            format!("/api/v1/jobs/{id}/download"),
+            String::new(),
+        ),
+        (
+            "/api/v1/jobs/migrate-apply",
+            "/api/v1/jobs/migrate-apply?dry_run=true".to_string(),
+            json!({"target": "dst/app", "migration_job": gen, "confirm": true}).to_string(),
+        ),
+        (
+            "/api/v1/jobs/import",
+            "/api/v1/jobs/import?server=dst&format=json&dry_run=true".to_string(),
+            upload,
+        ),
+    ])
+}
+
+/// A job's report and the CLI's for the same operation, equal modulo `ignore`.
+fn same_report(kind: &str, job: &Value, cli_out: &str, ignore: &[&str]) -> Result<()> {
+    let mut local: Value =
+        serde_json::from_str(cli_out).with_context(|| format!("{kind} CLI --json: {cli_out}"))?;
+    let mut remote = job["result"].clone();
+    strip(&mut local, ignore);
+    strip(&mut remote, ignore);
+    ensure!(
+        local == remote,
+        "{kind}: the job's report differs from the CLI's:\njob: {remote}\ncli: {local}"
+    );
+    Ok(())
+}
+
+async fn job_file(api: &ApiClient, token: &str, id: &str, file: &str) -> Result<Vec<u8>> {
+    let r = api
+        .request_raw(
+            "GET",
+            &format!("/api/v1/jobs/{id}/files/{file}"),
+            Some(token),
+            "application/json",
+            b"",
+        )
+        .await?;
+    ensure!(
+        r.status == 200,
+        "job {id} file {file}: {} {}",
+        r.status,
+        r.text()
+    );
+    Ok(r.body)
+}
+
+/// Migrations, health fixes and a data diff's repair SQL as jobs, each against the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_migrate_health_fix_and_repair_sql_jobs() -> Result<()> {
+    let pair = Pair::start().await?;
+    pair.src
+        .exec(
+            "CREATE DATABASE app; CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20)); \
+             INSERT INTO app.items VALUES (1, 'one'), (2, 'two'); \
+             CREATE DATABASE m; CREATE TABLE m.t (id INT PRIMARY KEY, v VARCHAR(20), w INT NOT NULL DEFAULT 0)",
+        )
+        .await?;
+    pair.dst
+        .exec("CREATE DATABASE m; CREATE TABLE m.t (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO m.t VALUES (1, 'x')")
+        .await?;
+    let (metrics_port, api_port) = (dead_port()?, dead_port()?);
+    let base = pair.config_listening(&["app\\..*"], metrics_port)?;
+    let text =
+        std::fs::read_to_string(&base)? + &format!("\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n");
+    let config = Fleetsync::write_config(pair.dir.path(), &text)?;
+    let cfg = config.to_str().context("config path")?;
+    let admin = super::create_token(&config, "adm", "admin", None).await?;
+    let operator = super::create_token(&config, "ops", "operator", None).await?;
+    let mut fs = Fleetsync::run(&config)?;
+    fs.wait_synced(&pair.src, &pair.dst, "app", SYNC_TIMEOUT)
+        .await?;
+    let api = ApiClient::http(api_port);
+    super::wait_api(&api, &admin).await?;
+
+    // 1. migrate generate: the job's report and files are the CLI's.
+    let dir = pair.dir.path().join("migration");
+    let dir_s = dir.to_str().context("path")?;
+    let generated = same_as_cli(
+        &api,
+        &admin,
+        "migrate-generate",
+        json!({"source": "src/m", "target": "dst/m"}),
+        &[
+            "migrate", "generate", "--config", cfg, "--source", "src/m", "--target", "dst/m",
+            "--out", dir_s, "--json",
+        ],
+        &[],
+    )
+    .await?;
+    ensure!(
+        generated["result"]["verified"] == true && generated["result"]["up_steps"] != 0,
+        "{generated}"
+    );
+    let gen_id = generated["id"].as_str().context("id")?.to_string();
+    for f in ["up.sql", "down.sql", "report.txt"] {
+        let got = job_file(&api, &admin, &gen_id, f).await?;
+        ensure!(
+            got == std::fs::read(dir.join(f))?,
+            "{f}: the job's differs from the CLI's"
+        );
+    }
+
+    // 2. apply and rollback as jobs, then the same with the CLI: equal reports.
+    let body = json!({"target": "dst/m", "migration_job": gen_id});
+    refused(&api, &admin, "/api/v1/jobs/migrate-apply", &body, 409).await?;
+    refused(
+        &api,
+        &operator,
+        "/api/v1/jobs/migrate-apply",
+        &json!({"target": "dst/m", "migration_job": gen_id, "confirm": true}),
+        403,
+    )
+    .await?;
+    refused(
+        &api,
+        &admin,
+        "/api/v1/jobs/migrate-apply",
+        &json!({"target": "dst/m", "migration_job": "nope", "confirm": true}),
+        404,
+    )
+    .await?;
+    let has_w = || async {
+        Ok::<_, anyhow::Error>(
+            pair.dst
+                .query_value("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='m' AND TABLE_NAME='t' AND COLUMN_NAME='w'")
+                .await?
+                .as_deref()
+                == Some("1"),
+        )
+    };
+    let id = start(
+        &api,
+        &admin,
+        "migrate-apply",
+        &json!({"target": "dst/m", "migration_job": gen_id, "confirm": true}),
+    )
+    .await?;
+    let applied = finished(&api, &admin, &id).await?;
+    ensure!(
+        applied["state"] == "succeeded" && has_w().await?,
+        "apply: {applied}"
+    );
+    let id = start(
+        &api,
+        &admin,
+        "migrate-rollback",
+        &json!({"target": "dst/m", "confirm": true}),
+    )
+    .await?;
+    let rolled = finished(&api, &admin, &id).await?;
+    ensure!(
+        rolled["state"] == "succeeded" && !has_w().await?,
+        "rollback: {rolled}"
+    );
+    let (code, out, err) = cli(
+        &[
+            "migrate", "apply", "--config", cfg, "--target", "dst/m", dir_s, "--yes", "--json",
+        ],
+        &[],
+    )
+    .await?;
+    ensure!(code == 0 && has_w().await?, "CLI apply: {code} {out} {err}");
+    same_report(
+        "migrate-apply",
+        &applied,
+        &out,
+        &["migration", "history_id"],
+    )?;
+    let (code, out, err) = cli(
+        &[
+            "migrate", "rollback", "--config", cfg, "--target", "dst/m", "--yes", "--json",
+        ],
+        &[],
+    )
+    .await?;
+    ensure!(
+        code == 0 && !has_w().await?,
+        "CLI rollback: {code} {out} {err}"
+    );
+    same_report(
+        "migrate-rollback",
+        &rolled,
+        &out,
+        &["migration", "history_id"],
+    )?;
+    // The remote CLI: generate (report and files) and rollback as local.
+    let url = format!("http://127.0.0.1:{api_port}");
+    let remote_dir = pair.dir.path().join("remote-migration");
+    let (code, out, err) = cli(
+        &[
+            "--remote",
+            &url,
+            "--token",
+            &admin,
+            "migrate",
+            "generate",
+            "--source",
+            "src/m",
+            "--target",
+            "dst/m",
+            "--out",
+            remote_dir.to_str().context("path")?,
+            "--json",
+        ],
+        &[],
+    )
+    .await?;
+    ensure!(code == 0, "remote generate: {code} {out} {err}");
+    same_report("remote migrate generate", &generated, &out, &[])?;
+    for f in ["up.sql", "down.sql", "report.txt", "migration.json"] {
+        ensure!(
+            std::fs::read(remote_dir.join(f))? == std::fs::read(dir.join(f))?,
+            "remote generate: {f} differs from the local one"
+        );
+    }
+    let (code, _, err) = cli(
+        &[
+            "migrate", "apply", "--config", cfg, "--target", "dst/m", dir_s, "--yes",
+        ],
+        &[],
+    )
+    .await?;
+    ensure!(code == 0, "CLI apply: {err}");
+    let (code, out, err) = cli(
+        &[
+            "--remote", &url, "--token", &admin, "migrate", "rollback", "--target", "dst/m",
+            "--yes", "--json",
+        ],
+        &[],
+    )
+    .await?;
+    ensure!(
+        code == 0 && !has_w().await?,
+        "remote rollback: {code} {out} {err}"
+    );
+    same_report(
+        "remote migrate rollback",
+        &rolled,
+        &out,
+        &["migration", "history_id"],
+    )?;
+    println!(
+        "migrate: generate (report and files), apply and rollback jobs equal the CLI's --json; remote generate and rollback as local"
+    );
+
+    // 3. health --fix: refused without confirm; the plan equals the CLI's.
+    refused(
+        &api,
+        &admin,
+        "/api/v1/jobs/health-fix",
+        &json!({"server": "dst"}),
+        409,
+    )
+    .await?;
+    let ignore = [
+        "checked_at",
+        "duration_ms",
+        "evidence",
+        "summary",
+        "suggestions",
+    ];
+    let args = [
+        "health",
+        "--config",
+        cfg,
+        "--server",
+        "dst",
+        "--fix",
+        "--dry-run",
+        "--json",
+    ];
+    let body = json!({"server": "dst", "plan_only": true});
+    // Live state (disk space, lag) may flip between the two runs: tried once more.
+    if let Err(e) = same_as_cli(&api, &admin, "health-fix", body.clone(), &args, &ignore).await {
+        println!("health-fix: retrying once after: {e}");
+        same_as_cli(&api, &admin, "health-fix", body, &args, &ignore).await?;
+    }
+
+    // 4. A data diff with repair SQL: the job's repair.sql is the CLI's file.
+    pair.dst
+        .exec("INSERT INTO app.items VALUES (99, 'extra')")
+        .await?;
+    let repair = pair.dir.path().join("repair.sql");
+    let diffed = same_as_cli(
+        &api,
+        &operator,
+        "data-diff",
+        json!({"source": "src/app", "target": "dst/app", "repair_sql": true}),
+        &[
+            "diff",
+            "data",
+            "--config",
+            cfg,
+            "src/app",
+            "dst/app",
+            "--json",
+            "--repair-sql",
+            repair.to_str().context("path")?,
+        ],
+        &["seconds"],
+    )
+    .await?;
+    let id = diffed["id"].as_str().context("id")?;
+    let sql = job_file(&api, &operator, id, "repair.sql").await?;
+    ensure!(
+        sql == std::fs::read(&repair)? && String::from_utf8_lossy(&sql).contains("DELETE"),
+        "repair.sql differs from the CLI's:\n{}",
+        String::from_utf8_lossy(&sql)
+    );
+    println!(
+        "data diff: the job's repair.sql equals the CLI's ({} bytes)",
+        sql.len()
+    );
+    fs.stop(std::time::Duration::from_secs(30)).await?;
+    Ok(())
+}

@@ -1,12 +1,20 @@
 //! `fleetsync run`: every configured sync in one process on the embedded bus.
 //!
 //! Start-up refuses (non-zero exit, one line) on any preflight failure before anything is
-//! written. Then one [`Pipeline`] per (sync, target) runs until SIGINT/SIGTERM (continuous
-//! syncs), or at each occurrence of the sync's `schedule` until the targets reach the source's
-//! position of that moment (scheduled syncs). Shutdown cancels them, waits up to [`GRACE`] for
-//! in-flight batches to commit, then aborts.
+//! written. The syncs are the file's and those made over the API (the definition store,
+//! `crate::defs`), preflighted alike. Then one [`Pipeline`] per (sync, target) runs until
+//! SIGINT/SIGTERM (continuous syncs), or at each occurrence of the sync's `schedule` until the
+//! targets reach the source's position of that moment (scheduled syncs). Shutdown cancels them,
+//! waits up to [`GRACE`] for in-flight batches to commit, then aborts.
+//!
+//! The [`Supervisor`] keeps one cancel token and one `JoinSet` per sync: when the API changes
+//! the definitions, a new sync starts, a changed one (its definition, or a server it uses)
+//! stops and starts again with the new definition, and a deleted one stops. A restart resumes
+//! from the targets' progress rows (`fleetsync.sync_state`, written in the same transaction as
+//! the applied rows), so nothing is lost or applied twice.
 
 use fleetsync_coordinator::gc::Evictions;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
@@ -92,10 +100,12 @@ pub async fn source_end(config: &Config, sync: &SyncConfig) -> Result<Position> 
 }
 
 pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
-    let config = crate::opts::load_serving(path, metrics_listen).await?;
-    if let Some(api) = &config.api {
-        crate::api::check(&config, api)?;
+    let file = crate::opts::load_serving(path, metrics_listen).await?;
+    if let Some(api) = &file.api {
+        crate::api::check(&file, api)?;
     }
+    let defs = Arc::new(crate::defs::Defs::open(file)?);
+    let config = (*defs.effective()).clone();
     preflight_all(&config).await?;
     let installed = crate::group::prepare(&config, crate::group::Mode::Install).await?;
     fleetsync_agent::owner_only::private_dir(&config.state_dir)
@@ -117,16 +127,119 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
     if let Some(api) = &config.api {
         let (registry, controls) = (shared.registry.clone(), shared.controls.clone());
         let snapshot = Arc::new(config.clone());
-        crate::api::serve(snapshot, api, registry, controls, cancel.clone()).await?;
+        crate::api::serve(
+            snapshot,
+            api,
+            registry,
+            controls,
+            defs.clone(),
+            cancel.clone(),
+        )
+        .await?;
     }
     let all: Vec<String> = config.servers.iter().map(|s| s.name.clone()).collect();
     crate::health_cmd::spawn_periodic(&config, all, cancel.child_token());
     crate::group::spawn_tombstone_gauge(&config, installed, cancel.child_token());
-    let mut tasks = JoinSet::new();
     let _archivers = crate::archive_cmd::spawn_archivers(&config, None, &cancel)?;
-    let mut index = 0usize;
     let config = Arc::new(config);
+    let mut supervisor = Supervisor::new(shared.clone(), cancel.clone());
+    let mut changes = defs.subscribe();
+    changes.borrow_and_update();
     for sync in &config.syncs {
+        supervisor.start(&config, sync)?;
+    }
+    let servers = config.servers.iter().map(|s| s.name.clone()).collect();
+    let _backups = crate::tasks::spawn_backups(config.clone(), servers, cancel.child_token())?;
+    tracing::info!(syncs = config.syncs.len(), metrics = %server, "fleetsync running");
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    (&mut signal).await;
+                    break;
+                }
+                let next = changes.borrow_and_update().clone();
+                supervisor.reconcile(next).await;
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    cancel.cancel();
+    supervisor.shutdown().await;
+    if let Some(store) = &shared.checkpoints {
+        store.flush()?;
+    }
+    Ok(())
+}
+
+/// The running syncs of `fleetsync run`: per sync, a cancel token and its tasks.
+struct Supervisor {
+    shared: Shared,
+    cancel: CancellationToken,
+    running: BTreeMap<String, Running>,
+    /// Per sync, its first pipeline index and target count (replica server ids stay distinct
+    /// and, across a restart of the same sync, the same).
+    indexes: HashMap<String, (usize, usize)>,
+    next_index: usize,
+}
+
+struct Running {
+    fingerprint: u64,
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+/// What a sync's pipelines are built from: its definition, its servers, its loop marking.
+/// Kept in memory only (a password counts through its hash).
+fn fingerprint(config: &Config, sync: &SyncConfig) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{sync:?}").hash(&mut h);
+    for name in std::iter::once(&sync.source).chain(&sync.targets) {
+        if let Some(s) = config.server(name) {
+            s.url.hash(&mut h);
+            s.password.hash(&mut h);
+            format!(
+                "{:?}{:?}{:?}{:?}{:?}",
+                s.tls, s.tls_ca, s.tls_cert, s.tls_key, s.replica_server_id
+            )
+            .hash(&mut h);
+        }
+    }
+    for t in &sync.targets {
+        config.loop_prevention(sync, t).hash(&mut h);
+    }
+    h.finish()
+}
+
+impl Supervisor {
+    fn new(shared: Shared, cancel: CancellationToken) -> Self {
+        Supervisor {
+            shared,
+            cancel,
+            running: BTreeMap::new(),
+            indexes: HashMap::new(),
+            next_index: 0,
+        }
+    }
+
+    /// Starts `sync`'s pipelines (or its schedule).
+    fn start(&mut self, config: &Arc<Config>, sync: &SyncConfig) -> Result<()> {
+        let n = sync.targets.len();
+        let index = match self.indexes.get(&sync.name) {
+            Some(&(base, len)) if n <= len => base,
+            _ => {
+                let base = self.next_index;
+                self.next_index += n;
+                self.indexes.insert(sync.name.clone(), (base, n));
+                base
+            }
+        };
+        let cancel = self.cancel.child_token();
+        let mut tasks = JoinSet::new();
         if let Some(expr) = &sync.schedule {
             let cron =
                 parse_schedule(expr).map_err(|e| anyhow!("syncs.{}.schedule: {e}", sync.name))?;
@@ -135,34 +248,100 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
                 sync.clone(),
                 cron,
                 index,
-                shared.clone(),
-                cancel.child_token(),
+                self.shared.clone(),
+                cancel.clone(),
             ));
-            index += sync.targets.len();
-            continue;
+        } else {
+            let mut pipelines = Vec::new();
+            for (i, target) in sync.targets.iter().enumerate() {
+                pipelines.push(build_pipeline(
+                    config,
+                    sync,
+                    target,
+                    index + i,
+                    &self.shared,
+                    None,
+                )?);
+            }
+            for p in pipelines {
+                tasks.spawn(p.run(cancel.clone()));
+            }
         }
-        for target in &sync.targets {
-            let pipeline = build_pipeline(&config, sync, target, index, &shared, None)?;
-            index += 1;
-            tasks.spawn(pipeline.run(cancel.child_token()));
+        self.running.insert(
+            sync.name.clone(),
+            Running {
+                fingerprint: fingerprint(config, sync),
+                cancel,
+                tasks,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops `name`'s pipelines: cancel, wait up to [`GRACE`], abort.
+    async fn stop(&mut self, name: &str) {
+        let Some(mut r) = self.running.remove(name) else {
+            return;
+        };
+        r.cancel.cancel();
+        let drained = tokio::time::timeout(GRACE, async {
+            while r.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(sync = %name, "pipelines did not stop within {GRACE:?}; aborting them");
+            r.tasks.abort_all();
+            while r.tasks.join_next().await.is_some() {}
+        }
+        if let Ok(mut reg) = self.shared.registry.lock() {
+            reg.retain(|_, p| p.sync != name);
         }
     }
-    let servers = config.servers.iter().map(|s| s.name.clone()).collect();
-    let _backups = crate::tasks::spawn_backups(config.clone(), servers, cancel.child_token())?;
-    tracing::info!(syncs = config.syncs.len(), metrics = %server, "fleetsync running");
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    cancel.cancel();
-    let drained =
-        tokio::time::timeout(GRACE, async { while tasks.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tracing::warn!("pipelines did not stop within {GRACE:?}; aborting them");
-        tasks.abort_all();
+
+    /// Brings the running syncs to `next`: stops deleted and changed ones, starts new and
+    /// changed ones. A sync that fails to start is logged (the change was preflighted).
+    async fn reconcile(&mut self, next: Arc<Config>) {
+        let wanted: HashMap<&str, &SyncConfig> =
+            next.syncs.iter().map(|s| (s.name.as_str(), s)).collect();
+        let stale: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(name, r)| match wanted.get(name.as_str()) {
+                None => true,
+                Some(sync) => fingerprint(&next, sync) != r.fingerprint,
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &stale {
+            tracing::info!(sync = %name, "stopping sync (definition changed or deleted)");
+            self.stop(name).await;
+        }
+        for sync in &next.syncs {
+            if self.running.contains_key(&sync.name) {
+                continue;
+            }
+            tracing::info!(sync = %sync.name, "starting sync");
+            if let Err(e) = self.start(&next, sync) {
+                tracing::error!(sync = %sync.name, error = %crate::exit::one_line(e.as_ref()), "sync did not start");
+            }
+        }
     }
-    if let Some(store) = &shared.checkpoints {
-        store.flush()?;
+
+    /// Shutdown: every sync cancelled (the parent token), drained within [`GRACE`].
+    async fn shutdown(mut self) {
+        self.cancel.cancel();
+        let all = std::mem::take(&mut self.running);
+        let drained = tokio::time::timeout(GRACE, async {
+            for (_, mut r) in all {
+                while r.tasks.join_next().await.is_some() {}
+            }
+        })
+        .await;
+        if drained.is_err() {
+            // Dropping a JoinSet aborts what is left in it.
+            tracing::warn!("pipelines did not stop within {GRACE:?}; aborting them");
+        }
     }
-    Ok(())
 }
 
 /// Runs `sync` at each occurrence of `cron` until the targets reach the source's position of

@@ -12,6 +12,7 @@
 
 pub mod audit;
 mod auth;
+mod defs;
 pub use auth::{METRIC_API_REQUESTS, METRIC_API_SECONDS};
 pub mod client;
 mod jobs;
@@ -49,6 +50,8 @@ pub struct Inner {
     pub openapi_json: String,
     pub throughput: routes::Throughput,
     pub jobs: Arc<crate::jobs::JobManager>,
+    /// The definition store and the effective configuration (file + API definitions).
+    pub defs: Arc<crate::defs::Defs>,
 }
 
 pub type ApiState = Arc<Inner>;
@@ -81,6 +84,7 @@ pub async fn serve(
     api: &ApiConfig,
     registry: Registry,
     controls: Controls,
+    defs: Arc<crate::defs::Defs>,
     cancel: CancellationToken,
 ) -> Result<SocketAddr> {
     let addr = api.addr()?;
@@ -103,6 +107,7 @@ pub async fn serve(
         openapi_json,
         throughput: routes::Throughput::default(),
         jobs,
+        defs,
     });
     routes::spawn_throughput(state.clone(), cancel.clone());
     jobs::spawn_sync_events(state.clone(), SYNC_EVENTS_EVERY, cancel.clone());

@@ -1,0 +1,663 @@
+//! Definitions made over the API: servers and syncs kept in a file store under `state_dir`
+//! (`api/definitions.json`), merged with the configuration file's into the effective
+//! [`Config`].
+//!
+//! Why here and not in the config crate: a change is checked with the start-up preflight
+//! (`preflight`, `definitions`: connections to the servers), and passwords are sealed with the
+//! backup crypto of the agent crate; the config crate stays pure (parse and validate).
+//!
+//! Invariants:
+//! * The file's definitions are read-only here; a name defined in the file cannot be used by an
+//!   API definition (a sync name also not as a group's name).
+//! * Every change is checked on the merged configuration ([`Config::validate`], and for a sync
+//!   the preflight of that sync) before anything is written: a refused change leaves the store
+//!   and the running syncs untouched.
+//! * The store is replaced atomically (written beside, fsynced, renamed), owner-only.
+//! * Passwords are stored sealed with `[api] secret_key_file` (XChaCha20-Poly1305, the
+//!   server's name as associated data); without a key file a server with a password is refused.
+//!   They are never returned, logged or exported.
+//! * Changes are serialised (one at a time); the effective configuration is published on a
+//!   watch channel that `fleetsync run`'s supervisor follows.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use fleetsync_agent::backup::crypto::{self, Key};
+use fleetsync_agent::owner_only;
+use fleetsync_config::{Config, ConfigError, Server, SyncConfig, SyncMode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+/// Version of the store file's format.
+const STORE_VERSION: u32 = 1;
+
+/// Where an effective definition comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    File,
+    Api,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::File => "file",
+            Origin::Api => "api",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DefsError {
+    #[error("no {kind} named {name:?}")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind} {name:?} is defined in the configuration file: read-only over the API")]
+    ReadOnly { kind: &'static str, name: String },
+    #[error("a {kind} named {name:?} exists already")]
+    Exists { kind: &'static str, name: String },
+    #[error("{kind} {name:?} is used by sync {sync:?}: delete or change that sync first")]
+    InUse {
+        kind: &'static str,
+        name: String,
+        sync: String,
+    },
+    #[error("{field}: {rule}")]
+    Invalid { field: String, rule: String },
+    #[error("preflight: {0}")]
+    Preflight(String),
+    #[error("definition store {path}: {message}")]
+    Store { path: PathBuf, message: String },
+}
+
+impl DefsError {
+    fn invalid(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        DefsError::Invalid {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+impl From<ConfigError> for DefsError {
+    fn from(e: ConfigError) -> Self {
+        match e {
+            ConfigError::Invalid { field, rule } => DefsError::Invalid { field, rule },
+            other => DefsError::invalid("", other.to_string()),
+        }
+    }
+}
+
+/// A server as stored: its fields as given (no password), and the sealed password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredServer {
+    pub fields: Map<String, Value>,
+    /// base64 of the sealed password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_password: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFile {
+    version: u32,
+    servers: Vec<StoredServer>,
+    /// Each sync's fields as given (a `[[syncs]]` entry), nulls dropped.
+    syncs: Vec<Map<String, Value>>,
+}
+
+/// What a change did (or would do, on a dry run).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Plan {
+    /// `create`, `update` or `delete`.
+    pub action: String,
+    /// `server` or `sync`.
+    pub kind: String,
+    pub name: String,
+    /// True: nothing was changed.
+    pub dry_run: bool,
+    /// Syncs whose pipelines start, restart or stop because of it (`fleetsync run`).
+    pub affected_syncs: Vec<String>,
+}
+
+/// One change of the store.
+pub enum Change {
+    /// A server's fields (no `password` key) and its new password (`None`: keep the stored
+    /// one on an update).
+    PutServer {
+        create: bool,
+        fields: Map<String, Value>,
+        password: Option<String>,
+    },
+    DeleteServer(String),
+    PutSync {
+        create: bool,
+        fields: Map<String, Value>,
+    },
+    DeleteSync(String),
+}
+
+struct State {
+    store: StoreFile,
+    effective: Arc<Config>,
+}
+
+/// The definition store and the effective configuration.
+pub struct Defs {
+    /// The configuration file's definitions (loaded, groups expanded).
+    file: Config,
+    path: PathBuf,
+    key: Option<Key>,
+    state: Mutex<State>,
+    /// One change at a time (a change's preflight is async).
+    changing: tokio::sync::Mutex<()>,
+    tx: watch::Sender<Arc<Config>>,
+}
+
+pub fn store_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("api").join("definitions.json")
+}
+
+impl Defs {
+    /// Opens the store of `file.state_dir` (empty when absent) and merges it with `file`.
+    /// Fails when the store cannot be read or decrypted, or its definitions no longer fit the
+    /// file (e.g. the file now defines a name the API used).
+    pub fn open(file: Config) -> Result<Defs, DefsError> {
+        let path = store_path(&file.state_dir);
+        let key = match file.api.as_ref().and_then(|a| a.secret_key_file.as_ref()) {
+            Some(f) => {
+                Some(Key::from_file(f).map_err(|m| DefsError::invalid("api.secret_key_file", m))?)
+            }
+            None => None,
+        };
+        let store = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str::<StoreFile>(&text).map_err(|e| DefsError::Store {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StoreFile {
+                version: STORE_VERSION,
+                ..Default::default()
+            },
+            Err(e) => {
+                return Err(DefsError::Store {
+                    path,
+                    message: e.to_string(),
+                })
+            }
+        };
+        let effective = merge(&file, &store, key.as_ref())?;
+        let (tx, _) = watch::channel(Arc::new(effective.clone()));
+        Ok(Defs {
+            file,
+            path,
+            key,
+            state: Mutex::new(State {
+                store,
+                effective: Arc::new(effective),
+            }),
+            changing: tokio::sync::Mutex::new(()),
+            tx,
+        })
+    }
+
+    /// The effective configuration: the file's definitions and the API's.
+    pub fn effective(&self) -> Arc<Config> {
+        self.state
+            .lock()
+            .map(|s| s.effective.clone())
+            .unwrap_or_else(|p| p.into_inner().effective.clone())
+    }
+
+    /// Follows the effective configuration (a new value after each applied change).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
+        self.tx.subscribe()
+    }
+
+    pub fn server_origin(&self, name: &str) -> Origin {
+        if self.file.server(name).is_some() {
+            Origin::File
+        } else {
+            Origin::Api
+        }
+    }
+
+    pub fn sync_origin(&self, name: &str) -> Origin {
+        if self.file.syncs.iter().any(|s| s.name == name) {
+            Origin::File
+        } else {
+            Origin::Api
+        }
+    }
+
+    /// The API's definitions as TOML (`[[servers]]` and `[[syncs]]` entries). Passwords are
+    /// omitted: a comment names each server that has one.
+    pub fn export_toml(&self) -> String {
+        let store = self
+            .state
+            .lock()
+            .map(|s| s.store.clone())
+            .unwrap_or_else(|p| p.into_inner().store.clone());
+        let mut out = String::from(
+            "# fleetsync: definitions made over the API (GET /api/v1/config/export).\n\
+             # Passwords are not exported: give each server marked below one\n\
+             # (password_env, password_file, or in the url) before using this file.\n",
+        );
+        for s in &store.servers {
+            out.push_str("\n[[servers]]\n");
+            if s.sealed_password.is_some() {
+                out.push_str("# password: not exported (set password_env or password_file)\n");
+            }
+            push_fields(&mut out, &s.fields);
+        }
+        for s in &store.syncs {
+            out.push_str("\n[[syncs]]\n");
+            push_fields(&mut out, s);
+        }
+        out
+    }
+
+    /// Checks `change` on the merged configuration and, unless `dry_run`, stores it and
+    /// publishes the new effective configuration. `preflight` runs for a created or updated
+    /// sync (the start-up checks of that sync, against the servers).
+    pub async fn apply(&self, change: Change, dry_run: bool) -> Result<Plan, DefsError> {
+        let _one = self.changing.lock().await;
+        let mut store = self.snapshot_store();
+        let old = self.effective();
+        let (action, kind, name) = self.change_store(&mut store, change)?;
+        let effective = merge(&self.file, &store, self.key.as_ref())?;
+        let affected = affected_syncs(&old, &effective, &name, kind);
+        if kind == "sync" && action != "delete" {
+            let mut probe = effective.clone();
+            probe.syncs.retain(|s| s.name == name);
+            crate::preflight::preflight_all(&probe)
+                .await
+                .map_err(|e| DefsError::Preflight(crate::exit::one_line(e.as_ref())))?;
+        }
+        if !dry_run {
+            self.save(&store)?;
+            let effective = Arc::new(effective);
+            if let Ok(mut s) = self.state.lock() {
+                s.store = store;
+                s.effective = effective.clone();
+            }
+            self.tx.send_replace(effective);
+            tracing::info!(kind, name = %name, action, "definition changed over the API");
+        }
+        Ok(Plan {
+            action: action.into(),
+            kind: kind.into(),
+            name,
+            dry_run,
+            affected_syncs: affected,
+        })
+    }
+
+    fn snapshot_store(&self) -> StoreFile {
+        self.state
+            .lock()
+            .map(|s| s.store.clone())
+            .unwrap_or_else(|p| p.into_inner().store.clone())
+    }
+
+    /// Applies `change` to `store` (in memory). Returns (action, kind, name).
+    fn change_store(
+        &self,
+        store: &mut StoreFile,
+        change: Change,
+    ) -> Result<(&'static str, &'static str, String), DefsError> {
+        match change {
+            Change::PutServer {
+                create,
+                fields,
+                password,
+            } => {
+                let name = name_of(&fields)?;
+                if self.file.server(&name).is_some() {
+                    return Err(self.conflict("server", &name, create));
+                }
+                let at = store
+                    .servers
+                    .iter()
+                    .position(|s| field_str(&s.fields, "name") == Some(&name));
+                let sealed = match (password, at) {
+                    (Some(pw), _) => Some(self.seal(&name, &pw)?),
+                    (None, Some(i)) if !create => store.servers[i].sealed_password.clone(),
+                    (None, _) => None,
+                };
+                let record = StoredServer {
+                    fields,
+                    sealed_password: sealed,
+                };
+                match (create, at) {
+                    (true, Some(_)) => Err(DefsError::Exists {
+                        kind: "server",
+                        name,
+                    }),
+                    (true, None) => {
+                        store.servers.push(record);
+                        Ok(("create", "server", name))
+                    }
+                    (false, Some(i)) => {
+                        store.servers[i] = record;
+                        Ok(("update", "server", name))
+                    }
+                    (false, None) => Err(DefsError::NotFound {
+                        kind: "server",
+                        name,
+                    }),
+                }
+            }
+            Change::DeleteServer(name) => {
+                if self.file.server(&name).is_some() {
+                    return Err(self.conflict("server", &name, false));
+                }
+                let at = store
+                    .servers
+                    .iter()
+                    .position(|s| field_str(&s.fields, "name") == Some(&name))
+                    .ok_or_else(|| DefsError::NotFound {
+                        kind: "server",
+                        name: name.clone(),
+                    })?;
+                let effective = self.effective();
+                if let Some(user) = effective
+                    .syncs
+                    .iter()
+                    .find(|s| s.source == name || s.targets.contains(&name))
+                {
+                    return Err(DefsError::InUse {
+                        kind: "server",
+                        name,
+                        sync: user.group.clone().unwrap_or_else(|| user.name.clone()),
+                    });
+                }
+                store.servers.remove(at);
+                Ok(("delete", "server", name))
+            }
+            Change::PutSync { create, fields } => {
+                let name = name_of(&fields)?;
+                if self
+                    .file
+                    .syncs
+                    .iter()
+                    .any(|s| s.name == name || s.group.as_deref() == Some(&name))
+                {
+                    return Err(self.conflict("sync", &name, create));
+                }
+                let at = store
+                    .syncs
+                    .iter()
+                    .position(|s| field_str(s, "name") == Some(&name));
+                match (create, at) {
+                    (true, Some(_)) => Err(DefsError::Exists { kind: "sync", name }),
+                    (true, None) => {
+                        store.syncs.push(fields);
+                        Ok(("create", "sync", name))
+                    }
+                    (false, Some(i)) => {
+                        store.syncs[i] = fields;
+                        Ok(("update", "sync", name))
+                    }
+                    (false, None) => Err(DefsError::NotFound { kind: "sync", name }),
+                }
+            }
+            Change::DeleteSync(name) => {
+                if self.sync_origin(&name) == Origin::File {
+                    return Err(self.conflict("sync", &name, false));
+                }
+                let at = store
+                    .syncs
+                    .iter()
+                    .position(|s| field_str(s, "name") == Some(&name))
+                    .ok_or_else(|| DefsError::NotFound {
+                        kind: "sync",
+                        name: name.clone(),
+                    })?;
+                store.syncs.remove(at);
+                Ok(("delete", "sync", name))
+            }
+        }
+    }
+
+    /// A create of a name the file uses collides; any other change of it is read-only.
+    fn conflict(&self, kind: &'static str, name: &str, create: bool) -> DefsError {
+        let name = name.to_string();
+        if create {
+            DefsError::Exists { kind, name }
+        } else {
+            DefsError::ReadOnly { kind, name }
+        }
+    }
+
+    fn seal(&self, server: &str, password: &str) -> Result<String, DefsError> {
+        let key = self.key.as_ref().ok_or_else(|| {
+            DefsError::invalid(
+                "password",
+                "a server with a password needs [api] secret_key_file (passwords are stored encrypted; create a key with `fleetsync backup keygen --out FILE`)",
+            )
+        })?;
+        let sealed = crypto::encrypt(key, password.as_bytes(), &aad(server))
+            .map_err(|m| DefsError::invalid("password", m))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
+    }
+
+    fn save(&self, store: &StoreFile) -> Result<(), DefsError> {
+        use std::io::Write;
+        let err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: std::io::Error| DefsError::Store {
+                path,
+                message: e.to_string(),
+            }
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        owner_only::private_dir(dir).map_err(err(dir))?;
+        let tmp = self.path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(store).map_err(|e| DefsError::Store {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        {
+            let mut f = owner_only::create(&tmp).map_err(err(&tmp))?;
+            f.write_all(text.as_bytes()).map_err(err(&tmp))?;
+            f.sync_all().map_err(err(&tmp))?;
+        }
+        std::fs::rename(&tmp, &self.path).map_err(err(&self.path))?;
+        // The rename itself is durable once the directory is.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+fn aad(server: &str) -> String {
+    format!("fleetsync server password: {server}")
+}
+
+fn field_str<'a>(fields: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    fields.get(key).and_then(Value::as_str)
+}
+
+fn name_of(fields: &Map<String, Value>) -> Result<String, DefsError> {
+    field_str(fields, "name")
+        .map(str::to_string)
+        .ok_or_else(|| DefsError::invalid("name", "required (a string)"))
+}
+
+/// The file's configuration with the store's definitions added, checked like the file.
+fn merge(file: &Config, store: &StoreFile, key: Option<&Key>) -> Result<Config, DefsError> {
+    let mut out = file.clone();
+    for (i, s) in store.servers.iter().enumerate() {
+        let mut server: Server = serde_json::from_value(Value::Object(s.fields.clone()))
+            .map_err(|e| DefsError::invalid(format!("servers[{i}]"), e.to_string()))?;
+        if let Some(sealed) = &s.sealed_password {
+            let key = key.ok_or_else(|| {
+                DefsError::invalid(
+                    "api.secret_key_file",
+                    format!(
+                        "server {:?} has a stored password: the key file is needed to read it",
+                        server.name
+                    ),
+                )
+            })?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(sealed)
+                .map_err(|_| {
+                    DefsError::invalid(
+                        format!("servers.{}", server.name),
+                        "sealed password is not base64",
+                    )
+                })?;
+            let plain = crypto::decrypt(key, &bytes, &aad(&server.name)).map_err(|_| {
+                DefsError::invalid(
+                    "api.secret_key_file",
+                    format!("cannot decrypt the password of server {:?}: another key than the one it was stored with?", server.name),
+                )
+            })?;
+            server.password = Some(String::from_utf8(plain).map_err(|_| {
+                DefsError::invalid(format!("servers.{}", server.name), "password is not UTF-8")
+            })?);
+        }
+        crate::opts::server_opts(&server).map_err(|e| {
+            DefsError::invalid(format!("servers.{}.url", server.name), e.to_string())
+        })?;
+        out.servers.push(server);
+    }
+    for s in &store.syncs {
+        let sync: SyncConfig = serde_json::from_value(Value::Object(s.clone())).map_err(|e| {
+            DefsError::invalid(
+                format!("syncs.{}", field_str(s, "name").unwrap_or("?")),
+                e.to_string(),
+            )
+        })?;
+        if sync.mode == SyncMode::Bidirectional {
+            return Err(DefsError::invalid(
+                format!("syncs.{}.mode", sync.name),
+                "bidirectional groups are defined in the configuration file only (a group is installed on its members at start)",
+            ));
+        }
+        out.syncs.push(sync);
+    }
+    // Validate like the file: the file's groups are expanded already, so they are left out of
+    // the probe (they were validated when the file was loaded; API syncs cannot join them).
+    let mut probe = out.clone();
+    probe.syncs.retain(|s| s.group.is_none());
+    probe.validate()?;
+    Ok(out)
+}
+
+/// Syncs whose pipelines start, restart or stop because `name` (a server or sync) changed.
+fn affected_syncs(old: &Config, new: &Config, name: &str, kind: &str) -> Vec<String> {
+    if kind == "sync" {
+        return vec![name.to_string()];
+    }
+    let mut out: Vec<String> = old
+        .syncs
+        .iter()
+        .chain(new.syncs.iter())
+        .filter(|s| s.source == name || s.targets.iter().any(|t| t == name))
+        .map(|s| s.name.clone())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `key = value` lines of a TOML table (values inline).
+fn push_fields(out: &mut String, fields: &Map<String, Value>) {
+    let ordered: BTreeMap<&String, &Value> = fields.iter().collect();
+    // `name` first, for the reader.
+    if let Some(v) = fields.get("name") {
+        out.push_str(&format!("name = {}\n", toml_value(v)));
+    }
+    for (k, v) in ordered {
+        if k != "name" && !v.is_null() {
+            out.push_str(&format!("{} = {}\n", toml_key(k), toml_value(v)));
+        }
+    }
+}
+
+fn toml_key(k: &str) -> String {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        k.to_string()
+    } else {
+        Value::String(k.to_string()).to_string()
+    }
+}
+
+/// A JSON value as an inline TOML value. JSON strings are valid TOML basic strings (serde_json
+/// writes `\"`, `\\`, `\n`, `\uXXXX`, all of which TOML knows); nulls are left out.
+fn toml_value(v: &Value) -> String {
+    match v {
+        Value::Null => "\"\"".into(),
+        Value::Bool(_) | Value::Number(_) | Value::String(_) => v.to_string(),
+        Value::Array(a) => {
+            let items: Vec<String> = a.iter().filter(|x| !x.is_null()).map(toml_value).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Object(m) => {
+            let items: Vec<String> = m
+                .iter()
+                .filter(|(_, x)| !x.is_null())
+                .map(|(k, x)| format!("{} = {}", toml_key(k), toml_value(x)))
+                .collect();
+            format!("{{ {} }}", items.join(", "))
+        }
+    }
+}
+
+/// Drops null values (JSON `null` means "not given", as an absent TOML key).
+pub fn without_nulls(mut fields: Map<String, Value>) -> Map<String, Value> {
+    fields.retain(|_, v| !v.is_null());
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_is_toml_the_config_parses() {
+        let mut store = StoreFile::default();
+        let mut server = Map::new();
+        server.insert("name".into(), "db9".into());
+        server.insert("url".into(), "mysql://u@h:1".into());
+        store.servers.push(StoredServer {
+            fields: server,
+            sealed_password: None,
+        });
+        let sync = serde_json::json!({"name": "s9", "source": "db9", "targets": ["db9b"],
+            "include": ["app\\..*", "a\"b"], "map": {"app": "copy", "x.y": "z.w"}, "create_missing": false,
+            "tables": [{"name": "app.t", "conflict": "manual"}], "schedule": null});
+        store
+            .syncs
+            .push(without_nulls(sync.as_object().cloned().unwrap_or_default()));
+        let mut text = String::new();
+        for s in &store.servers {
+            text.push_str("[[servers]]\n");
+            push_fields(&mut text, &s.fields);
+        }
+        text.push_str("[[servers]]\nname = \"db9b\"\nurl = \"mysql://u@h:2\"\n");
+        for s in &store.syncs {
+            text.push_str("[[syncs]]\n");
+            push_fields(&mut text, s);
+        }
+        let c = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        c.validate().expect("valid");
+        assert_eq!(
+            c.syncs[0].include,
+            vec!["app\\..*".to_string(), "a\"b".into()]
+        );
+        assert_eq!(c.syncs[0].map.get("x.y").map(String::as_str), Some("z.w"));
+        assert!(!c.syncs[0].create_missing);
+        assert_eq!(c.syncs[0].tables.len(), 1);
+    }
+}

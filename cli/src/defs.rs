@@ -33,6 +33,10 @@ use tokio::sync::watch;
 
 /// Version of the store file's format.
 const STORE_VERSION: u32 = 1;
+/// How long a change waits for `fleetsync run`'s supervisor to have started, restarted or
+/// stopped the pipelines it affects: a stop waits up to the run's grace period (10 s) for the
+/// batch in flight.
+const APPLIED_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Where an effective definition comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +158,11 @@ pub struct Defs {
     state: Mutex<State>,
     /// One change at a time (a change's preflight is async).
     changing: tokio::sync::Mutex<()>,
-    tx: watch::Sender<Arc<Config>>,
+    /// The effective configuration and its generation (one more per applied change).
+    tx: watch::Sender<(u64, Arc<Config>)>,
+    /// The generation the supervisor has brought the pipelines to (`fleetsync run` only).
+    applied: watch::Sender<u64>,
+    supervised: std::sync::atomic::AtomicBool,
 }
 
 pub fn store_path(state_dir: &Path) -> PathBuf {
@@ -190,7 +198,8 @@ impl Defs {
             }
         };
         let effective = merge(&file, &store, key.as_ref())?;
-        let (tx, _) = watch::channel(Arc::new(effective.clone()));
+        let (tx, _) = watch::channel((0, Arc::new(effective.clone())));
+        let (applied, _) = watch::channel(0);
         Ok(Defs {
             file,
             path,
@@ -201,6 +210,8 @@ impl Defs {
             }),
             changing: tokio::sync::Mutex::new(()),
             tx,
+            applied,
+            supervised: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -212,9 +223,18 @@ impl Defs {
             .unwrap_or_else(|p| p.into_inner().effective.clone())
     }
 
-    /// Follows the effective configuration (a new value after each applied change).
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
+    /// Follows the effective configuration (a new value after each applied change), for the
+    /// supervisor of `fleetsync run`, which reports each generation it has applied with
+    /// [`Defs::applied`]: a change answers once its pipelines started, restarted or stopped.
+    pub fn subscribe(&self) -> watch::Receiver<(u64, Arc<Config>)> {
+        self.supervised
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.tx.subscribe()
+    }
+
+    /// The supervisor brought the pipelines to generation `generation`.
+    pub fn applied(&self, generation: u64) {
+        self.applied.send_replace(generation);
     }
 
     pub fn server_origin(&self, name: &str) -> Origin {
@@ -284,8 +304,16 @@ impl Defs {
                 s.store = store;
                 s.effective = effective.clone();
             }
-            self.tx.send_replace(effective);
+            let generation = self.tx.borrow().0 + 1;
+            let mut acks = self.applied.subscribe();
+            self.tx.send_replace((generation, effective));
             tracing::info!(kind, name = %name, action, "definition changed over the API");
+            if self.supervised.load(std::sync::atomic::Ordering::Relaxed) {
+                let done = tokio::time::timeout(APPLIED_WAIT, acks.wait_for(|g| *g >= generation));
+                if done.await.is_err() {
+                    tracing::warn!(name = %name, "the pipelines did not follow the change within {APPLIED_WAIT:?}; they will");
+                }
+            }
         }
         Ok(Plan {
             action: action.into(),

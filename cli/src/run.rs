@@ -105,7 +105,9 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
         crate::api::check(&file, api)?;
     }
     let defs = Arc::new(crate::defs::Defs::open(file)?);
-    let config = (*defs.effective()).clone();
+    // Subscribed before the API serves: no change can fall between the start and the loop.
+    let mut changes = defs.subscribe();
+    let config = (*changes.borrow_and_update().1).clone();
     preflight_all(&config).await?;
     let installed = crate::group::prepare(&config, crate::group::Mode::Install).await?;
     fleetsync_agent::owner_only::private_dir(&config.state_dir)
@@ -143,8 +145,6 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
     let _archivers = crate::archive_cmd::spawn_archivers(&config, None, &cancel)?;
     let config = Arc::new(config);
     let mut supervisor = Supervisor::new(shared.clone(), cancel.clone());
-    let mut changes = defs.subscribe();
-    changes.borrow_and_update();
     for sync in &config.syncs {
         supervisor.start(&config, sync)?;
     }
@@ -161,8 +161,9 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
                     (&mut signal).await;
                     break;
                 }
-                let next = changes.borrow_and_update().clone();
+                let (generation, next) = changes.borrow_and_update().clone();
                 supervisor.reconcile(next).await;
+                defs.applied(generation);
             }
         }
     }

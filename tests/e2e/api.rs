@@ -22,6 +22,7 @@ use fleetsync_tests::{fleetsync_cmd_with, wait_until, Fleetsync};
 
 use crate::support::{check_refusal, dead_port, Pair, Refusal, SYNC_TIMEOUT};
 
+mod defs;
 mod jobs;
 mod load;
 mod serving;
@@ -111,6 +112,15 @@ const PINNED: &[(&str, &[&str])] = &[
     ("cancel_job", &["validation:run"]),
     ("events", &[]),
     ("get_status", &["syncs:read"]),
+    ("get_server", &["servers:read"]),
+    ("create_server", &["servers:write"]),
+    ("update_server", &["servers:write"]),
+    ("delete_server", &["servers:write"]),
+    ("test_server", &["servers:write"]),
+    ("create_sync", &["syncs:write"]),
+    ("update_sync", &["syncs:write"]),
+    ("delete_sync", &["syncs:write"]),
+    ("export_config", &["servers:read", "syncs:read"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).
@@ -206,7 +216,14 @@ async fn rbac_matrix(
                 ),
                 None => println!("not pinned: {method} {path} ({id}) needs {needs:?}"),
             }
-            let mut url = path.replace("{name}", "s1").replace("{id}", job_id);
+            // A server's routes on the API-made server, a sync's definition routes on the
+            // API-made sync (the file's are read-only): both made before the matrix.
+            let name = match (method, path.as_str()) {
+                (_, p) if p.starts_with("/api/v1/servers/{name}") => "apisrv",
+                ("put" | "delete", "/api/v1/syncs/{name}") => "apisync",
+                _ => "s1",
+            };
+            let mut url = path.replace("{name}", name).replace("{id}", job_id);
             if method != "get" {
                 url.push_str("?dry_run=true");
             }
@@ -339,8 +356,22 @@ async fn api_rbac_matrix_audit_tokens_and_secrets() -> Result<()> {
         doc["openapi"]
     );
 
-    // 1. The matrix (job routes on a real, finished job).
+    // 1. The matrix (job routes on a real, finished job; definition routes on an API-made
+    // server and a scheduled API-made sync, which does not run during the test).
     let job_id = jobs::finished_job(&api, &operator).await?;
+    for (path, body) in [
+        (
+            "/api/v1/servers",
+            r#"{"name": "apisrv", "url": "mysql://nobody@127.0.0.1:1", "tls": "disabled"}"#,
+        ),
+        (
+            "/api/v1/syncs",
+            r#"{"name": "apisync", "source": "src", "targets": ["dst"], "include": ["app\..*"], "schedule": "0 0 1 1 *"}"#,
+        ),
+    ] {
+        let r = api.post(path, Some(&owner), body).await?;
+        ensure!(r.status == 200, "POST {path}: {} {}", r.status, r.body);
+    }
     let calls = rbac_matrix(&api, &doc, &tokens, &job_id, &mut answers).await?;
     let operations = calls.len() / (ROLES.len() + 1);
     let wrong: Vec<String> = calls

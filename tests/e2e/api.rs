@@ -366,7 +366,7 @@ async fn api_rbac_matrix_audit_tokens_and_secrets() -> Result<()> {
         ),
         (
             "/api/v1/syncs",
-            r#"{"name": "apisync", "source": "src", "targets": ["dst"], "include": ["app\..*"], "schedule": "0 0 1 1 *"}"#,
+            r#"{"name": "apisync", "source": "src", "targets": ["dst"], "include": ["app\\..*"], "schedule": "0 0 1 1 *"}"#,
         ),
     ] {
         let r = api.post(path, Some(&owner), body).await?;

@@ -69,7 +69,7 @@ struct ServerBody {
     name: Option<String>,
     /// `mysql://user@host:port` (no password in the URL: use `password`).
     url: String,
-    #[schema(write_only, format = Password)]
+    #[schema(write_only, format = Password, min_length = 1)]
     password: Option<String>,
     /// `disabled`, `preferred` (default), `required`, `verify_ca` or `verify_identity`.
     tls: Option<String>,
@@ -309,6 +309,51 @@ async fn test_server(
     }))
 }
 
+/// A one-way sync's definition: the keys of a `[[syncs]]` entry of the configuration file
+/// (README, configuration reference), as JSON. Only for the OpenAPI document: the body is
+/// parsed by the configuration's own `SyncConfig`, so the file and the API cannot differ.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SyncBody {
+    /// Required on create; on an update, if given, the path's name.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    name: Option<String>,
+    /// Only `one_way` (groups are defined in the file).
+    #[schema(pattern = "^one_way$")]
+    mode: Option<String>,
+    /// The source server.
+    source: String,
+    #[schema(min_items = 1)]
+    targets: Vec<String>,
+    /// `schema.table` regexes (anchored); none: every non-system table.
+    include: Option<Vec<String>>,
+    exclude: Option<Vec<String>>,
+    /// `"schema" = "other"` or `"schema.table" = "schema2.table2"`.
+    map: Option<std::collections::BTreeMap<String, String>>,
+    create_missing: Option<bool>,
+    apply_ddl: Option<bool>,
+    #[schema(minimum = 1, maximum = 1000000)]
+    batch_rows: Option<u64>,
+    batch_wait_ms: Option<u64>,
+    #[schema(minimum = 1)]
+    queue_transactions: Option<u64>,
+    #[schema(minimum = 1)]
+    queue_rows: Option<u64>,
+    #[schema(minimum = 1)]
+    snapshot_chunk_rows: Option<u64>,
+    /// Cron expression: run at each occurrence instead of continuously.
+    schedule: Option<String>,
+    /// `none`, `source-wins`, `target-wins`, `newest-wins` or `manual`.
+    conflict: Option<String>,
+    priority: Option<Vec<String>>,
+    newest_column: Option<String>,
+    /// `[[syncs.tables]]` entries: `{"name": "schema.table", "conflict": ..., "newest_column": ...}`.
+    tables: Option<Vec<Map<String, Value>>>,
+    /// `skip_replication` or `marker`.
+    loop_prevention: Option<String>,
+}
+
 /// A sync body: the fields of a `[[syncs]]` entry (README, configuration reference), as JSON.
 fn sync_change(
     body: Result<Json<Map<String, Value>>, JsonRejection>,
@@ -330,6 +375,7 @@ fn sync_change(
                 .split("field `")
                 .nth(1)
                 .and_then(|r| r.split('`').next())
+                .filter(|f| !f.is_empty())
                 .map(str::to_string);
             let p = Problem::bad_request(detail);
             match field {
@@ -354,7 +400,7 @@ fn sync_change(
 #[utoipa::path(post, path = "/api/v1/syncs", operation_id = "create_sync", tag = "syncs",
     security(("bearer" = ["syncs:write"])),
     params(DryRun),
-    request_body(content = Object, description = "A `[[syncs]]` entry as JSON (one-way only)",
+    request_body(content = SyncBody,
         example = json!({"name": "s9", "source": "src", "targets": ["dst"], "include": ["app\\..*"]})),
     responses((status = 200, body = Plan), ConfirmBodyProblems))]
 async fn create_sync(
@@ -372,7 +418,7 @@ async fn create_sync(
 #[utoipa::path(put, path = "/api/v1/syncs/{name}", operation_id = "update_sync", tag = "syncs",
     security(("bearer" = ["syncs:write"])),
     params(("name" = String, Path, description = "The sync's name"), DryRun),
-    request_body(content = Object, description = "A `[[syncs]]` entry as JSON (one-way only)",
+    request_body(content = SyncBody,
         example = json!({"source": "src", "targets": ["dst"], "include": ["app\\..*"]})),
     responses((status = 200, body = Plan), ConfirmBodyProblems))]
 async fn update_sync(

@@ -163,6 +163,8 @@ pub struct Defs {
     /// The generation the supervisor has brought the pipelines to (`fleetsync run` only).
     applied: watch::Sender<u64>,
     supervised: std::sync::atomic::AtomicBool,
+    /// `once` and `resnapshot` requests to the supervisor (`fleetsync run` only).
+    ops: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::run::SyncRequest>>,
 }
 
 pub fn store_path(state_dir: &Path) -> PathBuf {
@@ -212,6 +214,7 @@ impl Defs {
             tx,
             applied,
             supervised: std::sync::atomic::AtomicBool::new(false),
+            ops: std::sync::OnceLock::new(),
         })
     }
 
@@ -230,6 +233,16 @@ impl Defs {
         self.supervised
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.tx.subscribe()
+    }
+
+    /// Where `once` and `resnapshot` requests go (set by `fleetsync run`'s supervisor).
+    pub fn attach_ops(&self, tx: tokio::sync::mpsc::Sender<crate::run::SyncRequest>) {
+        let _ = self.ops.set(tx);
+    }
+
+    /// The supervisor's request channel; `None` outside `fleetsync run`.
+    pub fn ops(&self) -> Option<tokio::sync::mpsc::Sender<crate::run::SyncRequest>> {
+        self.ops.get().cloned()
     }
 
     /// The supervisor brought the pipelines to generation `generation`.

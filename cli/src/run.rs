@@ -37,6 +37,35 @@ use crate::preflight::{preflight_all, source_spec};
 
 /// How long shutdown waits for pipelines to finish their current batch.
 const GRACE: Duration = Duration::from_secs(10);
+/// `once`/`resnapshot` requests waiting for the supervisor: API calls, a handful at a time.
+const OPS_QUEUE: usize = 16;
+
+/// What the API asks of a running sync (see [`SyncRequest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncOp {
+    /// A scheduled sync runs now, as if its schedule fired.
+    Once,
+    /// Stop the sync, mark its targets for a new snapshot, start it again.
+    Resnapshot,
+}
+
+/// A request to the supervisor; the reply is a one-line outcome or refusal.
+pub struct SyncRequest {
+    pub sync: String,
+    pub op: SyncOp,
+    pub reply: tokio::sync::oneshot::Sender<Result<String, OpRefused>>,
+}
+
+/// Why the supervisor refused or failed a [`SyncRequest`].
+#[derive(Debug, thiserror::Error)]
+pub enum OpRefused {
+    /// The request does not fit the sync's state (e.g. `once` on a continuous sync).
+    #[error("{0}")]
+    Conflict(String),
+    /// Something failed while carrying it out.
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// What a pipeline shares with the process: its checkpoint store, status registry, controls.
 #[derive(Clone)]
@@ -144,18 +173,27 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
     crate::group::spawn_tombstone_gauge(&config, installed, cancel.child_token());
     let _archivers = crate::archive_cmd::spawn_archivers(&config, None, &cancel)?;
     let config = Arc::new(config);
-    let mut supervisor = Supervisor::new(shared.clone(), cancel.clone());
+    let mut supervisor = Supervisor::new(shared.clone(), cancel.clone(), config.clone());
     for sync in &config.syncs {
         supervisor.start(&config, sync)?;
     }
     let servers = config.servers.iter().map(|s| s.name.clone()).collect();
     let _backups = crate::tasks::spawn_backups(config.clone(), servers, cancel.child_token())?;
     tracing::info!(syncs = config.syncs.len(), metrics = %server, "fleetsync running");
+    let (ops_tx, mut ops) = tokio::sync::mpsc::channel(OPS_QUEUE);
+    defs.attach_ops(ops_tx);
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
         tokio::select! {
             _ = &mut signal => break,
+            Some(req) = ops.recv() => {
+                let answer = match req.op {
+                    SyncOp::Once => supervisor.once(&req.sync),
+                    SyncOp::Resnapshot => supervisor.resnapshot(&req.sync).await,
+                };
+                let _ = req.reply.send(answer);
+            }
             changed = changes.changed() => {
                 if changed.is_err() {
                     (&mut signal).await;
@@ -180,6 +218,8 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
 struct Supervisor {
     shared: Shared,
     cancel: CancellationToken,
+    /// The configuration the running syncs were started from.
+    config: Arc<Config>,
     running: BTreeMap<String, Running>,
     /// Per sync, its first pipeline index and target count (replica server ids stay distinct
     /// and, across a restart of the same sync, the same).
@@ -191,6 +231,8 @@ struct Running {
     fingerprint: u64,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
+    /// A scheduled sync's "run now" (`None`: continuous).
+    trigger: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// What a sync's pipelines are built from: its definition, its servers, its loop marking.
@@ -217,10 +259,11 @@ fn fingerprint(config: &Config, sync: &SyncConfig) -> u64 {
 }
 
 impl Supervisor {
-    fn new(shared: Shared, cancel: CancellationToken) -> Self {
+    fn new(shared: Shared, cancel: CancellationToken, config: Arc<Config>) -> Self {
         Supervisor {
             shared,
             cancel,
+            config,
             running: BTreeMap::new(),
             indexes: HashMap::new(),
             next_index: 0,
@@ -241,9 +284,12 @@ impl Supervisor {
         };
         let cancel = self.cancel.child_token();
         let mut tasks = JoinSet::new();
+        let mut trigger = None;
         if let Some(expr) = &sync.schedule {
             let cron =
                 parse_schedule(expr).map_err(|e| anyhow!("syncs.{}.schedule: {e}", sync.name))?;
+            let now = Arc::new(tokio::sync::Notify::new());
+            trigger = Some(now.clone());
             tasks.spawn(scheduled(
                 config.clone(),
                 sync.clone(),
@@ -251,6 +297,7 @@ impl Supervisor {
                 index,
                 self.shared.clone(),
                 cancel.clone(),
+                now,
             ));
         } else {
             let mut pipelines = Vec::new();
@@ -274,9 +321,63 @@ impl Supervisor {
                 fingerprint: fingerprint(config, sync),
                 cancel,
                 tasks,
+                trigger,
             },
         );
+        self.config = config.clone();
         Ok(())
+    }
+
+    /// A scheduled sync runs now (a run in progress finishes first).
+    fn once(&mut self, name: &str) -> Result<String, OpRefused> {
+        let r = self
+            .running
+            .get(name)
+            .ok_or_else(|| OpRefused::Conflict(format!("sync {name:?} does not run here")))?;
+        match &r.trigger {
+            Some(t) => {
+                t.notify_one();
+                Ok(format!("sync {name}: a run to the source's current end starts now"))
+            }
+            None => Err(OpRefused::Conflict(format!(
+                "sync {name:?} runs continuously: `once` is for scheduled syncs (pause/resume it instead)"
+            ))),
+        }
+    }
+
+    /// Stops `name`, marks its targets for a new snapshot (the progress rows, the
+    /// checkpoints), starts it again: its tables are reloaded from the source.
+    async fn resnapshot(&mut self, name: &str) -> Result<String, OpRefused> {
+        let config = self.config.clone();
+        let sync = config
+            .syncs
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| OpRefused::Conflict(format!("sync {name:?} does not run here")))?;
+        self.stop(name).await;
+        let mut failed = Vec::new();
+        for target in &sync.targets {
+            if let Err(e) = crate::status::mark_for_resnapshot(&config, sync, target).await {
+                failed.push(crate::exit::one_line(e.as_ref()));
+            }
+            if let Some(store) = &self.shared.checkpoints {
+                let _ = store.remove(&sync.name, target);
+            }
+        }
+        tracing::info!(sync = %name, "re-snapshot requested over the API: restarting the sync");
+        let started = self.start(&config, sync);
+        if let Err(e) = started {
+            failed.push(crate::exit::one_line(e.as_ref()));
+        }
+        if failed.is_empty() {
+            Ok(format!(
+                "sync {name}: re-snapshotting {} from {}",
+                sync.targets.join(", "),
+                sync.source
+            ))
+        } else {
+            Err(OpRefused::Failed(failed.join("; ")))
+        }
     }
 
     /// Stops `name`'s pipelines: cancel, wait up to [`GRACE`], abort.
@@ -326,6 +427,7 @@ impl Supervisor {
                 tracing::error!(sync = %sync.name, error = %crate::exit::one_line(e.as_ref()), "sync did not start");
             }
         }
+        self.config = next;
     }
 
     /// Shutdown: every sync cancelled (the parent token), drained within [`GRACE`].
@@ -354,6 +456,7 @@ async fn scheduled(
     index: usize,
     shared: Shared,
     cancel: CancellationToken,
+    run_now: Arc<tokio::sync::Notify>,
 ) {
     loop {
         let now = chrono::Utc::now();
@@ -366,6 +469,7 @@ async fn scheduled(
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
+            _ = run_now.notified() => tracing::info!(sync = %sync.name, "run requested over the API"),
         }
         // A cancel from the sync manager applies to one run: the next occurrence runs again.
         shared

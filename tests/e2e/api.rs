@@ -121,6 +121,8 @@ const PINNED: &[(&str, &[&str])] = &[
     ("update_sync", &["syncs:write"]),
     ("delete_sync", &["syncs:write"]),
     ("export_config", &["servers:read", "syncs:read"]),
+    ("sync_once", &["syncs:control"]),
+    ("resnapshot_sync", &["syncs:control"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).
@@ -221,6 +223,7 @@ async fn rbac_matrix(
             let name = match (method, path.as_str()) {
                 (_, p) if p.starts_with("/api/v1/servers/{name}") => "apisrv",
                 ("put" | "delete", "/api/v1/syncs/{name}") => "apisync",
+                (_, "/api/v1/syncs/{name}/once" | "/api/v1/syncs/{name}/resnapshot") => "apisync",
                 _ => "s1",
             };
             let mut url = path.replace("{name}", name).replace("{id}", job_id);

@@ -34,6 +34,8 @@ pub(super) fn routes(r: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
         .routes(routes!(update_sync))
         .routes(routes!(delete_sync))
         .routes(routes!(export_config))
+        .routes(routes!(sync_once))
+        .routes(routes!(resnapshot_sync))
 }
 
 /// `?dry_run=true`: answer with the plan, change nothing.
@@ -46,12 +48,13 @@ struct DryRun {
     dry_run: bool,
 }
 
-/// `DELETE /syncs/{name}`: `?confirm=true` (required) and `?dry_run=true`.
+/// `DELETE /syncs/{name}`, `POST /syncs/{name}/resnapshot`: `?confirm=true` (required) and
+/// `?dry_run=true`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct DeleteQuery {
-    /// Required (409 without) unless `dry_run`: the sync's pipelines stop.
+    /// Required (409 without) unless `dry_run`: the action stops the sync's pipelines.
     #[serde(default)]
     confirm: bool,
     /// Answer with what would change; change nothing.
@@ -475,4 +478,126 @@ async fn export_config(State(s): State<ApiState>) -> Response {
         s.defs.export_toml(),
     )
         .into_response()
+}
+
+/// The answer of `once` and `resnapshot`.
+#[derive(Debug, Serialize, ToSchema)]
+struct OpResult {
+    sync: String,
+    /// `once` or `resnapshot`.
+    action: String,
+    /// True: nothing was done; `message` says what would be.
+    dry_run: bool,
+    message: String,
+}
+
+/// Sends `op` for `name` to the supervisor of `fleetsync run` and waits for its answer.
+async fn sync_op(
+    s: &ApiState,
+    name: String,
+    op: crate::run::SyncOp,
+    action: &str,
+    dry_run: bool,
+    plan: String,
+) -> Result<Json<OpResult>, Problem> {
+    let config = s.defs.effective();
+    if !config.syncs.iter().any(|y| y.name == name) {
+        return Err(Problem::not_found(format!("no sync named {name:?}")).field("name"));
+    }
+    if dry_run {
+        return Ok(Json(OpResult {
+            sync: name,
+            action: action.into(),
+            dry_run,
+            message: plan,
+        }));
+    }
+    let conflict = |m: String| Problem::new(StatusCode::CONFLICT, "not-possible", m);
+    let ops = s.defs.ops().ok_or_else(|| {
+        conflict(format!(
+            "{action}: only `fleetsync run` runs syncs in-process (with the Kafka bus, use the CLI on the agent's host)"
+        ))
+    })?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let req = crate::run::SyncRequest {
+        sync: name.clone(),
+        op,
+        reply,
+    };
+    ops.send(req)
+        .await
+        .map_err(|_| conflict("the process is shutting down".into()))?;
+    let message = answer
+        .await
+        .map_err(|_| conflict("the process is shutting down".into()))?
+        .map_err(|e| match e {
+            crate::run::OpRefused::Conflict(m) => conflict(m),
+            crate::run::OpRefused::Failed(m) => Problem::internal(m),
+        })?;
+    Ok(Json(OpResult {
+        sync: name,
+        action: action.into(),
+        dry_run,
+        message,
+    }))
+}
+
+/// Run a scheduled sync now, to the source's current end (as `fleetsync sync once`; a run in
+/// progress finishes first). A continuous sync answers 409.
+#[utoipa::path(post, path = "/api/v1/syncs/{name}/once", operation_id = "sync_once", tag = "syncs",
+    security(("bearer" = ["syncs:control"])),
+    params(("name" = String, Path, description = "The sync's name"), DryRun),
+    responses((status = 200, body = OpResult), ControlLookupProblems))]
+async fn sync_once(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    q: Result<Query<DryRun>, QueryRejection>,
+) -> Result<Json<OpResult>, Problem> {
+    let dry_run = dry(q)?;
+    let plan =
+        format!("sync {name} would run now to the source's current end (scheduled syncs only)");
+    sync_op(&s, name, crate::run::SyncOp::Once, "once", dry_run, plan).await
+}
+
+/// Re-snapshot a sync (destructive: `?confirm=true`, 409 without): its pipelines stop, its
+/// targets' progress is reset, and it starts again with a new initial snapshot that replaces
+/// the rows of its tables on every target (as `fleetsync resnapshot`).
+#[utoipa::path(post, path = "/api/v1/syncs/{name}/resnapshot", operation_id = "resnapshot_sync", tag = "syncs",
+    security(("bearer" = ["syncs:control"])),
+    params(("name" = String, Path, description = "The sync's name"), DeleteQuery),
+    responses((status = 200, body = OpResult), ControlLookupProblems))]
+async fn resnapshot_sync(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    q: Result<Query<DeleteQuery>, QueryRejection>,
+) -> Result<Json<OpResult>, Problem> {
+    let q = q.map_err(from_query_rejection)?.0;
+    let config = s.defs.effective();
+    let sync = config
+        .syncs
+        .iter()
+        .find(|y| y.name == name)
+        .ok_or_else(|| Problem::not_found(format!("no sync named {name:?}")).field("name"))?;
+    let plan = format!(
+        "sync {name}: every table would be reloaded on {} from {} (their rows replaced)",
+        sync.targets.join(", "),
+        sync.source
+    );
+    if !q.confirm && !q.dry_run {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "confirm-required",
+            format!("{plan}: add ?confirm=true"),
+        )
+        .field("confirm"));
+    }
+    sync_op(
+        &s,
+        name,
+        crate::run::SyncOp::Resnapshot,
+        "resnapshot",
+        q.dry_run,
+        plan,
+    )
+    .await
 }

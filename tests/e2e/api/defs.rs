@@ -403,7 +403,82 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
         pair.src.count("app", "items").await?
     );
 
-    // 7. A confirmed delete stops the pipelines (a row after it does not arrive, while the
+    // 7. Re-snapshot (confirm needed) repairs a target row changed behind fleetsync's back;
+    // `once` runs a scheduled sync now.
+    pair.dst.exec("DELETE FROM app.items WHERE id = 2").await?;
+    expect(
+        &api,
+        &owner,
+        "POST",
+        "/api/v1/syncs/api1/resnapshot",
+        &Value::Null,
+        409,
+        a,
+    )
+    .await?;
+    let r = expect(
+        &api,
+        &owner,
+        "POST",
+        "/api/v1/syncs/api1/resnapshot?confirm=true",
+        &Value::Null,
+        200,
+        a,
+    )
+    .await?;
+    ensure!(r["action"] == "resnapshot" && r["dry_run"] == false, "{r}");
+    wait_until(
+        SYNC_TIMEOUT,
+        "app.items reloaded by the re-snapshot",
+        || async {
+            ensure!(rows(&pair.dst, "app.items").await? == rows(&pair.src, "app.items").await?);
+            Ok(())
+        },
+    )
+    .await?;
+    pair.src
+        .exec("CREATE DATABASE sched; CREATE TABLE sched.t (id INT PRIMARY KEY); INSERT INTO sched.t VALUES (1), (2)")
+        .await?;
+    let yearly = json!({"name": "api2", "source": "src", "targets": ["dst2"], "include": ["sched\\..*"], "schedule": "0 0 1 1 *"});
+    expect(&api, &owner, "POST", "/api/v1/syncs", &yearly, 200, a).await?;
+    expect(
+        &api,
+        &owner,
+        "POST",
+        "/api/v1/syncs/api1/once",
+        &Value::Null,
+        409,
+        a,
+    )
+    .await?;
+    let r = expect(
+        &api,
+        &owner,
+        "POST",
+        "/api/v1/syncs/api2/once",
+        &Value::Null,
+        200,
+        a,
+    )
+    .await?;
+    ensure!(r["action"] == "once", "{r}");
+    wait_until(SYNC_TIMEOUT, "sched.t copied by the run", || async {
+        ensure!(rows(&pair.dst, "sched.t").await? == rows(&pair.src, "sched.t").await?);
+        Ok(())
+    })
+    .await?;
+    expect(
+        &api,
+        &owner,
+        "DELETE",
+        "/api/v1/syncs/api2?confirm=true",
+        &Value::Null,
+        200,
+        a,
+    )
+    .await?;
+
+    // 8. A confirmed delete stops the pipelines (a row after it does not arrive, while the
     // file's sync still runs).
     let plan = expect(
         &api,
@@ -467,7 +542,7 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
     )
     .await?;
 
-    // 8. The password: never in an answer, the store, the log or the audit log.
+    // 9. The password: never in an answer, the store, the log or the audit log.
     let audit = call(
         &api,
         &owner,

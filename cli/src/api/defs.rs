@@ -380,7 +380,8 @@ fn sync_change(
                 .and_then(|r| r.split('`').next())
                 .filter(|f| !f.is_empty())
                 .map(str::to_string);
-            let p = Problem::bad_request(detail);
+            // As axum's own rejection of a body of the wrong shape (README: 422).
+            let p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", detail);
             match field {
                 Some(f) => p.field(f),
                 None => p,

@@ -231,7 +231,7 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
             "POST",
             "/api/v1/syncs",
             json!({"name": "bad3", "source": "src", "targets": ["dst2"], "includes": ["x"]}),
-            400,
+            422,
             Some("includes"),
         ),
         (

@@ -78,7 +78,7 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
     pair.src
         .exec(
             "CREATE DATABASE app; CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20)); \
-             CREATE TABLE app.other (id INT PRIMARY KEY, v VARCHAR(20)); \
+             CREATE TABLE app.other (id INT PRIMARY KEY, v VARCHAR(20)); CREATE TABLE app.nokey (v INT); \
              INSERT INTO app.items VALUES (1, 'one'), (2, 'two'); INSERT INTO app.other VALUES (1, 'x'); \
              CREATE DATABASE marks; CREATE TABLE marks.m (id INT PRIMARY KEY)",
         )
@@ -168,6 +168,14 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
     )
     .await?;
     ensure!(plan["affected_syncs"] == json!(["api1"]), "{plan}");
+    // The plan: the filter's tables on the source, keyless ones, what the target gets.
+    ensure!(
+        plan["tables"]["matched"] == json!(["app.items", "app.nokey", "app.other"])
+            && plan["tables"]["keyless"] == json!(["app.nokey"])
+            && plan["tables"]["targets"][0]["to_create"]
+                == json!(["app.items", "app.nokey", "app.other"]),
+        "{plan}"
+    );
     let r = call(&api, &owner, "GET", "/api/v1/syncs/api1", &Value::Null, a).await?;
     ensure!(r.status == 404, "a dry run created the sync: {}", r.body);
     expect(&api, &owner, "POST", "/api/v1/syncs", &sync, 200, a).await?;

@@ -62,7 +62,7 @@ pub enum DefsError {
     ReadOnly { kind: &'static str, name: String },
     #[error("a {kind} named {name:?} exists already")]
     Exists { kind: &'static str, name: String },
-    #[error("{kind} {name:?} is used by sync {sync:?}: delete or change that sync first")]
+    #[error("{kind} {name:?} is used by {sync}: delete or change it first")]
     InUse {
         kind: &'static str,
         name: String,
@@ -111,6 +111,45 @@ struct StoreFile {
     servers: Vec<StoredServer>,
     /// Each sync's fields as given (a `[[syncs]]` entry), nulls dropped.
     syncs: Vec<Map<String, Value>>,
+    /// Cron entries made over the API (no file counterpart).
+    #[serde(default)]
+    schedules: Vec<Schedule>,
+}
+
+/// What a schedule runs at each occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// A backup of the server `target` (as `[backup] schedule` does, with its retention).
+    Backup,
+    /// A run of the scheduled sync `target` to the source's current end (as `once`).
+    Sync,
+    /// The health checks of the server `target` (metrics and log, as `[health]
+    /// interval_secs` does).
+    Health,
+}
+
+impl ScheduleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleKind::Backup => "backup",
+            ScheduleKind::Sync => "sync",
+            ScheduleKind::Health => "health",
+        }
+    }
+}
+
+/// A cron entry made over the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub name: String,
+    /// Cron expression, 5 fields or 6 with seconds (UTC).
+    pub cron: String,
+    pub kind: ScheduleKind,
+    /// A server (`backup`, `health`) or a scheduled sync (`sync`).
+    pub target: String,
 }
 
 /// What a change did (or would do, on a dry run).
@@ -216,10 +255,16 @@ pub enum Change {
         fields: Map<String, Value>,
     },
     DeleteSync(String),
+    PutSchedule {
+        create: bool,
+        schedule: Schedule,
+    },
+    DeleteSchedule(String),
 }
 
 struct State {
     store: StoreFile,
+    schedules: Arc<Vec<Schedule>>,
     effective: Arc<Config>,
 }
 
@@ -274,6 +319,7 @@ impl Defs {
             }
         };
         let effective = merge(&file, &store, key.as_ref())?;
+        check_schedules(&effective, &store.schedules)?;
         let (tx, _) = watch::channel((0, Arc::new(effective.clone())));
         let (applied, _) = watch::channel(0);
         Ok(Defs {
@@ -281,6 +327,7 @@ impl Defs {
             path,
             key,
             state: Mutex::new(State {
+                schedules: Arc::new(store.schedules.clone()),
                 store,
                 effective: Arc::new(effective),
             }),
@@ -298,6 +345,14 @@ impl Defs {
             .lock()
             .map(|s| s.effective.clone())
             .unwrap_or_else(|p| p.into_inner().effective.clone())
+    }
+
+    /// The schedules made over the API.
+    pub fn schedules(&self) -> Arc<Vec<Schedule>> {
+        self.state
+            .lock()
+            .map(|s| s.schedules.clone())
+            .unwrap_or_else(|p| p.into_inner().schedules.clone())
     }
 
     /// Follows the effective configuration (a new value after each applied change), for the
@@ -376,7 +431,12 @@ impl Defs {
         let old = self.effective();
         let (action, kind, name) = self.change_store(&mut store, change)?;
         let effective = merge(&self.file, &store, self.key.as_ref())?;
-        let affected = affected_syncs(&old, &effective, &name, kind);
+        check_schedules(&effective, &store.schedules)?;
+        let affected = if kind == "schedule" {
+            Vec::new()
+        } else {
+            affected_syncs(&old, &effective, &name, kind)
+        };
         let mut tables = None;
         if kind == "sync" && action != "delete" {
             let mut probe = effective.clone();
@@ -396,6 +456,7 @@ impl Defs {
             self.save(&store)?;
             let effective = Arc::new(effective);
             if let Ok(mut s) = self.state.lock() {
+                s.schedules = Arc::new(store.schedules.clone());
                 s.store = store;
                 s.effective = effective.clone();
             }
@@ -496,7 +557,21 @@ impl Defs {
                     return Err(DefsError::InUse {
                         kind: "server",
                         name,
-                        sync: user.group.clone().unwrap_or_else(|| user.name.clone()),
+                        sync: format!(
+                            "sync {:?}",
+                            user.group.clone().unwrap_or_else(|| user.name.clone())
+                        ),
+                    });
+                }
+                if let Some(s) = store
+                    .schedules
+                    .iter()
+                    .find(|s| s.target == name && s.kind != ScheduleKind::Sync)
+                {
+                    return Err(DefsError::InUse {
+                        kind: "server",
+                        name,
+                        sync: format!("schedule {:?}", s.name),
                     });
                 }
                 store.servers.remove(at);
@@ -529,6 +604,40 @@ impl Defs {
                     (false, None) => Err(DefsError::NotFound { kind: "sync", name }),
                 }
             }
+            Change::PutSchedule { create, schedule } => {
+                let name = schedule.name.clone();
+                let at = store.schedules.iter().position(|s| s.name == name);
+                match (create, at) {
+                    (true, Some(_)) => Err(DefsError::Exists {
+                        kind: "schedule",
+                        name,
+                    }),
+                    (true, None) => {
+                        store.schedules.push(schedule);
+                        Ok(("create", "schedule", name))
+                    }
+                    (false, Some(i)) => {
+                        store.schedules[i] = schedule;
+                        Ok(("update", "schedule", name))
+                    }
+                    (false, None) => Err(DefsError::NotFound {
+                        kind: "schedule",
+                        name,
+                    }),
+                }
+            }
+            Change::DeleteSchedule(name) => {
+                let at = store
+                    .schedules
+                    .iter()
+                    .position(|s| s.name == name)
+                    .ok_or_else(|| DefsError::NotFound {
+                        kind: "schedule",
+                        name: name.clone(),
+                    })?;
+                store.schedules.remove(at);
+                Ok(("delete", "schedule", name))
+            }
             Change::DeleteSync(name) => {
                 if self.sync_origin(&name) == Origin::File {
                     return Err(self.conflict("sync", &name, false));
@@ -541,6 +650,17 @@ impl Defs {
                         kind: "sync",
                         name: name.clone(),
                     })?;
+                if let Some(s) = store
+                    .schedules
+                    .iter()
+                    .find(|s| s.target == name && s.kind == ScheduleKind::Sync)
+                {
+                    return Err(DefsError::InUse {
+                        kind: "sync",
+                        name,
+                        sync: format!("schedule {:?}", s.name),
+                    });
+                }
                 store.syncs.remove(at);
                 Ok(("delete", "sync", name))
             }
@@ -673,6 +793,63 @@ fn merge(file: &Config, store: &StoreFile, key: Option<&Key>) -> Result<Config, 
     probe.syncs.retain(|s| s.group.is_none());
     probe.validate()?;
     Ok(out)
+}
+
+/// Schedules checked against the effective configuration: names, cron expressions, targets.
+fn check_schedules(config: &Config, schedules: &[Schedule]) -> Result<(), DefsError> {
+    let mut names = std::collections::HashSet::new();
+    for (i, s) in schedules.iter().enumerate() {
+        let field = |f: &str| format!("schedules.{}.{f}", s.name);
+        let valid = (1..=64).contains(&s.name.len())
+            && s.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(DefsError::invalid(
+                format!("schedules[{i}].name"),
+                "must be 1-64 characters of letters, digits, '_' or '-'",
+            ));
+        }
+        if !names.insert(s.name.as_str()) {
+            return Err(DefsError::invalid(
+                format!("schedules[{i}].name"),
+                format!("duplicate schedule name {:?}", s.name),
+            ));
+        }
+        fleetsync_config::parse_schedule(&s.cron)
+            .map_err(|e| DefsError::invalid(field("cron"), e))?;
+        match s.kind {
+            ScheduleKind::Backup | ScheduleKind::Health => {
+                if config.server(&s.target).is_none() {
+                    return Err(DefsError::invalid(
+                        field("target"),
+                        format!("no server named {:?}", s.target),
+                    ));
+                }
+                if s.kind == ScheduleKind::Backup {
+                    fleetsync_agent::backup::Settings::from_config(&config.backup).map_err(|e| {
+                        DefsError::invalid(field("kind"), format!("[backup] is unusable: {e}"))
+                    })?;
+                }
+            }
+            ScheduleKind::Sync => match config.syncs.iter().find(|y| y.name == s.target) {
+                None => {
+                    return Err(DefsError::invalid(
+                        field("target"),
+                        format!("no sync named {:?}", s.target),
+                    ))
+                }
+                Some(y) if y.schedule.is_none() => {
+                    return Err(DefsError::invalid(
+                        field("target"),
+                        format!("sync {:?} runs continuously: a schedule can only run a scheduled sync (one with `schedule`)", s.target),
+                    ))
+                }
+                Some(_) => {}
+            },
+        }
+    }
+    Ok(())
 }
 
 /// Syncs whose pipelines start, restart or stop because `name` (a server or sync) changed.

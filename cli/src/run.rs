@@ -47,10 +47,13 @@ pub enum SyncOp {
     Once,
     /// Stop the sync, mark its targets for a new snapshot, start it again.
     Resnapshot,
+    /// Run the API-made schedule `name` now.
+    Trigger,
 }
 
 /// A request to the supervisor; the reply is a one-line outcome or refusal.
 pub struct SyncRequest {
+    /// The sync's name (the schedule's for [`SyncOp::Trigger`]).
     pub sync: String,
     pub op: SyncOp,
     pub reply: tokio::sync::oneshot::Sender<Result<String, OpRefused>>,
@@ -181,7 +184,9 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
     let _backups = crate::tasks::spawn_backups(config.clone(), servers, cancel.child_token())?;
     tracing::info!(syncs = config.syncs.len(), metrics = %server, "fleetsync running");
     let (ops_tx, mut ops) = tokio::sync::mpsc::channel(OPS_QUEUE);
-    defs.attach_ops(ops_tx);
+    defs.attach_ops(ops_tx.clone());
+    let mut schedules = Schedules::new(defs.clone(), ops_tx, cancel.clone());
+    schedules.reconcile();
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
@@ -191,6 +196,7 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
                 let answer = match req.op {
                     SyncOp::Once => supervisor.once(&req.sync),
                     SyncOp::Resnapshot => supervisor.resnapshot(&req.sync).await,
+                    SyncOp::Trigger => schedules.trigger(&req.sync),
                 };
                 let _ = req.reply.send(answer);
             }
@@ -201,6 +207,7 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
                 }
                 let (generation, next) = changes.borrow_and_update().clone();
                 supervisor.reconcile(next).await;
+                schedules.reconcile();
                 defs.applied(generation);
             }
         }
@@ -443,6 +450,141 @@ impl Supervisor {
         if drained.is_err() {
             // Dropping a JoinSet aborts what is left in it.
             tracing::warn!("pipelines did not stop within {GRACE:?}; aborting them");
+        }
+    }
+}
+
+/// The schedules made over the API (`crate::defs::Schedule`), one task each: at each
+/// occurrence of its cron expression, or when triggered, it runs its backup, health check or
+/// sync with the configuration of that moment. A run that fails is logged; the next occurrence
+/// runs as usual. A changed schedule's task is replaced, a deleted one's stopped.
+struct Schedules {
+    defs: Arc<crate::defs::Defs>,
+    ops: tokio::sync::mpsc::Sender<SyncRequest>,
+    cancel: CancellationToken,
+    running: HashMap<
+        String,
+        (
+            crate::defs::Schedule,
+            CancellationToken,
+            Arc<tokio::sync::Notify>,
+        ),
+    >,
+}
+
+impl Schedules {
+    fn new(
+        defs: Arc<crate::defs::Defs>,
+        ops: tokio::sync::mpsc::Sender<SyncRequest>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Schedules {
+            defs,
+            ops,
+            cancel,
+            running: HashMap::new(),
+        }
+    }
+
+    fn reconcile(&mut self) {
+        let wanted = self.defs.schedules();
+        self.running.retain(|name, (s, cancel, _)| {
+            let keep = wanted.iter().any(|w| w == s);
+            if !keep {
+                tracing::info!(schedule = %name, "schedule stopped (changed or deleted)");
+                cancel.cancel();
+            }
+            keep
+        });
+        for s in wanted.iter() {
+            if self.running.contains_key(&s.name) {
+                continue;
+            }
+            let Ok(cron) = parse_schedule(&s.cron) else {
+                continue; // Checked when stored.
+            };
+            let cancel = self.cancel.child_token();
+            let now = Arc::new(tokio::sync::Notify::new());
+            tokio::spawn(run_schedule(
+                s.clone(),
+                cron,
+                self.defs.clone(),
+                self.ops.clone(),
+                cancel.clone(),
+                now.clone(),
+            ));
+            tracing::info!(schedule = %s.name, cron = %s.cron, kind = s.kind.as_str(), target = %s.target, "schedule started");
+            self.running
+                .insert(s.name.clone(), (s.clone(), cancel, now));
+        }
+    }
+
+    fn trigger(&self, name: &str) -> Result<String, OpRefused> {
+        let (_, _, now) = self
+            .running
+            .get(name)
+            .ok_or_else(|| OpRefused::Conflict(format!("schedule {name:?} does not run here")))?;
+        now.notify_one();
+        Ok(format!(
+            "schedule {name}: runs now (a run in progress finishes first)"
+        ))
+    }
+}
+
+async fn run_schedule(
+    s: crate::defs::Schedule,
+    cron: croner::Cron,
+    defs: Arc<crate::defs::Defs>,
+    ops: tokio::sync::mpsc::Sender<SyncRequest>,
+    cancel: CancellationToken,
+    run_now: Arc<tokio::sync::Notify>,
+) {
+    use crate::defs::ScheduleKind;
+    loop {
+        let now = chrono::Utc::now();
+        let Ok(next) = cron.find_next_occurrence(&now, false) else {
+            tracing::error!(schedule = %s.name, "schedule has no next occurrence; stopping it");
+            return;
+        };
+        let wait = (next - now).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            _ = run_now.notified() => tracing::info!(schedule = %s.name, "schedule triggered over the API"),
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let config = defs.effective();
+        let target = s.target.clone();
+        let run = async {
+            match s.kind {
+                ScheduleKind::Backup => crate::tasks::run_once(&config, &[target]).await,
+                ScheduleKind::Health => crate::health_cmd::check_once(&config, &target).await,
+                ScheduleKind::Sync => {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    let req = SyncRequest {
+                        sync: target.clone(),
+                        op: SyncOp::Once,
+                        reply,
+                    };
+                    let outcome = match ops.send(req).await {
+                        Ok(()) => answer
+                            .await
+                            .map_err(|_| OpRefused::Failed("shutting down".into())),
+                        Err(_) => Err(OpRefused::Failed("shutting down".into())),
+                    };
+                    match outcome {
+                        Ok(Ok(m)) => tracing::info!(schedule = %s.name, "{m}"),
+                        Ok(Err(e)) | Err(e) => {
+                            tracing::warn!(schedule = %s.name, error = %e, "scheduled sync run refused")
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            _ = run => {}
         }
     }
 }

@@ -40,7 +40,7 @@ cat > "$WORK/schemathesis.toml" <<TOML
 # compile, a password in the URL (400), tables the patterns do not match on the servers
 # (preflight, 422).
 [[operations]]
-include-operation-id = ["create_server", "update_server", "create_sync", "update_sync"]
+include-operation-id = ["create_server", "update_server", "create_sync", "update_sync", "create_schedule", "update_schedule"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422", "429", "5xx"]
 TOML
 cd "$WORK"

@@ -123,6 +123,12 @@ const PINNED: &[(&str, &[&str])] = &[
     ("export_config", &["servers:read", "syncs:read"]),
     ("sync_once", &["syncs:control"]),
     ("resnapshot_sync", &["syncs:control"]),
+    ("list_schedules", &["syncs:read"]),
+    ("get_schedule", &["syncs:read"]),
+    ("create_schedule", &["schedule:manage"]),
+    ("update_schedule", &["schedule:manage"]),
+    ("delete_schedule", &["schedule:manage"]),
+    ("trigger_schedule", &["schedule:manage"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).
@@ -224,6 +230,7 @@ async fn rbac_matrix(
                 (_, p) if p.starts_with("/api/v1/servers/{name}") => "apisrv",
                 ("put" | "delete", "/api/v1/syncs/{name}") => "apisync",
                 (_, "/api/v1/syncs/{name}/once" | "/api/v1/syncs/{name}/resnapshot") => "apisync",
+                (_, p) if p.starts_with("/api/v1/schedules/{name}") => "apisched",
                 _ => "s1",
             };
             let mut url = path.replace("{name}", name).replace("{id}", job_id);
@@ -370,6 +377,10 @@ async fn api_rbac_matrix_audit_tokens_and_secrets() -> Result<()> {
         (
             "/api/v1/syncs",
             r#"{"name": "apisync", "source": "src", "targets": ["dst"], "include": ["app\\..*"], "schedule": "0 0 1 1 *"}"#,
+        ),
+        (
+            "/api/v1/schedules",
+            r#"{"name": "apisched", "cron": "0 0 1 1 *", "kind": "health", "target": "src"}"#,
         ),
     ] {
         let r = api.post(path, Some(&owner), body).await?;

@@ -475,6 +475,66 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
         Ok(())
     })
     .await?;
+    // A schedule made over the API runs the scheduled sync when triggered; it may not name a
+    // continuous sync, and keeps its sync from being deleted.
+    let bad = json!({"name": "every-api1", "cron": "0 0 1 1 *", "kind": "sync", "target": "api1"});
+    let p = expect(&api, &owner, "POST", "/api/v1/schedules", &bad, 400, a).await?;
+    ensure!(p["field"] == "schedules.every-api1.target", "{p}");
+    let sched =
+        json!({"name": "every-api2", "cron": "0 0 1 1 *", "kind": "sync", "target": "api2"});
+    expect(&api, &owner, "POST", "/api/v1/schedules", &sched, 200, a).await?;
+    let listed = expect(
+        &api,
+        &viewer,
+        "GET",
+        "/api/v1/schedules",
+        &Value::Null,
+        200,
+        a,
+    )
+    .await?;
+    ensure!(listed == json!([sched]), "{listed}");
+    pair.src.exec("INSERT INTO sched.t VALUES (3)").await?;
+    let r = expect(
+        &api,
+        &owner,
+        "POST",
+        "/api/v1/schedules/every-api2/trigger",
+        &Value::Null,
+        200,
+        a,
+    )
+    .await?;
+    ensure!(r["action"] == "trigger", "{r}");
+    wait_until(
+        SYNC_TIMEOUT,
+        "sched.t row 3 copied by the triggered schedule",
+        || async {
+            ensure!(rows(&pair.dst, "sched.t").await? == rows(&pair.src, "sched.t").await?);
+            Ok(())
+        },
+    )
+    .await?;
+    expect(
+        &api,
+        &owner,
+        "DELETE",
+        "/api/v1/syncs/api2?confirm=true",
+        &Value::Null,
+        409,
+        a,
+    )
+    .await?;
+    expect(
+        &api,
+        &owner,
+        "DELETE",
+        "/api/v1/schedules/every-api2",
+        &Value::Null,
+        200,
+        a,
+    )
+    .await?;
     expect(
         &api,
         &owner,

@@ -627,7 +627,11 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
         .enumerate()
         .map(|(i, a)| (format!("answer {i}"), a.clone()))
         .collect();
-    places.push(("store".into(), std::fs::read_to_string(&store)?));
+    // Every file of STATE_DIR/api: the store, the audit log, the token store.
+    for entry in std::fs::read_dir(pair.state_dir().join("api"))? {
+        let p = entry?.path();
+        places.push((p.display().to_string(), std::fs::read_to_string(&p)?));
+    }
     places.push(("log".into(), std::fs::read_to_string(fs.log_path())?));
     for (place, text) in &places {
         ensure!(!text.contains(DEFS_SECRET), "{place} shows the password");

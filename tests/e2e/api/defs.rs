@@ -67,6 +67,14 @@ async fn expect(
     r.json()
 }
 
+/// Rows the writer of app.nokey inserts while the sync restarts.
+const WRITES: i64 = 300;
+
+/// app.nokey's values, sorted (a keyless table: duplicates count).
+async fn keyless(db: &fleetsync_tests::MariaDb) -> Result<Vec<Vec<Option<String>>>> {
+    db.query_strings("SELECT v FROM app.nokey ORDER BY v").await
+}
+
 async fn rows(db: &fleetsync_tests::MariaDb, table: &str) -> Result<Vec<Vec<Option<String>>>> {
     db.query_strings(&format!("SELECT * FROM {table} ORDER BY id"))
         .await
@@ -305,9 +313,25 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
         refusals.len()
     );
 
-    // 4. An update takes effect without a restart: app.other stops flowing.
-    let narrow = json!({"source": "src", "targets": ["dst2"], "include": ["app\\.items"]});
+    // 4. An update takes effect without a restart: app.other stops flowing. A writer inserts
+    // into the keyless app.nokey meanwhile: the restart loses and repeats none of its rows
+    // (a repeated row of a keyless table would show as a duplicate).
+    let writer = {
+        let pool = pair.src.pool();
+        tokio::spawn(async move {
+            use mysql_async::prelude::Queryable;
+            let mut conn = pool.get_conn().await?;
+            for v in 1..=WRITES {
+                conn.exec_drop("INSERT INTO app.nokey VALUES (?)", (v,))
+                    .await?;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            anyhow::Ok(())
+        })
+    };
+    let narrow = json!({"source": "src", "targets": ["dst2"], "include": ["app\\.(items|nokey)"]});
     expect(&api, &owner, "PUT", "/api/v1/syncs/api1", &narrow, 200, a).await?;
+    writer.await??;
     wait_until(SYNC_TIMEOUT, "the updated sync streaming", || async {
         let v = expect(
             &api,
@@ -334,6 +358,15 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
     ensure!(
         pair.dst.count("app", "other").await? == 2,
         "app.other still flows after the update left it out"
+    );
+    wait_until(SYNC_TIMEOUT, "app.nokey equal after the update", || async {
+        ensure!(keyless(&pair.dst).await? == keyless(&pair.src).await?);
+        Ok(())
+    })
+    .await?;
+    println!(
+        "app.nokey: {} rows written across the update's restart, none lost or repeated",
+        keyless(&pair.src).await?.len()
     );
 
     // 5. The export round-trips through `fleetsync check` once the password is filled in.
@@ -377,7 +410,9 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
     // 6. A restart: the API's definitions are back and running.
     fs.stop(Duration::from_secs(30)).await?;
     pair.src
-        .exec("INSERT INTO app.items VALUES (5, 'five')")
+        .exec(
+            "INSERT INTO app.items VALUES (5, 'five'); INSERT INTO app.nokey VALUES (1000), (1000)",
+        )
         .await?;
     fs.restart()?;
     wait_api(&api, &owner).await?;
@@ -402,6 +437,7 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
         "app.items equal after the restart",
         || async {
             ensure!(rows(&pair.dst, "app.items").await? == rows(&pair.src, "app.items").await?);
+            ensure!(keyless(&pair.dst).await? == keyless(&pair.src).await?);
             Ok(())
         },
     )

@@ -150,7 +150,9 @@ pub async fn preflight_all(config: &Config) -> Result<()> {
 }
 
 pub async fn check(path: &Path) -> Result<()> {
-    let config = crate::opts::load_config(path).await?;
+    let file = crate::opts::load_config(path).await?;
+    // What `run` would run: the file's definitions and those made over the API.
+    let config = (*crate::defs::Defs::open(file)?.effective()).clone();
     preflight_all(&config).await?;
     if let Some(api) = &config.api {
         crate::api::check(&config, api)?;

@@ -398,12 +398,28 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
     );
     let check_dir = pair.dir.path().join("check");
     std::fs::create_dir_all(&check_dir)?;
-    let check_config = Fleetsync::write_config(&check_dir, &format!("{file_text}\n{exported}"))?;
-    let out = fleetsync_cmd(&["check", "--config", &check_config.display().to_string()]).await?;
+    // Its own state_dir: `check` merges the store of its state_dir, where these live already.
+    let live_state = pair.state_dir().display().to_string();
     ensure!(
-        out.status.success(),
-        "fleetsync check refused the export: {}{}\n{exported}",
-        String::from_utf8_lossy(&out.stdout),
+        file_text.contains(&live_state),
+        "no state_dir in {file_text}"
+    );
+    let own_state = check_dir.join("state").display().to_string();
+    let check_text = format!("{}\n{exported}", file_text.replace(&live_state, &own_state));
+    let check_config = Fleetsync::write_config(&check_dir, &check_text)?;
+    let out = fleetsync_cmd(&["check", "--config", &check_config.display().to_string()]).await?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out.status.success() && stdout.contains("ok: 3 server(s), 2 sync(s) checked"),
+        "fleetsync check refused the export: {stdout}{}\n{exported}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `check` on the running config counts the store's definitions too.
+    let out = fleetsync_cmd(&["check", "--config", &config.display().to_string()]).await?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out.status.success() && stdout.contains("ok: 3 server(s), 2 sync(s) checked"),
+        "check of the running config: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
 

@@ -424,6 +424,12 @@ impl Supervisor {
         for name in &stale {
             tracing::info!(sync = %name, "stopping sync (definition changed or deleted)");
             self.stop(name).await;
+            if !wanted.contains_key(name.as_str()) {
+                // A sync made again under this name starts running, not paused or cancelled.
+                self.shared
+                    .controls
+                    .set(name, crate::control::Control::Running);
+            }
         }
         for sync in &next.syncs {
             if self.running.contains_key(&sync.name) {

@@ -701,3 +701,87 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
     let _ = std::fs::read(&key).context("key")?;
     Ok(())
 }
+
+/// `fleetsync coordinator` (Kafka bus) serves the same store and routes: definitions are
+/// stored, checked and kept across a restart, but its API-made syncs do not run (documented)
+/// and `resnapshot` answers 409 there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_definitions_under_coordinator() -> Result<()> {
+    let (pair, mock) = tokio::join!(
+        Pair::start(),
+        fleetsync_tests::MockKafka::start(&["fleetsync.src"])
+    );
+    let (pair, mock) = (pair?, mock?);
+    pair.src
+        .exec("CREATE DATABASE app; CREATE TABLE app.items (id INT PRIMARY KEY)")
+        .await?;
+    let api_port = dead_port()?;
+    let text = fleetsync_tests::ConfigBuilder::new(&pair.state_dir())
+        .server("src", &pair.src.url_root())
+        .server("dst", &pair.dst.url_root())
+        .kafka_bus(mock.bootstrap(), 1)
+        .raw(&format!("\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n"))
+        .build();
+    let config = Fleetsync::write_config(pair.dir.path(), &text)?;
+    let owner = create_token(&config, "coord-owner", "owner", None).await?;
+    let mut coordinator = Fleetsync::spawn("coordinator", &config, &[])?;
+    let api = ApiClient::http(api_port);
+    wait_api(&api, &owner).await?;
+    let a = &mut Vec::new();
+    let port = pair.dst.port();
+    let server =
+        json!({"name": "dst2", "url": format!("mysql://root@127.0.0.1:{port}"), "tls": "disabled"});
+    expect(&api, &owner, "POST", "/api/v1/servers", &server, 200, a).await?;
+    let sync =
+        json!({"name": "api1", "source": "src", "targets": ["dst2"], "include": ["app\\..*"]});
+    let p = expect(&api, &owner, "POST", "/api/v1/syncs", &sync, 200, a).await?;
+    ensure!(p["tables"]["matched"] == json!(["app.items"]), "{p}");
+    let bad = json!({"name": "bad", "source": "nowhere", "targets": ["dst2"]});
+    expect(&api, &owner, "POST", "/api/v1/syncs", &bad, 400, a).await?;
+    let p = expect(
+        &api,
+        &owner,
+        "POST",
+        "/api/v1/syncs/api1/resnapshot?confirm=true",
+        &Value::Null,
+        409,
+        a,
+    )
+    .await?;
+    ensure!(
+        p["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("fleetsync run")),
+        "{p}"
+    );
+    coordinator.stop(Duration::from_secs(30)).await?;
+    coordinator.restart()?;
+    wait_api(&api, &owner).await?;
+    let v = expect(
+        &api,
+        &owner,
+        "GET",
+        "/api/v1/syncs/api1",
+        &Value::Null,
+        200,
+        a,
+    )
+    .await?;
+    ensure!(
+        v["origin"] == "api" && v["targets"][0]["state"] == "not_running",
+        "{v}"
+    );
+    let s = expect(
+        &api,
+        &owner,
+        "GET",
+        "/api/v1/servers/dst2",
+        &Value::Null,
+        200,
+        a,
+    )
+    .await?;
+    ensure!(s["origin"] == "api", "{s}");
+    coordinator.stop(Duration::from_secs(30)).await?;
+    Ok(())
+}

@@ -136,6 +136,7 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
     if let Some(api) = &file.api {
         crate::api::check(&file, api)?;
     }
+    // `run` is the embedded bus: its store is the file under state_dir.
     let defs = Arc::new(crate::defs::Defs::open(file)?);
     // Subscribed before the API serves: no change can fall between the start and the loop.
     let mut changes = defs.subscribe();

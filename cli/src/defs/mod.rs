@@ -31,6 +31,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
+mod kafka;
+
 /// Version of the store file's format.
 const STORE_VERSION: u32 = 1;
 /// How long a change waits for `fleetsync run`'s supervisor to have started, restarted or
@@ -72,8 +74,8 @@ pub enum DefsError {
     Invalid { field: String, rule: String },
     #[error("preflight: {0}")]
     Preflight(String),
-    #[error("definition store {path}: {message}")]
-    Store { path: PathBuf, message: String },
+    #[error("definition store {place}: {message}")]
+    Store { place: String, message: String },
 }
 
 impl DefsError {
@@ -273,6 +275,9 @@ pub struct Defs {
     /// The configuration file's definitions (loaded, groups expanded).
     file: Config,
     path: PathBuf,
+    /// With `[bus] kind = "kafka"`: the compacted topic that holds the store (the file at
+    /// `path` is then unused).
+    kafka: Option<kafka::KafkaStore>,
     key: Option<Key>,
     state: Mutex<State>,
     /// One change at a time (a change's preflight is async).
@@ -296,40 +301,68 @@ impl Defs {
     /// file (e.g. the file now defines a name the API used).
     pub fn open(file: Config) -> Result<Defs, DefsError> {
         let path = store_path(&file.state_dir);
-        let key = match file.api.as_ref().and_then(|a| a.secret_key_file.as_ref()) {
-            Some(f) => {
-                Some(Key::from_file(f).map_err(|m| DefsError::invalid("api.secret_key_file", m))?)
-            }
-            None => None,
-        };
+        let place = path.display().to_string();
         let store = match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str::<StoreFile>(&text).map_err(|e| DefsError::Store {
-                path: path.clone(),
-                message: e.to_string(),
-            })?,
+            Ok(text) => parse_store(&text, &place)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => StoreFile {
                 version: STORE_VERSION,
                 ..Default::default()
             },
             Err(e) => {
                 return Err(DefsError::Store {
-                    path,
+                    place,
                     message: e.to_string(),
                 })
             }
         };
-        if store.version > STORE_VERSION {
-            return Err(DefsError::Store {
-                path,
-                message: format!(
-                    "format version {} is newer than this fleetsync's ({STORE_VERSION})",
-                    store.version
-                ),
-            });
+        Defs::build(file, store, place, None)
+    }
+
+    /// The store of `file`'s bus: the compacted Kafka topic with `[bus] kind = "kafka"`
+    /// (shared by the coordinators of those brokers; created when missing if `create`, else
+    /// taken as empty), else the file under `state_dir`.
+    pub async fn open_for(file: Config, create: bool) -> Result<Defs, DefsError> {
+        if file.bus.kind != fleetsync_config::BusKind::Kafka {
+            return Defs::open(file);
         }
+        let Some(store) = kafka::KafkaStore::open(&file.bus, create).await? else {
+            return Defs::build(
+                file,
+                StoreFile {
+                    version: STORE_VERSION,
+                    ..Default::default()
+                },
+                "kafka (no definitions topic yet)".into(),
+                None,
+            );
+        };
+        let place = store.place();
+        let loaded = match store.load().await? {
+            Some(text) => parse_store(&text, &place)?,
+            None => StoreFile {
+                version: STORE_VERSION,
+                ..Default::default()
+            },
+        };
+        Defs::build(file, loaded, place, Some(store))
+    }
+
+    fn build(
+        file: Config,
+        store: StoreFile,
+        place: String,
+        kafka: Option<kafka::KafkaStore>,
+    ) -> Result<Defs, DefsError> {
+        let path = store_path(&file.state_dir);
+        let key = match file.api.as_ref().and_then(|a| a.secret_key_file.as_ref()) {
+            Some(f) => {
+                Some(Key::from_file(f).map_err(|m| DefsError::invalid("api.secret_key_file", m))?)
+            }
+            None => None,
+        };
         // Named after the store: the file may have taken a name the API used since.
         let in_store = |e: DefsError| DefsError::Store {
-            path: path.clone(),
+            place: place.clone(),
             message: format!("its definitions no longer fit the configuration: {e}"),
         };
         let effective = merge(&file, &store, key.as_ref()).map_err(in_store)?;
@@ -339,6 +372,7 @@ impl Defs {
         Ok(Defs {
             file,
             path,
+            kafka,
             key,
             state: Mutex::new(State {
                 schedules: Arc::new(store.schedules.clone()),
@@ -441,7 +475,14 @@ impl Defs {
     /// sync (the start-up checks of that sync, against the servers).
     pub async fn apply(&self, change: Change, dry_run: bool) -> Result<Plan, DefsError> {
         let _one = self.changing.lock().await;
-        let mut store = self.snapshot_store();
+        let mut store = match &self.kafka {
+            // Another coordinator may have changed the shared store since.
+            Some(k) => match k.load().await? {
+                Some(text) => parse_store(&text, &k.place())?,
+                None => self.snapshot_store(),
+            },
+            None => self.snapshot_store(),
+        };
         let old = self.effective();
         let (action, kind, name) = self.change_store(&mut store, change)?;
         let effective = merge(&self.file, &store, self.key.as_ref())?;
@@ -467,7 +508,10 @@ impl Defs {
             }
         }
         if !dry_run {
-            self.save(&store)?;
+            match &self.kafka {
+                Some(k) => k.save(&store_text(&store, &k.place())?).await?,
+                None => self.save(&store)?,
+            }
             let effective = Arc::new(effective);
             if let Ok(mut s) = self.state.lock() {
                 s.schedules = Arc::new(store.schedules.clone());
@@ -706,19 +750,16 @@ impl Defs {
     fn save(&self, store: &StoreFile) -> Result<(), DefsError> {
         use std::io::Write;
         let err = |path: &Path| {
-            let path = path.to_path_buf();
+            let place = path.display().to_string();
             move |e: std::io::Error| DefsError::Store {
-                path,
+                place,
                 message: e.to_string(),
             }
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         owner_only::private_dir(dir).map_err(err(dir))?;
         let tmp = self.path.with_extension("json.tmp");
-        let text = serde_json::to_string_pretty(store).map_err(|e| DefsError::Store {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
+        let text = store_text(store, &self.path.display().to_string())?;
         {
             let mut f = owner_only::create(&tmp).map_err(err(&tmp))?;
             f.write_all(text.as_bytes()).map_err(err(&tmp))?;
@@ -731,6 +772,30 @@ impl Defs {
         }
         Ok(())
     }
+}
+
+fn parse_store(text: &str, place: &str) -> Result<StoreFile, DefsError> {
+    let store = serde_json::from_str::<StoreFile>(text).map_err(|e| DefsError::Store {
+        place: place.to_string(),
+        message: e.to_string(),
+    })?;
+    if store.version > STORE_VERSION {
+        return Err(DefsError::Store {
+            place: place.to_string(),
+            message: format!(
+                "format version {} is newer than this fleetsync's ({STORE_VERSION})",
+                store.version
+            ),
+        });
+    }
+    Ok(store)
+}
+
+fn store_text(store: &StoreFile, place: &str) -> Result<String, DefsError> {
+    serde_json::to_string_pretty(store).map_err(|e| DefsError::Store {
+        place: place.to_string(),
+        message: e.to_string(),
+    })
 }
 
 fn aad(server: &str) -> String {

@@ -19,7 +19,6 @@
 //! * Changes are serialised (one at a time); the effective configuration is published on a
 //!   watch channel that `fleetsync run`'s supervisor follows.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -31,7 +30,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
+mod export;
 mod kafka;
+mod plan;
+mod schedules;
+
+use export::push_fields;
+pub use export::without_nulls;
+use plan::sync_tables;
+pub use plan::SyncTables;
+use schedules::check_schedules;
+pub use schedules::{Schedule, ScheduleKind};
 
 /// Version of the store file's format.
 const STORE_VERSION: u32 = 1;
@@ -118,42 +127,6 @@ struct StoreFile {
     schedules: Vec<Schedule>,
 }
 
-/// What a schedule runs at each occurrence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ScheduleKind {
-    /// A backup of the server `target` (as `[backup] schedule` does, with its retention).
-    Backup,
-    /// A run of the scheduled sync `target` to the source's current end (as `once`).
-    Sync,
-    /// The health checks of the server `target` (metrics and log, as `[health]
-    /// interval_secs` does).
-    Health,
-}
-
-impl ScheduleKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScheduleKind::Backup => "backup",
-            ScheduleKind::Sync => "sync",
-            ScheduleKind::Health => "health",
-        }
-    }
-}
-
-/// A cron entry made over the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Schedule {
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
-    pub name: String,
-    /// Cron expression, 5 fields or 6 with seconds (UTC).
-    pub cron: String,
-    pub kind: ScheduleKind,
-    /// A server (`backup`, `health`) or a scheduled sync (`sync`).
-    pub target: String,
-}
-
 /// What a change did (or would do, on a dry run).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Plan {
@@ -169,77 +142,6 @@ pub struct Plan {
     /// For a created or changed sync: what its filter selects and what the targets get.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tables: Option<SyncTables>,
-}
-
-/// The tables of a sync as its servers are now (read at the time of the change).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct SyncTables {
-    pub source: String,
-    /// Source tables the filter selects (`schema.table`).
-    pub matched: Vec<String>,
-    /// Of those, the ones without a primary or unique key (no conflict detection; updates and
-    /// deletes match on every column).
-    pub keyless: Vec<String>,
-    pub targets: Vec<TargetTables>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct TargetTables {
-    pub target: String,
-    /// Target tables (after `map`) that do not exist yet: created from the source's definition
-    /// at the snapshot when `create_missing` (the default), else the snapshot fails on them.
-    pub to_create: Vec<String>,
-    /// Target tables that exist: their rows are replaced at the initial snapshot.
-    pub existing: Vec<String>,
-}
-
-/// Reads `sync`'s [`SyncTables`] from its servers.
-async fn sync_tables(config: &Config, sync: &SyncConfig) -> anyhow::Result<SyncTables> {
-    use fleetsync_agent::source::schema::{list_tables, load_table};
-    let spec = crate::preflight::source_spec(config, sync, "", 0)?;
-    let mut conn = fleetsync_agent::source::connect(&spec).await?;
-    let matched = list_tables(&mut conn, &spec.name, |s, t| spec.filter.matches(s, t)).await?;
-    let mut keyless = Vec::new();
-    for (s, t) in &matched {
-        if let Some(def) = load_table(&mut conn, &spec.name, s, t).await? {
-            if def.key_kind == fleetsync_proto::KeyKind::None {
-                keyless.push(format!("{s}.{t}"));
-            }
-        }
-    }
-    let _ = conn.disconnect().await;
-    let map = sync.table_map()?;
-    let mut targets = Vec::new();
-    for target in &sync.targets {
-        let mut tconn = mysql_async::Conn::new(crate::opts::opts_by_name(config, target)?)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("{}", fleetsync_agent::source::connect_error(target, e))
-            })?;
-        let existing_all = list_tables(&mut tconn, target, |_, _| true).await?;
-        let _ = tconn.disconnect().await;
-        let (mut to_create, mut existing) = (Vec::new(), Vec::new());
-        for (s, t) in &matched {
-            let (ts, tt) = map.target(s, t);
-            let name = format!("{ts}.{tt}");
-            if existing_all.iter().any(|(a, b)| *a == ts && *b == tt) {
-                existing.push(name);
-            } else {
-                to_create.push(name);
-            }
-        }
-        targets.push(TargetTables {
-            target: target.clone(),
-            to_create,
-            existing,
-        });
-    }
-    Ok(SyncTables {
-        source: sync.source.clone(),
-        matched: matched.iter().map(|(s, t)| format!("{s}.{t}")).collect(),
-        keyless,
-        targets,
-    })
 }
 
 /// One change of the store.
@@ -874,63 +776,6 @@ fn merge(file: &Config, store: &StoreFile, key: Option<&Key>) -> Result<Config, 
     Ok(out)
 }
 
-/// Schedules checked against the effective configuration: names, cron expressions, targets.
-fn check_schedules(config: &Config, schedules: &[Schedule]) -> Result<(), DefsError> {
-    let mut names = std::collections::HashSet::new();
-    for (i, s) in schedules.iter().enumerate() {
-        let field = |f: &str| format!("schedules.{}.{f}", s.name);
-        let valid = (1..=64).contains(&s.name.len())
-            && s.name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !valid {
-            return Err(DefsError::invalid(
-                format!("schedules[{i}].name"),
-                "must be 1-64 characters of letters, digits, '_' or '-'",
-            ));
-        }
-        if !names.insert(s.name.as_str()) {
-            return Err(DefsError::invalid(
-                format!("schedules[{i}].name"),
-                format!("duplicate schedule name {:?}", s.name),
-            ));
-        }
-        fleetsync_config::parse_schedule(&s.cron)
-            .map_err(|e| DefsError::invalid(field("cron"), e))?;
-        match s.kind {
-            ScheduleKind::Backup | ScheduleKind::Health => {
-                if config.server(&s.target).is_none() {
-                    return Err(DefsError::invalid(
-                        field("target"),
-                        format!("no server named {:?}", s.target),
-                    ));
-                }
-                if s.kind == ScheduleKind::Backup {
-                    fleetsync_agent::backup::Settings::from_config(&config.backup).map_err(|e| {
-                        DefsError::invalid(field("kind"), format!("[backup] is unusable: {e}"))
-                    })?;
-                }
-            }
-            ScheduleKind::Sync => match config.syncs.iter().find(|y| y.name == s.target) {
-                None => {
-                    return Err(DefsError::invalid(
-                        field("target"),
-                        format!("no sync named {:?}", s.target),
-                    ))
-                }
-                Some(y) if y.schedule.is_none() => {
-                    return Err(DefsError::invalid(
-                        field("target"),
-                        format!("sync {:?} runs continuously: a schedule can only run a scheduled sync (one with `schedule`)", s.target),
-                    ))
-                }
-                Some(_) => {}
-            },
-        }
-    }
-    Ok(())
-}
-
 /// Syncs whose pipelines start, restart or stop because `name` (a server or sync) changed.
 fn affected_syncs(old: &Config, new: &Config, name: &str, kind: &str) -> Vec<String> {
     if kind == "sync" {
@@ -946,58 +791,6 @@ fn affected_syncs(old: &Config, new: &Config, name: &str, kind: &str) -> Vec<Str
     out.sort();
     out.dedup();
     out
-}
-
-/// `key = value` lines of a TOML table (values inline).
-fn push_fields(out: &mut String, fields: &Map<String, Value>) {
-    let ordered: BTreeMap<&String, &Value> = fields.iter().collect();
-    // `name` first, for the reader.
-    if let Some(v) = fields.get("name") {
-        out.push_str(&format!("name = {}\n", toml_value(v)));
-    }
-    for (k, v) in ordered {
-        if k != "name" && !v.is_null() {
-            out.push_str(&format!("{} = {}\n", toml_key(k), toml_value(v)));
-        }
-    }
-}
-
-fn toml_key(k: &str) -> String {
-    if !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        k.to_string()
-    } else {
-        Value::String(k.to_string()).to_string()
-    }
-}
-
-/// A JSON value as an inline TOML value. JSON strings are valid TOML basic strings (serde_json
-/// writes `\"`, `\\`, `\n`, `\uXXXX`, all of which TOML knows); nulls are left out.
-fn toml_value(v: &Value) -> String {
-    match v {
-        Value::Null => "\"\"".into(),
-        Value::Bool(_) | Value::Number(_) | Value::String(_) => v.to_string(),
-        Value::Array(a) => {
-            let items: Vec<String> = a.iter().filter(|x| !x.is_null()).map(toml_value).collect();
-            format!("[{}]", items.join(", "))
-        }
-        Value::Object(m) => {
-            let items: Vec<String> = m
-                .iter()
-                .filter(|(_, x)| !x.is_null())
-                .map(|(k, x)| format!("{} = {}", toml_key(k), toml_value(x)))
-                .collect();
-            format!("{{ {} }}", items.join(", "))
-        }
-    }
-}
-
-/// Drops null values (JSON `null` means "not given", as an absent TOML key).
-pub fn without_nulls(mut fields: Map<String, Value>) -> Map<String, Value> {
-    fields.retain(|_, v| !v.is_null());
-    fields
 }
 
 #[cfg(test)]
@@ -1087,42 +880,5 @@ mod tests {
             "{e:?}"
         );
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn export_is_toml_the_config_parses() {
-        let mut store = StoreFile::default();
-        let mut server = Map::new();
-        server.insert("name".into(), "db9".into());
-        server.insert("url".into(), "mysql://u@h:1".into());
-        store.servers.push(StoredServer {
-            fields: server,
-            sealed_password: None,
-        });
-        let sync = serde_json::json!({"name": "s9", "source": "db9", "targets": ["db9b"],
-            "include": ["app\\..*", "a\"b"], "map": {"app": "copy", "x.y": "z.w"}, "create_missing": false,
-            "tables": [{"name": "app.t", "conflict": "manual"}], "schedule": null});
-        store
-            .syncs
-            .push(without_nulls(sync.as_object().cloned().unwrap_or_default()));
-        let mut text = String::new();
-        for s in &store.servers {
-            text.push_str("[[servers]]\n");
-            push_fields(&mut text, &s.fields);
-        }
-        text.push_str("[[servers]]\nname = \"db9b\"\nurl = \"mysql://u@h:2\"\n");
-        for s in &store.syncs {
-            text.push_str("[[syncs]]\n");
-            push_fields(&mut text, s);
-        }
-        let c = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        c.validate().expect("valid");
-        assert_eq!(
-            c.syncs[0].include,
-            vec!["app\\..*".to_string(), "a\"b".into()]
-        );
-        assert_eq!(c.syncs[0].map.get("x.y").map(String::as_str), Some("z.w"));
-        assert!(!c.syncs[0].create_missing);
-        assert_eq!(c.syncs[0].tables.len(), 1);
     }
 }

@@ -211,20 +211,11 @@ pub fn spawn_periodic(config: &Config, servers: Vec<String>, cancel: Cancellatio
                 _ = tick.tick() => {}
             }
             for name in &servers {
-                let report = match build_target(&config, name).await {
-                    Ok(t) => tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => return,
-                        r = health::run_checks(&t, &config.health) => r,
-                    },
-                    Err(e) => {
-                        tracing::warn!(server = %name, error = %crate::exit::one_line(e.as_ref()), "health: cannot check server");
-                        continue;
-                    }
-                };
-                health::record_metrics(&report);
-                log_report(&report);
-                remember(&report);
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return,
+                    _ = check_once(&config, name) => {}
+                }
             }
         }
     });
@@ -256,6 +247,21 @@ fn remember(report: &HealthReport) {
 /// The latest periodic health verdict per server: (status, checks that warn or fail).
 pub fn latest() -> Verdicts {
     LATEST.lock().map(|l| l.clone()).unwrap_or_default()
+}
+
+/// The health checks of server `name`, recorded in the metrics, logged (a server that
+/// cannot be checked is logged too) and kept as its latest verdict.
+pub async fn check_once(config: &Config, name: &str) {
+    let report = match build_target(config, name).await {
+        Ok(t) => health::run_checks(&t, &config.health).await,
+        Err(e) => {
+            tracing::warn!(server = %name, error = %crate::exit::one_line(e.as_ref()), "health: cannot check server");
+            return;
+        }
+    };
+    health::record_metrics(&report);
+    log_report(&report);
+    remember(&report);
 }
 
 fn log_report(report: &HealthReport) {

@@ -277,11 +277,15 @@ pub async fn coordinator(path: &Path, metrics_listen: Option<&str>) -> Result<()
     let addr = http::serve(config.metrics_addr()?, registry.clone(), cancel.clone()).await?;
     if let Some(api) = &config.api {
         let shared = Arc::new(config.clone());
+        // The definition store (a compacted topic) and its routes work here; API-made syncs
+        // do not run in this mode (README: "API-made definitions").
+        let defs = Arc::new(crate::defs::Defs::open_for(config.clone(), true).await?);
         crate::api::serve(
             shared,
             api,
             registry.clone(),
             controls.clone(),
+            defs,
             cancel.clone(),
         )
         .await?;

@@ -8,6 +8,7 @@ mod control;
 mod cycles;
 mod datadiff_cmd;
 mod definitions;
+mod defs;
 mod diff_cmd;
 mod exit;
 mod failure;

@@ -150,7 +150,14 @@ pub async fn preflight_all(config: &Config) -> Result<()> {
 }
 
 pub async fn check(path: &Path) -> Result<()> {
-    let config = crate::opts::load_config(path).await?;
+    let file = crate::opts::load_config(path).await?;
+    // What `run` would run: the file's definitions and those made over the API (the file
+    // store; with the Kafka bus, API-made syncs do not run, and the file's are checked alone).
+    let config = if file.bus.kind == fleetsync_config::BusKind::Kafka {
+        file
+    } else {
+        (*crate::defs::Defs::open(file)?.effective()).clone()
+    };
     preflight_all(&config).await?;
     if let Some(api) = &config.api {
         crate::api::check(&config, api)?;

@@ -291,26 +291,37 @@ pub async fn resnapshot(path: &Path, sync_name: &str, only: Option<&str>, yes: b
         return Err(anyhow!("not confirmed; nothing changed (use --yes to skip the question)"));
     }
     for target in targets {
-        let mut conn = mysql_async::Conn::new(opts_by_name(&config, target)?)
-            .await
-            .map_err(|e| anyhow!("{}", source::connect_error(target, e)))?;
-        let r = conn
-            .exec_drop(
-                "UPDATE fleetsync.sync_state SET snapshot_state = 'running' WHERE sync_name = ? AND source_name = ?",
-                (sync.name.as_str(), sync.source.as_str()),
-            )
-            .await;
-        if let Err(e) = r {
-            if !matches!(&e, mysql_async::Error::Server(s) if s.code == 1146 || s.code == 1049) {
-                return Err(anyhow!("target {target}: {e}"));
-            }
-        }
-        let _ = conn.disconnect().await;
+        mark_for_resnapshot(&config, sync, target).await?;
         if let Ok(store) = CheckpointStore::open(&config.state_dir) {
             let _ = store.remove(&sync.name, target);
         }
         println!("target {target}: the next run re-snapshots sync {sync_name}");
     }
+    Ok(())
+}
+
+/// Marks `sync`'s progress row on `target` so that its next run re-snapshots (no row yet:
+/// nothing to do, the first run snapshots anyway). Its pipelines must not run meanwhile.
+pub async fn mark_for_resnapshot(
+    config: &Config,
+    sync: &fleetsync_config::SyncConfig,
+    target: &str,
+) -> Result<()> {
+    let mut conn = mysql_async::Conn::new(opts_by_name(config, target)?)
+        .await
+        .map_err(|e| anyhow!("{}", source::connect_error(target, e)))?;
+    let r = conn
+        .exec_drop(
+            "UPDATE fleetsync.sync_state SET snapshot_state = 'running' WHERE sync_name = ? AND source_name = ?",
+            (sync.name.as_str(), sync.source.as_str()),
+        )
+        .await;
+    if let Err(e) = r {
+        if !matches!(&e, mysql_async::Error::Server(s) if s.code == 1146 || s.code == 1049) {
+            return Err(anyhow!("target {target}: {e}"));
+        }
+    }
+    let _ = conn.disconnect().await;
     Ok(())
 }
 

@@ -58,7 +58,7 @@ pub fn spawn_backups(
 }
 
 /// Backs up each server, then prunes. Errors are logged, never returned.
-async fn run_once(config: &Config, servers: &[String]) {
+pub(crate) async fn run_once(config: &Config, servers: &[String]) {
     // A failure before the dump starts is counted here (the dump counts its own).
     let failed_early = |server: &str| {
         metrics::counter!(backup::METRIC_BACKUP_FAILURES, "server" => server.to_string())

@@ -23,6 +23,7 @@ use fleetsync_tests::{fleetsync_cmd_with, wait_until, Fleetsync};
 use crate::support::{check_refusal, dead_port, Pair, Refusal, SYNC_TIMEOUT};
 
 mod gov;
+mod defs;
 mod jobs;
 mod jobs2;
 mod load;
@@ -132,6 +133,23 @@ const PINNED: &[(&str, &[&str])] = &[
     ("start_import_job", &["backup:restore"]),
     ("get_job_file", &["backup:create"]),
     ("download_job_files", &["backup:create"]),
+    ("get_server", &["servers:read"]),
+    ("create_server", &["servers:write"]),
+    ("update_server", &["servers:write"]),
+    ("delete_server", &["servers:write"]),
+    ("test_server", &["servers:write"]),
+    ("create_sync", &["syncs:write"]),
+    ("update_sync", &["syncs:write"]),
+    ("delete_sync", &["syncs:write"]),
+    ("export_config", &["servers:read", "syncs:read"]),
+    ("sync_once", &["syncs:control"]),
+    ("resnapshot_sync", &["syncs:control"]),
+    ("list_schedules", &["syncs:read"]),
+    ("get_schedule", &["syncs:read"]),
+    ("create_schedule", &["schedule:manage"]),
+    ("update_schedule", &["schedule:manage"]),
+    ("delete_schedule", &["schedule:manage"]),
+    ("trigger_schedule", &["schedule:manage"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).
@@ -229,9 +247,18 @@ async fn rbac_matrix(
                 ),
                 None => println!("not pinned: {method} {path} ({id}) needs {needs:?}"),
             }
+            // A server's routes on the API-made server, a sync's definition routes on the
+            // API-made sync (the file's are read-only): both made before the matrix.
+            let name = match (method, path.as_str()) {
+                (_, p) if p.starts_with("/api/v1/servers/{name}") => "apisrv",
+                ("put" | "delete", "/api/v1/syncs/{name}") => "apisync",
+                (_, "/api/v1/syncs/{name}/once" | "/api/v1/syncs/{name}/resnapshot") => "apisync",
+                (_, p) if p.starts_with("/api/v1/schedules/{name}") => "apisched",
+                _ => "s1",
+            };
             let mut url = path
                 .replace("{target}/{id}", conflict)
-                .replace("{name}", "s1")
+                .replace("{name}", name)
                 .replace("{id}", job_id);
             if method != "get" {
                 url.push_str("?dry_run=true");
@@ -379,8 +406,26 @@ async fn api_rbac_matrix_audit_tokens_and_secrets() -> Result<()> {
         doc["openapi"]
     );
 
-    // 1. The matrix (job routes on a real, finished job).
+    // 1. The matrix (job routes on a real, finished job; definition routes on an API-made
+    // server and a scheduled API-made sync, which does not run during the test).
     let job_id = jobs::finished_job(&api, &operator).await?;
+    for (path, body) in [
+        (
+            "/api/v1/servers",
+            r#"{"name": "apisrv", "url": "mysql://nobody@127.0.0.1:1", "tls": "disabled"}"#,
+        ),
+        (
+            "/api/v1/syncs",
+            r#"{"name": "apisync", "source": "src", "targets": ["dst"], "include": ["app\\..*"], "schedule": "0 0 1 1 *"}"#,
+        ),
+        (
+            "/api/v1/schedules",
+            r#"{"name": "apisched", "cron": "0 0 1 1 *", "kind": "health", "target": "src"}"#,
+        ),
+    ] {
+        let r = api.post(path, Some(&owner), body).await?;
+        ensure!(r.status == 200, "POST {path}: {} {}", r.status, r.body);
+    }
     let conflict = gov::parked_conflict(&pair, &api, &viewer).await?;
     let concrete = jobs2::matrix_resources(&api, &operator).await?;
     let calls = rbac_matrix(

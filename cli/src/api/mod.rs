@@ -14,6 +14,7 @@ mod approvals;
 pub mod audit;
 mod auth;
 mod backups;
+mod defs;
 pub use auth::{route_permissions, METRIC_API_REQUESTS, METRIC_API_SECONDS};
 pub mod client;
 mod jobs;
@@ -58,6 +59,8 @@ pub struct Inner {
     /// The chart feed of `/metrics/summary`, filled by the throughput sampler.
     pub history: summary::History,
     pub jobs: Arc<crate::jobs::JobManager>,
+    /// The definition store and the effective configuration (file + API definitions).
+    pub defs: Arc<crate::defs::Defs>,
 }
 
 pub type ApiState = Arc<Inner>;
@@ -98,6 +101,7 @@ pub async fn serve(
     api: &ApiConfig,
     registry: Registry,
     controls: Controls,
+    defs: Arc<crate::defs::Defs>,
     cancel: CancellationToken,
 ) -> Result<SocketAddr> {
     let addr = api.addr()?;
@@ -121,6 +125,7 @@ pub async fn serve(
         throughput: routes::Throughput::default(),
         history: summary::History::default(),
         jobs,
+        defs,
     });
     routes::spawn_throughput(state.clone(), cancel.clone());
     jobs::spawn_sync_events(state.clone(), SYNC_EVENTS_EVERY, cancel.clone());

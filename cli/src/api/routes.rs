@@ -86,6 +86,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .merge(super::gov_routes(OpenApiRouter::new()))
         .merge(super::backups::routes(OpenApiRouter::new()))
         .merge(super::jobs2::routes(OpenApiRouter::new()))
+        .merge(super::defs::routes(OpenApiRouter::new()))
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;
@@ -197,7 +198,8 @@ struct SyncView {
     schedule: Option<String>,
     /// The sync manager's control (`null`: the sync does not run in this process).
     control: Option<Control>,
-    /// Where the definition comes from: `file` (the TOML file; read-only over the API).
+    /// Where the definition comes from: `file` (the TOML file; read-only over the API) or
+    /// `api` (made over the API).
     origin: String,
     targets: Vec<TargetView>,
 }
@@ -253,7 +255,7 @@ fn sync_view(s: &ApiState, sync: &fleetsync_config::SyncConfig) -> SyncView {
         source: sync.source.clone(),
         schedule: sync.schedule.clone(),
         control: s.controls.get(&sync.name),
-        origin: "file".into(),
+        origin: s.defs.sync_origin(&sync.name).as_str().into(),
         targets,
     }
 }
@@ -263,18 +265,21 @@ fn sync_view(s: &ApiState, sync: &fleetsync_config::SyncConfig) -> SyncView {
     security(("bearer" = ["syncs:read"])),
     responses((status = 200, body = Vec<SyncView>), DeniedProblems))]
 async fn list_syncs(State(s): State<ApiState>) -> Json<Vec<SyncView>> {
-    Json(s.config.syncs.iter().map(|y| sync_view(&s, y)).collect())
+    let config = s.defs.effective();
+    Json(config.syncs.iter().map(|y| sync_view(&s, y)).collect())
 }
 
-fn find_sync<'a>(
-    s: &'a ApiState,
+fn find_sync(
+    s: &ApiState,
     name: &str,
     field: &str,
-) -> Result<&'a fleetsync_config::SyncConfig, Problem> {
-    s.config
+) -> Result<fleetsync_config::SyncConfig, Problem> {
+    s.defs
+        .effective()
         .syncs
         .iter()
         .find(|y| y.name == name)
+        .cloned()
         .ok_or_else(|| Problem::not_found(format!("no sync named {name:?}")).field(field))
 }
 
@@ -285,7 +290,7 @@ fn find_sync<'a>(
     responses((status = 200, body = SyncView), DeniedLookupProblems))]
 async fn get_sync(State(s): State<ApiState>, Path(name): Path<String>) -> ApiResult<SyncView> {
     let sync = find_sync(&s, &name, "name")?;
-    Ok(Json(sync_view(&s, sync)))
+    Ok(Json(sync_view(&s, &sync)))
 }
 
 /// One change of a sync's control.
@@ -433,7 +438,7 @@ async fn bulk_resume(
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-struct ServerView {
+pub(super) struct ServerView {
     name: String,
     /// The URL with any password shown as `***`.
     url: String,
@@ -448,23 +453,27 @@ struct ServerView {
     security(("bearer" = ["servers:read"])),
     responses((status = 200, body = Vec<ServerView>), DeniedProblems))]
 async fn list_servers(State(s): State<ApiState>) -> Json<Vec<ServerView>> {
+    let config = s.defs.effective();
     Json(
-        s.config
+        config
             .servers
             .iter()
-            .map(|srv| {
-                let url = srv.redacted_url();
-                let has_password = srv.password.is_some() || url != srv.url;
-                ServerView {
-                    name: srv.name.clone(),
-                    url,
-                    password: has_password.then(|| "***".to_string()),
-                    tls: srv.tls.to_string(),
-                    origin: "file".into(),
-                }
-            })
+            .map(|srv| server_view(srv, s.defs.server_origin(&srv.name).as_str()))
             .collect(),
     )
+}
+
+/// A server as the API shows it: `origin` is `file` or `api`, any password `"***"`.
+pub(super) fn server_view(srv: &fleetsync_config::Server, origin: &str) -> ServerView {
+    let url = srv.redacted_url();
+    let has_password = srv.password.is_some() || url != srv.url;
+    ServerView {
+        name: srv.name.clone(),
+        url,
+        password: has_password.then(|| "***".to_string()),
+        tls: srv.tls.to_string(),
+        origin: origin.into(),
+    }
 }
 
 /// Filters of the audit log.

@@ -1,0 +1,884 @@
+//! Definitions made over the API: servers and syncs kept in a file store under `state_dir`
+//! (`api/definitions.json`), merged with the configuration file's into the effective
+//! [`Config`].
+//!
+//! Why here and not in the config crate: a change is checked with the start-up preflight
+//! (`preflight`, `definitions`: connections to the servers), and passwords are sealed with the
+//! backup crypto of the agent crate; the config crate stays pure (parse and validate).
+//!
+//! Invariants:
+//! * The file's definitions are read-only here; a name defined in the file cannot be used by an
+//!   API definition (a sync name also not as a group's name).
+//! * Every change is checked on the merged configuration ([`Config::validate`], and for a sync
+//!   the preflight of that sync) before anything is written: a refused change leaves the store
+//!   and the running syncs untouched.
+//! * The store is replaced atomically (written beside, fsynced, renamed), owner-only.
+//! * Passwords are stored sealed with `[api] secret_key_file` (XChaCha20-Poly1305, the
+//!   server's name as associated data); without a key file a server with a password is refused.
+//!   They are never returned, logged or exported.
+//! * Changes are serialised (one at a time); the effective configuration is published on a
+//!   watch channel that `fleetsync run`'s supervisor follows.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use fleetsync_agent::backup::crypto::{self, Key};
+use fleetsync_agent::owner_only;
+use fleetsync_config::{Config, ConfigError, Server, SyncConfig, SyncMode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+mod export;
+mod kafka;
+mod plan;
+mod schedules;
+
+use export::push_fields;
+pub use export::without_nulls;
+use plan::sync_tables;
+pub use plan::SyncTables;
+use schedules::check_schedules;
+pub use schedules::{Schedule, ScheduleKind};
+
+/// Version of the store file's format.
+const STORE_VERSION: u32 = 1;
+/// How long a change waits for `fleetsync run`'s supervisor to have started, restarted or
+/// stopped the pipelines it affects: a stop waits up to the run's grace period (10 s) for the
+/// batch in flight.
+const APPLIED_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Where an effective definition comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    File,
+    Api,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::File => "file",
+            Origin::Api => "api",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DefsError {
+    #[error("no {kind} named {name:?}")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind} {name:?} is defined in the configuration file: read-only over the API")]
+    ReadOnly { kind: &'static str, name: String },
+    #[error("a {kind} named {name:?} exists already")]
+    Exists { kind: &'static str, name: String },
+    #[error("{kind} {name:?} is used by {sync}: delete or change it first")]
+    InUse {
+        kind: &'static str,
+        name: String,
+        sync: String,
+    },
+    #[error("{field}: {rule}")]
+    Invalid { field: String, rule: String },
+    #[error("preflight: {0}")]
+    Preflight(String),
+    #[error("definition store {place}: {message}")]
+    Store { place: String, message: String },
+}
+
+impl DefsError {
+    fn invalid(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        DefsError::Invalid {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+impl From<ConfigError> for DefsError {
+    fn from(e: ConfigError) -> Self {
+        match e {
+            ConfigError::Invalid { field, rule } => DefsError::Invalid { field, rule },
+            other => DefsError::invalid("", other.to_string()),
+        }
+    }
+}
+
+/// A server as stored: its fields as given (no password), and the sealed password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredServer {
+    pub fields: Map<String, Value>,
+    /// base64 of the sealed password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_password: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFile {
+    version: u32,
+    servers: Vec<StoredServer>,
+    /// Each sync's fields as given (a `[[syncs]]` entry), nulls dropped.
+    syncs: Vec<Map<String, Value>>,
+    /// Cron entries made over the API (no file counterpart).
+    #[serde(default)]
+    schedules: Vec<Schedule>,
+}
+
+/// What a change did (or would do, on a dry run).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Plan {
+    /// `create`, `update` or `delete`.
+    pub action: String,
+    /// `server` or `sync`.
+    pub kind: String,
+    pub name: String,
+    /// True: nothing was changed.
+    pub dry_run: bool,
+    /// Syncs whose pipelines start, restart or stop because of it (`fleetsync run`).
+    pub affected_syncs: Vec<String>,
+    /// For a created or changed sync: what its filter selects and what the targets get.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tables: Option<SyncTables>,
+}
+
+/// One change of the store.
+pub enum Change {
+    /// A server's fields (no `password` key) and its new password (`None`: keep the stored
+    /// one on an update).
+    PutServer {
+        create: bool,
+        fields: Map<String, Value>,
+        password: Option<String>,
+    },
+    DeleteServer(String),
+    PutSync {
+        create: bool,
+        fields: Map<String, Value>,
+    },
+    DeleteSync(String),
+    PutSchedule {
+        create: bool,
+        schedule: Schedule,
+    },
+    DeleteSchedule(String),
+}
+
+struct State {
+    store: StoreFile,
+    schedules: Arc<Vec<Schedule>>,
+    effective: Arc<Config>,
+}
+
+/// The definition store and the effective configuration.
+pub struct Defs {
+    /// The configuration file's definitions (loaded, groups expanded).
+    file: Config,
+    path: PathBuf,
+    /// With `[bus] kind = "kafka"`: the compacted topic that holds the store (the file at
+    /// `path` is then unused).
+    kafka: Option<kafka::KafkaStore>,
+    key: Option<Key>,
+    state: Mutex<State>,
+    /// One change at a time (a change's preflight is async).
+    changing: tokio::sync::Mutex<()>,
+    /// The effective configuration and its generation (one more per applied change).
+    tx: watch::Sender<(u64, Arc<Config>)>,
+    /// The generation the supervisor has brought the pipelines to (`fleetsync run` only).
+    applied: watch::Sender<u64>,
+    supervised: std::sync::atomic::AtomicBool,
+    /// `once` and `resnapshot` requests to the supervisor (`fleetsync run` only).
+    ops: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::run::SyncRequest>>,
+}
+
+pub fn store_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("api").join("definitions.json")
+}
+
+impl Defs {
+    /// Opens the store of `file.state_dir` (empty when absent) and merges it with `file`.
+    /// Fails when the store cannot be read or decrypted, or its definitions no longer fit the
+    /// file (e.g. the file now defines a name the API used).
+    pub fn open(file: Config) -> Result<Defs, DefsError> {
+        let path = store_path(&file.state_dir);
+        let place = path.display().to_string();
+        let store = match std::fs::read_to_string(&path) {
+            Ok(text) => parse_store(&text, &place)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StoreFile {
+                version: STORE_VERSION,
+                ..Default::default()
+            },
+            Err(e) => {
+                return Err(DefsError::Store {
+                    place,
+                    message: e.to_string(),
+                })
+            }
+        };
+        Defs::build(file, store, place, None)
+    }
+
+    /// The store of `file`'s bus: the compacted Kafka topic with `[bus] kind = "kafka"`
+    /// (shared by the coordinators of those brokers; created when missing if `create`, else
+    /// taken as empty), else the file under `state_dir`.
+    pub async fn open_for(file: Config, create: bool) -> Result<Defs, DefsError> {
+        if file.bus.kind != fleetsync_config::BusKind::Kafka {
+            return Defs::open(file);
+        }
+        let Some(store) = kafka::KafkaStore::open(&file.bus, create).await? else {
+            return Defs::build(
+                file,
+                StoreFile {
+                    version: STORE_VERSION,
+                    ..Default::default()
+                },
+                "kafka (no definitions topic yet)".into(),
+                None,
+            );
+        };
+        let place = store.place();
+        let loaded = match store.load().await? {
+            Some(text) => parse_store(&text, &place)?,
+            None => StoreFile {
+                version: STORE_VERSION,
+                ..Default::default()
+            },
+        };
+        Defs::build(file, loaded, place, Some(store))
+    }
+
+    fn build(
+        file: Config,
+        store: StoreFile,
+        place: String,
+        kafka: Option<kafka::KafkaStore>,
+    ) -> Result<Defs, DefsError> {
+        let path = store_path(&file.state_dir);
+        let key = match file.api.as_ref().and_then(|a| a.secret_key_file.as_ref()) {
+            Some(f) => {
+                Some(Key::from_file(f).map_err(|m| DefsError::invalid("api.secret_key_file", m))?)
+            }
+            None => None,
+        };
+        // Named after the store: the file may have taken a name the API used since.
+        let in_store = |e: DefsError| DefsError::Store {
+            place: place.clone(),
+            message: format!("its definitions no longer fit the configuration: {e}"),
+        };
+        let effective = merge(&file, &store, key.as_ref()).map_err(in_store)?;
+        check_schedules(&effective, &store.schedules).map_err(in_store)?;
+        let (tx, _) = watch::channel((0, Arc::new(effective.clone())));
+        let (applied, _) = watch::channel(0);
+        Ok(Defs {
+            file,
+            path,
+            kafka,
+            key,
+            state: Mutex::new(State {
+                schedules: Arc::new(store.schedules.clone()),
+                store,
+                effective: Arc::new(effective),
+            }),
+            changing: tokio::sync::Mutex::new(()),
+            tx,
+            applied,
+            supervised: std::sync::atomic::AtomicBool::new(false),
+            ops: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The effective configuration: the file's definitions and the API's.
+    pub fn effective(&self) -> Arc<Config> {
+        self.state
+            .lock()
+            .map(|s| s.effective.clone())
+            .unwrap_or_else(|p| p.into_inner().effective.clone())
+    }
+
+    /// The schedules made over the API.
+    pub fn schedules(&self) -> Arc<Vec<Schedule>> {
+        self.state
+            .lock()
+            .map(|s| s.schedules.clone())
+            .unwrap_or_else(|p| p.into_inner().schedules.clone())
+    }
+
+    /// Follows the effective configuration (a new value after each applied change), for the
+    /// supervisor of `fleetsync run`, which reports each generation it has applied with
+    /// [`Defs::applied`]: a change answers once its pipelines started, restarted or stopped.
+    pub fn subscribe(&self) -> watch::Receiver<(u64, Arc<Config>)> {
+        self.supervised
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.tx.subscribe()
+    }
+
+    /// Where `once` and `resnapshot` requests go (set by `fleetsync run`'s supervisor).
+    pub fn attach_ops(&self, tx: tokio::sync::mpsc::Sender<crate::run::SyncRequest>) {
+        let _ = self.ops.set(tx);
+    }
+
+    /// The supervisor's request channel; `None` outside `fleetsync run`.
+    pub fn ops(&self) -> Option<tokio::sync::mpsc::Sender<crate::run::SyncRequest>> {
+        self.ops.get().cloned()
+    }
+
+    /// The supervisor brought the pipelines to generation `generation`.
+    pub fn applied(&self, generation: u64) {
+        self.applied.send_replace(generation);
+    }
+
+    pub fn server_origin(&self, name: &str) -> Origin {
+        if self.file.server(name).is_some() {
+            Origin::File
+        } else {
+            Origin::Api
+        }
+    }
+
+    pub fn sync_origin(&self, name: &str) -> Origin {
+        if self.file.syncs.iter().any(|s| s.name == name) {
+            Origin::File
+        } else {
+            Origin::Api
+        }
+    }
+
+    /// The API's definitions as TOML (`[[servers]]` and `[[syncs]]` entries). Passwords are
+    /// omitted: a comment names each server that has one.
+    pub fn export_toml(&self) -> String {
+        let store = self
+            .state
+            .lock()
+            .map(|s| s.store.clone())
+            .unwrap_or_else(|p| p.into_inner().store.clone());
+        let mut out = String::from(
+            "# fleetsync: definitions made over the API (GET /api/v1/config/export).\n\
+             # Passwords are not exported: give each server marked below one\n\
+             # (password_env, password_file, or in the url) before using this file.\n",
+        );
+        for s in &store.servers {
+            out.push_str("\n[[servers]]\n");
+            if s.sealed_password.is_some() {
+                out.push_str("# password: not exported (set password_env or password_file)\n");
+            }
+            push_fields(&mut out, &s.fields);
+        }
+        for s in &store.syncs {
+            out.push_str("\n[[syncs]]\n");
+            push_fields(&mut out, s);
+        }
+        out
+    }
+
+    /// Checks `change` on the merged configuration and, unless `dry_run`, stores it and
+    /// publishes the new effective configuration. `preflight` runs for a created or updated
+    /// sync (the start-up checks of that sync, against the servers).
+    pub async fn apply(&self, change: Change, dry_run: bool) -> Result<Plan, DefsError> {
+        let _one = self.changing.lock().await;
+        let mut store = match &self.kafka {
+            // Another coordinator may have changed the shared store since.
+            Some(k) => match k.load().await? {
+                Some(text) => parse_store(&text, &k.place())?,
+                None => self.snapshot_store(),
+            },
+            None => self.snapshot_store(),
+        };
+        let old = self.effective();
+        let (action, kind, name) = self.change_store(&mut store, change)?;
+        let effective = merge(&self.file, &store, self.key.as_ref())?;
+        check_schedules(&effective, &store.schedules)?;
+        let affected = if kind == "schedule" {
+            Vec::new()
+        } else {
+            affected_syncs(&old, &effective, &name, kind)
+        };
+        let mut tables = None;
+        if kind == "sync" && action != "delete" {
+            let mut probe = effective.clone();
+            probe.syncs.retain(|s| s.name == name);
+            crate::preflight::preflight_all(&probe)
+                .await
+                .map_err(|e| DefsError::Preflight(crate::exit::one_line(e.as_ref())))?;
+            if let Some(sync) = probe.syncs.first() {
+                tables = Some(
+                    sync_tables(&probe, sync)
+                        .await
+                        .map_err(|e| DefsError::Preflight(crate::exit::one_line(e.as_ref())))?,
+                );
+            }
+        }
+        if !dry_run {
+            match &self.kafka {
+                Some(k) => k.save(&store_text(&store, &k.place())?).await?,
+                None => self.save(&store)?,
+            }
+            let effective = Arc::new(effective);
+            if let Ok(mut s) = self.state.lock() {
+                s.schedules = Arc::new(store.schedules.clone());
+                s.store = store;
+                s.effective = effective.clone();
+            }
+            let generation = self.tx.borrow().0 + 1;
+            let mut acks = self.applied.subscribe();
+            self.tx.send_replace((generation, effective));
+            tracing::info!(kind, name = %name, action, "definition changed over the API");
+            if self.supervised.load(std::sync::atomic::Ordering::Relaxed) {
+                let done = tokio::time::timeout(APPLIED_WAIT, acks.wait_for(|g| *g >= generation));
+                if done.await.is_err() {
+                    tracing::warn!(name = %name, "the pipelines did not follow the change within {APPLIED_WAIT:?}; they will");
+                }
+            }
+        }
+        Ok(Plan {
+            action: action.into(),
+            kind: kind.into(),
+            name,
+            dry_run,
+            affected_syncs: affected,
+            tables,
+        })
+    }
+
+    fn snapshot_store(&self) -> StoreFile {
+        self.state
+            .lock()
+            .map(|s| s.store.clone())
+            .unwrap_or_else(|p| p.into_inner().store.clone())
+    }
+
+    /// Applies `change` to `store` (in memory). Returns (action, kind, name).
+    fn change_store(
+        &self,
+        store: &mut StoreFile,
+        change: Change,
+    ) -> Result<(&'static str, &'static str, String), DefsError> {
+        match change {
+            Change::PutServer {
+                create,
+                fields,
+                password,
+            } => {
+                let name = name_of(&fields)?;
+                if self.file.server(&name).is_some() {
+                    return Err(self.conflict("server", &name, create));
+                }
+                let at = store
+                    .servers
+                    .iter()
+                    .position(|s| field_str(&s.fields, "name") == Some(&name));
+                let sealed = match (password, at) {
+                    (Some(pw), _) => Some(self.seal(&name, &pw)?),
+                    (None, Some(i)) if !create => store.servers[i].sealed_password.clone(),
+                    (None, _) => None,
+                };
+                let record = StoredServer {
+                    fields,
+                    sealed_password: sealed,
+                };
+                match (create, at) {
+                    (true, Some(_)) => Err(DefsError::Exists {
+                        kind: "server",
+                        name,
+                    }),
+                    (true, None) => {
+                        store.servers.push(record);
+                        Ok(("create", "server", name))
+                    }
+                    (false, Some(i)) => {
+                        store.servers[i] = record;
+                        Ok(("update", "server", name))
+                    }
+                    (false, None) => Err(DefsError::NotFound {
+                        kind: "server",
+                        name,
+                    }),
+                }
+            }
+            Change::DeleteServer(name) => {
+                if self.file.server(&name).is_some() {
+                    return Err(self.conflict("server", &name, false));
+                }
+                let at = store
+                    .servers
+                    .iter()
+                    .position(|s| field_str(&s.fields, "name") == Some(&name))
+                    .ok_or_else(|| DefsError::NotFound {
+                        kind: "server",
+                        name: name.clone(),
+                    })?;
+                let effective = self.effective();
+                if let Some(user) = effective
+                    .syncs
+                    .iter()
+                    .find(|s| s.source == name || s.targets.contains(&name))
+                {
+                    return Err(DefsError::InUse {
+                        kind: "server",
+                        name,
+                        sync: format!(
+                            "sync {:?}",
+                            user.group.clone().unwrap_or_else(|| user.name.clone())
+                        ),
+                    });
+                }
+                if let Some(s) = store
+                    .schedules
+                    .iter()
+                    .find(|s| s.target == name && s.kind != ScheduleKind::Sync)
+                {
+                    return Err(DefsError::InUse {
+                        kind: "server",
+                        name,
+                        sync: format!("schedule {:?}", s.name),
+                    });
+                }
+                store.servers.remove(at);
+                Ok(("delete", "server", name))
+            }
+            Change::PutSync { create, fields } => {
+                let name = name_of(&fields)?;
+                if self
+                    .file
+                    .syncs
+                    .iter()
+                    .any(|s| s.name == name || s.group.as_deref() == Some(&name))
+                {
+                    return Err(self.conflict("sync", &name, create));
+                }
+                let at = store
+                    .syncs
+                    .iter()
+                    .position(|s| field_str(s, "name") == Some(&name));
+                match (create, at) {
+                    (true, Some(_)) => Err(DefsError::Exists { kind: "sync", name }),
+                    (true, None) => {
+                        store.syncs.push(fields);
+                        Ok(("create", "sync", name))
+                    }
+                    (false, Some(i)) => {
+                        store.syncs[i] = fields;
+                        Ok(("update", "sync", name))
+                    }
+                    (false, None) => Err(DefsError::NotFound { kind: "sync", name }),
+                }
+            }
+            Change::PutSchedule { create, schedule } => {
+                let name = schedule.name.clone();
+                let at = store.schedules.iter().position(|s| s.name == name);
+                match (create, at) {
+                    (true, Some(_)) => Err(DefsError::Exists {
+                        kind: "schedule",
+                        name,
+                    }),
+                    (true, None) => {
+                        store.schedules.push(schedule);
+                        Ok(("create", "schedule", name))
+                    }
+                    (false, Some(i)) => {
+                        store.schedules[i] = schedule;
+                        Ok(("update", "schedule", name))
+                    }
+                    (false, None) => Err(DefsError::NotFound {
+                        kind: "schedule",
+                        name,
+                    }),
+                }
+            }
+            Change::DeleteSchedule(name) => {
+                let at = store
+                    .schedules
+                    .iter()
+                    .position(|s| s.name == name)
+                    .ok_or_else(|| DefsError::NotFound {
+                        kind: "schedule",
+                        name: name.clone(),
+                    })?;
+                store.schedules.remove(at);
+                Ok(("delete", "schedule", name))
+            }
+            Change::DeleteSync(name) => {
+                if self.sync_origin(&name) == Origin::File {
+                    return Err(self.conflict("sync", &name, false));
+                }
+                let at = store
+                    .syncs
+                    .iter()
+                    .position(|s| field_str(s, "name") == Some(&name))
+                    .ok_or_else(|| DefsError::NotFound {
+                        kind: "sync",
+                        name: name.clone(),
+                    })?;
+                if let Some(s) = store
+                    .schedules
+                    .iter()
+                    .find(|s| s.target == name && s.kind == ScheduleKind::Sync)
+                {
+                    return Err(DefsError::InUse {
+                        kind: "sync",
+                        name,
+                        sync: format!("schedule {:?}", s.name),
+                    });
+                }
+                store.syncs.remove(at);
+                Ok(("delete", "sync", name))
+            }
+        }
+    }
+
+    /// A create of a name the file uses collides; any other change of it is read-only.
+    fn conflict(&self, kind: &'static str, name: &str, create: bool) -> DefsError {
+        let name = name.to_string();
+        if create {
+            DefsError::Exists { kind, name }
+        } else {
+            DefsError::ReadOnly { kind, name }
+        }
+    }
+
+    fn seal(&self, server: &str, password: &str) -> Result<String, DefsError> {
+        let key = self.key.as_ref().ok_or_else(|| {
+            DefsError::invalid(
+                "password",
+                "a server with a password needs [api] secret_key_file (passwords are stored encrypted; create a key with `fleetsync backup keygen --out FILE`)",
+            )
+        })?;
+        let sealed = crypto::encrypt(key, password.as_bytes(), &aad(server))
+            .map_err(|m| DefsError::invalid("password", m))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(sealed))
+    }
+
+    fn save(&self, store: &StoreFile) -> Result<(), DefsError> {
+        use std::io::Write;
+        let err = |path: &Path| {
+            let place = path.display().to_string();
+            move |e: std::io::Error| DefsError::Store {
+                place,
+                message: e.to_string(),
+            }
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        owner_only::private_dir(dir).map_err(err(dir))?;
+        let tmp = self.path.with_extension("json.tmp");
+        let text = store_text(store, &self.path.display().to_string())?;
+        {
+            let mut f = owner_only::create(&tmp).map_err(err(&tmp))?;
+            f.write_all(text.as_bytes()).map_err(err(&tmp))?;
+            f.sync_all().map_err(err(&tmp))?;
+        }
+        std::fs::rename(&tmp, &self.path).map_err(err(&self.path))?;
+        // The rename itself is durable once the directory is.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+fn parse_store(text: &str, place: &str) -> Result<StoreFile, DefsError> {
+    let store = serde_json::from_str::<StoreFile>(text).map_err(|e| DefsError::Store {
+        place: place.to_string(),
+        message: e.to_string(),
+    })?;
+    if store.version > STORE_VERSION {
+        return Err(DefsError::Store {
+            place: place.to_string(),
+            message: format!(
+                "format version {} is newer than this fleetsync's ({STORE_VERSION})",
+                store.version
+            ),
+        });
+    }
+    Ok(store)
+}
+
+fn store_text(store: &StoreFile, place: &str) -> Result<String, DefsError> {
+    serde_json::to_string_pretty(store).map_err(|e| DefsError::Store {
+        place: place.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn aad(server: &str) -> String {
+    format!("fleetsync server password: {server}")
+}
+
+fn field_str<'a>(fields: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    fields.get(key).and_then(Value::as_str)
+}
+
+fn name_of(fields: &Map<String, Value>) -> Result<String, DefsError> {
+    field_str(fields, "name")
+        .map(str::to_string)
+        .ok_or_else(|| DefsError::invalid("name", "required (a string)"))
+}
+
+/// The file's configuration with the store's definitions added, checked like the file.
+fn merge(file: &Config, store: &StoreFile, key: Option<&Key>) -> Result<Config, DefsError> {
+    let mut out = file.clone();
+    for (i, s) in store.servers.iter().enumerate() {
+        let mut server: Server = serde_json::from_value(Value::Object(s.fields.clone()))
+            .map_err(|e| DefsError::invalid(format!("servers[{i}]"), e.to_string()))?;
+        if let Some(sealed) = &s.sealed_password {
+            let key = key.ok_or_else(|| {
+                DefsError::invalid(
+                    "api.secret_key_file",
+                    format!(
+                        "server {:?} has a stored password: the key file is needed to read it",
+                        server.name
+                    ),
+                )
+            })?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(sealed)
+                .map_err(|_| {
+                    DefsError::invalid(
+                        format!("servers.{}", server.name),
+                        "sealed password is not base64",
+                    )
+                })?;
+            let plain = crypto::decrypt(key, &bytes, &aad(&server.name)).map_err(|_| {
+                DefsError::invalid(
+                    "api.secret_key_file",
+                    format!("cannot decrypt the password of server {:?}: another key than the one it was stored with?", server.name),
+                )
+            })?;
+            server.password = Some(String::from_utf8(plain).map_err(|_| {
+                DefsError::invalid(format!("servers.{}", server.name), "password is not UTF-8")
+            })?);
+        }
+        crate::opts::server_opts(&server).map_err(|e| {
+            DefsError::invalid(format!("servers.{}.url", server.name), e.to_string())
+        })?;
+        out.servers.push(server);
+    }
+    for s in &store.syncs {
+        let sync: SyncConfig = serde_json::from_value(Value::Object(s.clone())).map_err(|e| {
+            DefsError::invalid(
+                format!("syncs.{}", field_str(s, "name").unwrap_or("?")),
+                e.to_string(),
+            )
+        })?;
+        if sync.mode == SyncMode::Bidirectional {
+            return Err(DefsError::invalid(
+                format!("syncs.{}.mode", sync.name),
+                "bidirectional groups are defined in the configuration file only (a group is installed on its members at start)",
+            ));
+        }
+        out.syncs.push(sync);
+    }
+    // Validate like the file: the file's groups are expanded already, so they are left out of
+    // the probe (they were validated when the file was loaded; API syncs cannot join them).
+    let mut probe = out.clone();
+    probe.syncs.retain(|s| s.group.is_none());
+    probe.validate()?;
+    Ok(out)
+}
+
+/// Syncs whose pipelines start, restart or stop because `name` (a server or sync) changed.
+fn affected_syncs(old: &Config, new: &Config, name: &str, kind: &str) -> Vec<String> {
+    if kind == "sync" {
+        return vec![name.to_string()];
+    }
+    let mut out: Vec<String> = old
+        .syncs
+        .iter()
+        .chain(new.syncs.iter())
+        .filter(|s| s.source == name || s.targets.iter().any(|t| t == name))
+        .map(|s| s.name.clone())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_config(dir: &Path, key: Option<&Path>) -> Config {
+        let mut text = format!(
+            "state_dir = {:?}\n[[servers]]\nname = \"a\"\nurl = \"mysql://u@h:1\"\n",
+            dir.display().to_string()
+        );
+        if let Some(k) = key {
+            text.push_str(&format!(
+                "[api]\nsecret_key_file = {:?}\n",
+                k.display().to_string()
+            ));
+        }
+        let c = Config::parse(&text).expect("config");
+        c.validate().expect("valid");
+        c
+    }
+
+    fn server(name: &str, password: Option<&str>) -> Change {
+        let mut fields = Map::new();
+        fields.insert("name".into(), name.into());
+        fields.insert("url".into(), "mysql://u@h:2".into());
+        Change::PutServer {
+            create: true,
+            fields,
+            password: password.map(str::to_string),
+        }
+    }
+
+    /// Passwords: refused without a key, sealed with one (never in the store in clear),
+    /// readable after a reopen with the same key only; refusals leave the store's bytes.
+    #[tokio::test]
+    async fn passwords_are_sealed_and_refusals_change_nothing() {
+        let dir = std::env::temp_dir().join(format!("fleetsync-defs-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let defs = Defs::open(file_config(&dir, None)).expect("open");
+        let e = defs.apply(server("b", Some("pw-123456")), false).await;
+        assert!(
+            matches!(&e, Err(DefsError::Invalid { field, .. }) if field == "password"),
+            "{e:?}"
+        );
+        assert!(!store_path(&dir).exists());
+
+        let key = dir.join("key");
+        std::fs::write(&key, "ab".repeat(32)).expect("key");
+        let defs = Defs::open(file_config(&dir, Some(&key))).expect("open");
+        defs.apply(server("b", Some("pw-123456")), false)
+            .await
+            .expect("create");
+        let stored = std::fs::read(store_path(&dir)).expect("store");
+        assert!(!String::from_utf8_lossy(&stored).contains("pw-123456"));
+        for refused in [
+            server("a", None),
+            server("b", None),
+            server("bad name", None),
+        ] {
+            assert!(defs.apply(refused, false).await.is_err());
+        }
+        assert!(defs
+            .apply(Change::DeleteServer("a".into()), false)
+            .await
+            .is_err());
+        defs.apply(Change::DeleteServer("b".into()), true)
+            .await
+            .expect("dry run");
+        assert_eq!(std::fs::read(store_path(&dir)).expect("store"), stored);
+
+        let again = Defs::open(file_config(&dir, Some(&key))).expect("reopen");
+        let c = again.effective();
+        assert_eq!(
+            c.server("b").and_then(|s| s.password.as_deref()),
+            Some("pw-123456")
+        );
+        assert_eq!(again.server_origin("b"), Origin::Api);
+        assert_eq!(again.server_origin("a"), Origin::File);
+
+        std::fs::write(&key, "cd".repeat(32)).expect("key");
+        let e = Defs::open(file_config(&dir, Some(&key)))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("cannot decrypt")),
+            "{e:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -71,6 +71,9 @@ struct Entry {
 /// The jobs of this process.
 pub struct JobManager {
     config: Arc<Config>,
+    /// Where the configuration of each new run comes from once the API follows the
+    /// definitions (servers and syncs made over the API); `config` until then.
+    live: std::sync::OnceLock<Arc<crate::defs::Defs>>,
     dir: PathBuf,
     jobs: Mutex<HashMap<String, Entry>>,
     slots: Arc<Semaphore>,
@@ -90,6 +93,18 @@ struct Record {
 
 impl JobManager {
     /// Loads the records under `<state_dir>/jobs`, marking unfinished ones interrupted.
+    /// Jobs started from now on run against `defs`' effective configuration.
+    pub fn follow(&self, defs: Arc<crate::defs::Defs>) {
+        let _ = self.live.set(defs);
+    }
+
+    /// The configuration a job starting now runs against.
+    fn current(&self) -> Arc<Config> {
+        self.live
+            .get()
+            .map_or_else(|| self.config.clone(), |d| d.effective())
+    }
+
     pub fn open(config: Arc<Config>) -> Result<Arc<JobManager>> {
         let dir = config.state_dir.join("jobs");
         fleetsync_agent::owner_only::create_dir_all(&dir)
@@ -104,6 +119,7 @@ impl JobManager {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let m = JobManager {
             config,
+            live: std::sync::OnceLock::new(),
             dir,
             jobs: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(MAX_RUNNING)),
@@ -508,7 +524,8 @@ impl JobManager {
             id: id.clone(),
         });
         let tracker = Tracker::for_job(sink, self.files_dir(&id));
-        let outcome = match run::<R>(&self.config, &req, &tracker, &cancel).await {
+        let config = self.current();
+        let outcome = match run::<R>(&config, &req, &tracker, &cancel).await {
             Ok((result, exit_code)) => Outcome::Done { result, exit_code },
             Err(ServiceError::Cancelled) => Outcome::Cancelled,
             Err(ServiceError::Failed(e)) => Outcome::Failed {

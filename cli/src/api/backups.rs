@@ -63,7 +63,7 @@ struct BackupListEntryDoc {
 
 /// The backup settings; 409 when backups are not configured (no `[backup] dir`).
 fn settings(s: &ApiState) -> Result<Settings, Problem> {
-    Settings::from_config(&s.config.backup)
+    Settings::from_config(&s.live().backup)
         .map_err(|e| Problem::new(StatusCode::CONFLICT, "not-configured", e.to_string()))
 }
 
@@ -86,7 +86,7 @@ fn read_manifest(s: &ApiState, id: &str) -> Result<(Settings, manifest::Manifest
     responses((status = 200, body = Vec<BackupListEntryDoc>), (status = 409, body = Problem, content_type = "application/problem+json", description = "No `[backup] dir` configured"), DeniedProblems))]
 async fn list_backups(State(s): State<ApiState>) -> Result<Json<Vec<BackupListEntry>>, Problem> {
     settings(&s)?;
-    let config = s.config.clone();
+    let config = s.live();
     let list = tokio::task::spawn_blocking(move || crate::service::backup::list(&config))
         .await
         .map_err(|e| Problem::internal(e.to_string()))?

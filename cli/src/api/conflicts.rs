@@ -166,7 +166,7 @@ async fn list_conflicts(
             .to_string()
         }),
     };
-    let all = service::list(&s.config, &filter).await.map_err(problem)?;
+    let all = service::list(&s.live(), &filter).await.map_err(problem)?;
     Ok(Json(all))
 }
 
@@ -181,7 +181,7 @@ async fn get_conflict(
     Path((target, id)): Path<(String, String)>,
 ) -> Result<Json<fleetsync_proto::conflicts::Conflict>, Problem> {
     let id = conflict_id(&id)?;
-    let c = service::get(&s.config, &target, id)
+    let c = service::get(&s.live(), &target, id)
         .await
         .map_err(problem)?;
     Ok(Json(c))
@@ -215,7 +215,7 @@ async fn resolve_conflict(
         TakeDoc::Incoming => Take::Incoming,
         TakeDoc::Local => Take::Local,
     };
-    let done = service::resolve(&s.config, &target, id, take, dry_run)
+    let done = service::resolve(&s.live(), &target, id, take, dry_run)
         .await
         .map_err(problem)?;
     Ok(Json(done))
@@ -228,10 +228,6 @@ async fn resolve_conflict(
 /// events). A target that cannot be read is retried at the next look; nothing is lost, as the
 /// look is by id.
 pub fn spawn_events(s: ApiState, every: Duration, cancel: tokio_util::sync::CancellationToken) {
-    let targets = service::targets(&s.config);
-    if targets.is_empty() {
-        return;
-    }
     tokio::spawn(async move {
         // Per target: (highest id seen, ids open at the last look).
         let mut seen: BTreeMap<String, (u64, BTreeSet<u64>)> = BTreeMap::new();
@@ -243,10 +239,15 @@ pub fn spawn_events(s: ApiState, every: Duration, cancel: tokio_util::sync::Canc
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            // The targets now (syncs made or deleted over the API change them).
+            let config = s.live();
+            let targets = service::targets(&config);
+            conns.retain(|t, _| targets.contains(t));
+            seen.retain(|t, _| targets.contains(t));
             for target in &targets {
                 let mut conn = match conns.remove(target) {
                     Some(c) => c,
-                    None => match service::connect(&s.config, target).await {
+                    None => match service::connect(&config, target).await {
                         Ok(c) => c,
                         Err(_) => continue,
                     },

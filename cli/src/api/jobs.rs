@@ -130,7 +130,7 @@ struct CancelResult {
 }
 
 pub(super) fn server_exists(s: &ApiState, name: &str, field: &str) -> Result<(), Problem> {
-    if s.config.server(name).is_none() {
+    if s.live().server(name).is_none() {
         return Err(
             Problem::not_found(format!("no server named {name:?} in the configuration"))
                 .field(field),
@@ -390,7 +390,7 @@ pub async fn events(State(s): State<ApiState>) -> Response {
     security(("bearer" = ["syncs:read"])),
     responses((status = 200, body = Object, description = "`fleetsync status --json`"), DeniedProblems))]
 pub async fn get_status(State(s): State<ApiState>) -> Result<Response, Problem> {
-    let doc = crate::status::report(&s.config)
+    let doc = crate::status::report(&s.live())
         .await
         .map_err(|e| Problem::internal(crate::exit::one_line(e.as_ref())))?;
     Ok(Json(doc).into_response())
@@ -416,7 +416,7 @@ pub fn spawn_sync_events(
             for p in super::routes::pipelines(&s) {
                 now.insert(format!("{}/{}", p.sync, p.target), p.state.clone());
             }
-            for sync in &s.config.syncs {
+            for sync in &s.live().syncs {
                 if let Some(c) = s.controls.get(&sync.name) {
                     let c = serde_json::to_value(c)
                         .ok()

@@ -65,6 +65,14 @@ pub struct Inner {
 
 pub type ApiState = Arc<Inner>;
 
+impl Inner {
+    /// The effective configuration now: the file's definitions and those made over the API
+    /// since the start (`config` is the start-up one, for `[api]` and `state_dir`).
+    pub fn live(&self) -> Arc<Config> {
+        self.defs.effective()
+    }
+}
+
 /// The routes of approvals, conflicts and the metrics summary (one call at the end of
 /// [`routes::router`]).
 fn gov_routes(
@@ -109,6 +117,7 @@ pub async fn serve(
     let tokens = tokens::TokenCache::new(&config.state_dir);
     let audit = audit::AuditLog::open(&config.state_dir)?;
     let jobs = crate::jobs::JobManager::open(config.clone())?;
+    jobs.follow(defs.clone());
     let (router, openapi) = routes::router().split_for_parts();
     let routes = auth::RouteTable::from_openapi(&openapi)?;
     let openapi_json = openapi

@@ -22,8 +22,8 @@ use fleetsync_tests::{fleetsync_cmd_with, wait_until, Fleetsync};
 
 use crate::support::{check_refusal, dead_port, Pair, Refusal, SYNC_TIMEOUT};
 
-mod gov;
 mod defs;
+mod gov;
 mod jobs;
 mod jobs2;
 mod load;

@@ -115,6 +115,9 @@ fn problem(e: DefsError) -> Problem {
         DefsError::Preflight(_) => {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "preflight-failed", detail)
         }
+        DefsError::AddsTables { .. } => {
+            Problem::new(StatusCode::CONFLICT, "adds-tables", detail).field("resnapshot")
+        }
         DefsError::Store { .. } => Problem::internal(detail),
     }
 }
@@ -427,19 +430,51 @@ async fn create_sync(
 /// from their stored progress.
 #[utoipa::path(put, path = "/api/v1/syncs/{name}", operation_id = "update_sync", tag = "syncs",
     security(("bearer" = ["syncs:write"])),
-    params(("name" = String, Path, description = "The sync's name"), DryRun),
+    params(("name" = String, Path, description = "The sync's name"), UpdateSyncQuery),
     request_body(content = SyncBody,
         example = json!({"source": "src", "targets": ["dst"], "include": ["app\\..*"]})),
     responses((status = 200, body = Plan), ConfirmBodyProblems))]
 async fn update_sync(
     State(s): State<ApiState>,
     Path(name): Path<String>,
-    q: Result<Query<DryRun>, QueryRejection>,
+    q: Result<Query<UpdateSyncQuery>, QueryRejection>,
     body: Result<Json<Map<String, Value>>, JsonRejection>,
 ) -> Result<Json<Plan>, Problem> {
-    let dry_run = dry(q)?;
+    let q = q.map_err(from_query_rejection)?.0;
     let change = sync_change(body, Some(&name))?;
-    Ok(Json(s.defs.apply(change, dry_run).await.map_err(problem)?))
+    let plan = s
+        .defs
+        .apply_with(change, q.dry_run, q.resnapshot)
+        .await
+        .map_err(problem)?;
+    if q.resnapshot && !q.dry_run {
+        let what = format!("sync {name}: re-snapshot after its update");
+        let _ = sync_op(
+            &s,
+            name,
+            crate::run::SyncOp::Resnapshot,
+            "resnapshot",
+            false,
+            what,
+        )
+        .await?;
+    }
+    Ok(Json(plan))
+}
+
+/// `PUT /syncs/{name}`: `?dry_run=true`, `?resnapshot=true`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct UpdateSyncQuery {
+    /// Check the change (preflight included) and answer with what would change; store nothing.
+    #[serde(default)]
+    dry_run: bool,
+    /// The update may make the filter select tables it did not (refused otherwise, 409: the
+    /// sync's snapshot did not copy them): after the update, the sync is re-snapshotted (its
+    /// tables' rows replaced on every target, as `POST /syncs/{name}/resnapshot`).
+    #[serde(default)]
+    resnapshot: bool,
 }
 
 /// Delete an API-made sync: its pipelines stop. Needs `?confirm=true` (409 without). The

@@ -83,6 +83,8 @@ pub enum DefsError {
     Invalid { field: String, rule: String },
     #[error("preflight: {0}")]
     Preflight(String),
+    #[error("the update adds {tables} to sync {sync:?}: their existing rows would not be copied (only later changes flow); send it with ?resnapshot=true to copy every table of the sync again after the update, or put the new tables in a sync of their own")]
+    AddsTables { sync: String, tables: String },
     #[error("definition store {place}: {message}")]
     Store { place: String, message: String },
 }
@@ -191,6 +193,35 @@ pub struct Defs {
     supervised: std::sync::atomic::AtomicBool,
     /// `once` and `resnapshot` requests to the supervisor (`fleetsync run` only).
     ops: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::run::SyncRequest>>,
+}
+
+/// Refuses an update of sync `name` whose filter now selects tables (`now`) that the sync
+/// in `old` did not (or that come from another source).
+async fn added_tables(old: &Config, name: &str, now: &SyncTables) -> Result<(), DefsError> {
+    let Some(before) = old.syncs.iter().find(|y| y.name == name) else {
+        return Ok(());
+    };
+    let had = if before.source == now.source {
+        sync_tables(old, before)
+            .await
+            .map_err(|e| DefsError::Preflight(crate::exit::one_line(e.as_ref())))?
+            .matched
+    } else {
+        Vec::new()
+    };
+    let added: Vec<&str> = now
+        .matched
+        .iter()
+        .filter(|t| !had.contains(t))
+        .map(String::as_str)
+        .collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    Err(DefsError::AddsTables {
+        sync: name.to_string(),
+        tables: added.join(", "),
+    })
 }
 
 pub fn store_path(state_dir: &Path) -> PathBuf {
@@ -376,6 +407,18 @@ impl Defs {
     /// publishes the new effective configuration. `preflight` runs for a created or updated
     /// sync (the start-up checks of that sync, against the servers).
     pub async fn apply(&self, change: Change, dry_run: bool) -> Result<Plan, DefsError> {
+        self.apply_with(change, dry_run, false).await
+    }
+
+    /// [`Defs::apply`]; `adds_tables`: an update of a running sync may make its filter select
+    /// tables it did not (else refused: the snapshot was taken without them, so their
+    /// existing rows would never be copied — the caller re-snapshots the sync after it).
+    pub async fn apply_with(
+        &self,
+        change: Change,
+        dry_run: bool,
+        adds_tables: bool,
+    ) -> Result<Plan, DefsError> {
         let _one = self.changing.lock().await;
         let mut store = match &self.kafka {
             // Another coordinator may have changed the shared store since.
@@ -402,11 +445,13 @@ impl Defs {
                 .await
                 .map_err(|e| DefsError::Preflight(crate::exit::one_line(e.as_ref())))?;
             if let Some(sync) = probe.syncs.first() {
-                tables = Some(
-                    sync_tables(&probe, sync)
-                        .await
-                        .map_err(|e| DefsError::Preflight(crate::exit::one_line(e.as_ref())))?,
-                );
+                let now = sync_tables(&probe, sync)
+                    .await
+                    .map_err(|e| DefsError::Preflight(crate::exit::one_line(e.as_ref())))?;
+                if action == "update" && !adds_tables {
+                    added_tables(&old, &name, &now).await?;
+                }
+                tables = Some(now);
             }
         }
         if !dry_run {

@@ -364,6 +364,38 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
         Ok(())
     })
     .await?;
+    // Widening the filter again: app.other's rows written while it was left out would never
+    // be copied, so the update is refused (store untouched) unless it re-snapshots the sync.
+    let wide = json!({"source": "src", "targets": ["dst2"], "include": ["app\\..*"]});
+    let refused = expect(&api, &owner, "PUT", "/api/v1/syncs/api1", &wide, 409, a).await?;
+    ensure!(
+        refused["field"] == "resnapshot"
+            && refused["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("app.other")),
+        "{refused}"
+    );
+    expect(
+        &api,
+        &owner,
+        "PUT",
+        "/api/v1/syncs/api1?resnapshot=true",
+        &wide,
+        200,
+        a,
+    )
+    .await?;
+    wait_until(
+        SYNC_TIMEOUT,
+        "app.other copied by the re-snapshot",
+        || async {
+            ensure!(rows(&pair.dst, "app.other").await? == rows(&pair.src, "app.other").await?);
+            ensure!(rows(&pair.dst, "app.items").await? == rows(&pair.src, "app.items").await?);
+            ensure!(keyless(&pair.dst).await? == keyless(&pair.src).await?);
+            Ok(())
+        },
+    )
+    .await?;
     println!(
         "app.nokey: {} rows written across the update's restart, none lost or repeated",
         keyless(&pair.src).await?.len()
@@ -708,11 +740,8 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
 /// run there (documented) and `resnapshot` answers 409.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_definitions_under_coordinator() -> Result<()> {
-    let (pair, mock) = tokio::join!(
-        Pair::start(),
-        fleetsync_tests::MockKafka::start(&["fleetsync.src", "fleetsync.config.definitions"])
-    );
-    let (pair, mock) = (pair?, mock?);
+    let (pair, kafka) = tokio::join!(Pair::start(), fleetsync_tests::KafkaCluster::single());
+    let (pair, kafka) = (pair?, kafka?);
     pair.src
         .exec("CREATE DATABASE app; CREATE TABLE app.items (id INT PRIMARY KEY)")
         .await?;
@@ -726,7 +755,7 @@ async fn api_definitions_under_coordinator() -> Result<()> {
         let text = fleetsync_tests::ConfigBuilder::new(state)
             .server("src", &pair.src.url_root())
             .server("dst", &pair.dst.url_root())
-            .kafka_bus(mock.bootstrap(), 1)
+            .kafka_bus(&kafka.bootstrap(), 1)
             .raw(&format!("\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n"))
             .build();
         let dir = pair.dir.path().join(format!("coordinator-{i}"));

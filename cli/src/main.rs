@@ -1,37 +1,12 @@
 //! `fleetsync`: one binary, subcommands. Errors are rendered once, here, as one line.
+//!
+//! Only argument parsing and dispatch live here: every command is library code (see
+//! `lib.rs` for the layering).
 
-mod api;
-mod archive_cmd;
-mod backup_cmd;
-mod conflicts;
-mod control;
-mod cycles;
-mod datadiff_cmd;
-mod definitions;
-mod defs;
-mod diff_cmd;
-mod exit;
-mod failure;
-mod group;
-mod health_cmd;
-mod http;
-mod jobs;
-mod kafka_cmds;
-mod kafka_topics;
-mod manager;
-mod migrate_cmd;
-mod opts;
-mod pipeline;
-mod preflight;
-mod remote;
-mod run;
-mod service;
-mod status;
-mod tail;
-mod tasks;
-mod token_cmd;
-mod transfer_cmd;
-
+use fleetsync::{
+    api, backup_cmd, conflicts, definitions, diff_cmd, exit, group, health_cmd, kafka_cmds,
+    manager, migrate_cmd, preflight, remote, run, status, tail, token_cmd, transfer_cmd,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -100,7 +75,7 @@ enum Command {
     /// The sync manager: run a sync once, or pause/resume/cancel a running one.
     Sync {
         #[command(subcommand)]
-        action: SyncAction,
+        action: manager::SyncAction,
     },
     /// Print a server's row changes as Debezium-shaped JSON lines (read-only).
     Tail {
@@ -226,34 +201,6 @@ enum ConflictsCommand {
         /// The target holding the conflict, when the id is open on several targets.
         #[arg(long)]
         target: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum SyncAction {
-    /// Run SYNC once: every target until it reaches the source's position at start, then exit.
-    Once {
-        #[arg(long, env = "FLEETSYNC_CONFIG")]
-        config: PathBuf,
-        sync: String,
-    },
-    /// Pause SYNC in the running `fleetsync run`/`coordinator`, through its API (`[api] listen`).
-    Pause {
-        #[arg(long, env = "FLEETSYNC_CONFIG")]
-        config: PathBuf,
-        sync: String,
-    },
-    /// Resume a paused or cancelled SYNC (through the API, like `pause`).
-    Resume {
-        #[arg(long, env = "FLEETSYNC_CONFIG")]
-        config: PathBuf,
-        sync: String,
-    },
-    /// Stop SYNC's pipelines (a scheduled sync runs again at its next occurrence).
-    Cancel {
-        #[arg(long, env = "FLEETSYNC_CONFIG")]
-        config: PathBuf,
-        sync: String,
     },
 }
 

@@ -9,7 +9,35 @@ use tokio_util::sync::CancellationToken;
 use crate::control::Controls;
 use crate::preflight::preflight_all;
 use crate::run::{run_once, Shared};
-use crate::SyncAction;
+
+/// `fleetsync sync ...` (parsed in `main.rs`, run by [`sync`]).
+#[derive(clap::Subcommand)]
+pub enum SyncAction {
+    /// Run SYNC once: every target until it reaches the source's position at start, then exit.
+    Once {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: std::path::PathBuf,
+        sync: String,
+    },
+    /// Pause SYNC in the running `fleetsync run`/`coordinator`, through its API (`[api] listen`).
+    Pause {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: std::path::PathBuf,
+        sync: String,
+    },
+    /// Resume a paused or cancelled SYNC (through the API, like `pause`).
+    Resume {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: std::path::PathBuf,
+        sync: String,
+    },
+    /// Stop SYNC's pipelines (a scheduled sync runs again at its next occurrence).
+    Cancel {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: std::path::PathBuf,
+        sync: String,
+    },
+}
 
 pub async fn sync(action: SyncAction, api: crate::api::client::ApiArgs) -> Result<()> {
     match action {

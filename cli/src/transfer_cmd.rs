@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Result};
+use clap::builder::TypedValueParser as _;
 use clap::Args;
 use fleetsync_proto::jobs::{ExportReport, ImportReport};
 use tokio_util::sync::CancellationToken;
@@ -13,13 +14,25 @@ use crate::service::transfer::{self as service, ExportRequest, ImportRequest};
 pub use crate::service::transfer::{Format, OnConflict};
 use crate::service::{into_anyhow, Quiet, Tracker};
 
+/// `--format`: one of the request's formats (listed in `--help` and in the error).
+fn format_parser() -> impl clap::builder::TypedValueParser<Value = Format> {
+    clap::builder::PossibleValuesParser::new(Format::ALL.map(Format::as_str))
+        .try_map(|s| s.parse::<Format>())
+}
+
+/// `--on-conflict`: one of the request's choices (listed in `--help` and in the error).
+fn on_conflict_parser() -> impl clap::builder::TypedValueParser<Value = OnConflict> {
+    clap::builder::PossibleValuesParser::new(OnConflict::ALL.map(OnConflict::as_str))
+        .try_map(|s| s.parse::<OnConflict>())
+}
+
 #[derive(Args)]
 pub struct ExportArgs {
     #[arg(long, env = "FLEETSYNC_CONFIG")]
     pub config: Option<PathBuf>,
     #[arg(long)]
     pub server: String,
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = format_parser())]
     pub format: Format,
     #[arg(long)]
     pub out: PathBuf,
@@ -46,14 +59,14 @@ pub struct ImportArgs {
     pub config: Option<PathBuf>,
     #[arg(long)]
     pub server: String,
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = format_parser())]
     pub format: Format,
     #[arg(long = "in")]
     pub input: PathBuf,
     /// `OLD=NEW`: import database OLD as NEW (repeatable).
     #[arg(long)]
     pub rename_db: Vec<String>,
-    #[arg(long, value_enum, default_value = "error")]
+    #[arg(long, value_parser = on_conflict_parser(), default_value = "error")]
     pub on_conflict: OnConflict,
     /// Validate and report; change nothing.
     #[arg(long)]
@@ -82,7 +95,7 @@ pub async fn export(args: ExportArgs, remote: Option<crate::remote::Remote>) -> 
         data_only: args.data_only,
     };
     // The flags' names in a bad pattern's error, as before.
-    req.filter().map_err(|(field, m)| {
+    service::export_filter(&req).map_err(|(field, m)| {
         let flag = if field.starts_with("include") {
             "--include"
         } else {

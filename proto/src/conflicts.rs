@@ -1,5 +1,6 @@
 //! The manual conflict queue (`conflict = "manual"`, the `fleetsync.conflicts` table the
-//! applier writes on each target) as `fleetsync conflicts list --json` and the API show it.
+//! applier writes on each target) as `fleetsync conflicts list --json` and the API show it,
+//! and the typed requests of a listing and a resolution.
 
 use serde::{Deserialize, Serialize};
 
@@ -48,4 +49,35 @@ pub struct ConflictResolution {
     /// local row. It holds row values, never credentials.
     pub statement: Option<String>,
     pub dry_run: bool,
+}
+
+/// Which side a resolution keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Take {
+    /// The parked incoming version is applied on the target.
+    Incoming,
+    /// The target's own row stays.
+    Local,
+}
+
+impl Take {
+    /// The name in JSON and in the resolution record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Take::Incoming => "incoming",
+            Take::Local => "local",
+        }
+    }
+}
+
+/// Filters of a listing (`conflicts list`, `GET /api/v1/conflicts`); `status` is `open`
+/// (the default), `resolved` or `all`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct ConflictFilter {
+    pub sync: Option<String>,
+    pub target: Option<String>,
+    /// `schema.table`, or a table name in any schema.
+    pub table: Option<String>,
+    pub status: Option<String>,
 }

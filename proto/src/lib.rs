@@ -15,6 +15,8 @@
 //! * [`datadiff`]: key ranges, chunk checksums and the data diff report.
 //! * [`jobs`]: control-plane jobs (state, progress, log) and the reports of the tasks that run
 //!   as jobs (schema diff, backup create/verify/restore).
+//! * [`requests`]: the typed requests of those tasks (what the CLI passes to the service
+//!   layer and the API's `POST /api/v1/jobs/{kind}` takes).
 
 pub mod calendar;
 pub mod codec;
@@ -24,6 +26,7 @@ pub mod health;
 pub mod jobs;
 pub mod position;
 pub mod record;
+pub mod requests;
 pub mod schema;
 pub mod schema_model;
 pub mod sql;

@@ -228,7 +228,7 @@ async fn start_export_job(
 ) -> Result<Response, Problem> {
     start(&s, token, q, body, |r| {
         server_exists(&s, &r.server, "server")?;
-        r.filter()
+        crate::service::transfer::export_filter(r)
             .map_err(|(field, m)| Problem::bad_request(format!("{field}: {m}")).field(field))?;
         if r.schema_only && r.data_only {
             return Err(

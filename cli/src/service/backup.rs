@@ -13,7 +13,10 @@ use fleetsync_proto::jobs::{
     BackupCreateReport, BackupListEntry, BackupPruneReport, BackupRestoreReport,
     BackupVerifyReport, PrunedBackup, RestorePlanReport, RestoredReport,
 };
-use serde::{Deserialize, Serialize};
+pub use fleetsync_proto::requests::{
+    BackupCreateRequest, BackupPruneRequest, BackupRestoreRequest, BackupVerifyRequest,
+};
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::{ServiceError, ServiceResult, Tracker};
@@ -21,25 +24,6 @@ use crate::opts::opts_by_name;
 
 /// Exit code of a failed backup command.
 pub const EXIT_ERROR: u8 = 1;
-
-/// Back up a server.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BackupCreateRequest {
-    /// `[[servers]] name`.
-    pub server: String,
-    /// `schema.table` regexes to include (default: every table of every user database).
-    #[serde(default)]
-    pub include: Vec<String>,
-}
-
-/// Verify a stored backup.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BackupVerifyRequest {
-    /// The backup's id (as listed).
-    pub id: String,
-}
 
 fn cancelled_or(e: BackupError) -> ServiceError {
     match e {
@@ -116,32 +100,6 @@ pub async fn verify(
         statements: report.statements,
         rows: report.rows,
     })
-}
-
-/// Restore a backup to a server, optionally rolled forward to a point in time.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BackupRestoreRequest {
-    /// The backup's id (as listed).
-    pub id: String,
-    /// `[[servers]] name` of the target.
-    pub to_server: String,
-    /// `OLD=NEW`: restore database OLD as NEW.
-    #[serde(default)]
-    pub rename_db: Vec<String>,
-    /// Replay the archived binlog up to this time (`YYYY-MM-DD HH:MM:SS`, UTC).
-    #[serde(default)]
-    pub to_time: Option<String>,
-    /// Replay the archived binlog up to and including this GTID position (`D-S-N[,...]`).
-    #[serde(default)]
-    pub to_gtid: Option<String>,
-    /// Verify and plan only (as `--dry-run`): change nothing.
-    #[serde(default)]
-    pub plan_only: bool,
-    /// Drop and replace target tables/views that already exist (as `--yes`); without it a
-    /// restore that would replace something fails and changes nothing.
-    #[serde(default)]
-    pub confirm: bool,
 }
 
 fn convert<A: Serialize, B: serde::de::DeserializeOwned>(a: &A) -> anyhow::Result<B> {
@@ -288,18 +246,6 @@ fn list_entry(r: &manifest::Listed) -> BackupListEntry {
             error: Some(e.clone()),
         },
     }
-}
-
-/// Delete the backups outside `[backup.retention]` (`fleetsync backup prune`).
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BackupPruneRequest {
-    /// Report what would be deleted and delete nothing (as `--dry-run`).
-    #[serde(default)]
-    pub plan_only: bool,
-    /// Needed to delete anything (the API's `"confirm": true`; the CLI's own run sets it).
-    #[serde(default)]
-    pub confirm: bool,
 }
 
 /// Applies the retention rules; without a rule nothing is deleted (`rules: false`). Not

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use anyhow::Context;
 use fleetsync_config::Config;
 use fleetsync_proto::conflicts::{Conflict, ConflictResolution};
+pub use fleetsync_proto::conflicts::{ConflictFilter, Take};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 use serde_json::Value;
@@ -49,34 +50,6 @@ pub enum ConflictError {
     Unreachable { target: String, message: String },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
-}
-
-/// Which side a resolution keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Take {
-    /// The parked incoming version is applied on the target.
-    Incoming,
-    /// The target's own row stays.
-    Local,
-}
-
-impl Take {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Take::Incoming => "incoming",
-            Take::Local => "local",
-        }
-    }
-}
-
-/// Filters of a listing; `status` is `open` (the default), `resolved` or `all`.
-#[derive(Debug, Default, Clone)]
-pub struct ConflictFilter {
-    pub sync: Option<String>,
-    pub target: Option<String>,
-    /// `schema.table`, or a table name in any schema.
-    pub table: Option<String>,
-    pub status: Option<String>,
 }
 
 /// Every server that is a target of some sync, in name order.

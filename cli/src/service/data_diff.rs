@@ -11,7 +11,9 @@ use fleetsync_agent::datadiff::{RowChecksum, Session, Throttle};
 use fleetsync_config::{Config, TableFilter};
 use fleetsync_coordinator::datadiff::{self as dd, RepairSql, Scope, TableDone};
 use fleetsync_proto::datadiff::{DataDiffReport, TableReport, TableStatus};
-use serde::{Deserialize, Serialize};
+pub use fleetsync_proto::requests::{
+    Checksum, DataDiffRequest, DEFAULT_CHUNK_TIME_MS, DEFAULT_MAX_LAG, DEFAULT_MAX_THREADS_RUNNING,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{ServiceError, ServiceResult, Tracker};
@@ -20,112 +22,6 @@ use crate::diff_cmd::{connect, Side};
 /// Exit code when nothing differed but some table was not compared.
 pub const EXIT_INCOMPLETE: u8 = 3;
 pub use crate::diff_cmd::{EXIT_DIFFERENT, EXIT_ERROR};
-
-/// Default target time of one chunk, milliseconds.
-pub const DEFAULT_CHUNK_TIME_MS: u64 = 500;
-/// Default: pause while a side's replication lag exceeds this many seconds.
-pub const DEFAULT_MAX_LAG: u64 = 10;
-/// Default: pause while a side's Threads_running exceeds this.
-pub const DEFAULT_MAX_THREADS_RUNNING: u64 = 50;
-
-fn default_chunk_time_ms() -> u64 {
-    DEFAULT_CHUNK_TIME_MS
-}
-fn default_max_lag() -> u64 {
-    DEFAULT_MAX_LAG
-}
-fn default_max_threads_running() -> u64 {
-    DEFAULT_MAX_THREADS_RUNNING
-}
-
-/// JSON counts as the API documents them (`integer`, `format: int64`, at least 0): any whole
-/// JSON number 0..=i64::MAX, also written as `5.0` (JSON Schema's integers include it).
-pub(crate) mod count {
-    use serde::{Deserialize, Deserializer};
-
-    fn whole(n: serde_json::Number) -> Option<u64> {
-        let v = match n.as_u64() {
-            Some(v) => v,
-            None => {
-                let f = n.as_f64()?;
-                if f.fract() != 0.0 || !(0.0..=i64::MAX as f64).contains(&f) {
-                    return None;
-                }
-                f as u64
-            }
-        };
-        (v <= i64::MAX as u64).then_some(v)
-    }
-
-    fn refuse<E: serde::de::Error>(n: &serde_json::Number) -> E {
-        E::custom(format!(
-            "{n}: must be a whole number from 0 to {}",
-            i64::MAX
-        ))
-    }
-
-    pub fn one<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        let n = serde_json::Number::deserialize(d)?;
-        whole(n.clone()).ok_or_else(|| refuse(&n))
-    }
-
-    pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-        match Option::<serde_json::Number>::deserialize(d)? {
-            None => Ok(None),
-            Some(n) => whole(n.clone()).map(Some).ok_or_else(|| refuse(&n)),
-        }
-    }
-}
-
-/// Per-row strength of chunk checksums.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Checksum {
-    /// One CRC32 per row, as pt-table-checksum.
-    #[default]
-    Crc32,
-    /// CRC32 and CRC32C (about 2^-64 for a changed row to go unnoticed).
-    Crc64,
-}
-
-/// Compare two servers' (or databases') rows.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DataDiffRequest {
-    /// `SERVER` or `SERVER/DATABASE`.
-    pub source: String,
-    /// `SERVER` or `SERVER/DATABASE`.
-    pub target: String,
-    /// Only tables whose `database.table` (source names) matches one of these anchored regexes.
-    #[serde(default)]
-    pub include: Vec<String>,
-    /// Target time of one chunk in milliseconds (at least 1).
-    #[serde(default = "default_chunk_time_ms", deserialize_with = "count::one")]
-    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
-    pub chunk_time_ms: u64,
-    /// Pause while a side's replication lag exceeds this many seconds (0 = no check).
-    #[serde(default = "default_max_lag", deserialize_with = "count::one")]
-    pub max_lag: u64,
-    /// Pause while a side's Threads_running exceeds this (0 = no check).
-    #[serde(
-        default = "default_max_threads_running",
-        deserialize_with = "count::one"
-    )]
-    pub max_threads_running: u64,
-    /// Skip tables estimated to hold more rows than this on either side.
-    #[serde(default, deserialize_with = "count::opt")]
-    pub max_table_rows: Option<u64>,
-    /// Stop comparing a table after this many seconds (it is reported as skipped).
-    #[serde(default, deserialize_with = "count::opt")]
-    pub max_table_seconds: Option<u64>,
-    #[serde(default)]
-    pub checksum: Checksum,
-    /// As a job: also write the SQL that makes the target equal the source to the job's
-    /// file `repair.sql` (`GET /api/v1/jobs/{id}/files/repair.sql`). The CLI's
-    /// `--repair-sql FILE` names its own file.
-    #[serde(default)]
-    pub repair_sql: bool,
-}
 
 /// The job's repair SQL file (in the job's own directory).
 pub const REPAIR_SQL_FILE: &str = "repair.sql";

@@ -9,7 +9,7 @@ use fleetsync_agent::health::{self as checks, HealthTarget, TargetOf};
 use fleetsync_agent::source;
 use fleetsync_config::{Config, TableFilter};
 use fleetsync_proto::health::{FixOutcome, HealthReport, Overall};
-use serde::{Deserialize, Serialize};
+pub use fleetsync_proto::requests::{HealthFixRequest, HealthRequest};
 use tokio_util::sync::CancellationToken;
 
 use super::{ServiceError, ServiceResult, Tracker};
@@ -19,14 +19,6 @@ use crate::opts::{opts_by_name, server_opts};
 const SOURCE_POSITION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Exit code when the command could not do its job (the Nagios convention's UNKNOWN).
 pub const EXIT_ERROR: u8 = 3;
-
-/// Check one server.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HealthRequest {
-    /// The server to check (`[[servers]] name`).
-    pub server: String,
-}
 
 /// Runs every check of `req.server`. The checks only read; a cancel drops them between
 /// nothing and everything, which leaves nothing behind.
@@ -101,20 +93,6 @@ async fn source_position(config: &Config, source: &str) -> Option<fleetsync_prot
         .await
         .ok()
         .flatten()
-}
-
-/// Check one server and apply the safe fixes (as `fleetsync health --fix`).
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HealthFixRequest {
-    /// The server to check and fix (`[[servers]] name`).
-    pub server: String,
-    /// List the fix statements, change nothing (as `--fix --dry-run`).
-    #[serde(default)]
-    pub plan_only: bool,
-    /// Apply the safe fixes (as `--yes`); needed unless `plan_only`.
-    #[serde(default)]
-    pub confirm: bool,
 }
 
 /// Runs the checks, previews the safe fixes, and unless `plan_only` (or none is safe) asks

@@ -23,6 +23,9 @@ use fleetsync_coordinator::migrate::{
 use fleetsync_proto::jobs::{
     MigrateApplyReport, MigrateGenerateReport, MigrateRollbackReport, SchemaDifference,
 };
+pub use fleetsync_proto::requests::{
+    MigrateApplyRequest, MigrateGenerateRequest, MigrateRollbackRequest, DEFAULT_VERIFY_ROWS,
+};
 use fleetsync_proto::schema_model::SchemaSnapshot;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -34,64 +37,8 @@ pub use crate::diff_cmd::EXIT_ERROR;
 
 /// `generate` wrote the migration but could not verify it.
 pub const EXIT_UNVERIFIED: u8 = 3;
-/// Tables with at most this many rows are copied with their rows for verification.
-pub const DEFAULT_VERIFY_ROWS: u64 = 100_000;
 /// The files `generate` writes.
 pub const FILES: [&str; 4] = ["migration.json", "up.sql", "down.sql", "report.txt"];
-
-fn default_verify_rows() -> u64 {
-    DEFAULT_VERIFY_ROWS
-}
-
-/// Write (and verify on scratch copies) the migration that makes TARGET's schema equal
-/// SOURCE's.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MigrateGenerateRequest {
-    /// `SERVER`, `SERVER/DATABASE` or a `.sql` file (on the coordinator's machine).
-    pub source: String,
-    /// `SERVER` or `SERVER/DATABASE`.
-    pub target: String,
-    /// Copy tables with at most this many rows (estimated) with their rows for verification.
-    #[serde(
-        default = "default_verify_rows",
-        deserialize_with = "super::data_diff::count::one"
-    )]
-    pub verify_rows: u64,
-    /// `OLD=NEW`: table OLD on the target is table NEW on the source.
-    #[serde(default)]
-    pub rename_table: Vec<String>,
-    /// `TABLE.OLD=NEW`: column OLD on the target is column NEW of source table TABLE.
-    #[serde(default)]
-    pub rename_column: Vec<String>,
-    /// Server that loads a `.sql` side into a scratch database (default: the other side's).
-    #[serde(default)]
-    pub scratch_server: Option<String>,
-}
-
-/// Apply a generated, verified migration to TARGET.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MigrateApplyRequest {
-    /// `SERVER` or `SERVER/DATABASE`.
-    pub target: String,
-    /// The id of the succeeded `migrate_generate` job whose migration is applied.
-    pub migration_job: String,
-    /// Apply (as `--yes`): needed.
-    #[serde(default)]
-    pub confirm: bool,
-}
-
-/// Undo TARGET's latest applied migration.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MigrateRollbackRequest {
-    /// `SERVER` or `SERVER/DATABASE`.
-    pub target: String,
-    /// Roll back (as `--yes`): needed.
-    #[serde(default)]
-    pub confirm: bool,
-}
 
 /// What `apply` or `rollback` is about to do (for `decide`).
 pub struct Pending<'a> {

@@ -1,7 +1,7 @@
 //! The service layer: the operations that the CLI and the API's jobs both run, one function
 //! each, taking a typed request, a [`Tracker`] (progress and log) and a cancellation token,
-//! and returning the typed report the CLI prints with `--json` (structs in
-//! `fleetsync_proto`). The `*_cmd.rs` modules are thin adapters around these: parse
+//! and returning the typed report the CLI prints with `--json` (requests and reports are
+//! structs in `fleetsync_proto`, re-exported by each module here). The `*_cmd.rs` modules are thin adapters around these: parse
 //! arguments, call the service, print. Moved here from the commands: `health` (server
 //! checks), `schema_diff`, `data_diff`, `backup` (create, verify).
 //!

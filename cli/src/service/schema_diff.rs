@@ -4,32 +4,13 @@
 use fleetsync_config::Config;
 use fleetsync_coordinator::migrate;
 use fleetsync_proto::jobs::{SchemaDiffReport, SchemaDifference};
-use serde::{Deserialize, Serialize};
+pub use fleetsync_proto::requests::SchemaDiffRequest;
 use tokio_util::sync::CancellationToken;
 
 use super::{ServiceError, ServiceResult, Tracker};
 use crate::diff_cmd::{compare_loaded, Side, SideArgs};
 
 pub use crate::diff_cmd::{EXIT_DIFFERENT, EXIT_ERROR};
-
-/// Compare two schemas.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SchemaDiffRequest {
-    /// `SERVER`, `SERVER/DATABASE` or a `.sql` file (on the coordinator's machine).
-    pub source: String,
-    /// `SERVER`, `SERVER/DATABASE` or a `.sql` file.
-    pub target: String,
-    /// `OLD=NEW`: table OLD on the target is table NEW on the source.
-    #[serde(default)]
-    pub rename_table: Vec<String>,
-    /// `TABLE.OLD=NEW`: column OLD on the target is column NEW of source table TABLE.
-    #[serde(default)]
-    pub rename_column: Vec<String>,
-    /// Server that loads a `.sql` side into a scratch database (default: the other side's).
-    #[serde(default)]
-    pub scratch_server: Option<String>,
-}
 
 /// Snapshots both sides and compares them. Cancellation is checked before and after the
 /// snapshots (a `.sql` side's scratch database is always dropped by the snapshot itself).

@@ -17,7 +17,7 @@ use anyhow::anyhow;
 use fleetsync_agent::transfer::{self, Content, ExportOptions, ImportOptions, TransferError};
 use fleetsync_config::{Config, TableFilter};
 use fleetsync_proto::jobs::{ExportReport, ImportProblem, ImportReport, ImportedTable};
-use serde::{Deserialize, Serialize};
+pub use fleetsync_proto::requests::{ExportRequest, Format, ImportRequest, OnConflict};
 use tokio_util::sync::CancellationToken;
 
 use super::{ServiceError, ServiceResult, Tracker};
@@ -26,112 +26,28 @@ use crate::opts::opts_by_name;
 /// Exit code of a failed export or import (and of an import whose input has problems).
 pub const EXIT_ERROR: u8 = 1;
 
-/// The file format of an export or import.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Sql,
-    Json,
-    Csv,
+/// The include/exclude patterns of an export compiled; the error names the field
+/// (`include[i]`, `exclude[j]`).
+pub fn export_filter(req: &ExportRequest) -> Result<TableFilter, (String, String)> {
+    TableFilter::new(&req.include, &req.exclude).map_err(|(i, m)| (req.pattern_field(i), m))
 }
 
-/// What an import does with a row whose key exists on the target.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Default,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum OnConflict {
-    Skip,
-    Replace,
-    Update,
-    #[default]
-    Error,
-}
-
-/// Export tables of a server into files.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExportRequest {
-    /// `[[servers]] name`.
-    pub server: String,
-    pub format: Format,
-    /// `schema.table` regexes to include (default: every user table).
-    #[serde(default)]
-    pub include: Vec<String>,
-    /// `schema.table` regexes to exclude.
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    /// Only the table definitions.
-    #[serde(default)]
-    pub schema_only: bool,
-    /// Only the rows.
-    #[serde(default)]
-    pub data_only: bool,
-}
-
-impl ExportRequest {
-    /// The include/exclude patterns compiled; the error names the flag/field.
-    pub fn filter(&self) -> Result<TableFilter, (String, String)> {
-        TableFilter::new(&self.include, &self.exclude).map_err(|(i, m)| {
-            let field = if i < self.include.len() {
-                format!("include[{i}]")
-            } else {
-                format!("exclude[{}]", i - self.include.len())
-            };
-            (field, m)
-        })
+/// The agent's format for a request's.
+fn agent_format(f: Format) -> transfer::Format {
+    match f {
+        Format::Sql => transfer::Format::Sql,
+        Format::Json => transfer::Format::Json,
+        Format::Csv => transfer::Format::Csv,
     }
 }
 
-/// Import an export directory into a server.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ImportRequest {
-    /// `[[servers]] name`.
-    pub server: String,
-    pub format: Format,
-    /// `OLD=NEW`: import database OLD as NEW.
-    #[serde(default)]
-    pub rename_db: Vec<String>,
-    #[serde(default)]
-    pub on_conflict: OnConflict,
-    /// Validate and report; change nothing (as `--dry-run`).
-    #[serde(default)]
-    pub plan_only: bool,
-    /// Keep foreign-key checks on during the load.
-    #[serde(default)]
-    pub fk_checks: bool,
-}
-
-impl From<Format> for transfer::Format {
-    fn from(f: Format) -> Self {
-        match f {
-            Format::Sql => transfer::Format::Sql,
-            Format::Json => transfer::Format::Json,
-            Format::Csv => transfer::Format::Csv,
-        }
-    }
-}
-
-impl From<OnConflict> for transfer::OnConflict {
-    fn from(c: OnConflict) -> Self {
-        match c {
-            OnConflict::Skip => transfer::OnConflict::Skip,
-            OnConflict::Replace => transfer::OnConflict::Replace,
-            OnConflict::Update => transfer::OnConflict::Update,
-            OnConflict::Error => transfer::OnConflict::Error,
-        }
+/// The agent's conflict choice for a request's.
+fn agent_on_conflict(c: OnConflict) -> transfer::OnConflict {
+    match c {
+        OnConflict::Skip => transfer::OnConflict::Skip,
+        OnConflict::Replace => transfer::OnConflict::Replace,
+        OnConflict::Update => transfer::OnConflict::Update,
+        OnConflict::Error => transfer::OnConflict::Error,
     }
 }
 
@@ -165,7 +81,7 @@ pub async fn export(
     cancel: &CancellationToken,
 ) -> ServiceResult<ExportReport> {
     let opts = opts_by_name(config, &req.server)?;
-    let filter = req.filter().map_err(|(f, m)| anyhow!("{f}: {m}"))?;
+    let filter = export_filter(req).map_err(|(f, m)| anyhow!("{f}: {m}"))?;
     let content = match (req.schema_only, req.data_only) {
         (true, true) => {
             return Err(anyhow!("schema_only and data_only exclude each other").into());
@@ -178,7 +94,7 @@ pub async fn export(
     let options = ExportOptions {
         server: req.server.clone(),
         opts,
-        format: req.format.into(),
+        format: agent_format(req.format),
         out: out.to_path_buf(),
         filter,
         content,
@@ -257,10 +173,10 @@ pub async fn import(
     let options = ImportOptions {
         server: req.server.clone(),
         opts,
-        format: req.format.into(),
+        format: agent_format(req.format),
         input: input.to_path_buf(),
         rename: req.rename_db.clone(),
-        on_conflict: req.on_conflict.into(),
+        on_conflict: agent_on_conflict(req.on_conflict),
         dry_run: req.plan_only,
         fk_checks: req.fk_checks,
         progress: Some(tracker.clone()),

@@ -113,6 +113,23 @@ impl Fleetsync {
         Ok(())
     }
 
+    /// CPU seconds (user + system) the running process has used so far, from
+    /// `/proc/<pid>/stat` (in USER_HZ = 100 ticks a second on Linux).
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let rest = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r)
+            .context("malformed /proc stat")?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        let ticks = |i: usize| -> Result<f64> {
+            Ok(fields.get(i).context("short /proc stat")?.parse::<f64>()?)
+        };
+        Ok((ticks(11)? + ticks(12)?) / 100.0)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

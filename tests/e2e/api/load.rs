@@ -15,8 +15,16 @@ const LOAD_CLIENTS: usize = 50;
 /// Each client's pause between two calls (a dashboard refreshing ten times a second): 50
 /// clients make up to 500 calls a second. The tight loop (no pause) is measured too.
 const LOAD_THINK: Duration = Duration::from_millis(100);
-/// Row changes of each catch-up backlog.
+/// Row changes of each catch-up backlog (`FLEETSYNC_LOAD_BACKLOG` overrides it: a release
+/// build catches 60,000 up in about 2 s, too short to compare runs on a noisy machine).
 const LOAD_BACKLOG: u64 = 60_000;
+
+fn backlog() -> u64 {
+    std::env::var("FLEETSYNC_LOAD_BACKLOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(LOAD_BACKLOG)
+}
 /// Generous: a debug build on 2 cores shares them with both servers and the clients.
 const LOAD_CATCH_UP: Duration = Duration::from_secs(300);
 /// Rounds of each kind (alone, polling clients, tight-loop clients).
@@ -28,7 +36,8 @@ const LOAD_MAX_P99: Duration = Duration::from_secs(1);
 const LOAD_MAX_SLOWDOWN: f64 = 4.0;
 
 /// Writes a backlog while fleetsync is stopped, starts it (and `clients` API clients polling
-/// `GET /api/v1/syncs`), and returns the time to catch up and the clients' latencies.
+/// `GET /api/v1/syncs`), and returns the time to catch up, the CPU seconds fleetsync used
+/// for it (start included), and the clients' latencies.
 async fn timed_catch_up(
     pair: &Pair,
     fs: &mut Fleetsync,
@@ -37,12 +46,12 @@ async fn timed_catch_up(
     token: &str,
     clients: usize,
     think: Duration,
-) -> Result<(Duration, Vec<Duration>)> {
+) -> Result<(Duration, f64, Vec<Duration>)> {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     fs.stop(Duration::from_secs(30)).await?;
     orders
-        .run(&pair.src.pool(), "app", "orders", LOAD_BACKLOG)
+        .run(&pair.src.pool(), "app", "orders", backlog())
         .await?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -69,12 +78,13 @@ async fn timed_catch_up(
     fs.wait_synced(&pair.src, &pair.dst, "app", LOAD_CATCH_UP)
         .await?;
     let took = started.elapsed();
+    let cpu = fs.cpu_seconds()?;
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for t in tasks {
         latencies.extend(t.await?);
     }
-    Ok((took, latencies))
+    Ok((took, cpu, latencies))
 }
 
 /// The API benchmark, scaled to this machine: 50 concurrent clients polling
@@ -111,13 +121,15 @@ async fn api_latency_under_catch_up() -> Result<()> {
         ("in a tight loop", LOAD_CLIENTS, zero),
     ];
     let mut best = [Duration::MAX; 3];
+    let mut cpu = [f64::MAX; 3];
     let mut pooled: [Vec<Duration>; 3] = Default::default();
     for _round in 0..LOAD_ROUNDS {
         for (k, (_, clients, think)) in kinds.iter().enumerate() {
-            let (took, latencies) =
+            let (took, used, latencies) =
                 timed_catch_up(&pair, &mut fs, &mut orders, &api, &viewer, *clients, *think)
                     .await?;
             best[k] = best[k].min(took);
+            cpu[k] = cpu[k].min(used);
             pooled[k].extend(latencies);
         }
     }
@@ -127,8 +139,10 @@ async fn api_latency_under_catch_up() -> Result<()> {
         let slowdown = best[k].as_secs_f64() / best[0].as_secs_f64() - 1.0;
         if *clients == 0 {
             println!(
-                "{label}: {LOAD_BACKLOG} row changes caught up in {:.1?} (best of {LOAD_ROUNDS})",
-                best[k]
+                "{label}: {} row changes caught up in {:.1?}, fleetsync {:.2} CPU-s (best of {LOAD_ROUNDS})",
+                backlog(),
+                best[k],
+                cpu[k]
             );
             continue;
         }
@@ -142,9 +156,10 @@ async fn api_latency_under_catch_up() -> Result<()> {
         let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
         p99s[k] = pct(0.99);
         println!(
-            "{clients} clients {label}: caught up in {:.1?} ({:+.0} %); {} answers of GET /api/v1/syncs: p50 {:.1?}, p99 {:.1?}, max {:.1?}",
+            "{clients} clients {label}: caught up in {:.1?} ({:+.0} %), fleetsync {:.2} CPU-s; {} answers of GET /api/v1/syncs: p50 {:.1?}, p99 {:.1?}, max {:.1?}",
             best[k],
             slowdown * 100.0,
+            cpu[k],
             latencies.len(),
             pct(0.5),
             pct(0.99),

@@ -279,7 +279,7 @@ pub async fn coordinator(path: &Path, metrics_listen: Option<&str>) -> Result<()
         let shared = Arc::new(config.clone());
         // The definition store (a compacted topic) and its routes work here; API-made syncs
         // do not run in this mode (README: "API-made definitions").
-        let defs = Arc::new(crate::defs::Defs::open_for(config.clone(), true).await?);
+        let defs = crate::defs::Defs::open_for(config.clone(), true).await?;
         crate::api::serve(
             shared,
             api,

@@ -351,7 +351,10 @@ impl Defs {
             let (mut last, mut read_to) = (None, 0);
             while read_to < end {
                 if std::time::Instant::now() > deadline {
-                    return Err(format!("the topic was not read to its end within {:?}", kafka::TIMEOUT));
+                    return Err(format!(
+                        "the topic was not read to its end within {:?}",
+                        kafka::TIMEOUT
+                    ));
                 }
                 if let Some(r) = reader.poll()? {
                     read_to = r.offset + 1;
@@ -621,7 +624,10 @@ impl Defs {
             .map(|_| ())
             .map_err(|_| DefsError::Store {
                 place: k.place(),
-                message: format!("the topic was not read up to offset {end} within {:?}", kafka::TIMEOUT),
+                message: format!(
+                    "the topic was not read up to offset {end} within {:?}",
+                    kafka::TIMEOUT
+                ),
             })
     }
 
@@ -647,7 +653,11 @@ impl Defs {
                 message: "the change was written but does not fit this process's configuration file (see its log)".into(),
             });
         }
-        tracing::warn!(offset, base, "a definition change lost a race with another writer: not applied");
+        tracing::warn!(
+            offset,
+            base,
+            "a definition change lost a race with another writer: not applied"
+        );
         for _ in 0..3 {
             let winner = self.snapshot_store();
             let on = self.follow.lock().map(|f| f.applied).unwrap_or(-1);

@@ -482,6 +482,52 @@ async fn check_feed_topic(feed: &KafkaFeedSpec) -> Result<()> {
     }
 }
 
+/// How long one attempt to take a pipeline's lock on its target waits (`GET_LOCK`).
+const LOCK_WAIT_SECS: u32 = 2;
+
+impl Pipeline {
+    /// Takes the named lock of this (sync, target) on the target (`GET_LOCK`, held by the
+    /// returned connection, released when it closes — also when the process dies), waiting
+    /// while another coordinator holds it. `None`: cancelled while waiting.
+    async fn apply_lock(&self, cancel: &CancellationToken) -> Result<Option<mysql_async::Conn>> {
+        use mysql_async::prelude::Queryable;
+        let name = lock_name(&self.applier.sync, &self.applier.target);
+        let mut conn = mysql_async::Conn::new(self.target_opts.clone()).await?;
+        let mut told = false;
+        loop {
+            let got: Option<Option<i64>> = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(None),
+                r = conn.exec_first("SELECT GET_LOCK(?, ?)", (&name, LOCK_WAIT_SECS)) => r?,
+            };
+            if got.flatten() == Some(1) {
+                if told {
+                    tracing::info!(sync = %self.applier.sync, target = %self.applier.target, "took over applying");
+                }
+                return Ok(Some(conn));
+            }
+            if !told {
+                tracing::info!(sync = %self.applier.sync, target = %self.applier.target, "another coordinator applies this sync to this target: standing by");
+                self.update(|s| s.state = "standby".into());
+                told = true;
+            }
+        }
+    }
+}
+
+/// The lock's name: at most 64 characters (MariaDB's limit), a hash past that.
+fn lock_name(sync: &str, target: &str) -> String {
+    let name = format!("fleetsync.apply.{sync}.{target}");
+    if name.len() <= 64 {
+        return name;
+    }
+    // A stable hash: every coordinator (any build) must name the same lock.
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("fleetsync.apply.{hex}")
+}
+
 /// Where a Kafka pipeline reads from.
 #[derive(Clone)]
 pub struct KafkaFeedSpec {
@@ -497,6 +543,11 @@ pub struct KafkaFeedSpec {
 impl Pipeline {
     /// One connection + feed attempt: consume after the offset stored in the target.
     pub async fn kafka_once(&self, feed: &KafkaFeedSpec, cancel: &CancellationToken) -> Result<()> {
+        // One applier per (sync, target) across the fleet: every coordinator follows the same
+        // API-made syncs, and the one holding the target's lock applies (the others stand by).
+        let Some(_lock) = self.apply_lock(cancel).await? else {
+            return Ok(());
+        };
         let mut applier = Applier::connect(
             self.target_opts.clone(),
             self.spec.opts.clone(),

@@ -24,7 +24,7 @@ use crate::support::{dead_port, Pair, SYNC_TIMEOUT};
 /// The API-made server's password: must never be shown or stored in clear.
 const DEFS_SECRET: &str = "Defs-Secret-7c2a";
 
-async fn call(
+pub(super) async fn call(
     api: &ApiClient,
     token: &str,
     method: &str,
@@ -42,7 +42,7 @@ async fn call(
     Ok(r)
 }
 
-async fn expect(
+pub(super) async fn expect(
     api: &ApiClient,
     token: &str,
     method: &str,

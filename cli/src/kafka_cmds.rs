@@ -57,13 +57,22 @@ pub async fn agent(
         ),
         None => None,
     };
+    // The file's syncs are checked first (API-made ones were checked when made).
+    preflight_all(&file).await?;
+    // Bidirectional groups (file only): versions, tombstones and triggers before anything is
+    // read.
+    let installed = crate::group::prepare(&file, crate::group::Mode::Install).await?;
+    // Before anything is published: the file's topics exist with safe settings, or we stop.
+    kafka_topics::prepare(
+        &file.bus,
+        &change_topics(&file, &sources_of(&file, only)),
+        true,
+    )
+    .await?;
     // The file's definitions and the API's (the definitions topic, followed live).
     let defs = crate::defs::Defs::open_for(file, true).await?;
     let mut changes = defs.subscribe();
     let config = Arc::new((*changes.borrow_and_update().1).clone());
-    preflight_all(&config).await?;
-    // Bidirectional groups: versions, tombstones and triggers before anything is read.
-    let installed = crate::group::prepare(&config, crate::group::Mode::Install).await?;
     let sources = sources_of(&config, only);
     if let Some(o) = only {
         if config.server(o).is_none() {
@@ -98,7 +107,6 @@ pub async fn agent(
         failed: failed_tx,
         running: BTreeMap::new(),
     };
-    // Before anything is published: every topic exists with safe settings, or we stop here.
     publishers.reconcile(&config, true).await?;
     tracing::info!(metrics = %addr, agents = publishers.running.len(), "fleetsync agent running");
     let signal = shutdown_signal();
@@ -124,6 +132,18 @@ pub async fn agent(
     let _ = tokio::time::timeout(Duration::from_secs(15), publishers.shutdown()).await;
     checkpoints.flush()?;
     outcome
+}
+
+/// The topics the agent of `sources` writes.
+fn change_topics(config: &Config, sources: &[String]) -> Vec<(String, TopicRole)> {
+    let mut topics = Vec::new();
+    for server in sources {
+        topics.push((config.bus.topic(server), TopicRole::Changes));
+        if config.bus.debezium_json {
+            topics.push((config.bus.json_topic(server), TopicRole::DebeziumJson));
+        }
+    }
+    topics
 }
 
 /// The servers whose binlog this agent publishes: the sources of the syncs (of `only`).
@@ -218,10 +238,7 @@ impl Publishers {
         config: &Config,
         server: &str,
     ) -> Result<(CancellationToken, JoinSet<()>)> {
-        let mut topics = vec![(config.bus.topic(server), TopicRole::Changes)];
-        if config.bus.debezium_json {
-            topics.push((config.bus.json_topic(server), TopicRole::DebeziumJson));
-        }
+        let topics = change_topics(config, &[server.to_string()]);
         kafka_topics::prepare(&config.bus, &topics, true).await?;
         let key = format!("agent/{server}");
         if let Some(pos) = &self.start_at {
@@ -377,28 +394,29 @@ pub async fn coordinator(path: &Path, metrics_listen: Option<&str>) -> Result<()
         crate::api::check(&file, api)?;
     }
     let settings = kafka_settings(&file)?;
-    // The file's definitions and the API's (the definitions topic, followed live).
-    let defs = crate::defs::Defs::open_for(file, true).await?;
-    // Subscribed before the API serves: no change can fall between the start and the loop.
-    let mut changes = defs.subscribe();
-    let config = Arc::new((*changes.borrow_and_update().1).clone());
-    for sync in &config.syncs {
+    // The file's syncs are checked first (API-made ones were checked when made).
+    for sync in &file.syncs {
         for target in &sync.targets {
-            let conn = mysql_async::Conn::new(opts_by_name(&config, target)?)
+            let conn = mysql_async::Conn::new(opts_by_name(&file, target)?)
                 .await
                 .map_err(|e| anyhow!("sync {}: {}", sync.name, source::connect_error(target, e)))?;
             let _ = conn.disconnect().await;
         }
     }
     // Refuse unsafe topics before consuming; a topic not created yet (its agent has not run)
-    // is waited for by its pipelines.
-    let topics = kafka_topics::consumed_topics(&config);
-    let states = kafka_topics::prepare(&config.bus, &topics, false).await?;
+    // is waited for by its pipelines (which check it again before each start).
+    let topics = kafka_topics::consumed_topics(&file);
+    let states = kafka_topics::prepare(&file.bus, &topics, false).await?;
     for ((topic, _), state) in topics.iter().zip(states) {
         if state == TopicState::Missing {
             tracing::warn!(topic = %topic, "topic does not exist yet: waiting for its agent to create it");
         }
     }
+    // The file's definitions and the API's (the definitions topic, followed live).
+    let defs = crate::defs::Defs::open_for(file, true).await?;
+    // Subscribed before the API serves: no change can fall between the start and the loop.
+    let mut changes = defs.subscribe();
+    let config = Arc::new((*changes.borrow_and_update().1).clone());
     let registry: Registry = Arc::new(Mutex::new(Default::default()));
     let cancel = CancellationToken::new();
     let controls = Controls::default();

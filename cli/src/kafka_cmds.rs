@@ -4,6 +4,13 @@
 //! sync reads from it to `<topic_prefix>.<server>`; its checkpoint (sled, `state_dir`) moves on
 //! delivery reports. The coordinator runs one consumer + applier per (sync, target), starting
 //! just after the offset stored in the target.
+//!
+//! Both follow the definition store (`crate::defs`, the compacted definitions topic) and merge
+//! it with their file as `fleetsync run` does: the coordinator's pipelines are kept in step by
+//! `run`'s [`Supervisor`], the agent's per-server publishers by [`Publishers`] (a server's
+//! publisher restarts from its checkpoint when its syncs' filters change). Every coordinator
+//! runs every sync; a pipeline applies only while it holds its (sync, target) lock on the
+//! target (`GET_LOCK`), so one coordinator applies and the others stand by.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -12,6 +12,9 @@
 //! stops and starts again with the new definition, and a deleted one stops. A restart resumes
 //! from the targets' progress rows (`fleetsync.sync_state`, written in the same transaction as
 //! the applied rows), so nothing is lost or applied twice.
+//!
+//! `fleetsync coordinator` uses the same [`Supervisor`] with Kafka pipelines
+//! ([`Supervisor::with_kafka`]).
 
 use fleetsync_coordinator::gc::Evictions;
 use std::collections::{BTreeMap, HashMap};

@@ -17,7 +17,12 @@
 //!   server's name as associated data); without a key file a server with a password is refused.
 //!   They are never returned, logged or exported.
 //! * Changes are serialised (one at a time); the effective configuration is published on a
-//!   watch channel that `fleetsync run`'s supervisor follows.
+//!   watch channel that `fleetsync run`'s supervisor follows (and, on Kafka, the supervisors of
+//!   `fleetsync coordinator` and `fleetsync agent`).
+//! * On Kafka the store is the definitions topic, read by a thread that follows it for as
+//!   long as the [`Defs`] lives; a change is written made from the last applied write (its
+//!   base) and takes effect only if no other write landed first (`kafka.rs`): else
+//!   [`DefsError::Conflict`], nothing changed.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -540,6 +540,20 @@ impl Pipeline {
     }
 }
 
+/// Pings the lock's connection every [`LOCK_PING`]; returns when it fails.
+async fn keep_lock(conn: &mut mysql_async::Conn) -> anyhow::Error {
+    use mysql_async::prelude::Queryable;
+    loop {
+        tokio::time::sleep(LOCK_PING).await;
+        if let Err(e) = conn.ping().await {
+            return anyhow!("lost the connection that holds the apply lock on the target: {e}");
+        }
+    }
+}
+
+/// The lock connection's keepalive: far below any server's `wait_timeout`.
+const LOCK_PING: Duration = Duration::from_secs(60);
+
 /// The lock's name: at most 64 characters (MariaDB's limit), a hash past that.
 fn lock_name(sync: &str, target: &str) -> String {
     let name = format!("fleetsync.apply.{sync}.{target}");
@@ -570,7 +584,7 @@ impl Pipeline {
     pub async fn kafka_once(&self, feed: &KafkaFeedSpec, cancel: &CancellationToken) -> Result<()> {
         // One applier per (sync, target) across the fleet: every coordinator follows the same
         // API-made syncs, and the one holding the target's lock applies (the others stand by).
-        let Some(_lock) = self.apply_lock(cancel).await? else {
+        let Some(mut lock) = self.apply_lock(cancel).await? else {
             return Ok(());
         };
         let mut applier = Applier::connect(
@@ -593,7 +607,12 @@ impl Pipeline {
             feed.filter.clone(),
         )?;
         tracing::info!(sync = %self.applier.sync, target = %self.applier.target, topic = %feed.topic, after = ?after, "consuming");
-        let result = self.apply_loop(&mut applier, &mut kafka, cancel).await;
+        // The lock lives as long as its connection: keep it from idling out (`wait_timeout`);
+        // a lost lock connection stops applying (the pipeline retries and takes it again).
+        let result = tokio::select! {
+            r = self.apply_loop(&mut applier, &mut kafka, cancel) => r,
+            e = keep_lock(&mut lock) => Err(e),
+        };
         // librdkafka's consumer close can block for long: drop it off the runtime.
         tokio::task::spawn_blocking(move || drop(kafka));
         result

@@ -736,8 +736,9 @@ async fn api_definitions_live_store_and_export() -> Result<()> {
 
 /// `fleetsync coordinator` (Kafka bus): the definitions live in the compacted topic
 /// `fleetsync.config.definitions`, shared by two coordinators (each sees and builds on the
-/// other's changes, and after a restart), none in the local file; its API-made syncs do not
-/// run there (documented) and `resnapshot` answers 409.
+/// other's changes, and after a restart), none in the local file; its API-made syncs run
+/// there (waiting for their agent here: see `api::kdefs` for rows flowing) and `resnapshot`
+/// answers 409.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_definitions_under_coordinator() -> Result<()> {
     let (pair, kafka) = tokio::join!(Pair::start(), fleetsync_tests::KafkaCluster::single());

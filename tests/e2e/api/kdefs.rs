@@ -11,7 +11,8 @@
 //!   included (a change applied twice or lost would show);
 //! * two conflicting updates sent at the same moment to A and B: never both refused, when they
 //!   race exactly one wins and the other gets 409 `conflict`, and both coordinators then show
-//!   the same definitions (the winner's).
+//!   the same definitions (the winner's);
+//! * deleted over A: gone from B, and the agent stops publishing the source.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -231,6 +232,32 @@ async fn api_kafka_definitions_live() -> Result<()> {
         other == vec![vec![Some("1".to_string())], vec![Some("2".to_string())]],
         "other.t on the target after the filter left it out: {other:?}"
     );
+    // Deleted: both coordinators drop it, the agent stops publishing its source.
+    expect(
+        &a.api,
+        &a.token,
+        "DELETE",
+        "/api/v1/syncs/k1?confirm=true",
+        &serde_json::Value::Null,
+        200,
+        answers,
+    )
+    .await?;
+    wait_until(STALE_BOUND, "k1 gone from B", || async {
+        let r = b
+            .api
+            .request("GET", "/api/v1/syncs/k1", Some(&b.token), "")
+            .await?;
+        ensure!(r.status == 404, "{} {}", r.status, r.body);
+        Ok(())
+    })
+    .await?;
+    wait_until(SYNC_TIMEOUT, "the agent stopping its publisher", || async {
+        let log = agent.log_tail(200);
+        ensure!(log.contains("stopping the publisher"), "{log}");
+        Ok(())
+    })
+    .await?;
     for c in [&mut a, &mut b] {
         c.fs.stop(Duration::from_secs(30)).await?;
     }

@@ -149,9 +149,12 @@ async fn health_handler(State(s): State<AppState>) -> impl IntoResponse {
         .lock()
         .map(|r| r.values().cloned().collect())
         .unwrap_or_default();
-    let healthy = list
-        .iter()
-        .all(|p| p.state == "streaming" || p.state == "snapshotting" || p.state == "starting");
+    let healthy = list.iter().all(|p| {
+        p.state == "streaming"
+            || p.state == "snapshotting"
+            || p.state == "starting"
+            || p.state == "standby"
+    });
     let failed = list.iter().any(|p| p.state == "failed");
     let body = serde_json::json!({
         "status": if healthy { "ok" } else if failed { "failed" } else { "degraded" },

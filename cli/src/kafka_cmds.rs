@@ -4,7 +4,15 @@
 //! sync reads from it to `<topic_prefix>.<server>`; its checkpoint (sled, `state_dir`) moves on
 //! delivery reports. The coordinator runs one consumer + applier per (sync, target), starting
 //! just after the offset stored in the target.
+//!
+//! Both follow the definition store (`crate::defs`, the compacted definitions topic) and merge
+//! it with their file as `fleetsync run` does: the coordinator's pipelines are kept in step by
+//! `run`'s [`Supervisor`], the agent's per-server publishers by [`Publishers`] (a server's
+//! publisher restarts from its checkpoint when its syncs' filters change). Every coordinator
+//! runs every sync; a pipeline applies only while it holds its (sync, target) lock on the
+//! target (`GET_LOCK`), so one coordinator applies and the others stand by.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +23,7 @@ use fleetsync_agent::publish::kafka::{partition_for, KafkaPublisher, KafkaSettin
 use fleetsync_agent::source::{self, snapshot::snapshot, stream::stream, SourceSpec};
 use fleetsync_agent::SourceError;
 use fleetsync_config::topic_policy::TopicRole;
-use fleetsync_config::{BusConfig, BusKind, Config, TableFilter};
+use fleetsync_config::{BusConfig, BusKind, Config, SyncConfig, TableFilter};
 use fleetsync_coordinator::apply::Applier;
 use fleetsync_coordinator::feed::kafka::KafkaFeed;
 use fleetsync_coordinator::feed::FeedError;
@@ -28,7 +36,7 @@ use crate::kafka_topics::{self, TopicError, TopicState};
 use crate::opts::{opts_by_name, server_opts};
 use crate::pipeline::{Pipeline, Registry};
 use crate::preflight::preflight_all;
-use crate::run::{build_pipeline, shutdown_signal, Shared};
+use crate::run::{shutdown_signal, Shared, Supervisor};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -47,115 +55,254 @@ pub async fn agent(
     start_at: Option<&str>,
     metrics_listen: Option<&str>,
 ) -> Result<()> {
-    let config = crate::opts::load_serving(path, metrics_listen).await?;
-    let settings = kafka_settings(&config)?;
-    preflight_all(&config).await?;
-    // Bidirectional groups: versions, tombstones and triggers before anything is read.
-    let installed = crate::group::prepare(&config, crate::group::Mode::Install).await?;
-    let mut sources: Vec<&str> = config.syncs.iter().map(|s| s.source.as_str()).collect();
-    sources.sort_unstable();
-    sources.dedup();
+    let file = crate::opts::load_serving(path, metrics_listen).await?;
+    let settings = kafka_settings(&file)?;
+    let start_at = match start_at {
+        Some(p) => Some(
+            p.parse::<fleetsync_proto::Position>()
+                .map_err(|e| anyhow!("--start-at: {e}"))?,
+        ),
+        None => None,
+    };
+    // The file's syncs are checked first (API-made ones were checked when made).
+    preflight_all(&file).await?;
+    // Bidirectional groups (file only): versions, tombstones and triggers before anything is
+    // read.
+    let installed = crate::group::prepare(&file, crate::group::Mode::Install).await?;
+    // Before anything is published: the file's topics exist with safe settings, or we stop.
+    kafka_topics::prepare(
+        &file.bus,
+        &change_topics(&file, &sources_of(&file, only)),
+        true,
+    )
+    .await?;
+    // The file's definitions and the API's (the definitions topic, followed live).
+    let defs = crate::defs::Defs::open_for(file, true).await?;
+    let mut changes = defs.subscribe();
+    let config = Arc::new((*changes.borrow_and_update().1).clone());
+    let sources = sources_of(&config, only);
     if let Some(o) = only {
-        if !sources.contains(&o) {
-            return Err(anyhow!(
-                "server {o:?} is not the source of any sync: no agent to run"
-            ));
+        if config.server(o).is_none() {
+            return Err(anyhow!("--server {o:?}: no such server"));
         }
-        sources.retain(|s| *s == o);
+        if sources.is_empty() {
+            tracing::info!(
+                server = o,
+                "not the source of any sync yet: waiting for one (definitions made over the API)"
+            );
+        }
     }
-    // Before anything is published: every topic exists with safe settings, or we stop here.
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
+    let store_name = format!("agent-{}", only.unwrap_or("all"));
+    let checkpoints = CheckpointStore::open_named(&config.state_dir, &store_name)?;
+    let cancel = CancellationToken::new();
+    let registry: Registry = Arc::new(Mutex::new(Default::default()));
+    let addr = http::serve(config.metrics_addr()?, registry, cancel.clone()).await?;
+    crate::health_cmd::spawn_periodic(&config, sources.clone(), cancel.child_token());
+    crate::group::spawn_tombstone_gauge(&config, installed, cancel.child_token());
+    let names: Vec<&str> = sources.iter().map(String::as_str).collect();
+    let _archivers = crate::archive_cmd::spawn_archivers(&config, Some(&names), &cancel)?;
+    let _backups = crate::tasks::spawn_backups(config.clone(), sources, cancel.child_token())?;
+    let (failed_tx, mut failed) = tokio::sync::mpsc::channel(1);
+    let mut publishers = Publishers {
+        settings,
+        checkpoints: checkpoints.clone(),
+        only: only.map(str::to_string),
+        start_at,
+        cancel: cancel.clone(),
+        failed: failed_tx,
+        running: BTreeMap::new(),
+    };
+    publishers.reconcile(&config, true).await?;
+    tracing::info!(metrics = %addr, agents = publishers.running.len(), "fleetsync agent running");
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let outcome = loop {
+        tokio::select! {
+            _ = &mut signal => break Ok(()),
+            Some(e) = failed.recv() => break Err(e),
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    (&mut signal).await;
+                    break Ok(());
+                }
+                let (generation, next) = changes.borrow_and_update().clone();
+                if let Err(e) = publishers.reconcile(&next, false).await {
+                    tracing::error!(error = %crate::exit::one_line(e.as_ref()), "agent: a publisher did not start");
+                }
+                defs.applied(generation);
+            }
+        }
+    };
+    cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(15), publishers.shutdown()).await;
+    checkpoints.flush()?;
+    outcome
+}
+
+/// The topics the agent of `sources` writes.
+fn change_topics(config: &Config, sources: &[String]) -> Vec<(String, TopicRole)> {
     let mut topics = Vec::new();
-    for server in &sources {
+    for server in sources {
         topics.push((config.bus.topic(server), TopicRole::Changes));
         if config.bus.debezium_json {
             topics.push((config.bus.json_topic(server), TopicRole::DebeziumJson));
         }
     }
-    kafka_topics::prepare(&config.bus, &topics, true).await?;
-    std::fs::create_dir_all(&config.state_dir)
-        .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
-    let store_name = format!("agent-{}", only.unwrap_or("all"));
-    let checkpoints = CheckpointStore::open_named(&config.state_dir, &store_name)?;
-    if let Some(p) = start_at {
-        let pos: fleetsync_proto::Position = p.parse().map_err(|e| anyhow!("--start-at: {e}"))?;
-        for server in &sources {
-            let key = format!("agent/{server}");
-            if checkpoints.get_key(&key)?.is_none() {
-                checkpoints.put_key(&key, &pos)?;
+    topics
+}
+
+/// The servers whose binlog this agent publishes: the sources of the syncs (of `only`).
+fn sources_of(config: &Config, only: Option<&str>) -> Vec<String> {
+    let mut sources: Vec<String> = config
+        .syncs
+        .iter()
+        .map(|s| s.source.clone())
+        .filter(|s| only.is_none_or(|o| o == s))
+        .collect();
+    sources.sort_unstable();
+    sources.dedup();
+    sources
+}
+
+/// The agent's publishers, one per source server, kept in step with the definitions: a server
+/// that becomes a source starts publishing, one whose syncs' filters or connection changed
+/// restarts (from its checkpoint: nothing lost, nothing published twice beyond what the
+/// checkpoint allows today), one no sync reads from any more stops.
+struct Publishers {
+    settings: KafkaSettings,
+    checkpoints: CheckpointStore,
+    only: Option<String>,
+    /// `--start-at`: where a server without a checkpoint starts.
+    start_at: Option<fleetsync_proto::Position>,
+    cancel: CancellationToken,
+    /// A publisher that stopped for good (a purged position...) ends the agent.
+    failed: tokio::sync::mpsc::Sender<anyhow::Error>,
+    running: BTreeMap<String, (u64, CancellationToken, JoinSet<()>)>,
+}
+
+/// What a server's publisher is made from: the server, the filters and chunk size of the
+/// syncs that read it, the JSON topic.
+fn publisher_fingerprint(config: &Config, server: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    if let Some(s) = config.server(server) {
+        crate::run::hash_server(s, &mut h);
+    }
+    for y in config.syncs.iter().filter(|y| y.source == server) {
+        format!("{:?}{:?}{}", y.include, y.exclude, y.snapshot_chunk_rows).hash(&mut h);
+    }
+    config.bus.debezium_json.hash(&mut h);
+    h.finish()
+}
+
+impl Publishers {
+    /// Brings the publishers to `config`. `strict` (at start): a topic that cannot be made
+    /// safe stops the agent; later, that server's publisher is not started (logged).
+    async fn reconcile(&mut self, config: &Config, strict: bool) -> Result<()> {
+        let wanted: BTreeMap<String, u64> = sources_of(config, self.only.as_deref())
+            .into_iter()
+            .map(|s| {
+                let f = publisher_fingerprint(config, &s);
+                (s, f)
+            })
+            .collect();
+        let stale: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(name, (f, _, _))| wanted.get(*name) != Some(f))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            if let Some((_, cancel, mut tasks)) = self.running.remove(&name) {
+                tracing::info!(server = %name, "stopping the publisher (its syncs changed)");
+                cancel.cancel();
+                crate::run::drain(&format!("publisher of {name}"), &mut tasks).await;
+            }
+        }
+        let mut first_error = None;
+        for (name, f) in wanted {
+            if self.running.contains_key(&name) {
+                continue;
+            }
+            match self.start(config, &name).await {
+                Ok((cancel, tasks)) => {
+                    self.running.insert(name, (f, cancel, tasks));
+                }
+                Err(e) if strict => return Err(e),
+                Err(e) => {
+                    tracing::error!(server = %name, error = %crate::exit::one_line(e.as_ref()), "publisher did not start");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn start(
+        &self,
+        config: &Config,
+        server: &str,
+    ) -> Result<(CancellationToken, JoinSet<()>)> {
+        let topics = change_topics(config, &[server.to_string()]);
+        kafka_topics::prepare(&config.bus, &topics, true).await?;
+        let key = format!("agent/{server}");
+        if let Some(pos) = &self.start_at {
+            if self.checkpoints.get_key(&key)?.is_none() {
+                self.checkpoints.put_key(&key, pos)?;
                 tracing::info!(server, position = %pos, "no checkpoint: starting at --start-at");
             }
         }
-    }
-    let cancel = CancellationToken::new();
-    let registry: Registry = Arc::new(Mutex::new(Default::default()));
-    let addr = http::serve(config.metrics_addr()?, registry, cancel.clone()).await?;
-    let checked = sources.iter().map(|s| s.to_string()).collect();
-    crate::health_cmd::spawn_periodic(&config, checked, cancel.child_token());
-    crate::group::spawn_tombstone_gauge(&config, installed, cancel.child_token());
-    let mut tasks = JoinSet::new();
-    let _archivers = crate::archive_cmd::spawn_archivers(&config, Some(&sources), &cancel)?;
-    let backup_servers: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
-    for server in sources {
         let s = config
             .server(server)
             .ok_or_else(|| anyhow!("no server {server:?}"))?;
-        let filters: Result<Vec<TableFilter>, _> = config
-            .syncs
-            .iter()
-            .filter(|y| y.source == server)
-            .map(|y| y.filter())
-            .collect();
+        let readers: Vec<&SyncConfig> =
+            config.syncs.iter().filter(|y| y.source == server).collect();
+        let filters: Result<Vec<TableFilter>, _> = readers.iter().map(|y| y.filter()).collect();
         let spec = SourceSpec {
             name: s.name.clone(),
             opts: server_opts(s)?,
             replica_id: s.replica_id("kafka-agent"),
             filter: TableFilter::any_of(filters?),
             sync: "agent".into(),
-            snapshot_chunk_rows: config
-                .syncs
-                .iter()
-                .find(|y| y.source == server)
+            snapshot_chunk_rows: readers
+                .first()
                 .map(|y| y.snapshot_chunk_rows)
                 .unwrap_or(10_000),
             include_marked: false,
             until: None,
         };
-        let topic = config.bus.topic(server);
         let json_topic = config
             .bus
             .debezium_json
             .then(|| config.bus.json_topic(server));
-        tasks.spawn(agent_loop(
+        let cancel = self.cancel.child_token();
+        let mut tasks = JoinSet::new();
+        let failed = self.failed.clone();
+        let run = agent_loop(
             spec,
-            settings.clone(),
-            topic,
+            self.settings.clone(),
+            config.bus.topic(server),
             json_topic,
-            checkpoints.clone(),
-            cancel.child_token(),
-        ));
-    }
-    let _backups = crate::tasks::spawn_backups(
-        Arc::new(config.clone()),
-        backup_servers,
-        cancel.child_token(),
-    )?;
-    tracing::info!(metrics = %addr, agents = tasks.len(), "fleetsync agent running");
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        r = tasks.join_next() => {
-            if let Some(Ok(Err(e))) = r {
-                cancel.cancel();
-                return Err(e);
+            self.checkpoints.clone(),
+            cancel.clone(),
+        );
+        tasks.spawn(async move {
+            if let Err(e) = run.await {
+                let _ = failed.send(e).await;
             }
+        });
+        tracing::info!(server, "publishing");
+        Ok((cancel, tasks))
+    }
+
+    async fn shutdown(mut self) {
+        for (name, (_, cancel, mut tasks)) in std::mem::take(&mut self.running) {
+            cancel.cancel();
+            crate::run::drain(&format!("publisher of {name}"), &mut tasks).await;
         }
     }
-    cancel.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(15), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    checkpoints.flush()?;
-    Ok(())
 }
 
 /// Runs one server's agent until cancelled; a purged checkpoint ends it with an error.
@@ -249,86 +396,100 @@ async fn agent_once(
 }
 
 pub async fn coordinator(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
-    let config = crate::opts::load_serving(path, metrics_listen).await?;
-    if let Some(api) = &config.api {
-        crate::api::check(&config, api)?;
+    let file = crate::opts::load_serving(path, metrics_listen).await?;
+    if let Some(api) = &file.api {
+        crate::api::check(&file, api)?;
     }
-    let settings = kafka_settings(&config)?;
-    for sync in &config.syncs {
+    let settings = kafka_settings(&file)?;
+    // The file's syncs are checked first (API-made ones were checked when made).
+    for sync in &file.syncs {
         for target in &sync.targets {
-            let conn = mysql_async::Conn::new(opts_by_name(&config, target)?)
+            let conn = mysql_async::Conn::new(opts_by_name(&file, target)?)
                 .await
                 .map_err(|e| anyhow!("sync {}: {}", sync.name, source::connect_error(target, e)))?;
             let _ = conn.disconnect().await;
         }
     }
     // Refuse unsafe topics before consuming; a topic not created yet (its agent has not run)
-    // is waited for by its pipelines.
-    let topics = kafka_topics::consumed_topics(&config);
-    let states = kafka_topics::prepare(&config.bus, &topics, false).await?;
+    // is waited for by its pipelines (which check it again before each start).
+    let topics = kafka_topics::consumed_topics(&file);
+    let states = kafka_topics::prepare(&file.bus, &topics, false).await?;
     for ((topic, _), state) in topics.iter().zip(states) {
         if state == TopicState::Missing {
             tracing::warn!(topic = %topic, "topic does not exist yet: waiting for its agent to create it");
         }
     }
+    // The file's definitions and the API's (the definitions topic, followed live).
+    let defs = crate::defs::Defs::open_for(file, true).await?;
+    // Subscribed before the API serves: no change can fall between the start and the loop.
+    let mut changes = defs.subscribe();
+    let config = Arc::new((*changes.borrow_and_update().1).clone());
     let registry: Registry = Arc::new(Mutex::new(Default::default()));
     let cancel = CancellationToken::new();
     let controls = Controls::default();
     let addr = http::serve(config.metrics_addr()?, registry.clone(), cancel.clone()).await?;
     if let Some(api) = &config.api {
-        let shared = Arc::new(config.clone());
-        // The definition store (a compacted topic) and its routes work here; API-made syncs
-        // do not run in this mode (README: "API-made definitions").
-        let defs = Arc::new(crate::defs::Defs::open_for(config.clone(), true).await?);
         crate::api::serve(
-            shared,
+            config.clone(),
             api,
             registry.clone(),
             controls.clone(),
-            defs,
+            defs.clone(),
             cancel.clone(),
         )
         .await?;
     }
     let evictions = fleetsync_coordinator::gc::Evictions::default();
     crate::group::start_gc(&config, &evictions, &cancel).await?;
-    let mut tasks = JoinSet::new();
+    let shared = Shared {
+        checkpoints: None,
+        registry,
+        controls,
+        evictions,
+    };
+    // The same supervisor as `fleetsync run`: API-made syncs start, restart and stop live.
+    let mut supervisor =
+        Supervisor::new(shared, cancel.clone(), config.clone()).with_kafka(settings);
     for sync in &config.syncs {
-        for target in &sync.targets {
-            let shared = Shared {
-                checkpoints: None,
-                registry: registry.clone(),
-                controls: controls.clone(),
-                evictions: evictions.clone(),
-            };
-            let pipeline = build_pipeline(&config, sync, target, 0, &shared, None)?;
-            let feed = KafkaFeedSpec {
-                bus: config.bus.clone(),
-                settings: settings.clone(),
-                topic: config.bus.topic(&sync.source),
-                partition: partition_for(&sync.source, 1),
-                group: format!("fleetsync.{}.{}", sync.name, target),
-                filter: sync.filter()?,
-            };
-            let pipeline = Pipeline {
-                kafka: Some(feed),
-                ..pipeline
-            };
-            tasks.spawn(pipeline.run(cancel.child_token()));
+        supervisor.start(&config, sync)?;
+    }
+    tracing::info!(metrics = %addr, syncs = config.syncs.len(), "fleetsync coordinator running");
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    (&mut signal).await;
+                    break;
+                }
+                let (generation, next) = changes.borrow_and_update().clone();
+                supervisor.reconcile(next).await;
+                defs.applied(generation);
+            }
         }
     }
-    tracing::info!(metrics = %addr, pipelines = tasks.len(), "fleetsync coordinator running");
-    shutdown_signal().await;
     cancel.cancel();
-    if tokio::time::timeout(Duration::from_secs(10), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        tasks.abort_all();
-    }
+    supervisor.shutdown().await;
     Ok(())
+}
+
+/// Where the pipeline of (`sync`, `target`) reads from under `fleetsync coordinator`.
+pub fn feed_spec(
+    config: &Config,
+    settings: &KafkaSettings,
+    sync: &SyncConfig,
+    target: &str,
+) -> Result<KafkaFeedSpec> {
+    Ok(KafkaFeedSpec {
+        bus: config.bus.clone(),
+        settings: settings.clone(),
+        topic: config.bus.topic(&sync.source),
+        partition: partition_for(&sync.source, 1),
+        group: format!("fleetsync.{}.{}", sync.name, target),
+        filter: sync.filter()?,
+    })
 }
 
 /// Checks the topic before a pipeline consumes it: unsafe settings stop the pipeline
@@ -346,6 +507,66 @@ async fn check_feed_topic(feed: &KafkaFeedSpec) -> Result<()> {
     }
 }
 
+/// How long one attempt to take a pipeline's lock on its target waits (`GET_LOCK`).
+const LOCK_WAIT_SECS: u32 = 2;
+
+impl Pipeline {
+    /// Takes the named lock of this (sync, target) on the target (`GET_LOCK`, held by the
+    /// returned connection, released when it closes — also when the process dies), waiting
+    /// while another coordinator holds it. `None`: cancelled while waiting.
+    async fn apply_lock(&self, cancel: &CancellationToken) -> Result<Option<mysql_async::Conn>> {
+        use mysql_async::prelude::Queryable;
+        let name = lock_name(&self.applier.sync, &self.applier.target);
+        let mut conn = mysql_async::Conn::new(self.target_opts.clone()).await?;
+        let mut told = false;
+        loop {
+            let got: Option<Option<i64>> = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(None),
+                r = conn.exec_first("SELECT GET_LOCK(?, ?)", (&name, LOCK_WAIT_SECS)) => r?,
+            };
+            if got.flatten() == Some(1) {
+                if told {
+                    tracing::info!(sync = %self.applier.sync, target = %self.applier.target, "took over applying");
+                }
+                return Ok(Some(conn));
+            }
+            if !told {
+                tracing::info!(sync = %self.applier.sync, target = %self.applier.target, "another coordinator applies this sync to this target: standing by");
+                self.update(|s| s.state = "standby".into());
+                told = true;
+            }
+        }
+    }
+}
+
+/// Pings the lock's connection every [`LOCK_PING`]; returns when it fails.
+async fn keep_lock(conn: &mut mysql_async::Conn) -> anyhow::Error {
+    use mysql_async::prelude::Queryable;
+    loop {
+        tokio::time::sleep(LOCK_PING).await;
+        if let Err(e) = conn.ping().await {
+            return anyhow!("lost the connection that holds the apply lock on the target: {e}");
+        }
+    }
+}
+
+/// The lock connection's keepalive: far below any server's `wait_timeout`.
+const LOCK_PING: Duration = Duration::from_secs(60);
+
+/// The lock's name: at most 64 characters (MariaDB's limit), a hash past that.
+fn lock_name(sync: &str, target: &str) -> String {
+    let name = format!("fleetsync.apply.{sync}.{target}");
+    if name.len() <= 64 {
+        return name;
+    }
+    // A stable hash: every coordinator (any build) must name the same lock.
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("fleetsync.apply.{hex}")
+}
+
 /// Where a Kafka pipeline reads from.
 #[derive(Clone)]
 pub struct KafkaFeedSpec {
@@ -361,6 +582,11 @@ pub struct KafkaFeedSpec {
 impl Pipeline {
     /// One connection + feed attempt: consume after the offset stored in the target.
     pub async fn kafka_once(&self, feed: &KafkaFeedSpec, cancel: &CancellationToken) -> Result<()> {
+        // One applier per (sync, target) across the fleet: every coordinator follows the same
+        // API-made syncs, and the one holding the target's lock applies (the others stand by).
+        let Some(mut lock) = self.apply_lock(cancel).await? else {
+            return Ok(());
+        };
         let mut applier = Applier::connect(
             self.target_opts.clone(),
             self.spec.opts.clone(),
@@ -381,7 +607,12 @@ impl Pipeline {
             feed.filter.clone(),
         )?;
         tracing::info!(sync = %self.applier.sync, target = %self.applier.target, topic = %feed.topic, after = ?after, "consuming");
-        let result = self.apply_loop(&mut applier, &mut kafka, cancel).await;
+        // The lock lives as long as its connection: keep it from idling out (`wait_timeout`);
+        // a lost lock connection stops applying (the pipeline retries and takes it again).
+        let result = tokio::select! {
+            r = self.apply_loop(&mut applier, &mut kafka, cancel) => r,
+            e = keep_lock(&mut lock) => Err(e),
+        };
         // librdkafka's consumer close can block for long: drop it off the runtime.
         tokio::task::spawn_blocking(move || drop(kafka));
         result

@@ -95,7 +95,7 @@ impl Pipeline {
         format!("{}/{}", self.applier.sync, self.applier.target)
     }
 
-    fn update(&self, f: impl FnOnce(&mut PipelineStatus)) {
+    pub(crate) fn update(&self, f: impl FnOnce(&mut PipelineStatus)) {
         if let Ok(mut reg) = self.registry.lock() {
             let entry = reg.entry(self.key()).or_insert_with(|| PipelineStatus {
                 sync: self.applier.sync.clone(),

@@ -12,6 +12,9 @@
 //! stops and starts again with the new definition, and a deleted one stops. A restart resumes
 //! from the targets' progress rows (`fleetsync.sync_state`, written in the same transaction as
 //! the applied rows), so nothing is lost or applied twice.
+//!
+//! `fleetsync coordinator` uses the same [`Supervisor`] with Kafka pipelines
+//! ([`Supervisor::with_kafka`]).
 
 use fleetsync_coordinator::gc::Evictions;
 use std::collections::{BTreeMap, HashMap};
@@ -222,9 +225,13 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// The running syncs of `fleetsync run`: per sync, a cancel token and its tasks.
-struct Supervisor {
+/// The running syncs of `fleetsync run` (and of `fleetsync coordinator`, whose pipelines
+/// read the Kafka bus): per sync, a cancel token and its tasks.
+pub(crate) struct Supervisor {
     shared: Shared,
+    /// `fleetsync coordinator`: every pipeline consumes its source's topic (a scheduled sync
+    /// runs continuously there, as the file's always did).
+    kafka: Option<fleetsync_agent::publish::kafka::KafkaSettings>,
     cancel: CancellationToken,
     /// The configuration the running syncs were started from.
     config: Arc<Config>,
@@ -251,13 +258,7 @@ fn fingerprint(config: &Config, sync: &SyncConfig) -> u64 {
     format!("{sync:?}").hash(&mut h);
     for name in std::iter::once(&sync.source).chain(&sync.targets) {
         if let Some(s) = config.server(name) {
-            s.url.hash(&mut h);
-            s.password.hash(&mut h);
-            format!(
-                "{:?}{:?}{:?}{:?}{:?}",
-                s.tls, s.tls_ca, s.tls_cert, s.tls_key, s.replica_server_id
-            )
-            .hash(&mut h);
+            hash_server(s, &mut h);
         }
     }
     for t in &sync.targets {
@@ -266,10 +267,34 @@ fn fingerprint(config: &Config, sync: &SyncConfig) -> u64 {
     h.finish()
 }
 
+/// What connections to `s` are made from (a password counts through its hash).
+pub(crate) fn hash_server(s: &fleetsync_config::Server, h: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    s.url.hash(h);
+    s.password.hash(h);
+    format!(
+        "{:?}{:?}{:?}{:?}{:?}",
+        s.tls, s.tls_ca, s.tls_cert, s.tls_key, s.replica_server_id
+    )
+    .hash(h);
+}
+
+/// Stops the tasks of `what` (already cancelled): waits up to [`GRACE`], then aborts them.
+pub(crate) async fn drain(what: &str, tasks: &mut JoinSet<()>) {
+    let drained =
+        tokio::time::timeout(GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("{what}: tasks did not stop within {GRACE:?}; aborting them");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
 impl Supervisor {
-    fn new(shared: Shared, cancel: CancellationToken, config: Arc<Config>) -> Self {
+    pub(crate) fn new(shared: Shared, cancel: CancellationToken, config: Arc<Config>) -> Self {
         Supervisor {
             shared,
+            kafka: None,
             cancel,
             config,
             running: BTreeMap::new(),
@@ -278,8 +303,17 @@ impl Supervisor {
         }
     }
 
+    /// Every pipeline reads the Kafka bus (`fleetsync coordinator`).
+    pub(crate) fn with_kafka(
+        mut self,
+        settings: fleetsync_agent::publish::kafka::KafkaSettings,
+    ) -> Self {
+        self.kafka = Some(settings);
+        self
+    }
+
     /// Starts `sync`'s pipelines (or its schedule).
-    fn start(&mut self, config: &Arc<Config>, sync: &SyncConfig) -> Result<()> {
+    pub(crate) fn start(&mut self, config: &Arc<Config>, sync: &SyncConfig) -> Result<()> {
         let n = sync.targets.len();
         let index = match self.indexes.get(&sync.name) {
             Some(&(base, len)) if n <= len => base,
@@ -293,7 +327,17 @@ impl Supervisor {
         let cancel = self.cancel.child_token();
         let mut tasks = JoinSet::new();
         let mut trigger = None;
-        if let Some(expr) = &sync.schedule {
+        if let Some(settings) = &self.kafka {
+            for target in &sync.targets {
+                let p = build_pipeline(config, sync, target, index, &self.shared, None)?;
+                let feed = crate::kafka_cmds::feed_spec(config, settings, sync, target)?;
+                let p = Pipeline {
+                    kafka: Some(feed),
+                    ..p
+                };
+                tasks.spawn(p.run(cancel.clone()));
+            }
+        } else if let Some(expr) = &sync.schedule {
             let cron =
                 parse_schedule(expr).map_err(|e| anyhow!("syncs.{}.schedule: {e}", sync.name))?;
             let now = Arc::new(tokio::sync::Notify::new());
@@ -394,15 +438,7 @@ impl Supervisor {
             return;
         };
         r.cancel.cancel();
-        let drained = tokio::time::timeout(GRACE, async {
-            while r.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(sync = %name, "pipelines did not stop within {GRACE:?}; aborting them");
-            r.tasks.abort_all();
-            while r.tasks.join_next().await.is_some() {}
-        }
+        drain(&format!("sync {name}"), &mut r.tasks).await;
         if let Ok(mut reg) = self.shared.registry.lock() {
             reg.retain(|_, p| p.sync != name);
         }
@@ -410,7 +446,7 @@ impl Supervisor {
 
     /// Brings the running syncs to `next`: stops deleted and changed ones, starts new and
     /// changed ones. A sync that fails to start is logged (the change was preflighted).
-    async fn reconcile(&mut self, next: Arc<Config>) {
+    pub(crate) async fn reconcile(&mut self, next: Arc<Config>) {
         let wanted: HashMap<&str, &SyncConfig> =
             next.syncs.iter().map(|s| (s.name.as_str(), s)).collect();
         let stale: Vec<String> = self
@@ -445,7 +481,7 @@ impl Supervisor {
     }
 
     /// Shutdown: every sync cancelled (the parent token), drained within [`GRACE`].
-    async fn shutdown(mut self) {
+    pub(crate) async fn shutdown(mut self) {
         self.cancel.cancel();
         let all = std::mem::take(&mut self.running);
         let drained = tokio::time::timeout(GRACE, async {

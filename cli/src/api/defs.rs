@@ -119,6 +119,7 @@ fn problem(e: DefsError) -> Problem {
             Problem::new(StatusCode::CONFLICT, "adds-tables", detail).field("resnapshot")
         }
         DefsError::Store { .. } => Problem::internal(detail),
+        DefsError::Conflict(_) => Problem::new(StatusCode::CONFLICT, "conflict", detail),
     }
 }
 

@@ -139,9 +139,12 @@ pub(super) fn pipelines(s: &ApiState) -> Vec<PipelineStatus> {
     responses((status = 200, body = HealthView), AuthProblems))]
 async fn health(State(s): State<ApiState>) -> Json<HealthView> {
     let list = pipelines(&s);
-    let healthy = list
-        .iter()
-        .all(|p| matches!(p.state.as_str(), "streaming" | "snapshotting" | "starting"));
+    let healthy = list.iter().all(|p| {
+        matches!(
+            p.state.as_str(),
+            "streaming" | "snapshotting" | "starting" | "standby"
+        )
+    });
     let failed = list.iter().any(|p| p.state == "failed");
     Json(HealthView {
         status: if healthy {

@@ -1,21 +1,32 @@
 //! The definition store on Kafka (`[bus] kind = "kafka"`): one compacted topic,
 //! `{topic_prefix}.config.definitions` (a server name has no `.`, so no change topic can take
 //! this name), with one partition. Each change writes the whole store under one key, so the
-//! topic's last message is the store, and compaction keeps it (as Kafka Connect's config topic
-//! keeps connector configs). The coordinators of the same brokers share it: each reads the
-//! latest at start and before each change (two changes made at the same moment on two
-//! coordinators: the later write wins).
+//! topic's last applied message is the store, and compaction keeps it (as Kafka Connect's
+//! config topic keeps connector configs).
+//!
+//! Every process of the fleet (coordinators, agents) follows the topic with a [`Reader`]: it
+//! reads it from its start to its end when it opens, then live (one poll every [`POLL`]).
+//!
+//! Concurrent writers (optimistic concurrency; Kafka has no compare-and-set): each write
+//! carries, in its header [`BASE_HEADER`], the offset of the applied write it was made from
+//! (`-1`: none). Readers apply a write only when its base is the offset of the last write they
+//! applied ([`Order::admit`]); a write made from an older state (another one landed in between)
+//! is ignored by every reader, so nobody's view diverges, and its writer, which reads its own
+//! write back, answers "conflict, retry" and writes the winning store again on top (so that
+//! compaction, which keeps the last message of the key, keeps a write of the chain).
+//! Messages without the header (older fleetsync) are applied as they come.
 //!
 //! Passwords in it are sealed as in the file store (`[api] secret_key_file`, the same key on
-//! every coordinator). Clients run their blocking calls (metadata, watermarks, the read) off
-//! the async runtime.
+//! every coordinator). Clients run their blocking calls (metadata, watermarks, reads) off the
+//! async runtime.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fleetsync_config::BusConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -25,9 +36,15 @@ use super::DefsError;
 /// The one key of the topic's messages.
 const KEY: &str = "definitions";
 /// Longest wait for the brokers (metadata, a read to the end, a write's acknowledgement).
-const TIMEOUT: Duration = Duration::from_secs(30);
-/// One poll of the reader.
-const POLL: Duration = Duration::from_millis(200);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(30);
+/// One poll of the reader: how stale a process's view of the topic can be, at most (plus the
+/// brokers' delivery), once a write is acknowledged.
+pub const POLL: Duration = Duration::from_millis(200);
+/// The header that carries a write's base offset (decimal).
+const BASE_HEADER: &str = "fleetsync-base";
+/// Compaction leaves a message at least this long (topic setting `min.compaction.lag.ms`), so
+/// that a losing write's writer has time to write the winning store on top of it.
+const COMPACTION_LAG_MS: &str = "3600000";
 
 pub struct KafkaStore {
     topic: String,
@@ -72,6 +89,7 @@ impl KafkaStore {
             let min_isr = bus.min_insync_replicas().to_string();
             let new = NewTopic::new(&topic, 1, TopicReplication::Fixed(bus.replication_factor))
                 .set("cleanup.policy", "compact")
+                .set("min.compaction.lag.ms", COMPACTION_LAG_MS)
                 .set("min.insync.replicas", &min_isr);
             let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
             let created = admin
@@ -112,61 +130,209 @@ impl KafkaStore {
         }
     }
 
-    /// The latest store written (`None`: nothing yet).
-    pub async fn load(&self) -> Result<Option<String>, DefsError> {
-        let (config, topic) = (self.config.clone(), self.topic.clone());
-        tokio::task::spawn_blocking(move || read_last(&config, &topic))
-            .await
-            .map_err(|e| self.fail(e.to_string()))?
-            .map_err(|m| self.fail(m))
+    /// A reader of the topic from its start (blocking calls: run it off the runtime).
+    pub fn reader(&self) -> Result<Reader, DefsError> {
+        Reader::new(&self.config, &self.topic).map_err(|m| self.fail(m))
     }
 
-    /// Writes `text` as the store; returns once the brokers acknowledged it (`acks=all`).
-    pub async fn save(&self, text: &str) -> Result<(), DefsError> {
-        let record = FutureRecord::to(&self.topic).key(KEY).payload(text);
+    /// The offset the next write will take (the topic's high watermark).
+    pub async fn end(&self) -> Result<i64, DefsError> {
+        let (config, topic) = (self.config.clone(), self.topic.clone());
+        tokio::task::spawn_blocking(move || -> Result<i64, String> {
+            let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
+            let (_, high) = consumer
+                .fetch_watermarks(&topic, 0, TIMEOUT)
+                .map_err(|e| format!("cannot read the topic's offsets: {e}"))?;
+            Ok(high)
+        })
+        .await
+        .map_err(|e| self.fail(e.to_string()))?
+        .map_err(|m| self.fail(m))
+    }
+
+    /// Writes `text` as the store, made from the applied write at offset `base` (`-1`: none);
+    /// returns its offset once the brokers acknowledged it (`acks=all`). Whether it took
+    /// effect is for the readers to say ([`Order::admit`]).
+    pub async fn save(&self, text: &str, base: i64) -> Result<i64, DefsError> {
+        let base = base.to_string();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: BASE_HEADER,
+            value: Some(base.as_bytes()),
+        });
+        let record = FutureRecord::to(&self.topic)
+            .key(KEY)
+            .payload(text)
+            .headers(headers);
         self.producer
             .send(record, TIMEOUT)
             .await
-            .map(|_| ())
+            .map(|d| d.offset)
             .map_err(|(e, _)| self.fail(format!("cannot write the store: {e}")))
     }
 }
 
-/// Reads the topic from its start to its end; the last value under [`KEY`].
-fn read_last(config: &ClientConfig, topic: &str) -> Result<Option<String>, String> {
-    let consumer: BaseConsumer = config
-        .clone()
-        .set("group.id", "fleetsync-definitions")
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| e.to_string())?;
-    let (low, high) = consumer
-        .fetch_watermarks(topic, 0, TIMEOUT)
-        .map_err(|e| format!("cannot read the topic's offsets: {e}"))?;
-    if high <= low {
-        return Ok(None);
+/// Which writes of the topic are applied: the chain of writes each made from the previous one.
+///
+/// A write whose base is older than the first offset read (compacted away) cannot be checked
+/// against the chain directly; it is applied when its base is newer than the base of the last
+/// applied write (it was made after that one: the loser of a race has the same base as the
+/// winner). Pure: unit-tested below.
+#[derive(Debug, Default, Clone)]
+pub struct Order {
+    first: Option<i64>,
+    applied: Option<i64>,
+    applied_base: Option<i64>,
+}
+
+impl Order {
+    /// Whether the write at `offset` made from `base` (`None`: no header) is applied; if so,
+    /// it becomes the last applied one.
+    pub fn admit(&mut self, offset: i64, base: Option<i64>) -> bool {
+        let first = *self.first.get_or_insert(offset);
+        let ok = match base {
+            None => true,
+            Some(b) if Some(b) == self.applied => true,
+            Some(b) => b < first && self.applied_base.is_none_or(|ab| b > ab),
+        };
+        if ok {
+            self.applied = Some(offset);
+            self.applied_base = base;
+        }
+        ok
     }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .map_err(|e| e.to_string())?;
-    consumer.assign(&tpl).map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + TIMEOUT;
-    let mut last = None;
-    while Instant::now() < deadline {
-        match consumer.poll(POLL) {
-            None => continue,
-            Some(Err(e)) => return Err(format!("cannot read the topic: {e}")),
+
+    /// The offset of the last applied write (`-1`: none): the base of the next write.
+    pub fn applied(&self) -> i64 {
+        self.applied.unwrap_or(-1)
+    }
+}
+
+/// One message of the topic, as read.
+pub struct Record {
+    pub offset: i64,
+    /// The store's text (`None`: a message without a value).
+    pub text: Option<String>,
+    /// Applied by every reader ([`Order::admit`]).
+    pub applied: bool,
+}
+
+/// Reads the topic from its start, in order; each message is judged by [`Order`].
+pub struct Reader {
+    consumer: BaseConsumer,
+    order: Order,
+    topic: String,
+}
+
+impl Reader {
+    fn new(config: &ClientConfig, topic: &str) -> Result<Reader, String> {
+        let consumer: BaseConsumer = config
+            .clone()
+            .set("group.id", "fleetsync-definitions")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .create()
+            .map_err(|e| e.to_string())?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+        consumer.assign(&tpl).map_err(|e| e.to_string())?;
+        Ok(Reader {
+            consumer,
+            order: Order::default(),
+            topic: topic.to_string(),
+        })
+    }
+
+    /// The topic's end (high watermark).
+    pub fn end(&self) -> Result<i64, String> {
+        self.consumer
+            .fetch_watermarks(&self.topic, 0, TIMEOUT)
+            .map(|(_, high)| high)
+            .map_err(|e| format!("cannot read the topic's offsets: {e}"))
+    }
+
+    /// The next message, waiting up to [`POLL`] (`None`: none yet).
+    pub fn poll(&mut self) -> Result<Option<Record>, String> {
+        match self.consumer.poll(POLL) {
+            None => Ok(None),
+            Some(Err(e)) => Err(format!("cannot read the topic: {e}")),
             Some(Ok(m)) => {
-                if m.key() == Some(KEY.as_bytes()) {
-                    last = m.payload().map(|p| String::from_utf8_lossy(p).into_owned());
+                if m.key() != Some(KEY.as_bytes()) {
+                    return Ok(Some(Record {
+                        offset: m.offset(),
+                        text: None,
+                        applied: false,
+                    }));
                 }
-                if m.offset() >= high - 1 {
-                    return Ok(last);
-                }
+                let base = m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == BASE_HEADER)
+                        .and_then(|h| h.value)
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .and_then(|v| v.parse::<i64>().ok())
+                });
+                let applied = self.order.admit(m.offset(), base);
+                Ok(Some(Record {
+                    offset: m.offset(),
+                    text: m.payload().map(|p| String::from_utf8_lossy(p).into_owned()),
+                    applied,
+                }))
             }
         }
     }
-    Err(format!(
-        "the topic was not read to its end within {TIMEOUT:?}"
-    ))
+
+    /// The base of the next write.
+    pub fn applied(&self) -> i64 {
+        self.order.applied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Order;
+
+    #[test]
+    fn the_loser_of_a_race_is_ignored_by_every_reader() {
+        // Writes at 0 (base -1), 1 (base 0) and 2 (base 0: raced with 1), 3 (base 1: the
+        // loser's writer writing the winner's store again).
+        let mut o = Order::default();
+        assert!(o.admit(0, Some(-1)));
+        assert!(o.admit(1, Some(0)));
+        assert!(!o.admit(2, Some(0)));
+        assert!(o.admit(3, Some(1)));
+        assert_eq!(o.applied(), 3);
+        // Two first writes racing: only the first one counts.
+        let mut o = Order::default();
+        assert!(o.admit(0, Some(-1)));
+        assert!(!o.admit(1, Some(-1)));
+        assert_eq!(o.applied(), 0);
+    }
+
+    #[test]
+    fn after_compaction_the_same_writes_win() {
+        // 1 and 2 raced from 0 (compacted away); 3 was written on top of 1.
+        let mut o = Order::default();
+        assert!(o.admit(1, Some(0)));
+        assert!(!o.admit(2, Some(0)));
+        assert!(o.admit(3, Some(1)));
+        // Only the loser and the write on top of the winner are left.
+        let mut o = Order::default();
+        assert!(o.admit(2, Some(0)));
+        assert!(o.admit(3, Some(1)));
+        assert_eq!(o.applied(), 3);
+        // Only the last one.
+        let mut o = Order::default();
+        assert!(o.admit(3, Some(1)));
+        assert!(!o.admit(4, Some(1)));
+        assert!(o.admit(5, Some(3)));
+    }
+
+    #[test]
+    fn messages_without_a_base_are_applied() {
+        let mut o = Order::default();
+        assert!(o.admit(0, None));
+        assert!(o.admit(1, None));
+        assert!(o.admit(2, Some(1)));
+        assert!(!o.admit(3, Some(1)));
+    }
 }

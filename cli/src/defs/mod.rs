@@ -17,7 +17,12 @@
 //!   server's name as associated data); without a key file a server with a password is refused.
 //!   They are never returned, logged or exported.
 //! * Changes are serialised (one at a time); the effective configuration is published on a
-//!   watch channel that `fleetsync run`'s supervisor follows.
+//!   watch channel that `fleetsync run`'s supervisor follows (and, on Kafka, the supervisors of
+//!   `fleetsync coordinator` and `fleetsync agent`).
+//! * On Kafka the store is the definitions topic, read by a thread that follows it for as
+//!   long as the [`Defs`] lives; a change is written made from the last applied write (its
+//!   base) and takes effect only if no other write landed first (`kafka.rs`): else
+//!   [`DefsError::Conflict`], nothing changed.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -87,6 +92,10 @@ pub enum DefsError {
     AddsTables { sync: String, tables: String },
     #[error("definition store {place}: {message}")]
     Store { place: String, message: String },
+    /// Another process changed the shared store (Kafka) between this change's read and its
+    /// write: this one did not take effect.
+    #[error("conflict, retry: {0}")]
+    Conflict(String),
 }
 
 impl DefsError {
@@ -193,7 +202,74 @@ pub struct Defs {
     supervised: std::sync::atomic::AtomicBool,
     /// `once` and `resnapshot` requests to the supervisor (`fleetsync run` only).
     ops: std::sync::OnceLock<tokio::sync::mpsc::Sender<crate::run::SyncRequest>>,
+    /// With Kafka: how far the topic has been read, and what became of the last writes.
+    follow: Mutex<Followed>,
+    /// The offset after the last message of the topic read (Kafka), for read-your-own-write.
+    read_to: watch::Sender<i64>,
 }
+
+/// What the reader of the Kafka store has seen (see `kafka.rs`).
+#[derive(Default)]
+struct Followed {
+    /// The base of the next write: the offset of the last applied one (`-1`: none).
+    applied: i64,
+    /// The last writes read, and what became of them.
+    recent: std::collections::VecDeque<(i64, Seen)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// Not applied (made from an older state than the last applied write).
+    Ignored,
+    /// Applied: the generation of the effective configuration it made.
+    Applied(u64),
+    /// Applied, but it does not fit this process's configuration file (logged).
+    Unusable,
+}
+
+/// The reader's thread (Kafka store): applies each write of the chain as it comes, for as long
+/// as the [`Defs`] lives.
+fn follow(defs: std::sync::Weak<Defs>, mut reader: kafka::Reader) {
+    let mut failing = false;
+    loop {
+        let Some(d) = defs.upgrade() else { return };
+        match reader.poll() {
+            Ok(None) => failing = false,
+            Ok(Some(r)) => {
+                failing = false;
+                let seen = if r.applied {
+                    d.take_write(r.offset, r.text.as_deref())
+                } else {
+                    if r.text.is_some() {
+                        tracing::info!(offset = r.offset, "definition store: a write made from an older state is ignored (it lost a race)");
+                    }
+                    Seen::Ignored
+                };
+                if let Ok(mut f) = d.follow.lock() {
+                    if r.applied {
+                        f.applied = r.offset;
+                    }
+                    f.recent.push_back((r.offset, seen));
+                    while f.recent.len() > RECENT {
+                        f.recent.pop_front();
+                    }
+                }
+                d.read_to.send_replace(r.offset + 1);
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "definition store: cannot read the topic; retrying");
+                }
+                failing = true;
+                drop(d);
+                std::thread::sleep(kafka::POLL);
+            }
+        }
+    }
+}
+
+/// How many of the last writes [`Followed::recent`] keeps.
+const RECENT: usize = 256;
 
 /// Refuses an update of sync `name` whose filter now selects tables (`now`) that the sync
 /// in `old` did not (or that come from another source).
@@ -254,9 +330,9 @@ impl Defs {
     /// The store of `file`'s bus: the compacted Kafka topic with `[bus] kind = "kafka"`
     /// (shared by the coordinators of those brokers; created when missing if `create`, else
     /// taken as empty), else the file under `state_dir`.
-    pub async fn open_for(file: Config, create: bool) -> Result<Defs, DefsError> {
+    pub async fn open_for(file: Config, create: bool) -> Result<Arc<Defs>, DefsError> {
         if file.bus.kind != fleetsync_config::BusKind::Kafka {
-            return Defs::open(file);
+            return Defs::open(file).map(Arc::new);
         }
         let Some(store) = kafka::KafkaStore::open(&file.bus, create).await? else {
             return Defs::build(
@@ -267,17 +343,61 @@ impl Defs {
                 },
                 "kafka (no definitions topic yet)".into(),
                 None,
-            );
+            )
+            .map(Arc::new);
         };
         let place = store.place();
-        let loaded = match store.load().await? {
+        let mut reader = store.reader()?;
+        // The topic from its start to its end: the applied writes, in order.
+        let p = place.clone();
+        let (reader, loaded, read_to) = tokio::task::spawn_blocking(move || {
+            let end = reader.end()?;
+            let deadline = std::time::Instant::now() + kafka::TIMEOUT;
+            let (mut last, mut read_to) = (None, 0);
+            while read_to < end {
+                if std::time::Instant::now() > deadline {
+                    return Err(format!(
+                        "the topic was not read to its end within {:?}",
+                        kafka::TIMEOUT
+                    ));
+                }
+                if let Some(r) = reader.poll()? {
+                    read_to = r.offset + 1;
+                    if r.applied {
+                        last = r.text;
+                    }
+                }
+            }
+            Ok((reader, last, read_to))
+        })
+        .await
+        .map_err(|e| DefsError::Store {
+            place: p.clone(),
+            message: e.to_string(),
+        })?
+        .map_err(|message| DefsError::Store { place: p, message })?;
+        let loaded = match loaded {
             Some(text) => parse_store(&text, &place)?,
             None => StoreFile {
                 version: STORE_VERSION,
                 ..Default::default()
             },
         };
-        Defs::build(file, loaded, place, Some(store))
+        let applied = reader.applied();
+        let defs = Arc::new(Defs::build(file, loaded, place, Some(store))?);
+        if let Ok(mut f) = defs.follow.lock() {
+            f.applied = applied;
+        }
+        defs.read_to.send_replace(read_to);
+        let weak = Arc::downgrade(&defs);
+        std::thread::Builder::new()
+            .name("definitions".into())
+            .spawn(move || follow(weak, reader))
+            .map_err(|e| DefsError::Store {
+                place: "definitions reader".into(),
+                message: e.to_string(),
+            })?;
+        Ok(defs)
     }
 
     fn build(
@@ -317,6 +437,11 @@ impl Defs {
             applied,
             supervised: std::sync::atomic::AtomicBool::new(false),
             ops: std::sync::OnceLock::new(),
+            follow: Mutex::new(Followed {
+                applied: -1,
+                ..Default::default()
+            }),
+            read_to: watch::channel(0).0,
         })
     }
 
@@ -420,14 +545,16 @@ impl Defs {
         adds_tables: bool,
     ) -> Result<Plan, DefsError> {
         let _one = self.changing.lock().await;
-        let mut store = match &self.kafka {
-            // Another coordinator may have changed the shared store since.
-            Some(k) => match k.load().await? {
-                Some(text) => parse_store(&text, &k.place())?,
-                None => self.snapshot_store(),
-            },
-            None => self.snapshot_store(),
+        // Another process may have changed the shared store: read the topic to its end first.
+        let base = match &self.kafka {
+            Some(k) => {
+                let end = k.end().await?;
+                self.read_until(end, k).await?;
+                self.follow.lock().map(|f| f.applied).unwrap_or(-1)
+            }
+            None => -1,
         };
+        let mut store = self.snapshot_store();
         let old = self.effective();
         let (action, kind, name) = self.change_store(&mut store, change)?;
         let effective = merge(&self.file, &store, self.key.as_ref())?;
@@ -455,19 +582,15 @@ impl Defs {
             }
         }
         if !dry_run {
-            match &self.kafka {
-                Some(k) => k.save(&store_text(&store, &k.place())?).await?,
-                None => self.save(&store)?,
-            }
-            let effective = Arc::new(effective);
-            if let Ok(mut s) = self.state.lock() {
-                s.schedules = Arc::new(store.schedules.clone());
-                s.store = store;
-                s.effective = effective.clone();
-            }
-            let generation = self.tx.borrow().0 + 1;
             let mut acks = self.applied.subscribe();
-            self.tx.send_replace((generation, effective));
+            let generation = match &self.kafka {
+                // The reader applies it (or not: another write landed first).
+                Some(k) => self.write_kafka(k, &store, base).await?,
+                None => {
+                    self.save(&store)?;
+                    self.publish(store, Arc::new(effective))
+                }
+            };
             tracing::info!(kind, name = %name, action, "definition changed over the API");
             if self.supervised.load(std::sync::atomic::Ordering::Relaxed) {
                 let done = tokio::time::timeout(APPLIED_WAIT, acks.wait_for(|g| *g >= generation));
@@ -484,6 +607,109 @@ impl Defs {
             affected_syncs: affected,
             tables,
         })
+    }
+
+    /// Makes `store` + `effective` the current definitions; returns its generation.
+    fn publish(&self, store: StoreFile, effective: Arc<Config>) -> u64 {
+        if let Ok(mut s) = self.state.lock() {
+            s.schedules = Arc::new(store.schedules.clone());
+            s.store = store;
+            s.effective = effective.clone();
+        }
+        let generation = self.tx.borrow().0 + 1;
+        self.tx.send_replace((generation, effective));
+        generation
+    }
+
+    /// Waits until the reader has read the topic up to `end` (exclusive).
+    async fn read_until(&self, end: i64, k: &kafka::KafkaStore) -> Result<(), DefsError> {
+        let mut rx = self.read_to.subscribe();
+        tokio::time::timeout(kafka::TIMEOUT, rx.wait_for(|r| *r >= end))
+            .await
+            .map(|_| ())
+            .map_err(|_| DefsError::Store {
+                place: k.place(),
+                message: format!(
+                    "the topic was not read up to offset {end} within {:?}",
+                    kafka::TIMEOUT
+                ),
+            })
+    }
+
+    /// Writes `store` made from `base`, reads it back: its generation when applied, else
+    /// [`DefsError::Conflict`] (after writing the winning store again on top of it, so that
+    /// compaction keeps a write of the chain).
+    async fn write_kafka(
+        &self,
+        k: &kafka::KafkaStore,
+        store: &StoreFile,
+        base: i64,
+    ) -> Result<u64, DefsError> {
+        let offset = k.save(&store_text(store, &k.place())?, base).await?;
+        self.read_until(offset + 1, k).await?;
+        let outcome = self.outcome(offset);
+        if let Some(Seen::Applied(generation)) = outcome {
+            return Ok(generation);
+        }
+        if outcome == Some(Seen::Unusable) {
+            // Applied by the others, but this process could not use it (its file changed?).
+            return Err(DefsError::Store {
+                place: k.place(),
+                message: "the change was written but does not fit this process's configuration file (see its log)".into(),
+            });
+        }
+        tracing::warn!(
+            offset,
+            base,
+            "a definition change lost a race with another writer: not applied"
+        );
+        for _ in 0..3 {
+            let winner = self.snapshot_store();
+            let on = self.follow.lock().map(|f| f.applied).unwrap_or(-1);
+            let again = k.save(&store_text(&winner, &k.place())?, on).await?;
+            self.read_until(again + 1, k).await?;
+            if self.outcome(again).is_some_and(|o| o != Seen::Ignored) {
+                break;
+            }
+        }
+        Err(DefsError::Conflict(
+            "another coordinator changed the definitions at the same time; nothing was changed: read them again and retry".into(),
+        ))
+    }
+
+    /// What became of the write at `offset` (`None`: not read, or too long ago).
+    fn outcome(&self, offset: i64) -> Option<Seen> {
+        let f = self.follow.lock().ok()?;
+        f.recent.iter().find(|(o, _)| *o == offset).map(|(_, s)| *s)
+    }
+
+    /// An applied write of the Kafka store: parsed, merged with the file, published.
+    fn take_write(&self, offset: i64, text: Option<&str>) -> Seen {
+        let place = format!("kafka offset {offset}");
+        let store = match text {
+            Some(t) => parse_store(t, &place),
+            // A tombstone: no definitions.
+            None => Ok(StoreFile {
+                version: STORE_VERSION,
+                ..Default::default()
+            }),
+        };
+        let merged = store.and_then(|store| {
+            let effective = merge(&self.file, &store, self.key.as_ref())?;
+            check_schedules(&effective, &store.schedules)?;
+            Ok((store, effective))
+        });
+        match merged {
+            Ok((store, effective)) => {
+                let generation = self.publish(store, Arc::new(effective));
+                tracing::info!(offset, generation, "definitions changed (definition store)");
+                Seen::Applied(generation)
+            }
+            Err(e) => {
+                tracing::error!(offset, error = %e, "the definition store's latest write does not fit this configuration file: keeping the previous definitions");
+                Seen::Unusable
+            }
+        }
     }
 
     fn snapshot_store(&self) -> StoreFile {

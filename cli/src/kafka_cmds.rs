@@ -220,6 +220,14 @@ impl Publishers {
                 cancel.cancel();
                 crate::run::drain(&format!("publisher of {name}"), &mut tasks).await;
             }
+            if !wanted.contains_key(&name) {
+                // No sync reads the server any more: its checkpoint goes, so that the next
+                // sync of it starts with a snapshot (of that sync's tables) instead of
+                // resuming a stream whose snapshot never covered them.
+                self.checkpoints.remove_key(&format!("agent/{name}"))?;
+                self.checkpoints.flush()?;
+                tracing::info!(server = %name, "no sync reads the server: its checkpoint is removed");
+            }
         }
         let mut first_error = None;
         for (name, f) in wanted {

@@ -115,6 +115,9 @@ fn problem(e: DefsError) -> Problem {
         DefsError::Preflight(_) => {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "preflight-failed", detail)
         }
+        DefsError::NotSnapshotted { .. } => {
+            Problem::new(StatusCode::CONFLICT, "not-snapshotted", detail).field("include")
+        }
         DefsError::AddsTables { .. } => {
             Problem::new(StatusCode::CONFLICT, "adds-tables", detail).field("resnapshot")
         }

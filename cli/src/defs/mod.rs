@@ -88,6 +88,12 @@ pub enum DefsError {
     Invalid { field: String, rule: String },
     #[error("preflight: {0}")]
     Preflight(String),
+    #[error("under the Kafka bus the agent of {server} snapshots that server once, with the tables its syncs select then: {tables} (selected by no other sync of {server}) would get only their later changes through sync {sync:?}, not their existing rows; select only tables that another sync of {server} selects, or use a source no other sync reads")]
+    NotSnapshotted {
+        sync: String,
+        server: String,
+        tables: String,
+    },
     #[error("the update adds {tables} to sync {sync:?}: their existing rows would not be copied (only later changes flow); send it with ?resnapshot=true to copy every table of the sync again after the update, or put the new tables in a sync of their own")]
     AddsTables { sync: String, tables: String },
     #[error("definition store {place}: {message}")]
@@ -297,6 +303,43 @@ async fn added_tables(old: &Config, name: &str, now: &SyncTables) -> Result<(), 
     Err(DefsError::AddsTables {
         sync: name.to_string(),
         tables: added.join(", "),
+    })
+}
+
+/// Under the Kafka bus: refuses sync `name` (created or changed, selecting `now`) when it
+/// selects tables that no other sync of its source selects (nor, for an update, the sync
+/// itself before): the source's agent snapshotted the tables its syncs selected when the
+/// first of them started, so those tables' existing rows are in no topic. A sync on a source
+/// no other sync reads is allowed: the agent snapshots it when it starts reading it.
+async fn uncovered_tables(old: &Config, name: &str, now: &SyncTables) -> Result<(), DefsError> {
+    let readers: Vec<&fleetsync_config::SyncConfig> = old
+        .syncs
+        .iter()
+        .filter(|y| y.source == now.source)
+        .collect();
+    if readers.is_empty() {
+        return Ok(());
+    }
+    let mut covered = std::collections::BTreeSet::new();
+    for y in &readers {
+        let t = sync_tables(old, y)
+            .await
+            .map_err(|e| DefsError::Preflight(crate::exit::one_line(e.as_ref())))?;
+        covered.extend(t.matched);
+    }
+    let uncovered: Vec<&str> = now
+        .matched
+        .iter()
+        .filter(|t| !covered.contains(*t))
+        .map(String::as_str)
+        .collect();
+    if uncovered.is_empty() {
+        return Ok(());
+    }
+    Err(DefsError::NotSnapshotted {
+        sync: name.to_string(),
+        server: now.source.clone(),
+        tables: uncovered.join(", "),
     })
 }
 
@@ -575,7 +618,10 @@ impl Defs {
                 let now = sync_tables(&probe, sync)
                     .await
                     .map_err(|e| DefsError::Preflight(crate::exit::one_line(e.as_ref())))?;
-                if action == "update" && !adds_tables {
+                if self.kafka.is_some() {
+                    // The agent snapshots a source once: no re-snapshot over the API there.
+                    uncovered_tables(&old, &name, &now).await?;
+                } else if action == "update" && !adds_tables {
                     added_tables(&old, &name, &now).await?;
                 }
                 tables = Some(now);

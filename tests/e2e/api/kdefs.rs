@@ -166,6 +166,28 @@ async fn api_kafka_definitions_live() -> Result<()> {
     .await?;
     let seen = same_view(&a, &b, "include = [\"app\\\\..*\"]").await?;
     println!("coordinator A saw B's update after {seen:?}");
+    // `other` is selected by no sync of src now: rows written to it from here on reach no
+    // topic's snapshot, so a sync selecting it (a new one, or k1 widened again) is refused,
+    // naming the table, and nothing changes.
+    let widen = json!({"name": "k1", "source": "src", "targets": ["dst"],
+        "include": ["app\\..*", "other\\..*"]});
+    let k2 = json!({"name": "k2", "source": "src", "targets": ["dst"], "include": ["other\\..*"]});
+    for (method, path, body) in [
+        ("PUT", "/api/v1/syncs/k1", &widen),
+        ("POST", "/api/v1/syncs", &k2),
+    ] {
+        let refused = expect(&a.api, &a.token, method, path, body, 409, answers).await?;
+        ensure!(
+            refused["type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("not-snapshotted"))
+                && refused["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("other.t")),
+            "{method} {path}: {refused}"
+        );
+    }
+    same_view(&a, &b, "include = [\"app\\\\..*\"]").await?;
 
     // SIGKILL the agent and A mid-stream; B may take over meanwhile.
     tokio::time::sleep(Duration::from_secs(2)).await;

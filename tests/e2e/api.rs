@@ -26,6 +26,7 @@ mod defs;
 mod gov;
 mod jobs;
 mod jobs2;
+mod jobs_migrate;
 mod kdefs;
 mod load;
 mod serving;

@@ -22,7 +22,7 @@ use super::problem::{
 };
 use super::routes::{server_view, ServerView};
 use super::ApiState;
-use crate::defs::{without_nulls, Change, DefsError, Plan, Schedule, ScheduleKind};
+use crate::defs::{without_nulls, Change, DefsError, Plan};
 
 pub(super) fn routes(r: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
     r.routes(routes!(get_server))
@@ -36,19 +36,13 @@ pub(super) fn routes(r: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
         .routes(routes!(export_config))
         .routes(routes!(sync_once))
         .routes(routes!(resnapshot_sync))
-        .routes(routes!(list_schedules))
-        .routes(routes!(get_schedule))
-        .routes(routes!(create_schedule))
-        .routes(routes!(update_schedule))
-        .routes(routes!(delete_schedule))
-        .routes(routes!(trigger_schedule))
 }
 
 /// `?dry_run=true`: answer with the plan, change nothing.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct DryRun {
+pub(super) struct DryRun {
     /// Check the change (preflight included) and answer with what would change; store nothing.
     #[serde(default)]
     dry_run: bool,
@@ -59,7 +53,7 @@ struct DryRun {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct DeleteQuery {
+pub(super) struct DeleteQuery {
     /// Required (409 without) unless `dry_run`: the action stops the sync's pipelines.
     #[serde(default)]
     confirm: bool,
@@ -89,11 +83,11 @@ struct ServerBody {
     replica_server_id: Option<u32>,
 }
 
-fn dry(q: Result<Query<DryRun>, QueryRejection>) -> Result<bool, Problem> {
+pub(super) fn dry(q: Result<Query<DryRun>, QueryRejection>) -> Result<bool, Problem> {
     Ok(q.map_err(from_query_rejection)?.0.dry_run)
 }
 
-fn problem(e: DefsError) -> Problem {
+pub(super) fn problem(e: DefsError) -> Problem {
     let detail = e.to_string();
     match e {
         DefsError::NotFound { .. } => Problem::not_found(detail).field("name"),
@@ -127,7 +121,7 @@ fn problem(e: DefsError) -> Problem {
 }
 
 /// The body's name, or the path's: they must agree.
-fn named(body: Option<String>, path: Option<&str>) -> Result<String, Problem> {
+pub(super) fn named(body: Option<String>, path: Option<&str>) -> Result<String, Problem> {
     match (body, path) {
         (Some(b), Some(p)) if b != p => Err(Problem::bad_request(format!(
             "name {b:?} differs from the path's {p:?} (a rename is a delete and a create)"
@@ -528,7 +522,7 @@ async fn export_config(State(s): State<ApiState>) -> Response {
 
 /// The answer of `once` and `resnapshot`.
 #[derive(Debug, Serialize, ToSchema)]
-struct OpResult {
+pub(super) struct OpResult {
     /// The sync (the schedule, for `trigger`).
     sync: String,
     /// `once`, `resnapshot` or `trigger`.
@@ -555,7 +549,7 @@ async fn sync_op(
 }
 
 /// Sends `op` to the supervisor of `fleetsync run` (after the lookup) and waits for its answer.
-async fn send_op(
+pub(super) async fn send_op(
     s: &ApiState,
     name: String,
     op: crate::run::SyncOp,
@@ -656,145 +650,6 @@ async fn resnapshot_sync(
         crate::run::SyncOp::Resnapshot,
         "resnapshot",
         q.dry_run,
-        plan,
-    )
-    .await
-}
-
-/// A schedule's body (`name` optional on an update: the path's).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ScheduleBody {
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
-    name: Option<String>,
-    /// Cron expression, 5 fields or 6 with seconds (UTC).
-    cron: String,
-    kind: ScheduleKind,
-    /// A server (`backup`, `health`) or a scheduled sync (`sync`).
-    target: String,
-}
-
-fn schedule_change(
-    body: Result<Json<ScheduleBody>, JsonRejection>,
-    path: Option<&str>,
-) -> Result<Change, Problem> {
-    let body = body.map_err(from_json_rejection)?.0;
-    let name = named(body.name, path)?;
-    Ok(Change::PutSchedule {
-        create: path.is_none(),
-        schedule: Schedule {
-            name,
-            cron: body.cron,
-            kind: body.kind,
-            target: body.target,
-        },
-    })
-}
-
-/// The schedules made over the API (cron entries of backups, health checks and scheduled
-/// syncs; the file's `[backup] schedule` and syncs' `schedule` are not listed here).
-#[utoipa::path(get, path = "/api/v1/schedules", operation_id = "list_schedules", tag = "schedules",
-    security(("bearer" = ["syncs:read"])),
-    responses((status = 200, body = Vec<Schedule>), DeniedProblems))]
-async fn list_schedules(State(s): State<ApiState>) -> Json<Vec<Schedule>> {
-    Json(s.defs.schedules().as_ref().clone())
-}
-
-/// One schedule.
-#[utoipa::path(get, path = "/api/v1/schedules/{name}", operation_id = "get_schedule", tag = "schedules",
-    security(("bearer" = ["syncs:read"])),
-    params(("name" = String, Path, description = "The schedule's name")),
-    responses((status = 200, body = Schedule), DeniedLookupProblems))]
-async fn get_schedule(
-    State(s): State<ApiState>,
-    Path(name): Path<String>,
-) -> Result<Json<Schedule>, Problem> {
-    s.defs
-        .schedules()
-        .iter()
-        .find(|x| x.name == name)
-        .cloned()
-        .map(Json)
-        .ok_or_else(|| Problem::not_found(format!("no schedule named {name:?}")).field("name"))
-}
-
-/// Create a schedule: `fleetsync run` starts it at once.
-#[utoipa::path(post, path = "/api/v1/schedules", operation_id = "create_schedule", tag = "schedules",
-    security(("bearer" = ["schedule:manage"])),
-    params(DryRun),
-    request_body(content = ScheduleBody, example = json!({"name": "nightly-health", "cron": "0 3 * * *", "kind": "health", "target": "src"})),
-    responses((status = 200, body = Plan), ConfirmBodyProblems))]
-async fn create_schedule(
-    State(s): State<ApiState>,
-    q: Result<Query<DryRun>, QueryRejection>,
-    body: Result<Json<ScheduleBody>, JsonRejection>,
-) -> Result<Json<Plan>, Problem> {
-    let dry_run = dry(q)?;
-    let change = schedule_change(body, None)?;
-    Ok(Json(s.defs.apply(change, dry_run).await.map_err(problem)?))
-}
-
-/// Replace a schedule.
-#[utoipa::path(put, path = "/api/v1/schedules/{name}", operation_id = "update_schedule", tag = "schedules",
-    security(("bearer" = ["schedule:manage"])),
-    params(("name" = String, Path, description = "The schedule's name"), DryRun),
-    request_body(content = ScheduleBody, example = json!({"cron": "0 4 * * *", "kind": "health", "target": "src"})),
-    responses((status = 200, body = Plan), ConfirmBodyProblems))]
-async fn update_schedule(
-    State(s): State<ApiState>,
-    Path(name): Path<String>,
-    q: Result<Query<DryRun>, QueryRejection>,
-    body: Result<Json<ScheduleBody>, JsonRejection>,
-) -> Result<Json<Plan>, Problem> {
-    let dry_run = dry(q)?;
-    let change = schedule_change(body, Some(&name))?;
-    Ok(Json(s.defs.apply(change, dry_run).await.map_err(problem)?))
-}
-
-/// Delete a schedule (a run in progress is stopped).
-#[utoipa::path(delete, path = "/api/v1/schedules/{name}", operation_id = "delete_schedule", tag = "schedules",
-    security(("bearer" = ["schedule:manage"])),
-    params(("name" = String, Path, description = "The schedule's name"), DryRun),
-    responses((status = 200, body = Plan), ControlLookupProblems))]
-async fn delete_schedule(
-    State(s): State<ApiState>,
-    Path(name): Path<String>,
-    q: Result<Query<DryRun>, QueryRejection>,
-) -> Result<Json<Plan>, Problem> {
-    let dry_run = dry(q)?;
-    let change = Change::DeleteSchedule(name);
-    Ok(Json(s.defs.apply(change, dry_run).await.map_err(problem)?))
-}
-
-/// Run a schedule now (a run in progress finishes first); 409 outside `fleetsync run`.
-#[utoipa::path(post, path = "/api/v1/schedules/{name}/trigger", operation_id = "trigger_schedule", tag = "schedules",
-    security(("bearer" = ["schedule:manage"])),
-    params(("name" = String, Path, description = "The schedule's name"), DryRun),
-    responses((status = 200, body = OpResult), ControlLookupProblems))]
-async fn trigger_schedule(
-    State(s): State<ApiState>,
-    Path(name): Path<String>,
-    q: Result<Query<DryRun>, QueryRejection>,
-) -> Result<Json<OpResult>, Problem> {
-    let dry_run = dry(q)?;
-    let schedule = s
-        .defs
-        .schedules()
-        .iter()
-        .find(|x| x.name == name)
-        .cloned()
-        .ok_or_else(|| Problem::not_found(format!("no schedule named {name:?}")).field("name"))?;
-    let plan = format!(
-        "schedule {name} would run now: {} of {}",
-        schedule.kind.as_str(),
-        schedule.target
-    );
-    send_op(
-        &s,
-        name,
-        crate::run::SyncOp::Trigger,
-        "trigger",
-        dry_run,
         plan,
     )
     .await

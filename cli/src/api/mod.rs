@@ -23,6 +23,7 @@ mod jobs2;
 pub mod problem;
 pub mod roles;
 mod routes;
+mod schedules;
 pub mod tls;
 pub mod tokens;
 // After `problem`, whose `problem_answers!` they use.

@@ -1,7 +1,10 @@
 //! The plan's tables of a created or changed sync: what its filter selects on the source and
-//! what each target gets, read from the servers at the time of the change.
+//! what each target gets, read from the servers at the time of the change; and the refusals
+//! of a change whose new tables would never get their existing rows.
 
 use fleetsync_config::{Config, SyncConfig};
+
+use super::DefsError;
 use serde::Serialize;
 
 /// The tables of a sync as its servers are now (read at the time of the change).
@@ -72,5 +75,79 @@ pub(super) async fn sync_tables(config: &Config, sync: &SyncConfig) -> anyhow::R
         matched: matched.iter().map(|(s, t)| format!("{s}.{t}")).collect(),
         keyless,
         targets,
+    })
+}
+
+/// Refuses an update of sync `name` whose filter now selects tables (`now`) that the sync
+/// in `old` did not (or that come from another source).
+pub(super) async fn added_tables(
+    old: &Config,
+    name: &str,
+    now: &SyncTables,
+) -> Result<(), DefsError> {
+    let Some(before) = old.syncs.iter().find(|y| y.name == name) else {
+        return Ok(());
+    };
+    let had = if before.source == now.source {
+        sync_tables(old, before)
+            .await
+            .map_err(|e| DefsError::Preflight(crate::exit::one_line(e.as_ref())))?
+            .matched
+    } else {
+        Vec::new()
+    };
+    let added: Vec<&str> = now
+        .matched
+        .iter()
+        .filter(|t| !had.contains(t))
+        .map(String::as_str)
+        .collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    Err(DefsError::AddsTables {
+        sync: name.to_string(),
+        tables: added.join(", "),
+    })
+}
+
+/// Under the Kafka bus: refuses sync `name` (created or changed, selecting `now`) when it
+/// selects tables that no other sync of its source selects (nor, for an update, the sync
+/// itself before): the source's agent snapshotted the tables its syncs selected when the
+/// first of them started, so those tables' existing rows are in no topic. A sync on a source
+/// no other sync reads is allowed: the agent snapshots it when it starts reading it.
+pub(super) async fn uncovered_tables(
+    old: &Config,
+    name: &str,
+    now: &SyncTables,
+) -> Result<(), DefsError> {
+    let readers: Vec<&fleetsync_config::SyncConfig> = old
+        .syncs
+        .iter()
+        .filter(|y| y.source == now.source)
+        .collect();
+    if readers.is_empty() {
+        return Ok(());
+    }
+    let mut covered = std::collections::BTreeSet::new();
+    for y in &readers {
+        let t = sync_tables(old, y)
+            .await
+            .map_err(|e| DefsError::Preflight(crate::exit::one_line(e.as_ref())))?;
+        covered.extend(t.matched);
+    }
+    let uncovered: Vec<&str> = now
+        .matched
+        .iter()
+        .filter(|t| !covered.contains(*t))
+        .map(String::as_str)
+        .collect();
+    if uncovered.is_empty() {
+        return Ok(());
+    }
+    Err(DefsError::NotSnapshotted {
+        sync: name.to_string(),
+        server: now.source.clone(),
+        tables: uncovered.join(", "),
     })
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use fleetsync_tests::api::ApiClient;
 use fleetsync_tests::{wait_synced_procs, wait_until, ConfigBuilder, Fleetsync, KafkaCluster};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::defs::{call, expect};
 use super::{create_token, wait_api};
@@ -284,5 +284,126 @@ async fn api_kafka_definitions_live() -> Result<()> {
         c.fs.stop(Duration::from_secs(30)).await?;
     }
     agent.stop(Duration::from_secs(30)).await?;
+    Ok(())
+}
+
+/// `fleetsync coordinator` (Kafka bus): the definitions live in the compacted topic
+/// `fleetsync.config.definitions`, shared by two coordinators (each sees and builds on the
+/// other's changes, and after a restart), none in the local file; its API-made syncs run
+/// there (waiting for their agent here: see `api::kdefs` for rows flowing) and `resnapshot`
+/// answers 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_definitions_under_coordinator() -> Result<()> {
+    let (pair, kafka) = tokio::join!(Pair::start(), fleetsync_tests::KafkaCluster::single());
+    let (pair, kafka) = (pair?, kafka?);
+    pair.src
+        .exec("CREATE DATABASE app; CREATE TABLE app.items (id INT PRIMARY KEY)")
+        .await?;
+    // Two coordinators: own state_dir and API port, the same brokers.
+    let mut coordinators = Vec::new();
+    for (i, state) in [pair.state_dir(), pair.dir.path().join("state-b")]
+        .iter()
+        .enumerate()
+    {
+        let api_port = dead_port()?;
+        let text = fleetsync_tests::ConfigBuilder::new(state)
+            .server("src", &pair.src.url_root())
+            .server("dst", &pair.dst.url_root())
+            .kafka_bus(&kafka.bootstrap(), 1)
+            .raw(&format!("\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n"))
+            .build();
+        let dir = pair.dir.path().join(format!("coordinator-{i}"));
+        std::fs::create_dir_all(&dir)?;
+        let config = Fleetsync::write_config(&dir, &text)?;
+        let owner = create_token(&config, "coord-owner", "owner", None).await?;
+        let fs = Fleetsync::spawn("coordinator", &config, &[])?;
+        let api = ApiClient::http(api_port);
+        wait_api(&api, &owner).await?;
+        coordinators.push((fs, api, owner, state.clone()));
+    }
+    let a = &mut Vec::new();
+    let port = pair.dst.port();
+    let (api_a, owner_a) = (&coordinators[0].1, coordinators[0].2.as_str());
+    let (api_b, owner_b) = (&coordinators[1].1, coordinators[1].2.as_str());
+    let server =
+        json!({"name": "dst2", "url": format!("mysql://root@127.0.0.1:{port}"), "tls": "disabled"});
+    expect(api_a, owner_a, "POST", "/api/v1/servers", &server, 200, a).await?;
+    // B builds on A's server: it reads the shared store before its change.
+    let sync =
+        json!({"name": "api1", "source": "src", "targets": ["dst2"], "include": ["app\\..*"]});
+    let p = expect(api_b, owner_b, "POST", "/api/v1/syncs", &sync, 200, a).await?;
+    ensure!(p["tables"]["matched"] == json!(["app.items"]), "{p}");
+    let bad = json!({"name": "bad", "source": "nowhere", "targets": ["dst2"]});
+    expect(api_a, owner_a, "POST", "/api/v1/syncs", &bad, 400, a).await?;
+    // A sees B's sync after its next change (a schedule of it) and after a restart.
+    let sched = json!({"name": "h", "cron": "0 0 1 1 *", "kind": "health", "target": "dst2"});
+    expect(api_a, owner_a, "POST", "/api/v1/schedules", &sched, 200, a).await?;
+    expect(
+        api_a,
+        owner_a,
+        "DELETE",
+        "/api/v1/servers/dst2",
+        &Value::Null,
+        409,
+        a,
+    )
+    .await?;
+    let p = expect(
+        api_a,
+        owner_a,
+        "POST",
+        "/api/v1/syncs/api1/resnapshot?confirm=true",
+        &Value::Null,
+        409,
+        a,
+    )
+    .await?;
+    ensure!(
+        p["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("fleetsync run")),
+        "{p}"
+    );
+    for (fs, api, owner, state) in coordinators.iter_mut() {
+        fs.stop(Duration::from_secs(30)).await?;
+        fs.restart()?;
+        wait_api(api, owner).await?;
+        let v = expect(
+            api,
+            owner,
+            "GET",
+            "/api/v1/syncs/api1",
+            &Value::Null,
+            200,
+            a,
+        )
+        .await?;
+        // The sync runs under the coordinator now (waiting for its source's agent here, or
+        // standing by while the other coordinator applies it).
+        ensure!(
+            v["origin"] == "api" && v["targets"][0]["state"] != "not_running",
+            "{v}"
+        );
+        let s = expect(
+            api,
+            owner,
+            "GET",
+            "/api/v1/servers/dst2",
+            &Value::Null,
+            200,
+            a,
+        )
+        .await?;
+        ensure!(s["origin"] == "api", "{s}");
+        let l = expect(api, owner, "GET", "/api/v1/schedules", &Value::Null, 200, a).await?;
+        ensure!(l == json!([sched]), "{l}");
+        ensure!(
+            !state.join("api").join("definitions.json").exists(),
+            "the Kafka-mode coordinator wrote the local store"
+        );
+    }
+    for (fs, ..) in coordinators.iter_mut() {
+        fs.stop(Duration::from_secs(30)).await?;
+    }
     Ok(())
 }

@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use fleetsync_tests::api::{read_stream, sse_events, ApiClient};
-use fleetsync_tests::{fleetsync_cmd_with, wait_until, Fleetsync};
+use fleetsync_tests::{fleetsync_cmd_with, wait_until};
 use serde_json::{json, Value};
 
 use super::jobs::{finished, job};
-use crate::support::{dead_port, Pair, SYNC_TIMEOUT};
+use crate::support::Pair;
 
 /// Longest wait for a job, a conflict or a metrics point.
 const WAIT: Duration = Duration::from_secs(90);
@@ -57,25 +57,28 @@ async fn api_approvals_conflicts_and_metrics_summary() -> Result<()> {
              CREATE TABLE app.load (id INT PRIMARY KEY, v VARCHAR(40))",
         )
         .await?;
-    let (metrics_port, api_port) = (dead_port()?, dead_port()?);
-    let base = pair.config_listening(&["app\\..*"], metrics_port)?;
-    let backup_dir = pair.dir.path().join("backups");
-    let text = std::fs::read_to_string(&base)?
-        + &format!(
-            "\n[[syncs.tables]]\nname = \"app.inv\"\nconflict = \"manual\"\n\n[backup]\ndir = {:?}\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\nrequire_approval = [\"backup:restore\"]\n",
-            backup_dir.display().to_string()
-        );
-    let config = Fleetsync::write_config(pair.dir.path(), &text)?;
+    let super::Stack {
+        config,
+        mut fs,
+        api,
+        tokens,
+        ..
+    } = super::start_stack(
+        &pair,
+        "[[syncs.tables]]\nname = \"app.inv\"\nconflict = \"manual\"\n\n[backup]\ndir = {backup_dir}\n",
+        "require_approval = [\"backup:restore\"]\n",
+        &[
+            ("boss", "owner"),
+            ("second", "admin"),
+            ("ops", "operator"),
+            ("watch", "viewer"),
+        ],
+    )
+    .await?;
     let cfg = config.to_str().context("config path")?;
-    let boss = super::create_token(&config, "boss", "owner", None).await?;
-    let second = super::create_token(&config, "second", "admin", None).await?;
-    let ops = super::create_token(&config, "ops", "operator", None).await?;
-    let viewer = super::create_token(&config, "watch", "viewer", None).await?;
-    let mut fs = Fleetsync::run(&config)?;
-    fs.wait_synced(&pair.src, &pair.dst, "app", SYNC_TIMEOUT)
-        .await?;
-    let api = ApiClient::http(api_port);
-    super::wait_api(&api, &viewer).await?;
+    let api_port = api.port;
+    let [boss, second, ops, viewer] =
+        <[String; 4]>::try_from(tokens).map_err(|_| anyhow::anyhow!("4 tokens"))?;
 
     // 1. Approvals. A backup to restore from (backup:create is not gated).
     let (code, b) = post(

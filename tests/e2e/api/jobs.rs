@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use fleetsync_tests::api::{read_stream, sse_events, ApiClient};
-use fleetsync_tests::{fleetsync_cmd_with, wait_until, Fleetsync};
+use fleetsync_tests::{fleetsync_cmd_with, wait_until};
 use serde_json::{json, Value};
 
-use crate::support::{dead_port, Pair, SYNC_TIMEOUT};
+use crate::support::{dead_port, Pair};
 
 /// Longest a job of this test may take.
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -165,24 +165,27 @@ async fn api_jobs_events_remote_cli_and_restart() -> Result<()> {
             ))
             .await?;
     }
-    let (metrics_port, api_port) = (dead_port()?, dead_port()?);
-    let base = pair.config_listening(&["app\\..*"], metrics_port)?;
-    let backup_dir = pair.dir.path().join("backups");
-    let text = std::fs::read_to_string(&base)?
-        + &format!(
-            "\n[backup]\ndir = {:?}\nchunk_rows = 500\nthreads = 2\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n",
-            backup_dir.display().to_string()
-        );
-    let config = Fleetsync::write_config(pair.dir.path(), &text)?;
+    let super::Stack {
+        config,
+        mut fs,
+        api,
+        backup_dir,
+        tokens,
+    } = super::start_stack(
+        &pair,
+        "[backup]\ndir = {backup_dir}\nchunk_rows = 500\nthreads = 2\n",
+        "",
+        &[
+            ("ops", "operator"),
+            ("watch", "viewer"),
+            ("auditor", "admin"),
+        ],
+    )
+    .await?;
     let cfg = config.to_str().context("config path")?;
-    let operator = super::create_token(&config, "ops", "operator", None).await?;
-    let viewer = super::create_token(&config, "watch", "viewer", None).await?;
-    let admin = super::create_token(&config, "auditor", "admin", None).await?;
-    let mut fs = Fleetsync::run(&config)?;
-    fs.wait_synced(&pair.src, &pair.dst, "app", SYNC_TIMEOUT)
-        .await?;
-    let api = ApiClient::http(api_port);
-    super::wait_api(&api, &viewer).await?;
+    let api_port = api.port;
+    let [operator, viewer, admin] =
+        <[String; 3]>::try_from(tokens).map_err(|_| anyhow::anyhow!("3 tokens"))?;
 
     // The event stream, read while the jobs below run (a viewer may read it).
     let stream_token = viewer.clone();

@@ -22,12 +22,11 @@ use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
 use fleetsync_tests::api::ApiClient;
-use fleetsync_tests::Fleetsync;
 use serde_json::{json, Value};
 use sha2::Digest;
 
 use super::jobs::{cli, finished, same_as_cli, start, strip};
-use crate::support::{dead_port, Pair, SYNC_TIMEOUT};
+use crate::support::Pair;
 
 fn sha256(b: &[u8]) -> String {
     sha2::Sha256::digest(b)
@@ -139,23 +138,23 @@ async fn api_export_import_prune_and_backup_downloads() -> Result<()> {
              INSERT INTO app.items VALUES (1, 'one'), (2, 'two'), (3, NULL)",
         )
         .await?;
-    let (metrics_port, api_port) = (dead_port()?, dead_port()?);
-    let base = pair.config_listening(&["app\\..*"], metrics_port)?;
-    let backup_dir = pair.dir.path().join("backups");
-    let text = std::fs::read_to_string(&base)?
-        + &format!(
-            "\n[backup]\ndir = {:?}\n\n[backup.retention]\nkeep_last = 1\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n",
-            backup_dir.display().to_string()
-        );
-    let config = Fleetsync::write_config(pair.dir.path(), &text)?;
+    let super::Stack {
+        config,
+        mut fs,
+        api,
+        backup_dir,
+        tokens,
+    } = super::start_stack(
+        &pair,
+        "[backup]\ndir = {backup_dir}\n\n[backup.retention]\nkeep_last = 1\n",
+        "",
+        &[("ops", "operator"), ("adm", "admin")],
+    )
+    .await?;
     let cfg = config.to_str().context("config path")?;
-    let operator = super::create_token(&config, "ops", "operator", None).await?;
-    let admin = super::create_token(&config, "adm", "admin", None).await?;
-    let mut fs = Fleetsync::run(&config)?;
-    fs.wait_synced(&pair.src, &pair.dst, "app", SYNC_TIMEOUT)
-        .await?;
-    let api = ApiClient::http(api_port);
-    super::wait_api(&api, &operator).await?;
+    let api_port = api.port;
+    let [operator, admin] =
+        <[String; 2]>::try_from(tokens).map_err(|_| anyhow::anyhow!("2 tokens"))?;
 
     // 1. Export: the job's report is the CLI's; its files are the CLI's files.
     let out = pair.dir.path().join("cli-export");

@@ -8,12 +8,11 @@
 
 use anyhow::{ensure, Context, Result};
 use fleetsync_tests::api::ApiClient;
-use fleetsync_tests::Fleetsync;
 use serde_json::{json, Value};
 
 use super::jobs::{cli, finished, same_as_cli, start, strip};
 use super::jobs2::refused;
-use crate::support::{dead_port, Pair, SYNC_TIMEOUT};
+use crate::support::Pair;
 
 /// A job's report and the CLI's for the same operation, equal modulo `ignore`.
 fn same_report(kind: &str, job: &Value, cli_out: &str, ignore: &[&str]) -> Result<()> {
@@ -62,19 +61,17 @@ async fn api_migrate_health_fix_and_repair_sql_jobs() -> Result<()> {
     pair.dst
         .exec("CREATE DATABASE m; CREATE TABLE m.t (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO m.t VALUES (1, 'x')")
         .await?;
-    let (metrics_port, api_port) = (dead_port()?, dead_port()?);
-    let base = pair.config_listening(&["app\\..*"], metrics_port)?;
-    let text =
-        std::fs::read_to_string(&base)? + &format!("\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n");
-    let config = Fleetsync::write_config(pair.dir.path(), &text)?;
+    let super::Stack {
+        config,
+        mut fs,
+        api,
+        tokens,
+        ..
+    } = super::start_stack(&pair, "", "", &[("adm", "admin"), ("ops", "operator")]).await?;
     let cfg = config.to_str().context("config path")?;
-    let admin = super::create_token(&config, "adm", "admin", None).await?;
-    let operator = super::create_token(&config, "ops", "operator", None).await?;
-    let mut fs = Fleetsync::run(&config)?;
-    fs.wait_synced(&pair.src, &pair.dst, "app", SYNC_TIMEOUT)
-        .await?;
-    let api = ApiClient::http(api_port);
-    super::wait_api(&api, &admin).await?;
+    let api_port = api.port;
+    let [admin, operator] =
+        <[String; 2]>::try_from(tokens).map_err(|_| anyhow::anyhow!("2 tokens"))?;
 
     // 1. migrate generate: the job's report and files are the CLI's.
     let dir = pair.dir.path().join("migration");

@@ -87,6 +87,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .merge(super::backups::routes(OpenApiRouter::new()))
         .merge(super::jobs2::routes(OpenApiRouter::new()))
         .merge(super::defs::routes(OpenApiRouter::new()))
+        .merge(super::dash::routes(OpenApiRouter::new()))
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;

@@ -14,19 +14,28 @@ fn main() {
     // Rebuild when the assets are built again (index.html is rewritten by every Vite build)
     // or appear for the first time.
     println!("cargo:rerun-if-changed={}", dist.display());
-    println!("cargo:rerun-if-changed={}", dist.join("index.html").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        dist.join("index.html").display()
+    );
     let mut files = Vec::new();
     if dist.join("index.html").is_file() {
         collect(&dist, &dist, &mut files);
     }
     files.sort();
-    let mut out = String::from("/// (path without leading `/`, contents); empty: the dashboard was not built.\n");
+    let mut out = String::from(
+        "/// (path without leading `/`, contents); empty: the dashboard was not built.\n",
+    );
     out.push_str("pub static ASSETS: &[(&str, &[u8])] = &[\n");
     for (rel, abs) in &files {
-        out.push_str(&format!("    ({rel:?}, include_bytes!({:?})),\n", abs.display().to_string()));
+        out.push_str(&format!(
+            "    ({rel:?}, include_bytes!({:?})),\n",
+            abs.display().to_string()
+        ));
     }
     out.push_str("];\n");
-    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("dashboard_assets.rs");
+    let dest =
+        PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("dashboard_assets.rs");
     std::fs::write(dest, out).expect("writing dashboard_assets.rs");
 }
 

@@ -76,14 +76,22 @@ pub fn assets() -> Router {
 async fn index() -> Response {
     match find("index.html") {
         Some(bytes) => answer(bytes, "text/html; charset=utf-8", "no-cache"),
-        None => answer(PLACEHOLDER.as_bytes(), "text/html; charset=utf-8", "no-cache"),
+        None => answer(
+            PLACEHOLDER.as_bytes(),
+            "text/html; charset=utf-8",
+            "no-cache",
+        ),
     }
 }
 
 async fn asset(Path(file): Path<String>) -> Response {
     match find(&format!("assets/{file}")) {
         // Vite names assets by their content hash: they never change under one name.
-        Some(bytes) => answer(bytes, content_type(&file), "public, max-age=31536000, immutable"),
+        Some(bytes) => answer(
+            bytes,
+            content_type(&file),
+            "public, max-age=31536000, immutable",
+        ),
         None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
     }
 }
@@ -105,9 +113,18 @@ fn answer(bytes: &'static [u8], content_type: &'static str, cache: &'static str)
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     resp
 }
 
@@ -145,7 +162,10 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert_eq!(content_type("index-abc.js"), "text/javascript; charset=utf-8");
+        assert_eq!(
+            content_type("index-abc.js"),
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(content_type("x.css"), "text/css; charset=utf-8");
         assert_eq!(content_type("noext"), "application/octet-stream");
     }

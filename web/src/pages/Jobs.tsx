@@ -10,6 +10,8 @@ const ACTIVE = ["queued", "running", "awaiting_approval"];
 
 export function JobRow({ job, onSelect, selected }: { job: Schemas["JobDoc"]; onSelect?: () => void; selected?: boolean }) {
   const p = jobProgress(job.progress);
+  // A finished job without a known total shows a full bar, a running one an indeterminate bar.
+  const percent = p.percent ?? (ACTIVE.includes(job.state) ? undefined : 100);
   return (
     <tr data-testid={`job-${job.id}`} aria-selected={selected}>
       <td>
@@ -25,7 +27,7 @@ export function JobRow({ job, onSelect, selected }: { job: Schemas["JobDoc"]; on
         <span class={`badge ${stateTone(job.state)}`}>{job.state.replace(/_/g, " ")}</span>
       </td>
       <td>
-        <progress max={100} value={p.percent ?? undefined} aria-label={`progress of job ${job.id}`} /> {p.words}
+        <progress max={100} value={percent} aria-label={`progress of job ${job.id}`} /> {p.words}
         {job.error && <div class="error">{job.error}</div>}
       </td>
       <td class="muted">

@@ -103,8 +103,9 @@ if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
     echo "node (>= 20.19) and npm are needed to build the dashboard (web/)" >&2
     exit 1
 fi
-step "web: npm ci, npm run build"
-(cd web && npm ci --no-audit --no-fund && FLEETSYNC_BIN="$ROOT/target/debug/fleetsync" npm run build)
+step "web: npm ci, npm run build, npm test (Vitest)"
+(cd web && npm ci --no-audit --no-fund && FLEETSYNC_BIN="$ROOT/target/debug/fleetsync" npm run build \
+    && npm test)
 step "cargo build (embedding web/dist)"
 cargo build -p fleetsync
 export FLEETSYNC_BIN="$ROOT/target/debug/fleetsync"

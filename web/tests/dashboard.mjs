@@ -5,7 +5,8 @@
 // Environment: DASH_URL (http://127.0.0.1:PORT/), OPERATOR_TOKEN, VIEWER_TOKEN, SYNC, TARGET,
 // SCREENSHOTS (a directory), CHROMIUM (default /usr/bin/chromium). Every wait is on a
 // condition (no fixed sleeps); exits non-zero with the step that failed.
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -28,6 +29,20 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-dev-shm-usage"],
 });
 const consoleErrors = [];
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+/** axe-core on the page as it is: fails on any serious or critical violation. */
+async function accessible(page, what) {
+  step = `${what}: accessibility (axe-core)`;
+  await page.evaluate(axeSource);
+  const found = await page.evaluate(async () => {
+    const r = await globalThis.axe.run(document, { resultTypes: ["violations"] });
+    return r.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+  });
+  if (found.length) throw new Error(`axe: ${found.join(" | ")}`);
+}
 
 async function login(token, role) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -37,6 +52,7 @@ async function login(token, role) {
   page.on("dialog", (d) => d.accept());
   step = `${role}: opening ${url}`;
   await page.goto(url);
+  if (role === "operator") await accessible(page, "login");
   step = `${role}: logging in`;
   await page.getByLabel("API token").fill(token);
   await page.getByRole("button", { name: "Log in" }).click();
@@ -72,6 +88,7 @@ try {
   );
   const rps = await value(op, "rows-per-second");
   await op.screenshot({ path: join(shots, "overview-operator.png"), fullPage: true });
+  await accessible(op, "overview");
 
   step = "operator: pause";
   const card = op.getByTestId(`sync-${sync}`);
@@ -93,6 +110,7 @@ try {
   await job.getByRole("button").first().click();
   await op.locator("pre.log").filter({ hasNotText: "(no log line yet)" }).waitFor(WAIT);
   await op.screenshot({ path: join(shots, "jobs-operator.png"), fullPage: true });
+  await accessible(op, "jobs");
 
   const viewer = await login(env("VIEWER_TOKEN"), "viewer");
   step = "viewer: sees the sync, no control";
@@ -108,6 +126,12 @@ try {
   await viewer.locator("pre.log").waitFor(WAIT);
   if ((await viewer.getByRole("button", { name: "Cancel job" }).count()) !== 0) throw new Error("the viewer sees Cancel job");
   await viewer.screenshot({ path: join(shots, "jobs-viewer.png"), fullPage: true });
+
+  step = "phone width";
+  await viewer.setViewportSize({ width: 390, height: 844 });
+  await viewer.getByRole("navigation").getByRole("link", { name: "Overview" }).click();
+  await state(viewer, "streaming").waitFor(WAIT);
+  await viewer.screenshot({ path: join(shots, "overview-phone.png"), fullPage: true });
 
   if (consoleErrors.length) throw new Error(`browser console errors: ${consoleErrors.join(" | ")}`);
   console.log(`dashboard: ok (rows/s seen ${rps}; screenshots in ${shots})`);

@@ -29,6 +29,7 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-dev-shm-usage"],
 });
 const consoleErrors = [];
+const axeSummary = [];
 const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 /** axe-core on the page as it is: fails on any serious or critical violation. */
@@ -37,11 +38,14 @@ async function accessible(page, what) {
   await page.evaluate(axeSource);
   const found = await page.evaluate(async () => {
     const r = await globalThis.axe.run(document, { resultTypes: ["violations"] });
-    return r.violations
+    const bad = r.violations
       .filter((v) => v.impact === "serious" || v.impact === "critical")
       .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+    return { bad, passed: r.passes.length, minor: r.violations.length - bad.length };
   });
-  if (found.length) throw new Error(`axe: ${found.join(" | ")}`);
+  if (found.passed === 0) throw new Error("axe checked nothing");
+  if (found.bad.length) throw new Error(`axe: ${found.bad.join(" | ")}`);
+  axeSummary.push(`${what}: ${found.passed} rules passed, ${found.minor} minor`);
 }
 
 async function login(token, role) {
@@ -134,7 +138,7 @@ try {
   await viewer.screenshot({ path: join(shots, "overview-phone.png"), fullPage: true });
 
   if (consoleErrors.length) throw new Error(`browser console errors: ${consoleErrors.join(" | ")}`);
-  console.log(`dashboard: ok (rows/s seen ${rps}; screenshots in ${shots})`);
+  console.log(`dashboard: ok (rows/s seen ${rps}; axe: ${axeSummary.join("; ")}; screenshots in ${shots})`);
 } catch (e) {
   console.error(`dashboard: FAILED at "${step}": ${e.message}`);
   process.exitCode = 1;

@@ -1,6 +1,7 @@
 //! Embeds the dashboard's built assets (`web/dist`, made by `npm run build` in `web/`) into the
 //! binary: one `include_bytes!` per file, listed in `$OUT_DIR/dashboard_assets.rs`.
 //!
+//! `npm run build` ends by rewriting `web/dist.stamp`, which tells cargo to run this again.
 //! When `web/dist` is absent (a developer's `cargo build` on a machine without node), the
 //! binary embeds a one-page placeholder instead, saying how to build the dashboard: cargo never
 //! needs npm. No crate is needed for this (rust-embed and include_dir would each add a proc
@@ -11,15 +12,13 @@ use std::path::{Path, PathBuf};
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let dist = manifest.join("../web/dist");
-    // Rebuild when the assets are built again (index.html is rewritten by every Vite build)
-    // or appear for the first time.
-    println!("cargo:rerun-if-changed={}", dist.display());
-    println!(
-        "cargo:rerun-if-changed={}",
-        dist.join("index.html").display()
-    );
+    // `npm run build` rewrites web/dist.stamp (a tracked file, so it always exists: watching
+    // a missing path would make cargo rerun this script, and rebuild the crate, every time).
+    let stamp = manifest.join("../web/dist.stamp");
+    println!("cargo:rerun-if-changed={}", stamp.display());
     let mut files = Vec::new();
     if dist.join("index.html").is_file() {
+        println!("cargo:rerun-if-changed={}", dist.display());
         collect(&dist, &dist, &mut files);
     }
     files.sort();

@@ -109,12 +109,21 @@ try {
 
   step = "operator: jobs page and a job's log";
   await op.getByRole("navigation").getByRole("link", { name: "Jobs" }).click();
-  const job = op.locator('[data-testid^="job-"]').first();
+  const job = op.locator('[data-testid^="job-"]').filter({ hasText: "succeeded" }).first();
   await job.waitFor(WAIT);
   await job.getByRole("button").first().click();
   await op.locator("pre.log").filter({ hasNotText: "(no log line yet)" }).waitFor(WAIT);
   await op.screenshot({ path: join(shots, "jobs-operator.png"), fullPage: true });
   await accessible(op, "jobs");
+
+  step = "operator: cancel a job awaiting approval";
+  const waiting = op.locator('[data-testid^="job-"]').filter({ hasText: "awaiting approval" }).first();
+  const waitingId = (await waiting.getAttribute("data-testid")).slice("job-".length);
+  await waiting.getByRole("button").first().click();
+  await op.getByRole("button", { name: "Cancel job" }).click();
+  await op.getByTestId(`job-${waitingId}`).filter({ hasText: "cancelled" }).waitFor(WAIT);
+  if ((await op.getByRole("button", { name: "Cancel job" }).count()) !== 0) throw new Error("Cancel job still offered");
+  await op.screenshot({ path: join(shots, "jobs-cancelled.png"), fullPage: true });
 
   const viewer = await login(env("VIEWER_TOKEN"), "viewer");
   step = "viewer: sees the sync, no control";
@@ -125,9 +134,13 @@ try {
   }
   await viewer.screenshot({ path: join(shots, "overview-viewer.png"), fullPage: true });
   await viewer.getByRole("navigation").getByRole("link", { name: "Jobs" }).click();
-  await viewer.locator('[data-testid^="job-"]').first().waitFor(WAIT);
-  await viewer.locator('[data-testid^="job-"]').first().getByRole("button").first().click();
+  const viewerJob = viewer.locator('[data-testid^="job-"]').filter({ hasText: "succeeded" }).first();
+  await viewerJob.waitFor(WAIT);
+  await viewerJob.getByRole("button").first().click();
   await viewer.locator("pre.log").waitFor(WAIT);
+  step = "viewer: no cancel for a job awaiting approval";
+  await viewer.locator('[data-testid^="job-"]').filter({ hasText: "awaiting approval" }).first().getByRole("button").first().click();
+  await viewer.locator("section.card h3").filter({ hasText: "schema_diff" }).waitFor(WAIT);
   if ((await viewer.getByRole("button", { name: "Cancel job" }).count()) !== 0) throw new Error("the viewer sees Cancel job");
   await viewer.screenshot({ path: join(shots, "jobs-viewer.png"), fullPage: true });
 

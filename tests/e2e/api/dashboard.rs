@@ -19,6 +19,10 @@ use crate::support::{dead_port, Pair, SYNC_TIMEOUT};
 
 use super::*;
 
+/// Schema diffs wait for a second person's approval: such a job stays active until the UI
+/// cancels it.
+const APPROVAL: &str = "require_approval = [\"migration:read\"]\n";
+
 /// Upper bound for the whole browser script (each of its waits is 60 s at most).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -41,8 +45,8 @@ async fn dashboard_in_chromium() -> Result<()> {
         .await?;
     let api_port = dead_port()?;
     let base = pair.config_listening(&["app\\..*"], dead_port()?)?;
-    let text =
-        std::fs::read_to_string(&base)? + &format!("\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n");
+    let text = std::fs::read_to_string(&base)?
+        + &format!("\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n{APPROVAL}");
     let config = Fleetsync::write_config(pair.dir.path(), &text)?;
     let operator = create_token(&config, "ops-ui", "operator", None).await?;
     let viewer = create_token(&config, "look-ui", "viewer", None).await?;
@@ -69,6 +73,25 @@ async fn dashboard_in_chromium() -> Result<()> {
         )
         .await?;
     ensure!(job.status == 202, "health job: {} {}", job.status, job.body);
+    // Two jobs waiting for an approval: the operator cancels one in the browser, the viewer
+    // must be offered no cancel for the other.
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let r = api
+            .post(
+                "/api/v1/jobs/schema-diff",
+                Some(&operator),
+                r#"{"source": "src/app", "target": "dst/app"}"#,
+            )
+            .await?;
+        ensure!(
+            r.status == 202 && r.json()?["state"] == "awaiting_approval",
+            "schema diff job: {} {}",
+            r.status,
+            r.body
+        );
+        waiting.push(r.json()?["id"].as_str().context("job id")?.to_string());
+    }
 
     // Rows keep arriving while the browser watches: a few a second, until the script ends.
     let writing = Arc::new(AtomicBool::new(true));
@@ -115,6 +138,24 @@ async fn dashboard_in_chromium() -> Result<()> {
         "the browser script failed ({}):\n{stdout}\n{stderr}\nfleetsync log:\n{}",
         out.status,
         fs.log_tail(40)
+    );
+    // One job waiting for an approval was cancelled in the browser, the other still waits.
+    let mut states = Vec::new();
+    for id in &waiting {
+        let job = api
+            .get(&format!("/api/v1/jobs/{id}"), Some(&operator))
+            .await?;
+        states.push(
+            job.json()?["state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    states.sort();
+    ensure!(
+        states == ["awaiting_approval", "cancelled"],
+        "the jobs waiting for an approval: {states:?}"
     );
     for shot in [
         "overview-operator",

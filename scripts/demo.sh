@@ -4,7 +4,12 @@
 # `fleetsync run` between them. A row goes into the source every 0.5 s and the target's row
 # count is printed next to the source's, so you can watch rows flow. Ctrl-C stops everything.
 #
-# Environment: DEMO_DIR (default /tmp/fleetsync-demo; wiped at start), SRC_PORT, DST_PORT.
+# The web dashboard answers on 127.0.0.1:$API_PORT: the script prints `dashboard: URL` and
+# `token: ...` (an operator token made for the demo) lines; the dashboard is built when npm is
+# there (else / says how to build it).
+#
+# Environment: DEMO_DIR (default /tmp/fleetsync-demo; wiped at start), SRC_PORT, DST_PORT,
+# API_PORT (default 18470).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -12,6 +17,7 @@ export PATH="$PATH:/usr/sbin:/sbin"
 DEMO_DIR=${DEMO_DIR:-/tmp/fleetsync-demo}
 SRC_PORT=${SRC_PORT:-13306}
 DST_PORT=${DST_PORT:-13307}
+API_PORT=${API_PORT:-18470}
 ME=$(id -un)
 
 as_root() {
@@ -81,6 +87,18 @@ start_server() {
 
 echo "demo: building fleetsync (release)"
 cargo build --release --bin fleetsync
+if command -v npm >/dev/null; then
+    echo "demo: building the dashboard (web/: npm ci, npm run build)"
+    (cd web && npm ci --no-audit --no-fund --silent \
+        && FLEETSYNC_BIN="$PWD/../target/release/fleetsync" npm run build --silent >/dev/null)
+    cargo build --release --bin fleetsync
+else
+    echo "demo: npm not found: the dashboard at / will say how to build it"
+fi
+if port_busy "$API_PORT"; then
+    echo "demo: port $API_PORT is in use; set API_PORT to another one" >&2
+    exit 1
+fi
 
 rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"
@@ -112,13 +130,19 @@ name = "demo"
 source = "src"
 targets = ["dst"]
 include = ["demo\\\\..*"]
+
+[api]
+listen = "127.0.0.1:$API_PORT"
 TOML
 echo "demo: config $CONFIG"
+TOKEN=$(target/release/fleetsync token create --config "$CONFIG" --name demo --role operator)
 
 RUST_LOG=${RUST_LOG:-info} cargo run --release --quiet --bin fleetsync -- run --config "$CONFIG" \
     >"$DEMO_DIR/fleetsync.log" 2>&1 &
 PIDS+=($!)
 echo "demo: fleetsync running (log $DEMO_DIR/fleetsync.log); Ctrl-C to stop"
+echo "dashboard: http://127.0.0.1:$API_PORT/"
+echo "token: $TOKEN"
 
 n=0
 while true; do

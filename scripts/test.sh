@@ -2,10 +2,12 @@
 # The project's test command (README): formatting, lints, a debug build, then every test of the
 # workspace, the end-to-end tests against private MariaDB servers included.
 #
-# Works on a fresh Debian 12 machine: installs MariaDB (server + client), Java and Maven when
-# missing, and fetches Apache Kafka's jars with Maven once (tests/kafka/fetch.sh, cached under
-# ~/.cache/fleetsync); the tests start their own MariaDB servers and Kafka brokers on free
-# 127.0.0.1 ports in temp dirs and never touch a MariaDB already running on 3306.
+# Works on a fresh Debian 12 machine: installs MariaDB (server + client), Java and Maven, and
+# chromium (the dashboard's browser test) when missing, and fetches Apache Kafka's jars with
+# Maven once (tests/kafka/fetch.sh, cached under ~/.cache/fleetsync); node (>= 20.19, for
+# Vite) and npm must be there, the web packages come from the npm registry (`npm ci`); the
+# tests start their own MariaDB servers and Kafka brokers on free 127.0.0.1 ports in temp dirs
+# and never touch a MariaDB already running on 3306.
 #
 # Environment:
 #   RUST_TEST_THREADS          tests run at once (default 2: each e2e test runs two mariadbd and
@@ -88,6 +90,24 @@ echo "Kafka jars: $FLEETSYNC_KAFKA_LIBS"
 
 step "cargo build"
 cargo build --workspace
+
+# The web dashboard (web/, docs/dashboard.md): its typed client is generated from the OpenAPI
+# document of the binary just built (a route the UI uses that changed fails `tsc` here), then
+# the binary is built again to embed web/dist. The browser test drives Debian's chromium.
+if ! command -v chromium >/dev/null; then
+    step "installing chromium (for the dashboard's browser test)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+fi
+if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+    echo "node (>= 20.19) and npm are needed to build the dashboard (web/)" >&2
+    exit 1
+fi
+step "web: npm ci, npm run build, npm test (Vitest)"
+(cd web && npm ci --no-audit --no-fund && FLEETSYNC_BIN="$ROOT/target/debug/fleetsync" npm run build \
+    && npm test)
+step "cargo build (embedding web/dist)"
+cargo build -p fleetsync
 export FLEETSYNC_BIN="$ROOT/target/debug/fleetsync"
 # Built by the line above from tests/src/bin (cargo test builds it too): librdkafka's mock
 # cluster, which only the harness self-test and tests/bench use.

@@ -152,6 +152,19 @@ enum Command {
         #[command(subcommand)]
         command: token_cmd::TokenCommand,
     },
+    /// Developer tools of the API (hidden): `api openapi` prints the OpenAPI document, from
+    /// which the dashboard's typed client is generated (web/scripts/openapi.mjs).
+    #[command(hide = true)]
+    Api {
+        #[command(subcommand)]
+        command: ApiCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiCommand {
+    /// Print the OpenAPI document of `/api/v1` (the same as `GET /api/v1/openapi.json`).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -325,6 +338,9 @@ fn main() -> ExitCode {
             Command::Migrate { command } => migrate_cmd::run(command, remote).await,
             Command::Health(args) => health_cmd::run(args, remote).await,
             Command::Token { command } => token_cmd::run(command),
+            Command::Api {
+                command: ApiCommand::Openapi,
+            } => fleetsync::api::dash::openapi_document().map(|doc| println!("{doc}")),
         }
     });
     // Shut the runtime down without waiting for blocking tasks (a stuck close must not hang exit).

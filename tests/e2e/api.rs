@@ -22,6 +22,7 @@ use fleetsync_tests::{fleetsync_cmd_with, wait_until, Fleetsync};
 
 use crate::support::{check_refusal, dead_port, Pair, Refusal, SYNC_TIMEOUT};
 
+mod dashboard;
 mod defs;
 mod gov;
 mod jobs;
@@ -152,6 +153,7 @@ const PINNED: &[(&str, &[&str])] = &[
     ("update_schedule", &["schedule:manage"]),
     ("delete_schedule", &["schedule:manage"]),
     ("trigger_schedule", &["schedule:manage"]),
+    ("whoami", &[]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).

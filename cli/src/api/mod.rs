@@ -14,6 +14,7 @@ mod approvals;
 pub mod audit;
 mod auth;
 mod backups;
+pub mod dash;
 mod defs;
 pub use auth::{route_permissions, METRIC_API_REQUESTS, METRIC_API_SECONDS};
 pub mod client;
@@ -152,7 +153,7 @@ pub async fn serve(
             jobs.cancel_all();
         });
     }
-    let app = auth::wrap(router, state.clone());
+    let app = auth::wrap(router, state.clone()).merge(dash::assets());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("api.listen: cannot listen on {addr}"))?;

@@ -88,6 +88,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .merge(super::jobs2::routes(OpenApiRouter::new()))
         .merge(super::defs::routes(OpenApiRouter::new()))
         .merge(super::schedules::routes(OpenApiRouter::new()))
+        .merge(super::dash::routes(OpenApiRouter::new()))
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;

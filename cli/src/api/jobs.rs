@@ -166,6 +166,15 @@ pub(super) fn start<R: JobRequest>(
         };
         return Ok(Json(plan).into_response());
     }
+    accepted(s, req, token)
+}
+
+/// Starts the job of `req` for `token`: 202 with the job, its id recorded for the audit.
+pub(super) fn accepted<R: JobRequest>(
+    s: &ApiState,
+    req: R,
+    token: Option<Extension<TokenRecord>>,
+) -> Result<Response, Problem> {
     let by = token.map_or_else(|| "unknown".to_string(), |t| t.0.name.clone());
     let job = s
         .jobs

@@ -421,19 +421,11 @@ async fn start_import_job(
         };
         return Ok(Json(plan).into_response());
     }
-    let by = token.map_or_else(|| "unknown".to_string(), |t| t.0.name.clone());
     let req = UploadedImport {
         request,
         upload: Some(Arc::new(upload)),
     };
-    let job = s
-        .jobs
-        .start(req, &by)
-        .map_err(|e| Problem::internal(crate::exit::one_line(e.as_ref())))?;
-    let mut resp = (StatusCode::ACCEPTED, Json(&job)).into_response();
-    resp.extensions_mut()
-        .insert(super::auth::JobId(job.id.clone()));
-    Ok(resp)
+    super::jobs::accepted(&s, req, token)
 }
 
 /// The files a succeeded job wrote into its own directory (an export's files, a data

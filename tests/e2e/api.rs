@@ -13,7 +13,6 @@
 //! The role table is the README's, written out here on purpose: the server's own table
 //! (cli/src/api/roles.rs) is what is under test.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -22,6 +21,7 @@ use fleetsync_tests::{fleetsync_cmd_with, wait_until, Fleetsync};
 
 use crate::support::{check_refusal, dead_port, Pair, Refusal, SYNC_TIMEOUT};
 
+mod browser;
 mod dashboard;
 mod defs;
 mod gov;

@@ -3,8 +3,7 @@ import { render } from "preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { Api, ApiError, type Schemas } from "./api/client";
 import { session } from "./session";
-import { Overview } from "./pages/Overview";
-import { Jobs } from "./pages/Jobs";
+import { PAGES, pageFor, type Page } from "./pages";
 import "./style.css";
 
 export type Me = Schemas["WhoAmI"];
@@ -31,12 +30,9 @@ function Login({ onLogin, error }: { onLogin: (token: string) => void; error: st
   );
 }
 
-const PAGES = { overview: "Overview", jobs: "Jobs" } as const;
-type Page = keyof typeof PAGES;
-
+/** The page named by the hash (`#/jobs`), its first segment: `#/conflicts/dst/7` is "conflicts". */
 function currentPage(): Page {
-  const h = location.hash.replace(/^#\/?/, "");
-  return h in PAGES ? (h as Page) : "overview";
+  return pageFor(location.hash);
 }
 
 function App() {
@@ -78,9 +74,9 @@ function App() {
       <header>
         <strong>fleetsync</strong>
         <nav>
-          {(Object.keys(PAGES) as Page[]).map((p) => (
-            <a href={`#/${p}`} aria-current={p === page ? "page" : undefined}>
-              {PAGES[p]}
+          {PAGES.filter((p) => !p.needs || can(p.needs)).map((p) => (
+            <a href={`#/${p.id}`} aria-current={p.id === page ? "page" : undefined}>
+              {p.title}
             </a>
           ))}
         </nav>
@@ -91,7 +87,10 @@ function App() {
           Log out
         </button>
       </header>
-      <main>{page === "jobs" ? <Jobs api={api} me={me} can={can} /> : <Overview api={api} me={me} can={can} />}</main>
+      <main>{(() => {
+        const Current = (PAGES.find((p) => p.id === page && (!p.needs || can(p.needs))) ?? PAGES[0]).component;
+        return <Current api={api} me={me} can={can} />;
+      })()}</main>
     </>
   );
 }

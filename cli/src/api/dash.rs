@@ -5,6 +5,8 @@
 //! data call of the dashboard goes through `/api/v1` with the token the user entered. Without
 //! a built `web/dist`, `/` answers a placeholder page saying how to build it.
 
+use std::borrow::Cow;
+
 use axum::body::Body;
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -96,11 +98,24 @@ async fn asset(Path(file): Path<String>) -> Response {
     }
 }
 
-fn find(path: &str) -> Option<&'static [u8]> {
+/// An asset: embedded, or read from `$FLEETSYNC_WEB_DIR` when a developer set it (a built
+/// `web/dist` served from disk, so a UI change needs `npm run build` but no new binary; the
+/// tests and releases serve the embedded copy).
+fn find(path: &str) -> Option<Cow<'static, [u8]>> {
+    if let Some(dir) = std::env::var_os("FLEETSYNC_WEB_DIR") {
+        // Only plain names below the directory: no `..`, no absolute path.
+        let safe = std::path::Path::new(path)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        return safe
+            .then(|| std::fs::read(std::path::Path::new(&dir).join(path)).ok())
+            .flatten()
+            .map(Cow::Owned);
+    }
     embedded::ASSETS
         .iter()
         .find(|(p, _)| *p == path)
-        .map(|(_, bytes)| *bytes)
+        .map(|(_, bytes)| Cow::Borrowed(*bytes))
 }
 
 /// True when this binary embeds a built dashboard (not the placeholder).
@@ -108,8 +123,16 @@ pub fn built() -> bool {
     find("index.html").is_some()
 }
 
-fn answer(bytes: &'static [u8], content_type: &'static str, cache: &'static str) -> Response {
-    let mut resp = Response::new(Body::from(bytes));
+fn answer(
+    bytes: impl Into<Cow<'static, [u8]>>,
+    content_type: &'static str,
+    cache: &'static str,
+) -> Response {
+    let bytes: Cow<'static, [u8]> = bytes.into();
+    let mut resp = Response::new(match bytes {
+        Cow::Borrowed(b) => Body::from(b),
+        Cow::Owned(v) => Body::from(v),
+    });
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));

@@ -15,6 +15,7 @@ use anyhow::{ensure, Context, Result};
 use fleetsync_tests::api::ApiClient;
 use fleetsync_tests::Fleetsync;
 
+use super::browser::Browser;
 use crate::support::{dead_port, Pair, SYNC_TIMEOUT};
 
 use super::*;
@@ -23,22 +24,9 @@ use super::*;
 /// cancels it.
 const APPROVAL: &str = "require_approval = [\"migration:read\"]\n";
 
-/// Upper bound for the whole browser script (each of its waits is 60 s at most).
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_chromium() -> Result<()> {
-    let root = fleetsync_tests::repo_root();
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    ensure!(
-        Path::new(&chromium).exists(),
-        "{chromium} is missing: install it (apt-get install -y chromium; scripts/test.sh does)"
-    );
-    ensure!(
-        root.join("web/node_modules/playwright-core").is_dir(),
-        "web/node_modules is missing: run `cd web && npm ci` (scripts/test.sh does)"
-    );
-
+    let browser = Browser::ready()?;
     let pair = Pair::start().await?;
     pair.src
         .exec("CREATE DATABASE app; CREATE TABLE app.items (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20)); INSERT INTO app.items (v) VALUES ('one')")
@@ -56,14 +44,6 @@ async fn dashboard_in_chromium() -> Result<()> {
     let api = ApiClient::http(api_port);
     wait_api(&api, &operator).await?;
 
-    // `/` needs no token and is the built dashboard, not the placeholder.
-    let index = api.get("/", None).await?;
-    ensure!(
-        index.status == 200 && index.body.contains("/assets/index-"),
-        "GET / is not the built dashboard (run `cd web && npm run build`, then cargo build): {} {}",
-        index.status,
-        index.body
-    );
     // A job for the Jobs page (its log is what the script opens).
     let job = api
         .post(
@@ -111,34 +91,22 @@ async fn dashboard_in_chromium() -> Result<()> {
         })
     };
 
-    let shots = root.join("target/dashboard-screenshots");
-    let script = tokio::process::Command::new("node")
-        .arg(root.join("web/tests/dashboard.mjs"))
-        .current_dir(root.join("web"))
-        .env("DASH_URL", format!("http://127.0.0.1:{api_port}/"))
-        .env("OPERATOR_TOKEN", &operator)
-        .env("VIEWER_TOKEN", &viewer)
-        .env("SYNC", "s1")
-        .env("TARGET", "dst")
-        .env("SCREENSHOTS", &shots)
-        .env("CHROMIUM", &chromium)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(SCRIPT_TIMEOUT, script)
-        .await
-        .context("the browser script still runs after 5 minutes")??;
+    let result = browser
+        .run_script(
+            "dashboard.mjs",
+            api_port,
+            &[
+                ("OPERATOR_TOKEN", &operator),
+                ("VIEWER_TOKEN", &viewer),
+                ("SYNC", "s1"),
+                ("TARGET", "dst"),
+            ],
+            &fs,
+        )
+        .await;
     writing.store(false, Ordering::Relaxed);
     writer.await??;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{}", stdout.trim());
-    ensure!(
-        out.status.success(),
-        "the browser script failed ({}):\n{stdout}\n{stderr}\nfleetsync log:\n{}",
-        out.status,
-        fs.log_tail(40)
-    );
+    result?;
     // One job waiting for an approval was cancelled in the browser, the other still waits.
     let mut states = Vec::new();
     for id in &waiting {
@@ -157,15 +125,12 @@ async fn dashboard_in_chromium() -> Result<()> {
         states == ["awaiting_approval", "cancelled"],
         "the jobs waiting for an approval: {states:?}"
     );
-    for shot in [
+    browser.ensure_screenshots(&[
         "overview-operator",
         "overview-paused",
         "jobs-operator",
         "overview-viewer",
-    ] {
-        let file = shots.join(format!("{shot}.png"));
-        ensure!(file.is_file(), "no screenshot {}", file.display());
-    }
+    ])?;
     // The UI's calls went through the API and were audited: the pause and the resume.
     let audit = api
         .get(

@@ -171,6 +171,7 @@ async fn api_jobs_events_remote_cli_and_restart() -> Result<()> {
         api,
         backup_dir,
         tokens,
+        ..
     } = super::start_stack(
         &pair,
         "[backup]\ndir = {backup_dir}\nchunk_rows = 500\nthreads = 2\n",

@@ -144,6 +144,7 @@ async fn api_export_import_prune_and_backup_downloads() -> Result<()> {
         api,
         backup_dir,
         tokens,
+        ..
     } = super::start_stack(
         &pair,
         "[backup]\ndir = {backup_dir}\n\n[backup.retention]\nkeep_last = 1\n",

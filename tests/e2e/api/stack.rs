@@ -41,6 +41,8 @@ pub struct Stack {
     pub config: std::path::PathBuf,
     pub fs: Fleetsync,
     pub api: ApiClient,
+    /// The `[api] listen` port (the dashboard is at `http://127.0.0.1:{api_port}/`).
+    pub api_port: u16,
     /// `pair.dir/backups`, what `{backup_dir}` in the sections stands for.
     pub backup_dir: std::path::PathBuf,
     /// The tokens asked for, in order.
@@ -82,6 +84,7 @@ pub async fn start_stack(
         config,
         fs,
         api,
+        api_port,
         backup_dir,
         tokens: made,
     })

@@ -1,0 +1,6 @@
+// Transfer page: not built yet (issue 12).
+import type { PageProps } from "../main";
+
+export function Transfer(_props: PageProps) {
+  return <p class="muted">This page is not built yet.</p>;
+}

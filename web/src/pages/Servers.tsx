@@ -89,7 +89,7 @@ export function Servers({ api, can }: PageProps) {
         <form class="card form-grid" onSubmit={save} data-testid="server-form">
           <h3>{editing ? `Edit server ${editing}` : "New server"}</h3>
           <label for="srv-name">Name</label>
-          <input id="srv-name" value={form.name} disabled={editing !== null} required pattern="[A-Za-z0-9_-]{1,64}" onInput={(e) => setForm({ ...form, name: e.currentTarget.value })} />
+          <input id="srv-name" value={form.name} disabled={editing !== null} required pattern="[A-Za-z0-9_\-]{1,64}" onInput={(e) => setForm({ ...form, name: e.currentTarget.value })} />
           <label for="srv-url">URL</label>
           <input
             id="srv-url"

@@ -276,7 +276,7 @@ function SyncEditor({ api, servers, editing, base, initial, onDone }: EditorProp
     >
       <h3>{editing ? `Edit sync ${editing}` : "New sync"}</h3>
       <label for="sync-name">Name</label>
-      <input id="sync-name" value={form.name} disabled={editing !== null} required pattern="[A-Za-z0-9_-]{1,64}" onInput={(e) => set({ name: e.currentTarget.value })} />
+      <input id="sync-name" value={form.name} disabled={editing !== null} required pattern="[A-Za-z0-9_\-]{1,64}" onInput={(e) => set({ name: e.currentTarget.value })} />
       <label for="sync-source">Source</label>
       <select id="sync-source" value={form.source} required onChange={(e) => set({ source: e.currentTarget.value, targets: form.targets.filter((t) => t !== e.currentTarget.value) })}>
         <option value="">(choose a server)</option>

@@ -130,6 +130,9 @@ await t.run(async () => {
   await card.getByRole("button", { name: "Edit" }).click();
   const edit = admin.getByTestId("sync-form");
   await edit.getByLabel("Include tables").fill("shop\\..*");
+  await edit.getByTestId("preview").locator('[data-table="shop.archive"]').filter({ hasText: "needs a re-snapshot" }).waitFor(WAIT);
+  if ((await edit.getByTestId("preview").locator('[data-table="shop.orders"]').filter({ hasText: "needs a re-snapshot" }).count()) !== 0)
+    throw new Error("shop.orders marked as new");
   await edit.getByRole("button", { name: "Save sync" }).click();
   const widened = edit.locator(".resnapshot");
   await widened.filter({ hasText: "shop.archive" }).waitFor(WAIT);

@@ -221,10 +221,17 @@ function SyncEditor({ api, servers, editing, base, initial, onDone }: EditorProp
   const body = syncBody(form, base) as SyncBody | null;
   const key = JSON.stringify(body);
 
-  const call = (dryRun: boolean, resnapshot = false) =>
+  // A preview of an edit is asked with `resnapshot` so that a widened filter still answers
+  // with its tables (a dry run changes nothing); the tables the sync did not have are marked.
+  const call = (dryRun: boolean, resnapshot = false, what: SyncBody | null = body) =>
     editing
-      ? api.put("/api/v1/syncs/{name}", { path: { name: editing }, query: { dry_run: dryRun, resnapshot } }, body as SyncBody)
-      : api.send("/api/v1/syncs", { query: { dry_run: dryRun } }, body as SyncBody);
+      ? api.put("/api/v1/syncs/{name}", { path: { name: editing }, query: { dry_run: dryRun, resnapshot: resnapshot || dryRun } }, what as SyncBody)
+      : api.send("/api/v1/syncs", { query: { dry_run: dryRun } }, what as SyncBody);
+  const [had, setHad] = useState<string[] | null>(null);
+  useEffect(() => {
+    const start = syncBody(initial, base) as SyncBody | null;
+    if (editing && start) call(true, false, start).then((plan) => setHad((plan as Schemas["Plan"]).tables?.matched ?? null), () => setHad(null));
+  }, []);
 
   useEffect(() => {
     setPreview(null);
@@ -236,8 +243,7 @@ function SyncEditor({ api, servers, editing, base, initial, onDone }: EditorProp
         (plan) => mine === seq.current && setPreview((plan as Schemas["Plan"]).tables ?? null),
         (e: unknown) => {
           if (mine !== seq.current) return;
-          // A widened filter on an edit: the preview still says what it would select.
-          setPreviewError(needsResnapshot(e) ? `${errorWords(e)} (Save and re-snapshot below)` : errorWords(e));
+          setPreviewError(errorWords(e));
         },
       );
     }, PREVIEW_DEBOUNCE_MS);
@@ -330,7 +336,8 @@ function SyncEditor({ api, servers, editing, base, initial, onDone }: EditorProp
             <ul>
               {preview.matched.map((t) => (
                 <li data-testid="preview-table" data-table={t} data-keyless={String(preview.keyless.includes(t))}>
-                  <code>{t}</code> {preview.keyless.includes(t) && <span class="badge warn">no key</span>}
+                  <code>{t}</code> {preview.keyless.includes(t) && <span class="badge warn">no key</span>}{" "}
+                  {had && !had.includes(t) && <span class="badge warn">new: saving needs a re-snapshot</span>}
                 </li>
               ))}
             </ul>
@@ -350,9 +357,10 @@ function SyncEditor({ api, servers, editing, base, initial, onDone }: EditorProp
       )}
       {widened && (
         <div class="resnapshot span" role="alert">
+          <p>Not saved: {widened}</p>
           <p>
-            The new filter selects tables the sync's initial snapshot did not copy: {widened}. Their existing rows would never reach the targets unless the
-            sync is re-snapshotted.
+            The new filter selects tables the sync's initial snapshot did not copy, so their existing rows would never reach the targets. Save and
+            re-snapshot copies every table of the sync again (their rows are replaced on {form.targets.join(", ")}).
           </p>
           <button type="button" class="danger" onClick={() => save(true)}>
             Save and re-snapshot

@@ -134,7 +134,10 @@ async fn estimate_rows(opts: &mysql_async::Opts, tables: &[String]) -> Option<u6
         let _ = conn.disconnect().await;
         Some(total)
     };
-    tokio::time::timeout(ESTIMATE_TIMEOUT, work).await.ok().flatten()
+    tokio::time::timeout(ESTIMATE_TIMEOUT, work)
+        .await
+        .ok()
+        .flatten()
 }
 
 pub type Registry = Arc<Mutex<BTreeMap<String, PipelineStatus>>>;
@@ -569,6 +572,69 @@ impl Feed for EmbeddedFeed {
 #[cfg(test)]
 mod snapshot_progress_tests {
     use super::SnapshotProgress;
+    use fleetsync_proto::{KeyKind, Op, Origin, Position, RowChange, TableSchema, Transaction};
+
+    fn chunk(table: Option<&str>, rows: usize, done: bool) -> Transaction {
+        let tables = table
+            .map(|t| {
+                vec![TableSchema {
+                    schema: "app".into(),
+                    table: t.into(),
+                    columns: Vec::new(),
+                    key: Vec::new(),
+                    key_kind: KeyKind::None,
+                    transactional: true,
+                }]
+            })
+            .unwrap_or_default();
+        Transaction {
+            origin: Origin {
+                name: "src".into(),
+                server_id: 1,
+                server_uuid: String::new(),
+            },
+            gtid: None,
+            position: Position::new("binlog.000001", 4),
+            txn_id: 1,
+            commit_ts_ms: 0,
+            snapshot: true,
+            snapshot_done: done,
+            tables,
+            changes: (0..rows)
+                .map(|_| RowChange {
+                    table: 0,
+                    op: Op::Snapshot,
+                    before: None,
+                    after: Some(Vec::new()),
+                })
+                .collect(),
+            ddl: None,
+        }
+    }
+
+    /// Tables done follow the marker's order (an empty table sends no chunk: it still counts
+    /// once a later table starts); the last chunk completes them all.
+    #[test]
+    fn counts_rows_and_tables_in_marker_order() {
+        let order: Vec<String> = ["app.a", "app.empty", "app.c"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut p = SnapshotProgress {
+            tables_total: 3,
+            ..Default::default()
+        };
+        p.count(
+            &[chunk(Some("a"), 10, false), chunk(Some("a"), 5, false)],
+            &order,
+        );
+        assert_eq!((p.tables_done, p.rows), (0, 15));
+        assert_eq!(p.table.as_deref(), Some("app.a"));
+        p.count(&[chunk(Some("c"), 7, false)], &order);
+        assert_eq!((p.tables_done, p.rows), (2, 22));
+        p.count(&[chunk(None, 0, true)], &order);
+        assert_eq!((p.tables_done, p.rows, p.table.clone()), (3, 22, None));
+    }
 
     /// The ETA is the rows left at the rate so far; none without an estimate or rows.
     #[test]

@@ -159,6 +159,7 @@ const PINNED: &[(&str, &[&str])] = &[
     ("delete_schedule", &["schedule:manage"]),
     ("trigger_schedule", &["schedule:manage"]),
     ("whoami", &[]),
+    ("get_sync_definition", &["syncs:read"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).

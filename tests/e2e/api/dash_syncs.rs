@@ -113,20 +113,27 @@ async fn servers_and_syncs_in_chromium() -> Result<()> {
         ("shop.archive", "id"),
     ] {
         let sql = format!("SELECT * FROM {table} ORDER BY {order}");
-        wait_until(SYNC_TIMEOUT, &format!("{table} on the new server"), || async {
-            let (want, got) = (rows(&pair.src, &sql).await?, rows(&third, &sql).await?);
-            ensure!(
-                want == got,
-                "{} rows on the source, {} on the new server",
-                want.len(),
-                got.len()
-            );
-            Ok(())
-        })
+        wait_until(
+            SYNC_TIMEOUT,
+            &format!("{table} on the new server"),
+            || async {
+                let (want, got) = (rows(&pair.src, &sql).await?, rows(&third, &sql).await?);
+                ensure!(
+                    want == got,
+                    "{} rows on the source, {} on the new server",
+                    want.len(),
+                    got.len()
+                );
+                Ok(())
+            },
+        )
         .await?;
     }
     let orders = third.count("shop", "orders").await?;
-    ensure!(orders > 3, "no order written during the test arrived ({orders})");
+    ensure!(
+        orders > 3,
+        "no order written during the test arrived ({orders})"
+    );
     let servers = stack.api.get("/api/v1/servers", Some(viewer)).await?;
     ensure!(
         servers.status == 200

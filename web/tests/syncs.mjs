@@ -15,6 +15,8 @@ const t = await start("syncs");
 // re-snapshot): that refused request is expected.
 t.allow(/409 PUT .*\/api\/v1\/syncs\//);
 t.allow(/status of 409/);
+// Deleting the server the new sync uses is refused (409, shown in words).
+t.allow(/409 DELETE .*\/api\/v1\/servers\//);
 
 const target = (page) => page.getByTestId(`target-${sync}-${server}`);
 const state = (page, s) => target(page).locator(`[data-testid="state"][data-state="${s}"]`);
@@ -154,6 +156,13 @@ await t.run(async () => {
   if ((await admin.getByTestId("notice").count()) !== 0) throw new Error(await admin.getByTestId("notice").textContent());
   await rowsMove(admin, "after the re-snapshot");
 
+  const applied = await rowsApplied(admin);
+  t.step = "admin: deleting the server a sync uses is refused, in words";
+  await t.open(admin, "Servers");
+  await admin.getByTestId(`server-${server}`).getByRole("button", { name: "Delete" }).click();
+  await admin.getByTestId("notice").filter({ hasText: sync }).waitFor(WAIT);
+  await admin.getByTestId(`server-${server}`).waitFor(WAIT);
+
   const dark = await t.login(env("ADMIN_TOKEN"), "admin", { colorScheme: "dark" });
   await t.open(dark, "Syncs");
   await state(dark, "streaming").waitFor(WAIT);
@@ -186,5 +195,5 @@ await t.run(async () => {
   await viewer.getByTestId(`server-${server}`).waitFor(WAIT);
   await t.shot(viewer, "servers-phone");
 
-  return `rows applied on ${server}: ${await rowsApplied(admin)}`;
+  return `rows applied on ${server} after the re-snapshot: ${applied}`;
 });

@@ -141,6 +141,11 @@ await t.run(async () => {
   await t.shot(admin, "syncs-widened");
   await widened.getByRole("button", { name: "Save and re-snapshot" }).click();
   await edit.waitFor({ ...WAIT, state: "detached" });
+  t.step = "admin: the re-snapshot's progress (shop.bulk takes seconds to copy)";
+  const snap = target(admin).getByTestId("snapshot");
+  await snap.filter({ hasText: /tables · [1-9][\d,]* of about [\d,]+ rows/ }).waitFor(WAIT);
+  await target(admin).locator("progress").waitFor(WAIT);
+  await t.shot(admin, "syncs-snapshot-progress");
   await state(admin, "streaming").waitFor(WAIT);
 
   t.step = "admin: re-snapshot (confirmed)";

@@ -24,6 +24,9 @@ use crate::support::{Pair, SYNC_TIMEOUT};
 /// The new server's user password (must never show in the page, answers or the log).
 const THIRD_SECRET: &str = "Third-Secret-41d9";
 const WRONG_SECRET: &str = "Wrong-Secret-0000";
+/// Rows of shop.bulk, which the widened filter adds: enough for its snapshot to take a few
+/// seconds (~7 s for 300,000 rows in a debug build here), so the page shows its progress.
+const BULK_ROWS: u32 = 300_000;
 
 async fn rows(db: &MariaDb, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
     db.query_strings(sql).await
@@ -35,7 +38,7 @@ async fn servers_and_syncs_in_chromium() -> Result<()> {
     let (pair, third) = tokio::join!(Pair::start(), MariaDb::start(63));
     let (pair, third) = (pair?, third?);
     pair.src
-        .exec(
+        .exec(&format!(
             "CREATE DATABASE app; CREATE TABLE app.items (id INT PRIMARY KEY, v VARCHAR(20)); \
              INSERT INTO app.items VALUES (1, 'one'); CREATE DATABASE shop; \
              CREATE TABLE shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, item VARCHAR(20), qty INT); \
@@ -43,8 +46,12 @@ async fn servers_and_syncs_in_chromium() -> Result<()> {
              CREATE TABLE shop.archive (id INT PRIMARY KEY, note VARCHAR(20)); \
              INSERT INTO shop.orders (item, qty) VALUES ('pen', 1), ('ink', 2), ('pad', 3); \
              INSERT INTO shop.events VALUES (1, 'open'), (1, 'open'), (2, 'close'); \
-             INSERT INTO shop.archive VALUES (1, 'old'), (2, 'older')",
-        )
+             INSERT INTO shop.archive VALUES (1, 'old'), (2, 'older'); \
+             CREATE TABLE shop.bulk (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(100)); \
+             SET SESSION max_recursive_iterations = 1000000; \
+             INSERT INTO shop.bulk (v) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {BULK_ROWS}) \
+             SELECT CONCAT(i, REPEAT('x', 80)) FROM n; ANALYZE TABLE shop.bulk",
+        ))
         .await?;
     third
         .create_user("fsui", THIRD_SECRET, &["ALL PRIVILEGES ON *.*"])
@@ -129,6 +136,13 @@ async fn servers_and_syncs_in_chromium() -> Result<()> {
         )
         .await?;
     }
+    // shop.bulk (copied by the re-snapshots): compared by count and a checksum of its rows.
+    let sum = "SELECT COUNT(*), SUM(CRC32(CONCAT(id, ':', v))) FROM shop.bulk";
+    let (want, got) = (rows(&pair.src, sum).await?, rows(&third, sum).await?);
+    ensure!(
+        want == got,
+        "shop.bulk: {want:?} on the source, {got:?} on the new server"
+    );
     let orders = third.count("shop", "orders").await?;
     ensure!(
         orders > 3,
@@ -178,6 +192,7 @@ async fn servers_and_syncs_in_chromium() -> Result<()> {
         "syncs-preview",
         "syncs-streaming",
         "syncs-widened",
+        "syncs-snapshot-progress",
         "syncs-dark",
         "syncs-viewer",
         "syncs-phone",

@@ -57,6 +57,87 @@ pub struct PipelineStatus {
     pub rows_applied: u64,
     pub slow_tables: Vec<String>,
     pub paused_tables: Vec<(String, String)>,
+    /// While the initial snapshot is applied: its progress (`None` otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotProgress>,
+}
+
+/// How far the initial snapshot has been applied to a target, as its pipeline sees the
+/// snapshot's chunks arrive (tables come in the order of the snapshot's marker).
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct SnapshotProgress {
+    pub tables_total: u64,
+    /// Tables whose copy is complete (every table before the one being copied).
+    pub tables_done: u64,
+    /// The table being copied (`schema.table`).
+    pub table: Option<String>,
+    /// Snapshot rows applied so far.
+    pub rows: u64,
+    /// The source's estimate of the snapshot's rows (information_schema `TABLE_ROWS`, an
+    /// InnoDB estimate); `None` when it could not be read.
+    pub rows_estimate: Option<u64>,
+    /// When the snapshot's marker arrived (ms since the epoch).
+    pub started_ms: u64,
+}
+
+impl SnapshotProgress {
+    /// Seconds left at the rate so far, from the row estimate (`None`: no estimate or no rate).
+    pub fn eta_seconds(&self, now_ms: u64) -> Option<f64> {
+        let total = self.rows_estimate?;
+        let elapsed = now_ms.saturating_sub(self.started_ms) as f64 / 1000.0;
+        if self.rows == 0 || elapsed <= 0.0 {
+            return None;
+        }
+        let left = total.saturating_sub(self.rows) as f64;
+        Some(left / (self.rows as f64 / elapsed))
+    }
+
+    /// Counts the snapshot rows of `batch`; `order` is the marker's table list.
+    fn count(&mut self, batch: &[Transaction], order: &[String]) {
+        for txn in batch.iter().filter(|t| t.snapshot) {
+            self.rows += txn.changes.len() as u64;
+            if let Some(t) = txn.tables.first() {
+                let name = format!("{}.{}", t.schema, t.table);
+                if let Some(i) = order.iter().position(|n| *n == name) {
+                    self.tables_done = self.tables_done.max(i as u64);
+                }
+                self.table = Some(name);
+            }
+            if txn.snapshot_done {
+                self.tables_done = self.tables_total;
+                self.table = None;
+            }
+        }
+    }
+}
+
+/// How long the snapshot's row estimate may take before the pipeline goes on without it.
+const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The source's estimate of the rows of `tables` (information_schema), best effort.
+async fn estimate_rows(opts: &mysql_async::Opts, tables: &[String]) -> Option<u64> {
+    use mysql_async::prelude::Queryable;
+    let work = async {
+        let mut conn = mysql_async::Conn::new(opts.clone()).await.ok()?;
+        let mut total = 0u64;
+        for name in tables {
+            let (schema, table) = name.split_once('.')?;
+            let n: Option<Option<u64>> = conn
+                .exec_first(
+                    "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                    (schema, table),
+                )
+                .await
+                .ok()?;
+            total += n.flatten().unwrap_or(0);
+        }
+        let _ = conn.disconnect().await;
+        Some(total)
+    };
+    tokio::time::timeout(ESTIMATE_TIMEOUT, work)
+        .await
+        .ok()
+        .flatten()
 }
 
 pub type Registry = Arc<Mutex<BTreeMap<String, PipelineStatus>>>;
@@ -304,6 +385,9 @@ impl Pipeline {
         let mut last_progress = std::time::Instant::now();
         let is_marker = |t: &Transaction| t.snapshot && t.txn_id == 0 && !t.snapshot_done;
         let mut control = self.control.clone();
+        // The snapshot's tables in copy order, and its progress (while one is applied).
+        let mut snapshot_order: Vec<String> = Vec::new();
+        let mut progress: Option<SnapshotProgress> = None;
         loop {
             if !self.wait_while_paused(&mut control, cancel).await {
                 return Ok(());
@@ -321,7 +405,23 @@ impl Pipeline {
                 applier
                     .begin_snapshot(&first.txn.position, &first.txn.tables)
                     .await?;
-                self.update(|s| s.state = "snapshotting".into());
+                snapshot_order = first
+                    .txn
+                    .tables
+                    .iter()
+                    .map(|t| format!("{}.{}", t.schema, t.table))
+                    .collect();
+                let p = SnapshotProgress {
+                    tables_total: snapshot_order.len() as u64,
+                    rows_estimate: estimate_rows(&self.spec.opts, &snapshot_order).await,
+                    started_ms: now_ms(),
+                    ..Default::default()
+                };
+                progress = Some(p.clone());
+                self.update(|s| {
+                    s.state = "snapshotting".into();
+                    s.snapshot = Some(p);
+                });
                 continue;
             }
             let mut last_offset = first.offset;
@@ -367,6 +467,12 @@ impl Pipeline {
             lag.set(lag_s);
             rows_applied += rows as u64;
             let snapshotting = matches!(state.snapshot, SnapshotState::Running);
+            if let Some(p) = progress.as_mut() {
+                p.count(&batch, &snapshot_order);
+            }
+            if !snapshotting {
+                progress = None;
+            }
             if !snapshotting && self.until.as_ref().is_some_and(|u| &state.position >= u) {
                 self.finished.store(true, Ordering::Relaxed);
                 let position = state.position.to_string();
@@ -403,6 +509,7 @@ impl Pipeline {
                 s.rows_applied = rows_applied;
                 s.slow_tables = slow;
                 s.paused_tables = paused;
+                s.snapshot = progress.clone();
             });
         }
     }
@@ -459,5 +566,103 @@ impl Feed for EmbeddedFeed {
 
     fn is_idle(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod snapshot_progress_tests {
+    use super::SnapshotProgress;
+    use fleetsync_proto::{KeyKind, Op, Origin, Position, RowChange, TableSchema, Transaction};
+
+    fn chunk(table: Option<&str>, rows: usize, done: bool) -> Transaction {
+        let tables = table
+            .map(|t| {
+                vec![TableSchema {
+                    schema: "app".into(),
+                    table: t.into(),
+                    columns: Vec::new(),
+                    key: Vec::new(),
+                    key_kind: KeyKind::None,
+                    transactional: true,
+                }]
+            })
+            .unwrap_or_default();
+        Transaction {
+            origin: Origin {
+                name: "src".into(),
+                server_id: 1,
+                server_uuid: String::new(),
+            },
+            gtid: None,
+            position: Position::new("binlog.000001", 4),
+            txn_id: 1,
+            commit_ts_ms: 0,
+            snapshot: true,
+            snapshot_done: done,
+            tables,
+            changes: (0..rows)
+                .map(|_| RowChange {
+                    table: 0,
+                    op: Op::Snapshot,
+                    before: None,
+                    after: Some(Vec::new()),
+                })
+                .collect(),
+            ddl: None,
+        }
+    }
+
+    /// Tables done follow the marker's order (an empty table sends no chunk: it still counts
+    /// once a later table starts); the last chunk completes them all.
+    #[test]
+    fn counts_rows_and_tables_in_marker_order() {
+        let order: Vec<String> = ["app.a", "app.empty", "app.c"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut p = SnapshotProgress {
+            tables_total: 3,
+            ..Default::default()
+        };
+        p.count(
+            &[chunk(Some("a"), 10, false), chunk(Some("a"), 5, false)],
+            &order,
+        );
+        assert_eq!((p.tables_done, p.rows), (0, 15));
+        assert_eq!(p.table.as_deref(), Some("app.a"));
+        p.count(&[chunk(Some("c"), 7, false)], &order);
+        assert_eq!((p.tables_done, p.rows), (2, 22));
+        p.count(&[chunk(None, 0, true)], &order);
+        assert_eq!((p.tables_done, p.rows, p.table.clone()), (3, 22, None));
+    }
+
+    /// The ETA is the rows left at the rate so far; none without an estimate or rows.
+    #[test]
+    fn eta_from_rate_and_estimate() {
+        let p = SnapshotProgress {
+            tables_total: 3,
+            rows: 1000,
+            rows_estimate: Some(4000),
+            started_ms: 10_000,
+            ..Default::default()
+        };
+        // 1000 rows in 2 s: 3000 left at 500 rows/s.
+        assert_eq!(p.eta_seconds(12_000), Some(6.0));
+        assert_eq!(
+            SnapshotProgress {
+                rows: 0,
+                ..p.clone()
+            }
+            .eta_seconds(12_000),
+            None
+        );
+        assert_eq!(
+            SnapshotProgress {
+                rows_estimate: None,
+                ..p
+            }
+            .eta_seconds(12_000),
+            None
+        );
     }
 }

@@ -89,6 +89,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .merge(super::defs::routes(OpenApiRouter::new()))
         .merge(super::schedules::routes(OpenApiRouter::new()))
         .merge(super::dash::routes(OpenApiRouter::new()))
+        .merge(super::syncs_dash::routes(OpenApiRouter::new()))
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;
@@ -193,6 +194,8 @@ struct TargetView {
     failure: Option<Failure>,
     paused_tables: Vec<PausedTable>,
     slow_tables: Vec<String>,
+    /// While the state is `snapshotting`: how far the initial snapshot is (null otherwise).
+    snapshot: Option<super::syncs_dash::SnapshotView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -239,6 +242,7 @@ fn sync_view(s: &ApiState, sync: &fleetsync_config::SyncConfig) -> SyncView {
                         })
                         .collect(),
                     slow_tables: p.slow_tables.clone(),
+                    snapshot: p.snapshot.as_ref().map(super::syncs_dash::snapshot_view),
                 },
                 None => TargetView {
                     target: t.clone(),
@@ -251,6 +255,7 @@ fn sync_view(s: &ApiState, sync: &fleetsync_config::SyncConfig) -> SyncView {
                     failure: None,
                     paused_tables: Vec::new(),
                     slow_tables: Vec::new(),
+                    snapshot: None,
                 },
             }
         })

@@ -465,6 +465,17 @@ impl Defs {
         self.applied.send_replace(generation);
     }
 
+    /// An API-made sync's fields as stored (`None`: no such sync made over the API).
+    pub fn api_sync_fields(&self, name: &str) -> Option<Map<String, Value>> {
+        let state = self.state.lock().ok()?;
+        state
+            .store
+            .syncs
+            .iter()
+            .find(|m| m.get("name").and_then(Value::as_str) == Some(name))
+            .cloned()
+    }
+
     pub fn server_origin(&self, name: &str) -> Origin {
         if self.file.server(name).is_some() {
             Origin::File

@@ -75,6 +75,8 @@ pub struct AuditFilter {
     pub outcome: Option<String>,
     /// RFC 3339: entries at or after this time.
     pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// RFC 3339: entries before this time.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
     pub limit: usize,
 }
 
@@ -185,6 +187,9 @@ impl AuditFilter {
             && self
                 .since
                 .is_none_or(|s| chrono::DateTime::parse_from_rfc3339(&e.time).is_ok_and(|t| t >= s))
+            && self
+                .until
+                .is_none_or(|u| chrono::DateTime::parse_from_rfc3339(&e.time).is_ok_and(|t| t < u))
     }
 }
 

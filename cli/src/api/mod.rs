@@ -30,6 +30,7 @@ pub mod tokens;
 // After `problem`, whose `problem_answers!` they use.
 mod conflicts;
 mod summary;
+mod overview;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -111,6 +111,22 @@ impl History {
         }
     }
 
+    /// Per pipeline: (sync, target, [(time, lag_seconds)] oldest first), for the in-process
+    /// lag alerts (`api::overview`).
+    pub(super) fn lags(&self) -> Vec<(String, String, Vec<(String, f64)>)> {
+        self.0
+            .lock()
+            .map(|all| {
+                all.values()
+                    .map(|t| {
+                        let points = t.points.iter().map(|p| (p.time.clone(), p.lag_seconds));
+                        (t.sync.clone(), t.target.clone(), points.collect())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn snapshot(&self) -> Vec<Series> {
         self.0
             .lock()

@@ -158,6 +158,8 @@ const PINNED: &[(&str, &[&str])] = &[
     ("delete_schedule", &["schedule:manage"]),
     ("trigger_schedule", &["schedule:manage"]),
     ("whoami", &[]),
+    ("servers_overview", &["servers:read"]),
+    ("list_alerts", &["syncs:read"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).

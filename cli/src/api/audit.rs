@@ -297,6 +297,26 @@ mod tests {
             .expect("query");
         assert_eq!(t1.len(), 2);
         assert!(t1.iter().all(|e| e.token.as_deref() == Some("t1")));
+        // A time range: `since` at or after, `until` before.
+        let at = |e: &AuditEntry| chrono::DateTime::parse_from_rfc3339(&e.time).expect("time");
+        let (newest, oldest) = (at(&all[0]).to_utc(), at(&all[7]).to_utc());
+        let none_before = log
+            .query(&AuditFilter {
+                until: Some(oldest),
+                limit: 100,
+                ..Default::default()
+            })
+            .expect("query");
+        assert!(none_before.is_empty());
+        let range = log
+            .query(&AuditFilter {
+                since: Some(oldest),
+                until: Some(newest + chrono::Duration::milliseconds(1)),
+                limit: 100,
+                ..Default::default()
+            })
+            .expect("query");
+        assert_eq!(range.len(), 8);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

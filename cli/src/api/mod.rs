@@ -29,8 +29,8 @@ pub mod tls;
 pub mod tokens;
 // After `problem`, whose `problem_answers!` they use.
 mod conflicts;
-mod summary;
 mod overview;
+mod summary;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The dashboard's Overview feeds: `GET /api/v1/servers/overview` (every server: reachable,
+//! The dashboard's Overview feeds: `GET /api/v1/overview/servers` (every server: reachable,
 //! role, binlog position, latest health verdict) and `GET /api/v1/alerts` (the conditions of
 //! deploy/prometheus/fleetsync-rules.yml, evaluated in this process, the firing ones).
 //!
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::Json;
+use mysql_async::prelude::Queryable;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -67,7 +68,8 @@ struct AppliedView {
 /// The latest health verdict of a server and where it comes from.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 struct HealthSummary {
-    /// `pass`, `warn` or `fail`.
+    /// The overall verdict: `healthy`, `degraded` (a check warns) or `critical` (a check
+    /// fails).
     status: String,
     /// The checks that warn or fail, `name (status)`.
     problems: Vec<String>,
@@ -240,7 +242,7 @@ fn health_from_jobs(jobs: &[fleetsync_proto::jobs::Job], server: &str) -> Option
 /// Servers are probed at most every 10 s (a cached answer otherwise), each probe bounded by
 /// 3 s; the health verdict is the periodic checks' (`[health] interval_secs`) when they are
 /// fresher than the newest health job's, else that job's.
-#[utoipa::path(get, path = "/api/v1/servers/overview", operation_id = "servers_overview", tag = "servers",
+#[utoipa::path(get, path = "/api/v1/overview/servers", operation_id = "servers_overview", tag = "servers",
     security(("bearer" = ["servers:read"])),
     responses((status = 200, body = ServersOverview), DeniedProblems))]
 async fn servers_overview(State(s): State<ApiState>) -> Json<ServersOverview> {
@@ -352,7 +354,14 @@ struct AlertsView {
     alerts: Vec<Alert>,
 }
 
-fn alert(name: &str, severity: &str, subject: String, since: String, summary: String, todo: &str) -> Alert {
+fn alert(
+    name: &str,
+    severity: &str,
+    subject: String,
+    since: String,
+    summary: String,
+    todo: &str,
+) -> Alert {
     Alert {
         name: name.into(),
         severity: severity.into(),
@@ -383,7 +392,7 @@ fn held_for(since: &str, for_: Duration) -> bool {
 }
 
 /// The pipeline rules: failed, retrying long, lag too high.
-fn pipeline_alerts(list: &[PipelineStatus], lags: &[(String, String, Vec<(String, f64)>)]) -> Vec<Alert> {
+fn pipeline_alerts(list: &[PipelineStatus], lags: &[super::summary::LagTrail]) -> Vec<Alert> {
     let mut out = Vec::new();
     for p in list {
         let subject = format!("sync {} → {}", p.sync, p.target);
@@ -451,9 +460,11 @@ fn health_alerts() -> Vec<Alert> {
     });
     let mut out = Vec::new();
     for (server, (status, problems)) in verdicts {
+        // The verdict is the report's overall status: a failing check makes it `critical`, a
+        // warning one `degraded`.
         let (name, severity, for_) = match status.as_str() {
-            "fail" => ("FleetsyncHealthCheckFailing", "critical", HEALTH_FAIL_FOR),
-            "warn" => ("FleetsyncHealthCheckWarning", "warning", HEALTH_WARN_FOR),
+            "critical" => ("FleetsyncHealthCheckFailing", "critical", HEALTH_FAIL_FOR),
+            "degraded" => ("FleetsyncHealthCheckWarning", "warning", HEALTH_WARN_FOR),
             _ => continue,
         };
         let since = seen
@@ -491,6 +502,8 @@ async fn open_conflicts(config: &fleetsync_config::Config) -> OpenConflicts {
     for target in conflicts_service::targets(config) {
         let read = async {
             let mut conn = conflicts_service::connect(config, &target).await.ok()?;
+            // `detected_at` is a TIMESTAMP: read it in UTC, to answer RFC 3339.
+            conn.query_drop("SET time_zone = '+00:00'").await.ok()?;
             let open = conflicts_service::query(&mut conn, &target, &Default::default())
                 .await
                 .ok();
@@ -501,11 +514,23 @@ async fn open_conflicts(config: &fleetsync_config::Config) -> OpenConflicts {
             continue;
         };
         if let Some(oldest) = open.iter().map(|c| c.detected_at.clone()).min() {
-            out.insert(target, (open.len(), oldest));
+            out.insert(target, (open.len(), utc_rfc3339(&oldest)));
         }
     }
     *cache = Some((Instant::now(), out.clone()));
     out
+}
+
+/// A MariaDB `DATETIME` text read in UTC (`2026-01-31 12:00:00.123456`) as RFC 3339; other
+/// text as it is.
+fn utc_rfc3339(text: &str) -> String {
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").map_or_else(
+        |_| text.to_string(),
+        |t| {
+            t.and_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        },
+    )
 }
 
 /// The firing alerts: the conditions of deploy/prometheus/fleetsync-rules.yml evaluated in
@@ -554,11 +579,36 @@ mod tests {
     #[test]
     fn lag_needs_a_long_enough_run() {
         let f = Duration::from_secs(300);
-        assert_eq!(lag_run_since(&points(&[(0, 40.0), (300, 45.0)]), 30.0, f).as_deref(), Some("2026-01-01T00:00:00Z"));
-        assert_eq!(lag_run_since(&points(&[(0, 40.0), (299, 45.0)]), 30.0, f), None);
-        assert_eq!(lag_run_since(&points(&[(0, 40.0), (100, 1.0), (400, 45.0)]), 30.0, f), None);
-        assert_eq!(lag_run_since(&points(&[(0, 40.0), (400, 45.0), (500, 2.0)]), 30.0, f), None);
+        assert_eq!(
+            lag_run_since(&points(&[(0, 40.0), (300, 45.0)]), 30.0, f).as_deref(),
+            Some("2026-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            lag_run_since(&points(&[(0, 40.0), (299, 45.0)]), 30.0, f),
+            None
+        );
+        assert_eq!(
+            lag_run_since(&points(&[(0, 40.0), (100, 1.0), (400, 45.0)]), 30.0, f),
+            None
+        );
+        assert_eq!(
+            lag_run_since(&points(&[(0, 40.0), (400, 45.0), (500, 2.0)]), 30.0, f),
+            None
+        );
         assert_eq!(lag_run_since(&[], 30.0, f), None);
+    }
+
+    #[test]
+    fn conflict_times_become_rfc3339() {
+        assert_eq!(
+            utc_rfc3339("2026-12-07 02:14:25.961015"),
+            "2026-12-07T02:14:25.961Z"
+        );
+        assert_eq!(
+            utc_rfc3339("2026-12-07 02:14:25"),
+            "2026-12-07T02:14:25.000Z"
+        );
+        assert_eq!(utc_rfc3339("garbage"), "garbage");
     }
 
     fn pipeline(state: &str, since: Option<&str>) -> PipelineStatus {
@@ -588,13 +638,26 @@ mod tests {
                 .map(|a| a.name)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(names(&[pipeline("failed", Some(old))]), ["FleetsyncSyncFailed"]);
+        assert_eq!(
+            names(&[pipeline("failed", Some(old))]),
+            ["FleetsyncSyncFailed"]
+        );
         assert!(names(&[pipeline("failed", Some(&now))]).is_empty());
-        assert_eq!(names(&[pipeline("retrying", Some(old))]), ["FleetsyncPipelineDown"]);
+        assert_eq!(
+            names(&[pipeline("retrying", Some(old))]),
+            ["FleetsyncPipelineDown"]
+        );
         assert!(names(&[pipeline("retrying", Some(&now))]).is_empty());
         assert!(names(&[pipeline("streaming", None), pipeline("paused", None)]).is_empty());
-        let lag = vec![("s1".into(), "dst".into(), points(&[(0, 400.0), (360, 500.0)]))];
+        let lag = vec![(
+            "s1".into(),
+            "dst".into(),
+            points(&[(0, 400.0), (360, 500.0)]),
+        )];
         let a = pipeline_alerts(&[], &lag);
-        assert_eq!((a[0].name.as_str(), a[0].severity.as_str()), ("FleetsyncReplicationLagHigh", "critical"));
+        assert_eq!(
+            (a[0].name.as_str(), a[0].severity.as_str()),
+            ("FleetsyncReplicationLagHigh", "critical")
+        );
     }
 }

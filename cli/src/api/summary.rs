@@ -73,6 +73,9 @@ struct Track {
     points: VecDeque<Point>,
 }
 
+/// A pipeline's lag history: (sync, target, [(RFC 3339 time, lag_seconds)] oldest first).
+pub(super) type LagTrail = (String, String, Vec<(String, f64)>);
+
 /// The points of every pipeline, keyed `sync/target`.
 #[derive(Default)]
 pub struct History(Mutex<BTreeMap<String, Track>>);
@@ -113,7 +116,7 @@ impl History {
 
     /// Per pipeline: (sync, target, [(time, lag_seconds)] oldest first), for the in-process
     /// lag alerts (`api::overview`).
-    pub(super) fn lags(&self) -> Vec<(String, String, Vec<(String, f64)>)> {
+    pub(super) fn lags(&self) -> Vec<LagTrail> {
         self.0
             .lock()
             .map(|all| {

@@ -261,7 +261,11 @@ async fn park_conflict(pair: &Pair, api: &ApiClient, token: &str) -> Result<()> 
         let l = api
             .get("/api/v1/conflicts?table=app.inv", Some(token))
             .await?;
-        ensure!(l.status == 200 && l.json()?.as_array().map_or(0, Vec::len) == 1, "{}", l.body);
+        ensure!(
+            l.status == 200 && l.json()?.as_array().map_or(0, Vec::len) == 1,
+            "{}",
+            l.body
+        );
         Ok(())
     })
     .await

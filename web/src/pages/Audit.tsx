@@ -105,7 +105,7 @@ export function Audit({ api }: PageProps) {
       ) : (
         <>
           <p class="muted" data-testid="audit-count" data-value={data.length}>
-            {data.length} entries, newest first{data.length >= applied.limit ? ` (capped at ${applied.limit}: narrow the filters or the time range to see older ones)` : ""}.
+            {data.length === 1 ? "1 entry" : `${data.length} entries`}, newest first{data.length >= applied.limit ? ` (capped at ${applied.limit}: narrow the filters or the time range to see older ones)` : ""}.
           </p>
           <table>
             <thead>

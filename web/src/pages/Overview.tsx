@@ -44,7 +44,7 @@ export function Overview({ api, can }: PageProps) {
     api,
     async () => {
       const [overview, conflicts] = await Promise.all([
-        can("servers:read") ? api.get("/api/v1/servers/overview") : Promise.resolve(null),
+        can("servers:read") ? api.get("/api/v1/overview/servers") : Promise.resolve(null),
         // A target that cannot be read fails the listing: the rest of the page still shows.
         api.get("/api/v1/conflicts").then(
           (c) => ({ c, e: null }),
@@ -255,7 +255,7 @@ function Servers({ servers, overview }: { servers: Schemas["ServerView"][]; over
                 <td data-testid="health">
                   {o?.health ? (
                     <>
-                      <span class={`badge ${o.health.status === "pass" ? "good" : o.health.status === "warn" ? "warn" : "bad"}`}>
+                      <span class={`badge ${o.health.status === "healthy" ? "good" : o.health.status === "degraded" ? "warn" : "bad"}`}>
                         {o.health.status}
                       </span>{" "}
                       {o.health.problems.join(", ")}

@@ -8,6 +8,7 @@ import { duration } from "../format";
 import { appendPoints, type ChartData } from "./overview-logic";
 
 const HEIGHT = 150;
+const MIN_SPAN_SECONDS = 300;
 
 function cssVar(name: string, fallback: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
@@ -31,7 +32,11 @@ export function LagChart({ id, label, points }: { id: string; label: string; poi
         height: HEIGHT,
         legend: { show: false },
         cursor: { show: false },
-        scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+        scales: {
+          // At least 5 minutes wide: a chart of the first few samples reads as minutes, not ms.
+          x: { time: true, range: (_u, min, max) => [Math.min(min, max - MIN_SPAN_SECONDS), max] },
+          y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] },
+        },
         axes: [axis, { ...axis, size: 60, values: (_u, ticks) => ticks.map((t) => duration(t)) }],
         series: [{}, { label: "lag", stroke: cssVar("--accent", "#1f5fbf"), width: 2, points: { show: false } }],
       },

@@ -223,11 +223,11 @@ function Servers({ servers, overview }: { servers: Schemas["ServerView"][]; over
             const o = overview?.servers.find((x) => x.name === s.name);
             return (
               <tr data-testid={`server-${s.name}`}>
-                <td>
+                <td data-label="Name">
                   {s.name}
                   <div class="muted">{s.origin === "file" ? "config file" : "API"}</div>
                 </td>
-                <td data-testid="reachable" data-value={o ? String(o.reachable) : undefined}>
+                <td data-label="Reachable" data-testid="reachable" data-value={o ? String(o.reachable) : undefined}>
                   {!o ? (
                     <span class="muted">checking…</span>
                   ) : o.reachable ? (
@@ -238,8 +238,8 @@ function Servers({ servers, overview }: { servers: Schemas["ServerView"][]; over
                     </>
                   )}
                 </td>
-                <td>{o ? roleWords(o) : ""}</td>
-                <td>
+                <td data-label="Role">{o ? roleWords(o) : ""}</td>
+                <td data-label="Binlog position">
                   {o?.binlog_position && (
                     <>
                       <code data-testid="binlog-position">{o.binlog_position}</code>
@@ -252,7 +252,7 @@ function Servers({ servers, overview }: { servers: Schemas["ServerView"][]; over
                     </div>
                   ))}
                 </td>
-                <td data-testid="health">
+                <td data-label="Health" data-testid="health">
                   {o?.health ? (
                     <>
                       <span class={`badge ${o.health.status === "healthy" ? "good" : o.health.status === "degraded" ? "warn" : "bad"}`}>
@@ -265,7 +265,7 @@ function Servers({ servers, overview }: { servers: Schemas["ServerView"][]; over
                     <span class="muted">{o ? "not checked yet" : ""}</span>
                   )}
                 </td>
-                <td>
+                <td data-label="Address">
                   <code>{s.url}</code>
                   <div class="muted">TLS {s.tls}</div>
                 </td>

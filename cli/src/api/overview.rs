@@ -297,16 +297,13 @@ async fn servers_overview(State(s): State<ApiState>) -> Json<ServersOverview> {
                 every_seconds: every,
             });
             // A job newer than one periodic interval beats the periodic verdict.
+            let job_is_fresher = from_job.as_ref().is_some_and(|j| {
+                j.age_seconds
+                    .zip(every)
+                    .is_some_and(|(age, e)| age < e as f64)
+            });
             let health = match (from_periodic, from_job) {
-                (Some(per), Some(job))
-                    if job
-                        .age_seconds
-                        .zip(every)
-                        .is_some_and(|(age, e)| age < e as f64) =>
-                {
-                    let _ = per;
-                    Some(job)
-                }
+                (_, Some(job)) if job_is_fresher => Some(job),
                 (Some(per), _) => Some(per),
                 (None, job) => job,
             };

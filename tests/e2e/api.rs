@@ -160,6 +160,8 @@ const PINNED: &[(&str, &[&str])] = &[
     ("trigger_schedule", &["schedule:manage"]),
     ("whoami", &[]),
     ("get_sync_definition", &["syncs:read"]),
+    ("servers_overview", &["servers:read"]),
+    ("list_alerts", &["syncs:read"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).

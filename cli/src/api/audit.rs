@@ -75,6 +75,8 @@ pub struct AuditFilter {
     pub outcome: Option<String>,
     /// RFC 3339: entries at or after this time.
     pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// RFC 3339: entries before this time.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
     pub limit: usize,
 }
 
@@ -185,6 +187,9 @@ impl AuditFilter {
             && self
                 .since
                 .is_none_or(|s| chrono::DateTime::parse_from_rfc3339(&e.time).is_ok_and(|t| t >= s))
+            && self
+                .until
+                .is_none_or(|u| chrono::DateTime::parse_from_rfc3339(&e.time).is_ok_and(|t| t < u))
     }
 }
 
@@ -292,6 +297,26 @@ mod tests {
             .expect("query");
         assert_eq!(t1.len(), 2);
         assert!(t1.iter().all(|e| e.token.as_deref() == Some("t1")));
+        // A time range: `since` at or after, `until` before.
+        let at = |e: &AuditEntry| chrono::DateTime::parse_from_rfc3339(&e.time).expect("time");
+        let (newest, oldest) = (at(&all[0]).to_utc(), at(&all[7]).to_utc());
+        let none_before = log
+            .query(&AuditFilter {
+                until: Some(oldest),
+                limit: 100,
+                ..Default::default()
+            })
+            .expect("query");
+        assert!(none_before.is_empty());
+        let range = log
+            .query(&AuditFilter {
+                since: Some(oldest),
+                until: Some(newest + chrono::Duration::milliseconds(1)),
+                limit: 100,
+                ..Default::default()
+            })
+            .expect("query");
+        assert_eq!(range.len(), 8);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

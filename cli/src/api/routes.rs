@@ -90,6 +90,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .merge(super::schedules::routes(OpenApiRouter::new()))
         .merge(super::dash::routes(OpenApiRouter::new()))
         .merge(super::syncs_dash::routes(OpenApiRouter::new()))
+        .merge(super::overview::routes(OpenApiRouter::new()))
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;
@@ -500,6 +501,9 @@ struct AuditQuery {
     /// RFC 3339: only entries at or after this time.
     #[param(format = DateTime)]
     since: Option<String>,
+    /// RFC 3339: only entries before this time.
+    #[param(format = DateTime)]
+    until: Option<String>,
     /// Most entries to return (1-1000, default 100), newest first.
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
@@ -528,6 +532,19 @@ async fn list_audit(
         ),
         None => None,
     };
+    let until = match &q.until {
+        Some(t) => Some(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|_| {
+                    Problem::bad_request(format!(
+                        "until {t:?}: must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z"
+                    ))
+                    .field("until")
+                })?
+                .with_timezone(&chrono::Utc),
+        ),
+        None => None,
+    };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(
@@ -539,6 +556,7 @@ async fn list_audit(
         action: q.action,
         outcome: q.outcome,
         since,
+        until,
         limit,
     };
     let entries = s

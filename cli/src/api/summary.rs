@@ -73,6 +73,9 @@ struct Track {
     points: VecDeque<Point>,
 }
 
+/// A pipeline's lag history: (sync, target, [(RFC 3339 time, lag_seconds)] oldest first).
+pub(super) type LagTrail = (String, String, Vec<(String, f64)>);
+
 /// The points of every pipeline, keyed `sync/target`.
 #[derive(Default)]
 pub struct History(Mutex<BTreeMap<String, Track>>);
@@ -109,6 +112,22 @@ impl History {
                 state: p.state.clone(),
             });
         }
+    }
+
+    /// Per pipeline: (sync, target, [(time, lag_seconds)] oldest first), for the in-process
+    /// lag alerts (`api::overview`).
+    pub(super) fn lags(&self) -> Vec<LagTrail> {
+        self.0
+            .lock()
+            .map(|all| {
+                all.values()
+                    .map(|t| {
+                        let points = t.points.iter().map(|p| (p.time.clone(), p.lag_seconds));
+                        (t.sync.clone(), t.target.clone(), points.collect())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn snapshot(&self) -> Vec<Series> {

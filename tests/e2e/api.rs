@@ -158,6 +158,7 @@ const PINNED: &[(&str, &[&str])] = &[
     ("delete_schedule", &["schedule:manage"]),
     ("trigger_schedule", &["schedule:manage"]),
     ("whoami", &[]),
+    ("get_backup_settings", &["backup:create"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).

@@ -11,7 +11,7 @@ use fleetsync_config::{Config, TableFilter};
 use fleetsync_coordinator::pitr;
 use fleetsync_proto::jobs::{
     BackupCreateReport, BackupListEntry, BackupPruneReport, BackupRestoreReport,
-    BackupVerifyReport, PrunedBackup, RestorePlanReport, RestoredReport,
+    BackupVerified, BackupVerifyReport, PrunedBackup, RestorePlanReport, RestoredReport,
 };
 pub use fleetsync_proto::requests::{
     BackupCreateRequest, BackupPruneRequest, BackupRestoreRequest, BackupVerifyRequest,
@@ -85,12 +85,19 @@ pub async fn verify(
     tracker.phase(format!("verifying backup {}", req.id));
     tracker.planned(None, Some(m.total_rows.max(1)));
     let cancel = cancel.clone();
-    let report = tokio::task::spawn_blocking(move || {
+    let dir = settings.dir.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
         verify::verify_with(&settings.dir, &m, &settings, &|| cancel.is_cancelled())
     })
     .await
-    .context("verification stopped")?
-    .map_err(cancelled_or)?;
+    .context("verification stopped")?;
+    // Recorded beside the manifest for `backup list` (a cancelled verify proves nothing).
+    match &outcome {
+        Ok(_) => record_verified(&dir, &req.id, None),
+        Err(BackupError::Cancelled) => {}
+        Err(e) => record_verified(&dir, &req.id, Some(e.to_string())),
+    }
+    let report = outcome.map_err(cancelled_or)?;
     tracker.rows(report.rows);
     tracker.bytes(report.bytes);
     Ok(BackupVerifyReport {
@@ -201,16 +208,47 @@ pub fn parse_renames(items: &[String]) -> anyhow::Result<Vec<(String, String)>> 
         .collect()
 }
 
+/// The file beside a backup's manifest that records its last verification.
+pub const VERIFIED_FILE: &str = "verified.json";
+
+/// Records the outcome of a verification of backup `id` (`error`: why it failed). Best
+/// effort: a backup directory that cannot be written is logged, the verify's own outcome
+/// stands.
+fn record_verified(dir: &std::path::Path, id: &str, error: Option<String>) {
+    let record = BackupVerified {
+        state: if error.is_some() { "failed" } else { "verified" }.into(),
+        at: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        error,
+    };
+    let root = dir.join(id);
+    let tmp = root.join(format!("{VERIFIED_FILE}.tmp"));
+    let written = serde_json::to_vec_pretty(&record)
+        .map_err(std::io::Error::other)
+        .and_then(|json| fleetsync_agent::owner_only::write(&tmp, json))
+        .and_then(|()| std::fs::rename(&tmp, root.join(VERIFIED_FILE)));
+    if let Err(e) = written {
+        tracing::warn!(backup = %id, error = %e, "cannot record the verification");
+    }
+}
+
+/// The last recorded verification of backup `id` (`never` without a readable record).
+fn read_verified(dir: &std::path::Path, id: &str) -> BackupVerified {
+    std::fs::read(dir.join(id).join(VERIFIED_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
 /// Every backup in `[backup] dir`, oldest first (`backup list --json`, `GET /api/v1/backups`).
 pub fn list(config: &Config) -> anyhow::Result<Vec<BackupListEntry>> {
     let settings = Settings::from_config(&config.backup)?;
     Ok(manifest::list(&settings.dir)?
         .iter()
-        .map(list_entry)
+        .map(|r| list_entry(&settings.dir, r))
         .collect())
 }
 
-fn list_entry(r: &manifest::Listed) -> BackupListEntry {
+fn list_entry(dir: &std::path::Path, r: &manifest::Listed) -> BackupListEntry {
     match r {
         Ok(m) => BackupListEntry {
             id: m.id.clone(),
@@ -229,6 +267,7 @@ fn list_entry(r: &manifest::Listed) -> BackupListEntry {
             encrypted: Some(m.encrypted),
             compression: Some(m.compression.clone()),
             error: m.error.clone(),
+            verified: read_verified(dir, &m.id),
         },
         Err((id, e)) => BackupListEntry {
             id: id.clone(),
@@ -244,6 +283,7 @@ fn list_entry(r: &manifest::Listed) -> BackupListEntry {
             encrypted: None,
             compression: None,
             error: Some(e.clone()),
+            verified: BackupVerified::default(),
         },
     }
 }

@@ -10,8 +10,8 @@ use fleetsync_agent::backup::{dump, manifest, prune, restore, verify, BackupErro
 use fleetsync_config::{Config, TableFilter};
 use fleetsync_coordinator::pitr;
 use fleetsync_proto::jobs::{
-    BackupCreateReport, BackupListEntry, BackupPruneReport, BackupRestoreReport,
-    BackupVerified, BackupVerifyReport, PrunedBackup, RestorePlanReport, RestoredReport,
+    BackupCreateReport, BackupListEntry, BackupPruneReport, BackupRestoreReport, BackupVerified,
+    BackupVerifyReport, PrunedBackup, RestorePlanReport, RestoredReport,
 };
 pub use fleetsync_proto::requests::{
     BackupCreateRequest, BackupPruneRequest, BackupRestoreRequest, BackupVerifyRequest,
@@ -216,7 +216,12 @@ pub const VERIFIED_FILE: &str = "verified.json";
 /// stands.
 fn record_verified(dir: &std::path::Path, id: &str, error: Option<String>) {
     let record = BackupVerified {
-        state: if error.is_some() { "failed" } else { "verified" }.into(),
+        state: if error.is_some() {
+            "failed"
+        } else {
+            "verified"
+        }
+        .into(),
         at: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         error,
     };

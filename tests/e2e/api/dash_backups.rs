@@ -39,7 +39,13 @@ async fn backups_and_transfer_in_chromium() -> Result<()> {
     let browser = Browser::ready()?;
     let pair = Pair::start().await?;
     let values: Vec<String> = (1..=ROWS)
-        .map(|i| format!("({i}, 'item {i}', {i}.25, '2026-01-{:02} 10:00:0{}')", i % 28 + 1, i % 10))
+        .map(|i| {
+            format!(
+                "({i}, 'item {i}', {i}.25, '2026-01-{:02} 10:00:0{}')",
+                i % 28 + 1,
+                i % 10
+            )
+        })
         .collect();
     pair.src
         .exec(&format!(
@@ -62,8 +68,17 @@ async fn backups_and_transfer_in_chromium() -> Result<()> {
     let export_dir = pair.dir.path().join("cli-export");
     let (code, _, stderr) = cli(
         &[
-            "export", "--config", cfg, "--server", "src", "--format", "csv", "--out",
-            export_dir.to_str().context("path")?, "--include", "app\\..*",
+            "export",
+            "--config",
+            cfg,
+            "--server",
+            "src",
+            "--format",
+            "csv",
+            "--out",
+            export_dir.to_str().context("path")?,
+            "--include",
+            "app\\..*",
         ],
         &[],
     )
@@ -76,7 +91,11 @@ async fn backups_and_transfer_in_chromium() -> Result<()> {
     let mut upload = Vec::new();
     for entry in std::fs::read_dir(&export_dir)? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).context("name")?.to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("name")?
+            .to_string();
         let mut data = std::fs::read(&path)?;
         if name == "app.items.csv" {
             ensure!(csv.contains("\r\n3,"), "unexpected CSV export: {csv}");
@@ -88,7 +107,10 @@ async fn backups_and_transfer_in_chromium() -> Result<()> {
     }
     let downloads = pair.dir.path().join("downloads");
     std::fs::create_dir_all(&downloads)?;
-    let dst_before = pair.dst.query_strings("SELECT * FROM app.items ORDER BY id").await?;
+    let dst_before = pair
+        .dst
+        .query_strings("SELECT * FROM app.items ORDER BY id")
+        .await?;
 
     let started = std::time::Instant::now();
     browser
@@ -111,7 +133,10 @@ async fn backups_and_transfer_in_chromium() -> Result<()> {
     println!("browser script: {:.1} s", started.elapsed().as_secs_f64());
 
     // The restore: app_restored on dst equals app on src, row by row.
-    let src_rows = pair.src.query_strings("SELECT * FROM app.items ORDER BY id").await?;
+    let src_rows = pair
+        .src
+        .query_strings("SELECT * FROM app.items ORDER BY id")
+        .await?;
     let restored = pair
         .dst
         .query_strings("SELECT * FROM app_restored.items ORDER BY id")
@@ -122,7 +147,11 @@ async fn backups_and_transfer_in_chromium() -> Result<()> {
         "the restored rows differ from the source's:\n{restored:?}\n{src_rows:?}"
     );
     // The backup: listed once, verified, its download holds the manifest and every file.
-    let list = stack.api.get("/api/v1/backups", Some(admin)).await?.json()?;
+    let list = stack
+        .api
+        .get("/api/v1/backups", Some(admin))
+        .await?
+        .json()?;
     let backups = list.as_array().context("backup list")?;
     ensure!(backups.len() == 1, "backups: {list}");
     let id = backups[0]["id"].as_str().context("id")?;
@@ -137,7 +166,11 @@ async fn backups_and_transfer_in_chromium() -> Result<()> {
             .context("no manifest in the downloaded backup")?,
     )?;
     ensure!(manifest["id"] == id, "downloaded manifest: {manifest}");
-    ensure!(tar.len() > 1, "the downloaded backup holds no data file: {:?}", tar.keys());
+    ensure!(
+        tar.len() > 1,
+        "the downloaded backup holds no data file: {:?}",
+        tar.keys()
+    );
     // The export: the downloaded tar's CSV equals the CLI's export byte for byte.
     let export = untar(&downloads.join("export.tar"))?;
     let got = export
@@ -145,7 +178,10 @@ async fn backups_and_transfer_in_chromium() -> Result<()> {
         .find(|(k, _)| k.ends_with("/app.items.csv"))
         .map(|(_, v)| v.clone())
         .context("no app.items.csv in the downloaded export")?;
-    ensure!(got == csv.as_bytes(), "the downloaded CSV differs from the CLI's export");
+    ensure!(
+        got == csv.as_bytes(),
+        "the downloaded CSV differs from the CLI's export"
+    );
     ensure!(
         csv.matches("\r\n").count() == ROWS + 1,
         "the CSV has not a header and {ROWS} rows"
@@ -153,11 +189,19 @@ async fn backups_and_transfer_in_chromium() -> Result<()> {
     // The malformed import wrote nothing.
     let created = pair
         .dst
-        .query_value("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'app_bad'")
+        .query_value(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'app_bad'",
+        )
         .await?;
-    ensure!(created.as_deref() == Some("0"), "the malformed import created app_bad");
     ensure!(
-        pair.dst.query_strings("SELECT * FROM app.items ORDER BY id").await? == dst_before,
+        created.as_deref() == Some("0"),
+        "the malformed import created app_bad"
+    );
+    ensure!(
+        pair.dst
+            .query_strings("SELECT * FROM app.items ORDER BY id")
+            .await?
+            == dst_before,
         "dst's app.items changed"
     );
     // The schedule made in the browser is stored.

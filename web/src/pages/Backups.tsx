@@ -191,29 +191,29 @@ function BackupList(props: {
             const complete = b.status === "complete";
             return (
               <tr key={b.id} data-testid={`backup-${b.id}`} data-status={b.status} data-verified={b.verified.state} data-server={b.server ?? ""}>
-                <td>
+                <td data-label="Backup">
                   <code>{b.id}</code>
                 </td>
-                <td>{b.server ?? "–"}</td>
-                <td>
+                <td data-label="Server">{b.server ?? "–"}</td>
+                <td data-label="Status">
                   <span class={`badge ${complete ? "good" : b.status === "running" ? "warn" : "bad"}`}>{b.status}</span>
                   {b.error && <div class="error">{b.error}</div>}
                 </td>
-                <td class="num">{size(b.bytes)}</td>
-                <td class="num" data-value={b.rows ?? ""}>
+                <td data-label="Size" class="num">{size(b.bytes)}</td>
+                <td data-label="Rows" class="num" data-value={b.rows ?? ""}>
                   {b.rows?.toLocaleString("en-US") ?? "–"}
                   {b.tables !== null && b.tables !== undefined && <div class="muted">{b.tables} tables</div>}
                 </td>
-                <td>
+                <td data-label="Binlog position">
                   <code>{b.position ?? "–"}</code>
                 </td>
-                <td>{b.finished ? new Date(b.finished).toLocaleString() : "–"}</td>
-                <td data-testid="verified">
+                <td data-label="Finished">{b.finished ? new Date(b.finished).toLocaleString() : "–"}</td>
+                <td data-label="Verified" data-testid="verified">
                   <span class={`badge ${b.verified.state === "verified" ? "good" : b.verified.state === "failed" ? "bad" : "idle"}`}>
                     {verifiedWords(b.verified)}
                   </span>
                 </td>
-                <td>
+                <td data-label="Actions">
                   {complete && (
                     <div class="actions">
                       <button type="button" onClick={() => props.onVerify(b.id)}>

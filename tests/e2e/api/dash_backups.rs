@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 
 use super::browser::Browser;
-use super::jobs::cli;
+use super::jobs::{cli, finished, start};
 use super::start_stack;
 use crate::support::Pair;
 
@@ -211,6 +211,44 @@ async fn backups_and_transfer_in_chromium() -> Result<()> {
         "the schedule made in the browser: {}",
         schedules.body
     );
+    // A damaged backup: the next verify fails, and the list says so (with the reason).
+    let data_file = manifest["tables"]
+        .as_array()
+        .and_then(|t| t.first())
+        .and_then(|t| t["files"].as_array())
+        .and_then(|f| f.first())
+        .and_then(|f| f["name"].as_str())
+        .with_context(|| format!("no data file in the manifest: {manifest}"))?;
+    let path = stack.backup_dir.join(id).join(data_file);
+    let mut bytes = std::fs::read(&path)?;
+    let last = bytes.len().checked_sub(1).context("empty data file")?;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes)?;
+    let job = start(
+        &stack.api,
+        admin,
+        "backup-verify",
+        &serde_json::json!({ "id": id }),
+    )
+    .await?;
+    let job = finished(&stack.api, admin, &job).await?;
+    ensure!(
+        job["state"] == "failed",
+        "verify of a damaged backup: {job}"
+    );
+    let list = stack
+        .api
+        .get("/api/v1/backups", Some(admin))
+        .await?
+        .json()?;
+    let verified = &list[0]["verified"];
+    ensure!(
+        verified["state"] == "failed"
+            && verified["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(data_file)),
+        "a failed verify is not listed as failed with its reason: {verified}"
+    );
     browser.ensure_screenshots(&[
         "backups-admin",
         "backups-restore-plan",
@@ -230,7 +268,7 @@ async fn backups_and_transfer_in_chromium() -> Result<()> {
     fs.ensure_running()?;
     fs.stop(Duration::from_secs(30)).await?;
     println!(
-        "backup {id}: verified, downloaded ({} files), restored as app_restored ({ROWS} rows equal); CSV export downloaded equal to the CLI's; malformed import refused, nothing written",
+        "backup {id}: verified, downloaded ({} files), restored as app_restored ({ROWS} rows equal); CSV export downloaded equal to the CLI's; malformed import refused, nothing written; a damaged copy listed as failed",
         tar.len()
     );
     Ok(())

@@ -54,7 +54,7 @@ await t.run(async () => {
   await row.getByRole("button", { name: "Restore…" }).click();
   const wizard = admin.getByRole("region", { name: "Restore wizard" });
   await wizard.waitFor(WAIT);
-  await wizard.getByLabel("Target server").selectOption("dst");
+  await wizard.getByLabel("Target server", { exact: true }).selectOption("dst");
   await wizard.getByLabel(/^Rename databases/).fill("app=app_restored");
   t.step = "admin: restore wizard, step 2 (no point in time)";
   await wizard.getByLabel("The backup as it was taken").check();
@@ -102,7 +102,7 @@ await t.run(async () => {
   t.step = "admin: upload a malformed export, validation report";
   const imp = admin.getByRole("region", { name: "Import", exact: true });
   await imp.getByLabel(/^Export files/).setInputFiles(env("UPLOAD_FILES").split("\n"));
-  await imp.getByLabel("Target server").selectOption("dst");
+  await imp.getByLabel("Target server", { exact: true }).selectOption("dst");
   await imp.getByLabel(/^Rename databases/).fill("app=app_bad");
   await imp.getByRole("button", { name: "Validate (writes nothing)" }).click();
   const report = imp.getByTestId("import-validation");
@@ -114,6 +114,19 @@ await t.run(async () => {
   if (await imp.getByRole("button", { name: /^Import into/ }).count()) throw new Error("an import is offered despite the problems");
   await t.shot(admin, "transfer-validation");
   await t.accessible(admin, "export / import (admin)");
+
+  t.step = "admin: upload the downloaded export tar, validate, import on confirmation";
+  await imp.getByLabel(/^Export files/).setInputFiles(join(downloads, "export.tar"));
+  await imp.getByLabel("Format").locator("option", { hasText: "From the file names (CSV)" }).waitFor({ ...WAIT, state: "attached" });
+  await imp.getByLabel(/^Rename databases/).fill("app=app_imported");
+  await imp.getByRole("button", { name: "Validate (writes nothing)" }).click();
+  const valid = imp.locator('[data-testid="import-validation"][data-errors="0"]');
+  await valid.waitFor(WAIT);
+  if ((await valid.getAttribute("data-rows")) !== rows) throw new Error(`the validation counts ${await valid.getAttribute("data-rows")} rows`);
+  await imp.getByRole("button", { name: "Import into dst" }).click();
+  const imported = imp.locator('[data-testid="import-result"][data-errors="0"]');
+  await imported.waitFor(WAIT);
+  if ((await imported.getAttribute("data-rows")) !== rows) throw new Error(`the import loaded ${await imported.getAttribute("data-rows")} rows`);
 
   t.step = "dark theme";
   const dark = await t.login(env("ADMIN_TOKEN"), "admin", { colorScheme: "dark" });
@@ -134,6 +147,7 @@ await t.run(async () => {
   await viewer.getByTestId("backups-denied").waitFor(WAIT);
   await viewer.getByTestId("schedule-ui-nightly").waitFor(WAIT);
   const offered = async (what) => {
+    t.step = `viewer: no mutating control on ${what}`;
     const names = await viewer.getByRole("button").allInnerTexts();
     const bad = names.filter((n) => CONTROLS.test(n.trim()));
     if (bad.length) throw new Error(`the viewer is offered ${bad.join(", ")} on ${what}`);
@@ -148,5 +162,5 @@ await t.run(async () => {
   await offered("Export / Import");
   await t.shot(viewer, "transfer-viewer");
   await t.accessible(viewer, "export / import (viewer)");
-  return `backup ${id} verified, downloaded, restored to dst as app_restored after its dry run; CSV export downloaded; malformed upload refused with ${env("BAD_FILE")} line ${env("BAD_LINE")} column ${env("BAD_COLUMN")}`;
+  return `backup ${id} verified, downloaded, restored to dst as app_restored after its dry run; CSV export downloaded; malformed upload refused with ${env("BAD_FILE")} line ${env("BAD_LINE")} column ${env("BAD_COLUMN")}; the downloaded export imported as app_imported`;
 });

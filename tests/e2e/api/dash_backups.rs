@@ -2,8 +2,9 @@
 //! docs/dashboard.md): an admin takes a backup of `src` (tables `app\..*`), verifies it (the
 //! list shows it verified), downloads it, restores it to `dst` as `app_restored` through the
 //! wizard (dry-run plan first, typed confirmation), adds a backup schedule, previews a prune,
-//! exports `app.*` as CSV and downloads it, and uploads a malformed CSV export (the validation
-//! report names file, line and column; nothing is written). A viewer sees neither page's
+//! exports `app.*` as CSV and downloads it, uploads a malformed CSV export (the validation
+//! report names file, line and column; nothing is written), then uploads the downloaded export
+//! tar, validates it and imports it as `app_imported`. A viewer sees neither page's
 //! controls. This side checks the results in SQL and in the downloaded files.
 
 use std::collections::BTreeMap;
@@ -146,6 +147,15 @@ async fn backups_and_transfer_in_chromium() -> Result<()> {
         restored == src_rows,
         "the restored rows differ from the source's:\n{restored:?}\n{src_rows:?}"
     );
+    // The downloaded export, uploaded again: app_imported on dst equals app on src.
+    let imported = pair
+        .dst
+        .query_strings("SELECT * FROM app_imported.items ORDER BY id")
+        .await?;
+    ensure!(
+        imported == src_rows,
+        "the imported rows differ from the source's:\n{imported:?}"
+    );
     // The backup: listed once, verified, its download holds the manifest and every file.
     let list = stack
         .api
@@ -268,7 +278,7 @@ async fn backups_and_transfer_in_chromium() -> Result<()> {
     fs.ensure_running()?;
     fs.stop(Duration::from_secs(30)).await?;
     println!(
-        "backup {id}: verified, downloaded ({} files), restored as app_restored ({ROWS} rows equal); CSV export downloaded equal to the CLI's; malformed import refused, nothing written; a damaged copy listed as failed",
+        "backup {id}: verified, downloaded ({} files), restored as app_restored ({ROWS} rows equal); CSV export downloaded equal to the CLI's; malformed import refused, nothing written; the downloaded export imported ({ROWS} rows equal); a damaged copy listed as failed",
         tar.len()
     );
     Ok(())

@@ -5,7 +5,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { saveAs, withQuery, type Api, type Schemas } from "../api/client";
 import type { PageProps } from "../main";
-import { formatOf, patterns, problemWhere, size, tarFiles, type ImportProblem } from "./backups-logic";
+import { formatOf, patterns, problemWhere, size, tarFiles, tarList, type ImportProblem } from "./backups-logic";
 import { asJob, errorText, jobOf, JobWatch, type Job } from "./JobWatch";
 import "./Backups.css";
 
@@ -184,6 +184,8 @@ function Import({ api, servers }: { api: Api; servers: string[] }) {
   const [rename, setRename] = useState("");
   const [onConflict, setOnConflict] = useState<OnConflict>("error");
   const [files, setFiles] = useState<File[]>([]);
+  /** The entries of a picked .tar (to tell its format). */
+  const [tarNames, setTarNames] = useState<string[]>([]);
   const [checkJob, setCheckJob] = useState<Job | null>(null);
   const [checked, setChecked] = useState<ImportReport | null>(null);
   const [runJob, setRunJob] = useState<Job | null>(null);
@@ -191,7 +193,7 @@ function Import({ api, servers }: { api: Api; servers: string[] }) {
   const [error, setError] = useState<string | null>(null);
   const chosen = server || servers[0] || "";
   const names = files.map((f) => f.name);
-  const detected = formatOf(names);
+  const detected = formatOf(tarNames.length ? tarNames : names);
   const chosenFormat: Format | null = format || detected;
   const overwrites = onConflict === "replace" || onConflict === "update";
   const reset = () => {
@@ -256,8 +258,16 @@ function Import({ api, servers }: { api: Api; servers: string[] }) {
           type="file"
           multiple
           onChange={(e) => {
-            setFiles(Array.from(e.currentTarget.files ?? []));
+            const picked = Array.from(e.currentTarget.files ?? []);
+            setFiles(picked);
+            setTarNames([]);
             reset();
+            if (picked.length === 1 && picked[0].name.endsWith(".tar")) {
+              picked[0].arrayBuffer().then(
+                (b) => setTarNames(tarList(new Uint8Array(b)).map((f) => f.name)),
+                () => setTarNames([]),
+              );
+            }
           }}
         />
         <label for="im-server">Target server</label>

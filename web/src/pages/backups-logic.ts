@@ -45,7 +45,10 @@ export function tarFiles(files: TarFile[], mtimeSeconds = 0): Uint8Array {
   return out;
 }
 
-/** The names and sizes of a ustar archive's files (what tarFiles wrote; for the tests). */
+/**
+ * The files of a tar archive (ustar or GNU headers, sizes in octal): name, size, data. Stops
+ * at the end blocks or at anything that does not parse (a picked file that is not a tar).
+ */
 export function tarList(tar: Uint8Array): { name: string; size: number; data: Uint8Array }[] {
   const dec = new TextDecoder();
   const out = [];
@@ -53,7 +56,8 @@ export function tarList(tar: Uint8Array): { name: string; size: number; data: Ui
   while (at + BLOCK <= tar.length && tar[at] !== 0) {
     const h = tar.subarray(at, at + BLOCK);
     const name = dec.decode(h.subarray(0, 100)).replace(/\0.*$/s, "");
-    const size = parseInt(dec.decode(h.subarray(124, 136)).replace(/\0.*$/s, ""), 8);
+    const size = parseInt(dec.decode(h.subarray(124, 136)).replace(/\0.*$/s, "").trim(), 8);
+    if (!Number.isFinite(size) || size < 0) break;
     out.push({ name, size, data: tar.slice(at + BLOCK, at + BLOCK + size) });
     at += BLOCK + Math.ceil(size / BLOCK) * BLOCK;
   }

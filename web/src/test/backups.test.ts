@@ -33,6 +33,11 @@ describe("tarFiles", () => {
     expect(tar.subarray(tar.length - 1024).every((b) => b === 0)).toBe(true);
   });
 
+  it("reads nothing from a file that is not a tar", () => {
+    expect(tarList(enc.encode("plain text, not an archive ".repeat(40)))).toEqual([]);
+    expect(tarList(new Uint8Array(1024))).toEqual([]);
+  });
+
   it("refuses names that could not be a plain file of an export directory", () => {
     for (const name of ["a/b.csv", "", "x".repeat(101), "é.csv"]) {
       expect(() => tarFiles([{ name, data: new Uint8Array() }])).toThrow();

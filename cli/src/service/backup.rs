@@ -347,3 +347,34 @@ pub async fn prune(
         skipped: report.skipped,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verification_is_recorded_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("fs-verified-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(dir.join("b1")).expect("temp dir");
+        assert_eq!(read_verified(&dir, "b1"), BackupVerified::default());
+        assert_eq!(read_verified(&dir, "b1").state, "never");
+        record_verified(&dir, "b1", None);
+        let ok = read_verified(&dir, "b1");
+        assert_eq!((ok.state.as_str(), ok.error), ("verified", None));
+        assert!(ok.at.is_some_and(|t| t.ends_with('Z')));
+        record_verified(&dir, "b1", Some("data/x.sql.zst: checksum mismatch".into()));
+        let bad = read_verified(&dir, "b1");
+        assert_eq!(bad.state, "failed");
+        assert_eq!(
+            bad.error.as_deref(),
+            Some("data/x.sql.zst: checksum mismatch")
+        );
+        // No leftover temporary file; an unreadable record reads as never verified.
+        assert!(!dir.join("b1").join("verified.json.tmp").exists());
+        std::fs::write(dir.join("b1").join(VERIFIED_FILE), "not json").expect("write");
+        assert_eq!(read_verified(&dir, "b1").state, "never");
+        // A backup directory that cannot be written: logged, no panic.
+        record_verified(&dir, "missing", None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -336,6 +336,32 @@ pub struct BackupListEntry {
     pub compression: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
+    /// The outcome of the last `backup verify` of this backup (`never` when none was recorded).
+    #[serde(default)]
+    pub verified: BackupVerified,
+}
+
+/// The last verification of a backup, as `backup verify` recorded it beside the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupVerified {
+    /// `verified`, `failed` or `never`.
+    pub state: String,
+    /// When it ended (RFC 3339, UTC); none when `never`.
+    #[serde(default)]
+    pub at: Option<String>,
+    /// Why it failed (one line).
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Default for BackupVerified {
+    fn default() -> Self {
+        BackupVerified {
+            state: "never".into(),
+            at: None,
+            error: None,
+        }
+    }
 }
 
 /// `backup prune --json`: what was (or, in a dry run, would be) deleted, and what was kept

@@ -23,6 +23,7 @@ use crate::support::{check_refusal, dead_port, Pair, Refusal, SYNC_TIMEOUT};
 
 mod browser;
 mod dash_syncs;
+mod dash_backups;
 mod dashboard;
 mod defs;
 mod gov;
@@ -162,6 +163,7 @@ const PINNED: &[(&str, &[&str])] = &[
     ("get_sync_definition", &["syncs:read"]),
     ("servers_overview", &["servers:read"]),
     ("list_alerts", &["syncs:read"]),
+    ("get_backup_settings", &["backup:create"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).

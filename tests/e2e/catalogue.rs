@@ -123,6 +123,10 @@ pub struct Case {
     pub never: &'static [&'static str],
     /// CLI: the error is one line (false for clap's usage errors, which add a usage block).
     pub one_line: bool,
+    /// The record of the failure a command writes on purpose (path in the case dir, `{backup}`
+    /// replaced; a word it must contain): it must appear, and is left out of "nothing changed"
+    /// (a failed `backup verify` records that the backup failed its verification).
+    pub records: &'static [(&'static str, &'static str)],
 }
 
 /// A case with the good config, no files, no SQL: the base of every entry.
@@ -140,6 +144,7 @@ pub const fn case(name: &'static str, category: Category, run: Run) -> Case {
         mentions: &[],
         never: &[SYNC_PASSWORD, WRONG_PASSWORD, READER_PASSWORD],
         one_line: true,
+        records: &[],
     }
 }
 
@@ -623,7 +628,15 @@ async fn check_case(
             problems.push(format!("shows {secret:?}"));
         }
     }
-    let after = take_print(world, case, dir, rig).await?;
+    let mut after = take_print(world, case, dir, rig).await?;
+    for (path, word) in case.records {
+        let path = path.replace("{backup}", &world.backup_id);
+        let text = std::fs::read_to_string(dir.join(&path)).unwrap_or_default();
+        if before.disk.contains_key(&path) || !text.contains(word) {
+            problems.push(format!("{path} does not record {word:?}: {text:?}"));
+        }
+        after.disk.remove(&path);
+    }
     if after != before {
         problems.push(format!(
             "something changed: {}",

@@ -59,6 +59,20 @@ struct BackupListEntryDoc {
     encrypted: Option<bool>,
     compression: Option<String>,
     error: Option<String>,
+    /// The last `backup verify` of this backup.
+    verified: BackupVerifiedDoc,
+}
+
+/// The last verification of a backup (`BackupVerified`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct BackupVerifiedDoc {
+    /// `verified`, `failed` or `never`.
+    state: String,
+    /// When it ended (RFC 3339, UTC).
+    at: Option<String>,
+    /// Why it failed.
+    error: Option<String>,
 }
 
 /// The backup settings; 409 when backups are not configured (no `[backup] dir`).

@@ -13,6 +13,7 @@
 mod approvals;
 pub mod audit;
 mod auth;
+mod backup_settings;
 mod backups;
 pub mod dash;
 mod defs;

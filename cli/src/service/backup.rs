@@ -10,7 +10,7 @@ use fleetsync_agent::backup::{dump, manifest, prune, restore, verify, BackupErro
 use fleetsync_config::{Config, TableFilter};
 use fleetsync_coordinator::pitr;
 use fleetsync_proto::jobs::{
-    BackupCreateReport, BackupListEntry, BackupPruneReport, BackupRestoreReport,
+    BackupCreateReport, BackupListEntry, BackupPruneReport, BackupRestoreReport, BackupVerified,
     BackupVerifyReport, PrunedBackup, RestorePlanReport, RestoredReport,
 };
 pub use fleetsync_proto::requests::{
@@ -85,12 +85,19 @@ pub async fn verify(
     tracker.phase(format!("verifying backup {}", req.id));
     tracker.planned(None, Some(m.total_rows.max(1)));
     let cancel = cancel.clone();
-    let report = tokio::task::spawn_blocking(move || {
+    let dir = settings.dir.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
         verify::verify_with(&settings.dir, &m, &settings, &|| cancel.is_cancelled())
     })
     .await
-    .context("verification stopped")?
-    .map_err(cancelled_or)?;
+    .context("verification stopped")?;
+    // Recorded beside the manifest for `backup list` (a cancelled verify proves nothing).
+    match &outcome {
+        Ok(_) => record_verified(&dir, &req.id, None),
+        Err(BackupError::Cancelled) => {}
+        Err(e) => record_verified(&dir, &req.id, Some(e.to_string())),
+    }
+    let report = outcome.map_err(cancelled_or)?;
     tracker.rows(report.rows);
     tracker.bytes(report.bytes);
     Ok(BackupVerifyReport {
@@ -201,16 +208,52 @@ pub fn parse_renames(items: &[String]) -> anyhow::Result<Vec<(String, String)>> 
         .collect()
 }
 
+/// The file beside a backup's manifest that records its last verification.
+pub const VERIFIED_FILE: &str = "verified.json";
+
+/// Records the outcome of a verification of backup `id` (`error`: why it failed). Best
+/// effort: a backup directory that cannot be written is logged, the verify's own outcome
+/// stands.
+fn record_verified(dir: &std::path::Path, id: &str, error: Option<String>) {
+    let record = BackupVerified {
+        state: if error.is_some() {
+            "failed"
+        } else {
+            "verified"
+        }
+        .into(),
+        at: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        error,
+    };
+    let root = dir.join(id);
+    let tmp = root.join(format!("{VERIFIED_FILE}.tmp"));
+    let written = serde_json::to_vec_pretty(&record)
+        .map_err(std::io::Error::other)
+        .and_then(|json| fleetsync_agent::owner_only::write(&tmp, json))
+        .and_then(|()| std::fs::rename(&tmp, root.join(VERIFIED_FILE)));
+    if let Err(e) = written {
+        tracing::warn!(backup = %id, error = %e, "cannot record the verification");
+    }
+}
+
+/// The last recorded verification of backup `id` (`never` without a readable record).
+fn read_verified(dir: &std::path::Path, id: &str) -> BackupVerified {
+    std::fs::read(dir.join(id).join(VERIFIED_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
 /// Every backup in `[backup] dir`, oldest first (`backup list --json`, `GET /api/v1/backups`).
 pub fn list(config: &Config) -> anyhow::Result<Vec<BackupListEntry>> {
     let settings = Settings::from_config(&config.backup)?;
     Ok(manifest::list(&settings.dir)?
         .iter()
-        .map(list_entry)
+        .map(|r| list_entry(&settings.dir, r))
         .collect())
 }
 
-fn list_entry(r: &manifest::Listed) -> BackupListEntry {
+fn list_entry(dir: &std::path::Path, r: &manifest::Listed) -> BackupListEntry {
     match r {
         Ok(m) => BackupListEntry {
             id: m.id.clone(),
@@ -229,6 +272,7 @@ fn list_entry(r: &manifest::Listed) -> BackupListEntry {
             encrypted: Some(m.encrypted),
             compression: Some(m.compression.clone()),
             error: m.error.clone(),
+            verified: read_verified(dir, &m.id),
         },
         Err((id, e)) => BackupListEntry {
             id: id.clone(),
@@ -244,6 +288,7 @@ fn list_entry(r: &manifest::Listed) -> BackupListEntry {
             encrypted: None,
             compression: None,
             error: Some(e.clone()),
+            verified: BackupVerified::default(),
         },
     }
 }
@@ -301,4 +346,35 @@ pub async fn prune(
             .collect(),
         skipped: report.skipped,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verification_is_recorded_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("fs-verified-{}", rand::random::<u32>()));
+        std::fs::create_dir_all(dir.join("b1")).expect("temp dir");
+        assert_eq!(read_verified(&dir, "b1"), BackupVerified::default());
+        assert_eq!(read_verified(&dir, "b1").state, "never");
+        record_verified(&dir, "b1", None);
+        let ok = read_verified(&dir, "b1");
+        assert_eq!((ok.state.as_str(), ok.error), ("verified", None));
+        assert!(ok.at.is_some_and(|t| t.ends_with('Z')));
+        record_verified(&dir, "b1", Some("data/x.sql.zst: checksum mismatch".into()));
+        let bad = read_verified(&dir, "b1");
+        assert_eq!(bad.state, "failed");
+        assert_eq!(
+            bad.error.as_deref(),
+            Some("data/x.sql.zst: checksum mismatch")
+        );
+        // No leftover temporary file; an unreadable record reads as never verified.
+        assert!(!dir.join("b1").join("verified.json.tmp").exists());
+        std::fs::write(dir.join("b1").join(VERIFIED_FILE), "not json").expect("write");
+        assert_eq!(read_verified(&dir, "b1").state, "never");
+        // A backup directory that cannot be written: logged, no panic.
+        record_verified(&dir, "missing", None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -102,6 +102,7 @@ fn data_cases() -> Vec<Case> {
                 Ok(std::fs::write(&chunk, &bytes[..bytes.len() / 2])?)
             },
             mentions: &[&["data/"], &["truncated"]],
+            records: &[("backups/{backup}/verified.json", "\"failed\"")],
             ..case(
                 "verify of a truncated backup",
                 Data,

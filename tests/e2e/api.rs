@@ -22,6 +22,7 @@ use fleetsync_tests::{fleetsync_cmd_with, wait_until, Fleetsync};
 use crate::support::{check_refusal, dead_port, Pair, Refusal, SYNC_TIMEOUT};
 
 mod browser;
+mod dash_schema;
 mod dashboard;
 mod defs;
 mod gov;
@@ -158,6 +159,7 @@ const PINNED: &[(&str, &[&str])] = &[
     ("delete_schedule", &["schedule:manage"]),
     ("trigger_schedule", &["schedule:manage"]),
     ("whoami", &[]),
+    ("list_migrations", &["migration:read"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).
@@ -231,6 +233,10 @@ async fn rbac_matrix(
                 .replace("{target}/{id}", conflict)
                 .replace("{name}", name)
                 .replace("{id}", job_id);
+            // The migration history of a real target (its `server` is required).
+            if path == "/api/v1/migrations" {
+                url.push_str("?server=dst&database=app");
+            }
             if method != "get" {
                 url.push_str("?dry_run=true");
             }

@@ -46,6 +46,8 @@ async function schemaPage(page) {
   await page.getByTestId("history").locator('[data-status="applied"]').waitFor(WAIT);
   await page.locator('[data-testid="matches-last"][data-value="true"]').waitFor(WAIT);
   await page.getByRole("button", { name: /^Roll back migration/ }).waitFor(WAIT);
+  await page.getByTestId("applied-note").waitFor(WAIT);
+  if ((await page.getByRole("button", { name: /^Apply migration/ }).count()) !== 0) throw new Error("Apply still offered after the apply");
   await t.shot(page, "schema-history");
   await t.accessible(page, "schema history");
 }

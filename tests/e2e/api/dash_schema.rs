@@ -76,8 +76,13 @@ async fn schema_datadiff_health_pages_in_chromium() -> Result<()> {
         create_table(&pair.src, "m.t").await? != create_table(&pair.dst, "m.t").await?,
         "m.t must differ before the test"
     );
-    let stack = super::start_stack(&pair, "", "", &[("ui-admin", "admin"), ("ui-look", "viewer")])
-        .await?;
+    let stack = super::start_stack(
+        &pair,
+        "",
+        "",
+        &[("ui-admin", "admin"), ("ui-look", "viewer")],
+    )
+    .await?;
     let (admin, viewer) = (&stack.tokens[0], &stack.tokens[1]);
     let repair_out = pair.dir.path().join("downloaded-repair.sql");
     let repair_s = repair_out.to_str().context("path")?;
@@ -100,7 +105,9 @@ async fn schema_datadiff_health_pages_in_chromium() -> Result<()> {
     // prints): the same index, so that clause is left out of the comparison.
     let (s, d) = (
         create_table(&pair.src, "m.t").await?,
-        create_table(&pair.dst, "m.t").await?.replace(" USING BTREE", ""),
+        create_table(&pair.dst, "m.t")
+            .await?
+            .replace(" USING BTREE", ""),
     );
     ensure!(s == d, "m.t after the migration:\nsrc: {s}\ndst: {d}");
     let history = pair
@@ -112,6 +119,40 @@ async fn schema_datadiff_health_pages_in_chromium() -> Result<()> {
         "dst's migration history: {history:?}"
     );
 
+    // The history route the page reads: the viewer's answer, and bad input (nothing read).
+    let r = stack
+        .api
+        .get("/api/v1/migrations?server=dst&database=m", Some(viewer))
+        .await?;
+    let h = r.json()?;
+    ensure!(
+        r.status == 200
+            && h["target"] == "dst/m"
+            && h["matches_last_applied"] == true
+            && h["migrations"][0]["status"] == "applied",
+        "GET /api/v1/migrations: {} {}",
+        r.status,
+        r.body
+    );
+    for (query, status, field) in [
+        ("server=nope", 404, "server"),
+        ("server=dst&database=nosuchdb", 404, "database"),
+        ("server=dst&database=a%2Fb", 400, "database"),
+        ("server=dst&bogus=1", 400, "bogus"),
+        ("database=m", 400, "server"),
+    ] {
+        let r = stack
+            .api
+            .get(&format!("/api/v1/migrations?{query}"), Some(viewer))
+            .await?;
+        ensure!(
+            r.status == status && r.json()?["field"] == field,
+            "GET /api/v1/migrations?{query}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+
     // Data: the downloaded repair SQL names the three rows and, run on dst, makes dd.t equal.
     let sql = std::fs::read_to_string(&repair_out)
         .with_context(|| format!("the downloaded {}", repair_out.display()))?;
@@ -122,10 +163,16 @@ async fn schema_datadiff_health_pages_in_chromium() -> Result<()> {
         .lines()
         .filter(|l| {
             let l = l.trim_start().to_ascii_uppercase();
-            l.starts_with("REPLACE") || l.starts_with("INSERT") || l.starts_with("DELETE") || l.starts_with("UPDATE")
+            l.starts_with("REPLACE")
+                || l.starts_with("INSERT")
+                || l.starts_with("DELETE")
+                || l.starts_with("UPDATE")
         })
         .count();
-    ensure!(statements >= 2, "repair SQL has {statements} row statement(s):\n{sql}");
+    ensure!(
+        statements >= 2,
+        "repair SQL has {statements} row statement(s):\n{sql}"
+    );
     ensure!(
         rows_of(&pair.src).await? != rows_of(&pair.dst).await?,
         "the repair SQL must be a download only (dst changed before it was run)"
@@ -136,7 +183,12 @@ async fn schema_datadiff_health_pages_in_chromium() -> Result<()> {
     for (a, b) in s.iter().zip(&d) {
         ensure!(a == b, "dd.t after the repair SQL: src {a:?} dst {b:?}");
     }
-    ensure!(s.len() == d.len(), "dd.t: src {} rows, dst {}", s.len(), d.len());
+    ensure!(
+        s.len() == d.len(),
+        "dd.t: src {} rows, dst {}",
+        s.len(),
+        d.len()
+    );
 
     // Health: the safe fix applied in the browser added the foreign key's index.
     let child = create_table(&pair.dst, "hx.child").await?;

@@ -180,6 +180,10 @@ export function Schema({ api, can }: PageProps) {
       api.send("/api/v1/jobs/migrate-apply", {}, { target: genTarget, migration_job: genJob.id, confirm: true }),
     );
   };
+  // An apply of this migration that succeeded: it cannot be applied again (the target changed).
+  const appliedHere = jobs?.find(
+    (j) => j.kind === "migrate_apply" && j.state === "succeeded" && (j.params as { migration_job?: string }).migration_job === genJob?.id,
+  );
   const applied = history?.migrations.filter((m) => m.status === "applied") ?? [];
   const latest = applied[applied.length - 1];
   const rollback = () => {
@@ -268,7 +272,8 @@ export function Schema({ api, can }: PageProps) {
                 </figure>
               </div>
             )}
-            {can("migration:execute") && gen.verified && gen.up_steps > 0 && genJob?.state === "succeeded" && (
+            {appliedHere && <p data-testid="applied-note">Applied to {genTarget} (job {appliedHere.id}).</p>}
+            {can("migration:execute") && gen.verified && gen.up_steps > 0 && genJob?.state === "succeeded" && !appliedHere && (
               <div class="actions">
                 <button class="danger" onClick={apply} disabled={isActive(applyJob)}>
                   Apply migration to {genTarget}

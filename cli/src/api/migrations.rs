@@ -37,7 +37,7 @@ struct MigrationsQuery {
     /// The database the migrations were applied to (`SERVER/DATABASE` targets); none: the
     /// whole-server migrations (`SERVER` targets).
     #[serde(default)]
-    #[param(example = "app")]
+    #[param(example = "app", min_length = 1, max_length = 64)]
     database: Option<String>,
 }
 
@@ -100,24 +100,29 @@ async fn list_migrations(
 ) -> Result<Response, Problem> {
     let q = q.map_err(from_query_rejection)?.0;
     server_exists(&s, &q.server, "server")?;
-    let target = match q.database.as_deref() {
-        None => q.server.clone(),
-        Some(db) => {
-            let bad = db.is_empty()
-                || db.len() > MAX_DATABASE_NAME
-                || db.contains(['/', '\\', '\0'])
-                || db.ends_with(".sql");
-            if bad {
-                return Err(Problem::bad_request(format!(
-                    "database {db:?}: expected a database name (1 to {MAX_DATABASE_NAME} characters, no `/`)"
-                ))
-                .field("database"));
-            }
-            format!("{}/{db}", q.server)
+    if let Some(db) = q.database.as_deref() {
+        if db.is_empty() || db.chars().count() > MAX_DATABASE_NAME {
+            return Err(Problem::bad_request(format!(
+                "database {db:?}: expected a database name (1 to {MAX_DATABASE_NAME} characters)"
+            ))
+            .field("database"));
         }
+        // MariaDB's names are utf8mb3 (no NUL, nothing beyond U+FFFF): no such database can
+        // exist (and comparing such a name with the catalog is an error on the server).
+        if db.chars().any(|c| c == '\0' || u32::from(c) > 0xFFFF) {
+            return Err(Problem::not_found(format!(
+                "database {db:?} does not exist on server {} (not a valid MariaDB name)",
+                q.server
+            ))
+            .field("database"));
+        }
+    }
+    let target = match &q.database {
+        Some(db) => format!("{}/{db}", q.server),
+        None => q.server.clone(),
     };
     let config = s.live();
-    match crate::service::migrate::status(&config, &target).await {
+    match crate::service::migrate::status_at(&config, &q.server, q.database.as_deref()).await {
         Ok(st) => Ok(Json(st).into_response()),
         Err(e) if e.downcast_ref::<NoDatabase>().is_some() => {
             Err(Problem::not_found(e.to_string()).field("database"))

@@ -369,6 +369,40 @@ pub struct MigrateStatus {
 /// Reads the history of `target_arg` (SERVER or SERVER/DATABASE) and its current schema.
 pub async fn status(config: &Config, target_arg: &str) -> Result<MigrateStatus> {
     let t = target(config, target_arg)?;
+    status_of(t, target_arg).await
+}
+
+/// [`status`] of a server and a database given apart (the API's query: never a file side).
+pub async fn status_at(
+    config: &Config,
+    server: &str,
+    database: Option<&str>,
+) -> Result<MigrateStatus> {
+    if config.server(server).is_none() {
+        bail!("no server named {server:?} in the config");
+    }
+    let (side, scope, label) = match database {
+        Some(db) => (
+            Side::Database(server.to_string(), db.to_string()),
+            db.to_string(),
+            format!("{server}/{db}"),
+        ),
+        None => (
+            Side::Server(server.to_string()),
+            "*".to_string(),
+            server.to_string(),
+        ),
+    };
+    let t = Target {
+        config: config.clone(),
+        side,
+        server: server.to_string(),
+        scope,
+    };
+    status_of(t, &label).await
+}
+
+async fn status_of(t: Target, target_arg: &str) -> Result<MigrateStatus> {
     let pairing = if t.scope == "*" {
         Pairing::ByName
     } else {

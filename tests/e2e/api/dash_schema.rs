@@ -137,7 +137,9 @@ async fn schema_datadiff_health_pages_in_chromium() -> Result<()> {
     for (query, status, field) in [
         ("server=nope", 404, "server"),
         ("server=dst&database=nosuchdb", 404, "database"),
-        ("server=dst&database=a%2Fb", 400, "database"),
+        ("server=dst&database=a%2Fb", 404, "database"),
+        ("server=dst&database=", 400, "database"),
+        ("server=dst&database=%F0%9F%98%80", 404, "database"),
         ("server=dst&bogus=1", 400, "bogus"),
         ("database=m", 400, "server"),
     ] {

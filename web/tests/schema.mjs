@@ -50,6 +50,21 @@ async function schemaPage(page) {
   if ((await page.getByRole("button", { name: /^Apply migration/ }).count()) !== 0) throw new Error("Apply still offered after the apply");
   await t.shot(page, "schema-history");
   await t.accessible(page, "schema history");
+
+  t.step = "schema: roll back the latest migration (confirmation)";
+  const firstGen = await page.getByTestId("migration").getAttribute("data-job");
+  const firstApply = await job(page, "migrate_apply", "succeeded").getAttribute("data-id");
+  await page.getByRole("button", { name: /^Roll back migration/ }).click();
+  await job(page, "migrate_rollback", "succeeded").waitFor(WAIT);
+  if (!asked.some((m) => m.includes("Roll back migration") && m.includes("dst/m"))) throw new Error(`no confirmation naming the rollback: ${asked}`);
+  await page.getByTestId("history").locator('[data-status="rolled_back"]').waitFor(WAIT);
+
+  t.step = "schema: generate and apply again";
+  await page.getByRole("button", { name: "Generate migration" }).click();
+  await page.locator(`[data-testid="migration"]:not([data-job="${firstGen}"])`).locator('[data-testid="verified"][data-value="true"]').waitFor(WAIT);
+  await page.getByRole("button", { name: /^Apply migration to dst\/m/ }).click();
+  await page.locator(`[data-testid="job-line"][data-kind="migrate_apply"][data-state="succeeded"]:not([data-id="${firstApply}"])`).waitFor(WAIT);
+  await page.getByTestId("history").locator('[data-status="applied"]').waitFor(WAIT);
 }
 
 async function dataDiffPage(page) {

@@ -3,12 +3,12 @@
 //! `fleetsync run` with two MariaDB servers. Everything the pages touch lives in databases the
 //! sync (`app.*`) does not select, so the sync neither copies nor undoes it:
 //! * schema: `m.t` differs on purpose (dst has an extra column and lacks an index); an admin
-//!   compares, generates the migration (VERIFIED), applies it (confirmation) and sees it in
-//!   the history; here dst's `SHOW CREATE TABLE m.t` must then equal src's and the history row
-//!   must exist;
+//!   compares, generates the migration (VERIFIED), applies it (confirmation), sees it in the
+//!   history, rolls it back (confirmation), generates and applies it again; here dst's
+//!   `SHOW CREATE TABLE m.t` must then equal src's and the history rows must exist;
 //! * data: `dd.t` differs on three rows (changed, missing, extra on dst); the admin runs the
-//!   data diff, sees the three rows and downloads the repair SQL; here the file must hold the
-//!   three statements, and once run against dst, dst's rows must equal src's row by row;
+//!   data diff, sees the three rows and downloads the repair SQL; here the file must name the
+//!   rows, and once run against dst, dst's rows must equal src's row by row;
 //! * health: dst's `hx.child` has a foreign key without an index and orphaned rows; the admin
 //!   sees the failed check with its evidence and suggestions, previews the fix (ADD INDEX) and
 //!   applies it; here the index must exist on dst;
@@ -100,7 +100,8 @@ async fn schema_datadiff_health_pages_in_chromium() -> Result<()> {
         )
         .await?;
 
-    // Schema: dst's table is now src's, and the migration is in dst's history. The migration
+    // Schema: dst's table is now src's, and dst's history holds the rolled-back migration and
+    // the one applied after it. The migration
     // names the index type (`USING BTREE`, InnoDB's default, which SHOW CREATE TABLE then
     // prints): the same index, so that clause is left out of the comparison.
     let (s, d) = (
@@ -115,7 +116,11 @@ async fn schema_datadiff_health_pages_in_chromium() -> Result<()> {
         .query_strings("SELECT scope, status FROM fleetsync.schema_migrations ORDER BY id")
         .await?;
     ensure!(
-        history == [[Some("m".to_string()), Some("applied".to_string())]],
+        history
+            == [
+                [Some("m".to_string()), Some("rolled_back".to_string())],
+                [Some("m".to_string()), Some("applied".to_string())]
+            ],
         "dst's migration history: {history:?}"
     );
 
@@ -129,7 +134,8 @@ async fn schema_datadiff_health_pages_in_chromium() -> Result<()> {
         r.status == 200
             && h["target"] == "dst/m"
             && h["matches_last_applied"] == true
-            && h["migrations"][0]["status"] == "applied",
+            && h["migrations"][0]["status"] == "rolled_back"
+            && h["migrations"][1]["status"] == "applied",
         "GET /api/v1/migrations: {} {}",
         r.status,
         r.body

@@ -77,15 +77,15 @@ function DiffTables({ diffs }: { diffs: SchemaDifference[] }) {
                 const k = kindWords(d.kind);
                 return (
                   <tr data-testid="difference" data-object={d.object} data-name={d.name} data-kind={d.kind}>
-                    <td>{objectWords(d.object)}</td>
-                    <td>
+                    <td data-label="Object">{objectWords(d.object)}</td>
+                    <td data-label="Name">
                       <code>{d.name}</code>
                     </td>
-                    <td>
+                    <td data-label="Difference">
                       <span class={`badge ${k.tone}`}>{k.words}</span>
                     </td>
-                    <td>{d.target ? <code class="before">{d.target}</code> : <span class="muted">(absent)</span>}</td>
-                    <td>{d.source ? <code class="after">{d.source}</code> : <span class="muted">(absent)</span>}</td>
+                    <td data-label="On the target now">{d.target ? <code class="before">{d.target}</code> : <span class="muted">(absent)</span>}</td>
+                    <td data-label="On the source">{d.source ? <code class="after">{d.source}</code> : <span class="muted">(absent)</span>}</td>
                   </tr>
                 );
               })}

@@ -9,13 +9,12 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use fleetsync_coordinator::migrate::{fingerprint, history, Pairing};
 use fleetsync_proto::jobs::{MigrateApplyReport, MigrateGenerateReport, MigrateRollbackReport};
 use tokio_util::sync::CancellationToken;
 
-use crate::diff_cmd::{connect, Exit, SideArgs, EXIT_ERROR};
+use crate::diff_cmd::{Exit, SideArgs, EXIT_ERROR};
 use crate::service::migrate::{
-    self as service, snapshot_target, target, MigrateGenerateRequest, Pending, DEFAULT_VERIFY_ROWS,
+    self as service, MigrateGenerateRequest, Pending, DEFAULT_VERIFY_ROWS,
 };
 use crate::service::{into_anyhow, Quiet, Tracker};
 
@@ -296,32 +295,17 @@ fn confirm(question: &str) -> Result<bool> {
 
 async fn status(a: &StatusArgs) -> Result<()> {
     let config = crate::opts::load_config(&a.config).await?;
-    let t = target(&config, &a.target)?;
-    let pairing = if t.scope == "*" {
-        Pairing::ByName
-    } else {
-        Pairing::Single
-    };
-    let mut conn = connect(&t.config, &t.server).await?;
-    let rows = history::list(&mut conn, Some(&t.scope)).await?;
-    let current = fingerprint(&snapshot_target(&mut conn, &t).await?, pairing);
-    let _ = conn.disconnect().await;
-    let last = rows.iter().rev().find(|r| r.status == "applied");
-    let matches_last = last.map(|r| r.after_fingerprint == current);
+    let st = crate::service::migrate::status(&config, &a.target).await?;
     if a.json {
-        let out = serde_json::json!({
-            "target": a.target,
-            "current_fingerprint": current,
-            "matches_last_applied": matches_last,
-            "migrations": rows,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", serde_json::to_string_pretty(&st)?);
         return Ok(());
     }
+    let (rows, matches_last) = (&st.migrations, st.matches_last_applied);
+    let last = rows.iter().rev().find(|r| r.status == "applied");
     if rows.is_empty() {
         println!("{}: no migrations recorded", a.target);
     }
-    for r in &rows {
+    for r in rows {
         let extra = r
             .error
             .as_deref()

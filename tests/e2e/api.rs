@@ -24,6 +24,7 @@ use crate::support::{check_refusal, dead_port, Pair, Refusal, SYNC_TIMEOUT};
 mod browser;
 mod dash_syncs;
 mod dash_backups;
+mod dash_schema;
 mod dashboard;
 mod defs;
 mod gov;
@@ -164,6 +165,7 @@ const PINNED: &[(&str, &[&str])] = &[
     ("servers_overview", &["servers:read"]),
     ("list_alerts", &["syncs:read"]),
     ("get_backup_settings", &["backup:create"]),
+    ("list_migrations", &["migration:read"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).
@@ -237,6 +239,10 @@ async fn rbac_matrix(
                 .replace("{target}/{id}", conflict)
                 .replace("{name}", name)
                 .replace("{id}", job_id);
+            // The migration history of a real target (its `server` is required).
+            if path == "/api/v1/migrations" {
+                url.push_str("?server=dst&database=app");
+            }
             if method != "get" {
                 url.push_str("?dry_run=true");
             }

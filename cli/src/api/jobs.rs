@@ -221,7 +221,8 @@ pub async fn start_schema_diff_job(
     })
 }
 
-/// Start a data diff (the report of `fleetsync diff data --json`; no repair SQL file).
+/// Start a data diff (the report of `fleetsync diff data --json`; with `"repair_sql": true`
+/// the SQL that makes the target equal the source is the job's file `repair.sql`).
 #[utoipa::path(post, path = "/api/v1/jobs/data-diff", operation_id = "start_data_diff_job", tag = "jobs",
     security(("bearer" = ["validation:run"])),
     params(DryRun),

@@ -92,6 +92,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .merge(super::syncs_dash::routes(OpenApiRouter::new()))
         .merge(super::overview::routes(OpenApiRouter::new()))
         .merge(super::backup_settings::routes(OpenApiRouter::new()))
+        .merge(super::migrations::routes(OpenApiRouter::new()))
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;

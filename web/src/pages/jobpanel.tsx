@@ -1,0 +1,53 @@
+// Shared by the Schema & migrations, Data diff and Health pages: the jobs of some kinds kept
+// fresh (job events and a short timer), a job's state line with its progress bar and a link to
+// the Jobs page, the problem detail of a failed call in plain words.
+import { ApiError, type Api, type Schemas } from "../api/client";
+import { jobProgress, stateTone } from "../format";
+import { useLive } from "../live";
+
+export type JobDoc = Schemas["JobDoc"];
+
+const ACTIVE = ["queued", "running", "awaiting_approval"];
+
+export const isActive = (j: JobDoc | null | undefined) => !!j && ACTIVE.includes(j.state);
+
+/** The jobs of `kinds`, newest first, reloaded on job events and every 1.5 s. */
+export function useJobs(api: Api, kinds: string[]) {
+  return useLive(
+    api,
+    async () => {
+      const jobs = await api.get("/api/v1/jobs");
+      return jobs.filter((j) => kinds.includes(j.kind)).sort((a, b) => b.created_at.localeCompare(a.created_at));
+    },
+    { events: (e) => e.event === "job_state" || e.event === "job_progress", everyMs: 1500 },
+  );
+}
+
+/** A failed call in plain words (the API's problem `detail`). */
+export function problemText(e: unknown): string {
+  return e instanceof ApiError ? e.detail : e instanceof Error ? e.message : String(e);
+}
+
+/** A job route's 202 answer (typed by the client as its dry-run plan, the 200 answer). */
+export function asJob(answer: unknown): JobDoc {
+  return answer as JobDoc;
+}
+
+/** One job: kind, state, progress bar, phase, error, link to the Jobs page. */
+export function JobLine({ job, label }: { job: JobDoc; label: string }) {
+  const p = jobProgress(job.progress);
+  const percent = p.percent ?? (isActive(job) ? undefined : 100);
+  return (
+    <div class="job-line" data-testid="job-line" data-kind={job.kind} data-state={job.state} data-id={job.id}>
+      <span>{label}</span>{" "}
+      <span class={`badge ${stateTone(job.state)}`}>{job.state.replace(/_/g, " ")}</span>{" "}
+      <progress max={100} value={percent} aria-label={`progress of ${label}`} /> <span class="muted">{p.words}</span>{" "}
+      <a href="#/jobs">see in Jobs</a>
+      {job.error && (
+        <p class="error" role="alert">
+          {job.error}
+        </p>
+      )}
+    </div>
+  );
+}

@@ -158,6 +158,7 @@ const PINNED: &[(&str, &[&str])] = &[
     ("delete_schedule", &["schedule:manage"]),
     ("trigger_schedule", &["schedule:manage"]),
     ("whoami", &[]),
+    ("resolve_conflicts_bulk", &["conflicts:resolve"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).

@@ -29,6 +29,7 @@ pub mod tls;
 pub mod tokens;
 // After `problem`, whose `problem_answers!` they use.
 mod conflicts;
+mod conflicts_bulk;
 mod summary;
 
 use std::net::SocketAddr;

@@ -89,6 +89,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .merge(super::defs::routes(OpenApiRouter::new()))
         .merge(super::schedules::routes(OpenApiRouter::new()))
         .merge(super::dash::routes(OpenApiRouter::new()))
+        .merge(super::conflicts_bulk::routes(OpenApiRouter::new()))
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;

@@ -22,6 +22,7 @@ use fleetsync_tests::{fleetsync_cmd_with, wait_until, Fleetsync};
 use crate::support::{check_refusal, dead_port, Pair, Refusal, SYNC_TIMEOUT};
 
 mod browser;
+mod dash_conflicts;
 mod dashboard;
 mod defs;
 mod gov;

@@ -171,7 +171,10 @@ async fn resolve_bulk(
     let selected: Vec<Conflict> = open
         .into_iter()
         .filter(|c| req.filter.origin.as_ref().is_none_or(|o| *o == c.origin))
-        .filter(|c| from.as_ref().is_none_or(|f| normal_time(&c.detected_at) >= *f))
+        .filter(|c| {
+            from.as_ref()
+                .is_none_or(|f| normal_time(&c.detected_at) >= *f)
+        })
         .filter(|c| to.as_ref().is_none_or(|t| normal_time(&c.detected_at) < *t))
         .filter(|c| {
             req.filter.ids.as_ref().is_none_or(|ids| {
@@ -192,7 +195,10 @@ async fn resolve_bulk(
         let (incoming_value, local_value) = match &rule {
             BulkRule {
                 column: Some(col), ..
-            } => (Some(side_value(&c.incoming, col)), Some(side_value(&c.local, col))),
+            } => (
+                Some(side_value(&c.incoming, col)),
+                Some(side_value(&c.local, col)),
+            ),
             _ => (None, None),
         };
         let mut item = BulkResolveItem {
@@ -262,14 +268,19 @@ fn checked_rule(rule: &BulkRule) -> Result<BulkRule, Problem> {
 fn time_bound(t: &str, field: &str) -> Result<String, Problem> {
     let n = normal_time(t);
     let b = n.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
     let ok = digits(0..4)
         && b.get(4) == Some(&b'-')
         && digits(5..7)
         && b.get(7) == Some(&b'-')
         && digits(8..10)
         && (b.len() == 10
-            || (b.len() >= 16 && b.get(10) == Some(&b' ') && digits(11..13) && b.get(13) == Some(&b':') && digits(14..16)));
+            || (b.len() >= 16
+                && b.get(10) == Some(&b' ')
+                && digits(11..13)
+                && b.get(13) == Some(&b':')
+                && digits(14..16)));
     if ok {
         Ok(n)
     } else {
@@ -424,7 +435,11 @@ mod tests {
             (json!({"u": null}), json!({"u": null}), "null on both sides"),
             (Value::Null, Value::Null, "absent on both sides"),
             (json!({"u": 3}), json!({"u": 3}), "equal"),
-            (json!({"u": 3}), json!({"u": {"a": 1}}), "cannot be compared"),
+            (
+                json!({"u": 3}),
+                json!({"u": {"a": 1}}),
+                "cannot be compared",
+            ),
             (json!({"v": 3}), json!({"v": 4}), "no column u"),
         ];
         for (i, l, want) in cases {
@@ -432,8 +447,14 @@ mod tests {
             assert!(e.contains(want), "{e}");
         }
         let any = conflict(Value::Null, Value::Null);
-        assert_eq!(decide(&rule(BulkRuleTake::Incoming, None), &any), Ok(Take::Incoming));
-        assert_eq!(decide(&rule(BulkRuleTake::Local, None), &any), Ok(Take::Local));
+        assert_eq!(
+            decide(&rule(BulkRuleTake::Incoming, None), &any),
+            Ok(Take::Incoming)
+        );
+        assert_eq!(
+            decide(&rule(BulkRuleTake::Local, None), &any),
+            Ok(Take::Local)
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 
 use anyhow::Context;
 use fleetsync_config::Config;
-use fleetsync_proto::conflicts::{Conflict, ConflictResolution};
 pub use fleetsync_proto::conflicts::{Choice, ConflictFilter, Take};
+use fleetsync_proto::conflicts::{Conflict, ConflictResolution};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 use serde_json::Value;
@@ -562,11 +562,16 @@ pub fn merged_upsert(
                 quote(t.trim_end_matches('Z').replacen('T', " ", 1).as_str())
             }
             Value::String(t) => quote(t),
-            Value::Object(_) | Value::Array(_) if c.data_type == "json" || c.data_type == "longtext" => {
+            Value::Object(_) | Value::Array(_)
+                if c.data_type == "json" || c.data_type == "longtext" =>
+            {
                 quote(&v.to_string())
             }
             Value::Object(_) | Value::Array(_) => {
-                return Err(bad(&c.name, "must be a plain value, not a JSON object".into()))
+                return Err(bad(
+                    &c.name,
+                    "must be a plain value, not a JSON object".into(),
+                ))
             }
         };
         names.push(ident(&c.name));
@@ -609,17 +614,23 @@ mod tests {
     use super::*;
 
     fn cols() -> Vec<TableColumn> {
-        ["id:int", "val:varchar", "blob:varbinary", "updated_at:datetime", "g:int"]
-            .iter()
-            .map(|s| {
-                let (n, t) = s.split_once(':').unwrap_or_default();
-                TableColumn {
-                    name: n.into(),
-                    data_type: t.into(),
-                    generated: n == "g",
-                }
-            })
-            .collect()
+        [
+            "id:int",
+            "val:varchar",
+            "blob:varbinary",
+            "updated_at:datetime",
+            "g:int",
+        ]
+        .iter()
+        .map(|s| {
+            let (n, t) = s.split_once(':').unwrap_or_default();
+            TableColumn {
+                name: n.into(),
+                data_type: t.into(),
+                generated: n == "g",
+            }
+        })
+        .collect()
     }
 
     fn row(v: Value) -> serde_json::Map<String, Value> {
@@ -629,8 +640,10 @@ mod tests {
     #[test]
     fn merged_upsert_writes_every_column_quoted() {
         let key = serde_json::json!({"id": 7});
-        let r = row(serde_json::json!({"id": 7, "val": "it's \\ ok", "blob": "AAE=",
-            "updated_at": "2026-01-02T03:04:05.000001Z"}));
+        let r = row(
+            serde_json::json!({"id": 7, "val": "it's \\ ok", "blob": "AAE=",
+            "updated_at": "2026-01-02T03:04:05.000001Z"}),
+        );
         let q = merged_upsert("app", "t`x", &cols(), &key, &r).expect("valid");
         assert_eq!(
             q,
@@ -645,12 +658,30 @@ mod tests {
         let key = serde_json::json!({"id": 7});
         let full = serde_json::json!({"id": 7, "val": "v", "blob": null, "updated_at": null});
         let cases = [
-            (serde_json::json!({"id": 8, "val": "v", "blob": null, "updated_at": null}), "key column"),
-            (serde_json::json!({"id": 7, "val": "v", "blob": null}), "missing"),
-            (serde_json::json!({"id": 7, "val": "v", "blob": null, "updated_at": null, "zz": 1}), "not a column"),
-            (serde_json::json!({"id": 7, "val": "v", "blob": null, "updated_at": null, "g": 1}), "generated"),
-            (serde_json::json!({"id": 7, "val": "v", "blob": "!!", "updated_at": null}), "base64"),
-            (serde_json::json!({"id": 7, "val": {"a": 1}, "blob": null, "updated_at": null}), "plain value"),
+            (
+                serde_json::json!({"id": 8, "val": "v", "blob": null, "updated_at": null}),
+                "key column",
+            ),
+            (
+                serde_json::json!({"id": 7, "val": "v", "blob": null}),
+                "missing",
+            ),
+            (
+                serde_json::json!({"id": 7, "val": "v", "blob": null, "updated_at": null, "zz": 1}),
+                "not a column",
+            ),
+            (
+                serde_json::json!({"id": 7, "val": "v", "blob": null, "updated_at": null, "g": 1}),
+                "generated",
+            ),
+            (
+                serde_json::json!({"id": 7, "val": "v", "blob": "!!", "updated_at": null}),
+                "base64",
+            ),
+            (
+                serde_json::json!({"id": 7, "val": {"a": 1}, "blob": null, "updated_at": null}),
+                "plain value",
+            ),
         ];
         for (r, want) in cases {
             let e = merged_upsert("app", "t", &cols(), &key, &row(r.clone()))

@@ -93,11 +93,11 @@ export function Conflicts({ api, can }: PageProps) {
           </label>
           <label>
             Target
-            <input value={filters.target} onChange={set("target")} placeholder="any" />
+            <input value={filters.target} onInput={set("target")} placeholder="any" />
           </label>
           <label>
             Table
-            <input value={filters.table} onChange={set("table")} placeholder="schema.table" />
+            <input value={filters.table} onInput={set("table")} placeholder="schema.table" />
           </label>
           <label>
             Origin

@@ -105,43 +105,28 @@ enum StatusFilter {
     All,
 }
 
-/// Which version to keep.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-enum TakeDoc {
-    /// Apply the parked incoming version on the target.
-    Incoming,
-    /// Keep the target's own row.
-    Local,
-    /// Write `row` (a full row of the target table, key unchanged) on the target.
-    Merged,
-}
-
-/// The body of a resolution.
+/// The body of a resolution: which version to keep (`take`).
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ResolveRequest {
-    take: TakeDoc,
-    /// With `take: merged` (only): the row to write, column → value as in `incoming` and
-    /// `local` (every writable column of the table, the key columns with the conflict's key).
-    #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
-    #[serde(default)]
-    row: Option<serde_json::Map<String, serde_json::Value>>,
+#[serde(tag = "take", rename_all = "lowercase", deny_unknown_fields)]
+enum ResolveRequest {
+    /// Apply the parked incoming version on the target.
+    Incoming {},
+    /// Keep the target's own row.
+    Local {},
+    /// Write `row` on the target: column → value as in `incoming` and `local` (every
+    /// writable column of the table, the key columns with the conflict's key).
+    Merged {
+        #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
+        row: serde_json::Map<String, serde_json::Value>,
+    },
 }
 
 impl ResolveRequest {
-    fn choice(self) -> Result<service::Choice, Problem> {
-        match (self.take, self.row) {
-            (TakeDoc::Merged, Some(row)) => Ok(service::Choice::Merged(row)),
-            (TakeDoc::Merged, None) => {
-                Err(Problem::bad_request("take merged needs the row to write").field("row"))
-            }
-            (_, Some(_)) => Err(Problem::bad_request(
-                "row: only with take merged (incoming and local write a side as it is)",
-            )
-            .field("row")),
-            (TakeDoc::Incoming, None) => Ok(service::Choice::Take(Take::Incoming)),
-            (TakeDoc::Local, None) => Ok(service::Choice::Take(Take::Local)),
+    fn choice(self) -> service::Choice {
+        match self {
+            ResolveRequest::Incoming {} => service::Choice::Take(Take::Incoming),
+            ResolveRequest::Local {} => service::Choice::Take(Take::Local),
+            ResolveRequest::Merged { row } => service::Choice::Merged(row),
         }
     }
 }
@@ -243,7 +228,7 @@ async fn resolve_conflict(
     let dry_run = q.map_err(from_query_rejection)?.0.dry_run;
     let req = body.map_err(from_json_rejection)?.0;
     let id = conflict_id(&id)?;
-    let choice = req.choice()?;
+    let choice = req.choice();
     let done = service::resolve_choice(&s.live(), &target, id, &choice, dry_run)
         .await
         .map_err(problem)?;

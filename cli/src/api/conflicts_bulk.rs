@@ -38,34 +38,56 @@ struct BulkConflictFilter {
     /// Only conflicts of this sync.
     sync: Option<String>,
     /// Only conflicts detected at or after this time (`YYYY-MM-DD HH:MM[:SS]`, as listed).
+    #[schema(
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?Z?)?$"
+    )]
     detected_from: Option<String>,
     /// Only conflicts detected before this time.
+    #[schema(
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?Z?)?$"
+    )]
     detected_to: Option<String>,
     /// Only these conflicts (`target/id`, e.g. those a dry run listed).
     ids: Option<Vec<String>>,
 }
 
-/// What a rule picks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
+/// What a rule picks (the decision's view of [`BulkRuleDoc`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BulkRuleTake {
-    /// Always the incoming version.
     Incoming,
-    /// Always the target's own row.
     Local,
-    /// The side whose `column` holds the greater value (an absent row, then NULL, rank lowest).
     Newer,
-    /// The side whose `column` holds the smaller value (an absent row, then NULL, rank lowest).
     Older,
 }
 
-/// The rule deciding each conflict.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// A checked rule.
+#[derive(Debug, Clone)]
 struct BulkRule {
     take: BulkRuleTake,
-    /// The column compared by `newer` and `older` (e.g. `updated_at`).
+    /// The column `Newer`/`Older` compare.
     column: Option<String>,
+}
+
+/// The rule deciding each conflict (`take`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(tag = "take", rename_all = "lowercase", deny_unknown_fields)]
+enum BulkRuleDoc {
+    /// Always the incoming version.
+    Incoming {},
+    /// Always the target's own row.
+    Local {},
+    /// The side whose `column` holds the greater value (an absent row, then NULL, rank lowest).
+    Newer {
+        /// The column compared (e.g. `updated_at`).
+        #[schema(min_length = 1)]
+        column: String,
+    },
+    /// The side whose `column` holds the smaller value (an absent row, then NULL, rank lowest).
+    Older {
+        /// The column compared.
+        #[schema(min_length = 1)]
+        column: String,
+    },
 }
 
 /// The body of a bulk resolution.
@@ -74,7 +96,7 @@ struct BulkRule {
 struct BulkResolveRequest {
     #[serde(default)]
     filter: BulkConflictFilter,
-    rule: BulkRule,
+    rule: BulkRuleDoc,
     /// Required (409 without) unless `?dry_run=true`: resolving writes on the targets.
     #[serde(default)]
     confirm: bool,
@@ -246,21 +268,23 @@ async fn resolve_bulk(
     Ok(Json(report))
 }
 
-fn checked_rule(rule: &BulkRule) -> Result<BulkRule, Problem> {
-    match (rule.take, rule.column.as_deref().map(str::trim)) {
-        (BulkRuleTake::Newer | BulkRuleTake::Older, None | Some("")) => Err(Problem::bad_request(
+fn checked_rule(rule: &BulkRuleDoc) -> Result<BulkRule, Problem> {
+    let (take, column) = match rule {
+        BulkRuleDoc::Incoming {} => (BulkRuleTake::Incoming, None),
+        BulkRuleDoc::Local {} => (BulkRuleTake::Local, None),
+        BulkRuleDoc::Newer { column } => (BulkRuleTake::Newer, Some(column)),
+        BulkRuleDoc::Older { column } => (BulkRuleTake::Older, Some(column)),
+    };
+    if column.is_some_and(|c| c.is_empty()) {
+        return Err(Problem::bad_request(
             "rule.column: newer and older compare a column: name it (e.g. updated_at)",
         )
-        .field("rule.column")),
-        (BulkRuleTake::Incoming | BulkRuleTake::Local, Some(_)) => Err(Problem::bad_request(
-            "rule.column: only with newer and older (incoming and local compare nothing)",
-        )
-        .field("rule.column")),
-        (take, column) => Ok(BulkRule {
-            take,
-            column: column.map(str::to_string),
-        }),
+        .field("rule.column"));
     }
+    Ok(BulkRule {
+        take,
+        column: column.cloned(),
+    })
 }
 
 /// `YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]` (a `T` separator and a trailing `Z` accepted), as the
@@ -459,10 +483,14 @@ mod tests {
 
     #[test]
     fn rules_and_times_are_checked() {
-        assert!(checked_rule(&rule(BulkRuleTake::Newer, None)).is_err());
-        assert!(checked_rule(&rule(BulkRuleTake::Older, Some(" "))).is_err());
-        assert!(checked_rule(&rule(BulkRuleTake::Local, Some("u"))).is_err());
-        assert!(checked_rule(&rule(BulkRuleTake::Newer, Some("u"))).is_ok());
+        let doc = |j: Value| serde_json::from_value::<BulkRuleDoc>(j);
+        let newer = doc(json!({"take": "newer", "column": "u"})).expect("valid");
+        assert!(checked_rule(&newer).is_ok_and(|r| r.column.as_deref() == Some("u")));
+        let empty = doc(json!({"take": "older", "column": ""})).expect("schema-invalid only");
+        assert!(checked_rule(&empty).is_err());
+        assert!(doc(json!({"take": "newer"})).is_err());
+        assert!(doc(json!({"take": "local", "column": "u"})).is_err());
+        assert!(doc(json!({"take": "sideways"})).is_err());
         assert_eq!(
             time_bound("2026-01-31T13:45:00Z", "f").ok().as_deref(),
             Some("2026-01-31 13:45:00")

@@ -119,45 +119,68 @@ async fn dash_conflicts_in_chromium() -> Result<()> {
     }
 
     // Bad input changes nothing (conflict 6 stays open for the bulk rule): a merged row with
-    // an unknown column, a changed key, a value the column cannot hold; a bulk call without
-    // confirm, a compare rule without a column.
+    // an unknown column, a changed key, a value the column cannot hold; a row with a side; a
+    // bulk call without confirm, a compare rule without a column, a malformed time. `field`
+    // empty: a body the document refuses (any field named).
     let c6 = format!("/api/v1/conflicts/dst/{}/resolve", ids[5]);
     let full = |id: u32, qty: &str| {
         format!(
             r#"{{"take": "merged", "row": {{"id": {id}, "val": "x", "qty": {qty}, "updated_at": "2026-01-01 00:00:00"}}}}"#
         )
     };
-    for (path, body, status, field) in [
+    let bulk = "/api/v1/conflicts/resolve-bulk";
+    let cases: Vec<(&str, String, u16, &str)> = vec![
         (
-            c6.as_str(),
-            r#"{"take": "merged", "row": {"id": 6, "nope": 1}}"#.to_string(),
+            &c6,
+            r#"{"take": "merged", "row": {"id": 6, "nope": 1}}"#.into(),
             400,
             "row",
         ),
-        (c6.as_str(), full(7, "1"), 400, "row"),
-        (c6.as_str(), full(6, "\"many\""), 400, "row"),
+        (&c6, full(7, "1"), 400, "row"),
+        (&c6, full(6, "\"many\""), 400, "row"),
         (
-            c6.as_str(),
-            r#"{"take": "local", "row": {"id": 6}}"#.to_string(),
-            400,
-            "row",
+            &c6,
+            r#"{"take": "local", "row": {"id": 6}}"#.into(),
+            422,
+            "",
         ),
+        (&c6, r#"{"take": "merged"}"#.into(), 422, ""),
         (
-            "/api/v1/conflicts/resolve-bulk",
-            r#"{"rule": {"take": "local"}}"#.to_string(),
+            bulk,
+            r#"{"rule": {"take": "local"}}"#.into(),
             409,
             "confirm",
         ),
         (
-            "/api/v1/conflicts/resolve-bulk",
-            r#"{"rule": {"take": "newer"}, "confirm": true}"#.to_string(),
+            bulk,
+            r#"{"rule": {"take": "newer"}, "confirm": true}"#.into(),
+            422,
+            "",
+        ),
+        (
+            bulk,
+            r#"{"rule": {"take": "local", "column": "u"}, "confirm": true}"#.into(),
+            422,
+            "",
+        ),
+        (
+            bulk,
+            r#"{"rule": {"take": "older", "column": ""}, "confirm": true}"#.into(),
             400,
             "rule.column",
         ),
-    ] {
+        (
+            bulk,
+            r#"{"rule": {"take": "local"}, "filter": {"detected_from": "soon"}, "confirm": true}"#
+                .into(),
+            400,
+            "filter.detected_from",
+        ),
+    ];
+    for (path, body, status, field) in cases {
         let r = stack.api.post(path, Some(operator), &body).await?;
         ensure!(
-            r.status == status && r.json()?["field"] == field,
+            r.status == status && (field.is_empty() || r.json()?["field"] == field),
             "POST {path} {body}: {} {}",
             r.status,
             r.body

@@ -179,7 +179,7 @@ function Cell({ side, value, row, col }: { side: string; value: Json | undefined
   );
 }
 
-type Plan = { label: string; body: { take: "incoming" | "local" | "merged"; row?: Record<string, Json> }; statement: string | null; resolution: string };
+type Plan = { label: string; body: Schemas["ResolveRequest"]; statement: string | null; resolution: string };
 
 function Detail({ api, c, canResolve, onDone }: { api: Api; c: ConflictDoc; canResolve: boolean; onDone: () => void }) {
   const before: Row | undefined = c.before_recorded ? ((c.before ?? null) as Row) : undefined;
@@ -390,7 +390,7 @@ function Bulk({ api, filters, count, onDone }: { api: Api; filters: Filters; cou
       detected_to: filters.to || undefined,
       ids,
     },
-    rule: { take, column: compares ? column.trim() : undefined },
+    rule: take === "newer" || take === "older" ? { take, column: column.trim() } : { take },
     confirm: ids !== undefined,
   });
   const ruleWords =

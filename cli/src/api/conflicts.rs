@@ -105,8 +105,9 @@ enum StatusFilter {
     All,
 }
 
-/// The body of a resolution: which version to keep (`take`).
-#[derive(Debug, Deserialize, ToSchema)]
+/// The body of a resolution: which version to keep (`take`). Its schema is written by hand
+/// (`tagged_body`): the derived one would let each variant carry any other field.
+#[derive(Debug, Deserialize)]
 #[serde(tag = "take", rename_all = "lowercase", deny_unknown_fields)]
 enum ResolveRequest {
     /// Apply the parked incoming version on the target.
@@ -116,9 +117,40 @@ enum ResolveRequest {
     /// Write `row` on the target: column → value as in `incoming` and `local` (every
     /// writable column of the table, the key columns with the conflict's key).
     Merged {
-        #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
         row: serde_json::Map<String, serde_json::Value>,
     },
+}
+
+impl utoipa::PartialSchema for ResolveRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        let row = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .description(Some(
+                "The row to write: column → value as in `incoming` and `local` (every writable \
+                 column of the table, the key columns with the conflict's key).",
+            ))
+            .into();
+        super::conflicts_bulk::tagged_body(
+            "The body of a resolution: which version to keep.",
+            vec![
+                (
+                    "incoming",
+                    "Apply the parked incoming version on the target.",
+                    vec![],
+                ),
+                ("local", "Keep the target's own row.", vec![]),
+                ("merged", "Write `row` on the target.", vec![("row", row)]),
+            ],
+        )
+    }
+}
+
+impl ToSchema for ResolveRequest {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ResolveRequest".into()
+    }
 }
 
 impl ResolveRequest {

@@ -12,6 +12,8 @@ use axum::Json;
 use fleetsync_proto::conflicts::Conflict;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -68,8 +70,9 @@ struct BulkRule {
     column: Option<String>,
 }
 
-/// The rule deciding each conflict (`take`).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// The rule deciding each conflict (`take`). Its schema is written by hand
+/// ([`tagged_body`]): the derived one would let each variant carry any other field.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "take", rename_all = "lowercase", deny_unknown_fields)]
 enum BulkRuleDoc {
     /// Always the incoming version.
@@ -79,15 +82,75 @@ enum BulkRuleDoc {
     /// The side whose `column` holds the greater value (an absent row, then NULL, rank lowest).
     Newer {
         /// The column compared (e.g. `updated_at`).
-        #[schema(min_length = 1)]
         column: String,
     },
     /// The side whose `column` holds the smaller value (an absent row, then NULL, rank lowest).
     Older {
         /// The column compared.
-        #[schema(min_length = 1)]
         column: String,
     },
+}
+
+impl utoipa::PartialSchema for BulkRuleDoc {
+    fn schema() -> RefOr<Schema> {
+        let column = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .description(Some("The column compared (e.g. `updated_at`)."))
+                .into()
+        };
+        tagged_body(
+            "The rule deciding each conflict.",
+            vec![
+                ("incoming", "Always the incoming version.", vec![]),
+                ("local", "Always the target's own row.", vec![]),
+                (
+                    "newer",
+                    "The side whose `column` holds the greater value (an absent row, then NULL, rank lowest).",
+                    vec![("column", column())],
+                ),
+                (
+                    "older",
+                    "The side whose `column` holds the smaller value (an absent row, then NULL, rank lowest).",
+                    vec![("column", column())],
+                ),
+            ],
+        )
+    }
+}
+
+impl ToSchema for BulkRuleDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "BulkRuleDoc".into()
+    }
+}
+
+/// One variant of a body tagged by `take`: its tag, its description, its required fields.
+pub(super) type TaggedVariant<'a> = (&'a str, &'a str, Vec<(&'a str, RefOr<Schema>)>);
+
+/// The schema of a body tagged by `take`: one object per variant (`take`, its required
+/// fields, no other field), as serde's `#[serde(tag = "take", deny_unknown_fields)]` reads it.
+pub(super) fn tagged_body(description: &str, variants: Vec<TaggedVariant<'_>>) -> RefOr<Schema> {
+    let mut one_of = OneOfBuilder::new().description(Some(description));
+    for (take, doc, fields) in variants {
+        let mut o = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(doc))
+            .property(
+                "take",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([take])),
+            )
+            .required("take")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        for (name, schema) in fields {
+            o = o.property(name, schema).required(name);
+        }
+        one_of = one_of.item(o);
+    }
+    RefOr::T(Schema::OneOf(one_of.build()))
 }
 
 /// The body of a bulk resolution.

@@ -19,6 +19,13 @@ pub struct Conflict {
     pub incoming: serde_json::Value,
     /// The target's row when the change arrived (null: it had none).
     pub local: serde_json::Value,
+    /// The before image both sides started from: the incoming change's expected row (null:
+    /// the change created the row, or `before_recorded` is false).
+    #[serde(default)]
+    pub before: serde_json::Value,
+    /// False for conflicts parked before the before image was recorded.
+    #[serde(default)]
+    pub before_recorded: bool,
     /// The server the incoming change came from.
     pub origin: String,
     pub source_position: String,
@@ -49,6 +56,25 @@ pub struct ConflictResolution {
     /// local row. It holds row values, never credentials.
     pub statement: Option<String>,
     pub dry_run: bool,
+}
+
+/// A resolution's choice: one side, or a merged row written on the target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Choice {
+    Take(Take),
+    /// A full row (column → value, as in `incoming`/`local`) upserted on the target; its key
+    /// must be the conflict's key.
+    Merged(serde_json::Map<String, serde_json::Value>),
+}
+
+impl Choice {
+    /// The name in JSON (`take`): `incoming`, `local` or `merged`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Choice::Take(t) => t.as_str(),
+            Choice::Merged(_) => "merged",
+        }
+    }
 }
 
 /// Which side a resolution keeps.

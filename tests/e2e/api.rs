@@ -25,6 +25,7 @@ mod browser;
 mod dash_syncs;
 mod dash_backups;
 mod dash_schema;
+mod dash_conflicts;
 mod dashboard;
 mod defs;
 mod gov;
@@ -166,6 +167,7 @@ const PINNED: &[(&str, &[&str])] = &[
     ("list_alerts", &["syncs:read"]),
     ("get_backup_settings", &["backup:create"]),
     ("list_migrations", &["migration:read"]),
+    ("resolve_conflicts_bulk", &["conflicts:resolve"]),
 ];
 
 /// A password that must never be shown (in a `[[servers]]` URL and in a request body).

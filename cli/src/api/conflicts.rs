@@ -48,6 +48,12 @@ struct ConflictDoc {
     /// The target's row when the change arrived (null: it had none).
     #[schema(value_type = Option<Object>)]
     local: serde_json::Value,
+    /// The before image both sides started from: the incoming change's expected row (null:
+    /// the change created the row, or `before_recorded` is false).
+    #[schema(value_type = Option<Object>)]
+    before: serde_json::Value,
+    /// False for conflicts parked before fleetsync recorded the before image.
+    before_recorded: bool,
     /// The server the incoming change came from.
     origin: String,
     source_position: String,
@@ -64,12 +70,12 @@ struct ConflictDoc {
 struct ResolutionDoc {
     target: String,
     id: u64,
-    /// `incoming` or `local`.
+    /// `incoming`, `local` or `merged`.
     take: String,
     origin: String,
     resolution: String,
-    /// The statement run on the target when taking the incoming version (null: keeping the
-    /// local row writes nothing but the conflict's status).
+    /// The statement run on the target when taking the incoming version or a merged row
+    /// (null: keeping the local row writes nothing but the conflict's status).
     statement: Option<String>,
     dry_run: bool,
 }
@@ -99,24 +105,65 @@ enum StatusFilter {
     All,
 }
 
-/// Which version to keep.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-enum TakeDoc {
+/// The body of a resolution: which version to keep (`take`). Its schema is written by hand
+/// (`tagged_body`): the derived one would let each variant carry any other field.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "take", rename_all = "lowercase", deny_unknown_fields)]
+enum ResolveRequest {
     /// Apply the parked incoming version on the target.
-    Incoming,
+    Incoming {},
     /// Keep the target's own row.
-    Local,
+    Local {},
+    /// Write `row` on the target: column → value as in `incoming` and `local` (every
+    /// writable column of the table, the key columns with the conflict's key).
+    Merged {
+        row: serde_json::Map<String, serde_json::Value>,
+    },
 }
 
-/// The body of a resolution.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ResolveRequest {
-    take: TakeDoc,
+impl utoipa::PartialSchema for ResolveRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        let row = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .description(Some(
+                "The row to write: column → value as in `incoming` and `local` (every writable \
+                 column of the table, the key columns with the conflict's key).",
+            ))
+            .into();
+        super::conflicts_bulk::tagged_body(
+            "The body of a resolution: which version to keep.",
+            vec![
+                (
+                    "incoming",
+                    "Apply the parked incoming version on the target.",
+                    vec![],
+                ),
+                ("local", "Keep the target's own row.", vec![]),
+                ("merged", "Write `row` on the target.", vec![("row", row)]),
+            ],
+        )
+    }
 }
 
-fn problem(e: ConflictError) -> Problem {
+impl ToSchema for ResolveRequest {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ResolveRequest".into()
+    }
+}
+
+impl ResolveRequest {
+    fn choice(self) -> service::Choice {
+        match self {
+            ResolveRequest::Incoming {} => service::Choice::Take(Take::Incoming),
+            ResolveRequest::Local {} => service::Choice::Take(Take::Local),
+            ResolveRequest::Merged { row } => service::Choice::Merged(row),
+        }
+    }
+}
+
+pub(super) fn problem(e: ConflictError) -> Problem {
     let detail = match &e {
         ConflictError::Other(inner) => crate::exit::one_line(inner.as_ref()),
         other => other.to_string(),
@@ -194,8 +241,10 @@ fn conflict_id(id: &str) -> Result<u64, Problem> {
 }
 
 /// Resolve an open conflict: `incoming` applies the parked incoming version on the target
-/// (it replicates onward like an application write), `local` keeps the target's row. A dry run
-/// answers the statement that would run. 409 when the conflict is no longer open.
+/// (it replicates onward like an application write), `local` keeps the target's row, `merged`
+/// writes `row` (checked against the target table's columns; the key must stay) in the same
+/// transaction as the conflict's status. A dry run checks the same and answers the statement
+/// that would run. 409 when the conflict is no longer open.
 #[utoipa::path(post, path = "/api/v1/conflicts/{target}/{id}/resolve", operation_id = "resolve_conflict", tag = "conflicts",
     security(("bearer" = ["conflicts:resolve"])),
     params(("target" = String, Path, description = "The target server holding it"),
@@ -211,11 +260,8 @@ async fn resolve_conflict(
     let dry_run = q.map_err(from_query_rejection)?.0.dry_run;
     let req = body.map_err(from_json_rejection)?.0;
     let id = conflict_id(&id)?;
-    let take = match req.take {
-        TakeDoc::Incoming => Take::Incoming,
-        TakeDoc::Local => Take::Local,
-    };
-    let done = service::resolve(&s.live(), &target, id, take, dry_run)
+    let choice = req.choice();
+    let done = service::resolve_choice(&s.live(), &target, id, &choice, dry_run)
         .await
         .map_err(problem)?;
     Ok(Json(done))

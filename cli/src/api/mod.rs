@@ -32,6 +32,7 @@ pub mod tokens;
 // After `problem`, whose `problem_answers!` they use.
 mod conflicts;
 mod overview;
+mod conflicts_bulk;
 mod summary;
 mod syncs_dash;
 

@@ -93,6 +93,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .merge(super::overview::routes(OpenApiRouter::new()))
         .merge(super::backup_settings::routes(OpenApiRouter::new()))
         .merge(super::migrations::routes(OpenApiRouter::new()))
+        .merge(super::conflicts_bulk::routes(OpenApiRouter::new()))
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;

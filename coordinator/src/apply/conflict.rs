@@ -230,7 +230,8 @@ CREATE TABLE IF NOT EXISTS `fleetsync`.`conflict_log` (
   `outcome` VARCHAR(16) NOT NULL,
   `decided_at` TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   PRIMARY KEY (`id`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+ALTER TABLE `fleetsync`.`conflicts` ADD COLUMN IF NOT EXISTS `before_json` LONGTEXT NULL";
 
 #[cfg(test)]
 mod tests {

@@ -193,6 +193,7 @@ impl Applier {
                             .map(|l| row_to_json(columns, &l.row).to_string()),
                         origin: &txn.origin.name,
                         position: txn.position.to_string(),
+                        before: before_json(columns, r.expect),
                     };
                     resolved
                         .statements
@@ -442,6 +443,19 @@ pub(super) struct Record<'a> {
     pub local: Option<String>,
     pub origin: &'a str,
     pub position: String,
+    /// The before image both sides started from (`conflicts.before_json`): the incoming
+    /// change's expected row as JSON, `"null"` when the change created the row.
+    pub before: String,
+}
+
+/// The before image of a key's run as stored in `conflicts.before_json`: the first change's
+/// before image, or JSON `null` when the run created the key (a NULL column means an older
+/// conflict that did not record it).
+pub(super) fn before_json(columns: &[Column], expect: Expect<'_>) -> String {
+    match expect {
+        Expect::Row(b) => row_to_json(columns, b).to_string(),
+        Expect::AbsentOr(_) => "null".to_string(),
+    }
 }
 
 impl Record<'_> {
@@ -486,11 +500,13 @@ impl Record<'_> {
     pub(super) fn park(&self, apply: &[u8]) -> Vec<u8> {
         let mut q = b"INSERT INTO `fleetsync`.`conflicts` (`sync_name`,`schema_name`,`table_name`,\
             `key_json`,`incoming_json`,`local_json`,`origin_server`,`source_position`,\
-            `detected_at`,`status`,`apply_sql`) VALUES ("
+            `detected_at`,`status`,`apply_sql`,`before_json`) VALUES ("
             .to_vec();
         self.common(&mut q);
         q.extend_from_slice(b",NOW(6),'open',");
         sql::push_hex(&mut q, apply);
+        q.extend_from_slice(b",_utf8mb4");
+        sql::push_quoted(&mut q, self.before.as_bytes());
         q.push(b')');
         q
     }

@@ -177,6 +177,7 @@ impl Applier {
                     local: local.map(|l| row_to_json(columns, &l.row).to_string()),
                     origin: &txn.origin.name,
                     position: txn.position.to_string(),
+                    before: super::detect::before_json(columns, r.expect),
                 };
                 resolved
                     .statements

@@ -153,6 +153,19 @@ export class Api {
   }
 }
 
+/** A failed call in plain words: the API's problem `detail`, else the error's message. */
+export function problemText(e: unknown): string {
+  return e instanceof ApiError ? e.detail : e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * The job a job route started: the client types a job route's answer as its 200 (the
+ * `?dry_run=true` plan), but without `dry_run` the route answers 202 with the job.
+ */
+export function asJob(answer: unknown): Schemas["JobDoc"] {
+  return answer as Schemas["JobDoc"];
+}
+
 /** `url` with the defined query values appended (`?a=1&b=x`). */
 export function withQuery(url: string, query?: object | null): string {
   if (!query) return url;

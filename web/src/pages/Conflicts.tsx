@@ -4,7 +4,7 @@
 // then a confirmation), and bulk resolution by a rule (preview of every row, then apply).
 // Deep links: `#/conflicts/<target>/<id>`. Resolving needs `conflicts:resolve`.
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, type Api, type Schemas } from "../api/client";
+import { problemText, type Api, type Schemas } from "../api/client";
 import { useLive } from "../live";
 import type { PageProps } from "../main";
 import { subPath } from ".";
@@ -30,9 +30,7 @@ type Filters = { status: "open" | "resolved" | "all"; target: string; table: str
 
 const NO_FILTERS: Filters = { status: "open", target: "", table: "", origin: "", from: "", to: "" };
 
-function words(e: unknown): string {
-  return e instanceof ApiError ? e.detail : e instanceof Error ? e.message : String(e);
-}
+const words = problemText;
 
 export function Conflicts({ api, can }: PageProps) {
   const [sub, setSub] = useState(subPath(location.hash));

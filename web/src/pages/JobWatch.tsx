@@ -2,29 +2,21 @@
 // bar, state and a link to the Jobs page; `onDone` gets the finished job (report in `result`).
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { Api, Schemas } from "../api/client";
-import { ApiError } from "../api/client";
+import { asJob, problemText } from "../api/client";
 import { jobProgress, stateTone } from "../format";
 
 export type Job = Schemas["JobDoc"];
 const ENDED = ["succeeded", "failed", "cancelled", "rejected"];
 
 /** The text of an error in plain words (the API's problem `detail`). */
-export function errorText(e: unknown): string {
-  return e instanceof ApiError ? e.detail : e instanceof Error ? e.message : String(e);
-}
+export const errorText = problemText;
 
 /** Reads the JSON of a 202 answer of `api.raw` (a started job). */
 export async function jobOf(resp: Response): Promise<Job> {
   return (await resp.json()) as Job;
 }
 
-/**
- * The job a job route started: `api.send` types its answer as the 200 (the `?dry_run=true`
- * plan), but without `dry_run` the route answers 202 with the job.
- */
-export function asJob(answer: unknown): Job {
-  return answer as Job;
-}
+export { asJob };
 
 export function JobWatch({ api, job, label, onDone }: { api: Api; job: Job; label: string; onDone?: (job: Job) => void }) {
   const [current, setCurrent] = useState<Job>(job);

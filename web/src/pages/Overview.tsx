@@ -5,12 +5,12 @@
 // and conflicts on their events and every 10 s (the API probes servers at most that often).
 import { useState } from "preact/hooks";
 import { ApiError, type Schemas } from "../api/client";
-import { duration, failureWords, rate, stateTone, stateWords } from "../format";
 import { useLive } from "../live";
 import type { PageProps } from "../main";
 import { JobRow } from "./Jobs";
 import { LagChart } from "./LagChart";
 import { ago, healthOrigin, roleWords } from "./overview-logic";
+import { TargetsTable } from "./TargetsTable";
 import "./Overview.css";
 
 type Data = {
@@ -101,51 +101,7 @@ export function Overview({ api, can }: PageProps) {
                 </span>
               )}
             </div>
-            <table>
-              <thead>
-                <tr>
-                  <th>Target</th>
-                  <th>State</th>
-                  <th class="num">Lag</th>
-                  <th class="num">Rows/s</th>
-                  <th class="num">Rows applied</th>
-                  <th>Last error</th>
-                </tr>
-              </thead>
-              <tbody>
-                {s.targets.map((t) => {
-                  const f = failureWords(t.failure);
-                  return (
-                    <tr data-testid={`target-${s.name}-${t.target}`}>
-                      <td>{t.target}</td>
-                      <td>
-                        <span class={`badge ${stateTone(t.state)}`} data-testid="state" data-state={t.state}>
-                          {stateWords(t.state)}
-                        </span>
-                      </td>
-                      <td class="num">{duration(t.lag_seconds)}</td>
-                      <td class="num" data-testid="rows-per-second" data-value={t.rows_per_second}>
-                        {rate(t.rows_per_second)}
-                      </td>
-                      <td class="num" data-testid="rows-applied" data-value={t.rows_applied}>
-                        {t.rows_applied.toLocaleString("en-US")}
-                      </td>
-                      <td>
-                        {f ? (
-                          <>
-                            <span class="error">{f.what}</span>
-                            <br />
-                            <span class="muted">What to do: {f.todo}</span>
-                          </>
-                        ) : (
-                          <span class="muted">none</span>
-                        )}
-                      </td>
-                    </tr>
-                  );
-                })}
-              </tbody>
-            </table>
+            <TargetsTable sync={s} />
             <div class="lag-charts">
               {s.targets.map((t) => (
                 <LagChart id={`${s.name}-${t.target}`} label={`${s.name} → ${t.target}`} points={seriesOf(s.name, t.target)} />

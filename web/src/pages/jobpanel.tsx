@@ -1,7 +1,7 @@
 // Shared by the Schema & migrations, Data diff and Health pages: the jobs of some kinds kept
 // fresh (job events and a short timer), a job's state line with its progress bar and a link to
 // the Jobs page, the problem detail of a failed call in plain words.
-import { ApiError, type Api, type Schemas } from "../api/client";
+import { asJob, problemText, type Api, type Schemas } from "../api/client";
 import { jobProgress, stateTone } from "../format";
 import { useLive } from "../live";
 
@@ -23,15 +23,7 @@ export function useJobs(api: Api, kinds: string[]) {
   );
 }
 
-/** A failed call in plain words (the API's problem `detail`). */
-export function problemText(e: unknown): string {
-  return e instanceof ApiError ? e.detail : e instanceof Error ? e.message : String(e);
-}
-
-/** A job route's 202 answer (typed by the client as its dry-run plan, the 200 answer). */
-export function asJob(answer: unknown): JobDoc {
-  return answer as JobDoc;
-}
+export { asJob, problemText };
 
 /** One job: kind, state, progress bar, phase, error, link to the Jobs page. */
 export function JobLine({ job, label }: { job: JobDoc; label: string }) {

@@ -1,6 +1,6 @@
 // Pure logic of the Servers and Syncs pages (unit-tested in src/test/syncs.test.ts, no DOM):
 // the bodies sent to the definition routes, filter patterns, snapshot progress in words.
-import { ApiError } from "../api/client";
+import { ApiError, problemText } from "../api/client";
 import { duration } from "../format";
 
 /** The server form. `password` empty: none on create, keep the stored one on edit. */
@@ -137,6 +137,4 @@ export function needsResnapshot(e: unknown): boolean {
 }
 
 /** An error in plain words (the problem's detail). */
-export function errorWords(e: unknown): string {
-  return e instanceof ApiError ? e.detail : e instanceof Error ? e.message : String(e);
-}
+export const errorWords = problemText;

@@ -66,8 +66,10 @@ export async function start(name) {
     },
     /** Open a page by its navigation link. */
     async open(page, title) {
-      t.step = `opening ${title}`;
+      const was = t.step;
+      t.step = `${was} (opening ${title})`;
       await page.getByRole("navigation").getByRole("link", { name: title, exact: true }).click();
+      t.step = was;
     },
     async shot(page, file) {
       await page.screenshot({ path: join(shots, `${file}.png`), fullPage: true });

@@ -93,3 +93,50 @@ impl Browser {
         Ok(())
     }
 }
+
+/// Rows written to a source while a browser script watches: `sql` every `every`, on one
+/// connection, until [`Writer::stop`].
+pub struct Writer {
+    writing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Writer {
+    pub fn start(pool: mysql_async::Pool, sql: &'static str, every: Duration) -> Writer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let writing = std::sync::Arc::new(AtomicBool::new(true));
+        let flag = writing.clone();
+        let task = tokio::spawn(async move {
+            use mysql_async::prelude::Queryable;
+            let mut conn = pool.get_conn().await?;
+            while flag.load(Ordering::Relaxed) {
+                conn.query_drop(sql).await?;
+                tokio::time::sleep(every).await;
+            }
+            drop(conn);
+            pool.disconnect().await?;
+            anyhow::Ok(())
+        });
+        Writer { writing, task }
+    }
+
+    /// Stops writing; fails if a write failed.
+    pub async fn stop(self) -> Result<()> {
+        self.writing
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.task.await?
+    }
+}
+
+/// The end of a browser test: no token in fleetsync's log, the process still running, then
+/// stopped cleanly.
+pub async fn finish(mut fs: Fleetsync, tokens: &[&str]) -> Result<()> {
+    let log = fs.log_tail(500);
+    ensure!(
+        tokens.iter().all(|t| !log.contains(t)),
+        "a token is in fleetsync's log"
+    );
+    fs.ensure_running()?;
+    fs.stop(Duration::from_secs(30)).await?;
+    Ok(())
+}

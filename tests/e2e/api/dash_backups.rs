@@ -9,11 +9,10 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 
-use super::browser::Browser;
+use super::browser::{finish, Browser};
 use super::jobs::{cli, finished, start};
 use super::start_stack;
 use crate::support::Pair;
@@ -269,14 +268,7 @@ async fn backups_and_transfer_in_chromium() -> Result<()> {
         "transfer-validation",
         "transfer-viewer",
     ])?;
-    let log = stack.fs.log_tail(500);
-    ensure!(
-        !log.contains(admin.as_str()) && !log.contains(viewer.as_str()),
-        "a token is in fleetsync's log"
-    );
-    let mut fs = stack.fs;
-    fs.ensure_running()?;
-    fs.stop(Duration::from_secs(30)).await?;
+    finish(stack.fs, &[admin, viewer]).await?;
     println!(
         "backup {id}: verified, downloaded ({} files), restored as app_restored ({ROWS} rows equal); CSV export downloaded equal to the CLI's; malformed import refused, nothing written; the downloaded export imported ({ROWS} rows equal); a damaged copy listed as failed",
         tar.len()

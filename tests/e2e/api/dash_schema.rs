@@ -14,11 +14,9 @@
 //!   applies it; here the index must exist on dst;
 //! * a viewer sees the results and no apply/rollback/fix control.
 
-use std::time::Duration;
-
 use anyhow::{ensure, Context, Result};
 
-use super::browser::Browser;
+use super::browser::{finish, Browser};
 use crate::support::Pair;
 
 /// `SHOW CREATE TABLE`'s text of `table` on `db`.
@@ -216,13 +214,6 @@ async fn schema_datadiff_health_pages_in_chromium() -> Result<()> {
         "health-fix-preview",
         "schema-viewer",
     ])?;
-    let log = stack.fs.log_tail(500);
-    ensure!(
-        !log.contains(admin.as_str()) && !log.contains(viewer.as_str()),
-        "a token is in fleetsync's log"
-    );
-    let mut fs = stack.fs;
-    fs.ensure_running()?;
-    fs.stop(Duration::from_secs(30)).await?;
+    finish(stack.fs, &[admin, viewer]).await?;
     Ok(())
 }

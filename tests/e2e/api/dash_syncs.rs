@@ -10,14 +10,12 @@
 //!
 //! Needs what scripts/test.sh installs (chromium, web/node_modules, a built dashboard).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use fleetsync_tests::{wait_until, MariaDb};
 
-use super::browser::Browser;
+use super::browser::{Browser, Writer};
 use super::start_stack;
 use crate::support::{Pair, SYNC_TIMEOUT};
 
@@ -68,25 +66,12 @@ async fn servers_and_syncs_in_chromium() -> Result<()> {
     let (admin, viewer) = (&stack.tokens[0], &stack.tokens[1]);
 
     // Orders keep coming while the browser watches, until the script ends.
-    let writing = Arc::new(AtomicBool::new(true));
-    let writer = {
-        let (pool, writing) = (pair.src.pool(), writing.clone());
-        tokio::spawn(async move {
-            use mysql_async::prelude::Queryable;
-            let mut conn = pool.get_conn().await?;
-            while writing.load(Ordering::Relaxed) {
-                conn.query_drop(
-                    "INSERT INTO shop.orders (item, qty) VALUES ('a', 1), ('b', 2); \
+    let writer = Writer::start(
+        pair.src.pool(),
+        "INSERT INTO shop.orders (item, qty) VALUES ('a', 1), ('b', 2); \
                      INSERT INTO shop.events VALUES (3, 'tick')",
-                )
-                .await?;
-                tokio::time::sleep(Duration::from_millis(150)).await;
-            }
-            drop(conn);
-            pool.disconnect().await?;
-            anyhow::Ok(())
-        })
-    };
+        Duration::from_millis(150),
+    );
 
     let port = third.port();
     let result = browser
@@ -109,8 +94,7 @@ async fn servers_and_syncs_in_chromium() -> Result<()> {
             &stack.fs,
         )
         .await;
-    writing.store(false, Ordering::Relaxed);
-    writer.await??;
+    writer.stop().await?;
     result?;
 
     // The sync made in the browser brought every table of its (widened) filter, row by row.

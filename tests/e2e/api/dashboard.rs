@@ -15,15 +15,13 @@
 //! Needs what scripts/test.sh installs: chromium, web/node_modules (`npm ci`) and a binary
 //! built after `npm run build` (it embeds web/dist). Without them the test fails and says so.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use fleetsync_tests::api::ApiClient;
 use fleetsync_tests::Fleetsync;
 
-use super::browser::Browser;
+use super::browser::{finish, Browser, Writer};
 use crate::support::{dead_port, Pair, SYNC_TIMEOUT};
 
 use super::*;
@@ -109,22 +107,11 @@ async fn dashboard_in_chromium() -> Result<()> {
     park_conflict(&pair, &api, &operator).await?;
 
     // Rows keep arriving while the browser watches: a few a second, until the script ends.
-    let writing = Arc::new(AtomicBool::new(true));
-    let writer = {
-        let (pool, writing) = (pair.src.pool(), writing.clone());
-        tokio::spawn(async move {
-            use mysql_async::prelude::Queryable;
-            let mut conn = pool.get_conn().await?;
-            while writing.load(Ordering::Relaxed) {
-                conn.query_drop("INSERT INTO app.items (v) VALUES ('a'), ('b'), ('c'), ('d')")
-                    .await?;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            drop(conn);
-            pool.disconnect().await?;
-            anyhow::Ok(())
-        })
-    };
+    let writer = Writer::start(
+        pair.src.pool(),
+        "INSERT INTO app.items (v) VALUES ('a'), ('b'), ('c'), ('d')",
+        Duration::from_millis(100),
+    );
 
     let result = browser
         .run_script(
@@ -141,8 +128,7 @@ async fn dashboard_in_chromium() -> Result<()> {
             &fs,
         )
         .await;
-    writing.store(false, Ordering::Relaxed);
-    writer.await??;
+    writer.stop().await?;
     result?;
     // One job waiting for an approval was cancelled in the browser, the other still waits.
     let mut states = Vec::new();
@@ -231,15 +217,7 @@ async fn dashboard_in_chromium() -> Result<()> {
             && outcomes.contains(&("boss-ui".into(), "ok".into())),
         "the approvals in the audit log: {outcomes:?}"
     );
-    ensure!(
-        [&operator, &viewer, &owner]
-            .iter()
-            .all(|t| !fs.log_tail(500).contains(t.as_str())),
-        "a token is in fleetsync's log"
-    );
-    fs.ensure_running()?;
-    fs.stop(Duration::from_secs(30)).await?;
-    Ok(())
+    finish(fs, &[&operator, &viewer, &owner]).await
 }
 
 /// Parks a manual conflict on `dst` (table `app.inv`): the target's row changed by hand, then

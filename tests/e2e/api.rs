@@ -22,10 +22,10 @@ use fleetsync_tests::{fleetsync_cmd_with, wait_until, Fleetsync};
 use crate::support::{check_refusal, dead_port, Pair, Refusal, SYNC_TIMEOUT};
 
 mod browser;
-mod dash_backups;
-mod dash_conflicts;
-mod dash_schema;
 mod dash_syncs;
+mod dash_backups;
+mod dash_schema;
+mod dash_conflicts;
 mod dashboard;
 mod defs;
 mod gov;

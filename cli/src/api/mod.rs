@@ -31,8 +31,8 @@ pub mod tls;
 pub mod tokens;
 // After `problem`, whose `problem_answers!` they use.
 mod conflicts;
-mod conflicts_bulk;
 mod overview;
+mod conflicts_bulk;
 mod summary;
 mod syncs_dash;
 

@@ -605,3 +605,18 @@ fn tombstone_gc_settings_default_parse_and_refuse() {
     .expect_err("one-way sync with gc settings");
     assert!(one_way.contains("only for mode"), "{one_way}");
 }
+
+#[test]
+fn apply_protocol_defaults_to_binary_and_names_a_bad_value() {
+    let c = Config::parse(EXAMPLE).expect("parses");
+    assert_eq!(c.syncs[0].apply_protocol, ApplyProtocol::Binary);
+    let text = Config::parse(&format!("{EXAMPLE}apply_protocol = \"text\"\n")).expect("parses");
+    assert_eq!(text.syncs[0].apply_protocol, ApplyProtocol::Text);
+    let err = Config::parse(&format!("{EXAMPLE}apply_protocol = \"fast\"\n")).expect_err("refused");
+    assert!(
+        err.contains("apply_protocol") || err.contains("fast"),
+        "{err}"
+    );
+    assert!(err.contains("binary") && err.contains("text"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -69,7 +69,7 @@ use mysql_async::prelude::Queryable as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
-use fleetsync_config::{ConflictPolicy, LoopPrevention, TableMap};
+use fleetsync_config::{ApplyProtocol, ConflictPolicy, LoopPrevention, TableMap};
 use fleetsync_proto::record::LOOP_MARKER_COMMENT;
 use fleetsync_proto::{Position, TableSchema, Transaction};
 use mysql_async::{Conn, Opts};
@@ -171,6 +171,8 @@ pub struct ApplierOptions {
     pub loop_prevention: Option<LoopPrevention>,
     /// Conflict detection and resolution (`none` everywhere: applied as they come).
     pub conflicts: ConflictPolicy,
+    /// How row statements are sent (`[[syncs]] apply_protocol`).
+    pub protocol: ApplyProtocol,
 }
 
 /// Whether the initial snapshot of a sync is still being applied.
@@ -266,6 +268,7 @@ impl Applier {
         source: Opts,
         opts: ApplierOptions,
     ) -> Result<Self, ApplyError> {
+        let (target, protocol) = (exec::with_stmt_cache(target), opts.protocol);
         let conn = Conn::new(target.clone())
             .await
             .map_err(|e| ApplyError::Connect {
@@ -286,7 +289,7 @@ impl Applier {
             slow: BTreeSet::new(),
             reshaped: BTreeSet::new(),
             session_ok: false,
-            q: QueryBuf::default(),
+            q: QueryBuf::new(protocol),
             meters,
             pending_offset: None,
             target_server_id: 0,

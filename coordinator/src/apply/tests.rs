@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use fleetsync_config::TableMap;
+use fleetsync_config::{ApplyProtocol, TableMap};
 use fleetsync_proto::{
     Column, ColumnType, Ddl, KeyKind, Op, Origin, Position, RowChange, TableSchema, Transaction,
     Value,
@@ -79,6 +79,7 @@ impl Env {
             mark_writes: false,
             loop_prevention: None,
             conflicts: Default::default(),
+            protocol: Default::default(),
         }
     }
 
@@ -337,31 +338,54 @@ async fn every_value_type_round_trips() {
         Value::UInt(0),
         Value::Int(0),
     ];
-    let mut applier = env.applier(true).await;
-    let state = applier
-        .apply(&[txn(1, vec![schema], vec![ins(0, row1), ins(0, row2)])])
-        .await
-        .expect("applies");
-    assert_eq!(state.rows, 2);
-    assert_eq!(state.position, Position::new("binlog.000001", 1001));
     let dst = env.dst.clone();
-    let select = |db: &str| {
-        format!(
+    // Both protocols, each as its own sync into the same (emptied) table.
+    for protocol in [ApplyProtocol::Binary, ApplyProtocol::Text] {
+        let mut opts = env.options(true);
+        opts.protocol = protocol;
+        opts.sync = format!("{}_{}", opts.sync, protocol.as_str());
+        let mut applier = Applier::connect(env.opts.clone(), env.opts.clone(), opts)
+            .await
+            .expect("connects");
+        env.exec(&format!("DROP TABLE IF EXISTS `{dst}`.t")).await;
+        let executed = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+                        WHERE VARIABLE_NAME = 'COM_STMT_EXECUTE'";
+        let before = env.rows(executed).await;
+        let state = applier
+            .apply(&[txn(
+                1,
+                vec![schema.clone()],
+                vec![ins(0, row1.clone()), ins(0, row2.clone())],
+            )])
+            .await
+            .expect("applies");
+        assert_eq!(state.rows, 2);
+        assert_eq!(state.position, Position::new("binlog.000001", 1001));
+        if protocol == ApplyProtocol::Binary {
+            assert_ne!(
+                env.rows(executed).await,
+                before,
+                "no prepared statement ran"
+            );
+        }
+        let select = |db: &str| {
+            format!(
             "SELECT id, f, d, dec1, da, ti, dt, ts, UNIX_TIMESTAMP(ts), y, HEX(l), HEX(u), HEX(b), e+0, s+0, \
              bi+0, j, HEX(g), n, big FROM `{db}`.t ORDER BY id"
         )
-    };
-    let expected = env.rows(&select(&src)).await;
-    let got = env.rows(&select(&dst)).await;
-    assert_eq!(expected.len(), 2);
-    assert_eq!(got, expected);
-    // Matching a keyless row by its FLOAT value works with the widened literal.
-    let found = env
-        .rows(&format!(
-            "SELECT COUNT(*) FROM `{dst}`.t WHERE f <=> 1.100000023841858e0"
-        ))
-        .await;
-    assert_eq!(found, vec![vec![mysql_async::Value::Bytes(b"1".to_vec())]]);
+        };
+        let expected = env.rows(&select(&src)).await;
+        let got = env.rows(&select(&dst)).await;
+        assert_eq!(expected.len(), 2);
+        assert_eq!(got, expected);
+        // Matching a keyless row by its FLOAT value works with the widened literal.
+        let found = env
+            .rows(&format!(
+                "SELECT COUNT(*) FROM `{dst}`.t WHERE f <=> 1.100000023841858e0"
+            ))
+            .await;
+        assert_eq!(found, vec![vec![mysql_async::Value::Bytes(b"1".to_vec())]]);
+    }
     env.drop_dbs().await;
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use fleetsync_config::ApplyProtocol;
 use fleetsync_proto::{ColumnType, Value};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -76,6 +77,81 @@ async fn failing_statement_is_identified() {
     ok.push(exec::Mark::Control("a"), b"DO 1");
     ok.push(exec::Mark::Control("b"), b"SELECT 1");
     exec::run(&mut conn, &ok).await.expect("runs");
+    env.drop_dbs().await;
+}
+
+/// A buffer mixing text and prepared statements (binary protocol) runs them in order, splits
+/// rows into 128- and 1-row executions, and names the failing statement.
+#[tokio::test]
+async fn mixed_text_and_prepared_statements() {
+    let Some(mut env) = Env::new("mixed_text_and_prepared").await else {
+        return;
+    };
+    let dst = env.dst.clone();
+    env.exec(&format!(
+        "CREATE DATABASE IF NOT EXISTS `{dst}`; CREATE TABLE `{dst}`.kv (id INT PRIMARY KEY, v VARCHAR(20))"
+    ))
+    .await;
+    let schema = table(&dst, "kv", KV, &[0]);
+    let images: Vec<Vec<Value>> = (0..300).map(|i| kv(i, "x")).collect();
+    let rows: Vec<batch::RowRef<'_>> = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| batch::RowRef {
+            image,
+            before: None,
+            txn: i as u32,
+        })
+        .collect();
+    let stmt = batch::Stmt {
+        slot: 3,
+        kind: batch::StmtKind::Upsert,
+        rows,
+    };
+    let mut conn = Conn::new(env.opts.clone()).await.expect("connects");
+    for (table_name, fails) in [("missing", true), ("kv", false)] {
+        let slot = exec::SlotSql {
+            columns: &schema.columns,
+            key: &[0],
+            sql: sql::TableSql::new(&dst, table_name, &schema.columns, &[0]),
+        };
+        let mut q = exec::QueryBuf::new(ApplyProtocol::Binary);
+        q.push(exec::Mark::Control("first"), b"DO 1");
+        let next = exec::render_part(&mut q, &stmt, 0, &slot).expect("renders");
+        assert_eq!(next, 300);
+        q.push(exec::Mark::Control("after"), b"SET @after_rows = 1");
+        // DO 1, 2 x 128 rows, 44 x 1 row, the SET.
+        assert_eq!(q.marks.len(), 4, "{:?}", q.marks);
+        assert_eq!(
+            q.marks[1],
+            exec::Mark::Rows {
+                slot: 3,
+                first: 0,
+                last: 255
+            }
+        );
+        assert_eq!(
+            q.marks[2],
+            exec::Mark::Rows {
+                slot: 3,
+                first: 256,
+                last: 299
+            }
+        );
+        conn.query_drop("SET @after_rows = 0").await.expect("set");
+        let result = exec::run(&mut conn, &q).await;
+        let after: Option<i64> = conn.query_first("SELECT @after_rows").await.expect("reads");
+        if fails {
+            let (index, e) = result.expect_err("no such table");
+            assert_eq!((index, super::error::server_code(&e)), (1, Some(1146)));
+            assert_eq!(after, Some(0), "a statement after the failing one ran");
+        } else {
+            result.expect("runs");
+            assert_eq!(after, Some(1));
+        }
+    }
+    let n = env.rows(&format!("SELECT COUNT(*) FROM `{dst}`.kv")).await;
+    assert_eq!(n, vec![vec![mysql_async::Value::Bytes(b"300".to_vec())]]);
     env.drop_dbs().await;
 }
 

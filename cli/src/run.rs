@@ -107,6 +107,7 @@ pub fn build_pipeline(
             mark_writes: config.loop_prevention(sync, target),
             loop_prevention: sync.loop_prevention,
             conflicts: sync.conflict_policy()?,
+            apply_lanes: sync.apply_lanes,
         },
         batch_rows: sync.batch_rows,
         batch_wait: Duration::from_millis(sync.batch_wait_ms),

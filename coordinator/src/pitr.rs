@@ -365,6 +365,7 @@ pub async fn replay(
             mark_writes: false,
             loop_prevention: None,
             conflicts: Default::default(),
+            apply_lanes: 1,
         },
     )
     .await

@@ -79,6 +79,7 @@ impl Env {
             mark_writes: false,
             loop_prevention: None,
             conflicts: Default::default(),
+            apply_lanes: 1,
         }
     }
 

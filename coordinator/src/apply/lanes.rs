@@ -499,8 +499,10 @@ impl Applier {
         let lock_wait = matches!(&e, Exec::Sql(s) if super::error::server_code(s).is_some_and(|c| LOCK_CODES.contains(&c)));
         if lock_wait {
             // The safety net: whatever is not committed runs serially on the main connection.
+            // Only this group: the steps after it are still to come in `flush_rows`.
             let from = segs[next_commit].txns.start;
-            let rest = &run[from..];
+            let to = segs.last().map_or(from, |s| s.txns.end);
+            let rest = &run[from..to];
             tracing::warn!(sync = %self.opts.sync, target = %self.opts.target, transactions = rest.len(), "lock wait between apply lanes: re-running the group serially");
             self.count_barrier(BARRIER_LOCK_WAIT, rest.len() as u64);
             return self.flush(rest).await;

@@ -110,13 +110,21 @@ pub(super) fn dispatch(sets: &[WriteSet], rows: &[usize], lanes: usize) -> Vec<S
         }
     }
     if start < sets.len() {
-        steps.push(Step::Parallel(segments(sets, rows, start..sets.len(), lanes)));
+        steps.push(Step::Parallel(segments(
+            sets,
+            rows,
+            start..sets.len(),
+            lanes,
+        )));
     }
     steps
 }
 
 fn segments(sets: &[WriteSet], rows: &[usize], range: Range<usize>, lanes: usize) -> Vec<Segment> {
-    let total: usize = range.clone().map(|i| rows.get(i).copied().unwrap_or(1)).sum();
+    let total: usize = range
+        .clone()
+        .map(|i| rows.get(i).copied().unwrap_or(1))
+        .sum();
     let per = total.div_ceil(lanes.max(1)).max(1);
     let mut segs: Vec<Segment> = Vec::new();
     let mut keys: Vec<HashSet<u64>> = Vec::new();
@@ -163,7 +171,14 @@ struct Prepared<'a> {
 }
 
 /// A lane's result: segment, lane, its connection back, the query buffer, the outcome.
-type LaneDone = (usize, usize, Conn, QueryBuf, Result<(), (Mark, Exec)>, Duration);
+type LaneDone = (
+    usize,
+    usize,
+    Conn,
+    QueryBuf,
+    Result<(), (Mark, Exec)>,
+    Duration,
+);
 
 impl Applier {
     fn lanes_on(&self) -> bool {
@@ -223,15 +238,15 @@ impl Applier {
         if let Some(c) = self.lanes.get_mut(lane - 1).and_then(Option::take) {
             return Ok(c);
         }
-        let mut conn = Conn::new(self.target_opts.clone())
-            .await
-            .map_err(|e| ApplyError::Connect {
-                target: self.opts.target.clone(),
-                source: Box::new(e),
-            })?;
-        let mut setup = format!(
-            "{SESSION_SETUP}; SET SESSION innodb_lock_wait_timeout={LANE_LOCK_WAIT_SECS}"
-        );
+        let mut conn =
+            Conn::new(self.target_opts.clone())
+                .await
+                .map_err(|e| ApplyError::Connect {
+                    target: self.opts.target.clone(),
+                    source: Box::new(e),
+                })?;
+        let mut setup =
+            format!("{SESSION_SETUP}; SET SESSION innodb_lock_wait_timeout={LANE_LOCK_WAIT_SECS}");
         if self.skip_repl {
             setup.push_str("; SET SESSION skip_replication=1");
         }
@@ -332,7 +347,10 @@ impl Applier {
                 ) else {
                     continue;
                 };
-                for image in [c.before.as_deref(), c.after.as_deref()].into_iter().flatten() {
+                for image in [c.before.as_deref(), c.after.as_deref()]
+                    .into_iter()
+                    .flatten()
+                {
                     for (n, ix) in list.iter().enumerate() {
                         buf.clear();
                         if sql::push_key(&mut buf, image, ix).is_err() {
@@ -412,7 +430,12 @@ impl Applier {
                     .map(|s| SlotSql {
                         columns: &s.schema.columns,
                         key: &s.plan.key,
-                        sql: TableSql::new(&s.target.0, &s.target.1, &s.schema.columns, &s.plan.key),
+                        sql: TableSql::new(
+                            &s.target.0,
+                            &s.target.1,
+                            &s.schema.columns,
+                            &s.plan.key,
+                        ),
                     })
                     .collect()
             })

@@ -88,7 +88,11 @@ fn segments_are_contiguous_cover_every_transaction_once_and_balance_rows() {
         next = s.txns.end;
     }
     assert_eq!(next, 10);
-    assert_eq!(segs[0].txns, 0..1, "the big transaction is a segment of its own");
+    assert_eq!(
+        segs[0].txns,
+        0..1,
+        "the big transaction is a segment of its own"
+    );
     assert!(segs.len() <= 4, "{segs:?}");
 }
 
@@ -126,9 +130,7 @@ fn every_dependency_points_to_an_earlier_intersecting_segment_and_none_is_missed
         };
         for (k, s) in segs.iter().enumerate() {
             let mine = keyset(s);
-            let latest = (0..k)
-                .rev()
-                .find(|&j| !keyset(&segs[j]).is_disjoint(&mine));
+            let latest = (0..k).rev().find(|&j| !keyset(&segs[j]).is_disjoint(&mine));
             assert_eq!(s.after, latest, "segment {k} with {lanes} lanes");
         }
     }

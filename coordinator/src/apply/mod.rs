@@ -64,9 +64,9 @@ mod target;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_ops;
-#[cfg(test)]
 mod tests_lanes;
+#[cfg(test)]
+mod tests_ops;
 
 use mysql_async::prelude::Queryable as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

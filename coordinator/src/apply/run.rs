@@ -120,13 +120,7 @@ impl Applier {
             let txn = run.get(e.txn as usize).copied().unwrap_or(last);
             self.invalid_change(&slots, e.slot, txn, e.reason)
         })?;
-        let new_state = next_state(
-            self.state.as_ref(),
-            run,
-            last,
-            applied,
-            self.pending_offset,
-        );
+        let new_state = next_state(self.state.as_ref(), run, last, applied, self.pending_offset);
 
         let sqls: Vec<SlotSql<'_>> = slots
             .iter()
@@ -213,7 +207,6 @@ impl Applier {
         }
         Ok((slots, changes))
     }
-
 }
 
 /// The progress after `run` (ending with `last`) from `prev`, of which `applied` row changes
@@ -671,7 +664,10 @@ pub(super) enum Exec {
 }
 
 /// Sends the query in `q` and clears it.
-pub(super) async fn send(conn: &mut mysql_async::Conn, q: &mut QueryBuf) -> Result<(), (Mark, Exec)> {
+pub(super) async fn send(
+    conn: &mut mysql_async::Conn,
+    q: &mut QueryBuf,
+) -> Result<(), (Mark, Exec)> {
     let result = exec::run(conn, q).await.map_err(|(i, e)| {
         let mark = q
             .marks

@@ -38,8 +38,9 @@ async fn check(env: &mut Env, last: u64, state: &AppliedState) {
         .rows(&format!("SELECT id, v FROM `{dst}`.t ORDER BY id"))
         .await;
     assert_eq!(rows.len() as u64, last, "one row per inserted id");
-    let hot: Vec<Vec<mysql_async::Value>> =
-        env.rows(&format!("SELECT v FROM `{dst}`.t WHERE id = 1")).await;
+    let hot: Vec<Vec<mysql_async::Value>> = env
+        .rows(&format!("SELECT v FROM `{dst}`.t WHERE id = 1"))
+        .await;
     let last_hot = (1..=last).rev().find(|n| n % 3 == 0 && *n > 1).unwrap_or(0);
     assert_eq!(
         hot,
@@ -78,7 +79,8 @@ async fn lanes_apply_like_serial_and_store_the_last_position() {
 
 #[tokio::test]
 async fn a_lock_wait_between_lanes_falls_back_to_serial_without_loss() {
-    let Some(mut env) = Env::new("a_lock_wait_between_lanes_falls_back_to_serial_without_loss").await
+    let Some(mut env) =
+        Env::new("a_lock_wait_between_lanes_falls_back_to_serial_without_loss").await
     else {
         return;
     };
@@ -88,7 +90,12 @@ async fn a_lock_wait_between_lanes_falls_back_to_serial_without_loss() {
         "CREATE TABLE `{src}`.t (id INT PRIMARY KEY, v VARCHAR(20)) ENGINE=InnoDB"
     ))
     .await;
-    let schema = table(&src, "t", &[("id", ColumnType::Int), ("v", ColumnType::VarChar)], &[0]);
+    let schema = table(
+        &src,
+        "t",
+        &[("id", ColumnType::Int), ("v", ColumnType::VarChar)],
+        &[0],
+    );
     let mut applier = lane_applier(&env).await;
     let first = batch(&schema, 1);
     applier.apply(&first).await.expect("first batch");
@@ -103,13 +110,19 @@ async fn a_lock_wait_between_lanes_falls_back_to_serial_without_loss() {
         .await
         .expect("lock taken");
     let release = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(u64::from(lanes::LANE_LOCK_WAIT_SECS) + 2)).await;
+        tokio::time::sleep(Duration::from_secs(
+            u64::from(lanes::LANE_LOCK_WAIT_SECS) + 2,
+        ))
+        .await;
         locker.query_drop("ROLLBACK").await.expect("lock released");
         locker
     });
     let second: Vec<Transaction> = batch(&schema, 61);
     let started = Instant::now();
-    let state = applier.apply(&second).await.expect("applies after the wait");
+    let state = applier
+        .apply(&second)
+        .await
+        .expect("applies after the wait");
     assert!(
         started.elapsed() >= Duration::from_secs(u64::from(lanes::LANE_LOCK_WAIT_SECS)),
         "the first segment waited for the lock: {:?}",

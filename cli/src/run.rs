@@ -108,11 +108,14 @@ pub fn build_pipeline(
             loop_prevention: sync.loop_prevention,
             conflicts: sync.conflict_policy()?,
             protocol: sync.apply_protocol,
+            apply_lanes: sync.apply_lanes,
         },
-        batch_rows: sync.batch_rows,
+        // With lanes a batch feeds every lane (about `batch_rows` each) and the queue holds
+        // `queue_rows` per lane: memory grows linearly with `apply_lanes`.
+        batch_rows: sync.batch_rows.saturating_mul(sync.apply_lanes.max(1)),
         batch_wait: Duration::from_millis(sync.batch_wait_ms),
         queue: sync.queue_transactions,
-        queue_rows: sync.queue_rows,
+        queue_rows: sync.queue_rows.saturating_mul(sync.apply_lanes.max(1)),
         checkpoints: shared.checkpoints.clone(),
         registry: shared.registry.clone(),
         group: sync.group.clone(),

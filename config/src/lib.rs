@@ -84,6 +84,11 @@ impl ApplyProtocol {
         }
     }
 }
+/// Parallel apply lanes (target connections) per (sync, target). 1 (serial) until the
+/// benchmark shows lanes winning on the workloads of `tests/bench` (see docs/apply-lanes.md).
+pub const DEFAULT_APPLY_LANES: usize = 1;
+/// Most lanes a sync may ask for: each is a target connection and a share of the queue.
+pub const MAX_APPLY_LANES: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -293,6 +298,9 @@ pub struct SyncConfig {
     /// How row statements are sent to the targets: `binary` (prepared statements) or `text`.
     #[serde(default)]
     pub apply_protocol: ApplyProtocol,
+    /// Parallel target connections per (sync, target); 1 = serial (see docs/apply-lanes.md).
+    #[serde(default = "default_apply_lanes")]
+    pub apply_lanes: usize,
     /// Cron expression (5 fields, or 6 with seconds): instead of streaming continuously, run
     /// the sync at each occurrence until the targets reach the source's position at that
     /// moment. `None`: continuous.
@@ -354,6 +362,9 @@ fn default_queue_rows() -> usize {
 }
 fn default_chunk() -> usize {
     DEFAULT_SNAPSHOT_CHUNK_ROWS
+}
+fn default_apply_lanes() -> usize {
+    DEFAULT_APPLY_LANES
 }
 
 impl SyncConfig {
@@ -588,6 +599,21 @@ impl Config {
                 return Err(ConfigError::invalid(
                     format!("{field}.snapshot_chunk_rows"),
                     "must be at least 1",
+                ));
+            }
+            if s.apply_lanes == 0 || s.apply_lanes > MAX_APPLY_LANES {
+                return Err(ConfigError::invalid(
+                    format!("{field}.apply_lanes"),
+                    format!("must be between 1 and {MAX_APPLY_LANES}"),
+                ));
+            }
+            if s.apply_lanes > 1
+                && (s.mode == SyncMode::Bidirectional || !s.conflict_policy()?.is_none())
+            {
+                return Err(ConfigError::invalid(
+                    format!("{field}.apply_lanes"),
+                    "must be 1 for a bidirectional sync or one with conflict detection \
+                     (their ordering rules are not proven safe with parallel lanes)",
                 ));
             }
             if let Some(expr) = &s.schedule {

@@ -620,3 +620,36 @@ fn apply_protocol_defaults_to_binary_and_names_a_bad_value() {
     assert!(err.contains("binary") && err.contains("text"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn apply_lanes_defaults_to_serial_and_is_bounded() {
+    let c = Config::parse(EXAMPLE).expect("parses");
+    assert_eq!(c.syncs[0].apply_lanes, DEFAULT_APPLY_LANES);
+    for (lanes, ok) in [(0, false), (1, true), (4, true), (16, true), (17, false)] {
+        let text = format!("{EXAMPLE}apply_lanes = {lanes}\n");
+        let c = Config::parse(&text).expect("parses");
+        match c.validate() {
+            Ok(()) => assert!(ok, "apply_lanes = {lanes} accepted"),
+            Err(e) => {
+                assert!(!ok, "apply_lanes = {lanes} refused: {e}");
+                let msg = e.to_string();
+                assert!(msg.contains("syncs[0].apply_lanes"), "{msg}");
+                assert!(msg.contains("between 1 and 16"), "{msg}");
+            }
+        }
+    }
+}
+
+#[test]
+fn apply_lanes_above_one_is_refused_with_conflict_detection() {
+    let text = format!("{EXAMPLE}apply_lanes = 2\nconflict = \"source-wins\"\n");
+    let c = Config::parse(&text).expect("parses");
+    let msg = c.validate().expect_err("refused").to_string();
+    assert!(msg.contains("syncs[0].apply_lanes"), "{msg}");
+    assert!(msg.contains("conflict detection"), "{msg}");
+    let text = format!("{EXAMPLE}apply_lanes = 1\nconflict = \"source-wins\"\n");
+    Config::parse(&text)
+        .expect("parses")
+        .validate()
+        .expect("serial with conflicts is fine");
+}

@@ -366,6 +366,7 @@ pub async fn replay(
             loop_prevention: None,
             conflicts: Default::default(),
             protocol: Default::default(),
+            apply_lanes: 1,
         },
     )
     .await

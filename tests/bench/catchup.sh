@@ -29,6 +29,7 @@
 #          BENCH_LAG=1    (workload mixed only) afterwards, measure steady-state lag per bus (what lag.sh does);
 #                         BENCH_LAG_RATE (rows/s; default: half the bus's catch-up rate),
 #                         BENCH_LAG_SECONDS (30), BENCH_LAG_TXNS (transactions/s, 200)
+#          BENCH_APPLY_LANES  `[[syncs]] apply_lanes` of every fleetsync run (default 1; 1-16)
 # Output:  one JSON object per workload on stdout, one line each, as each workload finishes;
 #          all of them in target/bench/catchup-<date>.json ({"matrix": [...], "table": ...});
 #          progress, logs and a summary table on stderr. Exit status 1 if any run failed or
@@ -64,6 +65,10 @@ BENCH_DEBEZIUM_SCHEMAS="${BENCH_DEBEZIUM_SCHEMAS:-false}"
 BENCH_LAG="${BENCH_LAG:-0}"
 BENCH_LAG_SECONDS="${BENCH_LAG_SECONDS:-30}"
 BENCH_LAG_TXNS="${BENCH_LAG_TXNS:-200}"
+BENCH_APPLY_LANES="${BENCH_APPLY_LANES:-1}"
+if ! [[ $BENCH_APPLY_LANES =~ ^[0-9]+$ ]] || (( BENCH_APPLY_LANES < 1 || BENCH_APPLY_LANES > 16 )); then
+    echo "BENCH_APPLY_LANES must be a number from 1 to 16 (not $BENCH_APPLY_LANES)" >&2; exit 2
+fi
 if [[ ($BENCH_DEBEZIUM == 1 || $BENCH_LAG == 1) && " $WORKLOADS " != *" mixed "* ]]; then
     echo "BENCH_DEBEZIUM=1 and BENCH_LAG=1 run with the mixed workload: add mixed to BENCH_WORKLOADS ($WORKLOADS)" >&2
     exit 2
@@ -378,6 +383,7 @@ name = "bench"
 source = "src"
 targets = ["dst"]
 include = ["bench\\\\..*"]
+apply_lanes = $BENCH_APPLY_LANES
 EOF
 }
 # start_kafka_fleetsync NAME [START_AT]: `fleetsync agent --server src` and `fleetsync

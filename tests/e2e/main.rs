@@ -20,7 +20,8 @@
 //! checks), `preflight` (sync definitions refused before any write),
 //! `tls` (TLS to the databases: modes, certificates, refusals), `api` (the control-plane API:
 //! RBAC matrix from the OpenAPI document, audit, tokens, loopback rule, HTTPS),
-//! `bidi` (bidirectional groups converging, checked against an oracle).
+//! `bidi` (bidirectional groups converging, checked against an oracle), `lanes` (`apply_lanes = 4`
+//! killed ten times during a catch-up).
 
 mod api;
 mod backup;
@@ -40,6 +41,7 @@ mod kafka;
 mod kafka_faults;
 mod kafka_rig;
 mod kafka_security;
+mod lanes;
 mod loop_prevention;
 mod pitr;
 mod preflight;

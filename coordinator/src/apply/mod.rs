@@ -52,6 +52,7 @@ mod detect;
 mod error;
 mod exec;
 mod group;
+mod lanes;
 pub mod rank;
 #[cfg(test)]
 mod rank_sim;
@@ -62,6 +63,8 @@ mod state;
 mod target;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lanes;
 #[cfg(test)]
 mod tests_ops;
 
@@ -96,6 +99,14 @@ pub const APPLY_ERRORS_TOTAL: &str = "fleetsync_apply_errors_total";
 /// Counter: row changes skipped because their table is paused. Labels `sync`, `target`.
 pub const APPLY_SKIPPED_ROWS_TOTAL: &str = "fleetsync_apply_skipped_rows_total";
 
+/// Gauge: share of the last parallel group's wall time a lane spent executing or committing
+/// (0..1). Labels `sync`, `target`, `lane`. Only with `apply_lanes` > 1.
+pub const APPLY_LANE_BUSY_RATIO: &str = "fleetsync_apply_lane_busy_ratio";
+/// Counter: transactions applied alone (every earlier one committed first) while lanes are on.
+/// Labels `sync`, `target`, `reason` (`ddl`, `keyless`, `snapshot`, `unkeyable`,
+/// `lock_wait`: a group re-run serially after a lock wait or deadlock between lanes).
+pub const APPLY_BARRIER_TOTAL: &str = "fleetsync_apply_barrier_total";
+
 /// Counter: conflicts decided. Labels `sync`, `target`, `strategy`, `outcome`
 /// (`incoming_won`, `local_kept`, `parked`).
 pub const CONFLICTS_TOTAL: &str = "fleetsync_conflicts_total";
@@ -123,6 +134,14 @@ pub fn describe_metrics() {
     metrics::describe_counter!(
         APPLY_SKIPPED_ROWS_TOTAL,
         "Row changes skipped for paused tables"
+    );
+    metrics::describe_gauge!(
+        APPLY_LANE_BUSY_RATIO,
+        "Share of the last parallel group's time an apply lane was busy"
+    );
+    metrics::describe_counter!(
+        APPLY_BARRIER_TOTAL,
+        "Transactions applied alone between parallel lanes, by reason"
     );
 }
 
@@ -173,6 +192,9 @@ pub struct ApplierOptions {
     pub conflicts: ConflictPolicy,
     /// How row statements are sent (`[[syncs]] apply_protocol`).
     pub protocol: ApplyProtocol,
+    /// Parallel lanes (target connections); 1 = serial. More than 1 needs `conflicts` to be
+    /// none and no group (the config refuses it; the applier then stays serial). See `lanes`.
+    pub apply_lanes: usize,
 }
 
 /// Whether the initial snapshot of a sync is still being applied.
@@ -239,6 +261,10 @@ pub struct Applier {
     /// Marker-mode loop prevention in effect: every applied transaction writes
     /// `fleetsync.loop_marker`, every statement run alone carries the marker comment.
     marker: bool,
+    /// `skip_replication` marking in effect (set up on every session, lanes included).
+    skip_repl: bool,
+    /// Lane connections (`apply_lanes` > 1), connected on first use; see `lanes`.
+    lanes: Vec<Option<Conn>>,
 }
 
 /// How long a starting applier waits for a previous owner of its (sync, source) to go away.
@@ -294,6 +320,8 @@ impl Applier {
             pending_offset: None,
             target_server_id: 0,
             marker: false,
+            skip_repl: false,
+            lanes: Vec::new(),
         };
         applier.setup().await?;
         Ok(applier)
@@ -311,6 +339,8 @@ impl Applier {
         let old = std::mem::replace(&mut self.conn, conn);
         // The old connection may be broken: do not wait for a polite goodbye.
         drop(old);
+        // Lane connections are replaced too (dropped: the server rolls back their work).
+        self.lanes.clear();
         self.session_ok = false;
         self.tables.clear();
         self.setup().await
@@ -319,6 +349,7 @@ impl Applier {
     async fn setup(&mut self) -> Result<(), ApplyError> {
         self.ensure_session().await?;
         self.take_ownership().await?;
+        self.wait_for_old_lanes().await?;
         exec::run_text(&mut self.conn, state::CREATE_STATE_TABLES.as_bytes())
             .await
             .map_err(|source| self.sql_error("creating the fleetsync state tables", source))?;
@@ -366,6 +397,7 @@ impl Applier {
                 (Some(LoopPrevention::Marker), _) | (None, false) => false,
             };
             self.marker = self.opts.mark_writes && !flag;
+            self.skip_repl = self.opts.mark_writes && flag;
             if self.opts.mark_writes && flag {
                 exec::run_text(&mut self.conn, b"SET SESSION skip_replication=1")
                     .await

@@ -68,15 +68,16 @@ impl Applier {
             }
             frontier = Some(Frontier::advance(frontier.as_ref(), txn));
             if txn.ddl.is_some() {
-                self.flush(&run).await?;
+                self.flush_rows(&run).await?;
                 run.clear();
+                self.count_barrier(super::lanes::BARRIER_DDL, 1);
                 self.apply_ddl(txn).await?;
                 self.flush(&[txn]).await?;
             } else {
                 run.push(txn);
             }
         }
-        self.flush(&run).await?;
+        self.flush_rows(&run).await?;
         self.state
             .clone()
             .ok_or_else(|| self.state_error("no progress recorded yet and the batch is empty"))
@@ -93,7 +94,7 @@ impl Applier {
 
     /// Applies `run` (transactions without DDL, or one DDL transaction whose statement already
     /// ran) in one target transaction ending with its progress row.
-    async fn flush(&mut self, run: &[&Transaction]) -> Result<(), ApplyError> {
+    pub(super) async fn flush(&mut self, run: &[&Transaction]) -> Result<(), ApplyError> {
         let Some(last) = run.last() else {
             return Ok(());
         };
@@ -119,7 +120,7 @@ impl Applier {
             let txn = run.get(e.txn as usize).copied().unwrap_or(last);
             self.invalid_change(&slots, e.slot, txn, e.reason)
         })?;
-        let new_state = self.next_state(run, last, applied);
+        let new_state = next_state(self.state.as_ref(), run, last, applied, self.pending_offset);
 
         let sqls: Vec<SlotSql<'_>> = slots
             .iter()
@@ -161,7 +162,7 @@ impl Applier {
 
     /// The slots (table layouts) of `run` and its changes in order, looking up (and creating
     /// or pausing) target tables on first sight.
-    async fn collect_run<'a>(
+    pub(super) async fn collect_run<'a>(
         &mut self,
         run: &[&'a Transaction],
     ) -> Result<(Vec<Slot<'a>>, Vec<Change<'a>>), ApplyError> {
@@ -206,11 +207,18 @@ impl Applier {
         }
         Ok((slots, changes))
     }
+}
 
-    /// The progress after `run` (ending with `last`), of which `applied` row changes were
-    /// applied.
-    fn next_state(&self, run: &[&Transaction], last: &Transaction, applied: u64) -> AppliedState {
-        let prev = self.state.as_ref();
+/// The progress after `run` (ending with `last`) from `prev`, of which `applied` row changes
+/// were applied; `offset`: the bus offset to record (`None`: keep the previous one).
+pub(super) fn next_state(
+    prev: Option<&AppliedState>,
+    run: &[&Transaction],
+    last: &Transaction,
+    applied: u64,
+    offset: Option<i64>,
+) -> AppliedState {
+    {
         let mut frontier = prev.map(|s| Frontier {
             position: s.position.clone(),
             snapshot: s.snapshot,
@@ -224,13 +232,15 @@ impl Applier {
             source_commit_ts_ms: last.commit_ts_ms,
             rows: prev.map_or(0, |s| s.rows) + applied,
             txns: prev.map_or(0, |s| s.txns) + run.len() as u64,
-            bus_offset: self.pending_offset.or(prev.and_then(|s| s.bus_offset)),
+            bus_offset: offset.or(prev.and_then(|s| s.bus_offset)),
         }
     }
+}
 
+impl Applier {
     /// The error for a failure of [`Applier::execute`] on `run`, naming the table and the
     /// source positions of the failing statement.
-    fn exec_error(
+    pub(super) fn exec_error(
         &self,
         run: &[&Transaction],
         slots: &[Slot<'_>],
@@ -301,33 +311,8 @@ impl Applier {
         }
         // With conflict detection the transaction is already open.
         let mut started = resolved.is_some();
-        if !started {
-            q.push(
-                Mark::Control("starting a transaction"),
-                b"START TRANSACTION",
-            );
-        }
         let result: Result<(), (Mark, Exec)> = async {
-            for stmt in stmts {
-                let Some(slot) = sqls.get(stmt.slot as usize) else {
-                    continue;
-                };
-                let mut from = 0;
-                while from < stmt.rows.len() {
-                    from = exec::render_part(q, stmt, from, slot).map_err(|(txn, e)| {
-                        let mark = q
-                            .marks
-                            .last()
-                            .copied()
-                            .unwrap_or(Mark::Control("rendering"));
-                        (mark, Exec::Value(txn, e.0))
-                    })?;
-                    if q.sql.len() >= exec::FLUSH_BYTES {
-                        started = true;
-                        send(&mut self.conn, q).await?;
-                    }
-                }
-            }
+            send_rows(&mut self.conn, q, stmts, sqls, &mut started).await?;
             for ((schema, table), reason) in &self.pending_pauses {
                 q.begin(Mark::Control("recording a paused table"));
                 state::push_pause(&mut q.sql, &self.opts.sync, schema, table, reason);
@@ -407,7 +392,7 @@ impl Applier {
         Ok(id)
     }
 
-    fn invalid_change(
+    pub(super) fn invalid_change(
         &self,
         slots: &[Slot<'_>],
         slot: u32,
@@ -631,8 +616,47 @@ impl Applier {
     }
 }
 
+/// Starts a transaction (unless `started`) and sends the statements of `stmts`, in chunks of
+/// about [`exec::FLUSH_BYTES`]; the last chunk stays in `q` for the caller to send with its
+/// bookkeeping. `started` becomes true once anything was sent.
+pub(super) async fn send_rows(
+    conn: &mut mysql_async::Conn,
+    q: &mut QueryBuf,
+    stmts: &[batch::Stmt<'_>],
+    sqls: &[SlotSql<'_>],
+    started: &mut bool,
+) -> Result<(), (Mark, Exec)> {
+    if !*started {
+        q.push(
+            Mark::Control("starting a transaction"),
+            b"START TRANSACTION",
+        );
+    }
+    for stmt in stmts {
+        let Some(slot) = sqls.get(stmt.slot as usize) else {
+            continue;
+        };
+        let mut from = 0;
+        while from < stmt.rows.len() {
+            from = exec::render_part(q, stmt, from, slot).map_err(|(txn, e)| {
+                let mark = q
+                    .marks
+                    .last()
+                    .copied()
+                    .unwrap_or(Mark::Control("rendering"));
+                (mark, Exec::Value(txn, e.0))
+            })?;
+            if q.sql.len() >= exec::FLUSH_BYTES {
+                *started = true;
+                send(conn, q).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A failure inside [`Applier::execute`].
-enum Exec {
+pub(super) enum Exec {
     /// A value could not be rendered: transaction index in the run, reason.
     Value(u32, String),
     Sql(mysql_async::Error),
@@ -640,7 +664,10 @@ enum Exec {
 }
 
 /// Sends the query in `q` and clears it.
-async fn send(conn: &mut mysql_async::Conn, q: &mut QueryBuf) -> Result<(), (Mark, Exec)> {
+pub(super) async fn send(
+    conn: &mut mysql_async::Conn,
+    q: &mut QueryBuf,
+) -> Result<(), (Mark, Exec)> {
     let result = exec::run(conn, q).await.map_err(|(i, e)| {
         let mark = q
             .marks

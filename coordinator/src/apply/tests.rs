@@ -80,6 +80,7 @@ impl Env {
             loop_prevention: None,
             conflicts: Default::default(),
             protocol: Default::default(),
+            apply_lanes: 1,
         }
     }
 

@@ -553,23 +553,8 @@ impl Applier {
             ));
         }
         let mut q = QueryBuf::new(self.opts.protocol);
-        for ((schema, table), reason) in &self.pending_pauses {
-            q.begin(Mark::Control("recording a paused table"));
-            state::push_pause(&mut q.sql, &self.opts.sync, schema, table, reason);
-        }
-        if self.marker {
-            q.begin(Mark::Control("writing the loop marker"));
-            state::push_loop_marker(&mut q.sql, &self.opts.sync, &self.opts.source);
-        }
-        q.begin(Mark::Control("recording the progress"));
-        state::push_state_upsert(
-            &mut q.sql,
-            &self.opts.sync,
-            &self.opts.source,
-            &position,
-            new_state,
-        );
-        q.push(Mark::Control("committing"), b"COMMIT");
+        // Lanes run without conflict detection (refused by the config): no conflict rows.
+        self.push_epilogue(&mut q, None, &position, new_state);
         let r = send(conn, &mut q).await;
         if r.is_err() {
             let _ = exec::run_text(conn, b"ROLLBACK").await;

@@ -51,6 +51,37 @@ impl Frontier {
 }
 
 impl Applier {
+    /// The end of every applied transaction, in the transaction of its rows: the tables paused
+    /// so far, the conflicts recorded, the loop marker, the progress row, then COMMIT.
+    pub(super) fn push_epilogue(
+        &self,
+        q: &mut QueryBuf,
+        resolved: Option<&super::detect::Resolved>,
+        position: &str,
+        new_state: &AppliedState,
+    ) {
+        for ((schema, table), reason) in &self.pending_pauses {
+            q.begin(Mark::Control("recording a paused table"));
+            state::push_pause(&mut q.sql, &self.opts.sync, schema, table, reason);
+        }
+        for stmt in resolved.iter().flat_map(|r| &r.statements) {
+            q.push(Mark::Control("recording a conflict"), stmt);
+        }
+        if self.marker {
+            q.begin(Mark::Control("writing the loop marker"));
+            state::push_loop_marker(&mut q.sql, &self.opts.sync, &self.opts.source);
+        }
+        q.begin(Mark::Control("recording the progress"));
+        state::push_state_upsert(
+            &mut q.sql,
+            &self.opts.sync,
+            &self.opts.source,
+            position,
+            new_state,
+        );
+        q.push(Mark::Control("committing"), b"COMMIT");
+    }
+
     pub(super) async fn apply_batch(
         &mut self,
         batch: &[Transaction],
@@ -313,26 +344,7 @@ impl Applier {
         let mut started = resolved.is_some();
         let result: Result<(), (Mark, Exec)> = async {
             send_rows(&mut self.conn, q, stmts, sqls, &mut started).await?;
-            for ((schema, table), reason) in &self.pending_pauses {
-                q.begin(Mark::Control("recording a paused table"));
-                state::push_pause(&mut q.sql, &self.opts.sync, schema, table, reason);
-            }
-            for stmt in resolved.iter().flat_map(|r| &r.statements) {
-                q.push(Mark::Control("recording a conflict"), stmt);
-            }
-            if self.marker {
-                q.begin(Mark::Control("writing the loop marker"));
-                state::push_loop_marker(&mut q.sql, &self.opts.sync, &self.opts.source);
-            }
-            q.begin(Mark::Control("recording the progress"));
-            state::push_state_upsert(
-                &mut q.sql,
-                &self.opts.sync,
-                &self.opts.source,
-                &position,
-                new_state,
-            );
-            q.push(Mark::Control("committing"), b"COMMIT");
+            self.push_epilogue(q, resolved, &position, new_state);
             started = true;
             send(&mut self.conn, q).await
         }

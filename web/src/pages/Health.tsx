@@ -3,7 +3,7 @@
 // the `health-fix` job, `plan_only`) and applying the safe fixes after a confirmation.
 import { useEffect, useState } from "preact/hooks";
 import type { PageProps } from "../main";
-import { asJob, isActive, JobLine, problemText, useJobs } from "./jobpanel";
+import { isActive, JobLine, useJobs, useJobStarter } from "./jobpanel";
 import { evidenceLines, healthTone, safeFixes, worstFirst } from "./schema-logic";
 import { useServers } from "./Schema";
 import "./Schema.css";
@@ -60,9 +60,8 @@ function CheckItem({ c }: { c: Check }) {
 export function Health({ api, can }: PageProps) {
   const servers = useServers(api, can);
   const [server, setServer] = useState("");
-  const [ids, setIds] = useState<Record<string, string>>({});
-  const [notice, setNotice] = useState<string | null>(null);
   const { data: jobs, error, reload } = useJobs(api, ["health", "health_fix"]);
+  const { ids, notice, start } = useJobStarter(reload);
 
   useEffect(() => {
     if (servers.length && !server) setServer(servers[0]);
@@ -80,16 +79,6 @@ export function Health({ api, can }: PageProps) {
   const applied = applyJob?.result as Report | null | undefined;
   const planned = safeFixes(preview?.fixes ?? []);
 
-  const start = async (key: string, call: () => Promise<unknown>) => {
-    try {
-      const job = asJob(await call());
-      setIds({ ...ids, [key]: job.id });
-      setNotice(null);
-    } catch (e) {
-      setNotice(problemText(e));
-    }
-    reload();
-  };
   const check = () => start("health", () => api.send("/api/v1/jobs/health", {}, { server }));
   const previewFixes = () => start("preview", () => api.send("/api/v1/jobs/health-fix", {}, { server, plan_only: true, confirm: false }));
   const applyFixes = () => {

@@ -5,7 +5,7 @@
 import { useEffect, useState } from "preact/hooks";
 import type { Api, Schemas } from "../api/client";
 import type { PageProps } from "../main";
-import { asJob, isActive, JobLine, problemText, useJobs, type JobDoc } from "./jobpanel";
+import { isActive, JobLine, problemText, useJobs, useJobStarter, type JobDoc } from "./jobpanel";
 import { groupByTable, kindWords, objectWords, side, type SchemaDifference } from "./schema-logic";
 import "./Schema.css";
 
@@ -120,11 +120,10 @@ export function Schema({ api, can }: PageProps) {
   const servers = useServers(api, can);
   const [src, setSrc] = useState({ server: "", db: "app" });
   const [dst, setDst] = useState({ server: "", db: "app" });
-  const [ids, setIds] = useState<Record<string, string>>({});
-  const [notice, setNotice] = useState<string | null>(null);
   const [history, setHistory] = useState<Schemas["MigrationStatusDoc"] | null>(null);
   const [historyError, setHistoryError] = useState<string | null>(null);
   const { data: jobs, error, reload } = useJobs(api, ["schema_diff", "migrate_generate", "migrate_apply", "migrate_rollback"]);
+  const { ids, notice, start } = useJobStarter(reload);
 
   useEffect(() => {
     if (servers.length && !src.server) setSrc({ ...src, server: servers[0] });
@@ -157,16 +156,6 @@ export function Schema({ api, can }: PageProps) {
   };
   useEffect(loadHistory, [dst.server, dst.db, applyJob?.state, rollbackJob?.state]);
 
-  const start = async (kind: string, call: () => Promise<unknown>) => {
-    try {
-      const job = asJob(await call());
-      setIds({ ...ids, [kind]: job.id });
-      setNotice(null);
-    } catch (e) {
-      setNotice(problemText(e));
-    }
-    reload();
-  };
 
   const diff = () => start("schema_diff", () => api.send("/api/v1/jobs/schema-diff", {}, { source, target }));
   const generate = () => start("migrate_generate", () => api.send("/api/v1/jobs/migrate-generate", {}, { source, target }));

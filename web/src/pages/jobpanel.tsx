@@ -1,6 +1,7 @@
 // Shared by the Schema & migrations, Data diff and Health pages: the jobs of some kinds kept
 // fresh (job events and a short timer), a job's state line with its progress bar and a link to
 // the Jobs page, the problem detail of a failed call in plain words.
+import { useState } from "preact/hooks";
 import { asJob, problemText, type Api, type Schemas } from "../api/client";
 import { jobProgress, stateTone } from "../format";
 import { useLive } from "../live";
@@ -42,4 +43,24 @@ export function JobLine({ job, label }: { job: JobDoc; label: string }) {
       )}
     </div>
   );
+}
+
+/**
+ * Starting jobs from a page: `start(key, call)` runs the job route's call, remembers the job's
+ * id under `key` (`ids`), shows the API's refusal in `notice`, then reloads the page's jobs.
+ */
+export function useJobStarter(reload: () => void) {
+  const [ids, setIds] = useState<Record<string, string>>({});
+  const [notice, setNotice] = useState<string | null>(null);
+  const start = async (key: string, call: () => Promise<unknown>) => {
+    try {
+      const job = asJob(await call());
+      setIds((prev) => ({ ...prev, [key]: job.id }));
+      setNotice(null);
+    } catch (e) {
+      setNotice(problemText(e));
+    }
+    reload();
+  };
+  return { ids, notice, setNotice, start };
 }

@@ -424,7 +424,7 @@ impl Pipeline {
                 });
                 continue;
             }
-            let mut last_offset = first.offset;
+            let mut offsets = vec![first.offset];
             let mut rows = first.txn.len().max(1);
             let mut batch = vec![first.txn];
             let deadline = tokio::time::Instant::now() + self.batch_wait;
@@ -443,12 +443,12 @@ impl Pipeline {
                     break;
                 }
                 rows += item.txn.len().max(1);
-                last_offset = item.offset.or(last_offset);
+                offsets.push(item.offset);
                 batch.push(item.txn);
             }
             // An eviction while running stops the pipeline before it applies more.
             self.refuse_evicted()?;
-            applier.set_bus_offset(last_offset);
+            applier.set_bus_offsets(offsets);
             let state = applier.apply(&batch).await?;
             self.made_progress();
             if let Some(store) = &self.checkpoints {

@@ -1,6 +1,6 @@
-//! Parallel apply lanes (`apply_lanes = 4`): `fleetsync run` SIGKILLed ten times at random
-//! moments while it catches up on a backlog of many small transactions, then row-by-row
-//! equality.
+//! Parallel apply lanes (`apply_lanes = 4`): `fleetsync run` (and, over Apache Kafka,
+//! `fleetsync coordinator`) SIGKILLed ten times at random moments while it catches up on a
+//! backlog of many small transactions, then row-by-row equality.
 //!
 //! The backlog is built so that a lane design that loses, skips, duplicates or reorders
 //! transactions shows: a keyless table (a replayed insert is a visible duplicate), one row
@@ -312,6 +312,92 @@ async fn kill9_lanes_ten_times_during_catch_up() -> Result<()> {
     parallel |= seen.0;
     keyless |= seen.1;
     fs.stop(STOP_TIMEOUT).await?;
+    ensure!(
+        parallel,
+        "no lane other than the first was ever busy: the lanes were not exercised"
+    );
+    ensure!(keyless, "the keyless table never acted as a barrier");
+    Ok(())
+}
+
+/// The same backlog over Apache Kafka (one node): `fleetsync agent` keeps publishing while
+/// `fleetsync coordinator` with `apply_lanes = 4` is SIGKILLed ten times at random moments,
+/// then row-by-row equality. The coordinator's position is the Kafka offset stored in the
+/// target with the rows, so a kill between two lanes' commits must neither repeat nor skip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_kafka_coordinator_lanes_ten_times() -> Result<()> {
+    use crate::kafka_rig::Rig;
+    use fleetsync_tests::KafkaOptions;
+
+    let mut rig = Rig::start_with(KafkaOptions::single(), "apply_lanes = 4\n").await?;
+    rig.pair.src.exec(SCHEMA).await?;
+    // The coordinator gets its own copy of the config with a known metrics port (the agent
+    // keeps an OS-picked one).
+    let port = dead_port()?;
+    let text = std::fs::read_to_string(&rig.config)?;
+    ensure!(text.contains("apply_lanes = 4"), "config: {text}");
+    let coordinator_config = rig.config.with_file_name("coordinator.toml");
+    std::fs::write(
+        &coordinator_config,
+        text.replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1),
+    )?;
+
+    let mut agent = rig.agent()?;
+    let mut coordinator = Fleetsync::spawn("coordinator", &coordinator_config, &[])?;
+    rig.wait_synced(&mut agent, &mut coordinator, SYNC_TIMEOUT)
+        .await?;
+    // A backlog in the topic while no coordinator runs.
+    coordinator.stop(STOP_TIMEOUT).await?;
+    let mut gen = Gen::new(29);
+    let mut conn = rig.pair.src.pool().get_conn().await?;
+    write_txns(&mut conn, &mut gen, BACKLOG_TXNS).await?;
+    println!("backlog: {BACKLOG_TXNS} source transactions");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut total = 0;
+            while !stop.load(Ordering::Relaxed) {
+                write_txns(&mut conn, &mut gen, SLICE_TXNS).await?;
+                total += SLICE_TXNS;
+                tokio::time::sleep(SLICE_PAUSE).await;
+            }
+            anyhow::Ok(total)
+        })
+    };
+
+    coordinator.restart()?;
+    let mut rng = StdRng::seed_from_u64(31);
+    let (mut parallel, mut keyless) = (false, false);
+    for kill in 1..=KILLS {
+        let alive = Duration::from_millis(rng.gen_range(700..3_000));
+        tokio::time::sleep(alive).await;
+        agent
+            .ensure_running()
+            .with_context(|| format!("agent before kill {kill}"))?;
+        coordinator
+            .ensure_running()
+            .with_context(|| format!("coordinator before kill {kill}"))?;
+        let seen = lanes_seen(port).await;
+        parallel |= seen.0;
+        keyless |= seen.1;
+        coordinator.kill9()?;
+        println!("coordinator kill -9 #{kill} after {alive:?}");
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..300))).await;
+        coordinator.restart()?;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.await.context("writer task panicked")??;
+    println!("{written} source transactions during the kills");
+
+    rig.wait_synced(&mut agent, &mut coordinator, SYNC_TIMEOUT)
+        .await?;
+    let seen = lanes_seen(port).await;
+    parallel |= seen.0;
+    keyless |= seen.1;
+    rig.finish(&mut agent, &mut coordinator).await?;
     ensure!(
         parallel,
         "no lane other than the first was ever busy: the lanes were not exercised"

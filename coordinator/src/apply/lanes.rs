@@ -379,7 +379,7 @@ impl Applier {
         segs: &[Segment],
     ) -> Result<Vec<Prepared<'a>>, ApplyError> {
         let mut out: Vec<Prepared<'a>> = Vec::with_capacity(segs.len());
-        for (k, seg) in segs.iter().enumerate() {
+        for seg in segs {
             let txns: Vec<&'a Transaction> = run[seg.txns.clone()].to_vec();
             let Some(last) = txns.last().copied() else {
                 continue;
@@ -395,14 +395,9 @@ impl Applier {
                 self.invalid_change(&slots, e.slot, txn, e.reason)
             })?;
             let prev = out.last().map(|p| &p.state).or(self.state.as_ref());
-            // Only the last segment records the batch's bus offset: an earlier one committing
+            // Each segment records the offset of its own last transaction: one committing
             // alone must not let a Kafka consumer resume past the later segments.
-            let offset = if k + 1 == segs.len() {
-                self.pending_offset
-            } else {
-                None
-            };
-            let state = next_state(prev, &txns, last, applied, offset);
+            let state = next_state(prev, &txns, last, applied, self.offset_through(last));
             out.push(Prepared {
                 txns,
                 slots,

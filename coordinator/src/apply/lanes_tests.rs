@@ -135,3 +135,23 @@ fn every_dependency_points_to_an_earlier_intersecting_segment_and_none_is_missed
         }
     }
 }
+
+#[test]
+fn each_commit_stores_the_offset_of_its_own_last_transaction() {
+    use crate::apply::offset_through;
+    use crate::apply::tests::txn;
+    let batch: Vec<_> = (0..4).map(|n| txn(n, Vec::new(), Vec::new())).collect();
+    let base = batch.as_ptr() as usize;
+    let offsets = [Some(10), Some(11), None, Some(13)];
+    // A commit ending at the first, second, third (offset unknown: the latest before it) and
+    // last transaction of the batch.
+    let got: Vec<_> = batch
+        .iter()
+        .map(|t| offset_through(base, &offsets, t))
+        .collect();
+    assert_eq!(got, vec![Some(10), Some(11), Some(11), Some(13)]);
+    // No offsets given (the embedded bus), or a transaction from elsewhere: keep the stored one.
+    assert_eq!(offset_through(base, &[], &batch[2]), None);
+    let other = txn(9, Vec::new(), Vec::new());
+    assert_eq!(offset_through(base, &offsets, &other), None);
+}

@@ -254,8 +254,12 @@ pub struct Applier {
     /// Reused query buffer.
     q: QueryBuf,
     meters: Meters,
-    /// Bus offset to record with the next applied batch (see [`Applier::set_bus_offset`]).
+    /// Bus offset to record with the next snapshot start (see [`Applier::set_bus_offset`]).
     pending_offset: Option<i64>,
+    /// The bus offset of each transaction of the batch being applied (see
+    /// [`Applier::set_bus_offsets`]) and where that batch starts in memory.
+    batch_offsets: Vec<Option<i64>>,
+    batch_base: usize,
     /// `@@server_id` of the target, for newest-wins ties.
     target_server_id: u32,
     /// Marker-mode loop prevention in effect: every applied transaction writes
@@ -271,6 +275,18 @@ pub struct Applier {
 const OWNERSHIP_WAIT_SECS: u32 = 120;
 
 /// The named-lock name of (sync, source): short and ASCII (servers limit names to 64 chars).
+/// See [`Applier::offset_through`]: `last` is located in the batch starting at address `base`
+/// by its address (every run holds references into the batch slice); anything else gives
+/// `None`, which keeps the stored offset (safe: the feed then re-reads and skips by position).
+fn offset_through(base: usize, offsets: &[Option<i64>], last: &Transaction) -> Option<i64> {
+    let size = std::mem::size_of::<Transaction>().max(1);
+    let delta = (last as *const Transaction as usize).checked_sub(base)?;
+    if delta % size != 0 {
+        return None;
+    }
+    offsets.get(..=delta / size)?.iter().rev().find_map(|o| *o)
+}
+
 fn lock_name(sync: &str, source: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in sync.bytes().chain([0u8]).chain(source.bytes()) {
@@ -318,6 +334,8 @@ impl Applier {
             q: QueryBuf::new(protocol),
             meters,
             pending_offset: None,
+            batch_offsets: Vec::new(),
+            batch_base: 0,
             target_server_id: 0,
             marker: false,
             skip_repl: false,
@@ -453,10 +471,26 @@ impl Applier {
 
     /// Tables applied row by row because they have no usable key, as `schema.table` (source
     /// names), for `status` warnings.
-    /// The bus offset of the last message of the next batch: stored with that batch's rows,
-    /// so a consumer restarting from the stored offset neither loses nor repeats a batch.
+    /// The bus offset of the snapshot marker passed to the next [`Applier::begin_snapshot`]:
+    /// stored with the snapshot's `Running` state.
     pub fn set_bus_offset(&mut self, offset: Option<i64>) {
         self.pending_offset = offset;
+    }
+
+    /// The bus offset of the last message of each transaction of the next batch passed to
+    /// [`Applier::apply`] (same length and order). A batch may commit in several target
+    /// transactions (around DDL, barriers, lanes): each commit stores the offset of *its own*
+    /// last transaction with its rows, so a consumer restarting from the stored offset
+    /// neither skips the transactions of a later commit that never happened nor repeats any.
+    pub fn set_bus_offsets(&mut self, offsets: Vec<Option<i64>>) {
+        self.batch_offsets = offsets;
+    }
+
+    /// The offset to store with a commit whose last transaction is `last` (an element of the
+    /// batch being applied): the latest offset up to it, `None` (keep the stored one) when
+    /// unknown.
+    pub(super) fn offset_through(&self, last: &Transaction) -> Option<i64> {
+        offset_through(self.batch_base, &self.batch_offsets, last)
     }
 
     pub fn slow_tables(&self) -> Vec<String> {

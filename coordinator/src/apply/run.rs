@@ -87,6 +87,11 @@ impl Applier {
         batch: &[Transaction],
     ) -> Result<AppliedState, ApplyError> {
         self.ensure_session().await?;
+        self.batch_base = batch.as_ptr() as usize;
+        if self.batch_offsets.len() != batch.len() {
+            // Offsets not given for this batch: keep the stored one.
+            self.batch_offsets.clear();
+        }
         let mut frontier = self.state.as_ref().map(|s| Frontier {
             position: s.position.clone(),
             snapshot: s.snapshot,
@@ -151,7 +156,13 @@ impl Applier {
             let txn = run.get(e.txn as usize).copied().unwrap_or(last);
             self.invalid_change(&slots, e.slot, txn, e.reason)
         })?;
-        let new_state = next_state(self.state.as_ref(), run, last, applied, self.pending_offset);
+        let new_state = next_state(
+            self.state.as_ref(),
+            run,
+            last,
+            applied,
+            self.offset_through(last),
+        );
 
         let sqls: Vec<SlotSql<'_>> = slots
             .iter()

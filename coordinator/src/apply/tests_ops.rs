@@ -226,3 +226,53 @@ async fn streaming_throughput() {
     );
     env.drop_dbs().await;
 }
+
+/// A batch committed in several target transactions (rows, then a DDL, then rows) that fails
+/// in its last part: the stored bus offset must be the one of the last *committed*
+/// transaction, or a Kafka consumer restarting from it would skip the failed part.
+#[tokio::test]
+async fn each_commit_of_a_batch_stores_its_own_bus_offset() {
+    let Some(mut env) = Env::new("own_bus_offset").await else {
+        return;
+    };
+    let (src, dst) = (env.src.clone(), env.dst.clone());
+    env.exec(&format!(
+        "CREATE TABLE `{src}`.kv (id INT PRIMARY KEY, v VARCHAR(20))"
+    ))
+    .await;
+    // The target refuses row 2, after the batch's first two commits.
+    env.exec(&format!(
+        "CREATE DATABASE IF NOT EXISTS `{dst}`;
+         CREATE TABLE `{dst}`.kv (id INT PRIMARY KEY, v VARCHAR(20));
+         CREATE TRIGGER `{dst}`.refuse BEFORE INSERT ON `{dst}`.kv FOR EACH ROW
+         IF NEW.id = 2 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused'; END IF"
+    ))
+    .await;
+    let t = table(&src, "kv", KV, &[0]);
+    let mut alter = txn(2, vec![], vec![]);
+    alter.ddl = Some(fleetsync_proto::Ddl {
+        schema: Some(src.clone()),
+        tables: vec![(src.clone(), "kv".into())],
+        statement: "ALTER TABLE kv ADD INDEX iv (v)".into(),
+    });
+    let bad = txn(3, vec![t.clone()], vec![ins(0, kv(2, "b"))]);
+    let batch = vec![txn(1, vec![t], vec![ins(0, kv(1, "a"))]), alter, bad];
+    let mut applier = env.applier(true).await;
+    applier.set_bus_offsets(vec![Some(10), Some(11), Some(12)]);
+    applier
+        .apply(&batch)
+        .await
+        .expect_err("the last part fails");
+    let sync = env.options(true).sync;
+    let stored = env
+        .rows(&format!(
+            "SELECT bus_offset FROM fleetsync.sync_state WHERE sync_name = '{sync}'"
+        ))
+        .await;
+    assert_eq!(
+        stored,
+        vec![vec![mysql_async::Value::Bytes(b"11".to_vec())]],
+        "stored offset after rows + DDL committed and the last part failed"
+    );
+    env.drop_dbs().await;
+}

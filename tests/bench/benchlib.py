@@ -1421,6 +1421,19 @@ GOAL_RATIO = 1.5  # issue 13: at least 1.5x the best native replica on every wor
 NATIVE_RUNS = ("threads_0", "threads_4")  # slave_parallel_threads of the two native runs
 
 
+def cores_for_goal(fs, best):
+    """CPU cores the run's own processes (fleetsync, its target server and, over Kafka, the
+    broker) would need to apply GOAL_RATIO x the best native replica's rows/s at the CPU per
+    row this run measured, with perfect parallelism: above the machine's cores, the goal is out
+    of reach there unless the CPU per row drops."""
+    c = fs.get("cpu_seconds") or {}
+    used = sum(v for k, v in c.items() if v and (k.startswith("fleetsync") or k in ("target_mariadbd", "broker")))
+    rows = (fs.get("rows_per_s") or 0) * (fs.get("seconds") or 0)
+    if not rows or not best or not used:
+        return None
+    return round(GOAL_RATIO * best * used / rows, 2)
+
+
 def contract_fields(native, runs):
     """The fields issue 13's contract names (native_rows_per_s, fleetsync_rows_per_s, ratio,
     peak_rss_mib, equal) and the matrix's summary, at the top of a workload's object.
@@ -1460,6 +1473,8 @@ def contract_fields(native, runs):
     out["goal_ratio"] = GOAL_RATIO
     out["reaches_goal"] = {("kafka" if fs.get("bus") == "kafka" else "embedded"):
                            bool(ratio(fs) and ratio(fs) >= GOAL_RATIO) for fs in runs.values()}
+    out["cores_for_goal"] = {("kafka" if fs.get("bus") == "kafka" else "embedded"):
+                             cores_for_goal(fs, best) for fs in runs.values()}
     return out
 
 

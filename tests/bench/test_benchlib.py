@@ -72,7 +72,7 @@ def native(r0, r4, ok=True):
 
 
 class Contract(unittest.TestCase):
-    EMB = {"rows_per_s": 150, "verified": True, "peak_rss_mib": 30.0,
+    EMB = {"rows_per_s": 150, "seconds": 2.0, "verified": True, "peak_rss_mib": 30.0,
            "cpu_seconds": {"fleetsync": 1.0, "target_mariadbd": 2.5}}
     KAFKA = {"bus": "kafka", "rows_per_s": 50, "verified": False, "agent_rss_mib": 40.0,
              "coordinator_rss_mib": 80.0, "cpu_seconds": {"fleetsync_agent": 1.0, "fleetsync_coordinator": 0.5}}
@@ -85,6 +85,8 @@ class Contract(unittest.TestCase):
         self.assertEqual(f["fleetsync_kafka_peak_rss_mib"], {"agent": 40.0, "coordinator": 80.0})
         self.assertFalse(f["equal"])  # the Kafka target differs
         self.assertEqual(f["reaches_goal"], {"embedded": True, "kafka": False})
+        # 300 rows for 3.5 CPU-s; 1.5 x 100 rows/s needs 1.75 cores; no seconds: unknown.
+        self.assertEqual(f["cores_for_goal"], {"embedded": 1.75, "kafka": None})
         table = benchlib.matrix_table([dict(f, name="bulk", row_events=1000)])
         self.assertIn("| bulk | 1,000 | 80 | 100 | 150 | **1.50x** | 50 | **0.50x** | 30.0 / 40.0 + 80.0 |", table)
         self.assertIn("Kafka: NO", table)

@@ -94,7 +94,8 @@ step "promtool test rules"
 
 step "kubernetes-validate --strict deploy/k8s (k8s $K8S_VERSIONS)"
 kvalidate "$DEPLOY"/k8s/configmap.yaml "$DEPLOY"/k8s/secret.yaml \
-    "$DEPLOY"/k8s/service.yaml "$DEPLOY"/k8s/statefulset.yaml "$DEPLOY"/k8s/backup/pvc.yaml
+    "$DEPLOY"/k8s/service.yaml "$DEPLOY"/k8s/statefulset.yaml "$DEPLOY"/k8s/backup/pvc.yaml \
+    "$DEPLOY"/k8s-kafka/coordinator.yaml "$DEPLOY"/k8s-kafka/agent-eu1.yaml
 
 if command -v kubectl >/dev/null 2>&1; then
     step "kubectl kustomize deploy/k8s | kubernetes-validate --strict"
@@ -120,6 +121,53 @@ key = next(e for e in c["env"] if e["name"] == "FLEETSYNC_BACKUP_KEY")
 assert "secretKeyRef" in key["valueFrom"] and "value" not in key
 assert {e["name"] for e in c["env"]} >= {"FLEETSYNC_STATE_DIR", "FLEETSYNC_METRICS_LISTEN"}
 print("  backup component: volume, mount and key variable ok")
+PY
+    step "kubectl kustomize deploy/k8s-kafka (mode kafka) | kubernetes-validate --strict"
+    kubectl kustomize "$DEPLOY/k8s-kafka" >"$WORK/kustomized-kafka.yaml"
+    kvalidate "$WORK/kustomized-kafka.yaml"
+    "$PY" - "$WORK/kustomized-kafka.yaml" "$DEPLOY" <<'PY'
+import sys, tomllib, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+kinds = [d["kind"] for d in docs]
+assert "StatefulSet" not in kinds and "PersistentVolumeClaim" not in kinds, kinds
+cm = next(d for d in docs if d["kind"] == "ConfigMap")
+cfg = tomllib.loads(cm["data"]["fleetsync.toml"])
+assert cfg["bus"]["kind"] == "kafka", "the overlay's config is not on the Kafka bus"
+base = yaml.safe_load(open(f"{sys.argv[2]}/k8s/configmap.yaml"))["data"]["fleetsync.toml"]
+assert {k: v for k, v in cfg.items() if k != "bus"} == tomllib.loads(base), "overlay and base configs differ beyond [bus]"
+svc = next(d for d in docs if d["kind"] == "Service")
+deps = [d for d in docs if d["kind"] == "Deployment"]
+comp = lambda d: d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+coord = [d for d in deps if comp(d) == "coordinator"]
+agents = [d for d in deps if comp(d) == "agent"]
+assert len(coord) == 1 and agents, [d["metadata"]["name"] for d in deps]
+coord = coord[0]
+assert coord["spec"]["replicas"] >= 2 and coord["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+for d in deps:
+    assert "volumeClaimTemplates" not in d["spec"]
+    pod, labels = d["spec"]["template"]["spec"], d["spec"]["template"]["metadata"]["labels"]
+    assert d["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert svc["spec"]["selector"].items() <= labels.items(), "the Service misses a pod"
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert all(set(v) <= {"name", "configMap", "emptyDir"} for v in vols.values()), f"a volume in mode kafka: {vols}"
+    c = pod["containers"][0]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert set(mounts) <= set(vols) and mounts["config"] == "/etc/fleetsync"
+    assert vols["config"]["configMap"]["name"] == cm["metadata"]["name"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/metrics"
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["FLEETSYNC_STATE_DIR"] == mounts["state"]
+assert coord["spec"]["template"]["spec"]["containers"][0]["args"][0] == "coordinator"
+servers = {s["name"] for s in cfg["servers"]}
+for a in agents:
+    args = a["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "agent" and args[-2] == "--server" and args[-1] in servers, args
+    assert a["spec"]["replicas"] == 1 and a["spec"]["strategy"]["type"] == "Recreate"
+pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+assert pdb["spec"]["selector"]["matchLabels"] == coord["spec"]["selector"]["matchLabels"]
+assert pdb["spec"]["maxUnavailable"] == 1
+print(f"  k8s-kafka: {coord['spec']['replicas']} coordinators + PDB, {len(agents)} agent Deployment(s), no volume")
 PY
 else
     step "kubectl not found: skipping the kustomization check"

@@ -369,7 +369,10 @@ fn follow(
                     Which::Tokens => {
                         let record = payload.and_then(|p| serde_json::from_slice(p).ok());
                         if payload.is_some() && record.is_none() {
-                            tracing::warn!(offset = m.offset(), "tokens topic: a message that is not a token record; ignored");
+                            tracing::warn!(
+                                offset = m.offset(),
+                                "tokens topic: a message that is not a token record; ignored"
+                            );
                         }
                         if let Ok(mut v) = s.token_view.lock() {
                             v.apply(&key, record);

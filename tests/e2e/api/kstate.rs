@@ -47,7 +47,12 @@ async fn status_with(r: &Replica, token: &str) -> Result<u16> {
 }
 
 /// Waits until `token` gets `want` on every replica; returns how long that took.
-async fn wait_status(replicas: &[&Replica], token: &str, want: u16, what: &str) -> Result<Duration> {
+async fn wait_status(
+    replicas: &[&Replica],
+    token: &str,
+    want: u16,
+    what: &str,
+) -> Result<Duration> {
     let start = Instant::now();
     wait_until(STALE_BOUND, what, || async {
         for (i, r) in replicas.iter().enumerate() {
@@ -61,7 +66,10 @@ async fn wait_status(replicas: &[&Replica], token: &str, want: u16, what: &str) 
 }
 
 async fn audit(r: &Replica, owner: &str, query: &str) -> Result<Vec<Value>> {
-    let a = r.api.get(&format!("/api/v1/audit?{query}"), Some(owner)).await?;
+    let a = r
+        .api
+        .get(&format!("/api/v1/audit?{query}"), Some(owner))
+        .await?;
     ensure!(a.status == 200, "audit: {} {}", a.status, a.body);
     Ok(a.json()?.as_array().cloned().unwrap_or_default())
 }
@@ -95,8 +103,7 @@ async fn api_kafka_control_plane_state() -> Result<()> {
         let dir = pair.dir.path().join(format!("coordinator-{name}"));
         std::fs::create_dir_all(&dir)?;
         let port = dead_port()?;
-        let config =
-            Fleetsync::write_config(&dir, &config_text(&pair, &kafka, &state, port))?;
+        let config = Fleetsync::write_config(&dir, &config_text(&pair, &kafka, &state, port))?;
         replicas.push((config, state, port));
     }
     // Made before anything runs, with A's configuration (the brokers' topic, not a file).
@@ -130,12 +137,18 @@ async fn api_kafka_control_plane_state() -> Result<()> {
         .api
         .post("/api/v1/syncs/nosuch/pause", Some(&viewer), "")
         .await?;
-    ensure!(denied.status == 403, "viewer pause: {} {}", denied.status, denied.body);
+    ensure!(
+        denied.status == 403,
+        "viewer pause: {} {}",
+        denied.status,
+        denied.body
+    );
     let start = Instant::now();
     wait_until(STALE_BOUND, "A's audit entry on B", || async {
         let seen = audit(&b, &owner, "token=viewer&outcome=denied").await?;
         ensure!(
-            seen.iter().any(|e| e["resource"] == "/api/v1/syncs/nosuch/pause"),
+            seen.iter()
+                .any(|e| e["resource"] == "/api/v1/syncs/nosuch/pause"),
             "{seen:?}"
         );
         Ok(())
@@ -170,7 +183,8 @@ async fn api_kafka_control_plane_state() -> Result<()> {
     );
     let seen = audit(&a, &owner, "token=viewer&outcome=denied").await?;
     ensure!(
-        seen.iter().any(|e| e["resource"] == "/api/v1/syncs/nosuch/pause"),
+        seen.iter()
+            .any(|e| e["resource"] == "/api/v1/syncs/nosuch/pause"),
         "A lost the audit entry with its state_dir: {seen:?}"
     );
     let made = audit(&a, &owner, "action=token_create").await?;

@@ -9,11 +9,17 @@
 //!   compaction keeps the last one. Every process reads the topic from its start when it
 //!   opens, then follows it live (one poll every [`POLL`]), so a token made or revoked by any
 //!   process is seen by every replica within about a second.
-//! * **Audit log**: the topic `{topic_prefix}.audit` (one partition, so one order;
+//! * **Audit log**: the topic `{topic_prefix}.config.audit` (one partition, so one order;
 //!   `cleanup.policy=delete`, `retention.ms` [`AUDIT_RETENTION_MS`] when this creates it). An
 //!   entry is written with `acks=all` before the answer leaves. Each replica follows the topic
 //!   and keeps its last [`AUDIT_KEPT`] entries in memory: `GET /api/v1/audit` answers from
 //!   them on any replica (older entries stay in the topic until its retention ends).
+//! * **Jobs**: the compacted topic `{topic_prefix}.config.jobs`. A job runs on the replica
+//!   that started it (its files and uploads stay in that replica's scratch `state_dir`);
+//!   its owner writes its record (`job/<id>`: replica, job, log) at each state change, so
+//!   every replica lists it. An approval, rejection or cancel asked of another replica is
+//!   written as a command (`cmd/<id>`) that the owner follows, applies with its own checks,
+//!   and answers by writing the record again ([`Command`]).
 //!
 //! Writers wait for their own reader to pass what they wrote, so a process reads its own
 //! writes. Two `token create` of one name at the same moment on two processes can both
@@ -33,6 +39,9 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
+use fleetsync_proto::jobs::{Job, JobLogLine};
+use serde::{Deserialize, Serialize};
+
 use super::audit::AuditEntry;
 use super::tokens::TokenRecord;
 
@@ -40,7 +49,9 @@ use super::tokens::TokenRecord;
 /// topic can take this name.
 pub const TOKENS_SUFFIX: &str = "config.tokens";
 /// Suffix of the audit topic.
-pub const AUDIT_SUFFIX: &str = "audit";
+pub const AUDIT_SUFFIX: &str = "config.audit";
+/// Suffix of the jobs topic.
+pub const JOBS_SUFFIX: &str = "config.jobs";
 /// `retention.ms` of the audit topic when fleetsync creates it: 90 days, a common minimum for
 /// an audit trail; set the topic's retention to keep more (the brokers then keep it).
 pub const AUDIT_RETENTION_MS: i64 = 90 * 24 * 3600 * 1000;
@@ -212,28 +223,86 @@ impl TokenView {
     }
 }
 
+/// A job's record as shared: which replica runs it, the job, its log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SharedJob {
+    pub replica: String,
+    pub job: Job,
+    pub log: Vec<JobLogLine>,
+}
+
+/// What another replica asks of a job's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Approve,
+    Reject,
+    Cancel,
+}
+
+/// A command for the owner of job `id` (`replica`), by the token `by`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Command {
+    pub replica: String,
+    pub id: String,
+    pub action: Action,
+    pub by: String,
+}
+
 /// The control-plane state of one fleet on its brokers (see the module doc).
 pub struct KafkaState {
+    /// This process's name among the replicas: `FLEETSYNC_REPLICA` (the chart sets the pod's
+    /// name), else the host name, the process id and a random suffix.
+    replica: String,
     tokens: Topic,
     audit: Topic,
+    jobs: Topic,
     token_view: Mutex<TokenView>,
     audit_view: Mutex<VecDeque<AuditEntry>>,
+    job_view: Mutex<std::collections::HashMap<String, SharedJob>>,
+    /// Where commands for this replica's jobs go (set by the job manager).
+    commands: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Command>>,
+}
+
+/// The environment variable naming this replica (stable across a container's restarts in one
+/// pod: its jobs left unfinished are then marked interrupted).
+pub const REPLICA_ENV: &str = "FLEETSYNC_REPLICA";
+
+fn replica_name() -> String {
+    match std::env::var(REPLICA_ENV) {
+        Ok(r) if !r.trim().is_empty() => r.trim().to_string(),
+        _ => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "host".into());
+            format!(
+                "{host}-{}-{:04x}",
+                std::process::id(),
+                rand::random::<u16>()
+            )
+        }
+    }
 }
 
 impl KafkaState {
     /// Opens (creating when missing) both topics, reads them to their end, and follows them.
     pub async fn open(bus: &BusConfig) -> Result<Arc<KafkaState>, StateError> {
-        let (tokens, audit) = tokio::try_join!(
+        let (tokens, audit, jobs) = tokio::try_join!(
             Topic::open(bus, TOKENS_SUFFIX, true),
-            Topic::open(bus, AUDIT_SUFFIX, false)
+            Topic::open(bus, AUDIT_SUFFIX, false),
+            Topic::open(bus, JOBS_SUFFIX, true)
         )?;
         let state = Arc::new(KafkaState {
+            replica: replica_name(),
             tokens,
             audit,
+            jobs,
             token_view: Mutex::new(TokenView::default()),
             audit_view: Mutex::new(VecDeque::new()),
+            job_view: Mutex::new(Default::default()),
+            commands: std::sync::OnceLock::new(),
         });
-        for which in [Which::Tokens, Which::Audit] {
+        for which in [Which::Tokens, Which::Audit, Which::Jobs] {
             let (tx, rx) = std::sync::mpsc::channel();
             let weak = Arc::downgrade(&state);
             let topic = state.topic(which);
@@ -267,7 +336,90 @@ impl KafkaState {
         match which {
             Which::Tokens => &self.tokens,
             Which::Audit => &self.audit,
+            Which::Jobs => &self.jobs,
         }
+    }
+
+    /// This process's replica name.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// Publishes the record of one of this replica's jobs (`None`: it was deleted). Does not
+    /// wait: a failed delivery is logged.
+    pub fn publish_job(&self, id: &str, record: Option<(&Job, Vec<JobLogLine>)>) {
+        let key = format!("job/{id}");
+        let text = record.and_then(|(job, log)| {
+            serde_json::to_string(&SharedJob {
+                replica: self.replica.clone(),
+                job: job.clone(),
+                log,
+            })
+            .ok()
+        });
+        let rec = FutureRecord::<String, String>::to(&self.jobs.name).key(&key);
+        let rec = match &text {
+            Some(t) => rec.payload(t),
+            None => rec,
+        };
+        match self.jobs.producer.send_result(rec) {
+            Ok(delivery) => {
+                if let Ok(h) = tokio::runtime::Handle::try_current() {
+                    let id = id.to_string();
+                    h.spawn(async move {
+                        if !matches!(delivery.await, Ok(Ok(_))) {
+                            tracing::warn!(job = %id, "cannot share the job's record on the jobs topic");
+                        }
+                    });
+                }
+            }
+            Err((e, _)) => {
+                tracing::warn!(job = %id, error = %e, "cannot share the job's record on the jobs topic")
+            }
+        }
+    }
+
+    /// The records of other replicas' jobs.
+    pub fn remote_jobs(&self) -> Vec<SharedJob> {
+        self.job_view
+            .lock()
+            .map(|v| {
+                v.values()
+                    .filter(|j| j.replica != self.replica)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The records this replica's name holds on the topic.
+    pub fn own_jobs(&self) -> Vec<SharedJob> {
+        self.job_view
+            .lock()
+            .map(|v| {
+                v.values()
+                    .filter(|j| j.replica == self.replica)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The record of job `id` as shared (any replica's).
+    pub fn shared_job(&self, id: &str) -> Option<SharedJob> {
+        self.job_view.lock().ok()?.get(id).cloned()
+    }
+
+    /// Asks the owner of a job for `action`.
+    pub async fn send_command(&self, cmd: &Command) -> Result<(), StateError> {
+        let text = serde_json::to_string(cmd).map_err(|e| self.jobs.fail(e))?;
+        self.jobs.append(&format!("cmd/{}", cmd.id), &text).await
+    }
+
+    /// Where the commands for this replica's jobs go from now on.
+    pub fn take_commands(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Command>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.commands.set(tx).ok().map(|()| rx)
     }
 
     /// Every token record.
@@ -314,6 +466,7 @@ impl KafkaState {
 enum Which {
     Tokens,
     Audit,
+    Jobs,
 }
 
 /// The reader thread of one topic: applies each message to the view; says on `ready` once it
@@ -378,6 +531,7 @@ fn follow(
                             v.apply(&key, record);
                         }
                     }
+                    Which::Jobs => apply_job_message(&s, &key, payload, next_is_live(&ready)),
                     Which::Audit => {
                         if let Some(e) = payload.and_then(|p| serde_json::from_slice(p).ok()) {
                             if let Ok(mut v) = s.audit_view.lock() {
@@ -396,6 +550,36 @@ fn follow(
                         let _ = r.send(Ok(()));
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Whether the reader has read to the end it started from (commands read before are old).
+fn next_is_live(ready: &Option<std::sync::mpsc::Sender<Result<(), String>>>) -> bool {
+    ready.is_none()
+}
+
+/// One message of the jobs topic: a job's record (or its deletion), or a command, passed on
+/// when it is for this replica and read live.
+fn apply_job_message(s: &KafkaState, key: &str, payload: Option<&[u8]>, live: bool) {
+    if let Some(id) = key.strip_prefix("job/") {
+        let record: Option<SharedJob> = payload.and_then(|p| serde_json::from_slice(p).ok());
+        if let Ok(mut v) = s.job_view.lock() {
+            match record {
+                Some(r) => {
+                    v.insert(id.to_string(), r);
+                }
+                None => {
+                    v.remove(id);
+                }
+            }
+        }
+    } else if key.starts_with("cmd/") && live {
+        let cmd: Option<Command> = payload.and_then(|p| serde_json::from_slice(p).ok());
+        if let Some(cmd) = cmd.filter(|c| c.replica == s.replica) {
+            if let Some(tx) = s.commands.get() {
+                let _ = tx.send(cmd);
             }
         }
     }

@@ -130,10 +130,10 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> Result<SocketAddr> {
     let addr = api.addr()?;
-    let (tokens, audit) = match kafka {
+    let (tokens, audit) = match &kafka {
         Some(k) => (
             tokens::TokenCache::kafka(k.clone()),
-            audit::AuditLog::kafka(k),
+            audit::AuditLog::kafka(k.clone()),
         ),
         None => (
             tokens::TokenCache::new(&config.state_dir),
@@ -143,6 +143,9 @@ pub async fn serve(
     let tls = check_with(api, &tokens)?;
     let jobs = crate::jobs::JobManager::open(config.clone())?;
     jobs.follow(defs.clone());
+    if let Some(k) = kafka {
+        jobs.share(k);
+    }
     let (router, openapi) = routes::router().split_for_parts();
     let routes = auth::RouteTable::from_openapi(&openapi)?;
     let openapi_json = openapi

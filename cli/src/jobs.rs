@@ -318,8 +318,12 @@ impl JobManager {
             },
         };
         match result {
-            Ok(()) => tracing::info!(job = %cmd.id, action = ?cmd.action, by = %cmd.by, "applied a command from another replica"),
-            Err(e) => tracing::warn!(job = %cmd.id, action = ?cmd.action, by = %cmd.by, error = %e, "refused a command from another replica"),
+            Ok(()) => {
+                tracing::info!(job = %cmd.id, action = ?cmd.action, by = %cmd.by, "applied a command from another replica")
+            }
+            Err(e) => {
+                tracing::warn!(job = %cmd.id, action = ?cmd.action, by = %cmd.by, error = %e, "refused a command from another replica")
+            }
         }
     }
 

@@ -6,6 +6,10 @@
 //!   while they run works on both within [`STALE_BOUND`];
 //! * an audited call on A (a viewer's refused write) appears in `GET /api/v1/audit` on B;
 //! * a token revoked by `fleetsync token revoke` is refused by both within [`STALE_BOUND`];
+//! * jobs (`[api] require_approval = ["validation:run"]`): a health job started on A is
+//!   listed on B, approved over B by another token (forwarded to A, which runs it), and B
+//!   sees it succeed; its files asked of B answer 409 `job-elsewhere`; a second one is
+//!   cancelled over B;
 //! * neither replica wrote a token or audit file under its `state_dir`;
 //! * A SIGKILLed, its `state_dir` wiped, restarted: it still knows every token (the revoked
 //!   one refused) and shows the audit entries written before.
@@ -37,7 +41,9 @@ fn config_text(pair: &Pair, kafka: &KafkaCluster, state: &Path, port: u16) -> St
         .server("src", &pair.src.url_root())
         .server("dst", &pair.dst.url_root())
         .kafka_bus(&kafka.bootstrap(), 1)
-        .raw(&format!("\n[api]\nlisten = \"127.0.0.1:{port}\"\n"))
+        .raw(&format!(
+            "\n[api]\nlisten = \"127.0.0.1:{port}\"\nrequire_approval = [\"validation:run\"]\n"
+        ))
         .build()
 }
 
@@ -82,6 +88,35 @@ async fn token_cmd(args: &[&str]) -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
+}
+
+/// How long a health job may take on a loaded machine.
+const JOB_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Starts a health job of `src` on `r`, which waits for an approval.
+async fn start_awaiting(r: &Replica, token: &str) -> Result<String> {
+    let started = r
+        .api
+        .post("/api/v1/jobs/health", Some(token), r#"{"server": "src"}"#)
+        .await?;
+    ensure!(
+        started.status == 202,
+        "start: {} {}",
+        started.status,
+        started.body
+    );
+    let j = started.json()?;
+    ensure!(j["state"] == "awaiting_approval", "{j}");
+    j["id"].as_str().map(str::to_string).context("no job id")
+}
+
+async fn job(r: &Replica, token: &str, id: &str) -> Result<Value> {
+    let got = r
+        .api
+        .get(&format!("/api/v1/jobs/{id}"), Some(token))
+        .await?;
+    ensure!(got.status == 200, "job {id}: {} {}", got.status, got.body);
+    got.json()
 }
 
 /// No token or audit file under `state` (the point of keeping them on the brokers).
@@ -170,6 +205,75 @@ async fn api_kafka_control_plane_state() -> Result<()> {
         nothing_on_disk(&r.state)?;
     }
 
+    // Jobs: started on A by an operator, approved over B by the owner, run on A.
+    let op = create_token(&a.config, "op", "operator", None).await?;
+    wait_status(&[&a, &b], &op, 200, "the operator token on both").await?;
+    let id = start_awaiting(&a, &op).await?;
+    wait_until(STALE_BOUND, "A's job listed on B", || async {
+        let j = job(&b, &owner, &id).await?;
+        ensure!(j["state"] == "awaiting_approval", "{j}");
+        Ok(())
+    })
+    .await?;
+    let asked = Instant::now();
+    let approved = b
+        .api
+        .post(&format!("/api/v1/jobs/{id}/approve"), Some(&owner), "")
+        .await?;
+    ensure!(
+        approved.status == 200 && approved.json()?["allowed"] == true,
+        "approve over B: {} {}",
+        approved.status,
+        approved.body
+    );
+    wait_until(JOB_TIMEOUT, "the approved job done, seen on B", || async {
+        let j = job(&b, &owner, &id).await?;
+        ensure!(j["state"] == "succeeded", "{j}");
+        Ok(())
+    })
+    .await?;
+    println!(
+        "a job of A approved over B: succeeded, seen on B, {:?} after the approval",
+        asked.elapsed()
+    );
+    let on_a = job(&a, &owner, &id).await?;
+    ensure!(
+        on_a["state"] == "succeeded" && on_a["approval"]["approved_by"] == "owner",
+        "on A: {on_a}"
+    );
+    let files = b
+        .api
+        .get(&format!("/api/v1/jobs/{id}/download"), Some(&owner))
+        .await?;
+    ensure!(
+        files.status == 409 && files.body.contains("job-elsewhere"),
+        "files over B: {} {}",
+        files.status,
+        files.body
+    );
+    // A second one, cancelled over B.
+    let id2 = start_awaiting(&a, &op).await?;
+    wait_until(STALE_BOUND, "the second job listed on B", || async {
+        job(&b, &owner, &id2).await.map(|_| ())
+    })
+    .await?;
+    let cancel = b
+        .api
+        .post(&format!("/api/v1/jobs/{id2}/cancel"), Some(&owner), "")
+        .await?;
+    ensure!(
+        cancel.status == 200,
+        "cancel over B: {} {}",
+        cancel.status,
+        cancel.body
+    );
+    wait_until(STALE_BOUND, "the job cancelled on A", || async {
+        let j = job(&a, &owner, &id2).await?;
+        ensure!(j["state"] == "cancelled", "{j}");
+        Ok(())
+    })
+    .await?;
+
     // A loses its disk: SIGKILL, wipe state_dir, restart. Everything is still there.
     a.fs.kill9()?;
     std::fs::remove_dir_all(&a.state).context("wiping A's state_dir")?;
@@ -188,7 +292,13 @@ async fn api_kafka_control_plane_state() -> Result<()> {
         "A lost the audit entry with its state_dir: {seen:?}"
     );
     let made = audit(&a, &owner, "action=token_create").await?;
-    ensure!(made.len() == 2, "token_create entries on A: {made:?}");
+    ensure!(made.len() == 3, "token_create entries on A: {made:?}");
+    // The jobs A ran before losing its disk are still listed (from the jobs topic).
+    for j in [&id, &id2] {
+        job(&a, &owner, j)
+            .await
+            .context("a job lost with A's state_dir")?;
+    }
     // A token made with B's configuration after the wipe works on both.
     let late = create_token(&b.config, "late", "operator", Some(1)).await?;
     wait_status(&[&a, &b], &late, 200, "a token made after the wipe").await?;

@@ -159,6 +159,8 @@ for d in deps:
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["FLEETSYNC_STATE_DIR"] == mounts["state"]
 assert coord["spec"]["template"]["spec"]["containers"][0]["args"][0] == "coordinator"
+cenv = {e["name"]: e for e in coord["spec"]["template"]["spec"]["containers"][0]["env"]}
+assert cenv["FLEETSYNC_REPLICA"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 servers = {s["name"] for s in cfg["servers"]}
 for a in agents:
     args = a["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -302,6 +304,8 @@ def check_kafka(values, docs):
         assert env["FLEETSYNC_STATE_DIR"] == mounts["state"], "state_dir is not the scratch dir"
     assert coord["spec"]["template"]["spec"]["containers"][0]["args"][0] == "coordinator"
     assert coord["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    cenv = {e["name"]: e for e in coord["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert cenv["FLEETSYNC_REPLICA"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     pdbs = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
     assert len(pdbs) == 1, "one PodDisruptionBudget (the coordinators')"
     pdb = pdbs[0]["spec"]

@@ -134,6 +134,12 @@ Deployments, no volume). Kafka mode needs `[bus] kind = "kafka"` in config. */}}
       value: {{ printf "0.0.0.0:%v" $.Values.metrics.port | quote }}
     - name: RUST_LOG
       value: {{ $.Values.logLevel | quote }}
+    # The replica's name on the jobs topic: the pod's (a container restarted in the same pod
+    # marks its unfinished jobs interrupted).
+    - name: FLEETSYNC_REPLICA
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
     {{- with $.Values.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

@@ -162,7 +162,7 @@ pub async fn check(path: &Path) -> Result<()> {
     if let Some(api) = &config.api {
         if config.bus.kind == fleetsync_config::BusKind::Kafka {
             // The coordinators' token store: the brokers' topic.
-            let state = crate::api::kstate::KafkaState::open(&config.bus).await?;
+            let state = crate::api::kstate::KafkaState::open_for_tokens(&config.bus).await?;
             let tokens = crate::api::tokens::TokenCache::kafka(state);
             crate::api::check_with(api, &tokens)?;
         } else {

@@ -56,7 +56,7 @@ impl Store {
     async fn of(config: &std::path::Path) -> Result<Store> {
         let config = fleetsync_config::Config::load(config)?;
         Ok(if config.bus.kind == fleetsync_config::BusKind::Kafka {
-            Store::Kafka(crate::api::kstate::KafkaState::open(&config.bus).await?)
+            Store::Kafka(crate::api::kstate::KafkaState::open_for_tokens(&config.bus).await?)
         } else {
             Store::Files(config.state_dir)
         })

@@ -78,6 +78,8 @@ struct Topic {
     redactor: fleetsync_config::Redactor,
     /// The offset after the last message read (for read-your-writes).
     read_to: watch::Sender<i64>,
+    /// Whether this process follows the topic (a write then waits until it is read back).
+    followed: std::sync::atomic::AtomicBool,
 }
 
 impl Topic {
@@ -153,6 +155,7 @@ impl Topic {
             producer,
             redactor,
             read_to,
+            followed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -166,6 +169,9 @@ impl Topic {
             .await
             .map(|d| d.offset)
             .map_err(|(e, _)| self.fail(format!("cannot write: {e}")))?;
+        if !self.followed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         let mut read = self.read_to.subscribe();
         tokio::time::timeout(TIMEOUT, read.wait_for(|r| *r > offset))
             .await
@@ -295,6 +301,19 @@ fn replica_name() -> String {
 impl KafkaState {
     /// Opens (creating when missing) both topics, reads them to their end, and follows them.
     pub async fn open(bus: &BusConfig) -> Result<Arc<KafkaState>, StateError> {
+        Self::open_following(bus, &[Which::Tokens, Which::Audit, Which::Jobs]).await
+    }
+
+    /// [`open`](Self::open) for `fleetsync token`: follows only the tokens (the audit and
+    /// jobs topics are written, not read).
+    pub async fn open_for_tokens(bus: &BusConfig) -> Result<Arc<KafkaState>, StateError> {
+        Self::open_following(bus, &[Which::Tokens]).await
+    }
+
+    async fn open_following(
+        bus: &BusConfig,
+        topics: &[Which],
+    ) -> Result<Arc<KafkaState>, StateError> {
         let (tokens, audit, jobs) = tokio::try_join!(
             Topic::open(bus, TOKENS_SUFFIX, true),
             Topic::open(bus, AUDIT_SUFFIX, false),
@@ -310,7 +329,11 @@ impl KafkaState {
             job_view: Mutex::new(Default::default()),
             commands: std::sync::OnceLock::new(),
         });
-        for which in [Which::Tokens, Which::Audit, Which::Jobs] {
+        for &which in topics {
+            state
+                .topic(which)
+                .followed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             let (tx, rx) = std::sync::mpsc::channel();
             let weak = Arc::downgrade(&state);
             let topic = state.topic(which);

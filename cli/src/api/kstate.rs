@@ -102,11 +102,14 @@ impl Topic {
         let mut config = crate::kafka_topics::client_config(bus);
         config.set("allow.auto.create.topics", "false");
         let (probe, t) = (config.clone(), name.clone());
+        let brokers = bus.brokers.clone().unwrap_or_default();
         let exists = tokio::task::spawn_blocking(move || -> Result<bool, String> {
             let consumer: BaseConsumer = probe.create().map_err(|e| e.to_string())?;
-            let md = consumer
-                .fetch_metadata(Some(&t), TIMEOUT)
-                .map_err(|e| format!("cannot read the brokers' metadata: {e}"))?;
+            let md = consumer.fetch_metadata(Some(&t), TIMEOUT).map_err(|e| {
+                format!(
+                    "cannot read the metadata of the brokers {brokers} (are they reachable?): {e}"
+                )
+            })?;
             Ok(md
                 .topics()
                 .iter()

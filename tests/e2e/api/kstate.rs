@@ -2,6 +2,7 @@
 //! Kafka and real MariaDB: two `fleetsync coordinator` replicas of one configuration (each
 //! with its own API port and an EMPTY, fresh `state_dir`):
 //!
+//! * `fleetsync token create` with unreachable brokers fails with one line naming them;
 //! * a token made by `fleetsync token create` before either runs works on both; one made
 //!   while they run works on both within [`STALE_BOUND`];
 //! * an audited call on A (a viewer's refused write) appears in `GET /api/v1/audit` on B;
@@ -141,6 +142,40 @@ async fn api_kafka_control_plane_state() -> Result<()> {
         let config = Fleetsync::write_config(&dir, &config_text(&pair, &kafka, &state, port))?;
         replicas.push((config, state, port));
     }
+    // Brokers unreachable: `token create` fails with one line naming them, prints no token
+    // and writes nothing.
+    let dead_dir = pair.dir.path().join("dead");
+    std::fs::create_dir_all(&dead_dir)?;
+    let dead = ConfigBuilder::new(&dead_dir.join("state"))
+        .server("src", &pair.src.url_root())
+        .kafka_bus(&format!("127.0.0.1:{}", dead_port()?), 1)
+        .build();
+    let dead = Fleetsync::write_config(&dead_dir, &dead)?;
+    let out = fleetsync_cmd_with(
+        &[
+            "token",
+            "create",
+            "--config",
+            dead.to_str().context("path")?,
+            "--name",
+            "x",
+            "--role",
+            "viewer",
+        ],
+        &[],
+        Duration::from_secs(90),
+    )
+    .await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && out.stdout.is_empty()
+            && stderr.contains("cannot read the metadata of the brokers 127.0.0.1:"),
+        "token create with unreachable brokers: {:?} {stderr}",
+        out.status
+    );
+    ensure!(!dead_dir.join("state").exists(), "it wrote a state_dir");
+
     // Made before anything runs, with A's configuration (the brokers' topic, not a file).
     let owner = create_token(&replicas[0].0, "owner", "owner", None).await?;
     nothing_on_disk(&replicas[0].1)?;

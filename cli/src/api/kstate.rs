@@ -597,26 +597,42 @@ fn next_is_live(ready: &Option<std::sync::mpsc::Sender<Result<(), String>>>) -> 
 /// One message of the jobs topic: a job's record (or its deletion), or a command, passed on
 /// when it is for this replica and read live.
 fn apply_job_message(s: &KafkaState, key: &str, payload: Option<&[u8]>, live: bool) {
-    if let Some(id) = key.strip_prefix("job/") {
-        let record: Option<SharedJob> = payload.and_then(|p| serde_json::from_slice(p).ok());
-        if let Ok(mut v) = s.job_view.lock() {
-            match record {
-                Some(r) => {
-                    v.insert(id.to_string(), r);
-                }
-                None => {
-                    v.remove(id);
-                }
-            }
-        }
-    } else if key.starts_with("cmd/") && live {
-        let cmd: Option<Command> = payload.and_then(|p| serde_json::from_slice(p).ok());
-        if let Some(cmd) = cmd.filter(|c| c.replica == s.replica) {
-            if let Some(tx) = s.commands.get() {
-                let _ = tx.send(cmd);
-            }
-        }
+    let cmd = match s.job_view.lock() {
+        Ok(mut v) => job_message(&mut v, &s.replica, key, payload, live),
+        Err(_) => None,
+    };
+    if let (Some(cmd), Some(tx)) = (cmd, s.commands.get()) {
+        let _ = tx.send(cmd);
     }
+}
+
+/// Applies one message of the jobs topic to `view`; returns the command it carries when it is
+/// for `replica` and `live` (commands read while catching up are old: their sender gave up).
+/// Pure: unit-tested below.
+fn job_message(
+    view: &mut std::collections::HashMap<String, SharedJob>,
+    replica: &str,
+    key: &str,
+    payload: Option<&[u8]>,
+    live: bool,
+) -> Option<Command> {
+    if let Some(id) = key.strip_prefix("job/") {
+        match payload.and_then(|p| serde_json::from_slice::<SharedJob>(p).ok()) {
+            Some(r) => {
+                view.insert(id.to_string(), r);
+            }
+            None => {
+                view.remove(id);
+            }
+        }
+        return None;
+    }
+    if !key.starts_with("cmd/") || !live {
+        return None;
+    }
+    payload
+        .and_then(|p| serde_json::from_slice::<Command>(p).ok())
+        .filter(|c| c.replica == replica)
 }
 
 #[cfg(test)]
@@ -653,5 +669,55 @@ mod tests {
         assert_eq!(start_offset(5, 10, 3), 7);
         assert_eq!(start_offset(100, 50_000, 20_000), 30_000);
         assert_eq!(start_offset(0, 0, 5), 0);
+    }
+
+    fn shared(replica: &str, id: &str) -> Vec<u8> {
+        let job = Job {
+            id: id.into(),
+            kind: fleetsync_proto::jobs::JobKind::Health,
+            state: fleetsync_proto::jobs::JobState::AwaitingApproval,
+            created_by: "op".into(),
+            params: serde_json::json!({}),
+            created_at: "2026-12-07T00:00:00.000Z".into(),
+            started_at: None,
+            finished_at: None,
+            progress: Default::default(),
+            error: None,
+            exit_code: None,
+            result: None,
+            approval: None,
+        };
+        serde_json::to_vec(&SharedJob {
+            replica: replica.into(),
+            job,
+            log: Vec::new(),
+        })
+        .expect("json")
+    }
+
+    #[test]
+    fn job_records_and_commands() {
+        let mut v = Default::default();
+        assert!(job_message(&mut v, "me", "job/j1", Some(&shared("other", "j1")), false).is_none());
+        assert_eq!(v["j1"].replica, "other");
+        // A tombstone deletes it; an unreadable record too (never a stale one).
+        job_message(&mut v, "me", "job/j1", None, true);
+        assert!(v.is_empty());
+        let cmd = |replica: &str| {
+            serde_json::to_vec(&Command {
+                replica: replica.into(),
+                id: "j2".into(),
+                action: Action::Approve,
+                by: "owner".into(),
+            })
+            .expect("json")
+        };
+        // Only commands for this replica, read live.
+        let got = job_message(&mut v, "me", "cmd/j2", Some(&cmd("me")), true);
+        assert!(got.is_some_and(|c| c.action == Action::Approve && c.by == "owner"));
+        assert!(job_message(&mut v, "me", "cmd/j2", Some(&cmd("other")), true).is_none());
+        assert!(job_message(&mut v, "me", "cmd/j2", Some(&cmd("me")), false).is_none());
+        assert!(job_message(&mut v, "me", "cmd/j2", Some(b"garbage"), true).is_none());
+        assert!(v.is_empty(), "a command is not a job record");
     }
 }

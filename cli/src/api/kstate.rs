@@ -302,7 +302,8 @@ fn replica_name() -> String {
 }
 
 impl KafkaState {
-    /// Opens (creating when missing) both topics, reads them to their end, and follows them.
+    /// Opens (creating when missing) the three topics, reads them to their end, and follows
+    /// them.
     pub async fn open(bus: &BusConfig) -> Result<Arc<KafkaState>, StateError> {
         Self::open_following(bus, &[Which::Tokens, Which::Audit, Which::Jobs]).await
     }

@@ -10,7 +10,10 @@
 #   * Helm chart: rendered offline with helm-python-sdk (Helm's own engine, no helm binary)
 #     with the default values and with every optional branch switched on (backup volume,
 #     encryption key Secret, backup CronJob, existing claims, ...), linted (strict),
-#     and the output validated with kubernetes-validate --strict.
+#     and the output validated with kubernetes-validate --strict. Mode kafka too: coordinator
+#     Deployment (replicas, PDB, probes, config mounted, no PVC/volumeClaimTemplates, only
+#     configMap/emptyDir volumes), one agent Deployment per server; bad values refused.
+#   * deploy/k8s/kafka (the kustomize overlay for mode kafka): the same structural checks.
 #   * The example configs (ConfigMap, chart values): TOML parses, sources/targets name
 #     servers, every password_env has a Secret key; their commented [backup]/[health]
 #     sections (and fleetsync.example.toml's, which must list every key) parse when
@@ -91,7 +94,8 @@ step "promtool test rules"
 
 step "kubernetes-validate --strict deploy/k8s (k8s $K8S_VERSIONS)"
 kvalidate "$DEPLOY"/k8s/configmap.yaml "$DEPLOY"/k8s/secret.yaml \
-    "$DEPLOY"/k8s/service.yaml "$DEPLOY"/k8s/statefulset.yaml "$DEPLOY"/k8s/backup/pvc.yaml
+    "$DEPLOY"/k8s/service.yaml "$DEPLOY"/k8s/statefulset.yaml "$DEPLOY"/k8s/backup/pvc.yaml \
+    "$DEPLOY"/k8s-kafka/coordinator.yaml "$DEPLOY"/k8s-kafka/agent-eu1.yaml
 
 if command -v kubectl >/dev/null 2>&1; then
     step "kubectl kustomize deploy/k8s | kubernetes-validate --strict"
@@ -117,6 +121,55 @@ key = next(e for e in c["env"] if e["name"] == "FLEETSYNC_BACKUP_KEY")
 assert "secretKeyRef" in key["valueFrom"] and "value" not in key
 assert {e["name"] for e in c["env"]} >= {"FLEETSYNC_STATE_DIR", "FLEETSYNC_METRICS_LISTEN"}
 print("  backup component: volume, mount and key variable ok")
+PY
+    step "kubectl kustomize deploy/k8s-kafka (mode kafka) | kubernetes-validate --strict"
+    kubectl kustomize "$DEPLOY/k8s-kafka" >"$WORK/kustomized-kafka.yaml"
+    kvalidate "$WORK/kustomized-kafka.yaml"
+    "$PY" - "$WORK/kustomized-kafka.yaml" "$DEPLOY" <<'PY'
+import sys, tomllib, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+kinds = [d["kind"] for d in docs]
+assert "StatefulSet" not in kinds and "PersistentVolumeClaim" not in kinds, kinds
+cm = next(d for d in docs if d["kind"] == "ConfigMap")
+cfg = tomllib.loads(cm["data"]["fleetsync.toml"])
+assert cfg["bus"]["kind"] == "kafka", "the overlay's config is not on the Kafka bus"
+base = yaml.safe_load(open(f"{sys.argv[2]}/k8s/configmap.yaml"))["data"]["fleetsync.toml"]
+assert {k: v for k, v in cfg.items() if k != "bus"} == tomllib.loads(base), "overlay and base configs differ beyond [bus]"
+svc = next(d for d in docs if d["kind"] == "Service")
+deps = [d for d in docs if d["kind"] == "Deployment"]
+comp = lambda d: d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+coord = [d for d in deps if comp(d) == "coordinator"]
+agents = [d for d in deps if comp(d) == "agent"]
+assert len(coord) == 1 and agents, [d["metadata"]["name"] for d in deps]
+coord = coord[0]
+assert coord["spec"]["replicas"] >= 2 and coord["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+for d in deps:
+    assert "volumeClaimTemplates" not in d["spec"]
+    pod, labels = d["spec"]["template"]["spec"], d["spec"]["template"]["metadata"]["labels"]
+    assert d["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert svc["spec"]["selector"].items() <= labels.items(), "the Service misses a pod"
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert all(set(v) <= {"name", "configMap", "emptyDir"} for v in vols.values()), f"a volume in mode kafka: {vols}"
+    c = pod["containers"][0]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert set(mounts) <= set(vols) and mounts["config"] == "/etc/fleetsync"
+    assert vols["config"]["configMap"]["name"] == cm["metadata"]["name"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/metrics"
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["FLEETSYNC_STATE_DIR"] == mounts["state"]
+assert coord["spec"]["template"]["spec"]["containers"][0]["args"][0] == "coordinator"
+cenv = {e["name"]: e for e in coord["spec"]["template"]["spec"]["containers"][0]["env"]}
+assert cenv["FLEETSYNC_REPLICA"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+servers = {s["name"] for s in cfg["servers"]}
+for a in agents:
+    args = a["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "agent" and args[-2] == "--server" and args[-1] in servers, args
+    assert a["spec"]["replicas"] == 1 and a["spec"]["strategy"]["type"] == "Recreate"
+pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+assert pdb["spec"]["selector"]["matchLabels"] == coord["spec"]["selector"]["matchLabels"]
+assert pdb["spec"]["maxUnavailable"] == 1
+print(f"  k8s-kafka: {coord['spec']['replicas']} coordinators + PDB, {len(agents)} agent Deployment(s), no volume")
 PY
 else
     step "kubectl not found: skipping the kustomization check"
@@ -193,6 +246,81 @@ def check_backup(values, docs, c, pod, sts):
     assert ("affinity" in jpod["spec"]) == same
 
 
+KAFKA_CONFIG = """state_dir = "/var/lib/fleetsync"
+
+[[servers]]
+name = "eu1"
+url = "mysql://sync@db-eu1:3306"
+password_env = "EU1_PASSWORD"
+
+[[servers]]
+name = "eu2"
+url = "mysql://sync@db-eu2:3306"
+password_env = "EU2_PASSWORD"
+
+[[syncs]]
+name = "world"
+source = "eu1"
+targets = ["eu2"]
+
+[bus]
+kind = "kafka"
+brokers = "kafka-0.kafka:9092"
+"""
+
+def check_kafka(values, docs):
+    """Mode kafka: Deployments without volumes, a PDB, one agent Deployment per server."""
+    kinds = [d["kind"] for d in docs]
+    assert "StatefulSet" not in kinds and "PersistentVolumeClaim" not in kinds, kinds
+    co = values.get("coordinator", {})
+    ag = values.get("agent", {})
+    deps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    coord = [d for d in deps.values() if d["metadata"]["labels"].get("app.kubernetes.io/component") == "coordinator"]
+    agents = [d for d in deps.values() if d["metadata"]["labels"].get("app.kubernetes.io/component") == "agent"]
+    assert len(coord) == 1, list(deps)
+    coord = coord[0]
+    assert coord["spec"]["replicas"] == co.get("replicas", 2), coord["spec"]["replicas"]
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    svc = next(d for d in docs if d["kind"] == "Service")
+    for d in [coord] + agents:
+        assert "volumeClaimTemplates" not in d["spec"]
+        pod = d["spec"]["template"]["spec"]
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        assert d["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert svc["spec"]["selector"].items() <= labels.items(), "the Service misses a pod"
+        for v in pod["volumes"]:
+            assert set(v) <= {"name", "configMap", "emptyDir"}, f"a volume in mode kafka: {v}"
+        vols = {v["name"]: v for v in pod["volumes"]}
+        c = pod["containers"][0]
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        assert set(mounts) <= set(vols), "a volumeMount has no volume"
+        assert mounts["config"] == "/etc/fleetsync"
+        assert vols["config"]["configMap"]["name"] == cm["metadata"]["name"]
+        assert c["args"][1:3] == ["--config", "/etc/fleetsync/fleetsync.toml"], c["args"]
+        assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+        assert c["livenessProbe"]["httpGet"]["path"] == "/metrics"
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["FLEETSYNC_STATE_DIR"] == mounts["state"], "state_dir is not the scratch dir"
+    assert coord["spec"]["template"]["spec"]["containers"][0]["args"][0] == "coordinator"
+    assert coord["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    cenv = {e["name"]: e for e in coord["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert cenv["FLEETSYNC_REPLICA"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    pdbs = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert len(pdbs) == 1, "one PodDisruptionBudget (the coordinators')"
+    pdb = pdbs[0]["spec"]
+    assert pdb["maxUnavailable"] == co.get("pdb", {}).get("maxUnavailable", 1)
+    assert pdb["selector"]["matchLabels"] == coord["spec"]["selector"]["matchLabels"]
+    servers = ag.get("servers", [])
+    assert sorted(a["spec"]["template"]["spec"]["containers"][0]["args"][-1] for a in agents) == sorted(servers)
+    for a in agents:
+        args = a["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[0] == "agent" and args[-2] == "--server", args
+        assert a["spec"]["replicas"] == 1 + ag.get("standby", 0)
+        assert a["spec"]["strategy"]["type"] == "Recreate", "two agents of one server must not overlap"
+        assert not a["spec"]["selector"]["matchLabels"].items() <= coord["spec"]["template"]["metadata"]["labels"].items()
+    print(f"  mode kafka: {coord['spec']['replicas']} coordinators, PDB maxUnavailable {pdb['maxUnavailable']}, agents {servers}, no volume")
+
 cases = {
     "defaults": None,
     "everything": {
@@ -227,6 +355,16 @@ cases = {
                    "encryptionKey": {"secretName": "k"},
                    "cronJob": {"enabled": True, "servers": ["eu1"]}},
     },
+    "kafka": {"mode": "kafka", "config": KAFKA_CONFIG, "agent": {"servers": ["eu1"]}},
+    "kafka-everything": {
+        "mode": "kafka", "config": KAFKA_CONFIG, "fullnameOverride": "fs-eu",
+        "coordinator": {"replicas": 3, "pdb": {"maxUnavailable": 2},
+                        "affinity": {"podAntiAffinity": {}}},
+        "agent": {"servers": ["eu1", "eu2"], "standby": 1},
+        "existingSecret": "my-passwords", "metrics": {"port": 9999},
+        "serviceMonitor": {"enabled": True}, "persistence": {"enabled": False},
+        "podLabels": {"team": "db"}, "extraEnv": [{"name": "X", "value": "y"}],
+    },
 }
 for case, values in cases.items():
     rendered = helm.Chart.load(chart_dir).render(values, name="fleetsync", namespace="sync", is_install=True)
@@ -239,6 +377,11 @@ for case, values in cases.items():
                 docs.append(doc)
     kinds = sorted(d["kind"] for d in docs)
     print(f"  {case}: {', '.join(kinds)}")
+    if (values or {}).get("mode") == "kafka":
+        check_kafka(values, docs)
+        with open(f"{out}/helm-{case}.yaml", "w") as f:
+            yaml.safe_dump_all([d for d in docs if d["kind"] != "ServiceMonitor"], f, sort_keys=False)
+        continue
     sts = next(d for d in docs if d["kind"] == "StatefulSet")
     assert sts["spec"]["replicas"] == 1, "StatefulSet must have exactly one replica"
     pod = sts["spec"]["template"]["spec"]
@@ -274,6 +417,13 @@ for case, values in cases.items():
 refused = {
     "cronJob without the backup volume": {"backup": {"cronJob": {"enabled": True, "servers": ["eu1"]}}},
     "cronJob without servers": {"backup": {"enabled": True, "cronJob": {"enabled": True}}},
+    "an unknown mode": {"mode": "cluster"},
+    "mode kafka on the embedded bus": {"mode": "kafka", "agent": {"servers": ["eu1"]}},
+    "mode kafka without agent servers": {"mode": "kafka", "config": KAFKA_CONFIG},
+    "mode kafka with a backup volume": {"mode": "kafka", "config": KAFKA_CONFIG,
+                                        "agent": {"servers": ["eu1"]}, "backup": {"enabled": True}},
+    "a server name that is no DNS label": {"mode": "kafka", "config": KAFKA_CONFIG,
+                                           "agent": {"servers": ["EU_1"]}},
 }
 for case, values in refused.items():
     try:

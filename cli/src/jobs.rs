@@ -19,6 +19,11 @@
 //! * A job's files (an export's, a migration's, a data diff's `repair.sql`) are in
 //!   `<state_dir>/jobs/<id>/`, deleted with its record; uploads (an import's) are in
 //!   `<state_dir>/jobs/uploads/`, removed when their job ends and at start.
+//! * With the Kafka bus (`fleetsync coordinator`, [`JobManager::share`]) each record is also
+//!   shared on the jobs topic ([`crate::api::kstate`]): every replica lists every replica's
+//!   jobs (a job runs, and keeps its files, on the replica that started it; another replica
+//!   sees it at its state changes), and approving, rejecting or cancelling a job of another
+//!   replica is forwarded to it ([`JobManager::forward`]).
 //! * Every change is published on [`JobManager::subscribe`] (the API's `/events`): a
 //!   `job_state` event for each state change, `job_progress` at most every
 //!   [`PROGRESS_EVERY`] per job.
@@ -78,7 +83,12 @@ pub struct JobManager {
     jobs: Mutex<HashMap<String, Entry>>,
     slots: Arc<Semaphore>,
     events: broadcast::Sender<Event>,
+    /// The jobs topic, with the Kafka bus.
+    shared: std::sync::OnceLock<Arc<crate::api::kstate::KafkaState>>,
 }
+
+/// How long a forwarded approval, rejection or cancel waits for the owner's answer.
+pub const FORWARD_WAIT: Duration = Duration::from_secs(10);
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -124,6 +134,7 @@ impl JobManager {
             jobs: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(MAX_RUNNING)),
             events,
+            shared: std::sync::OnceLock::new(),
         };
         m.load()?;
         Ok(Arc::new(m))
@@ -190,8 +201,55 @@ impl JobManager {
             job: e.job.clone(),
             log: e.log.iter().cloned().collect(),
         };
+        if let Some(k) = self.shared.get() {
+            k.publish_job(&record.job.id, Some((&record.job, record.log.clone())));
+        }
         let bytes = serde_json::to_vec_pretty(&record)?;
         write_atomic(&self.path(&e.job.id), &bytes)
+    }
+
+    /// Shares this replica's jobs on the jobs topic of `state` from now on, takes the commands
+    /// other replicas send for them, and marks interrupted the unfinished jobs that the topic
+    /// shows under this replica's name but that this process does not know (a restart with
+    /// a fresh `state_dir` under the same `FLEETSYNC_REPLICA`).
+    pub fn share(self: &Arc<Self>, state: Arc<crate::api::kstate::KafkaState>) {
+        let Some(mut commands) = state.take_commands() else {
+            return;
+        };
+        if self.shared.set(state.clone()).is_err() {
+            return;
+        }
+        if let Ok(mut jobs) = self.jobs.lock() {
+            for e in jobs.values() {
+                state.publish_job(&e.job.id, Some((&e.job, e.log.iter().cloned().collect())));
+            }
+            for shared in state.own_jobs() {
+                if jobs.contains_key(&shared.job.id) || shared.job.state.is_final() {
+                    continue;
+                }
+                let mut entry = Entry {
+                    job: shared.job,
+                    log: shared.log.into(),
+                    cancel: CancellationToken::new(),
+                    last_progress: None,
+                };
+                entry.job.state = JobState::Failed;
+                entry.job.error = Some(INTERRUPTED.into());
+                entry.job.finished_at = Some(now());
+                push_log(&mut entry.log, format!("failed: {INTERRUPTED}"));
+                if let Err(e) = self.write(&entry) {
+                    tracing::warn!(job = %entry.job.id, error = %e, "cannot write an interrupted job's record");
+                }
+                jobs.insert(entry.job.id.clone(), entry);
+            }
+        }
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(cmd) = commands.recv().await {
+                let Some(me) = me.upgrade() else { return };
+                me.apply_command(cmd);
+            }
+        });
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -203,24 +261,109 @@ impl JobManager {
         let _ = self.events.send(Event { event, data });
     }
 
-    /// Every job, newest first.
+    /// Every job (with the Kafka bus, every replica's), newest first.
     pub fn list(&self) -> Vec<Job> {
         let mut all: Vec<Job> = self
             .jobs
             .lock()
             .map(|j| j.values().map(|e| e.job.clone()).collect())
             .unwrap_or_default();
+        if let Some(k) = self.shared.get() {
+            let local: std::collections::HashSet<String> =
+                all.iter().map(|j| j.id.clone()).collect();
+            all.extend(
+                k.remote_jobs()
+                    .into_iter()
+                    .filter(|r| !local.contains(&r.job.id))
+                    .map(|r| r.job),
+            );
+        }
         all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         all
     }
 
     pub fn get(&self, id: &str) -> Option<Job> {
-        self.jobs.lock().ok()?.get(id).map(|e| e.job.clone())
+        let local = self.jobs.lock().ok()?.get(id).map(|e| e.job.clone());
+        local.or_else(|| self.elsewhere(id).map(|r| r.job))
     }
 
     pub fn log(&self, id: &str) -> Option<Vec<JobLogLine>> {
-        let jobs = self.jobs.lock().ok()?;
-        jobs.get(id).map(|e| e.log.iter().cloned().collect())
+        let local = {
+            let jobs = self.jobs.lock().ok()?;
+            jobs.get(id).map(|e| e.log.iter().cloned().collect())
+        };
+        local.or_else(|| self.elsewhere(id).map(|r| r.log))
+    }
+
+    /// The shared record of job `id` when another replica runs it (Kafka bus).
+    pub fn elsewhere(&self, id: &str) -> Option<crate::api::kstate::SharedJob> {
+        if self.jobs.lock().ok()?.contains_key(id) {
+            return None;
+        }
+        let k = self.shared.get()?;
+        k.shared_job(id).filter(|r| r.replica != k.replica())
+    }
+
+    /// Applies a command another replica sent for one of this replica's jobs (checked here
+    /// as if asked here; a refusal is logged and leaves the job as it is, which the sender
+    /// sees).
+    fn apply_command(self: &Arc<Self>, cmd: crate::api::kstate::Command) {
+        use crate::api::kstate::Action;
+        let result = match cmd.action {
+            Action::Approve => self.approve(&cmd.id, &cmd.by).map(|_| ()),
+            Action::Reject => self.reject(&cmd.id, &cmd.by).map(|_| ()),
+            Action::Cancel => match self.cancel(&cmd.id) {
+                Some(_) => Ok(()),
+                None => Err(ApprovalError::NoJob),
+            },
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(job = %cmd.id, action = ?cmd.action, by = %cmd.by, "applied a command from another replica")
+            }
+            Err(e) => {
+                tracing::warn!(job = %cmd.id, action = ?cmd.action, by = %cmd.by, error = %e, "refused a command from another replica")
+            }
+        }
+    }
+
+    /// Sends `action` on job `id` to the replica that runs it and, when `wait`, waits (up to
+    /// [`FORWARD_WAIT`]) for its record to change; returns the job as it then is.
+    pub async fn forward(
+        &self,
+        id: &str,
+        action: crate::api::kstate::Action,
+        by: &str,
+        wait: bool,
+    ) -> Result<Job, ForwardError> {
+        let before = self.elsewhere(id).ok_or(ForwardError::NoJob)?;
+        let k = self.shared.get().ok_or(ForwardError::NoJob)?;
+        let cmd = crate::api::kstate::Command {
+            replica: before.replica.clone(),
+            id: id.to_string(),
+            action,
+            by: by.to_string(),
+        };
+        k.send_command(&cmd)
+            .await
+            .map_err(|e| ForwardError::Topic(e.to_string()))?;
+        if !wait {
+            return Ok(before.job);
+        }
+        let deadline = Instant::now() + FORWARD_WAIT;
+        loop {
+            if let Some(now) = self.elsewhere(id) {
+                if now.job.state != before.job.state {
+                    return Ok(now.job);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(ForwardError::NoAnswer {
+                    replica: before.replica,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Asks a job to stop (a job awaiting approval ends `cancelled` at once). `None`: no such
@@ -267,12 +410,12 @@ impl JobManager {
         Ok(job)
     }
 
-    /// Whether `by` may approve (`approve`) or reject job `id` now: the job it would decide.
+    /// Whether `by` may approve (`approve`) or reject job `id` now: the job it would decide
+    /// (another replica's too: its owner checks again when the decision reaches it).
     pub fn check_decision(&self, id: &str, by: &str, approve: bool) -> Result<Job, ApprovalError> {
-        let jobs = self.jobs.lock().map_err(|_| ApprovalError::NoJob)?;
-        let e = jobs.get(id).ok_or(ApprovalError::NoJob)?;
-        check_decision(&e.job, by, approve)?;
-        Ok(e.job.clone())
+        let job = self.get(id).ok_or(ApprovalError::NoJob)?;
+        check_decision(&job, by, approve)?;
+        Ok(job)
     }
 
     fn decide(&self, id: &str, by: &str, approve: bool) -> Result<Job, ApprovalError> {
@@ -390,6 +533,9 @@ impl JobManager {
         finished.sort();
         for (_, id) in finished.iter().take(finished.len() - KEEP_FINISHED) {
             jobs.remove(id);
+            if let Some(k) = self.shared.get() {
+                k.publish_job(id, None);
+            }
             if let Err(e) = std::fs::remove_file(self.path(id)) {
                 tracing::warn!(job = %id, error = %e, "cannot delete an old job's record");
             }
@@ -567,6 +713,17 @@ impl JobManager {
             self.state_event(&job);
         }
     }
+}
+
+/// Why a command forwarded to another replica did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("no such job")]
+    NoJob,
+    #[error("cannot send the command to the job's replica: {0}")]
+    Topic(String),
+    #[error("replica {replica}, which runs this job, did not act on the request within 10 s (it may be down, or it refused it: see its log)")]
+    NoAnswer { replica: String },
 }
 
 /// Why a job cannot be approved or rejected now.

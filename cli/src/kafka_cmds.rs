@@ -405,9 +405,16 @@ async fn agent_once(
 
 pub async fn coordinator(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
     let file = crate::opts::load_serving(path, metrics_listen).await?;
-    if let Some(api) = &file.api {
-        crate::api::check(&file, api)?;
-    }
+    // The API's tokens and audit log are on the brokers: no replica keeps them on disk.
+    let api_state = match &file.api {
+        Some(api) => {
+            let state = crate::api::kstate::KafkaState::open(&file.bus).await?;
+            let tokens = crate::api::tokens::TokenCache::kafka(state.clone());
+            crate::api::check_with(api, &tokens)?;
+            Some(state)
+        }
+        None => None,
+    };
     let settings = kafka_settings(&file)?;
     // The file's syncs are checked first (API-made ones were checked when made).
     for sync in &file.syncs {
@@ -443,6 +450,7 @@ pub async fn coordinator(path: &Path, metrics_listen: Option<&str>) -> Result<()
             registry.clone(),
             controls.clone(),
             defs.clone(),
+            api_state,
             cancel.clone(),
         )
         .await?;

@@ -337,7 +337,7 @@ fn main() -> ExitCode {
             Command::Diff { command } => diff_cmd::run(command, remote).await,
             Command::Migrate { command } => migrate_cmd::run(command, remote).await,
             Command::Health(args) => health_cmd::run(args, remote).await,
-            Command::Token { command } => token_cmd::run(command),
+            Command::Token { command } => token_cmd::run(command).await,
             Command::Api {
                 command: ApiCommand::Openapi,
             } => fleetsync::api::dash::openapi_document().map(|doc| println!("{doc}")),

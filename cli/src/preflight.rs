@@ -160,7 +160,14 @@ pub async fn check(path: &Path) -> Result<()> {
     };
     preflight_all(&config).await?;
     if let Some(api) = &config.api {
-        crate::api::check(&config, api)?;
+        if config.bus.kind == fleetsync_config::BusKind::Kafka {
+            // The coordinators' token store: the brokers' topic.
+            let state = crate::api::kstate::KafkaState::open_for_tokens(&config.bus).await?;
+            let tokens = crate::api::tokens::TokenCache::kafka(state);
+            crate::api::check_with(api, &tokens)?;
+        } else {
+            crate::api::check(&config, api)?;
+        }
     }
     for warning in crate::opts::tls_warnings(&config) {
         println!("warning: {warning}");

@@ -175,6 +175,7 @@ pub async fn run(path: &Path, metrics_listen: Option<&str>) -> Result<()> {
             registry,
             controls,
             defs.clone(),
+            None,
             cancel.clone(),
         )
         .await?;

@@ -1,8 +1,12 @@
 //! `fleetsync token create|list|revoke`: the API's bearer tokens (see [`crate::api::tokens`]).
 //! Works on the store under `state_dir` directly, so it needs the config file and access to
 //! `state_dir`, not a running process; a running API sees the change at its next request.
+//! With `[bus] kind = "kafka"` the store is the brokers' tokens topic (and the audit topic),
+//! shared by every `fleetsync coordinator` replica, which sees the change within about a
+//! second ([`crate::api::kstate`]).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 use clap::Subcommand;
@@ -42,31 +46,54 @@ pub enum TokenCommand {
     },
 }
 
-/// Token management is audited like API calls: action `token_create`/`token_revoke`, client
-/// `local-cli` (no token: whoever can write the state dir).
-fn audit(state_dir: &std::path::Path, action: &str, parameters: serde_json::Value) -> Result<()> {
-    let entry = crate::api::audit::AuditEntry {
-        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        token: None,
-        role: None,
-        client: "local-cli".into(),
-        method: "CLI".into(),
-        action: action.into(),
-        resource: "tokens".into(),
-        parameters,
-        outcome: "ok".into(),
-        status: 0,
-        job_id: None,
-    };
-    crate::api::audit::AuditLog::open(state_dir)?.record(&entry)?;
-    Ok(())
+/// Where the tokens (and the audit entries of their changes) are kept.
+enum Store {
+    Files(PathBuf),
+    Kafka(Arc<crate::api::kstate::KafkaState>),
 }
 
-fn state_dir(config: &std::path::Path) -> Result<PathBuf> {
-    Ok(fleetsync_config::Config::load(config)?.state_dir)
+impl Store {
+    async fn of(config: &std::path::Path) -> Result<Store> {
+        let config = fleetsync_config::Config::load(config)?;
+        Ok(if config.bus.kind == fleetsync_config::BusKind::Kafka {
+            Store::Kafka(crate::api::kstate::KafkaState::open_for_tokens(&config.bus).await?)
+        } else {
+            Store::Files(config.state_dir)
+        })
+    }
+
+    fn load(&self) -> Result<Vec<tokens::TokenRecord>> {
+        Ok(match self {
+            Store::Files(dir) => tokens::load(dir)?,
+            Store::Kafka(k) => k.tokens(),
+        })
+    }
+
+    /// Token management is audited like API calls: action `token_create`/`token_revoke`,
+    /// client `local-cli` (no token: whoever can write the store).
+    async fn audit(&self, action: &str, parameters: serde_json::Value) -> Result<()> {
+        let entry = crate::api::audit::AuditEntry {
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            token: None,
+            role: None,
+            client: "local-cli".into(),
+            method: "CLI".into(),
+            action: action.into(),
+            resource: "tokens".into(),
+            parameters,
+            outcome: "ok".into(),
+            status: 0,
+            job_id: None,
+        };
+        match self {
+            Store::Files(dir) => crate::api::audit::AuditLog::open(dir)?.record(&entry)?,
+            Store::Kafka(k) => k.append_audit(&entry).await?,
+        }
+        Ok(())
+    }
 }
 
-pub fn run(command: TokenCommand) -> Result<()> {
+pub async fn run(command: TokenCommand) -> Result<()> {
     match command {
         TokenCommand::Create {
             config,
@@ -76,10 +103,13 @@ pub fn run(command: TokenCommand) -> Result<()> {
         } => {
             let role = Role::parse(&role)
                 .ok_or_else(|| anyhow!("--role {role:?}: must be {ROLE_NAMES}"))?;
-            let dir = state_dir(&config)?;
-            let (token, record) = tokens::create(&dir, &name, role, expires_days)?;
+            let store = Store::of(&config).await?;
+            let (token, record) = match &store {
+                Store::Files(dir) => tokens::create(dir, &name, role, expires_days)?,
+                Store::Kafka(k) => tokens::create_in(k, &name, role, expires_days).await?,
+            };
             let params = serde_json::json!({"name": name, "role": role, "expires": record.expires});
-            audit(&dir, "token_create", params)?;
+            store.audit("token_create", params).await?;
             let expires = record.expires.map_or("never expires".to_string(), |e| {
                 format!("expires {}", e.to_rfc3339())
             });
@@ -91,7 +121,7 @@ pub fn run(command: TokenCommand) -> Result<()> {
             Ok(())
         }
         TokenCommand::List { config, json } => {
-            let list = tokens::load(&state_dir(&config)?)?;
+            let list = Store::of(&config).await?.load()?;
             let now = chrono::Utc::now();
             if json {
                 let rows: Vec<_> = list
@@ -128,9 +158,14 @@ pub fn run(command: TokenCommand) -> Result<()> {
             Ok(())
         }
         TokenCommand::Revoke { config, name } => {
-            let dir = state_dir(&config)?;
-            tokens::revoke(&dir, &name)?;
-            audit(&dir, "token_revoke", serde_json::json!({ "name": name }))?;
+            let store = Store::of(&config).await?;
+            match &store {
+                Store::Files(dir) => tokens::revoke(dir, &name)?,
+                Store::Kafka(k) => tokens::revoke_in(k, &name).await?,
+            };
+            store
+                .audit("token_revoke", serde_json::json!({ "name": name }))
+                .await?;
             println!("token {name} revoked");
             Ok(())
         }

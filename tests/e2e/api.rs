@@ -33,6 +33,7 @@ mod jobs;
 mod jobs2;
 mod jobs_migrate;
 mod kdefs;
+mod kstate;
 mod load;
 mod serving;
 mod stack;

@@ -65,7 +65,7 @@ async fn approve_job(
     Path(id): Path<String>,
     q: Result<Query<DryRun>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    decide(&s, token, id, q, true)
+    decide(&s, token, id, q, true).await
 }
 
 /// Reject a job awaiting approval: it ends `cancelled` and never runs. Needs the permission
@@ -81,7 +81,7 @@ async fn reject_job(
     Path(id): Path<String>,
     q: Result<Query<DryRun>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    decide(&s, token, id, q, false)
+    decide(&s, token, id, q, false).await
 }
 
 fn refusal(e: ApprovalError, id: &str) -> Problem {
@@ -94,7 +94,7 @@ fn refusal(e: ApprovalError, id: &str) -> Problem {
     }
 }
 
-fn decide(
+async fn decide(
     s: &ApiState,
     token: Option<Extension<TokenRecord>>,
     id: String,
@@ -150,14 +150,35 @@ fn decide(
         "by": token.name,
         "permission": permission,
     });
-    let result = check.and_then(|()| {
-        let decided = if approve {
-            s.jobs.approve(&id, &token.name)
-        } else {
-            s.jobs.reject(&id, &token.name)
-        };
-        decided.map_err(|e| refusal(e, &id))
-    });
+    let result = match check {
+        Err(p) => Err(p),
+        // Another replica runs it (Kafka bus): the decision goes to it, which checks it again.
+        Ok(()) if s.jobs.elsewhere(&id).is_some() => {
+            let action = if approve {
+                super::kstate::Action::Approve
+            } else {
+                super::kstate::Action::Reject
+            };
+            s.jobs
+                .forward(&id, action, &token.name, true)
+                .await
+                .map_err(|e| {
+                    Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "replica-unreachable",
+                        format!("job {id}: {e}"),
+                    )
+                })
+        }
+        Ok(()) => {
+            let decided = if approve {
+                s.jobs.approve(&id, &token.name)
+            } else {
+                s.jobs.reject(&id, &token.name)
+            };
+            decided.map_err(|e| refusal(e, &id))
+        }
+    };
     let mut resp = match result {
         Ok(after) => Json(answer(after.state.as_str(), true, None)).into_response(),
         Err(p) => p.into_response(),

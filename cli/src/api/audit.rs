@@ -7,16 +7,22 @@
 //! about `ROTATE_BYTES * (KEEP_ROTATED + 1)`. `GET /api/v1/audit` reads the current file and
 //! the rotated ones, newest first.
 //!
+//! With the Kafka bus (`fleetsync coordinator`) entries go to the topic `{topic_prefix}.audit`
+//! instead, and `GET /api/v1/audit` reads what this replica followed of it (the last
+//! [`super::kstate::AUDIT_KEPT`] entries, whichever replica wrote them; see [`super::kstate`]).
+//!
 //! Parameters are stored with secrets redacted ([`redact`]): any key that names a password,
 //! secret, token or key has its value replaced by `"***"`.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use fleetsync_agent::owner_only;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use super::kstate::{KafkaState, StateError};
 
 /// Size at which the audit file is rotated: about 50k entries.
 pub const ROTATE_BYTES: u64 = 10 * 1024 * 1024;
@@ -54,10 +60,14 @@ pub struct AuditEntry {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("audit log {path}: {source}")]
-pub struct AuditError {
-    path: PathBuf,
-    source: std::io::Error,
+pub enum AuditError {
+    #[error("audit log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("audit log: {0}")]
+    Kafka(#[from] StateError),
 }
 
 pub struct AuditLog {
@@ -65,6 +75,8 @@ pub struct AuditLog {
     lock: Mutex<()>,
     /// [`ROTATE_BYTES`], smaller in tests.
     rotate_bytes: u64,
+    /// The Kafka topic (instead of the files).
+    kafka: Option<Arc<KafkaState>>,
 }
 
 /// Filters of `GET /api/v1/audit`.
@@ -84,7 +96,7 @@ impl AuditLog {
     /// The log under `STATE_DIR/api/` (created owner-only).
     pub fn open(state_dir: &Path) -> Result<AuditLog, AuditError> {
         let dir = state_dir.join("api");
-        owner_only::private_dir(&dir).map_err(|source| AuditError {
+        owner_only::private_dir(&dir).map_err(|source| AuditError::Io {
             path: dir.clone(),
             source,
         })?;
@@ -92,7 +104,18 @@ impl AuditLog {
             dir,
             lock: Mutex::new(()),
             rotate_bytes: ROTATE_BYTES,
+            kafka: None,
         })
+    }
+
+    /// The log on the Kafka topic of `state`.
+    pub fn kafka(state: Arc<KafkaState>) -> AuditLog {
+        AuditLog {
+            dir: PathBuf::new(),
+            lock: Mutex::new(()),
+            rotate_bytes: ROTATE_BYTES,
+            kafka: Some(state),
+        }
     }
 
     fn file(&self, n: usize) -> PathBuf {
@@ -104,7 +127,8 @@ impl AuditLog {
     }
 
     /// Appends `entry` (and logs it). A failure to write is returned: the caller turns it
-    /// into a 500 rather than act unaudited.
+    /// into a 500 rather than act unaudited. Blocking: call it off the async threads (on the
+    /// Kafka topic it waits for the brokers' acknowledgement on the current runtime).
     pub fn record(&self, entry: &AuditEntry) -> Result<(), AuditError> {
         tracing::info!(
             target: "audit",
@@ -119,11 +143,14 @@ impl AuditLog {
             status = entry.status,
             "audit"
         );
+        if let Some(k) = &self.kafka {
+            return Ok(tokio::runtime::Handle::current().block_on(k.append_audit(entry))?);
+        }
         let mut line = serde_json::to_string(entry).unwrap_or_default();
         line.push('\n');
         let _guard = self.lock.lock();
         let path = self.file(0);
-        let err = |source| AuditError {
+        let err = |source| AuditError::Io {
             path: path.clone(),
             source,
         };
@@ -152,13 +179,16 @@ impl AuditLog {
 
     /// Entries matching `filter`, newest first, at most `filter.limit`.
     pub fn query(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, AuditError> {
+        if let Some(k) = &self.kafka {
+            return Ok(k.audit_newest_first(|e| filter.matches(e), filter.limit));
+        }
         let mut out = Vec::new();
         for n in 0..=KEEP_ROTATED {
             let path = self.file(n);
             let f = match std::fs::File::open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => return Err(AuditError { path, source }),
+                Err(source) => return Err(AuditError::Io { path, source }),
             };
             let mut entries: Vec<AuditEntry> = std::io::BufReader::new(f)
                 .lines()

@@ -357,7 +357,21 @@ pub async fn cancel_job(
         ));
     }
     if !q.dry_run {
-        s.jobs.cancel(&id);
+        if let Some(other) = s.jobs.elsewhere(&id) {
+            // Another replica runs it: the cancel is sent to it (it stops at its next step).
+            s.jobs
+                .forward(&id, super::kstate::Action::Cancel, "api", false)
+                .await
+                .map_err(|e| {
+                    Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "replica-unreachable",
+                        format!("job {id} runs on replica {}: {e}", other.replica),
+                    )
+                })?;
+        } else {
+            s.jobs.cancel(&id);
+        }
     }
     let mut resp = Json(CancelResult {
         id: id.clone(),

@@ -431,6 +431,17 @@ async fn start_import_job(
 /// The files a succeeded job wrote into its own directory (an export's files, a data
 /// diff's `repair.sql`, a migration's files), sorted; 404 when it has none.
 fn job_files(s: &ApiState, id: &str) -> Result<Vec<String>, Problem> {
+    if let Some(other) = s.jobs.elsewhere(id) {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "job-elsewhere",
+            format!(
+                "job {id} ran on replica {}: its files are there (ask that replica's API)",
+                other.replica
+            ),
+        )
+        .field("id"));
+    }
     let job = s.jobs.get(id).ok_or_else(|| no_job(id))?;
     let none = || {
         Problem::not_found(format!(

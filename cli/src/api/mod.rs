@@ -21,6 +21,7 @@ pub use auth::{route_permissions, METRIC_API_REQUESTS, METRIC_API_SECONDS};
 pub mod client;
 mod jobs;
 mod jobs2;
+pub mod kstate;
 mod migrations;
 #[macro_use]
 pub mod problem;
@@ -92,8 +93,15 @@ fn gov_routes(
 /// command writes anything): the listen address (non-loopback only with an active token), the
 /// TLS files, the secret key file. Returns the TLS configuration, if any.
 pub fn check(config: &Config, api: &ApiConfig) -> Result<Option<Arc<ServerConfig>>> {
+    check_with(api, &tokens::TokenCache::new(&config.state_dir))
+}
+
+/// [`check`] against the token store `tokens` (the Kafka one of `fleetsync coordinator`).
+pub fn check_with(
+    api: &ApiConfig,
+    tokens: &tokens::TokenCache,
+) -> Result<Option<Arc<ServerConfig>>> {
     let addr = api.addr()?;
-    let tokens = tokens::TokenCache::new(&config.state_dir);
     if !tokens.any_active() && !addr.ip().is_loopback() {
         return Err(anyhow!(
             "api.listen {addr}: no API token exists, so the API may only listen on a loopback address (create one with `fleetsync token create`, or listen on 127.0.0.1)"
@@ -109,7 +117,8 @@ pub fn check(config: &Config, api: &ApiConfig) -> Result<Option<Arc<ServerConfig
     }
 }
 
-/// [`check`]s `[api]` and binds the listener; serves until cancelled.
+/// [`check`]s `[api]` and binds the listener; serves until cancelled. `kafka`: the tokens and
+/// the audit log are on the Kafka bus ([`kstate`]), else under `state_dir`.
 /// Returns the bound address.
 pub async fn serve(
     config: Arc<Config>,
@@ -117,14 +126,26 @@ pub async fn serve(
     registry: Registry,
     controls: Controls,
     defs: Arc<crate::defs::Defs>,
+    kafka: Option<Arc<kstate::KafkaState>>,
     cancel: CancellationToken,
 ) -> Result<SocketAddr> {
     let addr = api.addr()?;
-    let tls = check(&config, api)?;
-    let tokens = tokens::TokenCache::new(&config.state_dir);
-    let audit = audit::AuditLog::open(&config.state_dir)?;
+    let (tokens, audit) = match &kafka {
+        Some(k) => (
+            tokens::TokenCache::kafka(k.clone()),
+            audit::AuditLog::kafka(k.clone()),
+        ),
+        None => (
+            tokens::TokenCache::new(&config.state_dir),
+            audit::AuditLog::open(&config.state_dir)?,
+        ),
+    };
+    let tls = check_with(api, &tokens)?;
     let jobs = crate::jobs::JobManager::open(config.clone())?;
     jobs.follow(defs.clone());
+    if let Some(k) = kafka {
+        jobs.share(k);
+    }
     let (router, openapi) = routes::router().split_for_parts();
     let routes = auth::RouteTable::from_openapi(&openapi)?;
     let openapi_json = openapi

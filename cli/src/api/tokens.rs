@@ -6,9 +6,13 @@
 //! owner-only, replaced atomically (written beside, then renamed), so a running API (which
 //! re-reads it when its modification time or size changes) sees a new or revoked token at once,
 //! without a restart.
+//!
+//! With the Kafka bus (`fleetsync coordinator`, and `fleetsync token` on such a config) the
+//! records live in a compacted topic instead, followed live by every replica
+//! ([`super::kstate`]); still only hashes.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use base64::Engine;
@@ -18,6 +22,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::kstate::{KafkaState, StateError};
 use super::roles::Role;
 
 /// Prefix of every token: recognisable in a leaked file or a secret scanner.
@@ -42,6 +47,8 @@ pub enum TokenError {
     BadExpiry(u32),
     #[error("no active token named {0:?}")]
     Unknown(String),
+    #[error("token store {0}")]
+    Kafka(#[from] StateError),
 }
 
 /// One stored token (never the token itself).
@@ -140,9 +147,9 @@ pub fn hash(token: &str) -> String {
         .collect()
 }
 
-/// Creates a token; returns it (to print once) and its record.
-pub fn create(
-    state_dir: &Path,
+/// A new token for `name` (checked against the `existing` records) and its record.
+fn make(
+    existing: &[TokenRecord],
     name: &str,
     role: Role,
     expires_days: Option<u32>,
@@ -156,8 +163,7 @@ pub fn create(
         }
     }
     let now = Utc::now();
-    let mut tokens = load(state_dir)?;
-    if tokens.iter().any(|t| t.name == name && t.is_active(now)) {
+    if existing.iter().any(|t| t.name == name && t.is_active(now)) {
         return Err(TokenError::Duplicate(name.to_string()));
     }
     let mut bytes = [0u8; 32];
@@ -174,6 +180,18 @@ pub fn create(
         expires: expires_days.map(|d| now + chrono::Duration::days(i64::from(d))),
         revoked: None,
     };
+    Ok((token, record))
+}
+
+/// Creates a token; returns it (to print once) and its record.
+pub fn create(
+    state_dir: &Path,
+    name: &str,
+    role: Role,
+    expires_days: Option<u32>,
+) -> Result<(String, TokenRecord), TokenError> {
+    let mut tokens = load(state_dir)?;
+    let (token, record) = make(&tokens, name, role, expires_days)?;
     tokens.push(record.clone());
     save(state_dir, tokens)?;
     Ok((token, record))
@@ -191,6 +209,36 @@ pub fn revoke(state_dir: &Path, name: &str) -> Result<TokenRecord, TokenError> {
     let revoked = t.clone();
     save(state_dir, tokens)?;
     Ok(revoked)
+}
+
+/// [`create`] on the Kafka store.
+pub async fn create_in(
+    state: &KafkaState,
+    name: &str,
+    role: Role,
+    expires_days: Option<u32>,
+) -> Result<(String, TokenRecord), TokenError> {
+    let (token, record) = make(&state.tokens(), name, role, expires_days)?;
+    state.put_token(&record).await?;
+    Ok((token, record))
+}
+
+/// [`revoke`] on the Kafka store: every active token named `name` (two processes may have
+/// made one each at the same moment).
+pub async fn revoke_in(state: &KafkaState, name: &str) -> Result<TokenRecord, TokenError> {
+    let now = Utc::now();
+    let active: Vec<TokenRecord> = state
+        .tokens()
+        .into_iter()
+        .filter(|t| t.name == name && t.is_active(now))
+        .collect();
+    let mut last = Err(TokenError::Unknown(name.to_string()));
+    for mut t in active {
+        t.revoked = Some(now);
+        state.put_token(&t).await?;
+        last = Ok(t);
+    }
+    last
 }
 
 /// Why a presented token was not accepted (all answer 401).
@@ -220,6 +268,8 @@ type StoreVersion = (SystemTime, u64);
 pub struct TokenCache {
     state_dir: PathBuf,
     cached: Mutex<(Option<StoreVersion>, Vec<TokenRecord>)>,
+    /// The Kafka store, followed live (instead of the file).
+    kafka: Option<Arc<KafkaState>>,
 }
 
 impl TokenCache {
@@ -227,12 +277,24 @@ impl TokenCache {
         TokenCache {
             state_dir: state_dir.to_path_buf(),
             cached: Mutex::new((None, Vec::new())),
+            kafka: None,
+        }
+    }
+
+    /// The tokens of the Kafka store.
+    pub fn kafka(state: Arc<KafkaState>) -> TokenCache {
+        TokenCache {
+            kafka: Some(state),
+            ..TokenCache::new(Path::new(""))
         }
     }
 
     /// The current tokens; an unreadable store reads as no tokens (every call is refused) and
     /// is logged.
     pub fn tokens(&self) -> Vec<TokenRecord> {
+        if let Some(k) = &self.kafka {
+            return k.tokens();
+        }
         let path = store_path(&self.state_dir);
         let mtime = std::fs::metadata(&path)
             .and_then(|m| Ok((m.modified()?, m.len())))

@@ -19,6 +19,7 @@
 
 pub mod api;
 mod archive_cmd;
+pub mod cgroup;
 pub mod backup_cmd;
 pub mod conflicts;
 mod control;

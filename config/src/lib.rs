@@ -12,6 +12,7 @@ mod api;
 mod backup;
 mod bus;
 mod conflict;
+mod coordinator;
 mod env;
 mod filter;
 mod group;
@@ -32,6 +33,9 @@ pub use bus::{
     is_secret_key, redacted_settings, BusConfig, BusKind, Redactor, TopicSpec,
     CHANGE_TOPIC_PARTITIONS, DEFAULT_MIN_INSYNC_REPLICAS, DEFAULT_REPLICATION_FACTOR,
     DEFAULT_RETENTION_MS, DEFAULT_TOPIC_PREFIX,
+};
+pub use coordinator::{
+    CoordinatorConfig, DEFAULT_SESSION_TIMEOUT_MS, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS,
 };
 pub use conflict::{ConflictPolicy, ConflictStrategy, TableConflictConfig, TablePolicy};
 pub use filter::{TableFilter, TableMap};
@@ -135,6 +139,9 @@ pub struct Config {
     /// The control-plane REST API; off unless the section is present.
     #[serde(default)]
     pub api: Option<ApiConfig>,
+    /// Coordinators sharing the fleet's pairs (`fleetsync coordinator` on Kafka).
+    #[serde(default)]
+    pub coordinator: CoordinatorConfig,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -482,6 +489,13 @@ impl Config {
         self.backup.validate()?;
         self.health.validate()?;
         self.bus.validate()?;
+        self.coordinator.validate()?;
+        if self.coordinator.group.is_some() && self.bus.kind != BusKind::Kafka {
+            return Err(ConfigError::invalid(
+                "coordinator.group",
+                "needs [bus] kind = \"kafka\" (coordinators share pairs through a Kafka group)",
+            ));
+        }
         let mut names = HashSet::new();
         for (i, s) in self.servers.iter().enumerate() {
             let field = format!("servers[{i}]");

@@ -874,6 +874,19 @@ impl Pipeline {
                 Ok(())
             }
         };
+        // In a group, an error may be another member ending our connections (fencing): if
+        // the pair's lock is now held by a connection not ours, drop the pair (never retry
+        // into the lock, never fence back).
+        let result = match (result, member) {
+            (Err(e), Some(m)) if self.fenced_now(&lock).await => {
+                self.held.store(false, Ordering::SeqCst);
+                self.fenced.store(true, Ordering::SeqCst);
+                metrics::counter!(crate::cgroup::METRIC_FENCED, "sync" => self.applier.sync.clone(), "target" => self.applier.target.clone()).increment(1);
+                tracing::warn!(sync = %self.applier.sync, target = %self.applier.target, member = %m.member, error = %crate::exit::one_line(e.as_ref()), "fenced: another coordinator of the group took this pair over and ended our connections; dropping it");
+                Ok(())
+            }
+            (r, _) => r,
+        };
         // The target connections close now (the locks go with them) — also mid-batch: the
         // open transaction rolls back, and the next owner reads the position after the lock.
         drop(applier);
@@ -881,6 +894,29 @@ impl Pipeline {
         // librdkafka's consumer close can block for long: drop it off the runtime.
         tokio::task::spawn_blocking(move || drop(kafka));
         result
+    }
+}
+
+impl Pipeline {
+    /// Whether the pair's lock is held by a connection other than `lock` (ours): another
+    /// member fenced this one. Unknown (the target unreachable) counts as not fenced.
+    async fn fenced_now(&self, lock: &mysql_async::Conn) -> bool {
+        use mysql_async::prelude::Queryable;
+        let name = lock_name(&self.applier.sync, &self.applier.target);
+        let check = async {
+            let mut conn = mysql_async::Conn::new(self.target_opts.clone()).await.ok()?;
+            let holder: Option<Option<u64>> = conn
+                .exec_first("SELECT IS_USED_LOCK(?)", (&name,))
+                .await
+                .ok()?;
+            let _ = conn.disconnect().await;
+            Some(holder.flatten().is_some_and(|id| id != u64::from(lock.id())))
+        };
+        tokio::time::timeout(Duration::from_secs(5), check)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(false)
     }
 }
 

@@ -347,7 +347,7 @@ impl Group {
         let deadline = Instant::now() + REGISTER_TIMEOUT;
         let result = async {
             loop {
-                let high = high_watermark(&producer, &topic).await?;
+                let high = high_watermark(&producer, &topic, deadline).await?;
                 self.caught_up(high, deadline).await?;
                 let table = m.table();
                 let missing: Vec<&String> = pairs
@@ -464,15 +464,24 @@ fn serve(
     drop(slots);
 }
 
-async fn high_watermark(producer: &FutureProducer, topic: &str) -> Result<i64> {
-    let p = producer.clone();
-    let t = topic.to_string();
-    let (_, high) = tokio::task::spawn_blocking(move || {
-        p.client().fetch_watermarks(&t, 0, REQUEST_TIMEOUT)
-    })
-    .await?
-    .map_err(|e| anyhow!("reading the end of {topic}: {e}"))?;
-    Ok(high)
+/// The end of the slot table's partition; a topic just created may take a moment to be
+/// known to every broker: asked again until `deadline`.
+async fn high_watermark(producer: &FutureProducer, topic: &str, deadline: Instant) -> Result<i64> {
+    loop {
+        let p = producer.clone();
+        let t = topic.to_string();
+        let got = tokio::task::spawn_blocking(move || {
+            p.client().fetch_watermarks(&t, 0, REQUEST_TIMEOUT)
+        })
+        .await?;
+        match got {
+            Ok((_, high)) => return Ok(high),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(anyhow!("reading the end of {topic}: {e}"))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
 }
 
 fn admin(bus: &BusConfig) -> Result<AdminClient<DefaultClientContext>> {

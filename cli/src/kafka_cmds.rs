@@ -593,6 +593,9 @@ impl Pipeline {
         let applier_locks = fleetsync_coordinator::apply::owner_locks(sync, &self.applier.source);
         let mut conn = mysql_async::Conn::new(self.target_opts.clone()).await?;
         let me = u64::from(conn.id());
+        // The first try does not wait: a holder is fenced at once (the group already waited
+        // the session timeout); after a fence, the wait lets the ended connection go.
+        let mut wait = 0;
         loop {
             if !member.owns(&key) {
                 return Ok(None);
@@ -600,8 +603,9 @@ impl Pipeline {
             let got: Option<Option<i64>> = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Ok(None),
-                r = conn.exec_first("SELECT GET_LOCK(?, ?)", (&name, LOCK_WAIT_SECS)) => r?,
+                r = conn.exec_first("SELECT GET_LOCK(?, ?)", (&name, wait)) => r?,
             };
+            wait = LOCK_WAIT_SECS;
             if got.flatten() == Some(1) {
                 self.held.store(true, Ordering::SeqCst);
                 let n = kill_holders(&mut conn, &applier_locks, me).await?;
@@ -877,12 +881,14 @@ impl Pipeline {
         // In a group, an error may be another member ending our connections (fencing): if
         // the pair's lock is now held by a connection not ours, drop the pair (never retry
         // into the lock, never fence back).
+        // A stalled member that wakes up may see the revoke first: the check is the same.
         let result = match (result, member) {
-            (Err(e), Some(m)) if self.fenced_now(&lock).await => {
+            (r, Some(m)) if !cancel.is_cancelled() && self.fenced_now(&lock).await => {
                 self.held.store(false, Ordering::SeqCst);
                 self.fenced.store(true, Ordering::SeqCst);
                 metrics::counter!(crate::cgroup::METRIC_FENCED, "sync" => self.applier.sync.clone(), "target" => self.applier.target.clone()).increment(1);
-                tracing::warn!(sync = %self.applier.sync, target = %self.applier.target, member = %m.member, error = %crate::exit::one_line(e.as_ref()), "fenced: another coordinator of the group took this pair over and ended our connections; dropping it");
+                let why = r.err().map(|e| crate::exit::one_line(e.as_ref()));
+                tracing::warn!(sync = %self.applier.sync, target = %self.applier.target, member = %m.member, error = ?why, "fenced: another coordinator of the group took this pair over and ended our connections; dropping it");
                 Ok(())
             }
             (r, _) => r,
@@ -899,24 +905,30 @@ impl Pipeline {
 
 impl Pipeline {
     /// Whether the pair's lock is held by a connection other than `lock` (ours): another
-    /// member fenced this one. Unknown (the target unreachable) counts as not fenced.
+    /// member fenced this one (a member moving the pair normally waits for this one to let
+    /// go, so it cannot hold the lock yet). Unknown (the target unreachable) counts as not
+    /// fenced.
     async fn fenced_now(&self, lock: &mysql_async::Conn) -> bool {
         use mysql_async::prelude::Queryable;
         let name = lock_name(&self.applier.sync, &self.applier.target);
         let check = async {
-            let mut conn = mysql_async::Conn::new(self.target_opts.clone()).await.ok()?;
-            let holder: Option<Option<u64>> = conn
-                .exec_first("SELECT IS_USED_LOCK(?)", (&name,))
-                .await
-                .ok()?;
+            let mut conn = mysql_async::Conn::new(self.target_opts.clone()).await?;
+            let holder: Option<Option<u64>> =
+                conn.exec_first("SELECT IS_USED_LOCK(?)", (&name,)).await?;
             let _ = conn.disconnect().await;
-            Some(holder.flatten().is_some_and(|id| id != u64::from(lock.id())))
+            anyhow::Ok(holder.flatten())
         };
-        tokio::time::timeout(Duration::from_secs(5), check)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(false)
+        match tokio::time::timeout(Duration::from_secs(5), check).await {
+            Ok(Ok(holder)) => {
+                tracing::debug!(sync = %self.applier.sync, target = %self.applier.target, holder = ?holder, ours = lock.id(), "who holds the pair's lock");
+                holder.is_some_and(|id| id != u64::from(lock.id()))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(sync = %self.applier.sync, target = %self.applier.target, error = %crate::exit::one_line(e.as_ref()), "cannot tell whether another member fenced this one");
+                false
+            }
+            Err(_) => false,
+        }
     }
 }
 

@@ -183,9 +183,18 @@ impl Fleet {
     }
 
     /// Waits until every pair is owned by one of `live` members; returns the owners.
-    async fn wait_all_owned(&self, live: &[usize], timeout: Duration) -> Result<BTreeMap<String, usize>> {
+    async fn wait_all_owned(
+        &mut self,
+        live: &[usize],
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, usize>> {
         let start = Instant::now();
         loop {
+            for i in live {
+                self.members[*i]
+                    .ensure_running()
+                    .with_context(|| format!("member {i}"))?;
+            }
             let owners = self.owners().await?;
             let owned: BTreeMap<String, usize> = owners
                 .iter()
@@ -196,6 +205,30 @@ impl Fleet {
             }
             if start.elapsed() > timeout {
                 bail!("not every pair owned by {live:?} after {timeout:?}: {owners:?}\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until every pair is owned by `live` members, 4 each (12 pairs over 3).
+    async fn wait_balanced(
+        &mut self,
+        live: &[usize],
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, usize>> {
+        let start = Instant::now();
+        loop {
+            let owners = self.wait_all_owned(live, timeout).await?;
+            let per: Vec<usize> = live
+                .iter()
+                .map(|m| owners.values().filter(|o| *o == m).count())
+                .collect();
+            let (lo, hi) = (per.iter().min(), per.iter().max());
+            if lo.zip(hi).is_some_and(|(lo, hi)| hi - lo <= 1) {
+                return Ok(owners);
+            }
+            if start.elapsed() > timeout {
+                bail!("pairs per member {per:?} after {timeout:?}\n{}", self.logs());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -263,6 +296,31 @@ impl Fleet {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(done.into_values().collect())
+    }
+}
+
+impl Drop for Fleet {
+    /// With `FLEETSYNC_TEST_KEEP_LOGS=DIR`: the members' and the agent's logs are copied to a
+    /// fresh directory under DIR (the test's temp dir goes away).
+    fn drop(&mut self) {
+        let Some(keep) = std::env::var_os("FLEETSYNC_TEST_KEEP_LOGS") else {
+            return;
+        };
+        let Ok(dest) = tempfile::Builder::new()
+            .prefix("cgroup-")
+            .tempdir_in(&keep)
+            .map(|d| d.keep())
+        else {
+            return;
+        };
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "log") {
+                    let _ = std::fs::copy(e.path(), dest.join(e.file_name()));
+                }
+            }
+        }
+        println!("logs kept in {}", dest.display());
     }
 }
 
@@ -365,7 +423,7 @@ async fn kafka_group_kill() -> Result<()> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut samples = Vec::new();
     for round in 0..3 * stress() {
-        let owners = fleet.wait_all_owned(&[0, 1, 2], Duration::from_secs(60)).await?;
+        let owners = fleet.wait_balanced(&[0, 1, 2], Duration::from_secs(60)).await?;
         let victim = rng.gen_range(0..3);
         let pairs: Vec<String> = owners
             .iter()
@@ -403,7 +461,7 @@ async fn kafka_group_stall() -> Result<()> {
     let writer = Writer::start(&fleet.src, seed);
     let mut samples = Vec::new();
     for round in 0..2 * stress() {
-        let owners = fleet.wait_all_owned(&[0, 1, 2], Duration::from_secs(120)).await?;
+        let owners = fleet.wait_balanced(&[0, 1, 2], Duration::from_secs(120)).await?;
         let victim = (round as usize) % 3;
         let pairs: Vec<String> = owners
             .iter()
@@ -454,7 +512,7 @@ async fn kafka_group_rolling_restart() -> Result<()> {
         fleet.add_member()?;
     }
     let writer = Writer::start(&fleet.src, seed);
-    fleet.wait_all_owned(&[0, 1, 2], Duration::from_secs(120)).await?;
+    fleet.wait_balanced(&[0, 1, 2], Duration::from_secs(120)).await?;
     for i in 0..3 {
         let t = Instant::now();
         fleet.members[i].stop(STOP_TIMEOUT).await?;

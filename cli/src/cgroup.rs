@@ -122,6 +122,8 @@ pub struct Membership {
     owned: watch::Sender<BTreeSet<String>>,
     /// Next offset of the slots topic to read (everything before it is in the table).
     read_next: AtomicI64,
+    /// Set once the pairs are registered: the thread subscribes (joins the group).
+    join: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -142,6 +144,7 @@ impl Membership {
             released_cv: Condvar::new(),
             owned: watch::channel(BTreeSet::new()).0,
             read_next: AtomicI64::new(0),
+            join: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         }
     }
@@ -292,6 +295,7 @@ impl Group {
         slots_cfg
             .set("group.id", format!("{}.slots", group_id(&group)))
             .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
             .set("allow.auto.create.topics", "false");
         let slots: BaseConsumer = slots_cfg
             .create()
@@ -324,7 +328,14 @@ impl Group {
             bus,
             thread: Some(thread),
         };
-        g.register(config).await?;
+        // The pairs get their slots, and this member knows the whole table, before it joins:
+        // a slot it is given always names its pair.
+        let registered = g.register(config).await;
+        if let Err(e) = registered {
+            g.membership.stop.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
+        g.membership.join.store(true, Ordering::SeqCst);
         tracing::info!(group = %group, member = %g.membership.member, session_timeout_ms = cc.session_timeout_ms, "joined the coordinator group");
         Ok(g)
     }
@@ -386,7 +397,12 @@ impl Group {
     }
 
     async fn caught_up(&self, offset: i64, deadline: Instant) -> Result<()> {
+        let mut told = Instant::now();
         while self.membership.read_next.load(Ordering::SeqCst) < offset {
+            if told.elapsed() > Duration::from_secs(5) {
+                told = Instant::now();
+                tracing::info!(read = self.membership.read_next.load(Ordering::SeqCst), wanted = offset, "coordinator group: still reading the slot table");
+            }
             if Instant::now() >= deadline {
                 return Err(anyhow!(
                     "the slot table {} was not read up to offset {offset} within {REGISTER_TIMEOUT:?}",
@@ -422,15 +438,22 @@ fn serve(
     slots: BaseConsumer,
     work: &str,
 ) {
-    if let Err(e) = consumer.subscribe(&[work]) {
-        tracing::error!(topic = work, error = %e, "coordinator group: cannot subscribe");
-        return;
-    }
+    let mut joined = false;
     while !m.stop.load(Ordering::SeqCst) {
-        if let Some(Err(e)) = consumer.poll(POLL) {
-            tracing::warn!(error = %e, "coordinator group: consumer error");
+        if !joined && m.join.load(Ordering::SeqCst) {
+            if let Err(e) = consumer.subscribe(&[work]) {
+                tracing::error!(topic = work, error = %e, "coordinator group: cannot subscribe");
+                return;
+            }
+            joined = true;
         }
-        while let Some(msg) = slots.poll(Duration::ZERO) {
+        if joined {
+            if let Some(Err(e)) = consumer.poll(POLL / 2) {
+                tracing::warn!(error = %e, "coordinator group: consumer error");
+            }
+        }
+        let mut wait = POLL / 2;
+        while let Some(msg) = slots.poll(std::mem::take(&mut wait)) {
             match msg {
                 Ok(msg) => {
                     let key = msg.key().and_then(|k| std::str::from_utf8(k).ok());

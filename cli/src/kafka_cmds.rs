@@ -461,8 +461,14 @@ pub async fn coordinator(path: &Path, metrics_listen: Option<&str>) -> Result<()
     };
     // `[coordinator] group`: join the group (its topics, the pairs' slots) before any pipeline
     // starts; without it every coordinator runs every pair (the target's lock decides).
+    // SIGTERM while joining (slow brokers) ends the process cleanly too.
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
     let cgroup = match &config.coordinator.group {
-        Some(_) => Some(crate::cgroup::Group::join(&config).await?),
+        Some(_) => tokio::select! {
+            g = crate::cgroup::Group::join(&config) => Some(g?),
+            _ = &mut signal => return Ok(()),
+        },
         None => None,
     };
     // The same supervisor as `fleetsync run`: API-made syncs start, restart and stop live.
@@ -475,8 +481,6 @@ pub async fn coordinator(path: &Path, metrics_listen: Option<&str>) -> Result<()
         supervisor.start(&config, sync)?;
     }
     tracing::info!(metrics = %addr, syncs = config.syncs.len(), "fleetsync coordinator running");
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
     loop {
         tokio::select! {
             _ = &mut signal => break,

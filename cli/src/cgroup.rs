@@ -264,7 +264,9 @@ impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => self.0.assign(&slots_of(tpl)),
-            Rebalance::Error(e) => tracing::warn!(group = %self.0.group, error = %e, "coordinator group: rebalance error"),
+            Rebalance::Error(e) => {
+                tracing::warn!(group = %self.0.group, error = %e, "coordinator group: rebalance error")
+            }
             Rebalance::Revoke(_) => {}
         }
     }
@@ -311,7 +313,10 @@ impl Group {
             .set("group.id", group_id(&group))
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", cc.session_timeout_ms.to_string())
-            .set("heartbeat.interval.ms", cc.heartbeat_interval_ms().to_string())
+            .set(
+                "heartbeat.interval.ms",
+                cc.heartbeat_interval_ms().to_string(),
+            )
             .set("enable.auto.commit", "false")
             .set("topic.metadata.refresh.interval.ms", METADATA_REFRESH_MS)
             .set("allow.auto.create.topics", "false");
@@ -376,7 +381,10 @@ impl Group {
                     let value = slot.to_string();
                     let delivered = producer
                         .send(
-                            FutureRecord::to(&topic).key(pair.as_str()).payload(&value).partition(0),
+                            FutureRecord::to(&topic)
+                                .key(pair.as_str())
+                                .payload(&value)
+                                .partition(0),
                             REQUEST_TIMEOUT,
                         )
                         .await
@@ -401,7 +409,11 @@ impl Group {
         while self.membership.read_next.load(Ordering::SeqCst) < offset {
             if told.elapsed() > Duration::from_secs(5) {
                 told = Instant::now();
-                tracing::info!(read = self.membership.read_next.load(Ordering::SeqCst), wanted = offset, "coordinator group: still reading the slot table");
+                tracing::info!(
+                    read = self.membership.read_next.load(Ordering::SeqCst),
+                    wanted = offset,
+                    "coordinator group: still reading the slot table"
+                );
             }
             if Instant::now() >= deadline {
                 return Err(anyhow!(
@@ -464,7 +476,10 @@ fn serve(
                     match (key, slot) {
                         (Some(k), Some(s)) => m.record(k, s, msg.offset()),
                         _ => {
-                            tracing::warn!(offset = msg.offset(), "coordinator group: ignoring a malformed slot record");
+                            tracing::warn!(
+                                offset = msg.offset(),
+                                "coordinator group: ignoring a malformed slot record"
+                            );
                             m.read_next.store(msg.offset() + 1, Ordering::SeqCst);
                         }
                     }
@@ -544,7 +559,9 @@ async fn ensure_topics(bus: &BusConfig, group: &str) -> Result<()> {
         admin.create_topics(topics.iter(), &admin_options()),
     )
     .await
-    .map_err(|_| anyhow!("kafka: creating {work} and {slots}: no answer within {REQUEST_TIMEOUT:?}"))?
+    .map_err(|_| {
+        anyhow!("kafka: creating {work} and {slots}: no answer within {REQUEST_TIMEOUT:?}")
+    })?
     .map_err(|e| anyhow!("kafka: creating {work} and {slots}: {e}"))?;
     for r in results {
         match r {
@@ -591,7 +608,9 @@ async fn grow(bus: &BusConfig, group: &str, needed: i32) -> Result<()> {
     .map_err(|e| anyhow!("kafka: growing {work}: {e}"))?;
     for r in results {
         match r {
-            Ok(_) => tracing::info!(topic = %work, from = have, to = needed, "coordinator group: added slots"),
+            Ok(_) => {
+                tracing::info!(topic = %work, from = have, to = needed, "coordinator group: added slots")
+            }
             // Someone grew it meanwhile (to as many or more).
             Err((_, RDKafkaErrorCode::InvalidPartitions)) => {}
             Err((t, code)) => return Err(anyhow!("kafka: cannot grow topic {t}: {code}")),

@@ -19,8 +19,8 @@
 
 pub mod api;
 mod archive_cmd;
-pub mod cgroup;
 pub mod backup_cmd;
+pub mod cgroup;
 pub mod conflicts;
 mod control;
 mod cycles;

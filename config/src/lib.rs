@@ -34,10 +34,10 @@ pub use bus::{
     CHANGE_TOPIC_PARTITIONS, DEFAULT_MIN_INSYNC_REPLICAS, DEFAULT_REPLICATION_FACTOR,
     DEFAULT_RETENTION_MS, DEFAULT_TOPIC_PREFIX,
 };
+pub use conflict::{ConflictPolicy, ConflictStrategy, TableConflictConfig, TablePolicy};
 pub use coordinator::{
     CoordinatorConfig, DEFAULT_SESSION_TIMEOUT_MS, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS,
 };
-pub use conflict::{ConflictPolicy, ConflictStrategy, TableConflictConfig, TablePolicy};
 pub use filter::{TableFilter, TableMap};
 pub use group::{parse_duration, SyncMode, DEFAULT_TOMBSTONE_GC_BOUND, DEFAULT_TOMBSTONE_GC_EVERY};
 pub use health::HealthConfig;

@@ -692,5 +692,8 @@ fn coordinator_group_settings() {
         .validate()
         .expect_err("embedded bus")
         .to_string();
-    assert!(embedded.contains("coordinator.group: needs [bus] kind"), "{embedded}");
+    assert!(
+        embedded.contains("coordinator.group: needs [bus] kind"),
+        "{embedded}"
+    );
 }

@@ -85,7 +85,13 @@ impl Fleet {
             .server("dst1", &dsts[0].url_root())
             .server("dst2", &dsts[1].url_root());
         for (i, db) in dbs().iter().enumerate() {
-            b = b.sync(&format!("s{i}"), "src", &TARGETS, &[&format!("{db}\\..*")], &[]);
+            b = b.sync(
+                &format!("s{i}"),
+                "src",
+                &TARGETS,
+                &[&format!("{db}\\..*")],
+                &[],
+            );
         }
         let text = b
             .kafka_bus(&kafka.bootstrap(), kafka.node_count())
@@ -122,7 +128,11 @@ impl Fleet {
     fn add_member(&mut self) -> Result<usize> {
         let i = self.members.len();
         let log = self.dir.path().join(format!("coordinator-{i}.log"));
-        let args: Vec<OsString> = vec!["coordinator".into(), "--config".into(), self.config.clone().into()];
+        let args: Vec<OsString> = vec![
+            "coordinator".into(),
+            "--config".into(),
+            self.config.clone().into(),
+        ];
         self.members
             .push(Fleetsync::spawn_logged(args, &self.config, &log)?);
         Ok(i)
@@ -155,7 +165,10 @@ impl Fleet {
                 if live.as_deref() != Some("1") {
                     continue;
                 }
-                let pid = member.rsplit(':').next().and_then(|p| p.parse::<u32>().ok());
+                let pid = member
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse::<u32>().ok());
                 out.insert(
                     format!("{sync}/{t}"),
                     pid.and_then(|p| self.member_of_pid(p)),
@@ -204,7 +217,10 @@ impl Fleet {
                 return Ok(owned);
             }
             if start.elapsed() > timeout {
-                bail!("not every pair owned by {live:?} after {timeout:?}: {owners:?}\n{}", self.logs());
+                bail!(
+                    "not every pair owned by {live:?} after {timeout:?}: {owners:?}\n{}",
+                    self.logs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -228,7 +244,10 @@ impl Fleet {
                 return Ok(owners);
             }
             if start.elapsed() > timeout {
-                bail!("pairs per member {per:?} after {timeout:?}\n{}", self.logs());
+                bail!(
+                    "pairs per member {per:?} after {timeout:?}\n{}",
+                    self.logs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -238,7 +257,13 @@ impl Fleet {
         self.members
             .iter()
             .enumerate()
-            .map(|(i, m)| format!("member {i} log {}:\n{}", m.log_path().display(), m.log_tail(15)))
+            .map(|(i, m)| {
+                format!(
+                    "member {i} log {}:\n{}",
+                    m.log_path().display(),
+                    m.log_tail(15)
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -257,7 +282,10 @@ impl Fleet {
             }
             wait_synced_procs(&mut procs, &self.src, dst, &names, CATCH_UP).await?;
         }
-        println!("every target equals the source after {:.1?}", start.elapsed());
+        println!(
+            "every target equals the source after {:.1?}",
+            start.elapsed()
+        );
         Ok(())
     }
 
@@ -340,17 +368,25 @@ impl Writer {
             use mysql_async::prelude::Queryable;
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             let mut works: Vec<(Workload, Workload)> = (0..SYNCS as u64)
-                .map(|i| (Workload::new(seed * 100 + i), Workload::keyless(seed * 100 + 50 + i)))
+                .map(|i| {
+                    (
+                        Workload::new(seed * 100 + i),
+                        Workload::keyless(seed * 100 + 50 + i),
+                    )
+                })
                 .collect();
             let mut total = 0u64;
             while !s.load(Ordering::Relaxed) {
                 let mut sql = String::new();
                 for (i, (keyed, keyless)) in works.iter_mut().enumerate() {
                     for (w, table) in [(&mut *keyed, "keyed"), (&mut *keyless, "keyless")] {
-                        let (txn, n) = w.transaction(&format!("app{i}.{table}"), rng.gen_range(1..=8));
+                        let (txn, n) =
+                            w.transaction(&format!("app{i}.{table}"), rng.gen_range(1..=8));
                         sql.push_str(&txn.replacen(
                             "START TRANSACTION;",
-                            &format!("START TRANSACTION; UPDATE app{i}.hot SET n = n + 1 WHERE id = 1;"),
+                            &format!(
+                                "START TRANSACTION; UPDATE app{i}.hot SET n = n + 1 WHERE id = 1;"
+                            ),
                             1,
                         ));
                         total += n + 1;
@@ -402,7 +438,9 @@ fn report(kind: &str, mut samples: Vec<f64>) {
 async fn stop_all(fleet: &mut Fleet, agent: &mut Fleetsync, live: &[usize]) -> Result<()> {
     for (i, m) in fleet.members.iter_mut().enumerate() {
         if live.contains(&i) {
-            m.stop(STOP_TIMEOUT).await.with_context(|| format!("member {i}"))?;
+            m.stop(STOP_TIMEOUT)
+                .await
+                .with_context(|| format!("member {i}"))?;
         }
     }
     agent.stop(STOP_TIMEOUT).await?;
@@ -419,11 +457,15 @@ async fn kafka_group_kill() -> Result<()> {
         fleet.add_member()?;
     }
     let writer = Writer::start(&fleet.src, seed);
-    fleet.wait_all_owned(&[0, 1, 2], Duration::from_secs(120)).await?;
+    fleet
+        .wait_all_owned(&[0, 1, 2], Duration::from_secs(120))
+        .await?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut samples = Vec::new();
     for round in 0..3 * stress() {
-        let owners = fleet.wait_balanced(&[0, 1, 2], Duration::from_secs(60)).await?;
+        let owners = fleet
+            .wait_balanced(&[0, 1, 2], Duration::from_secs(60))
+            .await?;
         let victim = rng.gen_range(0..3);
         let pairs: Vec<String> = owners
             .iter()
@@ -439,7 +481,9 @@ async fn kafka_group_kill() -> Result<()> {
         tokio::time::sleep(Duration::from_secs(rng.gen_range(1..3))).await;
         fleet.members[victim].restart()?;
     }
-    fleet.wait_all_owned(&[0, 1, 2], Duration::from_secs(60)).await?;
+    fleet
+        .wait_all_owned(&[0, 1, 2], Duration::from_secs(60))
+        .await?;
     let written = writer.finish().await?;
     println!("{written} row changes during the test");
     fleet.wait_synced(&mut agent, &[0, 1, 2]).await?;
@@ -461,14 +505,19 @@ async fn kafka_group_stall() -> Result<()> {
     let writer = Writer::start(&fleet.src, seed);
     let mut samples = Vec::new();
     for round in 0..2 * stress() {
-        let owners = fleet.wait_balanced(&[0, 1, 2], Duration::from_secs(120)).await?;
+        let owners = fleet
+            .wait_balanced(&[0, 1, 2], Duration::from_secs(120))
+            .await?;
         let victim = (round as usize) % 3;
         let pairs: Vec<String> = owners
             .iter()
             .filter(|(_, m)| **m == victim)
             .map(|(p, _)| p.clone())
             .collect();
-        ensure!(!pairs.is_empty(), "member {victim} owns nothing: {owners:?}");
+        ensure!(
+            !pairs.is_empty(),
+            "member {victim} owns nothing: {owners:?}"
+        );
         let fenced_before = fleet.members[victim]
             .log_tail(100_000)
             .matches("fenced: another coordinator")
@@ -482,19 +531,28 @@ async fn kafka_group_stall() -> Result<()> {
         let times = times?;
         println!("round {round}: taken over in {times:?} s; SIGCONT");
         samples.extend(times);
-        wait_until(Duration::from_secs(30), "the stalled member to report it was fenced", || async {
-            let n = fleet.members[victim]
-                .log_tail(100_000)
-                .matches("fenced: another coordinator")
-                .count();
-            ensure!(n > fenced_before, "no new fenced line in member {victim}'s log");
-            Ok(())
-        })
+        wait_until(
+            Duration::from_secs(30),
+            "the stalled member to report it was fenced",
+            || async {
+                let n = fleet.members[victim]
+                    .log_tail(100_000)
+                    .matches("fenced: another coordinator")
+                    .count();
+                ensure!(
+                    n > fenced_before,
+                    "no new fenced line in member {victim}'s log"
+                );
+                Ok(())
+            },
+        )
         .await
         .with_context(|| fleet.logs())?;
         fleet.members[victim].ensure_running()?;
     }
-    fleet.wait_all_owned(&[0, 1, 2], Duration::from_secs(60)).await?;
+    fleet
+        .wait_all_owned(&[0, 1, 2], Duration::from_secs(60))
+        .await?;
     let written = writer.finish().await?;
     println!("{written} row changes during the test");
     fleet.wait_synced(&mut agent, &[0, 1, 2]).await?;
@@ -512,24 +570,37 @@ async fn kafka_group_rolling_restart() -> Result<()> {
         fleet.add_member()?;
     }
     let writer = Writer::start(&fleet.src, seed);
-    fleet.wait_balanced(&[0, 1, 2], Duration::from_secs(120)).await?;
+    fleet
+        .wait_balanced(&[0, 1, 2], Duration::from_secs(120))
+        .await?;
     for i in 0..3 {
         let t = Instant::now();
         fleet.members[i].stop(STOP_TIMEOUT).await?;
         println!("member {i} stopped in {:.1?}", t.elapsed());
         let others: Vec<usize> = (0..3).filter(|j| *j != i).collect();
-        fleet.wait_all_owned(&others, Duration::from_secs(60)).await?;
-        println!("member {i}'s pairs taken over {:.1?} after its stop began", t.elapsed());
+        fleet
+            .wait_all_owned(&others, Duration::from_secs(60))
+            .await?;
+        println!(
+            "member {i}'s pairs taken over {:.1?} after its stop began",
+            t.elapsed()
+        );
         fleet.members[i].restart()?;
         // Back in the group: it owns something again before the next one goes.
-        wait_until(Duration::from_secs(60), "the restarted member to own pairs", || async {
-            let owners = fleet.owners().await?;
-            ensure!(owners.values().any(|o| *o == Some(i)), "{owners:?}");
-            Ok(())
-        })
+        wait_until(
+            Duration::from_secs(60),
+            "the restarted member to own pairs",
+            || async {
+                let owners = fleet.owners().await?;
+                ensure!(owners.values().any(|o| *o == Some(i)), "{owners:?}");
+                Ok(())
+            },
+        )
         .await?;
     }
-    fleet.wait_all_owned(&[0, 1, 2], Duration::from_secs(60)).await?;
+    fleet
+        .wait_all_owned(&[0, 1, 2], Duration::from_secs(60))
+        .await?;
     let written = writer.finish().await?;
     println!("{written} row changes during the test");
     fleet.wait_synced(&mut agent, &[0, 1, 2]).await?;
@@ -549,24 +620,33 @@ async fn kafka_group_scale() -> Result<()> {
     fleet.add_member()?;
     fleet.add_member()?;
     let start = Instant::now();
-    wait_until(Duration::from_secs(90), "4 pairs on each of 3 members", || async {
-        let owners = fleet.owners().await?;
-        let mut count = [0usize; 3];
-        for o in owners.values().flatten() {
-            count[*o] += 1;
-        }
-        ensure!(count == [4, 4, 4], "pairs per member {count:?}");
-        Ok(())
-    })
+    wait_until(
+        Duration::from_secs(90),
+        "4 pairs on each of 3 members",
+        || async {
+            let owners = fleet.owners().await?;
+            let mut count = [0usize; 3];
+            for o in owners.values().flatten() {
+                count[*o] += 1;
+            }
+            ensure!(count == [4, 4, 4], "pairs per member {count:?}");
+            Ok(())
+        },
+    )
     .await
     .with_context(|| fleet.logs())?;
-    println!("spread 4/4/4 {:.1?} after two members joined", start.elapsed());
+    println!(
+        "spread 4/4/4 {:.1?} after two members joined",
+        start.elapsed()
+    );
     // The contract's view: `status --json` names the same owners.
     let status = status_json(&fleet.config).await?;
     let mut named = 0;
     for sync in status["syncs"].as_array().context("syncs")? {
         for t in sync["targets"].as_array().context("targets")? {
-            let owner = t["owner"].as_str().with_context(|| format!("no owner in {t}"))?;
+            let owner = t["owner"]
+                .as_str()
+                .with_context(|| format!("no owner in {t}"))?;
             ensure!(owner.contains(':'), "owner {owner:?}");
             named += 1;
         }

@@ -622,7 +622,45 @@ async fn grow(bus: &BusConfig, group: &str, needed: i32) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::SlotTable;
+    use super::{Membership, SlotTable};
+    use std::time::{Duration, Instant};
+
+    /// Ownership follows the assigned slots through the table; a revoke removes the pairs at
+    /// once and waits until their pipelines let go (not longer), and returns at once for pairs
+    /// no pipeline holds.
+    #[test]
+    fn revoke_waits_for_release() {
+        let m = std::sync::Arc::new(Membership::new("g"));
+        m.record("s/a", 0, 0);
+        m.record("s/b", 1, 1);
+        m.assign(&[0, 1, 5]);
+        assert!(m.owns("s/a") && m.owns("s/b"));
+        m.activate("s/a");
+        let m2 = m.clone();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(
+                !m2.owns("s/a"),
+                "revoked pairs are no longer owned while it waits"
+            );
+            m2.released("s/a");
+        });
+        let t = Instant::now();
+        m.revoke(&[0], false);
+        let waited = t.elapsed();
+        releaser.join().expect("releaser");
+        assert!(waited >= Duration::from_millis(250), "{waited:?}");
+        assert!(waited < super::REVOKE_GRACE, "{waited:?}");
+        assert!(!m.owns("s/a") && m.owns("s/b"));
+        let t = Instant::now();
+        m.revoke(&[1, 5], true);
+        assert!(t.elapsed() < Duration::from_millis(100));
+        assert!(m.owned().is_empty());
+        // A pair registered later on an assigned slot becomes owned.
+        m.assign(&[2]);
+        m.record("s/c", 2, 2);
+        assert!(m.owns("s/c"));
+    }
 
     /// The first record of a pair wins; a record naming a taken slot is void; the table is
     /// the same whoever reads it, whatever its own proposals were.

@@ -598,8 +598,14 @@ impl Pipeline {
         let mut conn = mysql_async::Conn::new(self.target_opts.clone()).await?;
         let me = u64::from(conn.id());
         // The first try does not wait: a holder is fenced at once (the group already waited
-        // the session timeout); after a fence, the wait lets the ended connection go.
-        let mut wait = 0;
+        // the session timeout); after a fence, the wait lets the ended connection go. A
+        // pipeline that held the lock waits too: its own previous connection may still be
+        // closing, which must not look like being fenced.
+        let mut wait = if self.held.load(Ordering::SeqCst) {
+            LOCK_WAIT_SECS
+        } else {
+            0
+        };
         loop {
             if !member.owns(&key) {
                 return Ok(None);
@@ -851,6 +857,36 @@ impl Pipeline {
             let id = m.member.clone();
             self.update(|s| s.owner = Some(id));
         }
+        let result = self.attempt_locked(feed, cancel, member, &mut lock).await;
+        // In a group, an error under the lock (at any step: a member stalled while starting
+        // finds its applier's connection ended) may be another member ending our connections
+        // (fencing): if the pair's lock is now held by a connection not ours, drop the pair
+        // (never retry into the lock, never fence back). A stalled member that wakes up may
+        // see the revoke first: the check is the same.
+        let result = match (result, member) {
+            (r, Some(m)) if !cancel.is_cancelled() && self.fenced_now(&lock).await => {
+                self.held.store(false, Ordering::SeqCst);
+                self.fenced.store(true, Ordering::SeqCst);
+                metrics::counter!(crate::cgroup::METRIC_FENCED, "sync" => self.applier.sync.clone(), "target" => self.applier.target.clone()).increment(1);
+                let why = r.err().map(|e| crate::exit::one_line(e.as_ref()));
+                tracing::warn!(sync = %self.applier.sync, target = %self.applier.target, member = %m.member, error = ?why, "fenced: another coordinator of the group took this pair over and ended our connections; dropping it");
+                Ok(())
+            }
+            (r, _) => r,
+        };
+        let _ = lock.disconnect().await;
+        result
+    }
+
+    /// The part of an attempt that runs under the pair's lock (`lock`): the applier, the
+    /// feed, the apply loop. In a group, `Ok` also when the pair was revoked.
+    async fn attempt_locked(
+        &self,
+        feed: &KafkaFeedSpec,
+        cancel: &CancellationToken,
+        member: Option<&crate::cgroup::Membership>,
+        lock: &mut mysql_async::Conn,
+    ) -> Result<()> {
         let mut applier = Applier::connect(
             self.target_opts.clone(),
             self.spec.opts.clone(),
@@ -876,31 +912,15 @@ impl Pipeline {
         let key = crate::cgroup::pair_key(&self.applier.sync, &self.applier.target);
         let result = tokio::select! {
             r = self.apply_loop(&mut applier, &mut kafka, cancel) => r,
-            e = keep_lock(&mut lock, member.is_some()) => Err(e),
+            e = keep_lock(lock, member.is_some()) => Err(e),
             _ = revoked(member, &key) => {
                 tracing::info!(sync = %self.applier.sync, target = %self.applier.target, "pair revoked: letting go of the target");
                 Ok(())
             }
         };
-        // In a group, an error may be another member ending our connections (fencing): if
-        // the pair's lock is now held by a connection not ours, drop the pair (never retry
-        // into the lock, never fence back).
-        // A stalled member that wakes up may see the revoke first: the check is the same.
-        let result = match (result, member) {
-            (r, Some(m)) if !cancel.is_cancelled() && self.fenced_now(&lock).await => {
-                self.held.store(false, Ordering::SeqCst);
-                self.fenced.store(true, Ordering::SeqCst);
-                metrics::counter!(crate::cgroup::METRIC_FENCED, "sync" => self.applier.sync.clone(), "target" => self.applier.target.clone()).increment(1);
-                let why = r.err().map(|e| crate::exit::one_line(e.as_ref()));
-                tracing::warn!(sync = %self.applier.sync, target = %self.applier.target, member = %m.member, error = ?why, "fenced: another coordinator of the group took this pair over and ended our connections; dropping it");
-                Ok(())
-            }
-            (r, _) => r,
-        };
         // The target connections close now (the locks go with them) — also mid-batch: the
         // open transaction rolls back, and the next owner reads the position after the lock.
         drop(applier);
-        let _ = lock.disconnect().await;
         // librdkafka's consumer close can block for long: drop it off the runtime.
         tokio::task::spawn_blocking(move || drop(kafka));
         result

@@ -104,6 +104,14 @@ fn describe() {
         fleetsync_agent::source::usable::METRIC_UNUSABLE_EVENTS,
         "Binlog events of included tables that cannot be replicated (statement-format DML, partial row image, no column names), per source server and reason (the server setting at fault). The sync stops at the first."
     );
+    describe_counter!(
+        crate::cgroup::METRIC_FENCED,
+        "Pairs this coordinator stopped applying because another member of its group took them over and ended its target connections, per sync and target."
+    );
+    describe_gauge!(
+        crate::cgroup::METRIC_OWNED_PAIRS,
+        "(sync, target) pairs this coordinator owns in its coordinator group."
+    );
 }
 
 /// Binds the listener and serves until cancelled; returns the bound address.
@@ -158,7 +166,7 @@ async fn health_handler(State(s): State<AppState>) -> impl IntoResponse {
     let failed = list.iter().any(|p| p.state == "failed");
     let body = serde_json::json!({
         "status": if healthy { "ok" } else if failed { "failed" } else { "degraded" },
-        "pipelines": list.iter().map(|p| serde_json::json!({"sync": p.sync, "target": p.target, "state": p.state, "error": p.error, "failure": p.failure})).collect::<Vec<_>>(),
+        "pipelines": list.iter().map(|p| serde_json::json!({"sync": p.sync, "target": p.target, "state": p.state, "owner": p.owner, "error": p.error, "failure": p.failure})).collect::<Vec<_>>(),
     });
     (
         if healthy {

@@ -20,6 +20,7 @@
 pub mod api;
 mod archive_cmd;
 pub mod backup_cmd;
+pub mod cgroup;
 pub mod conflicts;
 mod control;
 mod cycles;

@@ -57,6 +57,10 @@ pub struct PipelineStatus {
     pub rows_applied: u64,
     pub slow_tables: Vec<String>,
     pub paused_tables: Vec<(String, String)>,
+    /// Coordinator groups: the member applying this pair when it is this process (its
+    /// member id), `None` otherwise (see `state`: `standby` when another member owns it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// While the initial snapshot is applied: its progress (`None` otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotProgress>,
@@ -169,6 +173,12 @@ pub struct Pipeline {
     pub progress: AtomicU64,
     /// Whether the pipeline is `failed` (see [`Pipeline::run`]).
     pub failed: AtomicBool,
+    /// `[coordinator] group`: the membership that says whether this member owns the pair.
+    pub cgroup: Option<Arc<crate::cgroup::Membership>>,
+    /// Coordinator groups: this pipeline held the pair's lock since it last got the pair.
+    pub held: AtomicBool,
+    /// Coordinator groups: another member took the pair over (see `crate::kafka_cmds`).
+    pub fenced: AtomicBool,
 }
 
 impl Pipeline {

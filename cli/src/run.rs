@@ -126,6 +126,9 @@ pub fn build_pipeline(
         finished: AtomicBool::new(false),
         progress: AtomicU64::new(0),
         failed: AtomicBool::new(false),
+        cgroup: None,
+        held: AtomicBool::new(false),
+        fenced: AtomicBool::new(false),
     })
 }
 
@@ -237,6 +240,8 @@ pub(crate) struct Supervisor {
     /// `fleetsync coordinator`: every pipeline consumes its source's topic (a scheduled sync
     /// runs continuously there, as the file's always did).
     kafka: Option<fleetsync_agent::publish::kafka::KafkaSettings>,
+    /// `[coordinator] group`: pipelines apply only the pairs this member owns.
+    cgroup: Option<Arc<crate::cgroup::Membership>>,
     cancel: CancellationToken,
     /// The configuration the running syncs were started from.
     config: Arc<Config>,
@@ -300,6 +305,7 @@ impl Supervisor {
         Supervisor {
             shared,
             kafka: None,
+            cgroup: None,
             cancel,
             config,
             running: BTreeMap::new(),
@@ -314,6 +320,12 @@ impl Supervisor {
         settings: fleetsync_agent::publish::kafka::KafkaSettings,
     ) -> Self {
         self.kafka = Some(settings);
+        self
+    }
+
+    /// Kafka pipelines apply only the pairs this member of a coordinator group owns.
+    pub(crate) fn with_group(mut self, membership: Arc<crate::cgroup::Membership>) -> Self {
+        self.cgroup = Some(membership);
         self
     }
 
@@ -338,6 +350,7 @@ impl Supervisor {
                 let feed = crate::kafka_cmds::feed_spec(config, settings, sync, target)?;
                 let p = Pipeline {
                     kafka: Some(feed),
+                    cgroup: self.cgroup.clone(),
                     ..p
                 };
                 tasks.spawn(p.run(cancel.clone()));

@@ -127,8 +127,10 @@ async fn target_status(
     for (s, t, reason) in &paused {
         warnings.push(format!("{s}.{t} is paused: {reason}"));
     }
+    // The coordinator applying this pair (coordinators on Kafka): `null` when none holds it.
+    let owner = crate::kafka_cmds::owner_of(&mut conn, &sync.name, target).await;
     let _ = conn.disconnect().await;
-    match state {
+    let mut out = match state {
         Err(e) => {
             json!({"name": target, "state": "error", "error": e.to_string(), "warnings": warnings, "applied_position": null, "lag_seconds": null})
         }
@@ -157,7 +159,9 @@ async fn target_status(
                 "warnings": warnings,
             })
         }
-    }
+    };
+    out["owner"] = json!(owner);
+    out
 }
 
 /// The pipelines of a fleetsync running with this config (`GET /health` at
@@ -206,6 +210,10 @@ fn overlay_live(sync: &mut Value, live: &[Value]) {
             continue;
         };
         t["pipeline_state"] = p["state"].clone();
+        // Coordinator groups: whether the member answering at `[metrics] listen` applies it.
+        if !t["owner"].is_null() {
+            t["owner_is_local"] = json!(p["owner"] == t["owner"]);
+        }
         if p["state"].as_str() == Some("failed") {
             t["state"] = json!("failed");
         }

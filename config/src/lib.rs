@@ -12,6 +12,7 @@ mod api;
 mod backup;
 mod bus;
 mod conflict;
+mod coordinator;
 mod env;
 mod filter;
 mod group;
@@ -34,6 +35,9 @@ pub use bus::{
     DEFAULT_RETENTION_MS, DEFAULT_TOPIC_PREFIX,
 };
 pub use conflict::{ConflictPolicy, ConflictStrategy, TableConflictConfig, TablePolicy};
+pub use coordinator::{
+    CoordinatorConfig, DEFAULT_SESSION_TIMEOUT_MS, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS,
+};
 pub use filter::{TableFilter, TableMap};
 pub use group::{parse_duration, SyncMode, DEFAULT_TOMBSTONE_GC_BOUND, DEFAULT_TOMBSTONE_GC_EVERY};
 pub use health::HealthConfig;
@@ -135,6 +139,9 @@ pub struct Config {
     /// The control-plane REST API; off unless the section is present.
     #[serde(default)]
     pub api: Option<ApiConfig>,
+    /// Coordinators sharing the fleet's pairs (`fleetsync coordinator` on Kafka).
+    #[serde(default)]
+    pub coordinator: CoordinatorConfig,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -482,6 +489,13 @@ impl Config {
         self.backup.validate()?;
         self.health.validate()?;
         self.bus.validate()?;
+        self.coordinator.validate()?;
+        if self.coordinator.group.is_some() && self.bus.kind != BusKind::Kafka {
+            return Err(ConfigError::invalid(
+                "coordinator.group",
+                "needs [bus] kind = \"kafka\" (coordinators share pairs through a Kafka group)",
+            ));
+        }
         let mut names = HashSet::new();
         for (i, s) in self.servers.iter().enumerate() {
             let field = format!("servers[{i}]");

@@ -653,3 +653,47 @@ fn apply_lanes_above_one_is_refused_with_conflict_detection() {
         .validate()
         .expect("serial with conflicts is fine");
 }
+
+/// `[coordinator]`: the contract's example parses; a bad session timeout, a bad group name and
+/// a group without the Kafka bus are refused naming the field.
+#[test]
+fn coordinator_group_settings() {
+    let contract = "[coordinator]\ngroup = \"fleet-eu\"\nsession_timeout_ms = 10000\n";
+    let c = kafka_config(contract).expect("parses");
+    assert_eq!(c.coordinator.group.as_deref(), Some("fleet-eu"));
+    assert_eq!(c.coordinator.session_timeout_ms, 10_000);
+    assert_eq!(c.coordinator.heartbeat_interval_ms(), 3_333);
+    let absent = kafka_config("").expect("parses");
+    assert_eq!(absent.coordinator.group, None);
+    assert_eq!(
+        absent.coordinator.session_timeout_ms,
+        DEFAULT_SESSION_TIMEOUT_MS
+    );
+    for (extra, words) in [
+        (
+            "[coordinator]\ngroup = \"g\"\nsession_timeout_ms = 100\n",
+            "coordinator.session_timeout_ms: must be between 6000 and 1800000",
+        ),
+        (
+            "[coordinator]\nsession_timeout_ms = 3600000\n",
+            "coordinator.session_timeout_ms",
+        ),
+        (
+            "[coordinator]\ngroup = \"a b\"\n",
+            "coordinator.group: must be 1-64 characters",
+        ),
+        ("[coordinator]\ngroupp = \"g\"\n", "unknown field"),
+    ] {
+        let e = kafka_config(extra).expect_err(extra);
+        assert!(e.contains(words), "{extra}: {e}");
+    }
+    let embedded = Config::parse(&format!("{EXAMPLE}\n[coordinator]\ngroup = \"g\"\n"))
+        .expect("parses")
+        .validate()
+        .expect_err("embedded bus")
+        .to_string();
+    assert!(
+        embedded.contains("coordinator.group: needs [bus] kind"),
+        "{embedded}"
+    );
+}

@@ -13,7 +13,8 @@
 //! (their shared source/target/broker fixture), `kafka_security` (TLS and SASL; unsafe topics
 //! and missing permissions refused), `debezium_sink` (Debezium's JDBC sink connector loads
 //! fleetsync's Debezium JSON topic into a target: Apache Kafka and Kafka Connect started by the
-//! test),
+//! test), `kafka_group` (coordinator groups: members killed, stalled and fenced, restarted in
+//! turn, scaled 1 → 3 → 1; takeover figures),
 //! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
 //! `pitr` (binlog archive and point-in-time replay), `transfer` (export/import),
 //! `schema_diff` (schema diff and migrations), `data_diff` (diff data), `health` (health
@@ -39,6 +40,7 @@ mod harness;
 mod health;
 mod kafka;
 mod kafka_faults;
+mod kafka_group;
 mod kafka_rig;
 mod kafka_security;
 mod lanes;

@@ -124,6 +124,10 @@ struct PipelineHealth {
     sync: String,
     target: String,
     state: String,
+    /// Coordinator groups: this member's id while it applies the pair (`standby`: another
+    /// member does; `fleetsync status` names it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -168,6 +172,7 @@ async fn health(State(s): State<ApiState>) -> Json<HealthView> {
                 sync: p.sync,
                 target: p.target,
                 state: p.state,
+                owner: p.owner,
             })
             .collect(),
     })

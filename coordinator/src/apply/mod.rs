@@ -296,6 +296,17 @@ fn lock_name(sync: &str, source: &str) -> String {
     format!("fleetsync:{h:016x}")
 }
 
+/// Every named lock an applier of (sync, source) holds on its target: its own connection's
+/// and each possible lane's (any lane count up to the maximum). Whoever holds one of them may
+/// still commit rows and progress of (sync, source); a coordinator group's new owner ends
+/// their connections (fencing, see docs/scaling.md) before it reads the stored position.
+pub fn owner_locks(sync: &str, source: &str) -> Vec<String> {
+    let base = lock_name(sync, source);
+    std::iter::once(base.clone())
+        .chain((1..=fleetsync_config::MAX_APPLY_LANES).map(|lane| format!("{base}:{lane}")))
+        .collect()
+}
+
 /// Session settings; see the module docs.
 const SESSION_SETUP: &str = "SET NAMES binary; SET time_zone='+00:00'; SET foreign_key_checks=0; \
     SET sql_mode='NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'; \

@@ -42,6 +42,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::service::{JobRequest, ProgressSink, ServiceError, Tracker};
 
+mod shared;
+pub use shared::ForwardError;
+
 /// Jobs that run at once; more wait as `queued` (the machine's connections and CPU are
 /// shared with the syncs).
 pub const MAX_RUNNING: usize = 2;
@@ -208,50 +211,6 @@ impl JobManager {
         write_atomic(&self.path(&e.job.id), &bytes)
     }
 
-    /// Shares this replica's jobs on the jobs topic of `state` from now on, takes the commands
-    /// other replicas send for them, and marks interrupted the unfinished jobs that the topic
-    /// shows under this replica's name but that this process does not know (a restart with
-    /// a fresh `state_dir` under the same `FLEETSYNC_REPLICA`).
-    pub fn share(self: &Arc<Self>, state: Arc<crate::api::kstate::KafkaState>) {
-        let Some(mut commands) = state.take_commands() else {
-            return;
-        };
-        if self.shared.set(state.clone()).is_err() {
-            return;
-        }
-        if let Ok(mut jobs) = self.jobs.lock() {
-            for e in jobs.values() {
-                state.publish_job(&e.job.id, Some((&e.job, e.log.iter().cloned().collect())));
-            }
-            for shared in state.own_jobs() {
-                if jobs.contains_key(&shared.job.id) || shared.job.state.is_final() {
-                    continue;
-                }
-                let mut entry = Entry {
-                    job: shared.job,
-                    log: shared.log.into(),
-                    cancel: CancellationToken::new(),
-                    last_progress: None,
-                };
-                entry.job.state = JobState::Failed;
-                entry.job.error = Some(INTERRUPTED.into());
-                entry.job.finished_at = Some(now());
-                push_log(&mut entry.log, format!("failed: {INTERRUPTED}"));
-                if let Err(e) = self.write(&entry) {
-                    tracing::warn!(job = %entry.job.id, error = %e, "cannot write an interrupted job's record");
-                }
-                jobs.insert(entry.job.id.clone(), entry);
-            }
-        }
-        let me = Arc::downgrade(self);
-        tokio::spawn(async move {
-            while let Some(cmd) = commands.recv().await {
-                let Some(me) = me.upgrade() else { return };
-                me.apply_command(cmd);
-            }
-        });
-    }
-
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
@@ -293,77 +252,6 @@ impl JobManager {
             jobs.get(id).map(|e| e.log.iter().cloned().collect())
         };
         local.or_else(|| self.elsewhere(id).map(|r| r.log))
-    }
-
-    /// The shared record of job `id` when another replica runs it (Kafka bus).
-    pub fn elsewhere(&self, id: &str) -> Option<crate::api::kstate::SharedJob> {
-        if self.jobs.lock().ok()?.contains_key(id) {
-            return None;
-        }
-        let k = self.shared.get()?;
-        k.shared_job(id).filter(|r| r.replica != k.replica())
-    }
-
-    /// Applies a command another replica sent for one of this replica's jobs (checked here
-    /// as if asked here; a refusal is logged and leaves the job as it is, which the sender
-    /// sees).
-    fn apply_command(self: &Arc<Self>, cmd: crate::api::kstate::Command) {
-        use crate::api::kstate::Action;
-        let result = match cmd.action {
-            Action::Approve => self.approve(&cmd.id, &cmd.by).map(|_| ()),
-            Action::Reject => self.reject(&cmd.id, &cmd.by).map(|_| ()),
-            Action::Cancel => match self.cancel(&cmd.id) {
-                Some(_) => Ok(()),
-                None => Err(ApprovalError::NoJob),
-            },
-        };
-        match result {
-            Ok(()) => {
-                tracing::info!(job = %cmd.id, action = ?cmd.action, by = %cmd.by, "applied a command from another replica")
-            }
-            Err(e) => {
-                tracing::warn!(job = %cmd.id, action = ?cmd.action, by = %cmd.by, error = %e, "refused a command from another replica")
-            }
-        }
-    }
-
-    /// Sends `action` on job `id` to the replica that runs it and, when `wait`, waits (up to
-    /// [`FORWARD_WAIT`]) for its record to change; returns the job as it then is.
-    pub async fn forward(
-        &self,
-        id: &str,
-        action: crate::api::kstate::Action,
-        by: &str,
-        wait: bool,
-    ) -> Result<Job, ForwardError> {
-        let before = self.elsewhere(id).ok_or(ForwardError::NoJob)?;
-        let k = self.shared.get().ok_or(ForwardError::NoJob)?;
-        let cmd = crate::api::kstate::Command {
-            replica: before.replica.clone(),
-            id: id.to_string(),
-            action,
-            by: by.to_string(),
-        };
-        k.send_command(&cmd)
-            .await
-            .map_err(|e| ForwardError::Topic(e.to_string()))?;
-        if !wait {
-            return Ok(before.job);
-        }
-        let deadline = Instant::now() + FORWARD_WAIT;
-        loop {
-            if let Some(now) = self.elsewhere(id) {
-                if now.job.state != before.job.state {
-                    return Ok(now.job);
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(ForwardError::NoAnswer {
-                    replica: before.replica,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     /// Asks a job to stop (a job awaiting approval ends `cancelled` at once). `None`: no such
@@ -715,17 +603,6 @@ impl JobManager {
     }
 }
 
-/// Why a command forwarded to another replica did not take effect.
-#[derive(Debug, thiserror::Error)]
-pub enum ForwardError {
-    #[error("no such job")]
-    NoJob,
-    #[error("cannot send the command to the job's replica: {0}")]
-    Topic(String),
-    #[error("replica {replica}, which runs this job, did not act on the request within 10 s (it may be down, or it refused it: see its log)")]
-    NoAnswer { replica: String },
-}
-
 /// Why a job cannot be approved or rejected now.
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
@@ -838,106 +715,4 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use fleetsync_proto::jobs::JobKind;
-
-    fn config(dir: &Path) -> Arc<Config> {
-        let text = format!("state_dir = {:?}\n", dir.display().to_string());
-        Arc::new(Config::parse(&text).expect("config"))
-    }
-
-    /// A record left `running` by a stopped process is loaded as failed: interrupted.
-    #[tokio::test]
-    async fn running_jobs_are_interrupted_by_a_restart() {
-        let dir = std::env::temp_dir().join(format!("fleetsync-jobs-{}", rand::random::<u32>()));
-        let m = JobManager::open(config(&dir)).expect("open");
-        let entry = Entry {
-            job: Job {
-                id: "j1".into(),
-                kind: JobKind::BackupCreate,
-                state: JobState::Running,
-                created_by: "t".into(),
-                params: serde_json::json!({}),
-                created_at: now(),
-                started_at: Some(now()),
-                finished_at: None,
-                progress: JobProgress::default(),
-                error: None,
-                exit_code: None,
-                result: None,
-                approval: None,
-            },
-            log: VecDeque::new(),
-            cancel: CancellationToken::new(),
-            last_progress: None,
-        };
-        m.write(&entry).expect("write");
-        drop(m);
-        let m = JobManager::open(config(&dir)).expect("reopen");
-        let job = m.get("j1").expect("loaded");
-        assert_eq!(job.state, JobState::Failed);
-        assert_eq!(job.error.as_deref(), Some(INTERRUPTED));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// A job awaiting approval stays awaiting across a restart; its creator cannot approve
-    /// it; a rejection ends it cancelled with who rejected it, durably.
-    #[tokio::test]
-    async fn awaiting_jobs_survive_a_restart_and_need_another_token() {
-        let dir = std::env::temp_dir().join(format!("fleetsync-jobs-{}", rand::random::<u32>()));
-        let m = JobManager::open(config(&dir)).expect("open");
-        let entry = Entry {
-            job: Job {
-                id: "j2".into(),
-                kind: JobKind::BackupRestore,
-                state: JobState::AwaitingApproval,
-                created_by: "alice".into(),
-                params: serde_json::json!({"id": "b", "to_server": "dst"}),
-                created_at: now(),
-                started_at: None,
-                finished_at: None,
-                progress: JobProgress::default(),
-                error: None,
-                exit_code: None,
-                result: None,
-                approval: Some(Approval {
-                    permission: "backup:restore".into(),
-                    approved_by: None,
-                    approved_at: None,
-                    rejected_by: None,
-                    rejected_at: None,
-                }),
-            },
-            log: VecDeque::new(),
-            cancel: CancellationToken::new(),
-            last_progress: None,
-        };
-        m.write(&entry).expect("write");
-        drop(m);
-        let m = JobManager::open(config(&dir)).expect("reopen");
-        assert_eq!(
-            m.get("j2").map(|j| j.state),
-            Some(JobState::AwaitingApproval)
-        );
-        assert!(matches!(
-            m.approve("j2", "alice"),
-            Err(ApprovalError::OwnJob { .. })
-        ));
-        assert!(m.check_decision("j2", "bob", true).is_ok());
-        m.reject("j2", "bob").expect("reject");
-        drop(m);
-        let m = JobManager::open(config(&dir)).expect("reopen");
-        let job = m.get("j2").expect("loaded");
-        assert_eq!(job.state, JobState::Cancelled);
-        assert_eq!(
-            job.approval.and_then(|a| a.rejected_by).as_deref(),
-            Some("bob")
-        );
-        assert!(matches!(
-            m.approve("j2", "bob"),
-            Err(ApprovalError::NotAwaiting { .. })
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
+mod tests;

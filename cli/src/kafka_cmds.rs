@@ -47,6 +47,9 @@ use crate::preflight::preflight_all;
 use crate::run::{shutdown_signal, Shared, Supervisor};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long an agent that lost the publisher role waits for its publisher to stop (and its
+/// last commit to be accepted or fenced) before dropping it.
+const LOST_ROLE_GRACE: Duration = Duration::from_secs(10);
 
 fn kafka_settings(config: &Config) -> Result<KafkaSettings> {
     if config.bus.kind != BusKind::Kafka {
@@ -418,17 +421,29 @@ async fn agent_loop(run: AgentRun, cancel: CancellationToken) -> Result<()> {
             run.set_state("starting", None);
             tracing::info!(server = %server, "elected to publish");
             let fenced = Arc::new(AtomicBool::new(false));
-            let result = tokio::select! {
-                r = agent_once(&run, &fenced, &cancel) => Some(r),
-                _ = elected.wait_for(|e| !*e) => None,
+            let attempt = cancel.child_token();
+            let once = agent_once(&run, &fenced, &attempt);
+            tokio::pin!(once);
+            let outcome = tokio::select! {
+                r = &mut once => Some(r),
+                _ = role_lost(&mut elected) => None,
+            };
+            let (result, lost) = match outcome {
+                Some(r) => (r, false),
+                None => {
+                    // Another agent was elected (this one was stopped past the session
+                    // timeout, or cut off): stop reading and try to commit what is open.
+                    // Either the commit is fenced (the other has taken over: counted below) or
+                    // it lands before the other's `init_transactions`, which then resumes
+                    // after it.
+                    attempt.cancel();
+                    let r = tokio::time::timeout(LOST_ROLE_GRACE, &mut once).await;
+                    (r.unwrap_or(Ok(())), true)
+                }
             };
             if cancel.is_cancelled() {
                 return Ok(());
             }
-            let Some(result) = result else {
-                tracing::warn!(server = %server, "no longer the elected publisher: standing by");
-                continue;
-            };
             if fenced.load(Ordering::SeqCst) {
                 // A newer agent of this server took over while this one was stopped or cut
                 // off; rejoining the election (as a new member) leaves the partition with it.
@@ -436,6 +451,10 @@ async fn agent_loop(run: AgentRun, cancel: CancellationToken) -> Result<()> {
                 tracing::warn!(server = %server, "fenced: another agent of this server publishes now; standing by");
                 drop(election);
                 continue 'membership;
+            }
+            if lost {
+                tracing::warn!(server = %server, "no longer the elected publisher: standing by");
+                continue;
             }
             match result {
                 // A purged position or an event the binlog cannot carry (statement format,
@@ -460,6 +479,11 @@ async fn agent_loop(run: AgentRun, cancel: CancellationToken) -> Result<()> {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+}
+
+/// Returns once this agent is no longer the elected publisher.
+async fn role_lost(elected: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = elected.wait_for(|e| !*e).await;
 }
 
 /// One publishing attempt: fence older producers, resume after the topic's last committed

@@ -60,8 +60,10 @@ pub const TXN_MAX_MESSAGES: usize = 20_000;
 /// takeover waits here for the previous owner's transaction to be aborted).
 const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 /// `transaction.timeout.ms`: the broker aborts a transaction left open this long by a dead
-/// publisher (a standby's `init_transactions` aborts it sooner).
-const TXN_BROKER_TIMEOUT_MS: &str = "60000";
+/// publisher (a standby's `init_transactions` aborts it at once). librdkafka requires it to be
+/// at least `message.timeout.ms` (300 s, which lets a publisher ride out a broker outage), and
+/// brokers accept up to `transaction.max.timeout.ms` (15 min by default).
+const TXN_BROKER_TIMEOUT_MS: &str = "300000";
 
 /// Connection settings for producers and consumers.
 #[derive(Clone)]

@@ -121,12 +121,20 @@ async fn agent_state(port: u16) -> Result<String> {
         .to_string();
     // A standby agent is healthy, not a failure.
     if state == "standby" {
-        ensure!(code == 200, "a standby agent's /health answered {code}: {body}");
+        ensure!(
+            code == 200,
+            "a standby agent's /health answered {code}: {body}"
+        );
     }
     Ok(state)
 }
 
-async fn wait_state(agent: &mut Fleetsync, port: u16, want: &[&str], timeout: Duration) -> Result<()> {
+async fn wait_state(
+    agent: &mut Fleetsync,
+    port: u16,
+    want: &[&str],
+    timeout: Duration,
+) -> Result<()> {
     let mut last = String::new();
     let what = format!("{} to be {want:?}", agent.name());
     let start = Instant::now();
@@ -238,8 +246,13 @@ async fn settle(
     let written = writer.finish().await?;
     let hot_updates = hot.finish().await?;
     println!("{written} row changes and {hot_updates} updates of the hot row during the test");
-    rig.wait_synced(agent, coordinator, CATCH_UP_TIMEOUT).await?;
-    let n = rig.pair.dst.query_value(&format!("SELECT n FROM {DB}.hot")).await?;
+    rig.wait_synced(agent, coordinator, CATCH_UP_TIMEOUT)
+        .await?;
+    let n = rig
+        .pair
+        .dst
+        .query_value(&format!("SELECT n FROM {DB}.hot"))
+        .await?;
     ensure!(
         n.as_deref() == Some(hot_updates.to_string().as_str()),
         "hot row on the target: {n:?}, {hot_updates} updates made"
@@ -259,7 +272,13 @@ fn log_count(log: &Path, needle: &str) -> Result<usize> {
 async fn kafka_agent_standby_takes_over_after_kill() -> Result<()> {
     let (mut rig, writer, hot) = setup(81).await?;
     let (mut a, port_a) = spawn_agent(&rig, 1)?;
-    wait_state(&mut a, port_a, &["snapshotting", "streaming"], CATCH_UP_TIMEOUT).await?;
+    wait_state(
+        &mut a,
+        port_a,
+        &["snapshotting", "streaming"],
+        CATCH_UP_TIMEOUT,
+    )
+    .await?;
     let (mut b, port_b) = spawn_agent(&rig, 2)?;
     wait_state(&mut b, port_b, &["standby"], CATCH_UP_TIMEOUT).await?;
     let mut coordinator = rig.coordinator()?;
@@ -271,7 +290,10 @@ async fn kafka_agent_standby_takes_over_after_kill() -> Result<()> {
     // Both ran a while: the standby stays standby while the publisher lives.
     tokio::time::sleep(Duration::from_secs(3)).await;
     ensure!(agent_state(port_b).await? == "standby", "b left standby");
-    ensure!(agent_state(port_a).await? == "streaming", "a does not stream");
+    ensure!(
+        agent_state(port_a).await? == "streaming",
+        "a does not stream"
+    );
 
     a.kill9()?;
     let killed = Instant::now();
@@ -303,7 +325,13 @@ async fn kafka_agent_stalled_publisher_is_fenced() -> Result<()> {
     use nix::sys::signal::Signal;
     let (mut rig, writer, hot) = setup(82).await?;
     let (mut a, port_a) = spawn_agent(&rig, 1)?;
-    wait_state(&mut a, port_a, &["snapshotting", "streaming"], CATCH_UP_TIMEOUT).await?;
+    wait_state(
+        &mut a,
+        port_a,
+        &["snapshotting", "streaming"],
+        CATCH_UP_TIMEOUT,
+    )
+    .await?;
     let (mut b, port_b) = spawn_agent(&rig, 2)?;
     wait_state(&mut b, port_b, &["standby"], CATCH_UP_TIMEOUT).await?;
     let mut coordinator = rig.coordinator()?;
@@ -334,25 +362,35 @@ async fn kafka_agent_stalled_publisher_is_fenced() -> Result<()> {
     // The standby publishes for a while, then the zombie wakes up.
     tokio::time::sleep(Duration::from_secs(3)).await;
     signal(&a, Signal::SIGCONT)?;
-    wait_until(Duration::from_secs(60), "the old publisher to be fenced", || async {
-        let (_, metrics) = http_get(port_a, "/metrics").await?;
-        ensure!(
-            metrics.contains("fleetsync_agent_fenced_total{server=\"src\"} 1"),
-            "no fenced count yet"
-        );
-        Ok(())
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "the old publisher to be fenced",
+        || async {
+            let (_, metrics) = http_get(port_a, "/metrics").await?;
+            ensure!(
+                metrics.contains("fleetsync_agent_fenced_total{server=\"src\"} 1"),
+                "no fenced count yet"
+            );
+            Ok(())
+        },
+    )
     .await
     .with_context(|| a.log_tail(30))?;
     ensure!(
-        log_count(a.log_path(), "fenced: another agent of this server publishes now")? == 1,
+        log_count(
+            a.log_path(),
+            "fenced: another agent of this server publishes now"
+        )? == 1,
         "the fenced agent's log line:\n{}",
         a.log_tail(30)
     );
     wait_state(&mut a, port_a, &["standby"], CATCH_UP_TIMEOUT).await?;
     // The publisher keeps publishing: the zombie did not take the role back.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    ensure!(agent_state(port_b).await? == "streaming", "b stopped streaming");
+    ensure!(
+        agent_state(port_b).await? == "streaming",
+        "b stopped streaming"
+    );
     ensure!(agent_state(port_a).await? == "standby", "a left standby");
     settle(&mut rig, writer, hot, &mut b, &mut coordinator).await?;
     a.stop(STOP_TIMEOUT).await?;
@@ -381,7 +419,10 @@ async fn kafka_agent_resumes_from_topic_with_empty_state_dir() -> Result<()> {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".sled"))
             .map(|e| e.file_name())
             .collect();
-        ensure!(sled.is_empty(), "the Kafka agent kept state in state_dir: {sled:?}");
+        ensure!(
+            sled.is_empty(),
+            "the Kafka agent kept state in state_dir: {sled:?}"
+        );
         std::fs::remove_dir_all(&state_dir)?;
         std::fs::create_dir_all(&state_dir)?;
         a.restart()?;

@@ -25,7 +25,8 @@ use anyhow::{anyhow, Context, Result};
 use fleetsync_agent::checkpoint::CheckpointStore;
 use fleetsync_agent::publish::election::Election;
 use fleetsync_agent::publish::kafka::{
-    partition_for, KafkaPublisher, KafkaSettings, METRIC_AGENT_FENCED, METRIC_AGENT_PUBLISHING,
+    partition_for, publish_reset, KafkaPublisher, KafkaSettings, METRIC_AGENT_FENCED,
+    METRIC_AGENT_PUBLISHING,
 };
 use fleetsync_agent::publish::tail;
 use fleetsync_agent::source::{self, snapshot::snapshot, stream::stream, SourceSpec};
@@ -247,11 +248,16 @@ impl Publishers {
                 crate::run::drain(&format!("publisher of {name}"), &mut tasks).await;
             }
             if !wanted.contains_key(&name) {
-                // No sync reads the server any more. Its position stays in its topic: a sync
-                // of it made later resumes there (documented: re-sync new tables with
-                // `resnapshot`). An older sled checkpoint goes, as it always did.
+                // No sync reads the server any more: its position goes (a reset marker in its
+                // topic, and an older sled checkpoint), so that the next sync of it starts
+                // with a snapshot (of that sync's tables) instead of resuming a stream whose
+                // snapshot never covered them.
                 if let Some(store) = &self.legacy {
                     store.remove_key(&format!("agent/{name}"))?;
+                }
+                let topic = config.bus.topic(&name);
+                if let Err(e) = publish_reset(&self.settings, &topic, &name).await {
+                    tracing::warn!(server = %name, error = %e, "could not mark the topic as holding no position: a later sync of this server resumes instead of taking a snapshot");
                 }
                 if let Ok(mut r) = self.registry.lock() {
                     r.remove(&format!("agent/{name}"));

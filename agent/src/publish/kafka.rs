@@ -43,6 +43,9 @@ pub const HEADER_END: &str = "fs-end";
 /// The message's number in its server's stream: consecutive across Kafka transactions and
 /// takeovers (the new publisher continues after the last committed one).
 pub const HEADER_SEQ: &str = "fs-seq";
+/// A message that only says "no position here": written when no sync reads the server any
+/// more, so that the next sync of it starts with a snapshot (see [`publish_reset`]).
+pub const HEADER_RESET: &str = "fs-reset";
 pub const METRIC_KAFKA_MESSAGES: &str = "fleetsync_kafka_messages_total";
 /// Times this agent found its producer fenced by another agent of the same server.
 pub const METRIC_AGENT_FENCED: &str = "fleetsync_agent_fenced_total";
@@ -411,10 +414,52 @@ impl KafkaPublisher {
         Ok(())
     }
 
+    /// Publishes a reset marker (no payload, `fs-reset`) in a transaction of its own.
+    async fn reset(&mut self) -> Result<(), SourceError> {
+        self.begin()?;
+        let seq = self.next_seq.to_string();
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: HEADER_SEQ,
+                value: Some(seq.as_str()),
+            })
+            .insert(Header {
+                key: HEADER_RESET,
+                value: Some("1"),
+            });
+        let record = FutureRecord::<[u8], [u8]>::to(&self.topic)
+            .partition(self.partition)
+            .key(self.server.as_bytes())
+            .headers(headers);
+        match self.producer.send_result(record) {
+            Ok(f) => self.deliveries.push_back(f),
+            Err((e, _)) => return Err(self.kafka_error("produce", e)),
+        }
+        self.next_seq += 1;
+        self.commit().await
+    }
+
     /// Commits what was published (shutdown, or the end of a stream).
     pub async fn flush(&mut self) -> Result<(), SourceError> {
         self.commit().await
     }
+}
+
+/// Marks `server`'s topic as holding no resume position (no sync reads the server any more):
+/// the next publisher of it starts with a snapshot, as an agent without a checkpoint did.
+/// Fences any publisher of the server still running (they are stopping anyway).
+pub async fn publish_reset(
+    settings: &KafkaSettings,
+    topic: &str,
+    server: &str,
+) -> Result<(), SourceError> {
+    let fenced = Arc::new(AtomicBool::new(false));
+    let publisher = KafkaPublisher::new(settings, topic.to_string(), server, fenced).await?;
+    let tail = super::tail::read_tail(settings, server, topic, partition_for(server, 1)).await?;
+    if tail.complete && tail.resume.is_none() {
+        return Ok(());
+    }
+    publisher.with_next_seq(tail.next_seq()).reset().await
 }
 
 fn is_queue_full(e: &rdkafka::error::KafkaError) -> bool {

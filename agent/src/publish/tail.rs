@@ -12,6 +12,8 @@
 //!   after its position;
 //! * it is a chunk of an unfinished snapshot: no position (the snapshot starts again, as with
 //!   no checkpoint);
+//! * it is followed by a reset marker (`fs-reset`: no sync read the server for a while): no
+//!   position (the next sync of the server starts with a snapshot);
 //! * the topic holds no complete transaction: no position (the caller may fall back to an
 //!   older sled checkpoint, `--start-at`, or a snapshot).
 
@@ -22,7 +24,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::kafka::{KafkaSettings, HEADER_END, HEADER_SEQ};
+use super::kafka::{KafkaSettings, HEADER_END, HEADER_RESET, HEADER_SEQ};
 use crate::SourceError;
 
 /// Messages read in the first window before the end; widened ×16 while it holds no `fs-end`.
@@ -55,6 +57,8 @@ pub struct TailMessage {
     /// For a message ending a transaction: its position, and whether resuming after it is
     /// allowed (not inside an unfinished snapshot).
     pub end: Option<(Position, bool)>,
+    /// A reset marker (`fs-reset`): no position, the next publisher snapshots.
+    pub reset: bool,
 }
 
 /// Folds the messages of a window (in offset order) into the verdict. Pure: unit-tested.
@@ -62,6 +66,10 @@ pub fn verdict(messages: &[TailMessage]) -> Tail {
     let mut tail = Tail::default();
     for m in messages {
         tail.last_seq = m.seq;
+        if m.reset {
+            tail.complete = true;
+            tail.resume = None;
+        }
         if let Some((p, resumable)) = &m.end {
             tail.complete = true;
             tail.resume = resumable.then(|| p.clone());
@@ -133,10 +141,11 @@ pub fn read_tail_blocking(
 
 /// The verdict's view of one message.
 fn tail_message(msg: &rdkafka::message::BorrowedMessage<'_>) -> Result<TailMessage, String> {
-    let (mut end, mut seq) = (false, None);
+    let (mut end, mut seq, mut reset) = (false, None, false);
     if let Some(h) = msg.headers() {
         for header in h.iter() {
             end |= header.key == HEADER_END;
+            reset |= header.key == HEADER_RESET;
             if header.key == HEADER_SEQ {
                 seq = header
                     .value
@@ -153,7 +162,7 @@ fn tail_message(msg: &rdkafka::message::BorrowedMessage<'_>) -> Result<TailMessa
     } else {
         None
     };
-    Ok(TailMessage { seq, end })
+    Ok(TailMessage { seq, end, reset })
 }
 
 /// [`read_tail_blocking`] on a blocking thread.
@@ -184,6 +193,7 @@ mod tests {
         TailMessage {
             seq: Some(seq),
             end: end.map(|(p, r)| (pos(p), r)),
+            reset: false,
         }
     }
 
@@ -221,10 +231,27 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_marker_means_no_position_until_a_new_transaction() {
+        let reset = TailMessage {
+            seq: Some(3),
+            end: None,
+            reset: true,
+        };
+        let t = verdict(&[msg(2, Some((100, true))), reset.clone()]);
+        assert!(t.complete);
+        assert_eq!(t.resume, None);
+        assert_eq!(t.next_seq(), 4);
+        // The snapshot after it, finished, is a position again.
+        let t = verdict(&[reset, msg(4, Some((300, false))), msg(5, Some((300, true)))]);
+        assert_eq!(t.resume, Some(pos(300)));
+    }
+
+    #[test]
     fn messages_of_older_agents_have_no_sequence() {
         let t = verdict(&[TailMessage {
             seq: None,
             end: Some((pos(5), true)),
+            reset: false,
         }]);
         assert_eq!(t.resume, Some(pos(5)));
         assert_eq!(t.last_seq, None);

@@ -31,6 +31,8 @@ use super::{retain_selected, Feed, FeedError, FeedItem};
 pub const HEADER_BEGIN: &str = "fs-begin";
 pub const HEADER_END: &str = "fs-end";
 pub const HEADER_SEQ: &str = "fs-seq";
+/// The agent's "no position here" marker (no sync read the server for a while): skipped.
+pub const HEADER_RESET: &str = "fs-reset";
 
 pub const METRIC_CONSUMER_LAG: &str = "fleetsync_kafka_consumer_lag_messages";
 /// How often the consumer lag is measured (a metadata round-trip to the broker).
@@ -266,12 +268,17 @@ fn take(
 ) -> Result<Option<FeedItem>, FeedError> {
     {
         let offset = msg.offset();
-        let (mut begin, mut end) = (false, false);
+        let (mut begin, mut end, mut reset) = (false, false, false);
         if let Some(h) = msg.headers() {
             for header in h.iter() {
                 begin |= header.key == HEADER_BEGIN;
                 end |= header.key == HEADER_END;
+                reset |= header.key == HEADER_RESET;
             }
+        }
+        if reset {
+            *current = None;
+            return Ok(None);
         }
         let payload = msg.payload().unwrap_or_default();
         let part = codec::decode_transaction(payload).map_err(|e| FeedError::Decode {

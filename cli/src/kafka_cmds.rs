@@ -11,7 +11,8 @@
 //! Both follow the definition store (`crate::defs`, the compacted definitions topic) and merge
 //! it with their file as `fleetsync run` does: the coordinator's pipelines are kept in step by
 //! `run`'s [`Supervisor`], the agent's per-server publishers by [`Publishers`] (a server's
-//! publisher restarts from its checkpoint when its syncs' filters change). Every coordinator
+//! publisher restarts from its topic's last committed transaction when its syncs' filters
+//! change). Every coordinator
 //! runs every sync; a pipeline applies only while it holds its (sync, target) lock on the
 //! target (`GET_LOCK`), so one coordinator applies and the others stand by.
 
@@ -190,8 +191,8 @@ fn sources_of(config: &Config, only: Option<&str>) -> Vec<String> {
 
 /// The agent's publishers, one per source server, kept in step with the definitions: a server
 /// that becomes a source starts publishing, one whose syncs' filters or connection changed
-/// restarts (from its checkpoint: nothing lost, nothing published twice beyond what the
-/// checkpoint allows today), one no sync reads from any more stops.
+/// restarts (after its topic's last committed transaction: nothing lost, nothing published
+/// twice), one no sync reads from any more stops.
 struct Publishers {
     settings: KafkaSettings,
     /// An older agent's sled checkpoints (read only when a topic holds no transaction).

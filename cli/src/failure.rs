@@ -75,7 +75,9 @@ pub fn classify(err: &anyhow::Error) -> Classified {
             return match e {
                 FeedError::Bus(_) => classified(Transient, "feed:bus"),
                 FeedError::Decode { .. } => classified(NeedsOperator, "feed:decode"),
-                FeedError::Gap { .. } => classified(Definite, "feed:gap"),
+                FeedError::Gap { .. } | FeedError::SeqGap { .. } => {
+                    classified(Definite, "feed:gap")
+                }
                 FeedError::UnsafeTopic(_) => classified(Definite, "feed:unsafe-topic"),
             };
         }

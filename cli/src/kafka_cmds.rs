@@ -1,14 +1,18 @@
 //! `fleetsync agent` and `fleetsync coordinator`: separate processes over Kafka.
 //!
 //! The agent of a server reads its binlog once and publishes every change of the tables any
-//! sync reads from it to `<topic_prefix>.<server>`; its checkpoint (sled, `state_dir`) moves on
-//! delivery reports. The coordinator runs one consumer + applier per (sync, target), starting
-//! just after the offset stored in the target.
+//! sync reads from it to `<topic_prefix>.<server>`, in Kafka transactions; it resumes after
+//! the last transaction committed in that topic (no state volume; an older agent's sled
+//! checkpoint in `state_dir` is read only when the topic holds none). Several agents of one
+//! server may run: one is elected to publish, the others stand by
+//! (`fleetsync_agent::publish::election`, `docs/agent-failover.md`). The coordinator runs one
+//! consumer + applier per (sync, target), starting just after the offset stored in the target.
 //!
 //! Both follow the definition store (`crate::defs`, the compacted definitions topic) and merge
 //! it with their file as `fleetsync run` does: the coordinator's pipelines are kept in step by
 //! `run`'s [`Supervisor`], the agent's per-server publishers by [`Publishers`] (a server's
-//! publisher restarts from its checkpoint when its syncs' filters change). Every coordinator
+//! publisher restarts from its topic's last committed transaction when its syncs' filters
+//! change). Every coordinator
 //! runs every sync; a pipeline applies only while it holds its (sync, target) lock on the
 //! target (`GET_LOCK`), so one coordinator applies and the others stand by. With
 //! `[coordinator] group` the coordinators share the pairs instead (`crate::cgroup`): a
@@ -17,13 +21,18 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use fleetsync_agent::checkpoint::CheckpointStore;
-use fleetsync_agent::publish::kafka::{partition_for, KafkaPublisher, KafkaSettings};
+use fleetsync_agent::publish::election::Election;
+use fleetsync_agent::publish::kafka::{
+    partition_for, publish_reset, KafkaPublisher, KafkaSettings, METRIC_AGENT_FENCED,
+    METRIC_AGENT_PUBLISHING,
+};
+use fleetsync_agent::publish::tail;
 use fleetsync_agent::source::{self, snapshot::snapshot, stream::stream, SourceSpec};
 use fleetsync_agent::SourceError;
 use fleetsync_config::topic_policy::TopicRole;
@@ -43,6 +52,9 @@ use crate::preflight::preflight_all;
 use crate::run::{shutdown_signal, Shared, Supervisor};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long an agent that lost the publisher role waits for its publisher to stop (and its
+/// last commit to be accepted or fenced) before dropping it.
+const LOST_ROLE_GRACE: Duration = Duration::from_secs(10);
 
 fn kafka_settings(config: &Config) -> Result<KafkaSettings> {
     if config.bus.kind != BusKind::Kafka {
@@ -98,11 +110,17 @@ pub async fn agent(
     }
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create state_dir {}", config.state_dir.display()))?;
+    // Checkpoints live in the topics; an older agent's sled store is read (never written)
+    // when a topic holds no transaction yet: the migration path.
     let store_name = format!("agent-{}", only.unwrap_or("all"));
-    let checkpoints = CheckpointStore::open_named(&config.state_dir, &store_name)?;
+    let legacy = if config.state_dir.join(format!("{store_name}.sled")).exists() {
+        Some(CheckpointStore::open_named(&config.state_dir, &store_name)?)
+    } else {
+        None
+    };
     let cancel = CancellationToken::new();
     let registry: Registry = Arc::new(Mutex::new(Default::default()));
-    let addr = http::serve(config.metrics_addr()?, registry, cancel.clone()).await?;
+    let addr = http::serve(config.metrics_addr()?, registry.clone(), cancel.clone()).await?;
     crate::health_cmd::spawn_periodic(&config, sources.clone(), cancel.child_token());
     crate::group::spawn_tombstone_gauge(&config, installed, cancel.child_token());
     let names: Vec<&str> = sources.iter().map(String::as_str).collect();
@@ -111,7 +129,9 @@ pub async fn agent(
     let (failed_tx, mut failed) = tokio::sync::mpsc::channel(1);
     let mut publishers = Publishers {
         settings,
-        checkpoints: checkpoints.clone(),
+        legacy: legacy.clone(),
+        registry,
+        session_timeout_ms: config.bus.agent_session_timeout_ms,
         only: only.map(str::to_string),
         start_at,
         cancel: cancel.clone(),
@@ -141,7 +161,9 @@ pub async fn agent(
     };
     cancel.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(15), publishers.shutdown()).await;
-    checkpoints.flush()?;
+    if let Some(store) = &legacy {
+        store.flush()?;
+    }
     outcome
 }
 
@@ -172,13 +194,18 @@ fn sources_of(config: &Config, only: Option<&str>) -> Vec<String> {
 
 /// The agent's publishers, one per source server, kept in step with the definitions: a server
 /// that becomes a source starts publishing, one whose syncs' filters or connection changed
-/// restarts (from its checkpoint: nothing lost, nothing published twice beyond what the
-/// checkpoint allows today), one no sync reads from any more stops.
+/// restarts (after its topic's last committed transaction: nothing lost, nothing published
+/// twice), one no sync reads from any more stops.
 struct Publishers {
     settings: KafkaSettings,
-    checkpoints: CheckpointStore,
+    /// An older agent's sled checkpoints (read only when a topic holds no transaction).
+    legacy: Option<CheckpointStore>,
+    /// Each server's publisher state (`standby`, `streaming`, `retrying`) for `/health`.
+    registry: Registry,
+    session_timeout_ms: u64,
     only: Option<String>,
-    /// `--start-at`: where a server without a checkpoint starts.
+    /// `--start-at`: where a server whose topic holds no transaction (and no older sled
+    /// checkpoint) starts.
     start_at: Option<fleetsync_proto::Position>,
     cancel: CancellationToken,
     /// A publisher that stopped for good (a purged position...) ends the agent.
@@ -225,12 +252,21 @@ impl Publishers {
                 crate::run::drain(&format!("publisher of {name}"), &mut tasks).await;
             }
             if !wanted.contains_key(&name) {
-                // No sync reads the server any more: its checkpoint goes, so that the next
-                // sync of it starts with a snapshot (of that sync's tables) instead of
-                // resuming a stream whose snapshot never covered them.
-                self.checkpoints.remove_key(&format!("agent/{name}"))?;
-                self.checkpoints.flush()?;
-                tracing::info!(server = %name, "no sync reads the server: its checkpoint is removed");
+                // No sync reads the server any more: its position goes (a reset marker in its
+                // topic, and an older sled checkpoint), so that the next sync of it starts
+                // with a snapshot (of that sync's tables) instead of resuming a stream whose
+                // snapshot never covered them.
+                if let Some(store) = &self.legacy {
+                    store.remove_key(&format!("agent/{name}"))?;
+                }
+                let topic = config.bus.topic(&name);
+                if let Err(e) = publish_reset(&self.settings, &topic, &name).await {
+                    tracing::warn!(server = %name, error = %e, "could not mark the topic as holding no position: a later sync of this server resumes instead of taking a snapshot");
+                }
+                if let Ok(mut r) = self.registry.lock() {
+                    r.remove(&format!("agent/{name}"));
+                }
+                tracing::info!(server = %name, "no sync reads the server: its publisher stopped");
             }
         }
         let mut first_error = None;
@@ -259,13 +295,6 @@ impl Publishers {
     ) -> Result<(CancellationToken, JoinSet<()>)> {
         let topics = change_topics(config, &[server.to_string()]);
         kafka_topics::prepare(&config.bus, &topics, true).await?;
-        let key = format!("agent/{server}");
-        if let Some(pos) = &self.start_at {
-            if self.checkpoints.get_key(&key)?.is_none() {
-                self.checkpoints.put_key(&key, pos)?;
-                tracing::info!(server, position = %pos, "no checkpoint: starting at --start-at");
-            }
-        }
         let s = config
             .server(server)
             .ok_or_else(|| anyhow!("no server {server:?}"))?;
@@ -293,11 +322,16 @@ impl Publishers {
         let mut tasks = JoinSet::new();
         let failed = self.failed.clone();
         let run = agent_loop(
-            spec,
-            self.settings.clone(),
-            config.bus.topic(server),
-            json_topic,
-            self.checkpoints.clone(),
+            AgentRun {
+                spec,
+                settings: self.settings.clone(),
+                topic: config.bus.topic(server),
+                json_topic,
+                legacy: self.legacy.clone(),
+                start_at: self.start_at.clone(),
+                session_timeout_ms: self.session_timeout_ms,
+                registry: self.registry.clone(),
+            },
             cancel.clone(),
         );
         tasks.spawn(async move {
@@ -317,94 +351,195 @@ impl Publishers {
     }
 }
 
-/// Runs one server's agent until cancelled; a purged checkpoint ends it with an error.
-async fn agent_loop(
+/// What one server's publisher runs with.
+struct AgentRun {
     spec: SourceSpec,
     settings: KafkaSettings,
     topic: String,
     json_topic: Option<String>,
-    checkpoints: CheckpointStore,
-    cancel: CancellationToken,
-) -> Result<()> {
-    let key = format!("agent/{}", spec.name);
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let result = agent_once(
-            &spec,
-            &settings,
-            (&topic, json_topic.as_deref()),
-            &checkpoints,
-            &key,
-            &cancel,
-        )
-        .await;
-        if cancel.is_cancelled() {
-            return Ok(());
+    /// An older agent's sled checkpoints, for a topic that holds no transaction yet.
+    legacy: Option<CheckpointStore>,
+    /// `--start-at`, for a topic that holds no transaction and no sled checkpoint.
+    start_at: Option<fleetsync_proto::Position>,
+    session_timeout_ms: u64,
+    registry: Registry,
+}
+
+impl AgentRun {
+    /// Shows this server's publisher state on `/health` and in the publishing gauge.
+    fn set_state(&self, state: &str, error: Option<String>) {
+        let key = format!("agent/{}", self.spec.name);
+        if let Ok(mut r) = self.registry.lock() {
+            let entry = r.entry(key.clone()).or_default();
+            entry.sync = key;
+            entry.source = self.spec.name.clone();
+            entry.target = self.topic.clone();
+            entry.state = state.to_string();
+            entry.error = error;
         }
-        match result {
-            // A purged position or an event the binlog cannot carry (statement format, partial
-            // row image): retrying reads the same thing again, so stop with the reason.
-            Err(e)
-                if crate::failure::classify_source(&e).class
-                    == crate::failure::ErrorClass::Definite =>
-            {
-                return Err(e.into())
-            }
-            Err(e) => {
-                tracing::warn!(server = %spec.name, error = %e, retry_in = ?backoff, "agent failed, retrying")
-            }
-            Ok(()) => tracing::warn!(server = %spec.name, "binlog stream ended, reconnecting"),
+        let publishing = if state == "standby" { 0.0 } else { 1.0 };
+        metrics::gauge!(METRIC_AGENT_PUBLISHING, "server" => self.spec.name.clone())
+            .set(publishing);
+    }
+
+    /// Where the elected publisher starts: the topic's last committed transaction, else an
+    /// older sled checkpoint, else `--start-at`; `None` means a snapshot.
+    async fn resume(&self) -> Result<(tail::Tail, Option<fleetsync_proto::Position>), SourceError> {
+        let partition = partition_for(&self.spec.name, 1);
+        let t = tail::read_tail(&self.settings, &self.spec.name, &self.topic, partition).await?;
+        if t.complete {
+            return Ok((t.clone(), t.resume));
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(backoff) => {}
+        let legacy = match &self.legacy {
+            Some(store) => store
+                .get_key(&format!("agent/{}", self.spec.name))
+                .map_err(|e| SourceError::NeedsOperator {
+                    server: self.spec.name.clone(),
+                    message: e.to_string(),
+                })?,
+            None => None,
+        };
+        if let Some(p) = legacy {
+            tracing::info!(server = %self.spec.name, position = %p, "the topic holds no transaction: resuming from the sled checkpoint in state_dir");
+            return Ok((t, Some(p)));
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        if let Some(p) = &self.start_at {
+            tracing::info!(server = %self.spec.name, position = %p, "the topic holds no transaction: starting at --start-at");
+        }
+        Ok((t, self.start_at.clone()))
     }
 }
 
+/// Runs one server's agent until cancelled: stands by until elected, then publishes until
+/// cancelled, fenced or no longer elected. A purged position ends it with an error.
+async fn agent_loop(run: AgentRun, cancel: CancellationToken) -> Result<()> {
+    let server = run.spec.name.clone();
+    let fenced_total = metrics::counter!(METRIC_AGENT_FENCED, "server" => server.clone());
+    let mut backoff = Duration::from_secs(1);
+    'membership: loop {
+        let election = Election::join(&run.settings, &server, &run.topic, run.session_timeout_ms)?;
+        let mut elected = election.elected();
+        loop {
+            if !*elected.borrow() {
+                run.set_state("standby", None);
+                tracing::info!(server = %server, "standing by: another agent of this server publishes (or the election is under way)");
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                r = elected.wait_for(|e| *e) => if r.is_err() { return Ok(()) },
+            }
+            run.set_state("starting", None);
+            tracing::info!(server = %server, "elected to publish");
+            let fenced = Arc::new(AtomicBool::new(false));
+            let attempt = cancel.child_token();
+            let once = agent_once(&run, &fenced, &attempt);
+            tokio::pin!(once);
+            let outcome = tokio::select! {
+                r = &mut once => Some(r),
+                _ = role_lost(&mut elected) => None,
+            };
+            let (result, lost) = match outcome {
+                Some(r) => (r, false),
+                None => {
+                    // Another agent was elected (this one was stopped past the session
+                    // timeout, or cut off): stop reading and try to commit what is open.
+                    // Either the commit is fenced (the other has taken over: counted below) or
+                    // it lands before the other's `init_transactions`, which then resumes
+                    // after it.
+                    attempt.cancel();
+                    let r = tokio::time::timeout(LOST_ROLE_GRACE, &mut once).await;
+                    (r.unwrap_or(Ok(())), true)
+                }
+            };
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            if fenced.load(Ordering::SeqCst) {
+                // A newer agent of this server took over while this one was stopped or cut
+                // off; rejoining the election (as a new member) leaves the partition with it.
+                fenced_total.increment(1);
+                tracing::warn!(server = %server, "fenced: another agent of this server publishes now; standing by");
+                drop(election);
+                continue 'membership;
+            }
+            if lost {
+                tracing::warn!(server = %server, "no longer the elected publisher: standing by");
+                continue;
+            }
+            match result {
+                // A purged position or an event the binlog cannot carry (statement format,
+                // partial row image): retrying reads the same thing again, so stop with the
+                // reason.
+                Err(e)
+                    if crate::failure::classify_source(&e).class
+                        == crate::failure::ErrorClass::Definite =>
+                {
+                    return Err(e.into())
+                }
+                Err(e) => {
+                    run.set_state("retrying", Some(e.to_string()));
+                    tracing::warn!(server = %server, error = %e, retry_in = ?backoff, "agent failed, retrying")
+                }
+                Ok(()) => tracing::warn!(server = %server, "binlog stream ended, reconnecting"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// Returns once this agent is no longer the elected publisher.
+async fn role_lost(elected: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = elected.wait_for(|e| !*e).await;
+}
+
+/// One publishing attempt: fence older producers, resume after the topic's last committed
+/// transaction (or snapshot), stream until cancelled or an error.
 async fn agent_once(
-    spec: &SourceSpec,
-    settings: &KafkaSettings,
-    (topic, json_topic): (&str, Option<&str>),
-    checkpoints: &CheckpointStore,
-    key: &str,
+    run: &AgentRun,
+    fenced: &Arc<AtomicBool>,
     cancel: &CancellationToken,
 ) -> Result<(), SourceError> {
-    let mut publisher = KafkaPublisher::new(
-        settings,
-        topic.to_string(),
-        &spec.name,
-        checkpoints.clone(),
-        key.to_string(),
-    )?
-    .with_json_topic(json_topic.map(str::to_string));
+    let spec = &run.spec;
+    // `init_transactions` first: from here no older publisher can commit, so the tail read
+    // next is final.
+    let publisher =
+        KafkaPublisher::new(&run.settings, run.topic.clone(), &spec.name, fenced.clone()).await?;
+    let (tail, stored) = run.resume().await?;
+    let mut publisher = publisher
+        .with_next_seq(tail.next_seq())
+        .with_json_topic(run.json_topic.clone());
     let mut conn = source::connect(spec).await?;
     let info = source::preflight(&mut conn, spec).await?;
-    let stored = checkpoints
-        .get_key(key)
-        .map_err(|e| SourceError::NeedsOperator {
-            server: spec.name.clone(),
-            message: e.to_string(),
-        })?;
+    tracing::info!(server = %spec.name, resume = ?stored.as_ref().map(ToString::to_string), next_seq = tail.next_seq(), "publishing");
     let result = async {
         let from = match stored {
             Some(p) => {
                 source::check_available(&mut conn, spec, &p).await?;
                 p
             }
-            None => match snapshot(spec, &info, &mut publisher, cancel).await? {
-                Some(p) => p,
-                None => return Ok(()),
-            },
+            None => {
+                run.set_state("snapshotting", None);
+                match snapshot(spec, &info, &mut publisher, cancel).await? {
+                    Some(p) => p,
+                    None => return Ok(()),
+                }
+            }
         };
         let _ = conn.disconnect().await;
+        run.set_state("streaming", None);
         stream(spec, &info, from, &mut publisher, cancel).await
     }
     .await;
-    // Deliver and checkpoint what was published, whatever ended the stream.
-    let flushed = publisher.flush().await;
-    result.and(flushed)
+    // Commit what was published, whatever ended the stream (an error: nothing more is
+    // committed, the next attempt resumes from the topic).
+    match result {
+        Ok(()) => publisher.flush().await,
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn coordinator(path: &Path, metrics_listen: Option<&str>) -> Result<()> {

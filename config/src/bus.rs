@@ -39,6 +39,12 @@ pub const DEFAULT_MIN_INSYNC_REPLICAS: i32 = 2;
 pub const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Partitions of a change topic: one, so a source's transactions keep their commit order.
 pub const CHANGE_TOPIC_PARTITIONS: i32 = 1;
+/// How long the agents of one server wait for a silent publisher before a standby takes over
+/// (the session timeout of their election group). Ten seconds: a dead or stopped publisher is
+/// replaced within about that, while a busy 2-core machine's scheduling hiccups (well under a
+/// second) never cause a needless takeover. The broker bounds it by its
+/// `group.min.session.timeout.ms` (6 s by default) and `group.max.session.timeout.ms`.
+pub const DEFAULT_AGENT_SESSION_TIMEOUT_MS: u64 = 10_000;
 
 /// Which bus carries change records between agents and coordinators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -87,6 +93,10 @@ pub struct BusConfig {
     /// `retention.ms` of created topics (`-1`: forever).
     #[serde(default = "default_retention_ms")]
     pub retention_ms: i64,
+    /// Agent standby: a publisher not heard from for this long is replaced by a standby agent
+    /// of the same server (see `docs/agent-failover.md`).
+    #[serde(default = "default_agent_session_timeout_ms")]
+    pub agent_session_timeout_ms: u64,
     /// Name of an environment variable holding the SASL password.
     #[serde(default)]
     pub sasl_password_env: Option<String>,
@@ -114,6 +124,7 @@ impl Default for BusConfig {
             replication_factor: DEFAULT_REPLICATION_FACTOR,
             min_insync_replicas: None,
             retention_ms: DEFAULT_RETENTION_MS,
+            agent_session_timeout_ms: DEFAULT_AGENT_SESSION_TIMEOUT_MS,
             sasl_password_env: None,
             sasl_password_file: None,
             kafka: BTreeMap::new(),
@@ -137,6 +148,10 @@ fn default_replication_factor() -> i32 {
 
 fn default_retention_ms() -> i64 {
     DEFAULT_RETENTION_MS
+}
+
+fn default_agent_session_timeout_ms() -> u64 {
+    DEFAULT_AGENT_SESSION_TIMEOUT_MS
 }
 
 /// Whether a librdkafka setting holds a secret (a password, a private key, a client secret).
@@ -175,7 +190,15 @@ const CONTROLLED: &[(&str, &str)] = &[
     ),
     (
         "transactional.id",
-        "fleetsync does not use Kafka transactions",
+        "fleetsync names each agent's transactional id itself (fleetsync-agent-<server>)",
+    ),
+    (
+        "isolation.level",
+        "fleetsync reads only committed Kafka transactions",
+    ),
+    (
+        "session.timeout.ms",
+        "set [bus] agent_session_timeout_ms instead",
     ),
 ];
 
@@ -233,6 +256,7 @@ impl fmt::Debug for BusConfig {
             .field("replication_factor", &self.replication_factor)
             .field("min_insync_replicas", &self.min_insync_replicas())
             .field("retention_ms", &self.retention_ms)
+            .field("agent_session_timeout_ms", &self.agent_session_timeout_ms)
             .field("sasl_password_env", &self.sasl_password_env)
             .field("sasl_password_file", &self.sasl_password_file)
             .field("kafka", &redacted_settings(&self.kafka))
@@ -386,6 +410,12 @@ impl BusConfig {
             return Err(ConfigError::invalid(
                 "bus.min_insync_replicas",
                 "must be at least 2 when replication_factor > 1: with 1, an acknowledged change can be held by one broker only",
+            ));
+        }
+        if !(1_000..=1_800_000).contains(&self.agent_session_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "bus.agent_session_timeout_ms",
+                "must be between 1000 and 1800000 (and within the brokers' group.min/max.session.timeout.ms)",
             ));
         }
         if self.retention_ms != -1 && self.retention_ms < 3_600_000 {

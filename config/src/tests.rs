@@ -269,6 +269,8 @@ fn bus_refusals_name_the_field() {
         ("replication_factor = 2\nmin_insync_replicas = 3", "bus.min_insync_replicas"),
         ("retention_ms = 1000", "bus.retention_ms"),
         ("retention_ms = -2", "bus.retention_ms"),
+        ("agent_session_timeout_ms = 10", "bus.agent_session_timeout_ms"),
+        ("[bus.kafka]\n\"isolation.level\" = \"read_uncommitted\"", "isolation.level"),
         ("replicas = 3", "unknown field `replicas`"),
         ("[bus.kafka]\nacks = \"1\"", "bus.kafka.\"acks\""),
         ("[bus.kafka]\n\"request.required.acks\" = \"0\"", "request.required.acks"),

@@ -8,7 +8,8 @@
 //! Modules: `support` (server pair, refusal checks), `harness` (self-tests), `types` (every
 //! column type byte for byte), `volume` (100k changes), `crash` (kill -9), `ddl` (schema
 //! changes mid-stream), `trinitycore` (a real-world schema), `bad_input` (a purged position), `catalogue` (the bad-input catalogue: every refusal, one table), `kafka`
-//! (agent and coordinator as separate processes over Apache Kafka, one node), `kafka_faults`
+//! (agent and coordinator as separate processes over Apache Kafka, one node), `kafka_agents`
+//! (agent standby, takeover and fencing; resuming from the topic with no state volume), `kafka_faults`
 //! (a three-broker cluster losing partition leaders, a 2-million-row backlog), `kafka_rig`
 //! (their shared source/target/broker fixture), `kafka_security` (TLS and SASL; unsafe topics
 //! and missing permissions refused), `debezium_sink` (Debezium's JDBC sink connector loads
@@ -39,6 +40,7 @@ mod files_at_rest;
 mod harness;
 mod health;
 mod kafka;
+mod kafka_agents;
 mod kafka_faults;
 mod kafka_group;
 mod kafka_rig;

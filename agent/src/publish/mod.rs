@@ -14,16 +14,28 @@ use crate::SourceError;
 /// * `publish` is called in source commit order, one call at a time (never overlapping).
 /// * When `publish` returns `Ok`, the bus holds the transaction: for the embedded bus that
 ///   means it is queued in memory (bounded; `publish` waits while the queue is full, which is
-///   how a slow consumer slows this reader and no other); for Kafka, that the broker has
-///   acknowledged it.
+///   how a slow consumer slows this reader and no other); for Kafka, that it is in the open Kafka transaction, which commits within
+///   [`kafka::TXN_LINGER`] (the reader calls [`Publisher::idle`] when the source is quiet).
 /// * Acceptance is not durability of the effect: the agent's checkpoint moves only when the
-///   consumer acknowledges the applied position (embedded bus) or on delivery reports (Kafka),
-///   so after a crash the agent resumes from an acknowledged position and transactions after
-///   it may be published again. Consumers drop those by position (at-least-once delivery,
-///   exactly-once effect).
+///   consumer acknowledges the applied position (embedded bus), so after a crash the agent
+///   resumes from an acknowledged position and transactions after it may be published again.
+///   Consumers drop those by position (at-least-once delivery, exactly-once effect). Over
+///   Kafka the resume position is the last committed transaction in the topic itself: nothing
+///   is published twice there, and nothing uncommitted is ever visible.
 pub trait Publisher: Send {
     fn publish(&mut self, txn: Transaction)
         -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    /// When the reader should call [`Publisher::idle`] if no transaction comes before it
+    /// (`None`: never). Lets a batching publisher end its batch when the source goes quiet.
+    fn idle_deadline(&self) -> Option<tokio::time::Instant> {
+        None
+    }
+
+    /// Called at [`Publisher::idle_deadline`] while no transaction came.
+    fn idle(&mut self) -> impl Future<Output = Result<(), SourceError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// The in-process bus: a channel to one consumer, bounded both in transactions and in rows
@@ -112,4 +124,6 @@ impl Drop for EmbeddedReceiver {
     }
 }
 
+pub mod election;
 pub mod kafka;
+pub mod tail;

@@ -155,9 +155,15 @@ pub async fn stream<P: Publisher>(
     };
     let events_counter = metrics::counter!(METRIC_BINLOG_EVENTS, "server" => spec.name.clone());
     loop {
+        let idle_at = publisher.idle_deadline();
         let event = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Ok(()),
+            // A batching publisher ends its batch when the source goes quiet.
+            _ = sleep_until_some(idle_at) => {
+                publisher.idle().await?;
+                continue;
+            }
             ev = events.next() => ev,
         };
         let event = match event {
@@ -172,6 +178,14 @@ pub async fn stream<P: Publisher>(
         };
         events_counter.increment(1);
         st.handle(&event, publisher).await?;
+    }
+}
+
+/// Sleeps until `at`, or forever when `None`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -3,10 +3,17 @@
 //!
 //! Offsets are not committed to Kafka for correctness: the offset of each applied
 //! transaction's last message is stored in the target in the same transaction as its rows
-//! (see the applier), which is what the next start seeks to. Kafka transactions are not used.
-//! Messages are reassembled into transactions by their `fs-begin`/`fs-end` headers; a
-//! transaction cut short (its producer died mid-way and published it again from the start) is
-//! dropped when the next `fs-begin` arrives.
+//! (see the applier), which is what the next start seeks to. The agents publish in Kafka
+//! transactions: the feed reads with `isolation.level = read_committed`, so an aborted batch
+//! (a fenced zombie's, or a dead publisher's) is never seen. Messages are reassembled into
+//! transactions by their `fs-begin`/`fs-end` headers; a transaction cut short (written by an
+//! older, non-transactional agent that died mid-way) is dropped when the next `fs-begin`
+//! arrives.
+//!
+//! Loss detection ([`Continuity`]): commit markers and aborted messages take offsets, so
+//! offsets are no longer contiguous; every message carries `fs-seq` instead, consecutive
+//! across Kafka transactions and takeovers. The feed starts *at* the stored offset (the last
+//! applied message, not applied again) to learn the sequence number to expect next.
 
 use fleetsync_config::{Redactor, TableFilter};
 use fleetsync_proto::{codec, Transaction};
@@ -23,6 +30,9 @@ use super::{retain_selected, Feed, FeedError, FeedItem};
 
 pub const HEADER_BEGIN: &str = "fs-begin";
 pub const HEADER_END: &str = "fs-end";
+pub const HEADER_SEQ: &str = "fs-seq";
+/// The agent's "no position here" marker (no sync read the server for a while): skipped.
+pub const HEADER_RESET: &str = "fs-reset";
 
 pub const METRIC_CONSUMER_LAG: &str = "fleetsync_kafka_consumer_lag_messages";
 /// How often the consumer lag is measured (a metadata round-trip to the broker).
@@ -36,6 +46,70 @@ pub struct KafkaFeed {
     filter: TableFilter,
     current: Option<Transaction>,
     idle: bool,
+    continuity: Continuity,
+    /// The stored offset: its message is read for its `fs-seq` only (already applied).
+    applied: Option<i64>,
+}
+
+/// Where the stream of one topic broke (see [`Continuity::check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Broken {
+    /// Messages without `fs-seq` (older agents, no Kafka transactions) must have contiguous
+    /// offsets.
+    Offset { expected: i64, found: i64 },
+    /// `fs-seq` must go up by one from message to message.
+    Seq { expected: u64, found: u64 },
+    /// A message without `fs-seq` after numbered ones: an older agent, which no transaction
+    /// fences, writes the topic.
+    Unnumbered { offset: i64 },
+}
+
+/// Checks that no message is missing between two that were read. Pure: unit-tested.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Continuity {
+    /// The offset the next message must have, for a message without `fs-seq`, and for the
+    /// first message read (`None`: any).
+    next_offset: Option<i64>,
+    last_seq: Option<u64>,
+}
+
+impl Continuity {
+    /// Starting at `first_offset`: the first message must be there.
+    pub fn starting_at(first_offset: i64) -> Self {
+        Continuity {
+            next_offset: Some(first_offset),
+            last_seq: None,
+        }
+    }
+
+    /// The message at `offset`, numbered `seq` (its `fs-seq`), comes next.
+    pub fn check(&mut self, offset: i64, seq: Option<u64>) -> Result<(), Broken> {
+        let first = self.last_seq.is_none();
+        match (seq, self.last_seq) {
+            (Some(s), Some(l)) if s != l.wrapping_add(1) => {
+                return Err(Broken::Seq {
+                    expected: l.wrapping_add(1),
+                    found: s,
+                })
+            }
+            (None, Some(_)) => return Err(Broken::Unnumbered { offset }),
+            _ => {}
+        }
+        // Offsets decide for unnumbered messages, and for where the first numbered one is.
+        if seq.is_none() || first {
+            if let Some(n) = self.next_offset {
+                if offset != n {
+                    return Err(Broken::Offset {
+                        expected: n,
+                        found: offset,
+                    });
+                }
+            }
+        }
+        self.next_offset = Some(offset + 1);
+        self.last_seq = seq;
+        Ok(())
+    }
 }
 
 impl KafkaFeed {
@@ -57,6 +131,8 @@ impl KafkaFeed {
             .set("enable.auto.offset.store", "false")
             // Never jump silently: an offset the broker no longer has (retention) is an error.
             .set("auto.offset.reset", "error")
+            // Only committed Kafka transactions: a fenced or dead agent's are aborted.
+            .set("isolation.level", "read_committed")
             // Answer fetches quickly when data arrives (lag), instead of the 500 ms default.
             .set("fetch.wait.max.ms", "50")
             // Bound what librdkafka prefetches: the coordinator's memory stays bounded.
@@ -66,8 +142,9 @@ impl KafkaFeed {
             .create()
             .map_err(|e| FeedError::Bus(redactor.apply(&format!("kafka consumer: {e}"))))?;
         let mut tpl = TopicPartitionList::new();
+        // At the stored offset itself: its message gives the `fs-seq` to expect next.
         let offset = match after {
-            Some(o) => Offset::Offset(o + 1),
+            Some(o) => Offset::Offset(o),
             None => Offset::Beginning,
         };
         tpl.add_partition_offset(topic, partition, offset)
@@ -97,24 +174,43 @@ impl KafkaFeed {
             filter,
             current: None,
             idle: false,
+            continuity: Continuity::starting_at(after.unwrap_or(0)),
+            applied: after,
         })
     }
 }
 
 impl KafkaFeed {
-    /// Offsets of a partition we write are contiguous (no compaction, no Kafka transactions):
-    /// anything else means messages were lost, and applying on would lose changes silently.
-    fn check_contiguous(&self, offset: i64) -> Result<(), FeedError> {
-        let expected = self.next_offset.load(Ordering::Relaxed);
-        if offset != expected {
-            return Err(FeedError::Gap {
-                topic: self.topic.clone(),
+    /// Checks that nothing is missing before the message at `offset` numbered `seq`, and
+    /// whether it is new (not the already applied message at the stored offset).
+    /// (A function of the fields it needs: the message borrows the consumer meanwhile.)
+    fn check_continuity(
+        continuity: &mut Continuity,
+        next_offset: &AtomicI64,
+        topic: &str,
+        applied: Option<i64>,
+        (offset, seq): (i64, Option<u64>),
+    ) -> Result<bool, FeedError> {
+        let topic = topic.to_string();
+        continuity.check(offset, seq).map_err(|b| match b {
+            Broken::Offset { expected, found } => FeedError::Gap {
+                topic: topic.clone(),
                 expected,
-                found: format!("offset {offset} next"),
-            });
-        }
-        self.next_offset.store(offset + 1, Ordering::Relaxed);
-        Ok(())
+                found: format!("offset {found} next"),
+            },
+            Broken::Seq { expected, found } => FeedError::SeqGap {
+                topic: topic.clone(),
+                expected: format!("fs-seq {expected}"),
+                found: format!("fs-seq {found} at offset {offset}"),
+            },
+            Broken::Unnumbered { offset } => FeedError::SeqGap {
+                topic: topic.clone(),
+                expected: "a numbered message (fs-seq)".into(),
+                found: format!("one without at offset {offset} (an older agent publishes to this topic: upgrade every agent of the server)"),
+            },
+        })?;
+        next_offset.store(offset + 1, Ordering::Relaxed);
+        Ok(applied.is_none_or(|a| offset > a))
     }
 
     fn receive_error(&self, e: rdkafka::error::KafkaError) -> FeedError {
@@ -154,6 +250,16 @@ async fn measure_lag(
     }
 }
 
+/// The message's `fs-seq` header, if any.
+fn seq_of(msg: &rdkafka::message::BorrowedMessage<'_>) -> Option<u64> {
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == HEADER_SEQ)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Handles one message; returns a transaction when it completes one.
 fn take(
     current: &mut Option<Transaction>,
@@ -162,12 +268,17 @@ fn take(
 ) -> Result<Option<FeedItem>, FeedError> {
     {
         let offset = msg.offset();
-        let (mut begin, mut end) = (false, false);
+        let (mut begin, mut end, mut reset) = (false, false, false);
         if let Some(h) = msg.headers() {
             for header in h.iter() {
                 begin |= header.key == HEADER_BEGIN;
                 end |= header.key == HEADER_END;
+                reset |= header.key == HEADER_RESET;
             }
+        }
+        if reset {
+            *current = None;
+            return Ok(None);
         }
         let payload = msg.payload().unwrap_or_default();
         let part = codec::decode_transaction(payload).map_err(|e| FeedError::Decode {
@@ -211,7 +322,15 @@ impl Feed for KafkaFeed {
                 .await
                 .map_err(|e| FeedError::Bus(format!("kafka receive: {e}")))?;
             self.idle = false;
-            self.check_contiguous(msg.offset())?;
+            if !Self::check_continuity(
+                &mut self.continuity,
+                &self.next_offset,
+                &self.topic,
+                self.applied,
+                (msg.offset(), seq_of(&msg)),
+            )? {
+                continue;
+            }
             let item = take(&mut self.current, &self.filter, &msg)?;
             drop(msg);
             if item.is_some() {
@@ -227,7 +346,15 @@ impl Feed for KafkaFeed {
                 return Ok(None);
             };
             let msg = next.map_err(|e| self.receive_error(e))?;
-            self.check_contiguous(msg.offset())?;
+            if !Self::check_continuity(
+                &mut self.continuity,
+                &self.next_offset,
+                &self.topic,
+                self.applied,
+                (msg.offset(), seq_of(&msg)),
+            )? {
+                continue;
+            }
             let item = take(&mut self.current, &self.filter, &msg)?;
             drop(msg);
             if item.is_some() {
@@ -238,5 +365,75 @@ impl Feed for KafkaFeed {
 
     fn is_idle(&self) -> bool {
         self.idle
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_messages_may_skip_offsets_but_not_numbers() {
+        // Resumed at offset 10 (the last applied message, numbered 4); commit markers at 12
+        // and 15 take offsets.
+        let mut c = Continuity::starting_at(10);
+        assert_eq!(c.check(10, Some(4)), Ok(()));
+        assert_eq!(c.check(11, Some(5)), Ok(()));
+        assert_eq!(c.check(13, Some(6)), Ok(()));
+        assert_eq!(c.check(14, Some(7)), Ok(()));
+        // Number 8 is missing: lost, whatever the offsets say.
+        assert_eq!(
+            c.check(16, Some(9)),
+            Err(Broken::Seq {
+                expected: 8,
+                found: 9
+            })
+        );
+    }
+
+    #[test]
+    fn a_repeated_number_is_refused() {
+        let mut c = Continuity::starting_at(0);
+        assert_eq!(c.check(0, Some(0)), Ok(()));
+        assert_eq!(
+            c.check(2, Some(0)),
+            Err(Broken::Seq {
+                expected: 1,
+                found: 0
+            })
+        );
+    }
+
+    #[test]
+    fn the_first_message_must_be_at_the_stored_offset() {
+        let mut c = Continuity::starting_at(10);
+        assert_eq!(
+            c.check(12, Some(4)),
+            Err(Broken::Offset {
+                expected: 10,
+                found: 12
+            })
+        );
+    }
+
+    #[test]
+    fn unnumbered_messages_of_older_agents_need_contiguous_offsets() {
+        let mut c = Continuity::starting_at(0);
+        assert_eq!(c.check(0, None), Ok(()));
+        assert_eq!(c.check(1, None), Ok(()));
+        assert_eq!(
+            c.check(3, None),
+            Err(Broken::Offset {
+                expected: 2,
+                found: 3
+            })
+        );
+        // Upgrade: the first numbered message follows the last unnumbered one at once.
+        let mut c = Continuity::starting_at(0);
+        assert_eq!(c.check(0, None), Ok(()));
+        assert_eq!(c.check(1, Some(0)), Ok(()));
+        assert_eq!(c.check(3, Some(1)), Ok(()));
+        // An older agent writing again after the upgrade is refused.
+        assert_eq!(c.check(4, None), Err(Broken::Unnumbered { offset: 4 }));
     }
 }

@@ -33,6 +33,15 @@ pub enum FeedError {
         expected: i64,
         found: String,
     },
+    /// The agent's message numbers (`fs-seq`) jumped: messages were lost between two
+    /// committed ones (Kafka transactions make offsets non-contiguous, so they are checked
+    /// instead of offsets).
+    #[error("the bus lost messages: expected message {expected} of {topic}, found {found}; the target must be re-synced (`fleetsync resnapshot`)")]
+    SeqGap {
+        topic: String,
+        expected: String,
+        found: String,
+    },
     /// The topic's settings can lose acknowledged changes (see
     /// `fleetsync_config::topic_policy`): consuming stops until an operator changes them.
     #[error("{0}")]

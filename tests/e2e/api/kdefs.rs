@@ -315,7 +315,9 @@ async fn api_definitions_under_coordinator() -> Result<()> {
         let dir = pair.dir.path().join(format!("coordinator-{i}"));
         std::fs::create_dir_all(&dir)?;
         let config = Fleetsync::write_config(&dir, &text)?;
-        let owner = create_token(&config, "coord-owner", "owner", None).await?;
+        // Tokens are shared through Kafka (one name, one active token fleet-wide): each
+        // coordinator's owner token gets its own name.
+        let owner = create_token(&config, &format!("coord-owner-{i}"), "owner", None).await?;
         let fs = Fleetsync::spawn("coordinator", &config, &[])?;
         let api = ApiClient::http(api_port);
         wait_api(&api, &owner).await?;

@@ -24,80 +24,151 @@ use crate::SourceError;
 pub trait Publisher: Send {
     fn publish(&mut self, txn: Transaction)
         -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    /// Whether this bus takes a source transaction in parts, and of about how many bytes
+    /// (see [`Transaction::mem_bytes`]): `None` (the default) = whole transactions only. Only
+    /// the embedded bus says yes, when the consumer applies parts inside one open target
+    /// transaction (see docs/memory.md).
+    fn part_bytes(&self) -> Option<usize> {
+        None
+    }
+
+    /// Accepts one part of a source transaction whose rest follows: every part but the last
+    /// goes here, the last through [`Publisher::publish`]. Parts carry the transaction's GTID
+    /// and id, the tables so far, only their own rows, and the position of their last event
+    /// (between the previous transaction's end and this one's). Called in order, never
+    /// overlapping, and only when [`Publisher::part_bytes`] is `Some`.
+    fn publish_part(
+        &mut self,
+        txn: Transaction,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send {
+        let _ = txn;
+        async { Err(SourceError::PublisherClosed) }
+    }
 }
 
-/// The in-process bus: a channel to one consumer, bounded both in transactions and in rows
-/// (a single source transaction can hold many rows; the row bound is what bounds memory).
+/// The in-process bus: a channel to one consumer, bounded in transactions, in rows and in
+/// bytes (a single source transaction can hold many rows; the row and byte bounds are what
+/// bound memory). With parts on, no item is larger than about the part size, so the bounds
+/// hold; without, one larger transaction still passes alone.
 pub struct EmbeddedPublisher {
-    tx: mpsc::Sender<(Transaction, u32)>,
+    tx: mpsc::Sender<Queued>,
     rows: Arc<Semaphore>,
     max_rows: u32,
+    kib: Arc<Semaphore>,
+    max_kib: u32,
+    part_bytes: Option<usize>,
+}
+
+/// One item of the embedded bus.
+pub struct Queued {
+    pub txn: Transaction,
+    /// A part of a source transaction whose rest follows (see [`Publisher::publish_part`]).
+    pub partial: bool,
+    rows: u32,
+    kib: u32,
 }
 
 /// The consumer end of the embedded bus.
 pub struct EmbeddedReceiver {
-    rx: mpsc::Receiver<(Transaction, u32)>,
+    rx: mpsc::Receiver<Queued>,
     rows: Arc<Semaphore>,
+    kib: Arc<Semaphore>,
 }
 
-/// Rows a transaction counts for against the queue's row bound (at least 1, at most the bound,
-/// so one huge transaction still passes alone).
-fn weight(txn: &Transaction, max_rows: u32) -> u32 {
-    (txn.changes.len().max(1) as u64).min(u64::from(max_rows)) as u32
+/// Units a transaction counts for against a bound of `max` (at least 1, at most the bound, so
+/// one larger item still passes alone).
+fn weight(units: usize, max: u32) -> u32 {
+    (units.max(1) as u64).min(u64::from(max)) as u32
 }
 
 impl EmbeddedPublisher {
-    /// A publisher and its receiver, holding at most `capacity` transactions and about
-    /// `max_rows` rows.
-    pub fn channel(capacity: usize, max_rows: usize) -> (EmbeddedPublisher, EmbeddedReceiver) {
+    /// A publisher and its receiver, holding at most `capacity` transactions, about
+    /// `max_rows` rows and about `max_bytes` bytes of row changes; `part_bytes`: take large
+    /// source transactions in parts of about this size (`None`: whole).
+    pub fn channel(
+        capacity: usize,
+        max_rows: usize,
+        max_bytes: usize,
+        part_bytes: Option<usize>,
+    ) -> (EmbeddedPublisher, EmbeddedReceiver) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let max_rows = max_rows.clamp(1, u32::MAX as usize >> 4) as u32;
+        let max_kib = (max_bytes / 1024).clamp(1, u32::MAX as usize >> 4) as u32;
         let rows = Arc::new(Semaphore::new(max_rows as usize));
+        let kib = Arc::new(Semaphore::new(max_kib as usize));
         (
             EmbeddedPublisher {
                 tx,
                 rows: rows.clone(),
                 max_rows,
+                kib: kib.clone(),
+                max_kib,
+                part_bytes: part_bytes.map(|b| b.max(1)),
             },
-            EmbeddedReceiver { rx, rows },
+            EmbeddedReceiver { rx, rows, kib },
         )
     }
-}
 
-impl Publisher for EmbeddedPublisher {
-    async fn publish(&mut self, txn: Transaction) -> Result<(), SourceError> {
-        let w = weight(&txn, self.max_rows);
-        let permit = self
-            .rows
-            .acquire_many(w)
+    async fn send(&mut self, txn: Transaction, partial: bool) -> Result<(), SourceError> {
+        let rows = weight(txn.changes.len(), self.max_rows);
+        let kib = weight(txn.mem_bytes() / 1024, self.max_kib);
+        // One publisher: taking the two bounds one after the other cannot deadlock.
+        self.rows
+            .acquire_many(rows)
             .await
-            .map_err(|_| SourceError::PublisherClosed)?;
-        permit.forget();
+            .map_err(|_| SourceError::PublisherClosed)?
+            .forget();
+        match self.kib.acquire_many(kib).await {
+            Ok(p) => p.forget(),
+            Err(_) => return Err(SourceError::PublisherClosed),
+        }
+        let item = Queued {
+            txn,
+            partial,
+            rows,
+            kib,
+        };
         self.tx
-            .send((txn, w))
+            .send(item)
             .await
             .map_err(|_| SourceError::PublisherClosed)
     }
 }
 
+impl Publisher for EmbeddedPublisher {
+    async fn publish(&mut self, txn: Transaction) -> Result<(), SourceError> {
+        self.send(txn, false).await
+    }
+
+    fn part_bytes(&self) -> Option<usize> {
+        self.part_bytes
+    }
+
+    async fn publish_part(&mut self, txn: Transaction) -> Result<(), SourceError> {
+        if self.part_bytes.is_none() {
+            return Err(SourceError::PublisherClosed);
+        }
+        self.send(txn, true).await
+    }
+}
+
 impl EmbeddedReceiver {
-    fn release(&self, item: Option<(Transaction, u32)>) -> Option<Transaction> {
-        item.map(|(t, w)| {
-            self.rows.add_permits(w as usize);
-            t
-        })
+    fn release(&self, item: Queued) -> Queued {
+        self.rows.add_permits(item.rows as usize);
+        self.kib.add_permits(item.kib as usize);
+        item
     }
 
-    /// The next transaction; `None` once the publisher is gone and the queue is empty.
-    pub async fn recv(&mut self) -> Option<Transaction> {
-        let item = self.rx.recv().await;
-        self.release(item)
+    /// The next item; `None` once the publisher is gone and the queue is empty.
+    pub async fn recv(&mut self) -> Option<Queued> {
+        let item = self.rx.recv().await?;
+        Some(self.release(item))
     }
 
-    pub fn try_recv(&mut self) -> Result<Transaction, mpsc::error::TryRecvError> {
-        let (t, w) = self.rx.try_recv()?;
-        self.rows.add_permits(w as usize);
-        Ok(t)
+    pub fn try_recv(&mut self) -> Result<Queued, mpsc::error::TryRecvError> {
+        let item = self.rx.try_recv()?;
+        Ok(self.release(item))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -109,6 +180,7 @@ impl Drop for EmbeddedReceiver {
     fn drop(&mut self) {
         // Wake a publisher waiting for room: it then fails on the closed channel.
         self.rows.close();
+        self.kib.close();
     }
 }
 

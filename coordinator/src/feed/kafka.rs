@@ -198,6 +198,7 @@ fn take(
         Ok(Some(FeedItem {
             txn,
             offset: Some(offset),
+            partial: false,
         }))
     }
 }

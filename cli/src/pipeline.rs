@@ -569,27 +569,19 @@ pub struct EmbeddedFeed(pub EmbeddedReceiver);
 
 impl Feed for EmbeddedFeed {
     async fn recv(&mut self) -> Result<Option<FeedItem>, FeedError> {
-        Ok(self
-            .0
-            .recv()
-            .await
-            .map(|q| FeedItem {
-                txn: q.txn,
-                offset: None,
-                partial: q.partial,
-            }))
+        Ok(self.0.recv().await.map(|q| FeedItem {
+            txn: q.txn,
+            offset: None,
+            partial: q.partial,
+        }))
     }
 
     fn try_recv(&mut self) -> Result<Option<FeedItem>, FeedError> {
-        Ok(self
-            .0
-            .try_recv()
-            .ok()
-            .map(|q| FeedItem {
-                txn: q.txn,
-                offset: None,
-                partial: q.partial,
-            }))
+        Ok(self.0.try_recv().ok().map(|q| FeedItem {
+            txn: q.txn,
+            offset: None,
+            partial: q.partial,
+        }))
     }
 
     fn is_idle(&self) -> bool {

@@ -148,7 +148,9 @@ fn part_bytes(config: &Config, sync: &SyncConfig) -> Option<usize> {
         .any(|s| s.targets.iter().any(|t| t == &sync.source));
     let whole = sync.apply_lanes > 1
         || sync.group.is_some()
-        || sync.conflict_policy().map_or(true, |c| !c.is_none() || c.group)
+        || sync
+            .conflict_policy()
+            .map_or(true, |c| !c.is_none() || c.group)
         || written_by_fleetsync;
     (!whole).then(|| (sync.queue_bytes / PARTS_PER_QUEUE).max(1))
 }

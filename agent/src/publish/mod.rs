@@ -185,3 +185,89 @@ impl Drop for EmbeddedReceiver {
 }
 
 pub mod kafka;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use fleetsync_proto::{BinlogPosition, Op, Origin, Position, RowChange, Transaction, Value};
+
+    use super::{EmbeddedPublisher, Publisher};
+
+    /// A transaction of `rows` inserts, each holding one `bytes`-byte text value.
+    fn txn(rows: usize, bytes: usize) -> Transaction {
+        Transaction {
+            origin: Origin {
+                name: "s".into(),
+                server_id: 1,
+                server_uuid: String::new(),
+            },
+            gtid: None,
+            position: Position {
+                binlog: BinlogPosition::new("binlog.000001", 4),
+                gtid: None,
+            },
+            txn_id: 1,
+            commit_ts_ms: 0,
+            snapshot: false,
+            snapshot_done: false,
+            tables: Vec::new(),
+            changes: (0..rows)
+                .map(|_| RowChange {
+                    table: 0,
+                    op: Op::Insert,
+                    before: None,
+                    after: Some(vec![Value::Text(vec![b'x'; bytes])]),
+                })
+                .collect(),
+            ddl: None,
+        }
+    }
+
+    #[test]
+    fn mem_bytes_counts_heap_values() {
+        let small = txn(10, 10).mem_bytes();
+        let wide = txn(10, 10_000).mem_bytes();
+        assert!(wide - small >= 10 * (10_000 - 10), "{small} {wide}");
+        assert!(wide < 10 * 11_000, "{wide}");
+    }
+
+    #[tokio::test]
+    async fn the_byte_bound_holds_back_the_publisher_until_the_consumer_takes() {
+        // 1 MiB bound, rows and transactions plenty: two ~600 KiB transactions do not fit.
+        let (mut tx, mut rx) = EmbeddedPublisher::channel(100, 1_000_000, 1 << 20, None);
+        tx.publish(txn(60, 10_000)).await.unwrap();
+        let second = tokio::time::timeout(Duration::from_millis(200), tx.publish(txn(60, 10_000)));
+        assert!(
+            second.await.is_err(),
+            "the second transaction fit the byte bound"
+        );
+        let first = rx.recv().await.unwrap();
+        assert!(!first.partial);
+        assert_eq!(first.txn.changes.len(), 60);
+        tokio::time::timeout(Duration::from_secs(5), tx.publish(txn(60, 10_000)))
+            .await
+            .expect("room after the consumer took one")
+            .unwrap();
+        // One transaction larger than the whole bound still passes alone.
+        rx.recv().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), tx.publish(txn(300, 10_000)))
+            .await
+            .expect("a larger transaction passes alone")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn parts_are_flagged_and_only_taken_when_asked_for() {
+        let (mut whole, _rx) = EmbeddedPublisher::channel(10, 1_000, 1 << 20, None);
+        assert_eq!(whole.part_bytes(), None);
+        assert!(whole.publish_part(txn(1, 1)).await.is_err());
+
+        let (mut tx, mut rx) = EmbeddedPublisher::channel(10, 1_000, 1 << 20, Some(1 << 18));
+        assert_eq!(tx.part_bytes(), Some(1 << 18));
+        tx.publish_part(txn(2, 1)).await.unwrap();
+        tx.publish(txn(1, 1)).await.unwrap();
+        assert!(rx.recv().await.unwrap().partial);
+        assert!(!rx.try_recv().unwrap().partial);
+    }
+}

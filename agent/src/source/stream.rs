@@ -614,7 +614,10 @@ impl StreamState<'_> {
                 before,
                 after,
             }));
-        p.bytes += p.changes[first..].iter().map(RowChange::mem_bytes).sum::<usize>();
+        p.bytes += p.changes[first..]
+            .iter()
+            .map(RowChange::mem_bytes)
+            .sum::<usize>();
         Ok(())
     }
 

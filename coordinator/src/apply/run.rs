@@ -248,6 +248,20 @@ impl Applier {
     /// open (no progress row, no COMMIT; see the module docs). A run after an open
     /// transaction continues it.
     async fn flush_to(&mut self, run: &[&Transaction], keep_open: bool) -> Result<(), ApplyError> {
+        let result = self.flush_inner(run, keep_open).await;
+        if result.is_err() {
+            // Whatever failed before the rows were sent (a lookup, a plan), nothing of an open
+            // transaction may stay for a later batch to commit.
+            self.rollback_open().await;
+        }
+        result
+    }
+
+    async fn flush_inner(
+        &mut self,
+        run: &[&Transaction],
+        keep_open: bool,
+    ) -> Result<(), ApplyError> {
         let Some(last) = run.last() else {
             return Ok(());
         };
@@ -300,7 +314,15 @@ impl Applier {
         let mut q = std::mem::take(&mut self.q);
         q.clear();
         let result = self
-            .execute(&mut q, &stmts, &sqls, &new_state, resolved.as_ref(), was_open, keep_open)
+            .execute(
+                &mut q,
+                &stmts,
+                &sqls,
+                &new_state,
+                resolved.as_ref(),
+                was_open,
+                keep_open,
+            )
             .await;
         q.clear();
         self.q = q;

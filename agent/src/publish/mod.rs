@@ -236,25 +236,25 @@ mod tests {
     async fn the_byte_bound_holds_back_the_publisher_until_the_consumer_takes() {
         // 1 MiB bound, rows and transactions plenty: two ~600 KiB transactions do not fit.
         let (mut tx, mut rx) = EmbeddedPublisher::channel(100, 1_000_000, 1 << 20, None);
-        tx.publish(txn(60, 10_000)).await.unwrap();
+        tx.publish(txn(60, 10_000)).await.expect("published");
         let second = tokio::time::timeout(Duration::from_millis(200), tx.publish(txn(60, 10_000)));
         assert!(
             second.await.is_err(),
             "the second transaction fit the byte bound"
         );
-        let first = rx.recv().await.unwrap();
+        let first = rx.recv().await.expect("an item");
         assert!(!first.partial);
         assert_eq!(first.txn.changes.len(), 60);
         tokio::time::timeout(Duration::from_secs(5), tx.publish(txn(60, 10_000)))
             .await
             .expect("room after the consumer took one")
-            .unwrap();
+            .expect("published");
         // One transaction larger than the whole bound still passes alone.
-        rx.recv().await.unwrap();
+        rx.recv().await.expect("an item");
         tokio::time::timeout(Duration::from_secs(5), tx.publish(txn(300, 10_000)))
             .await
             .expect("a larger transaction passes alone")
-            .unwrap();
+            .expect("published");
     }
 
     #[tokio::test]
@@ -265,9 +265,9 @@ mod tests {
 
         let (mut tx, mut rx) = EmbeddedPublisher::channel(10, 1_000, 1 << 20, Some(1 << 18));
         assert_eq!(tx.part_bytes(), Some(1 << 18));
-        tx.publish_part(txn(2, 1)).await.unwrap();
-        tx.publish(txn(1, 1)).await.unwrap();
-        assert!(rx.recv().await.unwrap().partial);
-        assert!(!rx.try_recv().unwrap().partial);
+        tx.publish_part(txn(2, 1)).await.expect("published");
+        tx.publish(txn(1, 1)).await.expect("published");
+        assert!(rx.recv().await.expect("an item").partial);
+        assert!(!rx.try_recv().expect("an item").partial);
     }
 }

@@ -67,6 +67,8 @@ mod tests;
 mod tests_lanes;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_parts;
 
 use mysql_async::prelude::Queryable as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

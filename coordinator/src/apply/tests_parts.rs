@@ -52,7 +52,9 @@ async fn parts_commit_only_with_the_end_of_their_transaction() {
         &[0],
     );
     let mut applier = env.applier(true).await;
-    let state = applier.apply(&[at(1, 1001, &[a.clone()], &[(0, 1)])]).await;
+    let state = applier
+        .apply(&[at(1, 1001, std::slice::from_ref(&a), &[(0, 1)])])
+        .await;
     assert_eq!(
         state.expect("applied").position,
         Position::new("binlog.000001", 1001)
@@ -61,7 +63,7 @@ async fn parts_commit_only_with_the_end_of_their_transaction() {
     // Transaction 5 in three pieces; its second part is the first to touch `b`, which is
     // missing on the target: created aside, without committing the open transaction.
     let state = applier
-        .apply_part(&[at(5, 1003, &[a.clone()], &[(0, 2), (0, 3)])])
+        .apply_part(&[at(5, 1003, std::slice::from_ref(&a), &[(0, 2), (0, 3)])])
         .await
         .expect("first part");
     assert_eq!(
@@ -87,7 +89,7 @@ async fn parts_commit_only_with_the_end_of_their_transaction() {
     let state = applier
         .apply(&[
             at(5, 1010, &[a.clone(), b.clone()], &[(0, 5)]),
-            at(6, 1020, &[a.clone()], &[(0, 6)]),
+            at(6, 1020, std::slice::from_ref(&a), &[(0, 6)]),
         ])
         .await
         .expect("end");
@@ -112,31 +114,33 @@ async fn a_transaction_cut_short_rolls_its_parts_back() {
     let a = table(&src, "a", KV, &[0]);
     let mut applier = env.applier(true).await;
     applier
-        .apply(&[at(1, 1001, &[a.clone()], &[(0, 1)])])
+        .apply(&[at(1, 1001, std::slice::from_ref(&a), &[(0, 1)])])
         .await
         .expect("applied");
     applier
-        .apply_part(&[at(5, 1003, &[a.clone()], &[(0, 2)])])
+        .apply_part(&[at(5, 1003, std::slice::from_ref(&a), &[(0, 2)])])
         .await
         .expect("part");
     // Another transaction instead of transaction 5's rest: refused, the part rolled back.
-    let refused = applier.apply(&[at(6, 1020, &[a.clone()], &[(0, 6)])]).await;
+    let refused = applier
+        .apply(&[at(6, 1020, std::slice::from_ref(&a), &[(0, 6)])])
+        .await;
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(ids(&mut env, "a").await, vec![1]);
     // The same part sent again (a restarted reader) after one was applied: refused too.
     applier
-        .apply_part(&[at(5, 1003, &[a.clone()], &[(0, 2)])])
+        .apply_part(&[at(5, 1003, std::slice::from_ref(&a), &[(0, 2)])])
         .await
         .expect("part");
     let again = applier
-        .apply_part(&[at(5, 1003, &[a.clone()], &[(0, 2)])])
+        .apply_part(&[at(5, 1003, std::slice::from_ref(&a), &[(0, 2)])])
         .await;
     assert!(again.is_err(), "{again:?}");
     // Nothing stays open: the whole transaction applies from its start.
     let state = applier
         .apply(&[
-            at(5, 1003, &[a.clone()], &[(0, 2)]),
-            at(5, 1010, &[a.clone()], &[(0, 3)]),
+            at(5, 1003, std::slice::from_ref(&a), &[(0, 2)]),
+            at(5, 1010, std::slice::from_ref(&a), &[(0, 3)]),
         ])
         .await
         .expect("whole");

@@ -53,6 +53,10 @@ fn describe() {
         "Source transactions published, per source server."
     );
     describe_counter!(
+        fleetsync_agent::source::stream::METRIC_SOURCE_PARTS,
+        "Parts of large source transactions published before their end (embedded bus), per source server."
+    );
+    describe_counter!(
         "fleetsync_snapshot_rows_total",
         "Rows read by initial snapshots, per source server."
     );

@@ -154,6 +154,12 @@ pub struct Pipeline {
     pub batch_wait: Duration,
     pub queue: usize,
     pub queue_rows: usize,
+    /// Bytes of decoded rows the queue holds (`queue_bytes`, per lane); batches stop growing
+    /// at it too.
+    pub queue_bytes: usize,
+    /// Take large source transactions in parts of about this many bytes, applied in one open
+    /// target transaction (`None`: whole transactions; see docs/memory.md).
+    pub part_bytes: Option<usize>,
     /// The agent's checkpoint store (embedded bus only).
     pub checkpoints: Option<CheckpointStore>,
     pub registry: Registry,
@@ -344,7 +350,12 @@ impl Pipeline {
             }
         });
         let child = cancel.child_token();
-        let (mut publisher, rx) = EmbeddedPublisher::channel(self.queue, self.queue_rows);
+        let (mut publisher, rx) = EmbeddedPublisher::channel(
+            self.queue,
+            self.queue_rows,
+            self.queue_bytes,
+            self.part_bytes,
+        );
         let spec = self.spec.clone();
         let agent_cancel = child.clone();
         let agent = tokio::spawn(async move {
@@ -436,9 +447,12 @@ impl Pipeline {
             }
             let mut offsets = vec![first.offset];
             let mut rows = first.txn.len().max(1);
+            let mut bytes = first.txn.mem_bytes();
+            // A batch ends at a part: the rest of its source transaction comes in later ones.
+            let mut partial = first.partial;
             let mut batch = vec![first.txn];
             let deadline = tokio::time::Instant::now() + self.batch_wait;
-            while rows < self.batch_rows {
+            while !partial && rows < self.batch_rows && bytes < self.queue_bytes {
                 let next = match feed.try_recv()? {
                     Some(t) => Some(t),
                     None if rows >= self.batch_rows / 16 || self.batch_wait.is_zero() => None,
@@ -454,12 +468,18 @@ impl Pipeline {
                 }
                 rows += item.txn.len().max(1);
                 offsets.push(item.offset);
+                bytes += item.txn.mem_bytes();
+                partial = item.partial;
                 batch.push(item.txn);
             }
             // An eviction while running stops the pipeline before it applies more.
             self.refuse_evicted()?;
             applier.set_bus_offsets(offsets);
-            let state = applier.apply(&batch).await?;
+            let state = if partial {
+                applier.apply_part(&batch).await?
+            } else {
+                applier.apply(&batch).await?
+            };
             self.made_progress();
             if let Some(store) = &self.checkpoints {
                 if let Err(e) = store.put(&self.applier.sync, &self.applier.target, &state.position)
@@ -559,19 +579,19 @@ pub struct EmbeddedFeed(pub EmbeddedReceiver);
 
 impl Feed for EmbeddedFeed {
     async fn recv(&mut self) -> Result<Option<FeedItem>, FeedError> {
-        Ok(self
-            .0
-            .recv()
-            .await
-            .map(|txn| FeedItem { txn, offset: None }))
+        Ok(self.0.recv().await.map(|q| FeedItem {
+            txn: q.txn,
+            offset: None,
+            partial: q.partial,
+        }))
     }
 
     fn try_recv(&mut self) -> Result<Option<FeedItem>, FeedError> {
-        Ok(self
-            .0
-            .try_recv()
-            .ok()
-            .map(|txn| FeedItem { txn, offset: None }))
+        Ok(self.0.try_recv().ok().map(|q| FeedItem {
+            txn: q.txn,
+            offset: None,
+            partial: q.partial,
+        }))
     }
 
     fn is_idle(&self) -> bool {

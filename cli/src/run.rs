@@ -116,6 +116,8 @@ pub fn build_pipeline(
         batch_wait: Duration::from_millis(sync.batch_wait_ms),
         queue: sync.queue_transactions,
         queue_rows: sync.queue_rows.saturating_mul(sync.apply_lanes.max(1)),
+        queue_bytes: sync.queue_bytes.saturating_mul(sync.apply_lanes.max(1)),
+        part_bytes: part_bytes(config, sync),
         checkpoints: shared.checkpoints.clone(),
         registry: shared.registry.clone(),
         group: sync.group.clone(),
@@ -130,6 +132,30 @@ pub fn build_pipeline(
         held: AtomicBool::new(false),
         fenced: AtomicBool::new(false),
     })
+}
+
+/// Parts of a large source transaction are a quarter of the queue's byte bound: the queue
+/// then holds several, and one part never fills it alone.
+const PARTS_PER_QUEUE: usize = 4;
+
+/// The part size for a sync's large source transactions on the embedded bus (see
+/// docs/memory.md), or `None` where whole transactions are needed: parallel lanes (a
+/// transaction's write set is dispatched whole), conflict detection and bidirectional groups
+/// (they read and decide per transaction), and any sync whose source is also a target of a
+/// sync (fleetsync's own applied transactions on it are recognised only at their end in
+/// `marker` mode; parting one before would echo it).
+fn part_bytes(config: &Config, sync: &SyncConfig) -> Option<usize> {
+    let written_by_fleetsync = config
+        .syncs
+        .iter()
+        .any(|s| s.targets.iter().any(|t| t == &sync.source));
+    let whole = sync.apply_lanes > 1
+        || sync.group.is_some()
+        || sync
+            .conflict_policy()
+            .map_or(true, |c| !c.is_none() || c.group)
+        || written_by_fleetsync;
+    (!whole).then(|| (sync.queue_bytes / PARTS_PER_QUEUE).max(1))
 }
 
 /// The source's current binlog end: what a one-shot run must reach.

@@ -57,6 +57,14 @@ pub const DEFAULT_QUEUE_TRANSACTIONS: usize = 1_024;
 /// Rows buffered per target between agent and coordinator: with the transaction bound, what
 /// bounds the process's memory (a decoded row is a few hundred bytes).
 pub const DEFAULT_QUEUE_ROWS: usize = 20_000;
+/// Bytes of decoded row changes buffered per target (and per lane) between agent and
+/// coordinator, as estimated in memory: the bound that holds for wide rows, where 20,000 rows
+/// can be 100 MB. 8 MiB keeps `fleetsync run` with one sync under 64 MiB at full speed (see
+/// docs/memory.md); the embedded bus also cuts large source transactions into parts of a
+/// quarter of it, and a batch stops growing at it.
+pub const DEFAULT_QUEUE_BYTES: usize = 8 << 20;
+/// The least `queue_bytes`: below, parts and batches get so small that round trips dominate.
+pub const MIN_QUEUE_BYTES: usize = 1 << 20;
 /// Rows per primary-key chunk of the initial snapshot.
 pub const DEFAULT_SNAPSHOT_CHUNK_ROWS: usize = 10_000;
 /// How the applier sends row statements: prepared statements with binary values cost the
@@ -300,6 +308,9 @@ pub struct SyncConfig {
     pub queue_transactions: usize,
     #[serde(default = "default_queue_rows")]
     pub queue_rows: usize,
+    /// Bytes of decoded rows buffered between reader and applier (see [`DEFAULT_QUEUE_BYTES`]).
+    #[serde(default = "default_queue_bytes")]
+    pub queue_bytes: usize,
     #[serde(default = "default_chunk")]
     pub snapshot_chunk_rows: usize,
     /// How row statements are sent to the targets: `binary` (prepared statements) or `text`.
@@ -366,6 +377,9 @@ fn default_queue() -> usize {
 }
 fn default_queue_rows() -> usize {
     DEFAULT_QUEUE_ROWS
+}
+fn default_queue_bytes() -> usize {
+    DEFAULT_QUEUE_BYTES
 }
 fn default_chunk() -> usize {
     DEFAULT_SNAPSHOT_CHUNK_ROWS
@@ -607,6 +621,12 @@ impl Config {
                 return Err(ConfigError::invalid(
                     format!("{field}.queue_rows"),
                     "must be at least 1",
+                ));
+            }
+            if s.queue_bytes < MIN_QUEUE_BYTES {
+                return Err(ConfigError::invalid(
+                    format!("{field}.queue_bytes"),
+                    format!("must be at least {MIN_QUEUE_BYTES} (1 MiB)"),
                 ));
             }
             if s.snapshot_chunk_rows == 0 {

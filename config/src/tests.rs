@@ -699,3 +699,28 @@ fn coordinator_group_settings() {
         "{embedded}"
     );
 }
+
+#[test]
+fn queue_bytes_defaults_to_8_mib_and_is_at_least_1_mib() {
+    let c = Config::parse(EXAMPLE).expect("parses");
+    assert_eq!(c.syncs[0].queue_bytes, DEFAULT_QUEUE_BYTES);
+    for (bytes, ok) in [
+        (0, false),
+        (1_048_575, false),
+        (1_048_576, true),
+        (67_108_864, true),
+    ] {
+        let text = format!("{EXAMPLE}queue_bytes = {bytes}\n");
+        let c = Config::parse(&text).expect("parses");
+        match c.validate() {
+            Ok(()) => assert!(ok, "queue_bytes = {bytes} accepted"),
+            Err(e) => {
+                assert!(!ok, "queue_bytes = {bytes} refused: {e}");
+                let msg = e.to_string();
+                assert!(msg.contains("syncs[0].queue_bytes"), "{msg}");
+                assert!(msg.contains("at least 1048576"), "{msg}");
+                assert_eq!(msg.lines().count(), 1, "{msg}");
+            }
+        }
+    }
+}

@@ -85,7 +85,39 @@ pub struct ChangeRecord<'a> {
     pub after: Option<&'a [Value]>,
 }
 
+/// Allocator overhead assumed per heap block in [`RowChange::mem_bytes`] (glibc: 8-16 bytes of
+/// header and rounding to 16).
+const HEAP_BLOCK_OVERHEAD: usize = 16;
+
+impl RowChange {
+    /// About how many bytes this change holds in memory (values, their heap buffers, the
+    /// images' vectors). An estimate for budgets (the embedded bus, batches): cheap, linear in
+    /// the number of values, never exact.
+    pub fn mem_bytes(&self) -> usize {
+        fn image(values: &Option<Vec<Value>>) -> usize {
+            let Some(values) = values else { return 0 };
+            let heap: usize = values
+                .iter()
+                .map(|v| match v {
+                    Value::Decimal(s) | Value::Json(s) => s.capacity() + HEAP_BLOCK_OVERHEAD,
+                    Value::Text(b) | Value::Bytes(b) | Value::Geometry(b) => {
+                        b.capacity() + HEAP_BLOCK_OVERHEAD
+                    }
+                    _ => 0,
+                })
+                .sum();
+            values.capacity() * std::mem::size_of::<Value>() + HEAP_BLOCK_OVERHEAD + heap
+        }
+        std::mem::size_of::<RowChange>() + image(&self.before) + image(&self.after)
+    }
+}
+
 impl Transaction {
+    /// About how many bytes the row changes hold in memory (see [`RowChange::mem_bytes`]).
+    pub fn mem_bytes(&self) -> usize {
+        self.changes.iter().map(RowChange::mem_bytes).sum()
+    }
+
     /// Number of row changes.
     pub fn len(&self) -> usize {
         self.changes.len()

@@ -23,12 +23,14 @@
 //! `tls` (TLS to the databases: modes, certificates, refusals), `api` (the control-plane API:
 //! RBAC matrix from the OpenAPI document, audit, tokens, loopback rule, HTTPS),
 //! `bidi` (bidirectional groups converging, checked against an oracle), `lanes` (`apply_lanes = 4`
-//! killed ten times during a catch-up).
+//! killed ten times during a catch-up), `big_txn` (source transactions of 20,000 rows carried
+//! in parts, killed mid-transaction).
 
 mod api;
 mod backup;
 mod bad_input;
 mod bidi;
+mod big_txn;
 mod binlog_settings;
 mod catalogue;
 mod conflicts;

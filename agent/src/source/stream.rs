@@ -72,6 +72,9 @@ const GTID_STANDALONE: u8 = 1;
 
 pub const METRIC_BINLOG_EVENTS: &str = "fleetsync_binlog_events_total";
 pub const METRIC_SOURCE_TRANSACTIONS: &str = "fleetsync_source_transactions_total";
+/// Counter: parts of large source transactions published before their end (embedded bus;
+/// see docs/memory.md). Label `server`.
+pub const METRIC_SOURCE_PARTS: &str = "fleetsync_source_transaction_parts_total";
 
 /// A transaction being assembled.
 struct Pending {
@@ -84,6 +87,12 @@ struct Pending {
     ddl: Option<Ddl>,
     /// The transaction wrote `fleetsync.loop_marker`: fleetsync applied it (marker mode).
     marked: bool,
+    /// About how many bytes `changes` holds ([`RowChange::mem_bytes`]): when the publisher
+    /// takes parts, a part is published once this reaches its part size.
+    bytes: usize,
+    /// Parts of this transaction were published: its end must be published too (it commits
+    /// them on the target), even with no rows left.
+    parted: bool,
 }
 
 struct StreamState<'a> {
@@ -265,6 +274,8 @@ impl StreamState<'_> {
             changes: Vec::new(),
             ddl: None,
             marked: false,
+            bytes: 0,
+            parted: false,
         });
     }
 
@@ -371,6 +382,7 @@ impl StreamState<'_> {
             _ => {
                 if let Ok(Some(EventData::RowsEvent(rows))) = event.read_data() {
                     self.on_rows(&rows)?;
+                    self.publish_part(publisher).await?;
                 }
             }
         }
@@ -603,6 +615,7 @@ impl StreamState<'_> {
         let Some(p) = self.pending.as_mut() else {
             return Err(self.decode_error("rows event", "row event outside a transaction"));
         };
+        let first = p.changes.len();
         let next_idx = p.tables.len() as u32;
         let idx = *p.table_idx.entry(id).or_insert(next_idx);
         if idx == next_idx {
@@ -615,7 +628,50 @@ impl StreamState<'_> {
                 before,
                 after,
             }));
+        p.bytes += p.changes[first..]
+            .iter()
+            .map(RowChange::mem_bytes)
+            .sum::<usize>();
         Ok(())
+    }
+
+    /// Publishes the rows of the pending transaction so far as a part when the publisher
+    /// takes parts and they reach its part size (see [`Publisher::publish_part`]): a large
+    /// source transaction is then never held whole. The part's position is the end of the
+    /// last rows event: after the previous transaction's end, before this one's, so an
+    /// applier never takes it for an applied transaction (and never stores it: parts are
+    /// applied in an open target transaction that commits with the last part).
+    async fn publish_part<P: Publisher>(&mut self, publisher: &mut P) -> Result<(), SourceError> {
+        let Some(limit) = publisher.part_bytes() else {
+            return Ok(());
+        };
+        let position = self.position();
+        let origin = self.info.origin.clone();
+        let txn_id = self.next_txn_id + 1;
+        let Some(p) = self.pending.as_mut() else {
+            return Ok(());
+        };
+        // Marked (fleetsync's own) and DDL transactions are never split: what they carry is
+        // decided at their end.
+        if p.bytes < limit || p.marked || p.ddl.is_some() || p.changes.is_empty() {
+            return Ok(());
+        }
+        let part = Transaction {
+            origin,
+            gtid: p.gtid,
+            position,
+            txn_id: p.gtid.map(|g| g.seq).unwrap_or(txn_id),
+            commit_ts_ms: if p.ts_ms == 0 { now_ms() } else { p.ts_ms },
+            snapshot: false,
+            snapshot_done: false,
+            tables: p.tables.clone(),
+            changes: std::mem::take(&mut p.changes),
+            ddl: None,
+        };
+        p.bytes = 0;
+        p.parted = true;
+        metrics::counter!(METRIC_SOURCE_PARTS, "server" => self.spec.name.clone()).increment(1);
+        publisher.publish_part(part).await
     }
 
     fn rows_error(&self, info: &TableInfo, e: std::io::Error) -> SourceError {
@@ -645,7 +701,8 @@ impl StreamState<'_> {
             p.ddl = None;
         }
         self.foreign_since_publish |= !p.marked;
-        let has_content = !p.changes.is_empty() || p.ddl.is_some();
+        // A parted transaction's end commits its parts: always published.
+        let has_content = !p.changes.is_empty() || p.ddl.is_some() || p.parted;
         if !has_content && !self.heartbeat_due() {
             return Ok(());
         }

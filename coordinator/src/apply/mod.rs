@@ -67,6 +67,8 @@ mod tests;
 mod tests_lanes;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_parts;
 
 use mysql_async::prelude::Queryable as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -269,6 +271,9 @@ pub struct Applier {
     skip_repl: bool,
     /// Lane connections (`apply_lanes` > 1), connected on first use; see `lanes`.
     lanes: Vec<Option<Conn>>,
+    /// A target transaction left open by [`Applier::apply_part`]: it ends with a part of a
+    /// source transaction whose rest follows. See `run` and docs/memory.md.
+    open: Option<run::Open>,
 }
 
 /// How long a starting applier waits for a previous owner of its (sync, source) to go away.
@@ -351,6 +356,7 @@ impl Applier {
             marker: false,
             skip_repl: false,
             lanes: Vec::new(),
+            open: None,
         };
         applier.setup().await?;
         Ok(applier)
@@ -536,7 +542,25 @@ impl Applier {
     /// transaction is rolled back and the stored progress is that of the last commit.
     pub async fn apply(&mut self, batch: &[Transaction]) -> Result<AppliedState, ApplyError> {
         let started = Instant::now();
-        let result = self.apply_batch(batch).await;
+        let result = self.apply_batch(batch, false).await;
+        match &result {
+            Ok(_) => self.meters.batch.record(started.elapsed().as_secs_f64()),
+            Err(e) => self.count_error(e),
+        }
+        result
+    }
+
+    /// Like [`Applier::apply`], for a batch whose last transaction is a part of a source
+    /// transaction whose rest follows (the embedded bus's parts): its rows are sent in a target
+    /// transaction that stays open, without the progress row; the next batch continues it
+    /// (it must start with the rest of that source transaction) and the one that holds the
+    /// source transaction's end commits it with its progress row. A crash or error before
+    /// then rolls the whole target transaction back, so the stored position never points
+    /// inside a source transaction. Returns the progress stored so far (unchanged).
+    /// Only with one lane and without conflict detection (see docs/memory.md).
+    pub async fn apply_part(&mut self, batch: &[Transaction]) -> Result<AppliedState, ApplyError> {
+        let started = Instant::now();
+        let result = self.apply_batch(batch, true).await;
         match &result {
             Ok(_) => self.meters.batch.record(started.elapsed().as_secs_f64()),
             Err(e) => self.count_error(e),

@@ -1,15 +1,26 @@
 //! The apply loop: splitting a batch into runs of row transactions and DDL, planning each run,
 //! and committing it with its progress row.
+//!
+//! Parts (`Applier::apply_part`): a batch may end with a part of a source transaction whose
+//! rest follows. Its run is sent in a target transaction that stays open ([`Open`]), without
+//! the progress row; the following batches must continue that source transaction (else the
+//! open transaction is rolled back and the batch fails), and the run holding its end commits
+//! everything with the progress row of the end. Invariant: the stored position is always the
+//! end of a whole source transaction, so a crash at any point rolls the open target
+//! transaction back and the reader, resuming from the stored position, sends the whole
+//! source transaction again. Nothing that commits implicitly runs on the main connection
+//! while a transaction is open (missing target tables are created on a connection aside).
 
 use std::collections::HashMap;
 
-use fleetsync_proto::{KeyKind, Position, TableSchema, Transaction};
+use fleetsync_proto::{Gtid, KeyKind, Position, TableSchema, Transaction};
 
 use super::batch::{self, Change, SlotPlan};
 use super::ddl::{self, DdlAction};
 use super::exec::{self, Mark, QueryBuf, SlotSql};
 use super::sql::{self, TableSql};
 use super::state;
+use super::target::TargetTable;
 use super::{AppliedState, Applier, ApplyError, SnapshotState};
 
 /// One table layout within a run.
@@ -50,6 +61,18 @@ impl Frontier {
     }
 }
 
+/// A target transaction left open by `Applier::apply_part`.
+pub(super) struct Open {
+    /// The source transaction whose part ended it.
+    gtid: Option<Gtid>,
+    txn_id: u64,
+    /// The progress as it will be once the open transaction commits, up to its last part
+    /// (whose position is between the previous source transaction's end and this one's).
+    state: AppliedState,
+    /// Row changes of paused tables skipped in it so far.
+    skipped: u64,
+}
+
 impl Applier {
     /// The end of every applied transaction, in the transaction of its rows: the tables paused
     /// so far, the conflicts recorded, the loop marker, the progress row, then COMMIT.
@@ -82,29 +105,62 @@ impl Applier {
         q.push(Mark::Control("committing"), b"COMMIT");
     }
 
+    /// Applies `batch`; `ends_open`: its last transaction is a part whose rest follows (see
+    /// the module docs).
     pub(super) async fn apply_batch(
         &mut self,
         batch: &[Transaction],
+        ends_open: bool,
     ) -> Result<AppliedState, ApplyError> {
-        self.ensure_session().await?;
+        if ends_open && (self.opts.apply_lanes > 1 || !self.opts.conflicts.is_none()) {
+            self.rollback_open().await;
+            return Err(self.state_error(
+                "a part of a source transaction reached an applier with lanes or conflict detection (they need whole transactions)",
+            ));
+        }
+        if self.open.is_none() {
+            self.ensure_session().await?;
+        }
         self.batch_base = batch.as_ptr() as usize;
         if self.batch_offsets.len() != batch.len() {
             // Offsets not given for this batch: keep the stored one.
             self.batch_offsets.clear();
         }
-        let mut frontier = self.state.as_ref().map(|s| Frontier {
-            position: s.position.clone(),
-            snapshot: s.snapshot,
-        });
+        let mut frontier = match &self.open {
+            Some(o) => Some(Frontier {
+                position: o.state.position.clone(),
+                snapshot: o.state.snapshot,
+            }),
+            None => self.state.as_ref().map(|s| Frontier {
+                position: s.position.clone(),
+                snapshot: s.snapshot,
+            }),
+        };
         let mut run: Vec<&Transaction> = Vec::new();
+        let mut continued = self.open.is_none();
         for txn in batch {
             if frontier.as_ref().is_some_and(|f| f.covers(txn)) {
+                if self.open.is_some() {
+                    let reason = format!("source transaction at {} was sent again while a later part of it is applied (an open target transaction): rolled back", txn.position);
+                    self.rollback_open().await;
+                    return Err(self.state_error(reason));
+                }
                 tracing::debug!(sync = %self.opts.sync, target = %self.opts.target, position = %txn.position, "skipping applied transaction");
                 continue;
             }
+            if !continued {
+                continued = true;
+                if let Some(o) = &self.open {
+                    if o.gtid != txn.gtid || o.txn_id != txn.txn_id {
+                        let reason = format!("source transaction {} ended without its last part; got {} at {} instead: the open target transaction was rolled back", o.txn_id, txn.txn_id, txn.position);
+                        self.rollback_open().await;
+                        return Err(self.state_error(reason));
+                    }
+                }
+            }
             frontier = Some(Frontier::advance(frontier.as_ref(), txn));
             if txn.ddl.is_some() {
-                self.flush_rows(&run).await?;
+                self.flush_any(&run).await?;
                 run.clear();
                 self.count_barrier(super::lanes::BARRIER_DDL, 1);
                 self.apply_ddl(txn).await?;
@@ -113,10 +169,69 @@ impl Applier {
                 run.push(txn);
             }
         }
-        self.flush_rows(&run).await?;
-        self.state
-            .clone()
-            .ok_or_else(|| self.state_error("no progress recorded yet and the batch is empty"))
+        if ends_open {
+            self.flush_to(&run, true).await?;
+        } else {
+            self.flush_any(&run).await?;
+        }
+        match (&self.open, &self.state) {
+            (_, Some(s)) => Ok(s.clone()),
+            (Some(o), None) => Ok(o.state.clone()),
+            (None, None) => {
+                Err(self.state_error("no progress recorded yet and the batch is empty"))
+            }
+        }
+    }
+
+    /// Flushes `run` serially when a target transaction is open (it must end there), else
+    /// as lanes allow.
+    async fn flush_any(&mut self, run: &[&Transaction]) -> Result<(), ApplyError> {
+        if self.open.is_some() {
+            self.flush(run).await
+        } else {
+            self.flush_rows(run).await
+        }
+    }
+
+    /// Rolls back the open target transaction, if any (a broken connection rolls it back
+    /// too: the server does when the connection closes).
+    pub(super) async fn rollback_open(&mut self) {
+        if self.open.take().is_some() {
+            if let Err(e) = exec::run_text(&mut self.conn, b"ROLLBACK").await {
+                tracing::debug!(target = %self.opts.target, error = %e, "rollback failed");
+            }
+        }
+    }
+
+    /// [`Applier::ensure_table`] while a target transaction is open: a missing table is
+    /// created on a connection aside (a CREATE on the main one would commit the open
+    /// transaction). The lookup itself is read-only.
+    async fn ensure_table_aside(
+        &mut self,
+        schema: &TableSchema,
+    ) -> Result<Option<TargetTable>, ApplyError> {
+        let key = (schema.schema.clone(), schema.table.clone());
+        if let Some(Some(t)) = self.tables.get(&key) {
+            return Ok(Some(t.clone()));
+        }
+        let aside = mysql_async::Conn::new(self.target_opts.clone())
+            .await
+            .map_err(|e| ApplyError::Connect {
+                target: self.opts.target.clone(),
+                source: Box::new(e),
+            })?;
+        let main = std::mem::replace(&mut self.conn, aside);
+        self.session_ok = false;
+        let result = match self.ensure_session().await {
+            Ok(()) => self.ensure_table(schema).await,
+            Err(e) => Err(e),
+        };
+        let aside = std::mem::replace(&mut self.conn, main);
+        // The main connection's session was not touched (it was set up before the
+        // transaction opened).
+        self.session_ok = true;
+        let _ = aside.disconnect().await;
+        result
     }
 
     pub(super) fn state_error(&self, reason: impl Into<String>) -> ApplyError {
@@ -131,9 +246,35 @@ impl Applier {
     /// Applies `run` (transactions without DDL, or one DDL transaction whose statement already
     /// ran) in one target transaction ending with its progress row.
     pub(super) async fn flush(&mut self, run: &[&Transaction]) -> Result<(), ApplyError> {
+        self.flush_to(run, false).await
+    }
+
+    /// [`Applier::flush`]; `keep_open`: `run` ends with a part, the target transaction stays
+    /// open (no progress row, no COMMIT; see the module docs). A run after an open
+    /// transaction continues it.
+    async fn flush_to(&mut self, run: &[&Transaction], keep_open: bool) -> Result<(), ApplyError> {
+        let result = self.flush_inner(run, keep_open).await;
+        if result.is_err() {
+            // Whatever failed before the rows were sent (a lookup, a plan), nothing of an open
+            // transaction may stay for a later batch to commit.
+            self.rollback_open().await;
+        }
+        result
+    }
+
+    async fn flush_inner(
+        &mut self,
+        run: &[&Transaction],
+        keep_open: bool,
+    ) -> Result<(), ApplyError> {
         let Some(last) = run.last() else {
             return Ok(());
         };
+        let was_open = self.open.is_some();
+        if (was_open || keep_open) && !self.opts.conflicts.is_none() {
+            self.rollback_open().await;
+            return Err(self.state_error("parts of source transactions with conflict detection"));
+        }
         let (slots, mut changes) = self.collect_run(run).await?;
         let total = changes.len();
         changes.retain(|c| slots[c.slot as usize].active);
@@ -156,13 +297,16 @@ impl Applier {
             let txn = run.get(e.txn as usize).copied().unwrap_or(last);
             self.invalid_change(&slots, e.slot, txn, e.reason)
         })?;
-        let new_state = next_state(
-            self.state.as_ref(),
-            run,
-            last,
-            applied,
-            self.offset_through(last),
-        );
+        let prev = match &self.open {
+            Some(o) => Some(&o.state),
+            None => self.state.as_ref(),
+        };
+        let mut new_state = next_state(prev, run, last, applied, self.offset_through(last));
+        if keep_open {
+            // The part is not a source transaction: its end (a later run) counts it.
+            new_state.txns = new_state.txns.saturating_sub(1);
+        }
+        let open = self.open.take();
 
         let sqls: Vec<SlotSql<'_>> = slots
             .iter()
@@ -175,18 +319,42 @@ impl Applier {
         let mut q = std::mem::take(&mut self.q);
         q.clear();
         let result = self
-            .execute(&mut q, &stmts, &sqls, &new_state, resolved.as_ref())
+            .execute(
+                &mut q,
+                &stmts,
+                &sqls,
+                &new_state,
+                resolved.as_ref(),
+                was_open,
+                keep_open,
+            )
             .await;
         q.clear();
         self.q = q;
         result.map_err(|(mark, e)| self.exec_error(run, &slots, mark, e))?;
+        let skipped = skipped as u64 + open.map_or(0, |o| o.skipped);
+        if keep_open {
+            // Sent, not committed.
+            self.open = Some(Open {
+                gtid: last.gtid,
+                txn_id: last.txn_id,
+                state: new_state,
+                skipped,
+            });
+            return Ok(());
+        }
 
         // Committed.
+        let (rows_before, txns_before) = self.state.as_ref().map_or((0, 0), |s| (s.rows, s.txns));
         self.paused.append(&mut self.pending_pauses);
+        self.meters
+            .rows
+            .increment(new_state.rows.saturating_sub(rows_before));
+        self.meters
+            .txns
+            .increment(new_state.txns.saturating_sub(txns_before));
+        self.meters.skipped.increment(skipped);
         self.state = Some(new_state);
-        self.meters.rows.increment(applied);
-        self.meters.txns.increment(run.len() as u64);
-        self.meters.skipped.increment(skipped as u64);
         if let Some(r) = resolved {
             for (strategy, outcome) in r.decisions {
                 metrics::counter!(
@@ -331,7 +499,10 @@ impl Applier {
     }
 
     /// Sends `stmts` and the bookkeeping in one transaction. On failure the transaction is
-    /// rolled back and the mark of the failing statement is returned.
+    /// rolled back and the mark of the failing statement is returned. `open`: a target
+    /// transaction is open already (continue it); `keep_open`: send the rows only, no
+    /// bookkeeping and no COMMIT.
+    #[allow(clippy::too_many_arguments)]
     async fn execute(
         &mut self,
         q: &mut QueryBuf,
@@ -339,6 +510,8 @@ impl Applier {
         sqls: &[SlotSql<'_>],
         new_state: &AppliedState,
         resolved: Option<&super::detect::Resolved>,
+        open: bool,
+        keep_open: bool,
     ) -> Result<(), (Mark, Exec)> {
         let position = new_state.position.to_string();
         if position.len() > state::MAX_POSITION_LEN {
@@ -346,15 +519,23 @@ impl Applier {
                 "position {position} is longer than {} characters",
                 state::MAX_POSITION_LEN
             );
-            if resolved.is_some() {
+            if resolved.is_some() || open {
                 let _ = exec::run_text(&mut self.conn, b"ROLLBACK").await;
             }
             return Err((Mark::Control("recording the progress"), Exec::State(reason)));
         }
-        // With conflict detection the transaction is already open.
-        let mut started = resolved.is_some();
+        // With conflict detection (or a part before) the transaction is already open.
+        let mut started = resolved.is_some() || open;
         let result: Result<(), (Mark, Exec)> = async {
             send_rows(&mut self.conn, q, stmts, sqls, &mut started).await?;
+            if keep_open {
+                started = true;
+                return if q.marks.is_empty() {
+                    Ok(())
+                } else {
+                    send(&mut self.conn, q).await
+                };
+            }
             self.push_epilogue(q, resolved, &position, new_state);
             started = true;
             send(&mut self.conn, q).await
@@ -387,7 +568,11 @@ impl Applier {
         }
         let id = slots.len() as u32;
         ids.push(id);
-        let found = self.ensure_table(schema).await?;
+        let found = if self.open.is_some() {
+            self.ensure_table_aside(schema).await?
+        } else {
+            self.ensure_table(schema).await?
+        };
         let keyed = schema.key_kind != KeyKind::None && !schema.key.is_empty();
         if !keyed {
             self.slow
@@ -617,7 +802,9 @@ impl Applier {
         };
         let mut q = std::mem::take(&mut self.q);
         q.clear();
-        let result = self.execute(&mut q, &[], &[], &new_state, None).await;
+        let result = self
+            .execute(&mut q, &[], &[], &new_state, None, false, false)
+            .await;
         q.clear();
         self.q = q;
         result.map_err(|(mark, e)| match e {

@@ -309,6 +309,7 @@ fn take(
         Ok(Some(FeedItem {
             txn,
             offset: Some(offset),
+            partial: false,
         }))
     }
 }

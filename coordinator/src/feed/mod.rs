@@ -17,6 +17,9 @@ use fleetsync_proto::Transaction;
 pub struct FeedItem {
     pub txn: Transaction,
     pub offset: Option<i64>,
+    /// A part of a source transaction whose rest follows (the embedded bus only, see
+    /// `Applier::apply_part`); Kafka always carries whole transactions.
+    pub partial: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -57,6 +57,7 @@ pub mod rank;
 #[cfg(test)]
 mod rank_sim;
 mod run;
+mod run_ddl;
 mod shape;
 mod sql;
 mod state;

@@ -1,5 +1,5 @@
-//! Agents over Kafka without a state volume, and agent standby with fencing (one Apache Kafka
-//! node; see `docs/agent-failover.md`).
+//! Agents over Kafka without a state volume, and agent standby with fencing (three Apache
+//! Kafka brokers; see `docs/agent-failover.md`).
 //!
 //! - `kafka_agent_standby_takes_over_after_kill`: two agents of one server under load; the
 //!   publisher is SIGKILLed and the standby takes over from the last committed transaction.
@@ -35,7 +35,7 @@ const TAKEOVER_SLACK: Duration = Duration::from_secs(30);
 
 /// The rig with the short session timeout, the app tables plus `hot`, and the writers.
 async fn setup(seed: u64) -> Result<(Rig, Writer, HotWriter)> {
-    let rig = Rig::start_with(KafkaOptions::single(), "").await?;
+    let rig = Rig::start_with(KafkaOptions::three(), "").await?;
     let text = std::fs::read_to_string(&rig.config)?;
     ensure!(text.contains("[bus]\n"), "no [bus] in {text}");
     let text = text.replace(

@@ -26,11 +26,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fleetsync_config::{redacted_settings, Redactor};
 use fleetsync_proto::{codec, Transaction};
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -566,6 +568,26 @@ impl Drop for KafkaPublisher {
                 producer.flush(Timeout::After(Duration::from_secs(2))).ok();
                 drop(producer);
             });
+        }
+    }
+}
+
+/// A partition's (low, high) watermarks, retried until `timeout` while the brokers do not
+/// know the partition yet: a topic created a moment ago (by this process or another one
+/// starting at the same time) answers `UnknownPartition` for a short while. Blocking.
+pub fn watermarks_when_ready<C: Consumer>(
+    consumer: &C,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<(i64, i64), KafkaError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match consumer.fetch_watermarks(topic, partition, left.max(Duration::from_millis(500))) {
+            Ok(w) => return Ok(w),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     }
 }

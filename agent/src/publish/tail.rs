@@ -103,9 +103,9 @@ pub fn read_tail_blocking(
         .create()
         .map_err(|e| err("tail consumer", &e))?;
     let deadline = Instant::now() + TAIL_TIMEOUT;
-    let (low, high) = consumer
-        .fetch_watermarks(topic, partition, Duration::from_secs(10))
-        .map_err(|e| err("watermarks", &e))?;
+    let (low, high) =
+        super::kafka::watermarks_when_ready(&consumer, topic, partition, Duration::from_secs(10))
+            .map_err(|e| err("watermarks", &e))?;
     if high <= low {
         return Ok(Tail::default());
     }

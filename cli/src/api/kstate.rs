@@ -194,17 +194,10 @@ impl Topic {
             .set("enable.partition.eof", "false")
             .create()
             .map_err(|e| e.to_string())?;
-        // A topic just created may not be known to every broker yet: retry until TIMEOUT.
-        let deadline = Instant::now() + TIMEOUT;
-        let (low, high) = loop {
-            match consumer.fetch_watermarks(&self.name, 0, TIMEOUT) {
-                Ok(w) => break w,
-                Err(e) if Instant::now() > deadline => {
-                    return Err(format!("cannot read the topic's offsets: {e}"))
-                }
-                Err(_) => std::thread::sleep(POLL),
-            }
-        };
+        let (low, high) = fleetsync_agent::publish::kafka::watermarks_when_ready(
+            &consumer, &self.name, 0, TIMEOUT,
+        )
+        .map_err(|e| format!("cannot read the topic's offsets: {e}"))?;
         let from = match last {
             None => low,
             Some(n) => start_offset(low, high, n),

@@ -140,9 +140,10 @@ impl KafkaStore {
         let (config, topic) = (self.config.clone(), self.topic.clone());
         tokio::task::spawn_blocking(move || -> Result<i64, String> {
             let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
-            let (_, high) = consumer
-                .fetch_watermarks(&topic, 0, TIMEOUT)
-                .map_err(|e| format!("cannot read the topic's offsets: {e}"))?;
+            let (_, high) = fleetsync_agent::publish::kafka::watermarks_when_ready(
+                &consumer, &topic, 0, TIMEOUT,
+            )
+            .map_err(|e| format!("cannot read the topic's offsets: {e}"))?;
             Ok(high)
         })
         .await
@@ -245,10 +246,14 @@ impl Reader {
 
     /// The topic's end (high watermark).
     pub fn end(&self) -> Result<i64, String> {
-        self.consumer
-            .fetch_watermarks(&self.topic, 0, TIMEOUT)
-            .map(|(_, high)| high)
-            .map_err(|e| format!("cannot read the topic's offsets: {e}"))
+        fleetsync_agent::publish::kafka::watermarks_when_ready(
+            &self.consumer,
+            &self.topic,
+            0,
+            TIMEOUT,
+        )
+        .map(|(_, high)| high)
+        .map_err(|e| format!("cannot read the topic's offsets: {e}"))
     }
 
     /// The next message, waiting up to [`POLL`] (`None`: none yet).

@@ -181,10 +181,18 @@ impl Fleet {
 
     /// Transactions applied per pair (the targets' progress rows).
     async fn applied(&self) -> Result<BTreeMap<String, u64>> {
+        self.progress("txns_applied").await
+    }
+
+    /// A counter of the targets' progress rows per pair: `txns_applied` (every source
+    /// transaction the pair went past, those its filter drops included) or `rows_applied`.
+    async fn progress(&self, column: &str) -> Result<BTreeMap<String, u64>> {
         let mut out = BTreeMap::new();
         for (t, dst) in TARGETS.iter().zip(&self.dsts) {
             let rows = dst
-                .query_strings("SELECT sync_name, txns_applied FROM fleetsync.sync_state")
+                .query_strings(&format!(
+                    "SELECT sync_name, {column} FROM fleetsync.sync_state"
+                ))
                 .await
                 .unwrap_or_default();
             for r in rows {
@@ -673,9 +681,9 @@ async fn kafka_group_scale() -> Result<()> {
 }
 
 /// Row changes written to the source for each member count (each is applied to both targets):
-/// about a minute of catch-up per member count on 2 shared cores, debug build.
+/// 20 to 40 s of catch-up per member count on 2 shared cores, debug build.
 /// `FLEETSYNC_BENCH_ROWS` overrides it.
-const BENCH_ROWS: u64 = 30_000;
+const BENCH_ROWS: u64 = 60_000;
 /// Statements' batches sent to the source in one query while the backlog is written.
 const BACKLOG_BATCH: usize = 20;
 /// The agent has published the backlog when the topic's end stays put this long.
@@ -808,14 +816,16 @@ async fn kafka_group_throughput_figures() -> Result<()> {
             cpu_sum(&broker_pids)?,
             machine_busy_seconds()?,
         );
-        let mut last = fleet.applied().await?;
+        let mut last = fleet.progress("rows_applied").await?;
         let t0 = Instant::now();
         for _ in 0..n {
             fleet.add_member()?;
         }
         let live: Vec<usize> = (0..n).collect();
-        let mut txns_by = vec![0u64; n];
-        let mut txns_unowned = 0u64;
+        // Rows applied by each member: each poll's progress of a pair goes to its owner then.
+        let mut rows_by = vec![0u64; n];
+        let mut rows_unowned = 0u64;
+        let mut pairs_max = vec![0usize; n];
         let mut first_applied: Option<f64> = None;
         let mut caught_up = vec![false; pairs];
         loop {
@@ -825,7 +835,10 @@ async fn kafka_group_throughput_figures() -> Result<()> {
                     .ensure_running()
                     .with_context(|| format!("member {i}"))?;
             }
-            let (owners, applied) = (fleet.owners().await?, fleet.applied().await?);
+            let (owners, applied) = (fleet.owners().await?, fleet.progress("rows_applied").await?);
+            for (i, max) in pairs_max.iter_mut().enumerate() {
+                *max = (*max).max(owners.values().filter(|o| **o == Some(i)).count());
+            }
             for (pair, count) in &applied {
                 let delta = count.saturating_sub(last.get(pair).copied().unwrap_or(0));
                 if delta == 0 {
@@ -833,8 +846,8 @@ async fn kafka_group_throughput_figures() -> Result<()> {
                 }
                 first_applied.get_or_insert(t0.elapsed().as_secs_f64());
                 match owners.get(pair).copied().flatten() {
-                    Some(o) if o < n => txns_by[o] += delta,
-                    _ => txns_unowned += delta,
+                    Some(o) if o < n => rows_by[o] += delta,
+                    _ => rows_unowned += delta,
                 }
             }
             last = applied;
@@ -866,20 +879,19 @@ async fn kafka_group_throughput_figures() -> Result<()> {
         let brokers_cpu = cpu_sum(&broker_pids)? - brokers0;
         let busy = machine_busy_seconds()? - busy0;
         let owners = fleet.owners().await?;
-        // Applied row changes: each source change once per target; a member's share is its
-        // share of the transactions applied (the pairs carry the same mix).
+        // Applied row changes: each source change once per target.
         let applied_rows = written * TARGETS.len() as u64;
-        let txns: u64 = txns_by.iter().sum::<u64>() + txns_unowned;
+        let counted: u64 = rows_by.iter().sum::<u64>() + rows_unowned;
         let total_cpu: f64 = member_cpu.iter().sum();
+        let apply_s = secs - first_applied.unwrap_or(0.0);
         let per_member: Vec<serde_json::Value> = (0..n)
             .map(|i| {
-                let share = if txns == 0 { 0.0 } else { txns_by[i] as f64 / txns as f64 };
-                let rows_i = applied_rows as f64 * share;
+                let rows_i = rows_by[i] as f64;
                 serde_json::json!({
                     "member": i,
                     "pairs_at_end": owners.values().filter(|o| **o == Some(i)).count(),
-                    "txns_applied": txns_by[i],
-                    "rows_applied": rows_i.round(),
+                    "pairs_max": pairs_max[i],
+                    "rows_applied": rows_by[i],
                     "cpu_s": member_cpu[i],
                     "cpu_us_per_row": if rows_i > 0.0 { member_cpu[i] / rows_i * 1e6 } else { f64::NAN },
                 })
@@ -893,8 +905,10 @@ async fn kafka_group_throughput_figures() -> Result<()> {
             "catch_up_s": secs,
             "first_applied_s": first_applied,
             "rows_per_s": applied_rows as f64 / secs,
-            "txns_applied": txns,
-            "txns_unattributed": txns_unowned,
+            "apply_s": apply_s,
+            "rows_per_s_applying": applied_rows as f64 / apply_s,
+            "rows_counted_by_targets": counted,
+            "rows_unattributed": rows_unowned,
             "per_member": per_member,
             "members_cpu_s": total_cpu,
             "cpu_us_per_row_total": total_cpu / applied_rows as f64 * 1e6,
@@ -917,9 +931,11 @@ async fn kafka_group_throughput_figures() -> Result<()> {
                 .unwrap_or_default()
         };
         table.push(format!(
-            "| {n} | {secs:.1} | {:.0} | {} | {} | {} | {:.0} | {targets_cpu:.1} | {brokers_cpu:.1} | {:.1} |",
+            "| {n} | {secs:.1} | {:.1} | {:.0} | {:.0} | {} | {} | {} | {:.0} | {targets_cpu:.1} | {brokers_cpu:.1} | {:.1} |",
+            first_applied.unwrap_or(f64::NAN),
             applied_rows as f64 / secs,
-            share(&|m| m["pairs_at_end"].to_string()),
+            applied_rows as f64 / apply_s,
+            share(&|m| format!("{} (max {})", m["pairs_at_end"], m["pairs_max"])),
             share(&|m| format!("{:.1}", m["cpu_s"].as_f64().unwrap_or(f64::NAN))),
             share(&|m| format!("{:.0}", m["cpu_us_per_row"].as_f64().unwrap_or(f64::NAN))),
             total_cpu / applied_rows as f64 * 1e6,
@@ -934,7 +950,7 @@ async fn kafka_group_throughput_figures() -> Result<()> {
         fleet.members.clear();
     }
     println!(
-        "\n| members | catch-up s | rows/s | pairs per member | CPU s per member | CPU µs/row per member | CPU µs/row, all members | targets' mariadbd CPU s | brokers' CPU s | other processes' CPU s |\n|---|---|---|---|---|---|---|---|---|---|\n{}",
+        "\n| members | catch-up s | first row s | rows/s | rows/s after the first row | pairs per member at the end | CPU s per member | CPU µs/row per member | CPU µs/row, all members | targets' mariadbd CPU s | brokers' CPU s | other processes' CPU s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n{}",
         table.join("\n")
     );
     agent.stop(STOP_TIMEOUT).await?;

@@ -735,6 +735,30 @@ async fn hot_counts(db: &MariaDb) -> Result<Vec<u64>> {
     Ok(out)
 }
 
+/// The targets' `Questions` and `Com_select` status counters, summed (what the members and
+/// this test's polling asked them).
+async fn target_queries(dsts: &[MariaDb]) -> Result<(u64, u64)> {
+    let mut out = (0, 0);
+    for dst in dsts {
+        for r in dst
+            .query_strings(
+                "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME IN ('QUESTIONS', 'COM_SELECT')",
+            )
+            .await?
+        {
+            if let (Some(Some(name)), Some(Some(v))) = (r.first(), r.get(1)) {
+                let v: u64 = v.parse()?;
+                if name.eq_ignore_ascii_case("questions") {
+                    out.0 += v;
+                } else {
+                    out.1 += v;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn cpu_sum(pids: &[u32]) -> Result<f64> {
     pids.iter().map(|p| proc_cpu_seconds(*p)).sum()
 }
@@ -816,6 +840,7 @@ async fn kafka_group_throughput_figures() -> Result<()> {
             cpu_sum(&broker_pids)?,
             machine_busy_seconds()?,
         );
+        let queries0 = target_queries(&fleet.dsts).await?;
         let mut last = fleet.progress("rows_applied").await?;
         let t0 = Instant::now();
         for _ in 0..n {
@@ -878,6 +903,7 @@ async fn kafka_group_throughput_figures() -> Result<()> {
         let targets_cpu = cpu_sum(&target_pids)? - targets0;
         let brokers_cpu = cpu_sum(&broker_pids)? - brokers0;
         let busy = machine_busy_seconds()? - busy0;
+        let queries = target_queries(&fleet.dsts).await?;
         let owners = fleet.owners().await?;
         // Applied row changes: each source change once per target.
         let applied_rows = written * TARGETS.len() as u64;
@@ -913,6 +939,8 @@ async fn kafka_group_throughput_figures() -> Result<()> {
             "members_cpu_s": total_cpu,
             "cpu_us_per_row_total": total_cpu / applied_rows as f64 * 1e6,
             "targets_mariadbd_cpu_s": targets_cpu,
+            "targets_questions": queries.0 - queries0.0,
+            "targets_com_select": queries.1 - queries0.1,
             "brokers_cpu_s": brokers_cpu,
             "agent_cpu_s": agent.cpu_seconds()? - agent0,
             "machine_busy_cpu_s": busy,

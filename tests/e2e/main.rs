@@ -15,7 +15,7 @@
 //! and missing permissions refused), `debezium_sink` (Debezium's JDBC sink connector loads
 //! fleetsync's Debezium JSON topic into a target: Apache Kafka and Kafka Connect started by the
 //! test), `kafka_group` (coordinator groups: members killed, stalled and fenced, restarted in
-//! turn, scaled 1 → 3 → 1; takeover figures),
+//! turn, scaled 1 → 3 → 1; takeover figures; an ignored throughput benchmark for 1, 2, 3 members),
 //! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
 //! `pitr` (binlog archive and point-in-time replay), `transfer` (export/import),
 //! `schema_diff` (schema diff and migrations), `data_diff` (diff data), `health` (health

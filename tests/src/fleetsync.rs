@@ -113,21 +113,9 @@ impl Fleetsync {
         Ok(())
     }
 
-    /// CPU seconds (user + system) the running process has used so far, from
-    /// `/proc/<pid>/stat` (in USER_HZ = 100 ticks a second on Linux).
+    /// CPU seconds (user + system) the running process has used so far.
     pub fn cpu_seconds(&self) -> Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
-        // Fields after the command name (which is in parentheses and may hold spaces).
-        let rest = stat
-            .rsplit_once(')')
-            .map(|(_, r)| r)
-            .context("malformed /proc stat")?;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-        let ticks = |i: usize| -> Result<f64> {
-            Ok(fields.get(i).context("short /proc stat")?.parse::<f64>()?)
-        };
-        Ok((ticks(11)? + ticks(12)?) / 100.0)
+        proc_cpu_seconds(self.pid())
     }
 
     pub fn pid(&self) -> u32 {
@@ -288,6 +276,23 @@ pub async fn wait_synced_procs(
         tokio::time::sleep(poll).await;
         poll = (poll * 2).min(Duration::from_secs(1));
     }
+}
+
+/// CPU seconds (user + system) process `pid` has used so far, from `/proc/<pid>/stat` (in
+/// USER_HZ = 100 ticks a second on Linux): a fleetsync process, a mariadbd or a Kafka node.
+pub fn proc_cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| -> Result<f64> {
+        Ok(fields.get(i).context("short /proc stat")?.parse::<f64>()?)
+    };
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 impl Drop for Fleetsync {

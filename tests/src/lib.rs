@@ -32,7 +32,7 @@ pub use compare::{
 };
 pub use fixtures::{load_trinitycore, repo_root, trinitycore_dir, trinitycore_fixtures};
 pub use fleetsync::{
-    fleetsync_bin, fleetsync_cmd, fleetsync_cmd_with, simple_config, status_json,
+    fleetsync_bin, fleetsync_cmd, fleetsync_cmd_with, proc_cpu_seconds, simple_config, status_json,
     wait_synced_procs, ConfigBuilder, Fleetsync,
 };
 pub use generic::{churn_schema, fill_schema, RowGenerator};

@@ -207,6 +207,11 @@ impl MariaDb {
         Ok(())
     }
 
+    /// The pid of the running mariadbd (for its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn server_id(&self) -> u32 {
         self.server_id
     }

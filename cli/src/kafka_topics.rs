@@ -457,3 +457,25 @@ const POLICY_KEYS: [&str; 3] = [
     "unclean.leader.election.enable",
     "cleanup.policy",
 ];
+
+/// Creates `topic` unless it exists already (another process may create it at the same
+/// moment: `TopicAlreadyExists` is success). The error is one line without the brokers'
+/// settings.
+pub async fn create_if_missing(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &NewTopic<'_>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let opts = AdminOptions::new().operation_timeout(Some(timeout));
+    let created = admin
+        .create_topics([topic], &opts)
+        .await
+        .map_err(|e| format!("cannot create the topic: {e}"))?;
+    for r in created {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(format!("cannot create the topic: {code}")),
+        }
+    }
+    Ok(())
+}

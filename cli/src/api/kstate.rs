@@ -31,11 +31,10 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use fleetsync_config::BusConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
@@ -131,17 +130,9 @@ impl Topic {
                 new.set("cleanup.policy", "delete")
                     .set("retention.ms", &retention)
             };
-            let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
-            let created = admin
-                .create_topics([&new], &opts)
+            crate::kafka_topics::create_if_missing(&admin, &new, TIMEOUT)
                 .await
-                .map_err(|e| fail(format!("cannot create the topic: {e}")))?;
-            for r in created {
-                match r {
-                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((_, code)) => return Err(fail(format!("cannot create the topic: {code}"))),
-                }
-            }
+                .map_err(fail)?;
             tokio::task::spawn_blocking(move || drop(admin));
             tracing::info!(topic = %name, "created a control-plane state topic");
         }

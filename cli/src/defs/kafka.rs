@@ -23,12 +23,11 @@
 use std::time::Duration;
 
 use fleetsync_config::BusConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::DefsError;
@@ -91,17 +90,9 @@ impl KafkaStore {
                 .set("cleanup.policy", "compact")
                 .set("min.compaction.lag.ms", COMPACTION_LAG_MS)
                 .set("min.insync.replicas", &min_isr);
-            let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
-            let created = admin
-                .create_topics([&new], &opts)
+            crate::kafka_topics::create_if_missing(&admin, &new, TIMEOUT)
                 .await
-                .map_err(|e| fail(format!("cannot create the topic: {e}")))?;
-            for r in created {
-                match r {
-                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((_, code)) => return Err(fail(format!("cannot create the topic: {code}"))),
-                }
-            }
+                .map_err(fail)?;
             tokio::task::spawn_blocking(move || drop(admin));
             tracing::info!(topic = %topic, "created the definition store's topic");
         }

@@ -229,6 +229,23 @@ async fn write_txns(conn: &mut mysql_async::Conn, gen: &mut Gen, n: usize) -> Re
     Ok(())
 }
 
+/// Writes slices of source transactions until `stop`; returns how many it wrote.
+fn keep_writing(
+    mut conn: mysql_async::Conn,
+    mut gen: Gen,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Result<usize>> {
+    tokio::spawn(async move {
+        let mut total = 0;
+        while !stop.load(Ordering::Relaxed) {
+            write_txns(&mut conn, &mut gen, SLICE_TXNS).await?;
+            total += SLICE_TXNS;
+            tokio::time::sleep(SLICE_PAUSE).await;
+        }
+        Ok(total)
+    })
+}
+
 /// Whether `/metrics` shows a second lane at work and a keyless barrier (ignored while the
 /// process is starting).
 async fn lanes_seen(port: u16) -> (bool, bool) {
@@ -273,18 +290,7 @@ async fn kill9_lanes_ten_times_during_catch_up() -> Result<()> {
     println!("backlog: {BACKLOG_TXNS} source transactions");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut total = 0;
-            while !stop.load(Ordering::Relaxed) {
-                write_txns(&mut conn, &mut gen, SLICE_TXNS).await?;
-                total += SLICE_TXNS;
-                tokio::time::sleep(SLICE_PAUSE).await;
-            }
-            anyhow::Ok(total)
-        })
-    };
+    let writer = keep_writing(conn, gen, stop.clone());
 
     fs.restart()?;
     let mut rng = StdRng::seed_from_u64(17);
@@ -354,18 +360,7 @@ async fn kill9_kafka_coordinator_lanes_ten_times() -> Result<()> {
     println!("backlog: {BACKLOG_TXNS} source transactions");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut total = 0;
-            while !stop.load(Ordering::Relaxed) {
-                write_txns(&mut conn, &mut gen, SLICE_TXNS).await?;
-                total += SLICE_TXNS;
-                tokio::time::sleep(SLICE_PAUSE).await;
-            }
-            anyhow::Ok(total)
-        })
-    };
+    let writer = keep_writing(conn, gen, stop.clone());
 
     coordinator.restart()?;
     let mut rng = StdRng::seed_from_u64(31);

@@ -314,25 +314,37 @@ fn take(
     }
 }
 
+impl KafkaFeed {
+    /// One received message: checked for continuity (a message already applied is skipped)
+    /// and added to the transaction being reassembled; a completed transaction is returned.
+    fn accept(
+        &mut self,
+        msg: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> Result<Option<FeedItem>, FeedError> {
+        if !Self::check_continuity(
+            &mut self.continuity,
+            &self.next_offset,
+            &self.topic,
+            self.applied,
+            (msg.offset(), seq_of(msg)),
+        )? {
+            return Ok(None);
+        }
+        take(&mut self.current, &self.filter, msg)
+    }
+}
+
 impl Feed for KafkaFeed {
     async fn recv(&mut self) -> Result<Option<FeedItem>, FeedError> {
+        // Messages borrow the consumer, not `self`, so each can be handled by `accept`.
+        let consumer = self.consumer.clone();
         loop {
-            let msg = self
-                .consumer
+            let msg = consumer
                 .recv()
                 .await
                 .map_err(|e| FeedError::Bus(format!("kafka receive: {e}")))?;
             self.idle = false;
-            if !Self::check_continuity(
-                &mut self.continuity,
-                &self.next_offset,
-                &self.topic,
-                self.applied,
-                (msg.offset(), seq_of(&msg)),
-            )? {
-                continue;
-            }
-            let item = take(&mut self.current, &self.filter, &msg)?;
+            let item = self.accept(&msg)?;
             drop(msg);
             if item.is_some() {
                 return Ok(item);
@@ -341,22 +353,14 @@ impl Feed for KafkaFeed {
     }
 
     fn try_recv(&mut self) -> Result<Option<FeedItem>, FeedError> {
+        let consumer = self.consumer.clone();
         loop {
-            let Some(next) = self.consumer.recv().now_or_never() else {
+            let Some(next) = consumer.recv().now_or_never() else {
                 self.idle = true;
                 return Ok(None);
             };
             let msg = next.map_err(|e| self.receive_error(e))?;
-            if !Self::check_continuity(
-                &mut self.continuity,
-                &self.next_offset,
-                &self.topic,
-                self.applied,
-                (msg.offset(), seq_of(&msg)),
-            )? {
-                continue;
-            }
-            let item = take(&mut self.current, &self.filter, &msg)?;
+            let item = self.accept(&msg)?;
             drop(msg);
             if item.is_some() {
                 return Ok(item);

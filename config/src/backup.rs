@@ -50,9 +50,26 @@ pub struct Retention {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackupConfig {
-    /// Directory holding one sub-directory per backup (and `binlog-archive/`).
+    /// Where backups (one sub-directory or key prefix per backup) and `binlog-archive/`
+    /// live: a local directory, or `s3://bucket/prefix` (see [`BackupConfig::location`]).
     #[serde(default)]
     pub dir: Option<PathBuf>,
+    /// S3 endpoint for an `s3://` dir (an S3-compatible server: SeaweedFS, MinIO, Ceph...);
+    /// AWS's regional endpoint when unset. `AWS_ENDPOINT_URL` is read when this is unset.
+    #[serde(default)]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`).
+    #[serde(default)]
+    pub s3_region: Option<String>,
+    /// Path-style addressing (`http://endpoint/bucket/key`) instead of virtual-hosted
+    /// (`http://bucket.endpoint/key`): most self-hosted S3 servers want `true`.
+    #[serde(default)]
+    pub s3_path_style: bool,
+    /// A file with the S3 credentials (AWS's shared-credentials format, profile `default`, or
+    /// `aws_access_key_id = ...` / `aws_secret_access_key = ...` lines). Without it the
+    /// environment's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`).
+    #[serde(default)]
+    pub s3_credentials_file: Option<PathBuf>,
     #[serde(default)]
     pub compression: Compression,
     /// zstd level (1-19) when `compression = "zstd"`.
@@ -84,6 +101,10 @@ impl Default for BackupConfig {
     fn default() -> Self {
         BackupConfig {
             dir: None,
+            s3_endpoint: None,
+            s3_region: None,
+            s3_path_style: false,
+            s3_credentials_file: None,
             compression: Compression::Zstd,
             zstd_level: DEFAULT_ZSTD_LEVEL,
             encryption_key_file: None,
@@ -105,15 +126,89 @@ fn default_chunk_rows() -> usize {
     DEFAULT_BACKUP_CHUNK_ROWS
 }
 
+/// Where `[backup] dir` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupLocation {
+    /// A local directory.
+    Local(PathBuf),
+    /// `s3://bucket/prefix`: `prefix` has no leading or trailing `/` and may be empty.
+    S3 { bucket: String, prefix: String },
+}
+
+impl BackupLocation {
+    /// Parses a `dir` value: `s3://bucket[/prefix]` or a local path.
+    pub fn parse(dir: &std::path::Path) -> Result<BackupLocation, String> {
+        let text = dir.to_string_lossy();
+        let Some(rest) = text.strip_prefix("s3://") else {
+            if text.contains("://") {
+                return Err(format!(
+                    "{text}: only local paths and s3://bucket/prefix locations are supported"
+                ));
+            }
+            return Ok(BackupLocation::Local(dir.to_path_buf()));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid_bucket {
+            return Err(format!(
+                "s3://{bucket}: a bucket name is 3 to 63 lowercase letters, digits, '-' or '.'"
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
+            return Err(format!(
+                "s3://{rest}: the prefix has an empty, '.' or '..' part"
+            ));
+        }
+        Ok(BackupLocation::S3 {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        })
+    }
+
+    /// How the location is shown to people (never with credentials).
+    pub fn display(&self) -> String {
+        match self {
+            BackupLocation::Local(p) => p.display().to_string(),
+            BackupLocation::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}"),
+            BackupLocation::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
 impl BackupConfig {
-    /// `dir`, or an error naming the key when backups are used without it.
+    /// `dir` when it is a local directory; an error naming the key when backups are used
+    /// without it, or when it is an object-storage location (callers that support one use
+    /// [`BackupConfig::location`]).
     pub fn dir(&self) -> Result<&PathBuf, ConfigError> {
-        self.dir.as_ref().ok_or_else(|| {
+        let dir = self.dir.as_ref().ok_or_else(|| {
             ConfigError::invalid(
                 "backup.dir",
                 "required for backups (set [backup] dir = \"...\")",
             )
-        })
+        })?;
+        match BackupLocation::parse(dir) {
+            Ok(BackupLocation::Local(_)) => Ok(dir),
+            Ok(l) => Err(ConfigError::invalid(
+                "backup.dir",
+                format!("{}: this operation needs a local directory", l.display()),
+            )),
+            Err(e) => Err(ConfigError::invalid("backup.dir", e)),
+        }
+    }
+
+    /// Where backups live: a local directory or an `s3://` location.
+    pub fn location(&self) -> Result<BackupLocation, ConfigError> {
+        let dir = self.dir.as_ref().ok_or_else(|| {
+            ConfigError::invalid(
+                "backup.dir",
+                "required for backups (set [backup] dir = \"...\")",
+            )
+        })?;
+        BackupLocation::parse(dir).map_err(|e| ConfigError::invalid("backup.dir", e))
     }
 
     /// Parallel connections to use.
@@ -153,6 +248,38 @@ impl BackupConfig {
         }
         if let Some(s) = &self.schedule {
             crate::parse_schedule(s).map_err(|e| ConfigError::invalid("backup.schedule", e))?;
+        }
+        let s3 = match &self.dir {
+            Some(d) => matches!(
+                BackupLocation::parse(d).map_err(|e| ConfigError::invalid("backup.dir", e))?,
+                BackupLocation::S3 { .. }
+            ),
+            None => false,
+        };
+        if !s3 {
+            let stray = [
+                ("backup.s3_endpoint", self.s3_endpoint.is_some()),
+                ("backup.s3_region", self.s3_region.is_some()),
+                ("backup.s3_path_style", self.s3_path_style),
+                (
+                    "backup.s3_credentials_file",
+                    self.s3_credentials_file.is_some(),
+                ),
+            ];
+            if let Some((key, _)) = stray.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::invalid(
+                    *key,
+                    "only applies when [backup] dir is an s3://bucket/prefix location",
+                ));
+            }
+        }
+        if let Some(e) = &self.s3_endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(ConfigError::invalid(
+                    "backup.s3_endpoint",
+                    "must start with http:// or https://",
+                ));
+            }
         }
         Ok(())
     }

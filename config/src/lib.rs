@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use api::{ApiConfig, DEFAULT_API_LISTEN, PERMISSION_NAMES};
-pub use backup::{BackupConfig, Compression, Retention};
+pub use backup::{BackupConfig, BackupLocation, Compression, Retention};
 pub use bus::{
     is_secret_key, redacted_settings, BusConfig, BusKind, Redactor, TopicSpec,
     CHANGE_TOPIC_PARTITIONS, DEFAULT_MIN_INSYNC_REPLICAS, DEFAULT_REPLICATION_FACTOR,

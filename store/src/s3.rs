@@ -50,9 +50,9 @@ impl S3 {
             .or_else(|| env("AWS_REGION"))
             .or_else(|| env("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|| "us-east-1".into());
-        // reqwest is built without a provider of its own: use ring, the one in the tree
-        // (an error only means one is installed already).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest is built without a provider of its own and needs a process default: a
+        // rustls config builder installs the one compiled in (ring, the tree's only one).
+        let _ = rustls::ClientConfig::builder();
         let secrets = Arc::new(creds.secrets());
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(bucket)

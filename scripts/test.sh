@@ -4,7 +4,8 @@
 #
 # Works on a fresh Debian 12 machine: installs MariaDB (server + client), Java and Maven, and
 # chromium (the dashboard's browser test) when missing, and fetches Apache Kafka's jars with
-# Maven once (tests/kafka/fetch.sh, cached under ~/.cache/fleetsync); node (>= 20.19, for
+# Maven once (tests/kafka/fetch.sh, cached under ~/.cache/fleetsync), builds SeaweedFS's S3
+# server with Go once (tests/s3/fetch.sh, same cache; Go must be there); node (>= 20.19, for
 # Vite) and npm must be there, the web packages come from the npm registry (`npm ci`); the
 # tests start their own MariaDB servers and Kafka brokers on free 127.0.0.1 ports in temp dirs
 # and never touch a MariaDB already running on 3306.
@@ -16,7 +17,8 @@
 #   FLEETSYNC_TRINITYCORE_DIR  TrinityCore fixtures (default ../shared/fixtures/trinitycore;
 #                              the tests using them say SKIPPED when absent)
 #   FLEETSYNC_KAFKA_LIBS       a directory of Kafka jars to use instead of fetching them
-#   FLEETSYNC_CACHE_DIR        where fetch.sh keeps the jars (default ~/.cache/fleetsync)
+#   FLEETSYNC_CACHE_DIR        where fetch.sh keeps the jars and weed (default ~/.cache/fleetsync)
+#   FLEETSYNC_WEED_BIN         a SeaweedFS `weed` binary to use instead of building it
 #   FLEETSYNC_KAFKA_JVM_OPTS   JVM options for the test brokers (default: see
 #                              tests/src/kafka_setup.rs; -Xmx512m, serial GC, C1 only)
 #   FLEETSYNC_TEST_KEEP_LOGS   a directory where failing Kafka tests leave their logs, a dump of
@@ -87,6 +89,19 @@ if [[ -z ${FLEETSYNC_KAFKA_LIBS:-} ]]; then
 fi
 export FLEETSYNC_KAFKA_LIBS
 echo "Kafka jars: $FLEETSYNC_KAFKA_LIBS"
+
+# The S3 backup tests run against SeaweedFS's S3 gateway, built once from the Go module proxy
+# into a cache (tests/s3/fetch.sh; about 5 minutes on 2 cores the first time).
+if [[ -z ${FLEETSYNC_WEED_BIN:-} ]]; then
+    if ! command -v go >/dev/null; then
+        echo "go (1.22+) is needed to build SeaweedFS for the S3 backup tests" >&2
+        exit 1
+    fi
+    step "building SeaweedFS's weed (Go module proxy, cached)"
+    FLEETSYNC_WEED_BIN=$(tests/s3/fetch.sh)
+fi
+export FLEETSYNC_WEED_BIN
+echo "SeaweedFS: $FLEETSYNC_WEED_BIN"
 
 step "cargo build"
 cargo build --workspace

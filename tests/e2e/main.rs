@@ -24,7 +24,8 @@
 //! RBAC matrix from the OpenAPI document, audit, tokens, loopback rule, HTTPS),
 //! `bidi` (bidirectional groups converging, checked against an oracle), `lanes` (`apply_lanes = 4`
 //! killed ten times during a catch-up), `big_txn` (source transactions of 20,000 rows carried
-//! in parts, killed mid-transaction).
+//! in parts, killed mid-transaction), `s3` (the backup store against a real S3-compatible
+//! server, SeaweedFS, started by the test).
 
 mod api;
 mod backup;
@@ -52,6 +53,7 @@ mod loop_prevention;
 mod pitr;
 mod preflight;
 mod retry_state;
+mod s3;
 mod schema_diff;
 mod support;
 mod tls;

@@ -3,7 +3,8 @@
 //! clusters (one node or three, started from Maven-fetched jars: `kafka_setup`, `kafka`; with
 //! TLS, SASL and ACLs: `kafka_secure`; test certificates: `certs`), Kafka Connect with Debezium's connectors on such a
 //! cluster (`connect`), librdkafka's mock cluster for quick checks (`kafka_mock`) and the
-//! TrinityCore fixtures, and a small client for fleetsync's API (`api`).
+//! TrinityCore fixtures, a small client for fleetsync's API (`api`), and a real S3-compatible
+//! server (SeaweedFS, `s3`).
 //!
 //! Every helper talks to servers it started itself (127.0.0.1, OS-assigned ports, temp data
 //! dirs): a MariaDB already running on 3306 is never touched. Waits poll a condition with a
@@ -22,6 +23,7 @@ pub mod kafka_mock;
 pub mod kafka_secure;
 pub mod kafka_setup;
 pub mod mariadb;
+pub mod s3;
 pub mod wait;
 pub mod workload;
 
@@ -42,5 +44,6 @@ pub use kafka_mock::MockKafka;
 pub use kafka_secure::{secure_options, SecureKafka};
 pub use kafka_setup::{KafkaOptions, Listener, ScramUser};
 pub use mariadb::{hex_literal, quote_ident, quote_str, MariaDb};
+pub use s3::S3Server;
 pub use wait::{wait_synced, wait_until};
 pub use workload::Workload;

@@ -30,7 +30,11 @@ async fn s3_store_against_seaweedfs() -> Result<()> {
     assert_eq!(keys, vec!["b1/data/big", "b1/manifest.json"]);
     assert_eq!(s.list_dirs("").await?, vec!["b1"]);
     assert_eq!(s.size("b1/data/big").await?, Some(big.len() as u64));
-    assert!(s.get("b1/none").await.unwrap_err().is_not_found());
+    assert!(s
+        .get("b1/none")
+        .await
+        .expect_err("a missing key")
+        .is_not_found());
 
     // A killed upload leaves its marker: the cleanup aborts the upload and deletes it all.
     let raw = server.store("fleet-backups", "")?;
@@ -65,7 +69,11 @@ async fn s3_store_against_seaweedfs() -> Result<()> {
         s3_credentials_file: Some(wrong),
         ..base("s3://fleet-backups/eu1")
     };
-    let denied = Store::open(&cfg)?.check().await.unwrap_err().to_string();
+    let denied = Store::open(&cfg)?
+        .check()
+        .await
+        .expect_err("a wrong secret")
+        .to_string();
     assert!(denied.contains("access denied"), "{denied}");
     for secret in ["wrong-secret-123", SECRET_KEY] {
         assert!(!denied.contains(secret), "{denied}");

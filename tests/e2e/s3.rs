@@ -57,7 +57,7 @@ async fn s3_store_against_seaweedfs() -> Result<()> {
     let missing = Store::open(&base("s3://no-such-bucket/x"))?
         .check()
         .await
-        .unwrap_err();
+        .expect_err("a missing bucket");
     assert!(missing.to_string().contains("does not exist"), "{missing}");
     let dir = tempfile::tempdir()?;
     let wrong = dir.path().join("creds");

@@ -301,7 +301,10 @@ async fn status(a: &StatusArgs) -> Result<()> {
         return Ok(());
     }
     let (rows, matches_last) = (&st.migrations, st.matches_last_applied);
-    let last = rows.iter().rev().find(|r| r.status == "applied");
+    let last = rows
+        .iter()
+        .rev()
+        .find(|r| r.status == "applied" && !r.after_fingerprint.is_empty());
     if rows.is_empty() {
         println!("{}: no migrations recorded", a.target);
     }

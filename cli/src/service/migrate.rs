@@ -412,7 +412,11 @@ async fn status_of(t: Target, target_arg: &str) -> Result<MigrateStatus> {
     let rows = history::list(&mut conn, Some(&t.scope)).await?;
     let current = fingerprint(&snapshot_target(&mut conn, &t).await?, pairing);
     let _ = conn.disconnect().await;
-    let last = rows.iter().rev().find(|r| r.status == "applied");
+    // Versioned rows (no fingerprints) do not say what the schema should be.
+    let last = rows
+        .iter()
+        .rev()
+        .find(|r| r.status == "applied" && !r.after_fingerprint.is_empty());
     Ok(MigrateStatus {
         target: target_arg.to_string(),
         matches_last_applied: last.map(|r| r.after_fingerprint == current),

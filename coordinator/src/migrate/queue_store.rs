@@ -28,6 +28,16 @@ fn sql(what: &'static str) -> impl FnOnce(mysql_async::Error) -> StoreError {
     move |source| StoreError::Sql { what, source }
 }
 
+/// version, name, checksum, status, error, kind.
+type VersionedRow = (
+    Option<String>,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+);
+
 /// The history of one queue on one server.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -79,14 +89,7 @@ impl Store {
     pub async fn recorded(&self, conn: &mut Conn) -> Result<Vec<Recorded>, StoreError> {
         match self {
             Store::Fleetsync { scope } => {
-                let rows: Vec<(
-                    Option<String>,
-                    String,
-                    String,
-                    String,
-                    Option<String>,
-                    String,
-                )> = match conn
+                let rows: Vec<VersionedRow> = match conn
                     .exec(
                         "SELECT version, name, checksum, status, error, kind \
                              FROM fleetsync.schema_migrations WHERE scope = ? \

@@ -581,6 +581,7 @@ async fn vmigrate_fleet_rollout() -> Result<()> {
     let mut args = vec!["migrate", "up", "--yes"];
     args.extend_from_slice(&common);
     let (code, out, err) = fs(&args).await?;
+    eprintln!("migrate up --yes (canary fails):\n{out}");
     ensure!(code == 2, "canary failure: exit {code}: {out} {err}");
     ensure!(
         out.contains("realm-1 (canary): FAILED at V2__audit.sql")

@@ -70,11 +70,14 @@ fn is_data_statement(sql: &str) -> bool {
     )
 }
 
+/// The server's error as the `mariadb` client prints it (`ERROR 1146 (42S02): ...`), on one
+/// line.
 fn one_line(e: &mysql_async::Error) -> String {
-    e.to_string()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    let text = match e {
+        mysql_async::Error::Server(s) => format!("ERROR {} ({}): {}", s.code, s.state, s.message),
+        other => other.to_string(),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Runs `text` (a whole file) in `database` (a `USE` first when given).

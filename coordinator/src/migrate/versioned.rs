@@ -664,6 +664,41 @@ mod tests {
     }
 
     #[test]
+    fn trinitycore_folder_is_ordered_by_name_and_new_files_take_the_next_number() {
+        let dir = dir_with(
+            "vq-tc",
+            &[
+                ("2024_01_02_00_auth.sql", "b"),
+                ("2023_12_31_01_auth.sql", "a"),
+                ("2024_01_02_01_auth.sql", "c"),
+                ("notes.txt", "x"),
+            ],
+        );
+        let q = load(&dir, HistoryMode::TrinityCore).expect("loads");
+        let names: Vec<&str> = q.files.iter().map(|f| f.file_name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "2023_12_31_01_auth.sql",
+                "2024_01_02_00_auth.sql",
+                "2024_01_02_01_auth.sql"
+            ]
+        );
+        assert_eq!(q.files[0].checksum, sha1_hex_upper(b"a"));
+        assert_eq!(q.files[0].version.to_string(), "2023_12_31_01_auth");
+        assert_eq!(
+            next_file_name(&q, "auth", "2024_01_02").ok().as_deref(),
+            Some("2024_01_02_02_auth.sql")
+        );
+        assert_eq!(
+            next_file_name(&q, "auth", "2024_01_03").ok().as_deref(),
+            Some("2024_01_03_00_auth.sql")
+        );
+        assert!(next_file_name(&q, " - ", "2024_01_03").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn hashes_match_known_vectors() {
         // sha1("abc") and sha256("abc") from FIPS 180-2.
         assert_eq!(

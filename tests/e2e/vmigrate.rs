@@ -499,6 +499,26 @@ async fn vmigrate_trinitycore_updates() -> Result<()> {
         server(&st, "realm")["pending"] == 0 && server(&st, "realm")["applied"] == 3,
         "{st}"
     );
+    // baseline: a file (by name) recorded with its hash and speed 0, never run.
+    write(
+        &dir,
+        "2024_04_03_00_auth.sql",
+        "CREATE TABLE `must_not_exist` (id int);\n",
+    )?;
+    let (code, rep, err) = fs_json(&["baseline", "2024_04_03_00_auth"], &common).await?;
+    ensure!(
+        code == 0 && rep["servers"][0]["files"] == serde_json::json!(["2024_04_03_00_auth.sql"]),
+        "baseline: {rep} {err}"
+    );
+    let sha = hash_tool("sha1sum", &dir.join("2024_04_03_00_auth.sql"))?.to_uppercase();
+    let row = db
+        .query_strings("SELECT hash, speed FROM auth.updates WHERE name = '2024_04_03_00_auth.sql'")
+        .await?;
+    ensure!(
+        row == vec![vec![Some(sha), Some("0".into())]]
+            && !has_table(&db, "auth", "must_not_exist").await?,
+        "{row:?}"
+    );
     // No undo in TrinityCore mode.
     let (code, _, err) = fs(&[&["migrate", "undo"][..], &common[..]].concat()).await?;
     ensure!(code == 2 && err.contains("no undo"), "{err}");

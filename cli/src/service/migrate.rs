@@ -515,7 +515,13 @@ pub async fn apply(
     )
     .await
     .context("recording the migration")?;
-    if let Err(e) = exec::run_steps(&mut conn, &up, &|d: &str| d.to_string()).await {
+    let started = std::time::Instant::now();
+    let ran = exec::run_steps(&mut conn, &up, &|d: &str| d.to_string()).await;
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    history::set_run_info(&mut conn, id, ms, &super::vmigrate::applied_by())
+        .await
+        .map_err(anyhow::Error::from)?;
+    if let Err(e) = ran {
         let msg = e.to_string();
         history::set_status(&mut conn, id, "failed", Some(&msg), None)
             .await

@@ -123,6 +123,20 @@ pub async fn set_status(
     .await
 }
 
+/// Records how long a generated migration's run took and who ran it (`applied_by`).
+pub async fn set_run_info(
+    conn: &mut Conn,
+    id: u64,
+    duration_ms: u64,
+    applied_by: &str,
+) -> Result<(), mysql_async::Error> {
+    conn.exec_drop(
+        "UPDATE fleetsync.schema_migrations SET duration_ms = ?, applied_by = ? WHERE id = ?",
+        (duration_ms, applied_by, id),
+    )
+    .await
+}
+
 const COLUMNS: &str = "id, scope, name, checksum, before_fingerprint, after_fingerprint, status, \
                        error, CAST(applied_at AS CHAR), CAST(rolled_back_at AS CHAR)";
 

@@ -13,6 +13,7 @@ use fleetsync_tests::{
     assert_schemas_equal, fleetsync_cmd_with, trinitycore_fixtures, ConfigBuilder, Fleetsync,
     MariaDb,
 };
+use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
 const CMD_TIMEOUT: Duration = Duration::from_secs(120);
@@ -373,6 +374,28 @@ async fn vmigrate_queue_one_server() -> Result<()> {
         "up after baseline: {rep} {err}"
     );
     ensure!(db.count("app2", "items").await? == 2);
+
+    // Another session holds the queue's lock (a concurrent `up`): this run applies nothing.
+    let mut held = db.pool().get_conn().await?;
+    held.query_drop("SELECT GET_LOCK('fleetsync_migrate:app2', 60)")
+        .await?;
+    let (code, rep, err) = fs_json(&["up", "--yes"], &common2).await?;
+    let s = server(&rep, "solo");
+    ensure!(
+        code == 2
+            && s["failed"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("lock is held"))
+            && s["applied"] == serde_json::json!([]),
+        "{rep} {err}"
+    );
+    ensure!(
+        !has_column(&db, "app2", "items", "qty").await?,
+        "V3 ran without the lock"
+    );
+    held.query_drop("SELECT RELEASE_LOCK('fleetsync_migrate:app2')")
+        .await?;
+    drop(held);
     Ok(())
 }
 

@@ -433,9 +433,23 @@ pub async fn apply_server(
         fail(&mut run, None, setup_failure(e.to_string()));
         return run;
     }
+    // Under the lock, the files still to run (another run may have applied some since the
+    // plan was made).
+    let todo = match locked_state(&mut conn, &store, queue).await {
+        Ok(st) => plan
+            .files
+            .iter()
+            .copied()
+            .filter(|&i| matches!(st.files[i], FileState::Pending | FileState::Failed { .. }))
+            .collect::<Vec<usize>>(),
+        Err(e) => {
+            fail(&mut run, None, setup_failure(e));
+            return run;
+        }
+    };
     let database = req.database();
     let by = applied_by();
-    for &i in &plan.files {
+    for &i in &todo {
         let file = &queue.files[i];
         tracker.phase(format!("{}: {}", plan.server, file.file_name));
         // The bytes that run are the bytes whose checksum is recorded.
@@ -502,6 +516,22 @@ pub async fn apply_server(
     }
     let _ = conn.disconnect().await;
     run
+}
+
+/// Takes the queue's lock on `conn`, then reads the server's state.
+async fn locked_state(
+    conn: &mut mysql_async::Conn,
+    store: &Store,
+    queue: &Queue,
+) -> Result<ServerState, String> {
+    if !store.lock(conn).await.map_err(|e| e.to_string())? {
+        return Err(
+            "another `migrate up` or `migrate undo` is running on this server (its lock is held); nothing run"
+                .into(),
+        );
+    }
+    let rows = store.recorded(conn).await.map_err(|e| e.to_string())?;
+    Ok(versioned::server_state(queue, &rows))
 }
 
 async fn snapshot(config: &Config, server: &str, database: Option<&str>) -> Result<SchemaSnapshot> {
@@ -743,6 +773,11 @@ pub async fn undo(config: &Config, req: &QueueRequest, to: Option<&str>) -> Resu
             error: None,
         };
         let mut conn = connect(config, &server).await?;
+        if let Err(e) = locked_state(&mut conn, &store, &queue).await {
+            change.error = Some(e);
+            servers.push(change);
+            continue;
+        }
         for i in idx {
             let f = &queue.files[i];
             let Some(undo) = &f.undo else { continue };

@@ -62,6 +62,23 @@ impl Store {
         }
     }
 
+    /// Takes the server's lock for this queue (`GET_LOCK`, held until the connection
+    /// closes), so two `up`/`undo` runs never apply the same file at once. `false`: another
+    /// session holds it.
+    pub async fn lock(&self, conn: &mut Conn) -> Result<bool, StoreError> {
+        let key = match self {
+            Store::Fleetsync { scope } => format!("fleetsync_migrate:{scope}"),
+            Store::TrinityCore { database } => format!("fleetsync_migrate_tc:{database}"),
+        };
+        // Lock names are at most 64 characters.
+        let key: String = key.chars().take(64).collect();
+        let got: Option<Option<i64>> = conn
+            .exec_first("SELECT GET_LOCK(?, 0)", (key,))
+            .await
+            .map_err(sql("taking the migration lock"))?;
+        Ok(got.flatten() == Some(1))
+    }
+
     /// Makes the history writable: creates/extends fleetsync's table, or checks that the
     /// `updates` table exists.
     pub async fn prepare(&self, conn: &mut Conn) -> Result<(), StoreError> {

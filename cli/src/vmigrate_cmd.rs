@@ -1,7 +1,7 @@
 //! `fleetsync migrate new|status --dir|up|undo|repair|baseline`: versioned migrations, thin
 //! adapters around [`crate::service::vmigrate`]. Exit 0 when done (or the dry-run plan was
-//! printed), 2 on an error, a refusal or a server that failed (the fleet's state is printed
-//! first).
+//! printed), 2 on an error, a refusal, a server that failed or (status) could not be read
+//! (the fleet's state is printed first).
 
 use std::path::PathBuf;
 
@@ -148,7 +148,8 @@ pub async fn status(a: &QueueArgs) -> Result<()> {
     } else {
         print_status(&st);
     }
-    Ok(())
+    // A server that could not be read makes the answer incomplete.
+    done(st.servers.iter().any(|s| s.error.is_some()))
 }
 
 fn print_status(st: &QueueStatus) {

@@ -542,6 +542,16 @@ async fn vmigrate_trinitycore_updates() -> Result<()> {
             && !has_table(&db, "auth", "must_not_exist").await?,
         "{row:?}"
     );
+    // A database without TrinityCore's table: said per server, exit 2.
+    let (code, st, _) = fs_json(&["status", "--database", "nosuch"], &common).await?;
+    let e = server(&st, "realm")["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    ensure!(
+        code == 2 && e.contains("database nosuch has no `updates` table"),
+        "{st}"
+    );
     // No undo in TrinityCore mode.
     let (code, _, err) = fs(&[&["migrate", "undo"][..], &common[..]].concat()).await?;
     ensure!(code == 2 && err.contains("no undo"), "{err}");

@@ -57,13 +57,20 @@ pub async fn verify_with(
         .collect();
     let codec = settings.codec_for(m)?;
     let threads = settings.threads.max(1);
-    let (backup, codec, data) = (&backup, &codec, &data);
-    futures_util::stream::iter(files.iter().copied())
-        .map(|f| async move {
-            if cancelled() {
-                return Err(BackupError::Cancelled);
+    let work: Vec<(FileEntry, bool)> = files
+        .iter()
+        .map(|f| ((*f).clone(), data.contains(f.name.as_str())))
+        .collect();
+    futures_util::stream::iter(work)
+        .map(|(f, is_data)| {
+            let (backup, codec) = (backup.clone(), codec.clone());
+            let stop = cancelled();
+            async move {
+                if stop {
+                    return Err(BackupError::Cancelled);
+                }
+                check_object(&backup, &f, &codec, is_data).await
             }
-            check_object(backup, f, codec, data.contains(f.name.as_str())).await
         })
         .buffered(threads)
         .try_collect::<Vec<()>>()

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 use fleetsync_agent::backup::{manifest, Key, Settings};
-use fleetsync_proto::jobs::BackupListEntry;
 use fleetsync_config::Config;
+use fleetsync_proto::jobs::BackupListEntry;
 use fleetsync_proto::jobs::{
     BackupCreateReport, BackupPruneReport, BackupRestoreReport, BackupVerifyReport,
     RestorePlanReport,

@@ -139,7 +139,9 @@ pub async fn create(req: &CreateRequest) -> Result<Manifest, BackupError> {
     let store = &req.settings.store;
     if let Some(name) = &req.name {
         manifest::check_name(name)?;
-        if manifest::resolve(store, name).await? != *name || store.list(name).await.map(|v| !v.is_empty())? {
+        if manifest::resolve(store, name).await? != *name
+            || store.list(name).await.map(|v| !v.is_empty())?
+        {
             return Err(BackupError::Refused(format!(
                 "backup name {name:?} is already used (names are unique; pick another or delete that backup)"
             )));
@@ -609,7 +611,10 @@ fn spawn_write(
             .await
             .map_err(|e| BackupError::Refused(format!("a file encoder stopped: {e}")))?
             .map_err(|e| BackupError::object(&ctx.root, &rel, e))?;
-        Ok((table, put_stored(&ctx.root, &rel, stored, rows, stmts).await?))
+        Ok((
+            table,
+            put_stored(&ctx.root, &rel, stored, rows, stmts).await?,
+        ))
     })
 }
 

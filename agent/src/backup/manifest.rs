@@ -238,7 +238,10 @@ fn parse(path: &str, text: &[u8], id: &str) -> Result<Manifest, BackupError> {
         ));
     }
     if m.id != id {
-        return Err(file(format!("manifest is for backup {:?}, not {id:?}", m.id)));
+        return Err(file(format!(
+            "manifest is for backup {:?}, not {id:?}",
+            m.id
+        )));
     }
     Ok(m)
 }
@@ -248,7 +251,10 @@ fn parse(path: &str, text: &[u8], id: &str) -> Result<Manifest, BackupError> {
 pub enum Listed {
     /// A backup with its manifest (complete; `running`/`failed` only for manifests written
     /// by older versions) and whether it is pinned.
-    Done { manifest: Manifest, pinned: bool },
+    Done {
+        manifest: Box<Manifest>,
+        pinned: bool,
+    },
     /// A backup in progress (no manifest yet, a live owner).
     Running(Running),
     /// A directory whose manifest cannot be read: its id and why.
@@ -286,7 +292,10 @@ pub async fn list(root: &Store) -> Result<Vec<Listed>, BackupError> {
         match read(root, &id).await {
             Ok(manifest) => {
                 let pinned = is_pinned(&root.child(&id)).await?;
-                out.push(Listed::Done { manifest, pinned });
+                out.push(Listed::Done {
+                    manifest: Box::new(manifest),
+                    pinned,
+                });
             }
             Err(BackupError::Store(e)) => return Err(BackupError::Store(e)),
             Err(e) => {
@@ -421,7 +430,10 @@ pub(crate) mod tests {
         assert_eq!(resolve(&store, "nightly").await?, "b1");
         assert!(!is_pinned(&store.child("b1")).await?);
         set_pinned(&store.child("b1"), true).await?;
-        assert!(matches!(list(&store).await?.as_slice(), [Listed::Done { pinned: true, .. }]));
+        assert!(matches!(
+            list(&store).await?.as_slice(),
+            [Listed::Done { pinned: true, .. }]
+        ));
         set_pinned(&store.child("b1"), false).await?;
         assert!(!is_pinned(&store.child("b1")).await?);
         let path = dir.join("b1").join(MANIFEST_FILE);

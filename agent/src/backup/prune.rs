@@ -74,12 +74,9 @@ pub fn plan(
         }
     }
     if let Some(newest) = complete.first() {
-        for m in backups
-            .iter()
-            .filter(|m| {
-                m.status == Status::Failed && m.started < newest.started && !pinned.contains(&m.id)
-            })
-        {
+        for m in backups.iter().filter(|m| {
+            m.status == Status::Failed && m.started < newest.started && !pinned.contains(&m.id)
+        }) {
             out.push(Doomed {
                 id: m.id.clone(),
                 reason: format!("failed backup, superseded by {}", newest.id),
@@ -133,7 +130,7 @@ pub async fn prune(
                 if p {
                     pinned.insert(m.id.clone());
                 }
-                good.push(m);
+                good.push(*m);
             }
             Listed::Running(r) => report.skipped.push((
                 r.id.clone(),
@@ -195,18 +192,27 @@ mod tests {
             keep_last: Some(2),
             max_age_days: None,
         };
-        assert_eq!(ids(&plan(&all, &HashSet::new(), &last2, now)), vec!["a", "b"]);
+        assert_eq!(
+            ids(&plan(&all, &HashSet::new(), &last2, now)),
+            vec!["a", "b"]
+        );
         let last1 = Retention {
             keep_last: Some(1),
             max_age_days: None,
         };
-        assert_eq!(ids(&plan(&all, &HashSet::new(), &last1, now)), vec!["c", "a", "b"]);
+        assert_eq!(
+            ids(&plan(&all, &HashSet::new(), &last1, now)),
+            vec!["c", "a", "b"]
+        );
         // Kept by either rule: c is 6 days old, a is 10.
         let both = Retention {
             keep_last: Some(1),
             max_age_days: Some(7),
         };
-        assert_eq!(ids(&plan(&all, &HashSet::new(), &both, now)), vec!["a", "b"]);
+        assert_eq!(
+            ids(&plan(&all, &HashSet::new(), &both, now)),
+            vec!["a", "b"]
+        );
     }
 
     #[test]
@@ -224,7 +230,10 @@ mod tests {
             keep_last: Some(2),
             max_age_days: None,
         };
-        assert_eq!(ids(&plan(&all, &HashSet::new(), &last2, now)), vec!["s-20240110T000000Z"]);
+        assert_eq!(
+            ids(&plan(&all, &HashSet::new(), &last2, now)),
+            vec!["s-20240110T000000Z"]
+        );
     }
 
     #[test]

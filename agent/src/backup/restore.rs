@@ -511,15 +511,12 @@ async fn load_file(
 ) -> Result<Conn, BackupError> {
     let path = root.describe_key(&unit.file.name);
     let plain = read_plain(root, &unit.file, codec, true).await?;
-    let fail = |line: usize, e: String| {
-        BackupError::File {
-            path: path.clone(),
-            message:
-            format!(
-                "line {line}: loading into {}.{} (staging name {}) on server {server}: {e}",
-                unit.database, unit.table, unit.stage
-            ),
-        }
+    let fail = |line: usize, e: String| BackupError::File {
+        path: path.clone(),
+        message: format!(
+            "line {line}: loading into {}.{} (staging name {}) on server {server}: {e}",
+            unit.database, unit.table, unit.stage
+        ),
     };
     let mut from = b"INSERT INTO ".to_vec();
     fleetsync_proto::sql::push_ident(&mut from, &unit.table);

@@ -185,7 +185,9 @@ async fn get_backup_file(
         .size(&file)
         .await
         .map_err(|e| store_problem(e.into()))?
-        .ok_or_else(|| Problem::not_found(format!("{file}: missing from the store")).field("file"))?;
+        .ok_or_else(|| {
+            Problem::not_found(format!("{file}: missing from the store")).field("file")
+        })?;
     let body = backup
         .get_stream(&file)
         .await
@@ -211,7 +213,11 @@ async fn download_backup(
     let config = s.live();
     let (_, stream) = crate::service::backup::download(&config, &m.id)
         .await
-        .map_err(|e| Problem::internal(crate::exit::one_line(crate::service::into_anyhow(e).as_ref())))?;
+        .map_err(|e| {
+            Problem::internal(crate::exit::one_line(
+                crate::service::into_anyhow(e).as_ref(),
+            ))
+        })?;
     let mut resp = Body::from_stream(stream).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -250,7 +256,13 @@ async fn set_pin(s: &ApiState, id: &str, pin: bool) -> Result<Json<BackupPinRepo
     let config = s.live();
     let r = crate::service::backup::set_pinned(&config, &m.id, pin)
         .await
-        .map_err(|e| Problem::new(StatusCode::CONFLICT, "refused", crate::exit::one_line(crate::service::into_anyhow(e).as_ref())))?;
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::CONFLICT,
+                "refused",
+                crate::exit::one_line(crate::service::into_anyhow(e).as_ref()),
+            )
+        })?;
     Ok(Json(r))
 }
 

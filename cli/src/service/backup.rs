@@ -17,10 +17,10 @@ use fleetsync_proto::jobs::{
     BackupCreateReport, BackupListEntry, BackupPinReport, BackupPruneReport, BackupRestoreReport,
     BackupVerified, BackupVerifyReport, PrunedBackup, RestorePlanReport, RestoredReport,
 };
-use fleetsync_store::Store;
 pub use fleetsync_proto::requests::{
     BackupCreateRequest, BackupPruneRequest, BackupRestoreRequest, BackupVerifyRequest,
 };
+use fleetsync_store::Store;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -347,7 +347,11 @@ fn list_entry(l: &manifest::Listed, verified: BackupVerified) -> BackupListEntry
 
 /// Pins (`pin`) or unpins the backup `id_or_name`: a pinned backup is never deleted by
 /// retention. Only a complete backup can be pinned.
-pub async fn set_pinned(config: &Config, id_or_name: &str, pin: bool) -> ServiceResult<BackupPinReport> {
+pub async fn set_pinned(
+    config: &Config,
+    id_or_name: &str,
+    pin: bool,
+) -> ServiceResult<BackupPinReport> {
     let settings = checked_settings(config).await?;
     let id = manifest::resolve(&settings.store, id_or_name)
         .await
@@ -418,7 +422,8 @@ pub async fn prune(
 }
 
 /// A byte stream (a download).
-pub type ByteStream = futures_util::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
+pub type ByteStream =
+    futures_util::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
 
 /// Backup `id_or_name` as one tar stream: `<id>/manifest.json` then every object the
 /// manifest lists, under `<id>/` (unpack it into a local `[backup] dir` to restore from it).
@@ -443,11 +448,9 @@ pub async fn download(config: &Config, id_or_name: &str) -> ServiceResult<(Strin
         .then(move |name| {
             let (backup, prefix) = (backup.clone(), prefix.clone());
             async move {
-                let size = backup
-                    .size(&name)
-                    .await
-                    .map_err(io)?
-                    .ok_or_else(|| std::io::Error::other(format!("{}: missing", backup.describe_key(&name))))?;
+                let size = backup.size(&name).await.map_err(io)?.ok_or_else(|| {
+                    std::io::Error::other(format!("{}: missing", backup.describe_key(&name)))
+                })?;
                 let head = tar_header(&format!("{prefix}/{name}"), size)?;
                 let body = backup.get_stream(&name).await.map_err(io)?.map_err(io);
                 let pad = ((512 - size % 512) % 512) as usize;
@@ -515,7 +518,10 @@ mod tests {
         assert!(ok.at.is_some_and(|t| t.ends_with('Z')));
         record_verified(&b1, "b1", Some("data/x.sql.zst: checksum mismatch".into())).await;
         // A tar header round-trips through the tar crate, long names included.
-        for path in ["b1/manifest.json".to_string(), format!("b1/data/{}.sql.zst", "x".repeat(150))] {
+        for path in [
+            "b1/manifest.json".to_string(),
+            format!("b1/data/{}.sql.zst", "x".repeat(150)),
+        ] {
             let mut t = tar_header(&path, 3).expect("header");
             t.extend_from_slice(b"abc");
             t.resize(t.len().div_ceil(512) * 512 + 1024, 0);

@@ -95,7 +95,10 @@ async fn backup_bad_inputs_change_nothing() -> Result<()> {
     let listed = ok(&["backup", "list", "--config", &c]).await?;
     ensure!(!listed.contains(&id2), "list: {listed}");
     let pruned = ok(&["backup", "prune", "--config", &c]).await?;
-    ensure!(pruned.contains(&format!("deleted {id2}")), "prune: {pruned}");
+    ensure!(
+        pruned.contains(&format!("deleted {id2}")),
+        "prune: {pruned}"
+    );
     ensure!(!dir.join(&id2).exists(), "the leftovers of {id2} remain");
 
     // A point-in-time restore with no binlog archive is refused before anything is loaded.

@@ -56,8 +56,10 @@ impl Runner {
 
     async fn run(&mut self, args: &[&str]) -> Result<Output> {
         let out = fleetsync_cmd_with(args, &self.env, CMD_TIMEOUT).await?;
-        self.seen.push(String::from_utf8_lossy(&out.stdout).into_owned());
-        self.seen.push(String::from_utf8_lossy(&out.stderr).into_owned());
+        self.seen
+            .push(String::from_utf8_lossy(&out.stdout).into_owned());
+        self.seen
+            .push(String::from_utf8_lossy(&out.stderr).into_owned());
         Ok(out)
     }
 
@@ -85,7 +87,11 @@ impl Runner {
         let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
         ensure!(lines.len() == 1, "expected one error line, got:\n{stderr}");
         for n in needles {
-            ensure!(lines[0].contains(n), "the error should mention {n:?}: {}", lines[0]);
+            ensure!(
+                lines[0].contains(n),
+                "the error should mention {n:?}: {}",
+                lines[0]
+            );
         }
         println!("refused as expected: {}", lines[0]);
         Ok(lines[0].to_string())
@@ -93,7 +99,15 @@ impl Runner {
 
     /// `backup create --json` (with `extra` flags): the JSON report.
     async fn create(&mut self, config: &Path, extra: &[&str]) -> Result<serde_json::Value> {
-        let mut args = vec!["backup", "create", "--config", p(config)?, "--server", "src", "--json"];
+        let mut args = vec![
+            "backup",
+            "create",
+            "--config",
+            p(config)?,
+            "--server",
+            "src",
+            "--json",
+        ];
         args.extend(extra);
         let out = self.ok(&args).await?;
         let v: serde_json::Value =
@@ -104,7 +118,10 @@ impl Runner {
 
     fn assert_no_secret(&self) -> Result<()> {
         for s in &self.seen {
-            ensure!(!s.contains(SECRET_KEY), "the secret key appears in an output:\n{s}");
+            ensure!(
+                !s.contains(SECRET_KEY),
+                "the secret key appears in an output:\n{s}"
+            );
         }
         Ok(())
     }
@@ -134,7 +151,9 @@ async fn objects(store: &Store, id: &str) -> Result<Vec<String>> {
 }
 
 async fn manifest_of(store: &Store, id: &str) -> Result<serde_json::Value> {
-    Ok(serde_json::from_slice(&store.get(&format!("{id}/manifest.json")).await?)?)
+    Ok(serde_json::from_slice(
+        &store.get(&format!("{id}/manifest.json")).await?,
+    )?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,10 +177,20 @@ async fn backup_s3_round_trip_pins_download() -> Result<()> {
     let c = p(&config)?.to_string();
     let mut r = Runner::new(&s3.credential_env());
 
-    let first = r.create(&config, &["--include", "app\\..*", "--name", "first", "--pin"]).await?;
-    ensure!(first["name"] == "first" && first["pinned"] == true, "{first}");
+    let first = r
+        .create(
+            &config,
+            &["--include", "app\\..*", "--name", "first", "--pin"],
+        )
+        .await?;
     ensure!(
-        first["dir"].as_str().is_some_and(|d| d.starts_with("s3://fleet-backups/eu1/")),
+        first["name"] == "first" && first["pinned"] == true,
+        "{first}"
+    );
+    ensure!(
+        first["dir"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("s3://fleet-backups/eu1/")),
         "{first}"
     );
     let id1 = first["id"].as_str().context("id")?.to_string();
@@ -178,8 +207,14 @@ async fn backup_s3_round_trip_pins_download() -> Result<()> {
     ensure!(m1["name"] == "first" && m1["status"] == "complete", "{m1}");
     let keys = objects(&store, &id1).await?;
     ensure!(keys.iter().any(|k| k.ends_with("/pin.json")), "{keys:?}");
-    ensure!(!keys.iter().any(|k| k.ends_with("running.json")), "{keys:?}");
-    ensure!(keys.iter().filter(|k| k.contains("/data/")).count() > 10, "{keys:?}");
+    ensure!(
+        !keys.iter().any(|k| k.ends_with("running.json")),
+        "{keys:?}"
+    );
+    ensure!(
+        keys.iter().filter(|k| k.contains("/data/")).count() > 10,
+        "{keys:?}"
+    );
 
     let list = listed(&mut r, &c).await?;
     ensure!(
@@ -194,25 +229,61 @@ async fn backup_s3_round_trip_pins_download() -> Result<()> {
     let v = r.ok(&["backup", "verify", "--config", &c, "first"]).await?;
     ensure!(v.contains(&id1) && v.contains("verified"), "verify: {v}");
     let shown = r.ok(&["backup", "show", "--config", &c, "first"]).await?;
-    ensure!(shown.contains("pinned: yes") && shown.contains("verified: verified"), "show: {shown}");
-    r.ok(&["backup", "restore", "--config", &c, "first", "--to-server", "dst"]).await?;
+    ensure!(
+        shown.contains("pinned: yes") && shown.contains("verified: verified"),
+        "show: {shown}"
+    );
+    r.ok(&[
+        "backup",
+        "restore",
+        "--config",
+        &c,
+        "first",
+        "--to-server",
+        "dst",
+    ])
+    .await?;
     assert_app_equal(src, dst, "app").await?;
 
     // keep_last = 1: the pinned backup is kept and not counted; id3 is the newest unpinned.
     let pruned = r.ok(&["backup", "prune", "--config", &c]).await?;
-    ensure!(pruned.contains(&format!("deleted {id2}")) && !pruned.contains(&id1), "prune: {pruned}");
-    ensure!(objects(&store, &id2).await?.is_empty(), "{id2} left objects");
+    ensure!(
+        pruned.contains(&format!("deleted {id2}")) && !pruned.contains(&id1),
+        "prune: {pruned}"
+    );
+    ensure!(
+        objects(&store, &id2).await?.is_empty(),
+        "{id2} left objects"
+    );
     r.ok(&["backup", "unpin", "--config", &c, "first"]).await?;
     let pruned = r.ok(&["backup", "prune", "--config", &c]).await?;
-    ensure!(pruned.contains(&format!("deleted {id1}")), "prune after unpin: {pruned}");
-    ensure!(objects(&store, &id1).await?.is_empty(), "{id1} left objects");
+    ensure!(
+        pruned.contains(&format!("deleted {id1}")),
+        "prune after unpin: {pruned}"
+    );
+    ensure!(
+        objects(&store, &id1).await?.is_empty(),
+        "{id1} left objects"
+    );
     r.ok(&["backup", "pin", "--config", &c, &id3]).await?;
     let list = listed(&mut r, &c).await?;
-    ensure!(list == vec![(id3.clone(), "complete".into(), None, true)], "list: {list:?}");
+    ensure!(
+        list == vec![(id3.clone(), "complete".into(), None, true)],
+        "list: {list:?}"
+    );
 
     // Download: a tar stream whose members match the manifest's sizes and SHA-256s.
     let tar_path = pair.dir.path().join("b.tar");
-    r.ok(&["backup", "download", "--config", &c, &id3, "--out", p(&tar_path)?]).await?;
+    r.ok(&[
+        "backup",
+        "download",
+        "--config",
+        &c,
+        &id3,
+        "--out",
+        p(&tar_path)?,
+    ])
+    .await?;
     let m3 = manifest_of(&store, &id3).await?;
     let mut want: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
     for t in m3["tables"].as_array().context("tables")? {
@@ -245,15 +316,22 @@ async fn backup_s3_round_trip_pins_download() -> Result<()> {
             saw_manifest = true;
             continue;
         }
-        let sum: String = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+        let sum: String = Sha256::digest(&data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         got.insert(path, sum);
     }
     ensure!(saw_manifest, "no manifest in the tar");
     ensure!(got == want, "tar members/SHA-256 differ from the manifest");
     // The same to stdout.
-    let out = r.run(&["backup", "download", "--config", &c, "first", "--out", "-"]).await?;
+    let out = r
+        .run(&["backup", "download", "--config", &c, "first", "--out", "-"])
+        .await?;
     ensure!(!out.status.success(), "a deleted backup was downloaded");
-    let out = r.run(&["backup", "download", "--config", &c, &id3, "--out", "-"]).await?;
+    let out = r
+        .run(&["backup", "download", "--config", &c, &id3, "--out", "-"])
+        .await?;
     ensure!(
         out.status.success() && out.stdout.len() as u64 == std::fs::metadata(&tar_path)?.len(),
         "stdout download: {} bytes",
@@ -277,11 +355,17 @@ async fn backup_s3_refusals_and_tampering() -> Result<()> {
         &wrong,
         "[default]\naws_access_key_id = fleetsync-test-key\naws_secret_access_key = wrong-secret-77\n",
     )?;
-    let bad_creds = s3
-        .backup_toml(BUCKET, PREFIX)
-        .replace(&s3.credentials_file().display().to_string(), &wrong.display().to_string());
+    let bad_creds = s3.backup_toml(BUCKET, PREFIX).replace(
+        &s3.credentials_file().display().to_string(),
+        &wrong.display().to_string(),
+    );
     let cw = write_s3_config(&pair, "wrong", &bad_creds, "")?;
-    let no_bucket = write_s3_config(&pair, "nobucket", &s3.backup_toml("no-such-bucket", PREFIX), "")?;
+    let no_bucket = write_s3_config(
+        &pair,
+        "nobucket",
+        &s3.backup_toml("no-such-bucket", PREFIX),
+        "",
+    )?;
     for (cfg, needle) in [(&cw, "access denied"), (&no_bucket, "does not exist")] {
         let cfg = p(cfg)?;
         for args in [
@@ -294,33 +378,62 @@ async fn backup_s3_refusals_and_tampering() -> Result<()> {
             ensure!(!line.contains("wrong-secret-77"), "{line}");
         }
     }
-    ensure!(store.list("").await?.is_empty(), "a refused command wrote to the bucket");
+    ensure!(
+        store.list("").await?.is_empty(),
+        "a refused command wrote to the bucket"
+    );
 
     // A tampered object: same size, other bytes. Verify and restore refuse, naming it; the
     // target is unchanged (the database is not created).
-    let config = write_s3_config(&pair, "ok", &s3.backup_toml(BUCKET, PREFIX), "chunk_rows = 20\n")?;
+    let config = write_s3_config(
+        &pair,
+        "ok",
+        &s3.backup_toml(BUCKET, PREFIX),
+        "chunk_rows = 20\n",
+    )?;
     let c = p(&config)?.to_string();
     let id = r.create(&config, &["--include", "app\\..*"]).await?["id"]
         .as_str()
         .context("id")?
         .to_string();
     let m = manifest_of(&store, &id).await?;
-    let chunk = m["tables"][1]["files"][0]["name"].as_str().context("file")?.to_string();
+    let chunk = m["tables"][1]["files"][0]["name"]
+        .as_str()
+        .context("file")?
+        .to_string();
     let key = format!("{id}/{chunk}");
     let mut bytes = store.get(&key).await?.to_vec();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     store.put(&key, bytes.into()).await?;
     let before = fingerprint(dst).await?;
-    r.refused(&["backup", "verify", "--config", &c, &id], &[&chunk, "checksum mismatch", "s3://"])
-        .await?;
     r.refused(
-        &["backup", "restore", "--config", &c, &id, "--to-server", "dst", "--yes"],
+        &["backup", "verify", "--config", &c, &id],
+        &[&chunk, "checksum mismatch", "s3://"],
+    )
+    .await?;
+    r.refused(
+        &[
+            "backup",
+            "restore",
+            "--config",
+            &c,
+            &id,
+            "--to-server",
+            "dst",
+            "--yes",
+        ],
         &[&chunk, "checksum mismatch"],
     )
     .await?;
-    ensure!(fingerprint(dst).await? == before, "a refused restore changed the target");
-    ensure!(!dst.user_databases().await?.contains(&"app".to_string()), "app was created");
+    ensure!(
+        fingerprint(dst).await? == before,
+        "a refused restore changed the target"
+    );
+    ensure!(
+        !dst.user_databases().await?.contains(&"app".to_string()),
+        "app was created"
+    );
     let list = listed(&mut r, &c).await?;
     ensure!(list.len() == 1 && list[0].1 == "complete", "{list:?}");
     r.assert_no_secret()
@@ -328,14 +441,25 @@ async fn backup_s3_refusals_and_tampering() -> Result<()> {
 
 /// Starts `fleetsync backup create` in the background (stdout/stderr piped).
 fn spawn_create(config: &Path) -> Result<tokio::process::Child> {
-    Ok(tokio::process::Command::new(fleetsync_tests::fleetsync::fleetsync_bin())
-        .args(["backup", "create", "--config", p(config)?, "--server", "src", "--include", "big\\..*"])
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?)
+    Ok(
+        tokio::process::Command::new(fleetsync_tests::fleetsync::fleetsync_bin())
+            .args([
+                "backup",
+                "create",
+                "--config",
+                p(config)?,
+                "--server",
+                "src",
+                "--include",
+                "big\\..*",
+            ])
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?,
+    )
 }
 
 /// Waits until some object of the bucket matches `pred`; the backup id it belongs to.
@@ -367,7 +491,7 @@ async fn backup_s3_outage_and_kill_leave_nothing() -> Result<()> {
     // Many small files (outage case) and a few rows of 100 KiB (one file above the multipart
     // threshold).
     src.exec(
-        "CREATE DATABASE big; \
+        "CREATE DATABASE big; USE big; \
          CREATE TABLE big.many (id INT PRIMARY KEY, v VARCHAR(200)); \
          INSERT INTO big.many SELECT seq, REPEAT(CHAR(65 + seq % 26), 150) FROM seq_1_to_200000; \
          CREATE TABLE big.wide (id INT PRIMARY KEY, v LONGTEXT); \
@@ -385,21 +509,30 @@ async fn backup_s3_outage_and_kill_leave_nothing() -> Result<()> {
         "chunk_rows = 500\nthreads = 1\n",
     )?;
     let mut child = spawn_create(&small)?;
-    let failed_id = wait_for_object(&store, &mut child, "data files", |k| k.contains("/data/")).await?;
+    let failed_id =
+        wait_for_object(&store, &mut child, "data files", |k| k.contains("/data/")).await?;
     s3.stop().await?;
     let out = tokio::time::timeout(CMD_TIMEOUT, child.wait_with_output()).await??;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     r.seen.push(stderr.clone());
-    ensure!(!out.status.success(), "the backup succeeded without its store");
+    ensure!(
+        !out.status.success(),
+        "the backup succeeded without its store"
+    );
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     ensure!(errors.len() == 1, "expected one error line:\n{stderr}");
     println!("failed as expected: {}", errors[0]);
     s3.start_again().await?;
-    ensure!(listed(&mut r, p(&small)?).await?.is_empty(), "a failed backup is listed");
+    ensure!(
+        listed(&mut r, p(&small)?).await?.is_empty(),
+        "a failed backup is listed"
+    );
     // It could not delete its objects with the server down: leftovers (dead owner).
     let left = objects(&store, &failed_id).await?;
     println!("{} objects left by the failed backup", left.len());
-    let dry = r.ok(&["backup", "prune", "--config", p(&small)?, "--dry-run"]).await?;
+    let dry = r
+        .ok(&["backup", "prune", "--config", p(&small)?, "--dry-run"])
+        .await?;
     ensure!(
         left.is_empty() || dry.contains(&format!("would delete {failed_id}")),
         "prune --dry-run: {dry}"
@@ -421,13 +554,25 @@ async fn backup_s3_outage_and_kill_leave_nothing() -> Result<()> {
     child.start_kill()?;
     let _ = child.wait().await?;
     let killed = objects(&store, &killed_id).await?;
-    ensure!(killed.iter().any(|k| k.contains(".multipart-")), "{killed:?}");
-    ensure!(listed(&mut r, p(&wide)?).await?.is_empty(), "a killed backup is listed");
+    ensure!(
+        killed.iter().any(|k| k.contains(".multipart-")),
+        "{killed:?}"
+    );
+    ensure!(
+        listed(&mut r, p(&wide)?).await?.is_empty(),
+        "a killed backup is listed"
+    );
 
     let done = r.create(&wide, &["--include", "big\\..*"]).await?;
     let id = done["id"].as_str().context("id")?.to_string();
-    ensure!(objects(&store, &killed_id).await?.is_empty(), "the killed backup's leftovers remain");
-    ensure!(objects(&store, &failed_id).await?.is_empty(), "the failed backup's leftovers remain");
+    ensure!(
+        objects(&store, &killed_id).await?.is_empty(),
+        "the killed backup's leftovers remain"
+    );
+    ensure!(
+        objects(&store, &failed_id).await?.is_empty(),
+        "the failed backup's leftovers remain"
+    );
     let m = manifest_of(&store, &id).await?;
     let biggest = m["tables"]
         .as_array()
@@ -443,7 +588,16 @@ async fn backup_s3_outage_and_kill_leave_nothing() -> Result<()> {
     );
     let list = listed(&mut r, p(&wide)?).await?;
     ensure!(list.len() == 1 && list[0].0 == id, "list: {list:?}");
-    r.ok(&["backup", "restore", "--config", p(&wide)?, &id, "--to-server", "dst"]).await?;
+    r.ok(&[
+        "backup",
+        "restore",
+        "--config",
+        p(&wide)?,
+        &id,
+        "--to-server",
+        "dst",
+    ])
+    .await?;
     assert_databases_equal(src, dst, "big", "big").await?;
     r.assert_no_secret()
 }

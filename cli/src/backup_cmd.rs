@@ -266,22 +266,17 @@ pub async fn run(command: BackupCommand, remote: Option<crate::remote::Remote>) 
     }
 }
 
-/// The config, with `[backup]` resolved and its location checked (a missing bucket or refused
-/// credentials: one line, before any work).
-async fn load(config: &Path) -> Result<(Config, Settings)> {
+/// The config and `[backup]` resolved (the service checks the location before any work).
+fn load(config: &Path) -> Result<(Config, Settings)> {
     let config = Config::load(config)?;
-    let settings = service::checked_settings(&config)
-        .await
-        .map_err(crate::service::into_anyhow)?;
+    let settings = Settings::from_config(&config.backup)?;
     Ok((config, settings))
 }
 
 /// [`load`] for the commands that connect to a server (the `preferred` TLS probe runs).
 async fn load_connecting(config: &Path) -> Result<(Config, Settings)> {
     let config = crate::opts::load_config(config).await?;
-    let settings = service::checked_settings(&config)
-        .await
-        .map_err(crate::service::into_anyhow)?;
+    let settings = Settings::from_config(&config.backup)?;
     Ok((config, settings))
 }
 
@@ -320,7 +315,7 @@ pub fn print_created(m: &BackupCreateReport, json: bool) {
 }
 
 async fn list(config: &Path, json: bool) -> Result<()> {
-    let (config, settings) = load(config).await?;
+    let (config, settings) = load(config)?;
     let all = service::list(&config).await?;
     if json {
         println!("{}", serde_json::to_value(all)?);
@@ -363,9 +358,9 @@ fn list_line(e: &BackupListEntry) -> String {
 }
 
 async fn show(config: &Path, id: &str, json: bool) -> Result<()> {
-    let (config, settings) = load(config).await?;
-    let id = manifest::resolve(&settings.store, id).await?;
+    let (config, settings) = load(config)?;
     let all = service::list(&config).await?;
+    let id = manifest::resolve(&settings.store, id).await?;
     let Some(e) = all.into_iter().find(|e| e.id == id) else {
         // Not listed: say why (no such backup, or leftovers without a manifest).
         manifest::read(&settings.store, &id).await?;
@@ -391,7 +386,7 @@ async fn show(config: &Path, id: &str, json: bool) -> Result<()> {
 }
 
 async fn pin_cmd(config: &Path, id: &str, pin: bool, json: bool) -> Result<()> {
-    let (config, _) = load(config).await?;
+    let (config, _) = load(config)?;
     let r = service::set_pinned(&config, id, pin)
         .await
         .map_err(crate::service::into_anyhow)?;
@@ -416,7 +411,7 @@ async fn pin_cmd(config: &Path, id: &str, pin: bool, json: bool) -> Result<()> {
 async fn download(config: &Path, id: &str, out: &str) -> Result<()> {
     use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
-    let (config, _) = load(config).await?;
+    let (config, _) = load(config)?;
     let (id, mut stream) = service::download(&config, id)
         .await
         .map_err(crate::service::into_anyhow)?;
@@ -462,7 +457,7 @@ async fn download(config: &Path, id: &str, out: &str) -> Result<()> {
 }
 
 async fn verify_cmd(config: &Path, id: &str, json: bool) -> Result<()> {
-    let (config, _) = load(config).await?;
+    let (config, _) = load(config)?;
     let req = BackupVerifyRequest { id: id.to_string() };
     let tracker = Tracker::new(crate::service::Quiet::arc());
     let report = service::verify(&config, &req, &tracker, &CancellationToken::new())
@@ -599,7 +594,7 @@ fn confirm(plan: &RestorePlanReport) -> Result<bool> {
 }
 
 async fn prune_cmd(config: &Path, dry_run: bool, json: bool) -> Result<()> {
-    let (config, _) = load(config).await?;
+    let (config, _) = load(config)?;
     let req = BackupPruneRequest {
         plan_only: dry_run,
         confirm: true,

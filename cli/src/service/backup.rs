@@ -43,10 +43,11 @@ pub async fn create(
     tracker: &Arc<Tracker>,
     cancel: &CancellationToken,
 ) -> ServiceResult<BackupCreateReport> {
-    let settings = checked_settings(config).await?;
+    // The request first (an unknown server changes nothing), then the location.
     let opts = opts_by_name(config, &req.server)?;
     let filter = TableFilter::new(&req.include, &[])
         .map_err(|(i, e)| anyhow!("--include #{}: {e}", i + 1))?;
+    let settings = checked_settings(config).await?;
     let dump_req = dump::CreateRequest {
         server: req.server.clone(),
         opts,
@@ -141,6 +142,8 @@ pub async fn restore(
     tracker: &Arc<Tracker>,
     cancel: &CancellationToken,
 ) -> ServiceResult<BackupRestoreReport> {
+    let opts = opts_by_name(config, &req.to_server)?;
+    let renames = parse_renames(&req.rename_db)?;
     let settings = checked_settings(config).await?;
     let id = manifest::resolve(&settings.store, &req.id)
         .await
@@ -148,8 +151,8 @@ pub async fn restore(
     let rreq = restore::RestoreRequest {
         id,
         target: req.to_server.clone(),
-        opts: opts_by_name(config, &req.to_server)?,
-        renames: parse_renames(&req.rename_db)?,
+        opts,
+        renames,
         settings,
         progress: tracker.clone(),
         cancel: cancel.clone(),

@@ -194,3 +194,61 @@ pub async fn clean_leftovers(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_liveness() {
+        let now = Utc::now();
+        let at = |secs_ago: i64| {
+            (now - chrono::Duration::seconds(secs_ago))
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        let mut r = Running::new("b1", "src", None);
+        assert!(r.dead(now).is_none(), "this process, fresh heartbeat");
+        r.heartbeat = at(STALE_SECS + 5);
+        assert!(r.dead(now).is_some_and(|w| w.contains("no heartbeat")));
+        // Another host: only the heartbeat tells.
+        r.host = "elsewhere.example".into();
+        r.pid = u32::MAX;
+        r.heartbeat = at(5);
+        assert!(r.dead(now).is_none());
+        r.heartbeat = "garbage".into();
+        assert!(r.dead(now).is_some());
+        // This host, a pid that does not exist: dead at once.
+        r.host = hostname();
+        r.heartbeat = at(0);
+        assert!(r.dead(now).is_some_and(|w| w.contains("is gone")));
+    }
+
+    #[tokio::test]
+    async fn leftovers_are_cleaned_and_live_backups_kept() -> Result<(), BackupError> {
+        let dir = std::env::temp_dir().join(format!("fs-running-{}", std::process::id()));
+        let root = Store::local(&dir);
+        // Live (this process), dead (gone pid), bare objects, and a non-backup directory.
+        write(&root.child("live"), &Running::new("live", "src", None)).await?;
+        let mut dead = Running::new("dead", "src", None);
+        dead.pid = u32::MAX;
+        write(&root.child("dead"), &dead).await?;
+        root.put("dead/data/x.sql.zst", Bytes::from_static(b"x"))
+            .await?;
+        root.put("bare/schema/a.sql", Bytes::from_static(b"x"))
+            .await?;
+        root.put("binlog-archive/src/000001", Bytes::from_static(b"x"))
+            .await?;
+        let mut cleaned = clean_leftovers(&root, None, true).await?;
+        cleaned.sort();
+        let ids: Vec<&str> = cleaned.iter().map(|(i, _)| i.as_str()).collect();
+        assert_eq!(ids, vec!["bare", "dead"]);
+        assert!(root.size("dead/running.json").await?.is_some(), "dry run");
+        clean_leftovers(&root, None, false).await?;
+        assert_eq!(
+            root.list_dirs("").await?,
+            vec!["binlog-archive".to_string(), "live".to_string()]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}

@@ -545,11 +545,28 @@ type Pending = tokio::task::JoinHandle<Result<(usize, FileEntry), BackupError>>;
 
 /// Dumps one range of one table into one or more data files.
 async fn dump_unit(mut conn: Conn, ctx: &Arc<DumpCtx>, unit: Unit) -> Result<Conn, BackupError> {
+    let mut pending: Option<Pending> = None;
+    let r = dump_rows(&mut conn, ctx, &unit, &mut pending).await;
+    if r.is_err() {
+        // Let the file in the writer end before the backup's objects are deleted, so no
+        // upload lands after the cleanup.
+        if let Some(p) = pending.take() {
+            let _ = p.await;
+        }
+    }
+    r.map(|()| conn)
+}
+
+async fn dump_rows(
+    conn: &mut Conn,
+    ctx: &Arc<DumpCtx>,
+    unit: &Unit,
+    pending: &mut Option<Pending>,
+) -> Result<(), BackupError> {
     let t = &unit.dump;
     let (cond, params) = chunk::where_clause(&t.key, &unit.range);
     let sql = format!("SELECT {} FROM {}{cond}", t.select, t.qualified);
     let what = format!("reading {}", t.qualified);
-    let mut pending: Option<Pending> = None;
     let mut out = FileBuf::new();
     {
         let mut result = conn
@@ -563,17 +580,17 @@ async fn dump_unit(mut conn: Conn, ctx: &Arc<DumpCtx>, unit: Unit) -> Result<Con
         {
             out.push(t, row.unwrap())?;
             if out.full(ctx.chunk_rows) {
-                finish(ctx, &mut pending).await?;
-                pending = Some(spawn_write(ctx, &unit, out.take()));
+                finish(ctx, pending).await?;
+                *pending = Some(spawn_write(ctx, unit, out.take()));
             }
         }
     }
-    finish(ctx, &mut pending).await?;
+    finish(ctx, pending).await?;
     if out.rows > 0 {
-        pending = Some(spawn_write(ctx, &unit, out.take()));
-        finish(ctx, &mut pending).await?;
+        *pending = Some(spawn_write(ctx, unit, out.take()));
+        finish(ctx, pending).await?;
     }
-    Ok(conn)
+    Ok(())
 }
 
 async fn finish(ctx: &DumpCtx, pending: &mut Option<Pending>) -> Result<(), BackupError> {

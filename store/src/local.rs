@@ -1,6 +1,7 @@
 //! The local-directory backend.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -56,7 +57,7 @@ impl Local {
 
     pub(crate) async fn check(&self) -> Result<(), StoreError> {
         let (root, me) = (self.root.clone(), self.clone());
-        self.blocking(move || std::fs::create_dir_all(&root).map_err(|e| me.fail("", e)))
+        self.blocking(move || create_dirs(&root).map_err(|e| me.fail("", e)))
             .await
     }
 
@@ -73,9 +74,11 @@ impl Local {
         self.blocking(move || {
             let tmp = tmp_path(&path);
             if let Some(d) = path.parent() {
-                std::fs::create_dir_all(d).map_err(|e| me.fail(&key, e))?;
+                create_dirs(d).map_err(|e| me.fail(&key, e))?;
             }
             std::fs::copy(&src, &tmp).map_err(|e| me.fail(&key, e))?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| me.fail(&key, e))?;
             std::fs::File::open(&tmp)
                 .and_then(|f| f.sync_all())
                 .and_then(|_| std::fs::rename(&tmp, &path))
@@ -211,13 +214,27 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Writes `bytes` to `path` through `path.tmp`, fsynced, renamed, directory fsynced.
+/// Creates `dir` and its missing parents, readable by the owner only (backups hold the data).
+fn create_dirs(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Writes `bytes` to `path` through `path.tmp` (mode 0600), fsynced, renamed, directory
+/// fsynced.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d)?;
+        create_dirs(d)?;
     }
     let tmp = tmp_path(path);
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);

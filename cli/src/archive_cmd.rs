@@ -19,10 +19,10 @@ use fleetsync_agent::backup::archive::{
     archive_spec, run_archiver, server_key, Archive, ArchiveOptions, UploadStatus,
     DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_AGE_BUCKET,
 };
-use fleetsync_store::Store;
 use fleetsync_config::{Config, TableMap};
 use fleetsync_coordinator::pitr::{self, ReplaySpec, ReplayTarget, Stop};
 use fleetsync_proto::{GtidSet, Position};
+use fleetsync_store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

@@ -60,7 +60,10 @@ fn sample(metrics: &str, name: &str) -> Option<f64> {
 /// Fails when the test secret appears in any of `texts`.
 fn no_secret(what: &str, texts: &[&str]) -> Result<()> {
     for (i, t) in texts.iter().enumerate() {
-        ensure!(!t.contains(SECRET_KEY), "{what}: the secret key in output {i}");
+        ensure!(
+            !t.contains(SECRET_KEY),
+            "{what}: the secret key in output {i}"
+        );
     }
     Ok(())
 }
@@ -76,11 +79,20 @@ async fn check_bucket_index(s3: &S3Server) -> Result<usize> {
         let seq = s["seq"].as_u64().context("seq")?;
         let start = s["start"].as_str().context("start")?.to_string();
         if let Some((pseq, plast)) = &prev {
-            ensure!(seq > *pseq, "segment {seq} after {pseq} in the bucket's index");
-            ensure!(start == *plast, "segment {seq} starts at {start}, previous ended at {plast}");
+            ensure!(
+                seq > *pseq,
+                "segment {seq} after {pseq} in the bucket's index"
+            );
+            ensure!(
+                start == *plast,
+                "segment {seq} starts at {start}, previous ended at {plast}"
+            );
         }
         let file = s["file"].as_str().context("file")?;
-        ensure!(store.size(file).await?.is_some(), "{file} listed but not in the bucket");
+        ensure!(
+            store.size(file).await?.is_some(),
+            "{file} listed but not in the bucket"
+        );
         prev = Some((seq, s["last"].as_str().context("last")?.to_string()));
     }
     Ok(segs.len())
@@ -108,7 +120,10 @@ async fn pitr_s3_replay_to_time_and_to_gtid() -> Result<()> {
         status["location"].as_str() == Some("s3://fleet-backups/eu1/binlog-archive/src"),
         "status: {status}"
     );
-    let from = status["start"].as_str().context("status start")?.to_string();
+    let from = status["start"]
+        .as_str()
+        .context("status start")?
+        .to_string();
     let src = &p.pair.src;
     src.exec(PHASE_A).await?;
     let gtid_a = src.gtid_binlog_pos().await?;
@@ -150,8 +165,7 @@ async fn pitr_s3_replay_to_time_and_to_gtid() -> Result<()> {
         "uploaded segments stay in the spool"
     );
     let metrics = scrape(&p).await?;
-    let lag = sample(&metrics, "fleetsync_pitr_archive_lag_seconds")
-        .context("no lag gauge")?;
+    let lag = sample(&metrics, "fleetsync_pitr_archive_lag_seconds").context("no lag gauge")?;
     ensure!(lag < 30.0, "lag {lag} s while idle with 2 s segments");
     let status = p.status().await?.to_string();
     p.archiver.stop(STOP_TIMEOUT).await?;
@@ -166,7 +180,12 @@ async fn pitr_s3_replay_to_time_and_to_gtid() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pitr_s3_archiver_kill9_and_lost_spool() -> Result<()> {
     let s3 = S3Server::start(&[BUCKET]).await?;
-    let mut p = start(&s3, &["app"], &["--segment-mb", "1", "--segment-seconds", "1"]).await?;
+    let mut p = start(
+        &s3,
+        &["app"],
+        &["--segment-mb", "1", "--segment-seconds", "1"],
+    )
+    .await?;
     let from = p.wait_status().await?["start"]
         .as_str()
         .context("status start")?
@@ -297,12 +316,16 @@ async fn pitr_s3_upload_outage_then_catch_up() -> Result<()> {
 
     s3.start_again().await?;
     let caught_up = Instant::now();
-    wait_until(Duration::from_secs(120), "the archive to catch up", || async {
-        let m = scrape(&p).await?;
-        let lag = sample(&m, "fleetsync_pitr_archive_lag_seconds").unwrap_or(f64::MAX);
-        ensure!(lag < 15.0, "lag {lag} s");
-        Ok(())
-    })
+    wait_until(
+        Duration::from_secs(120),
+        "the archive to catch up",
+        || async {
+            let m = scrape(&p).await?;
+            let lag = sample(&m, "fleetsync_pitr_archive_lag_seconds").unwrap_or(f64::MAX);
+            ensure!(lag < 15.0, "lag {lag} s");
+            Ok(())
+        },
+    )
     .await?;
     let status = p.status().await?;
     ensure!(

@@ -246,7 +246,8 @@ impl Archive {
             }
             Ok(())
         })?;
-        out.flush().map_err(|err| ArchiveError::io(&seg.path, err))?;
+        out.flush()
+            .map_err(|err| ArchiveError::io(&seg.path, err))?;
         Ok(seg)
     }
 

@@ -216,7 +216,10 @@ async fn uploader_reconciles_spool_and_bucket() {
     up.reconcile().await.unwrap();
     up.upload_pending().await.unwrap();
     let uploaded = Index::load(&bucket, "s").unwrap();
-    assert_eq!(uploaded.segments, local.segments, "no duplicate, nothing missing");
+    assert_eq!(
+        uploaded.segments, local.segments,
+        "no duplicate, nothing missing"
+    );
     assert_eq!(zst_files(&spool), 0, "uploaded segments leave the spool");
     assert_eq!(
         up.uploaded().get(),

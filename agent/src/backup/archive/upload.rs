@@ -256,7 +256,9 @@ impl Uploader {
         match tokio::time::timeout(FINAL_UPLOAD, self.upload_pending()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => self.failed(&e, Duration::ZERO),
-            Err(_) => tracing::warn!(server = %self.server, pending = self.status.pending_segments, "stopping with segments not yet uploaded (they are uploaded at the next start)"),
+            Err(_) => {
+                tracing::warn!(server = %self.server, pending = self.status.pending_segments, "stopping with segments not yet uploaded (they are uploaded at the next start)")
+            }
         }
         self.write_status();
     }

@@ -352,3 +352,67 @@ async fn pitr_s3_upload_outage_then_catch_up() -> Result<()> {
     let status = status.to_string();
     no_secret("archiver", &[&log, &metrics, &during, &status])
 }
+
+/// `[backup] archive_binlog = true` with a bucket: `fleetsync run` spools and uploads its
+/// source's archive with the bucket's default segment age (a minute), and the insert
+/// becomes replayable from the bucket within about that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pitr_s3_run_archives_to_the_bucket() -> Result<()> {
+    let s3 = S3Server::start(&[BUCKET]).await?;
+    let pair = crate::support::Pair::start().await?;
+    pair.src
+        .exec("CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+        .await?;
+    let text = fleetsync_tests::ConfigBuilder::new(&pair.state_dir())
+        .server("src", &pair.src.url_root())
+        .server("dst", &pair.dst.url_root())
+        .sync("s1", "src", &["dst"], &["app\\..*"], &[])
+        .raw(&format!(
+            "\n[backup]\n{}archive_binlog = true\n",
+            s3.backup_toml(BUCKET, PREFIX)
+        ))
+        .build();
+    let config = fleetsync_tests::Fleetsync::write_config(pair.dir.path(), &text)?;
+    let mut run = fleetsync_tests::Fleetsync::run(&config)?;
+    let cfg = config.to_string_lossy().into_owned();
+    let status = || async {
+        let out = fleetsync_tests::fleetsync_cmd(&[
+            "backup", "archive", "--config", &cfg, "--server", "src", "status", "--json",
+        ])
+        .await?;
+        ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        anyhow::Ok(serde_json::from_slice::<serde_json::Value>(&out.stdout)?)
+    };
+    pair.src.exec("INSERT INTO app.t VALUES (1), (2)").await?;
+    let gtid = pair.src.gtid_binlog_pos().await?;
+    let started = Instant::now();
+    wait_until(
+        Duration::from_secs(150),
+        "the insert to reach the bucket",
+        || async {
+            let s = status().await?;
+            ensure!(
+                s["end_gtid"].as_str() == Some(gtid.as_str()),
+                "archive at {s}"
+            );
+            Ok(())
+        },
+    )
+    .await?;
+    run.ensure_running()?;
+    ensure!(
+        pair.state_dir().join("binlog-archive-spool/src").is_dir(),
+        "no spool under the state dir"
+    );
+    eprintln!(
+        "the insert was in the bucket {:.0} s after its commit (default segment age 60 s)",
+        started.elapsed().as_secs_f64()
+    );
+    run.stop(STOP_TIMEOUT).await?;
+    let log = std::fs::read_to_string(run.log_path())?;
+    no_secret("fleetsync run", &[&log])
+}

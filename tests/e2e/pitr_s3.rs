@@ -176,7 +176,8 @@ async fn pitr_s3_replay_to_time_and_to_gtid() -> Result<()> {
 /// SIGKILL the archiver four times while the source is written (segments roll and upload
 /// every second, so kills land mid-stream and mid-upload), once also losing its spool: the
 /// bucket's archive replays to exactly the source (no gap, no duplicate: the keyless table
-/// would show a replayed insert) and its index has no duplicate segment.
+/// would show a replayed insert) and its index has no duplicate segment; a dangling multipart
+/// upload's marker is cleaned up at the next start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pitr_s3_archiver_kill9_and_lost_spool() -> Result<()> {
     let s3 = S3Server::start(&[BUCKET]).await?;
@@ -213,11 +214,21 @@ async fn pitr_s3_archiver_kill9_and_lost_spool() -> Result<()> {
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(17);
     let spool = p.pair.state_dir().join("binlog-archive-spool");
+    let archive = s3.store(BUCKET, &format!("{PREFIX}/binlog-archive/src"))?;
     for round in 0..4 {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(1_200..2_500))).await;
         p.archiver.ensure_running()?;
         p.archiver.kill9()?;
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..800))).await;
+        if round == 1 {
+            // What a kill during a multipart upload leaves: the marker of its upload.
+            archive
+                .put(
+                    ".multipart-seg-0000999999.zst",
+                    b"no-such-upload-id".to_vec().into(),
+                )
+                .await?;
+        }
         if round == 2 {
             // A lost disk: the archiver resumes from the bucket's end, from the server.
             std::fs::remove_dir_all(&spool)?;
@@ -231,6 +242,14 @@ async fn pitr_s3_archiver_kill9_and_lost_spool() -> Result<()> {
     p.wait_covers_gtid(&gtid).await?;
     let segments = check_bucket_index(&s3).await?;
     ensure!(segments >= 4, "expected several segments: {segments}");
+    let markers: Vec<String> = archive
+        .list("")
+        .await?
+        .into_iter()
+        .map(|e| e.key)
+        .filter(|k| k.contains(".multipart-"))
+        .collect();
+    ensure!(markers.is_empty(), "dangling uploads left: {markers:?}");
     p.replay_ok(&from, &["--to-gtid", &gtid, "--yes"]).await?;
     assert_same(
         "restore from the bucket after kills",
@@ -242,6 +261,10 @@ async fn pitr_s3_archiver_kill9_and_lost_spool() -> Result<()> {
     ensure!(
         log.contains("the archive spool is behind the bucket"),
         "the lost spool was not noticed"
+    );
+    ensure!(
+        log.contains("aborted multipart uploads"),
+        "the dangling upload was not aborted"
     );
     no_secret("archiver", &[&log])
 }

@@ -146,6 +146,12 @@ impl Uploader {
         }
         self.bucket = bucket;
         self.remove_uploaded(&self.bucket.segments)?;
+        // A segment upload killed mid-way (multipart, above 16 MiB) is redone from the spool;
+        // release the parts the server keeps for the abandoned one.
+        let aborted = self.store.abort_dangling("").await?;
+        if aborted > 0 {
+            tracing::info!(server = %self.server, aborted, "aborted multipart uploads left by an interrupted run");
+        }
         Ok(())
     }
 

@@ -111,6 +111,7 @@ fn spooled_segments(p: &Pitr) -> usize {
 }
 
 /// Archive to the bucket; replay from the bucket to a time and to a GTID: equal to the source.
+/// A tampered segment in the bucket is refused before anything changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pitr_s3_replay_to_time_and_to_gtid() -> Result<()> {
     let s3 = S3Server::start(&[BUCKET]).await?;
@@ -169,8 +170,46 @@ async fn pitr_s3_replay_to_time_and_to_gtid() -> Result<()> {
     ensure!(lag < 30.0, "lag {lag} s while idle with 2 s segments");
     let status = p.status().await?.to_string();
     p.archiver.stop(STOP_TIMEOUT).await?;
+
+    // A tampered object in the bucket: refused with one line before anything is changed.
+    let archive = s3.store(BUCKET, &format!("{PREFIX}/binlog-archive/src"))?;
+    let index: serde_json::Value = serde_json::from_slice(&archive.get("index.json").await?)?;
+    // The first segment with transactions (earlier ones hold heartbeats at the start
+    // position, which a replay from there skips unread).
+    let first = index["segments"]
+        .as_array()
+        .context("segments")?
+        .iter()
+        .find(|s| s["transactions"].as_u64() > Some(0))
+        .and_then(|s| s["file"].as_str())
+        .context("a segment with transactions")?
+        .to_string();
+    let mut bytes = archive.get(&first).await?.to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    archive.put(&first, bytes.into()).await?;
+    let out = p
+        .replay(
+            &from,
+            &["--to-gtid", &gtid_a, "--rename-db", "app=app_x", "--yes"],
+        )
+        .await?;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ensure!(
+        !out.status.success(),
+        "a replay of a tampered segment succeeded"
+    );
+    ensure!(err.contains("checksum mismatch"), "tampered segment: {err}");
+    ensure!(
+        p.pair
+            .dst
+            .query_strings("SHOW DATABASES LIKE 'app_x'")
+            .await?
+            .is_empty(),
+        "a refused replay created app_x"
+    );
     let log = std::fs::read_to_string(p.archiver.log_path())?;
-    no_secret("archiver", &[&log, &metrics, &status, &out_t, &out_g])
+    no_secret("archiver", &[&log, &metrics, &status, &out_t, &out_g, &err])
 }
 
 /// SIGKILL the archiver four times while the source is written (segments roll and upload

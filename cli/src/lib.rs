@@ -49,3 +49,4 @@ pub mod tail;
 mod tasks;
 pub mod token_cmd;
 pub mod transfer_cmd;
+pub mod vmigrate_cmd;

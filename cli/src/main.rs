@@ -139,7 +139,8 @@ enum Command {
         #[command(subcommand)]
         command: diff_cmd::DiffCommand,
     },
-    /// Schema migrations: generate (verified on scratch copies), apply, status, rollback.
+    /// Schema migrations: generate (verified on scratch copies), apply, status, rollback;
+    /// versioned files: new, status --dir, up (fleet rollout), undo, repair, baseline.
     Migrate {
         #[command(subcommand)]
         command: migrate_cmd::MigrateCommand,

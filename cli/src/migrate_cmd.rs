@@ -25,10 +25,23 @@ pub enum MigrateCommand {
     Generate(GenerateArgs),
     /// Apply a generated, verified migration to TARGET.
     Apply(ApplyArgs),
-    /// Show TARGET's migration history.
+    /// Show TARGET's migration history (--target), or where each server stands against a
+    /// versioned migrations folder (--dir).
     Status(StatusArgs),
     /// Undo TARGET's latest applied migration.
     Rollback(RollbackArgs),
+    /// Versioned: create the next migration file (and its undo file) in --dir.
+    New(crate::vmigrate_cmd::NewArgs),
+    /// Versioned: apply the pending files of --dir to the servers (plan only without --yes;
+    /// canaries, then waves).
+    Up(crate::vmigrate_cmd::UpArgs),
+    /// Versioned: run the undo (U) files of the newest applied file, or of every applied file
+    /// above --to.
+    Undo(crate::vmigrate_cmd::UndoArgs),
+    /// Versioned: record the current checksum of applied files edited since (after review).
+    Repair(crate::vmigrate_cmd::RepairArgs),
+    /// Versioned: mark everything up to VERSION applied without running it.
+    Baseline(crate::vmigrate_cmd::BaselineArgs),
 }
 
 #[derive(Args)]
@@ -71,8 +84,21 @@ pub struct ApplyArgs {
 pub struct StatusArgs {
     #[arg(long, env = "FLEETSYNC_CONFIG")]
     pub config: PathBuf,
+    /// Generated migrations: the history of SERVER or SERVER/DATABASE.
+    #[arg(long, required_unless_present = "dir", conflicts_with = "dir")]
+    pub target: Option<String>,
+    /// Versioned migrations: where each server stands against this folder.
     #[arg(long)]
-    pub target: String,
+    pub dir: Option<PathBuf>,
+    /// With --dir: servers by name (globs, comma-separated); default every server.
+    #[arg(long, requires = "dir")]
+    pub servers: Option<String>,
+    /// With --dir: fleetsync or trinitycore.
+    #[arg(long, requires = "dir", default_value = "fleetsync", value_parser = |s: &str| s.parse::<fleetsync_coordinator::migrate::versioned::HistoryMode>())]
+    pub history: fleetsync_coordinator::migrate::versioned::HistoryMode,
+    /// With --dir: the database the files run in.
+    #[arg(long, requires = "dir")]
+    pub database: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -131,8 +157,26 @@ pub async fn run(cmd: MigrateCommand, remote: Option<crate::remote::Remote>) -> 
     let result = match cmd {
         MigrateCommand::Generate(a) => generate(&a).await,
         MigrateCommand::Apply(a) => apply(&a).await,
-        MigrateCommand::Status(a) => status(&a).await,
+        MigrateCommand::Status(a) => match &a.dir {
+            Some(dir) => {
+                crate::vmigrate_cmd::status(&crate::vmigrate_cmd::QueueArgs {
+                    config: a.config.clone(),
+                    dir: dir.clone(),
+                    servers: a.servers.clone(),
+                    history: a.history,
+                    database: a.database.clone(),
+                    json: a.json,
+                })
+                .await
+            }
+            None => status(&a).await,
+        },
         MigrateCommand::Rollback(a) => rollback(&a).await,
+        MigrateCommand::New(a) => crate::vmigrate_cmd::new(&a).await,
+        MigrateCommand::Up(a) => crate::vmigrate_cmd::up(&a).await,
+        MigrateCommand::Undo(a) => crate::vmigrate_cmd::undo(&a).await,
+        MigrateCommand::Repair(a) => crate::vmigrate_cmd::repair(&a).await,
+        MigrateCommand::Baseline(a) => crate::vmigrate_cmd::baseline(&a).await,
     };
     match result {
         Err(e) if e.downcast_ref::<Exit>().is_none() => {
@@ -295,15 +339,19 @@ fn confirm(question: &str) -> Result<bool> {
 
 async fn status(a: &StatusArgs) -> Result<()> {
     let config = crate::opts::load_config(&a.config).await?;
-    let st = crate::service::migrate::status(&config, &a.target).await?;
+    let target = a.target.as_deref().unwrap_or_default();
+    let st = crate::service::migrate::status(&config, target).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&st)?);
         return Ok(());
     }
     let (rows, matches_last) = (&st.migrations, st.matches_last_applied);
-    let last = rows.iter().rev().find(|r| r.status == "applied");
+    let last = rows
+        .iter()
+        .rev()
+        .find(|r| r.status == "applied" && !r.after_fingerprint.is_empty());
     if rows.is_empty() {
-        println!("{}: no migrations recorded", a.target);
+        println!("{target}: no migrations recorded");
     }
     for r in rows {
         let extra = r

@@ -17,8 +17,10 @@
 //! test), `kafka_group` (coordinator groups: members killed, stalled and fenced, restarted in
 //! turn, scaled 1 → 3 → 1; takeover figures; an ignored throughput benchmark for 1, 2, 3 members),
 //! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
-//! `pitr` (binlog archive and point-in-time replay), `pitr_s3` (the archive in a bucket: uploads, kills, an outage), `transfer` (export/import),
-//! `schema_diff` (schema diff and migrations), `data_diff` (diff data), `health` (health
+//! `pitr` (binlog archive and point-in-time replay), `pitr_s3` (the archive in a bucket:
+//! uploads, kills, an outage), `transfer` (export/import),
+//! `schema_diff` (schema diff and migrations), `vmigrate` (versioned migrations: one server,
+//! TrinityCore's `updates` table, a fleet rollout), `data_diff` (diff data), `health` (health
 //! checks), `preflight` (sync definitions refused before any write),
 //! `tls` (TLS to the databases: modes, certificates, refusals), `api` (the control-plane API:
 //! RBAC matrix from the OpenAPI document, audit, tokens, loopback rule, HTTPS),
@@ -61,4 +63,5 @@ mod tls;
 mod transfer;
 mod trinitycore;
 mod types;
+mod vmigrate;
 mod volume;

@@ -205,6 +205,12 @@ async fn schema_diff_cli_contract() -> Result<()> {
     assert_schemas_equal(&pair.src, &pair.dst, "app", "app").await?;
     let status = pair.dst.query_value("SELECT status FROM fleetsync.schema_migrations WHERE scope = 'app' ORDER BY id DESC LIMIT 1").await?;
     ensure!(status.as_deref() == Some("applied"), "history: {status:?}");
+    // The columns shared with versioned migrations: kind, duration, who.
+    let run = pair.dst.query_strings("SELECT kind, version IS NULL, duration_ms IS NOT NULL, applied_by <> '' FROM fleetsync.schema_migrations WHERE scope = 'app' ORDER BY id DESC LIMIT 1").await?;
+    let expect = ["generated", "1", "1", "1"]
+        .map(|s| Some(s.to_string()))
+        .to_vec();
+    ensure!(run == vec![expect], "history run columns: {run:?}");
     let (code, out, _) = fs(&[
         "migrate",
         "status",

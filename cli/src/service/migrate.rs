@@ -412,7 +412,11 @@ async fn status_of(t: Target, target_arg: &str) -> Result<MigrateStatus> {
     let rows = history::list(&mut conn, Some(&t.scope)).await?;
     let current = fingerprint(&snapshot_target(&mut conn, &t).await?, pairing);
     let _ = conn.disconnect().await;
-    let last = rows.iter().rev().find(|r| r.status == "applied");
+    // Versioned rows (no fingerprints) do not say what the schema should be.
+    let last = rows
+        .iter()
+        .rev()
+        .find(|r| r.status == "applied" && !r.after_fingerprint.is_empty());
     Ok(MigrateStatus {
         target: target_arg.to_string(),
         matches_last_applied: last.map(|r| r.after_fingerprint == current),
@@ -511,7 +515,13 @@ pub async fn apply(
     )
     .await
     .context("recording the migration")?;
-    if let Err(e) = exec::run_steps(&mut conn, &up, &|d: &str| d.to_string()).await {
+    let started = std::time::Instant::now();
+    let ran = exec::run_steps(&mut conn, &up, &|d: &str| d.to_string()).await;
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    history::set_run_info(&mut conn, id, ms, &super::vmigrate::applied_by())
+        .await
+        .map_err(anyhow::Error::from)?;
+    if let Err(e) = ran {
         let msg = e.to_string();
         history::set_status(&mut conn, id, "failed", Some(&msg), None)
             .await

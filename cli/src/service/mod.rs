@@ -16,6 +16,7 @@ pub mod health;
 pub mod migrate;
 pub mod schema_diff;
 pub mod transfer;
+pub mod vmigrate;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -4,6 +4,13 @@
 //! files. Fingerprints ([`super::fingerprint`]) of the schema before and after let apply and
 //! rollback refuse when the schema is not what they expect.
 //!
+//! Generated and versioned migrations share the table: `kind` is `generated` (`migrate
+//! apply`), `versioned` (a file of a versioned queue, `version` set, checksum = SHA-256 of the
+//! file) or `baseline` (`migrate baseline VERSION`: everything up to `version` counts as
+//! applied). `duration_ms` and `applied_by` (`user@host`) say how long and who. These four
+//! columns were added after the first release: [`ensure_table`] adds them to an older table
+//! (idempotent; existing rows read as `generated`).
+//!
 //! Status: `running` (being applied; a crash leaves it so), `applied`, `failed` (a step
 //! failed: the schema may be half-way, see `error`), `rolled_back`, `rollback_failed`.
 
@@ -49,8 +56,33 @@ pub struct HistoryRow {
 pub async fn ensure_table(conn: &mut Conn) -> Result<(), mysql_async::Error> {
     conn.query_drop("CREATE DATABASE IF NOT EXISTS fleetsync")
         .await?;
-    conn.query_drop(CREATE).await
+    conn.query_drop(CREATE).await?;
+    for (column, ddl) in ADDED_COLUMNS {
+        let present: Option<u8> = conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'fleetsync' \
+                 AND TABLE_NAME = 'schema_migrations' AND COLUMN_NAME = ?",
+                (column,),
+            )
+            .await?;
+        if present.is_none() {
+            conn.query_drop(format!(
+                "ALTER TABLE fleetsync.schema_migrations ADD COLUMN {ddl}"
+            ))
+            .await?;
+        }
+    }
+    Ok(())
 }
+
+/// Columns added after the first release (see the module doc), checked one by one so an
+/// older table is extended and a current one left alone.
+const ADDED_COLUMNS: [(&str, &str); 4] = [
+    ("version", "version VARCHAR(64) NULL"),
+    ("kind", "kind VARCHAR(16) NOT NULL DEFAULT 'generated'"),
+    ("duration_ms", "duration_ms BIGINT UNSIGNED NULL"),
+    ("applied_by", "applied_by VARCHAR(255) NULL"),
+];
 
 /// A new history row with status `running`; returns its id.
 #[allow(clippy::too_many_arguments)]
@@ -91,6 +123,20 @@ pub async fn set_status(
     .await
 }
 
+/// Records how long a generated migration's run took and who ran it (`applied_by`).
+pub async fn set_run_info(
+    conn: &mut Conn,
+    id: u64,
+    duration_ms: u64,
+    applied_by: &str,
+) -> Result<(), mysql_async::Error> {
+    conn.exec_drop(
+        "UPDATE fleetsync.schema_migrations SET duration_ms = ?, applied_by = ? WHERE id = ?",
+        (duration_ms, applied_by, id),
+    )
+    .await
+}
+
 const COLUMNS: &str = "id, scope, name, checksum, before_fingerprint, after_fingerprint, status, \
                        error, CAST(applied_at AS CHAR), CAST(rolled_back_at AS CHAR)";
 
@@ -127,14 +173,15 @@ pub async fn list(
     }
 }
 
-/// The latest `applied` row of `scope` and its down steps (JSON).
+/// The latest `applied` generated row of `scope` and its down steps (JSON). Versioned and
+/// baseline rows keep no steps (`up_steps` empty) and are left out.
 pub async fn last_applied(
     conn: &mut Conn,
     scope: &str,
 ) -> Result<Option<(HistoryRow, String)>, mysql_async::Error> {
     let sql = format!(
         "SELECT {COLUMNS}, down_steps FROM fleetsync.schema_migrations \
-         WHERE scope = ? AND status = 'applied' ORDER BY id DESC LIMIT 1"
+         WHERE scope = ? AND status = 'applied' AND up_steps <> '' ORDER BY id DESC LIMIT 1"
     );
     let row: Option<mysql_async::Row> = match conn.exec_first(sql, (scope,)).await {
         Ok(r) => r,

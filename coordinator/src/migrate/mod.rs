@@ -13,6 +13,11 @@
 //!   migration on scratch copies of the target.
 //! * [`sqlfile`]: splits SQL text into statements (quotes, comments, `DELIMITER`).
 //! * [`history`]: the `fleetsync.schema_migrations` table on a target.
+//! * Versioned migrations (hand-written files applied in order, once per server):
+//!   [`versioned`] (the folder, versions, where a server stands, what `up`/`undo` run),
+//!   [`queue_store`] (their history: fleetsync's table or TrinityCore's `updates`),
+//!   [`runfile`] (one file's statements on a server), [`fleet`] (`--servers` patterns,
+//!   canaries and waves).
 //!
 //! Pairing: a side is a whole server (every user database, paired by name) or one database
 //! (paired with the other side's one database whatever the names). Steps name the database
@@ -21,10 +26,14 @@
 
 pub mod diff;
 pub mod exec;
+pub mod fleet;
 pub mod history;
 pub mod plan;
+pub mod queue_store;
 pub mod render;
+pub mod runfile;
 pub mod sqlfile;
+pub mod versioned;
 
 pub use diff::{diff, Difference, Hints, SchemaDiff};
 pub use plan::{plan, Step};

@@ -189,4 +189,47 @@ mod tests {
         assert!(is_database_statement("CREATE DATABASE x"));
         assert!(!is_database_statement("CREATE TABLE x (a int)"));
     }
+
+    #[test]
+    fn trinitycore_style_update_with_a_procedure() {
+        // The shape of TrinityCore's update files: comments, DROP ... IF EXISTS, a procedure
+        // between DELIMITER $$ lines whose body has `;`, strings and comments holding `;` and
+        // the delimiter, and a CALL after it.
+        let text = "-- TDB 2024 auth update; adds a column\n\
+                    DROP PROCEDURE IF EXISTS `add_col`;\n\
+                    DELIMITER $$\n\
+                    CREATE PROCEDURE `add_col`() BEGIN\n\
+                      /* a comment; with $$ inside */\n\
+                      IF NOT EXISTS (SELECT * FROM information_schema.COLUMNS WHERE COLUMN_NAME = 'x;$$') THEN\n\
+                        ALTER TABLE `t` ADD `x` int; -- trailing; comment\n\
+                      END IF;\n\
+                    END$$\n\
+                    DELIMITER ;\n\
+                    CALL `add_col`();\n\
+                    DROP PROCEDURE `add_col`;\n\
+                    INSERT INTO t (s) VALUES ('a\\\\'), ('b;c'), (\"d\\\"e;\");";
+        let st = split(text);
+        let sqls: Vec<&str> = st.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(sqls.len(), 5, "{sqls:#?}");
+        assert_eq!(sqls[0], "DROP PROCEDURE IF EXISTS `add_col`");
+        assert!(
+            sqls[1].starts_with("CREATE PROCEDURE `add_col`() BEGIN"),
+            "{}",
+            sqls[1]
+        );
+        assert!(
+            sqls[1].contains("'x;$$'") && sqls[1].ends_with("END IF;\nEND"),
+            "{}",
+            sqls[1]
+        );
+        assert!(
+            !sqls[1].contains("trailing"),
+            "line comments are dropped: {}",
+            sqls[1]
+        );
+        assert_eq!(sqls[2], "CALL `add_col`()");
+        assert_eq!(sqls[3], "DROP PROCEDURE `add_col`");
+        assert!(sqls[4].ends_with("(\"d\\\"e;\")"), "{}", sqls[4]);
+        assert_eq!((st[0].line, st[1].line, st[2].line), (2, 4, 11));
+    }
 }

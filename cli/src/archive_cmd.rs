@@ -4,21 +4,25 @@
 //! step of `fleetsync backup restore --to-time/--to-gtid`.
 //!
 //! The archive lives in `<backup.dir>/binlog-archive/<server>/` (see
-//! fleetsync_agent::backup::archive); replay is fleetsync_coordinator::pitr.
+//! fleetsync_agent::backup::archive), a local directory or a bucket's prefix; with a bucket
+//! the archiver writes to a local spool (`[backup] archive_spool_dir`) and uploads finished
+//! segments. Replay is fleetsync_coordinator::pitr, from either.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use fleetsync_agent::backup::archive::{
-    archive_spec, run_archiver, server_dir, Archive, ArchiveOptions,
+    archive_spec, run_archiver, server_key, Archive, ArchiveOptions, UploadStatus,
+    DEFAULT_SEGMENT_AGE, DEFAULT_SEGMENT_AGE_BUCKET,
 };
 use fleetsync_config::{Config, TableMap};
 use fleetsync_coordinator::pitr::{self, ReplaySpec, ReplayTarget, Stop};
 use fleetsync_proto::{GtidSet, Position};
+use fleetsync_store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -36,9 +40,10 @@ pub struct ArchiveArgs {
     /// Roll a new segment after this many MiB (uncompressed).
     #[arg(long, default_value_t = 64)]
     pub segment_mb: u64,
-    /// Roll a new segment after this many seconds.
-    #[arg(long, default_value_t = 300)]
-    pub segment_seconds: u64,
+    /// Roll a new segment after this many seconds (default 300 for a local dir, 60 for a
+    /// bucket: only finished segments are uploaded).
+    #[arg(long)]
+    pub segment_seconds: Option<u64>,
     /// Without a subcommand: run the archiver until SIGINT/SIGTERM.
     #[command(subcommand)]
     pub action: Option<ArchiveAction>,
@@ -89,18 +94,53 @@ pub struct ReplayTo {
 }
 
 impl ArchiveArgs {
-    fn options(&self) -> ArchiveOptions {
+    fn options(&self, store: &Store) -> ArchiveOptions {
+        let age = match self.segment_seconds {
+            Some(s) => Duration::from_secs(s.max(1)),
+            None => default_options(store).segment_age,
+        };
         ArchiveOptions {
             segment_bytes: self.segment_mb.max(1) << 20,
-            segment_age: Duration::from_secs(self.segment_seconds.max(1)),
+            segment_age: age,
             ..ArchiveOptions::default()
         }
     }
 }
 
+/// The defaults for an archive in `store`: shorter segments in a bucket.
+fn default_options(store: &Store) -> ArchiveOptions {
+    ArchiveOptions {
+        segment_age: if store.is_remote() {
+            DEFAULT_SEGMENT_AGE_BUCKET
+        } else {
+            DEFAULT_SEGMENT_AGE
+        },
+        ..ArchiveOptions::default()
+    }
+}
+
+/// The archive of `server`: `<backup.dir>/binlog-archive/<server>`, a directory or a bucket's
+/// prefix.
+pub fn archive_store(config: &Config, server: &str) -> Result<Store> {
+    Ok(Store::open(&config.backup)?.child(&server_key(server)))
+}
+
+/// Where the archiver writes: the archive directory itself, or for a bucket the server's
+/// spool directory (and the store to upload to).
+fn archive_target(config: &Config, server: &str, store: &Store) -> (PathBuf, Option<Store>) {
+    match store.local_root() {
+        Some(dir) => (dir.to_path_buf(), None),
+        None => (spool_dir(config, server), Some(store.clone())),
+    }
+}
+
+fn spool_dir(config: &Config, server: &str) -> PathBuf {
+    config.backup.archive_spool(&config.state_dir).join(server)
+}
+
 pub async fn run(args: ArchiveArgs) -> Result<()> {
     let config = crate::opts::load_config(&args.config).await?;
-    let dir = server_dir(config.backup.dir()?, &args.server);
+    let store = archive_store(&config, &args.server)?;
     if config.server(&args.server).is_none() {
         bail!(
             "no server named {:?} in {}",
@@ -109,8 +149,8 @@ pub async fn run(args: ArchiveArgs) -> Result<()> {
         );
     }
     match &args.action {
-        None => archive(&config, &args.server, dir, args.options()).await,
-        Some(ArchiveAction::Status { json }) => status(&args.server, &dir, *json),
+        None => archive(&config, &args.server, &store, args.options(&store)).await,
+        Some(ArchiveAction::Status { json }) => status(&config, &args.server, &store, *json).await,
         Some(ArchiveAction::Replay {
             to_server,
             from,
@@ -141,11 +181,14 @@ pub async fn run(args: ArchiveArgs) -> Result<()> {
 }
 
 /// Runs the archiver of `server` in the foreground, with the metrics endpoint.
-async fn archive(config: &Config, server: &str, dir: PathBuf, opts: ArchiveOptions) -> Result<()> {
+async fn archive(config: &Config, server: &str, store: &Store, opts: ArchiveOptions) -> Result<()> {
     let s = config
         .server(server)
         .ok_or_else(|| anyhow!("no server named {server:?}"))?;
     let spec = archive_spec(s, server_opts(s)?)?;
+    // A missing bucket or refused credentials: one line now, not a retry loop.
+    store.check().await?;
+    let (dir, upload) = archive_target(config, server, store);
     let cancel = CancellationToken::new();
     let addr = http::serve(
         config.metrics_addr()?,
@@ -154,7 +197,7 @@ async fn archive(config: &Config, server: &str, dir: PathBuf, opts: ArchiveOptio
     )
     .await?;
     tracing::info!(metrics = %addr, server, "fleetsync binlog archiver running");
-    let task = tokio::spawn(run_archiver(spec, dir, opts, cancel.clone()));
+    let task = tokio::spawn(run_archiver(spec, dir, upload, opts, cancel.clone()));
     tokio::pin!(task);
     tokio::select! {
         _ = shutdown_signal() => {}
@@ -183,7 +226,6 @@ pub fn spawn_archivers(
     if !config.backup.archive_binlog {
         return Ok(Vec::new());
     }
-    let root = config.backup.dir()?.clone();
     let mut names: Vec<&str> = match servers {
         Some(s) => s.to_vec(),
         None => config.syncs.iter().map(|s| s.source.as_str()).collect(),
@@ -196,34 +238,48 @@ pub fn spawn_archivers(
             .server(name)
             .ok_or_else(|| anyhow!("no server named {name:?}"))?;
         let spec = archive_spec(s, server_opts(s)?)?;
-        let dir = server_dir(&root, name);
+        let store = archive_store(config, name)?;
+        let opts = default_options(&store);
+        let (dir, upload) = archive_target(config, name, &store);
         let cancel = cancel.child_token();
         handles.push(tokio::spawn(async move {
             // run_archiver logs its own failure.
-            let _ = run_archiver(spec, dir, ArchiveOptions::default(), cancel).await;
+            let _ = run_archiver(spec, dir, upload, opts, cancel).await;
         }));
     }
     Ok(handles)
 }
 
-fn status(server: &str, dir: &Path, json: bool) -> Result<()> {
-    let archive = Archive::open(dir, server)?;
+/// `archive status`: what the archive covers (in a bucket: what is uploaded), and for a bucket
+/// the uploader's state from this host's spool, when there is one.
+async fn status(config: &Config, server: &str, store: &Store, json: bool) -> Result<()> {
+    let archive = Archive::open_store(store, server).await?;
     let cov = archive.coverage()?;
+    let upload = store
+        .is_remote()
+        .then(|| UploadStatus::load(&spool_dir(config, server)))
+        .flatten();
+    let lag_ms = fleetsync_agent::source::stream::now_ms().saturating_sub(cov.end_commit_ms);
     if json {
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "server": cov.server,
+            "location": store.describe(),
             "start": cov.start.to_string(),
             "end": cov.end.to_string(),
             "end_gtid": cov.end.gtid.as_ref().map(|g| g.to_string()),
             "end_commit_ms": cov.end_commit_ms,
+            "lag_seconds": lag_ms as f64 / 1000.0,
             "finished_segments": cov.finished_segments,
             "transactions": cov.transactions,
             "bytes": cov.bytes,
         });
+        if let Some(u) = &upload {
+            out["upload"] = serde_json::to_value(u)?;
+        }
         println!("{out}");
         return Ok(());
     }
-    println!("binlog archive of {server} in {}", dir.display());
+    println!("binlog archive of {server} in {}", store.describe());
     println!("  from       {}", cov.start);
     println!(
         "  to         {} (last commit {})",
@@ -234,6 +290,16 @@ fn status(server: &str, dir: &Path, json: bool) -> Result<()> {
         "  {} transactions, {} finished segments, {} bytes",
         cov.transactions, cov.finished_segments, cov.bytes
     );
+    if let Some(u) = &upload {
+        println!(
+            "  upload     {} segments waiting in the spool, {} failed attempts since the last success{}",
+            u.pending_segments,
+            u.consecutive_failures,
+            u.last_error
+                .as_deref()
+                .map_or(String::new(), |e| format!(" (last: {e})"))
+        );
+    }
     Ok(())
 }
 
@@ -311,7 +377,7 @@ pub fn prepare(
         (Some(_), Some(_)) => bail!("give either --to-time or --to-gtid, not both"),
     };
     let spec = ReplaySpec {
-        archive_dir: server_dir(config.backup.dir()?, req.server),
+        archive: archive_store(config, req.server)?,
         server: req.server.to_string(),
         start: req.start.clone(),
         start_time_ms: req.start_time_ms,
@@ -336,7 +402,7 @@ async fn replay_planned(
     yes: bool,
     json: bool,
 ) -> Result<()> {
-    let plan = plan_only(spec, json)?;
+    let plan = plan_only(spec, json).await?;
     if dry_run {
         return Ok(());
     }
@@ -350,8 +416,8 @@ async fn replay_planned(
 }
 
 /// Checks the archive covers the replay and prints what it would apply.
-pub fn plan_only(spec: &ReplaySpec, json: bool) -> Result<pitr::ReplayPlan> {
-    let plan = pitr::plan(spec)?;
+pub async fn plan_only(spec: &ReplaySpec, json: bool) -> Result<pitr::ReplayPlan> {
+    let plan = pitr::plan(spec).await?;
     if json {
         println!(
             "{}",

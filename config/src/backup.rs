@@ -95,7 +95,16 @@ pub struct BackupConfig {
     /// point-in-time recovery.
     #[serde(default)]
     pub archive_binlog: bool,
+    /// With an `s3://` dir: the local directory where the archiver writes the open segment
+    /// and keeps finished segments until they are uploaded (one sub-directory per server).
+    /// Default `<state_dir>/`[`DEFAULT_ARCHIVE_SPOOL_SUBDIR`]; see [`BackupConfig::archive_spool`].
+    #[serde(default)]
+    pub archive_spool_dir: Option<PathBuf>,
 }
+
+/// The archive spool's directory under `state_dir` when `archive_spool_dir` is unset: local
+/// state of this host (like checkpoints), only needed until segments reach the bucket.
+pub const DEFAULT_ARCHIVE_SPOOL_SUBDIR: &str = "binlog-archive-spool";
 
 impl Default for BackupConfig {
     fn default() -> Self {
@@ -114,6 +123,7 @@ impl Default for BackupConfig {
             chunk_rows: DEFAULT_BACKUP_CHUNK_ROWS,
             schedule: None,
             archive_binlog: false,
+            archive_spool_dir: None,
         }
     }
 }
@@ -209,6 +219,14 @@ impl BackupConfig {
             )
         })?;
         BackupLocation::parse(dir).map_err(|e| ConfigError::invalid("backup.dir", e))
+    }
+
+    /// The archive spool (used with an `s3://` dir): `archive_spool_dir`, else
+    /// `<state_dir>/binlog-archive-spool`.
+    pub fn archive_spool(&self, state_dir: &std::path::Path) -> PathBuf {
+        self.archive_spool_dir
+            .clone()
+            .unwrap_or_else(|| state_dir.join(DEFAULT_ARCHIVE_SPOOL_SUBDIR))
     }
 
     /// Parallel connections to use.

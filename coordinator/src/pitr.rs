@@ -19,17 +19,22 @@
 //! exactly the planned transactions (it stops at the planned last position even if the
 //! archive has grown). Positions are compared by binlog file and offset only.
 //!
+//! The archive may be a local directory or a bucket's prefix (`[backup] dir = "s3://..."`):
+//! the same code reads both through [`fleetsync_store::Store`]; from a bucket, segments are
+//! downloaded one at a time as the scan reaches them, and only those the range needs (see
+//! `fleetsync_mysql::archive::reader`). Scans run on a blocking thread.
+//!
 //! Progress: the applier records the replay's position as sync [`PITR_SYNC`] in the target's
 //! `fleetsync.sync_state`; a new replay clears that row first (the base restore it follows
 //! has just rewritten the tables).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use fleetsync_config::TableMap;
 use fleetsync_mysql::archive::{Archive, ArchiveError, Flow};
 use fleetsync_mysql::ddl::{classify, Statement};
 use fleetsync_proto::{BinlogPosition, GtidSet, Position, Transaction};
+use fleetsync_store::Store;
 use mysql_async::prelude::Queryable;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -53,8 +58,9 @@ pub enum Stop {
 /// What to replay.
 #[derive(Debug, Clone)]
 pub struct ReplaySpec {
-    /// The server's archive directory (`<backup.dir>/binlog-archive/<server>`).
-    pub archive_dir: PathBuf,
+    /// The server's archive (`<backup.dir>/binlog-archive/<server>`: a directory or a
+    /// bucket's prefix).
+    pub archive: Store,
     pub server: String,
     /// Replay transactions strictly after this position.
     pub start: Position,
@@ -168,8 +174,15 @@ fn reaches(at: Option<&GtidSet>, goal: &GtidSet) -> bool {
 
 /// Checks the request against the archive and counts what a replay would apply. Reads and
 /// verifies every segment from the start position to the stop point; changes nothing.
-pub fn plan(spec: &ReplaySpec) -> Result<ReplayPlan, PitrError> {
-    let archive = Archive::open(&spec.archive_dir, &spec.server)?;
+pub async fn plan(spec: &ReplaySpec) -> Result<ReplayPlan, PitrError> {
+    let archive = Archive::open_store(&spec.archive, &spec.server).await?;
+    let spec = spec.clone();
+    tokio::task::spawn_blocking(move || plan_with(&archive, &spec))
+        .await
+        .map_err(|e| PitrError::Range(format!("archive reader failed: {e}")))?
+}
+
+fn plan_with(archive: &Archive, spec: &ReplaySpec) -> Result<ReplayPlan, PitrError> {
     let cov = archive.coverage()?;
     let server = &spec.server;
     let start = &spec.start.binlog;
@@ -371,10 +384,11 @@ pub async fn replay(
     )
     .await
     .map_err(|e| apply_err(e.to_string()))?;
+    let archive = Archive::open_store(&spec.archive, &spec.server).await?;
     let (tx, mut rx) = mpsc::channel::<Transaction>(256);
     let reader = {
         let spec = spec.clone();
-        tokio::task::spawn_blocking(move || read_planned(&spec, &last, tx))
+        tokio::task::spawn_blocking(move || read_planned(&archive, &spec, &last, tx))
     };
     let mut batch: Vec<Transaction> = Vec::new();
     let mut rows = 0usize;
@@ -428,11 +442,11 @@ async fn apply_batch(
 
 /// Sends the selected transactions after the start position up to `last` (inclusive).
 fn read_planned(
+    archive: &Archive,
     spec: &ReplaySpec,
     last: &BinlogPosition,
     tx: mpsc::Sender<Transaction>,
 ) -> Result<(), PitrError> {
-    let archive = Archive::open(&spec.archive_dir, &spec.server)?;
     let start = &spec.start.binlog;
     archive.scan(start, |txn| {
         let at = txn.position.binlog.clone();

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::SourceError;
 
-pub use format::{server_dir, Index, IndexEntry};
+pub use format::{server_dir, server_key, Index, IndexEntry};
 pub use reader::{Archive, Coverage, Flow};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,9 @@ pub enum ArchiveError {
     Invalid(String),
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The archive's object storage (or directory) failed; one line, never a credential.
+    #[error(transparent)]
+    Store(#[from] fleetsync_store::StoreError),
 }
 
 impl ArchiveError {

@@ -270,6 +270,19 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Aborts the multipart upload recorded by every marker under `prefix` and deletes those
+    /// markers, leaving the objects: the cleanup after a killed upload whose object is then
+    /// written again (the binlog archive's uploader, at start). Locally a no-op (no markers).
+    /// Returns the number of markers removed.
+    pub async fn abort_dangling(&self, prefix: &str) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Local(_) => Ok(0),
+            Backend::S3(s) => s.abort_dangling(prefix).await,
+        }
+    }
+}
+
 /// Joins key parts with `/`, skipping empty ones.
 pub fn join(parts: &[&str]) -> String {
     parts

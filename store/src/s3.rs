@@ -413,6 +413,31 @@ impl S3 {
     }
 }
 
+impl S3 {
+    /// Aborts the upload every marker under `prefix` records and deletes the markers (the
+    /// objects are left alone). Returns the number of markers.
+    pub(crate) async fn abort_dangling(&self, prefix: &str) -> Result<u64, StoreError> {
+        let entries = self.list(prefix).await?;
+        let mut n = 0;
+        for m in entries.iter().filter(|e| is_marker(&e.key)) {
+            let Some(target) = marked_key(&m.key) else {
+                continue;
+            };
+            let id = String::from_utf8_lossy(&self.get(&m.key).await?).into_owned();
+            let path = self.path(&target)?;
+            if let Err(e) = self.client.abort_multipart(&path, &id).await {
+                match self.err(&target, e) {
+                    StoreError::NotFound { .. } => {}
+                    other => return Err(other),
+                }
+            }
+            self.delete(&m.key).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
 fn is_marker(key: &str) -> bool {
     key.rsplit('/')
         .next()

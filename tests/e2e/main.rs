@@ -17,7 +17,8 @@
 //! test), `kafka_group` (coordinator groups: members killed, stalled and fenced, restarted in
 //! turn, scaled 1 → 3 → 1; takeover figures; an ignored throughput benchmark for 1, 2, 3 members),
 //! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
-//! `pitr` (binlog archive and point-in-time replay), `transfer` (export/import),
+//! `pitr` (binlog archive and point-in-time replay), `pitr_s3` (the archive in a bucket:
+//! uploads, kills, an outage), `transfer` (export/import),
 //! `schema_diff` (schema diff and migrations), `vmigrate` (versioned migrations: one server,
 //! TrinityCore's `updates` table, a fleet rollout), `data_diff` (diff data), `health` (health
 //! checks), `preflight` (sync definitions refused before any write),
@@ -52,6 +53,7 @@ mod kafka_security;
 mod lanes;
 mod loop_prevention;
 mod pitr;
+mod pitr_s3;
 mod preflight;
 mod retry_state;
 mod s3;

@@ -23,11 +23,11 @@ use rand::{Rng, SeedableRng};
 use crate::support::{Pair, STOP_TIMEOUT};
 
 /// Every table of a database: columns and rows (raw bytes, sorted).
-type DbState = BTreeMap<String, (Vec<String>, Vec<Vec<Option<Vec<u8>>>>)>;
+pub(crate) type DbState = BTreeMap<String, (Vec<String>, Vec<Vec<Option<Vec<u8>>>>)>;
 
-const COVER_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const COVER_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn capture(db: &MariaDb, schema: &str) -> Result<DbState> {
+pub(crate) async fn capture(db: &MariaDb, schema: &str) -> Result<DbState> {
     let mut out = DbState::new();
     for table in base_tables(db, schema).await? {
         let cols = column_names(db, schema, &table).await?;
@@ -46,7 +46,7 @@ async fn capture(db: &MariaDb, schema: &str) -> Result<DbState> {
 }
 
 /// Fails with the first difference between two captured states.
-fn assert_same(what: &str, want: &DbState, got: &DbState) -> Result<()> {
+pub(crate) fn assert_same(what: &str, want: &DbState, got: &DbState) -> Result<()> {
     let names = |s: &DbState| s.keys().cloned().collect::<Vec<_>>();
     ensure!(
         names(want) == names(got),
@@ -72,29 +72,40 @@ fn assert_same(what: &str, want: &DbState, got: &DbState) -> Result<()> {
     Ok(())
 }
 
-struct Pitr {
-    pair: Pair,
-    config: PathBuf,
-    archiver: Fleetsync,
+pub(crate) struct Pitr {
+    pub(crate) pair: Pair,
+    pub(crate) config: PathBuf,
+    pub(crate) archiver: Fleetsync,
 }
 
 impl Pitr {
     /// Servers, a config with `[backup] dir`, `app` created on the source and `bases` on the
     /// target, and a running archiver of `src`.
     async fn start(bases: &[&str], extra: &[&str]) -> Result<Pitr> {
+        Pitr::start_with(bases, extra, |dir: &Path| {
+            format!(
+                "dir = {}\n",
+                toml_str(&dir.join("backups").to_string_lossy())
+            )
+        })
+        .await
+    }
+
+    /// As [`Pitr::start`], with the `[backup]` lines `backup(test dir)`.
+    pub(crate) async fn start_with(
+        bases: &[&str],
+        extra: &[&str],
+        backup: impl FnOnce(&Path) -> String,
+    ) -> Result<Pitr> {
         let pair = Pair::start().await?;
         pair.src.exec("CREATE DATABASE app").await?;
         for b in bases {
             pair.dst.exec(&format!("CREATE DATABASE {b}")).await?;
         }
-        let backup_dir = pair.dir.path().join("backups");
         let text = ConfigBuilder::new(&pair.state_dir())
             .server("src", &pair.src.url_root())
             .server("dst", &pair.dst.url_root())
-            .raw(&format!(
-                "\n[backup]\ndir = {}\n",
-                toml_str(&backup_dir.to_string_lossy())
-            ))
+            .raw(&format!("\n[backup]\n{}", backup(pair.dir.path())))
             .build();
         let config = Fleetsync::write_config(pair.dir.path(), &text)?;
         let mut args = vec!["backup", "archive", "--config"];
@@ -114,7 +125,7 @@ impl Pitr {
         Ok(p)
     }
 
-    fn cfg(&self) -> String {
+    pub(crate) fn cfg(&self) -> String {
         self.config.to_string_lossy().into_owned()
     }
 
@@ -122,7 +133,7 @@ impl Pitr {
         self.pair.dir.path().join("backups/binlog-archive/src")
     }
 
-    async fn status(&self) -> Result<serde_json::Value> {
+    pub(crate) async fn status(&self) -> Result<serde_json::Value> {
         let out = fleetsync_cmd(&[
             "backup",
             "archive",
@@ -143,7 +154,7 @@ impl Pitr {
     }
 
     /// Waits until the archive exists; returns its status.
-    async fn wait_status(&mut self) -> Result<serde_json::Value> {
+    pub(crate) async fn wait_status(&mut self) -> Result<serde_json::Value> {
         let deadline = std::time::Instant::now() + COVER_TIMEOUT;
         loop {
             self.archiver.ensure_running()?;
@@ -156,7 +167,7 @@ impl Pitr {
     }
 
     /// Waits until the archive holds a record committed after second `t`.
-    async fn wait_covers_time(&self, t: i64) -> Result<()> {
+    pub(crate) async fn wait_covers_time(&self, t: i64) -> Result<()> {
         wait_until(COVER_TIMEOUT, "archive passes the target time", || async {
             let s = self.status().await?;
             let end = s["end_commit_ms"].as_i64().unwrap_or(0) / 1000;
@@ -167,7 +178,7 @@ impl Pitr {
     }
 
     /// Waits until the archive's end GTID position is `gtid`.
-    async fn wait_covers_gtid(&self, gtid: &str) -> Result<()> {
+    pub(crate) async fn wait_covers_gtid(&self, gtid: &str) -> Result<()> {
         wait_until(COVER_TIMEOUT, "archive reaches the GTID", || async {
             let s = self.status().await?;
             ensure!(
@@ -179,7 +190,7 @@ impl Pitr {
         .await
     }
 
-    async fn replay(&self, from: &str, extra: &[&str]) -> Result<Output> {
+    pub(crate) async fn replay(&self, from: &str, extra: &[&str]) -> Result<Output> {
         let cfg = self.cfg();
         let mut args = vec![
             "backup",
@@ -198,7 +209,7 @@ impl Pitr {
         fleetsync_cmd(&args).await
     }
 
-    async fn replay_ok(&self, from: &str, extra: &[&str]) -> Result<String> {
+    pub(crate) async fn replay_ok(&self, from: &str, extra: &[&str]) -> Result<String> {
         let out = self.replay(from, extra).await?;
         ensure!(
             out.status.success(),
@@ -209,7 +220,7 @@ impl Pitr {
     }
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -217,7 +228,7 @@ fn now_secs() -> i64 {
 }
 
 /// Sleeps until the wall clock is at least 200 ms into second `s`.
-async fn sleep_into_second(s: i64) {
+pub(crate) async fn sleep_into_second(s: i64) {
     loop {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -232,13 +243,13 @@ async fn sleep_into_second(s: i64) {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of Unix second `t`, formatted by the server.
-async fn utc(db: &MariaDb, t: i64) -> Result<String> {
+pub(crate) async fn utc(db: &MariaDb, t: i64) -> Result<String> {
     db.query_value(&format!("SELECT FROM_UNIXTIME({t})"))
         .await?
         .context("FROM_UNIXTIME")
 }
 
-const PHASE_A: &str = "USE app;
+pub(crate) const PHASE_A: &str = "USE app;
 CREATE TABLE keyed (id INT PRIMARY KEY, v VARCHAR(40), n DECIMAL(12,3), d DATETIME(6), b BLOB);
 CREATE TABLE keyless (a INT, b VARCHAR(20));
 INSERT INTO keyed SELECT seq, CONCAT('v', seq), seq * 1.5, '2024-01-02 03:04:05.123456' + INTERVAL seq SECOND, UNHEX(HEX(seq)) FROM seq_1_to_200;
@@ -250,7 +261,7 @@ BEGIN; INSERT INTO keyed VALUES (1000, 'txn', 1, NULL, NULL); UPDATE keyed SET n
 
 /// Ends with writes marked `skip_replication` (as fleetsync's own applied writes on a sync
 /// target are): the archive must keep them, they are part of this server's state.
-const PHASE_B: &str = "USE app;
+pub(crate) const PHASE_B: &str = "USE app;
 ALTER TABLE keyed ADD COLUMN extra INT NOT NULL DEFAULT 7;
 INSERT INTO keyed (id, v, extra) VALUES (2000, 'after ddl', 9);
 UPDATE keyed SET extra = id WHERE id BETWEEN 100 AND 150;
@@ -263,7 +274,7 @@ INSERT INTO later VALUES ('marked', 3);
 UPDATE keyed SET v = 'written as a sync target would' WHERE id = 1;
 SET SESSION skip_replication = 0;";
 
-const PHASE_C: &str = "USE app;
+pub(crate) const PHASE_C: &str = "USE app;
 INSERT INTO keyed (id, v) VALUES (3000, 'too late');
 UPDATE keyed SET v = 'changed after T' WHERE id < 50;
 DELETE FROM later WHERE k = 'a';

@@ -20,10 +20,17 @@
 //! * If the resume position has been purged from the server, the archiver stops with an error
 //!   (an archive with a hole is useless for recovery past it); see docs/pitr.md.
 //!
+//! With an `s3://` backup dir the writer's directory is a local spool
+//! (`[backup] archive_spool_dir`) and an [`Uploader`] copies each finished segment, then the
+//! index, to `binlog-archive/<server>/` in the bucket (see [`upload`]).
+//!
 //! Metrics: [`METRIC_ARCHIVE_LAG`] (now minus the commit time of the newest archived
-//! transaction or heartbeat, updated every second even while the stream is down),
-//! [`METRIC_ARCHIVED_TRANSACTIONS`], [`METRIC_ARCHIVED_BYTES`].
+//! transaction or heartbeat, updated every second even while the stream is down; with a
+//! bucket, of the newest one *in the bucket*, so it includes the upload lag),
+//! [`METRIC_ARCHIVED_TRANSACTIONS`], [`METRIC_ARCHIVED_BYTES`], and with a bucket
+//! [`upload::METRIC_ARCHIVE_UPLOAD_FAILURES`], [`upload::METRIC_ARCHIVE_PENDING_SEGMENTS`].
 
+pub mod upload;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -40,8 +47,9 @@ use crate::SourceError;
 // re-exported here at their old paths.
 use fleetsync_mysql::archive::format;
 pub use fleetsync_mysql::archive::{
-    server_dir, Archive, ArchiveError, Coverage, Flow, Index, IndexEntry,
+    server_dir, server_key, Archive, ArchiveError, Coverage, Flow, Index, IndexEntry,
 };
+pub use upload::{UploadStatus, Uploader};
 pub use writer::{ArchiveWriter, Covered};
 
 /// Gauge: seconds between now and the commit time of the newest archived transaction or
@@ -57,6 +65,10 @@ pub const METRIC_ARCHIVED_BYTES: &str = "fleetsync_pitr_archived_bytes_total";
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 /// 5 minutes: an idle server still gets finished (checksummed, compressed) segments often.
 pub const DEFAULT_SEGMENT_AGE: Duration = Duration::from_secs(300);
+/// 1 minute with a bucket: only finished, uploaded segments are in the bucket, so this bounds
+/// how far PITR from the bucket is behind (about a minute plus the upload time), at the cost
+/// of an index entry (~450 bytes) and a small object a minute on an idle server.
+pub const DEFAULT_SEGMENT_AGE_BUCKET: Duration = Duration::from_secs(60);
 /// How often a heartbeat is stored while the server is idle: bounds how stale the archive's
 /// visible end is for a restore to "a moment ago" (the reader needs a record after it).
 pub const DEFAULT_HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
@@ -109,21 +121,37 @@ pub fn archive_spec(
     })
 }
 
-/// Archives `spec`'s binlog into `dir` until cancelled. Transient failures (server down, lost
-/// connection) are retried with backoff; a purged resume position or a damaged archive
-/// directory end it with an error.
+/// Archives `spec`'s binlog into `dir` until cancelled; with `upload` (the server's archive
+/// prefix in a bucket), `dir` is the spool and finished segments are uploaded there (see
+/// [`upload`]). Transient failures (server down, lost connection, bucket unreachable) are
+/// retried with backoff; a purged resume position, a damaged archive directory, a missing
+/// bucket or refused credentials end it with an error.
 pub async fn run_archiver(
     spec: SourceSpec,
     dir: PathBuf,
+    upload: Option<fleetsync_store::Store>,
     opts: ArchiveOptions,
     cancel: CancellationToken,
 ) -> Result<(), ArchiveError> {
     let covered = Arc::new(Covered::default());
-    let ticker = tokio::spawn(lag_ticker(
-        spec.name.clone(),
-        covered.clone(),
-        cancel.clone(),
-    ));
+    let mut uploader = None;
+    let lag_source = match upload {
+        Some(store) => {
+            let mut up = Uploader::new(store, &dir, &spec.name);
+            if let Err(e) = reconcile(&mut up, &spec.name, &cancel).await {
+                tracing::error!(server = %spec.name, error = %e, "binlog archiver stopped");
+                return Err(e);
+            }
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            let uploaded = up.uploaded();
+            uploader = Some(tokio::spawn(up.run(cancel.clone())));
+            uploaded
+        }
+        None => covered.clone(),
+    };
+    let ticker = tokio::spawn(lag_ticker(spec.name.clone(), lag_source, cancel.clone()));
     let mut backoff = Duration::from_secs(1);
     let result = loop {
         let result = archive_once(&spec, &dir, &opts, &covered, &cancel).await;
@@ -154,10 +182,38 @@ pub async fn run_archiver(
         backoff = (backoff * 2).min(MAX_BACKOFF);
     };
     ticker.abort();
+    if let Some(u) = uploader {
+        // Stop it too when the archiver ends with an error; it finishes its last upload.
+        cancel.cancel();
+        let _ = u.await;
+    }
     if let Err(e) = &result {
         tracing::error!(server = %spec.name, error = %e, "binlog archiver stopped");
     }
     result
+}
+
+/// [`Uploader::reconcile`], retried with backoff while the bucket is unreachable.
+async fn reconcile(
+    up: &mut Uploader,
+    server: &str,
+    cancel: &CancellationToken,
+) -> Result<(), ArchiveError> {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match up.reconcile().await {
+            Ok(()) => return Ok(()),
+            Err(e) if upload::is_fatal(&e) => return Err(e),
+            Err(e) => {
+                tracing::warn!(server, error = %e, retry_in = ?backoff, "cannot read the binlog archive's index in the bucket, retrying")
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
 }
 
 async fn archive_once(

@@ -179,7 +179,7 @@ pub async fn restore(
         &req.rename_db,
     )?;
     let replay = match &pitr {
-        Some((spec, _)) => Some(pitr::plan(spec).map_err(anyhow::Error::from)?),
+        Some((spec, _)) => Some(pitr::plan(spec).await.map_err(anyhow::Error::from)?),
         None => None,
     };
     let mut report = BackupRestoreReport {

@@ -114,37 +114,47 @@ impl Index {
         let path = dir.join(INDEX_FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Index {
-                    format: ARCHIVE_FORMAT,
-                    server: server.to_string(),
-                    segments: Vec::new(),
-                })
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Index::empty(server)),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
-        let index: Index = serde_json::from_str(&text).map_err(|e| {
+        Index::parse(&text, &path.display().to_string(), server)
+    }
+
+    /// An empty index of `server`.
+    pub fn empty(server: &str) -> Index {
+        Index {
+            format: ARCHIVE_FORMAT,
+            server: server.to_string(),
+            segments: Vec::new(),
+        }
+    }
+
+    /// Parses an index read from `place` (a path or object name, for messages).
+    pub fn parse(text: &str, place: &str, server: &str) -> Result<Index, String> {
+        let index: Index = serde_json::from_str(text).map_err(|e| {
             format!(
-                "{}: line {}: not a binlog archive index: {e}",
-                path.display(),
+                "{place}: line {}: not a binlog archive index: {e}",
                 e.line()
             )
         })?;
         if index.format != ARCHIVE_FORMAT {
             return Err(format!(
-                "{}: archive format {} is not supported (this fleetsync reads {ARCHIVE_FORMAT})",
-                path.display(),
+                "{place}: archive format {} is not supported (this fleetsync reads {ARCHIVE_FORMAT})",
                 index.format
             ));
         }
         if index.server != server {
             return Err(format!(
-                "{}: archive of server {:?}, not {server:?}",
-                path.display(),
+                "{place}: archive of server {:?}, not {server:?}",
                 index.server
             ));
         }
         Ok(index)
+    }
+
+    /// The position after the last finished segment (`None` when empty).
+    pub fn end(&self) -> Result<Option<Position>, String> {
+        self.segments.last().map(|e| e.last_pos()).transpose()
     }
 }
 
@@ -268,6 +278,11 @@ pub fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
     }
     s
+}
+
+/// The archive's key prefix of `server` under `[backup] dir` (local or in a bucket).
+pub fn server_key(server: &str) -> String {
+    format!("binlog-archive/{server}")
 }
 
 /// The archive directory of `server` under `[backup] dir`.

@@ -10,15 +10,30 @@
 //!
 //! A reader may run beside a live writer: [`Archive::open`] pins the open segment's file
 //! handle and retries if the writer rolled it in between.
+//!
+//! An archive in object storage ([`Archive::open_store`] on an `s3://` location) is read the
+//! same way: its `index.json` is fetched once; a segment is downloaded when a scan reaches it
+//! (never the ones a scan skips), into a private temporary file that is checked against the
+//! index's SHA-256, read, and removed before the next one is fetched: at most one segment
+//! (compressed) on local disk and one download buffer in memory at a time. Only uploaded
+//! segments are in a bucket's index (no open segment): a segment is eligible for PITR once
+//! the uploaded index lists it. Scanning a remote archive blocks on the download: call
+//! [`Archive::scan`] from a blocking thread (`tokio::task::spawn_blocking`).
 
+use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fleetsync_store::Store;
+use futures_util::StreamExt;
 
 use fleetsync_proto::{BinlogPosition, Position, Transaction};
 
 use super::format::{
     decode_record, file_sha256, open_name, read_frame, FrameEnd, Index, IndexEntry, Record,
+    INDEX_FILE,
 };
 use super::ArchiveError;
 
@@ -48,12 +63,37 @@ struct OpenPart {
     bytes: u64,
 }
 
-/// A read-only view of one server's archive directory.
+/// A read-only view of one server's archive: a local directory or a bucket's prefix.
 pub struct Archive {
     dir: PathBuf,
+    /// The directory or `s3://bucket/prefix`, for messages.
+    place: String,
     server: String,
     index: Index,
     open: Option<OpenPart>,
+    remote: Option<Remote>,
+}
+
+/// An archive in object storage: segments are fetched when a scan needs them.
+struct Remote {
+    store: Store,
+    /// Object names present when the archive was opened.
+    present: BTreeSet<String>,
+    handle: tokio::runtime::Handle,
+}
+
+/// A segment file to read: the archive's own file, or a downloaded copy removed on drop.
+struct SegmentFile {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl Drop for SegmentFile {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// What a scan callback wants next.
@@ -91,9 +131,11 @@ impl Archive {
             };
             let archive = Archive {
                 dir: dir.to_path_buf(),
+                place: dir.display().to_string(),
                 server: server.to_string(),
                 index,
                 open,
+                remote: None,
             };
             archive.check_chain()?;
             if archive.index.segments.is_empty() && archive.open.is_none() {
@@ -110,6 +152,114 @@ impl Archive {
         )))
     }
 
+    /// Opens the archive of `server` in `store` (`<backup.dir>/binlog-archive/<server>`): a
+    /// local directory as [`Archive::open`], or a bucket's prefix (see the module docs).
+    pub async fn open_store(store: &Store, server: &str) -> Result<Archive, ArchiveError> {
+        if let Some(dir) = store.local_root() {
+            return Archive::open(dir, server);
+        }
+        let place = store.describe();
+        let text = match store.get(INDEX_FILE).await {
+            Ok(t) => t,
+            Err(e) if e.is_not_found() => {
+                return Err(ArchiveError::Invalid(format!(
+                    "no binlog archive of server {server} at {place} (run `fleetsync backup archive --server {server}` or set [backup] archive_binlog = true)"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let index_name = store.describe_key(INDEX_FILE);
+        let text = std::str::from_utf8(&text)
+            .map_err(|_| ArchiveError::Invalid(format!("{index_name}: not UTF-8 text")))?;
+        let index = Index::parse(text, &index_name, server).map_err(ArchiveError::Invalid)?;
+        let present = store.list("").await?.into_iter().map(|e| e.key).collect();
+        let archive = Archive {
+            dir: PathBuf::new(),
+            place,
+            server: server.to_string(),
+            index,
+            open: None,
+            remote: Some(Remote {
+                store: store.clone(),
+                present,
+                handle: tokio::runtime::Handle::current(),
+            }),
+        };
+        archive.check_chain()?;
+        if archive.index.segments.is_empty() {
+            return Err(ArchiveError::Invalid(format!(
+                "the binlog archive of server {server} at {} has no uploaded segment yet",
+                archive.place
+            )));
+        }
+        Ok(archive)
+    }
+
+    /// The finished segments listed in the index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// How `file` of the archive is named in messages.
+    fn name_of(&self, file: &str) -> String {
+        match &self.remote {
+            Some(r) => r.store.describe_key(file),
+            None => self.dir.join(file).display().to_string(),
+        }
+    }
+
+    fn has(&self, file: &str) -> bool {
+        match &self.remote {
+            Some(r) => r.present.contains(file),
+            None => self.dir.join(file).is_file(),
+        }
+    }
+
+    /// The segment `e` as a local file: the archive's own, or a fresh download.
+    fn fetch(&self, e: &IndexEntry) -> Result<SegmentFile, ArchiveError> {
+        let Some(r) = &self.remote else {
+            return Ok(SegmentFile {
+                path: self.dir.join(&e.file),
+                temporary: false,
+            });
+        };
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "fleetsync-pitr-{}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            e.file
+        ));
+        let seg = SegmentFile {
+            path,
+            temporary: true,
+        };
+        let mut out = private_file(&seg.path).map_err(|err| ArchiveError::io(&seg.path, err))?;
+        r.handle.block_on(async {
+            let mut stream = match r.store.get_stream(&e.file).await {
+                Err(err) if err.is_not_found() => return Err(self.missing(e)),
+                other => other?,
+            };
+            while let Some(chunk) = stream.next().await {
+                out.write_all(&chunk?)
+                    .map_err(|err| ArchiveError::io(&seg.path, err))?;
+            }
+            Ok(())
+        })?;
+        out.flush()
+            .map_err(|err| ArchiveError::io(&seg.path, err))?;
+        Ok(seg)
+    }
+
+    fn missing(&self, e: &IndexEntry) -> ArchiveError {
+        ArchiveError::Invalid(format!(
+            "{}: archive segment missing (listed in {}); the archive has a gap from {}",
+            self.name_of(&e.file),
+            self.name_of(INDEX_FILE),
+            e.start
+        ))
+    }
+
     fn check_chain(&self) -> Result<(), ArchiveError> {
         let mut prev: Option<(&IndexEntry, Position)> = None;
         for e in &self.index.segments {
@@ -119,14 +269,8 @@ impl Archive {
                     return Err(self.gap(&p.file, &e.file, last, &start));
                 }
             }
-            let path = self.dir.join(&e.file);
-            if !path.is_file() {
-                return Err(ArchiveError::Invalid(format!(
-                    "{}: archive segment missing (listed in {}); the archive has a gap from {}",
-                    path.display(),
-                    self.dir.join("index.json").display(),
-                    e.start
-                )));
+            if !self.has(&e.file) {
+                return Err(self.missing(e));
             }
             prev = Some((e, e.last_pos().map_err(ArchiveError::Invalid)?));
         }
@@ -142,7 +286,7 @@ impl Archive {
     fn gap(&self, a: &str, b: &str, end: &Position, start: &Position) -> ArchiveError {
         ArchiveError::Invalid(format!(
             "{}: gap in the archive: {a} ends at {end} but {b} starts at {start}",
-            self.dir.display()
+            self.place
         ))
     }
 
@@ -203,20 +347,22 @@ impl Archive {
             if last.binlog <= *after {
                 continue;
             }
-            let path = self.dir.join(&e.file);
-            let (sha, _) = file_sha256(&path).map_err(|err| ArchiveError::io(&path, err))?;
+            let seg = self.fetch(e)?;
+            let path = &seg.path;
+            let (sha, _) = file_sha256(path).map_err(|err| ArchiveError::io(path, err))?;
             if sha != e.sha256 {
                 return Err(ArchiveError::Invalid(format!(
                     "{}: checksum mismatch (SHA-256 {sha}, index says {}): the segment is damaged",
-                    path.display(),
+                    self.name_of(&e.file),
                     e.sha256
                 )));
             }
-            let file = File::open(&path).map_err(|err| ArchiveError::io(&path, err))?;
+            let file = File::open(path).map_err(|err| ArchiveError::io(path, err))?;
             let dec =
-                zstd::stream::Decoder::new(file).map_err(|err| ArchiveError::io(&path, err))?;
+                zstd::stream::Decoder::new(file).map_err(|err| ArchiveError::io(path, err))?;
             let mut input = BufReader::new(dec);
-            if let Flow::Stop = scan_frames(&path, &mut input, Some(e), false, &mut f)? {
+            let shown = PathBuf::from(self.name_of(&e.file));
+            if let Flow::Stop = scan_frames(&shown, &mut input, Some(e), false, &mut f)? {
                 return Ok(());
             }
         }
@@ -233,6 +379,15 @@ impl Archive {
         }
         Ok(())
     }
+}
+
+/// Creates `path` readable by its owner only (a downloaded segment holds row data).
+fn private_file(path: &Path) -> std::io::Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
 }
 
 /// Reads the open segment once: its header and how far it reaches.

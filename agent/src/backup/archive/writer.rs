@@ -425,7 +425,7 @@ impl Publisher for ArchiveWriter {
 /// Replaces `dir/index.json` atomically (temp file, fsync, rename, fsync of the dir), owner-only.
 /// Here rather than beside [`Index::load`] in `fleetsync_mysql::archive::format`: only the
 /// writer stores an index, and the owner-only file helpers are the agent's.
-fn store_index(index: &Index, dir: &Path) -> std::io::Result<()> {
+pub(super) fn store_index(index: &Index, dir: &Path) -> std::io::Result<()> {
     let text = serde_json::to_vec_pretty(index).map_err(std::io::Error::other)?;
     let tmp = dir.join(format!("{INDEX_FILE}.tmp"));
     let mut f = crate::owner_only::create(&tmp)?;

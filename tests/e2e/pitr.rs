@@ -586,7 +586,12 @@ async fn pitr_run_archives_when_configured() -> Result<()> {
 /// before anything is loaded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pitr_backup_restore_to_time() -> Result<()> {
-    let mut p = Pitr::start(&[], &[]).await?;
+    backup_restore_to_time(&mut Pitr::start(&[], &[]).await?).await
+}
+
+/// The body of [`pitr_backup_restore_to_time`], for any `[backup] dir` (a local directory
+/// or a bucket: `pitr_s3`).
+pub(crate) async fn backup_restore_to_time(p: &mut Pitr) -> Result<()> {
     let src = &p.pair.src;
     src.exec(PHASE_A).await?;
     let out = fleetsync_cmd(&[

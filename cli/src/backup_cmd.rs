@@ -31,8 +31,9 @@ pub enum BackupCommand {
     Create {
         #[arg(long, env = "FLEETSYNC_CONFIG")]
         config: Option<PathBuf>,
+        /// The server to back up (may be omitted when the config has exactly one).
         #[arg(long)]
-        server: String,
+        server: Option<String>,
         /// `schema.table` regexes to include (default: every table of every user database).
         #[arg(long)]
         include: Vec<String>,
@@ -150,6 +151,8 @@ pub async fn run(command: BackupCommand, remote: Option<crate::remote::Remote>) 
                 json,
                 ..
             } => {
+                let server =
+                    server.ok_or_else(|| anyhow::anyhow!("--server is required with --remote"))?;
                 let req = BackupCreateRequest {
                     server,
                     include,
@@ -210,13 +213,15 @@ pub async fn run(command: BackupCommand, remote: Option<crate::remote::Remote>) 
             pin,
             json,
         } => {
-            let req = BackupCreateRequest {
+            create(
+                crate::opts::need_config(&config)?,
                 server,
                 include,
                 name,
                 pin,
-            };
-            create(crate::opts::need_config(&config)?, req, json).await
+                json,
+            )
+            .await
         }
         BackupCommand::List { config, json } => list(&config, json).await,
         BackupCommand::Show { config, id, json } => {
@@ -280,8 +285,35 @@ async fn load_connecting(config: &Path) -> Result<(Config, Settings)> {
     Ok((config, settings))
 }
 
-async fn create(config: &Path, req: BackupCreateRequest, json: bool) -> Result<()> {
+async fn create(
+    config: &Path,
+    server: Option<String>,
+    include: Vec<String>,
+    name: Option<String>,
+    pin: bool,
+    json: bool,
+) -> Result<()> {
     let (config, _) = load_connecting(config).await?;
+    let server = match server {
+        Some(s) => s,
+        None => match config.servers.as_slice() {
+            [one] => one.name.clone(),
+            all => anyhow::bail!(
+                "--server is required: the config has {} servers ({})",
+                all.len(),
+                all.iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    };
+    let req = BackupCreateRequest {
+        server,
+        include,
+        name,
+        pin,
+    };
     let tracker = Tracker::new(crate::service::Bar::for_terminal());
     let report = service::create(&config, &req, &tracker, &CancellationToken::new())
         .await

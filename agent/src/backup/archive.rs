@@ -252,14 +252,16 @@ async fn archive_once(
     Ok(streamed?)
 }
 
-/// Sets the lag gauge every second from the shared covered time.
+/// Sets the lag gauge every second from the shared covered time. Until anything is covered
+/// (a new archive whose stream has not started, a bucket nothing reached yet) the lag counts
+/// from the archiver's start, so an archiver that never gets going shows a rising lag, not 0.
 async fn lag_ticker(server: String, covered: Arc<Covered>, cancel: CancellationToken) {
     let gauge = metrics::gauge!(METRIC_ARCHIVE_LAG, "server" => server);
+    let started = now_ms();
     loop {
         let c = covered.get();
-        if c > 0 {
-            gauge.set(now_ms().saturating_sub(c) as f64 / 1000.0);
-        }
+        let since = if c > 0 { c } else { started };
+        gauge.set(now_ms().saturating_sub(since) as f64 / 1000.0);
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}

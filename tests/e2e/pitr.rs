@@ -220,6 +220,58 @@ impl Pitr {
     }
 }
 
+/// A keyed and a keyless table in `app`, written by a background task until
+/// [`Writer::finish`]: `changes` changes to each per round, `pause` between rounds, no round
+/// while the test holds [`Writer::gate`] (for a GTID and a state captured together). The
+/// keyless table shows a replayed insert as a duplicate row.
+pub(crate) struct Writer {
+    stop: Arc<AtomicBool>,
+    pub(crate) gate: Arc<tokio::sync::Mutex<()>>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Writer {
+    /// Creates the tables (workload seeds `seed` and `seed + 1`) and starts writing.
+    pub(crate) async fn start(
+        src: &MariaDb,
+        seed: u64,
+        changes: u64,
+        pause: Duration,
+    ) -> Result<Writer> {
+        let mut keyed = Workload::new(seed);
+        let mut keyless = Workload::keyless(seed + 1);
+        src.exec(&format!(
+            "{}; {};",
+            keyed.create_table_sql("app", "keyed"),
+            keyless.create_table_sql("app", "keyless")
+        ))
+        .await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        let task = {
+            let (pool, stop, gate) = (src.pool(), stop.clone(), gate.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    {
+                        let _g = gate.lock().await;
+                        keyed.run(&pool, "app", "keyed", changes).await?;
+                        keyless.run(&pool, "app", "keyless", changes).await?;
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+                anyhow::Ok(())
+            })
+        };
+        Ok(Writer { stop, gate, task })
+    }
+
+    /// Stops writing; fails with the writer's error, if any.
+    pub(crate) async fn finish(self) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await?
+    }
+}
+
 pub(crate) fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -356,27 +408,8 @@ async fn pitr_archiver_kill9_keeps_archive_whole() -> Result<()> {
         .as_str()
         .context("status start")?
         .to_string();
-    let mut keyed = Workload::new(21);
-    let mut keyless = Workload::keyless(22);
     let src = &p.pair.src;
-    src.exec(&format!(
-        "{}; {};",
-        keyed.create_table_sql("app", "keyed"),
-        keyless.create_table_sql("app", "keyless")
-    ))
-    .await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (pool, stop) = (src.pool(), stop.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                keyed.run(&pool, "app", "keyed", 100).await?;
-                keyless.run(&pool, "app", "keyless", 100).await?;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            anyhow::Ok(())
-        })
-    };
+    let writer = Writer::start(src, 21, 100, Duration::from_millis(50)).await?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(1_200..2_500))).await;
@@ -387,8 +420,7 @@ async fn pitr_archiver_kill9_keeps_archive_whole() -> Result<()> {
     }
     // Long enough after the last restart for a segment roll.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await??;
+    writer.finish().await?;
     let gtid = src.gtid_binlog_pos().await?;
     p.wait_covers_gtid(&gtid).await?;
     let status = p.status().await?;

@@ -4,18 +4,16 @@
 //! `pitr`). Faults: SIGKILL of the archiver (once with its spool lost), a minute-long upload
 //! outage. The secret key never appears in anything the tests capture.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use fleetsync_tests::s3::{S3Server, SECRET_KEY};
-use fleetsync_tests::{wait_until, Workload};
+use fleetsync_tests::wait_until;
 use rand::{Rng, SeedableRng};
 
 use crate::pitr::{
-    assert_same, backup_restore_to_time, capture, now_secs, sleep_into_second, utc, Pitr, PHASE_A,
-    PHASE_B, PHASE_C,
+    assert_same, backup_restore_to_time, capture, now_secs, sleep_into_second, utc, Pitr, Writer,
+    PHASE_A, PHASE_B, PHASE_C,
 };
 use crate::support::{http_get, STOP_TIMEOUT};
 
@@ -231,27 +229,8 @@ async fn pitr_s3_archiver_kill9_and_lost_spool() -> Result<()> {
         .as_str()
         .context("status start")?
         .to_string();
-    let mut keyed = Workload::new(31);
-    let mut keyless = Workload::keyless(32);
     let src = &p.pair.src;
-    src.exec(&format!(
-        "{}; {};",
-        keyed.create_table_sql("app", "keyed"),
-        keyless.create_table_sql("app", "keyless")
-    ))
-    .await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (pool, stop) = (src.pool(), stop.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                keyed.run(&pool, "app", "keyed", 100).await?;
-                keyless.run(&pool, "app", "keyless", 100).await?;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            anyhow::Ok(())
-        })
-    };
+    let writer = Writer::start(src, 31, 100, Duration::from_millis(50)).await?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(17);
     let spool = p.pair.state_dir().join("binlog-archive-spool");
     let archive = s3.store(BUCKET, &format!("{PREFIX}/binlog-archive/src"))?;
@@ -276,8 +255,7 @@ async fn pitr_s3_archiver_kill9_and_lost_spool() -> Result<()> {
         p.archiver.restart()?;
     }
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    stop.store(true, Ordering::Relaxed);
-    writer.await??;
+    writer.finish().await?;
     let gtid = src.gtid_binlog_pos().await?;
     p.wait_covers_gtid(&gtid).await?;
     let segments = check_bucket_index(&s3).await?;
@@ -320,32 +298,9 @@ async fn pitr_s3_upload_outage_then_catch_up() -> Result<()> {
         .as_str()
         .context("status start")?
         .to_string();
-    let mut keyed = Workload::new(41);
-    let mut keyless = Workload::keyless(42);
     let src = &p.pair.src;
-    src.exec(&format!(
-        "{}; {};",
-        keyed.create_table_sql("app", "keyed"),
-        keyless.create_table_sql("app", "keyless")
-    ))
-    .await?;
-    // The writer pauses while the test holds the lock (a consistent GTID and state).
-    let gate = Arc::new(tokio::sync::Mutex::new(()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (pool, stop, gate) = (src.pool(), stop.clone(), gate.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                {
-                    let _g = gate.lock().await;
-                    keyed.run(&pool, "app", "keyed", 20).await?;
-                    keyless.run(&pool, "app", "keyless", 20).await?;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            anyhow::Ok(())
-        })
-    };
+    // The writer pauses while the test holds its gate (a consistent GTID and state).
+    let writer = Writer::start(src, 41, 20, Duration::from_millis(200)).await?;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let before = scrape(&p).await?;
     let lag_before = sample(&before, "fleetsync_pitr_archive_lag_seconds").context("lag")?;
@@ -355,7 +310,7 @@ async fn pitr_s3_upload_outage_then_catch_up() -> Result<()> {
     let outage = Instant::now();
     tokio::time::sleep(Duration::from_secs(25)).await;
     let (gtid_mid, state_mid) = {
-        let _g = gate.lock().await;
+        let _g = writer.gate.lock().await;
         (src.gtid_binlog_pos().await?, capture(src, "app").await?)
     };
     tokio::time::sleep(Duration::from_secs(60).saturating_sub(outage.elapsed())).await;
@@ -399,8 +354,7 @@ async fn pitr_s3_upload_outage_then_catch_up() -> Result<()> {
         "outage: lag {lag_before:.1} s before, {lag:.1} s after 60 s down ({pending} segments pending, {failures} failed attempts); caught up {:.1} s after the bucket came back",
         caught_up.elapsed().as_secs_f64()
     );
-    stop.store(true, Ordering::Relaxed);
-    writer.await??;
+    writer.finish().await?;
     check_bucket_index(&s3).await?;
     p.replay_ok(&from, &["--to-gtid", &gtid_mid, "--yes"])
         .await?;

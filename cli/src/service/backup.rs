@@ -92,6 +92,20 @@ pub async fn checked_settings(config: &Config) -> ServiceResult<Settings> {
     Ok(settings)
 }
 
+/// The backup `id_or_name` (an id or a name) of a checked location: its id and manifest.
+async fn resolved(
+    settings: &Settings,
+    id_or_name: &str,
+) -> ServiceResult<(String, manifest::Manifest)> {
+    let id = manifest::resolve(&settings.store, id_or_name)
+        .await
+        .map_err(cancelled_or)?;
+    let m = manifest::read(&settings.store, &id)
+        .await
+        .map_err(cancelled_or)?;
+    Ok((id, m))
+}
+
 pub async fn verify(
     config: &Config,
     req: &BackupVerifyRequest,
@@ -99,12 +113,7 @@ pub async fn verify(
     cancel: &CancellationToken,
 ) -> ServiceResult<BackupVerifyReport> {
     let settings = checked_settings(config).await?;
-    let id = manifest::resolve(&settings.store, &req.id)
-        .await
-        .map_err(cancelled_or)?;
-    let m = manifest::read(&settings.store, &id)
-        .await
-        .map_err(cancelled_or)?;
+    let (id, m) = resolved(&settings, &req.id).await?;
     tracker.phase(format!("verifying backup {id}"));
     tracker.planned(None, Some(m.total_rows.max(1)));
     let outcome = verify::verify_with(&m, &settings, &|| cancel.is_cancelled()).await;
@@ -356,12 +365,7 @@ pub async fn set_pinned(
     pin: bool,
 ) -> ServiceResult<BackupPinReport> {
     let settings = checked_settings(config).await?;
-    let id = manifest::resolve(&settings.store, id_or_name)
-        .await
-        .map_err(cancelled_or)?;
-    let m = manifest::read(&settings.store, &id)
-        .await
-        .map_err(cancelled_or)?;
+    let (id, m) = resolved(&settings, id_or_name).await?;
     let backup = settings.backup(&id).map_err(cancelled_or)?;
     manifest::set_pinned(&backup, pin)
         .await
@@ -435,12 +439,7 @@ pub type ByteStream =
 pub async fn download(config: &Config, id_or_name: &str) -> ServiceResult<(String, ByteStream)> {
     use futures_util::{StreamExt, TryStreamExt};
     let settings = checked_settings(config).await?;
-    let id = manifest::resolve(&settings.store, id_or_name)
-        .await
-        .map_err(cancelled_or)?;
-    let m = manifest::read(&settings.store, &id)
-        .await
-        .map_err(cancelled_or)?;
+    let (id, m) = resolved(&settings, id_or_name).await?;
     let backup = settings.backup(&id).map_err(cancelled_or)?;
     let names: Vec<String> = std::iter::once(manifest::MANIFEST_FILE.to_string())
         .chain(m.files().map(|f| f.name.clone()))

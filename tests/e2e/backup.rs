@@ -79,7 +79,12 @@ pub(crate) async fn ok(args: &[&str]) -> Result<String> {
 /// Runs a command that must fail with a one-line error containing every string of `needles`;
 /// the error line.
 async fn refused(args: &[&str], needles: &[&str]) -> Result<String> {
-    let out = fleetsync(args).await?;
+    refusal(args, &fleetsync(args).await?, needles)
+}
+
+/// Checks that `out` (of `fleetsync ARGS`) failed with exactly one `error:` line containing
+/// every string of `needles`; that line.
+pub(crate) fn refusal(args: &[&str], out: &Output, needles: &[&str]) -> Result<String> {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     ensure!(
         !out.status.success(),

@@ -77,24 +77,7 @@ impl Runner {
     /// A command that must fail with one `error:` line containing every needle.
     async fn refused(&mut self, args: &[&str], needles: &[&str]) -> Result<String> {
         let out = self.run(args).await?;
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        ensure!(
-            !out.status.success(),
-            "`fleetsync {}` succeeded; stdout: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-        ensure!(lines.len() == 1, "expected one error line, got:\n{stderr}");
-        for n in needles {
-            ensure!(
-                lines[0].contains(n),
-                "the error should mention {n:?}: {}",
-                lines[0]
-            );
-        }
-        println!("refused as expected: {}", lines[0]);
-        Ok(lines[0].to_string())
+        refusal(args, &out, needles)
     }
 
     /// `backup create --json` (with `extra` flags): the JSON report.

@@ -340,6 +340,16 @@ async fn pitr_replay_to_time_and_to_gtid() -> Result<()> {
         .as_str()
         .context("status start")?
         .to_string();
+    replay_phases(&p, &from).await?;
+    p.archiver.stop(STOP_TIMEOUT).await?;
+    Ok(())
+}
+
+/// Writes three phases on the source, then replays the archive from `from` with a dry run
+/// (changes nothing), to the time between phases B and C (into `app_t`) and to the GTID
+/// after phase A (into `app_g`), each equal to the source's state then. Returns that GTID
+/// and the two replays' outputs. For any archive location (`pitr_s3` runs it on a bucket).
+pub(crate) async fn replay_phases(p: &Pitr, from: &str) -> Result<(String, [String; 2])> {
     let src = &p.pair.src;
     src.exec(PHASE_A).await?;
     let gtid_a = src.gtid_binlog_pos().await?;
@@ -357,7 +367,7 @@ async fn pitr_replay_to_time_and_to_gtid() -> Result<()> {
     let before = capture(&p.pair.dst, "app_t").await?;
     let out = p
         .replay_ok(
-            &from,
+            from,
             &[
                 "--to-time",
                 &to_time,
@@ -374,29 +384,30 @@ async fn pitr_replay_to_time_and_to_gtid() -> Result<()> {
         &capture(&p.pair.dst, "app_t").await?,
     )?;
 
-    p.replay_ok(
-        &from,
-        &["--to-time", &to_time, "--rename-db", "app=app_t", "--yes"],
-    )
-    .await?;
+    let out_t = p
+        .replay_ok(
+            from,
+            &["--to-time", &to_time, "--rename-db", "app=app_t", "--yes"],
+        )
+        .await?;
     assert_same(
         "restore to time",
         &state_b,
         &capture(&p.pair.dst, "app_t").await?,
     )?;
 
-    p.replay_ok(
-        &from,
-        &["--to-gtid", &gtid_a, "--rename-db", "app=app_g", "--yes"],
-    )
-    .await?;
+    let out_g = p
+        .replay_ok(
+            from,
+            &["--to-gtid", &gtid_a, "--rename-db", "app=app_g", "--yes"],
+        )
+        .await?;
     assert_same(
         "restore to GTID",
         &state_a,
         &capture(&p.pair.dst, "app_g").await?,
     )?;
-    p.archiver.stop(STOP_TIMEOUT).await?;
-    Ok(())
+    Ok((gtid_a, [out_t, out_g]))
 }
 
 /// SIGKILL the archiver mid-stream three times: the archive still replays to exactly the

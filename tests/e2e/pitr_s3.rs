@@ -11,10 +11,7 @@ use fleetsync_tests::s3::{S3Server, SECRET_KEY};
 use fleetsync_tests::wait_until;
 use rand::{Rng, SeedableRng};
 
-use crate::pitr::{
-    assert_same, backup_restore_to_time, capture, now_secs, sleep_into_second, utc, Pitr, Writer,
-    PHASE_A, PHASE_B, PHASE_C,
-};
+use crate::pitr::{assert_same, backup_restore_to_time, capture, replay_phases, Pitr, Writer};
 use crate::support::{http_get, STOP_TIMEOUT};
 
 const BUCKET: &str = "fleet-backups";
@@ -124,40 +121,7 @@ async fn pitr_s3_replay_to_time_and_to_gtid() -> Result<()> {
         .as_str()
         .context("status start")?
         .to_string();
-    let src = &p.pair.src;
-    src.exec(PHASE_A).await?;
-    let gtid_a = src.gtid_binlog_pos().await?;
-    let state_a = capture(src, "app").await?;
-    src.exec(PHASE_B).await?;
-    let state_b = capture(src, "app").await?;
-    let t = now_secs();
-    sleep_into_second(t + 1).await;
-    src.exec(PHASE_C).await?;
-    p.wait_covers_time(t).await?;
-    let to_time = utc(src, t).await?;
-
-    let out_t = p
-        .replay_ok(
-            &from,
-            &["--to-time", &to_time, "--rename-db", "app=app_t", "--yes"],
-        )
-        .await?;
-    assert_same(
-        "restore to time from the bucket",
-        &state_b,
-        &capture(&p.pair.dst, "app_t").await?,
-    )?;
-    let out_g = p
-        .replay_ok(
-            &from,
-            &["--to-gtid", &gtid_a, "--rename-db", "app=app_g", "--yes"],
-        )
-        .await?;
-    assert_same(
-        "restore to GTID from the bucket",
-        &state_a,
-        &capture(&p.pair.dst, "app_g").await?,
-    )?;
+    let (gtid_a, [out_t, out_g]) = replay_phases(&p, &from).await?;
     let segments = check_bucket_index(&s3).await?;
     ensure!(segments >= 2, "{segments} segments in the bucket");
     ensure!(

@@ -203,13 +203,18 @@ async fn binlog_end(config: &Config, server: &str) -> Result<BinlogPosition, Str
     let mut conn = connect(config, server)
         .await
         .map_err(|e| crate::exit::one_line(e.as_ref()))?;
-    let row: Option<(String, u64)> = conn
+    let row: Option<mysql_async::Row> = conn
         .query_first("SHOW MASTER STATUS")
         .await
         .map_err(|e| format!("server {server}: SHOW MASTER STATUS: {e}"))?;
     let _ = conn.disconnect().await;
-    row.map(|(file, pos)| BinlogPosition::new(file, pos))
-        .ok_or_else(|| format!("server {server}: SHOW MASTER STATUS is empty: is log_bin on?"))
+    let (file, pos) = row
+        .map(|r| (r.get_opt::<String, _>(0), r.get_opt::<u64, _>(1)))
+        .ok_or_else(|| format!("server {server}: SHOW MASTER STATUS is empty: is log_bin on?"))?;
+    match (file, pos) {
+        (Some(Ok(file)), Some(Ok(pos))) => Ok(BinlogPosition::new(file, pos)),
+        _ => Err(format!("server {server}: unreadable SHOW MASTER STATUS")),
+    }
 }
 
 /// Waits until `r`'s sync from its parent has applied the parent's binlog up to `end`.

@@ -22,6 +22,13 @@ const V1: &str =
 const V2: &str = "INSERT INTO app.totals (id, total) SELECT id, n FROM app.counters;\n\
                   UPDATE app.counters SET doubled = doubled + n, updated_at = NOW(6);\n";
 
+/// In a bidirectional group a table made while `fleetsync run` runs has no version columns
+/// until a restart installs them (the group refuses its rows until then): the group's V1
+/// adds the column only, and `totals` is made before the start, empty.
+const V1_GROUP: &str = "ALTER TABLE app.counters ADD COLUMN doubled INT NOT NULL DEFAULT 0;\n";
+const GROUP_TOTALS: &str = "CREATE TABLE app.totals (id INT NOT NULL PRIMARY KEY, \
+    total INT NOT NULL, updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB";
+
 const ROWS: u64 = 50;
 
 const TABLE_SQL: &str = "CREATE DATABASE app; CREATE TABLE app.counters (\
@@ -136,7 +143,8 @@ async fn roll_out(
         )),
         "plan lacks the origin's run:\n{out}"
     );
-    let (code, rep, err) = fs_json(&["up", "--yes"], common).await?;
+    // Under the test's command timeout, so that a stuck wait reports.
+    let (code, rep, err) = fs_json(&["up", "--yes", "--sync-timeout", "60"], common).await?;
     ensure!(
         code == 0,
         "up: exit {code}: {rep} {err}\n{}",
@@ -205,8 +213,8 @@ async fn roll_out(
     Ok(())
 }
 
-fn queue(dir: &Path) -> Result<()> {
-    write(dir, "V1__create.sql", V1)?;
+fn queue(dir: &Path, v1: &str) -> Result<()> {
+    write(dir, "V1__create.sql", v1)?;
     write(
         dir,
         "U1__create.sql",
@@ -228,7 +236,7 @@ async fn vmigrate_via_one_way_sync() -> Result<()> {
         .build();
     let cfg = Fleetsync::write_config(pair.dir.path(), &text)?;
     let mig = pair.dir.path().join("migrations");
-    queue(&mig)?;
+    queue(&mig, V1)?;
     let mut fsp = Fleetsync::run(&cfg)?;
     fsp.wait_synced(src, dst, "app", SYNC_TIMEOUT).await?;
     let common = [
@@ -328,6 +336,7 @@ async fn vmigrate_via_bidirectional_group() -> Result<()> {
     let dbs = [a?, b?, c?];
     for db in &dbs {
         db.exec(TABLE_SQL).await?;
+        db.exec(GROUP_TOTALS).await?;
     }
     let dir = tempfile::Builder::new()
         .prefix("fleetsync-e2e-")
@@ -346,7 +355,7 @@ async fn vmigrate_via_bidirectional_group() -> Result<()> {
         .build();
     let cfg = Fleetsync::write_config(dir.path(), &text)?;
     let mig = dir.path().join("migrations");
-    queue(&mig)?;
+    queue(&mig, V1_GROUP)?;
     let mut fsp = Fleetsync::run(&cfg)?;
     // Rows written on one member reach the others.
     fill(&dbs[1]).await?;

@@ -223,13 +223,13 @@ async fn wait_caught_up(
     r: &Receipt,
     end: &BinlogPosition,
     timeout: Duration,
+    deadline: Instant,
     tracker: &Tracker,
 ) -> Result<(), String> {
     tracker.phase(format!(
         "{}: waiting for sync {} to apply {}'s binlog up to {end}",
         r.server, r.edge.display, r.parent
     ));
-    let deadline = Instant::now() + timeout;
     let mut last = String::from("no progress recorded");
     loop {
         let state = match connect(config, &r.server).await {
@@ -273,7 +273,8 @@ pub struct Received {
 }
 
 /// After the origin of `c` had its files (`origin_applied`: queue indexes applied there),
-/// waits for every receiver in order and records the files on the selected ones (`plans`).
+/// waits (at most `timeout` for all of them) for every receiver in order and records the
+/// files on the selected ones (`plans`).
 /// A receiver whose parent failed to catch up is not waited for.
 #[allow(clippy::too_many_arguments)]
 pub async fn follow(
@@ -295,6 +296,8 @@ pub async fn follow(
         Pairing::ByName
     };
     let reference = snapshot(config, &c.origin, database.as_deref()).await;
+    // One deadline for the component: receivers wait at the same time in effect.
+    let deadline = Instant::now() + timeout;
     for r in &c.receivers {
         let plan = plans.iter().find(|p| p.server == r.server);
         let mut rec = Received {
@@ -312,7 +315,7 @@ pub async fn follow(
                 return Err(format!("{} (which it receives from) did not catch up", r.parent));
             }
             let end = binlog_end(config, &r.parent).await?;
-            wait_caught_up(config, r, &end, timeout, tracker).await?;
+            wait_caught_up(config, r, &end, timeout, deadline, tracker).await?;
             let reference = reference
                 .as_ref()
                 .map_err(|e| format!("origin {}: reading its schema: {e}", c.origin))?;

@@ -250,7 +250,7 @@ async fn wait_caught_up(
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "timed out after {}s waiting for sync {} to apply {}'s binlog up to {end} on {} ({last}): is the sync running (`fleetsync run` or the coordinator)? Its history is left pending; `migrate up` again records it once the sync has caught up",
+                "timed out after {}s waiting for sync {} to apply {}'s binlog up to {end} on {} ({last}): is the sync running, and not failing (`fleetsync status`; in a bidirectional group a table made by a migration gets its version columns only when `fleetsync run` restarts)? Its history is left pending; `migrate up` again records it once the sync has caught up",
                 timeout.as_secs(),
                 r.edge.display,
                 r.parent,

@@ -50,7 +50,7 @@ pub(crate) fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
 }
 
 /// `sha1sum`/`sha256sum FILE`'s hash (computed outside fleetsync).
-fn hash_tool(tool: &str, file: &Path) -> Result<String> {
+pub(crate) fn hash_tool(tool: &str, file: &Path) -> Result<String> {
     let out = std::process::Command::new(tool)
         .arg(file)
         .output()

@@ -272,6 +272,24 @@ async fn vmigrate_via_one_way_sync() -> Result<()> {
         "dst alone: exit {code}: {out} {err}"
     );
     ensure!(!dst_has(dst, "totals").await?, "a refused up changed dst");
+    // Selecting only the origin: the plan says dst gets the files through the sync anyway.
+    let (code, out, err) = fs(&[
+        "migrate",
+        "up",
+        "--config",
+        p(&cfg),
+        "--dir",
+        p(&mig),
+        "--database",
+        "app",
+        "--servers",
+        "src",
+    ])
+    .await?;
+    ensure!(
+        code == 0 && out.contains("dst: not selected, receives the files via sync s1 from src"),
+        "src alone, plan: exit {code}: {out} {err}"
+    );
 
     roll_out(&common, &fsp, ("src", src), &[("dst", dst)], "s1").await?;
 

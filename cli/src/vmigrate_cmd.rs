@@ -87,6 +87,10 @@ pub struct UpArgs {
     /// Apply; without it the plan is printed and nothing changes.
     #[arg(long)]
     pub yes: bool,
+    /// How long to wait for a server that receives the database through a sync to have the
+    /// files (its sync caught up past the origin's run, schema equal) before giving up.
+    #[arg(long, value_name = "SECS", default_value_t = service::DEFAULT_SYNC_TIMEOUT.as_secs())]
+    pub sync_timeout: u64,
 }
 
 #[derive(Args)]
@@ -208,6 +212,7 @@ pub async fn up(a: &UpArgs) -> Result<()> {
         wave: a.wave,
         halt_on_error: a.halt_on_error,
         yes: a.yes,
+        sync_timeout: std::time::Duration::from_secs(a.sync_timeout),
     };
     let sink = if a.queue.json {
         Quiet::arc()
@@ -246,18 +251,33 @@ fn print_fleet(r: &FleetReport) {
         );
     }
     for s in &r.servers {
-        let role = s
-            .role
-            .as_deref()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default();
+        let role = match (&s.via, s.role.as_deref()) {
+            (Some(v), _) if v.from == v.origin => {
+                format!(" (via sync {} from {})", v.sync, v.origin)
+            }
+            (Some(v), _) => format!(
+                " (via sync {} from {}, origin {})",
+                v.sync, v.from, v.origin
+            ),
+            (None, Some(r)) => format!(" ({r})"),
+            (None, None) => String::new(),
+        };
         let at = s.at_version.as_deref().unwrap_or("none");
         let line = match s.outcome {
             Outcome::UpToDate => format!("up to date (at version {at})"),
+            Outcome::Planned if s.via.is_some() => format!(
+                "will receive {} through the sync (never run here)",
+                s.planned.join(", ")
+            ),
             Outcome::Planned => format!("will run {}", s.planned.join(", ")),
             Outcome::NotStarted => format!(
                 "not started (at version {at}; pending {})",
                 s.planned.join(", ")
+            ),
+            Outcome::Applied if s.via.is_some() => format!(
+                "received {} through the sync, history written (at version {at}; schema vs origin: {} difference(s))",
+                s.applied.join(", "),
+                s.schema_differences.unwrap_or(0)
             ),
             Outcome::Applied => {
                 let check = s
@@ -281,6 +301,16 @@ fn print_fleet(r: &FleetReport) {
             }
         };
         println!("{}{role}: {line}", s.server);
+    }
+    for d in &r.downstream {
+        let how = match &d.error {
+            Some(e) => format!("FAILED: {e}"),
+            None => "its history is written by a `migrate up` that selects it".into(),
+        };
+        println!(
+            "{}: not selected, receives the files via sync {} from {} ({how})",
+            d.server, d.via.sync, d.via.from
+        );
     }
     if let Some(h) = &r.halted {
         println!("halted: {h}; run `migrate up` again to continue where each server stands");

@@ -20,7 +20,8 @@
 //! `pitr` (binlog archive and point-in-time replay), `pitr_s3` (the archive in a bucket:
 //! uploads, kills, an outage), `transfer` (export/import),
 //! `schema_diff` (schema diff and migrations), `vmigrate` (versioned migrations: one server,
-//! TrinityCore's `updates` table, a fleet rollout), `data_diff` (diff data), `health` (health
+//! TrinityCore's `updates` table, a fleet rollout), `vmigrate_sync` (versioned migrations
+//! through a one-way sync and a three-member group: run once at the origin, received by the sync), `data_diff` (diff data), `health` (health
 //! checks), `preflight` (sync definitions refused before any write),
 //! `tls` (TLS to the databases: modes, certificates, refusals), `api` (the control-plane API:
 //! RBAC matrix from the OpenAPI document, audit, tokens, loopback rule, HTTPS),
@@ -64,4 +65,5 @@ mod transfer;
 mod trinitycore;
 mod types;
 mod vmigrate;
+mod vmigrate_sync;
 mod volume;

@@ -19,7 +19,7 @@ use serde_json::Value;
 const CMD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `fleetsync ARGS`: (exit code, stdout, stderr).
-async fn fs(args: &[&str]) -> Result<(i32, String, String)> {
+pub(crate) async fn fs(args: &[&str]) -> Result<(i32, String, String)> {
     let out = fleetsync_cmd_with(args, &[], CMD_TIMEOUT).await?;
     Ok((
         out.status.code().unwrap_or(-1),
@@ -29,7 +29,7 @@ async fn fs(args: &[&str]) -> Result<(i32, String, String)> {
 }
 
 /// `fleetsync migrate SUB [ARGS] COMMON... --json`: (exit code, JSON, stderr).
-async fn fs_json(sub: &[&str], common: &[&str]) -> Result<(i32, Value, String)> {
+pub(crate) async fn fs_json(sub: &[&str], common: &[&str]) -> Result<(i32, Value, String)> {
     let mut args = vec!["migrate"];
     args.extend_from_slice(sub);
     args.extend_from_slice(common);
@@ -40,17 +40,17 @@ async fn fs_json(sub: &[&str], common: &[&str]) -> Result<(i32, Value, String)> 
     Ok((code, json, err))
 }
 
-fn p(path: &Path) -> &str {
+pub(crate) fn p(path: &Path) -> &str {
     path.to_str().unwrap_or("")
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join(name), text).with_context(|| format!("writing {name}"))
 }
 
 /// `sha1sum`/`sha256sum FILE`'s hash (computed outside fleetsync).
-fn hash_tool(tool: &str, file: &Path) -> Result<String> {
+pub(crate) fn hash_tool(tool: &str, file: &Path) -> Result<String> {
     let out = std::process::Command::new(tool)
         .arg(file)
         .output()
@@ -60,7 +60,7 @@ fn hash_tool(tool: &str, file: &Path) -> Result<String> {
     Ok(text.split_whitespace().next().unwrap_or("").to_string())
 }
 
-fn server(st: &Value, name: &str) -> Value {
+pub(crate) fn server(st: &Value, name: &str) -> Value {
     st["servers"]
         .as_array()
         .and_then(|a| a.iter().find(|s| s["server"] == name))

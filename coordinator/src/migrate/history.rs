@@ -6,8 +6,9 @@
 //!
 //! Generated and versioned migrations share the table: `kind` is `generated` (`migrate
 //! apply`), `versioned` (a file of a versioned queue, `version` set, checksum = SHA-256 of the
-//! file) or `baseline` (`migrate baseline VERSION`: everything up to `version` counts as
-//! applied). `duration_ms` and `applied_by` (`user@host`) say how long and who. These four
+//! file), `baseline` (`migrate baseline VERSION`: everything up to `version` counts as
+//! applied) or `via-sync` (a versioned file that ran at another server and reached this one
+//! through a sync; `applied_by` names the sync and that origin). `duration_ms` and `applied_by` (`user@host`) say how long and who. These four
 //! columns were added after the first release: [`ensure_table`] adds them to an older table
 //! (idempotent; existing rows read as `generated`).
 //!

@@ -33,6 +33,7 @@ pub mod queue_store;
 pub mod render;
 pub mod runfile;
 pub mod sqlfile;
+pub mod topology;
 pub mod versioned;
 
 pub use diff::{diff, Difference, Hints, SchemaDiff};

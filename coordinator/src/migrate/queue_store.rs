@@ -110,7 +110,7 @@ impl Store {
                     .exec(
                         "SELECT version, name, checksum, status, error, kind \
                              FROM fleetsync.schema_migrations WHERE scope = ? \
-                             AND kind IN ('versioned', 'baseline') ORDER BY id",
+                             AND kind IN ('versioned', 'baseline', 'via-sync') ORDER BY id",
                         (scope,),
                     )
                     .await
@@ -241,6 +241,39 @@ impl Store {
         }
     }
 
+    /// A file that reached this server through a sync (it ran at `origin`): fleetsync records
+    /// an `applied` row of kind `via-sync` whose `applied_by` names the sync and the origin;
+    /// TrinityCore mode writes the `updates` row unless the sync carries that table (then the
+    /// origin's row arrived with the rows: `carried_history`).
+    pub async fn via_sync(
+        &self,
+        conn: &mut Conn,
+        file: &MigrationFile,
+        note: &str,
+        carried_history: bool,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Fleetsync { scope } => conn
+                .exec_drop(
+                    "INSERT INTO fleetsync.schema_migrations (scope, name, checksum, \
+                     before_fingerprint, after_fingerprint, up_steps, down_steps, status, version, \
+                     kind, duration_ms, applied_by) \
+                     VALUES (?, ?, ?, '', '', '', '', 'applied', ?, 'via-sync', 0, ?)",
+                    (
+                        scope,
+                        &file.file_name,
+                        &file.checksum,
+                        file.version.to_string(),
+                        note,
+                    ),
+                )
+                .await
+                .map_err(sql("recording the migration as received through the sync")),
+            Store::TrinityCore { .. } if carried_history => Ok(()),
+            Store::TrinityCore { .. } => self.applied(conn, None, file, 0).await,
+        }
+    }
+
     /// After a file failed: `failed` with the error (fleetsync; TrinityCore keeps nothing).
     pub async fn failed(
         &self,
@@ -268,7 +301,7 @@ impl Store {
         };
         conn.exec_drop(
             "UPDATE fleetsync.schema_migrations SET status = 'rolled_back', rolled_back_at = NOW() \
-             WHERE scope = ? AND kind = 'versioned' AND version = ? AND status = 'applied'",
+             WHERE scope = ? AND kind IN ('versioned', 'via-sync') AND version = ? AND status = 'applied'",
             (scope, file.version.to_string()),
         )
         .await
@@ -281,7 +314,7 @@ impl Store {
             Store::Fleetsync { scope } => conn
                 .exec_drop(
                     "UPDATE fleetsync.schema_migrations SET checksum = ? WHERE scope = ? \
-                     AND kind = 'versioned' AND version = ? AND status = 'applied'",
+                     AND kind IN ('versioned', 'via-sync') AND version = ? AND status = 'applied'",
                     (&file.checksum, scope, file.version.to_string()),
                 )
                 .await

@@ -8,12 +8,12 @@
 //! plan is refused (an applied file edited since, a missing undo file), stops the command
 //! before anything runs anywhere.
 //!
-//! `up` works from a plan per server ([`ServerPlan`]: the files it will run). A later step
-//! (sync-aware rollout) can route a server's plan through its sync origin instead of running
-//! it directly: [`plan_fleet`] is where that decision belongs; [`apply_server`] runs one plan.
+//! `up` works from a plan per server ([`ServerPlan`]: the files it will run); [`apply_server`]
+//! runs one plan. A server that receives the migrated database through a sync is not run
+//! directly: the files run at its component's origin and reach it through the sync
+//! ([`via_sync`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use fleetsync_agent::inspect;
@@ -30,8 +30,12 @@ use serde::Serialize;
 use super::Tracker;
 
 mod changes;
+mod rollout;
+mod via_sync;
 use crate::diff_cmd::connect;
 pub use changes::{baseline, repair, undo, ChangeReport, ServerChange};
+pub use rollout::up;
+pub use via_sync::{Downstream, ViaSync, DEFAULT_SYNC_TIMEOUT};
 
 /// What every queue command names: the folder, the servers, the history, the database.
 #[derive(Debug, Clone)]
@@ -271,6 +275,8 @@ pub struct UpRequest {
     pub halt_on_error: bool,
     /// Without it: the plan only, nothing changes.
     pub yes: bool,
+    /// How long to wait for a receiver's sync to bring the files (see [`via_sync`]).
+    pub sync_timeout: std::time::Duration,
 }
 
 /// What `up` will run on one server.
@@ -280,6 +286,8 @@ pub struct ServerPlan {
     pub before: Option<Version>,
     /// Indexes into the queue's files, in order.
     pub files: Vec<usize>,
+    /// Files applied (or baselined) there already.
+    pub applied: Vec<usize>,
 }
 
 /// How a server ended.
@@ -317,8 +325,11 @@ pub struct ServerRun {
     pub planned: Vec<String>,
     pub applied: Vec<String>,
     pub failed: Option<FailedFile>,
-    /// Canaries: differences between this canary's schema and the first canary's, after.
+    /// Canaries: differences between this canary's schema and the first canary's, after;
+    /// receivers: between its schema and its origin's, after its sync caught up.
     pub schema_differences: Option<usize>,
+    /// A receiver: the files reach it through this sync from its origin (never run there).
+    pub via: Option<ViaSync>,
 }
 
 /// `migrate up`'s report (`--json`).
@@ -333,11 +344,16 @@ pub struct FleetReport {
     /// Why the rollout stopped early.
     pub halted: Option<String>,
     pub servers: Vec<ServerRun>,
+    /// Receivers that `--servers` does not select: they get the files through the sync
+    /// anyway; their history is written by a `migrate up` that selects them.
+    pub downstream: Vec<Downstream>,
 }
 
 impl FleetReport {
     pub fn failed(&self) -> bool {
-        self.halted.is_some() || self.servers.iter().any(|s| s.outcome == Outcome::Failed)
+        self.halted.is_some()
+            || self.servers.iter().any(|s| s.outcome == Outcome::Failed)
+            || self.downstream.iter().any(|d| d.error.is_some())
     }
 }
 
@@ -357,6 +373,9 @@ pub async fn plan_fleet(
             .map_err(|e| anyhow!("server {server}: {e}; nothing applied on any server"))?;
         plans.push(ServerPlan {
             before: st.at_version(queue),
+            applied: (0..st.files.len())
+                .filter(|&i| st.files[i].is_applied())
+                .collect(),
             server,
             files,
         });
@@ -382,6 +401,7 @@ fn run_of(queue: &Queue, p: &ServerPlan, role: Option<String>, outcome: Outcome)
         applied: Vec::new(),
         failed: None,
         schema_differences: None,
+        via: None,
     }
 }
 
@@ -615,108 +635,4 @@ async fn check_canaries(
         }
     }
     Ok(())
-}
-
-/// `migrate up`: the plan (dry run), or the rollout: canaries one at a time and checked, then
-/// waves; resumable (a second run continues where each server stands).
-pub async fn up(config: &Config, req: &UpRequest, tracker: &Arc<Tracker>) -> Result<FleetReport> {
-    let q = &req.queue;
-    let queue = q.queue()?;
-    let to = req.to.as_deref().map(|t| q.version(t)).transpose()?;
-    let plans = plan_fleet(config, q, &queue, to.as_ref()).await?;
-    let with_work: Vec<String> = plans
-        .iter()
-        .filter(|p| !p.files.is_empty())
-        .map(|p| p.server.clone())
-        .collect();
-    let (canaries, waves) = fleet::waves(&with_work, req.canary, req.wave);
-    let role_of = |server: &str| -> Option<String> {
-        if canaries.iter().any(|c| c == server) {
-            return Some("canary".into());
-        }
-        waves
-            .iter()
-            .position(|w| w.iter().any(|s| s == server))
-            .map(|i| format!("wave {}", i + 1))
-    };
-    let mut report = FleetReport {
-        dir: q.dir.clone(),
-        history: q.history,
-        database: q.database(),
-        dry_run: !req.yes,
-        canaries: canaries.clone(),
-        waves: waves.clone(),
-        halted: None,
-        servers: plans
-            .iter()
-            .map(|p| {
-                let outcome = match (p.files.is_empty(), req.yes) {
-                    (true, _) => Outcome::UpToDate,
-                    (false, false) => Outcome::Planned,
-                    (false, true) => Outcome::NotStarted,
-                };
-                run_of(&queue, p, role_of(&p.server), outcome)
-            })
-            .collect(),
-    };
-    if !req.yes {
-        return Ok(report);
-    }
-    let total: usize = plans.iter().map(|p| p.files.len()).sum();
-    tracker.planned(Some(total as u64), None);
-    let plan_of = |s: &str| plans.iter().find(|p| p.server == s);
-    let put = |report: &mut FleetReport, run: ServerRun| {
-        if let Some(slot) = report.servers.iter_mut().find(|r| r.server == run.server) {
-            *slot = run;
-        }
-    };
-    // Canaries, one at a time.
-    let mut canary_runs = Vec::new();
-    for c in &canaries {
-        let Some(p) = plan_of(c) else { continue };
-        let run = apply_server(config, q, &queue, p, Some("canary".into()), tracker).await;
-        let failed = run.failed.clone();
-        canary_runs.push(run.clone());
-        put(&mut report, run);
-        if let Some(f) = failed {
-            report.halted = Some(format!("canary {c} failed at {}: {}", f.file, f.error));
-            return Ok(report);
-        }
-    }
-    if !canary_runs.is_empty() {
-        tracker.phase("checking the canaries");
-        let checked = check_canaries(config, q, &queue, &mut canary_runs).await;
-        for run in canary_runs {
-            put(&mut report, run);
-        }
-        if let Err(why) = checked {
-            report.halted = Some(why);
-            return Ok(report);
-        }
-    }
-    // Waves, M servers at once.
-    for (n, wave) in waves.iter().enumerate() {
-        let role = format!("wave {}", n + 1);
-        let runs = futures_util::future::join_all(
-            wave.iter()
-                .filter_map(|s| plan_of(s))
-                .map(|p| apply_server(config, q, &queue, p, Some(role.clone()), tracker)),
-        )
-        .await;
-        let mut first_failure = None;
-        for run in runs {
-            if first_failure.is_none() {
-                if let Some(f) = &run.failed {
-                    first_failure =
-                        Some(format!("{} failed at {}: {}", run.server, f.file, f.error));
-                }
-            }
-            put(&mut report, run);
-        }
-        if let (Some(why), true) = (first_failure, req.halt_on_error) {
-            report.halted = Some(format!("{role}: {why} (--halt-on-error)"));
-            return Ok(report);
-        }
-    }
-    Ok(report)
 }

@@ -1,0 +1,532 @@
+//! Sync-aware `migrate up` on real servers with `fleetsync run` carrying the database: the
+//! files run once, at the origin (a one-way sync's source; a bidirectional group's first
+//! member by name), and reach the other servers through the sync, a backfill as row changes
+//! applied once; the receivers' history says so (`via-sync`). A stopped sync makes the wait
+//! time out with the receivers left pending; `up` again records them once the sync is back.
+//! TrinityCore mode: the receiver's `updates` row comes through the sync when the sync
+//! selects the table, else fleetsync writes it.
+
+use std::path::Path;
+
+use anyhow::{ensure, Result};
+use fleetsync_tests::{
+    diff_databases, diff_schemas, wait_until, ConfigBuilder, Fleetsync, MariaDb,
+};
+
+use crate::support::{Pair, STOP_TIMEOUT, SYNC_TIMEOUT};
+use crate::vmigrate::{fs, fs_json, p, server, write};
+
+/// V1 creates a table and adds a column; V2 backfills both: run twice on a server, its
+/// INSERT ... SELECT fails on duplicate keys and its UPDATE doubles `doubled`.
+const V1: &str =
+    "CREATE TABLE app.totals (id INT NOT NULL PRIMARY KEY, total INT NOT NULL) ENGINE=InnoDB;\n\
+                  ALTER TABLE app.counters ADD COLUMN doubled INT NOT NULL DEFAULT 0;\n";
+const V2: &str = "INSERT INTO app.totals (id, total) SELECT id, n FROM app.counters;\n\
+                  UPDATE app.counters SET doubled = doubled + n, updated_at = NOW(6);\n";
+
+/// In a bidirectional group a table made while `fleetsync run` runs has no version columns
+/// until a restart installs them (the group refuses its rows until then): the group's V1
+/// adds the column only, and `totals` is made before the start, empty.
+const V1_GROUP: &str = "ALTER TABLE app.counters ADD COLUMN doubled INT NOT NULL DEFAULT 0;\n";
+const GROUP_TOTALS: &str = "CREATE TABLE app.totals (id INT NOT NULL PRIMARY KEY, \
+    total INT NOT NULL, updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB";
+
+const ROWS: u64 = 50;
+
+const TABLE_SQL: &str = "CREATE DATABASE app; CREATE TABLE app.counters (\
+    id INT NOT NULL PRIMARY KEY, n INT NOT NULL, updated_at DATETIME(6) NOT NULL) ENGINE=InnoDB";
+
+async fn fill(db: &MariaDb) -> Result<()> {
+    let values: Vec<String> = (1..=ROWS)
+        .map(|i| format!("({i}, {}, NOW(6))", i * 3))
+        .collect();
+    db.exec(&format!(
+        "INSERT INTO app.counters (id, n, updated_at) VALUES {}",
+        values.join(", ")
+    ))
+    .await
+}
+
+/// The migration ran once on `db` (whichever way it got there): every row's `doubled` is
+/// `n`, `totals` has exactly one row per counter, with its `n`.
+async fn ran_once(name: &str, db: &MariaDb) -> Result<()> {
+    let bad = db
+        .query_value("SELECT COUNT(*) FROM app.counters WHERE doubled <> n")
+        .await?;
+    ensure!(
+        bad.as_deref() == Some("0"),
+        "{name}: {bad:?} rows with doubled <> n (a backfill ran twice or not at all)"
+    );
+    let totals = db.count("app", "totals").await?;
+    ensure!(
+        totals == ROWS,
+        "{name}: {totals} rows in app.totals, expected {ROWS}"
+    );
+    let wrong = db
+        .query_value(
+            "SELECT COUNT(*) FROM app.totals t JOIN app.counters c USING (id) WHERE t.total <> c.n",
+        )
+        .await?;
+    ensure!(
+        wrong.as_deref() == Some("0"),
+        "{name}: {wrong:?} totals differ from their counter"
+    );
+    Ok(())
+}
+
+/// `kind` of every history row of the queue on `db`, by version.
+async fn kinds(db: &MariaDb) -> Result<Vec<(String, String)>> {
+    let rows = db
+        .query_strings(
+            "SELECT version, kind FROM fleetsync.schema_migrations WHERE scope = 'app' \
+             AND status = 'applied' ORDER BY version, id",
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let mut it = r.into_iter();
+            (
+                it.next().flatten().unwrap_or_default(),
+                it.next().flatten().unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// No table paused and no duplicate-key failure in fleetsync's log.
+async fn sync_clean(fs: &Fleetsync, receivers: &[(&str, &MariaDb)]) -> Result<()> {
+    for (name, db) in receivers {
+        let paused = db
+            .query_value("SELECT COUNT(*) FROM fleetsync.paused_tables")
+            .await?;
+        ensure!(
+            paused.as_deref() == Some("0"),
+            "{name}: {paused:?} paused tables"
+        );
+    }
+    let log = std::fs::read_to_string(fs.log_path()).unwrap_or_default();
+    ensure!(
+        !log.contains("Duplicate entry") && !log.contains("1062"),
+        "fleetsync's log shows a duplicate-key failure:\n{}",
+        fs.log_tail(40)
+    );
+    Ok(())
+}
+
+/// Plan, apply and check V1, V2 over `origin` and its `receivers` (`sync`: the sync's name as
+/// the plan prints it); then `up` again has nothing to do.
+async fn roll_out(
+    common: &[&str],
+    fs_proc: &Fleetsync,
+    origin: (&str, &MariaDb),
+    receivers: &[(&str, &MariaDb)],
+    sync: &str,
+) -> Result<()> {
+    // The plan names the route.
+    let mut args = vec!["migrate", "up"];
+    args.extend_from_slice(common);
+    let (code, out, err) = fs(&args).await?;
+    ensure!(code == 0, "plan: exit {code}: {out} {err}");
+    for (name, _) in receivers {
+        let want = format!(
+            "{name} (via sync {sync} from {}): will receive V1__create.sql, V2__backfill.sql",
+            origin.0
+        );
+        ensure!(out.contains(&want), "plan lacks {want:?}:\n{out}");
+    }
+    ensure!(
+        out.contains(&format!(
+            "{}: will run V1__create.sql, V2__backfill.sql",
+            origin.0
+        )) || out.contains(&format!(
+            "{} (canary): will run V1__create.sql, V2__backfill.sql",
+            origin.0
+        )),
+        "plan lacks the origin's run:\n{out}"
+    );
+    // Under the test's command timeout, so that a stuck wait reports.
+    let (code, rep, err) = fs_json(&["up", "--yes", "--sync-timeout", "60"], common).await?;
+    ensure!(
+        code == 0,
+        "up: exit {code}: {rep} {err}\n{}",
+        fs_proc.log_tail(40)
+    );
+    let o = server(&rep, origin.0);
+    ensure!(
+        o["outcome"] == "applied" && o["applied"].as_array().map(Vec::len) == Some(2),
+        "origin: {o}"
+    );
+    for (name, db) in receivers {
+        let r = server(&rep, name);
+        ensure!(
+            r["outcome"] == "applied"
+                && r["via"]["origin"] == origin.0
+                && r["via"]["sync"] == sync
+                && r["schema_differences"] == 0
+                && r["applied"].as_array().map(Vec::len) == Some(2),
+            "{name}: {r}"
+        );
+        if let Some(d) = diff_schemas(origin.1, db, "app", "app").await? {
+            anyhow::bail!("{name}: schema differs from {}: {d}", origin.0);
+        }
+        if let Some(d) = diff_databases(origin.1, db, "app", "app").await? {
+            anyhow::bail!("{name}: rows differ from {}: {d}", origin.0);
+        }
+        ran_once(name, db).await?;
+        let k = kinds(db).await?;
+        ensure!(
+            k == [
+                ("1".to_string(), "via-sync".to_string()),
+                ("2".into(), "via-sync".into())
+            ],
+            "{name}: history {k:?}"
+        );
+    }
+    ran_once(origin.0, origin.1).await?;
+    let k = kinds(origin.1).await?;
+    ensure!(
+        k == [
+            ("1".to_string(), "versioned".to_string()),
+            ("2".into(), "versioned".into())
+        ],
+        "{}: history {k:?}",
+        origin.0
+    );
+    sync_clean(fs_proc, receivers).await?;
+    // Every member's status shows both applied.
+    let (_, st, _) = fs_json(&["status"], common).await?;
+    for name in std::iter::once(origin.0).chain(receivers.iter().map(|r| r.0)) {
+        let s = server(&st, name);
+        ensure!(
+            s["applied"] == 2 && s["pending"] == 0 && s["at_version"] == "2",
+            "status {name}: {s}"
+        );
+    }
+    // Nothing to do anywhere.
+    let (code, rep, err) = fs_json(&["up", "--yes"], common).await?;
+    ensure!(code == 0, "second up: exit {code}: {rep} {err}");
+    for name in std::iter::once(origin.0).chain(receivers.iter().map(|r| r.0)) {
+        ensure!(
+            server(&rep, name)["outcome"] == "up_to_date",
+            "second up, {name}: {rep}"
+        );
+    }
+    Ok(())
+}
+
+fn queue(dir: &Path, v1: &str) -> Result<()> {
+    write(dir, "V1__create.sql", v1)?;
+    write(
+        dir,
+        "U1__create.sql",
+        "DROP TABLE app.totals;\nALTER TABLE app.counters DROP COLUMN doubled;\n",
+    )?;
+    write(dir, "V2__backfill.sql", V2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vmigrate_via_one_way_sync() -> Result<()> {
+    let pair = Pair::start().await?;
+    let (src, dst) = (&pair.src, &pair.dst);
+    src.exec(TABLE_SQL).await?;
+    fill(src).await?;
+    let text = ConfigBuilder::new(&pair.state_dir())
+        .server("src", &src.url_root())
+        .server("dst", &dst.url_root())
+        .sync("s1", "src", &["dst"], &["app\\..*"], &[])
+        .build();
+    let cfg = Fleetsync::write_config(pair.dir.path(), &text)?;
+    let mig = pair.dir.path().join("migrations");
+    queue(&mig, V1)?;
+    let mut fsp = Fleetsync::run(&cfg)?;
+    fsp.wait_synced(src, dst, "app", SYNC_TIMEOUT).await?;
+    let common = [
+        "--config",
+        p(&cfg),
+        "--dir",
+        p(&mig),
+        "--database",
+        "app",
+        "--servers",
+        "src,dst",
+    ];
+
+    // Selecting only the receiver is refused: the files must run at the origin.
+    let (code, out, err) = fs(&[
+        "migrate",
+        "up",
+        "--yes",
+        "--config",
+        p(&cfg),
+        "--dir",
+        p(&mig),
+        "--database",
+        "app",
+        "--servers",
+        "dst",
+    ])
+    .await?;
+    ensure!(
+        code != 0 && err.contains("select src too"),
+        "dst alone: exit {code}: {out} {err}"
+    );
+    ensure!(!dst_has(dst, "totals").await?, "a refused up changed dst");
+    // Selecting only the origin: the plan says dst gets the files through the sync anyway.
+    let (code, out, err) = fs(&[
+        "migrate",
+        "up",
+        "--config",
+        p(&cfg),
+        "--dir",
+        p(&mig),
+        "--database",
+        "app",
+        "--servers",
+        "src",
+    ])
+    .await?;
+    ensure!(
+        code == 0 && out.contains("dst: not selected, receives the files via sync s1 from src"),
+        "src alone, plan: exit {code}: {out} {err}"
+    );
+
+    roll_out(&common, &fsp, ("src", src), &[("dst", dst)], "s1").await?;
+
+    // The sync stopped: the origin runs V3, the wait times out, dst stays pending.
+    fsp.stop(STOP_TIMEOUT).await?;
+    write(&mig, "V3__more.sql", "ALTER TABLE app.totals ADD COLUMN note VARCHAR(20) NULL;\nUPDATE app.totals SET total = total + 1;\n")?;
+    let (code, rep, err) = fs_json(&["up", "--yes", "--sync-timeout", "3"], &common).await?;
+    let d = server(&rep, "dst");
+    ensure!(
+        code != 0
+            && server(&rep, "src")["outcome"] == "applied"
+            && d["outcome"] == "failed"
+            && d["failed"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("timed out")),
+        "stopped sync: exit {code}: {rep} {err}"
+    );
+    let (_, st, _) = fs_json(&["status"], &common).await?;
+    ensure!(
+        server(&st, "dst")["pending"] == 1 && server(&st, "src")["pending"] == 0,
+        "status after the timeout: {st}"
+    );
+    // The sync back: `up` records V3 on dst, which got it (and its UPDATE) once.
+    let fsp = Fleetsync::run(&cfg)?;
+    let (code, rep, err) = fs_json(&["up", "--yes"], &common).await?;
+    ensure!(
+        code == 0
+            && server(&rep, "src")["outcome"] == "up_to_date"
+            && server(&rep, "dst")["outcome"] == "applied"
+            && server(&rep, "dst")["applied"][0] == "V3__more.sql",
+        "resumed: exit {code}: {rep} {err}\n{}",
+        fsp.log_tail(30)
+    );
+    let off = dst
+        .query_value("SELECT COUNT(*) FROM app.totals t JOIN app.counters c USING (id) WHERE t.total <> c.n + 1")
+        .await?;
+    ensure!(
+        off.as_deref() == Some("0"),
+        "dst: {off:?} totals not incremented exactly once"
+    );
+    if let Some(d) = diff_databases(src, dst, "app", "app").await? {
+        anyhow::bail!("after V3: {d}");
+    }
+    sync_clean(&fsp, &[("dst", dst)]).await?;
+    let mut fsp = fsp;
+    fsp.stop(STOP_TIMEOUT).await?;
+    Ok(())
+}
+
+async fn dst_has(db: &MariaDb, table: &str) -> Result<bool> {
+    Ok(db
+        .query_value(&format!(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'app' AND TABLE_NAME = '{table}'"
+        ))
+        .await?
+        .as_deref()
+        == Some("1"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vmigrate_via_bidirectional_group() -> Result<()> {
+    let names = ["realm-a", "realm-b", "realm-c"];
+    let (a, b, c) = tokio::join!(MariaDb::start(91), MariaDb::start(92), MariaDb::start(93));
+    let dbs = [a?, b?, c?];
+    for db in &dbs {
+        db.exec(TABLE_SQL).await?;
+        db.exec(GROUP_TOTALS).await?;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("fleetsync-e2e-")
+        .tempdir()?;
+    let mut cfg = ConfigBuilder::new(&dir.path().join("state"));
+    for (n, db) in names.iter().zip(&dbs) {
+        cfg = cfg.server(n, &db.url_root());
+    }
+    // Listed out of name order: the origin is the first by name all the same.
+    let text = cfg
+        .raw(
+            "\n[[syncs]]\nname = \"realms\"\nmode = \"bidirectional\"\n\
+             members = [\"realm-c\", \"realm-a\", \"realm-b\"]\nconflict = \"newest_wins\"\n\
+             newest_column = \"updated_at\"\ninclude = [\"app\\\\..*\"]\nbatch_wait_ms = 5\n",
+        )
+        .build();
+    let cfg = Fleetsync::write_config(dir.path(), &text)?;
+    let mig = dir.path().join("migrations");
+    queue(&mig, V1_GROUP)?;
+    let mut fsp = Fleetsync::run(&cfg)?;
+    // Rows written on one member reach the others.
+    fill(&dbs[1]).await?;
+    for db in [&dbs[0], &dbs[2]] {
+        wait_until(SYNC_TIMEOUT, "the group to carry the rows", || async {
+            match diff_databases(&dbs[1], db, "app", "app").await? {
+                None => Ok(()),
+                Some(d) => Err(anyhow::anyhow!(d)),
+            }
+        })
+        .await?;
+    }
+    let common = [
+        "--config",
+        p(&cfg),
+        "--dir",
+        p(&mig),
+        "--database",
+        "app",
+        "--servers",
+        "realm-*",
+    ];
+    roll_out(
+        &common,
+        &fsp,
+        ("realm-a", &dbs[0]),
+        &[("realm-b", &dbs[1]), ("realm-c", &dbs[2])],
+        "realms",
+    )
+    .await?;
+    fsp.stop(STOP_TIMEOUT).await?;
+    Ok(())
+}
+
+/// A TrinityCore-style `updates` table (the shape TrinityCore's updater reads and writes).
+const UPDATES_SQL: &str = "CREATE DATABASE auth; CREATE TABLE auth.updates (\
+    name VARCHAR(200) NOT NULL PRIMARY KEY, hash CHAR(40) DEFAULT '', \
+    state ENUM('RELEASED','ARCHIVED') NOT NULL DEFAULT 'RELEASED', \
+    timestamp TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+    speed INT UNSIGNED NOT NULL DEFAULT 0) ENGINE=InnoDB";
+
+/// TrinityCore mode through a one-way sync: the update runs once at the source; the
+/// receiver's `updates` row arrives through the sync when the sync selects `auth.updates`
+/// (the source's row, its speed included), else fleetsync writes it (speed 0).
+async fn trinitycore_via_sync(carry_updates: bool) -> Result<()> {
+    let pair = Pair::start().await?;
+    let (src, dst) = (&pair.src, &pair.dst);
+    for db in [src, dst] {
+        db.exec(UPDATES_SQL).await?;
+    }
+    src.exec(
+        "CREATE TABLE auth.realmlist (id INT NOT NULL PRIMARY KEY, name VARCHAR(32) NOT NULL); \
+         INSERT INTO auth.realmlist VALUES (1, 'one'), (2, 'two'), (3, 'three')",
+    )
+    .await?;
+    let exclude: &[&str] = if carry_updates {
+        &[]
+    } else {
+        &["auth\\.updates"]
+    };
+    let text = ConfigBuilder::new(&pair.state_dir())
+        .server("src", &src.url_root())
+        .server("dst", &dst.url_root())
+        .sync("s1", "src", &["dst"], &["auth\\..*"], exclude)
+        .build();
+    let cfg = Fleetsync::write_config(pair.dir.path(), &text)?;
+    let dir = pair.dir.path().join("updates").join("auth");
+    let file = "2024_05_01_00_auth.sql";
+    // Run twice on a server, `flag` would be 2; the sleep shows in `speed`.
+    write(
+        &dir,
+        file,
+        "ALTER TABLE realmlist ADD COLUMN flag INT NOT NULL DEFAULT 0;\nUPDATE realmlist SET flag = flag + 1;\nSELECT SLEEP(0.1);\n",
+    )?;
+    let hash = crate::vmigrate::hash_tool("sha1sum", &dir.join(file))?.to_uppercase();
+    let mut fsp = Fleetsync::run(&cfg)?;
+    wait_until(SYNC_TIMEOUT, "realmlist on dst", || async {
+        ensure!(dst.count("auth", "realmlist").await? == 3, "not yet");
+        Ok(())
+    })
+    .await?;
+    let common = [
+        "--config",
+        p(&cfg),
+        "--dir",
+        p(&dir),
+        "--history",
+        "trinitycore",
+        "--servers",
+        "src,dst",
+    ];
+    let (code, rep, err) = fs_json(&["up", "--yes", "--sync-timeout", "60"], &common).await?;
+    let d = server(&rep, "dst");
+    ensure!(
+        code == 0
+            && server(&rep, "src")["outcome"] == "applied"
+            && d["outcome"] == "applied"
+            && d["via"]["sync"] == "s1"
+            && d["applied"][0] == file,
+        "up: exit {code}: {rep} {err}\n{}",
+        fsp.log_tail(30)
+    );
+    for (name, db) in [("src", src), ("dst", dst)] {
+        let flags = db
+            .query_value("SELECT COUNT(*) FROM auth.realmlist WHERE flag = 1")
+            .await?;
+        ensure!(
+            flags.as_deref() == Some("3"),
+            "{name}: {flags:?} rows with flag = 1 (ran twice or not at all)"
+        );
+        let row = db
+            .query_strings(&format!(
+                "SELECT hash, state FROM auth.updates WHERE name = '{file}'"
+            ))
+            .await?;
+        ensure!(
+            row == [vec![Some(hash.clone()), Some("RELEASED".to_string())]],
+            "{name}: updates row {row:?}, want the sha1sum {hash}"
+        );
+    }
+    let q = format!("SELECT speed FROM auth.updates WHERE name = '{file}'");
+    let (s_speed, d_speed) = (src.query_value(&q).await?, dst.query_value(&q).await?);
+    if carry_updates {
+        ensure!(
+            s_speed == d_speed,
+            "dst's row must be src's, carried: speed {d_speed:?} vs {s_speed:?}"
+        );
+    } else {
+        ensure!(
+            d_speed.as_deref() == Some("0"),
+            "dst's row is fleetsync's: speed {d_speed:?}"
+        );
+    }
+    let (code, rep, err) = fs_json(&["up", "--yes"], &common).await?;
+    ensure!(
+        code == 0
+            && server(&rep, "src")["outcome"] == "up_to_date"
+            && server(&rep, "dst")["outcome"] == "up_to_date",
+        "second up: exit {code}: {rep} {err}"
+    );
+    sync_clean(&fsp, &[("dst", dst)]).await?;
+    fsp.stop(STOP_TIMEOUT).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vmigrate_via_sync_trinitycore_updates_carried() -> Result<()> {
+    trinitycore_via_sync(true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vmigrate_via_sync_trinitycore_updates_not_carried() -> Result<()> {
+    trinitycore_via_sync(false).await
+}

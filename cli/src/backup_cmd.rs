@@ -12,6 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 use fleetsync_agent::backup::{manifest, Key, Settings};
 use fleetsync_config::Config;
+use fleetsync_proto::jobs::BackupListEntry;
 use fleetsync_proto::jobs::{
     BackupCreateReport, BackupPruneReport, BackupRestoreReport, BackupVerifyReport,
     RestorePlanReport,
@@ -35,8 +36,49 @@ pub enum BackupCommand {
         /// `schema.table` regexes to include (default: every table of every user database).
         #[arg(long)]
         include: Vec<String>,
+        /// A name for the backup (unique; accepted wherever an id is).
+        #[arg(long)]
+        name: Option<String>,
+        /// Pin the backup: retention never deletes it (until `backup unpin`).
+        #[arg(long)]
+        pin: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Show one backup: its summary, pin and last verification (`--json`: as `list --json`).
+    Show {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: Option<PathBuf>,
+        /// The backup's id or name.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pin a backup (id or name): retention never deletes it.
+    Pin {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: Option<PathBuf>,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unpin a backup (id or name): retention applies to it again.
+    Unpin {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: Option<PathBuf>,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write one backup (id or name) as a tar stream (`<id>/manifest.json`, `<id>/data/...`)
+    /// to FILE or stdout (`-`), streamed from the directory or bucket.
+    Download {
+        #[arg(long, env = "FLEETSYNC_CONFIG")]
+        config: Option<PathBuf>,
+        id: String,
+        /// The tar file to write (it must not exist), or `-` for stdout.
+        #[arg(long)]
+        out: String,
     },
     /// List the backups in `[backup] dir`.
     List {
@@ -103,10 +145,17 @@ pub async fn run(command: BackupCommand, remote: Option<crate::remote::Remote>) 
             BackupCommand::Create {
                 server,
                 include,
+                name,
+                pin,
                 json,
                 ..
             } => {
-                let req = BackupCreateRequest { server, include };
+                let req = BackupCreateRequest {
+                    server,
+                    include,
+                    name,
+                    pin,
+                };
                 let print = move |r: &BackupCreateReport| print_created(r, json);
                 remote.run_job(&req, print).await
             }
@@ -157,9 +206,31 @@ pub async fn run(command: BackupCommand, remote: Option<crate::remote::Remote>) 
             config,
             server,
             include,
+            name,
+            pin,
             json,
-        } => create(crate::opts::need_config(&config)?, &server, &include, json).await,
-        BackupCommand::List { config, json } => list(&config, json),
+        } => {
+            let req = BackupCreateRequest {
+                server,
+                include,
+                name,
+                pin,
+            };
+            create(crate::opts::need_config(&config)?, req, json).await
+        }
+        BackupCommand::List { config, json } => list(&config, json).await,
+        BackupCommand::Show { config, id, json } => {
+            show(crate::opts::need_config(&config)?, &id, json).await
+        }
+        BackupCommand::Pin { config, id, json } => {
+            pin_cmd(crate::opts::need_config(&config)?, &id, true, json).await
+        }
+        BackupCommand::Unpin { config, id, json } => {
+            pin_cmd(crate::opts::need_config(&config)?, &id, false, json).await
+        }
+        BackupCommand::Download { config, id, out } => {
+            download(crate::opts::need_config(&config)?, &id, &out).await
+        }
         BackupCommand::Verify { config, id, json } => {
             verify_cmd(crate::opts::need_config(&config)?, &id, json).await
         }
@@ -195,25 +266,27 @@ pub async fn run(command: BackupCommand, remote: Option<crate::remote::Remote>) 
     }
 }
 
-fn load(config: &Path) -> Result<(Config, Settings)> {
+/// The config, with `[backup]` resolved and its location checked (a missing bucket or refused
+/// credentials: one line, before any work).
+async fn load(config: &Path) -> Result<(Config, Settings)> {
     let config = Config::load(config)?;
-    let settings = Settings::from_config(&config.backup)?;
+    let settings = service::checked_settings(&config)
+        .await
+        .map_err(crate::service::into_anyhow)?;
     Ok((config, settings))
 }
 
 /// [`load`] for the commands that connect to a server (the `preferred` TLS probe runs).
 async fn load_connecting(config: &Path) -> Result<(Config, Settings)> {
     let config = crate::opts::load_config(config).await?;
-    let settings = Settings::from_config(&config.backup)?;
+    let settings = service::checked_settings(&config)
+        .await
+        .map_err(crate::service::into_anyhow)?;
     Ok((config, settings))
 }
 
-async fn create(config: &Path, server: &str, include: &[String], json: bool) -> Result<()> {
+async fn create(config: &Path, req: BackupCreateRequest, json: bool) -> Result<()> {
     let (config, _) = load_connecting(config).await?;
-    let req = BackupCreateRequest {
-        server: server.to_string(),
-        include: include.to_vec(),
-    };
     let tracker = Tracker::new(crate::service::Bar::for_terminal());
     let report = service::create(&config, &req, &tracker, &CancellationToken::new())
         .await
@@ -229,8 +302,13 @@ pub fn print_created(m: &BackupCreateReport, json: bool) {
         println!("{}", serde_json::to_value(m).unwrap_or_default());
     } else {
         println!(
-            "backup {} complete: {} tables, {} views, {} rows, {} bytes in {:.1}s at {}",
+            "backup {}{}{} complete: {} tables, {} views, {} rows, {} bytes in {:.1}s at {}",
             m.id,
+            m.name
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default(),
+            if m.pinned { ", pinned," } else { "" },
             m.tables,
             m.views,
             m.rows,
@@ -241,38 +319,150 @@ pub fn print_created(m: &BackupCreateReport, json: bool) {
     }
 }
 
-fn list(config: &Path, json: bool) -> Result<()> {
-    let (config, settings) = load(config)?;
+async fn list(config: &Path, json: bool) -> Result<()> {
+    let (config, settings) = load(config).await?;
+    let all = service::list(&config).await?;
     if json {
-        let items = service::list(&config)?;
-        println!("{}", serde_json::to_value(items)?);
+        println!("{}", serde_json::to_value(all)?);
         return Ok(());
     }
-    let all = manifest::list(&settings.dir)?;
     if all.is_empty() {
-        println!("no backups in {}", settings.dir.display());
+        println!("no backups in {}", settings.store.describe());
     }
-    for r in &all {
-        match r {
-            Ok(m) => println!(
-                "{}  {:<8}  {}  {} tables  {} rows  {} bytes{}  {}",
-                m.id,
-                format!("{:?}", m.status).to_lowercase(),
-                m.started,
-                m.tables.len(),
-                m.total_rows,
-                m.total_bytes,
-                if m.encrypted { "  encrypted" } else { "" },
-                m.position.as_deref().unwrap_or("-")
-            ),
-            Err((id, e)) => println!("{id}  unreadable  {e}"),
-        }
+    for e in &all {
+        println!("{}", list_line(e));
     }
     Ok(())
 }
 
+/// One line of `backup list`.
+fn list_line(e: &BackupListEntry) -> String {
+    if e.status == "unreadable" {
+        return format!("{}  unreadable  {}", e.id, e.error.as_deref().unwrap_or(""));
+    }
+    format!(
+        "{}  {:<8}  {}  {} tables  {} rows  {} bytes{}{}{}  {}",
+        e.id,
+        e.status,
+        e.started.as_deref().unwrap_or("-"),
+        e.tables.unwrap_or(0),
+        e.rows.unwrap_or(0),
+        e.bytes.unwrap_or(0),
+        if e.encrypted == Some(true) {
+            "  encrypted"
+        } else {
+            ""
+        },
+        if e.pinned { "  pinned" } else { "" },
+        e.name
+            .as_deref()
+            .map(|n| format!("  name={n}"))
+            .unwrap_or_default(),
+        e.position.as_deref().unwrap_or("-")
+    )
+}
+
+async fn show(config: &Path, id: &str, json: bool) -> Result<()> {
+    let (config, settings) = load(config).await?;
+    let id = manifest::resolve(&settings.store, id).await?;
+    let all = service::list(&config).await?;
+    let Some(e) = all.into_iter().find(|e| e.id == id) else {
+        // Not listed: say why (no such backup, or leftovers without a manifest).
+        manifest::read(&settings.store, &id).await?;
+        bail!("backup {id} is not listed");
+    };
+    if json {
+        println!("{}", serde_json::to_value(&e)?);
+        return Ok(());
+    }
+    println!("{}", list_line(&e));
+    println!("location: {}", settings.store.describe_key(&e.id));
+    println!("pinned: {}", if e.pinned { "yes" } else { "no" });
+    println!(
+        "verified: {}{}",
+        e.verified.state,
+        e.verified
+            .at
+            .as_deref()
+            .map(|a| format!(" at {a}"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+async fn pin_cmd(config: &Path, id: &str, pin: bool, json: bool) -> Result<()> {
+    let (config, _) = load(config).await?;
+    let r = service::set_pinned(&config, id, pin)
+        .await
+        .map_err(crate::service::into_anyhow)?;
+    if json {
+        println!("{}", serde_json::to_value(&r)?);
+    } else {
+        println!(
+            "backup {} {}",
+            r.id,
+            if r.pinned {
+                "pinned: retention will not delete it"
+            } else {
+                "unpinned: retention applies to it again"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Streams the tar of a backup to `out` (`-`: stdout). A file is written beside as
+/// `FILE.part` and renamed when complete, so a failed download leaves no complete-looking tar.
+async fn download(config: &Path, id: &str, out: &str) -> Result<()> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let (config, _) = load(config).await?;
+    let (id, mut stream) = service::download(&config, id)
+        .await
+        .map_err(crate::service::into_anyhow)?;
+    let mut bytes = 0u64;
+    if out == "-" {
+        let mut w = std::io::stdout().lock();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.with_context(|| format!("downloading backup {id}"))?;
+            w.write_all(&chunk).context("writing to stdout")?;
+        }
+        w.flush().context("writing to stdout")?;
+        return Ok(());
+    }
+    let path = PathBuf::from(out);
+    if path.exists() {
+        bail!("{out}: exists already (the download does not overwrite files)");
+    }
+    let part = PathBuf::from(format!("{out}.part"));
+    let write = async {
+        let mut f = tokio::fs::File::create(&part)
+            .await
+            .with_context(|| format!("cannot create {}", part.display()))?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.with_context(|| format!("downloading backup {id}"))?;
+            bytes += chunk.len() as u64;
+            f.write_all(&chunk)
+                .await
+                .with_context(|| format!("cannot write {}", part.display()))?;
+        }
+        f.sync_all()
+            .await
+            .with_context(|| format!("cannot write {}", part.display()))?;
+        tokio::fs::rename(&part, &path)
+            .await
+            .with_context(|| format!("cannot rename {} to {out}", part.display()))
+    };
+    if let Err(e) = write.await {
+        let _ = tokio::fs::remove_file(&part).await;
+        return Err(e);
+    }
+    eprintln!("backup {id} written to {out} ({bytes} bytes, tar)");
+    Ok(())
+}
+
 async fn verify_cmd(config: &Path, id: &str, json: bool) -> Result<()> {
-    let (config, _) = load(config)?;
+    let (config, _) = load(config).await?;
     let req = BackupVerifyRequest { id: id.to_string() };
     let tracker = Tracker::new(crate::service::Quiet::arc());
     let report = service::verify(&config, &req, &tracker, &CancellationToken::new())
@@ -409,7 +599,7 @@ fn confirm(plan: &RestorePlanReport) -> Result<bool> {
 }
 
 async fn prune_cmd(config: &Path, dry_run: bool, json: bool) -> Result<()> {
-    let (config, _) = load(config)?;
+    let (config, _) = load(config).await?;
     let req = BackupPruneRequest {
         plan_only: dry_run,
         confirm: true,
@@ -428,12 +618,6 @@ pub fn print_pruned(report: &BackupPruneReport, json: bool) {
         println!("{}", serde_json::to_value(report).unwrap_or_default());
         return;
     }
-    if !report.rules {
-        println!(
-            "no [backup.retention] rule (keep_last, max_age_days) configured: nothing to prune"
-        );
-        return;
-    }
     let verb = if report.dry_run {
         "would delete"
     } else {
@@ -441,6 +625,12 @@ pub fn print_pruned(report: &BackupPruneReport, json: bool) {
     };
     for d in &report.deleted {
         println!("{verb} {}: {}", d.id, d.reason);
+    }
+    if !report.rules {
+        println!(
+            "no [backup.retention] rule (keep_last, max_age_days) configured: only leftovers of unfinished backups are deleted"
+        );
+        return;
     }
     for (id, why) in &report.skipped {
         println!("kept {id}: {why}");

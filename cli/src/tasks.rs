@@ -64,7 +64,11 @@ pub(crate) async fn run_once(config: &Config, servers: &[String]) {
         metrics::counter!(backup::METRIC_BACKUP_FAILURES, "server" => server.to_string())
             .increment(1);
     };
-    let settings = match Settings::from_config(&config.backup) {
+    let checked = match Settings::from_config(&config.backup) {
+        Ok(s) => s.check().await.map(|()| s),
+        Err(e) => Err(e),
+    };
+    let settings = match checked {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "scheduled backup: [backup] is unusable");
@@ -82,6 +86,8 @@ pub(crate) async fn run_once(config: &Config, servers: &[String]) {
                 progress: Arc::new(NoProgress),
                 // The occurrence's future is dropped on shutdown (see spawn_backups).
                 cancel: CancellationToken::new(),
+                name: None,
+                pin: false,
             })
         })() {
             Ok(req) => req,
@@ -102,15 +108,12 @@ pub(crate) async fn run_once(config: &Config, servers: &[String]) {
         }
     }
     let retention = config.backup.retention.clone();
-    let dir = settings.dir.clone();
-    let pruned = tokio::task::spawn_blocking(move || prune::prune(&dir, &retention, false)).await;
-    match pruned {
-        Ok(Ok(r)) => {
+    match prune::prune(&settings.store, &retention, false).await {
+        Ok(r) => {
             for d in r.deleted {
                 tracing::info!(backup = %d.id, reason = %d.reason, "old backup pruned");
             }
         }
-        Ok(Err(e)) => tracing::error!(error = %e, "pruning backups failed"),
-        Err(e) => tracing::error!(error = %e, "pruning backups stopped"),
+        Err(e) => tracing::error!(error = %e, "pruning backups failed"),
     }
 }

@@ -218,6 +218,19 @@ pub struct BackupCreateReport {
     pub position: Option<String>,
     pub encrypted: bool,
     pub compression: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub pinned: bool,
+}
+
+/// `backup pin|unpin --json`, `POST /api/v1/backups/{id}/pin|unpin`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupPinReport {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub pinned: bool,
 }
 
 /// `backup verify --json`.
@@ -310,6 +323,12 @@ pub struct ReplayedReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupListEntry {
     pub id: String,
+    /// `backup create --name`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Pinned backups are never deleted by retention.
+    #[serde(default)]
+    pub pinned: bool,
     /// `running`, `complete`, `failed` or `unreadable`.
     pub status: String,
     #[serde(default)]

@@ -179,6 +179,12 @@ pub struct BackupCreateRequest {
     /// `schema.table` regexes to include (default: every table of every user database).
     #[serde(default)]
     pub include: Vec<String>,
+    /// A name for the backup, unique among the backups, accepted wherever an id is.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Pin the backup: retention never deletes it (until `backup unpin`).
+    #[serde(default)]
+    pub pin: bool,
 }
 
 /// Verify a stored backup.

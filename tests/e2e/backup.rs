@@ -1,4 +1,5 @@
-//! Backups: `fleetsync backup create|list|verify|restore|prune|keygen` against real servers.
+//! Backups: `fleetsync backup create|list|verify|restore|prune|keygen` against real servers
+//! (in a bucket: [`s3`]).
 //!
 //! * Round trips (backup -> restore into another server, also with `--rename-db`), compared
 //!   row by row and by schema: every column type plus keyless, composite-key, string-key,
@@ -32,6 +33,7 @@ use crate::support::{dead_port, exec_lenient, Pair, STOP_TIMEOUT};
 use crate::types::{all_inserts, create_tables};
 
 mod refusals;
+mod s3;
 
 const CMD_TIMEOUT: Duration = Duration::from_secs(180);
 

@@ -3,34 +3,41 @@
 //! Order of work:
 //! 1. Read the table list, definitions (`SHOW CREATE TABLE`), views and databases on a
 //!    metadata connection (`SET NAMES utf8mb4`).
-//! 2. Create `<dir>/<id>/` and write the manifest as `running`, then the schema files.
+//! 2. Delete the leftovers of dead runs ([`running::clean_leftovers`]), pick a free
+//!    `<dir>/<id>/`, write its `running.json` (refreshed by a heartbeat task), then the
+//!    schema files.
 //! 3. `LOCK TABLES ... READ` the non-transactional tables ([`snapshot::lock_tables`]), then
 //!    open the snapshot on N connections ([`snapshot::open`]).
 //! 4. Plan key ranges ([`chunk::plan`]) in parallel; dump non-transactional tables first,
 //!    release their lock, then dump the rest. One task per connection takes ranges from a
 //!    queue; each range streams rows (binary protocol, decoded by `from_mysql`) into files of
-//!    at most `chunk_rows` rows or [`FILE_MAX_BYTES`], compressed/encrypted/written on the
-//!    blocking pool while the next rows stream in.
-//! 5. Write the manifest as `complete` (or `failed` with the error) and set the metrics.
+//!    at most `chunk_rows` rows or [`FILE_MAX_BYTES`], compressed/encrypted on the blocking
+//!    pool and uploaded to the store while the next rows stream in. Each connection has at
+//!    most one file in the writer while it fills the next, so memory is bounded by
+//!    `threads` x 2 x (a file's plaintext + its encoded form) and nothing is copied locally.
+//! 5. Write `pin.json` (with `--pin`), then the manifest, last, and delete `running.json`;
+//!    set the metrics. A failure or a cancel deletes every object of the backup instead
+//!    (what cannot be deleted then, e.g. the store is unreachable, is left to the next run).
 //!
 //! DDL on the dumped tables during a backup is not supported (the definitions are read
 //! before the snapshot); triggers, routines and events are not backed up.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use fleetsync_config::TableFilter;
 use fleetsync_proto::{ColumnType, TableSchema};
+use fleetsync_store::Store;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use tokio_util::sync::CancellationToken;
 
 use super::chunk::{self, quote, KeyCol, Range};
-use super::files::{safe_name, write_stored, Codec};
+use super::files::{put_stored, safe_name, Codec};
 use super::manifest::{self, DatabaseEntry, FileEntry, Manifest, Status, TableEntry, ViewEntry};
+use super::running::{self, Running};
 use super::{pool, snapshot, BackupError, Progress, Settings};
 use crate::source::decode::from_mysql;
 use crate::source::schema::{list_tables, load_table};
@@ -49,8 +56,12 @@ pub struct CreateRequest {
     pub settings: Settings,
     pub progress: Arc<dyn Progress>,
     /// Checked between key ranges: once cancelled, the dump stops after the ranges in hand
-    /// and its directory is removed (a cancelled backup leaves no trace, not even `failed`).
+    /// and its objects are deleted (a cancelled backup leaves no trace).
     pub cancel: CancellationToken,
+    /// `--name`: unique among the backups, accepted wherever an id is.
+    pub name: Option<String>,
+    /// `--pin`: the backup is pinned from the moment it is complete.
+    pub pin: bool,
 }
 
 /// One table being dumped.
@@ -79,7 +90,8 @@ struct ViewDef {
 /// Shared by the dump tasks.
 struct DumpCtx {
     server: String,
-    root: PathBuf,
+    /// The store rooted at this backup.
+    root: Store,
     codec: Codec,
     chunk_rows: usize,
     progress: Arc<dyn Progress>,
@@ -124,10 +136,35 @@ pub async fn create(req: &CreateRequest) -> Result<Manifest, BackupError> {
             "no table matches the backup's selection: the backup will be empty"
         );
     }
-    let (id, root) = allocate(&req.settings.dir, server, started_at)?;
+    let store = &req.settings.store;
+    if let Some(name) = &req.name {
+        manifest::check_name(name)?;
+        if manifest::resolve(store, name).await? != *name
+            || store.list(name).await.map(|v| !v.is_empty())?
+        {
+            return Err(BackupError::Refused(format!(
+                "backup name {name:?} is already used (names are unique; pick another or delete that backup)"
+            )));
+        }
+    }
+    match running::clean_leftovers(store, None, false).await {
+        Ok(cleaned) => {
+            for (id, why) in cleaned {
+                tracing::info!(server, backup = %id, reason = %why, "removed the leftovers of an unfinished backup");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(server, error = %e, "cannot remove the leftovers of unfinished backups")
+        }
+    }
+    let (id, root, lease) = allocate(store, server, started_at, req.name.clone()).await?;
+    let stop_beat = CancellationToken::new();
+    running::spawn_heartbeat(root.clone(), lease, stop_beat.clone());
+    let _stop_beat = stop_beat.clone().drop_guard();
     let mut m = Manifest {
         format_version: manifest::FORMAT_VERSION,
         id: id.clone(),
+        name: req.name.clone(),
         server: server.to_string(),
         server_version: version,
         status: Status::Running,
@@ -148,8 +185,7 @@ pub async fn create(req: &CreateRequest) -> Result<Manifest, BackupError> {
         notes: Vec::new(),
         checksum: String::new(),
     };
-    manifest::write(&root, &mut m)?;
-    tracing::info!(server, backup = %id, tables = tables.len(), views = views.len(), "backup started");
+    tracing::info!(server, backup = %id, location = %store.describe(), tables = tables.len(), views = views.len(), "backup started");
     let ctx = Arc::new(DumpCtx {
         server: server.to_string(),
         root: root.clone(),
@@ -158,34 +194,58 @@ pub async fn create(req: &CreateRequest) -> Result<Manifest, BackupError> {
         progress: req.progress.clone(),
         files: Mutex::new(Vec::new()),
     });
-    let result = run(req, &ctx, &mut m, tables, views).await;
+    let mut result = run(req, &ctx, &mut m, tables, views).await;
     let _ = meta.disconnect().await;
     m.finished = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     m.duration_seconds = Some(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        m.status = Status::Complete;
+        result = finish_backup(store, &root, &mut m, req.pin).await;
+    }
+    stop_beat.cancel();
     match result {
         Ok(()) => {
-            m.status = Status::Complete;
-            manifest::write(&root, &mut m)?;
             record_success(&m);
             tracing::info!(server, backup = %id, rows = m.total_rows, bytes = m.total_bytes, seconds = m.duration_seconds.unwrap_or_default(), position = m.position.as_deref().unwrap_or(""), "backup complete");
             Ok(m)
         }
-        Err(BackupError::Cancelled) => {
-            if let Err(e) = std::fs::remove_dir_all(&root) {
-                tracing::warn!(server, backup = %id, error = %e, "cannot remove the cancelled backup's directory");
-            }
-            tracing::info!(server, backup = %id, "backup cancelled: its directory is removed");
-            Err(BackupError::Cancelled)
-        }
         Err(e) => {
-            m.status = Status::Failed;
-            m.error = Some(e.to_string());
-            let _ = manifest::write(&root, &mut m);
-            metrics::counter!(super::METRIC_BACKUP_FAILURES, "server" => server.to_string())
-                .increment(1);
+            // Nothing of a failed or cancelled backup stays: its objects (and any dangling
+            // multipart upload) are deleted; if that fails too, the next run does it.
+            match store.delete_prefix(&id).await {
+                Ok(_) => {}
+                Err(de) => {
+                    tracing::warn!(server, backup = %id, error = %de, "cannot delete the unfinished backup's objects: the next backup create or prune will")
+                }
+            }
+            if matches!(e, BackupError::Cancelled) {
+                tracing::info!(server, backup = %id, "backup cancelled: its objects are deleted");
+            } else {
+                tracing::warn!(server, backup = %id, error = %e, "backup failed: its objects are deleted");
+                metrics::counter!(super::METRIC_BACKUP_FAILURES, "server" => server.to_string())
+                    .increment(1);
+            }
             Err(e)
         }
     }
+}
+
+/// The end of a complete backup: the pin (if asked), the manifest last, then the in-progress
+/// object goes.
+async fn finish_backup(
+    store: &Store,
+    root: &Store,
+    m: &mut Manifest,
+    pin: bool,
+) -> Result<(), BackupError> {
+    if pin {
+        manifest::set_pinned(root, true).await?;
+    }
+    manifest::write(store, m).await?;
+    if let Err(e) = root.delete(running::RUNNING_FILE).await {
+        tracing::warn!(backup = %m.id, error = %e, "cannot delete the finished backup's running.json (harmless: the manifest is there)");
+    }
+    Ok(())
 }
 
 fn record_success(m: &Manifest) {
@@ -198,14 +258,16 @@ fn record_success(m: &Manifest) {
     metrics::gauge!(super::METRIC_BACKUP_ROWS, "server" => s).set(m.total_rows as f64);
 }
 
-/// Creates `<dir>/<server>-<UTC time>[-N]`.
-fn allocate(
-    dir: &Path,
+/// Picks a free `<server>-<UTC time>[-N]` in `store` and claims it by writing its
+/// `running.json` (two processes starting a backup of the same server in the same second
+/// could pick the same id: scheduled backups run one at a time per server).
+async fn allocate(
+    store: &Store,
     server: &str,
     at: chrono::DateTime<chrono::Utc>,
-) -> Result<(String, PathBuf), BackupError> {
-    crate::owner_only::create_dir_all(dir)
-        .map_err(|e| BackupError::file(dir, format!("cannot create backup dir: {e}")))?;
+    name: Option<String>,
+) -> Result<(String, Store, Running), BackupError> {
+    let taken: std::collections::HashSet<String> = store.list_dirs("").await?.into_iter().collect();
     let base = format!("{server}-{}", at.format("%Y%m%dT%H%M%SZ"));
     for n in 1..1000 {
         let id = if n == 1 {
@@ -213,20 +275,19 @@ fn allocate(
         } else {
             format!("{base}-{n}")
         };
-        let root = dir.join(&id);
-        match crate::owner_only::create_dir(&root) {
-            Ok(()) => {
-                for sub in ["schema", "data"] {
-                    crate::owner_only::create_dir(&root.join(sub))
-                        .map_err(|e| BackupError::file(&root, format!("cannot create: {e}")))?;
-                }
-                return Ok((id, root));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(BackupError::file(&root, format!("cannot create: {e}"))),
+        if taken.contains(&id) {
+            continue;
         }
+        manifest::check_id(&id)?;
+        let root = store.child(&id);
+        let lease = Running::new(&id, server, name);
+        running::write(&root, &lease).await?;
+        return Ok((id, root, lease));
     }
-    Err(BackupError::file(dir, "no free backup id"))
+    Err(BackupError::Refused(format!(
+        "{}: no free backup id for {base}",
+        store.describe()
+    )))
 }
 
 /// Schema files, snapshot, dump; fills the manifest's tables, views, position and totals.
@@ -246,7 +307,7 @@ async fn run(
             safe_name(&t.table),
             ctx.codec.schema_suffix()
         );
-        schema_files.push(write_schema(ctx, &rel, &t.create_sql)?);
+        schema_files.push(write_schema(ctx, &rel, &t.create_sql).await?);
     }
     for v in &views {
         let rel = format!(
@@ -255,7 +316,7 @@ async fn run(
             safe_name(&v.view),
             ctx.codec.schema_suffix()
         );
-        let schema_file = write_schema(ctx, &rel, &v.create_sql)?;
+        let schema_file = write_schema(ctx, &rel, &v.create_sql).await?;
         m.views.push(ViewEntry {
             database: v.database.clone(),
             view: v.view.clone(),
@@ -325,12 +386,12 @@ fn poisoned() -> BackupError {
     BackupError::Refused("a backup worker panicked".into())
 }
 
-fn write_schema(ctx: &DumpCtx, rel: &str, sql: &[u8]) -> Result<FileEntry, BackupError> {
+async fn write_schema(ctx: &DumpCtx, rel: &str, sql: &[u8]) -> Result<FileEntry, BackupError> {
     let stored = ctx
         .codec
         .encode(sql, false, rel)
-        .map_err(|e| BackupError::file(&ctx.root.join(rel), e))?;
-    write_stored(&ctx.root, rel, &stored, 0, 0)
+        .map_err(|e| BackupError::object(&ctx.root, rel, e))?;
+    put_stored(&ctx.root, rel, stored, 0, 0).await
 }
 
 fn fill_tables(
@@ -543,13 +604,17 @@ fn spawn_write(
         ctx.codec.data_suffix()
     );
     let (ctx, table) = (ctx.clone(), unit.table);
-    tokio::task::spawn_blocking(move || {
-        let stored = ctx
-            .codec
-            .encode(&plain, true, &rel)
-            .map_err(|e| BackupError::file(&ctx.root.join(&rel), e))?;
-        drop(plain);
-        Ok((table, write_stored(&ctx.root, &rel, &stored, rows, stmts)?))
+    tokio::spawn(async move {
+        let codec = ctx.codec.clone();
+        let name = rel.clone();
+        let stored = tokio::task::spawn_blocking(move || codec.encode(&plain, true, &name))
+            .await
+            .map_err(|e| BackupError::Refused(format!("a file encoder stopped: {e}")))?
+            .map_err(|e| BackupError::object(&ctx.root, &rel, e))?;
+        Ok((
+            table,
+            put_stored(&ctx.root, &rel, stored, rows, stmts).await?,
+        ))
     })
 }
 

@@ -1,18 +1,22 @@
-//! Backup files on disk: plaintext -> compression -> optional encryption -> file, with the
-//! SHA-256 of the stored bytes; and the way back, checked against the manifest.
+//! Backup files in the store (a directory or a bucket): plaintext -> compression -> optional
+//! encryption -> object, with the SHA-256 of the stored bytes; and the way back, checked
+//! against the manifest.
 //!
 //! Invariants:
-//! - A file is written to `NAME.tmp` and renamed into place, so a file under its final name
-//!   is always complete (its checksum still goes into the manifest, which is written last).
-//! - Reading checks size and SHA-256 against the manifest before decrypting or
-//!   decompressing anything; every error names the file.
+//! - An object is stored whole or not at all ([`fleetsync_store::Store::put`]), so an object
+//!   under its final name is always complete (its checksum still goes into the manifest,
+//!   which is written last).
+//! - Reading streams the object, checks size and SHA-256 against the manifest before
+//!   decrypting or decompressing anything; every error names the object.
 //! - Data files hold one `INSERT INTO ... VALUES (...),(...);` statement per line (values never
 //!   contain a raw newline: `push_quoted` escapes it), which [`check_framing`] verifies.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use fleetsync_config::Compression;
+use fleetsync_store::Store;
+use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::crypto::{self, Key};
@@ -109,7 +113,10 @@ fn decompress_bytes(c: Compression, packed: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
     let mut s = String::with_capacity(64);
     for b in digest {
         s.push_str(&format!("{b:02x}"));
@@ -117,75 +124,79 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Writes `stored` bytes as `root/rel` (via a temporary name); returns its manifest entry.
-pub fn write_stored(
-    root: &Path,
+/// Stores `stored` bytes as `rel` of `backup` (the store rooted at the backup); returns its
+/// manifest entry. The store writes an object whole or not at all.
+pub async fn put_stored(
+    backup: &Store,
     rel: &str,
-    stored: &[u8],
+    stored: Vec<u8>,
     rows: u64,
     statements: u64,
 ) -> Result<FileEntry, BackupError> {
-    let path = root.join(rel);
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let io = |e: std::io::Error| BackupError::file(&path, format!("cannot write: {e}"));
-    let mut f = crate::owner_only::create(&tmp).map_err(io)?;
-    f.write_all(stored).map_err(io)?;
-    f.sync_data().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    Ok(FileEntry {
+    let entry = FileEntry {
         name: rel.to_string(),
         rows,
         statements,
         bytes: stored.len() as u64,
-        sha256: sha256_hex(stored),
-    })
+        sha256: sha256_hex(&stored),
+    };
+    backup.put(rel, Bytes::from(stored)).await?;
+    Ok(entry)
 }
 
-/// Reads `root/entry.name` and checks its size and SHA-256 against the manifest.
-pub fn read_checked(root: &Path, entry: &FileEntry) -> Result<Vec<u8>, BackupError> {
-    let path = root.join(&entry.name);
-    let data = std::fs::read(&path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            BackupError::file(&path, "missing (listed in the manifest)")
-        } else {
-            BackupError::file(&path, format!("cannot read: {e}"))
-        }
-    })?;
-    if data.len() as u64 != entry.bytes {
-        return Err(BackupError::file(
-            &path,
-            format!(
-                "size {} bytes differs from the manifest's {} (truncated or altered)",
-                data.len(),
+/// Reads object `entry.name` of `backup` as a stream, hashing as it arrives, and checks its
+/// size and SHA-256 against the manifest. Memory: the object itself (at most the manifest's
+/// size: a longer object is refused as soon as it exceeds it), no local copy.
+pub async fn read_checked(backup: &Store, entry: &FileEntry) -> Result<Vec<u8>, BackupError> {
+    let bad = |m: String| BackupError::object(backup, &entry.name, m);
+    let mut stream = match backup.get_stream(&entry.name).await {
+        Ok(s) => s,
+        Err(e) if e.is_not_found() => return Err(bad("missing (listed in the manifest)".into())),
+        Err(e) => return Err(e.into()),
+    };
+    let mut hasher = Sha256::new();
+    let mut data = Vec::with_capacity(usize::try_from(entry.bytes).unwrap_or(0));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if (data.len() + chunk.len()) as u64 > entry.bytes {
+            return Err(bad(format!(
+                "larger than the manifest's {} bytes (altered)",
                 entry.bytes
-            ),
-        ));
+            )));
+        }
+        hasher.update(&chunk);
+        data.extend_from_slice(&chunk);
     }
-    let sum = sha256_hex(&data);
+    if data.len() as u64 != entry.bytes {
+        return Err(bad(format!(
+            "size {} bytes differs from the manifest's {} (truncated or altered)",
+            data.len(),
+            entry.bytes
+        )));
+    }
+    let sum = hex(&hasher.finalize());
     if sum != entry.sha256 {
-        return Err(BackupError::file(
-            &path,
-            format!(
-                "SHA-256 checksum mismatch (file {sum}, manifest {}): the file was altered",
-                entry.sha256
-            ),
-        ));
+        return Err(bad(format!(
+            "SHA-256 checksum mismatch (object {sum}, manifest {}): the object was altered",
+            entry.sha256
+        )));
     }
     Ok(data)
 }
 
-/// Reads, checks and decodes a file: its plaintext.
-pub fn read_plain(
-    root: &Path,
+/// Reads, checks and decodes an object (decoding on the blocking pool): its plaintext.
+pub async fn read_plain(
+    backup: &Store,
     entry: &FileEntry,
     codec: &Codec,
     compressed: bool,
 ) -> Result<Vec<u8>, BackupError> {
-    let data = read_checked(root, entry)?;
-    codec
-        .decode(&data, compressed, &entry.name)
-        .map_err(|m| BackupError::file(&root.join(&entry.name), m))
+    let data = read_checked(backup, entry).await?;
+    let (codec, name) = (codec.clone(), entry.name.clone());
+    tokio::task::spawn_blocking(move || codec.decode(&data, compressed, &name))
+        .await
+        .map_err(|e| BackupError::Refused(format!("a backup reader stopped: {e}")))?
+        .map_err(|m| BackupError::object(backup, &entry.name, m))
 }
 
 /// Checks a data file's plaintext: every line one complete `INSERT INTO` statement, as many

@@ -1,18 +1,30 @@
 //! Backups: consistent parallel dumps, manifests, verification, restore and point-in-time
 //! recovery from the binlog archive.
 //!
+//! Every backup file goes through a [`fleetsync_store::Store`]: `[backup] dir` is a local
+//! directory or `s3://bucket/prefix`, and create, list, verify, restore, prune and download
+//! are the same code for both.
+//!
 //! Layout of a backup `<dir>/<id>/` (id = `<server>-<UTC yyyymmddThhmmssZ>`, `-N` appended
 //! when taken):
-//! * `manifest.json` ([`manifest`]): written at the start (`running`) and last (`complete` or
-//!   `failed`), with per-file sizes and SHA-256, row counts and the snapshot's binlog position.
+//! * `running.json` ([`running`]): while the backup runs, its owner (host, pid), start time
+//!   and a heartbeat refreshed every [`running::HEARTBEAT_SECS`]; deleted when it ends.
 //! * `schema/<db>.<table>.sql`: `CREATE TABLE` (and `CREATE VIEW`) statements.
 //! * `data/<db>.<table>.<NNNNNN>.sql.zst`: multi-row `INSERT` statements of about 1 MiB, one
 //!   per line, values rendered by [`fleetsync_proto::sql::push_value`]. An unencrypted file
-//!   loads with `zstd -dc FILE | mariadb DB`.
+//!   loads with `zstd -dc FILE | mariadb DB`. Each is uploaded as soon as it is encoded.
+//! * `pin.json`: present while the backup is pinned (retention never deletes it).
+//! * `manifest.json` ([`manifest`]): written **last**, only when every file is stored, with
+//!   per-file sizes and SHA-256, row counts and the snapshot's binlog position. A backup
+//!   without it is never listed, verified or restored as complete: it is running (a live
+//!   `running.json`) or the leftovers of a dead run, which the next `backup create` or
+//!   `backup prune` deletes ([`running::clean_leftovers`]). A failed or cancelled backup
+//!   deletes its own objects.
+//! * `verified.json`: the outcome of the last `backup verify`.
 //!
 //! Modules: [`snapshot`] (one read view over N connections), [`chunk`] (splitting tables
 //! into key ranges), [`dump`] (`backup create`), [`files`] + [`crypto`] (compression,
-//! encryption, checksums), [`verify`], [`restore`], [`prune`].
+//! encryption, checksums), [`verify`], [`restore`], [`prune`], [`running`].
 
 pub mod archive;
 pub mod chunk;
@@ -23,6 +35,7 @@ pub mod manifest;
 mod pool;
 pub mod prune;
 pub mod restore;
+pub mod running;
 pub mod snapshot;
 mod stage;
 pub mod verify;
@@ -30,6 +43,7 @@ pub mod verify;
 use std::path::{Path, PathBuf};
 
 use fleetsync_config::{BackupConfig, Compression};
+use fleetsync_store::{Store, StoreError};
 
 use crate::SourceError;
 pub use crypto::Key;
@@ -64,12 +78,24 @@ pub enum BackupError {
     /// The operation was cancelled (its `cancel` token fired); it left nothing behind.
     #[error("cancelled")]
     Cancelled,
+    /// The backup location failed (one line naming the location and object, never a
+    /// credential).
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl BackupError {
     pub fn file(path: &Path, message: impl Into<String>) -> BackupError {
         BackupError::File {
             path: path.display().to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// A problem with object `key` of `store` (named as `dir/key` or `s3://bucket/key`).
+    pub fn object(store: &Store, key: &str, message: impl Into<String>) -> BackupError {
+        BackupError::File {
+            path: store.describe_key(key),
             message: message.into(),
         }
     }
@@ -114,7 +140,8 @@ impl KeySource {
 /// `[backup]` resolved for one run.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub dir: PathBuf,
+    /// `[backup] dir`: a local directory or a bucket.
+    pub store: Store,
     pub compression: Compression,
     pub zstd_level: i32,
     pub key: KeySource,
@@ -124,23 +151,32 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_config(c: &BackupConfig) -> Result<Settings, BackupError> {
-        let dir = c
-            .dir()
-            .map_err(|e| BackupError::Refused(e.to_string()))?
-            .clone();
+        let store = Store::open(c).map_err(|e| BackupError::Refused(e.to_string()))?;
         let key = match (&c.encryption_key_file, &c.encryption_key_env) {
             (Some(f), _) => KeySource::File(f.clone()),
             (None, Some(v)) => KeySource::Env(v.clone()),
             (None, None) => KeySource::None,
         };
         Ok(Settings {
-            dir,
+            store,
             compression: c.compression,
             zstd_level: c.zstd_level,
             key,
             threads: c.threads(),
             chunk_rows: c.chunk_rows,
         })
+    }
+
+    /// Checks the location at once (bucket exists, credentials accepted, directory usable):
+    /// every command runs this first, so a wrong setting is one line before any work.
+    pub async fn check(&self) -> Result<(), BackupError> {
+        self.store.check().await.map_err(BackupError::from)
+    }
+
+    /// The store rooted at backup `id` (refusing ids that could leave the root).
+    pub fn backup(&self, id: &str) -> Result<Store, BackupError> {
+        manifest::check_id(id)?;
+        Ok(self.store.child(id))
     }
 
     /// The codec for reading backup `m` (its own compression; the key if it is encrypted).

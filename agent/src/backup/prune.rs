@@ -1,19 +1,23 @@
 //! Retention: which backups `fleetsync backup prune` deletes.
 //!
-//! Rules (`[backup.retention]`): `keep_last = N` keeps the N newest complete backups,
-//! `max_age_days = D` keeps complete backups started less than D days ago. A complete backup
-//! is deleted only when it is outside every rule given; with no rule nothing is deleted.
-//! A failed backup is deleted once a newer complete backup exists. A running backup (maybe
-//! in progress in another process) and a directory whose manifest cannot be read are never
-//! deleted here: they are reported for the operator.
+//! Rules (`[backup.retention]`): `keep_last = N` keeps the N newest complete unpinned
+//! backups, `max_age_days = D` keeps complete backups started less than D days ago. A
+//! complete backup is deleted only when it is outside every rule given; with no rule nothing
+//! is deleted. **A pinned backup is never deleted and does not count toward `keep_last`**
+//! (pinning a backup keeps it in addition to the N newest). A failed backup (manifests of
+//! older versions) is deleted once a newer complete backup exists. A running backup and a
+//! directory whose manifest cannot be read are never deleted here: they are reported for the
+//! operator. Leftovers of dead runs (no manifest, owner dead or heartbeat stale) are deleted
+//! whatever the rules ([`super::running::clean_leftovers`]).
 
-use std::path::Path;
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use fleetsync_config::Retention;
+use fleetsync_store::Store;
 
-use super::manifest::{self, Manifest, Status};
-use super::BackupError;
+use super::manifest::{self, Listed, Manifest, Status};
+use super::{running, BackupError};
 
 /// One backup to delete and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +26,14 @@ pub struct Doomed {
     pub reason: String,
 }
 
-/// Decides what to delete among `backups` (any order). Pure: unit-tested.
-pub fn plan(backups: &[Manifest], retention: &Retention, now: DateTime<Utc>) -> Vec<Doomed> {
+/// Decides what to delete among `backups` (any order); `pinned` ids are never deleted nor
+/// counted. Pure: unit-tested.
+pub fn plan(
+    backups: &[Manifest],
+    pinned: &HashSet<String>,
+    retention: &Retention,
+    now: DateTime<Utc>,
+) -> Vec<Doomed> {
     if retention.keep_last.is_none() && retention.max_age_days.is_none() {
         return Vec::new();
     }
@@ -34,7 +44,7 @@ pub fn plan(backups: &[Manifest], retention: &Retention, now: DateTime<Utc>) -> 
     };
     let mut complete: Vec<&Manifest> = backups
         .iter()
-        .filter(|m| m.status == Status::Complete)
+        .filter(|m| m.status == Status::Complete && !pinned.contains(&m.id))
         .collect();
     // Newest first: by start time, then by the id's `-N` suffix (backups started in the same
     // second get `-2`, `-3`... in the order they were taken).
@@ -64,10 +74,9 @@ pub fn plan(backups: &[Manifest], retention: &Retention, now: DateTime<Utc>) -> 
         }
     }
     if let Some(newest) = complete.first() {
-        for m in backups
-            .iter()
-            .filter(|m| m.status == Status::Failed && m.started < newest.started)
-        {
+        for m in backups.iter().filter(|m| {
+            m.status == Status::Failed && m.started < newest.started && !pinned.contains(&m.id)
+        }) {
             out.push(Doomed {
                 id: m.id.clone(),
                 reason: format!("failed backup, superseded by {}", newest.id),
@@ -92,35 +101,62 @@ pub struct PruneReport {
     pub skipped: Vec<(String, String)>,
 }
 
-/// Applies [`plan`] to the backups in `dir`.
-pub fn prune(dir: &Path, retention: &Retention, dry_run: bool) -> Result<PruneReport, BackupError> {
+/// Deletes the leftovers of dead runs, then applies [`plan`] to the backups in `root`
+/// (`retention` without rules: leftovers only).
+pub async fn prune(
+    root: &Store,
+    retention: &Retention,
+    dry_run: bool,
+) -> Result<PruneReport, BackupError> {
     let mut report = PruneReport::default();
+    for (id, reason) in running::clean_leftovers(root, None, dry_run).await? {
+        report.deleted.push(Doomed { id, reason });
+    }
     let mut good = Vec::new();
-    for r in manifest::list(dir)? {
-        match r {
-            Ok(m) if m.status == Status::Running => {
-                report.skipped.push((
-                    m.id.clone(),
-                    "status running (in progress or crashed)".into(),
-                ));
-                good.push(m);
+    let mut pinned = HashSet::new();
+    for l in manifest::list(root).await? {
+        match l {
+            Listed::Done {
+                manifest: m,
+                pinned: p,
+            } => {
+                if m.status == Status::Running {
+                    report.skipped.push((
+                        m.id.clone(),
+                        "status running (written by an older version: in progress or crashed)"
+                            .into(),
+                    ));
+                }
+                if p {
+                    pinned.insert(m.id.clone());
+                }
+                good.push(*m);
             }
-            Ok(m) => good.push(m),
-            Err((id, e)) => report.skipped.push((id, e)),
+            Listed::Running(r) => report.skipped.push((
+                r.id.clone(),
+                format!("running (owner {} pid {})", r.host, r.pid),
+            )),
+            Listed::Unreadable(id, e) => report.skipped.push((id, e)),
         }
     }
-    for d in plan(&good, retention, Utc::now()) {
+    for d in plan(&good, &pinned, retention, Utc::now()) {
         if !dry_run {
-            let path = manifest::backup_dir(dir, &d.id)?;
-            // The manifest goes first: an interrupted delete leaves no complete-looking backup.
-            let _ = std::fs::remove_file(path.join(manifest::MANIFEST_FILE));
-            std::fs::remove_dir_all(&path)
-                .map_err(|e| BackupError::file(&path, format!("cannot delete: {e}")))?;
+            delete(root, &d.id).await?;
             tracing::info!(backup = %d.id, reason = %d.reason, "backup pruned");
         }
         report.deleted.push(d);
     }
     Ok(report)
+}
+
+/// Deletes backup `id`: the manifest first (an interrupted delete leaves no complete-looking
+/// backup, only leftovers the next run removes), then everything under it.
+pub async fn delete(root: &Store, id: &str) -> Result<(), BackupError> {
+    manifest::check_id(id)?;
+    root.delete(&format!("{id}/{}", manifest::MANIFEST_FILE))
+        .await?;
+    root.delete_prefix(id).await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -151,23 +187,32 @@ mod tests {
             at("e", 10, Status::Running),
         ];
         let none = Retention::default();
-        assert!(plan(&all, &none, now).is_empty());
+        assert!(plan(&all, &HashSet::new(), &none, now).is_empty());
         let last2 = Retention {
             keep_last: Some(2),
             max_age_days: None,
         };
-        assert_eq!(ids(&plan(&all, &last2, now)), vec!["a", "b"]);
+        assert_eq!(
+            ids(&plan(&all, &HashSet::new(), &last2, now)),
+            vec!["a", "b"]
+        );
         let last1 = Retention {
             keep_last: Some(1),
             max_age_days: None,
         };
-        assert_eq!(ids(&plan(&all, &last1, now)), vec!["c", "a", "b"]);
+        assert_eq!(
+            ids(&plan(&all, &HashSet::new(), &last1, now)),
+            vec!["c", "a", "b"]
+        );
         // Kept by either rule: c is 6 days old, a is 10.
         let both = Retention {
             keep_last: Some(1),
             max_age_days: Some(7),
         };
-        assert_eq!(ids(&plan(&all, &both, now)), vec!["a", "b"]);
+        assert_eq!(
+            ids(&plan(&all, &HashSet::new(), &both, now)),
+            vec!["a", "b"]
+        );
     }
 
     #[test]
@@ -185,6 +230,34 @@ mod tests {
             keep_last: Some(2),
             max_age_days: None,
         };
-        assert_eq!(ids(&plan(&all, &last2, now)), vec!["s-20240110T000000Z"]);
+        assert_eq!(
+            ids(&plan(&all, &HashSet::new(), &last2, now)),
+            vec!["s-20240110T000000Z"]
+        );
+    }
+
+    #[test]
+    fn pinned_backups_are_kept_and_not_counted() {
+        let now = DateTime::parse_from_rfc3339("2024-01-11T00:00:00Z")
+            .map(|d| d.with_timezone(&Utc))
+            .unwrap_or_default();
+        let all = vec![
+            at("a", 1, Status::Complete),
+            at("c", 5, Status::Complete),
+            at("d", 9, Status::Complete),
+            at("e", 10, Status::Complete),
+        ];
+        let last1 = Retention {
+            keep_last: Some(1),
+            max_age_days: None,
+        };
+        // `e` is pinned: it is kept, and the newest unpinned (`d`) is kept by keep_last.
+        let pinned: HashSet<String> = ["e".to_string(), "a".to_string()].into();
+        assert_eq!(ids(&plan(&all, &pinned, &last1, now)), vec!["c"]);
+        let old = Retention {
+            keep_last: None,
+            max_age_days: Some(1),
+        };
+        assert_eq!(ids(&plan(&all, &pinned, &old, now)), vec!["d", "c"]);
     }
 }

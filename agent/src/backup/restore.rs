@@ -1,7 +1,8 @@
 //! `backup restore`: verify, plan, check, then load in parallel.
 //!
-//! [`prepare`] changes nothing: it reads and verifies the whole backup (every checksum, every
-//! file decrypted and decompressed: [`super::verify`]), maps databases through `--rename-db`,
+//! [`prepare`] changes nothing: it reads and verifies the whole backup from the store (every
+//! checksum, every file decrypted and decompressed: [`super::verify`]; from a bucket each
+//! object is downloaded once for this and once for the load, never kept on local disk), maps databases through `--rename-db`,
 //! lists the target objects a restore would replace, and checks the target user's privileges
 //! (CREATE, INSERT, DROP when something is replaced, CREATE VIEW when there are views). Any
 //! problem is an error naming the file, database or privilege, with the target untouched.
@@ -13,6 +14,7 @@
 //! data file into the staging tables (one file per transaction, N connections, session
 //! `SET NAMES binary`, `time_zone='+00:00'`, no foreign-key or unique checks, a non-strict
 //! sql_mode so zero dates load; each line's `INSERT INTO` is pointed at the staging name),
+//! each file downloaded by the connection that loads it, checked against the manifest again),
 //! and only when all of it has loaded swaps the staging tables in (one atomic RENAME TABLE),
 //! drops the replaced objects and creates views last.
 //!
@@ -34,6 +36,8 @@ use mysql_async::{Conn, Opts};
 use tokio_util::sync::CancellationToken;
 
 use super::chunk::quote;
+use fleetsync_store::Store;
+
 use super::files::{read_plain, Codec};
 use super::manifest::{self, FileEntry, Manifest};
 use super::stage::{self, StagedTable, Staging};
@@ -95,7 +99,8 @@ pub struct Prepared {
     codec: Codec,
     req_opts: Opts,
     threads: usize,
-    root: std::path::PathBuf,
+    /// The store rooted at the backup.
+    root: Store,
     progress: Arc<dyn Progress>,
     position: Option<Position>,
     cancel: CancellationToken,
@@ -117,15 +122,12 @@ fn mysql_err(server: &str, ctx: String) -> impl Fn(mysql_async::Error) -> Backup
 
 /// Verifies the backup and checks the target; changes nothing.
 pub async fn prepare(req: &RestoreRequest) -> Result<Prepared, BackupError> {
-    let dir = req.settings.dir.clone();
-    let m = manifest::read(&dir, &req.id)?;
+    let m = manifest::read(&req.settings.store, &req.id).await?;
+    let root = req.settings.backup(&m.id)?;
     let position = m
         .position()
-        .map_err(|e| BackupError::file(&dir.join(&m.id).join(manifest::MANIFEST_FILE), e))?;
-    let (mc, settings) = (m.clone(), req.settings.clone());
-    tokio::task::spawn_blocking(move || verify::verify(&settings.dir, &mc, &settings))
-        .await
-        .map_err(|e| BackupError::Refused(format!("verification stopped: {e}")))??;
+        .map_err(|e| BackupError::object(&root, manifest::MANIFEST_FILE, e))?;
+    verify::verify(&m, &req.settings).await?;
     let codec = req.settings.codec_for(&m)?;
     let map = rename_map(&m, &req.renames)?;
     let target_db = |db: &str| map.get(db).cloned().unwrap_or_else(|| db.to_string());
@@ -168,7 +170,7 @@ pub async fn prepare(req: &RestoreRequest) -> Result<Prepared, BackupError> {
     check_privileges(&mut conn, &req.target, &plan).await?;
     let _ = conn.disconnect().await;
     Ok(Prepared {
-        root: manifest::backup_dir(&dir, &m.id)?,
+        root,
         plan,
         manifest: m,
         codec,
@@ -386,7 +388,7 @@ async fn plan_staging(p: &Prepared, conn: &mut Conn) -> Result<Staging, BackupEr
         .collect();
     let mut defs = Vec::with_capacity(p.manifest.tables.len());
     for t in &p.manifest.tables {
-        let sql = read_plain(&p.root, &t.schema_file, &p.codec, false)?;
+        let sql = read_plain(&p.root, &t.schema_file, &p.codec, false).await?;
         defs.push((t, sql));
     }
     let ddl_has_fk = defs
@@ -406,17 +408,17 @@ async fn plan_staging(p: &Prepared, conn: &mut Conn) -> Result<Staging, BackupEr
     created_dbs.dedup();
     let mut tables = Vec::with_capacity(defs.len());
     for (t, sql) in defs {
-        let path = p.root.join(&t.schema_file.name);
+        let path = p.root.describe_key(&t.schema_file.name);
         let staged = stage::aside_name('s', &tag, &t.table);
         let (ddl, fks) = stage::staging_ddl(&sql, &t.table, &staged, fk_mode)
-            .map_err(|e| BackupError::file(&path, e))?;
+            .map_err(|e| BackupError::object(&p.root, &t.schema_file.name, e))?;
         tables.push(StagedTable {
             database: target_of(p, &t.database).to_string(),
             table: t.table.clone(),
             stage: staged,
             ddl,
             fks,
-            schema_path: path.display().to_string(),
+            schema_path: path,
         });
     }
     Ok(Staging {
@@ -502,26 +504,19 @@ async fn load_data(p: &Prepared, staging: &Staging) -> Result<(), BackupError> {
 async fn load_file(
     mut conn: Conn,
     server: &str,
-    root: &std::path::Path,
+    root: &Store,
     codec: &Codec,
     progress: &dyn Progress,
     unit: LoadUnit,
 ) -> Result<Conn, BackupError> {
-    let path = root.join(&unit.file.name);
-    let plain = {
-        let (root, codec, file) = (root.to_path_buf(), codec.clone(), unit.file.clone());
-        tokio::task::spawn_blocking(move || read_plain(&root, &file, &codec, true))
-            .await
-            .map_err(|e| BackupError::Refused(format!("a restore reader stopped: {e}")))??
-    };
-    let fail = |line: usize, e: String| {
-        BackupError::file(
-            &path,
-            format!(
-                "line {line}: loading into {}.{} (staging name {}) on server {server}: {e}",
-                unit.database, unit.table, unit.stage
-            ),
-        )
+    let path = root.describe_key(&unit.file.name);
+    let plain = read_plain(root, &unit.file, codec, true).await?;
+    let fail = |line: usize, e: String| BackupError::File {
+        path: path.clone(),
+        message: format!(
+            "line {line}: loading into {}.{} (staging name {}) on server {server}: {e}",
+            unit.database, unit.table, unit.stage
+        ),
     };
     let mut from = b"INSERT INTO ".to_vec();
     fleetsync_proto::sql::push_ident(&mut from, &unit.table);
@@ -542,7 +537,7 @@ async fn load_file(
                 let _ = conn.query_drop("ROLLBACK").await;
                 let retry = matches!(&e, LoadError::Server(e) if is_lock_conflict(e));
                 if retry && attempt < LOCK_CONFLICT_ATTEMPTS {
-                    tracing::warn!(file = %path.display(), attempt, "lock conflict while loading: retrying the file");
+                    tracing::warn!(file = %path, attempt, "lock conflict while loading: retrying the file");
                     tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
                     continue;
                 }
@@ -621,7 +616,7 @@ async fn create_views(p: &Prepared) -> Result<(), BackupError> {
         .map_err(mysql_err(server, "preparing the restore session".into()))?;
     let mut pending: Vec<(String, String, Vec<u8>, String)> = Vec::new();
     for v in &p.manifest.views {
-        let mut sql = read_plain(&p.root, &v.schema_file, &p.codec, false)?;
+        let mut sql = read_plain(&p.root, &v.schema_file, &p.codec, false).await?;
         for (from, to) in &p.plan.databases {
             if from != to {
                 sql = replace_all(
@@ -631,7 +626,7 @@ async fn create_views(p: &Prepared) -> Result<(), BackupError> {
                 );
             }
         }
-        let path = p.root.join(&v.schema_file.name).display().to_string();
+        let path = p.root.describe_key(&v.schema_file.name);
         pending.push((
             target_of(p, &v.database).to_string(),
             v.view.clone(),

@@ -1,17 +1,19 @@
 //! `backup verify`: proves a backup is intact and readable, without touching any server.
 //!
-//! Phase 1 needs no key: every file listed in the manifest exists with the recorded size and
-//! SHA-256. Phase 2 decrypts (with the configured key) and decompresses every file, and
-//! checks that each data file is whole `INSERT` statements, one per line, as many as the
-//! manifest says. The first failure is reported naming the file. Files are processed on
-//! `threads` OS threads (this is CPU work: hashing, decryption, decompression).
+//! Every object the manifest lists is read as a stream (no local copy, from a directory or a
+//! bucket alike), its size and SHA-256 checked against the manifest, then it is decrypted
+//! (with the configured key) and decompressed, and each data file is checked to hold whole
+//! `INSERT` statements, one per line, as many as the manifest says. `threads` objects are in
+//! flight at once (memory: `threads` objects of at most one data file each); the first
+//! failure in manifest order is reported naming the object.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::collections::HashSet;
 
-use super::files::{check_framing, read_checked, read_plain};
-use super::manifest::{self, FileEntry, Manifest, Status};
+use fleetsync_store::Store;
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::files::{check_framing, read_plain};
+use super::manifest::{FileEntry, Manifest, Status};
 use super::{BackupError, Settings};
 
 /// What verification covered.
@@ -23,27 +25,19 @@ pub struct VerifyReport {
     pub statements: u64,
 }
 
-/// Verifies backup `m` stored under `dir`.
-pub fn verify(dir: &Path, m: &Manifest, settings: &Settings) -> Result<VerifyReport, BackupError> {
-    verify_with(dir, m, settings, &|| false)
+/// Verifies backup `m` stored in `settings.store`.
+pub async fn verify(m: &Manifest, settings: &Settings) -> Result<VerifyReport, BackupError> {
+    verify_with(m, settings, &|| false).await
 }
 
-/// [`verify`], asking `cancelled` before each file: once it answers true, no further file is
-/// read and the result is [`BackupError::Cancelled`].
-pub fn verify_with(
-    dir: &Path,
+/// [`verify`], asking `cancelled` before each object: once it answers true, no further
+/// object is read and the result is [`BackupError::Cancelled`].
+pub async fn verify_with(
     m: &Manifest,
     settings: &Settings,
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Result<VerifyReport, BackupError> {
-    let check = || {
-        if cancelled() {
-            Err(BackupError::Cancelled)
-        } else {
-            Ok(())
-        }
-    };
-    let root = manifest::backup_dir(dir, &m.id)?;
+    let backup = settings.backup(&m.id)?;
     if m.status != Status::Complete {
         return Err(BackupError::Refused(format!(
             "backup {} has status {:?}{}: it is not a complete backup",
@@ -56,33 +50,31 @@ pub fn verify_with(
         )));
     }
     let files: Vec<&FileEntry> = m.files().collect();
-    let data: std::collections::HashSet<&str> = m
+    let data: HashSet<&str> = m
         .tables
         .iter()
         .flat_map(|t| t.files.iter().map(|f| f.name.as_str()))
         .collect();
-    let threads = settings.threads.max(1);
-    par_each(&files, threads, |f| {
-        check()?;
-        read_checked(&root, f).map(|_| ())
-    })?;
     let codec = settings.codec_for(m)?;
-    par_each(&files, threads, |f| {
-        check()?;
-        let is_data = data.contains(f.name.as_str());
-        let plain = read_plain(&root, f, &codec, is_data)?;
-        if is_data {
-            check_framing(&plain, f.statements)
-                .map_err(|e| BackupError::file(&root.join(&f.name), e))
-        } else if plain.starts_with(b"CREATE ") {
-            Ok(())
-        } else {
-            Err(BackupError::file(
-                &root.join(&f.name),
-                "not a CREATE statement (damaged schema file)",
-            ))
-        }
-    })?;
+    let threads = settings.threads.max(1);
+    let work: Vec<(FileEntry, bool)> = files
+        .iter()
+        .map(|f| ((*f).clone(), data.contains(f.name.as_str())))
+        .collect();
+    futures_util::stream::iter(work)
+        .map(|(f, is_data)| {
+            let (backup, codec) = (backup.clone(), codec.clone());
+            let stop = cancelled();
+            async move {
+                if stop {
+                    return Err(BackupError::Cancelled);
+                }
+                check_object(&backup, &f, &codec, is_data).await
+            }
+        })
+        .buffered(threads)
+        .try_collect::<Vec<()>>()
+        .await?;
     Ok(VerifyReport {
         files: files.len(),
         bytes: files.iter().map(|f| f.bytes).sum(),
@@ -91,34 +83,23 @@ pub fn verify_with(
     })
 }
 
-/// Runs `f` on every item on `threads` threads; the error of the lowest-indexed failing item.
-pub fn par_each<T: Sync>(
-    items: &[T],
-    threads: usize,
-    f: impl Fn(&T) -> Result<(), BackupError> + Sync,
+/// Size, checksum, decoding and framing (data) or `CREATE` (schema) of one object.
+async fn check_object(
+    backup: &Store,
+    f: &FileEntry,
+    codec: &super::files::Codec,
+    is_data: bool,
 ) -> Result<(), BackupError> {
-    let next = AtomicUsize::new(0);
-    let errors: Mutex<Vec<(usize, BackupError)>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(items.len()).max(1) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(item) = items.get(i) else { return };
-                if let Err(e) = f(item) {
-                    if let Ok(mut errs) = errors.lock() {
-                        errs.push((i, e));
-                    }
-                    // Stop handing out work.
-                    next.store(items.len(), Ordering::Relaxed);
-                    return;
-                }
-            });
-        }
-    });
-    let mut errs = errors.into_inner().unwrap_or_default();
-    errs.sort_by_key(|(i, _)| *i);
-    match errs.into_iter().next() {
-        Some((_, e)) => Err(e),
-        None => Ok(()),
+    let plain = read_plain(backup, f, codec, is_data).await?;
+    if is_data {
+        check_framing(&plain, f.statements).map_err(|e| BackupError::object(backup, &f.name, e))
+    } else if plain.starts_with(b"CREATE ") {
+        Ok(())
+    } else {
+        Err(BackupError::object(
+            backup,
+            &f.name,
+            "not a CREATE statement (damaged schema file)",
+        ))
     }
 }

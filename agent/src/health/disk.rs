@@ -4,9 +4,10 @@
 //! The server's directories are measured with statvfs only when the server runs on this
 //! machine: its host is a loopback address (or a socket) and its `@@datadir` is visible here
 //! and looks like a data directory (holds `mysql/` or `ibdata1`). For a remote server they
-//! are listed as skipped (free space there is not visible from here). The backup directory is
-//! always local (fleetsync writes it); when it does not exist yet, its nearest existing parent
-//! is measured.
+//! are listed as skipped (free space there is not visible from here). A local backup directory
+//! is measured (fleetsync writes it); when it does not exist yet, its nearest existing parent
+//! is. A bucket (`[backup] dir = "s3://..."`) has no free space to measure: the caller passes
+//! no backup directory then, and it is not listed.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

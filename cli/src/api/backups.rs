@@ -1,15 +1,17 @@
 //! The backup routes (`/api/v1/backups...`): the list (`fleetsync backup list --json`), one
-//! backup's manifest, one stored file, and the whole backup as one tar stream. All read
-//! `[backup] dir` only; they need `backup:create` (a download is the data itself: the roles
-//! that may take a backup, and no others, may read one).
+//! backup's manifest, one stored file, the whole backup as one tar stream, and pin/unpin.
+//! All work on `[backup] dir` (a directory or a bucket, through the same store) only; they
+//! need `backup:create` (a download is the data itself: the roles that may take a backup,
+//! and no others, may read one; pinning decides what retention deletes). An id may be a
+//! backup's name.
 //!
 //! A file is named as the manifest names it (`data/app.t.000001.sql.zst`, the `/`
 //! percent-encoded in the path) or `manifest.json`. Only names the manifest lists are served:
 //! a name with `..`, a leading `/`, a backslash or a NUL is refused (404, saying why) before
 //! any lookup, any other unlisted name is 404 too, so no request reaches outside the backup's
 //! directory.
-//! Files stream from disk (memory stays one buffer per download); the tar is written on a
-//! blocking thread into a bounded channel, so a slow client slows the writer.
+//! Objects stream from the store (memory stays one chunk per download, no local copy); the
+//! tar is produced as the client reads it, so a slow client slows the reads.
 
 use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
@@ -19,8 +21,8 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use fleetsync_agent::backup::{manifest, Settings};
-use fleetsync_proto::jobs::BackupListEntry;
+use fleetsync_agent::backup::{manifest, BackupError, Settings};
+use fleetsync_proto::jobs::{BackupListEntry, BackupPinReport};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -37,6 +39,8 @@ pub(super) fn routes(r: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
         .routes(routes!(get_backup))
         .routes(routes!(get_backup_file))
         .routes(routes!(download_backup))
+        .routes(routes!(pin_backup))
+        .routes(routes!(unpin_backup))
 }
 
 /// One backup of the list (`BackupListEntry`).
@@ -44,6 +48,10 @@ pub(super) fn routes(r: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
 #[allow(dead_code)]
 struct BackupListEntryDoc {
     id: String,
+    /// `backup create --name`.
+    name: Option<String>,
+    /// A pinned backup is never deleted by retention.
+    pinned: bool,
     /// `running`, `complete`, `failed` or `unreadable`.
     status: String,
     server: Option<String>,
@@ -81,17 +89,31 @@ fn settings(s: &ApiState) -> Result<Settings, Problem> {
         .map_err(|e| Problem::new(StatusCode::CONFLICT, "not-configured", e.to_string()))
 }
 
-/// A backup's manifest, or 404 (a bad or unknown id) naming the field.
-fn read_manifest(s: &ApiState, id: &str) -> Result<(Settings, manifest::Manifest), Problem> {
+/// A backup's manifest (`id`: its id or name), or 404 (a bad or unknown id) naming the field.
+async fn read_manifest(s: &ApiState, id: &str) -> Result<(Settings, manifest::Manifest), Problem> {
     let settings = settings(s)?;
-    let dir = manifest::backup_dir(&settings.dir, id)
-        .map_err(|e| Problem::bad_request(e.to_string()).field("id"))?;
-    if !dir.is_dir() {
+    settings.check().await.map_err(store_problem)?;
+    manifest::check_id(id).map_err(|e| Problem::bad_request(e.to_string()).field("id"))?;
+    let id = manifest::resolve(&settings.store, id)
+        .await
+        .map_err(|e| Problem::new(StatusCode::CONFLICT, "unreadable", e.to_string()).field("id"))?;
+    let exists = settings
+        .store
+        .list(&id)
+        .await
+        .map_err(|e| store_problem(e.into()))?;
+    if exists.is_empty() {
         return Err(Problem::not_found(format!("no backup {id:?}")).field("id"));
     }
-    let m = manifest::read(&settings.dir, id)
+    let m = manifest::read(&settings.store, &id)
+        .await
         .map_err(|e| Problem::new(StatusCode::CONFLICT, "unreadable", e.to_string()).field("id"))?;
     Ok((settings, m))
+}
+
+/// The backup location failed (unreachable, refused credentials): 503, one line, no secret.
+fn store_problem(e: BackupError) -> Problem {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
 }
 
 /// Every backup in `[backup] dir`, oldest first (what `fleetsync backup list --json` prints).
@@ -101,9 +123,8 @@ fn read_manifest(s: &ApiState, id: &str) -> Result<(Settings, manifest::Manifest
 async fn list_backups(State(s): State<ApiState>) -> Result<Json<Vec<BackupListEntry>>, Problem> {
     settings(&s)?;
     let config = s.live();
-    let list = tokio::task::spawn_blocking(move || crate::service::backup::list(&config))
+    let list = crate::service::backup::list(&config)
         .await
-        .map_err(|e| Problem::internal(e.to_string()))?
         .map_err(|e| Problem::internal(crate::exit::one_line(e.as_ref())))?;
     Ok(Json(list))
 }
@@ -118,7 +139,7 @@ async fn get_backup(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let (_, m) = read_manifest(&s, &id)?;
+    let (_, m) = read_manifest(&s, &id).await?;
     Ok(Json(m).into_response())
 }
 
@@ -154,13 +175,27 @@ async fn get_backup_file(
     Path((id, file)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
     check_file_name(&file)?;
-    let (settings, m) = read_manifest(&s, &id)?;
+    let (settings, m) = read_manifest(&s, &id).await?;
     let listed = file == manifest::MANIFEST_FILE || m.files().any(|f| f.name == file);
     if !listed {
         return Err(Problem::not_found(format!("backup {id} has no file {file:?}")).field("file"));
     }
-    let path = settings.dir.join(&id).join(&file);
-    stream_file(&path, &file).await
+    let backup = settings.backup(&m.id).map_err(store_problem)?;
+    let len = backup
+        .size(&file)
+        .await
+        .map_err(|e| store_problem(e.into()))?
+        .ok_or_else(|| {
+            Problem::not_found(format!("{file}: missing from the store")).field("file")
+        })?;
+    let body = backup
+        .get_stream(&file)
+        .await
+        .map_err(|e| store_problem(e.into()))?;
+    let stream = futures_util::StreamExt::map(body, |r| {
+        r.map_err(|e| std::io::Error::other(e.to_string()))
+    });
+    Ok(octet_stream(Body::from_stream(stream), Some(len), &file))
 }
 
 /// A whole backup as one tar archive (`<id>/manifest.json`, then every stored file under
@@ -174,12 +209,70 @@ async fn download_backup(
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let (settings, m) = read_manifest(&s, &id)?;
-    let root = settings.dir.join(&id);
-    let names = std::iter::once(manifest::MANIFEST_FILE.to_string())
-        .chain(m.files().map(|f| f.name.clone()))
-        .collect();
-    Ok(stream_tar(root, id, names))
+    let (_, m) = read_manifest(&s, &id).await?;
+    let config = s.live();
+    let (_, stream) = crate::service::backup::download(&config, &m.id)
+        .await
+        .map_err(|e| {
+            Problem::internal(crate::exit::one_line(
+                crate::service::into_anyhow(e).as_ref(),
+            ))
+        })?;
+    let mut resp = Body::from_stream(stream).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    Ok(resp)
+}
+
+/// Pin a backup (id or name): retention never deletes it. The manifest is not changed (a
+/// separate `pin.json` marks it).
+#[utoipa::path(post, path = "/api/v1/backups/{id}/pin", operation_id = "pin_backup", tag = "backups",
+    security(("bearer" = ["backup:create"])),
+    params(("id" = String, Path, description = "The backup's id or name")),
+    responses((status = 200, body = BackupPinDoc), (status = 409, body = Problem, content_type = "application/problem+json", description = "The manifest cannot be read, or no `[backup] dir` is configured"), DownloadProblems))]
+async fn pin_backup(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<BackupPinReport>, Problem> {
+    set_pin(&s, &id, true).await
+}
+
+/// Unpin a backup (id or name): retention applies to it again.
+#[utoipa::path(post, path = "/api/v1/backups/{id}/unpin", operation_id = "unpin_backup", tag = "backups",
+    security(("bearer" = ["backup:create"])),
+    params(("id" = String, Path, description = "The backup's id or name")),
+    responses((status = 200, body = BackupPinDoc), (status = 409, body = Problem, content_type = "application/problem+json", description = "The manifest cannot be read, or no `[backup] dir` is configured"), DownloadProblems))]
+async fn unpin_backup(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<BackupPinReport>, Problem> {
+    set_pin(&s, &id, false).await
+}
+
+async fn set_pin(s: &ApiState, id: &str, pin: bool) -> Result<Json<BackupPinReport>, Problem> {
+    let (_, m) = read_manifest(s, id).await?;
+    let config = s.live();
+    let r = crate::service::backup::set_pinned(&config, &m.id, pin)
+        .await
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::CONFLICT,
+                "refused",
+                crate::exit::one_line(crate::service::into_anyhow(e).as_ref()),
+            )
+        })?;
+    Ok(Json(r))
+}
+
+/// The answer of pin/unpin (`BackupPinReport`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct BackupPinDoc {
+    id: String,
+    name: Option<String>,
+    pinned: bool,
 }
 
 /// `path` as an `application/octet-stream` answer named `name`, streamed.
@@ -189,6 +282,11 @@ pub(super) async fn stream_file(path: &FsPath, name: &str) -> Result<Response, P
         .map_err(|e| Problem::not_found(format!("{name}: cannot be read: {e}")).field("file"))?;
     let len = f.metadata().await.map(|m| m.len()).ok();
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(f));
+    Ok(octet_stream(body, len, name))
+}
+
+/// `body` as an `application/octet-stream` answer named `name` (attachment).
+fn octet_stream(body: Body, len: Option<u64>, name: &str) -> Response {
     let mut resp = body.into_response();
     let headers = resp.headers_mut();
     headers.insert(
@@ -203,7 +301,7 @@ pub(super) async fn stream_file(path: &FsPath, name: &str) -> Result<Response, P
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
-    Ok(resp)
+    resp
 }
 
 /// Sends what a tar writer writes as body chunks (an error once the client is gone).

@@ -1,21 +1,26 @@
-//! `backup create`, `verify`, `restore` (incl. point-in-time), `list` and `prune`; shared by
-//! `fleetsync backup ...` and the `backup_*` jobs (and `GET /api/v1/backups`). A cancelled create stops between key ranges and
-//! removes its directory (never listed, not even as failed); a cancelled verify stops between
-//! files (it only reads).
+//! `backup create`, `verify`, `restore` (incl. point-in-time), `list`, `prune`, `pin` and
+//! `unpin`; shared by `fleetsync backup ...` and the `backup_*` jobs (and
+//! `GET /api/v1/backups`, `POST /api/v1/backups/{id}/pin|unpin`). `[backup] dir` is a local
+//! directory or `s3://bucket/prefix`: every operation checks the location first
+//! ([`Settings::check`]: one line for a missing bucket or refused credentials, before any
+//! work). A cancelled create stops between key ranges and deletes its objects (never listed,
+//! not even as failed); a cancelled verify stops between files (it only reads). Wherever an
+//! id is taken, a backup's name is accepted too.
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use fleetsync_agent::backup::{dump, manifest, prune, restore, verify, BackupError, Settings};
 use fleetsync_config::{Config, TableFilter};
 use fleetsync_coordinator::pitr;
 use fleetsync_proto::jobs::{
-    BackupCreateReport, BackupListEntry, BackupPruneReport, BackupRestoreReport, BackupVerified,
-    BackupVerifyReport, PrunedBackup, RestorePlanReport, RestoredReport,
+    BackupCreateReport, BackupListEntry, BackupPinReport, BackupPruneReport, BackupRestoreReport,
+    BackupVerified, BackupVerifyReport, PrunedBackup, RestorePlanReport, RestoredReport,
 };
 pub use fleetsync_proto::requests::{
     BackupCreateRequest, BackupPruneRequest, BackupRestoreRequest, BackupVerifyRequest,
 };
+use fleetsync_store::Store;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +43,7 @@ pub async fn create(
     tracker: &Arc<Tracker>,
     cancel: &CancellationToken,
 ) -> ServiceResult<BackupCreateReport> {
-    let settings = Settings::from_config(&config.backup).map_err(cancelled_or)?;
+    let settings = checked_settings(config).await?;
     let opts = opts_by_name(config, &req.server)?;
     let filter = TableFilter::new(&req.include, &[])
         .map_err(|(i, e)| anyhow!("--include #{}: {e}", i + 1))?;
@@ -49,6 +54,8 @@ pub async fn create(
         settings,
         progress: tracker.clone(),
         cancel: cancel.clone(),
+        name: req.name.clone(),
+        pin: req.pin,
     };
     tracker.phase(format!("backing up server {}", req.server));
     let m = dump::create(&dump_req).await.map_err(cancelled_or)?;
@@ -61,7 +68,7 @@ pub async fn create(
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default(),
-        dir: dump_req.settings.dir.join(&m.id).display().to_string(),
+        dir: dump_req.settings.store.describe_key(&m.id),
         tables: m.tables.len(),
         views: m.views.len(),
         rows: m.total_rows,
@@ -71,7 +78,17 @@ pub async fn create(
         position: m.position.clone(),
         encrypted: m.encrypted,
         compression: m.compression.clone(),
+        name: m.name.clone(),
+        pinned: req.pin,
     })
+}
+
+/// `[backup]` resolved and its location checked (one line when the bucket is missing or the
+/// credentials are refused).
+pub async fn checked_settings(config: &Config) -> ServiceResult<Settings> {
+    let settings = Settings::from_config(&config.backup).map_err(cancelled_or)?;
+    settings.check().await.map_err(cancelled_or)?;
+    Ok(settings)
 }
 
 pub async fn verify(
@@ -80,28 +97,28 @@ pub async fn verify(
     tracker: &Arc<Tracker>,
     cancel: &CancellationToken,
 ) -> ServiceResult<BackupVerifyReport> {
-    let settings = Settings::from_config(&config.backup).map_err(cancelled_or)?;
-    let m = manifest::read(&settings.dir, &req.id).map_err(cancelled_or)?;
-    tracker.phase(format!("verifying backup {}", req.id));
+    let settings = checked_settings(config).await?;
+    let id = manifest::resolve(&settings.store, &req.id)
+        .await
+        .map_err(cancelled_or)?;
+    let m = manifest::read(&settings.store, &id)
+        .await
+        .map_err(cancelled_or)?;
+    tracker.phase(format!("verifying backup {id}"));
     tracker.planned(None, Some(m.total_rows.max(1)));
-    let cancel = cancel.clone();
-    let dir = settings.dir.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        verify::verify_with(&settings.dir, &m, &settings, &|| cancel.is_cancelled())
-    })
-    .await
-    .context("verification stopped")?;
+    let outcome = verify::verify_with(&m, &settings, &|| cancel.is_cancelled()).await;
     // Recorded beside the manifest for `backup list` (a cancelled verify proves nothing).
+    let backup = settings.backup(&id).map_err(cancelled_or)?;
     match &outcome {
-        Ok(_) => record_verified(&dir, &req.id, None),
+        Ok(_) => record_verified(&backup, &id, None).await,
         Err(BackupError::Cancelled) => {}
-        Err(e) => record_verified(&dir, &req.id, Some(e.to_string())),
+        Err(e) => record_verified(&backup, &id, Some(e.to_string())).await,
     }
     let report = outcome.map_err(cancelled_or)?;
     tracker.rows(report.rows);
     tracker.bytes(report.bytes);
     Ok(BackupVerifyReport {
-        id: req.id.clone(),
+        id,
         files: report.files,
         bytes: report.bytes,
         statements: report.statements,
@@ -124,9 +141,12 @@ pub async fn restore(
     tracker: &Arc<Tracker>,
     cancel: &CancellationToken,
 ) -> ServiceResult<BackupRestoreReport> {
-    let settings = Settings::from_config(&config.backup).map_err(cancelled_or)?;
+    let settings = checked_settings(config).await?;
+    let id = manifest::resolve(&settings.store, &req.id)
+        .await
+        .map_err(cancelled_or)?;
     let rreq = restore::RestoreRequest {
-        id: req.id.clone(),
+        id,
         target: req.to_server.clone(),
         opts: opts_by_name(config, &req.to_server)?,
         renames: parse_renames(&req.rename_db)?,
@@ -211,10 +231,10 @@ pub fn parse_renames(items: &[String]) -> anyhow::Result<Vec<(String, String)>> 
 /// The file beside a backup's manifest that records its last verification.
 pub const VERIFIED_FILE: &str = "verified.json";
 
-/// Records the outcome of a verification of backup `id` (`error`: why it failed). Best
-/// effort: a backup directory that cannot be written is logged, the verify's own outcome
-/// stands.
-fn record_verified(dir: &std::path::Path, id: &str, error: Option<String>) {
+/// Records the outcome of a verification of backup `id` (`error`: why it failed) as
+/// `verified.json` of `backup` (the store rooted at it). Best effort: a record that cannot be
+/// written is logged, the verify's own outcome stands.
+async fn record_verified(backup: &Store, id: &str, error: Option<String>) {
     let record = BackupVerified {
         state: if error.is_some() {
             "failed"
@@ -225,38 +245,76 @@ fn record_verified(dir: &std::path::Path, id: &str, error: Option<String>) {
         at: Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         error,
     };
-    let root = dir.join(id);
-    let tmp = root.join(format!("{VERIFIED_FILE}.tmp"));
-    let written = serde_json::to_vec_pretty(&record)
-        .map_err(std::io::Error::other)
-        .and_then(|json| fleetsync_agent::owner_only::write(&tmp, json))
-        .and_then(|()| std::fs::rename(&tmp, root.join(VERIFIED_FILE)));
+    let written = match serde_json::to_vec_pretty(&record) {
+        Ok(json) => backup
+            .put(VERIFIED_FILE, json.into())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     if let Err(e) = written {
         tracing::warn!(backup = %id, error = %e, "cannot record the verification");
     }
 }
 
-/// The last recorded verification of backup `id` (`never` without a readable record).
-fn read_verified(dir: &std::path::Path, id: &str) -> BackupVerified {
-    std::fs::read(dir.join(id).join(VERIFIED_FILE))
+/// The last recorded verification of a backup (`never` without a readable record).
+async fn read_verified(backup: &Store) -> BackupVerified {
+    backup
+        .get(VERIFIED_FILE)
+        .await
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
 }
 
-/// Every backup in `[backup] dir`, oldest first (`backup list --json`, `GET /api/v1/backups`).
-pub fn list(config: &Config) -> anyhow::Result<Vec<BackupListEntry>> {
+/// Every backup in `[backup] dir`, oldest first (`backup list --json`, `GET /api/v1/backups`):
+/// complete ones and those running now; leftovers of dead runs are not listed.
+pub async fn list(config: &Config) -> anyhow::Result<Vec<BackupListEntry>> {
     let settings = Settings::from_config(&config.backup)?;
-    Ok(manifest::list(&settings.dir)?
-        .iter()
-        .map(|r| list_entry(&settings.dir, r))
-        .collect())
+    settings.check().await?;
+    let mut out = Vec::new();
+    for l in manifest::list(&settings.store).await? {
+        let verified = match &l {
+            manifest::Listed::Done { manifest, .. } => {
+                read_verified(&settings.store.child(&manifest.id)).await
+            }
+            _ => BackupVerified::default(),
+        };
+        out.push(list_entry(&l, verified));
+    }
+    Ok(out)
 }
 
-fn list_entry(dir: &std::path::Path, r: &manifest::Listed) -> BackupListEntry {
-    match r {
-        Ok(m) => BackupListEntry {
+fn empty_entry(id: &str, status: &str) -> BackupListEntry {
+    BackupListEntry {
+        id: id.to_string(),
+        name: None,
+        pinned: false,
+        status: status.into(),
+        server: None,
+        started: None,
+        finished: None,
+        duration_seconds: None,
+        tables: None,
+        rows: None,
+        bytes: None,
+        position: None,
+        encrypted: None,
+        compression: None,
+        error: None,
+        verified: BackupVerified::default(),
+    }
+}
+
+fn list_entry(l: &manifest::Listed, verified: BackupVerified) -> BackupListEntry {
+    match l {
+        manifest::Listed::Done {
+            manifest: m,
+            pinned,
+        } => BackupListEntry {
             id: m.id.clone(),
+            name: m.name.clone(),
+            pinned: *pinned,
             status: serde_json::to_value(m.status)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
@@ -272,25 +330,45 @@ fn list_entry(dir: &std::path::Path, r: &manifest::Listed) -> BackupListEntry {
             encrypted: Some(m.encrypted),
             compression: Some(m.compression.clone()),
             error: m.error.clone(),
-            verified: read_verified(dir, &m.id),
+            verified,
         },
-        Err((id, e)) => BackupListEntry {
-            id: id.clone(),
-            status: "unreadable".into(),
-            server: None,
-            started: None,
-            finished: None,
-            duration_seconds: None,
-            tables: None,
-            rows: None,
-            bytes: None,
-            position: None,
-            encrypted: None,
-            compression: None,
+        manifest::Listed::Running(r) => BackupListEntry {
+            name: r.name.clone(),
+            server: Some(r.server.clone()),
+            started: Some(r.started.clone()),
+            ..empty_entry(&r.id, "running")
+        },
+        manifest::Listed::Unreadable(id, e) => BackupListEntry {
             error: Some(e.clone()),
-            verified: BackupVerified::default(),
+            ..empty_entry(id, "unreadable")
         },
     }
+}
+
+/// Pins (`pin`) or unpins the backup `id_or_name`: a pinned backup is never deleted by
+/// retention. Only a complete backup can be pinned.
+pub async fn set_pinned(
+    config: &Config,
+    id_or_name: &str,
+    pin: bool,
+) -> ServiceResult<BackupPinReport> {
+    let settings = checked_settings(config).await?;
+    let id = manifest::resolve(&settings.store, id_or_name)
+        .await
+        .map_err(cancelled_or)?;
+    let m = manifest::read(&settings.store, &id)
+        .await
+        .map_err(cancelled_or)?;
+    let backup = settings.backup(&id).map_err(cancelled_or)?;
+    manifest::set_pinned(&backup, pin)
+        .await
+        .map_err(cancelled_or)?;
+    tracing::info!(backup = %id, pinned = pin, "backup {}", if pin { "pinned" } else { "unpinned" });
+    Ok(BackupPinReport {
+        id,
+        name: m.name,
+        pinned: pin,
+    })
 }
 
 /// Applies the retention rules; without a rule nothing is deleted (`rules: false`). Not
@@ -301,7 +379,7 @@ pub async fn prune(
     tracker: &Arc<Tracker>,
     cancel: &CancellationToken,
 ) -> ServiceResult<BackupPruneReport> {
-    let settings = Settings::from_config(&config.backup).map_err(cancelled_or)?;
+    let settings = checked_settings(config).await?;
     let retention = config.backup.retention.clone();
     let dry_run = req.plan_only;
     if !dry_run && !req.confirm {
@@ -316,15 +394,10 @@ pub async fn prune(
     } else {
         "pruning backups"
     });
-    let report = if rules {
-        let dir = settings.dir.clone();
-        tokio::task::spawn_blocking(move || prune::prune(&dir, &retention, dry_run))
-            .await
-            .context("prune stopped")?
-            .map_err(cancelled_or)?
-    } else {
-        prune::PruneReport::default()
-    };
+    // Without rules only the leftovers of dead runs are deleted.
+    let report = prune::prune(&settings.store, &retention, dry_run)
+        .await
+        .map_err(cancelled_or)?;
     for d in &report.deleted {
         tracker.log(&format!(
             "{} {}: {}",
@@ -348,22 +421,117 @@ pub async fn prune(
     })
 }
 
+/// A byte stream (a download).
+pub type ByteStream =
+    futures_util::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
+
+/// Backup `id_or_name` as one tar stream: `<id>/manifest.json` then every object the
+/// manifest lists, under `<id>/` (unpack it into a local `[backup] dir` to restore from it).
+/// Each object is streamed from the store as it is sent: memory is one chunk, no local copy.
+/// Returns the backup's id and the stream.
+pub async fn download(config: &Config, id_or_name: &str) -> ServiceResult<(String, ByteStream)> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let settings = checked_settings(config).await?;
+    let id = manifest::resolve(&settings.store, id_or_name)
+        .await
+        .map_err(cancelled_or)?;
+    let m = manifest::read(&settings.store, &id)
+        .await
+        .map_err(cancelled_or)?;
+    let backup = settings.backup(&id).map_err(cancelled_or)?;
+    let names: Vec<String> = std::iter::once(manifest::MANIFEST_FILE.to_string())
+        .chain(m.files().map(|f| f.name.clone()))
+        .collect();
+    let prefix = id.clone();
+    let io = |e: fleetsync_store::StoreError| std::io::Error::other(e.to_string());
+    let entries = futures_util::stream::iter(names)
+        .then(move |name| {
+            let (backup, prefix) = (backup.clone(), prefix.clone());
+            async move {
+                let size = backup.size(&name).await.map_err(io)?.ok_or_else(|| {
+                    std::io::Error::other(format!("{}: missing", backup.describe_key(&name)))
+                })?;
+                let head = tar_header(&format!("{prefix}/{name}"), size)?;
+                let body = backup.get_stream(&name).await.map_err(io)?.map_err(io);
+                let pad = ((512 - size % 512) % 512) as usize;
+                let tail = futures_util::stream::once(async move {
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(vec![0u8; pad]))
+                });
+                let head = futures_util::stream::once(async move {
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(head))
+                });
+                Ok::<_, std::io::Error>(head.chain(body).chain(tail))
+            }
+        })
+        .try_flatten();
+    let end = futures_util::stream::once(async { Ok(bytes::Bytes::from(vec![0u8; 1024])) });
+    Ok((id, entries.chain(end).boxed()))
+}
+
+/// The tar header(s) of a regular file `path` of `size` bytes (a GNU long-name entry first
+/// when the path does not fit the header's 100 bytes).
+fn tar_header(path: &str, size: u64) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(1536);
+    let mtime = chrono::Utc::now().timestamp().max(0) as u64;
+    if path.len() >= 100 {
+        let mut long = tar::Header::new_gnu();
+        long.set_entry_type(tar::EntryType::GNULongName);
+        long.as_gnu_mut()
+            .ok_or_else(|| std::io::Error::other("tar header"))?
+            .name[..13]
+            .copy_from_slice(b"././@LongLink");
+        long.set_size(path.len() as u64 + 1);
+        long.set_mode(0o644);
+        long.set_mtime(mtime);
+        long.set_cksum();
+        out.extend_from_slice(long.as_bytes());
+        out.extend_from_slice(path.as_bytes());
+        out.push(0);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    let short: String = path.chars().take(99).collect();
+    h.set_path(&short)?;
+    h.set_size(size);
+    h.set_mode(0o600);
+    h.set_mtime(mtime);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_verification_is_recorded_and_read_back() {
+    #[tokio::test]
+    async fn a_verification_is_recorded_and_read_back() {
         let dir = std::env::temp_dir().join(format!("fs-verified-{}", rand::random::<u32>()));
         std::fs::create_dir_all(dir.join("b1")).expect("temp dir");
-        assert_eq!(read_verified(&dir, "b1"), BackupVerified::default());
-        assert_eq!(read_verified(&dir, "b1").state, "never");
-        record_verified(&dir, "b1", None);
-        let ok = read_verified(&dir, "b1");
+        let b1 = Store::local(dir.join("b1"));
+        assert_eq!(read_verified(&b1).await, BackupVerified::default());
+        assert_eq!(read_verified(&b1).await.state, "never");
+        record_verified(&b1, "b1", None).await;
+        let ok = read_verified(&b1).await;
         assert_eq!((ok.state.as_str(), ok.error), ("verified", None));
         assert!(ok.at.is_some_and(|t| t.ends_with('Z')));
-        record_verified(&dir, "b1", Some("data/x.sql.zst: checksum mismatch".into()));
-        let bad = read_verified(&dir, "b1");
+        record_verified(&b1, "b1", Some("data/x.sql.zst: checksum mismatch".into())).await;
+        // A tar header round-trips through the tar crate, long names included.
+        for path in [
+            "b1/manifest.json".to_string(),
+            format!("b1/data/{}.sql.zst", "x".repeat(150)),
+        ] {
+            let mut t = tar_header(&path, 3).expect("header");
+            t.extend_from_slice(b"abc");
+            t.resize(t.len().div_ceil(512) * 512 + 1024, 0);
+            let mut a = tar::Archive::new(t.as_slice());
+            let mut entries = a.entries().expect("entries");
+            let e = entries.next().expect("one entry").expect("entry");
+            assert_eq!(e.path().expect("path").to_string_lossy(), path);
+            assert_eq!(e.size(), 3);
+        }
+        let bad = read_verified(&b1).await;
         assert_eq!(bad.state, "failed");
         assert_eq!(
             bad.error.as_deref(),
@@ -372,9 +540,7 @@ mod tests {
         // No leftover temporary file; an unreadable record reads as never verified.
         assert!(!dir.join("b1").join("verified.json.tmp").exists());
         std::fs::write(dir.join("b1").join(VERIFIED_FILE), "not json").expect("write");
-        assert_eq!(read_verified(&dir, "b1").state, "never");
-        // A backup directory that cannot be written: logged, no panic.
-        record_verified(&dir, "missing", None);
+        assert_eq!(read_verified(&b1).await.state, "never");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -77,7 +77,11 @@ pub async fn build_target(config: &Config, name: &str) -> Result<HealthTarget> {
         source_filter: any(source_filters),
         target_filter: any(target_filters),
         target_of,
-        backup_dir: config.backup.dir.clone(),
+        // A bucket has no free space to measure: only a local backup directory is checked.
+        backup_dir: match config.backup.location() {
+            Ok(fleetsync_config::BackupLocation::Local(p)) => Some(p),
+            _ => None,
+        },
     })
 }
 

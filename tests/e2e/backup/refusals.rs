@@ -1,4 +1,5 @@
-//! Backups that must be refused or must fail cleanly: damaged backups, wrong or missing keys,
+//! Backups that must be refused or must fail cleanly: damaged backups (a missing manifest:
+//! leftovers, never listed, removed by prune), wrong or missing keys,
 //! missing privileges, existing tables without `--yes`, a target that runs out of space
 //! mid-load. Each: a non-zero exit, one error line naming the file (or privilege), and the
 //! target unchanged.
@@ -89,11 +90,16 @@ async fn backup_bad_inputs_change_nothing() -> Result<()> {
         &["manifest.json"],
     )
     .await?;
+    // Without its manifest (and no running owner) it is leftovers: never listed, and the
+    // next prune removes it.
     let listed = ok(&["backup", "list", "--config", &c]).await?;
+    ensure!(!listed.contains(&id2), "list: {listed}");
+    let pruned = ok(&["backup", "prune", "--config", &c]).await?;
     ensure!(
-        listed.contains(&format!("{id2}  unreadable")),
-        "list: {listed}"
+        pruned.contains(&format!("deleted {id2}")),
+        "prune: {pruned}"
     );
+    ensure!(!dir.join(&id2).exists(), "the leftovers of {id2} remain");
 
     // A point-in-time restore with no binlog archive is refused before anything is loaded.
     let id3 = create(&config, &["app\\..*"]).await?;

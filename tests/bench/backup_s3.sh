@@ -36,6 +36,7 @@ S3TOOL="$ROOT/tests/bench/s3tool.py"
 BUCKET=bench
 
 # --- the uploader and the S3 server, before anything is started ------------------------------
+[[ -x /usr/bin/time ]] || { say "installing GNU time"; apt-get install -y time >&2; }
 VENV="${BENCH_VENV:-$ROOT/target/bench/venv-s3}"
 if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import boto3" 2>/dev/null; then
     say "creating $VENV with boto3 (PyPI)"
@@ -146,11 +147,13 @@ if grep -rqF "$SECRET_KEY" "$WORK"/runs/fleetsync_* "$WORK/state" 2>/dev/null; t
     say "THE SECRET KEY APPEARS IN FLEETSYNC'S OUTPUT: $(grep -rlF "$SECRET_KEY" "$WORK"/runs/fleetsync_* "$WORK/state" | tr '\n' ' ')"
 fi
 python3 - "$WORK/meta.json" <<EOF
-import json, subprocess, sys
+import json, os, subprocess, sys
 sys.path.insert(0, "$ROOT/tests/bench")
 import benchlib
-def du(p):
-    return int(subprocess.run(["du", "-sb", p], capture_output=True, text=True, check=True).stdout.split()[0])
+def du(p):  # bytes in the files under p (as the bucket counts them)
+    if not os.path.isdir(p):
+        raise ValueError(p)
+    return sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(p) for n in names)
 def usage(prefix):
     return json.loads(subprocess.run(["$PY", "$S3TOOL", "usage", "$BUCKET", prefix], capture_output=True, text=True, check=True).stdout)
 def upload_line():

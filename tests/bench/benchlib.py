@@ -1632,41 +1632,51 @@ def cmd_report(work, out, workload="mixed"):
         print(json.dumps(dbz["contract"]))
 
 
+GNU_TIME = "/usr/bin/time"
+
+
 def cmd_measure(out, name, log_path, cpu_pids, argv):
-    """Runs argv as a child and measures it from the outside: wall time, its own CPU and peak
-    RSS (the kernel's accounting of the reaped child: ru_maxrss is its VmHWM), the CPU the
+    """Runs argv under GNU time and measures it from the outside: wall time, its own CPU and
+    peak RSS (time's %U+%S and %M: the kernel's rusage of the reaped process), the CPU the
     processes in cpu_pids spent meanwhile (servers it talks to) and the rest of the machine's
-    (other_cpu_seconds: a sign of interference)."""
+    (other_cpu_seconds: a sign of interference). Not wait4 on our own child: a child forked
+    from Python starts with Python's RSS as its high-water mark (the kernel carries it across
+    exec), GNU time's is ~1 MiB."""
     pids = parse_pids(cpu_pids)
     before = {k: cpu_seconds(p) for k, p in pids.items()}
     busy0 = machine_busy_seconds()
     load0 = os.getloadavg()[0]
+    usage_path = log_path + ".time"
     t0 = time.monotonic()
     with open(log_path, "wb") as so, open(log_path + ".err", "wb") as se:
-        p = subprocess.Popen(argv, stdout=so, stderr=se, stdin=subprocess.DEVNULL)
-        _, status, ru = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
+        rc = subprocess.run([GNU_TIME, "-f", "%U %S %M", "-o", usage_path, *argv],
+                            stdout=so, stderr=se, stdin=subprocess.DEVNULL).returncode
     secs = time.monotonic() - t0
-    own = ru.ru_utime + ru.ru_stime
     servers = cpu_delta(before, pids)
-    other = machine_busy_seconds() - busy0 - own - sum(servers.values())
+    busy = machine_busy_seconds() - busy0
+    try:
+        with open(usage_path) as f:
+            utime, stime, maxrss_kib = f.read().split("\n")[-2].split()
+        own, rss = float(utime) + float(stime), int(maxrss_kib) / 1024
+    except (OSError, IndexError, ValueError):
+        own, rss = None, None
     res = {
         "name": name,
         "command": os.path.basename(argv[0]),
-        "exit_code": p.returncode,
+        "exit_code": rc,
         "seconds": round(secs, 2),
-        "cpu_seconds": round(own, 2),
-        "peak_rss_mib": round(ru.ru_maxrss / 1024, 1),
+        "cpu_seconds": round(own, 2) if own is not None else None,
+        "peak_rss_mib": round(rss, 1) if rss is not None else None,
         "server_cpu_seconds": servers,
-        "other_cpu_seconds": round(other, 2),
-        "contended": other > 0.25 * secs,
+        "other_cpu_seconds": round(busy - (own or 0) - sum(servers.values()), 2),
         "loadavg_1m": [load0, os.getloadavg()[0]],
     }
+    res["contended"] = res["other_cpu_seconds"] > 0.25 * secs
     with open(out, "w") as f:
         json.dump(res, f)
     log(f"{name}: {res['seconds']}s, {res['cpu_seconds']} CPU-s, peak RSS {res['peak_rss_mib']} MiB"
-        + (f", exit status {p.returncode}" if p.returncode else ""))
-    return p.returncode
+        + (f", exit status {rc}" if rc else ""))
+    return rc
 
 
 def _ratio(a, b):
@@ -1681,14 +1691,14 @@ def backup_s3_report(meta, runs):
     """backup_s3.sh's result: the runs by name, their sums (mydumper + upload), the time ratios
     the issue asks for and a table. meta: what the script knows (rows, sizes, exactness, ...)."""
     r = {x["name"]: x for x in runs}
-    sec = {k: v["seconds"] for k, v in r.items()}
+    sec = {k: v["seconds"] for k, v in r.items() if v["exit_code"] == 0}
 
     def combined(*names):
-        if not all(n in r for n in names):
+        if not all(n in sec for n in names):
             return None
         return {
             "seconds": round(sum(r[n]["seconds"] for n in names), 2),
-            "cpu_seconds": round(sum(r[n]["cpu_seconds"] for n in names), 2),
+            "cpu_seconds": round(sum(r[n]["cpu_seconds"] or 0 for n in names), 2),
             "peak_rss_mib": {n: r[n]["peak_rss_mib"] for n in names},
             "server_cpu_seconds": {
                 k: round(sum(r[n]["server_cpu_seconds"].get(k, 0) for n in names), 2)
@@ -1707,9 +1717,11 @@ def backup_s3_report(meta, runs):
              "|---|---|---|---|---|---|---|"]
     for x in runs:
         s = x["server_cpu_seconds"]
-        lines.append("| {}{} | {} | {:,} | {} | {} | {} / {} / {} | {} |".format(
-            x["name"], " †" if x["contended"] else "", x["seconds"],
-            round(rows / x["seconds"]) if x["seconds"] else 0, x["cpu_seconds"], x["peak_rss_mib"],
+        lines.append("| {}{} | {} | {} | {} | {} | {} / {} / {} | {} |".format(
+            x["name"], " †" if x["contended"] else "",
+            x["seconds"] if x["exit_code"] == 0 else f"FAILED (exit {x['exit_code']})",
+            f"{round(rows / x['seconds']):,}" if x["seconds"] and x["exit_code"] == 0 else "–",
+            x["cpu_seconds"], x["peak_rss_mib"],
             s.get("s3", "-"), s.get("src", "-"), s.get("dst", "-"), x["other_cpu_seconds"]))
     failed = [x["name"] for x in runs if x["exit_code"] != 0]
     not_run = [n for n in BACKUP_S3_RUNS if n not in r]

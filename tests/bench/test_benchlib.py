@@ -141,6 +141,7 @@ class BackupS3Report(unittest.TestCase):
         self.assertFalse(rep["ok"])
         self.assertEqual((rep["failed"], rep["not_run"]), (["fleetsync_backup_bucket"], ["fleetsync_restore_bucket"]))
         self.assertIsNone(rep["time_ratios"]["restore_bucket_vs_local"])
+        self.assertIn("| fleetsync_backup_bucket | FAILED (exit 1) | – |", rep["table"])
         self.assertFalse(benchlib.backup_s3_report(
             {"rows": 1, "restore_exact": self.EXACT, "secret_in_output": True}, self.runs())["ok"])
         self.assertFalse(benchlib.backup_s3_report(

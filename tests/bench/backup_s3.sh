@@ -5,7 +5,7 @@
 # from the local dir, with myloader from the local dir as the reference.
 #
 # Usage:   tests/bench/backup_s3.sh         (builds fleetsync --release itself)
-# Env:     BENCH_SCALE    rows multiplier (default 0.5: ~4.75M rows, ~0.6 GB InnoDB; about
+# Env:     BENCH_SCALE    rows multiplier (default 1.0: 9.5M rows, ~1 GB InnoDB, as backup.sh; about
 #                         10 minutes on 2 idle cores)
 #          BENCH_THREADS  threads for every tool (default 4): fleetsync [backup] threads,
 #                         mydumper/myloader -t, the uploader's concurrent requests
@@ -29,7 +29,7 @@
 set -euo pipefail
 
 BENCH_NAME=backup-s3-bench
-DEFAULT_SCALE=0.5
+DEFAULT_SCALE=1.0
 # shellcheck source=tests/bench/backup_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/backup_common.sh"
 S3TOOL="$ROOT/tests/bench/s3tool.py"

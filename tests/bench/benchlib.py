@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Helpers for tests/bench/catchup.sh (and lag.sh) (standard library only; talks to MariaDB through the
-`mariadb` command-line client).
+"""Helpers for tests/bench/catchup.sh (and lag.sh, backup.sh, backup_s3.sh) (standard library
+only; talks to MariaDB through the `mariadb` command-line client).
 
 Subcommands (all diagnostics go to stderr, results to stdout or the named file):
 
@@ -40,6 +40,12 @@ Subcommands (all diagnostics go to stderr, results to stdout or the named file):
   delete-topics BOOTSTRAP TOPICS    delete Kafka topics (comma-separated) once a run is verified
   report RUN_DIR OUT [WORKLOAD]     assemble one workload's JSON (see catchup.sh), print it as one line
   matrix OUT RESULT...              merge the workloads' results into OUT, table to stderr
+  measure OUT NAME LOG CPU_PIDS -- CMD...
+                                    run CMD (stdout to LOG, stderr to LOG.err); write its wall
+                                    time, CPU (utime+stime) and peak RSS (from wait4), the CPU
+                                    of CPU_PIDS (name=pid,...) and the rest of the machine's
+                                    to OUT; exit with CMD's status
+  backup-s3-report META RUN...      backup_s3.sh's JSON from its metadata and runs (stdout)
 """
 
 import json
@@ -1626,6 +1632,121 @@ def cmd_report(work, out, workload="mixed"):
         print(json.dumps(dbz["contract"]))
 
 
+GNU_TIME = "/usr/bin/time"
+
+
+def cmd_measure(out, name, log_path, cpu_pids, argv):
+    """Runs argv under GNU time and measures it from the outside: wall time, its own CPU and
+    peak RSS (time's %U+%S and %M: the kernel's rusage of the reaped process), the CPU the
+    processes in cpu_pids spent meanwhile (servers it talks to) and the rest of the machine's
+    (other_cpu_seconds: a sign of interference). Not wait4 on our own child: a child forked
+    from Python starts with Python's RSS as its high-water mark (the kernel carries it across
+    exec), GNU time's is ~1 MiB."""
+    pids = parse_pids(cpu_pids)
+    before = {k: cpu_seconds(p) for k, p in pids.items()}
+    busy0 = machine_busy_seconds()
+    load0 = os.getloadavg()[0]
+    usage_path = log_path + ".time"
+    t0 = time.monotonic()
+    with open(log_path, "wb") as so, open(log_path + ".err", "wb") as se:
+        rc = subprocess.run([GNU_TIME, "-f", "%U %S %M", "-o", usage_path, *argv],
+                            stdout=so, stderr=se, stdin=subprocess.DEVNULL).returncode
+    secs = time.monotonic() - t0
+    servers = cpu_delta(before, pids)
+    busy = machine_busy_seconds() - busy0
+    try:
+        with open(usage_path) as f:
+            utime, stime, maxrss_kib = f.read().split("\n")[-2].split()
+        own, rss = float(utime) + float(stime), int(maxrss_kib) / 1024
+    except (OSError, IndexError, ValueError):
+        own, rss = None, None
+    res = {
+        "name": name,
+        "command": os.path.basename(argv[0]),
+        "exit_code": rc,
+        "seconds": round(secs, 2),
+        "cpu_seconds": round(own, 2) if own is not None else None,
+        "peak_rss_mib": round(rss, 1) if rss is not None else None,
+        "server_cpu_seconds": servers,
+        "other_cpu_seconds": round(busy - (own or 0) - sum(servers.values()), 2),
+        "loadavg_1m": [load0, os.getloadavg()[0]],
+    }
+    res["contended"] = res["other_cpu_seconds"] > 0.25 * secs
+    with open(out, "w") as f:
+        json.dump(res, f)
+    log(f"{name}: {res['seconds']}s, {res['cpu_seconds']} CPU-s, peak RSS {res['peak_rss_mib']} MiB"
+        + (f", exit status {rc}" if rc else ""))
+    return rc
+
+
+def _ratio(a, b):
+    return round(a / b, 2) if a and b else None
+
+
+BACKUP_S3_RUNS = ("fleetsync_backup_local", "fleetsync_backup_bucket", "mydumper_local", "upload_mydumper",
+                  "fleetsync_restore_local", "fleetsync_restore_bucket", "myloader_local")
+
+
+def backup_s3_report(meta, runs):
+    """backup_s3.sh's result: the runs by name, their sums (mydumper + upload), the time ratios
+    the issue asks for and a table. meta: what the script knows (rows, sizes, exactness, ...)."""
+    r = {x["name"]: x for x in runs}
+    sec = {k: v["seconds"] for k, v in r.items() if v["exit_code"] == 0}
+
+    def combined(*names):
+        if not all(n in sec for n in names):
+            return None
+        return {
+            "seconds": round(sum(r[n]["seconds"] for n in names), 2),
+            "cpu_seconds": round(sum(r[n]["cpu_seconds"] or 0 for n in names), 2),
+            "peak_rss_mib": {n: r[n]["peak_rss_mib"] for n in names},
+            "server_cpu_seconds": {
+                k: round(sum(r[n]["server_cpu_seconds"].get(k, 0) for n in names), 2)
+                for k in sorted({k for n in names for k in r[n]["server_cpu_seconds"]})},
+        }
+
+    md = combined("mydumper_local", "upload_mydumper")
+    ratios = {
+        "backup_bucket_vs_local": _ratio(sec.get("fleetsync_backup_bucket"), sec.get("fleetsync_backup_local")),
+        "backup_bucket_vs_mydumper_plus_upload": _ratio(sec.get("fleetsync_backup_bucket"), md and md["seconds"]),
+        "restore_bucket_vs_local": _ratio(sec.get("fleetsync_restore_bucket"), sec.get("fleetsync_restore_local")),
+        "restore_bucket_vs_myloader": _ratio(sec.get("fleetsync_restore_bucket"), sec.get("myloader_local")),
+    }
+    rows = meta.get("rows") or 0
+    lines = ["| run | seconds | rows/s | CPU-s (own) | peak RSS MiB | CPU-s: S3 server / src / dst | other CPU-s |",
+             "|---|---|---|---|---|---|---|"]
+    for x in runs:
+        s = x["server_cpu_seconds"]
+        lines.append("| {}{} | {} | {} | {} | {} | {} / {} / {} | {} |".format(
+            x["name"], " †" if x["contended"] else "",
+            x["seconds"] if x["exit_code"] == 0 else f"FAILED (exit {x['exit_code']})",
+            f"{round(rows / x['seconds']):,}" if x["seconds"] and x["exit_code"] == 0 else "–",
+            x["cpu_seconds"], x["peak_rss_mib"],
+            s.get("s3", "-"), s.get("src", "-"), s.get("dst", "-"), x["other_cpu_seconds"]))
+    failed = [x["name"] for x in runs if x["exit_code"] != 0]
+    not_run = [n for n in BACKUP_S3_RUNS if n not in r]
+    exact = meta.get("restore_exact", {})
+    ok = (not failed and not not_run and all(exact.get(n) for n in exact if n.startswith("fleetsync"))
+          and not meta.get("secret_in_output"))
+    return {
+        "bench": "backup_s3",
+        **meta,
+        "ok": ok,
+        "failed": failed,
+        "not_run": not_run,
+        "comparable": not any(x["contended"] for x in runs),
+        "time_ratios": ratios,
+        "runs": r,
+        "mydumper_plus_upload": md,
+        "table": "\n".join(lines),
+        "notes": "time_ratios are seconds / seconds: above 1 means the first is slower; "
+                 "peak_rss_mib is each process's own (ru_maxrss of the reaped child); "
+                 "server_cpu_seconds: the S3 server (s3), the source (src) and target (dst) "
+                 "mariadbd during the run; other_cpu_seconds: the rest of the machine "
+                 "(a run marked contended, † in the table, had more than a quarter of a core of it)",
+    }
+
+
 def main():
     a = sys.argv[1:]
     if not a:
@@ -1680,6 +1801,13 @@ def main():
         cmd_report(a[1], a[2], *a[3:4])
     elif cmd == "matrix":
         cmd_matrix(a[1], a[2:])
+    elif cmd == "measure":
+        if len(a) < 7 or a[5] != "--":
+            sys.exit("usage: measure OUT NAME LOG CPU_PIDS -- CMD...")
+        sys.exit(cmd_measure(a[1], a[2], a[3], a[4], a[6:]))
+    elif cmd == "backup-s3-report":
+        meta = load(a[1])
+        print(json.dumps(backup_s3_report(meta, [load(p) for p in a[2:]]), indent=2))
     elif cmd == "delete-topics":
         kw = KafkaWire(a[1])
         res = kw.delete_topics([t for t in a[2].split(",") if t])

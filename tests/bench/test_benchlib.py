@@ -104,5 +104,49 @@ class Contract(unittest.TestCase):
         self.assertEqual(f["reaches_goal"], {"embedded": False})
 
 
+def s3run(name, seconds, code=0, contended=False, s3=0.5):
+    return {"name": name, "exit_code": code, "seconds": seconds, "cpu_seconds": seconds / 2,
+            "peak_rss_mib": 10.0, "server_cpu_seconds": {"s3": s3, "src": 1.0, "dst": 2.0},
+            "other_cpu_seconds": 0.1, "contended": contended}
+
+
+class BackupS3Report(unittest.TestCase):
+    SECONDS = {"fleetsync_backup_local": 10, "fleetsync_backup_bucket": 15, "mydumper_local": 20,
+               "upload_mydumper": 5, "fleetsync_restore_local": 8, "fleetsync_restore_bucket": 12,
+               "myloader_local": 24}
+    EXACT = {"fleetsync_restore_local": True, "fleetsync_restore_bucket": True, "myloader_local": False}
+
+    def runs(self, **over):
+        return [over.get(n, s3run(n, s)) for n, s in self.SECONDS.items()]
+
+    def test_ratios_sums_and_table(self):
+        rep = benchlib.backup_s3_report({"rows": 1000, "restore_exact": self.EXACT}, self.runs(
+            upload_mydumper=s3run("upload_mydumper", 5, contended=True, s3=2.0)))
+        self.assertEqual(rep["time_ratios"], {
+            "backup_bucket_vs_local": 1.5, "backup_bucket_vs_mydumper_plus_upload": 0.6,
+            "restore_bucket_vs_local": 1.5, "restore_bucket_vs_myloader": 0.5})
+        md = rep["mydumper_plus_upload"]
+        self.assertEqual((md["seconds"], md["cpu_seconds"]), (25, 12.5))
+        self.assertEqual(md["server_cpu_seconds"], {"dst": 4.0, "s3": 2.5, "src": 2.0})
+        self.assertEqual(md["peak_rss_mib"], {"mydumper_local": 10.0, "upload_mydumper": 10.0})
+        # myloader's inexact restore is reported, not a failure; the contended run is marked.
+        self.assertTrue(rep["ok"])
+        self.assertFalse(rep["comparable"])
+        self.assertIn("| upload_mydumper † | 5 | 200 | 2.5 | 10.0 | 2.0 / 1.0 / 2.0 | 0.1 |", rep["table"])
+
+    def test_failures_missing_runs_and_the_secret_fail_the_run(self):
+        runs = self.runs(fleetsync_backup_bucket=s3run("fleetsync_backup_bucket", 1, code=1))
+        runs = [r for r in runs if r["name"] != "fleetsync_restore_bucket"]
+        rep = benchlib.backup_s3_report({"rows": 1, "restore_exact": self.EXACT}, runs)
+        self.assertFalse(rep["ok"])
+        self.assertEqual((rep["failed"], rep["not_run"]), (["fleetsync_backup_bucket"], ["fleetsync_restore_bucket"]))
+        self.assertIsNone(rep["time_ratios"]["restore_bucket_vs_local"])
+        self.assertIn("| fleetsync_backup_bucket | FAILED (exit 1) | – |", rep["table"])
+        self.assertFalse(benchlib.backup_s3_report(
+            {"rows": 1, "restore_exact": self.EXACT, "secret_in_output": True}, self.runs())["ok"])
+        self.assertFalse(benchlib.backup_s3_report(
+            {"rows": 1, "restore_exact": dict(self.EXACT, fleetsync_restore_bucket=False)}, self.runs())["ok"])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -26,6 +26,7 @@ use fleetsync_proto::jobs::{BackupListEntry, BackupPinReport};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::jobs::DryRun;
 use super::problem::{DeniedProblems, DownloadProblems, Problem};
 use super::ApiState;
 
@@ -230,29 +231,44 @@ async fn download_backup(
 /// separate `pin.json` marks it).
 #[utoipa::path(post, path = "/api/v1/backups/{id}/pin", operation_id = "pin_backup", tag = "backups",
     security(("bearer" = ["backup:create"])),
-    params(("id" = String, Path, description = "The backup's id or name")),
+    params(("id" = String, Path, description = "The backup's id or name"), DryRun),
     responses((status = 200, body = BackupPinDoc), (status = 409, body = Problem, content_type = "application/problem+json", description = "The manifest cannot be read, or no `[backup] dir` is configured"), DownloadProblems))]
 async fn pin_backup(
     State(s): State<ApiState>,
     Path(id): Path<String>,
+    Query(q): Query<DryRun>,
 ) -> Result<Json<BackupPinReport>, Problem> {
-    set_pin(&s, &id, true).await
+    set_pin(&s, &id, true, q.dry_run).await
 }
 
 /// Unpin a backup (id or name): retention applies to it again.
 #[utoipa::path(post, path = "/api/v1/backups/{id}/unpin", operation_id = "unpin_backup", tag = "backups",
     security(("bearer" = ["backup:create"])),
-    params(("id" = String, Path, description = "The backup's id or name")),
+    params(("id" = String, Path, description = "The backup's id or name"), DryRun),
     responses((status = 200, body = BackupPinDoc), (status = 409, body = Problem, content_type = "application/problem+json", description = "The manifest cannot be read, or no `[backup] dir` is configured"), DownloadProblems))]
 async fn unpin_backup(
     State(s): State<ApiState>,
     Path(id): Path<String>,
+    Query(q): Query<DryRun>,
 ) -> Result<Json<BackupPinReport>, Problem> {
-    set_pin(&s, &id, false).await
+    set_pin(&s, &id, false, q.dry_run).await
 }
 
-async fn set_pin(s: &ApiState, id: &str, pin: bool) -> Result<Json<BackupPinReport>, Problem> {
+/// Pins or unpins; with `dry_run`, checks the backup exists and answers what it would become.
+async fn set_pin(
+    s: &ApiState,
+    id: &str,
+    pin: bool,
+    dry_run: bool,
+) -> Result<Json<BackupPinReport>, Problem> {
     let (_, m) = read_manifest(s, id).await?;
+    if dry_run {
+        return Ok(Json(BackupPinReport {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            pinned: pin,
+        }));
+    }
     let config = s.live();
     let r = crate::service::backup::set_pinned(&config, &m.id, pin)
         .await

@@ -760,6 +760,16 @@ pub async fn matrix_resources(
             String::new(),
         ),
         (
+            "/api/v1/backups/{id}/pin",
+            format!("/api/v1/backups/{backup}/pin?dry_run=true"),
+            String::new(),
+        ),
+        (
+            "/api/v1/backups/{id}/unpin",
+            format!("/api/v1/backups/{backup}/unpin?dry_run=true"),
+            String::new(),
+        ),
+        (
             "/api/v1/jobs/{id}/files/{file}",
             format!("/api/v1/jobs/{id}/files/export.json"),
             String::new(),

@@ -24,7 +24,9 @@ use crate::service::{JobRequest, ServiceResult, Tracker};
 pub enum DirRefused {
     #[error("versioned migrations over the API need `[migrations] dir` in the coordinator's config (the root of the folders a job may run)")]
     NoRoot,
-    #[error("dir {0:?}: must be a relative path inside `[migrations] dir` (no `..`, not absolute)")]
+    #[error(
+        "dir {0:?}: must be a relative path inside `[migrations] dir` (no `..`, not absolute)"
+    )]
     Outside(String),
     #[error("dir {0:?}: no such folder under `[migrations] dir`")]
     Missing(String),
@@ -91,8 +93,13 @@ impl JobRequest for MigrateUpRequest {
         _cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
         Box::pin(async move {
-            let queue =
-                queue_request(config, &self.dir, &self.servers, &self.history, &self.database)?;
+            let queue = queue_request(
+                config,
+                &self.dir,
+                &self.servers,
+                &self.history,
+                &self.database,
+            )?;
             let req = UpRequest {
                 queue,
                 to: self.to.clone(),
@@ -139,8 +146,13 @@ impl JobRequest for MigrateUndoRequest {
             if !self.confirm {
                 return Err(anyhow::anyhow!("migrate undo needs confirm").into());
             }
-            let queue =
-                queue_request(config, &self.dir, &self.servers, &self.history, &self.database)?;
+            let queue = queue_request(
+                config,
+                &self.dir,
+                &self.servers,
+                &self.history,
+                &self.database,
+            )?;
             tracker.phase("undo");
             let report = super::undo(config, &queue, self.to.as_deref()).await?;
             tracker.planned(Some(report.servers.len() as u64), None);
@@ -192,19 +204,30 @@ mod tests {
         std::fs::create_dir_all(tmp.join("outside")).expect("mkdir");
         let c = config(Some(&root));
         assert!(resolve_dir(&c, "app").is_ok());
-        assert!(matches!(resolve_dir(&c, "../outside"), Err(DirRefused::Outside(_))));
-        assert!(matches!(resolve_dir(&c, "app/../app"), Err(DirRefused::Outside(_))));
+        assert!(matches!(
+            resolve_dir(&c, "../outside"),
+            Err(DirRefused::Outside(_))
+        ));
+        assert!(matches!(
+            resolve_dir(&c, "app/../app"),
+            Err(DirRefused::Outside(_))
+        ));
         assert!(matches!(
             resolve_dir(&c, &tmp.join("outside").to_string_lossy()),
             Err(DirRefused::Outside(_))
         ));
         assert!(matches!(resolve_dir(&c, ""), Err(DirRefused::Outside(_))));
-        assert!(matches!(resolve_dir(&c, "nope"), Err(DirRefused::Missing(_))));
+        assert!(matches!(
+            resolve_dir(&c, "nope"),
+            Err(DirRefused::Missing(_))
+        ));
         #[cfg(unix)]
         {
-            std::os::unix::fs::symlink(tmp.join("outside"), root.join("link"))
-                .expect("symlink");
-            assert!(matches!(resolve_dir(&c, "link"), Err(DirRefused::Outside(_))));
+            std::os::unix::fs::symlink(tmp.join("outside"), root.join("link")).expect("symlink");
+            assert!(matches!(
+                resolve_dir(&c, "link"),
+                Err(DirRefused::Outside(_))
+            ));
         }
         assert!(matches!(
             resolve_dir(&config(None), "app"),

@@ -18,6 +18,10 @@ const JOB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_versioned_migrate_up_and_undo_jobs() -> Result<()> {
     let pair = Pair::start().await?;
+    // The stack's sync needs a table to sync; the migrations run in `vm` on dst only.
+    pair.src
+        .exec("CREATE DATABASE app; CREATE TABLE app.items (id INT PRIMARY KEY)")
+        .await?;
     pair.dst.exec("CREATE DATABASE vm").await?;
     let root = pair.dir.path().join("migrations");
     let mig = root.join("vm");

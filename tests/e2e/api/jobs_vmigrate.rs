@@ -3,13 +3,15 @@
 //! exists, the history row is applied, the job's report names the file, progress events
 //! arrived); a viewer is refused (403); a `dir` with `..` or absolute is refused (400) and
 //! nothing runs; `migrate-undo` (`migration:rollback`, gated by `[api] require_approval`)
-//! waits for a second admin's approval, then runs the U file.
+//! waits for a second admin's approval, then runs the U file; `fleetsync --remote URL migrate
+//! up --yes` runs the up job again, and refuses a `--dir` outside the root; without
+//! `[migrations] dir` both jobs are refused (409).
 
 use anyhow::{ensure, Context, Result};
 use fleetsync_tests::api::{read_stream, sse_events};
 use serde_json::{json, Value};
 
-use super::jobs::{finished, start};
+use super::jobs::{cli, finished, start};
 use super::jobs2::refused;
 use crate::support::Pair;
 
@@ -181,6 +183,63 @@ async fn api_versioned_migrate_up_and_undo_jobs() -> Result<()> {
     println!(
         "undo: approved by a second admin, vm.items dropped: {}",
         j["result"]
+    );
+
+    // The remote CLI: `migrate up --yes --remote` runs the same job (dir relative to the root).
+    let url = format!("http://127.0.0.1:{api_port}");
+    let (code, out, err) = cli(
+        &[
+            "--remote",
+            &url,
+            "--token",
+            &admin,
+            "migrate",
+            "up",
+            "--dir",
+            "vm",
+            "--servers",
+            "dst",
+            "--database",
+            "vm",
+            "--yes",
+            "--json",
+        ],
+        &[],
+    )
+    .await?;
+    let rep: Value = serde_json::from_str(&out).with_context(|| format!("{code} {out} {err}"))?;
+    ensure!(
+        code == 0
+            && rep["servers"][0]["applied"] == json!(["V1__create_items.sql"])
+            && items().await?.as_deref() == Some("1"),
+        "remote up: {code} {out} {err}"
+    );
+    let (code, out, err) = cli(
+        &[
+            "--remote",
+            &url,
+            "--token",
+            &admin,
+            "migrate",
+            "up",
+            "--dir",
+            "../outside",
+            "--servers",
+            "dst",
+            "--database",
+            "vm",
+            "--yes",
+        ],
+        &[],
+    )
+    .await?;
+    ensure!(
+        code != 0 && err.contains("[migrations] dir") && items().await?.as_deref() == Some("1"),
+        "remote up outside the root: {code} {out} {err}"
+    );
+    println!(
+        "remote CLI: up applied V1 again; ../outside refused: {}",
+        err.trim()
     );
     fs.stop(std::time::Duration::from_secs(30)).await?;
     Ok(())

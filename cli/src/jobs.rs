@@ -374,6 +374,12 @@ impl JobManager {
             JobKind::MigrateRollback => {
                 self.spawn_from::<migrate::MigrateRollbackRequest>(id, params)
             }
+            JobKind::MigrateUp => {
+                self.spawn_from::<crate::service::vmigrate::jobs::MigrateUpRequest>(id, params)
+            }
+            JobKind::MigrateUndo => {
+                self.spawn_from::<crate::service::vmigrate::jobs::MigrateUndoRequest>(id, params)
+            }
         }
     }
 

@@ -270,7 +270,7 @@ fn main() -> ExitCode {
                     | Command::Migrate { .. }
             ) {
                 return Err(anyhow::anyhow!(
-                    "--remote {}: only status, health, diff schema|data, backup create|verify|restore|prune, export, import and migrate generate|rollback run against a coordinator",
+                    "--remote {}: only status, health, diff schema|data, backup create|verify|restore|prune, export, import and migrate generate|rollback|up|undo run against a coordinator",
                     r.base()
                 ));
             }

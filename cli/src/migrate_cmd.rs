@@ -117,7 +117,9 @@ pub struct RollbackArgs {
 }
 
 /// With `--remote`: `generate` runs as the `migrate_generate` job (its files downloaded into
-/// `--out`) and `rollback --yes` as the `migrate_rollback` job; `apply` (a local directory)
+/// `--out`), `rollback --yes` as the `migrate_rollback` job, versioned `up --yes` and `undo`
+/// as the `migrate_up` / `migrate_undo` jobs (`--dir` relative to the coordinator's
+/// `[migrations] dir`); `apply` (a local directory)
 /// and `status` are local only (over the API: `POST /api/v1/jobs/migrate-apply` names the
 /// generate job).
 pub async fn run(cmd: MigrateCommand, remote: Option<crate::remote::Remote>) -> Result<()> {
@@ -148,9 +150,15 @@ pub async fn run(cmd: MigrateCommand, remote: Option<crate::remote::Remote>) -> 
                 EXIT_ERROR,
                 "migrate rollback with --remote cannot ask: add --yes",
             ),
+            MigrateCommand::Up(a) if a.yes => crate::vmigrate_cmd::remote_up(&remote, &a).await,
+            MigrateCommand::Up(_) => crate::exit::fail(
+                EXIT_ERROR,
+                "migrate up with --remote runs the files: add --yes (the plan: migrate up without --yes on the coordinator's machine)",
+            ),
+            MigrateCommand::Undo(a) => crate::vmigrate_cmd::remote_undo(&remote, &a).await,
             _ => crate::exit::fail(
                 EXIT_ERROR,
-                "with --remote, only `migrate generate` and `migrate rollback --yes` are available (apply over the API: POST /api/v1/jobs/migrate-apply)",
+                "with --remote, only `migrate generate`, `migrate rollback --yes`, `migrate up --yes` and `migrate undo` are available (apply over the API: POST /api/v1/jobs/migrate-apply)",
             ),
         };
     }
@@ -160,7 +168,7 @@ pub async fn run(cmd: MigrateCommand, remote: Option<crate::remote::Remote>) -> 
         MigrateCommand::Status(a) => match &a.dir {
             Some(dir) => {
                 crate::vmigrate_cmd::status(&crate::vmigrate_cmd::QueueArgs {
-                    config: a.config.clone(),
+                    config: Some(a.config.clone()),
                     dir: dir.clone(),
                     servers: a.servers.clone(),
                     history: a.history,

@@ -109,6 +109,8 @@ fn kind_path(kind: JobKind) -> &'static str {
         JobKind::MigrateGenerate => "migrate-generate",
         JobKind::MigrateApply => "migrate-apply",
         JobKind::MigrateRollback => "migrate-rollback",
+        JobKind::MigrateUp => "migrate-up",
+        JobKind::MigrateUndo => "migrate-undo",
     }
 }
 

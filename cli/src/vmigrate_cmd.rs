@@ -27,8 +27,9 @@ fn parse_history(s: &str) -> Result<HistoryMode, String> {
 /// The flags every versioned command takes.
 #[derive(Args, Clone)]
 pub struct QueueArgs {
+    /// Needed unless `--remote` (then the coordinator's config is used).
     #[arg(long, env = "FLEETSYNC_CONFIG")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     /// The migrations folder (V<version>__<name>.sql, or TrinityCore's sql/updates/<db>).
     #[arg(long)]
     pub dir: PathBuf,
@@ -49,6 +50,12 @@ pub struct QueueArgs {
 }
 
 impl QueueArgs {
+    fn config(&self) -> Result<&std::path::Path> {
+        self.config
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("--config (or FLEETSYNC_CONFIG) is needed"))
+    }
+
     fn request(&self) -> QueueRequest {
         QueueRequest {
             dir: self.dir.clone(),
@@ -116,7 +123,7 @@ pub struct BaselineArgs {
     pub queue: QueueArgs,
 }
 
-fn print_json<T: serde::Serialize>(v: &T) {
+pub fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
@@ -145,7 +152,7 @@ pub async fn new(a: &NewArgs) -> Result<()> {
 }
 
 pub async fn status(a: &QueueArgs) -> Result<()> {
-    let config = crate::opts::load_config(&a.config).await?;
+    let config = crate::opts::load_config(a.config()?).await?;
     let st = service::status(&config, &a.request()).await?;
     if a.json {
         print_json(&st);
@@ -204,7 +211,7 @@ fn print_status(st: &QueueStatus) {
 }
 
 pub async fn up(a: &UpArgs) -> Result<()> {
-    let config = crate::opts::load_config(&a.queue.config).await?;
+    let config = crate::opts::load_config(a.queue.config()?).await?;
     let req = UpRequest {
         queue: a.queue.request(),
         to: a.to.clone(),
@@ -230,7 +237,7 @@ pub async fn up(a: &UpArgs) -> Result<()> {
     done(report.failed())
 }
 
-fn print_fleet(r: &FleetReport) {
+pub fn print_fleet(r: &FleetReport) {
     if r.dry_run {
         println!("plan (dry run: nothing changed; add --yes to apply)");
     }
@@ -318,24 +325,24 @@ fn print_fleet(r: &FleetReport) {
 }
 
 pub async fn undo(a: &UndoArgs) -> Result<()> {
-    let config = crate::opts::load_config(&a.queue.config).await?;
+    let config = crate::opts::load_config(a.queue.config()?).await?;
     let r = service::undo(&config, &a.queue.request(), a.to.as_deref()).await?;
     print_change(&r, a.queue.json)
 }
 
 pub async fn repair(a: &RepairArgs) -> Result<()> {
-    let config = crate::opts::load_config(&a.queue.config).await?;
+    let config = crate::opts::load_config(a.queue.config()?).await?;
     let r = service::repair(&config, &a.queue.request()).await?;
     print_change(&r, a.queue.json)
 }
 
 pub async fn baseline(a: &BaselineArgs) -> Result<()> {
-    let config = crate::opts::load_config(&a.queue.config).await?;
+    let config = crate::opts::load_config(a.queue.config()?).await?;
     let r = service::baseline(&config, &a.queue.request(), &a.version).await?;
     print_change(&r, a.queue.json)
 }
 
-fn print_change(r: &ChangeReport, json: bool) -> Result<()> {
+pub fn print_change(r: &ChangeReport, json: bool) -> Result<()> {
     if json {
         print_json(r);
     } else {
@@ -359,4 +366,65 @@ fn print_change(r: &ChangeReport, json: bool) -> Result<()> {
         }
     }
     done(r.failed())
+}
+
+/// `--dir` as a job names it: relative to the coordinator's `[migrations] dir`.
+fn remote_dir(q: &QueueArgs) -> Result<String> {
+    q.dir
+        .to_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("--dir {}: not UTF-8", q.dir.display()))
+}
+
+fn history_name(h: HistoryMode) -> String {
+    match h {
+        HistoryMode::Fleetsync => "fleetsync",
+        HistoryMode::TrinityCore => "trinitycore",
+    }
+    .to_string()
+}
+
+/// `migrate up --yes --remote`: the `migrate_up` job.
+pub async fn remote_up(remote: &crate::remote::Remote, a: &UpArgs) -> Result<()> {
+    let q = &a.queue;
+    let req = service::jobs::MigrateUpRequest {
+        dir: remote_dir(q)?,
+        servers: q.servers.clone(),
+        history: Some(history_name(q.history)),
+        database: q.database.clone(),
+        to: a.to.clone(),
+        canary: a.canary as u64,
+        wave: a.wave as u64,
+        halt_on_error: a.halt_on_error,
+        confirm: true,
+    };
+    let json = q.json;
+    remote
+        .run_job(&req, move |r: &FleetReport| {
+            if json {
+                print_json(r);
+            } else {
+                print_fleet(r);
+            }
+        })
+        .await
+}
+
+/// `migrate undo --remote`: the `migrate_undo` job.
+pub async fn remote_undo(remote: &crate::remote::Remote, a: &UndoArgs) -> Result<()> {
+    let q = &a.queue;
+    let req = service::jobs::MigrateUndoRequest {
+        dir: remote_dir(q)?,
+        servers: q.servers.clone(),
+        history: Some(history_name(q.history)),
+        database: q.database.clone(),
+        to: a.to.clone(),
+        confirm: true,
+    };
+    let json = q.json;
+    remote
+        .run_job(&req, move |r: &ChangeReport| {
+            let _ = print_change(r, json);
+        })
+        .await
 }

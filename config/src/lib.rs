@@ -150,6 +150,20 @@ pub struct Config {
     /// Coordinators sharing the fleet's pairs (`fleetsync coordinator` on Kafka).
     #[serde(default)]
     pub coordinator: CoordinatorConfig,
+    /// Versioned migrations run through the API (`migrate-up` / `migrate-undo` jobs).
+    #[serde(default)]
+    pub migrations: MigrationsConfig,
+}
+
+/// `[migrations]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationsConfig {
+    /// The root of the migration folders the API's `migrate-up` / `migrate-undo` jobs may
+    /// run: a job's `dir` is relative to it and may not leave it. Unset (the default): those
+    /// jobs are refused (a token holder never runs SQL from an arbitrary path).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -504,6 +518,14 @@ impl Config {
         self.health.validate()?;
         self.bus.validate()?;
         self.coordinator.validate()?;
+        if let Some(d) = &self.migrations.dir {
+            if !d.is_absolute() {
+                return Err(ConfigError::invalid(
+                    "migrations.dir",
+                    "must be an absolute path",
+                ));
+            }
+        }
         if self.coordinator.group.is_some() && self.bus.kind != BusKind::Kafka {
             return Err(ConfigError::invalid(
                 "coordinator.group",

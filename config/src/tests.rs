@@ -724,3 +724,22 @@ fn queue_bytes_defaults_to_8_mib_and_is_at_least_1_mib() {
         }
     }
 }
+
+#[test]
+fn migrations_dir_is_optional_and_absolute() {
+    let none = Config::parse("").expect("parses");
+    assert!(none.migrations.dir.is_none());
+    let ok = Config::parse("[migrations]\ndir = \"/srv/migrations\"\n").expect("parses");
+    assert!(ok.validate().is_ok());
+    assert_eq!(
+        ok.migrations.dir.as_deref(),
+        Some(Path::new("/srv/migrations"))
+    );
+    let rel = Config::parse("[migrations]\ndir = \"migrations\"\n").expect("parses");
+    let msg = rel.validate().expect_err("relative refused").to_string();
+    assert!(
+        msg.contains("migrations.dir") && msg.contains("absolute"),
+        "{msg}"
+    );
+    assert!(Config::parse("[migrations]\ndri = \"/x\"\n").is_err());
+}

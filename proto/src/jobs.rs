@@ -22,6 +22,10 @@ pub enum JobKind {
     MigrateGenerate,
     MigrateApply,
     MigrateRollback,
+    /// Versioned migrations (`migrate up` over the fleet).
+    MigrateUp,
+    /// Versioned migrations (`migrate undo`).
+    MigrateUndo,
 }
 
 impl JobKind {
@@ -40,6 +44,8 @@ impl JobKind {
             JobKind::MigrateGenerate => "migrate_generate",
             JobKind::MigrateApply => "migrate_apply",
             JobKind::MigrateRollback => "migrate_rollback",
+            JobKind::MigrateUp => "migrate_up",
+            JobKind::MigrateUndo => "migrate_undo",
         }
     }
 }

@@ -417,6 +417,77 @@ pub struct MigrateRollbackRequest {
     pub confirm: bool,
 }
 
+/// Default `canary` of a `migrate-up` job (as the CLI's `--canary`): one server first, alone.
+pub const DEFAULT_MIGRATE_CANARY: u64 = 1;
+/// Default `wave` of a `migrate-up` job (as the CLI's `--wave`): then one server at a time.
+pub const DEFAULT_MIGRATE_WAVE: u64 = 1;
+
+fn default_canary() -> u64 {
+    DEFAULT_MIGRATE_CANARY
+}
+
+fn default_wave() -> u64 {
+    DEFAULT_MIGRATE_WAVE
+}
+
+/// Run a versioned-migration folder's pending files over the fleet (`fleetsync migrate up
+/// --dir`): canaries one at a time, then waves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MigrateUpRequest {
+    /// The folder, relative to the coordinator's `[migrations] dir` (no `..`, not absolute).
+    pub dir: String,
+    /// Globs over server names, comma-separated; default: every server.
+    #[serde(default)]
+    pub servers: Option<String>,
+    /// `fleetsync` (default) or `trinitycore`.
+    #[serde(default)]
+    pub history: Option<String>,
+    /// The database the files run in (and the history scope).
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Stop at this version (default: the last file).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// The first N servers with work are canaries (one at a time, then checked).
+    #[serde(default = "default_canary", deserialize_with = "count::one")]
+    pub canary: u64,
+    /// The rest run this many at once.
+    #[serde(default = "default_wave", deserialize_with = "count::one")]
+    pub wave: u64,
+    /// A failure in a wave stops the rollout after that wave.
+    #[serde(default)]
+    pub halt_on_error: bool,
+    /// Run (as `--yes`): needed.
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+/// Undo the latest applied versioned migration (or down to `to`) on the selected servers
+/// (`fleetsync migrate undo --dir`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MigrateUndoRequest {
+    /// The folder, relative to the coordinator's `[migrations] dir` (no `..`, not absolute).
+    pub dir: String,
+    /// Globs over server names, comma-separated; default: every server.
+    #[serde(default)]
+    pub servers: Option<String>,
+    /// `fleetsync` (default; TrinityCore's history has no undo files).
+    #[serde(default)]
+    pub history: Option<String>,
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Undo down to (not including) this version; default: the latest only.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Undo (as `--yes`): needed.
+    #[serde(default)]
+    pub confirm: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

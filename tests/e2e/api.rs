@@ -32,6 +32,7 @@ mod gov;
 mod jobs;
 mod jobs2;
 mod jobs_migrate;
+mod jobs_vmigrate;
 mod kdefs;
 mod kstate;
 mod load;
@@ -345,10 +346,14 @@ async fn api_rbac_matrix_audit_tokens_and_secrets() -> Result<()> {
     let base = pair.config_listening(&["app\\..*", "cx\\..*"], metrics_port)?;
     // A server no sync uses, whose URL holds a password the API must never show.
     let backups = pair.dir.path().join("backups").display().to_string();
+    // The versioned-migration root, with the folder the jobs' examples name (dry runs only).
+    let migrations = pair.dir.path().join("migrations");
+    std::fs::create_dir_all(migrations.join("app"))?;
+    let migrations = migrations.display().to_string();
     let text = std::fs::read_to_string(&base)?
         + "\n[[syncs.tables]]\nname = \"cx.c\"\nconflict = \"manual\"\n"
         + &format!(
-            "\n[[servers]]\nname = \"spare\"\nurl = \"mysql://spare:{SECRET}@127.0.0.1:{}\"\n\n[backup]\ndir = {backups:?}\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n",
+            "\n[[servers]]\nname = \"spare\"\nurl = \"mysql://spare:{SECRET}@127.0.0.1:{}\"\n\n[backup]\ndir = {backups:?}\n\n[migrations]\ndir = {migrations:?}\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n",
             dead_port()?
         );
     let config = Fleetsync::write_config(pair.dir.path(), &text)?;

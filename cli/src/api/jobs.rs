@@ -65,7 +65,8 @@ pub(super) struct JobDoc {
     id: String,
     /// `health`, `health_fix`, `schema_diff`, `data_diff`, `backup_create`,
     /// `backup_verify`, `backup_restore`, `backup_prune`, `export`, `import`,
-    /// `migrate_generate`, `migrate_apply` or `migrate_rollback`.
+    /// `migrate_generate`, `migrate_apply`, `migrate_rollback`, `migrate_up` or
+    /// `migrate_undo`.
     kind: String,
     /// `awaiting_approval`, `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     state: String,

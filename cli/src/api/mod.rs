@@ -21,6 +21,7 @@ pub use auth::{route_permissions, METRIC_API_REQUESTS, METRIC_API_SECONDS};
 pub mod client;
 mod jobs;
 mod jobs2;
+mod jobs_vmigrate;
 pub mod kstate;
 mod migrations;
 #[macro_use]

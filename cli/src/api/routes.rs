@@ -86,6 +86,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .merge(super::gov_routes(OpenApiRouter::new()))
         .merge(super::backups::routes(OpenApiRouter::new()))
         .merge(super::jobs2::routes(OpenApiRouter::new()))
+        .merge(super::jobs_vmigrate::routes(OpenApiRouter::new()))
         .merge(super::defs::routes(OpenApiRouter::new()))
         .merge(super::schedules::routes(OpenApiRouter::new()))
         .merge(super::dash::routes(OpenApiRouter::new()))

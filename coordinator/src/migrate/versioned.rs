@@ -24,7 +24,7 @@ use serde::Serialize;
 use sha1::Digest as _;
 
 /// Where the history of a queue is kept (and the folder's naming rules).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HistoryMode {
     Fleetsync,

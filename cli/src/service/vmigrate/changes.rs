@@ -13,7 +13,7 @@ use super::{applied_by, locked_state, read_state, QueueRequest};
 use crate::diff_cmd::connect;
 
 /// What `undo`, `repair` or `baseline` did on one server.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct ServerChange {
     pub server: String,
     /// The files undone / repaired / baselined (TrinityCore), in the order done.
@@ -23,9 +23,9 @@ pub struct ServerChange {
 }
 
 /// The report of `undo`, `repair` and `baseline`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct ChangeReport {
-    pub action: &'static str,
+    pub action: String,
     pub servers: Vec<ServerChange>,
 }
 
@@ -97,7 +97,7 @@ pub async fn undo(config: &Config, req: &QueueRequest, to: Option<&str>) -> Resu
         servers.push(change);
     }
     Ok(ChangeReport {
-        action: "undo",
+        action: "undo".into(),
         servers,
     })
 }
@@ -127,7 +127,7 @@ pub async fn repair(config: &Config, req: &QueueRequest) -> Result<ChangeReport>
         });
     }
     Ok(ChangeReport {
-        action: "repair",
+        action: "repair".into(),
         servers,
     })
 }
@@ -175,7 +175,7 @@ pub async fn baseline(config: &Config, req: &QueueRequest, version: &str) -> Res
         });
     }
     Ok(ChangeReport {
-        action: "baseline",
+        action: "baseline".into(),
         servers,
     })
 }

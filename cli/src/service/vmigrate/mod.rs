@@ -30,6 +30,7 @@ use serde::Serialize;
 use super::Tracker;
 
 mod changes;
+pub mod jobs;
 mod rollout;
 mod via_sync;
 use crate::diff_cmd::connect;
@@ -291,7 +292,7 @@ pub struct ServerPlan {
 }
 
 /// How a server ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     UpToDate,
@@ -303,7 +304,7 @@ pub enum Outcome {
 }
 
 /// The file a server stopped at.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FailedFile {
     pub file: String,
     pub version: String,
@@ -314,7 +315,7 @@ pub struct FailedFile {
 }
 
 /// One server in the fleet report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ServerRun {
     pub server: String,
     /// `canary` or `wave N`; none when up to date.
@@ -333,7 +334,7 @@ pub struct ServerRun {
 }
 
 /// `migrate up`'s report (`--json`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct FleetReport {
     pub dir: PathBuf,
     pub history: HistoryMode,

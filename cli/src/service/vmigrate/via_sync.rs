@@ -41,7 +41,7 @@ const POLL_EVERY: Duration = Duration::from_millis(500);
 const PROBE_TABLE: &str = "fleetsync_migration_probe";
 
 /// How a receiver gets the migration (`realm-b: V3 via sync s1 from realm-a`).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct ViaSync {
     /// The sync's name (a group's name for a group member's sync).
     pub sync: String,
@@ -52,7 +52,7 @@ pub struct ViaSync {
 }
 
 /// A receiver that `--servers` does not select: it gets the files through the sync anyway.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Downstream {
     pub server: String,
     #[serde(flatten)]

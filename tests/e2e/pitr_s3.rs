@@ -371,7 +371,7 @@ async fn pitr_s3_run_archives_to_the_bucket() -> Result<()> {
     pair.src.exec("INSERT INTO app.t VALUES (1), (2)").await?;
     let gtid = pair.src.gtid_binlog_pos().await?;
     let started = Instant::now();
-    wait_until(
+    let reached = wait_until(
         Duration::from_secs(150),
         "the insert to reach the bucket",
         || async {
@@ -383,7 +383,13 @@ async fn pitr_s3_run_archives_to_the_bucket() -> Result<()> {
             Ok(())
         },
     )
-    .await?;
+    .await;
+    if let Err(e) = reached {
+        let log = std::fs::read_to_string(run.log_path()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(e.context(format!("fleetsync run's log ends:\n{}", tail.join("\n"))));
+    }
     run.ensure_running()?;
     ensure!(
         pair.state_dir().join("binlog-archive-spool/src").is_dir(),

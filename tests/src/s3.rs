@@ -134,6 +134,9 @@ impl S3Server {
             .arg(format!("-filer.port.grpc={}", p[7]))
             .arg(format!("-admin.port={}", p[8]))
             .arg(format!("-admin.port.grpc={}", p[9]))
+            // A fixed volume count: by default weed mini derives it from the disk's free
+            // space, and refuses writes ("no free volumes left") on a fuller disk.
+            .args(["-volume.max=8", "-master.volumeSizeLimitMB=64"])
             .args([
                 "-admin.ui=false",
                 "-admin.port.legacy=0",

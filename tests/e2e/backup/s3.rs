@@ -231,7 +231,8 @@ async fn backup_s3_round_trip_pins_download() -> Result<()> {
     // keep_last = 1: the pinned backup is kept and not counted; id3 is the newest unpinned.
     let pruned = r.ok(&["backup", "prune", "--config", &c]).await?;
     ensure!(
-        pruned.contains(&format!("deleted {id2}")) && !pruned.contains(&id1),
+        // Ids taken in the same second differ by a suffix (`ID-2`): match whole ids.
+        pruned.contains(&format!("deleted {id2}:")) && !pruned.contains(&format!("{id1}:")),
         "prune: {pruned}"
     );
     ensure!(

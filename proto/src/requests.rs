@@ -453,8 +453,12 @@ pub struct MigrateUpRequest {
     /// The first N servers with work are canaries (one at a time, then checked).
     #[serde(default = "default_canary", deserialize_with = "count::one")]
     pub canary: u64,
-    /// The rest run this many at once.
+    /// The rest run this many at once (at least 1).
     #[serde(default = "default_wave", deserialize_with = "count::one")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 9223372036854775807_i64)
+    )]
     pub wave: u64,
     /// A failure in a wave stops the rollout after that wave.
     #[serde(default)]

@@ -296,7 +296,16 @@ impl KafkaPublisher {
 
     /// A Kafka error as a source error; a fencing error also marks the publisher fenced.
     fn kafka_error(&self, what: &str, e: rdkafka::error::KafkaError) -> SourceError {
-        if is_fenced(&e) {
+        use rdkafka::producer::Producer;
+        use rdkafka::types::RDKafkaErrorCode as C;
+        // A fenced transactional producer may report the generic `_FATAL` on a produce;
+        // librdkafka keeps the underlying cause as the client's fatal error.
+        let fatal_fenced = e.rdkafka_error_code() == Some(C::Fatal)
+            && matches!(
+                self.producer.client().fatal_error(),
+                Some((C::Fenced | C::ProducerFenced | C::InvalidProducerEpoch, _))
+            );
+        if is_fenced(&e) || fatal_fenced {
             self.fenced.store(true, Ordering::SeqCst);
         }
         self.error(what, e)

@@ -17,6 +17,7 @@ use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,7 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::jobs::DryRun;
-use super::problem::{DeniedProblems, DownloadProblems, Problem};
+use super::problem::{from_query_rejection, DeniedProblems, DownloadProblems, Problem};
 use super::ApiState;
 
 /// Chunks buffered between a tar writer and its client.
@@ -236,9 +237,10 @@ async fn download_backup(
 async fn pin_backup(
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    Query(q): Query<DryRun>,
+    q: Result<Query<DryRun>, QueryRejection>,
 ) -> Result<Json<BackupPinReport>, Problem> {
-    set_pin(&s, &id, true, q.dry_run).await
+    let dry_run = q.map_err(from_query_rejection)?.0.dry_run;
+    set_pin(&s, &id, true, dry_run).await
 }
 
 /// Unpin a backup (id or name): retention applies to it again.
@@ -249,9 +251,10 @@ async fn pin_backup(
 async fn unpin_backup(
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    Query(q): Query<DryRun>,
+    q: Result<Query<DryRun>, QueryRejection>,
 ) -> Result<Json<BackupPinReport>, Problem> {
-    set_pin(&s, &id, false, q.dry_run).await
+    let dry_run = q.map_err(from_query_rejection)?.0.dry_run;
+    set_pin(&s, &id, false, dry_run).await
 }
 
 /// Pins or unpins; with `dry_run`, checks the backup exists and answers what it would become.

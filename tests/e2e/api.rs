@@ -30,7 +30,7 @@ mod dashboard;
 mod defs;
 mod gov;
 mod jobs;
-mod jobs2;
+pub(crate) mod jobs2;
 mod jobs_migrate;
 mod jobs_vmigrate;
 mod kdefs;

@@ -52,6 +52,74 @@ pub fn untar(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
     Ok(out)
 }
 
+/// The SHA-256 of every file a backup's manifest (as JSON) lists, by file name.
+pub fn manifest_sums(m: &Value) -> Result<BTreeMap<String, String>> {
+    let mut sums = BTreeMap::new();
+    for t in m["tables"].as_array().context("tables")? {
+        for f in
+            std::iter::once(&t["schema_file"]).chain(t["files"].as_array().into_iter().flatten())
+        {
+            sums.insert(
+                f["name"].as_str().context("name")?.to_string(),
+                f["sha256"].as_str().context("sha")?.to_string(),
+            );
+        }
+    }
+    Ok(sums)
+}
+
+/// Every file of backup `id`, alone (`/files/{name}`) and in the whole backup's tar
+/// (`/download`), has its manifest's SHA-256 (`sums`), and the tar holds the manifest.
+pub async fn check_backup_downloads(
+    api: &ApiClient,
+    token: &str,
+    id: &str,
+    sums: &BTreeMap<String, String>,
+) -> Result<()> {
+    for (name, sum) in sums {
+        let enc = name.replace('/', "%2F");
+        let r = api
+            .request_raw(
+                "GET",
+                &format!("/api/v1/backups/{id}/files/{enc}"),
+                Some(token),
+                "application/json",
+                b"",
+            )
+            .await?;
+        ensure!(
+            r.status == 200 && &sha256(&r.body) == sum,
+            "{name}: {} or checksum differs",
+            r.status
+        );
+    }
+    let r = api
+        .request_raw(
+            "GET",
+            &format!("/api/v1/backups/{id}/download"),
+            Some(token),
+            "application/json",
+            b"",
+        )
+        .await?;
+    ensure!(r.status == 200, "backup download: {}", r.status);
+    let tarred = untar(&r.body)?;
+    for (name, sum) in sums {
+        let data = tarred
+            .get(&format!("{id}/{name}"))
+            .with_context(|| format!("{name} not in the tar"))?;
+        ensure!(
+            &sha256(data) == sum,
+            "{name}: the tar's copy has another checksum"
+        );
+    }
+    ensure!(
+        tarred.contains_key(&format!("{id}/manifest.json")),
+        "no manifest in the tar"
+    );
+    Ok(())
+}
+
 /// A tar of `files` (name → bytes), each under `prefix/` when given.
 pub fn make_tar(files: &BTreeMap<String, Vec<u8>>, prefix: Option<&str>) -> Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
@@ -530,59 +598,9 @@ async fn api_export_import_prune_and_backup_downloads() -> Result<()> {
         m.status,
         m.body
     );
-    let mut sums = BTreeMap::new();
-    for t in on_disk["tables"].as_array().context("tables")? {
-        for f in
-            std::iter::once(&t["schema_file"]).chain(t["files"].as_array().into_iter().flatten())
-        {
-            sums.insert(
-                f["name"].as_str().context("name")?.to_string(),
-                f["sha256"].as_str().context("sha")?.to_string(),
-            );
-        }
-    }
+    let sums = manifest_sums(&on_disk)?;
     ensure!(sums.len() >= 2, "too few files in the manifest: {sums:?}");
-    for (name, sum) in &sums {
-        let enc = name.replace('/', "%2F");
-        let r = api
-            .request_raw(
-                "GET",
-                &format!("/api/v1/backups/{id}/files/{enc}"),
-                Some(&operator),
-                "application/json",
-                b"",
-            )
-            .await?;
-        ensure!(
-            r.status == 200 && &sha256(&r.body) == sum,
-            "{name}: {} or checksum differs",
-            r.status
-        );
-    }
-    let r = api
-        .request_raw(
-            "GET",
-            &format!("/api/v1/backups/{id}/download"),
-            Some(&operator),
-            "application/json",
-            b"",
-        )
-        .await?;
-    ensure!(r.status == 200, "backup download: {}", r.status);
-    let tarred = untar(&r.body)?;
-    for (name, sum) in &sums {
-        let data = tarred
-            .get(&format!("{id}/{name}"))
-            .with_context(|| format!("{name} not in the tar"))?;
-        ensure!(
-            &sha256(data) == sum,
-            "{name}: the tar's copy has another checksum"
-        );
-    }
-    ensure!(
-        tarred.contains_key(&format!("{id}/manifest.json")),
-        "no manifest in the tar"
-    );
+    check_backup_downloads(&api, &operator, id, &sums).await?;
     println!("backups: list equals the CLI's, {} files (alone and in the tar) match the manifest's SHA-256", sums.len());
     for bad in [
         "..%2F..%2Fconfig.toml",

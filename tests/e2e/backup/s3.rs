@@ -662,72 +662,8 @@ async fn backup_s3_api_pin_and_download() -> Result<()> {
         manifest.status
     );
 
-    let mut sums = std::collections::BTreeMap::new();
-    for t in m["tables"].as_array().context("tables")? {
-        for f in t["files"]
-            .as_array()
-            .context("files")?
-            .iter()
-            .chain([&t["schema_file"]])
-        {
-            sums.insert(
-                f["name"].as_str().context("name")?.to_string(),
-                f["sha256"].as_str().context("sha")?.to_string(),
-            );
-        }
-    }
-    let hex = |b: &[u8]| -> String {
-        Sha256::digest(b)
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect()
-    };
-    for (name, sum) in &sums {
-        let enc = name.replace('/', "%2F");
-        let one = api
-            .request_raw(
-                "GET",
-                &format!("/api/v1/backups/{id}/files/{enc}"),
-                Some(&token),
-                "application/json",
-                b"",
-            )
-            .await?;
-        ensure!(
-            one.status == 200 && &hex(&one.body) == sum,
-            "{name}: {}",
-            one.status
-        );
-    }
-    let tar = api
-        .request_raw(
-            "GET",
-            &format!("/api/v1/backups/{id}/download"),
-            Some(&token),
-            "application/json",
-            b"",
-        )
-        .await?;
-    ensure!(tar.status == 200, "download: {}", tar.status);
-    let mut archive = tar::Archive::new(tar.body.as_slice());
-    let mut got = std::collections::BTreeMap::new();
-    for e in archive.entries()? {
-        let mut e = e?;
-        let path = e.path()?.to_string_lossy().into_owned();
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut e, &mut data)?;
-        got.insert(path, data);
-    }
-    for (name, sum) in &sums {
-        let data = got
-            .get(&format!("{id}/{name}"))
-            .with_context(|| format!("{name} not in the tar"))?;
-        ensure!(&hex(data) == sum, "{name}: the tar's copy differs");
-    }
-    ensure!(
-        got.contains_key(&format!("{id}/manifest.json")),
-        "no manifest in the tar"
-    );
+    let sums = crate::api::jobs2::manifest_sums(&m)?;
+    crate::api::jobs2::check_backup_downloads(&api, &token, &id, &sums).await?;
 
     let unpinned = api
         .post(&format!("/api/v1/backups/{id}/unpin"), Some(&token), "")

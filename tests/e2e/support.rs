@@ -157,8 +157,7 @@ pub async fn assert_target_untouched(dst: &MariaDb, before: &[String]) -> Result
 
 /// A port on 127.0.0.1 with nothing listening (bound, read and released).
 pub fn dead_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+    fleetsync_tests::free_port()
 }
 
 /// GET `path` from 127.0.0.1:`port`: (HTTP status code, body).

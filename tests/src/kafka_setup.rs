@@ -23,6 +23,7 @@
 //! metadata, topic creation) and the brokers among themselves use; [`KafkaOptions::listener`]
 //! adds more (`SSL`, `SASL_SSL`, ...), each on its own port per node.
 
+pub(crate) use crate::ports::free_ports;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -427,14 +428,6 @@ pub(crate) fn spawn_logged(mut cmd: Command, log: &Path) -> Result<Child> {
 /// `n` distinct free ports on 127.0.0.1. Each probe is held until all are picked, so none
 /// repeats; another process may still take one before the JVM binds it (the caller retries on
 /// "Address already in use").
-pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let mut held = Vec::with_capacity(n);
-    for _ in 0..n {
-        held.push(std::net::TcpListener::bind("127.0.0.1:0").context("probing a free port")?);
-    }
-    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
-}
-
 /// A temp dir named `prefix…`, removed on drop unless `FLEETSYNC_KEEP_TEST_DIRS=1`.
 pub(crate) fn temp_dir(prefix: &str) -> Result<TempDir> {
     let mut b = tempfile::Builder::new();

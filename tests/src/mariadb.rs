@@ -16,6 +16,7 @@
 //!   `--ssl-ca`) and `--require-secure-transport=ON`: the harness's own connections (pools,
 //!   the `mariadb` client) then use TLS too, without verifying the certificate.
 
+use crate::ports::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -547,11 +548,6 @@ fn tool(name: &str) -> PathBuf {
 }
 
 /// Asks the OS for a free port on 127.0.0.1 and releases it for mariadbd to bind.
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("probing a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
 fn server_args(data: &Path, tmp: &Path, port: u16, server_id: u32, extra: &[&str]) -> Vec<String> {
     let d = data.display();
     let defaults = vec![

@@ -320,7 +320,9 @@ async fn api_definitions_under_coordinator() -> Result<()> {
         let owner = create_token(&config, &format!("coord-owner-{i}"), "owner", None).await?;
         let fs = Fleetsync::spawn("coordinator", &config, &[])?;
         let api = ApiClient::http(api_port);
-        wait_api(&api, &owner).await?;
+        if let Err(e) = wait_api(&api, &owner).await {
+            bail!("{e:#}\n--- coordinator log ---\n{}", fs.log_tail(80));
+        }
         coordinators.push((fs, api, owner, state.clone()));
     }
     let a = &mut Vec::new();
@@ -369,7 +371,9 @@ async fn api_definitions_under_coordinator() -> Result<()> {
     for (fs, api, owner, state) in coordinators.iter_mut() {
         fs.stop(Duration::from_secs(30)).await?;
         fs.restart()?;
-        wait_api(api, owner).await?;
+        if let Err(e) = wait_api(api, owner).await {
+            bail!("{e:#}\n--- coordinator log ---\n{}", fs.log_tail(80));
+        }
         let v = expect(
             api,
             owner,

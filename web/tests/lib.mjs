@@ -68,7 +68,12 @@ export async function start(name) {
     async open(page, title) {
       const was = t.step;
       t.step = `${was} (opening ${title})`;
-      await page.getByRole("navigation").getByRole("link", { name: title, exact: true }).click();
+      const link = page.getByRole("navigation").getByRole("link", { name: title, exact: true });
+      const href = await link.getAttribute("href");
+      await link.click();
+      // The click's fragment navigation is a task of its own: wait for it, or a script's next
+      // `location.hash = ...` (a deep link) can land first and be overwritten by it.
+      if (href?.startsWith("#")) await page.waitForFunction((h) => location.hash === h, href, WAIT);
       t.step = was;
     },
     async shot(page, file) {

@@ -63,7 +63,20 @@ async fn run_unit(
     // Cancelled: the receivers are not waited for (their history stays pending; `up` again
     // records what reached them).
     if cancel.is_cancelled() {
-        return vec![run];
+        let mut out = vec![run];
+        for r in &c.receivers {
+            if let Some(rp) = plans.iter().find(|x| x.server == r.server) {
+                let outcome = if rp.files.is_empty() {
+                    Outcome::UpToDate
+                } else {
+                    Outcome::Cancelled
+                };
+                let mut rr = run_of(queue, rp, None, outcome);
+                rr.via = Some(Topology::via(c, r));
+                out.push(rr);
+            }
+        }
+        return out;
     }
     let mut origin_applied = p.applied.clone();
     origin_applied.extend(
@@ -251,6 +264,7 @@ pub async fn up(
         )
         .await;
         let mut failure = None;
+        let stopped = runs.iter().any(|r| r.outcome == Outcome::Cancelled);
         for (n, run) in runs.into_iter().enumerate() {
             if failure.is_none() {
                 if let Some(f) = &run.failed {
@@ -265,7 +279,7 @@ pub async fn up(
             }
             put(&mut report, run);
         }
-        if cancel.is_cancelled() {
+        if stopped {
             stop(&mut report, downstream, format!("during canary {c}"));
             return Ok(report);
         }
@@ -333,6 +347,7 @@ pub async fn up(
             }
         }
         let mut first_failure = None;
+        let stopped = runs.iter().any(|r| r.outcome == Outcome::Cancelled);
         for run in runs {
             if first_failure.is_none() {
                 if let Some(f) = &run.failed {
@@ -342,7 +357,7 @@ pub async fn up(
             }
             put(&mut report, run);
         }
-        if cancel.is_cancelled() {
+        if stopped {
             stop(&mut report, downstream, format!("during {role}"));
             return Ok(report);
         }

@@ -145,7 +145,8 @@ fn check_receivers(
 }
 
 /// Runs `idx`'s U files on `server` under the queue's lock (today's direct undo): stops at
-/// the first failure, or before the next file once `cancel` fires.
+/// the first failure, or before the next file once `cancel` fires (then `true`: files were
+/// left).
 #[allow(clippy::too_many_arguments)]
 async fn undo_direct(
     config: &Config,
@@ -156,17 +157,19 @@ async fn undo_direct(
     idx: &[usize],
     tracker: &Tracker,
     cancel: &CancellationToken,
-) -> Result<ServerChange> {
+) -> Result<(ServerChange, bool)> {
     let mut change = ServerChange::new(server);
+    let mut stopped = false;
     change.route = Some(Route::Direct);
     let database = req.database();
     let mut conn = connect(config, server).await?;
     if let Err(e) = locked_state(&mut conn, store, queue).await {
         change.error = Some(e);
-        return Ok(change);
+        return Ok((change, false));
     }
     for &i in idx {
         if cancel.is_cancelled() {
+            stopped = true;
             break;
         }
         let f = &queue.files[i];
@@ -194,7 +197,7 @@ async fn undo_direct(
         .await?
         .at_version(queue)
         .map(|v| v.to_string());
-    Ok(change)
+    Ok((change, stopped))
 }
 
 /// Records on receiver `r` the undo of `todo` (newest first) that reached it through the sync
@@ -372,16 +375,17 @@ pub async fn undo(
                 .any(|r| unfinished.contains_key(&r.server))
         });
         let idx: &[usize] = if finishing { &[] } else { &p.undo };
-        let change = undo_direct(config, q, &queue, &store, &p.server, idx, tracker, cancel).await?;
+        let (change, stopped) =
+            undo_direct(config, q, &queue, &store, &p.server, idx, tracker, cancel).await?;
         let undone: Vec<usize> = idx
             .iter()
             .copied()
             .filter(|&i| change.files.contains(&queue.files[i].file_name))
             .collect();
         report.servers.push(change);
-        if cancel.is_cancelled() {
-            // Receivers are not waited for: their history still shows the files applied,
-            // and `undo` again records them.
+        // Cancelled with receivers to record: they are not waited for (their history still
+        // shows the files applied; `undo` again records them).
+        if stopped || (component.is_some() && cancel.is_cancelled()) {
             report.cancelled = true;
             break;
         }
@@ -399,8 +403,15 @@ pub async fn undo(
                 cancel,
             )
             .await;
+            // A cancel during a wait left receivers unrecorded.
+            let interrupted = changes.iter().any(|x| x.error.is_some())
+                || downstream.iter().any(|d| d.error.is_some());
             report.servers.extend(changes);
             report.downstream.extend(downstream);
+            if interrupted && cancel.is_cancelled() {
+                report.cancelled = true;
+                break;
+            }
         }
     }
     // In the selection's (name) order.

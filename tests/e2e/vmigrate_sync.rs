@@ -4,7 +4,10 @@
 //! applied once; the receivers' history says so (`via-sync`). A stopped sync makes the wait
 //! time out with the receivers left pending; `up` again records them once the sync is back.
 //! TrinityCore mode: the receiver's `updates` row comes through the sync when the sync
-//! selects the table, else fleetsync writes it.
+//! selects the table, else fleetsync writes it. `undo` mirrors `up`: the U file runs once,
+//! at the origin (a second run on a receiver would fail on its DROP or undo a backfill
+//! twice), the receivers' history records it (`via-sync`); a stopped sync times out naming
+//! the receiver, and `undo` again records it without running more at the origin.
 
 use std::path::Path;
 
@@ -406,6 +409,52 @@ async fn vmigrate_via_bidirectional_group() -> Result<()> {
         "realms",
     )
     .await?;
+    // Undo V2 over the group: its U file (an UPDATE subtracting the backfill, a DELETE) runs
+    // once, at realm-a; a second run on a member would leave `doubled` at -n.
+    write(
+        &mig,
+        "U2__backfill.sql",
+        "UPDATE app.counters SET doubled = doubled - n, updated_at = NOW(6);
+DELETE FROM app.totals;
+",
+    )?;
+    let (code, rep, err) = fs_json(&["undo", "--sync-timeout", "60"], &common).await?;
+    ensure!(
+        code == 0 && server(&rep, "realm-a")["route"] == "direct",
+        "group undo: exit {code}: {rep} {err}\n{}",
+        fsp.log_tail(40)
+    );
+    for (name, db) in names.iter().zip(&dbs) {
+        let s = server(&rep, name);
+        ensure!(
+            s["files"] == serde_json::json!(["V2__backfill.sql"]) && s["error"].is_null(),
+            "group undo, {name}: {rep}"
+        );
+        if *name != "realm-a" {
+            ensure!(
+                s["route"] == "via-sync" && s["via"]["origin"] == "realm-a",
+                "group undo, {name}: {s}"
+            );
+        }
+        let off = db
+            .query_value("SELECT COUNT(*) FROM app.counters WHERE doubled <> 0")
+            .await?;
+        ensure!(
+            off.as_deref() == Some("0") && db.count("app", "totals").await? == 0,
+            "{name}: {off:?} rows with doubled <> 0 after the undo (ran twice or not at all)"
+        );
+        let k = kinds(db).await?;
+        ensure!(
+            k.len() == 1 && k[0].0 == "1",
+            "{name}: applied after the undo {k:?}"
+        );
+    }
+    for db in &dbs[1..] {
+        if let Some(d) = diff_databases(&dbs[0], db, "app", "app").await? {
+            anyhow::bail!("after the group undo: {d}");
+        }
+    }
+    sync_clean(&fsp, &[("realm-b", &dbs[1]), ("realm-c", &dbs[2])]).await?;
     fsp.stop(STOP_TIMEOUT).await?;
     Ok(())
 }

@@ -281,8 +281,8 @@ async fn wait_status(db: &fleetsync_tests::MariaDb, file: &str, status: &str) ->
 
 /// Cancelling a running `migrate-up` job stops it between files: the file running when the
 /// cancel came (a `SELECT SLEEP(3)`) completes and is recorded, the later ones never run, the
-/// job ends `cancelled` with the report of what ran. The same for `migrate-undo`: the U file
-/// running completes, the older ones stay applied.
+/// job ends `cancelled` with the report of what ran. The same for `migrate-undo --to 1`: the
+/// U file running (U3, which sleeps) completes, the older one (V2) stays applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_versioned_migrate_jobs_cancel_between_files() -> Result<()> {
     let pair = Pair::start().await?;
@@ -294,14 +294,26 @@ async fn api_versioned_migrate_jobs_cancel_between_files() -> Result<()> {
     let mig = root.join("vm");
     std::fs::create_dir_all(&mig)?;
     let files = [
-        ("V1__a.sql", "CREATE TABLE a (id INT PRIMARY KEY);\n", "DROP TABLE a;\n"),
+        (
+            "V1__a.sql",
+            "CREATE TABLE a (id INT PRIMARY KEY);\n",
+            "DROP TABLE a;\n",
+        ),
         (
             "V2__slow.sql",
             "CREATE TABLE b (id INT PRIMARY KEY);\nSELECT SLEEP(3);\n",
-            "DROP TABLE b;\nSELECT SLEEP(3);\n",
+            "DROP TABLE b;\n",
         ),
-        ("V3__c.sql", "CREATE TABLE c (id INT PRIMARY KEY);\n", "DROP TABLE c;\n"),
-        ("V4__d.sql", "CREATE TABLE d (id INT PRIMARY KEY);\n", "DROP TABLE d;\n"),
+        (
+            "V3__c.sql",
+            "CREATE TABLE c (id INT PRIMARY KEY);\n",
+            "DROP TABLE c;\nSELECT SLEEP(3);\n",
+        ),
+        (
+            "V4__d.sql",
+            "CREATE TABLE d (id INT PRIMARY KEY);\n",
+            "DROP TABLE d;\n",
+        ),
     ];
     for (name, up, undo) in files {
         std::fs::write(mig.join(name), up)?;
@@ -309,7 +321,10 @@ async fn api_versioned_migrate_jobs_cancel_between_files() -> Result<()> {
     }
     let sections = format!("[migrations]\ndir = {:?}\n", root.display().to_string());
     let super::Stack {
-        mut fs, api, tokens, ..
+        mut fs,
+        api,
+        tokens,
+        ..
     } = super::start_stack(&pair, &sections, "", &[("adm", "admin")]).await?;
     let admin = tokens.first().context("a token")?.clone();
     let tables = || async {
@@ -358,8 +373,15 @@ async fn api_versioned_migrate_jobs_cancel_between_files() -> Result<()> {
         ],
         "history after the cancelled up: {h:?}"
     );
-    ensure!(tables().await? == ["a", "b"], "tables: {:?}", tables().await?);
-    println!("up cancelled during V2: V1, V2 applied, V3, V4 not run: {}", j["result"]);
+    ensure!(
+        tables().await? == ["a", "b"],
+        "tables: {:?}",
+        tables().await?
+    );
+    println!(
+        "up cancelled during V2: V1, V2 applied, V3, V4 not run: {}",
+        j["result"]
+    );
 
     // Up again runs the rest.
     let id = start(&api, &admin, "migrate-up", &body).await?;
@@ -370,10 +392,10 @@ async fn api_versioned_migrate_jobs_cancel_between_files() -> Result<()> {
         "resumed up job: {j}"
     );
 
-    // Undo down to 1: cancelled while U2 sleeps (after U4, U3).
+    // Undo down to 1: cancelled while U3 sleeps (after U4); U2 never runs.
     let undo = json!({"dir": "vm", "servers": "dst", "database": "vm", "to": "1", "confirm": true});
     let id = start(&api, &admin, "migrate-undo", &undo).await?;
-    wait_until_undoing_v2(&pair.dst).await?;
+    wait_until_undoing_v3(&pair.dst).await?;
     let r = api
         .post(&format!("/api/v1/jobs/{id}/cancel"), Some(&admin), "")
         .await?;
@@ -383,38 +405,45 @@ async fn api_versioned_migrate_jobs_cancel_between_files() -> Result<()> {
     ensure!(
         j["state"] == "cancelled"
             && j["result"]["cancelled"] == true
-            && s["files"] == json!(["V4__d.sql", "V3__c.sql", "V2__slow.sql"])
+            && s["files"] == json!(["V4__d.sql", "V3__c.sql"])
             && s["route"] == "direct"
-            && s["at_version"] == "1",
+            && s["at_version"] == "2",
         "cancelled undo job: {j}"
     );
-    ensure!(tables().await? == ["a"], "tables: {:?}", tables().await?);
+    ensure!(
+        tables().await? == ["a", "b"],
+        "tables: {:?}",
+        tables().await?
+    );
     let applied = pair
         .dst
         .query_strings(
-            "SELECT version FROM fleetsync.schema_migrations WHERE scope = 'vm' AND status = 'applied'",
+            "SELECT version FROM fleetsync.schema_migrations WHERE scope = 'vm' AND status = 'applied' ORDER BY id",
         )
         .await?;
     ensure!(
-        applied == [vec![Some("1".to_string())]],
+        applied == [vec![Some("1".to_string())], vec![Some("2".to_string())]],
         "applied after the cancelled undo: {applied:?}"
     );
-    println!("undo cancelled during U2: V4, V3, V2 undone, V1 stays: {}", j["result"]);
+    println!(
+        "undo cancelled during U3: V4, V3 undone, V2 stays: {}",
+        j["result"]
+    );
     fs.stop(std::time::Duration::from_secs(30)).await?;
     Ok(())
 }
 
-/// Waits until the undo job runs U2 (`b` is gone: its DROP ran, its SLEEP runs) with V2's
-/// row still applied (recorded after the file).
-async fn wait_until_undoing_v2(db: &fleetsync_tests::MariaDb) -> Result<()> {
-    fleetsync_tests::wait_until(JOB_TIMEOUT, "U2 running", || async {
-        let b = db
+/// Waits until the undo job runs U3 (`c` is gone: its DROP ran, its SLEEP runs; V3's row is
+/// marked rolled back only after the file).
+async fn wait_until_undoing_v3(db: &fleetsync_tests::MariaDb) -> Result<()> {
+    fleetsync_tests::wait_until(JOB_TIMEOUT, "U3 running", || async {
+        let c = db
             .query_value(
                 "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'vm' \
-                 AND TABLE_NAME = 'b'",
+                 AND TABLE_NAME = 'c'",
             )
             .await?;
-        ensure!(b.as_deref() == Some("0"), "b still there");
+        ensure!(c.as_deref() == Some("0"), "c still there");
         Ok(())
     })
     .await

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use fleetsync_config::Config;
-use tokio_util::sync::CancellationToken;
 use fleetsync_coordinator::migrate::fleet;
 use fleetsync_coordinator::migrate::versioned::Queue;
+use tokio_util::sync::CancellationToken;
 
 use super::via_sync::{self, Downstream, Topology};
 use super::{

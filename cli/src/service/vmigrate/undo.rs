@@ -69,9 +69,9 @@ impl Plan {
 
     /// Whether the latest row of file `i` is a rolled-back one (undone here).
     fn rolled_back(&self, queue: &Queue, i: usize) -> bool {
-        self.rows.iter().any(|r| {
-            r.version == queue.files[i].version && r.status == RecordedStatus::RolledBack
-        })
+        self.rows
+            .iter()
+            .any(|r| r.version == queue.files[i].version && r.status == RecordedStatus::RolledBack)
     }
 }
 
@@ -265,10 +265,7 @@ async fn follow_undo(
     for r in &c.receivers {
         let via = Topology::via(c, r);
         let (differences, res) = match &arrivals {
-            Some(a) => {
-                a.arrived(r, failed.contains(&r.parent), tracker)
-                    .await
-            }
+            Some(a) => a.arrived(r, failed.contains(&r.parent), tracker).await,
             None => (None, Ok(())),
         };
         if res.is_err() {
@@ -304,9 +301,8 @@ async fn follow_undo(
                             .collect();
                     }
                     Err(e) => {
-                        change.error = Some(format!(
-                            "the undo reached it but recording it failed: {e}"
-                        ))
+                        change.error =
+                            Some(format!("the undo reached it but recording it failed: {e}"))
                     }
                 }
             }
@@ -515,7 +511,10 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(e.contains("V2__f.sql is applied on src and not recorded on dst"), "{e}");
+        assert!(
+            e.contains("V2__f.sql is applied on src and not recorded on dst"),
+            "{e}"
+        );
         let ahead = [
             plan(&q, "dst", &[(1, Applied), (2, Applied)]),
             plan(&q, "src", &[(1, Applied)]),
@@ -524,7 +523,10 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(e.contains("V2__f.sql is applied on dst and not on src"), "{e}");
+        assert!(
+            e.contains("V2__f.sql is applied on dst and not on src"),
+            "{e}"
+        );
     }
 
     #[test]

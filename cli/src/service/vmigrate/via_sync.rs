@@ -278,7 +278,8 @@ async fn wait_caught_up(
 }
 
 /// The end of the timeout's message for `up`.
-const UP_RESUME: &str = "Its history is left pending; `migrate up` again records it once the sync has caught up";
+const UP_RESUME: &str =
+    "Its history is left pending; `migrate up` again records it once the sync has caught up";
 
 /// Waits for a component's receivers after its origin ran (`up`'s files or `undo`'s undo
 /// files): a receiver has them when its sync from its parent has applied the parent's binlog

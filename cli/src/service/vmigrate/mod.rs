@@ -11,7 +11,8 @@
 //! `up` works from a plan per server ([`ServerPlan`]: the files it will run); [`apply_server`]
 //! runs one plan. A server that receives the migrated database through a sync is not run
 //! directly: the files run at its component's origin and reach it through the sync
-//! ([`via_sync`]).
+//! ([`via_sync`]); `undo` likewise ([`undo`]). A job's cancel stops `up` and `undo` between
+//! files, never inside one.
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,7 @@
-//! Sync-aware rollout (`migrate up` on servers joined by syncs): a server that receives the
-//! migrated database through a sync (one-way, or a bidirectional group) gets each file once,
-//! through the sync, never a second time directly. The migration runs at the component's
+//! Sync-aware rollout (`migrate up` on servers joined by syncs; `undo` waits the same way,
+//! with [`Arrivals`]): a server that receives the migrated database through a sync (one-way,
+//! or a bidirectional group) gets each file once, through the sync, never a second time
+//! directly. The migration runs at the component's
 //! origin ([`topology::components`]); then, receiver by receiver (a parent before its
 //! children), fleetsync waits until the receiver's progress row of the sync from its parent
 //! is past the parent's binlog end read after the parent had the files (so a backfill has
@@ -141,7 +142,7 @@ pub async fn topology(config: &Config, req: &QueueRequest) -> Result<Topology> {
             let to = s.table_map()?.target_schema(d);
             if to != d {
                 bail!(
-                    "sync {} maps database {d} to {to}: `migrate up` does not follow a renamed database through a sync yet; apply per server (--servers) with --database on each side",
+                    "sync {} maps database {d} to {to}: `migrate up` and `undo` do not follow a renamed database through a sync yet; apply per server (--servers) with --database on each side",
                     s.control_name()
                 );
             }

@@ -780,6 +780,16 @@ async fn vmigrate_undo_via_one_way_sync() -> Result<()> {
     if let Some(d) = diff_databases(src, dst, "app", "app").await? {
         anyhow::bail!("after the resumed undo: {d}");
     }
+    // Nothing left to undo; the text report names the route.
+    let mut args = vec!["migrate", "undo"];
+    args.extend_from_slice(&common);
+    let (code, out, err) = fs(&args).await?;
+    ensure!(
+        code == 0
+            && out.contains("src: undo nothing (at version none)")
+            && out.contains("dst (via sync s1 from src): undo nothing (at version none)"),
+        "undo with nothing applied: exit {code}: {out} {err}"
+    );
     sync_clean(&fsp, &[("dst", dst)]).await?;
     let mut fsp = fsp;
     fsp.stop(STOP_TIMEOUT).await?;

@@ -566,7 +566,8 @@ impl JobManager {
         let tracker = Tracker::for_job(sink, self.files_dir(&id));
         let config = self.current();
         let outcome = match run::<R>(&config, &req, &tracker, &cancel).await {
-            Ok((result, exit_code)) => Outcome::Done { result, exit_code },
+            Ok((result, exit_code, true)) => Outcome::CancelledWith { result, exit_code },
+            Ok((result, exit_code, false)) => Outcome::Done { result, exit_code },
             Err(ServiceError::Cancelled) => Outcome::Cancelled,
             Err(ServiceError::Failed(e)) => Outcome::Failed {
                 error: crate::exit::one_line(e.as_ref()),
@@ -596,6 +597,14 @@ impl JobManager {
                     (JobState::Failed, line)
                 }
                 Outcome::Cancelled => (JobState::Cancelled, "cancelled".to_string()),
+                Outcome::CancelledWith { result, exit_code } => {
+                    e.job.result = Some(result);
+                    e.job.exit_code = Some(exit_code);
+                    (
+                        JobState::Cancelled,
+                        "cancelled part-way (the report says what ran)".to_string(),
+                    )
+                }
             };
             e.job.state = state;
             e.job.finished_at = Some(now());
@@ -646,6 +655,11 @@ enum Outcome {
         exit_code: u8,
     },
     Cancelled,
+    /// Stopped part-way by the cancel, with the report of what ran.
+    CancelledWith {
+        result: serde_json::Value,
+        exit_code: u8,
+    },
 }
 
 fn push_log(log: &mut VecDeque<JobLogLine>, message: String) {
@@ -662,17 +676,19 @@ fn progress_data(job: &Job) -> serde_json::Value {
     serde_json::json!({ "id": job.id, "kind": job.kind, "state": job.state, "progress": job.progress })
 }
 
-/// Runs the service call of `R`: its report as JSON and the CLI's exit code for it.
+/// Runs the service call of `R`: its report as JSON, the CLI's exit code for it, and whether
+/// a cancel stopped it part-way ([`JobRequest::cancelled`]).
 async fn run<R: JobRequest>(
     config: &Config,
     req: &R,
     tracker: &Arc<Tracker>,
     cancel: &CancellationToken,
-) -> Result<(serde_json::Value, u8), ServiceError> {
+) -> Result<(serde_json::Value, u8, bool), ServiceError> {
     let report = req.run(config, tracker, cancel).await?;
     let code = R::exit_code(&report);
+    let cancelled = R::cancelled(&report);
     let value = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
-    Ok((value, code))
+    Ok((value, code, cancelled))
 }
 
 /// A job's progress and log lines, into the manager.

@@ -513,7 +513,17 @@ impl Remote {
                     code => Err(Exit(code).into()),
                 }
             }
-            JobState::Cancelled => fail(R::EXIT_ERROR, format!("job {} was cancelled", job.id)),
+            JobState::Cancelled => {
+                // A task stopped part-way keeps the report of what ran.
+                if let Some(report) = job
+                    .result
+                    .clone()
+                    .and_then(|v| serde_json::from_value::<R::Report>(v).ok())
+                {
+                    print(&report);
+                }
+                fail(R::EXIT_ERROR, format!("job {} was cancelled", job.id))
+            }
             _ => fail(
                 R::EXIT_ERROR,
                 job.error

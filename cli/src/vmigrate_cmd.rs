@@ -11,7 +11,8 @@ use fleetsync_coordinator::migrate::versioned::{FileState, HistoryMode};
 
 use crate::diff_cmd::{Exit, EXIT_ERROR};
 use crate::service::vmigrate::{
-    self as service, ChangeReport, FleetReport, Outcome, QueueRequest, QueueStatus, UpRequest,
+    self as service, ChangeReport, FleetReport, Outcome, QueueRequest, QueueStatus, Route,
+    UndoRequest, UpRequest,
 };
 use crate::service::{Bar, Quiet, Tracker};
 
@@ -107,6 +108,10 @@ pub struct UndoArgs {
     /// Undo every applied version above this one (default: only the newest).
     #[arg(long)]
     pub to: Option<String>,
+    /// How long to wait for a server that receives the database through a sync to have the
+    /// undo (its sync caught up past the origin's undo, schema equal) before giving up.
+    #[arg(long, value_name = "SECS", default_value_t = service::DEFAULT_SYNC_TIMEOUT.as_secs())]
+    pub sync_timeout: u64,
 }
 
 #[derive(Args)]
@@ -227,7 +232,9 @@ pub async fn up(a: &UpArgs) -> Result<()> {
         Bar::for_terminal()
     };
     let tracker = Tracker::new(sink);
-    let report = service::up(&config, &req, &tracker).await?;
+    // The CLI is stopped by Ctrl-C, not by a cancel: a token nobody fires.
+    let never = tokio_util::sync::CancellationToken::new();
+    let report = service::up(&config, &req, &tracker, &never).await?;
     drop(tracker);
     if a.queue.json {
         print_json(&report);
@@ -281,6 +288,20 @@ pub fn print_fleet(r: &FleetReport) {
                 "not started (at version {at}; pending {})",
                 s.planned.join(", ")
             ),
+            Outcome::Cancelled => format!(
+                "CANCELLED after {} (at version {at}; not run: {})",
+                if s.applied.is_empty() {
+                    "nothing".into()
+                } else {
+                    s.applied.join(", ")
+                },
+                s.planned
+                    .iter()
+                    .filter(|f| !s.applied.contains(f))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Outcome::Applied if s.via.is_some() => format!(
                 "received {} through the sync, history written (at version {at}; schema vs origin: {} difference(s))",
                 s.applied.join(", "),
@@ -326,7 +347,20 @@ pub fn print_fleet(r: &FleetReport) {
 
 pub async fn undo(a: &UndoArgs) -> Result<()> {
     let config = crate::opts::load_config(a.queue.config()?).await?;
-    let r = service::undo(&config, &a.queue.request(), a.to.as_deref()).await?;
+    let req = UndoRequest {
+        queue: a.queue.request(),
+        to: a.to.clone(),
+        sync_timeout: std::time::Duration::from_secs(a.sync_timeout),
+    };
+    let sink = if a.queue.json {
+        Quiet::arc()
+    } else {
+        Bar::for_terminal()
+    };
+    let tracker = Tracker::new(sink);
+    let never = tokio_util::sync::CancellationToken::new();
+    let r = service::undo(&config, &req, &tracker, &never).await?;
+    drop(tracker);
     print_change(&r, a.queue.json)
 }
 
@@ -357,12 +391,36 @@ pub fn print_change(r: &ChangeReport, json: bool) -> Result<()> {
                 .as_deref()
                 .map(|e| format!("; FAILED: {e}"))
                 .unwrap_or_default();
+            let (how, received) = match (&s.route, &s.via) {
+                (Some(Route::ViaSync), Some(v)) => (
+                    format!(" (via sync {} from {})", v.sync, v.from),
+                    if s.error.is_none() && !s.files.is_empty() {
+                        " received through the sync, history written"
+                    } else {
+                        ""
+                    },
+                ),
+                _ => (String::new(), ""),
+            };
             println!(
-                "{}: {} {files} (at version {}){err}",
+                "{}{how}: {} {files}{received} (at version {}){err}",
                 s.server,
                 r.action,
                 s.at_version.as_deref().unwrap_or("none")
             );
+        }
+        for d in &r.downstream {
+            let how = match &d.error {
+                Some(e) => format!("FAILED: {e}"),
+                None => "its history is written by an `undo` that selects it".into(),
+            };
+            println!(
+                "{}: not selected, receives the {} via sync {} from {} ({how})",
+                d.server, r.action, d.via.sync, d.via.from
+            );
+        }
+        if r.cancelled {
+            println!("cancelled: stopped between files (none interrupted)");
         }
     }
     done(r.failed())

@@ -4,7 +4,10 @@
 //! applied once; the receivers' history says so (`via-sync`). A stopped sync makes the wait
 //! time out with the receivers left pending; `up` again records them once the sync is back.
 //! TrinityCore mode: the receiver's `updates` row comes through the sync when the sync
-//! selects the table, else fleetsync writes it.
+//! selects the table, else fleetsync writes it. `undo` mirrors `up`: the U file runs once,
+//! at the origin (a second run on a receiver would fail on its DROP or undo a backfill
+//! twice), the receivers' history records it (`via-sync`); a stopped sync times out naming
+//! the receiver, and `undo` again records it without running more at the origin.
 
 use std::path::Path;
 
@@ -406,6 +409,52 @@ async fn vmigrate_via_bidirectional_group() -> Result<()> {
         "realms",
     )
     .await?;
+    // Undo V2 over the group: its U file (an UPDATE subtracting the backfill, a DELETE) runs
+    // once, at realm-a; a second run on a member would leave `doubled` at -n.
+    write(
+        &mig,
+        "U2__backfill.sql",
+        "UPDATE app.counters SET doubled = doubled - n, updated_at = NOW(6);
+DELETE FROM app.totals;
+",
+    )?;
+    let (code, rep, err) = fs_json(&["undo", "--sync-timeout", "60"], &common).await?;
+    ensure!(
+        code == 0 && server(&rep, "realm-a")["route"] == "direct",
+        "group undo: exit {code}: {rep} {err}\n{}",
+        fsp.log_tail(40)
+    );
+    for (name, db) in names.iter().zip(&dbs) {
+        let s = server(&rep, name);
+        ensure!(
+            s["files"] == serde_json::json!(["V2__backfill.sql"]) && s["error"].is_null(),
+            "group undo, {name}: {rep}"
+        );
+        if *name != "realm-a" {
+            ensure!(
+                s["route"] == "via-sync" && s["via"]["origin"] == "realm-a",
+                "group undo, {name}: {s}"
+            );
+        }
+        let off = db
+            .query_value("SELECT COUNT(*) FROM app.counters WHERE doubled <> 0")
+            .await?;
+        ensure!(
+            off.as_deref() == Some("0") && db.count("app", "totals").await? == 0,
+            "{name}: {off:?} rows with doubled <> 0 after the undo (ran twice or not at all)"
+        );
+        let k = kinds(db).await?;
+        ensure!(
+            k.len() == 1 && k[0].0 == "1",
+            "{name}: applied after the undo {k:?}"
+        );
+    }
+    for db in &dbs[1..] {
+        if let Some(d) = diff_databases(&dbs[0], db, "app", "app").await? {
+            anyhow::bail!("after the group undo: {d}");
+        }
+    }
+    sync_clean(&fsp, &[("realm-b", &dbs[1]), ("realm-c", &dbs[2])]).await?;
     fsp.stop(STOP_TIMEOUT).await?;
     Ok(())
 }
@@ -529,4 +578,220 @@ async fn vmigrate_via_sync_trinitycore_updates_carried() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vmigrate_via_sync_trinitycore_updates_not_carried() -> Result<()> {
     trinitycore_via_sync(false).await
+}
+
+/// Undo through a one-way sync: V1 creates `totals` with a backfill and doubles every `n`; its
+/// undo halves `n` and drops `totals`. Run once, at the origin, it reaches the receiver
+/// through the sync; run a second time there, the DROP would fail or `n` would be a quarter.
+const V1_UNDOABLE: &str =
+    "CREATE TABLE app.totals (id INT NOT NULL PRIMARY KEY, total INT NOT NULL) ENGINE=InnoDB;\n\
+     INSERT INTO app.totals (id, total) SELECT id, n FROM app.counters;\n\
+     UPDATE app.counters SET n = n * 2, updated_at = NOW(6);\n";
+const U1_UNDOABLE: &str = "UPDATE app.counters SET n = n DIV 2, updated_at = NOW(6);\n\
+                           DROP TABLE app.totals;\n";
+
+/// Every `n` on `db` is `3 * id` times `factor` (the fill's value, doubled once per V1).
+async fn n_is(name: &str, db: &MariaDb, factor: u64) -> Result<()> {
+    let bad = db
+        .query_value(&format!(
+            "SELECT COUNT(*) FROM app.counters WHERE n <> id * 3 * {factor}"
+        ))
+        .await?;
+    ensure!(
+        bad.as_deref() == Some("0"),
+        "{name}: {bad:?} rows with n <> id * 3 * {factor} (V1 or its undo ran twice or not at all)"
+    );
+    Ok(())
+}
+
+/// (kind, status, applied_by) of version 1's rows on `db`, oldest first.
+async fn v1_rows(db: &MariaDb) -> Result<Vec<(String, String, String)>> {
+    let rows = db
+        .query_strings(
+            "SELECT kind, status, applied_by FROM fleetsync.schema_migrations WHERE scope = 'app' \
+             AND version = '1' ORDER BY id",
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let mut it = r.into_iter().map(|v| v.unwrap_or_default());
+            (
+                it.next().unwrap_or_default(),
+                it.next().unwrap_or_default(),
+                it.next().unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vmigrate_undo_via_one_way_sync() -> Result<()> {
+    let pair = Pair::start().await?;
+    let (src, dst) = (&pair.src, &pair.dst);
+    src.exec(TABLE_SQL).await?;
+    fill(src).await?;
+    let text = ConfigBuilder::new(&pair.state_dir())
+        .server("src", &src.url_root())
+        .server("dst", &dst.url_root())
+        .sync("s1", "src", &["dst"], &["app\\..*"], &[])
+        .build();
+    let cfg = Fleetsync::write_config(pair.dir.path(), &text)?;
+    let mig = pair.dir.path().join("migrations");
+    write(&mig, "V1__totals.sql", V1_UNDOABLE)?;
+    write(&mig, "U1__totals.sql", U1_UNDOABLE)?;
+    let mut fsp = Fleetsync::run(&cfg)?;
+    fsp.wait_synced(src, dst, "app", SYNC_TIMEOUT).await?;
+    let common = [
+        "--config",
+        p(&cfg),
+        "--dir",
+        p(&mig),
+        "--database",
+        "app",
+        "--servers",
+        "src,dst",
+    ];
+    let up = || async {
+        let (code, rep, err) = fs_json(&["up", "--yes", "--sync-timeout", "60"], &common).await?;
+        ensure!(
+            code == 0 && server(&rep, "dst")["outcome"] == "applied",
+            "up: exit {code}: {rep} {err}"
+        );
+        for (name, db) in [("src", src), ("dst", dst)] {
+            n_is(name, db, 2).await?;
+            ensure!(dst_has(db, "totals").await?, "{name}: no totals after up");
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    up().await?;
+
+    // Selecting only the receiver is refused, nothing changes.
+    let (code, out, err) = fs(&[
+        "migrate",
+        "undo",
+        "--config",
+        p(&cfg),
+        "--dir",
+        p(&mig),
+        "--database",
+        "app",
+        "--servers",
+        "dst",
+    ])
+    .await?;
+    ensure!(
+        code != 0 && err.contains("select src too"),
+        "undo on dst alone: exit {code}: {out} {err}"
+    );
+    n_is("dst", dst, 2).await?;
+    ensure!(dst_has(dst, "totals").await?, "a refused undo changed dst");
+
+    // Undo over both: the U file runs at src only; dst gets it through the sync.
+    let (code, rep, err) = fs_json(&["undo", "--sync-timeout", "60"], &common).await?;
+    let (s, d) = (server(&rep, "src"), server(&rep, "dst"));
+    ensure!(
+        code == 0
+            && s["route"] == "direct"
+            && s["files"] == serde_json::json!(["V1__totals.sql"])
+            && d["route"] == "via-sync"
+            && d["via"]["sync"] == "s1"
+            && d["via"]["origin"] == "src"
+            && d["files"] == serde_json::json!(["V1__totals.sql"])
+            && d["schema_differences"] == 0
+            && d["error"].is_null(),
+        "undo: exit {code}: {rep} {err}\n{}",
+        fsp.log_tail(30)
+    );
+    for (name, db) in [("src", src), ("dst", dst)] {
+        n_is(name, db, 1).await?;
+        ensure!(!dst_has(db, "totals").await?, "{name}: totals still there");
+    }
+    if let Some(d) = diff_databases(src, dst, "app", "app").await? {
+        anyhow::bail!("after the undo, rows differ: {d}");
+    }
+    if let Some(d) = diff_schemas(src, dst, "app", "app").await? {
+        anyhow::bail!("after the undo, schemas differ: {d}");
+    }
+    sync_clean(&fsp, &[("dst", dst)]).await?;
+    // Histories: src's row rolled back; dst's via-sync row rolled back, and a via-sync row
+    // saying the undo came through the sync.
+    let h = v1_rows(src).await?;
+    ensure!(
+        h.len() == 1 && h[0].0 == "versioned" && h[0].1 == "rolled_back",
+        "src history: {h:?}"
+    );
+    let h = v1_rows(dst).await?;
+    ensure!(
+        h.len() == 2
+            && h[0].0 == "via-sync"
+            && h[0].1 == "rolled_back"
+            && h[0].2.starts_with("via sync s1 from src")
+            && h[1].0 == "via-sync"
+            && h[1].1 == "rolled_back"
+            && h[1].2.starts_with("undone via sync s1 from src"),
+        "dst history: {h:?}"
+    );
+    let (_, st, _) = fs_json(&["status"], &common).await?;
+    for name in ["src", "dst"] {
+        let s = server(&st, name);
+        ensure!(
+            s["applied"] == 0 && s["pending"] == 1 && s["at_version"].is_null(),
+            "status {name}: {s}"
+        );
+    }
+
+    // The sync stopped: the undo runs at src, dst's wait times out (named, exit 2) and its
+    // history stays applied; with the sync back, `undo` again records it and runs nothing
+    // more at src.
+    up().await?;
+    fsp.stop(STOP_TIMEOUT).await?;
+    let (code, rep, err) = fs_json(&["undo", "--sync-timeout", "3"], &common).await?;
+    let d = server(&rep, "dst");
+    ensure!(
+        code != 0
+            && server(&rep, "src")["files"] == serde_json::json!(["V1__totals.sql"])
+            && d["route"] == "via-sync"
+            && d["files"] == serde_json::json!([])
+            && d["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("timed out") && e.contains("on dst")),
+        "stopped sync: exit {code}: {rep} {err}"
+    );
+    let (_, st, _) = fs_json(&["status"], &common).await?;
+    ensure!(
+        server(&st, "dst")["applied"] == 1 && server(&st, "src")["applied"] == 0,
+        "status after the timeout: {st}"
+    );
+    n_is("dst", dst, 2).await?;
+    let fsp = Fleetsync::run(&cfg)?;
+    let (code, rep, err) = fs_json(&["undo", "--sync-timeout", "60"], &common).await?;
+    ensure!(
+        code == 0
+            && server(&rep, "src")["files"] == serde_json::json!([])
+            && server(&rep, "dst")["files"] == serde_json::json!(["V1__totals.sql"]),
+        "resumed undo: exit {code}: {rep} {err}\n{}",
+        fsp.log_tail(30)
+    );
+    for (name, db) in [("src", src), ("dst", dst)] {
+        n_is(name, db, 1).await?;
+        ensure!(!dst_has(db, "totals").await?, "{name}: totals still there");
+    }
+    if let Some(d) = diff_databases(src, dst, "app", "app").await? {
+        anyhow::bail!("after the resumed undo: {d}");
+    }
+    // Nothing left to undo; the text report names the route.
+    let mut args = vec!["migrate", "undo"];
+    args.extend_from_slice(&common);
+    let (code, out, err) = fs(&args).await?;
+    ensure!(
+        code == 0
+            && out.contains("src: undo nothing (at version none)")
+            && out.contains("dst (via sync s1 from src): undo nothing (at version none)"),
+        "undo with nothing applied: exit {code}: {out} {err}"
+    );
+    sync_clean(&fsp, &[("dst", dst)]).await?;
+    let mut fsp = fsp;
+    fsp.stop(STOP_TIMEOUT).await?;
+    Ok(())
 }

@@ -72,6 +72,12 @@ pub trait JobRequest: Serialize + DeserializeOwned + Send + Sync + 'static {
         0
     }
 
+    /// Whether a cancel stopped the task part-way and its report says what ran (a migration
+    /// rollout stops between files): the job ends `cancelled`, keeping the report.
+    fn cancelled(_report: &Self::Report) -> bool {
+        false
+    }
+
     /// The job waits for approval (possibly across a restart): keep what the request holds
     /// outside its parameters in the job's own directory `job_dir`.
     fn park(&self, _job_dir: &Path) -> anyhow::Result<()> {

@@ -308,6 +308,49 @@ impl Store {
         .map_err(sql("recording the undo"))
     }
 
+    /// An undo that reached this server through a sync (the U file ran once, at the origin
+    /// `note` names): the applied row becomes `rolled_back`, as after a direct undo, and a row
+    /// of kind `via-sync`, status `rolled_back`, whose `applied_by` is `note`, records how the
+    /// undo arrived. One transaction: both or neither.
+    pub async fn undone_via_sync(
+        &self,
+        conn: &mut Conn,
+        file: &MigrationFile,
+        note: &str,
+    ) -> Result<(), StoreError> {
+        let Store::Fleetsync { scope } = self else {
+            return Ok(());
+        };
+        let what = "recording the undo received through the sync";
+        let mut tx = conn
+            .start_transaction(mysql_async::TxOpts::default())
+            .await
+            .map_err(sql(what))?;
+        tx.exec_drop(
+            "UPDATE fleetsync.schema_migrations SET status = 'rolled_back', rolled_back_at = NOW() \
+             WHERE scope = ? AND kind IN ('versioned', 'via-sync') AND version = ? AND status = 'applied'",
+            (scope, file.version.to_string()),
+        )
+        .await
+        .map_err(sql(what))?;
+        tx.exec_drop(
+            "INSERT INTO fleetsync.schema_migrations (scope, name, checksum, before_fingerprint, \
+             after_fingerprint, up_steps, down_steps, status, version, kind, duration_ms, \
+             applied_by, rolled_back_at) \
+             VALUES (?, ?, ?, '', '', '', '', 'rolled_back', ?, 'via-sync', 0, ?, NOW())",
+            (
+                scope,
+                &file.file_name,
+                &file.checksum,
+                file.version.to_string(),
+                note,
+            ),
+        )
+        .await
+        .map_err(sql(what))?;
+        tx.commit().await.map_err(sql(what))
+    }
+
     /// `repair`: the applied row of `file` takes the file's current checksum.
     pub async fn repair(&self, conn: &mut Conn, file: &MigrationFile) -> Result<(), StoreError> {
         match self {

@@ -244,3 +244,207 @@ async fn api_versioned_migrate_up_and_undo_jobs() -> Result<()> {
     fs.stop(std::time::Duration::from_secs(30)).await?;
     Ok(())
 }
+
+/// The history rows of scope `vm` on `db`: (version, status), oldest first.
+async fn vm_history(db: &fleetsync_tests::MariaDb) -> Result<Vec<(String, String)>> {
+    let rows = db
+        .query_strings(
+            "SELECT version, status FROM fleetsync.schema_migrations WHERE scope = 'vm' ORDER BY id",
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let mut it = r.into_iter();
+            (
+                it.next().flatten().unwrap_or_default(),
+                it.next().flatten().unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// Waits until `file`'s latest history row on `db` is `status` (the job is inside that file).
+async fn wait_status(db: &fleetsync_tests::MariaDb, file: &str, status: &str) -> Result<()> {
+    fleetsync_tests::wait_until(JOB_TIMEOUT, &format!("{file} {status}"), || async {
+        let s = db
+            .query_value(&format!(
+                "SELECT status FROM fleetsync.schema_migrations WHERE scope = 'vm' \
+                 AND name = '{file}' ORDER BY id DESC LIMIT 1"
+            ))
+            .await?;
+        ensure!(s.as_deref() == Some(status), "{file}: {s:?}");
+        Ok(())
+    })
+    .await
+}
+
+/// Cancelling a running `migrate-up` job stops it between files: the file running when the
+/// cancel came (a `SELECT SLEEP(3)`) completes and is recorded, the later ones never run, the
+/// job ends `cancelled` with the report of what ran. The same for `migrate-undo --to 1`: the
+/// U file running (U3, which sleeps) completes, the older one (V2) stays applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_versioned_migrate_jobs_cancel_between_files() -> Result<()> {
+    let pair = Pair::start().await?;
+    pair.src
+        .exec("CREATE DATABASE app; CREATE TABLE app.items (id INT PRIMARY KEY)")
+        .await?;
+    pair.dst.exec("CREATE DATABASE vm").await?;
+    let root = pair.dir.path().join("migrations");
+    let mig = root.join("vm");
+    std::fs::create_dir_all(&mig)?;
+    let files = [
+        (
+            "V1__a.sql",
+            "CREATE TABLE a (id INT PRIMARY KEY);\n",
+            "DROP TABLE a;\n",
+        ),
+        (
+            "V2__slow.sql",
+            "CREATE TABLE b (id INT PRIMARY KEY);\nSELECT SLEEP(3);\n",
+            "DROP TABLE b;\n",
+        ),
+        (
+            "V3__c.sql",
+            "CREATE TABLE c (id INT PRIMARY KEY);\n",
+            "DROP TABLE c;\nSELECT SLEEP(3);\n",
+        ),
+        (
+            "V4__d.sql",
+            "CREATE TABLE d (id INT PRIMARY KEY);\n",
+            "DROP TABLE d;\n",
+        ),
+    ];
+    for (name, up, undo) in files {
+        std::fs::write(mig.join(name), up)?;
+        std::fs::write(mig.join(format!("U{}", &name[1..])), undo)?;
+    }
+    let sections = format!("[migrations]\ndir = {:?}\n", root.display().to_string());
+    let super::Stack {
+        mut fs,
+        api,
+        tokens,
+        ..
+    } = super::start_stack(&pair, &sections, "", &[("adm", "admin")]).await?;
+    let admin = tokens.first().context("a token")?.clone();
+    let tables = || async {
+        pair.dst
+            .query_strings(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'vm' \
+                 ORDER BY TABLE_NAME",
+            )
+            .await
+            .map(|rows| {
+                rows.into_iter()
+                    .filter_map(|r| r.into_iter().next().flatten())
+                    .collect::<Vec<String>>()
+            })
+    };
+
+    // Up: cancelled while V2 sleeps.
+    let body = json!({"dir": "vm", "servers": "dst", "database": "vm", "confirm": true});
+    let id = start(&api, &admin, "migrate-up", &body).await?;
+    wait_status(&pair.dst, "V2__slow.sql", "running").await?;
+    let r = api
+        .post(&format!("/api/v1/jobs/{id}/cancel"), Some(&admin), "")
+        .await?;
+    ensure!(r.status == 200, "cancel: {} {}", r.status, r.body);
+    let j = finished(&api, &admin, &id).await?;
+    let s = &j["result"]["servers"][0];
+    ensure!(
+        j["state"] == "cancelled"
+            && j["result"]["cancelled"] == true
+            && s["outcome"] == "cancelled"
+            && s["applied"] == json!(["V1__a.sql", "V2__slow.sql"])
+            && s["at_version"] == "2",
+        "cancelled up job: {j}"
+    );
+    ensure!(
+        j["result"]["halted"]
+            .as_str()
+            .is_some_and(|h| h.contains("cancelled")),
+        "the report does not say it was cancelled: {j}"
+    );
+    let h = vm_history(&pair.dst).await?;
+    ensure!(
+        h == [
+            ("1".to_string(), "applied".to_string()),
+            ("2".into(), "applied".into())
+        ],
+        "history after the cancelled up: {h:?}"
+    );
+    ensure!(
+        tables().await? == ["a", "b"],
+        "tables: {:?}",
+        tables().await?
+    );
+    println!(
+        "up cancelled during V2: V1, V2 applied, V3, V4 not run: {}",
+        j["result"]
+    );
+
+    // Up again runs the rest.
+    let id = start(&api, &admin, "migrate-up", &body).await?;
+    let j = finished(&api, &admin, &id).await?;
+    ensure!(
+        j["state"] == "succeeded"
+            && j["result"]["servers"][0]["applied"] == json!(["V3__c.sql", "V4__d.sql"]),
+        "resumed up job: {j}"
+    );
+
+    // Undo down to 1: cancelled while U3 sleeps (after U4); U2 never runs.
+    let undo = json!({"dir": "vm", "servers": "dst", "database": "vm", "to": "1", "confirm": true});
+    let id = start(&api, &admin, "migrate-undo", &undo).await?;
+    wait_until_undoing_v3(&pair.dst).await?;
+    let r = api
+        .post(&format!("/api/v1/jobs/{id}/cancel"), Some(&admin), "")
+        .await?;
+    ensure!(r.status == 200, "cancel undo: {} {}", r.status, r.body);
+    let j = finished(&api, &admin, &id).await?;
+    let s = &j["result"]["servers"][0];
+    ensure!(
+        j["state"] == "cancelled"
+            && j["result"]["cancelled"] == true
+            && s["files"] == json!(["V4__d.sql", "V3__c.sql"])
+            && s["route"] == "direct"
+            && s["at_version"] == "2",
+        "cancelled undo job: {j}"
+    );
+    ensure!(
+        tables().await? == ["a", "b"],
+        "tables: {:?}",
+        tables().await?
+    );
+    let applied = pair
+        .dst
+        .query_strings(
+            "SELECT version FROM fleetsync.schema_migrations WHERE scope = 'vm' AND status = 'applied' ORDER BY id",
+        )
+        .await?;
+    ensure!(
+        applied == [vec![Some("1".to_string())], vec![Some("2".to_string())]],
+        "applied after the cancelled undo: {applied:?}"
+    );
+    println!(
+        "undo cancelled during U3: V4, V3 undone, V2 stays: {}",
+        j["result"]
+    );
+    fs.stop(std::time::Duration::from_secs(30)).await?;
+    Ok(())
+}
+
+/// Waits until the undo job runs U3 (`c` is gone: its DROP ran, its SLEEP runs; V3's row is
+/// marked rolled back only after the file).
+async fn wait_until_undoing_v3(db: &fleetsync_tests::MariaDb) -> Result<()> {
+    fleetsync_tests::wait_until(JOB_TIMEOUT, "U3 running", || async {
+        let c = db
+            .query_value(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'vm' \
+                 AND TABLE_NAME = 'c'",
+            )
+            .await?;
+        ensure!(c.as_deref() == Some("0"), "c still there");
+        Ok(())
+    })
+    .await
+}

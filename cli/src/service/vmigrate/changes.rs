@@ -1,16 +1,22 @@
-//! `migrate undo`, `repair` and `baseline` over the selected servers (see the parent module).
+//! The report of `undo` (see [`super::undo`]), `repair` and `baseline`; `repair` and
+//! `baseline` over the selected servers (see the parent module).
 
-use std::path::Path;
-
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Result};
 use fleetsync_config::Config;
-use fleetsync_coordinator::migrate::runfile;
 use fleetsync_coordinator::migrate::versioned::{self, FileState, HistoryMode};
-use fleetsync_coordinator::migrate::{self as cmigrate};
 use serde::Serialize;
 
-use super::{applied_by, locked_state, read_state, QueueRequest};
+use super::{applied_by, read_state, Downstream, QueueRequest, ViaSync};
 use crate::diff_cmd::connect;
+
+/// How an undo reached a server: its U files ran there, or at its origin and came through a
+/// sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Route {
+    Direct,
+    ViaSync,
+}
 
 /// What `undo`, `repair` or `baseline` did on one server.
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -20,6 +26,30 @@ pub struct ServerChange {
     pub files: Vec<String>,
     pub at_version: Option<String>,
     pub error: Option<String>,
+    /// `undo`: whether the U files ran here (`direct`) or reached it through a sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
+    /// `undo` through a sync: which one, from where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<ViaSync>,
+    /// `undo` through a sync: differences between its schema and its origin's, after its
+    /// sync caught up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_differences: Option<usize>,
+}
+
+impl ServerChange {
+    pub fn new(server: &str) -> ServerChange {
+        ServerChange {
+            server: server.to_string(),
+            files: Vec::new(),
+            at_version: None,
+            error: None,
+            route: None,
+            via: None,
+            schema_differences: None,
+        }
+    }
 }
 
 /// The report of `undo`, `repair` and `baseline`.
@@ -27,79 +57,22 @@ pub struct ServerChange {
 pub struct ChangeReport {
     pub action: String,
     pub servers: Vec<ServerChange>,
+    /// `undo`: receivers `--servers` does not select (the undo reaches them through the sync;
+    /// their history is not written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub downstream: Vec<Downstream>,
+    /// `undo` as a job: a cancel stopped it between files or servers (`servers` says what
+    /// was undone).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
 }
 
 impl ChangeReport {
     pub fn failed(&self) -> bool {
-        self.servers.iter().any(|s| s.error.is_some())
+        self.cancelled
+            || self.servers.iter().any(|s| s.error.is_some())
+            || self.downstream.iter().any(|d| d.error.is_some())
     }
-}
-
-fn has_statements(path: &Path) -> bool {
-    std::fs::read_to_string(path)
-        .map(|t| !cmigrate::sqlfile::split(&t).is_empty())
-        .unwrap_or(false)
-}
-
-/// `migrate undo [--to VERSION]`: runs the U files of the newest applied file (or of every
-/// applied file above VERSION), newest first, on each server; refused everywhere when one
-/// is missing.
-pub async fn undo(config: &Config, req: &QueueRequest, to: Option<&str>) -> Result<ChangeReport> {
-    let queue = req.queue()?;
-    let store = req.store()?;
-    let to = to.map(|t| req.version(t)).transpose()?;
-    let mut plans = Vec::new();
-    for server in req.servers(config)? {
-        let st = read_state(config, &server, &queue, &store).await?;
-        let idx = versioned::plan_undo(&queue, &st, to.as_ref(), has_statements)
-            .map_err(|e| anyhow!("server {server}: {e}; nothing undone on any server"))?;
-        plans.push((server, idx));
-    }
-    let database = req.database();
-    let mut servers = Vec::new();
-    for (server, idx) in plans {
-        let mut change = ServerChange {
-            server: server.clone(),
-            files: Vec::new(),
-            at_version: None,
-            error: None,
-        };
-        let mut conn = connect(config, &server).await?;
-        if let Err(e) = locked_state(&mut conn, &store, &queue).await {
-            change.error = Some(e);
-            servers.push(change);
-            continue;
-        }
-        for i in idx {
-            let f = &queue.files[i];
-            let Some(undo) = &f.undo else { continue };
-            let text = std::fs::read_to_string(undo)
-                .with_context(|| format!("reading {}", undo.display()))?;
-            match runfile::run_file(&mut conn, database.as_deref(), &text).await {
-                Ok(_) => {
-                    store.undone(&mut conn, f).await?;
-                    change.files.push(f.file_name.clone());
-                }
-                Err(e) => {
-                    change.error = Some(format!(
-                        "undo of {} failed: {e}; its history row stays applied",
-                        f.file_name
-                    ));
-                    break;
-                }
-            }
-        }
-        let _ = conn.disconnect().await;
-        change.at_version = read_state(config, &server, &queue, &store)
-            .await?
-            .at_version(&queue)
-            .map(|v| v.to_string());
-        servers.push(change);
-    }
-    Ok(ChangeReport {
-        action: "undo".into(),
-        servers,
-    })
 }
 
 /// `migrate repair`: every applied file whose checksum changed takes its current checksum
@@ -120,15 +93,16 @@ pub async fn repair(config: &Config, req: &QueueRequest) -> Result<ChangeReport>
         }
         let _ = conn.disconnect().await;
         servers.push(ServerChange {
-            server,
             files,
             at_version: st.at_version(&queue).map(|v| v.to_string()),
-            error: None,
+            ..ServerChange::new(&server)
         });
     }
     Ok(ChangeReport {
         action: "repair".into(),
         servers,
+        downstream: Vec::new(),
+        cancelled: false,
     })
 }
 
@@ -165,17 +139,18 @@ pub async fn baseline(config: &Config, req: &QueueRequest, version: &str) -> Res
         store.baseline(&mut conn, &version, &files, &by).await?;
         let _ = conn.disconnect().await;
         servers.push(ServerChange {
-            server: server.clone(),
             files: files.iter().map(|f| f.file_name.clone()).collect(),
             at_version: read_state(config, &server, &queue, &store)
                 .await?
                 .at_version(&queue)
                 .map(|v| v.to_string()),
-            error: None,
+            ..ServerChange::new(&server)
         });
     }
     Ok(ChangeReport {
         action: "baseline".into(),
         servers,
+        downstream: Vec::new(),
+        cancelled: false,
     })
 }

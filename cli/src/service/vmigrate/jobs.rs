@@ -15,7 +15,9 @@ pub use fleetsync_proto::requests::{MigrateUndoRequest, MigrateUpRequest};
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use super::{ChangeReport, FleetReport, QueueRequest, UpRequest, DEFAULT_SYNC_TIMEOUT};
+use super::{
+    ChangeReport, FleetReport, QueueRequest, UndoRequest, UpRequest, DEFAULT_SYNC_TIMEOUT,
+};
 use crate::diff_cmd::EXIT_ERROR;
 use crate::service::{JobRequest, ServiceResult, Tracker};
 
@@ -81,7 +83,9 @@ fn queue_request(
 }
 
 /// Runs the pending files over the fleet (progress per server and file); only with
-/// `confirm` (the plan is the CLI's `migrate up` without `--yes`).
+/// `confirm` (the plan is the CLI's `migrate up` without `--yes`). A cancel stops it between
+/// files, servers and waves (never mid-file): the job ends `cancelled` with the report of
+/// what ran.
 impl JobRequest for MigrateUpRequest {
     const KIND: JobKind = JobKind::MigrateUp;
     const EXIT_ERROR: u8 = EXIT_ERROR;
@@ -90,7 +94,7 @@ impl JobRequest for MigrateUpRequest {
         &'a self,
         config: &'a Config,
         tracker: &'a Arc<Tracker>,
-        _cancel: &'a CancellationToken,
+        cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
         Box::pin(async move {
             let queue = queue_request(
@@ -109,7 +113,7 @@ impl JobRequest for MigrateUpRequest {
                 yes: self.confirm,
                 sync_timeout: DEFAULT_SYNC_TIMEOUT,
             };
-            let report = super::up(config, &req, tracker).await?;
+            let report = super::up(config, &req, tracker, cancel).await?;
             for s in &report.servers {
                 tracker.log(&format!(
                     "{}: {:?}, at {}",
@@ -128,10 +132,14 @@ impl JobRequest for MigrateUpRequest {
             0
         }
     }
+    fn cancelled(report: &Self::Report) -> bool {
+        report.cancelled
+    }
 }
 
-/// Runs the undo files of the newest applied file (or down to `to`) on each selected server;
-/// only with `confirm`.
+/// Runs the undo files of the newest applied file (or down to `to`) on each selected server
+/// (sync-aware: once, at an origin); only with `confirm`. A cancel stops it between files and
+/// servers: the job ends `cancelled` with the report of what was undone.
 impl JobRequest for MigrateUndoRequest {
     const KIND: JobKind = JobKind::MigrateUndo;
     const EXIT_ERROR: u8 = EXIT_ERROR;
@@ -140,7 +148,7 @@ impl JobRequest for MigrateUndoRequest {
         &'a self,
         config: &'a Config,
         tracker: &'a Arc<Tracker>,
-        _cancel: &'a CancellationToken,
+        cancel: &'a CancellationToken,
     ) -> BoxFuture<'a, ServiceResult<Self::Report>> {
         Box::pin(async move {
             if !self.confirm {
@@ -154,8 +162,12 @@ impl JobRequest for MigrateUndoRequest {
                 &self.database,
             )?;
             tracker.phase("undo");
-            let report = super::undo(config, &queue, self.to.as_deref()).await?;
-            tracker.planned(Some(report.servers.len() as u64), None);
+            let req = UndoRequest {
+                queue,
+                to: self.to.clone(),
+                sync_timeout: DEFAULT_SYNC_TIMEOUT,
+            };
+            let report = super::undo(config, &req, tracker, cancel).await?;
             for s in &report.servers {
                 tracker.log(&format!(
                     "{}: undone {}, at {}{}",
@@ -171,7 +183,6 @@ impl JobRequest for MigrateUndoRequest {
                         .map(|e| format!("; {e}"))
                         .unwrap_or_default()
                 ));
-                tracker.table_done(0);
             }
             Ok(report)
         })
@@ -182,6 +193,9 @@ impl JobRequest for MigrateUndoRequest {
         } else {
             0
         }
+    }
+    fn cancelled(report: &Self::Report) -> bool {
+        report.cancelled
     }
 }
 

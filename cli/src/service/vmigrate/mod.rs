@@ -11,7 +11,8 @@
 //! `up` works from a plan per server ([`ServerPlan`]: the files it will run); [`apply_server`]
 //! runs one plan. A server that receives the migrated database through a sync is not run
 //! directly: the files run at its component's origin and reach it through the sync
-//! ([`via_sync`]).
+//! ([`via_sync`]); `undo` likewise ([`undo`]). A job's cancel stops `up` and `undo` between
+//! files, never inside one.
 
 use std::path::{Path, PathBuf};
 
@@ -21,21 +22,24 @@ use fleetsync_config::Config;
 use fleetsync_coordinator::migrate::queue_store::Store;
 use fleetsync_coordinator::migrate::runfile::{self, FileFailure};
 use fleetsync_coordinator::migrate::versioned::{
-    self, FileState, HistoryMode, Queue, ServerState, Version,
+    self, FileState, HistoryMode, Queue, Recorded, ServerState, Version,
 };
 use fleetsync_coordinator::migrate::{self as cmigrate, fleet, Pairing};
 use fleetsync_proto::schema_model::SchemaSnapshot;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use super::Tracker;
 
 mod changes;
 pub mod jobs;
 mod rollout;
+mod undo;
 mod via_sync;
 use crate::diff_cmd::connect;
-pub use changes::{baseline, repair, undo, ChangeReport, ServerChange};
+pub use changes::{baseline, repair, ChangeReport, Route, ServerChange};
 pub use rollout::up;
+pub use undo::{undo, UndoRequest};
 pub use via_sync::{Downstream, ViaSync, DEFAULT_SYNC_TIMEOUT};
 
 /// What every queue command names: the folder, the servers, the history, the database.
@@ -115,13 +119,24 @@ async fn read_state(
     queue: &Queue,
     store: &Store,
 ) -> Result<ServerState> {
+    Ok(read_history(config, server, queue, store).await?.0)
+}
+
+/// A server's state and the rows it comes from (the latest per version: `undo` tells a file
+/// rolled back from one never applied).
+async fn read_history(
+    config: &Config,
+    server: &str,
+    queue: &Queue,
+    store: &Store,
+) -> Result<(ServerState, Vec<Recorded>)> {
     let mut conn = connect(config, server).await?;
     let rows = store
         .recorded(&mut conn)
         .await
         .with_context(|| format!("server {server}"))?;
     let _ = conn.disconnect().await;
-    Ok(versioned::server_state(queue, &rows))
+    Ok((versioned::server_state(queue, &rows), rows))
 }
 
 // ---------------------------------------------------------------- new
@@ -301,6 +316,9 @@ pub enum Outcome {
     Applied,
     Failed,
     NotStarted,
+    /// A cancel (the job's) stopped its queue between two files: `applied` ran, `planned`
+    /// minus those did not.
+    Cancelled,
 }
 
 /// The file a server stopped at.
@@ -348,11 +366,15 @@ pub struct FleetReport {
     /// Receivers that `--servers` does not select: they get the files through the sync
     /// anyway; their history is written by a `migrate up` that selects them.
     pub downstream: Vec<Downstream>,
+    /// The job was cancelled: the rollout stopped between files (`halted` says where).
+    #[serde(default)]
+    pub cancelled: bool,
 }
 
 impl FleetReport {
     pub fn failed(&self) -> bool {
-        self.halted.is_some()
+        self.cancelled
+            || self.halted.is_some()
             || self.servers.iter().any(|s| s.outcome == Outcome::Failed)
             || self.downstream.iter().any(|d| d.error.is_some())
     }
@@ -407,7 +429,8 @@ fn run_of(queue: &Queue, p: &ServerPlan, role: Option<String>, outcome: Outcome)
 }
 
 /// Applies `plan` on its server: each file in order, recorded in the history; stops at the
-/// first failure (recorded with the statement index and what was left half-done).
+/// first failure (recorded with the statement index and what was left half-done), or before
+/// the next file once `cancel` fires (never mid-file: outcome `cancelled`).
 pub async fn apply_server(
     config: &Config,
     req: &QueueRequest,
@@ -415,6 +438,7 @@ pub async fn apply_server(
     plan: &ServerPlan,
     role: Option<String>,
     tracker: &Tracker,
+    cancel: &CancellationToken,
 ) -> ServerRun {
     let mut run = run_of(queue, plan, role, Outcome::Applied);
     let fail = |run: &mut ServerRun, file: Option<usize>, f: FileFailure| {
@@ -474,6 +498,10 @@ pub async fn apply_server(
     let database = req.database();
     let by = applied_by();
     for &i in &todo {
+        if cancel.is_cancelled() {
+            run.outcome = Outcome::Cancelled;
+            break;
+        }
         let file = &queue.files[i];
         tracker.phase(format!("{}: {}", plan.server, file.file_name));
         // The bytes that run are the bytes whose checksum is recorded.

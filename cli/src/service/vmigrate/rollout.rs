@@ -4,6 +4,10 @@
 //! The unit of the rollout is a server that runs files itself: a server no sync brings the
 //! database to, or the origin of a sync component ([`via_sync`]), whose run is followed by
 //! its receivers' waits and history. Receivers are never canaries or in a wave.
+//!
+//! A cancel (the job's) is checked before each file of a server, before each canary and each
+//! wave, and during a receiver's wait: the rollout stops there, never mid-file, and the
+//! report says what ran (`cancelled`; `up` again continues).
 
 use std::sync::Arc;
 
@@ -11,6 +15,7 @@ use anyhow::Result;
 use fleetsync_config::Config;
 use fleetsync_coordinator::migrate::fleet;
 use fleetsync_coordinator::migrate::versioned::Queue;
+use tokio_util::sync::CancellationToken;
 
 use super::via_sync::{self, Downstream, Topology};
 use super::{
@@ -41,12 +46,13 @@ async fn run_unit(
     role: Option<String>,
     tracker: &Tracker,
     downstream: &mut [Downstream],
+    cancel: &CancellationToken,
 ) -> Vec<ServerRun> {
     let q = &req.queue;
     let run = if p.files.is_empty() {
         run_of(queue, p, role, Outcome::UpToDate)
     } else {
-        apply_server(config, q, queue, p, role, tracker).await
+        apply_server(config, q, queue, p, role, tracker, cancel).await
     };
     let Some(c) = topo
         .component_of(&p.server)
@@ -54,6 +60,24 @@ async fn run_unit(
     else {
         return vec![run];
     };
+    // Cancelled: the receivers are not waited for (their history stays pending; `up` again
+    // records what reached them).
+    if cancel.is_cancelled() {
+        let mut out = vec![run];
+        for r in &c.receivers {
+            if let Some(rp) = plans.iter().find(|x| x.server == r.server) {
+                let outcome = if rp.files.is_empty() {
+                    Outcome::UpToDate
+                } else {
+                    Outcome::Cancelled
+                };
+                let mut rr = run_of(queue, rp, None, outcome);
+                rr.via = Some(Topology::via(c, r));
+                out.push(rr);
+            }
+        }
+        return out;
+    }
     let mut origin_applied = p.applied.clone();
     origin_applied.extend(
         queue
@@ -73,6 +97,7 @@ async fn run_unit(
         plans,
         req.sync_timeout,
         tracker,
+        cancel,
     )
     .await;
     let mut out = vec![run];
@@ -97,7 +122,11 @@ async fn run_unit(
             .filter(|i| !rec.recorded.contains(i))
             .collect();
         if let Some((file, e)) = rec.error {
-            r.outcome = Outcome::Failed;
+            r.outcome = if cancel.is_cancelled() {
+                Outcome::Cancelled
+            } else {
+                Outcome::Failed
+            };
             r.failed = Some(failed_at(queue, file, e));
         } else if let Some(&first) = missing.first() {
             r.outcome = Outcome::Failed;
@@ -115,7 +144,12 @@ async fn run_unit(
 }
 
 /// `migrate up`: the plan (dry run), or the rollout (see the module docs).
-pub async fn up(config: &Config, req: &UpRequest, tracker: &Arc<Tracker>) -> Result<FleetReport> {
+pub async fn up(
+    config: &Config,
+    req: &UpRequest,
+    tracker: &Arc<Tracker>,
+    cancel: &CancellationToken,
+) -> Result<FleetReport> {
     let q = &req.queue;
     let queue = q.queue()?;
     let to = req.to.as_deref().map(|t| q.version(t)).transpose()?;
@@ -187,6 +221,7 @@ pub async fn up(config: &Config, req: &UpRequest, tracker: &Arc<Tracker>) -> Res
             })
             .collect(),
         downstream: Vec::new(),
+        cancelled: false,
     };
     if !req.yes {
         report.downstream = downstream;
@@ -199,10 +234,21 @@ pub async fn up(config: &Config, req: &UpRequest, tracker: &Arc<Tracker>) -> Res
             *slot = run;
         }
     };
+    let stop = |report: &mut FleetReport, downstream: Vec<Downstream>, at: String| {
+        report.cancelled = true;
+        report.halted = Some(format!(
+            "cancelled {at} (no file was interrupted); `migrate up` again continues"
+        ));
+        report.downstream = downstream;
+    };
     // Canaries, one at a time (each with its receivers).
     let mut canary_runs = Vec::new();
     for c in &canaries {
         let Some(p) = plan_of(c) else { continue };
+        if cancel.is_cancelled() {
+            stop(&mut report, downstream, format!("before canary {c}"));
+            return Ok(report);
+        }
         let role = Some("canary".to_string());
         let runs = run_unit(
             config,
@@ -214,9 +260,11 @@ pub async fn up(config: &Config, req: &UpRequest, tracker: &Arc<Tracker>) -> Res
             role,
             tracker,
             &mut downstream,
+            cancel,
         )
         .await;
         let mut failure = None;
+        let stopped = runs.iter().any(|r| r.outcome == Outcome::Cancelled);
         for (n, run) in runs.into_iter().enumerate() {
             if failure.is_none() {
                 if let Some(f) = &run.failed {
@@ -230,6 +278,10 @@ pub async fn up(config: &Config, req: &UpRequest, tracker: &Arc<Tracker>) -> Res
                 canary_runs.push(run.clone());
             }
             put(&mut report, run);
+        }
+        if stopped {
+            stop(&mut report, downstream, format!("during canary {c}"));
+            return Ok(report);
         }
         if let Some(why) = failure {
             report.halted = Some(why);
@@ -257,6 +309,10 @@ pub async fn up(config: &Config, req: &UpRequest, tracker: &Arc<Tracker>) -> Res
     // Waves, M units at once.
     for (n, wave) in waves.iter().enumerate() {
         let role = format!("wave {}", n + 1);
+        if cancel.is_cancelled() {
+            stop(&mut report, downstream, format!("before {role}"));
+            return Ok(report);
+        }
         let mut runs = Vec::new();
         {
             let mut slots: Vec<Vec<Downstream>> = wave.iter().map(|_| downstream.clone()).collect();
@@ -275,6 +331,7 @@ pub async fn up(config: &Config, req: &UpRequest, tracker: &Arc<Tracker>) -> Res
                         Some(role.clone()),
                         tracker,
                         d,
+                        cancel,
                     )
                 });
             for r in futures_util::future::join_all(futures).await {
@@ -290,6 +347,7 @@ pub async fn up(config: &Config, req: &UpRequest, tracker: &Arc<Tracker>) -> Res
             }
         }
         let mut first_failure = None;
+        let stopped = runs.iter().any(|r| r.outcome == Outcome::Cancelled);
         for run in runs {
             if first_failure.is_none() {
                 if let Some(f) = &run.failed {
@@ -298,6 +356,10 @@ pub async fn up(config: &Config, req: &UpRequest, tracker: &Arc<Tracker>) -> Res
                 }
             }
             put(&mut report, run);
+        }
+        if stopped {
+            stop(&mut report, downstream, format!("during {role}"));
+            return Ok(report);
         }
         if let (Some(why), true) = (first_failure, req.halt_on_error) {
             report.halted = Some(format!("{role}: {why} (--halt-on-error)"));

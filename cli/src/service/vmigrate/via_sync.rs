@@ -1,6 +1,7 @@
-//! Sync-aware rollout (`migrate up` on servers joined by syncs): a server that receives the
-//! migrated database through a sync (one-way, or a bidirectional group) gets each file once,
-//! through the sync, never a second time directly. The migration runs at the component's
+//! Sync-aware rollout (`migrate up` on servers joined by syncs; `undo` waits the same way,
+//! with [`Arrivals`]): a server that receives the migrated database through a sync (one-way,
+//! or a bidirectional group) gets each file once, through the sync, never a second time
+//! directly. The migration runs at the component's
 //! origin ([`topology::components`]); then, receiver by receiver (a parent before its
 //! children), fleetsync waits until the receiver's progress row of the sync from its parent
 //! is past the parent's binlog end read after the parent had the files (so a backfill has
@@ -23,9 +24,11 @@ use fleetsync_coordinator::apply::{read_state, SnapshotState};
 use fleetsync_coordinator::migrate::topology::{self, Component, Edge, Receipt};
 use fleetsync_coordinator::migrate::versioned::{FileState, HistoryMode, Queue};
 use fleetsync_coordinator::migrate::{self as cmigrate, Pairing};
+use fleetsync_proto::schema_model::SchemaSnapshot;
 use fleetsync_proto::BinlogPosition;
 use mysql_async::prelude::Queryable;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use super::{applied_by, locked_state, snapshot, QueueRequest, ServerPlan, Tracker};
 use crate::diff_cmd::connect;
@@ -66,7 +69,7 @@ pub struct Downstream {
 pub struct Topology {
     pub components: Vec<Component>,
     /// Syncs (pipeline names) that carry TrinityCore's `updates` table of the database.
-    carries_updates: Vec<String>,
+    pub(super) carries_updates: Vec<String>,
 }
 
 impl Topology {
@@ -139,7 +142,7 @@ pub async fn topology(config: &Config, req: &QueueRequest) -> Result<Topology> {
             let to = s.table_map()?.target_schema(d);
             if to != d {
                 bail!(
-                    "sync {} maps database {d} to {to}: `migrate up` does not follow a renamed database through a sync yet; apply per server (--servers) with --database on each side",
+                    "sync {} maps database {d} to {to}: `migrate up` and `undo` do not follow a renamed database through a sync yet; apply per server (--servers) with --database on each side",
                     s.control_name()
                 );
             }
@@ -217,14 +220,19 @@ async fn binlog_end(config: &Config, server: &str) -> Result<BinlogPosition, Str
     }
 }
 
-/// Waits until `r`'s sync from its parent has applied the parent's binlog up to `end`.
+/// Waits until `r`'s sync from its parent has applied the parent's binlog up to `end`;
+/// `resume` ends the timeout's message (what to run once the sync is back). A cancel stops
+/// the wait (nothing is mid-file here: the origin's files have run).
+#[allow(clippy::too_many_arguments)]
 async fn wait_caught_up(
     config: &Config,
     r: &Receipt,
     end: &BinlogPosition,
     timeout: Duration,
     deadline: Instant,
+    resume: &str,
     tracker: &Tracker,
+    cancel: &CancellationToken,
 ) -> Result<(), String> {
     tracker.phase(format!(
         "{}: waiting for sync {} to apply {}'s binlog up to {end}",
@@ -250,14 +258,132 @@ async fn wait_caught_up(
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "timed out after {}s waiting for sync {} to apply {}'s binlog up to {end} on {} ({last}): is the sync running, and not failing (`fleetsync status`; in a bidirectional group a table made by a migration gets its version columns only when `fleetsync run` restarts)? Its history is left pending; `migrate up` again records it once the sync has caught up",
+                "timed out after {}s waiting for sync {} to apply {}'s binlog up to {end} on {} ({last}): is the sync running, and not failing (`fleetsync status`; in a bidirectional group a table made by a migration gets its version columns only when `fleetsync run` restarts)? {resume}",
                 timeout.as_secs(),
                 r.edge.display,
                 r.parent,
                 r.server
             ));
         }
-        tokio::time::sleep(POLL_EVERY).await;
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                return Err(format!(
+                    "cancelled while waiting for sync {} to apply {}'s binlog up to {end} on {} ({last}). {resume}",
+                    r.edge.display, r.parent, r.server
+                ));
+            }
+            _ = tokio::time::sleep(POLL_EVERY) => {}
+        }
+    }
+}
+
+/// The end of the timeout's message for `up`.
+const UP_RESUME: &str =
+    "Its history is left pending; `migrate up` again records it once the sync has caught up";
+
+/// Waits for a component's receivers after its origin ran (`up`'s files or `undo`'s undo
+/// files): a receiver has them when its sync from its parent has applied the parent's binlog
+/// up to its end read now, and its schema equals the origin's (0 differences). The waits of
+/// a component share one deadline. Used by `up` ([`follow`]) and `undo`.
+pub struct Arrivals<'a> {
+    config: &'a Config,
+    origin: String,
+    database: Option<String>,
+    pairing: Pairing,
+    /// The origin's schema after its run.
+    reference: Result<SchemaSnapshot, String>,
+    timeout: Duration,
+    deadline: Instant,
+    resume: &'a str,
+    cancel: &'a CancellationToken,
+}
+
+impl<'a> Arrivals<'a> {
+    /// Reads the origin's schema (after its run) and starts the component's deadline.
+    pub async fn new(
+        config: &'a Config,
+        req: &QueueRequest,
+        c: &Component,
+        timeout: Duration,
+        resume: &'a str,
+        cancel: &'a CancellationToken,
+    ) -> Arrivals<'a> {
+        let database = req.database();
+        let pairing = if database.is_some() {
+            Pairing::Single
+        } else {
+            Pairing::ByName
+        };
+        let reference = snapshot(config, &c.origin, database.as_deref())
+            .await
+            .map_err(|e| format!("origin {}: reading its schema: {e}", c.origin));
+        Arrivals {
+            config,
+            origin: c.origin.clone(),
+            database,
+            pairing,
+            reference,
+            // One deadline for the component: receivers wait at the same time in effect.
+            deadline: Instant::now() + timeout,
+            timeout,
+            resume,
+            cancel,
+        }
+    }
+
+    /// Waits for `r` (not at all when its parent did not catch up): its schema differences
+    /// from the origin's once read, and why it does not have the origin's run, if so.
+    pub async fn arrived(
+        &self,
+        r: &Receipt,
+        parent_failed: bool,
+        tracker: &Tracker,
+    ) -> (Option<usize>, Result<(), String>) {
+        if parent_failed {
+            return (
+                None,
+                Err(format!(
+                    "{} (which it receives from) did not catch up",
+                    r.parent
+                )),
+            );
+        }
+        let mut differences = None;
+        let res: Result<(), String> = async {
+            let end = binlog_end(self.config, &r.parent).await?;
+            wait_caught_up(
+                self.config,
+                r,
+                &end,
+                self.timeout,
+                self.deadline,
+                self.resume,
+                tracker,
+                self.cancel,
+            )
+            .await?;
+            let reference = self.reference.as_ref().map_err(Clone::clone)?;
+            let snap = snapshot(self.config, &r.server, self.database.as_deref())
+                .await
+                .map_err(|e| format!("reading its schema: {e}"))?;
+            let d = cmigrate::diff(reference, &snap, self.pairing, &cmigrate::Hints::default());
+            differences = Some(d.differences.len());
+            if !d.equal {
+                let first3: Vec<String> =
+                    d.differences.iter().take(3).map(|x| x.to_string()).collect();
+                return Err(format!(
+                    "sync {} caught up but the schema differs from origin {}'s: {} difference(s): {}",
+                    r.edge.display,
+                    self.origin,
+                    d.differences.len(),
+                    first3.join("; ")
+                ));
+            }
+            Ok(())
+        }
+        .await;
+        (differences, res)
     }
 }
 
@@ -287,57 +413,23 @@ pub async fn follow(
     plans: &[ServerPlan],
     timeout: Duration,
     tracker: &Tracker,
+    cancel: &CancellationToken,
 ) -> Vec<Received> {
     let mut out: Vec<Received> = Vec::new();
-    let database = req.database();
-    let pairing = if database.is_some() {
-        Pairing::Single
-    } else {
-        Pairing::ByName
-    };
-    let reference = snapshot(config, &c.origin, database.as_deref()).await;
-    // One deadline for the component: receivers wait at the same time in effect.
-    let deadline = Instant::now() + timeout;
+    let arrivals = Arrivals::new(config, req, c, timeout, UP_RESUME, cancel).await;
     for r in &c.receivers {
         let plan = plans.iter().find(|p| p.server == r.server);
-        let mut rec = Received {
-            server: r.server.clone(),
-            recorded: Vec::new(),
-            schema_differences: None,
-            error: None,
-        };
         let first = plan.and_then(|p| p.files.first().copied());
         let parent_failed = out
             .iter()
             .any(|o| o.server == r.parent && o.error.is_some());
-        let res: Result<(), String> = async {
-            if parent_failed {
-                return Err(format!("{} (which it receives from) did not catch up", r.parent));
-            }
-            let end = binlog_end(config, &r.parent).await?;
-            wait_caught_up(config, r, &end, timeout, deadline, tracker).await?;
-            let reference = reference
-                .as_ref()
-                .map_err(|e| format!("origin {}: reading its schema: {e}", c.origin))?;
-            let snap = snapshot(config, &r.server, database.as_deref())
-                .await
-                .map_err(|e| format!("reading its schema: {e}"))?;
-            let d = cmigrate::diff(reference, &snap, pairing, &cmigrate::Hints::default());
-            rec.schema_differences = Some(d.differences.len());
-            if !d.equal {
-                let first3: Vec<String> =
-                    d.differences.iter().take(3).map(|x| x.to_string()).collect();
-                return Err(format!(
-                    "sync {} caught up but the schema differs from origin {}'s: {} difference(s): {}",
-                    r.edge.display,
-                    c.origin,
-                    d.differences.len(),
-                    first3.join("; ")
-                ));
-            }
-            Ok(())
-        }
-        .await;
+        let (schema_differences, res) = arrivals.arrived(r, parent_failed, tracker).await;
+        let mut rec = Received {
+            server: r.server.clone(),
+            recorded: Vec::new(),
+            schema_differences,
+            error: None,
+        };
         if let Err(e) = res {
             rec.error = Some((first, e));
             out.push(rec);

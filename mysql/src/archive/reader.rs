@@ -41,8 +41,11 @@ use super::ArchiveError;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Coverage {
     pub server: String,
-    /// Where archiving started: every transaction after it is in the archive.
+    /// Where archiving started (or, pruned, where its first segment starts): every
+    /// transaction after it is in the archive.
     pub start: Position,
+    /// Commit time (ms since the epoch) of the first stored record; 0 when there is none.
+    pub start_commit_ms: u64,
     /// Position after the last stored record (transaction or heartbeat).
     pub end: Position,
     /// Commit time (ms since the epoch) of the last stored record; 0 when there is none.
@@ -58,6 +61,7 @@ struct OpenPart {
     file: File,
     start: Position,
     last: Position,
+    first_commit_ms: u64,
     last_commit_ms: u64,
     transactions: u64,
     bytes: u64,
@@ -122,7 +126,13 @@ impl Archive {
             };
             // The writer may have rolled between the two reads: then start again.
             let again = Index::load(dir, server).map_err(ArchiveError::Invalid)?;
-            if again.segments.len() != index.segments.len() {
+            let ends = |i: &Index| {
+                (
+                    i.segments.first().map(|e| e.seq),
+                    i.segments.last().map(|e| e.seq),
+                )
+            };
+            if ends(&again) != ends(&index) {
                 continue;
             }
             let open = match file {
@@ -291,9 +301,12 @@ impl Archive {
     }
 
     pub fn coverage(&self) -> Result<Coverage, ArchiveError> {
-        let first_start = match (self.index.segments.first(), &self.open) {
-            (Some(e), _) => e.start_pos().map_err(ArchiveError::Invalid)?,
-            (None, Some(o)) => o.start.clone(),
+        let (first_start, start_ms) = match (self.index.segments.first(), &self.open) {
+            (Some(e), _) => (
+                e.start_pos().map_err(ArchiveError::Invalid)?,
+                e.first_commit_ms,
+            ),
+            (None, Some(o)) => (o.start.clone(), o.first_commit_ms),
             (None, None) => return Err(ArchiveError::Invalid("empty archive".into())),
         };
         let (mut end, mut end_ms) = match self.index.segments.last() {
@@ -314,6 +327,7 @@ impl Archive {
         Ok(Coverage {
             server: self.server.clone(),
             start: first_start,
+            start_commit_ms: start_ms,
             end,
             end_commit_ms: end_ms,
             finished_segments: self.index.segments.len(),
@@ -401,6 +415,7 @@ fn read_open(path: &Path, file: File) -> Result<OpenPart, ArchiveError> {
         file: file.try_clone().map_err(|e| ArchiveError::io(path, e))?,
         start: Position::new("", 0),
         last: Position::new("", 0),
+        first_commit_ms: 0,
         last_commit_ms: 0,
         transactions: 0,
         bytes: len,
@@ -411,6 +426,9 @@ fn read_open(path: &Path, file: File) -> Result<OpenPart, ArchiveError> {
     scan_open_frames(path, &mut input, &mut on_header, &mut |t: Transaction| {
         if !t.is_empty() {
             part.transactions += 1;
+        }
+        if part.first_commit_ms == 0 {
+            part.first_commit_ms = t.commit_ts_ms;
         }
         part.last = t.position;
         part.last_commit_ms = t.commit_ts_ms;

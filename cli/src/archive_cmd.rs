@@ -301,11 +301,11 @@ async fn status(config: &Config, server: &str, store: &Store, json: bool) -> Res
         return Ok(());
     }
     println!("binlog archive of {server} in {}", store.describe());
-    println!(
-        "  from       {} (first commit {})",
-        cov.start,
-        show_ms(cov.start_commit_ms)
-    );
+    let first = match cov.start_commit_ms {
+        0 => "none yet".to_string(),
+        ms => show_ms(ms),
+    };
+    println!("  from       {} (first commit {first})", cov.start);
     println!(
         "  to         {} (last commit {})",
         cov.end,

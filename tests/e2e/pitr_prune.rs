@@ -1,8 +1,9 @@
 //! `[backup] archive_prune = true`: the archiver deletes the archive's segments that no
 //! backup of its server needs, behind the oldest complete backup, in a local directory and in
-//! a bucket (SeaweedFS). Checked against the archive's own index and objects, the PITR range
-//! check of the oldest backup, and a restore from the remaining backup to a GTID compared row
-//! by row with the source.
+//! a bucket (SeaweedFS). Checked against the archive's own index and objects, `archive
+//! status`, the metric and log line, the PITR range check of the oldest backup, orphan
+//! cleanup, a SIGKILL and restart of the archiver on its pruned archive, and a restore from
+//! the remaining backup to a GTID compared row by row with the source.
 
 use std::time::Duration;
 
@@ -199,6 +200,16 @@ async fn prune_behind_oldest_backup(p: &mut Pitr, root: &Store) -> Result<()> {
         ix[0].start
     );
     ensure!(ix[0].seq > before[0].seq, "the first segment did not move");
+    // `archive status` shows where the archive now starts.
+    let status = p.status().await?;
+    let start: Position = status["start"].as_str().context("start")?.parse()?;
+    ensure!(
+        status["first_segment"].as_u64() == Some(ix[0].seq)
+            && start.binlog == ix[0].start
+            && status["start_commit_ms"].as_u64().unwrap_or(0) > 0,
+        "status {status} vs first segment {:?}",
+        ix[0]
+    );
     // Every segment before the first is gone from the archive's storage.
     let objects = segment_objects(&archive).await?;
     ensure!(
@@ -236,6 +247,11 @@ async fn prune_behind_oldest_backup(p: &mut Pitr, root: &Store) -> Result<()> {
         log.contains("binlog archive pruned behind the oldest backup"),
         "no prune line in the archiver's log"
     );
+
+    // SIGKILL and a restart: the archiver resumes on the pruned index (with a bucket, its
+    // spool's index still lists the pruned segments) and keeps the archive whole.
+    p.archiver.kill9()?;
+    p.archiver.restart()?;
 
     // PITR from backup 2 to a GTID: row by row equal to the source then.
     let (gtid, state) = {

@@ -9,7 +9,10 @@
 //!   appending: the scan ends before it.
 //!
 //! A reader may run beside a live writer: [`Archive::open`] pins the open segment's file
-//! handle and retries if the writer rolled it in between.
+//! handle and retries if the writer rolled it in between, or pruned the archive's front
+//! (`[backup] archive_prune`) between reading the index and checking its files (likewise
+//! [`Archive::open_store`] for a bucket). A pruned segment is one no replay from a backup
+//! reads.
 //!
 //! An archive in object storage ([`Archive::open_store`] on an `s3://` location) is read the
 //! same way: its `index.json` is fetched once; a segment is downloaded when a scan reaches it
@@ -126,12 +129,6 @@ impl Archive {
             };
             // The writer may have rolled between the two reads: then start again.
             let again = Index::load(dir, server).map_err(ArchiveError::Invalid)?;
-            let ends = |i: &Index| {
-                (
-                    i.segments.first().map(|e| e.seq),
-                    i.segments.last().map(|e| e.seq),
-                )
-            };
             if ends(&again) != ends(&index) {
                 continue;
             }
@@ -147,7 +144,14 @@ impl Archive {
                 open,
                 remote: None,
             };
-            archive.check_chain()?;
+            if let Err(e) = archive.check_chain() {
+                // A pruning pass between reading the index and checking its files: read again.
+                let now = Index::load(dir, server).map_err(ArchiveError::Invalid)?;
+                if ends(&now) != ends(&archive.index) {
+                    continue;
+                }
+                return Err(e);
+            }
             if archive.index.segments.is_empty() && archive.open.is_none() {
                 return Err(ArchiveError::Invalid(format!(
                     "the binlog archive of server {server} at {} is empty",
@@ -168,6 +172,30 @@ impl Archive {
         if let Some(dir) = store.local_root() {
             return Archive::open(dir, server);
         }
+        let mut tries = 0;
+        loop {
+            let archive = Archive::open_remote(store, server).await?;
+            if let Err(e) = archive.check_chain() {
+                // A pruning pass between reading the index and listing the objects: again.
+                tries += 1;
+                let now = Archive::open_remote(store, server).await?;
+                if tries < 3 && ends(&now.index) != ends(&archive.index) {
+                    continue;
+                }
+                return Err(e);
+            }
+            if archive.index.segments.is_empty() {
+                return Err(ArchiveError::Invalid(format!(
+                    "the binlog archive of server {server} at {} has no uploaded segment yet",
+                    archive.place
+                )));
+            }
+            return Ok(archive);
+        }
+    }
+
+    /// The bucket's index and object names, unchecked.
+    async fn open_remote(store: &Store, server: &str) -> Result<Archive, ArchiveError> {
         let place = store.describe();
         let text = match store.get(INDEX_FILE).await {
             Ok(t) => t,
@@ -195,13 +223,6 @@ impl Archive {
                 handle: tokio::runtime::Handle::current(),
             }),
         };
-        archive.check_chain()?;
-        if archive.index.segments.is_empty() {
-            return Err(ArchiveError::Invalid(format!(
-                "the binlog archive of server {server} at {} has no uploaded segment yet",
-                archive.place
-            )));
-        }
         Ok(archive)
     }
 
@@ -393,6 +414,15 @@ impl Archive {
         }
         Ok(())
     }
+}
+
+/// The first and last segment numbers of an index: they change when a segment is rolled or
+/// the archive is pruned.
+fn ends(i: &Index) -> (Option<u64>, Option<u64>) {
+    (
+        i.segments.first().map(|e| e.seq),
+        i.segments.last().map(|e| e.seq),
+    )
 }
 
 /// Creates `path` readable by its owner only (a downloaded segment holds row data).

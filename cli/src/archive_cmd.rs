@@ -44,6 +44,10 @@ pub struct ArchiveArgs {
     /// bucket: only finished segments are uploaded).
     #[arg(long)]
     pub segment_seconds: Option<u64>,
+    /// With `[backup] archive_prune = true`: list the backups for pruning every this many
+    /// seconds instead of every 60 (for tests).
+    #[arg(long, hide = true)]
+    pub prune_seconds: Option<u64>,
     /// Without a subcommand: run the archiver until SIGINT/SIGTERM.
     #[command(subcommand)]
     pub action: Option<ArchiveAction>,
@@ -99,10 +103,14 @@ impl ArchiveArgs {
             Some(s) => Duration::from_secs(s.max(1)),
             None => default_options(store).segment_age,
         };
+        let defaults = ArchiveOptions::default();
         ArchiveOptions {
             segment_bytes: self.segment_mb.max(1) << 20,
             segment_age: age,
-            ..ArchiveOptions::default()
+            prune_every: self
+                .prune_seconds
+                .map_or(defaults.prune_every, |s| Duration::from_secs(s.max(1))),
+            ..defaults
         }
     }
 }
@@ -132,6 +140,15 @@ fn archive_target(config: &Config, server: &str, store: &Store) -> (PathBuf, Opt
         Some(dir) => (dir.to_path_buf(), None),
         None => (spool_dir(config, server), Some(store.clone())),
     }
+}
+
+/// The backups' root when `[backup] archive_prune` is on: the archiver prunes behind the
+/// oldest backup found there.
+fn prune_root(config: &Config) -> Result<Option<Store>> {
+    if !config.backup.archive_prune {
+        return Ok(None);
+    }
+    Ok(Some(Store::open(&config.backup)?))
 }
 
 fn spool_dir(config: &Config, server: &str) -> PathBuf {
@@ -189,6 +206,7 @@ async fn archive(config: &Config, server: &str, store: &Store, opts: ArchiveOpti
     // A missing bucket or refused credentials: one line now, not a retry loop.
     store.check().await?;
     let (dir, upload) = archive_target(config, server, store);
+    let prune = prune_root(config)?;
     let cancel = CancellationToken::new();
     let addr = http::serve(
         config.metrics_addr()?,
@@ -197,7 +215,7 @@ async fn archive(config: &Config, server: &str, store: &Store, opts: ArchiveOpti
     )
     .await?;
     tracing::info!(metrics = %addr, server, "fleetsync binlog archiver running");
-    let task = tokio::spawn(run_archiver(spec, dir, upload, opts, cancel.clone()));
+    let task = tokio::spawn(run_archiver(spec, dir, upload, prune, opts, cancel.clone()));
     tokio::pin!(task);
     tokio::select! {
         _ = shutdown_signal() => {}
@@ -241,10 +259,11 @@ pub fn spawn_archivers(
         let store = archive_store(config, name)?;
         let opts = default_options(&store);
         let (dir, upload) = archive_target(config, name, &store);
+        let prune = prune_root(config)?;
         let cancel = cancel.child_token();
         handles.push(tokio::spawn(async move {
             // run_archiver logs its own failure.
-            let _ = run_archiver(spec, dir, upload, opts, cancel).await;
+            let _ = run_archiver(spec, dir, upload, prune, opts, cancel).await;
         }));
     }
     Ok(handles)
@@ -265,6 +284,8 @@ async fn status(config: &Config, server: &str, store: &Store, json: bool) -> Res
             "server": cov.server,
             "location": store.describe(),
             "start": cov.start.to_string(),
+            "start_commit_ms": cov.start_commit_ms,
+            "first_segment": archive.index().segments.first().map(|e| e.seq),
             "end": cov.end.to_string(),
             "end_gtid": cov.end.gtid.as_ref().map(|g| g.to_string()),
             "end_commit_ms": cov.end_commit_ms,
@@ -280,7 +301,11 @@ async fn status(config: &Config, server: &str, store: &Store, json: bool) -> Res
         return Ok(());
     }
     println!("binlog archive of {server} in {}", store.describe());
-    println!("  from       {}", cov.start);
+    let first = match cov.start_commit_ms {
+        0 => "none yet".to_string(),
+        ms => show_ms(ms),
+    };
+    println!("  from       {} (first commit {first})", cov.start);
     println!(
         "  to         {} (last commit {})",
         cov.end,

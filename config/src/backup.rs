@@ -100,6 +100,12 @@ pub struct BackupConfig {
     /// Default `<state_dir>/`[`DEFAULT_ARCHIVE_SPOOL_SUBDIR`]; see [`BackupConfig::archive_spool`].
     #[serde(default)]
     pub archive_spool_dir: Option<PathBuf>,
+    /// The archiver deletes the archive's segments that no backup of its server needs: those
+    /// before the segment a replay from the oldest complete backup starts in (checked about
+    /// once a minute). Off by default: an operator may replay the archive onto a server
+    /// restored by other means, from a position older than every backup.
+    #[serde(default)]
+    pub archive_prune: bool,
 }
 
 /// The archive spool's directory under `state_dir` when `archive_spool_dir` is unset: local
@@ -124,6 +130,7 @@ impl Default for BackupConfig {
             schedule: None,
             archive_binlog: false,
             archive_spool_dir: None,
+            archive_prune: false,
         }
     }
 }

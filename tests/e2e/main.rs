@@ -18,7 +18,8 @@
 //! turn, scaled 1 → 3 → 1; takeover figures; an ignored throughput benchmark for 1, 2, 3 members),
 //! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
 //! `pitr` (binlog archive and point-in-time replay), `pitr_s3` (the archive in a bucket:
-//! uploads, kills, an outage), `transfer` (export/import),
+//! uploads, kills, an outage), `pitr_prune` (`archive_prune`: the archive shrinks behind the
+//! oldest backup, locally and in a bucket), `transfer` (export/import),
 //! `schema_diff` (schema diff and migrations), `vmigrate` (versioned migrations: one server,
 //! TrinityCore's `updates` table, a fleet rollout), `vmigrate_sync` (versioned migrations
 //! through a one-way sync and a three-member group: run once at the origin, received by the sync), `data_diff` (diff data), `health` (health
@@ -54,6 +55,7 @@ mod kafka_security;
 mod lanes;
 mod loop_prevention;
 mod pitr;
+mod pitr_prune;
 mod pitr_s3;
 mod preflight;
 mod retry_state;

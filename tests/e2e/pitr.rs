@@ -190,6 +190,22 @@ impl Pitr {
         .await
     }
 
+    /// Waits until the archive's end GTID position has reached every domain of `gtid`.
+    pub(crate) async fn wait_covers_gtid_at_least(&self, gtid: &str) -> Result<()> {
+        let goal: fleetsync_proto::GtidSet = gtid.parse()?;
+        wait_until(COVER_TIMEOUT, "archive reaches the GTID", || async {
+            let s = self.status().await?;
+            let end: fleetsync_proto::GtidSet = s["end_gtid"].as_str().unwrap_or("").parse()?;
+            ensure!(
+                goal.iter()
+                    .all(|g| end.get(g.domain).is_some_and(|e| e.seq >= g.seq)),
+                "archive at {s}, want {gtid}"
+            );
+            Ok(())
+        })
+        .await
+    }
+
     pub(crate) async fn replay(&self, from: &str, extra: &[&str]) -> Result<Output> {
         let cfg = self.cfg();
         let mut args = vec![

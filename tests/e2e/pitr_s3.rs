@@ -39,14 +39,14 @@ fn metrics_port(p: &Pitr) -> Result<u16> {
 }
 
 /// The archiver's `/metrics` text.
-async fn scrape(p: &Pitr) -> Result<String> {
+pub(crate) async fn scrape(p: &Pitr) -> Result<String> {
     let (code, body) = http_get(metrics_port(p)?, "/metrics").await?;
     ensure!(code == 200, "/metrics answered {code}");
     Ok(body)
 }
 
 /// The value of the sample of `name` labelled `server="src"`.
-fn sample(metrics: &str, name: &str) -> Option<f64> {
+pub(crate) fn sample(metrics: &str, name: &str) -> Option<f64> {
     metrics
         .lines()
         .filter(|l| l.starts_with(name) && l.contains("server=\"src\""))

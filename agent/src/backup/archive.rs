@@ -27,9 +27,15 @@
 //! Metrics: [`METRIC_ARCHIVE_LAG`] (now minus the commit time of the newest archived
 //! transaction or heartbeat, updated every second even while the stream is down; with a
 //! bucket, of the newest one *in the bucket*, so it includes the upload lag),
-//! [`METRIC_ARCHIVED_TRANSACTIONS`], [`METRIC_ARCHIVED_BYTES`], and with a bucket
+//! [`METRIC_ARCHIVED_TRANSACTIONS`], [`METRIC_ARCHIVED_BYTES`], with pruning on
+//! [`METRIC_ARCHIVE_PRUNED_SEGMENTS`], and with a bucket
 //! [`upload::METRIC_ARCHIVE_UPLOAD_FAILURES`], [`upload::METRIC_ARCHIVE_PENDING_SEGMENTS`].
+//!
+//! With `[backup] archive_prune = true` the archiver also deletes the segments no backup of
+//! its server needs (see [`prune`]): the writer of each index (the writer for a local
+//! archive, the uploader for a bucket) applies it, so nothing else rewrites an index.
 
+pub mod prune;
 pub mod upload;
 mod writer;
 
@@ -59,6 +65,9 @@ pub const METRIC_ARCHIVE_LAG: &str = "fleetsync_pitr_archive_lag_seconds";
 pub const METRIC_ARCHIVED_TRANSACTIONS: &str = "fleetsync_pitr_archived_transactions_total";
 /// Counter: bytes appended to archive segments, before compression. Label `server`.
 pub const METRIC_ARCHIVED_BYTES: &str = "fleetsync_pitr_archived_bytes_total";
+/// Counter: archive segments deleted by pruning (`[backup] archive_prune`; orphans left by an
+/// interrupted pass included). Label `server`.
+pub const METRIC_ARCHIVE_PRUNED_SEGMENTS: &str = "fleetsync_pitr_archive_pruned_segments_total";
 
 /// 64 MiB: a few seconds of a busy server's changes, and small enough to compress quickly
 /// and to skip cheaply when a replay starts late.
@@ -85,6 +94,8 @@ pub struct ArchiveOptions {
     pub segment_age: Duration,
     pub heartbeat_every: Duration,
     pub zstd_level: i32,
+    /// With pruning on: how often the backups are listed (see [`prune`]).
+    pub prune_every: Duration,
 }
 
 impl Default for ArchiveOptions {
@@ -94,6 +105,7 @@ impl Default for ArchiveOptions {
             segment_age: DEFAULT_SEGMENT_AGE,
             heartbeat_every: DEFAULT_HEARTBEAT_EVERY,
             zstd_level: DEFAULT_ARCHIVE_ZSTD_LEVEL,
+            prune_every: prune::DEFAULT_PRUNE_EVERY,
         }
     }
 }
@@ -123,23 +135,44 @@ pub fn archive_spec(
 
 /// Archives `spec`'s binlog into `dir` until cancelled; with `upload` (the server's archive
 /// prefix in a bucket), `dir` is the spool and finished segments are uploaded there (see
-/// [`upload`]). Transient failures (server down, lost connection, bucket unreachable) are
-/// retried with backoff; a purged resume position, a damaged archive directory, a missing
-/// bucket or refused credentials end it with an error.
+/// [`upload`]); with `prune` (the backups' root, `[backup] dir`), segments older than the
+/// oldest backup of the server needs are deleted (see [`prune`]). Transient failures (server
+/// down, lost connection, bucket unreachable) are retried with backoff; a purged resume
+/// position, a damaged archive directory, a missing bucket or refused credentials end it with
+/// an error.
 pub async fn run_archiver(
     spec: SourceSpec,
     dir: PathBuf,
     upload: Option<fleetsync_store::Store>,
+    prune: Option<fleetsync_store::Store>,
     opts: ArchiveOptions,
     cancel: CancellationToken,
 ) -> Result<(), ArchiveError> {
     let covered = Arc::new(Covered::default());
     let mut uploader = None;
+    let mut floor_task = None;
+    let floors = prune.map(|root| {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        floor_task = Some(tokio::spawn(prune::watch_floor(
+            root,
+            spec.name.clone(),
+            opts.prune_every,
+            tx,
+            cancel.clone(),
+        )));
+        rx
+    });
     let lag_source = match upload {
         Some(store) => {
             let mut up = Uploader::new(store, &dir, &spec.name);
+            if let Some(rx) = &floors {
+                up.prune_with(rx.clone());
+            }
             if let Err(e) = reconcile(&mut up, &spec.name, &cancel).await {
                 tracing::error!(server = %spec.name, error = %e, "binlog archiver stopped");
+                if let Some(t) = &floor_task {
+                    t.abort();
+                }
                 return Err(e);
             }
             if cancel.is_cancelled() {
@@ -153,8 +186,11 @@ pub async fn run_archiver(
     };
     let ticker = tokio::spawn(lag_ticker(spec.name.clone(), lag_source, cancel.clone()));
     let mut backoff = Duration::from_secs(1);
+    // The uploader prunes a bucket's index; the writer prunes a local one.
+    let local_floors = if uploader.is_none() { floors } else { None };
     let result = loop {
-        let result = archive_once(&spec, &dir, &opts, &covered, &cancel).await;
+        let result =
+            archive_once(&spec, &dir, &opts, &covered, local_floors.as_ref(), &cancel).await;
         if cancel.is_cancelled() {
             break Ok(());
         }
@@ -182,6 +218,9 @@ pub async fn run_archiver(
         backoff = (backoff * 2).min(MAX_BACKOFF);
     };
     ticker.abort();
+    if let Some(t) = floor_task {
+        t.abort();
+    }
     if let Some(u) = uploader {
         // Stop it too when the archiver ends with an error; it finishes its last upload.
         cancel.cancel();
@@ -221,10 +260,14 @@ async fn archive_once(
     dir: &Path,
     opts: &ArchiveOptions,
     covered: &Covered,
+    floors: Option<&prune::FloorRx>,
     cancel: &CancellationToken,
 ) -> Result<(), ArchiveError> {
     // Reopened on every attempt: recovery makes the files consistent after any failure.
     let mut writer = ArchiveWriter::open(dir, &spec.name, opts.clone())?;
+    if let Some(rx) = floors {
+        writer.prune_with(rx.clone());
+    }
     let mut conn = source::connect(spec).await?;
     let info = source::preflight(&mut conn, spec).await?;
     let from = match writer.resume_position()? {

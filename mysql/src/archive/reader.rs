@@ -9,7 +9,10 @@
 //!   appending: the scan ends before it.
 //!
 //! A reader may run beside a live writer: [`Archive::open`] pins the open segment's file
-//! handle and retries if the writer rolled it in between.
+//! handle and retries if the writer rolled it in between, or pruned the archive's front
+//! (`[backup] archive_prune`) between reading the index and checking its files (likewise
+//! [`Archive::open_store`] for a bucket). A pruned segment is one no replay from a backup
+//! reads.
 //!
 //! An archive in object storage ([`Archive::open_store`] on an `s3://` location) is read the
 //! same way: its `index.json` is fetched once; a segment is downloaded when a scan reaches it
@@ -41,8 +44,11 @@ use super::ArchiveError;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Coverage {
     pub server: String,
-    /// Where archiving started: every transaction after it is in the archive.
+    /// Where archiving started (or, pruned, where its first segment starts): every
+    /// transaction after it is in the archive.
     pub start: Position,
+    /// Commit time (ms since the epoch) of the first stored record; 0 when there is none.
+    pub start_commit_ms: u64,
     /// Position after the last stored record (transaction or heartbeat).
     pub end: Position,
     /// Commit time (ms since the epoch) of the last stored record; 0 when there is none.
@@ -58,6 +64,7 @@ struct OpenPart {
     file: File,
     start: Position,
     last: Position,
+    first_commit_ms: u64,
     last_commit_ms: u64,
     transactions: u64,
     bytes: u64,
@@ -122,7 +129,7 @@ impl Archive {
             };
             // The writer may have rolled between the two reads: then start again.
             let again = Index::load(dir, server).map_err(ArchiveError::Invalid)?;
-            if again.segments.len() != index.segments.len() {
+            if ends(&again) != ends(&index) {
                 continue;
             }
             let open = match file {
@@ -137,7 +144,14 @@ impl Archive {
                 open,
                 remote: None,
             };
-            archive.check_chain()?;
+            if let Err(e) = archive.check_chain() {
+                // A pruning pass between reading the index and checking its files: read again.
+                let now = Index::load(dir, server).map_err(ArchiveError::Invalid)?;
+                if ends(&now) != ends(&archive.index) {
+                    continue;
+                }
+                return Err(e);
+            }
             if archive.index.segments.is_empty() && archive.open.is_none() {
                 return Err(ArchiveError::Invalid(format!(
                     "the binlog archive of server {server} at {} is empty",
@@ -158,6 +172,30 @@ impl Archive {
         if let Some(dir) = store.local_root() {
             return Archive::open(dir, server);
         }
+        let mut tries = 0;
+        loop {
+            let archive = Archive::open_remote(store, server).await?;
+            if let Err(e) = archive.check_chain() {
+                // A pruning pass between reading the index and listing the objects: again.
+                tries += 1;
+                let now = Archive::open_remote(store, server).await?;
+                if tries < 3 && ends(&now.index) != ends(&archive.index) {
+                    continue;
+                }
+                return Err(e);
+            }
+            if archive.index.segments.is_empty() {
+                return Err(ArchiveError::Invalid(format!(
+                    "the binlog archive of server {server} at {} has no uploaded segment yet",
+                    archive.place
+                )));
+            }
+            return Ok(archive);
+        }
+    }
+
+    /// The bucket's index and object names, unchecked.
+    async fn open_remote(store: &Store, server: &str) -> Result<Archive, ArchiveError> {
         let place = store.describe();
         let text = match store.get(INDEX_FILE).await {
             Ok(t) => t,
@@ -185,13 +223,6 @@ impl Archive {
                 handle: tokio::runtime::Handle::current(),
             }),
         };
-        archive.check_chain()?;
-        if archive.index.segments.is_empty() {
-            return Err(ArchiveError::Invalid(format!(
-                "the binlog archive of server {server} at {} has no uploaded segment yet",
-                archive.place
-            )));
-        }
         Ok(archive)
     }
 
@@ -291,9 +322,12 @@ impl Archive {
     }
 
     pub fn coverage(&self) -> Result<Coverage, ArchiveError> {
-        let first_start = match (self.index.segments.first(), &self.open) {
-            (Some(e), _) => e.start_pos().map_err(ArchiveError::Invalid)?,
-            (None, Some(o)) => o.start.clone(),
+        let (first_start, start_ms) = match (self.index.segments.first(), &self.open) {
+            (Some(e), _) => (
+                e.start_pos().map_err(ArchiveError::Invalid)?,
+                e.first_commit_ms,
+            ),
+            (None, Some(o)) => (o.start.clone(), o.first_commit_ms),
             (None, None) => return Err(ArchiveError::Invalid("empty archive".into())),
         };
         let (mut end, mut end_ms) = match self.index.segments.last() {
@@ -314,6 +348,7 @@ impl Archive {
         Ok(Coverage {
             server: self.server.clone(),
             start: first_start,
+            start_commit_ms: start_ms,
             end,
             end_commit_ms: end_ms,
             finished_segments: self.index.segments.len(),
@@ -381,6 +416,15 @@ impl Archive {
     }
 }
 
+/// The first and last segment numbers of an index: they change when a segment is rolled or
+/// the archive is pruned.
+fn ends(i: &Index) -> (Option<u64>, Option<u64>) {
+    (
+        i.segments.first().map(|e| e.seq),
+        i.segments.last().map(|e| e.seq),
+    )
+}
+
 /// Creates `path` readable by its owner only (a downloaded segment holds row data).
 fn private_file(path: &Path) -> std::io::Result<File> {
     let mut o = std::fs::OpenOptions::new();
@@ -401,6 +445,7 @@ fn read_open(path: &Path, file: File) -> Result<OpenPart, ArchiveError> {
         file: file.try_clone().map_err(|e| ArchiveError::io(path, e))?,
         start: Position::new("", 0),
         last: Position::new("", 0),
+        first_commit_ms: 0,
         last_commit_ms: 0,
         transactions: 0,
         bytes: len,
@@ -411,6 +456,9 @@ fn read_open(path: &Path, file: File) -> Result<OpenPart, ArchiveError> {
     scan_open_frames(path, &mut input, &mut on_header, &mut |t: Transaction| {
         if !t.is_empty() {
             part.transactions += 1;
+        }
+        if part.first_commit_ms == 0 {
+            part.first_commit_ms = t.commit_ts_ms;
         }
         part.last = t.position;
         part.last_commit_ms = t.commit_ts_ms;

@@ -262,3 +262,194 @@ async fn uploader_reconciles_spool_and_bucket() {
         .to_string();
     assert!(err.contains("disagree"), "{err}");
 }
+
+/// The position after test transaction `n` (see [`txn`]).
+fn pos_of(n: u64) -> Position {
+    txn(n, false).position
+}
+
+fn floor_at(n: u64) -> prune::Floor {
+    prune::Floor {
+        backup: format!("b{n}"),
+        position: pos_of(n),
+    }
+}
+
+/// The records a replay from `from` reads (after it), by transaction number.
+fn read_after(dir: &Path, from: u64) -> Vec<u64> {
+    let archive = Archive::open(dir, "s").unwrap();
+    let mut seen = Vec::new();
+    archive
+        .scan(&pos_of(from).binlog, |t| {
+            if t.position.binlog > pos_of(from).binlog {
+                seen.push(t.txn_id);
+            }
+            Ok(Flow::Continue)
+        })
+        .unwrap();
+    seen
+}
+
+fn seqs(dir: &Path) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            format::parse_name(&e.unwrap().file_name().to_string_lossy())
+                .and_then(|(seq, done)| done.then_some(seq))
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// A local archive pruned by its writer: the index first, then the files; what is left still
+/// covers a replay from the floor; orphans below the first entry go at the next pass, a file
+/// above the last entry stays.
+#[tokio::test]
+async fn writer_prunes_behind_the_floor() {
+    let tmp = TempDir::new("prune");
+    let dir = tmp.path().join("a");
+    let mut w = ArchiveWriter::open(&dir, "s", test_options()).unwrap();
+    w.begin(&start(), 0).unwrap();
+    for n in 1..=20 {
+        w.append(txn(n, false)).await.unwrap();
+    }
+    drop(w);
+    let before = Index::load(&dir, "s").unwrap();
+    assert!(before.segments.len() >= 5, "{}", before.segments.len());
+
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let mut w = ArchiveWriter::open(&dir, "s", test_options()).unwrap();
+    w.prune_with(rx);
+    let resume = w.resume_position().unwrap().unwrap();
+    w.begin(&resume, 0).unwrap();
+    // No backup: nothing pruned.
+    tx.send_replace(None);
+    w.append(txn(21, false)).await.unwrap();
+    assert_eq!(
+        Index::load(&dir, "s").unwrap().segments[0],
+        before.segments[0]
+    );
+
+    tx.send_replace(Some(floor_at(12)));
+    w.append(txn(22, false)).await.unwrap();
+    let after = Index::load(&dir, "s").unwrap();
+    let first = &after.segments[0];
+    assert!(first.seq > before.segments[0].seq, "nothing pruned");
+    assert!(first.start_pos().unwrap().binlog <= pos_of(12).binlog);
+    assert!(first.last_pos().unwrap().binlog > pos_of(12).binlog);
+    assert_eq!(seqs(&dir)[0], first.seq, "pruned files are gone");
+    assert_eq!(read_after(&dir, 12), (13..=22).collect::<Vec<_>>());
+
+    // Orphans (a pass interrupted after the index): below the first entry removed at the next
+    // pass; above the last entry kept.
+    let last = after.segments.last().unwrap().seq;
+    let some = dir.join(&first.file);
+    std::fs::copy(&some, dir.join(format::finished_name(first.seq - 1))).unwrap();
+    std::fs::copy(&some, dir.join(format::finished_name(last + 50))).unwrap();
+    tx.send_replace(Some(floor_at(12)));
+    w.append(txn(23, false)).await.unwrap();
+    let now = seqs(&dir);
+    assert!(!now.contains(&(first.seq - 1)), "orphan kept: {now:?}");
+    assert!(
+        now.contains(&(last + 50)),
+        "a segment above the index removed"
+    );
+    std::fs::remove_file(dir.join(format::finished_name(last + 50))).unwrap();
+
+    // A floor past every finished segment keeps the last one (the chain's end); the pass runs
+    // before the append, which may roll another segment.
+    let last = Index::load(&dir, "s").unwrap().segments.last().unwrap().seq;
+    tx.send_replace(Some(floor_at(1000)));
+    w.append(txn(24, false)).await.unwrap();
+    drop(w);
+    let index = Index::load(&dir, "s").unwrap();
+    assert_eq!(index.segments[0].seq, last);
+    assert_eq!(seqs(&dir)[0], last);
+    // And the archive reopens and continues from there.
+    let mut w = ArchiveWriter::open(&dir, "s", test_options()).unwrap();
+    let resume = w.resume_position().unwrap().unwrap();
+    w.begin(&resume, 0).unwrap();
+    w.append(txn(25, false)).await.unwrap();
+    drop(w);
+    let kept_from = index.segments[0].start_pos().unwrap();
+    let cov = Archive::open(&dir, "s").unwrap().coverage().unwrap();
+    assert_eq!(cov.start, kept_from);
+    assert_eq!(cov.end.binlog, pos_of(25).binlog);
+}
+
+/// The bucket's archive pruned by the uploader: the index first, then the objects; orphans
+/// below the first entry go, an object above the last stays; a restarted uploader reconciles
+/// the (unpruned) spool index with the pruned bucket and keeps uploading.
+#[tokio::test]
+async fn uploader_prunes_the_bucket() {
+    let tmp = TempDir::new("prune-up");
+    let (spool, bucket) = (tmp.path().join("spool"), tmp.path().join("bucket"));
+    let store = fleetsync_store::Store::local(&bucket);
+    let local = spool_some(&spool, 1..=16).await;
+    let mut up = Uploader::new(store.clone(), &spool, "s");
+    up.reconcile().await.unwrap();
+    up.upload_pending().await.unwrap();
+    assert_eq!(Index::load(&bucket, "s").unwrap().segments, local.segments);
+
+    let last = local.segments.last().unwrap().seq;
+    up.prune_to(&floor_at(9)).await.unwrap();
+    let pruned = Index::load(&bucket, "s").unwrap();
+    let first = &pruned.segments[0];
+    assert!(first.seq > local.segments[0].seq, "nothing pruned");
+    assert!(first.start_pos().unwrap().binlog <= pos_of(9).binlog);
+    assert!(first.last_pos().unwrap().binlog > pos_of(9).binlog);
+    assert_eq!(seqs(&bucket)[0], first.seq, "pruned objects are gone");
+    assert_eq!(
+        read_after(&bucket, 9),
+        (10..=local_records(&local)).collect::<Vec<_>>()
+    );
+
+    std::fs::copy(
+        bucket.join(&first.file),
+        bucket.join(format::finished_name(first.seq - 1)),
+    )
+    .unwrap();
+    std::fs::copy(
+        bucket.join(&first.file),
+        bucket.join(format::finished_name(last + 1)),
+    )
+    .unwrap();
+    up.prune_to(&floor_at(9)).await.unwrap();
+    let now = seqs(&bucket);
+    assert!(!now.contains(&(first.seq - 1)), "orphan kept: {now:?}");
+    assert!(
+        now.contains(&(last + 1)),
+        "an uploaded, not yet indexed segment removed"
+    );
+
+    // A restart: the spool's index still lists the pruned segments; no disagreement.
+    let mut up = Uploader::new(store.clone(), &spool, "s");
+    up.reconcile().await.unwrap();
+    // The open segment holds records after the finished ones: continue after the last.
+    let w = ArchiveWriter::open(&spool, "s", test_options()).unwrap();
+    let n = (w.resume_position().unwrap().unwrap().binlog.pos - 1000) / 100;
+    drop(w);
+    let more = spool_some(&spool, n + 1..=n + 8).await;
+    up.upload_pending().await.unwrap();
+    let uploaded = Index::load(&bucket, "s").unwrap();
+    assert_eq!(uploaded.segments[0], pruned.segments[0]);
+    assert_eq!(uploaded.segments.last(), more.segments.last());
+    assert_eq!(
+        read_after(&bucket, 9),
+        (10..=local_records(&more)).collect::<Vec<_>>()
+    );
+    // A lost spool is seeded with the pruned index and resumes from the bucket's end.
+    std::fs::remove_dir_all(&spool).unwrap();
+    let mut up = Uploader::new(store, &spool, "s");
+    up.reconcile().await.unwrap();
+    let w = ArchiveWriter::open(&spool, "s", test_options()).unwrap();
+    assert_eq!(
+        w.resume_position().unwrap(),
+        Some(more.segments.last().unwrap().last_pos().unwrap())
+    );
+}
+
+fn local_records(index: &Index) -> u64 {
+    index.segments.iter().map(|e| e.records).sum()
+}

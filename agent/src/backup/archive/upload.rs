@@ -8,7 +8,11 @@
 //! it, so a reader never sees an index entry without its object.
 //!
 //! Invariants (what makes the bucket's archive gap- and duplicate-free across crashes):
-//! * The bucket's index is always a prefix of the spool's index (same entries, same order).
+//! * The bucket's index is always a prefix of the spool's index (same entries, same order),
+//!   once the spool's entries below the bucket's first are set aside: with
+//!   `[backup] archive_prune` the uploader also prunes the bucket's index from the front (see
+//!   [`super::prune`]); the spool's index keeps those entries (their files left the spool
+//!   when they were uploaded).
 //!   An entry is appended to the bucket's index only after its object is uploaded, and only if
 //!   its sequence number is after the bucket's last: uploading a segment twice (a crash
 //!   between the object and the index, or an index PUT whose reply was lost) overwrites the
@@ -37,6 +41,7 @@ use fleetsync_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::prune::{self, Floor, FloorRx};
 use super::{ArchiveError, Covered, Index, IndexEntry};
 use crate::source::stream::now_ms;
 
@@ -90,6 +95,9 @@ pub struct Uploader {
     seen: Option<(SystemTime, u64)>,
     failures: metrics::Counter,
     pending: metrics::Gauge,
+    /// `[backup] archive_prune`: the oldest backup's position, and whether a pass is due
+    /// (see [`super::prune`]).
+    prune: Option<(FloorRx, bool)>,
 }
 
 impl Uploader {
@@ -106,7 +114,60 @@ impl Uploader {
             seen: None,
             failures: metrics::counter!(METRIC_ARCHIVE_UPLOAD_FAILURES, &labels),
             pending: metrics::gauge!(METRIC_ARCHIVE_PENDING_SEGMENTS, &labels),
+            prune: None,
         }
+    }
+
+    /// Prunes the bucket's archive behind the floors `rx` publishes: a pass after the first
+    /// upload round, then one per published floor (see [`super::prune`]).
+    pub fn prune_with(&mut self, rx: FloorRx) {
+        self.prune = Some((rx, true));
+    }
+
+    /// A pruning pass when one is due. A failure is logged; uploading goes on.
+    pub async fn prune_if_due(&mut self) {
+        let Some((rx, due)) = self.prune.as_mut() else {
+            return;
+        };
+        let Some(floor) = prune::take_floor(rx, due) else {
+            return;
+        };
+        if let Err(e) = self.prune_to(&floor).await {
+            tracing::warn!(server = %self.server, bucket = %self.store.describe(), error = %e, "binlog archive prune failed (retried at the next pass)");
+        }
+    }
+
+    /// Shortens the bucket's index to what a replay from `floor` needs, then deletes the
+    /// segments it no longer lists, then orphans below its first entry.
+    pub async fn prune_to(&mut self, floor: &Floor) -> Result<(), ArchiveError> {
+        let n = prune::prunable(&self.bucket.segments, &floor.position.binlog)
+            .map_err(ArchiveError::Invalid)?;
+        let mut gone = Vec::new();
+        if n > 0 {
+            let mut next = self.bucket.clone();
+            gone = next.segments.drain(..n).collect::<Vec<_>>();
+            let text = serde_json::to_vec_pretty(&next)
+                .map_err(|err| ArchiveError::Invalid(format!("encoding the index: {err}")))?;
+            self.store.put(INDEX_FILE, text.into()).await?;
+            self.bucket = next;
+            for e in &gone {
+                self.store.delete(&e.file).await?;
+            }
+        }
+        let names = self.store.list("").await?;
+        let orphans = prune::orphans(names.iter().map(|e| e.key.as_str()), &self.bucket);
+        for name in &orphans {
+            self.store.delete(name).await?;
+        }
+        prune::report(
+            &self.server,
+            &self.store.describe(),
+            floor,
+            &gone,
+            orphans.len(),
+            &self.bucket,
+        );
+        Ok(())
     }
 
     /// The commit time of the newest record in the bucket (the lag gauge's source).
@@ -121,21 +182,25 @@ impl Uploader {
             .map_err(|e| ArchiveError::io(&self.spool, e))?;
         let bucket = self.fetch_index().await?;
         let local = Index::load(&self.spool, &self.server).map_err(ArchiveError::Invalid)?;
-        let common = local
-            .segments
+        // A pruned bucket's index starts later than the spool's: compare from its first entry.
+        let pruned = bucket.segments.first().map_or(0, |b| {
+            local.segments.iter().take_while(|l| l.seq < b.seq).count()
+        });
+        let local_tail = &local.segments[pruned..];
+        let common = local_tail
             .iter()
             .zip(&bucket.segments)
             .take_while(|(a, b)| a == b)
             .count();
-        if common < local.segments.len() && common < bucket.segments.len() {
+        if common < local_tail.len() && common < bucket.segments.len() {
             return Err(ArchiveError::Invalid(format!(
                 "the archive spool {} and {} disagree at segment {}: another archiver writes there, or the spool belongs to another archive; move the spool away to resume from the bucket",
                 self.spool.display(),
                 self.store.describe(),
-                local.segments[common].seq
+                local_tail[common].seq
             )));
         }
-        if bucket.segments.len() > local.segments.len() {
+        if bucket.segments.len() > local_tail.len() {
             tracing::warn!(server = %self.server, spool = %self.spool.display(), bucket = %self.store.describe(), local = local.segments.len(), uploaded = bucket.segments.len(), "the archive spool is behind the bucket (a new or lost spool): resuming from the bucket's end");
             super::writer::store_index(&bucket, &self.spool)
                 .map_err(|e| ArchiveError::io(&self.spool.join(INDEX_FILE), e))?;
@@ -243,6 +308,7 @@ impl Uploader {
                     backoff = Duration::from_secs(1);
                     self.status.consecutive_failures = 0;
                     self.status.last_error = None;
+                    self.prune_if_due().await;
                     UPLOAD_POLL
                 }
                 Err(e) => {

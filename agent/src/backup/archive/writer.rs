@@ -12,6 +12,9 @@
 //!   step leaves exactly one copy of every record.
 //! * Every segment starts with a header naming the position it continues from, equal to the
 //!   previous segment's last position; readers check that chain.
+//! * Pruning (`[backup] archive_prune`, see [`super::prune`]) happens here too, between two
+//!   appends, so the index has one writer: the shortened index is stored first, then the
+//!   files it no longer lists are removed.
 //! * Heartbeats (position-only transactions) advance the covered position and time used for
 //!   the lag metric at once, but are stored at most every `heartbeat_every`, so an idle server
 //!   costs a record every few seconds while a reader can still see how far the archive reaches.
@@ -30,6 +33,7 @@ use super::format::{
     write_frame, FrameEnd, Index, IndexEntry, Record, SegmentHeader, ARCHIVE_FORMAT, INDEX_FILE,
     KIND_HEADER, KIND_TXN,
 };
+use super::prune::{self, Floor, FloorRx};
 use super::{ArchiveError, ArchiveOptions, METRIC_ARCHIVED_BYTES, METRIC_ARCHIVED_TRANSACTIONS};
 use crate::publish::Publisher;
 use crate::SourceError;
@@ -76,6 +80,9 @@ pub struct ArchiveWriter {
     covered: Arc<Covered>,
     txns: metrics::Counter,
     bytes: metrics::Counter,
+    /// `[backup] archive_prune`: the oldest backup's position, and whether a pass is due
+    /// (see [`super::prune`]).
+    prune: Option<(FloorRx, bool)>,
 }
 
 impl ArchiveWriter {
@@ -133,6 +140,7 @@ impl ArchiveWriter {
             covered,
             txns: metrics::counter!(METRIC_ARCHIVED_TRANSACTIONS, &labels),
             bytes: metrics::counter!(METRIC_ARCHIVED_BYTES, &labels),
+            prune: None,
         };
         if let Some(&seq) = open_seqs.first() {
             writer.open = writer.recover_open(seq)?;
@@ -149,6 +157,60 @@ impl ArchiveWriter {
             Some(e) => e.last_pos().map(Some).map_err(ArchiveError::Invalid),
             None => Ok(None),
         }
+    }
+
+    /// Prunes this (local) archive behind the floors `rx` publishes: a pass at the first
+    /// append, then one per published floor (see [`super::prune`]).
+    pub fn prune_with(&mut self, rx: FloorRx) {
+        self.prune = Some((rx, true));
+    }
+
+    /// A pruning pass when one is due: the shortened index first, then the files; then
+    /// orphans below the index's first entry. A failure is logged; archiving goes on.
+    fn prune_if_due(&mut self) {
+        let Some((rx, due)) = self.prune.as_mut() else {
+            return;
+        };
+        let Some(floor) = prune::take_floor(rx, due) else {
+            return;
+        };
+        if let Err(e) = self.prune_to(&floor) {
+            tracing::warn!(server = %self.server, dir = %self.dir.display(), error = %e, "binlog archive prune failed (retried at the next pass)");
+        }
+    }
+
+    fn prune_to(&mut self, floor: &Floor) -> Result<(), ArchiveError> {
+        let n = prune::prunable(&self.index.segments, &floor.position.binlog)
+            .map_err(ArchiveError::Invalid)?;
+        let mut gone = Vec::new();
+        if n > 0 {
+            let mut next = self.index.clone();
+            gone = next.segments.drain(..n).collect::<Vec<_>>();
+            store_index(&next, &self.dir)
+                .map_err(|e| ArchiveError::io(&self.dir.join(INDEX_FILE), e))?;
+            self.index = next;
+            for e in &gone {
+                remove_if_present(&self.dir.join(&e.file))?;
+            }
+        }
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| ArchiveError::io(&self.dir, e))? {
+            let entry = entry.map_err(|e| ArchiveError::io(&self.dir, e))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        let orphans = prune::orphans(names.iter().map(String::as_str), &self.index);
+        for name in &orphans {
+            remove_if_present(&self.dir.join(name))?;
+        }
+        prune::report(
+            &self.server,
+            &self.dir.display().to_string(),
+            floor,
+            &gone,
+            orphans.len(),
+            &self.index,
+        );
+        Ok(())
     }
 
     /// The shared "covered up to" time, for the lag gauge.
@@ -301,6 +363,7 @@ impl ArchiveWriter {
 
     /// Appends one transaction (or heartbeat); rolls the segment when it is big or old enough.
     pub async fn append(&mut self, txn: Transaction) -> Result<(), ArchiveError> {
+        self.prune_if_due();
         let heartbeat = txn.is_empty();
         self.covered.set(txn.commit_ts_ms);
         if heartbeat && self.last_stored.elapsed() < self.opts.heartbeat_every {
@@ -395,6 +458,15 @@ impl OpenSegment {
     }
 }
 
+/// Removes `path`; an absent file is fine.
+fn remove_if_present(path: &Path) -> Result<(), ArchiveError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ArchiveError::io(path, e)),
+    }
+}
+
 /// zstd-compresses `src` into `dir/name` via a temp file; returns (sha256 hex, size).
 fn compress(src: &Path, dir: &Path, name: &str, level: i32) -> std::io::Result<(String, u64)> {
     let tmp = dir.join(format!("{name}.tmp"));
@@ -444,5 +516,6 @@ pub(super) fn test_options() -> ArchiveOptions {
         segment_age: std::time::Duration::from_secs(3600),
         heartbeat_every: std::time::Duration::ZERO,
         zstd_level: 3,
+        prune_every: super::prune::DEFAULT_PRUNE_EVERY,
     }
 }

@@ -226,14 +226,7 @@ pub async fn up(a: &UpArgs) -> Result<()> {
         yes: a.yes,
         sync_timeout: std::time::Duration::from_secs(a.sync_timeout),
     };
-    let sink = if a.queue.json {
-        Quiet::arc()
-    } else {
-        Bar::for_terminal()
-    };
-    let tracker = Tracker::new(sink);
-    // The CLI is stopped by Ctrl-C, not by a cancel: a token nobody fires.
-    let never = tokio_util::sync::CancellationToken::new();
+    let (tracker, never) = cli_run(a.queue.json);
     let report = service::up(&config, &req, &tracker, &never).await?;
     drop(tracker);
     if a.queue.json {
@@ -345,6 +338,20 @@ pub fn print_fleet(r: &FleetReport) {
     }
 }
 
+/// A rollout's tracker on the command line (a progress bar on a terminal, nothing with
+/// `--json`) and its cancel token: the CLI is stopped by Ctrl-C, so nobody fires it.
+fn cli_run(json: bool) -> (std::sync::Arc<Tracker>, tokio_util::sync::CancellationToken) {
+    let sink = if json {
+        Quiet::arc()
+    } else {
+        Bar::for_terminal()
+    };
+    (
+        Tracker::new(sink),
+        tokio_util::sync::CancellationToken::new(),
+    )
+}
+
 pub async fn undo(a: &UndoArgs) -> Result<()> {
     let config = crate::opts::load_config(a.queue.config()?).await?;
     let req = UndoRequest {
@@ -352,13 +359,7 @@ pub async fn undo(a: &UndoArgs) -> Result<()> {
         to: a.to.clone(),
         sync_timeout: std::time::Duration::from_secs(a.sync_timeout),
     };
-    let sink = if a.queue.json {
-        Quiet::arc()
-    } else {
-        Bar::for_terminal()
-    };
-    let tracker = Tracker::new(sink);
-    let never = tokio_util::sync::CancellationToken::new();
+    let (tracker, never) = cli_run(a.queue.json);
     let r = service::undo(&config, &req, &tracker, &never).await?;
     drop(tracker);
     print_change(&r, a.queue.json)

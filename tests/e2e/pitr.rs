@@ -648,11 +648,8 @@ async fn pitr_backup_restore_to_time() -> Result<()> {
     backup_restore_to_time(&mut Pitr::start(&[], &[]).await?).await
 }
 
-/// The body of [`pitr_backup_restore_to_time`], for any `[backup] dir` (a local directory
-/// or a bucket: `pitr_s3`).
-pub(crate) async fn backup_restore_to_time(p: &mut Pitr) -> Result<()> {
-    let src = &p.pair.src;
-    src.exec(PHASE_A).await?;
+/// `backup create --json` of src's `app` database; returns the backup's id.
+pub(crate) async fn create_app_backup(p: &Pitr) -> Result<String> {
     let out = fleetsync_cmd(&[
         "backup",
         "create",
@@ -672,10 +669,18 @@ pub(crate) async fn backup_restore_to_time(p: &mut Pitr) -> Result<()> {
     );
     let created: serde_json::Value = serde_json::from_slice(&out.stdout)
         .with_context(|| format!("create printed {:?}", String::from_utf8_lossy(&out.stdout)))?;
-    let id = created["id"]
+    Ok(created["id"]
         .as_str()
         .context("id in create's JSON")?
-        .to_string();
+        .to_string())
+}
+
+/// The body of [`pitr_backup_restore_to_time`], for any `[backup] dir` (a local directory
+/// or a bucket: `pitr_s3`).
+pub(crate) async fn backup_restore_to_time(p: &mut Pitr) -> Result<()> {
+    let src = &p.pair.src;
+    src.exec(PHASE_A).await?;
+    let id = create_app_backup(p).await?;
     let before_backup = now_secs() - 1;
     src.exec(PHASE_B).await?;
     let state_b = capture(src, "app").await?;

@@ -13,7 +13,7 @@ use fleetsync_store::Store;
 use fleetsync_tests::s3::S3Server;
 use fleetsync_tests::{fleetsync::toml_str, fleetsync_cmd, wait_until};
 
-use crate::pitr::{assert_same, capture, Pitr, Writer};
+use crate::pitr::{assert_same, capture, create_app_backup, Pitr, Writer};
 use crate::pitr_s3::{sample, scrape};
 use crate::support::STOP_TIMEOUT;
 
@@ -70,25 +70,7 @@ fn seg_name(seq: u64) -> String {
 
 /// `backup create` of `app`; returns the id and the manifest's binlog position.
 async fn backup(p: &Pitr, root: &Store) -> Result<(String, BinlogPosition)> {
-    let out = fleetsync_cmd(&[
-        "backup",
-        "create",
-        "--config",
-        &p.cfg(),
-        "--server",
-        "src",
-        "--include",
-        "app\\..*",
-        "--json",
-    ])
-    .await?;
-    ensure!(
-        out.status.success(),
-        "backup create failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let created: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let id = created["id"].as_str().context("id")?.to_string();
+    let id = create_app_backup(p).await?;
     let m: serde_json::Value =
         serde_json::from_slice(&root.get(&format!("{id}/manifest.json")).await?)?;
     let pos: Position = m["position"].as_str().context("position")?.parse()?;

@@ -9,7 +9,7 @@
 //! twice), the receivers' history records it (`via-sync`); a stopped sync times out naming
 //! the receiver, and `undo` again records it without running more at the origin.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Result};
 use fleetsync_tests::{
@@ -228,8 +228,9 @@ fn queue(dir: &Path, v1: &str) -> Result<()> {
     write(dir, "V2__backfill.sql", V2)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vmigrate_via_one_way_sync() -> Result<()> {
+/// Two servers with the counters table filled, a config syncing `app` from src to dst (sync
+/// `s1`), and the migrations folder's path (not created).
+async fn one_way_pair() -> Result<(Pair, PathBuf, PathBuf)> {
     let pair = Pair::start().await?;
     let (src, dst) = (&pair.src, &pair.dst);
     src.exec(TABLE_SQL).await?;
@@ -241,6 +242,13 @@ async fn vmigrate_via_one_way_sync() -> Result<()> {
         .build();
     let cfg = Fleetsync::write_config(pair.dir.path(), &text)?;
     let mig = pair.dir.path().join("migrations");
+    Ok((pair, cfg, mig))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vmigrate_via_one_way_sync() -> Result<()> {
+    let (pair, cfg, mig) = one_way_pair().await?;
+    let (src, dst) = (&pair.src, &pair.dst);
     queue(&mig, V1)?;
     let mut fsp = Fleetsync::run(&cfg)?;
     fsp.wait_synced(src, dst, "app", SYNC_TIMEOUT).await?;
@@ -627,17 +635,8 @@ async fn v1_rows(db: &MariaDb) -> Result<Vec<(String, String, String)>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vmigrate_undo_via_one_way_sync() -> Result<()> {
-    let pair = Pair::start().await?;
+    let (pair, cfg, mig) = one_way_pair().await?;
     let (src, dst) = (&pair.src, &pair.dst);
-    src.exec(TABLE_SQL).await?;
-    fill(src).await?;
-    let text = ConfigBuilder::new(&pair.state_dir())
-        .server("src", &src.url_root())
-        .server("dst", &dst.url_root())
-        .sync("s1", "src", &["dst"], &["app\\..*"], &[])
-        .build();
-    let cfg = Fleetsync::write_config(pair.dir.path(), &text)?;
-    let mig = pair.dir.path().join("migrations");
     write(&mig, "V1__totals.sql", V1_UNDOABLE)?;
     write(&mig, "U1__totals.sql", U1_UNDOABLE)?;
     let mut fsp = Fleetsync::run(&cfg)?;

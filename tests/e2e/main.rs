@@ -18,7 +18,8 @@
 //! turn, scaled 1 → 3 → 1; takeover figures; an ignored throughput benchmark for 1, 2, 3 members),
 //! `backup` (backup -> restore round trips, damaged backups, retention, scheduled backups),
 //! `pitr` (binlog archive and point-in-time replay), `pitr_s3` (the archive in a bucket:
-//! uploads, kills, an outage), `pitr_prune` (`archive_prune`: the archive shrinks behind the
+//! uploads, kills, an outage), `pitr_failing` (an archiver that cannot archive is reported
+//! failing), `pitr_prune` (`archive_prune`: the archive shrinks behind the
 //! oldest backup, locally and in a bucket), `transfer` (export/import),
 //! `schema_diff` (schema diff and migrations), `vmigrate` (versioned migrations: one server,
 //! TrinityCore's `updates` table, a fleet rollout), `vmigrate_sync` (versioned migrations
@@ -55,6 +56,7 @@ mod kafka_security;
 mod lanes;
 mod loop_prevention;
 mod pitr;
+mod pitr_failing;
 mod pitr_prune;
 mod pitr_s3;
 mod preflight;

@@ -81,7 +81,7 @@ pub(crate) struct Pitr {
 impl Pitr {
     /// Servers, a config with `[backup] dir`, `app` created on the source and `bases` on the
     /// target, and a running archiver of `src`.
-    async fn start(bases: &[&str], extra: &[&str]) -> Result<Pitr> {
+    pub(crate) async fn start(bases: &[&str], extra: &[&str]) -> Result<Pitr> {
         Pitr::start_with(bases, extra, |dir: &Path| {
             format!(
                 "dir = {}\n",

@@ -23,7 +23,7 @@ async fn start(s3: &S3Server, bases: &[&str], extra: &[&str]) -> Result<Pitr> {
 }
 
 /// The port of the archiver's metrics endpoint, from its latest start's log line.
-fn metrics_port(p: &Pitr) -> Result<u16> {
+pub(crate) fn metrics_port(p: &Pitr) -> Result<u16> {
     let log = std::fs::read_to_string(p.archiver.log_path())?;
     let line = log
         .lines()

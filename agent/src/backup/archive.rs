@@ -69,6 +69,15 @@ pub const METRIC_ARCHIVED_BYTES: &str = "fleetsync_pitr_archived_bytes_total";
 /// interrupted pass included). Label `server`.
 pub const METRIC_ARCHIVE_PRUNED_SEGMENTS: &str = "fleetsync_pitr_archive_pruned_segments_total";
 
+/// Gauge: 1 while the archiver is failing (the same kind of non-transient error
+/// [`FAIL_AFTER`] times in a row with nothing archived between them: a missing privilege, a
+/// server setting such as `binlog_row_metadata`), 0 otherwise. It keeps retrying, so a fix is
+/// picked up; the first transaction or heartbeat archived clears it. Label `server`.
+pub const METRIC_ARCHIVE_FAILING: &str = "fleetsync_pitr_archive_failing";
+/// Errors in a row after which the archiver counts as failing (about 15 s of retrying, as a
+/// sync pipeline's `failed`).
+pub const FAIL_AFTER: u32 = 5;
+
 /// 64 MiB: a few seconds of a busy server's changes, and small enough to compress quickly
 /// and to skip cheaply when a replay starts late.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
@@ -186,13 +195,27 @@ pub async fn run_archiver(
     };
     let ticker = tokio::spawn(lag_ticker(spec.name.clone(), lag_source, cancel.clone()));
     let mut backoff = Duration::from_secs(1);
+    let failing = metrics::gauge!(METRIC_ARCHIVE_FAILING, "server" => spec.name.clone());
+    failing.set(0.0);
+    let clearer = tokio::spawn(clear_failing(
+        covered.clone(),
+        failing.clone(),
+        cancel.clone(),
+    ));
+    let mut in_row = 0u32;
     // The uploader prunes a bucket's index; the writer prunes a local one.
     let local_floors = if uploader.is_none() { floors } else { None };
     let result = loop {
+        let before = covered.get();
         let result =
             archive_once(&spec, &dir, &opts, &covered, local_floors.as_ref(), &cancel).await;
         if cancel.is_cancelled() {
             break Ok(());
+        }
+        if covered.get() != before {
+            // Something was archived since the last error: a new row of errors starts.
+            in_row = 0;
+            failing.set(0.0);
         }
         match result {
             Err(e @ ArchiveError::Invalid(_)) => break Err(e),
@@ -206,8 +229,18 @@ pub async fn run_archiver(
                     dir.display()
                 )))
             }
-            Err(e) => {
+            // A lost connection is retried for as long as it takes; the lag metric shows it.
+            Err(e @ ArchiveError::Source(SourceError::Connection { .. })) => {
                 tracing::warn!(server = %spec.name, error = %e, retry_in = ?backoff, "binlog archiver failed, retrying")
+            }
+            Err(e) => {
+                in_row += 1;
+                if in_row >= FAIL_AFTER {
+                    failing.set(1.0);
+                    tracing::error!(server = %spec.name, error = %e, errors_in_a_row = in_row, retry_in = ?backoff, "binlog archiver failing: nothing is archived until this is fixed (retrying, so a fix is picked up)");
+                } else {
+                    tracing::warn!(server = %spec.name, error = %e, retry_in = ?backoff, "binlog archiver failed, retrying");
+                }
             }
             Ok(()) => tracing::warn!(server = %spec.name, "binlog stream ended, reconnecting"),
         }
@@ -218,6 +251,7 @@ pub async fn run_archiver(
         backoff = (backoff * 2).min(MAX_BACKOFF);
     };
     ticker.abort();
+    clearer.abort();
     if let Some(t) = floor_task {
         t.abort();
     }
@@ -230,6 +264,23 @@ pub async fn run_archiver(
         tracing::error!(server = %spec.name, error = %e, "binlog archiver stopped");
     }
     result
+}
+
+/// Clears [`METRIC_ARCHIVE_FAILING`] as soon as anything is archived (the archiver's loop only
+/// sees its errors: a fixed server just streams on).
+async fn clear_failing(covered: Arc<Covered>, failing: metrics::Gauge, cancel: CancellationToken) {
+    let mut last = covered.get();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let now = covered.get();
+        if now != last {
+            failing.set(0.0);
+            last = now;
+        }
+    }
 }
 
 /// [`Uploader::reconcile`], retried with backoff while the bucket is unreachable.

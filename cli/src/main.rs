@@ -230,7 +230,27 @@ fn init_tracing() {
         .init();
 }
 
+/// `fleetsync ... --json | head` closes stdout early: end quietly with the shell's code for
+/// SIGPIPE (141) instead of a panic and a backtrace. Rust ignores SIGPIPE so that writes to a
+/// closed socket are errors rather than a silent death; only a print to stdout gets here.
+fn quiet_broken_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_broken_stdout();
     let cli = Cli::parse();
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -1,7 +1,7 @@
 //! Bad input that needs a running sync first: a stored position whose binlog the source has
 //! since purged. The one-shot refusals (malformed configs, unreachable servers, wrong
 //! passwords, missing privileges, binlog settings, include patterns matching no table) are
-//! entries of the bad-input catalogue (`catalogue.rs`).
+//! entries of the bad-input catalogue (`catalogue.rs`). Also: a reader that closes stdout early.
 
 use std::time::Duration;
 
@@ -47,5 +47,29 @@ async fn bad_input_purged_position() -> Result<()> {
         after == target_rows,
         "the target's rows changed although the run was refused"
     );
+    Ok(())
+}
+
+/// A reader that closes the output early (`fleetsync ... --json | head`): the command ends
+/// with the shell's SIGPIPE code, 141, and no panic or backtrace on stderr.
+#[test]
+fn stdout_closed_early_ends_quietly() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut child = std::process::Command::new(fleetsync_tests::fleetsync_bin())
+        .args(["migrate", "new", "add_index", "--dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Nobody reads: the first line printed meets a closed pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(141),
+        "exit {:?}, stderr: {stderr}",
+        out.status.code()
+    );
+    ensure!(!stderr.contains("panicked"), "a panic on stderr: {stderr}");
     Ok(())
 }

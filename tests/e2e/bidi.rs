@@ -56,6 +56,7 @@ use crate::support::{http_get, wait_pings_everywhere, Procs, STOP_TIMEOUT};
 
 mod gc;
 mod join;
+mod newtable;
 mod sequences;
 mod setup;
 mod writer;

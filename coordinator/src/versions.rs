@@ -595,6 +595,12 @@ pub async fn install_live(
     Ok(done)
 }
 
+/// The named lock (`GET_LOCK`) that serializes live installs on a member across processes.
+const LIVE_LOCK: &str = "fleetsync.versions_install";
+/// How long a live install waits for another one on the same member: an install takes well
+/// under a second; after this it goes on anyway (the trigger check still keeps most races safe).
+const LIVE_LOCK_WAIT_SECS: u32 = 30;
+
 async fn install_live_on(
     conn: &mut Conn,
     server: &str,
@@ -603,6 +609,21 @@ async fn install_live_on(
     table: &str,
     policy: &ConflictPolicy,
 ) -> Result<bool, VersionsError> {
+    // Another process (a coordinator of a coordinator group owning another pair from this
+    // member) may install the same table now: one at a time per member.
+    let locked: Option<Option<u8>> = conn
+        .query_first(format!(
+            "SELECT GET_LOCK({}, {LIVE_LOCK_WAIT_SECS})",
+            quote(LIVE_LOCK)
+        ))
+        .await
+        .map_err(sql_err(server, "taking the install lock".into()))?;
+    if locked.flatten() != Some(1) {
+        tracing::warn!(
+            server,
+            "the install lock was not granted in time: installing without it"
+        );
+    }
     let found: Option<(u64, u64)> = conn
         .exec_first(
             "SELECT (SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \

@@ -134,7 +134,6 @@ impl Applier {
         sql::push_ident(&mut target, &slot.target.1);
         for chunk in runs.chunks(KEYS_PER_QUERY) {
             let locals = self.read_locals(&tsql, columns, key, chunk).await?;
-            let tombs = self.read_ranks(&tomb, &kc, key, chunk).await?;
             // Unranked records: the target rows' ranks are read apart (not in their images).
             let row_ranks = match rc {
                 Some(_) => Vec::new(),
@@ -151,6 +150,7 @@ impl Applier {
                     }
                 })?,
             };
+            let tombs = self.read_ranks(&tomb, &kc, key, chunk).await?;
             for (i, r) in chunk.iter().enumerate() {
                 let txn = run.get(r.txn as usize).copied().unwrap_or(run[0]);
                 let bad = |e: String| self.state_error(format!("{table}: {e}"));

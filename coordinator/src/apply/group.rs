@@ -132,25 +132,24 @@ impl Applier {
         sql::push_ident(&mut target, &slot.target.0);
         target.push(b'.');
         sql::push_ident(&mut target, &slot.target.1);
+        let source_table = (slot.schema.schema.as_str(), slot.schema.table.as_str());
         for chunk in runs.chunks(KEYS_PER_QUERY) {
-            let locals = self.read_locals(&tsql, columns, key, chunk).await?;
+            let locals = match self.read_locals(&tsql, columns, key, chunk).await {
+                Ok(l) => l,
+                Err(e) => return Err(self.install_on_miss(source_table, e, rc.is_some()).await),
+            };
             // Unranked records: the target rows' ranks are read apart (not in their images).
             let row_ranks = match rc {
                 Some(_) => Vec::new(),
-                None => self.read_ranks(&target, &kc, key, chunk).await.map_err(|e| {
-                    match e {
-                        ApplyError::Sql { source, .. } if super::error::server_code(&source) == Some(1054) => {
-                            self.state_error(format!(
-                                "{table} has no version columns ({RANK_COLUMN}, ...) in the change records nor on the \
-                                 target: it is in a bidirectional group but was not prepared; restart `fleetsync run` \
-                                 (it installs them, or says why it cannot)"
-                            ))
-                        }
-                        e => e,
-                    }
-                })?,
+                None => match self.read_ranks(&target, &kc, key, chunk).await {
+                    Ok(r) => r,
+                    Err(e) => return Err(self.install_on_miss(source_table, e, false).await),
+                },
             };
-            let tombs = self.read_ranks(&tomb, &kc, key, chunk).await?;
+            let tombs = match self.read_ranks(&tomb, &kc, key, chunk).await {
+                Ok(t) => t,
+                Err(e) => return Err(self.install_on_miss(source_table, e, rc.is_some()).await),
+            };
             for (i, r) in chunk.iter().enumerate() {
                 let txn = run.get(r.txn as usize).copied().unwrap_or(run[0]);
                 let bad = |e: String| self.state_error(format!("{table}: {e}"));
@@ -238,6 +237,40 @@ impl Applier {
             }
         }
         Ok(())
+    }
+
+    /// A read of group table `table` (source names) failed with `e`. When the target lacks
+    /// the version columns (1054) or the tombstone table (1146), the table was made while
+    /// running without a DDL through this applier (copied by a snapshot and created by
+    /// `create_missing`, or its DDL applied before a restart): the group's row versions are
+    /// installed on the source and the target (after rolling back this target transaction,
+    /// which holds the table's locks), and the batch fails so that it is applied again on the
+    /// installed table. When nothing could be installed: the refusal of an unprepared table
+    /// (records without versions, `ranked` false) or `e`.
+    async fn install_on_miss(
+        &mut self,
+        table: (&str, &str),
+        e: ApplyError,
+        ranked: bool,
+    ) -> ApplyError {
+        if !matches!(e.server_code(), Some(1054 | 1146)) {
+            return e;
+        }
+        let name = sql::table_name(table.0, table.1);
+        let _ = exec::run_text(&mut self.conn, b"ROLLBACK").await;
+        match self.install_group_table(table.0, table.1).await {
+            Ok(true) => self.state_error(format!(
+                "{name}: the group's row versions were installed while running (the table came \
+                 without a DDL through this sync); its rows are applied again"
+            )),
+            Ok(false) if ranked => e,
+            Ok(false) => self.state_error(format!(
+                "{name} has no version columns ({RANK_COLUMN}, ...) in the change records nor on \
+                 the target: it is in a bidirectional group but was not prepared; restart \
+                 `fleetsync run` (it installs them, or says why it cannot)"
+            )),
+            Err(err) => err,
+        }
     }
 
     /// The tombstone statement of a winning run: remove the key's tombstone (the key lives),

@@ -62,51 +62,58 @@ impl Applier {
     /// a member before its install carry no versions and rank lowest (see `group`). What the
     /// install refuses (a keyless table, ...) is logged; the table's rows are then refused.
     async fn install_group_tables(&mut self, d: &fleetsync_proto::Ddl) -> Result<(), ApplyError> {
-        let Some(group) = self.opts.group.clone() else {
-            return Ok(());
-        };
-        if !self.opts.conflicts.group {
-            return Ok(());
+        for (s, t) in &d.tables {
+            self.install_group_table(s, t).await?;
         }
-        for (s, t) in d.tables.iter().filter(|(s, t)| group.tables.matches(s, t)) {
-            let (ts, tt) = self.opts.map.target(s, t);
-            let members = [
-                (&self.source_opts, &self.opts.source, s.as_str(), t.as_str()),
-                (
-                    &self.target_opts,
-                    &self.opts.target,
-                    ts.as_str(),
-                    tt.as_str(),
-                ),
-            ];
-            for (opts, server, schema, table) in members {
-                let policy = &self.opts.conflicts;
-                match crate::versions::install_live(
-                    opts,
-                    server,
-                    &group.name,
-                    schema,
-                    table,
-                    policy,
-                )
+        Ok(())
+    }
+
+    /// Installs the group's row versions for source table `s`.`t` on the source and then on
+    /// the target, where missing (see [`Self::install_group_tables`]). `Ok(true)` when
+    /// anything was installed; `Ok(false)` outside a group, for a table outside its selection
+    /// or one already installed, and for what the install refuses (logged).
+    pub(super) async fn install_group_table(
+        &mut self,
+        s: &str,
+        t: &str,
+    ) -> Result<bool, ApplyError> {
+        let Some(group) = self.opts.group.clone() else {
+            return Ok(false);
+        };
+        if !self.opts.conflicts.group || !group.tables.matches(s, t) {
+            return Ok(false);
+        }
+        let (ts, tt) = self.opts.map.target(s, t);
+        let members = [
+            (&self.source_opts, &self.opts.source, s, t),
+            (
+                &self.target_opts,
+                &self.opts.target,
+                ts.as_str(),
+                tt.as_str(),
+            ),
+        ];
+        let mut any = false;
+        for (opts, server, schema, table) in members {
+            let policy = &self.opts.conflicts;
+            match crate::versions::install_live(opts, server, &group.name, schema, table, policy)
                 .await
-                {
-                    Ok(_) => {}
-                    Err(crate::versions::VersionsError::Refused { reason, .. }) => {
-                        tracing::warn!(sync = %self.opts.sync, server = %server, table = %format!("{schema}.{table}"), %reason, "group table created while running: row versions not installed, its rows are refused");
-                    }
-                    Err(crate::versions::VersionsError::Sql {
-                        context, source, ..
-                    }) => {
-                        return Err(self.sql_error(
-                            format!("installing the group's row versions for {schema}.{table} on member {server}: {context}"),
-                            *source,
-                        ));
-                    }
+            {
+                Ok(done) => any |= done,
+                Err(crate::versions::VersionsError::Refused { reason, .. }) => {
+                    tracing::warn!(sync = %self.opts.sync, server = %server, table = %format!("{schema}.{table}"), %reason, "group table created while running: row versions not installed, its rows are refused");
+                }
+                Err(crate::versions::VersionsError::Sql {
+                    context, source, ..
+                }) => {
+                    return Err(self.sql_error(
+                        format!("installing the group's row versions for {schema}.{table} on member {server}: {context}"),
+                        *source,
+                    ));
                 }
             }
         }
-        Ok(())
+        Ok(any)
     }
 
     /// Runs the DDL statement of `txn`. `Ok(Some(reason))` when its tables must be paused

@@ -146,6 +146,10 @@ pub fn describe_metrics() {
         APPLY_BARRIER_TOTAL,
         "Transactions applied alone between parallel lanes, by reason"
     );
+    metrics::describe_counter!(
+        crate::versions::METRIC_LIVE_INSTALLS,
+        "Group tables created while running whose row versions were installed on a member"
+    );
 }
 
 struct Meters {

@@ -93,6 +93,26 @@ async fn bidi_table_created_live() -> Result<()> {
     )
     .await
     .with_context(|| fs.log_tail(40))?;
+    // eu1's rows on the others first (the keys the next writes update must be there).
+    wait_until(
+        Duration::from_secs(60),
+        "eu1's newt rows everywhere",
+        || async {
+            for (n, s) in NAMES.iter().zip(&servers) {
+                let ids = s
+                    .query_strings("SELECT id FROM app.newt ORDER BY id")
+                    .await?;
+                let ids: Vec<String> = ids
+                    .into_iter()
+                    .filter_map(|r| r.into_iter().next().flatten())
+                    .collect();
+                ensure!(ids == ["1", "2", "4", "5"], "{n}: newt ids {ids:?}");
+            }
+            Ok(())
+        },
+    )
+    .await
+    .with_context(|| fs.log_tail(40))?;
     // Ranked writes on eu2 and us1 at the same time, two keys on both; eu1 updates a key it
     // wrote before its install.
     let (b, c, a) = tokio::join!(

@@ -27,7 +27,7 @@ use anyhow::{anyhow, Context, Result};
 use fleetsync_agent::checkpoint::CheckpointStore;
 use fleetsync_agent::source;
 use fleetsync_config::{parse_schedule, Config, SyncConfig};
-use fleetsync_coordinator::apply::ApplierOptions;
+use fleetsync_coordinator::apply::{ApplierOptions, GroupTables};
 use fleetsync_proto::Position;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -109,6 +109,13 @@ pub fn build_pipeline(
             conflicts: sync.conflict_policy()?,
             protocol: sync.apply_protocol,
             apply_lanes: sync.apply_lanes,
+            group: match &sync.group {
+                Some(name) => Some(GroupTables {
+                    name: name.clone(),
+                    tables: sync.filter()?,
+                }),
+                None => None,
+            },
         },
         // With lanes a batch feeds every lane (about `batch_rows` each) and the queue holds
         // `queue_rows` per lane: memory grows linearly with `apply_lanes`.

@@ -380,6 +380,7 @@ pub async fn replay(
             conflicts: Default::default(),
             protocol: Default::default(),
             apply_lanes: 1,
+            group: None,
         },
     )
     .await

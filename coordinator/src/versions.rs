@@ -547,3 +547,100 @@ pub async fn install(
     }
     Ok(())
 }
+
+/// Counter: group tables whose row versions, tombstone table and triggers were installed on a
+/// member while running (a table created by DDL after the start). Labels `sync` (the group),
+/// `server`.
+pub const METRIC_LIVE_INSTALLS: &str = "fleetsync_group_live_installs_total";
+
+/// Serializes [`install_live`] in this process: the appliers of one origin (one per other
+/// member) all install on it, and two installs racing past the trigger check would both
+/// `CREATE OR REPLACE` (a drop and a create: a local write in between gets no version).
+static LIVE_INSTALL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Installs the row versions of group `group` for `schema`.`table` on `server` (its member
+/// name), with the same plan and install as at start, when the table is there and lacks the
+/// version columns or its triggers: a table created by DDL while `fleetsync run` runs.
+/// `Ok(true)` when it installed; `Ok(false)` when there was nothing to do (no such table,
+/// already installed, `conflict = "none"`). Refuses what [`plan_member`] refuses (a keyless
+/// table, ...): the group's pipelines then keep refusing the table's rows.
+pub async fn install_live(
+    opts: &mysql_async::Opts,
+    server: &str,
+    group: &str,
+    schema: &str,
+    table: &str,
+    policy: &ConflictPolicy,
+) -> Result<bool, VersionsError> {
+    if policy.table(schema, table).strategy == ConflictStrategy::None {
+        return Ok(false);
+    }
+    let _one = LIVE_INSTALL.lock().await;
+    let mut conn = Conn::new(opts.clone())
+        .await
+        .map_err(sql_err(server, "connecting".into()))?;
+    let result = install_live_on(&mut conn, server, group, schema, table, policy).await;
+    let _ = conn.disconnect().await;
+    let done = result?;
+    if done {
+        metrics::counter!(METRIC_LIVE_INSTALLS, "sync" => group.to_string(), "server" => server.to_string())
+            .increment(1);
+        tracing::info!(
+            group,
+            server,
+            table = %format!("{schema}.{table}"),
+            "row versions, tombstones and triggers installed on a table created while running"
+        );
+    }
+    Ok(done)
+}
+
+/// The named lock (`GET_LOCK`) that serializes live installs on a member across processes.
+const LIVE_LOCK: &str = "fleetsync.versions_install";
+/// How long a live install waits for another one on the same member: an install takes well
+/// under a second; after this it goes on anyway (the trigger check still keeps most races safe).
+const LIVE_LOCK_WAIT_SECS: u32 = 30;
+
+async fn install_live_on(
+    conn: &mut Conn,
+    server: &str,
+    group: &str,
+    schema: &str,
+    table: &str,
+    policy: &ConflictPolicy,
+) -> Result<bool, VersionsError> {
+    // Another process (a coordinator of a coordinator group owning another pair from this
+    // member) may install the same table now: one at a time per member.
+    let locked: Option<Option<u8>> = conn
+        .query_first(format!(
+            "SELECT GET_LOCK({}, {LIVE_LOCK_WAIT_SECS})",
+            quote(LIVE_LOCK)
+        ))
+        .await
+        .map_err(sql_err(server, "taking the install lock".into()))?;
+    if locked.flatten() != Some(1) {
+        tracing::warn!(
+            server,
+            "the install lock was not granted in time: installing without it"
+        );
+    }
+    let found: Option<(u64, u64)> = conn
+        .exec_first(
+            "SELECT (SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
+             AND TABLE_NAME = ? AND COLUMN_NAME = ?), (SELECT COUNT(*) FROM information_schema.TRIGGERS \
+             WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? AND TRIGGER_NAME LIKE 'fleetsync\\_%')",
+            (schema, table, RANK_COLUMN, schema, table),
+        )
+        .await
+        .map_err(sql_err(server, format!("reading the version columns of {schema}.{table}")))?;
+    if found.is_some_and(|(cols, triggers)| cols == 1 && triggers >= 3) {
+        return Ok(false);
+    }
+    let list = [(schema.to_string(), table.to_string())];
+    let plans = plan_member(conn, server, server, &list, policy).await?;
+    if plans.is_empty() {
+        return Ok(false);
+    }
+    install(conn, server, group, &plans).await?;
+    Ok(true)
+}

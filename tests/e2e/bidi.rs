@@ -43,6 +43,8 @@
 //! * `bidi_refusals` (`bidi/setup.rs`): what start-up refuses, with one line naming the problem.
 //! * `bidi_member_joins` (`bidi/join.rs`): a third member added to an installed two-member
 //!   group (refused with rows in its group tables; with them empty it gets every row).
+//! * `bidi_table_created_live` (`bidi/newtable.rs`): a table created on one member while
+//!   `fleetsync run` runs gets its versions on all three without a restart, and converges.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -56,6 +58,7 @@ use crate::support::{http_get, wait_pings_everywhere, Procs, STOP_TIMEOUT};
 
 mod gc;
 mod join;
+mod newtable;
 mod sequences;
 mod setup;
 mod writer;

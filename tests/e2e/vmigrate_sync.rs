@@ -27,12 +27,13 @@ const V1: &str =
 const V2: &str = "INSERT INTO app.totals (id, total) SELECT id, n FROM app.counters;\n\
                   UPDATE app.counters SET doubled = doubled + n, updated_at = NOW(6);\n";
 
-/// In a bidirectional group a table made while `fleetsync run` runs has no version columns
-/// until a restart installs them (the group refuses its rows until then): the group's V1
-/// adds the column only, and `totals` is made before the start, empty.
-const V1_GROUP: &str = "ALTER TABLE app.counters ADD COLUMN doubled INT NOT NULL DEFAULT 0;\n";
-const GROUP_TOTALS: &str = "CREATE TABLE app.totals (id INT NOT NULL PRIMARY KEY, \
-    total INT NOT NULL, updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB";
+/// The group's V1: `totals` also needs the group's `newest_column`. The table is made while
+/// `fleetsync run` runs: its version columns are installed live on every member as the
+/// CREATE reaches it through the group (V2's INSERT ... SELECT may run on the origin before
+/// its own install: those rows have no versions and are applied as they come).
+const V1_GROUP: &str = "CREATE TABLE app.totals (id INT NOT NULL PRIMARY KEY, \
+    total INT NOT NULL, updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB;\n\
+    ALTER TABLE app.counters ADD COLUMN doubled INT NOT NULL DEFAULT 0;\n";
 
 const ROWS: u64 = 50;
 
@@ -367,7 +368,6 @@ async fn vmigrate_via_bidirectional_group() -> Result<()> {
     let dbs = [a?, b?, c?];
     for db in &dbs {
         db.exec(TABLE_SQL).await?;
-        db.exec(GROUP_TOTALS).await?;
     }
     let dir = tempfile::Builder::new()
         .prefix("fleetsync-e2e-")
@@ -417,6 +417,19 @@ async fn vmigrate_via_bidirectional_group() -> Result<()> {
         "realms",
     )
     .await?;
+    // V1's table got the group's triggers on every member while running (no restart).
+    for (name, db) in names.iter().zip(&dbs) {
+        let triggers = db
+            .query_value(
+                "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = 'app' \
+                 AND EVENT_OBJECT_TABLE = 'totals'",
+            )
+            .await?;
+        ensure!(
+            triggers.as_deref() == Some("3") && fsp.starts() == 1,
+            "{name}: {triggers:?} triggers on app.totals (expected the group's 3, installed live)"
+        );
+    }
     // Undo V2 over the group: its U file (an UPDATE subtracting the backfill, a DELETE) runs
     // once, at realm-a; a second run on a member would leave `doubled` at -n.
     write(

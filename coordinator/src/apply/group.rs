@@ -67,6 +67,14 @@ impl RankCols {
     }
 }
 
+/// The rank of a write without versions (made before its member's install): that of a row
+/// whose version columns are NULL, the lowest of all.
+const UNRANKED: Rank = Rank {
+    primary: None,
+    version: 0,
+    origin: 0,
+};
+
 impl Applier {
     /// Decides every key of slot `si` by rank; see the module docs. Starts the target
     /// transaction if needed (`started`).
@@ -90,18 +98,15 @@ impl Applier {
                 .iter()
                 .position(|c| c.name.eq_ignore_ascii_case(name))
         };
-        let (Some(rank), Some(version), Some(origin)) =
-            (pos(RANK_COLUMN), pos(VERSION_COLUMN), pos(ORIGIN_COLUMN))
-        else {
-            return Err(self.state_error(format!(
-                "{table} has no version columns ({RANK_COLUMN}, ...) in the change records: it is in a \
-                 bidirectional group but was not prepared on its source; restart `fleetsync run` (it installs them)"
-            )));
-        };
-        let rc = RankCols {
-            rank,
-            version,
-            origin,
+        // Records without the version columns: writes made on their origin before its
+        // install (a table created while running, see `run_ddl`). They are unranked.
+        let rc = match (pos(RANK_COLUMN), pos(VERSION_COLUMN), pos(ORIGIN_COLUMN)) {
+            (Some(rank), Some(version), Some(origin)) => Some(RankCols {
+                rank,
+                version,
+                origin,
+            }),
+            _ => None,
         };
         let runs = key_runs(run, si as u32, changes, key, columns.len(), true);
         if runs.is_empty() {
@@ -123,33 +128,63 @@ impl Applier {
         let mut tomb = b"`fleetsync`.".to_vec();
         sql::push_ident(&mut tomb, &tombstone_table(&slot.target.0, &slot.target.1));
         let kc = sql::key_columns(columns, key);
+        let mut target = Vec::new();
+        sql::push_ident(&mut target, &slot.target.0);
+        target.push(b'.');
+        sql::push_ident(&mut target, &slot.target.1);
+        let source_table = (slot.schema.schema.as_str(), slot.schema.table.as_str());
         for chunk in runs.chunks(KEYS_PER_QUERY) {
-            let locals = self.read_locals(&tsql, columns, key, chunk).await?;
-            let tombs = self.read_tombstones(&tomb, &kc, key, chunk).await?;
+            let locals = match self.read_locals(&tsql, columns, key, chunk).await {
+                Ok(l) => l,
+                Err(e) => return Err(self.install_on_miss(source_table, e, rc.is_some()).await),
+            };
+            // Unranked records: the target rows' ranks are read apart (not in their images).
+            let row_ranks = match rc {
+                Some(_) => Vec::new(),
+                None => match self.read_ranks(&target, &kc, key, chunk).await {
+                    Ok(r) => r,
+                    Err(e) => return Err(self.install_on_miss(source_table, e, false).await),
+                },
+            };
+            let tombs = match self.read_ranks(&tomb, &kc, key, chunk).await {
+                Ok(t) => t,
+                Err(e) => return Err(self.install_on_miss(source_table, e, rc.is_some()).await),
+            };
             for (i, r) in chunk.iter().enumerate() {
                 let txn = run.get(r.txn as usize).copied().unwrap_or(run[0]);
                 let bad = |e: String| self.state_error(format!("{table}: {e}"));
-                let incoming = match (r.fin, r.gone) {
-                    (Some(img), _) => RankCols::of(img, rc).map_err(bad)?,
-                    (None, Some(before)) => {
+                if r.fin.is_none() && r.gone.is_none() {
+                    continue;
+                }
+                let incoming = match (rc, r.fin, r.gone) {
+                    (None, _, _) => UNRANKED,
+                    (Some(rc), Some(img), _) => RankCols::of(img, rc).map_err(bad)?,
+                    (Some(rc), None, Some(before)) => {
                         let pred = RankCols::of(before, rc).map_err(bad)?;
                         Rank::successor(Some(&pred), None, txn.origin.server_id)
                     }
-                    (None, None) => continue,
+                    (Some(_), None, None) => continue,
                 };
                 let local = locals.get(i).and_then(Option::as_ref);
-                let local_rank = match local {
-                    Some(l) => Some(RankCols::of(&l.row, rc).map_err(bad)?),
-                    None => tombs.get(i).copied().flatten(),
+                let local_rank = match (local, rc) {
+                    (Some(l), Some(rc)) => Some(RankCols::of(&l.row, rc).map_err(bad)?),
+                    (Some(_), None) => row_ranks.get(i).copied().flatten(),
+                    (None, _) => tombs.get(i).copied().flatten(),
                 };
-                if local_rank == Some(incoming) {
+                if rc.is_some() && local_rank == Some(incoming) {
                     // The same write again (a redelivery, or a snapshot of what is here).
                     for &ci in &r.changes {
                         drop[ci] = true;
                     }
                     continue;
                 }
-                let won = wins(&incoming, local_rank.as_ref());
+                // An unranked write replaces only an unranked record (as the writes of a
+                // table without detection, in the order they come): every ranked write,
+                // made on a member after its install, wins over it everywhere.
+                let won = match rc {
+                    Some(_) => wins(&incoming, local_rank.as_ref()),
+                    None => local_rank.is_none_or(|l| l <= UNRANKED),
+                };
                 if won {
                     resolved
                         .statements
@@ -187,7 +222,7 @@ impl Applier {
                     // member's triggers give it a new, higher one.
                     let img = r.fin.map(|f| {
                         let mut img = f.to_vec();
-                        for i in [rc.rank, rc.version, rc.origin] {
+                        for i in rc.map_or([usize::MAX; 3], |rc| [rc.rank, rc.version, rc.origin]) {
                             if let Some(v) = img.get_mut(i) {
                                 *v = Value::Null;
                             }
@@ -202,6 +237,40 @@ impl Applier {
             }
         }
         Ok(())
+    }
+
+    /// A read of group table `table` (source names) failed with `e`. When the target lacks
+    /// the version columns (1054) or the tombstone table (1146), the table was made while
+    /// running without a DDL through this applier (copied by a snapshot and created by
+    /// `create_missing`, or its DDL applied before a restart): the group's row versions are
+    /// installed on the source and the target (after rolling back this target transaction,
+    /// which holds the table's locks), and the batch fails so that it is applied again on the
+    /// installed table. When nothing could be installed: the refusal of an unprepared table
+    /// (records without versions, `ranked` false) or `e`.
+    async fn install_on_miss(
+        &mut self,
+        table: (&str, &str),
+        e: ApplyError,
+        ranked: bool,
+    ) -> ApplyError {
+        if !matches!(e.server_code(), Some(1054 | 1146)) {
+            return e;
+        }
+        let name = sql::table_name(table.0, table.1);
+        let _ = exec::run_text(&mut self.conn, b"ROLLBACK").await;
+        match self.install_group_table(table.0, table.1).await {
+            Ok(true) => self.state_error(format!(
+                "{name}: the group's row versions were installed while running (the table came \
+                 without a DDL through this sync); its rows are applied again"
+            )),
+            Ok(false) if ranked => e,
+            Ok(false) => self.state_error(format!(
+                "{name} has no version columns ({RANK_COLUMN}, ...) in the change records nor on \
+                 the target: it is in a bidirectional group but was not prepared; restart \
+                 `fleetsync run` (it installs them, or says why it cannot)"
+            )),
+            Err(err) => err,
+        }
     }
 
     /// The tombstone statement of a winning run: remove the key's tombstone (the key lives),
@@ -260,8 +329,10 @@ impl Applier {
         Ok(q)
     }
 
-    /// The tombstone ranks of `runs`' keys (locked); `None` where there is none.
-    async fn read_tombstones(
+    /// The ranks of `runs`' keys (locked) in `tomb`, a tombstone table or a group table;
+    /// `None` where there is no row. NULL versions and origins (rows older than the install)
+    /// read as 0: the rank of an unranked write.
+    async fn read_ranks(
         &mut self,
         tomb: &[u8],
         kc: &[u8],
@@ -278,7 +349,7 @@ impl Applier {
             sql::push_int_literal(&mut q, n as u64);
         }
         q.extend_from_slice(
-            b" END, CAST(`fleetsync_rank` AS CHAR), `fleetsync_version`, `fleetsync_origin` FROM ",
+            b" END, CAST(`fleetsync_rank` AS CHAR), COALESCE(`fleetsync_version`, 0), COALESCE(`fleetsync_origin`, 0) FROM ",
         );
         q.extend_from_slice(tomb);
         q.extend_from_slice(b" WHERE ");
@@ -294,7 +365,7 @@ impl Applier {
         let name = String::from_utf8_lossy(tomb).into_owned();
         let rows: Vec<Row> = self.conn.query(q).await.map_err(|e| {
             self.sql_error(
-                format!("reading the tombstones {name} (is the group installed on this member?)"),
+                format!("reading the ranks in {name} (is the group installed on this member?)"),
                 e,
             )
         })?;

@@ -146,6 +146,10 @@ pub fn describe_metrics() {
         APPLY_BARRIER_TOTAL,
         "Transactions applied alone between parallel lanes, by reason"
     );
+    metrics::describe_counter!(
+        crate::versions::METRIC_LIVE_INSTALLS,
+        "Group tables created while running whose row versions were installed on a member"
+    );
 }
 
 struct Meters {
@@ -198,6 +202,16 @@ pub struct ApplierOptions {
     /// Parallel lanes (target connections); 1 = serial. More than 1 needs `conflicts` to be
     /// none and no group (the config refuses it; the applier then stays serial). See `lanes`.
     pub apply_lanes: usize,
+    /// The bidirectional group this sync belongs to (`None` otherwise): a group table that a
+    /// DDL creates while running gets its row versions installed (see `run_ddl`).
+    pub group: Option<GroupTables>,
+}
+
+/// A group's name and table selection, for the install of tables created while running.
+#[derive(Debug, Clone)]
+pub struct GroupTables {
+    pub name: String,
+    pub tables: fleetsync_config::TableFilter,
 }
 
 /// Whether the initial snapshot of a sync is still being applied.

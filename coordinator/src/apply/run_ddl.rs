@@ -35,7 +35,7 @@ impl Applier {
         }
         let reason = match action {
             DdlAction::Run { use_schema } => match self.run_ddl(txn, use_schema).await? {
-                None => return Ok(()),
+                None => return self.install_group_tables(d).await,
                 Some(reason) => reason,
             },
             DdlAction::Pause { reason } => reason,
@@ -51,6 +51,69 @@ impl Applier {
             tracing::warn!(sync = %self.opts.sync, target = %self.opts.target, position = %txn.position, %reason, "DDL skipped");
         }
         Ok(())
+    }
+
+    /// In a bidirectional group, after a DDL ran on the target: installs the group's row
+    /// versions, tombstone table and triggers for each of its tables that lacks them, on the
+    /// source (the member the DDL came from: its writes since the DDL have none) and then on
+    /// the target, before this applier writes any of the table's rows there. A table created
+    /// while running so gets them on every member as the DDL reaches it through the group
+    /// (the same idempotent install as at start, `versions::install_live`). Rows written on
+    /// a member before its install carry no versions and rank lowest (see `group`). What the
+    /// install refuses (a keyless table, ...) is logged; the table's rows are then refused.
+    async fn install_group_tables(&mut self, d: &fleetsync_proto::Ddl) -> Result<(), ApplyError> {
+        for (s, t) in &d.tables {
+            self.install_group_table(s, t).await?;
+        }
+        Ok(())
+    }
+
+    /// Installs the group's row versions for source table `s`.`t` on the source and then on
+    /// the target, where missing (see [`Self::install_group_tables`]). `Ok(true)` when
+    /// anything was installed; `Ok(false)` outside a group, for a table outside its selection
+    /// or one already installed, and for what the install refuses (logged).
+    pub(super) async fn install_group_table(
+        &mut self,
+        s: &str,
+        t: &str,
+    ) -> Result<bool, ApplyError> {
+        let Some(group) = self.opts.group.clone() else {
+            return Ok(false);
+        };
+        if !self.opts.conflicts.group || !group.tables.matches(s, t) {
+            return Ok(false);
+        }
+        let (ts, tt) = self.opts.map.target(s, t);
+        let members = [
+            (&self.source_opts, &self.opts.source, s, t),
+            (
+                &self.target_opts,
+                &self.opts.target,
+                ts.as_str(),
+                tt.as_str(),
+            ),
+        ];
+        let mut any = false;
+        for (opts, server, schema, table) in members {
+            let policy = &self.opts.conflicts;
+            match crate::versions::install_live(opts, server, &group.name, schema, table, policy)
+                .await
+            {
+                Ok(done) => any |= done,
+                Err(crate::versions::VersionsError::Refused { reason, .. }) => {
+                    tracing::warn!(sync = %self.opts.sync, server = %server, table = %format!("{schema}.{table}"), %reason, "group table created while running: row versions not installed, its rows are refused");
+                }
+                Err(crate::versions::VersionsError::Sql {
+                    context, source, ..
+                }) => {
+                    return Err(self.sql_error(
+                        format!("installing the group's row versions for {schema}.{table} on member {server}: {context}"),
+                        *source,
+                    ));
+                }
+            }
+        }
+        Ok(any)
     }
 
     /// Runs the DDL statement of `txn`. `Ok(Some(reason))` when its tables must be paused

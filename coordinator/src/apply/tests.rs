@@ -81,6 +81,7 @@ impl Env {
             conflicts: Default::default(),
             protocol: Default::default(),
             apply_lanes: 1,
+            group: None,
         }
     }
 

@@ -367,7 +367,15 @@ impl<'a> Arrivals<'a> {
             let snap = snapshot(self.config, &r.server, self.database.as_deref())
                 .await
                 .map_err(|e| format!("reading its schema: {e}"))?;
-            let d = cmigrate::diff(reference, &snap, self.pairing, &cmigrate::Hints::default());
+            let mut d = cmigrate::diff(reference, &snap, self.pairing, &cmigrate::Hints::default());
+            if !d.equal {
+                // The origin may have changed since its run: a bidirectional group installs
+                // a new table's version columns and triggers on every member while running,
+                // the origin included. Compare with the origin as it is now.
+                if let Ok(now) = snapshot(self.config, &self.origin, self.database.as_deref()).await {
+                    d = cmigrate::diff(&now, &snap, self.pairing, &cmigrate::Hints::default());
+                }
+            }
             differences = Some(d.differences.len());
             if !d.equal {
                 let first3: Vec<String> =

@@ -15,13 +15,27 @@ export function useLive<T>(
   loadRef.current = load;
   const optsRef = useRef(opts);
   optsRef.current = opts;
+  // Answers are shown in the order the loads were issued: one that finishes after a newer
+  // load's answer was shown (older filters, an older state) is dropped.
+  const issued = useRef(0);
+  const shown = useRef(0);
   const reload = () => {
+    const n = ++issued.current;
+    const fresh = () => {
+      if (n < shown.current) return false;
+      shown.current = n;
+      return true;
+    };
     loadRef.current().then(
       (d) => {
+        if (!fresh()) return;
         setData(d);
         setError(null);
       },
-      (e: unknown) => setError(e instanceof Error ? e.message : String(e)),
+      (e: unknown) => {
+        if (!fresh()) return;
+        setError(e instanceof Error ? e.message : String(e));
+      },
     );
   };
   useEffect(() => {

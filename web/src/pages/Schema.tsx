@@ -141,20 +141,27 @@ export function Schema({ api, can }: PageProps) {
   const source = side(src.server, src.db);
   const target = side(dst.server, dst.db);
 
-  const loadHistory = () => {
+  // The history of the target as selected now: an answer for an earlier selection (a slower
+  // request that finishes last) is dropped, never shown over the current one.
+  useEffect(() => {
     if (!dst.server) return;
+    let current = true;
     api.query("/api/v1/migrations", { query: { server: dst.server, database: dst.db.trim() || undefined } }).then(
       (h) => {
+        if (!current) return;
         setHistory(h);
         setHistoryError(null);
       },
       (e: unknown) => {
+        if (!current) return;
         setHistory(null);
         setHistoryError(problemText(e));
       },
     );
-  };
-  useEffect(loadHistory, [dst.server, dst.db, applyJob?.state, rollbackJob?.state]);
+    return () => {
+      current = false;
+    };
+  }, [dst.server, dst.db, applyJob?.state, rollbackJob?.state]);
 
 
   const diff = () => start("schema_diff", () => api.send("/api/v1/jobs/schema-diff", {}, { source, target }));

@@ -38,6 +38,7 @@ mod kstate;
 mod load;
 mod serving;
 mod stack;
+pub(crate) mod tarfiles;
 
 use stack::wait_api;
 pub use stack::{create_token, start_stack, Stack};

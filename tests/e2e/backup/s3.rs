@@ -662,8 +662,8 @@ async fn backup_s3_api_pin_and_download() -> Result<()> {
         manifest.status
     );
 
-    let sums = crate::api::jobs2::manifest_sums(&m)?;
-    crate::api::jobs2::check_backup_downloads(&api, &token, &id, &sums).await?;
+    let sums = crate::api::tarfiles::manifest_sums(&m)?;
+    crate::api::tarfiles::check_backup_downloads(&api, &token, &id, &sums).await?;
 
     let unpinned = api
         .post(&format!("/api/v1/backups/{id}/unpin"), Some(&token), "")
